@@ -1,0 +1,267 @@
+"""Observation products: several named products per variable, with uncertainties and gaps.
+
+A :class:`Product` is one data set of one variable (``gpp`` from a GOSIF-like product, say): an
+:class:`xarray.DataArray` with a ``units`` attribute and named dimensions (``cell`` and ``time``
+for gridded products, ``year`` for global series), an optional 1-sigma DataArray of the same
+shape, and missing data as NaN. :class:`Observations` holds the products of a calibration and
+finds them by variable.
+
+:func:`make_twin` builds a twin experiment: products simulated at a chosen "true" parameter set
+with product-specific multiplicative bias, noise, gaps and periods, reproducible from a seed
+(by default two GPP products that disagree by ~10 % like GOSIF and FLUXCOM, three LAI and two
+latent-heat products, as in Seiler's Table 2). :func:`gcb_nbp` wraps the real GCB 2024 NBP with
+its propagated sigma as a product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from .gcb import load_gcb2024
+
+__all__ = [
+    "Product",
+    "Observations",
+    "ProductSpec",
+    "DEFAULT_TWIN_PRODUCTS",
+    "make_twin",
+    "gcb_nbp",
+]
+
+
+class ObservationError(ValueError):
+    """Invalid observation product; the message names the product and variable."""
+
+
+@dataclass
+class Product:
+    """One observation product of one variable.
+
+    Parameters
+    ----------
+    name : str
+        Product name, e.g. ``"GOSIF"``.
+    variable : str
+        Model variable it observes, e.g. ``"gpp"``.
+    data : xarray.DataArray
+        Values with a ``units`` attribute; NaN where data are missing.
+    sigma : xarray.DataArray, optional
+        1-sigma uncertainty, same dimensions as ``data``, non-negative.
+
+    Raises
+    ------
+    ObservationError
+        If ``data`` has no units, is entirely NaN, or ``sigma`` does not match.
+    """
+
+    name: str
+    variable: str
+    data: xr.DataArray
+    sigma: xr.DataArray | None = None
+    attrs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        label = f"product {self.name!r} of variable {self.variable!r}"
+        if not isinstance(self.data, xr.DataArray):
+            raise ObservationError(f"{label}: data must be an xarray.DataArray")
+        if "units" not in self.data.attrs:
+            raise ObservationError(f"{label}: data has no 'units' attribute")
+        if not bool(self.data.notnull().any()):
+            raise ObservationError(f"{label}: every value is missing (all NaN)")
+        if self.sigma is not None:
+            if not isinstance(self.sigma, xr.DataArray):
+                raise ObservationError(f"{label}: sigma must be an xarray.DataArray")
+            if set(self.sigma.dims) - set(self.data.dims):
+                raise ObservationError(
+                    f"{label}: sigma dims {self.sigma.dims} are not among data dims {self.data.dims}"
+                )
+            if bool((self.sigma < 0).any()):
+                raise ObservationError(f"{label}: sigma has negative values")
+
+    @property
+    def units(self) -> str:
+        """Units of the data."""
+        return str(self.data.attrs["units"])
+
+    @property
+    def mask(self) -> xr.DataArray:
+        """True where the product has data."""
+        return self.data.notnull()
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{d}: {n}" for d, n in self.data.sizes.items())
+        return f"<Product {self.variable}/{self.name} ({dims}) [{self.units}]>"
+
+
+class Observations:
+    """The observation products of a calibration, grouped by variable.
+
+    Parameters
+    ----------
+    products : iterable of Product
+        Each (variable, name) pair must be unique.
+    """
+
+    def __init__(self, products: Iterable[Product]):
+        self._products = list(products)
+        seen = set()
+        for p in self._products:
+            if not isinstance(p, Product):
+                raise ObservationError(f"Observations takes Product objects, got {type(p).__name__}")
+            key = (p.variable, p.name)
+            if key in seen:
+                raise ObservationError(f"duplicate product {p.name!r} for variable {p.variable!r}")
+            seen.add(key)
+        if not self._products:
+            raise ObservationError("Observations needs at least one product")
+
+    @property
+    def variables(self) -> list[str]:
+        """Observed variables, in first-seen order."""
+        return list(dict.fromkeys(p.variable for p in self._products))
+
+    def __getitem__(self, variable: str) -> list[Product]:
+        found = [p for p in self._products if p.variable == variable]
+        if not found:
+            raise KeyError(f"no product observes {variable!r}; observed: {self.variables}")
+        return found
+
+    def product(self, variable: str, name: str) -> Product:
+        """One product by variable and name."""
+        for p in self[variable]:
+            if p.name == name:
+                return p
+        raise KeyError(f"variable {variable!r} has no product {name!r}")
+
+    def __iter__(self) -> Iterator[Product]:
+        return iter(self._products)
+
+    def __len__(self) -> int:
+        return len(self._products)
+
+    def __repr__(self) -> str:
+        lines = [f"<Observations: {len(self)} products of {len(self.variables)} variables>"]
+        lines += [f"  {p!r}" for p in self._products]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """How a twin product departs from the truth.
+
+    Parameters
+    ----------
+    variable, name : str
+        Observed model variable and product name.
+    bias : float, default 1.0
+        Multiplicative bias of the product.
+    noise : float, default 0.05
+        Standard deviation of additive Gaussian noise as a fraction of each cell's mean
+        absolute value.
+    gaps : float, default 0.05
+        Fraction of values removed at random.
+    start, end : int, optional
+        First and last year the product covers.
+    sigma : float, optional
+        Reported 1-sigma as a fraction of each cell's mean absolute value (default: ``noise``).
+    """
+
+    variable: str
+    name: str
+    bias: float = 1.0
+    noise: float = 0.05
+    gaps: float = 0.05
+    start: int | None = None
+    end: int | None = None
+    sigma: float | None = None
+
+
+#: Twin products after Seiler's Table 2: two GPP products about 10 % apart (GOSIF, FLUXCOM),
+#: three LAI products and two latent-heat products, with their periods.
+DEFAULT_TWIN_PRODUCTS: tuple[ProductSpec, ...] = (
+    ProductSpec("gpp", "GOSIF-like", bias=1.05, noise=0.05, start=2000, end=2017),
+    ProductSpec("gpp", "FLUXCOM-like", bias=0.95, noise=0.05, start=1980, end=2013),
+    ProductSpec("lai", "AVHRR-like", bias=0.93, noise=0.10, start=1982, end=2010),
+    ProductSpec("lai", "Copernicus-like", bias=1.00, noise=0.08, start=1999, end=2019),
+    ProductSpec("lai", "MODIS-like", bias=1.07, noise=0.08, start=2000, end=2017),
+    ProductSpec("hfls", "CLASSr-like", bias=1.03, noise=0.06, start=2003, end=2009),
+    ProductSpec("hfls", "FLUXCOM-like", bias=0.97, noise=0.06, start=2001, end=2013),
+)
+
+_NON_NEGATIVE = {"gpp", "lai", "hfls", "cveg", "csoil", "clitter", "ra", "rh", "fire"}
+
+
+def make_twin(
+    model,
+    theta_true: np.ndarray,
+    products: Sequence[ProductSpec] = DEFAULT_TWIN_PRODUCTS,
+    seed: int | np.random.Generator = 0,
+) -> tuple[Observations, xr.Dataset]:
+    """Simulate observation products at a known parameter set.
+
+    Parameters
+    ----------
+    model : LandCarbonModel or compatible
+        Anything with ``simulate(theta, variables=...)`` returning (member, cell, time) output.
+    theta_true : array_like, shape (n_values,)
+        Full "true" parameter vector.
+    products : sequence of ProductSpec
+        The products to make.
+    seed : int or numpy.random.Generator
+        Source of the noise and the gaps.
+
+    Returns
+    -------
+    observations : Observations
+    truth : xarray.Dataset
+        The noise-free simulation at ``theta_true`` (member dimension dropped).
+
+    Raises
+    ------
+    ValueError
+        If the true run fails in the model, or a spec names a variable the model lacks.
+    """
+    rng = np.random.default_rng(seed)
+    variables = sorted({s.variable for s in products})
+    truth = model.simulate(np.atleast_2d(theta_true), variables=variables).isel(member=0)
+    if bool(truth["failed"]):
+        raise ValueError(f"make_twin: the true parameter set fails in the model: {truth['failure'].item()}")
+    out = []
+    for spec in products:
+        if spec.variable not in truth:
+            raise ValueError(f"make_twin: product {spec.name!r}: model has no variable {spec.variable!r}")
+        true = truth[spec.variable]
+        if "time" in true.dims and (spec.start is not None or spec.end is not None):
+            true = true.sel(time=slice(str(spec.start) if spec.start else None,
+                                       str(spec.end) if spec.end else None))
+        if true.size == 0:
+            raise ValueError(f"make_twin: product {spec.name!r} covers no simulated time")
+        scale = np.abs(true).mean("time") if "time" in true.dims else np.abs(true)
+        scale = scale + 1e-12
+        noise = rng.standard_normal(true.shape) * spec.noise * scale.broadcast_like(true).to_numpy()
+        values = spec.bias * true.to_numpy() + noise
+        if spec.variable in _NON_NEGATIVE:
+            values = np.maximum(values, 0.0)
+        values[rng.random(values.shape) < spec.gaps] = np.nan
+        data = true.copy(data=values)
+        data.attrs = {**true.attrs, "product": spec.name, "bias": spec.bias, "noise": spec.noise}
+        rel = spec.noise if spec.sigma is None else spec.sigma
+        sigma = (rel * scale).broadcast_like(true).where(data.notnull())
+        sigma.attrs = {"units": true.attrs.get("units", ""), "long_name": "1-sigma uncertainty"}
+        out.append(Product(spec.name, spec.variable, data, sigma, attrs={"twin": True}))
+    return Observations(out), truth
+
+
+def gcb_nbp(**sigma_options) -> Product:
+    """GCB 2024 global NBP (Seiler Eq. 16) with its propagated 1-sigma (Eq. 17) as a product.
+
+    Keyword arguments go to :func:`bayescal.gcb.load_gcb2024` (sigma conventions).
+    The variable is ``nbp_global`` on dimension ``year``, in PgC yr-1.
+    """
+    gcb = load_gcb2024(**sigma_options)
+    return Product("GCB2024", "nbp_global", gcb["nbp"], gcb["nbp_sigma"],
+                   attrs={"citation": gcb.attrs["citation"]})
