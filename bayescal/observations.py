@@ -161,7 +161,7 @@ class ProductSpec:
         Multiplicative bias of the product.
     noise : float, default 0.05
         Standard deviation of additive Gaussian noise as a fraction of each cell's mean
-        absolute value.
+        absolute value (plus 5 % of the field's mean absolute value).
     gaps : float, default 0.05
         Fraction of values removed at random.
     start, end : int, optional
@@ -227,7 +227,7 @@ def make_twin(
     """
     rng = np.random.default_rng(seed)
     variables = sorted({s.variable for s in products})
-    truth = model.simulate(np.atleast_2d(theta_true), variables=variables).isel(member=0)
+    truth = model.simulate(np.atleast_2d(theta_true), variables=variables).isel(member=0, drop=True)
     if bool(truth["failed"]):
         raise ValueError(f"make_twin: the true parameter set fails in the model: {truth['failure'].item()}")
     out = []
@@ -241,7 +241,8 @@ def make_twin(
         if true.size == 0:
             raise ValueError(f"make_twin: product {spec.name!r} covers no simulated time")
         scale = np.abs(true).mean("time") if "time" in true.dims else np.abs(true)
-        scale = scale + 1e-12
+        # floor: 5 % of the field's mean magnitude, so near-empty cells are not infinitely precise
+        scale = scale + 0.05 * float(np.abs(true).mean()) + 1e-30
         noise = rng.standard_normal(true.shape) * spec.noise * scale.broadcast_like(true).to_numpy()
         values = spec.bias * true.to_numpy() + noise
         if spec.variable in _NON_NEGATIVE:
