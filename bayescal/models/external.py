@@ -1,0 +1,178 @@
+"""Adapter for a model that is a separate program.
+
+For every member, :class:`ExternalModel` makes a run directory, renders the parameter file from a
+template, runs the command as an argument list (never through a shell) with a timeout, and reads
+the program's netCDF output into a Dataset. Failures of one member — non-zero exit, timeout, a
+missing, unreadable or malformed output — become ``failed``/``failure`` entries, so the ensemble
+runner keeps the reason and carries on.
+
+Template placeholders are ``{{ label }}`` with a parameter label of the space
+(``{{ vmax[BDL-EVG] }}``, ``{{ gamma_w }}``); each is replaced by the value written with
+``repr(float)`` (full precision, nothing but a number). Command arguments may contain
+``{run_dir}``, ``{param_file}`` and ``{output}``, replaced by paths inside the run directory.
+The output path must stay inside the run directory.
+
+Example
+-------
+>>> model = ExternalModel(                                           # doctest: +SKIP
+...     command=["python", "dalec_model.py", "{param_file}", "drivers.dat", "{output}"],
+...     template="params.template", space=space, workdir="runs/dalec", timeout=600,
+...     variables=["nee", "lai"])
+>>> run_ensemble(model, design, "runs/dalec/store", executor=client)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
+
+import numpy as np
+import xarray as xr
+
+from ..parameters import ParameterSpace
+
+__all__ = ["ExternalModel"]
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
+
+
+class ExternalModel:
+    """Run an external model program per member.
+
+    Parameters
+    ----------
+    command : sequence of str
+        Program and arguments, e.g. ``["./model", "{param_file}", "{output}"]``.
+    template : str or path
+        Parameter-file template text, or a path to a file holding it.
+    space : ParameterSpace
+        Labels of the full parameter vectors the model takes.
+    workdir : str or path
+        Where run directories are made (one per distinct parameter vector).
+    param_file : str, default "params.txt"
+        Name of the rendered parameter file in the run directory.
+    output : str, default "output.nc"
+        Name of the netCDF file the program writes in its run directory.
+    timeout : float, optional
+        Seconds before a run is killed and its member failed.
+    variables : sequence of str, optional
+        Output variables to read (default all).
+    env : mapping, optional
+        Extra environment variables for the program.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        template: str | Path,
+        space: ParameterSpace,
+        workdir: str | Path,
+        param_file: str = "params.txt",
+        output: str = "output.nc",
+        timeout: float | None = None,
+        variables: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
+        if isinstance(command, str) or not command:
+            raise ValueError("command must be a non-empty list of arguments (it is never run by a shell)")
+        self.command = [str(c) for c in command]
+        text = Path(template).read_text() if isinstance(template, Path) or (
+            isinstance(template, str) and "\n" not in template and Path(template).is_file()
+        ) else str(template)
+        self.template = text
+        self.space = space
+        self.workdir = Path(workdir)
+        for what, name in (("param_file", param_file), ("output", output)):
+            p = PurePath(name)
+            if p.is_absolute() or ".." in p.parts or len(p.parts) != 1:
+                raise ValueError(f"{what} {name!r} must be a plain file name inside the run directory")
+        self.param_file = param_file
+        self.output = output
+        self.timeout = timeout
+        self.variables = None if variables is None else list(variables)
+        self.env = dict(env or {})
+        unknown = sorted({m for m in _PLACEHOLDER.findall(text)} - set(space.all_labels))
+        if unknown:
+            raise ValueError(f"template placeholders {unknown} are not parameters of the space")
+
+    # ------------------------------------------------------------------ pieces
+    def render(self, theta: np.ndarray) -> str:
+        """The parameter file for one full parameter vector."""
+        values = self.space.check(theta, strict=False, full=True)
+        lookup = {lab: repr(float(v)) for lab, v in zip(self.space.all_labels, values, strict=True)}
+        return _PLACEHOLDER.sub(lambda m: lookup[m.group(1)], self.template)
+
+    def run_dir(self, theta: np.ndarray) -> Path:
+        """The run directory of a parameter vector (named by a hash of its values)."""
+        digest = hashlib.sha256(np.ascontiguousarray(theta, dtype=float).tobytes()).hexdigest()[:16]
+        return self.workdir / f"run_{digest}"
+
+    def _run_one(self, theta: np.ndarray) -> tuple[xr.Dataset | None, str]:
+        run_dir = self.run_dir(theta)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / self.param_file).write_text(self.render(theta))
+        out_path = (run_dir / self.output).resolve()
+        if not out_path.is_relative_to(run_dir.resolve()):
+            return None, f"output path {self.output!r} escapes the run directory"
+        out_path.unlink(missing_ok=True)
+        subst = {"run_dir": str(run_dir.resolve()), "param_file": str((run_dir / self.param_file).resolve()),
+                 "output": str(out_path)}
+        argv = [c.format(**subst) if "{" in c else c for c in self.command]
+        env = {**os.environ, **self.env}
+        try:
+            proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True,
+                                  timeout=self.timeout, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            return None, f"timeout after {self.timeout} s"
+        except OSError as err:
+            return None, f"cannot start {argv[0]!r}: {err}"
+        (run_dir / "stdout.txt").write_text(proc.stdout or "")
+        (run_dir / "stderr.txt").write_text(proc.stderr or "")
+        if proc.returncode != 0:
+            last = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+            return None, f"exit code {proc.returncode}: {last[0][:200]}"
+        if not out_path.exists():
+            return None, f"the program wrote no output file {self.output!r}"
+        try:
+            ds = xr.load_dataset(out_path)
+        except Exception as err:  # noqa: BLE001 - any read error fails the member
+            return None, f"cannot read output {self.output!r}: {type(err).__name__}: {err}"
+        if self.variables is not None:
+            missing = [v for v in self.variables if v not in ds]
+            if missing:
+                return None, f"output {self.output!r} lacks variables {missing}"
+            ds = ds[self.variables]
+        return ds, ""
+
+    # ------------------------------------------------------------------ public
+    def __call__(self, theta: np.ndarray) -> xr.Dataset:
+        return self.simulate(theta)
+
+    def simulate(self, theta: np.ndarray) -> xr.Dataset:
+        """Run every member (one program run each) and stack the outputs on ``member``.
+
+        Returns
+        -------
+        xarray.Dataset
+            Outputs on (member, ...), NaN for failed members, with ``failed`` and ``failure``.
+        """
+        theta = np.atleast_2d(self.space.check(theta, strict=False, full=True))
+        outputs, reasons = [], []
+        for row in theta:
+            ds, reason = self._run_one(row)
+            outputs.append(ds)
+            reasons.append(reason)
+        good = [d for d in outputs if d is not None]
+        template = xr.concat(good, dim="member", join="outer").isel(member=0) if good else xr.Dataset()
+        filled = [d if d is not None else xr.full_like(template, np.nan) if good else xr.Dataset()
+                  for d in outputs]
+        out = xr.concat(filled, dim="member", join="outer") if good else xr.Dataset(
+            coords={"member": np.arange(len(outputs))})
+        out = out.assign_coords(member=np.arange(len(outputs)))
+        out["failed"] = ("member", np.array([r != "" for r in reasons]))
+        out["failure"] = ("member", np.array(reasons, dtype=str))
+        return out

@@ -1,0 +1,66 @@
+"""Cheap analytic simulators with controllable failures, for tests, examples and benchmarks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["ToySimulator"]
+
+
+class ToySimulator:
+    """A vectorised analytic simulator that fails for chosen members.
+
+    Output for a parameter vector ``x``: ``y[t] = sum_j x_j * cos(t * (j + 1) / 7) + x_0 * x_1``
+    on ``t = 0..n_time-1``, and a scalar ``s = sum(x**2)``.
+
+    Parameters
+    ----------
+    n_time : int
+        Length of the output series.
+    raise_above, nan_above, report_above : float, optional
+        A member fails by raising ``RuntimeError`` when ``x[0] > raise_above``; by returning NaN
+        when ``x[1] > nan_above``; by reporting ``failed`` when ``x[2] > report_above``.
+    sleep : float
+        Seconds slept per member (to imitate an expensive model).
+    """
+
+    def __init__(self, n_time: int = 12, raise_above: float | None = None, nan_above: float | None = None,
+                 report_above: float | None = None, sleep: float = 0.0):
+        self.n_time = n_time
+        self.raise_above = raise_above
+        self.nan_above = nan_above
+        self.report_above = report_above
+        self.sleep = sleep
+
+    def expected_failures(self, theta: np.ndarray) -> np.ndarray:
+        """Which members fail (any mechanism)."""
+        theta = np.atleast_2d(theta)
+        bad = np.zeros(theta.shape[0], dtype=bool)
+        for col, thr in ((0, self.raise_above), (1, self.nan_above), (2, self.report_above)):
+            if thr is not None:
+                bad |= theta[:, col] > thr
+        return bad
+
+    def __call__(self, theta: np.ndarray) -> xr.Dataset:
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        if self.sleep:
+            time.sleep(self.sleep * theta.shape[0])
+        if self.raise_above is not None and np.any(theta[:, 0] > self.raise_above):
+            raise RuntimeError(f"toy model crashed: x0 > {self.raise_above}")
+        t = np.arange(self.n_time)
+        j = np.arange(theta.shape[1])
+        y = theta @ np.cos(np.outer(j + 1, t) / 7.0) + (theta[:, 0] * theta[:, 1])[:, None]
+        if self.nan_above is not None:
+            y[theta[:, 1] > self.nan_above] = np.nan
+        failed = np.zeros(theta.shape[0], dtype=bool)
+        if self.report_above is not None:
+            failed = theta[:, 2] > self.report_above
+        return xr.Dataset(
+            {"y": (("member", "t"), y, {"units": "1"}), "s": ("member", (theta**2).sum(axis=1)),
+             "failed": ("member", failed),
+             "failure": ("member", np.where(failed, "toy model reports failure", ""))},
+            coords={"member": np.arange(theta.shape[0]), "t": t},
+        )

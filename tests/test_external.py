@@ -1,0 +1,107 @@
+"""The external-program adapter: rendering, isolation, failures, the DALEC example."""
+
+import sys
+import textwrap
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayescal.ensemble import EnsembleStore, run_ensemble
+from bayescal.models.external import ExternalModel
+from bayescal.parameters import Parameter, ParameterSpace
+
+PROGRAM = textwrap.dedent("""
+    import sys, time
+    import numpy as np, xarray as xr
+    params = dict(line.split("=") for line in open(sys.argv[1]).read().split() if "=" in line)
+    a, b = float(params["a"]), float(params["b"])
+    if a > 0.8:
+        sys.stderr.write("model blew up\\n"); sys.exit(4)
+    if b > 0.8:
+        time.sleep(30)
+    if a < 0.1:
+        open(sys.argv[2], "w").write("this is not netcdf")
+        sys.exit(0)
+    xr.Dataset({"y": ("t", np.arange(5) * a + b)}).to_netcdf(sys.argv[2], engine="h5netcdf")
+""")
+
+
+@pytest.fixture
+def program(tmp_path):
+    path = tmp_path / "prog.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+@pytest.fixture
+def space():
+    return ParameterSpace([Parameter("a", 0.5, 0.0, 1.0), Parameter("b", 0.5, 0.0, 1.0)])
+
+
+def make(program, space, tmp_path, template="a={{ a }}\nb={{ b }}\n", **kw):
+    return ExternalModel([sys.executable, str(program), "{param_file}", "{output}"], template, space,
+                         tmp_path / "work", timeout=kw.pop("timeout", 5), **kw)
+
+
+def test_render_and_run(program, space, tmp_path):
+    model = make(program, space, tmp_path)
+    assert model.render(np.array([0.25, 0.125])) == "a=0.25\nb=0.125\n"
+    ds = model.simulate(np.array([[0.5, 0.25], [0.3, 0.2]]))
+    np.testing.assert_allclose(ds.y.values[0], np.arange(5) * 0.5 + 0.25)
+    assert not ds.failed.any()
+
+
+def test_failing_members_get_reasons(program, space, tmp_path):
+    model = make(program, space, tmp_path, timeout=2)
+    theta = np.array([[0.5, 0.5], [0.9, 0.5], [0.5, 0.9], [0.05, 0.5], [0.4, 0.1]])
+    ds = model.simulate(theta)
+    np.testing.assert_array_equal(ds.failed.values, [False, True, True, True, False])
+    assert ds.failure.values[1] == "exit code 4: model blew up"
+    assert ds.failure.values[2] == "timeout after 2 s"
+    assert ds.failure.values[3].startswith("cannot read output 'output.nc'")
+    assert np.isnan(ds.y.values[1:4]).all() and np.isfinite(ds.y.values[[0, 4]]).all()
+    # through the runner, the failed set is exactly these members
+    summary = run_ensemble(model, theta, tmp_path / "store", progress=False)
+    st = EnsembleStore(tmp_path / "store").status()
+    np.testing.assert_array_equal(st.status.values == "failed", [False, True, True, True, False])
+    assert summary.failed == 3
+
+
+def test_metacharacters_cannot_execute_or_escape(program, space, tmp_path):
+    marker = tmp_path / "pwned"
+    template = f"a={{{{ a }}}}\nb={{{{ b }}}}\n# $(touch {marker}); `touch {marker}` ; rm -rf /\n"
+    model = make(program, space, tmp_path, template=template)
+    ds = model.simulate(np.array([0.5, 0.5]))
+    assert not ds.failed.any() and not marker.exists()
+    text = (model.run_dir(np.array([0.5, 0.5])) / "params.txt").read_text()
+    assert "$(touch" in text  # written verbatim, never interpreted
+    # values can only be numbers
+    with pytest.raises(ValueError):
+        model.render(np.array(["0.5; rm -rf /", "1"]))
+    # output and parameter files must stay inside the run directory
+    for bad in ("../escape.nc", "/tmp/abs.nc", "sub/../../x.nc"):
+        with pytest.raises(ValueError, match="inside the run directory"):
+            make(program, space, tmp_path, output=bad)
+    with pytest.raises(ValueError, match="never run by a shell"):
+        ExternalModel("python prog.py", "a={{ a }}", space, tmp_path)
+    with pytest.raises(ValueError, match=r"placeholders \['c'\]"):
+        make(program, space, tmp_path, template="c={{ c }}")
+    assert all(p.parent == tmp_path / "work" for p in (tmp_path / "work").iterdir())
+
+
+@pytest.mark.slow
+def test_dalec_example_runs_through_adapter(tmp_path):
+    here = Path(__file__).resolve().parents[1] / "examples" / "dalec"
+    space = ParameterSpace.from_toml(here / "dalec_space.toml")
+    drivers = resources.files("bayescal") / "data" / "metolius" / "dalec_drivers.OREGON.no_obs.dat"
+    model = ExternalModel([sys.executable, str(here / "dalec_model.py"), "{param_file}", str(drivers),
+                           "{output}"], here / "params.template", space, tmp_path / "work", timeout=120,
+                          variables=["nee", "gpp", "lai"])
+    ds = model.simulate(space.all_default)
+    assert not bool(ds.failed[0])
+    assert ds.sizes["day"] == 1096
+    annual_gpp = float(ds.gpp.sum()) / 3
+    assert 300 < annual_gpp < 1500  # gC m-2 yr-1, a young ponderosa pine stand
+    assert np.isfinite(ds.nee).all() and float(ds.lai.min()) > 0
