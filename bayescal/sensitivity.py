@@ -157,6 +157,7 @@ def evaluate(
     executor=None,
     batch_size: int = 32,
     progress: bool = False,
+    keep: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Run ``simulator`` over ``design`` and reduce each member to scalar targets.
 
@@ -173,6 +174,9 @@ def evaluate(
         failures kept); the targets are computed from the stored outputs.
     executor, batch_size, progress
         Passed to the runner (``executor`` needs ``store``).
+    keep : sequence of str, optional
+        Output variables the store keeps (default all; name the ones the targets use, e.g.
+        ``["gpp_global", "nbp_global"]``, to keep the store small).
 
     Returns
     -------
@@ -185,7 +189,7 @@ def evaluate(
         from .ensemble import EnsembleStore, run_ensemble
 
         run_ensemble(simulator, design, store, executor=executor, batch_size=batch_size,
-                     progress=progress)
+                     progress=progress, keep=keep)
         ds = EnsembleStore(store).load()
         failed = ds["status"].values != "done"
     else:
