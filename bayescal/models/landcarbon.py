@@ -385,6 +385,7 @@ class LandCarbonModel:
         failed = np.zeros(n_m, dtype=bool)
         reason = np.array([""] * n_m, dtype=object)
         change = np.full(n_m, np.inf)
+        climate = self._spinup_climate()
         for _cycle in range(self.spinup_cycles):
             # a member stops cycling once it has converged, so its result never depends on the
             # other members of the batch
@@ -393,7 +394,7 @@ class LandCarbonModel:
                 break
             # damping grows with the cycle number so that 2-cycle oscillations die out
             change[active] = self._spinup_cycle(
-                state, P, const, failed, reason, 0.5 * 0.93**_cycle, active
+                state, P, const, failed, reason, 0.5 * 0.93**_cycle, active, climate
             )
         not_conv = ~(change < self.spinup_tol) & ~failed
         for i in np.flatnonzero(not_conv):
@@ -406,14 +407,19 @@ class LandCarbonModel:
             arr[failed] = 0.0
         return state, failed, reason
 
-    def _spinup_cycle(self, state, P, const, failed, reason, power, active) -> np.ndarray:
-        """One spin-up cycle of the ``active`` members in place; returns their change."""
-        frozen = {k: v[~active].copy() for k, v in state.items()}
+    def _spinup_climate(self) -> list[dict[str, np.ndarray]]:
+        """The twelve months of the spin-up climatology, as tile climate terms."""
         d = self.drivers
         cellc = self._tiles.cell
         clim = {k: d[f"{k}_clim"].to_numpy() for k in ("tas", "wsoil", "rsds", "dayfrac", "daytrend", "vpd")}
-        days = np.array([31, 28.25, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
         co2 = float(d.attrs["co2_preindustrial"])
+        return [self._climate({k: v[cellc, m] for k, v in clim.items()}, co2) for m in range(12)]
+
+    def _spinup_cycle(self, state, P, const, failed, reason, power, active, climate) -> np.ndarray:
+        """One spin-up cycle of the ``active`` members in place; returns their change."""
+        frozen = {k: v[~active].copy() for k, v in state.items()}
+        days = np.array([31, 28.25, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+        co2 = float(self.drivers.attrs["co2_preindustrial"])
         n_m, n_t = state["leaf"].shape
         pools = tuple(state)
         inflow = {k: np.zeros((n_m, n_t)) for k in pools}
@@ -421,9 +427,8 @@ class LandCarbonModel:
         mean = {k: np.zeros((n_m, n_t)) for k in pools}
         veg_before = state["leaf"] + state["stem"] + state["root"]
         for m in range(12):
-            cl = self._climate({k: v[cellc, m] for k, v in clim.items()}, co2)
             dt = days[m] / 365.25
-            flux = self._step(state, P, const, cl, co2, 0.0, dt, budget=(inflow, outflow))
+            flux = self._step(state, P, const, climate[m], co2, 0.0, dt, budget=(inflow, outflow))
             for k in pools:
                 mean[k] += state[k] * dt
             bad = self._check(state, flux) & ~failed & active
