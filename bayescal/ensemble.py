@@ -212,37 +212,45 @@ class EnsembleStore:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
 
-    def status(self) -> xr.Dataset:
-        """Status, failure reason and wall time of every member of the design."""
-        n = int(json.loads((self.path / "store.json").read_text())["n_members"])
+    def _n_members(self) -> int:
+        return int(json.loads((self.path / "store.json").read_text())["n_members"])
+
+    def _status_table(self, attrs: dict[int, dict]) -> xr.Dataset:
+        n = self._n_members()
         status = np.array(["missing"] * n, dtype=object)
         reason = np.array([""] * n, dtype=object)
         wall = np.full(n, np.nan)
-        for m in sorted(self.finished()):
-            with xr.open_dataset(self._file(m), engine=_MEMBER_ENGINE) as ds:
-                status[m], reason[m], wall[m] = ds.attrs["status"], ds.attrs["reason"], ds.attrs["wall_time"]
+        for m, a in attrs.items():
+            status[m], reason[m], wall[m] = a["status"], a["reason"], a["wall_time"]
         return xr.Dataset(
             {"status": ("member", status.astype(str)), "reason": ("member", reason.astype(str)),
              "wall_time": ("member", wall, {"units": "s"})},
             coords={"member": np.arange(n)},
         )
 
+    def status(self) -> xr.Dataset:
+        """Status, failure reason and wall time of every member of the design."""
+        attrs = {}
+        for m in sorted(self.finished()):
+            with xr.open_dataset(self._file(m), engine=_MEMBER_ENGINE) as ds:
+                attrs[m] = dict(ds.attrs)
+        return self._status_table(attrs)
+
     def load(self, include_failed: bool = True) -> xr.Dataset:
         """All members as one Dataset on ``member``, with ``theta``, ``status``, ``reason``.
 
         Failed and missing members hold NaN outputs (or are left out with
         ``include_failed=False``); later stages skip them through ``status``.
+        Each member file is read once.
         """
-        status = self.status()
-        design = self.design()
-        done = [m for m in range(status.sizes["member"]) if status["status"].values[m] == "done"]
-        parts = [xr.load_dataset(self._file(m), engine=_MEMBER_ENGINE).expand_dims(member=[m]) for m in done]
-        for p in parts:
-            p.attrs = {}
+        files = {m: xr.load_dataset(self._file(m), engine=_MEMBER_ENGINE) for m in sorted(self.finished())}
+        status = self._status_table({m: ds.attrs for m, ds in files.items()})
+        done = [m for m, ds in files.items() if ds.attrs["status"] == "done"]
+        parts = [files[m].drop_attrs(deep=False).expand_dims(member=[m]) for m in done]
         out = xr.concat(parts, dim="member", join="outer") if parts else xr.Dataset()
         members = status["member"].values if include_failed else np.array(done, dtype=int)
         out = out.reindex(member=members) if parts else out.assign_coords(member=members)
-        out["theta"] = design.sel(member=members)
+        out["theta"] = self.design().sel(member=members)
         for v in ("status", "reason", "wall_time"):
             out[v] = status[v].sel(member=members)
         return out

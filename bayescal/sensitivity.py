@@ -61,6 +61,11 @@ __all__ = [
 ]
 
 METHODS = ("sobol", "morris", "fast")
+#: The index :func:`screen` and the figures use by default, per method.
+_DEFAULT_INDEX = {"sobol": "ST", "fast": "ST", "morris": "mu_star", "oat": "effect"}
+#: The indices :func:`analyze` returns, per method.
+_INDEX_NAMES = {"sobol": ["S1", "S1_conf", "ST", "ST_conf"], "fast": ["S1", "S1_conf", "ST", "ST_conf"],
+                "morris": ["mu", "mu_star", "mu_star_conf", "sigma"]}
 
 
 class SensitivityError(ValueError):
@@ -288,12 +293,7 @@ def analyze(
             raise SensitivityError("every block has a failed member; nothing left to analyse")
         u, y = u[keep], y[keep]
     names = list(result["target"].values)
-    if method == "sobol":
-        index_names = ["S1", "S1_conf", "ST", "ST_conf"]
-    elif method == "morris":
-        index_names = ["mu", "mu_star", "mu_star_conf", "sigma"]
-    else:
-        index_names = ["S1", "S1_conf", "ST", "ST_conf"]
+    index_names = _INDEX_NAMES[method]
     out = np.empty((len(factors), len(names), len(index_names)))
     s2 = np.full((len(factors), len(factors), len(names)), np.nan) if second else None
     for j in range(len(names)):
@@ -357,7 +357,7 @@ def screen(
         Labels (or family names) in decreasing importance; pass them to ``space.only``.
     """
     method = indices.attrs.get("method", "sobol")
-    index = index or {"sobol": "ST", "fast": "ST", "morris": "mu_star", "oat": "effect"}[method]
+    index = index or _DEFAULT_INDEX[method]
     ind = indices["indices"]
     if targets is not None:
         ind = ind.sel(target=list(targets))
@@ -449,7 +449,7 @@ def plot_ranking(indices: xr.Dataset, target: str, index: str | None = None, top
     import matplotlib.pyplot as plt
 
     method = indices.attrs.get("method", "sobol")
-    index = index or {"sobol": "ST", "fast": "ST", "morris": "mu_star", "oat": "effect"}[method]
+    index = index or _DEFAULT_INDEX[method]
     ind = indices["indices"].sel(target=target)
     values = ind.sel(index=index).values
     conf = ind.sel(index=f"{index}_conf").values if f"{index}_conf" in ind["index"].values else None
@@ -476,7 +476,7 @@ def plot_heatmap(indices: xr.Dataset, index: str | None = None, top: int = 30, a
     import matplotlib.pyplot as plt
 
     method = indices.attrs.get("method", "sobol")
-    index = index or {"sobol": "ST", "fast": "ST", "morris": "mu_star", "oat": "effect"}[method]
+    index = index or _DEFAULT_INDEX[method]
     values = indices["indices"].sel(index=index)
     if method in ("morris", "oat"):
         values = values / values.max("parameter")

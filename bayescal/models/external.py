@@ -167,11 +167,11 @@ class ExternalModel:
             outputs.append(ds)
             reasons.append(reason)
         good = [d for d in outputs if d is not None]
-        template = xr.concat(good, dim="member", join="outer").isel(member=0) if good else xr.Dataset()
-        filled = [d if d is not None else xr.full_like(template, np.nan) if good else xr.Dataset()
-                  for d in outputs]
-        out = xr.concat(filled, dim="member", join="outer") if good else xr.Dataset(
-            coords={"member": np.arange(len(outputs))})
+        if good:  # failed members: NaN in the shape of a good one
+            filled = [d if d is not None else xr.full_like(good[0], np.nan) for d in outputs]
+            out = xr.concat(filled, dim="member", join="outer")
+        else:
+            out = xr.Dataset()
         out = out.assign_coords(member=np.arange(len(outputs)))
         out["failed"] = ("member", np.array([r != "" for r in reasons]))
         out["failure"] = ("member", np.array(reasons, dtype=str))
