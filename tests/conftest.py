@@ -27,3 +27,31 @@ def small_model():
 @pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(12345)
+
+
+SCREENED = [
+    "vmax[NDL-EVG]", "vmax[BDL-EVG]", "vmax[GRASS-C3]", "vmax[GRASS-C4]", "vmax[CROP-C3]",
+    "kn[BDL-EVG]", "kn[GRASS-C3]", "alpha_phtsyn[BDL-EVG]", "alpha_phtsyn[GRASS-C4]", "sn[GRASS-C3]",
+    "vpd0[BDL-EVG]", "gamma_w", "beta2", "rmlcoef[BDL-EVG]", "lfespany[BDL-EVG]", "lfespany[GRASS-C3]",
+    "bsratesc", "q10_rh", "humicfac", "kappa[BDL-EVG]",
+]
+
+
+@pytest.fixture(scope="session")
+def twin():
+    """A 20-parameter twin problem on a fast small model (24 cells, 2000-2010).
+
+    Returns a namespace with ``model``, ``space`` (the 20 free parameters), ``truth`` (free
+    values), ``obs`` (twin products) and ``truth_run``.
+    """
+    from types import SimpleNamespace
+
+    from bayescal.observations import make_twin
+
+    grid = make_grid(n_cells=24, seed=3)
+    drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)
+    model = LandCarbonModel(grid=grid, drivers=drivers, chunk_size=32)
+    space = model.space.only(SCREENED)
+    truth = space.from_unit(np.linspace(0.3, 0.7, space.n_free))
+    obs, truth_run = make_twin(model, space.expand(truth), seed=11)
+    return SimpleNamespace(model=model, space=space, truth=truth, obs=obs, truth_run=truth_run)

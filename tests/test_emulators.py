@@ -1,0 +1,246 @@
+"""GP and SVD emulators: published example, exact LOO, gradients, ARD, the embedded model, I/O."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.metrics import r2_score
+from sklearn.model_selection import cross_val_score
+
+from bayescal.design import latin_hypercube
+from bayescal.emulators import (
+    EmulatorError,
+    GPEmulator,
+    SVDEmulator,
+    kfold,
+    load_emulator,
+    partial_dependence,
+    permutation_importance,
+)
+from bayescal.scores import residuals
+
+
+def _data(n=60, d=4, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d))
+    y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2 + noise * rng.normal(size=n)
+    return X, y
+
+
+def test_classic_appendix_example():
+    gp = GPEmulator(kernel="rbf", mean="zero", normalize_y=False, length_scale=1.0, signal_variance=1.0,
+                    noise=1e-6, optimizer=None)
+    gp.fit(np.array([[0.0], [1.0]]), np.array([3.0, 5.0]))
+    mean, sd = gp.predict(np.array([[0.75]]), return_std=True)
+    assert mean[0] == pytest.approx(4.837537, abs=5e-7)
+    assert sd[0] ** 2 == pytest.approx(0.0164838, abs=5e-8)
+    _, cov = gp.predict(np.array([[0.75], [0.2]]), return_cov=True)
+    assert cov[0, 0] == pytest.approx(sd[0] ** 2, rel=1e-10)
+
+
+@pytest.mark.parametrize("mean", ["zero", "constant", "linear"])
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
+def test_closed_form_loo_equals_refits(kernel, mean):
+    X, y = _data(40, 3)
+    fixed = dict(kernel=kernel, mean=mean, normalize_y=False, length_scale=[0.4, 0.7, 1.5],
+                 signal_variance=0.8, noise=1e-3, optimizer=None)
+    loo = GPEmulator(**fixed).fit(X, y).loo()
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        m, s = GPEmulator(**fixed).fit(X[keep], y[keep]).predict(X[i:i + 1], return_std=True, noisy=True)
+        assert abs(m[0] - loo["mean"].values[i]) < 1e-8
+        assert abs(s[0] - loo["sd"].values[i]) < 1e-8
+
+
+@pytest.mark.parametrize("mean", ["zero", "constant", "linear"])
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
+def test_analytic_gradient_matches_finite_differences(kernel, mean):
+    X, y = _data(50, 5)
+    gp = GPEmulator(kernel=kernel, mean=mean, length_scale=[0.5, 1, 2, 0.3, 3], noise=1e-2,
+                    optimizer=None).fit(X, y)
+    theta = gp.theta_
+    _, grad = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    h = 1e-5
+    lml = gp.log_marginal_likelihood
+    fd = np.array([(lml(theta + e * h) - lml(theta - e * h)) / (2 * h) for e in np.eye(theta.size)])
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_likelihood_at_least_sklearns():
+    X, y = _data(80, 4, seed=2)
+    kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(4), (1e-2, 1e3), nu=2.5)
+              + WhiteKernel(1e-4, (1e-9, 1)))
+    sk = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=0).fit(X, y)
+    ours = GPEmulator(mean="zero", random_state=0).fit(X, y)
+    # same model: standardised targets, zero mean, scaled ARD Matern 5/2 plus white noise
+    assert ours.log_marginal_likelihood_value_ >= sk.log_marginal_likelihood_value_ - 1e-6
+    np.testing.assert_allclose(ours.predict(X[:5]), sk.predict(X[:5]), rtol=1e-2, atol=1e-3)
+
+
+def test_inert_inputs_get_upper_bound_length_scales():
+    rng = np.random.default_rng(4)
+    X = rng.random((120, 6))
+    y = np.sin(4 * X[:, 0]) * np.cos(3 * X[:, 1]) + 0.5 * np.sin(5 * X[:, 2])
+    gp = GPEmulator(random_state=0).fit(X, y)
+    upper = gp.length_scale_bounds[1]
+    np.testing.assert_allclose(gp.length_scale_[3:], upper, rtol=1e-3)
+    assert np.all(gp.length_scale_[:3] < 0.01 * upper)
+    assert gp.loo().attrs["r2"] > 0.99
+
+
+def test_predictive_sd_is_calibrated_on_noisy_function():
+    X, y = _data(150, 3, seed=5, noise=0.05)
+    gp = GPEmulator(random_state=0).fit(X, y)
+    assert gp.noise_ * gp.y_std_**2 == pytest.approx(0.05**2, rel=0.5)
+    loo = gp.loo()
+    assert 0.9 <= loo.attrs["coverage_95"] <= 0.99
+    assert abs(loo.attrs["z_sd"] - 1) < 0.15
+
+
+def test_bad_inputs_give_clear_errors():
+    X, y = _data(20, 2)
+    gp = GPEmulator()
+    with pytest.raises(EmulatorError, match="outside the unit cube"):
+        gp.fit(X * 2, y)
+    yn = y.copy()
+    yn[3] = np.nan
+    with pytest.raises(EmulatorError, match="NaN/inf.*point 3"):
+        gp.fit(X, yn)
+    with pytest.raises(EmulatorError, match="at least 5 training points"):
+        GPEmulator(mean="linear").fit(X[:3], y[:3])
+    with pytest.raises(EmulatorError, match="not fitted"):
+        GPEmulator().predict(X)
+    fitted = GPEmulator(optimizer=None).fit(X, y)
+    with pytest.raises(EmulatorError, match="fitted on 2"):
+        fitted.predict(np.zeros((2, 3)))
+    with pytest.raises(EmulatorError, match="kernel must be"):
+        GPEmulator(kernel="cubic").fit(X, y)
+
+
+def test_duplicate_points_do_not_break_the_cholesky():
+    X, y = _data(30, 2)
+    Xd = np.vstack([X, X[:10], X[:10]])
+    yd = np.concatenate([y, y[:10] + 0.01, y[:10]])
+    gp = GPEmulator(noise_bounds=(1e-12, 1.0), random_state=0).fit(Xd, yd)
+    mean, sd = gp.predict(X, return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(sd))
+    assert np.all(np.isfinite(gp.loo()["mean"]))
+    # exact duplicates with no noise at all: jitter is added with a warning, not a crash
+    with pytest.warns(RuntimeWarning, match="jitter"):
+        GPEmulator(noise=0.0, optimizer=None, length_scale=0.5).fit(np.vstack([X, X]), np.concatenate([y, y]))
+
+
+def test_labelled_inputs_must_match(twin):
+    space = twin.space
+    d = latin_hypercube(space, 30, seed=1)
+    u = xr.DataArray(space.to_unit(d.values), dims=("member", "parameter"),
+                     coords={"parameter": space.labels})
+    gp = GPEmulator(optimizer=None).fit(u, np.sin(u.values.sum(1)))
+    assert gp.parameters_ == space.labels
+    gp.predict(u)  # same labels
+    with pytest.raises(EmulatorError, match="same parameters in another order"):
+        gp.predict(u.isel(parameter=slice(None, None, -1)))
+    other = u.assign_coords(parameter=[f"p{i}" for i in range(space.n_free)])
+    with pytest.raises(EmulatorError, match="other parameters"):
+        gp.predict(other)
+
+
+def test_save_load_predicts_identically(tmp_path):
+    X, y = _data(40, 3)
+    gp = GPEmulator(mean="linear", random_state=0).fit(X, y)
+    gp.save(tmp_path / "gp.nc")
+    again = load_emulator(tmp_path / "gp.nc")
+    Xt = np.random.default_rng(9).random((50, 3))
+    for a, b in zip(gp.predict(Xt, return_std=True), again.predict(Xt, return_std=True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    Y = np.stack([np.sin(3 * X[:, 0] + k) * (1 + X[:, 1]) for k in np.linspace(0, 2, 12)], axis=1)
+    for est in ("gp", "mlp"):
+        em = SVDEmulator(estimator=est, random_state=0).fit(X, Y)
+        em.save(tmp_path / f"svd_{est}.nc")
+        back = load_emulator(tmp_path / f"svd_{est}.nc")
+        np.testing.assert_array_equal(em.predict(Xt), back.predict(Xt))
+    with pytest.raises(EmulatorError, match="not a bayescal emulator"):
+        xr.Dataset({"a": ("x", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+        load_emulator(tmp_path / "other.nc")
+
+
+def test_scikit_learn_tools_work():
+    X, y = _data(80, 4, seed=3)
+    gp = GPEmulator(random_state=0, n_restarts=0)
+    scores = cross_val_score(gp, X, y, cv=4, scoring="r2")
+    assert scores.min() > 0.95
+    gp.fit(X, y)
+    imp = permutation_importance(gp, X, y, n_repeats=5)
+    assert int(imp.importance.argmax()) == 0
+    assert imp.importance.values[2:].max() < 0.01
+    pd = partial_dependence(gp, X, 0, grid_resolution=15)
+    expected = np.sin(3 * pd["value"].values) + np.mean(X[:, 1] ** 2)
+    assert np.corrcoef(pd.values, expected)[0, 1] > 0.99
+    cv = kfold(gp, X, y, k=5)
+    assert cv.attrs["r2"] > 0.95 and "sd" in cv
+
+
+def test_svd_emulator_reconstructs_low_rank_fields_with_uncertainty():
+    rng = np.random.default_rng(1)
+    X = rng.random((60, 3))
+    basis = rng.normal(size=(2, 40))
+    Y = np.stack([np.sin(3 * X[:, 0]), X[:, 1] * X[:, 2]], axis=1) @ basis + 5.0
+    em = SVDEmulator(random_state=0).fit(X, Y)
+    assert em.n_components_ == 2
+    np.testing.assert_allclose(em.explained_variance_ratio_.sum(), 1.0, atol=1e-9)
+    Xt = rng.random((200, 3))
+    Yt = np.stack([np.sin(3 * Xt[:, 0]), Xt[:, 1] * Xt[:, 2]], axis=1) @ basis + 5.0
+    mean, sd = em.predict(Xt, return_std=True)
+    assert r2_score(Yt, mean) > 0.99
+    assert np.all(sd > 0)
+    with pytest.raises(EmulatorError, match="NaN/inf outputs"):
+        Yn = Y.copy()
+        Yn[5, 3] = np.nan
+        SVDEmulator().fit(X, Yn)
+
+
+@pytest.mark.slow
+def test_misfit_emulator_on_embedded_model(twin):
+    """500 runs over 20 screened parameters: least-squares misfit emulated with LOO R2 >= 0.95."""
+    space = twin.space
+    d = latin_hypercube(space, 500, seed=1)
+    ens = twin.model.simulate(space.expand(d.values))
+    ok = ~ens.failed.values
+    assert ok.sum() > 450
+    misfit = (residuals(ens, twin.obs) ** 2).sum("residual").values
+    u = xr.DataArray(space.to_unit(d.values)[ok], dims=("member", "parameter"),
+                     coords={"parameter": space.labels})
+    gp = GPEmulator(random_state=0).fit(u, misfit[ok])
+    loo = gp.loo()
+    assert loo.attrs["r2"] >= 0.95
+    assert 0.9 <= loo.attrs["coverage_95"] <= 0.99
+
+
+GPP_PARAMETERS = ["vmax[BDL-EVG]", "vmax[GRASS-C3]", "vmax[NDL-EVG]", "kn[BDL-EVG]", "alpha_phtsyn[BDL-EVG]",
+                  "gamma_w", "beta2", "sn[GRASS-C3]"]
+
+
+@pytest.mark.slow
+def test_svd_emulator_of_annual_gpp_per_cell(twin):
+    """Lu & Ricciuto's setting: eight parameters, 20 training runs, 1,000 held-out runs."""
+    space = twin.model.space.only(GPP_PARAMETERS)
+
+    def runs(n, seed):
+        d = latin_hypercube(space, n, seed=seed)
+        ds = twin.model.simulate(space.expand(d.values), variables=["gpp"])
+        ok = ~ds.failed.values
+        annual = ds.gpp.groupby("time.year").mean().transpose("member", "cell", "year").isel(member=ok)
+        return space.to_unit(d.values)[ok], annual
+
+    Ut, Yt = runs(1000, 99)
+    Yt = Yt.values.reshape(Yt.shape[0], -1)
+    r2 = {}
+    for n in (10, 20, 40, 80):
+        U, Y = runs(n, 7)
+        em = SVDEmulator(random_state=0).fit(U, Y)
+        r2[n] = r2_score(Yt, em.predict(Ut), multioutput="variance_weighted")
+    assert r2[20] >= 0.9
+    assert all(r2[a] <= r2[b] for a, b in zip((10, 20, 40), (20, 40, 80), strict=True)), r2
+    field = em.predict_field(Ut[:3])
+    assert field.dims == ("point", "cell", "year") and field.sizes["cell"] == twin.model.grid.sizes["cell"]
