@@ -1,0 +1,86 @@
+"""Equifinality analyses: distance clouds, the top-10 % PCA procedure, alternatives, priors in TOML."""
+
+import numpy as np
+import pytest
+
+from bayescal.emulators import GPEmulator
+from bayescal.equifinality import (
+    alternatives,
+    distance_score_cloud,
+    identifiability,
+    normalized_distance,
+    top_fraction_pca,
+)
+from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.posterior import PosteriorError, Priors
+
+
+def _fit(f, d=4, n=200, seed=0):
+    X = np.random.default_rng(seed).random((n, d))
+    return GPEmulator(random_state=0).fit(X, f(X)), X
+
+
+def test_normalized_distance_is_eq18():
+    u = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(normalized_distance(u, [0, 0, 0, 0]), [0.0, 1.0])
+    np.testing.assert_allclose(normalized_distance(u[:1], [0.5, 0, 0, 0]), [0.25])
+
+
+def test_distance_cloud_separates_unique_optimum_from_ridge():
+    star = np.full(4, 0.5)
+    bowl, _ = _fit(lambda x: ((x - 0.5) ** 2).sum(1))
+    ridge, _ = _fit(lambda x: (x[:, 0] + x[:, 1] - 1.0) ** 2)  # optimum along a line; x2, x3 inert
+    c_bowl = distance_score_cloud(bowl, star, n=5000, seed=1)
+    c_ridge = distance_score_cloud(ridge, star, n=5000, seed=1)
+    assert c_bowl.attrs["spearman"] > 0.9
+    assert c_ridge.attrs["spearman"] < 0.5
+    local = distance_score_cloud(bowl, star, n=2000, local=0.1, seed=1)
+    assert float(local.distance.max()) <= 0.1 + 1e-12
+    assert np.all(np.abs(local.u.values - 0.5) <= 0.1 + 1e-12)
+
+
+def test_top_fraction_pca_finds_the_trade_off():
+    gp, X = _fit(lambda x: (x[:, 0] - x[:, 1]) ** 2 + 0.02 * x[:, 2], n=300)
+    y = gp.predict(X)
+    res = top_fraction_pca(gp, X, y, fraction=0.1, n=5000, seed=0)
+    assert res.sizes["sample"] == 500
+    first = res.loadings.sel(component=1).values
+    # the leading direction is along x0 = x1 (both loadings large, same sign)
+    assert abs(first[0]) > 0.5 and abs(first[1]) > 0.5 and first[0] * first[1] > 0
+    assert np.all(res.box_lower.values >= 0) and np.all(res.box_upper.values <= 1)
+
+
+def test_alternatives_are_distinct_and_near_optimal():
+    rng = np.random.default_rng(2)
+    u = rng.random((2000, 3))
+    s = (u[:, 0] - u[:, 1]) ** 2
+    alt = alternatives(u, s, k=5, tolerance=0.01)
+    assert alt.sizes["alternative"] == 5
+    assert np.all(alt.score.values <= s.min() + 0.01)
+    assert alt.attrs["min_distance"] > 0.2
+    with pytest.raises(ValueError, match="candidates within tolerance"):
+        alternatives(u, s, k=5, tolerance=-1.0)
+
+
+def test_identifiability_flags_constrained():
+    rng = np.random.default_rng(0)
+    post = np.column_stack([0.5 + 0.02 * rng.normal(size=4000), rng.random(4000)])
+    t = identifiability(post, np.sqrt(1 / 12))
+    assert t.constrained.values.tolist() == [True, False]
+    assert t.ratio.values[1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_priors_from_toml(tmp_path):
+    space = ParameterSpace(
+        [Parameter("vmax", 50.0, 10.0, 100.0, groups=["A", "B"]), Parameter("q10", 2.0, 1.0, 3.0)]
+    )
+    path = tmp_path / "priors.toml"
+    path.write_text(
+        '[priors.vmax]\ndist = "truncnorm"\nmean = 40.0\nsd = 10.0\n'
+        '[priors.q10]\ndist = "beta"\na = 2\nb = 2\n'
+    )
+    pr = Priors.from_toml(path, space)
+    assert pr.kinds == ["truncnorm", "truncnorm", "beta"]
+    path.write_text('[priors.vmax]\ndist = "gamma"\n')
+    with pytest.raises(PosteriorError, match="priors.toml.*vmax.*dist must be one of"):
+        Priors.from_toml(path, space)
