@@ -544,19 +544,22 @@ class PosteriorSampler:
         obs = observed if observed is not None else getattr(self.log_likelihood, "observed", None)
         dims = {k: [f"{k}_group"] for k, v in post.items() if v.ndim == 3}
         coords = _family_coords(self.space)
-        idata = az.from_dict(
-            posterior=post,
-            sample_stats=sample_stats,
-            prior=_to_families(self.space, prior_u),
-            observed_data={"y": np.asarray(obs)} if obs is not None else None,
-            constant_data={"lower": self.space.lower, "upper": self.space.upper},
-            coords={
-                **coords,
-                "parameter": self.space.labels,
-                "observation": np.arange(np.size(obs)) if obs is not None else [0],
-            },
-            dims={**dims, "lower": ["parameter"], "upper": ["parameter"], "y": ["observation"]},
-        )
+        with warnings.catch_warnings():
+            # emcee routinely has more walkers ("chains") than thinned draws
+            warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+            idata = az.from_dict(
+                posterior=post,
+                sample_stats=sample_stats,
+                prior=_to_families(self.space, prior_u),
+                observed_data={"y": np.asarray(obs)} if obs is not None else None,
+                constant_data={"lower": self.space.lower, "upper": self.space.upper},
+                coords={
+                    **coords,
+                    "parameter": self.space.labels,
+                    "observation": np.arange(np.size(obs)) if obs is not None else [0],
+                },
+                dims={**dims, "lower": ["parameter"], "upper": ["parameter"], "y": ["observation"]},
+            )
         idata.posterior.attrs.update(
             burn=burn,
             thin=thin,
