@@ -180,7 +180,21 @@ def _log_bounds(b: tuple[float, float], what: str) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------------- GP emulator
-class GPEmulator(RegressorMixin, BaseEstimator):
+class _NetCDFState:
+    """``save``/``load`` through the subclass's ``to_dataset``/``from_dataset`` (no pickle)."""
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted emulator to a netCDF file."""
+        self.to_dataset().to_netcdf(path, engine="h5netcdf")
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """Read an emulator written by :meth:`save`."""
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return cls.from_dataset(ds.load())
+
+
+class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
     """Exact Gaussian-process emulator with an ARD kernel and analytic hyper-parameter gradients.
 
     Parameters
@@ -598,16 +612,6 @@ class GPEmulator(RegressorMixin, BaseEstimator):
         gp._set_theta(ds["theta"].values)
         return gp
 
-    def save(self, path: str | Path) -> None:
-        """Write the fitted emulator to a netCDF file."""
-        self.to_dataset().to_netcdf(path, engine="h5netcdf")
-
-    @classmethod
-    def load(cls, path: str | Path) -> GPEmulator:
-        """Read an emulator written by :meth:`save`."""
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return cls.from_dataset(ds.load())
-
 
 def _json_params(est: BaseEstimator) -> dict[str, Any]:
     out = {}
@@ -703,7 +707,7 @@ def kfold(
 
 
 # --------------------------------------------------------------------------------- SVD emulator
-class SVDEmulator(RegressorMixin, BaseEstimator):
+class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
     """Emulator of a field output (e.g. annual GPP per cell) via its principal components.
 
     The training outputs ``Y`` (points, outputs) are centred, reduced by a thin SVD to ``K``
@@ -928,16 +932,6 @@ class SVDEmulator(RegressorMixin, BaseEstimator):
                 mlp.out_activation_ = "identity"
                 em.estimators_.append(mlp)
         return em
-
-    def save(self, path: str | Path) -> None:
-        """Write the fitted emulator to a netCDF file."""
-        self.to_dataset().to_netcdf(path, engine="h5netcdf")
-
-    @classmethod
-    def load(cls, path: str | Path) -> SVDEmulator:
-        """Read an emulator written by :meth:`save`."""
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return cls.from_dataset(ds.load())
 
 
 def load_emulator(path: str | Path) -> GPEmulator | SVDEmulator:

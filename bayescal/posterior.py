@@ -441,11 +441,16 @@ class PosteriorSampler:
     def run(
         self, n_steps: int, initial: np.ndarray | None = None, progress: bool = False
     ) -> PosteriorSampler:
-        """Run until the chain holds ``n_steps`` steps (resuming from the backend if it has some).
+        """Run until the chain holds ``n_steps`` steps, continuing the chain this sampler already
+        holds (in memory, or in its backend file after a restart).
 
         ``initial`` are candidate starting points (unit cube), e.g. the emulator's training
         design; the best ``n_walkers`` of them start the walkers.
         """
+        if self._sampler is not None and self._sampler.iteration:
+            if self._sampler.iteration < n_steps:
+                self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, progress=progress, store=True)
+            return self
         d = self.space.n_free
         backend = None
         done = 0
