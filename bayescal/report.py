@@ -1,0 +1,410 @@
+"""Figures (matplotlib, PNG) and a self-contained HTML report of a pipeline run directory.
+
+Each figure function takes xarray objects and returns a matplotlib Figure; :func:`write_report`
+draws every figure a run directory has data for, saves them as PNG in ``<run_dir>/figures`` and
+embeds them (base64) in ``<run_dir>/report.html`` with the tables, diagnostics, warnings, the config
+and the package versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+__all__ = [
+    "plot_bands",
+    "plot_bias_change",
+    "plot_clouds",
+    "plot_convergence",
+    "plot_loo",
+    "plot_posterior_vs_prior",
+    "plot_scree",
+    "write_report",
+]
+
+
+def plot_convergence(history: xr.Dataset, baseline: float | None = None):
+    """Optimiser convergence (Seiler Fig. 4): misfit of every run and the best so far."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ev = history["evaluation"].values
+    ax.semilogy(ev, history["misfit"].values, ".", ms=3, alpha=0.5, label="evaluation")
+    ax.semilogy(ev, history["best_misfit"].values, "-", lw=2, label="best so far")
+    if baseline is not None:
+        ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline (noise)")
+    ax.set(
+        xlabel="model run", ylabel="misfit", title=f"{history.attrs.get('method', 'optimiser')} convergence"
+    )
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_loo(loo: xr.Dataset):
+    """Emulator leave-one-out: predicted vs simulated (Seiler Fig. 6a) with 2-sigma bars."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    y, m, s = loo["y"].values, loo["mean"].values, loo["sd"].values
+    ax.errorbar(y, m, yerr=2 * s, fmt="o", ms=3, alpha=0.6, elinewidth=0.5)
+    lo, hi = min(y.min(), m.min()), max(y.max(), m.max())
+    ax.plot([lo, hi], [lo, hi], "k-", lw=1)
+    ax.set(
+        xlabel="simulated log misfit",
+        ylabel="emulated (LOO)",
+        title=f"emulator LOO: R² {loo.attrs['r2']:.2f}, 95 % cov. {loo.attrs['coverage_95']:.2f}",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_clouds(global_cloud: xr.Dataset, local_cloud: xr.Dataset):
+    """Distance vs emulated log misfit, whole cube and +-10 % (Seiler Fig. 6b, c)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
+    for ax, c, t in zip(
+        axes, (global_cloud, local_cloud), ("whole range", "±10 % around the optimum"), strict=True
+    ):
+        ax.hexbin(c["distance"].values, c["mean"].values, gridsize=40, bins="log", cmap="viridis", mincnt=1)
+        ax.set(
+            xlabel="normalised distance to the optimum (Eq. 18)",
+            ylabel="emulated log misfit",
+            title=f"{t}: Spearman {c.attrs['spearman']:.2f}",
+        )
+    fig.tight_layout()
+    return fig
+
+
+def plot_scree(pca: xr.Dataset):
+    """PCA scree of the posterior (unit cube)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    var = pca["explained_variance_ratio"].values
+    k = np.arange(1, var.size + 1)
+    ax.bar(k, var, label="component")
+    ax.plot(k, np.cumsum(var), "k.-", label="cumulative")
+    ax.set(xlabel="principal component", ylabel="variance fraction", title="posterior PCA")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = None, optimum_u=None):
+    """Marginal posteriors (unit cube) over the uniform prior, with the truth and the optimum."""
+    labels = post_u["parameter"].values
+    n = len(labels)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= n:
+            ax.axis("off")
+            continue
+        ax.hist(post_u.values[:, j], bins=30, range=(0, 1), density=True, color="C0", alpha=0.7)
+        ax.axhline(1.0, color="0.4", lw=1, ls=":")
+        if truth_u is not None:
+            ax.axvline(truth_u[j], color="k", lw=1.5)
+        if optimum_u is not None:
+            ax.axvline(optimum_u[j], color="C3", lw=1, ls="--")
+        ax.set_title(str(labels[j]), fontsize=8)
+        ax.set_yticks([])
+    fig.suptitle("posterior (blue) vs uniform prior (dotted); truth black, optimum red", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: xr.Dataset | None = None):
+    """Global GPP and NBP: posterior bands, default, optimum, alternatives, GCB 2024 (Seiler Fig. 10)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    sets = outputs["set"].values
+    done = outputs["status"].values == "done"
+    for ax, v, name in zip(axes, ("gpp_global", "nbp_global"), ("GPP", "NBP"), strict=True):
+        da = outputs[v]
+        post = da.isel(member=np.flatnonzero((sets == "posterior") & done))
+        q = post.quantile([0.05, 0.25, 0.5, 0.75, 0.95], dim="member")
+        yr = q["year"].values
+        ax.fill_between(
+            yr, q.sel(quantile=0.05), q.sel(quantile=0.95), color="C0", alpha=0.2, label="posterior 5-95 %"
+        )
+        ax.fill_between(
+            yr, q.sel(quantile=0.25), q.sel(quantile=0.75), color="C0", alpha=0.35, label="25-75 %"
+        )
+        for s, style in (("default", dict(color="0.3", ls="--")), ("optimised", dict(color="C3"))):
+            m = np.flatnonzero((sets == s) & done)
+            if m.size:
+                ax.plot(yr, da.isel(member=m[0]), lw=1.5, label=s, **style)
+        for i, m in enumerate(np.flatnonzero((sets == "alternative") & done)):
+            ax.plot(
+                yr, da.isel(member=m), color="C2", lw=0.8, alpha=0.8, label="alternatives" if i == 0 else None
+            )
+        if truth is not None and v in truth:
+            ax.plot(truth["year"], truth[v], "k:", lw=1.5, label="twin truth")
+        if v == "nbp_global":
+            g = gcb.sel(year=slice(yr.min(), yr.max()))
+            ax.errorbar(
+                g["year"],
+                g["nbp"],
+                yerr=g["nbp_sigma"],
+                fmt="o",
+                ms=2.5,
+                color="k",
+                elinewidth=0.6,
+                label="GCB 2024 NBP ± σ",
+            )
+            mm = models.sel(year=slice(yr.min(), yr.max()))
+            ax.fill_between(
+                mm["year"],
+                mm["mean"] - mm["sd"],
+                mm["mean"] + mm["sd"],
+                color="0.5",
+                alpha=0.15,
+                label="20 DGVMs S_LAND ± sd",
+            )
+        ax.set(xlabel="year", ylabel=f"global {name} (PgC yr⁻¹)", title=f"global {name}")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bias_change(outputs: xr.Dataset, obs_gpp: xr.DataArray, area: xr.DataArray):
+    """Per-cell change of the absolute GPP bias, optimised minus default (Seiler Fig. 9)."""
+    sets = outputs["set"].values
+    d = int(np.flatnonzero(sets == "default")[0])
+    o = int(np.flatnonzero(sets == "optimised")[0])
+    ref = obs_gpp.mean("time", skipna=True)
+    gpp = outputs["gpp"].sel(cell=ref["cell"]).mean("time")
+    change = np.abs(gpp.isel(member=o) - ref) - np.abs(gpp.isel(member=d) - ref)
+    change = change * 86400 * 365.25  # kg m-2 yr-1
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    lim = float(np.nanmax(np.abs(change))) or 1.0
+    sc = ax.scatter(
+        change["lon"],
+        change["lat"],
+        c=change,
+        cmap="RdBu_r",
+        vmin=-lim,
+        vmax=lim,
+        s=40,
+        edgecolor="k",
+        linewidth=0.3,
+    )
+    fig.colorbar(sc, ax=ax, label="|bias| optimised − default (kgC m⁻² yr⁻¹)")
+    ax.set(
+        xlabel="longitude",
+        ylabel="latitude",
+        xlim=(-180, 180),
+        ylim=(-60, 85),
+        title="GPP bias change per cell (blue: better)",
+    )
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------- html
+def _png(fig, path: Path) -> str:
+    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "bayescal",
+        "numpy",
+        "scipy",
+        "xarray",
+        "scikit-learn",
+        "SALib",
+        "emcee",
+        "arviz",
+        "matplotlib",
+        "DFO-LS",
+        "cma",
+    ):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_report(pipe) -> Path:
+    """Draw the figures of a run directory and write ``report.html``; returns its path.
+
+    ``pipe`` is a :class:`bayescal.pipeline.Pipeline` whose stages up to ``propagate`` have run.
+    """
+    import arviz as az
+
+    from .gcb import load_gcb2024, load_gcb2024_land_models
+    from .sensitivity import plot_ranking
+
+    run = pipe.run_dir
+    figdir = run / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    figs: list[tuple[str, str, str]] = []  # (name, caption, base64)
+
+    def add(name: str, caption: str, fig) -> None:
+        figs.append((name, caption, _png(fig, figdir / f"{name}.png")))
+
+    space = pipe.space()
+    obs, truth = pipe.twin()
+    truth_u = space.to_unit(space.reduce(pipe.truth_theta()))
+    if (run / "screen" / "indices.nc").exists():
+        idx = xr.load_dataset(run / "screen" / "indices.nc")
+        add(
+            "sensitivity",
+            "Morris screening: mu* of the misfit per parameter (top 20).",
+            plot_ranking(idx, "misfit", top=20).figure,
+        )
+    if (run / "optimize" / "history.nc").exists():
+        add(
+            "convergence",
+            "Optimiser convergence (Seiler Fig. 4).",
+            plot_convergence(xr.load_dataset(run / "optimize" / "history.nc")),
+        )
+    add(
+        "emulator_loo",
+        "Misfit emulator, leave-one-out (Seiler Fig. 6a).",
+        plot_loo(xr.load_dataset(run / "emulate" / "misfit_loo.nc")),
+    )
+    eq = run / "equifinality"
+    add(
+        "distance_clouds",
+        "Distance to the optimum vs emulated misfit (Seiler Fig. 6b, c).",
+        plot_clouds(xr.load_dataset(eq / "cloud_global.nc"), xr.load_dataset(eq / "cloud_local.nc")),
+    )
+    add("pca_scree", "PCA of the posterior samples.", plot_scree(xr.load_dataset(eq / "pca.nc")))
+    idata = az.from_netcdf(str(run / "posterior" / "posterior.nc"))
+    post_u = pipe.posterior_u()
+    add(
+        "posterior_vs_prior",
+        "Marginal posteriors against the prior.",
+        plot_posterior_vs_prior(post_u, truth_u, pipe.optimum_u()),
+    )
+    ident = xr.load_dataset(eq / "identifiability.nc")
+    top = list(ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4])
+    fams = sorted({t.partition("[")[0] for t in top})
+    axes = az.plot_pair(
+        idata,
+        var_names=fams,
+        kind="kde",
+        marginals=True,
+        figsize=(7, 7),
+        textsize=7,
+        kde_kwargs={"contourf_kwargs": {"cmap": "Blues"}},
+    )
+    add(
+        "pair_plot",
+        "Pair plot (ArviZ) of the best-constrained parameter families.",
+        np.ravel(axes)[0].get_figure(),
+    )
+    axes = az.plot_trace(idata, var_names=fams, compact=True, figsize=(8, 1.8 * len(fams)))
+    add("trace", "Traces (ArviZ).", np.ravel(axes)[0].get_figure())
+    outputs = xr.load_dataset(run / "propagate" / "outputs.nc")
+    gcb, models = load_gcb2024(), load_gcb2024_land_models()
+    add(
+        "gpp_nbp_bands",
+        "Global GPP and NBP bands against GCB 2024 (Seiler Fig. 10).",
+        plot_bands(outputs, gcb, models, truth),
+    )
+    prods = obs["gpp"]
+    add(
+        "gpp_bias_change",
+        "Per-cell change of the GPP bias against the first GPP product (Seiler Fig. 9).",
+        plot_bias_change(outputs, prods[0].data, truth["area"]),
+    )
+
+    # tables
+    from .pipeline import _table_frame
+
+    table = _table_frame(xr.load_dataset(run / "propagate" / "table3.nc"))
+    ident_df = ident[["q05", "q50", "q95", "ratio", "constrained"]].to_dataframe()
+    ident_df["truth"] = truth_u
+    diag = json.loads((run / "propagate" / "summary.json").read_text())
+    refinement = xr.load_dataset(run / "posterior" / "refinement.nc").to_dataframe()
+    alt = xr.load_dataset(eq / "alternatives.nc")
+    warn_rows = []
+    for r in pipe.records:
+        warn_rows += [(r.name, w) for w in r.warnings]
+    stage_rows = [(r.name, r.status, f"{r.wall:.1f}", f"{r.peak_rss_gib:.2f}", r.runs) for r in pipe.records]
+    config = pipe.config_text or json.dumps(pipe.config, indent=1)
+
+    def tab(df, fmt="{:.4g}") -> str:
+        return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
+
+    parts = [
+        f"<h1>{html.escape(pipe.config['report']['title'])}</h1>",
+        f"<p>run <code>{html.escape(str(run))}</code> &middot; {len(space.labels)} calibrated parameters "
+        f"&middot; {sum(r.runs for r in pipe.records)} model runs in this invocation</p>",
+        "<h2>Stages</h2><table class='t'><tr><th>stage</th><th>status</th><th>wall s</th>"
+        "<th>peak GiB</th><th>runs</th></tr>"
+        + "".join(
+            f"<tr><td>{a}</td><td>{b}</td><td>{c}</td><td>{d}</td><td>{e}</td></tr>"
+            for a, b, c, d, e in stage_rows
+        )
+        + "</table>",
+        "<h2>Carbon budget (Seiler Table 3)</h2>",
+        tab(table),
+        "<h2>Diagnostics</h2><ul>"
+        + f"<li>twin truth inside the 5-95 % posterior band: GPP {diag['truth_coverage']['gpp_global']:.0%}, "
+        f"NBP {diag['truth_coverage']['nbp_global']:.0%} of years</li>"
+        + f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
+        f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>"
+        + f"<li>alternative sets: {alt.sizes['alternative']}, smallest pairwise distance "
+        f"{alt.attrs['min_distance']:.2f}</li></ul>",
+        "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",
+        tab(ident_df, "{:.3f}"),
+        "<h3>Refinement rounds</h3>",
+        tab(refinement, "{:.3f}"),
+        "<h2>Figures</h2>",
+    ]
+    for name, caption, data in figs:
+        parts.append(
+            f"<figure id='fig-{name}'><img class='fig' alt='{html.escape(caption)}' "
+            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts.append(
+        "<h2>Warnings</h2>"
+        + (
+            "<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(w)}</li>" for s, w in warn_rows) + "</ul>"
+            if warn_rows
+            else "<p>none</p>"
+        )
+    )
+    parts.append(f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>")
+    parts.append(
+        "<h2>Versions</h2><table class='t'>"
+        + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in _versions().items())
+        + "</table>"
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(pipe.config["report"]["title"])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}}
+table.t{{border-collapse:collapse;font-size:0.85em}}
+table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}
+img.fig{{max-width:100%}} figure{{margin:1.5em 0}} figcaption{{font-size:0.9em;color:#555}}
+pre{{background:#f6f6f6;padding:0.5em;overflow-x:auto}}</style></head>
+<body data-figures="{len(figs)}">
+{"".join(parts)}
+<script>
+window.addEventListener("load", function () {{
+  var imgs = document.querySelectorAll("img.fig"), ok = 0;
+  imgs.forEach(function (im) {{ if (im.complete && im.naturalWidth > 0) ok += 1; }});
+  document.body.setAttribute("data-figures-loaded", String(ok));
+}});
+</script>
+</body></html>
+"""
+    path = run / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

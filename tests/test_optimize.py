@@ -1,0 +1,279 @@
+"""Optimisers: GA operators and runs, DFO-LS vs CMA-ES on a twin, resume, twin metrics."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayescal.models import LandCarbonModel, make_drivers, make_grid
+from bayescal.observations import ProductSpec, make_twin
+from bayescal.optimize import (
+    ModelObjective,
+    OptimizeError,
+    baseline_misfit,
+    cma_es,
+    dfols,
+    differential_evolution,
+    evaluations_to_baseline,
+    genetic_algorithm,
+    linear_scaling,
+    local_arithmetic_crossover,
+    recovery,
+    selection_probabilities,
+    uniform_mutation,
+)
+
+SIX = ["vmax[NDL-EVG]", "vmax[GRASS-C3]", "kn[BDL-EVG]", "vpd0[BDL-EVG]", "gamma_w", "lfespany[GRASS-C3]"]
+SIX_TRUTH = np.array([0.3, 0.6, 0.45, 0.7, 0.55, 0.4])
+
+
+def rastrigin(center):
+    """Multimodal: global minimum 0 at ``center``, local minima >= ~1 about 0.1 apart."""
+    c = np.asarray(center)
+
+    def f(u):
+        z = 10.0 * (np.atleast_2d(u) - c)
+        return (z**2 - 10.0 * np.cos(2 * np.pi * z) + 10.0).sum(axis=1)
+
+    return f
+
+
+# ----------------------------------------------------------------------------- operators
+def test_linear_scaling_keeps_mean_and_maps_minimum_to_zero(rng):
+    for f in (rng.random(30), -rng.gamma(2.0, 3.0, 30), rng.normal(5, 1, 30)):
+        fs = linear_scaling(f)
+        assert fs.mean() == pytest.approx(f.mean(), rel=1e-12, abs=1e-12)
+        assert fs[np.argmin(f)] == pytest.approx(0.0, abs=1e-12)
+        # order kept (a > 0 for positive mean) or reversed in sign only (negative mean)
+        assert np.all(np.argsort(np.abs(fs)) == np.argsort(f - f.min()))
+    assert np.all(linear_scaling(np.full(5, 2.0)) == 1.0)
+    p = selection_probabilities(-rng.gamma(2.0, 3.0, 30))
+    assert p.sum() == pytest.approx(1.0) and np.all(p >= 0)
+
+
+def test_crossover_offspring_between_parents(rng):
+    p1, p2 = rng.random((500, 7)), rng.random((500, 7))
+    o1, o2 = local_arithmetic_crossover(p1, p2, rng)
+    lo, hi = np.minimum(p1, p2), np.maximum(p1, p2)
+    for o in (o1, o2):
+        assert np.all((o >= lo - 1e-15) & (o <= hi + 1e-15))
+    # genes get different alphas: the offspring is not a single convex combination
+    a = (o1 - p2) / (p1 - p2)
+    assert np.std(a[0]) > 0.05
+    np.testing.assert_allclose(o1 + o2, p1 + p2)  # arithmetic crossover conserves the pair's sum
+
+
+def test_mutation_changes_exactly_one_gene(rng):
+    x = rng.random((400, 9))
+    m = uniform_mutation(x, rng)
+    assert np.all((m != x).sum(axis=1) == 1)
+    assert np.all((m >= 0) & (m <= 1))
+    changed = np.argmax(m != x, axis=1)
+    assert len(np.unique(changed)) == 9  # any gene can mutate
+
+
+def test_ga_first_generation_holds_default_and_same_seed_same_run(small_model):
+    space = small_model.space.only(["vmax[NDL-EVG]", "q10_rh", "gamma_w"])
+    f = rastrigin([0.2, 0.8, 0.5])
+    a = genetic_algorithm(f, space, pop_size=12, n_generations=4, seed=3)
+    b = genetic_algorithm(f, space, pop_size=12, n_generations=4, seed=3)
+    c = genetic_algorithm(f, space, pop_size=12, n_generations=4, seed=4)
+    gen1 = a.history.where(a.history.batch == 0, drop=True)
+    np.testing.assert_allclose(gen1.u.values[0], space.to_unit(space.default))
+    xr.testing.assert_identical(a.history.drop_vars("time"), b.history.drop_vars("time"))
+    assert not np.array_equal(a.history.u.values, c.history.u.values)
+    # unchanged chromosomes are not rerun: fewer evaluations than pop x generations
+    assert gen1.sizes["evaluation"] == 12 and a.n_evaluations < 12 * 4
+    np.testing.assert_allclose(a.x, space.from_unit(a.u))
+
+
+def test_ga_finds_global_optimum_of_multimodal_function():
+    center = np.array([0.23, 0.71, 0.55])
+    res = genetic_algorithm(rastrigin(center), n_dim=3, pop_size=60, n_generations=80, seed=1)
+    # local minima are >= ~1 and 0.1 apart: the global basin is found and refined
+    assert res.fun < 0.5
+    assert np.all(np.abs(res.u - center) < 0.03)
+
+
+def test_ga_failed_members_get_worst_fitness():
+    f = rastrigin([0.3, 0.3])
+
+    def failing(u):
+        m = f(u)
+        m[u[:, 0] > 0.7] = np.nan
+        return m
+
+    res = genetic_algorithm(failing, n_dim=2, pop_size=30, n_generations=15, seed=0)
+    st = res.history.status.values
+    assert (st == "failed").any()
+    assert np.all(res.history.u.values[st == "failed", 0] > 0.7)
+    assert res.u[0] <= 0.7 and np.isfinite(res.fun)
+    X, y = res.training_data()
+    assert np.isfinite(y).all() and X.sizes["member"] == len(np.unique(X.values, axis=0))
+
+
+def test_ga_checkpoint_resume_equals_uninterrupted(tmp_path):
+    f = rastrigin([0.6, 0.4, 0.5, 0.5])
+    full = genetic_algorithm(f, n_dim=4, pop_size=20, n_generations=8, seed=5)
+    calls = {"n": 0}
+
+    def killed(u):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return f(u)
+
+    ckpt = tmp_path / "ga.json"
+    with pytest.raises(KeyboardInterrupt):
+        genetic_algorithm(killed, n_dim=4, pop_size=20, n_generations=8, seed=5, checkpoint=ckpt)
+    assert ckpt.exists()
+    resumed = genetic_algorithm(f, n_dim=4, pop_size=20, n_generations=8, seed=5, checkpoint=ckpt)
+    xr.testing.assert_identical(full.history.drop_vars("time"), resumed.history.drop_vars("time"))
+    assert resumed.fun == full.fun
+    with pytest.raises(OptimizeError, match="settings"):
+        genetic_algorithm(f, n_dim=4, pop_size=22, n_generations=8, seed=5, checkpoint=ckpt)
+
+
+@pytest.mark.slow
+def test_ga_recovers_vmax_twin_including_bounds():
+    """Seiler Fig. 3: nine PFT vmax values against modelled GPP, two true values on the lower bound."""
+    grid = make_grid(n_cells=36, seed=3)
+    drivers = make_drivers(grid, start=2000, end=2006, ramp_start=1997, seed=3)
+    model = LandCarbonModel(grid=grid, drivers=drivers, chunk_size=64)
+    space = model.space.only(["vmax"])
+    truth = np.array([0.4] * 6 + [0.0, 0.4, 0.0])  # C4 crop and C4 grass at their minimum
+    obs, _ = make_twin(model, space.expand(space.from_unit(truth)),
+                       [ProductSpec("gpp", "GPP", noise=0.0, gaps=0.0)], seed=0)
+    obj = ModelObjective(model, space, obs, measure="score", batch_size=64)
+    # the defaults are not the truth's neighbours here: start from random chromosomes only
+    res = genetic_algorithm(obj, space, pop_size=100, n_generations=30, include_default=False, seed=0)
+    err = np.abs(res.u - truth)
+    assert np.all(err < 0.15), err
+    assert err[[6, 8]].max() < 0.1  # the values on the bound
+    X, y = res.training_data(drop_worst=0.25)
+    done = (res.history.status == "done").values
+    assert X.sizes["member"] <= np.ceil(0.75 * len(np.unique(res.history.u.values[done], axis=0)))
+    assert float(y.max()) <= float(np.quantile(res.history.misfit.values[done], 0.76))
+
+
+# ----------------------------------------------------------------------------- metrics
+def _history(u, misfit, start=None):
+    n = len(misfit)
+    return xr.Dataset({"u": (("evaluation", "parameter"), np.asarray(u, float)),
+                       "misfit": ("evaluation", np.asarray(misfit, float)),
+                       "start": ("evaluation", np.zeros(n, int) if start is None else np.asarray(start))},
+                      coords={"evaluation": np.arange(1, n + 1), "parameter": ["a", "b"]})
+
+
+def test_recovery_counts_from_the_last_departure():
+    truth = np.array([0.5, 0.5])
+    u = [[0.1, 0.52], [0.48, 0.9], [0.9, 0.9], [0.52, 0.51], [0.46, 0.6], [0.51, 0.49]]
+    mis = [5.0, 4.0, 6.0, 3.0, 2.0, 1.0]  # evaluation 3 does not improve, so it does not count
+    rec = recovery(_history(u, mis), truth)
+    # a: close at 2, 4, 5, 6 (improving) -> recovered at evaluation 2
+    # b: improving b values 0.52, 0.9, 0.51, 0.6, 0.49 -> last departure at 5 -> recovered at 6
+    assert rec.recovered.values.tolist() == [True, True]
+    assert rec.evaluations.values.tolist() == [2.0, 6.0]
+    rec = recovery(_history(u, mis), np.array([0.5, 0.7]))
+    assert rec.recovered.values.tolist() == [True, False] and np.isnan(rec.evaluations.values[1])
+    assert evaluations_to_baseline(_history(u, mis), 2.5) == 5
+    assert evaluations_to_baseline(_history(u, mis), 0.5) is None
+
+
+# ------------------------------------------------------------------------ six-parameter twin
+@pytest.fixture(scope="module")
+def six_twin():
+    grid = make_grid(n_cells=24, seed=3)
+    drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)
+    model = LandCarbonModel(grid=grid, drivers=drivers, chunk_size=32)
+    space = model.space.only(SIX)
+    theta = space.expand(space.from_unit(SIX_TRUTH))
+    names = [("gpp", "GPP"), ("lai", "LAI"), ("hfls", "HFLS")]
+    obs, truth_run = make_twin(model, theta, [ProductSpec(v, n, noise=0.0, gaps=0.0) for v, n in names])
+    noisy = [ProductSpec(v, n, noise=0.01, gaps=0.0) for v, n in names]
+    realisations = [make_twin(model, theta, noisy, seed=s)[0] for s in range(3)]
+    baseline = baseline_misfit(truth_run, realisations)
+    return model, space, obs, baseline
+
+
+def test_baseline_is_misfit_of_noise_alone(six_twin):
+    model, space, obs, baseline = six_twin
+    assert baseline.sizes["realisation"] == 3
+    assert baseline.attrs["mean"] == pytest.approx(float(baseline.mean()))
+    # relative noise 1 %: each normalised residual term is of order 1e-2, the sum of squares 1e-4..1e-3
+    assert 1e-5 < baseline.attrs["mean"] < 1e-2
+    assert np.ptp(baseline.values) < 0.2 * baseline.attrs["mean"]
+    # the noise-free truth has zero misfit against the noise-free products
+    obj = ModelObjective(model, space, obs)
+    assert float(obj(SIX_TRUTH[None])["misfit"][0]) < 1e-20
+
+
+@pytest.mark.slow
+def test_dfols_recovers_twin_faster_than_cmaes(six_twin):
+    model, space, obs, baseline = six_twin
+    obj = ModelObjective(model, space, obs)
+    starts = np.array([[0.1, 0.9, 0.15, 0.85, 0.1, 0.9], [0.9, 0.1, 0.85, 0.15, 0.9, 0.1]])
+    res = dfols(obj, space, starts=starts, max_evaluations=70)
+    assert res.n_evaluations <= 140
+    to_base = []
+    for s in range(2):
+        rec = recovery(res.history, SIX_TRUTH, start=s)
+        assert rec.attrs["n_recovered"] >= 5, rec.evaluations.values
+        assert np.nanmax(rec.evaluations.values) <= 70
+        to_base.append(evaluations_to_baseline(res.history, baseline.attrs["mean"], start=s))
+    assert all(n is not None for n in to_base)
+    cma = cma_es(obj, space, x0=starts[0], pop_size=10, max_evaluations=300, seed=1)
+    n_cma = evaluations_to_baseline(cma.history, baseline.attrs["mean"])
+    assert max(to_base) < (n_cma if n_cma is not None else np.inf)
+
+
+def test_cmaes_replay_resume_equals_uninterrupted(six_twin, tmp_path):
+    model, space, obs, _ = six_twin
+    full = cma_es(ModelObjective(model, space, obs), space, pop_size=8, max_evaluations=40, seed=2)
+
+    class Killed:
+        def __init__(self, after):
+            self.after, self.calls = after, 0
+
+        def __call__(self, theta):
+            self.calls += 1
+            if self.after is not None and self.calls > self.after:
+                raise KeyboardInterrupt
+            return model(theta)
+
+    killed = Killed(after=3)
+    with pytest.raises(KeyboardInterrupt):
+        cma_es(ModelObjective(killed, space, obs, workdir=tmp_path), space, pop_size=8,
+               max_evaluations=40, seed=2)
+    again = Killed(after=None)
+    resumed = cma_es(ModelObjective(again, space, obs, workdir=tmp_path), space, pop_size=8,
+                     max_evaluations=40, seed=2)
+    assert again.calls == 5 - 3  # the three finished populations are read, not rerun
+    np.testing.assert_array_equal(resumed.history.u.values, full.history.u.values)
+    np.testing.assert_allclose(resumed.history.misfit.values, full.history.misfit.values, rtol=1e-12)
+    assert resumed.fun == pytest.approx(full.fun, rel=1e-12)
+
+
+def test_differential_evolution_vectorised_batches():
+    center = np.array([0.3, 0.8])
+    sizes = []
+
+    def f(u):
+        sizes.append(u.shape[0])
+        return ((u - center) ** 2).sum(axis=1)
+
+    res = differential_evolution(f, n_dim=2, pop_size=10, max_generations=60, seed=0, tol=1e-8)
+    assert np.all(np.abs(res.u - center) < 1e-3)
+    assert max(sizes) == 20 and len(sizes) < res.n_evaluations  # whole generations per call
+    assert res.history.batch.values.max() == len(sizes) - 1
+
+
+def test_bad_inputs_named():
+    f = rastrigin([0.5, 0.5])
+    with pytest.raises(OptimizeError, match="p_mutation"):
+        genetic_algorithm(f, n_dim=2, p_mutation=1.5)
+    with pytest.raises(OptimizeError, match="starts"):
+        dfols(f, n_dim=2, starts=np.array([[0.5, 1.5]]))
+    with pytest.raises(OptimizeError, match="n_dim"):
+        cma_es(f)
+    with pytest.raises(OptimizeError, match="drop_worst"):
+        genetic_algorithm(f, n_dim=2, pop_size=6, n_generations=2).training_data(drop_worst=1.0)
