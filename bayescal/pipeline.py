@@ -23,6 +23,7 @@ import copy
 import hashlib
 import json
 import resource
+import shutil
 import sys
 import time
 import tomllib
@@ -296,6 +297,13 @@ class Pipeline:
         Default ``config["run"]["output"]``.
     progress : bool
         Progress bars and one line per stage.
+    config_text : str
+        The TOML text, kept in the run directory and the report.
+    model : callable, optional
+        Your own simulator instead of the embedded model configured in ``[model]``: a
+        ``LandCarbonModel``-compatible object (``space`` attribute; ``model(theta)`` returning
+        the observed variables on (member, cell, time) with ``area`` and ``biome`` cell
+        coordinates, and ``<variable>_global`` series on (member, year)); see docs/own-model.md.
     """
 
     def __init__(
@@ -304,13 +312,14 @@ class Pipeline:
         run_dir: str | Path | None = None,
         progress: bool = True,
         config_text: str = "",
+        model=None,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir if run_dir is not None else config["run"]["output"])
         self.progress = progress
         self.config_text = config_text
         self.records: list[StageRecord] = []
-        self._model = None
+        self._model = model
         self._cache: dict[str, Any] = {}
         self._runs = 0
 
@@ -448,7 +457,16 @@ class Pipeline:
                 )
                 self._say(f"[{stage}] up to date (inputs unchanged) - reused")
             else:
-                (self.run_dir / stage).mkdir(parents=True, exist_ok=True)
+                stage_dir = self.run_dir / stage
+                started = stage_dir / "started.json"
+                if stage_dir.exists() and not (
+                    started.exists() and json.loads(started.read_text()).get("key") == key
+                ):
+                    # results of other inputs: start the stage afresh (an interrupted stage with
+                    # the same inputs keeps its finished runs and resumes)
+                    shutil.rmtree(stage_dir)
+                stage_dir.mkdir(parents=True, exist_ok=True)
+                started.write_text(json.dumps({"key": key}))
                 marker.unlink(missing_ok=True)
                 self._say(f"[{stage}] {STAGE_HELP[stage]}")
                 t0, runs0 = time.perf_counter(), self._runs
@@ -528,7 +546,7 @@ class Pipeline:
                 store=out / "morris",
                 batch_size=cfg["design"]["batch_size"],
                 progress=self.progress,
-                keep=self.run_dataset_vars(),
+                keep=[*self.run_dataset_vars(), "gpp_global"],
             )
             idx = analyze(space, design, res, on_failure="drop")
             idx.to_netcdf(out / "indices.nc")

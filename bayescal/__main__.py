@@ -1,0 +1,7 @@
+"""``python -m bayescal`` = the ``bayescal`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,225 @@
+"""The one-command pipeline: config validation, end to end, resume after a kill, report in Chromium."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayescal.cli import main
+from bayescal.pipeline import STAGES, ConfigError, Pipeline, load_config, validate_config
+
+TINY = Path(__file__).parent / "data" / "tiny.toml"
+ROOT = Path(__file__).parents[1]
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "bayescal", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny config run end to end once, in a subprocess (as a user runs it)."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    t0 = time.perf_counter()
+    proc = _cli("run", str(TINY), "--run-dir", str(run_dir))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return run_dir, time.perf_counter() - t0, out
+
+
+# ------------------------------------------------------------------------------ config
+def _write(tmp_path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(TINY.read_text() + "\n" + text)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("[bogus]\nx = 1", "[bogus]"),
+        ("[emulator]\nkernel = 'rbf'", "emulator.kernel"),
+        ("[report]\ntitle = 3", "report.title"),
+        ("[emulator]\nvariance_threshold = 1.5", "emulator.variance_threshold"),
+    ],
+)
+def test_invalid_config_named_before_any_run(tmp_path, capsys, extra, key):
+    cfg = _write(tmp_path, extra)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_config(cfg)
+    run_dir = tmp_path / "never"
+    assert main(["run", str(cfg), "--run-dir", str(run_dir), "--quiet"]) == 2
+    assert key in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_config_errors_each_kind(tmp_path):
+    base = load_config(TINY)
+    raw = {s: {k: v for k, v in sec.items() if v is not None} for s, sec in base.items()}
+
+    def bad(section, key, value, match):
+        r = json.loads(json.dumps(raw))
+        r[section][key] = value
+        with pytest.raises(ConfigError, match=match):
+            validate_config(r, base=tmp_path)
+
+    bad("design", "n_runs", 3, "design.n_runs")  # bounds
+    bad("model", "start", 1950, "model.start")
+    bad("model", "end", 1995, "model.start")  # end before start
+    bad("observations", "truth", {"gamma_w": 1.4}, "observations.truth.gamma_w")
+    bad("parameters", "free", ["vmax[GRASS-C3]", "not_a_parameter"], "not_a_parameter")
+    bad("model", "parameters_file", "missing_space.toml", "model.parameters_file.*missing_space.toml")
+    bad("optimize", "method", "simplex", "optimize.method")
+    bad("model", "n_cells", True, "model.n_cells")  # a bool is not an integer
+    bad("propagate", "table_years", [2003, 2030], "propagate.table_years")
+    bad("observations", "variables", ["gpp", "albedo"], "albedo")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "broken.toml").write_text("[run\nname = 1")
+    with pytest.raises(ConfigError, match="broken.toml.*invalid TOML"):
+        load_config(tmp_path / "broken.toml")
+
+
+def test_example_configs_are_valid():
+    for name in ("global_twin.toml", "global_gcb.toml"):
+        assert main(["check", str(ROOT / "examples" / name)]) == 0
+
+
+def test_help_explains_every_stage(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for s in STAGES:
+        assert s in text
+
+
+# ------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_tiny_config_end_to_end(tiny_run):
+    run_dir, wall, out = tiny_run
+    assert wall < 120, f"tiny pipeline took {wall:.0f} s"
+    for s in STAGES:
+        assert json.loads((run_dir / s / "stage.json").read_text())["key"]
+    assert "total" in out and "report.html" in out
+    idata = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc"))
+    assert {"posterior", "sample_stats", "prior"} <= set(idata.groups())
+    assert len(list((run_dir / "figures").glob("*.png"))) >= 9
+
+
+@pytest.mark.slow
+def test_bands_contain_truth_and_table3_differences(tiny_run):
+    run_dir, _, _ = tiny_run
+    cfg = load_config(TINY)
+    pipe = Pipeline(cfg, run_dir, progress=False)
+    _, truth = pipe.twin()
+    bands = xr.load_dataset(run_dir / "propagate" / "bands.nc")
+    for v in ("gpp_global", "nbp_global"):
+        lo, hi, t = xr.align(bands[v].sel(quantile=0.05), bands[v].sel(quantile=0.95), truth[v])
+        inside = float(((t >= lo) & (t <= hi)).mean())
+        assert inside >= 0.9, (v, inside)
+        assert (hi > lo).all()  # a real band, not a line
+    table = xr.load_dataset(run_dir / "propagate" / "table3.nc")
+    outputs = xr.load_dataset(run_dir / "propagate" / "outputs.nc")
+    y0, y1 = cfg["propagate"]["table_years"]
+    sets = outputs["set"].values
+    for v in table["variable"].values:
+        means = outputs[v].sel(year=slice(y0, y1)).mean("year")
+        d = float(means[sets == "default"][0])
+        o = float(means[sets == "optimised"][0])
+        assert float(table["mean"].sel(row="default", variable=v)) == pytest.approx(d, rel=1e-12)
+        assert float(table["difference"].sel(variable=v)) == pytest.approx(o - d, rel=1e-9, abs=1e-12)
+        pct = float(table["difference_percent"].sel(variable=v))
+        assert pct == pytest.approx(100 * (o - d) / d, rel=1e-9)
+    csv = (run_dir / "propagate" / "table3.csv").read_text()
+    assert "optimised - default (%)" in csv
+
+
+@pytest.mark.slow
+def test_rerun_reuses_and_changed_input_reruns_from_there(tiny_run, tmp_path):
+    run_dir, _, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    cfg = load_config(TINY)
+    recs = Pipeline(cfg, copy, progress=False).run(STAGES[:-1])
+    assert [r.status for r in recs] == ["reused"] * (len(STAGES) - 1)
+    cfg["propagate"]["n_draws"] = 12
+    recs = Pipeline(cfg, copy, progress=False).run(STAGES[:-1])
+    status = {r.name: r.status for r in recs}
+    assert [status[s] for s in STAGES[:6]] == ["reused"] * 6
+    assert status["propagate"] == "ran"
+
+
+@pytest.mark.slow
+def test_killed_during_posterior_resumes_with_same_result(tiny_run, tmp_path):
+    ref_dir, _, _ = tiny_run
+    run_dir = tmp_path / "killed"
+    proc = _cli("run", str(TINY), "--run-dir", str(run_dir), start_new_session=True)
+    marker = run_dir / "posterior"
+    t0 = time.perf_counter()
+    while not marker.exists():
+        assert proc.poll() is None, "pipeline finished before the posterior stage could be killed"
+        assert time.perf_counter() - t0 < 120
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "posterior" / "stage.json").exists()
+    before = {s: (run_dir / s / "stage.json").stat().st_mtime_ns for s in STAGES[:4]}
+    proc = _cli("run", str(TINY), "--run-dir", str(run_dir))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    for s in STAGES[:4]:
+        assert f"[{s}] up to date" in out
+        assert (run_dir / s / "stage.json").stat().st_mtime_ns == before[s]
+    a = az.from_netcdf(str(ref_dir / "posterior" / "posterior.nc")).posterior
+    b = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc")).posterior
+    for v in a.data_vars:
+        np.testing.assert_array_equal(a[v].values, b[v].values)
+    ta = xr.load_dataset(ref_dir / "propagate" / "table3.nc")
+    tb = xr.load_dataset(run_dir / "propagate" / "table3.nc")
+    np.testing.assert_array_equal(ta["mean"].values, tb["mean"].values)
+
+
+# --------------------------------------------------------------------------- report
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("CI_REQUIRE_CHROMIUM"),
+                    reason="no Chromium (.ci/run installs Debian's chromium)")
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    run_dir, _, _ = tiny_run
+    chrome = _chromium()
+    assert chrome is not None, "CI requires Chromium"
+    page = (run_dir / "report.html").resolve()
+    text = page.read_text()
+    assert "src='data:image/png;base64," in text
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # self-contained: nothing fetched
+    common = [chrome, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+              f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    n_figs = len(list((run_dir / "figures").glob("*.png")))
+    assert f'data-figures="{n_figs}"' in dom.stdout
+    assert f'data-figures-loaded="{n_figs}"' in dom.stdout  # every figure decoded by the browser
+    console = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert not console, console
+    shot = tmp_path / "report.png"
+    res = subprocess.run([*common, "--window-size=1200,4000", f"--screenshot={shot}", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and shot.stat().st_size > 50_000
