@@ -63,7 +63,6 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------- config
-_ANY = object()
 #: section -> key -> (type(s), default). ``None`` default with a type: optional.
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0)},
@@ -366,15 +365,11 @@ class Pipeline:
     def twin(self):
         """Twin observations and the noise-free truth run (cached on disk in the run directory)."""
         if "twin" not in self._cache:
-            from .observations import make_twin
+            from .observations import DEFAULT_TWIN_PRODUCTS, ProductSpec, make_twin
 
             variables = self.config["observations"]["variables"]
-            from .observations import DEFAULT_TWIN_PRODUCTS
-
             specs = [s for s in DEFAULT_TWIN_PRODUCTS if s.variable in variables]
             missing = set(variables) - {s.variable for s in specs}
-            from .observations import ProductSpec
-
             specs += [ProductSpec(v, f"{v.upper()}-twin") for v in sorted(missing)]
             obs, truth = make_twin(
                 self.model, self.truth_theta(), specs, seed=self.config["observations"]["twin_seed"]
@@ -639,7 +634,7 @@ class Pipeline:
         self._say(f"  {ok.sum()} of {len(u)} runs finished; best misfit {np.nanmin(misfit):.4g}")
 
     def training(self) -> xr.Dataset:
-        """Design runs plus the optimiser's finished runs (u, misfit)."""
+        """The design runs: unit-cube points, misfit, summaries and which finished."""
         tr = xr.load_dataset(self.run_dir / "design" / "training.nc")
         return tr
 
