@@ -847,9 +847,8 @@ def recovery(
     tail_ok = np.flip(np.logical_and.accumulate(np.flip(close, axis=0), axis=0), axis=0)
     recovered = tail_ok[-1] if improving.size else np.zeros(u.shape[1], dtype=bool)
     evals = np.full(u.shape[1], np.nan)
-    for j in np.flatnonzero(recovered):
-        first = np.flatnonzero(tail_ok[:, j])[0]
-        evals[j] = improving[first] + 1
+    # tail_ok is monotone in time (once all later ones are close it stays so): first True per column
+    evals[recovered] = improving[np.argmax(tail_ok[:, recovered], axis=0)] + 1
     err = np.abs(u[improving[-1]] - truth_u) if improving.size else np.full(u.shape[1], np.nan)
     return xr.Dataset(
         {"recovered": ("parameter", recovered), "evaluations": ("parameter", evals),

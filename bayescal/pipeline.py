@@ -620,8 +620,9 @@ class Pipeline:
         sub = ens.isel(member=np.flatnonzero(ok))
         misfit = np.full(len(u), np.nan)
         misfit[ok] = (residuals(sub, obs) ** 2).sum("residual").values
-        Y = np.full((len(u), self.summaries(sub.isel(member=[0])).shape[-1]), np.nan)
-        Y[ok] = self.summaries(sub)
+        y_ok = self.summaries(sub)
+        Y = np.full((len(u), y_ok.shape[-1]), np.nan)
+        Y[ok] = y_ok
         xr.Dataset(
             {
                 "u": (("member", "parameter"), u),

@@ -246,6 +246,7 @@ def write_report(pipe) -> Path:
     import arviz as az
 
     from .gcb import load_gcb2024, load_gcb2024_land_models
+    from .posterior import unit_samples
     from .sensitivity import plot_ranking
 
     run = pipe.run_dir
@@ -285,7 +286,7 @@ def write_report(pipe) -> Path:
     )
     add("pca_scree", "PCA of the posterior samples.", plot_scree(xr.load_dataset(eq / "pca.nc")))
     idata = az.from_netcdf(str(run / "posterior" / "posterior.nc"))
-    post_u = pipe.posterior_u()
+    post_u = unit_samples(idata, space)
     add(
         "posterior_vs_prior",
         "Marginal posteriors against the prior.",
