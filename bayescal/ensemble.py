@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 from collections import Counter
@@ -348,7 +349,10 @@ def run_ensemble(
             for b in batches:
                 record(run_batch(simulator, theta[b], b, keep))
         elif kind == "processes":
-            with ProcessPoolExecutor(max_workers=executor) as pool:
+            # fresh interpreters, not forks: a forked child of a process that has already run
+            # the model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=executor, mp_context=ctx) as pool:
                 futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
                 for fut in as_completed(futures):
                     record(fut.result())

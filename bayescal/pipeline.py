@@ -72,7 +72,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "start": (int, 1990),
         "end": (int, 2022),
         "ramp_start": (int, 1985),
-        "chunk_size": (int, 32),
+        "chunk_size": (int, 256),
         "parameters_file": (str, None),
     },
     "parameters": {"candidates": (list, None), "free": (list, None)},

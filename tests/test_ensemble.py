@@ -131,6 +131,11 @@ def test_embedded_model_through_runner(tmp_path, small_model):
     np.testing.assert_array_equal(ens.status.values == "failed", ~ok)
     np.testing.assert_allclose(ens.gpp_global.values[ok], direct.gpp_global.values[ok], rtol=1e-12)
     assert summary.done == ok.sum()
+    # worker processes after this process has run the threaded kernel (a fork would abort)
+    run_ensemble(small_model, d, tmp_path / "pool", batch_size=3, executor=2,
+                 keep=["gpp_global", "nbp_global"], progress=False)
+    pool = EnsembleStore(tmp_path / "pool").load()
+    xr.testing.assert_identical(pool.drop_vars("wall_time"), ens.drop_vars("wall_time"))
 
 
 def test_bad_arguments(tmp_path):

@@ -1,0 +1,161 @@
+"""Simulator runs for one posterior: emulator + refinement against emcee directly on the model.
+
+    python benchmarks/bench_emulator_vs_direct.py [--quick]
+
+The problem is a twin on a small embedded model: 24 cells, 2000-2010, spin-up and a ramp from
+1995; four free parameters (vmax[NDL-EVG], vmax[GRASS-C3], kn[BDL-EVG], gamma_w). The
+observations are 33 numbers: the annual global GPP and the annual area-mean LAI and latent heat
+of a "true" parameter set, with 2 % Gaussian noise. There is one Gaussian likelihood and the
+priors are uniform.
+
+1. Reference posterior: emcee run directly on the model, long (32 walkers x 3,000 steps).
+2. Emulator route: a 40-point Latin hypercube, an SVD emulator with GP components, and
+   ``bayescal.posterior.refine`` (20 new runs per round) until the posterior stops moving.
+   Its error against the reference is the largest, over the parameters, of
+   |mean - mean_ref| / sd_ref and |sd / sd_ref - 1|.
+3. Direct route: a second emcee run on the model (another seed, started from the same 40
+   design points). After k steps its error is measured on the second half of its chain, and it
+   has used 40 + (walker evaluations) runs. The benchmark reports the fewest runs at which that
+   error falls to the emulator route's error and stays there.
+
+It prints both run counts and their ratio. ``--quick`` uses a shorter reference and direct run
+(for a smoke test; its figures are rough).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+from bayescal.design import latin_hypercube
+from bayescal.emulators import SVDEmulator
+from bayescal.models import LandCarbonModel, make_drivers, make_grid
+from bayescal.posterior import (
+    GaussianLikelihood,
+    PosteriorSampler,
+    PosteriorWarning,
+    refine,
+    unit_samples,
+)
+
+FREE = ["vmax[NDL-EVG]", "vmax[GRASS-C3]", "kn[BDL-EVG]", "gamma_w"]
+TRUTH = np.array([0.35, 0.6, 0.45, 0.55])
+N_DESIGN, N_NEW, N_WALKERS = 40, 20, 32
+
+
+class Counted:
+    """The model as unit cube -> 33 outputs (NaN rows for failed members), counting runs."""
+
+    def __init__(self, model: LandCarbonModel, space) -> None:
+        self.model, self.space, self.runs = model, space, 0
+        self.weight = model.grid["area"] / model.grid["area"].sum()
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        u = np.atleast_2d(u)
+        self.runs += u.shape[0]
+        ds = self.model.simulate(self.space.expand(self.space.from_unit(u)), variables=["lai", "hfls"])
+        annual = [(ds[v] * self.weight).sum("cell").groupby("time.year").mean()
+                  .transpose("member", "year").values for v in ("lai", "hfls")]
+        y = np.hstack([ds.gpp_global.values, *annual])
+        y[ds.failed.values] = np.nan
+        return y
+
+
+def direct_likelihood(sim: Counted, observed: np.ndarray, sigma: np.ndarray):
+    exact = GaussianLikelihood(lambda u: np.nan_to_num(sim(u), nan=1e6), observed, sigma,
+                               emulator_variance=False)
+
+    def loglike(u: np.ndarray) -> np.ndarray:
+        ll = exact(u)
+        return np.where(ll < -1e9, -np.inf, ll)  # failed members: zero likelihood
+
+    return loglike
+
+
+def error(samples: np.ndarray, ref_mean: np.ndarray, ref_sd: np.ndarray) -> float:
+    mean, sd = samples.mean(0), samples.std(0)
+    return float(max(np.max(np.abs(mean - ref_mean) / ref_sd), np.max(np.abs(sd / ref_sd - 1))))
+
+
+def run_direct(sim: Counted, observed, sigma, space, design, n_steps: int, seed: int):
+    """emcee directly on the model; returns the chain (steps, walkers, d) and runs per step."""
+    sim.runs = 0
+    ps = PosteriorSampler(direct_likelihood(sim, observed, sigma), space, n_walkers=N_WALKERS, seed=seed)
+    ps.run(n_steps, initial=design)
+    chain = ps.sampler.get_chain()
+    return chain, sim.runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    ref_steps, direct_steps = (600, 400) if args.quick else (3000, 2000)
+
+    grid = make_grid(n_cells=24, seed=3)
+    drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)
+    model = LandCarbonModel(grid=grid, drivers=drivers)
+    space = model.space.only(FREE)
+    sim = Counted(model, space)
+    truth_y = sim(TRUTH[None])[0]
+    sigma = 0.02 * np.abs(truth_y)
+    observed = truth_y + np.random.default_rng(7).normal(0, sigma)
+    design = latin_hypercube(space, N_DESIGN, seed=1).values
+    design_u = space.to_unit(design)
+
+    t0 = time.perf_counter()
+    chain, _ = run_direct(sim, observed, sigma, space, design_u, ref_steps, seed=101)
+    ref = chain[ref_steps // 3:].reshape(-1, len(FREE))
+    ref_mean, ref_sd = ref.mean(0), ref.std(0)
+    print(f"reference: emcee on the model, {N_WALKERS} walkers x {ref_steps} steps "
+          f"({time.perf_counter() - t0:.0f} s)")
+    print("  posterior mean (unit cube):", np.round(ref_mean, 3), " sd:", np.round(ref_sd, 3),
+          " truth:", TRUTH)
+
+    # ---------------------------------------------------------------- emulator + refinement
+    t0 = time.perf_counter()
+    sim.runs = 0
+    Y = sim(design_u)
+    ok = np.isfinite(Y).all(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PosteriorWarning)
+        res = refine(sim, SVDEmulator(random_state=0), design_u[ok], Y[ok],
+                     lambda em: GaussianLikelihood(em, observed, sigma), space, n_new=N_NEW,
+                     max_rounds=6, n_steps=2000, n_walkers=N_WALKERS, seed=3)
+    runs_emu = sim.runs
+    u_emu = unit_samples(res.idata, space).values
+    err_emu = error(u_emu, ref_mean, ref_sd)
+    print(f"emulator + refinement: {runs_emu} model runs in {res.history.sizes['round']} rounds "
+          f"(converged: {res.converged}), error {err_emu:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    # ---------------------------------------------------------------- direct, same accuracy
+    t0 = time.perf_counter()
+    chain, runs = run_direct(sim, observed, sigma, space, design_u, direct_steps, seed=202)
+    runs_per_step = (runs - N_DESIGN) / direct_steps
+    errs = []
+    for k in range(10, direct_steps + 1, 10):
+        errs.append((k, error(chain[k // 2:k].reshape(-1, len(FREE)), ref_mean, ref_sd)))
+    ks, es = np.array(errs).T
+    above = np.flatnonzero(es > err_emu)  # the last step count still worse than the emulator
+    if above.size and above[-1] == len(es) - 1:
+        first = None
+    else:
+        first = int(ks[above[-1] + 1]) if above.size else int(ks[0])
+    print(f"direct emcee: {runs} model runs for {direct_steps} steps ({time.perf_counter() - t0:.0f} s); "
+          f"error after 500 / 1000 / {direct_steps} steps: "
+          + " / ".join(f"{es[ks == k][0]:.3f}" for k in (500, 1000, direct_steps) if k in ks))
+    if first is None:
+        print(f"direct emcee did not reach error {err_emu:.3f} within {runs} runs: "
+              f"ratio > {runs / runs_emu:.0f}")
+        return
+    runs_direct = int(N_DESIGN + runs_per_step * first)
+    print(f"direct emcee reaches error {err_emu:.3f} (and stays there) after {first} steps = "
+          f"{runs_direct} model runs")
+    print(f"ratio of model runs, direct / emulator + refinement: {runs_direct / runs_emu:.0f}")
+
+
+if __name__ == "__main__":
+    main()
