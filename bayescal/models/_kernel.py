@@ -70,7 +70,7 @@ def _one_minus_exp(x):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def month(state, par, pft_start, clim, co2, luc_rate, dt, active,  # noqa: PLR0913, PLR0915
+def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
           budget, mean, tile_cell, tile_frac, tile_area, per_second,
           grid, rows, glob, k_out, m0, lai_out, bad):
     """Advance ``state`` (pool, member, tile) by one month in place.
