@@ -1,7 +1,8 @@
 """Benchmark: the embedded model, 100 members x all cells x 1959-2023 monthly, spin-up included.
 
-Run:  python benchmarks/bench_simulate.py [n_members] [--threads N]
-Prints wall time, member-cell-months per second and peak resident memory of ``simulate``, then
+Run:  python benchmarks/bench_simulate.py [n_members] [--threads N] [--repeat R]
+Prints wall time (each of R runs and their median; this VM's speed drifts by a third between
+minutes), member-cell-months per second and peak resident memory of ``simulate``, then
 one month of the compiled kernel against the plain-numpy step it replaced
 (``tests/reference_step.py``), both on the same 100 members, to show why the kernel is
 hand-written.
@@ -74,11 +75,28 @@ def one_month(model: LandCarbonModel, theta: np.ndarray) -> None:
           f"-> {tr / tk:.1f}x")
 
 
+def machine_probe() -> float:
+    """ns per scalar exp in a compiled loop: how fast this machine is right now (~3.5 quiet)."""
+    @numba.njit(cache=False)
+    def loop(x):
+        s = 0.0
+        for v in x:
+            s += np.exp(-v)
+        return s
+
+    x = np.random.default_rng(0).random(2_000_000)
+    loop(x)
+    return _best(lambda: loop(x), repeat=5, number=3) / x.size * 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n_members", nargs="?", type=int, default=100)
     ap.add_argument("--threads", type=int, default=None, help="kernel threads (default all cores)")
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs (median reported)")
     args = ap.parse_args()
+    print(f"machine probe: {machine_probe():.2f} ns per exp, single thread "
+          "(the VM's speed drifts: compare runs by it)")
     t0 = time.perf_counter()
     model = LandCarbonModel(n_threads=args.threads)
     t_init = time.perf_counter() - t0
@@ -87,9 +105,13 @@ def main() -> None:
     t0 = time.perf_counter()
     model.simulate(model.space.all_default)  # compiles the kernel on a fresh install
     t_first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ds = model.simulate(theta)
-    wall = time.perf_counter() - t0
+    walls = []
+    for _ in range(args.repeat):
+        ds = None  # the previous run's outputs go before the next is allocated
+        t0 = time.perf_counter()
+        ds = model.simulate(theta)
+        walls.append(time.perf_counter() - t0)
+    wall = float(np.median(walls))
     n_cell, n_time = ds.sizes["cell"], ds.sizes["time"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     print(f"model set-up (grid, drivers): {t_init:.2f} s; first call (kernel compile or cache "
@@ -98,7 +120,8 @@ def main() -> None:
           f"kernel threads: {args.threads or numba.get_num_threads()}")
     print(f"simulated months per member incl. ramp from {model.drivers.attrs['ramp_start']}: "
           f"{model.drivers.sizes['time']} (+ spin-up cycles of 12 months)")
-    print(f"wall time: {wall:.2f} s  ({wall / args.n_members:.3f} s per member)")
+    print(f"wall time: {wall:.2f} s  ({wall / args.n_members:.3f} s per member)"
+          + (f"; median of {', '.join(f'{w:.2f}' for w in walls)}" if len(walls) > 1 else ""))
     print(f"member-cell-months per second: {args.n_members * n_cell * n_time / wall:,.0f}")
     print(f"peak resident memory: {peak:.2f} GiB")
     print(f"failed members: {int(ds.failed.sum())} of {args.n_members}")
