@@ -53,9 +53,9 @@ _ALLOC = np.array(  # base allocation of NPP to leaf, stem, root
 _ROOT_TURN = np.where(_TREE, 0.15, 0.5)  # yr-1, on top of mortality
 _CHI_MAX = np.where(_C4, 0.45, 0.80)  # ci/ca at zero VPD
 _FIRE_RATE = 0.2  # yr-1 burned fraction at full dryness and fuel
-_LUC_REF_CVEG = 450.0
+_LUC_REF_CVEG = 450.0  # PgC: E_LUC / this = fraction of tree carbon cleared per year
 _SPINUP_DECAY = 0.88  # damping exponent of the vegetation jump: 0.5 * this ** cycle
-_DAMPED = ("leaf", "stem", "root")  # PgC: E_LUC / this = fraction of tree carbon cleared per year
+_DAMPED = ("leaf", "stem", "root")  # pools whose spin-up jump is damped
 
 #: Variables on (member, cell, time) in the output, with their units.
 OUTPUT_VARIABLES: dict[str, tuple[str, str]] = {
@@ -72,7 +72,6 @@ OUTPUT_VARIABLES: dict[str, tuple[str, str]] = {
     "csoil": ("kg m-2", "soil carbon, excluding litter (end of month)"),
 }
 _FLUXES = ("gpp", "ra", "rh", "fire", "fluc", "nbp")
-_POOLS = ("cveg", "clitter", "csoil")
 _MET = ("tas", "wsoil", "rsds", "dayfrac", "daytrend", "vpd")  # driver fields the model reads
 # placeholders for kernel arguments a call does not use
 _NO_BUDGET = np.zeros((0, 1, 1))
@@ -407,16 +406,13 @@ class LandCarbonModel:
         reason = np.array([""] * n_m, dtype=object)
         change = np.full(n_m, np.inf)
         climate = self._spinup_climate()
-        for _cycle in range(self.spinup_cycles):
+        for cycle in range(self.spinup_cycles):
             # every member runs every cycle: a member that stopped once converged would have
             # a state that jumps with its parameters wherever the cycle count changes
-            active = ~failed
-            if not active.any():
+            if failed.all():
                 break
             # damping grows with the cycle number so that 2-cycle oscillations die out
-            change[active] = self._spinup_cycle(
-                state, par, failed, reason, 0.5 * _SPINUP_DECAY**_cycle, active, climate
-            )
+            change = self._spinup_cycle(state, par, failed, reason, 0.5 * _SPINUP_DECAY**cycle, climate)
         not_conv = ~(change < self.spinup_tol) & ~failed
         for i in np.flatnonzero(not_conv):
             reason[i] = (
@@ -435,8 +431,8 @@ class LandCarbonModel:
         co2 = float(d.attrs["co2_preindustrial"])
         return [self._climate({k: v[cellc, m] for k, v in clim.items()}, co2) for m in range(12)]
 
-    def _spinup_cycle(self, state, par, failed, reason, power, active, climate) -> np.ndarray:
-        """One spin-up cycle of the ``active`` members in place; returns their change."""
+    def _spinup_cycle(self, state, par, failed, reason, power, climate) -> np.ndarray:
+        """One spin-up cycle of the members not ``failed``, in place; returns each member's change."""
         t = self._tiles
         days = np.array([31, 28.25, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
         co2 = float(self.drivers.attrs["co2_preindustrial"])
@@ -444,7 +440,7 @@ class LandCarbonModel:
         budget = np.zeros((10, n_m, n_t))  # inflow, outflow of each pool
         mean = np.zeros((5, n_m, n_t))
         veg_before = state[:3].sum(axis=0)
-        run = active & ~failed
+        run = ~failed
         lai = np.empty((n_m, n_t))
         bad = np.zeros(n_m, dtype=bool)
         for m in range(12):
@@ -462,13 +458,12 @@ class LandCarbonModel:
             ratio = inflow[i] / np.where(ok, outflow[i], 1.0)
             if k in _DAMPED:  # fast pools that feed back on their own input: damp the jump
                 ratio = np.clip(ratio**power, 0.5, 2.0)
-            update = ok & active[:, None]
-            state[i] = np.where(update, mean[i] * ratio, state[i])
+            state[i] = np.where(ok, mean[i] * ratio, state[i])
         state[:, failed] = 0.0
         veg_after = state[:3].sum(axis=0)
         w = self._tile_area
         change = (np.abs(veg_after - veg_before) @ w) / np.maximum(veg_after @ w, 1.0)  # kgC
-        return change[active]
+        return change
 
     def _climate(self, met: dict[str, np.ndarray], co2: float) -> np.ndarray:
         """Terms that depend on the month's climate and PFT only, (row, tile) for the kernel."""
