@@ -129,7 +129,7 @@ def _as_target(y: Any, n: int) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------- kernels
 _KERNELS = ("matern52", "rbf")
-_MEANS = ("zero", "constant", "linear")
+_MEANS = ("zero", "constant", "linear", "quadratic")
 _SQRT5 = np.sqrt(5.0)
 
 
@@ -169,7 +169,11 @@ def _design_matrix(X: np.ndarray, mean: str) -> np.ndarray:
         return np.zeros((X.shape[0], 0))
     if mean == "constant":
         return np.ones((X.shape[0], 1))
-    return np.hstack([np.ones((X.shape[0], 1)), X])
+    if mean == "linear":
+        return np.hstack([np.ones((X.shape[0], 1)), X])
+    i, j = np.triu_indices(X.shape[1])
+    c = X - 0.5  # centred, so the columns are far from collinear
+    return np.hstack([np.ones((X.shape[0], 1)), c, c[:, i] * c[:, j]])
 
 
 def _log_bounds(b: tuple[float, float], what: str) -> tuple[float, float]:
@@ -202,9 +206,11 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
     kernel : {"matern52", "rbf"}
         Stationary ARD kernel: Matérn 5/2 (default; less smooth, robust for model outputs) or the
         squared exponential.
-    mean : {"constant", "linear", "zero"}
+    mean : {"constant", "linear", "quadratic", "zero"}
         Mean function; its coefficients are estimated by generalised least squares for every set
-        of kernel hyper-parameters (profiled out of the likelihood).
+        of kernel hyper-parameters (profiled out of the likelihood). ``"quadratic"`` (all
+        ``1 + d + d(d+1)/2`` terms) suits a misfit or log-likelihood, which is a bowl near its
+        optimum (the negative-quadratic mean of VBMC, Acerbi 2018).
     normalize_y : bool
         Standardise the targets (subtract the mean, divide by the standard deviation) before
         fitting; predictions are returned in the original units.
@@ -232,7 +238,8 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
     max_iter : int
         Iteration limit of each L-BFGS-B run.
     random_state : int, numpy.random.Generator or None
-        Seed of the restart points.
+        Seed of the restart points (default 0: refits are reproducible; ``None`` draws fresh
+        entropy).
     n_jobs : int or None
         Threads running the optimisation starts in parallel (numpy's linear algebra releases the
         GIL; each start uses one BLAS thread). ``None``: one per CPU core.
@@ -263,7 +270,7 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         n_restarts: int = 2,
         init_subset: int | None = 400,
         max_iter: int = 300,
-        random_state: int | np.random.Generator | None = None,
+        random_state: int | np.random.Generator | None = 0,
         n_jobs: int | None = None,
     ) -> None:
         self.kernel = kernel
@@ -319,19 +326,22 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         K = s2 * C
         K[np.diag_indices_from(K)] += sn2
         L, jitter = _cholesky(K)
-        alpha0 = linalg.cho_solve((L, True), y, check_finite=False)
+        # every product with K^-1 is a pair of triangular solves on L: with Wy = L^-1 y and
+        # Q R = L^-1 H (thin QR), the GLS coefficients solve R beta = Q^T Wy and the residual
+        # r = y - H beta gives alpha = K^-1 r = L^-T (Wy - Q Q^T Wy)
+        Wy = linalg.solve_triangular(L, y, lower=True, check_finite=False)
         if H.shape[1]:
-            KiH = linalg.cho_solve((L, True), H, check_finite=False)
-            S = H.T @ KiH
-            beta = np.linalg.solve(S, H.T @ alpha0)
-            alpha = alpha0 - KiH @ beta
+            Q, R = np.linalg.qr(linalg.solve_triangular(L, H, lower=True, check_finite=False))
+            beta = linalg.solve_triangular(R, Q.T @ Wy, check_finite=False)
+            Wr = Wy - Q @ (Q.T @ Wy)
         else:
-            KiH, S, beta, alpha = None, None, np.zeros(0), alpha0
-        r = y - H @ beta
-        n = y.shape[0]
-        lml = -0.5 * r @ alpha - np.log(np.diag(L)).sum() - 0.5 * n * np.log(2 * np.pi)
-        out = {"L": L, "alpha": alpha, "beta": beta, "KiH": KiH, "S": S, "lml": lml, "jitter": jitter}
+            Q, R, beta, Wr = None, None, np.zeros(0), Wy
+        alpha = linalg.solve_triangular(L, Wr, lower=True, trans="T", check_finite=False)
+        lml = -0.5 * (Wr @ Wr) - np.log(np.diag(L)).sum() - 0.5 * y.shape[0] * np.log(2 * np.pi)
+        out = {"L": L, "alpha": alpha, "beta": beta, "Q": Q, "R": R, "lml": lml, "jitter": jitter}
         if grad:
+            # the trace terms of the gradient need the whole of K^-1 (LAPACK potri from L); it
+            # only steers the optimiser, predictions and LOO never use it
             Ki = _chol_inverse(L)
             W = np.outer(alpha, alpha) - Ki
             g = np.empty_like(theta)
@@ -480,8 +490,7 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         self.noise_ = float(np.exp(theta[-1]))
         self.beta_ = f["beta"]
         self.log_marginal_likelihood_value_ = float(f["lml"])
-        self._L, self._alpha, self._KiH, self._S = f["L"], f["alpha"], f["KiH"], f["S"]
-        self._Ki = _chol_inverse(f["L"])
+        self._L, self._alpha, self._Q, self._R = f["L"], f["alpha"], f["Q"], f["R"]
         self._jitter = f["jitter"]
 
     def _check_fitted(self) -> None:
@@ -530,22 +539,25 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         mean = mean * self.y_std_ + self.y_mean_
         if what is None:
             return mean, None
-        KsKi = Ks @ self._Ki
+        # V = L^-1 Ks^T: the kriging variance is s2 - |V|^2 (+ |R^-T U^T|^2 for the estimated
+        # mean, U = Hs - V^T Q R); no inverse of K is ever formed (cond(K) reaches 1e14 at the
+        # hyper-parameter bounds, where an explicit inverse returns sd = 0 off the design)
+        V = linalg.solve_triangular(self._L, Ks.T, lower=True, check_finite=False)
         p = Hs.shape[1]
         if p:
-            U = Hs - KsKi @ self._H  # (m, p)
-            Sinv_Ut = np.linalg.solve(self._S, U.T)
+            U = Hs - (V.T @ self._Q) @ self._R  # (m, p)
+            T = linalg.solve_triangular(self._R, U.T, trans="T", check_finite=False)  # R^-T U^T
         extra = self.noise_ + self._jitter if noisy else 0.0
         if what == "cov":
             Kss = self.signal_variance_ * _corr(_sqdist(Zs, Zs), self.kernel)[0]
-            cov = Kss - KsKi @ Ks.T
+            cov = Kss - V.T @ V
             if p:
-                cov += U @ Sinv_Ut
+                cov += T.T @ T
             cov[np.diag_indices_from(cov)] += extra
             return mean, cov * self.y_std_**2
-        var = self.signal_variance_ - np.einsum("ij,ij->i", KsKi, Ks)
+        var = self.signal_variance_ - np.einsum("ij,ij->j", V, V)
         if p:
-            var += np.einsum("ij,ji->i", U, Sinv_Ut)
+            var += np.einsum("ij,ij->j", T, T)
         var = np.maximum(var + extra, 0.0)
         return mean, np.sqrt(var) * self.y_std_
 
@@ -559,10 +571,12 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         :func:`loo_metrics` as attributes.
         """
         self._check_fitted()
-        P = self._Ki.copy()
-        if self._H.shape[1]:
-            P -= self._KiH @ np.linalg.solve(self._S, self._KiH.T)
-        dP = np.diag(P)
+        # P = K^-1 - K^-1 H S^-1 H^T K^-1 = L^-T (I - Q Q^T) L^-1, so P_ii is the squared norm of
+        # the projected column i of L^-1: a sum of squares, no cancellation of large terms
+        Li = linalg.solve_triangular(self._L, np.eye(self._L.shape[0]), lower=True, check_finite=False)
+        if self._Q is not None:
+            Li -= self._Q @ (self._Q.T @ Li)
+        dP = np.einsum("ij,ij->j", Li, Li)
         resid = self._alpha / dP  # = (P y)_i / P_ii, P y = alpha
         mean = (self._y - resid) * self.y_std_ + self.y_mean_
         sd = np.sqrt(1.0 / dP) * self.y_std_
@@ -719,29 +733,37 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
     Parameters
     ----------
     n_components : int, optional
-        Fixed number of components K. Default: the fewest that explain ``variance_threshold``.
+        Fixed number of components K. Default: the fewest that explain ``variance_threshold``
+        and (with ``residual_sd``) leave no output with more residual than that.
     variance_threshold : float
         Fraction of the centred training variance to keep when ``n_components`` is None.
+    residual_sd : float or array of shape (outputs,), optional
+        Largest root-mean-square truncation error allowed per output, e.g. 0.1 x the
+        observation sigma: the truncation error is added to the predictive sd, so it should be
+        judged against the observation noise, not against the design's spread.
     estimator : {"gp", "mlp"} or scikit-learn regressor
         Component emulator: ``"gp"`` is :class:`GPEmulator` with its defaults, ``"mlp"`` a
         :class:`sklearn.neural_network.MLPRegressor` (two hidden layers of 64, early stopping,
         inputs in the unit cube, standardised scores). Any regressor with ``fit``/``predict``
         works (without uncertainty unless ``predict`` accepts ``return_std``).
     random_state : int or None
-        Seed for the MLP's initialisation and validation split.
+        Seed of every component estimator (the GPs' restarts, the MLP's initialisation and
+        validation split), also of a passed estimator whose own ``random_state`` is None.
     """
 
     def __init__(
         self,
         n_components: int | None = None,
-        variance_threshold: float = 0.99,
+        variance_threshold: float = 0.999,
         estimator: str | BaseEstimator = "gp",
-        random_state: int | None = None,
+        random_state: int | None = 0,
+        residual_sd: float | np.ndarray | None = None,
     ) -> None:
         self.n_components = n_components
         self.variance_threshold = variance_threshold
         self.estimator = estimator
         self.random_state = random_state
+        self.residual_sd = residual_sd
 
     def _base_estimator(self) -> BaseEstimator:
         if self.estimator == "gp":
@@ -755,6 +777,9 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
             raise EmulatorError(
                 f"estimator must be 'gp', 'mlp' or a scikit-learn regressor, got {self.estimator!r}"
             )
+        params = self.estimator.get_params(deep=False)
+        if "random_state" in params and params["random_state"] is None:
+            return clone(self.estimator).set_params(random_state=self.random_state)
         return self.estimator
 
     def fit(self, X: Any, Y: Any) -> SVDEmulator:
@@ -792,6 +817,8 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
             if not 0 < self.variance_threshold <= 1:
                 raise EmulatorError("variance_threshold must be in (0, 1]")
             K = int(np.searchsorted(frac, self.variance_threshold - 1e-12) + 1)
+            if self.residual_sd is not None:
+                K = max(K, self._components_for_residual(Ya - self.mean_, U, s, Vt))
         else:
             K = int(self.n_components)
             if not 1 <= K <= len(s):
@@ -813,6 +840,19 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         self.parameters_ = labels
         self.n_features_in_ = Xa.shape[1]
         return self
+
+    def _components_for_residual(self, Yc, U, s, Vt) -> int:
+        """Fewest components whose truncation leaves rms residual <= residual_sd for every output."""
+        tol = np.broadcast_to(np.asarray(self.residual_sd, dtype=float), (Yc.shape[1],))
+        if np.any(tol <= 0):
+            raise EmulatorError("residual_sd must be positive")
+        resid = Yc.copy()
+        for k in range(len(s) + 1):
+            if np.all(np.sqrt((resid**2).mean(axis=0)) <= tol):
+                return max(k, 1)
+            if k < len(s):
+                resid -= np.outer(U[:, k] * s[k], Vt[k])
+        return len(s)
 
     def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Reconstructed outputs (points, outputs), with their predictive standard deviation."""

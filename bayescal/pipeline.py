@@ -96,6 +96,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0)},
     "posterior": {
         "n_steps": (int, 1500),
+        "max_steps": (int, 20000),
         "n_walkers": (int, 0),
         "refine_rounds": (int, 2),
         "n_new": (int, 30),
@@ -197,6 +198,11 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
     ):
         if cfg[section][key] < lo:
             raise ConfigError(f"'{section}.{key}' must be >= {lo}, got {cfg[section][key]}")
+    if cfg["posterior"]["max_steps"] < cfg["posterior"]["n_steps"]:
+        raise ConfigError(
+            f"'posterior.max_steps' ({cfg['posterior']['max_steps']}) must be >= 'posterior.n_steps' "
+            f"({cfg['posterior']['n_steps']})"
+        )
     if cfg["optimize"]["method"] not in _OPT_METHODS:
         raise ConfigError(
             f"'optimize.method' must be one of {', '.join(_OPT_METHODS)}, got {cfg['optimize']['method']!r}"
@@ -690,6 +696,8 @@ class Pipeline:
         emulator = SVDEmulator(
             variance_threshold=self.config["emulator"]["variance_threshold"],
             estimator=GPEmulator(n_restarts=0, random_state=self.seed),
+            random_state=self.seed,
+            residual_sd=0.1 * np.asarray(sigma),
         )
         res = refine(
             simulate,
@@ -700,7 +708,8 @@ class Pipeline:
             space,
             n_new=c["n_new"],
             max_rounds=c["refine_rounds"],
-            n_steps=c["n_steps"],
+            min_steps=c["n_steps"],
+            max_steps=c["max_steps"],
             n_walkers=c["n_walkers"] or None,
             seed=self.seed,
             progress=False,

@@ -332,7 +332,9 @@ def write_report(pipe) -> Path:
     ident_df = ident[["q05", "q50", "q95", "ratio", "constrained"]].to_dataframe()
     ident_df["truth"] = truth_u
     diag = json.loads((run / "propagate" / "summary.json").read_text())
-    refinement = xr.load_dataset(run / "posterior" / "refinement.nc").to_dataframe()
+    refinement_ds = xr.load_dataset(run / "posterior" / "refinement.nc")
+    refinement = refinement_ds[[v for v in refinement_ds.data_vars
+                                if refinement_ds[v].dims == ("round",)]].to_dataframe()
     alt = xr.load_dataset(eq / "alternatives.nc")
     warn_rows = []
     for r in pipe.records:
@@ -366,6 +368,11 @@ def write_report(pipe) -> Path:
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",
         tab(ident_df, "{:.3f}"),
         "<h3>Refinement rounds</h3>",
+        f"<p>{int(refinement_ds['n_train'].values[-1])} model runs train the final emulator; new runs chosen "
+        f"by {html.escape(refinement_ds.attrs.get('acquisition', 'posterior draws'))}; stopping rule: "
+        f"{html.escape(refinement_ds.attrs.get('criterion', ''))} (tol {refinement_ds.attrs.get('tol')}, "
+        f"sd_loglik_max {refinement_ds.attrs.get('sd_loglik_max')}); converged: "
+        f"{'yes' if refinement_ds.attrs.get('converged') else 'no'}</p>",
         tab(refinement, "{:.3f}"),
         "<h2>Figures</h2>",
     ]

@@ -5,7 +5,7 @@ import inspect
 from pathlib import Path
 
 MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
-           "ensemble", "sensitivity", "emulators", "posterior", "equifinality", "optimize", "propagate",
+           "ensemble", "sensitivity", "emulators", "posterior", "refinement", "equifinality", "optimize", "propagate",
            "pipeline", "report"]
 
 

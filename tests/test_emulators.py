@@ -67,6 +67,66 @@ def test_analytic_gradient_matches_finite_differences(kernel, mean):
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
+def _extended_precision_sd(gp, Xs):
+    """Kriging sd of a fitted constant-mean GP by a Cholesky solve in extended precision."""
+    ld = np.longdouble
+    X, Xs = gp.X_train_.astype(ld), np.asarray(Xs, dtype=ld)
+    ls, s2, sn2 = np.exp(gp.theta_[1:-1].astype(ld)), np.exp(ld(gp.theta_[0])), np.exp(ld(gp.theta_[-1]))
+
+    def k(A, B):
+        r = np.sqrt(np.maximum((((A[:, None, :] - B[None, :, :]) / ls) ** 2).sum(-1), 0)) * np.sqrt(ld(5))
+        return s2 * (1 + r + r * r / 3) * np.exp(-r)
+
+    K = k(X, X) + sn2 * np.eye(X.shape[0], dtype=ld)
+    n = K.shape[0]
+    L = np.zeros_like(K)
+    for j in range(n):
+        L[j, j] = np.sqrt(K[j, j] - L[j, :j] @ L[j, :j])
+        L[j + 1:, j] = (K[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+
+    def fsolve(B):
+        out = np.zeros_like(B)
+        for i in range(n):
+            out[i] = (B[i] - L[i, :i] @ out[:i]) / L[i, i]
+        return out
+
+    V = fsolve(k(X, Xs))  # (n, m)
+    W = fsolve(np.ones((n, 1), dtype=ld))[:, 0]
+    u = 1 - V.T @ W
+    var = s2 - (V * V).sum(0) + u * u / (W @ W)
+    return np.sqrt(np.maximum(var, 0)).astype(float) * gp.y_std_
+
+
+def test_predictive_sd_accurate_on_an_ill_conditioned_fit():
+    """At the hyper-parameter bounds (cond(K) ~ 1e14) the sd equals an extended-precision solve.
+
+    An explicit inverse of K returned sd = 0 at extrapolation points (issue 15); the Cholesky
+    route must agree with the reference to 1e-4 relative where the sd is not itself round-off.
+    """
+    rng = np.random.default_rng(1)
+    X = rng.random((200, 2)) * 0.5
+    gp = GPEmulator(random_state=0).fit(X, np.sin(4 * X[:, 0]) + X[:, 1])
+    Xs = np.vstack([0.6 + rng.random((40, 2)) * 0.4, rng.random((40, 2)) * 0.5])
+    s = np.linalg.svd(gp._L, compute_uv=False)
+    assert (s[0] / s[-1]) ** 2 > 1e10  # really ill-conditioned
+    ref = _extended_precision_sd(gp, Xs)
+    _, sd = gp.predict(Xs, return_std=True)
+    far = ref > 1e-4 * gp.y_std_
+    assert far[:40].all()  # the extrapolation points are uncertain ...
+    np.testing.assert_allclose(sd[far], ref[far], rtol=1e-4)
+    np.testing.assert_allclose(sd[~far], ref[~far], atol=1e-5 * gp.y_std_)
+    # ... and the closed-form LOO variance is a sum of squares, so it agrees with refits
+    loo = gp.loo()
+    assert np.all(loo["sd"].values > 0)
+    keep = np.arange(200) != 7
+    fixed = GPEmulator(**{**gp.get_params(), "optimizer": None, "normalize_y": False,
+                          "length_scale": gp.length_scale_, "signal_variance": gp.signal_variance_,
+                          "noise": gp.noise_})
+    _, s7 = fixed.fit(X[keep], gp._y[keep]).predict(X[7:8], return_std=True, noisy=True)
+    s7 = s7 * gp.y_std_
+    assert s7[0] == pytest.approx(loo["sd"].values[7], rel=1e-3)
+
+
 def test_likelihood_at_least_sklearns():
     X, y = _data(80, 4, seed=2)
     kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(4), (1e-2, 1e3), nu=2.5)
