@@ -1,4 +1,4 @@
-"""Priors, likelihoods, emcee sampling to ArviZ InferenceData and emulator trust (refinement: ``bayescal.refinement``).
+"""Priors, likelihoods, emcee sampling to ArviZ InferenceData, emulator trust (refinement: its own module).
 
 The sampler works in the unit cube of the free parameters (``ParameterSpace.to_unit``), where
 every prior has support [0, 1]; results are reported in physical units.
@@ -43,6 +43,7 @@ import emcee
 import numpy as np
 import xarray as xr
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from .parameters import ParameterSpace
 
@@ -475,6 +476,13 @@ class PosteriorSampler:
         ``initial`` are candidate starting points (unit cube), e.g. the emulator's training
         design; the best ``n_walkers`` of them start the walkers.
         """
+        # one BLAS thread: the sampler's linear algebra is on small matrices (walkers x training
+        # runs), where OpenBLAS's threads cost more than they give, and many times more on a
+        # busy machine (a 30-run SVD-GP step took 20x longer with 2 threads beside another job)
+        with threadpool_limits(1, user_api="blas"):
+            return self._run(n_steps, initial, progress)
+
+    def _run(self, n_steps: int, initial: np.ndarray | None, progress: bool) -> PosteriorSampler:
         if self._sampler is not None and self._sampler.iteration:
             if self._sampler.iteration < n_steps:
                 self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, progress=progress, store=True)

@@ -96,6 +96,19 @@ def plot_scree(pca: xr.Dataset):
     return fig
 
 
+def _parameter_coverage_item(pc: dict | None) -> str:
+    """One list item: twin-truth values inside their 90 % interval, and those left out."""
+    if not pc:
+        return ""
+    n = len(pc["inside_90"])
+    out = ", ".join(pc["outside_90"]) or "none"
+    left = ", ".join(pc["truth_moved_left_out"]) or "none"
+    k = round(pc["fraction_inside_90"] * n)
+    return (f"<li>twin truth inside the 90 % posterior interval: {k} of {n} calibrated values "
+            f"(outside: {html.escape(out)}); values the truth moves that were left out of the "
+            f"calibration (held at their defaults, so others compensate): {html.escape(left)}</li>")
+
+
 def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = None, optimum_u=None):
     """Marginal posteriors (unit cube) over the uniform prior, with the truth and the optimum."""
     labels = post_u["parameter"].values
@@ -363,6 +376,7 @@ def write_report(pipe) -> Path:
         f"NBP {diag['truth_coverage']['nbp_global']:.0%} of years</li>"
         + f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
         f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>"
+        + _parameter_coverage_item(diag.get("parameter_coverage"))
         + f"<li>alternative sets: {alt.sizes['alternative']}, smallest pairwise distance "
         f"{alt.attrs['min_distance']:.2f}</li></ul>",
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",

@@ -139,7 +139,7 @@ def main() -> None:
             warnings.simplefilter("ignore", PosteriorWarning)
             res = refine(sim, SVDEmulator(random_state=0), design_u[ok], Y[ok],
                          lambda em: GaussianLikelihood(em, observed, sigma), space, n_new=N_NEW,
-                         max_rounds=r, tol=0.0, n_steps=2000, n_walkers=N_WALKERS, seed=3)
+                         max_rounds=r, tol=-1.0, min_steps=2000, n_walkers=N_WALKERS, seed=3)
         hist = res.history
         stop = bool(r > 0 and hist.mean_shift.values[-1] < 0.1 and hist.sd_change.values[-1] < 0.2)
         u_emu = unit_samples(res.idata, space).values

@@ -5,8 +5,8 @@ import inspect
 from pathlib import Path
 
 MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
-           "ensemble", "sensitivity", "emulators", "posterior", "refinement", "equifinality", "optimize", "propagate",
-           "pipeline", "report"]
+           "ensemble", "sensitivity", "emulators", "posterior", "refinement", "equifinality", "optimize",
+           "propagate", "pipeline", "report"]
 
 
 def main() -> None:

@@ -124,10 +124,12 @@ def main(out: str = "runs/calibrate_twin") -> None:
         space,
         n_new=40,
         max_rounds=2,
-        n_steps=2000,
+        min_steps=2000,
+        max_steps=6000,
         seed=0,
     )
-    print("\nrefinement rounds\n", res.history.to_dataframe().round(3))
+    per_round = [v for v in res.history.data_vars if res.history[v].dims == ("round",)]
+    print("\nrefinement rounds\n", res.history[per_round].to_dataframe().round(3))
     res.emulator.save(out_dir / "output_emulator.nc")
     idata = res.idata
     idata.to_netcdf(str(out_dir / "posterior.nc"))

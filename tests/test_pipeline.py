@@ -116,6 +116,11 @@ def test_tiny_config_end_to_end(tiny_run):
     idata = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc"))
     assert {"posterior", "sample_stats", "prior"} <= set(idata.groups())
     assert len(list((run_dir / "figures").glob("*.png"))) >= 9
+    # every value the twin truth moves is calibrated here, and each truth is inside its interval
+    pc = json.loads((run_dir / "propagate" / "summary.json").read_text())["parameter_coverage"]
+    assert pc["truth_moved_left_out"] == []
+    assert pc["fraction_inside_90"] == 1.0, pc["outside_90"]
+    assert "twin truth inside the 90 % posterior interval: 4 of 4" in (run_dir / "report.html").read_text()
 
 
 @pytest.mark.slow
