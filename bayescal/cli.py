@@ -7,7 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from .pipeline import STAGES, ConfigError, Pipeline, load_config, main_stage_names, validate_config
+from .pipeline import (
+    STAGES,
+    ConfigError,
+    Pipeline,
+    PipelineError,
+    load_config,
+    main_stage_names,
+    validate_config,
+)
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
 
@@ -78,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"bayescal: configuration error: {err}", file=sys.stderr)
         return 2
+    except PipelineError as err:
+        print(f"bayescal: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

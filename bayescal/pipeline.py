@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["ConfigError", "Pipeline", "STAGES", "load_config", "validate_config"]
+__all__ = ["ConfigError", "Pipeline", "PipelineError", "STAGES", "load_config", "validate_config"]
 
 STAGES = ("screen", "optimize", "design", "emulate", "posterior", "equifinality", "propagate", "report")
 
@@ -56,6 +56,10 @@ STAGE_HELP = {
     "Table 3 budget, chi-squared against GCB 2024 NBP.",
     "report": "figures (PNG) and report.html in the run directory.",
 }
+
+
+class PipelineError(RuntimeError):
+    """A stage cannot go on (e.g. too few finished model runs); the message says what to change."""
 
 
 class ConfigError(ValueError):
@@ -100,6 +104,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "n_walkers": (int, 0),
         "refine_rounds": (int, 2),
         "n_new": (int, 30),
+        "left_out": (str, "marginalise"),
+        "left_out_runs": (int, 32),
     },
     "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000)},
     "propagate": {"n_draws": (int, 40), "table_years": (list, [2003, 2022])},
@@ -202,6 +208,15 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         raise ConfigError(
             f"'posterior.max_steps' ({cfg['posterior']['max_steps']}) must be >= 'posterior.n_steps' "
             f"({cfg['posterior']['n_steps']})"
+        )
+    if cfg["posterior"]["left_out"] not in ("marginalise", "fix"):
+        raise ConfigError(
+            f"'posterior.left_out' must be 'marginalise' or 'fix', got {cfg['posterior']['left_out']!r}"
+        )
+    if cfg["posterior"]["left_out"] == "marginalise" and cfg["posterior"]["left_out_runs"] < 8:
+        raise ConfigError(
+            "'posterior.left_out_runs' must be >= 8 to estimate a spread, got "
+            f"{cfg['posterior']['left_out_runs']}"
         )
     if cfg["optimize"]["method"] not in _OPT_METHODS:
         raise ConfigError(
@@ -538,6 +553,7 @@ class Pipeline:
                 "misfit": lambda ds: (residuals(ds, obs) ** 2).sum("residual"),
                 "gpp": lambda ds: ds.gpp_global.mean("year"),
                 "nbp": lambda ds: ds.nbp_global.mean("year"),
+                **self._summary_targets(),
             }
             design = sample(space, "morris", cfg["screen"]["trajectories"], seed=self.seed)
             res = evaluate(
@@ -552,7 +568,12 @@ class Pipeline:
             idx = analyze(space, design, res, on_failure="drop")
             idx.to_netcdf(out / "indices.nc")
             free = set(cfg["parameters"]["free"] or [])
-            chosen = screen(idx, threshold=None, top_k=cfg["screen"]["top_k"], targets=["misfit"])
+            # what the observations can inform: the largest Morris mu* of any likelihood summary,
+            # in units of that summary's sigma (not the misfit's mu* at the defaults, which
+            # dropped values the truth moves)
+            info = [t for t in idx["target"].values if str(t).startswith("summary:")]
+            chosen = screen(idx, threshold=None, top_k=cfg["screen"]["top_k"], targets=info,
+                            normalise=False)
             labels = [
                 lab for lab in space.labels if lab in chosen or lab in free or lab.partition("[")[0] in free
             ]
@@ -560,6 +581,22 @@ class Pipeline:
             labels = self.full_space.only(cfg["parameters"]["free"]).labels
         (out / "selected.json").write_text(json.dumps({"parameters": labels}, indent=1))
         self._say(f"  calibrating {len(labels)} parameters: {', '.join(labels)}")
+
+    def _summary_targets(self) -> dict[str, Callable]:
+        """One screening target per likelihood summary, in units of its sigma (computed once)."""
+        observed, sigma = self.observed()
+        cache: dict[int, np.ndarray] = {}
+
+        def target(k: int) -> Callable:
+            def f(ds: xr.Dataset) -> xr.DataArray:
+                if id(ds) not in cache:
+                    cache.clear()
+                    cache[id(ds)] = self.summaries(ds) / sigma
+                return xr.DataArray(cache[id(ds)][:, k], dims="member")
+
+            return f
+
+        return {f"summary:{k}": target(k) for k in range(observed.size)}
 
     def _objective(self, workdir: Path):
         from .optimize import ModelObjective
@@ -640,6 +677,51 @@ class Pipeline:
         ).to_netcdf(out / "training.nc")
         self._say(f"  {ok.sum()} of {len(u)} runs finished; best misfit {np.nanmin(misfit):.4g}")
 
+    def _stored_summaries(self, space, points: np.ndarray, store: Path) -> np.ndarray:
+        """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
+        from .ensemble import EnsembleStore, run_ensemble
+
+        run_ensemble(self.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+                     store, batch_size=self.config["design"]["batch_size"], keep=self.run_dataset_vars(),
+                     progress=False)
+        ens = EnsembleStore(store).load()
+        done = ens["status"].values == "done"
+        y = np.full((points.shape[0], self.observed()[0].size), np.nan)
+        if done.any():
+            y[done] = self.summaries(ens.isel(member=np.flatnonzero(done)))
+        return y
+
+    def left_out_space(self):
+        """The candidate values that are not calibrated (free), everything else fixed."""
+        cands = self.config["parameters"]["candidates"]
+        full = self.full_space.only(cands) if cands else self.full_space
+        calibrated = set(self.space().labels)
+        return self.full_space.only([lab for lab in full.labels if lab not in calibrated])
+
+    def _left_out_spread(self, store: Path) -> np.ndarray:
+        """Spread of the summaries over the left-out values' prior (Latin hypercube, runner store)."""
+        from .design import latin_hypercube
+        from .ensemble import EnsembleStore, run_ensemble
+
+        n = self.config["posterior"]["left_out_runs"]
+        n_obs = self.observed()[0].size
+        left = self.left_out_space()
+        if left.n_free == 0:
+            return np.zeros(n_obs)
+        design = latin_hypercube(left, n, seed=self.seed + 1)
+        run_ensemble(self.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
+                     batch_size=self.config["design"]["batch_size"], keep=self.run_dataset_vars(),
+                     progress=self.progress)
+        ens = EnsembleStore(store).load()
+        done = np.flatnonzero(ens["status"].values == "done")
+        if done.size < 8:
+            raise PipelineError(f"only {done.size} of {n} left-out runs finished in {store}; need >= 8 "
+                                "to estimate their spread (or set posterior.left_out = 'fix')")
+        sd = self.summaries(ens.isel(member=done)).std(axis=0, ddof=1)
+        self._say(f"  {left.n_free} values left out of the calibration; over their prior the summaries "
+                  f"spread by a median {np.median(sd / self.observed()[1]):.2f} sigma ({done.size} runs)")
+        return sd
+
     def training(self) -> xr.Dataset:
         """The design runs: unit-cube points, misfit, summaries and which finished."""
         tr = xr.load_dataset(self.run_dir / "design" / "training.nc")
@@ -686,12 +768,24 @@ class Pipeline:
         tr = self.training()
         ok = tr["ok"].values
         observed, sigma = self.observed()
+        discrepancy = 0.0
+        if c["left_out"] == "marginalise":
+            discrepancy = self._left_out_spread(out / "left_out")
+        xr.Dataset(
+            {"left_out_sd": ("summary", np.broadcast_to(discrepancy, observed.shape)),
+             "sigma": ("summary", sigma)},
+            attrs={"left_out": c["left_out"], "n_left_out": self.left_out_space().n_free,
+                   "description": "left_out_sd: sd of each summary over the prior of the values left "
+                   "out of the calibration (calibrated values at their defaults), added to the "
+                   "likelihood as discrepancy; zero with left_out = 'fix'"},
+        ).to_netcdf(out / "left_out.nc")
+
+        rounds = iter(range(10**6))
 
         def simulate(points: np.ndarray) -> np.ndarray:
-            ds = self.simulator(space.expand(space.from_unit(points)))
-            y = self.summaries(ds)
-            y[ds["failed"].values] = np.nan
-            return y
+            # through the runner's store, one per round: refine is seeded, so a resumed stage
+            # asks for the same points and finds the finished runs there
+            return self._stored_summaries(space, points, out / "refine" / f"round{next(rounds)}")
 
         emulator = SVDEmulator(
             variance_threshold=self.config["emulator"]["variance_threshold"],
@@ -704,7 +798,7 @@ class Pipeline:
             emulator,
             tr["u"].values[ok],
             tr["summaries"].values[ok],
-            lambda e: GaussianLikelihood(e, observed, sigma, space=None),
+            lambda e: GaussianLikelihood(e, observed, sigma, discrepancy=discrepancy, space=None),
             space,
             n_new=c["n_new"],
             max_rounds=c["refine_rounds"],

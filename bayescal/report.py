@@ -109,6 +109,21 @@ def _parameter_coverage_item(pc: dict | None) -> str:
             f"calibration (held at their defaults, so others compensate): {html.escape(left)}</li>")
 
 
+def _left_out_item(path) -> str:
+    """One list item: how the values left out of the calibration enter the likelihood."""
+    if not path.exists():
+        return ""
+    lo = xr.load_dataset(path)
+    n = int(lo.attrs.get("n_left_out", 0))
+    if lo.attrs.get("left_out") == "fix":
+        return (f"<li>{n} values left out of the calibration are held at their defaults "
+                "(posterior.left_out = 'fix'): the posterior is conditional on them</li>")
+    r = (lo["left_out_sd"] / lo["sigma"]).values
+    return (f"<li>{n} values left out of the calibration are marginalised over their prior: their spread "
+            f"(median {np.median(r):.2f} σ, largest {r.max():.2f} σ of the observations) is in the "
+            "likelihood as discrepancy</li>")
+
+
 def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = None, optimum_u=None):
     """Marginal posteriors (unit cube) over the uniform prior, with the truth and the optimum."""
     labels = post_u["parameter"].values
@@ -377,6 +392,7 @@ def write_report(pipe) -> Path:
         + f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
         f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>"
         + _parameter_coverage_item(diag.get("parameter_coverage"))
+        + _left_out_item(run / "posterior" / "left_out.nc")
         + f"<li>alternative sets: {alt.sizes['alternative']}, smallest pairwise distance "
         f"{alt.attrs['min_distance']:.2f}</li></ul>",
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",

@@ -332,6 +332,7 @@ def screen(
     use_conf: bool = True,
     targets: Sequence[str] | None = None,
     require_all: bool = False,
+    normalise: bool = True,
 ) -> list[str]:
     """The influential parameters: above a threshold on the total index, or the top-k.
 
@@ -350,6 +351,10 @@ def screen(
         target), ``rank_effect`` (one-at-a-time). Default by method.
     targets : sequence of str, optional
         Targets to use (default all).
+    normalise : bool
+        Divide Morris / one-at-a-time indices by their maximum per target (default), so targets
+        in different units count alike. ``False`` keeps them as they are, for targets already
+        in common units (e.g. summaries divided by their observation sigma).
 
     Returns
     -------
@@ -362,14 +367,14 @@ def screen(
     if targets is not None:
         ind = ind.sel(target=list(targets))
     values = ind.sel(index=index)
-    if method in ("morris", "oat"):
-        values = values / values.max("parameter")  # comparable across targets
+    scale = values.max("parameter") if method in ("morris", "oat") and normalise else 1.0
+    values = values / scale  # comparable across targets
     conf_name = f"{index}_conf"
     if use_conf and conf_name in ind["index"].values and method not in ("morris", "oat"):
         lower = values - ind.sel(index=conf_name)
     elif use_conf and method == "morris":
         mu_star = ind.sel(index="mu_star")
-        lower = (mu_star - ind.sel(index="mu_star_conf")) / mu_star.max("parameter")
+        lower = (mu_star - ind.sel(index="mu_star_conf")) / scale
     else:
         lower = values
     agg = lower.min("target") if require_all else lower.max("target")

@@ -85,6 +85,9 @@ def test_config_errors_each_kind(tmp_path):
     bad("model", "n_cells", True, "model.n_cells")  # a bool is not an integer
     bad("propagate", "table_years", [2003, 2030], "propagate.table_years")
     bad("observations", "variables", ["gpp", "albedo"], "albedo")
+    bad("posterior", "left_out", "ignore", "posterior.left_out")
+    bad("posterior", "left_out_runs", 4, "posterior.left_out_runs")
+    bad("posterior", "max_steps", 100, "posterior.max_steps")
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
     (tmp_path / "broken.toml").write_text("[run\nname = 1")
@@ -194,6 +197,31 @@ def test_killed_during_posterior_resumes_with_same_result(tiny_run, tmp_path):
     ta = xr.load_dataset(ref_dir / "propagate" / "table3.nc")
     tb = xr.load_dataset(run_dir / "propagate" / "table3.nc")
     np.testing.assert_array_equal(ta["mean"].values, tb["mean"].values)
+
+
+@pytest.mark.slow
+def test_killed_during_refinement_repeats_no_finished_run(tmp_path):
+    """SIGKILL once refinement runs are stored; the resumed stage runs only what was missing."""
+    run_dir = tmp_path / "killed"
+    proc = _cli("run", str(TINY), "--run-dir", str(run_dir), start_new_session=True)
+    stores = run_dir / "posterior"
+    t0 = time.perf_counter()
+    while not any((stores / "refine").glob("round0/members/member_*.nc")):
+        assert proc.poll() is None, "pipeline finished before refinement runs could be seen"
+        assert time.perf_counter() - t0 < 240
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (stores / "stage.json").exists()
+    finished = len(list(stores.glob("**/members/member_*.nc")))
+    cfg = load_config(TINY)
+    total = cfg["posterior"]["left_out_runs"] + cfg["posterior"]["n_new"] * cfg["posterior"]["refine_rounds"]
+    assert 0 < finished <= total
+    proc = _cli("run", str(TINY), "--run-dir", str(run_dir))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert json.loads((stores / "stage.json").read_text())["runs"] == total - finished
+    assert len(list(stores.glob("**/members/member_*.nc"))) == total
 
 
 # --------------------------------------------------------------------------- report
