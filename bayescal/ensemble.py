@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -192,26 +193,56 @@ class EnsembleStore:
         return xr.load_dataset(self.path / "design.nc", engine=_ENGINE)["theta"]
 
     def finished(self) -> set[int]:
-        """Members with a complete file; leftovers of interrupted writes are removed."""
+        """Members with a complete, readable file.
+
+        Leftovers of interrupted writes (``*.tmp``) are removed. A member file that is empty,
+        truncated or unreadable, or lacks its status (a torn write on a file system that does
+        not honour ``fsync``/``rename``, a copy cut short) is renamed to ``*.nc.corrupt`` with a
+        warning naming it, so the member runs again.
+        """
         if not self.members_dir.exists():
             return set()
         for tmp in self.members_dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
-        return {int(p.stem.split("_")[1]) for p in self.members_dir.glob("member_*.nc")}
+        done = set()
+        for p in self.members_dir.glob("member_*.nc"):
+            problem = _member_file_problem(p)
+            if problem:
+                os.replace(p, p.with_suffix(".nc.corrupt"))
+                warnings.warn(f"ensemble store {self.path}: member file {p.name} {problem}; it will run "
+                              f"again (kept as {p.name}.corrupt)", RuntimeWarning, stacklevel=2)
+                continue
+            done.add(int(p.stem.split("_")[1]))
+        return done
 
-    def write(self, result: MemberResult) -> None:
-        """Write one member atomically (temporary file, fsync, rename)."""
-        ds = result.output if result.output is not None else xr.Dataset()
-        ds = ds.copy()
-        reason = result.reason.encode("ascii", "replace").decode()  # netCDF-3 text is ASCII
-        ds.attrs.update(member=int(result.member), status=result.status, reason=reason,
-                        wall_time=float(result.wall_time))
+    def write(self, result: MemberResult) -> tuple[str, str]:
+        """Write one member atomically (temporary file, fsync, rename).
+
+        Outputs are made storable first (:func:`_storable`); an output that still cannot be
+        written fails that member, with the writer's error as its reason — never the run.
+        Returns the stored ``(status, reason)``.
+        """
         final = self._file(result.member)
         tmp = final.with_suffix(".nc.tmp")
+        ds = _storable(result.output) if result.output is not None else xr.Dataset()
+        status, reason = result.status, result.reason
+        try:
+            self._write_file(ds, tmp, result.member, status, reason, result.wall_time)
+        except Exception as err:  # noqa: BLE001 - an unstorable output fails the member only
+            tmp.unlink(missing_ok=True)
+            status, reason = "failed", f"cannot store the output: {type(err).__name__}: {err}"
+            self._write_file(xr.Dataset(), tmp, result.member, status, reason, result.wall_time)
+        os.replace(tmp, final)
+        return status, reason
+
+    @staticmethod
+    def _write_file(ds: xr.Dataset, tmp: Path, member: int, status: str, reason: str, wall: float) -> None:
+        ds = ds.copy()
+        reason = reason.encode("ascii", "replace").decode()  # netCDF-3 text is ASCII
+        ds.attrs.update(member=int(member), status=status, reason=reason, wall_time=float(wall))
         ds.to_netcdf(tmp, engine=_MEMBER_ENGINE)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
 
     def _n_members(self) -> int:
         return int(json.loads((self.path / "store.json").read_text())["n_members"])
@@ -255,6 +286,57 @@ class EnsembleStore:
         for v in ("status", "reason", "wall_time"):
             out[v] = status[v].sel(member=members)
         return out
+
+
+def _member_file_problem(path: Path) -> str:
+    """What is wrong with a member file ('' when it is complete and readable)."""
+    try:
+        if path.stat().st_size == 0:
+            return "is empty"
+        with xr.open_dataset(path, engine=_MEMBER_ENGINE) as ds:
+            if ds.attrs.get("status") not in ("done", "failed"):
+                return "has no status"
+            ds.load()
+    except Exception as err:  # noqa: BLE001 - any read error marks the file as torn
+        return f"is unreadable ({type(err).__name__}: {err})"
+    return ""
+
+
+def _storable(ds: xr.Dataset) -> xr.Dataset:
+    """Outputs as netCDF-3 can hold them: 64-bit integers to int32 when they fit, else float64;
+    booleans to int8; attributes of other types to strings."""
+    out = ds.copy()
+    for name, var in list(out.variables.items()):
+        if var.dtype.kind in "iu" and var.dtype.itemsize > 4 or var.dtype.kind == "u":
+            v = var.values
+            fits = v.size == 0 or (v.min() >= np.iinfo(np.int32).min and v.max() <= np.iinfo(np.int32).max)
+            new = var.astype(np.int32 if fits else np.float64)
+        elif var.dtype.kind == "b":
+            new = var.astype(np.int8)
+        else:
+            continue
+        out = out.assign_coords({name: new}) if name in out.coords else out.assign({name: new})
+    return out
+
+
+def _watch_parent(parent: int, interval: float = 0.2) -> None:
+    """Pool-worker initializer: exit as soon as the runner that started this worker is gone.
+
+    Without it, a SIGKILLed runner's workers go on with the batches already queued to them.
+    Program groups started by :class:`~bayescal.models.external.ExternalModel` in this worker
+    are killed first.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        from .models.external import kill_running_programs
+
+        kill_running_programs()
+        os._exit(70)  # EX_SOFTWARE; no cleanup: the parent that would read results is gone
+
+    threading.Thread(target=watch, name="bayescal-parent-watch", daemon=True).start()
 
 
 def _executor_kind(executor) -> str:
@@ -337,10 +419,10 @@ def run_ensemble(
 
     def record(results: list[MemberResult]) -> None:
         for r in results:
-            st.write(r)
-            counts[r.status] += 1
-            if r.status == "failed":
-                failures[_reason_key(r.reason)] += 1
+            status, reason = st.write(r)
+            counts[status] += 1
+            if status == "failed":
+                failures[_reason_key(reason)] += 1
         bar.update(len(results))
         bar.set_postfix(failed=counts["failed"])
 
@@ -352,7 +434,8 @@ def run_ensemble(
             # fresh interpreters, not forks: a forked child of a process that has already run
             # the model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=executor, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=executor, mp_context=ctx, initializer=_watch_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
                 for fut in as_completed(futures):
                     record(fut.result())

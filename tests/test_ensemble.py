@@ -102,6 +102,53 @@ def test_killed_run_resumes_to_identical_store(tmp_path):
     xr.testing.assert_identical(a.drop_vars("wall_time"), b.drop_vars("wall_time"))
 
 
+POOL_SIM = textwrap.dedent("""
+    import os, time
+    import numpy as np, xarray as xr
+
+    class SlowLogged:
+        def __init__(self, log):
+            self.log = log
+
+        def __call__(self, theta):
+            with open(self.log, "a") as fh:
+                fh.write(f"{os.getpid()}\\n")
+            time.sleep(0.5)
+            return xr.Dataset({"y": ("member", theta[:, 0])})
+""")
+POOL_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from poolsim import SlowLogged
+    from bayescal.ensemble import run_ensemble
+    if __name__ == "__main__":
+        run_ensemble(SlowLogged(sys.argv[2]), np.random.default_rng(0).random((40, 2)), sys.argv[3],
+                     executor=2, batch_size=1, progress=False)
+""")
+
+
+def test_pool_workers_stop_when_the_runner_is_killed(tmp_path):
+    (tmp_path / "poolsim.py").write_text(POOL_SIM)
+    (tmp_path / "run.py").write_text(POOL_SCRIPT)
+    log = tmp_path / "starts.log"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path), str(log),
+                             str(tmp_path / "store")])
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and len(log.read_text().split()) >= 3):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # the runner only, as the OOM killer or a scheduler would
+    proc.wait()
+    time.sleep(1.5)  # the watchdog checks every 0.2 s; a started member sleeps 0.5 s
+    started = log.read_text().split()
+    time.sleep(2.0)
+    assert log.read_text().split() == started, "workers went on starting model runs"
+    assert len(started) < 40
+    for pid in {int(p) for p in started}:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 @pytest.mark.slow
 def test_executors_give_identical_stores(tmp_path):
     from distributed import Client, LocalCluster
@@ -143,3 +190,53 @@ def test_bad_arguments(tmp_path):
         run_ensemble(ToySimulator(), design(3), tmp_path / "x", executor="cluster", progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         run_ensemble(ToySimulator(), design(3), tmp_path / "y", batch_size=0, progress=False)
+
+
+# ------------------------------------------------------------------------ issue 17: hardening
+def test_torn_member_files_run_again(tmp_path):
+    """An empty or truncated member file is not 'finished': it is set aside and rerun."""
+    sim = ToySimulator()
+    d = design(8)
+    run_ensemble(sim, d, tmp_path / "s", progress=False)
+    ref = EnsembleStore(tmp_path / "s").load()
+    members = tmp_path / "s" / "members"
+    (members / "member_000002.nc").write_bytes(b"")
+    data = (members / "member_000005.nc").read_bytes()
+    (members / "member_000005.nc").write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="member_000002.nc is empty"):
+        summary = run_ensemble(sim, d, tmp_path / "s", progress=False)
+    assert summary.ran == 2 and summary.already_done == 6
+    assert (members / "member_000005.nc.corrupt").exists()
+    again = EnsembleStore(tmp_path / "s").load()
+    np.testing.assert_array_equal(again.y.values, ref.y.values)
+
+
+class _BigIntSimulator:
+    """Outputs a cell area in m^2 as int64 (> 2^31), which netCDF-3 cannot hold as an integer."""
+
+    def __call__(self, theta):
+        n = theta.shape[0]
+        return xr.Dataset({"y": (("member",), theta[:, 0]),
+                           "area": (("member", "cell"), np.full((n, 2), 3_000_000_000_000, dtype=np.int64)),
+                           "index": (("member", "cell"), np.tile(np.arange(2, dtype=np.int64), (n, 1)))})
+
+
+def test_outputs_netcdf3_cannot_hold_are_converted_not_fatal(tmp_path):
+    summary = run_ensemble(_BigIntSimulator(), design(5), tmp_path / "s", batch_size=2, progress=False)
+    assert summary.done == 5 and summary.failed == 0
+    ens = EnsembleStore(tmp_path / "s").load()
+    np.testing.assert_array_equal(ens["area"].values, 3e12)  # exact in float64
+    assert ens["index"].dtype.kind in "iu"  # small integers stay integers
+
+
+def test_an_unstorable_output_fails_its_member_with_a_reason(tmp_path):
+    class Sim:
+        def __call__(self, theta):
+            ds = xr.Dataset({"y": ("member", theta[:, 0])})
+            ds["y"].attrs["bad"] = {"a": 1}  # netCDF cannot store a dict attribute
+            return ds
+
+    summary = run_ensemble(Sim(), design(3), tmp_path / "s", progress=False)
+    assert summary.failed == 3
+    st = EnsembleStore(tmp_path / "s").status()
+    assert all(r.startswith("cannot store the output") for r in st.reason.values)

@@ -86,7 +86,7 @@ def test_metacharacters_cannot_execute_or_escape(program, space, tmp_path):
             make(program, space, tmp_path, output=bad)
     with pytest.raises(ValueError, match="never run by a shell"):
         ExternalModel("python prog.py", "a={{ a }}", space, tmp_path)
-    with pytest.raises(ValueError, match=r"placeholders \['c'\]"):
+    with pytest.raises(ValueError, match=r"placeholders \['\{\{ c \}\}'\]"):
         make(program, space, tmp_path, template="c={{ c }}")
     assert all(p.parent == tmp_path / "work" for p in (tmp_path / "work").iterdir())
 
@@ -105,3 +105,77 @@ def test_dalec_example_runs_through_adapter(tmp_path):
     annual_gpp = float(ds.gpp.sum()) / 3
     assert 300 < annual_gpp < 1500  # gC m-2 yr-1, a young ponderosa pine stand
     assert np.isfinite(ds.nee).all() and float(ds.lai.min()) > 0
+
+
+# ------------------------------------------------------------------------ issue 17: hardening
+WRAPPER = textwrap.dedent("""
+    import subprocess, sys
+    # a wrapper script that starts the real model and waits for it (as job scripts do)
+    child = subprocess.Popen([sys.executable, "-c",
+        "import os, time, pathlib; pathlib.Path('child.pid').write_text(str(os.getpid())); "
+        "time.sleep(4); pathlib.Path('child_finished').write_text('ran on')"])
+    child.wait()
+""")
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path, space):
+    import os
+    import time
+
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER)
+    model = ExternalModel([sys.executable, str(wrapper)], "a={{ a }}", space, tmp_path / "work", timeout=1.5)
+    ds = model.simulate(np.array([[0.5, 0.5]]))
+    assert ds.failed.values[0] and "timeout" in str(ds.failure.values[0])
+    run_dir = model.run_dir(model.space.check(np.array([0.5, 0.5]), strict=False, full=True))
+    pid = int((run_dir / "child.pid").read_text())
+    time.sleep(3.5)  # the child would have finished by now had it survived
+    assert not (run_dir / "child_finished").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+ECHO = textwrap.dedent("""
+    import json, sys
+    import numpy as np, xarray as xr
+    xr.Dataset({"y": ("t", np.zeros(2))}, attrs={"argv": json.dumps(sys.argv[1:])}).to_netcdf(
+        sys.argv[1], engine="h5netcdf")
+""")
+
+
+def test_only_documented_fields_are_substituted_in_arguments(tmp_path, space):
+    import json
+
+    prog = tmp_path / "echo.py"
+    prog.write_text(ECHO)
+    model = ExternalModel([sys.executable, str(prog), "{output}", "${HOME}", '--opts={"n": 1}', "{x}"],
+                          "a={{ a }}", space, tmp_path / "work")
+    ds = model.simulate(np.array([[0.5, 0.5]]))
+    assert not ds.failed.values[0], ds.failure.values[0]
+    run_dir = model.run_dir(np.array([0.5, 0.5]))
+    import xarray as xr
+
+    argv = json.loads(xr.open_dataset(run_dir / "output.nc", engine="h5netcdf").attrs["argv"])
+    assert argv[1:] == ["${HOME}", '--opts={"n": 1}', "{x}"]
+
+
+def test_a_parameter_file_link_is_replaced_not_written_through(program, space, tmp_path):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("do not touch")
+    model = make(program, space, tmp_path)
+    theta = np.array([0.5, 0.25])
+    run_dir = model.run_dir(theta)
+    run_dir.mkdir(parents=True)
+    (run_dir / "params.txt").symlink_to(outside)
+    ds = model.simulate(theta[None])
+    assert not ds.failed.values[0]
+    assert outside.read_text() == "do not touch"
+    assert not (run_dir / "params.txt").is_symlink()
+    assert (run_dir / "params.txt").read_text() == "a=0.5\nb=0.25\n"
+
+
+def test_malformed_placeholders_are_named(program, space, tmp_path):
+    with pytest.raises(ValueError, match=r"\{\{ label with space \}\}"):
+        make(program, space, tmp_path, template="a={{ a }}\nb={{ label with space }}\n")
+    with pytest.raises(ValueError, match=r"\{\{ c \}\}"):
+        make(program, space, tmp_path, template="a={{ a }} c={{ c }}")

@@ -8,9 +8,14 @@ runner keeps the reason and carries on.
 
 Template placeholders are ``{{ label }}`` with a parameter label of the space
 (``{{ vmax[BDL-EVG] }}``, ``{{ gamma_w }}``); each is replaced by the value written with
-``repr(float)`` (full precision, nothing but a number). Command arguments may contain
-``{run_dir}``, ``{param_file}`` and ``{output}``, replaced by paths inside the run directory.
-The output path must stay inside the run directory.
+``repr(float)`` (full precision, nothing but a number); any other ``{{ ... }}`` is an error
+naming it. Command arguments may contain ``{run_dir}``, ``{param_file}`` and ``{output}``,
+replaced by paths inside the run directory; every other brace is passed on as it is
+(``${HOME}``, ``--opts={"n": 1}``). The output path must stay inside the run directory, and the
+parameter file is replaced, never written through a link that is already there.
+
+Each program runs in its own session (process group): a timeout kills the whole group, so a
+model started by a wrapper script dies with it, and so does anything the program leaves behind.
 
 Example
 -------
@@ -26,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
@@ -38,6 +44,57 @@ from ..parameters import ParameterSpace
 __all__ = ["ExternalModel"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
+_ANY_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_ARG_FIELD = re.compile(r"\{(run_dir|param_file|output)\}")
+
+
+# process groups started by this process and still running: a pool worker whose runner died
+# kills them before it exits (bayescal.ensemble._watch_parent); bookkeeping only, no behaviour
+_RUNNING: set[int] = set()
+
+
+def kill_running_programs() -> None:
+    """Kill every program group this process started that is still running."""
+    for pgid in list(_RUNNING):
+        _kill_group(pgid)
+
+
+def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
+    """Run ``argv`` in a new session; on timeout (and after it exits) kill its whole group.
+
+    Returns ``(exit code or None if it could not start, stdout, stderr or the start error,
+    timed out)``.
+    """
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    except OSError as err:
+        return None, "", f"cannot start {argv[0]!r}: {err}", False
+    timed_out = False
+    _RUNNING.add(proc.pid)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        try:  # a grandchild that left the group may still hold the pipes
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            out, err = "", ""
+    except BaseException:  # interrupted (KeyboardInterrupt, a dying worker): take the group along
+        _kill_group(proc.pid)
+        raise
+    finally:
+        _RUNNING.discard(proc.pid)
+    _kill_group(proc.pid)  # what the program left running in its group
+    return proc.returncode, out or "", err or "", timed_out
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class ExternalModel:
@@ -95,9 +152,13 @@ class ExternalModel:
         self.timeout = timeout
         self.variables = None if variables is None else list(variables)
         self.env = dict(env or {})
-        unknown = sorted({m for m in _PLACEHOLDER.findall(text)} - set(space.all_labels))
-        if unknown:
-            raise ValueError(f"template placeholders {unknown} are not parameters of the space")
+        labels = set(space.all_labels)
+        bad = sorted({m.strip() for m in _ANY_PLACEHOLDER.findall(text)} - labels)
+        if bad:
+            raise ValueError(
+                f"template placeholders {['{{ ' + b + ' }}' for b in bad]} are not parameters of the space "
+                "(a placeholder is {{ label }} with a label such as 'vmax[BDL-EVG]', no spaces inside)"
+            )
 
     # ------------------------------------------------------------------ pieces
     def render(self, theta: np.ndarray) -> str:
@@ -114,27 +175,29 @@ class ExternalModel:
     def _run_one(self, theta: np.ndarray) -> tuple[xr.Dataset | None, str]:
         run_dir = self.run_dir(theta)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / self.param_file).write_text(self.render(theta))
+        # written beside and renamed into place: a link already there is replaced, not followed
+        tmp = run_dir / f".{self.param_file}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.write_text(self.render(theta))
+        os.replace(tmp, run_dir / self.param_file)
         out_path = (run_dir / self.output).resolve()
         if not out_path.is_relative_to(run_dir.resolve()):
             return None, f"output path {self.output!r} escapes the run directory"
         out_path.unlink(missing_ok=True)
         subst = {"run_dir": str(run_dir.resolve()), "param_file": str((run_dir / self.param_file).resolve()),
                  "output": str(out_path)}
-        argv = [c.format(**subst) if "{" in c else c for c in self.command]
+        argv = [_ARG_FIELD.sub(lambda m: subst[m.group(1)], c) for c in self.command]
         env = {**os.environ, **self.env}
-        try:
-            proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True,
-                                  timeout=self.timeout, env=env, check=False)
-        except subprocess.TimeoutExpired:
+        code, stdout, stderr, timed_out = _run_group(argv, run_dir, env, self.timeout)
+        if code is None:
+            return None, stderr
+        (run_dir / "stdout.txt").write_text(stdout)
+        (run_dir / "stderr.txt").write_text(stderr)
+        if timed_out:
             return None, f"timeout after {self.timeout} s"
-        except OSError as err:
-            return None, f"cannot start {argv[0]!r}: {err}"
-        (run_dir / "stdout.txt").write_text(proc.stdout or "")
-        (run_dir / "stderr.txt").write_text(proc.stderr or "")
-        if proc.returncode != 0:
-            last = (proc.stderr or "").strip().splitlines()[-1:] or [""]
-            return None, f"exit code {proc.returncode}: {last[0][:200]}"
+        if code != 0:
+            last = stderr.strip().splitlines()[-1:] or [""]
+            return None, f"exit code {code}: {last[0][:200]}"
         if not out_path.exists():
             return None, f"the program wrote no output file {self.output!r}"
         try:
