@@ -193,9 +193,12 @@ class _NetCDFState:
 
     @classmethod
     def load(cls, path: str | Path):
-        """Read an emulator written by :meth:`save`."""
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return cls.from_dataset(ds.load())
+        """Read an emulator written by :meth:`save` (errors name the file)."""
+        ds = _read_emulator_file(path)
+        try:
+            return cls.from_dataset(ds)
+        except (EmulatorError, KeyError) as err:
+            raise EmulatorError(f"{path}: {err}") from None
 
 
 class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
@@ -615,11 +618,36 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset) -> GPEmulator:
-        """Rebuild a fitted emulator from :meth:`to_dataset` output without refitting."""
-        gp = cls(**json.loads(ds.attrs["settings"]))
-        X = ds["X_train"].values
-        gp.X_train_, gp.y_train_ = X, ds["y_train"].values
+        """Rebuild a fitted emulator from :meth:`to_dataset` output without refitting.
+
+        Checks what it reads: the variables and attributes, finite training data, and one
+        hyper-parameter per input plus two; a problem is an :class:`EmulatorError` naming it.
+        """
+        for key in ("X_train", "y_train", "theta"):
+            if key not in ds:
+                raise EmulatorError(f"GP emulator dataset lacks the variable {key!r}")
+        for key in ("settings", "y_mean", "y_std"):
+            if key not in ds.attrs:
+                raise EmulatorError(f"GP emulator dataset lacks the attribute {key!r}")
+        try:
+            gp = cls(**json.loads(ds.attrs["settings"]))
+        except (TypeError, ValueError) as err:
+            raise EmulatorError(f"GP emulator settings are not valid: {err}") from None
+        X, y, theta = (np.asarray(ds[k].values, dtype=float) for k in ("X_train", "y_train", "theta"))
+        if X.ndim != 2 or y.shape != (X.shape[0],):
+            raise EmulatorError(f"X_train {X.shape} and y_train {y.shape} do not match (points, parameters)")
+        if theta.shape != (X.shape[1] + 2,):
+            raise EmulatorError(
+                f"theta has {theta.size} hyper-parameters; {X.shape[1]} inputs need {X.shape[1] + 2} "
+                "(log signal variance, one log length scale per input, log noise)"
+            )
+        for name, arr in (("X_train", X), ("y_train", y), ("theta", theta)):
+            if not np.isfinite(arr).all():
+                raise EmulatorError(f"{name} holds NaN/inf values")
         gp.y_mean_, gp.y_std_ = float(ds.attrs["y_mean"]), float(ds.attrs["y_std"])
+        if not (np.isfinite(gp.y_mean_) and gp.y_std_ > 0):
+            raise EmulatorError(f"y_mean {gp.y_mean_} / y_std {gp.y_std_} are not a valid scaling")
+        gp.X_train_, gp.y_train_ = X, y
         gp.parameters_ = [str(p) for p in ds["parameter"].values] if "parameter" in ds.coords else None
         gp.n_features_in_ = X.shape[1]
         gp._H, gp._y = _design_matrix(X, gp.mean), (gp.y_train_ - gp.y_mean_) / gp.y_std_
@@ -977,16 +1005,28 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
 def load_emulator(path: str | Path) -> GPEmulator | SVDEmulator:
     """Read any emulator saved by bayescal, dispatching on the file's ``emulator`` attribute."""
     path = Path(path)
+    ds = _read_emulator_file(path)
+    kind = ds.attrs.get("emulator")
+    try:
+        if kind == "GPEmulator":
+            return GPEmulator.from_dataset(ds)
+        if kind == "SVDEmulator":
+            return SVDEmulator.from_dataset(ds)
+    except (EmulatorError, KeyError) as err:
+        raise EmulatorError(f"{path}: {err}") from None
+    raise EmulatorError(f"{path} is not a bayescal emulator file (emulator attribute {kind!r})")
+
+
+def _read_emulator_file(path: str | Path) -> xr.Dataset:
+    """The whole Dataset of an emulator file; a missing or unreadable file is named."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"emulator file {path} does not exist")
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        kind = ds.attrs.get("emulator")
-        ds = ds.load()
-    if kind == "GPEmulator":
-        return GPEmulator.from_dataset(ds)
-    if kind == "SVDEmulator":
-        return SVDEmulator.from_dataset(ds)
-    raise EmulatorError(f"{path} is not a bayescal emulator file (emulator attribute {kind!r})")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    except (OSError, ValueError) as err:
+        raise EmulatorError(f"cannot read emulator file {path} (truncated or not netCDF-4?): {err}") from None
 
 
 # ------------------------------------------------------------------------------ interpretation

@@ -282,7 +282,8 @@ class _Recorder:
             attrs={"method": method},
         )
         if space is not None and n:
-            ds["theta"] = (("evaluation", "parameter"), space.from_unit(u), {"long_name": "parameter value"})
+            ds["theta"] = (("evaluation", "parameter"), space.from_unit(np.clip(u, 0.0, 1.0)),
+                            {"long_name": "parameter value"})
         return ds
 
 

@@ -68,6 +68,9 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?$")
 
 
+_UNIT_TOL = 1e-9
+
+
 class ParameterError(ValueError):
     """Invalid parameter definition or parameter values; the message names the parameter."""
 
@@ -445,9 +448,22 @@ class ParameterSpace:
         return u[0] if single else u
 
     def from_unit(self, u: Any) -> np.ndarray:
-        """Map unit-cube values to free physical values (inverse of :meth:`to_unit`)."""
+        """Map unit-cube values to free physical values (inverse of :meth:`to_unit`).
+
+        Raises :class:`ParameterError` naming the parameter (and row) for a value that is NaN or
+        outside [0, 1] by more than 1e-9 (round-off within that is clipped), so an out-of-bounds
+        physical value never reaches a model.
+        """
         arr, single = self._as_batch(u, self.n_free, "u")
-        x = self.lower + arr * (self.upper - self.lower)
+        bad = ~((arr >= -_UNIT_TOL) & (arr <= 1 + _UNIT_TOL))  # NaN fails both comparisons
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ParameterError(
+                f"unit-cube value of {self.labels[j]!r} is {float(arr[i, j])}"
+                + ("" if single else f" (row {i})")
+                + f", outside [0, 1]; {int(bad.sum())} value(s) in all"
+            )
+        x = self.lower + np.clip(arr, 0.0, 1.0) * (self.upper - self.lower)
         return x[0] if single else x
 
     def expand(self, x: Any) -> np.ndarray:

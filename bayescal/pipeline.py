@@ -167,9 +167,28 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
                 )
             cfg[section][key] = val
     m = cfg["model"]
-    for key in ("n_cells", "chunk_size"):
-        if m[key] < 1:
-            raise ConfigError(f"'model.{key}' must be >= 1, got {m[key]}")
+    from .models.drivers import BIOMES
+    from .models.drivers import PREINDUSTRIAL_YEAR as first_year
+
+    if m["n_cells"] < 2 * len(BIOMES):
+        raise ConfigError(
+            f"'model.n_cells' must be >= {2 * len(BIOMES)} (two cells per biome), got {m['n_cells']}"
+        )
+    if m["chunk_size"] < 1:
+        raise ConfigError(f"'model.chunk_size' must be >= 1, got {m['chunk_size']}")
+    if m["ramp_start"] < first_year:
+        raise ConfigError(
+            f"'model.ramp_start' must be >= {first_year} (the drivers' pre-industrial start), "
+            f"got {m['ramp_start']}"
+        )
+    if cfg["run"]["seed"] < 0:
+        raise ConfigError(f"'run.seed' must be >= 0, got {cfg['run']['seed']}")
+    if not cfg["observations"]["variables"]:
+        raise ConfigError("'observations.variables' must name at least one variable, got []")
+    if not cfg["observations"]["sigma_floor"] >= 0:
+        raise ConfigError(
+            f"'observations.sigma_floor' must be >= 0, got {cfg['observations']['sigma_floor']}"
+        )
     if not m["ramp_start"] <= m["start"] <= m["end"]:
         raise ConfigError(
             f"'model.start' must lie between model.ramp_start and model.end "
@@ -250,7 +269,14 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
             raise ConfigError(
                 f"'observations.variables': unknown variable {v!r}; known: {list(OUTPUT_VARIABLES)}"
             )
-    space = _model_space(cfg)
+    try:
+        space = _model_space(cfg)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
+        raise ConfigError(
+            f"'model.parameters_file' {m['parameters_file']}: {type(err).__name__}: {err}"
+        ) from None
     known = set(space.all_labels) | set(space.names)
     for section, key in (("parameters", "candidates"), ("parameters", "free")):
         for name in cfg[section][key] or []:
@@ -261,7 +287,22 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}")
     if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
+    _check_walkers(cfg, space)
     return cfg
+
+
+def _check_walkers(cfg: dict, space) -> None:
+    """emcee needs at least two walkers per calibrated value; the most the screen can keep."""
+    n_walkers = cfg["posterior"]["n_walkers"]
+    if n_walkers == 0:
+        return
+    free = space.only(cfg["parameters"]["free"]).n_free if cfg["parameters"]["free"] else 0
+    d_max = free + cfg["screen"]["top_k"] if cfg["screen"]["enabled"] else free
+    if n_walkers < 2 * d_max or n_walkers % 2:
+        raise ConfigError(
+            f"'posterior.n_walkers' must be 0 (automatic) or an even number >= 2 x the calibrated values "
+            f"(up to {d_max} here, so >= {2 * d_max}), got {n_walkers}"
+        )
 
 
 def _model_space(cfg: dict):
@@ -277,8 +318,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config path {path} is not a file (a directory?); give the TOML file")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files are UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from err
     try:

@@ -304,3 +304,30 @@ def test_svd_emulator_of_annual_gpp_per_cell(twin):
     assert all(r2[a] <= r2[b] for a, b in zip((10, 20, 40), (20, 40, 80), strict=True)), r2
     field = em.predict_field(Ut[:3])
     assert field.dims == ("point", "cell", "year") and field.sizes["cell"] == twin.model.grid.sizes["cell"]
+
+
+# ------------------------------------------------------------------------ issue 17: hardening
+def test_from_dataset_and_load_name_what_is_wrong(tmp_path):
+    X, y = _data(20, 2)
+    gp = GPEmulator(optimizer=None).fit(X, y)
+    ds = gp.to_dataset()
+    short = ds.copy()
+    short["theta"] = ("hyperparameter", ds["theta"].values[:3])
+    with pytest.raises(EmulatorError, match="theta has 3 hyper-parameters; 2 inputs need 4"):
+        GPEmulator.from_dataset(short)
+    nan = ds.copy(deep=True)
+    nan["y_train"].values[4] = np.nan
+    with pytest.raises(EmulatorError, match="y_train holds NaN"):
+        GPEmulator.from_dataset(nan)
+    with pytest.raises(EmulatorError, match="lacks the variable 'X_train'"):
+        GPEmulator.from_dataset(ds.drop_vars("X_train"))
+    path = tmp_path / "gp.nc"
+    gp.save(path)
+    data = path.read_bytes()
+    (tmp_path / "cut.nc").write_bytes(data[: len(data) // 3])
+    for reader in (GPEmulator.load, load_emulator):
+        with pytest.raises(EmulatorError, match="cut.nc"):
+            reader(tmp_path / "cut.nc")
+    short.to_netcdf(tmp_path / "short.nc", engine="h5netcdf")
+    with pytest.raises(EmulatorError, match="short.nc.*theta has 3"):
+        load_emulator(tmp_path / "short.nc")

@@ -156,3 +156,12 @@ def test_to_dataarray_has_labels_and_bounds():
     assert list(da["parameter"].values) == space.labels
     assert da["name"].values[0] == "vmax" and da["group"].values[0] == "NDL-EVG"
     np.testing.assert_array_equal(da["lower"].values, space.lower)
+
+
+def test_from_unit_refuses_values_outside_the_cube_naming_the_parameter():
+    space = ParameterSpace([Parameter("a", 1.0, 0.0, 2.0), Parameter("b", 5.0, 0.0, 10.0)])
+    with pytest.raises(ParameterError, match="'b' is 1.5"):
+        space.from_unit([0.5, 1.5])
+    with pytest.raises(ParameterError, match="'a' is nan.*row 1"):
+        space.from_unit([[0.5, 0.5], [np.nan, 0.5]])
+    np.testing.assert_array_equal(space.from_unit([1 + 1e-12, -1e-12]), [2.0, 0.0])  # round-off clipped

@@ -85,6 +85,13 @@ def test_config_errors_each_kind(tmp_path):
     bad("model", "n_cells", True, "model.n_cells")  # a bool is not an integer
     bad("propagate", "table_years", [2003, 2030], "propagate.table_years")
     bad("observations", "variables", ["gpp", "albedo"], "albedo")
+    bad("posterior", "n_walkers", 3, "posterior.n_walkers.*>= 8")  # 4 calibrated values
+    bad("posterior", "n_walkers", 9, "posterior.n_walkers.*even")
+    bad("model", "n_cells", 5, "model.n_cells.*>= 18")
+    bad("model", "ramp_start", 1800, "model.ramp_start.*>= 1850")
+    bad("run", "seed", -1, "run.seed")
+    bad("observations", "variables", [], "observations.variables")
+    bad("observations", "sigma_floor", -1.0, "observations.sigma_floor")
     bad("posterior", "left_out", "ignore", "posterior.left_out")
     bad("posterior", "left_out_runs", 4, "posterior.left_out_runs")
     bad("posterior", "max_steps", 100, "posterior.max_steps")
@@ -93,6 +100,22 @@ def test_config_errors_each_kind(tmp_path):
     (tmp_path / "broken.toml").write_text("[run\nname = 1")
     with pytest.raises(ConfigError, match="broken.toml.*invalid TOML"):
         load_config(tmp_path / "broken.toml")
+
+
+def test_unreadable_configs_are_named_errors_not_tracebacks(tmp_path, capsys):
+    """A directory, a non-UTF-8 file and a parameters_file that is not TOML: exit 2, key named."""
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "latin1.toml").write_bytes("[run]\nname = 'caf\xe9'\n".encode("latin-1"))
+    (tmp_path / "space.toml").write_text("this is [not toml")
+    (tmp_path / "uses_space.toml").write_text("[model]\nparameters_file = 'space.toml'\n")
+    cases = [("adir", "not a file"), ("latin1.toml", "not UTF-8"),
+             ("uses_space.toml", "model.parameters_file.*space.toml")]
+    for name, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            load_config(tmp_path / name)
+        assert main(["check", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "configuration error" in err and "Traceback" not in err
 
 
 def test_example_configs_are_valid():

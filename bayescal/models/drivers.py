@@ -74,7 +74,7 @@ VEGETATED_LAND_AREA = sum(b.area for b in BIOMES) * 1e12
 # days of year at which NH temperature peaks (about 19 July)
 _T_PEAK_NH = 200.0
 _PREINDUSTRIAL_CO2 = 285.0
-_PREINDUSTRIAL_YEAR = 1850
+PREINDUSTRIAL_YEAR = 1850
 _LUC_1850 = 0.5
 # land warming relative to 1850, K, piecewise linear (high latitudes amplified in make_drivers)
 _WARMING = ((1850, 0.0), (1900, 0.1), (1960, 0.4), (2023, 1.6))
@@ -220,9 +220,9 @@ def make_drivers(
         ``_clim`` suffix on (cell, month) for the spin-up climatology; ``co2`` (ppm) and
         ``luc_rate`` (fraction of tree biomass cleared per year) on time; ``days`` per month.
     """
-    if not (_PREINDUSTRIAL_YEAR <= ramp_start <= start <= end):
+    if not (PREINDUSTRIAL_YEAR <= ramp_start <= start <= end):
         raise ValueError(
-            f"make_drivers: need {_PREINDUSTRIAL_YEAR} <= ramp_start ({ramp_start}) <= start "
+            f"make_drivers: need {PREINDUSTRIAL_YEAR} <= ramp_start ({ramp_start}) <= start "
             f"({start}) <= end ({end})"
         )
     gcb = load_gcb2024()
