@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from .pipeline import (
     PipelineError,
     load_config,
     main_stage_names,
-    validate_config,
 )
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
@@ -68,20 +66,15 @@ def main(argv: list[str] | None = None) -> int:
                 if "report" in stages:
                     print(f"\nreport: {pipe.run_dir / 'report.html'}")
             return 0
-        run_dir = Path(args.run_dir)
-        cfg_file = run_dir / "config.json"
-        if not cfg_file.exists():
-            raise ConfigError(f"{run_dir} is not a bayescal run directory (no config.json)")
-        saved = json.loads(cfg_file.read_text())
-        cfg = validate_config(
-            {s: {k: v for k, v in sec.items() if v is not None} for s, sec in saved.items()}
-        )
-        text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
-        pipe = Pipeline(cfg, run_dir, progress=True, config_text=text)
-        pipe.run(STAGES[:-1])  # all reused when finished
+        # reads the run directory only: no stage reruns, no model runs
+        from .pipeline.rundir import RunDir
         from .report import write_report
 
-        print(f"report: {write_report(pipe)}")
+        rd = RunDir(args.run_dir)
+        missing = [s for s in STAGES[:-1] if not rd.stage_json(s).exists()]
+        if missing:
+            raise PipelineError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
+        print(f"report: {write_report(rd)}")
         return 0
     except ConfigError as err:
         print(f"bayescal: configuration error: {err}", file=sys.stderr)

@@ -15,8 +15,11 @@ its propagated sigma as a product.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -144,6 +147,44 @@ class Observations:
 
     def __len__(self) -> int:
         return len(self._products)
+
+    def to_netcdf(self, path: str | Path) -> None:
+        """Write every product to one netCDF-4 file, a group per product (``variable/name``).
+
+        Written to a temporary name and renamed, so a killed write leaves no half file.
+        """
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.unlink(missing_ok=True)
+        index = []
+        for k, p in enumerate(self._products):
+            ds = xr.Dataset({"data": p.data})
+            if p.sigma is not None:
+                ds["sigma"] = p.sigma
+            ds.attrs = {"name": p.name, "variable": p.variable, "attrs": json.dumps(p.attrs, default=str),
+                        "names": json.dumps([p.data.name, None if p.sigma is None else p.sigma.name])}
+            ds.to_netcdf(tmp, group=f"product{k}", mode="a" if k else "w", engine="h5netcdf")
+            index.append(f"product{k}")
+        xr.Dataset(attrs={"products": json.dumps(index)}).to_netcdf(tmp, mode="a", engine="h5netcdf")
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_netcdf(cls, path: str | Path) -> Observations:
+        """Read products written by :meth:`to_netcdf` (errors name the file)."""
+        path = Path(path)
+        try:
+            with xr.open_dataset(path, engine="h5netcdf") as root:
+                groups = json.loads(root.attrs["products"])
+            products = []
+            for g in groups:
+                ds = xr.load_dataset(path, group=g, engine="h5netcdf")
+                data_name, sigma_name = json.loads(ds.attrs["names"])
+                sigma = ds["sigma"].rename(sigma_name) if "sigma" in ds else None
+                products.append(Product(str(ds.attrs["name"]), str(ds.attrs["variable"]),
+                                        ds["data"].rename(data_name), sigma, json.loads(ds.attrs["attrs"])))
+        except (OSError, KeyError, ValueError) as err:
+            raise ObservationError(f"cannot read observation products from {path}: {err}") from None
+        return cls(products)
 
     def __repr__(self) -> str:
         lines = [f"<Observations: {len(self)} products of {len(self.variables)} variables>"]

@@ -22,6 +22,7 @@ from .gcb import load_gcb2024, load_gcb2024_land_models
 from .parameters import ParameterSpace
 
 __all__ = [
+    "table3_frame",
     "BUDGET_VARIABLES",
     "bands",
     "budget_table",
@@ -255,3 +256,13 @@ def gcb_comparison(
         "dgvm_spread_sd": float(models["sd"].sel(year=sl).mean()),
     }
     return out
+
+
+def table3_frame(table: xr.Dataset):
+    """Seiler's Table 3 as a pandas frame: set means and optimised - default (absolute and %)."""
+    df = table["mean"].to_pandas()
+    if "difference" in table:
+        df.loc["optimised - default"] = table["difference"].to_pandas()
+        df.loc["optimised - default (%)"] = table["difference_percent"].to_pandas()
+    df.columns = [f"{v} ({u})" for v, u in zip(table["variable"].values, table["units"].values, strict=True)]
+    return df

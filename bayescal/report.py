@@ -266,28 +266,38 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def write_report(pipe) -> Path:
+def write_report(run_dir) -> Path:
     """Draw the figures of a run directory and write ``report.html``; returns its path.
 
-    ``pipe`` is a :class:`bayescal.pipeline.Pipeline` whose stages up to ``propagate`` have run.
+    ``run_dir`` is a run directory (path, :class:`~bayescal.pipeline.rundir.RunDir`, or anything
+    with a ``run_dir`` attribute) whose stages up to ``propagate`` have run. Only its files are
+    read: no model runs, so a run directory copied to another machine reports the same.
     """
     import arviz as az
 
     from .gcb import load_gcb2024, load_gcb2024_land_models
+    from .pipeline.config import model_space, truth_theta
+    from .pipeline.rundir import RunDir
     from .posterior import unit_samples
     from .sensitivity import plot_ranking
 
-    run = pipe.run_dir
-    figdir = run / "figures"
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(getattr(run_dir, "run_dir", run_dir))
+    run = rd.path
+    cfg = rd.config()
+    figdir = rd.figures
     figdir.mkdir(parents=True, exist_ok=True)
     figs: list[tuple[str, str, str]] = []  # (name, caption, base64)
 
     def add(name: str, caption: str, fig) -> None:
         figs.append((name, caption, _png(fig, figdir / f"{name}.png")))
 
-    space = pipe.space()
-    obs, truth = pipe.twin()
-    truth_u = space.to_unit(space.reduce(pipe.truth_theta()))
+    space = rd.space(cfg)
+    twin = rd.twin()
+    if twin is None:
+        raise FileNotFoundError(f"{rd.twin_dir}: the twin products and truth run are missing; "
+                                "run 'bayescal run' on this config first")
+    obs, truth = twin
+    truth_u = space.to_unit(space.reduce(truth_theta(cfg, model_space(cfg))))
     if (run / "screen" / "indices.nc").exists():
         idx = xr.load_dataset(run / "screen" / "indices.nc")
         add(
@@ -318,7 +328,7 @@ def write_report(pipe) -> Path:
     add(
         "posterior_vs_prior",
         "Marginal posteriors against the prior.",
-        plot_posterior_vs_prior(post_u, truth_u, pipe.optimum_u()),
+        plot_posterior_vs_prior(post_u, truth_u, rd.optimum_u()),
     )
     ident = xr.load_dataset(eq / "identifiability.nc")
     top = list(ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4])
@@ -354,9 +364,9 @@ def write_report(pipe) -> Path:
     )
 
     # tables
-    from .pipeline import _table_frame
+    from .propagate import table3_frame
 
-    table = _table_frame(xr.load_dataset(run / "propagate" / "table3.nc"))
+    table = table3_frame(xr.load_dataset(run / "propagate" / "table3.nc"))
     ident_df = ident[["q05", "q50", "q95", "ratio", "constrained"]].to_dataframe()
     ident_df["truth"] = truth_u
     diag = json.loads((run / "propagate" / "summary.json").read_text())
@@ -364,19 +374,18 @@ def write_report(pipe) -> Path:
     refinement = refinement_ds[[v for v in refinement_ds.data_vars
                                 if refinement_ds[v].dims == ("round",)]].to_dataframe()
     alt = xr.load_dataset(eq / "alternatives.nc")
-    warn_rows = []
-    for r in pipe.records:
-        warn_rows += [(r.name, w) for w in r.warnings]
-    stage_rows = [(r.name, r.status, f"{r.wall:.1f}", f"{r.peak_rss_gib:.2f}", r.runs) for r in pipe.records]
-    config = pipe.config_text or json.dumps(pipe.config, indent=1)
+    records = rd.records()
+    warn_rows = [(r.name, w) for r in records for w in (r.warnings or [])]
+    stage_rows = [(r.name, r.status, f"{r.wall:.1f}", f"{r.peak_rss_gib:.2f}", r.runs) for r in records]
+    config = rd.config_text() or json.dumps(cfg, indent=1)
 
     def tab(df, fmt="{:.4g}") -> str:
         return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
 
     parts = [
-        f"<h1>{html.escape(pipe.config['report']['title'])}</h1>",
+        f"<h1>{html.escape(cfg['report']['title'])}</h1>",
         f"<p>run <code>{html.escape(str(run))}</code> &middot; {len(space.labels)} calibrated parameters "
-        f"&middot; {sum(r.runs for r in pipe.records)} model runs in this invocation</p>",
+        f"&middot; {sum(r.runs for r in records)} model runs</p>",
         "<h2>Stages</h2><table class='t'><tr><th>stage</th><th>status</th><th>wall s</th>"
         "<th>peak GiB</th><th>runs</th></tr>"
         + "".join(
@@ -426,7 +435,7 @@ def write_report(pipe) -> Path:
         + "</table>"
     )
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(pipe.config["report"]["title"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg["report"]["title"])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}}
 table.t{{border-collapse:collapse;font-size:0.85em}}
 table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}

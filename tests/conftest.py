@@ -5,6 +5,22 @@ import pytest
 
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
 
+_VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "arviz", "SALib", "numba",
+              "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "pyvbmc")
+
+
+def pytest_report_header(config):
+    """The versions the suite runs against, first thing in its output, so a failure is traceable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in _VERSIONED:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return "dependencies: " + ", ".join(found)
+
 
 @pytest.fixture(scope="session")
 def default_model():

@@ -69,3 +69,21 @@ def test_gcb_nbp_product():
     p = gcb_nbp()
     assert p.variable == "nbp_global" and p.data.dims == ("year",)
     assert float(p.sigma.min()) > 0
+
+
+def test_products_round_trip_through_netcdf(tmp_path):
+    from bayescal.models import LandCarbonModel, make_drivers, make_grid
+    from bayescal.observations import Observations, make_twin
+
+    grid = make_grid(n_cells=18, seed=1)
+    drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1999, seed=1)
+    model = LandCarbonModel(grid=grid, drivers=drivers)
+    obs, _ = make_twin(model, model.space.all_default, seed=3)
+    obs.to_netcdf(tmp_path / "products.nc")
+    back = Observations.from_netcdf(tmp_path / "products.nc")
+    assert [(p.variable, p.name) for p in back] == [(p.variable, p.name) for p in obs]
+    for a, b in zip(obs, back, strict=True):
+        xr.testing.assert_identical(a.data, b.data)
+        if a.sigma is not None:
+            xr.testing.assert_identical(a.sigma, b.sigma)
+        assert a.attrs == b.attrs

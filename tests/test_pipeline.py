@@ -265,8 +265,8 @@ def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, tmp_p
     seen: dict[str, tuple[int, int]] = {}
     hit = []
     for stage in STAGES:
-        proc = subprocess.Popen([sys.executable, "-m", "bayescal", "run", str(TINY), "--run-dir", str(run_dir),
-                                 "--quiet"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cmd = [sys.executable, "-m", "bayescal", "run", str(TINY), "--run-dir", str(run_dir), "--quiet"]
+        proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         started = run_dir / stage / "started.json"
         t0 = time.perf_counter()
@@ -298,6 +298,27 @@ def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, tmp_p
         xr.testing.assert_identical(xr.load_dataset(ref_dir / rel).drop_vars(clock, errors="ignore"),
                                     xr.load_dataset(run_dir / rel).drop_vars(clock, errors="ignore"))
     assert (run_dir / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_report_reads_only_a_copied_run_directory(tiny_run, tmp_path, monkeypatch):
+    """``bayescal report`` on a run directory moved elsewhere: same report, no model run."""
+    from bayescal.models.landcarbon import LandCarbonModel
+
+    ref_dir, _, _ = tiny_run
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(ref_dir, moved)
+    (moved / "report.html").unlink()
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("the report ran the model")
+
+    monkeypatch.setattr(LandCarbonModel, "simulate", no_runs)
+    monkeypatch.setattr(LandCarbonModel, "__call__", no_runs)
+    assert main(["report", str(moved)]) == 0
+    text = (moved / "report.html").read_text()
+    assert "twin truth inside the 90 % posterior interval" in text
+    assert (moved / "twin" / "products.nc").exists() and (moved / "twin" / "truth.nc").exists()
 
 
 # --------------------------------------------------------------------------- report

@@ -1,0 +1,452 @@
+"""The stages of ``bayescal run``, each a function of the pipeline context.
+
+``run_<stage>(ctx)`` reads what earlier stages wrote in ``ctx.run_dir`` and writes its own
+directory; :data:`STAGE_FUNCTIONS` maps stage names to them. The context (:class:`Pipeline`)
+gives the config, the model (every run counted, through the runner's store), the calibrated
+space, the twin observations and the likelihood summaries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    from .runner import Pipeline
+
+__all__ = ["PipelineError", "STAGE_FUNCTIONS"]
+
+
+class PipelineError(RuntimeError):
+    """A stage cannot go on (e.g. too few finished model runs); the message says what to change."""
+
+
+def run_screen(ctx: Pipeline) -> None:
+    from ..sensitivity import analyze, evaluate, sample, screen
+
+    cfg = ctx.config
+    out = ctx.run_dir / "screen"
+    space = ctx.full_space
+    cands = cfg["parameters"]["candidates"]
+    if cands:
+        space = space.only(cands)
+    if cfg["screen"]["enabled"]:
+        obs, _ = ctx.twin()
+        from ..scores import residuals
+
+        targets: dict[str, Callable] = {
+            "misfit": lambda ds: (residuals(ds, obs) ** 2).sum("residual"),
+            "gpp": lambda ds: ds.gpp_global.mean("year"),
+            "nbp": lambda ds: ds.nbp_global.mean("year"),
+            **_summary_targets(ctx),
+        }
+        design = sample(space, "morris", cfg["screen"]["trajectories"], seed=ctx.seed)
+        res = evaluate(
+            ctx.simulator,
+            design,
+            targets,
+            store=out / "morris",
+            batch_size=cfg["design"]["batch_size"],
+            progress=ctx.progress,
+            keep=[*ctx.run_dataset_vars(), "gpp_global"],
+        )
+        idx = analyze(space, design, res, on_failure="drop")
+        idx.to_netcdf(out / "indices.nc")
+        free = set(cfg["parameters"]["free"] or [])
+        # what the observations can inform: the largest Morris mu* of any likelihood summary,
+        # in units of that summary's sigma (not the misfit's mu* at the defaults, which
+        # dropped values the truth moves)
+        info = [t for t in idx["target"].values if str(t).startswith("summary:")]
+        chosen = screen(idx, threshold=None, top_k=cfg["screen"]["top_k"], targets=info,
+                        normalise=False)
+        labels = [
+            lab for lab in space.labels if lab in chosen or lab in free or lab.partition("[")[0] in free
+        ]
+    else:
+        labels = ctx.full_space.only(cfg["parameters"]["free"]).labels
+    (out / "selected.json").write_text(json.dumps({"parameters": labels}, indent=1))
+    ctx.say(f"  calibrating {len(labels)} parameters: {', '.join(labels)}")
+
+
+def _summary_targets(ctx: Pipeline) -> dict[str, Callable]:
+    """One screening target per likelihood summary, in units of its sigma (computed once)."""
+    observed, sigma = ctx.observed()
+    cache: dict[int, np.ndarray] = {}
+
+    def target(k: int) -> Callable:
+        def f(ds: xr.Dataset) -> xr.DataArray:
+            if id(ds) not in cache:
+                cache.clear()
+                cache[id(ds)] = ctx.summaries(ds) / sigma
+            return xr.DataArray(cache[id(ds)][:, k], dims="member")
+
+        return f
+
+    return {f"summary:{k}": target(k) for k in range(observed.size)}
+
+
+def _objective(ctx: Pipeline, workdir: Path):
+    from ..optimize import ModelObjective
+
+    obs, _ = ctx.twin()
+    return ModelObjective(
+        ctx.simulator, ctx.space(), obs, workdir=workdir, batch_size=ctx.config["design"]["batch_size"]
+    )
+
+
+def run_optimize(ctx: Pipeline) -> None:
+    from .. import optimize as opt
+
+    c = ctx.config["optimize"]
+    out = ctx.run_dir / "optimize"
+    if c["method"] == "none":
+        (out / "none.json").write_text("{}")
+        return
+    space, obj = ctx.space(), _objective(ctx, out / "runs")
+    if c["method"] == "ga":
+        res = opt.genetic_algorithm(
+            obj,
+            space,
+            pop_size=c["pop_size"],
+            n_generations=c["n_generations"],
+            seed=ctx.seed,
+            checkpoint=out / "ga_checkpoint.json",
+        )
+    elif c["method"] == "dfols":
+        res = opt.dfols(obj, space, max_evaluations=c["max_evaluations"], seed=ctx.seed)
+    elif c["method"] == "cma_es":
+        res = opt.cma_es(obj, space, max_evaluations=c["max_evaluations"], seed=ctx.seed)
+    else:
+        res = opt.differential_evolution(
+            obj,
+            space,
+            pop_size=max(1, c["pop_size"] // space.n_free),
+            max_generations=c["n_generations"],
+            seed=ctx.seed,
+        )
+    res.history.to_netcdf(out / "history.nc")
+    ctx.say(f"  {c['method']}: best misfit {res.fun:.4g} after {res.n_evaluations} runs")
+
+
+def run_design(ctx: Pipeline) -> None:
+    from ..design import latin_hypercube
+    from ..ensemble import EnsembleStore, run_ensemble
+    from ..scores import residuals
+
+    c = ctx.config["design"]
+    out = ctx.run_dir / "design"
+    space = ctx.space()
+    design = latin_hypercube(space, c["n_runs"], seed=ctx.seed)
+    run_ensemble(
+        ctx.simulator,
+        space.to_dataarray(space.expand(design.values), full=True),
+        out / "ensemble",
+        batch_size=c["batch_size"],
+        keep=ctx.run_dataset_vars(),
+        progress=ctx.progress,
+    )
+    ens = EnsembleStore(out / "ensemble").load()
+    ok = ens["status"].values == "done"
+    obs, _ = ctx.twin()
+    u = space.to_unit(design.values)
+    sub = ens.isel(member=np.flatnonzero(ok))
+    misfit = np.full(len(u), np.nan)
+    misfit[ok] = (residuals(sub, obs) ** 2).sum("residual").values
+    y_ok = ctx.summaries(sub)
+    Y = np.full((len(u), y_ok.shape[-1]), np.nan)
+    Y[ok] = y_ok
+    xr.Dataset(
+        {
+            "u": (("member", "parameter"), u),
+            "misfit": ("member", misfit),
+            "summaries": (("member", "summary"), Y),
+            "ok": ("member", ok),
+        },
+        coords={"parameter": space.labels},
+    ).to_netcdf(out / "training.nc")
+    ctx.say(f"  {ok.sum()} of {len(u)} runs finished; best misfit {np.nanmin(misfit):.4g}")
+
+
+def _stored_summaries(ctx: Pipeline, space, points: np.ndarray, store: Path) -> np.ndarray:
+    """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
+    from ..ensemble import EnsembleStore, run_ensemble
+
+    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+                 store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
+                 progress=False)
+    ens = EnsembleStore(store).load()
+    done = ens["status"].values == "done"
+    y = np.full((points.shape[0], ctx.observed()[0].size), np.nan)
+    if done.any():
+        y[done] = ctx.summaries(ens.isel(member=np.flatnonzero(done)))
+    return y
+
+
+def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
+    """Spread of the summaries over the left-out values' prior (Latin hypercube, runner store)."""
+    from ..design import latin_hypercube
+    from ..ensemble import EnsembleStore, run_ensemble
+
+    n = ctx.config["posterior"]["left_out_runs"]
+    n_obs = ctx.observed()[0].size
+    left = ctx.left_out_space()
+    if left.n_free == 0:
+        return np.zeros(n_obs)
+    design = latin_hypercube(left, n, seed=ctx.seed + 1)
+    run_ensemble(ctx.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
+                 batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
+                 progress=ctx.progress)
+    ens = EnsembleStore(store).load()
+    done = np.flatnonzero(ens["status"].values == "done")
+    if done.size < 8:
+        raise PipelineError(f"only {done.size} of {n} left-out runs finished in {store}; need >= 8 "
+                            "to estimate their spread (or set posterior.left_out = 'fix')")
+    sd = ctx.summaries(ens.isel(member=done)).std(axis=0, ddof=1)
+    ctx.say(f"  {left.n_free} values left out of the calibration; over their prior the summaries "
+              f"spread by a median {np.median(sd / ctx.observed()[1]):.2f} sigma ({done.size} runs)")
+    return sd
+
+
+def run_emulate(ctx: Pipeline) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from ..emulators import GPEmulator
+
+    out = ctx.run_dir / "emulate"
+    tr = ctx.training()
+    ok = tr["ok"].values
+    u = tr["u"].values[ok]
+    logm = np.log(tr["misfit"].values[ok])
+    hist = ctx.run_dir / "optimize" / "history.nc"
+    if hist.exists():
+        h = xr.load_dataset(hist)
+        good = (h["status"].values == "done") & (h["misfit"].values > 0)
+        u = np.vstack([u, h["u"].values[good]])
+        logm = np.concatenate([logm, np.log(h["misfit"].values[good])])
+        u, first = np.unique(u, axis=0, return_index=True)
+        logm = logm[first]
+    X = xr.DataArray(u, dims=("member", "parameter"), coords={"parameter": ctx.space().labels})
+    with threadpool_limits(1):
+        gp = GPEmulator(n_restarts=ctx.config["emulator"]["n_restarts"], random_state=ctx.seed).fit(
+            X, logm
+        )
+    gp.save(out / "misfit_emulator.nc")
+    loo = gp.loo()
+    loo.to_netcdf(out / "misfit_loo.nc")
+    ctx.say(
+        f"  log-misfit GP on {len(u)} runs: LOO R2 {loo.attrs['r2']:.3f}, "
+        f"95 % coverage {loo.attrs['coverage_95']:.2f}"
+    )
+
+
+def run_posterior(ctx: Pipeline) -> None:
+    from ..emulators import GPEmulator, SVDEmulator
+    from ..posterior import GaussianLikelihood, refine
+
+    c = ctx.config["posterior"]
+    out = ctx.run_dir / "posterior"
+    space = ctx.space()
+    tr = ctx.training()
+    ok = tr["ok"].values
+    observed, sigma = ctx.observed()
+    discrepancy = 0.0
+    if c["left_out"] == "marginalise":
+        discrepancy = _left_out_spread(ctx, out / "left_out")
+    xr.Dataset(
+        {"left_out_sd": ("summary", np.broadcast_to(discrepancy, observed.shape)),
+         "sigma": ("summary", sigma)},
+        attrs={"left_out": c["left_out"], "n_left_out": ctx.left_out_space().n_free,
+               "description": "left_out_sd: sd of each summary over the prior of the values left "
+               "out of the calibration (calibrated values at their defaults), added to the "
+               "likelihood as discrepancy; zero with left_out = 'fix'"},
+    ).to_netcdf(out / "left_out.nc")
+
+    rounds = iter(range(10**6))
+
+    def simulate(points: np.ndarray) -> np.ndarray:
+        # through the runner's store, one per round: refine is seeded, so a resumed stage
+        # asks for the same points and finds the finished runs there
+        return _stored_summaries(ctx, space, points, out / "refine" / f"round{next(rounds)}")
+
+    emulator = SVDEmulator(
+        variance_threshold=ctx.config["emulator"]["variance_threshold"],
+        estimator=GPEmulator(n_restarts=0, random_state=ctx.seed),
+        random_state=ctx.seed,
+        residual_sd=0.2 * np.asarray(sigma),  # adds at most 4 % to sigma^2
+    )
+    res = refine(
+        simulate,
+        emulator,
+        tr["u"].values[ok],
+        tr["summaries"].values[ok],
+        lambda e: GaussianLikelihood(e, observed, sigma, discrepancy=discrepancy, space=None),
+        space,
+        n_new=c["n_new"],
+        max_rounds=c["refine_rounds"],
+        min_steps=c["n_steps"],
+        max_steps=c["max_steps"],
+        n_walkers=c["n_walkers"] or None,
+        seed=ctx.seed,
+        progress=False,
+    )
+    res.idata.to_netcdf(str(out / "posterior.nc"))
+    res.emulator.save(out / "output_emulator.nc")
+    res.history.to_netcdf(out / "refinement.nc")
+    xr.Dataset(
+        {"X": (("member", "parameter"), res.X), "Y": (("member", "summary"), res.Y)},
+        coords={"parameter": space.labels},
+    ).to_netcdf(out / "training.nc")
+    ctx.say(f"  {res.history.sizes.get('round', 0)} refinement rounds, converged: {res.converged}")
+
+
+def run_equifinality(ctx: Pipeline) -> None:
+    from ..equifinality import alternatives, correlation, distance_score_cloud, identifiability, pca
+    from ..posterior import Priors
+
+    c = ctx.config["equifinality"]
+    out = ctx.run_dir / "equifinality"
+    space = ctx.space()
+    post = ctx.posterior_u()
+    identifiability(post, Priors(space).sd()).to_netcdf(out / "identifiability.nc")
+    correlation(post).to_netcdf(out / "correlation.nc")
+    pca(post, variance=0.9).to_netcdf(out / "pca.nc")
+    gp = ctx.misfit_emulator()
+    best = ctx.optimum_u()
+    n = c["cloud_points"]
+    glob = distance_score_cloud(gp, best, n=n, seed=ctx.seed)
+    loc = distance_score_cloud(gp, best, n=n, local=0.1, seed=ctx.seed)
+    glob.to_netcdf(out / "cloud_global.nc")
+    loc.to_netcdf(out / "cloud_local.nc")
+    pool = np.vstack([post.values[:: max(1, post.sizes["sample"] // 4000)], best[None]])
+    alt = alternatives(pool, gp.predict(pool), k=c["n_alternatives"] + 1)
+    # the first alternative is the best of the pool; keep the others as alternatives to the optimum
+    alt = alt.isel(alternative=slice(1, None)).assign_coords(parameter=space.labels)
+    alt.to_netcdf(out / "alternatives.nc")
+    ctx.say(
+        f"  distance-score Spearman: global {glob.attrs['spearman']:.2f}, "
+        f"local {loc.attrs['spearman']:.2f}; {alt.sizes['alternative']} alternative sets"
+    )
+
+
+def run_propagate(ctx: Pipeline) -> None:
+    from ..gcb import load_gcb2024
+    from ..propagate import (
+        BUDGET_VARIABLES,
+        bands,
+        budget_table,
+        coverage,
+        gcb_comparison,
+        propagate,
+        table3_frame,
+    )
+    from ..propagate import spread_decomposition as spread
+
+    c = ctx.config["propagate"]
+    out = ctx.run_dir / "propagate"
+    space = ctx.space()
+    post = ctx.posterior_u().values
+    rng = np.random.default_rng(ctx.seed)
+    draws = post[rng.choice(len(post), size=min(c["n_draws"], len(post)), replace=False)]
+    alt = xr.load_dataset(ctx.run_dir / "equifinality" / "alternatives.nc")["u"].values
+    sets = {
+        "posterior": draws,
+        "default": space.to_unit(space.default)[None],
+        "optimised": ctx.optimum_u()[None],
+        "alternative": alt,
+    }
+    ens = propagate(
+        ctx.simulator,
+        space,
+        sets,
+        out / "ensemble",
+        variables=[*BUDGET_VARIABLES, "gpp"],
+        batch_size=ctx.config["design"]["batch_size"],
+        progress=ctx.progress,
+    )
+    b = bands(ens)
+    b.to_netcdf(out / "bands.nc")
+    y0, y1 = c["table_years"]
+    table = budget_table(ens, (y0, y1))
+    table.to_netcdf(out / "table3.nc")
+    table3_frame(table).to_csv(out / "table3.csv")
+    _, truth = ctx.twin()
+    cov = {v: coverage(b[v], truth[v]) for v in ("gpp_global", "nbp_global")}
+    gcb = load_gcb2024()
+    m = ctx.config["model"]
+    comp = gcb_comparison(ens, years=(max(1960, m["start"]), m["end"]), gcb=gcb)
+    comp.to_netcdf(out / "gcb_comparison.nc")
+    obs, _ = ctx.twin()
+    gpp_sd = _product_spread_global(obs, truth)
+    sd = spread(ens, {"nbp_global": gcb["nbp_sigma"], "gpp_global": gpp_sd})
+    sd.to_netcdf(out / "spread.nc")
+    keep = ["gpp", *BUDGET_VARIABLES]
+    ens[keep + ["u", "status"]].drop_vars("theta", errors="ignore").to_netcdf(out / "outputs.nc")
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "truth_coverage": cov,
+                "parameter_coverage": _parameter_coverage(ctx, post),
+                "gcb_coverage_band": comp.attrs["coverage_band"],
+                "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"],
+                "n_draws": int(b.attrs["n_draws"]),
+            },
+            indent=1,
+        )
+    )
+    ctx.say(
+        f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
+        f"of years; GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
+    )
+
+
+def _parameter_coverage(ctx: Pipeline, post_u: np.ndarray) -> dict[str, Any]:
+    """Twin truth against the 90 % posterior interval of each calibrated value.
+
+    Also lists the values the twin truth moves that are not calibrated: held at their
+    defaults they make the calibrated values compensate, which the coverage then shows.
+    """
+    space = ctx.space()
+    truth_u = space.to_unit(space.reduce(ctx.truth_theta()))
+    q05, q95 = np.quantile(post_u, [0.05, 0.95], axis=0)
+    inside = (q05 <= truth_u) & (truth_u <= q95)
+    moved = list(ctx.config["observations"]["truth"])
+    return {
+        "inside_90": {lab: bool(v) for lab, v in zip(space.labels, inside, strict=True)},
+        "fraction_inside_90": float(inside.mean()),
+        "outside_90": [lab for lab, v in zip(space.labels, inside, strict=True) if not v],
+        "truth_moved_left_out": [lab for lab in moved if lab not in space.labels],
+    }
+
+
+def run_report(ctx: Pipeline) -> None:
+    from ..report import write_report
+
+    path = write_report(ctx)
+    ctx.say(f"  report: {path}")
+
+
+def _product_spread_global(obs, truth: xr.Dataset) -> float:
+    """Observational sigma of global GPP: sd of the global means of the GPP products (PgC yr-1)."""
+    area = truth["area"]
+    vals = []
+    for p in obs["gpp"]:
+        flux = (p.data * area.sel(cell=p.data["cell"])).sum("cell", skipna=True)  # kg s-1
+        vals.append(float(flux.mean("time")) * 86400 * 365.25 / 1e12)
+    return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Pipeline], None]] = {
+    "screen": run_screen,
+    "optimize": run_optimize,
+    "design": run_design,
+    "emulate": run_emulate,
+    "posterior": run_posterior,
+    "equifinality": run_equifinality,
+    "propagate": run_propagate,
+    "report": run_report,
+}
