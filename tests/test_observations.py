@@ -87,3 +87,16 @@ def test_products_round_trip_through_netcdf(tmp_path):
         if a.sigma is not None:
             xr.testing.assert_identical(a.sigma, b.sigma)
         assert a.attrs == b.attrs
+
+
+def test_summaries_operator_decades_and_gcb_sigma():
+    from bayescal.gcb import load_gcb2024
+    from bayescal.summaries import BiomeSummaries, decades
+
+    assert decades(1990, 2022) == [(1990, 1999), (2000, 2009), (2010, 2019), (2020, 2022)]
+    gcb = load_gcb2024()
+    op = BiomeSummaries(["gpp"], gcb_years=(1990, 2022))
+    nbp = gcb["nbp"].expand_dims(member=[0])
+    blocks = op._nbp_blocks(nbp)
+    assert blocks.shape == (1, 4)
+    assert blocks[0, 1] == pytest.approx(float(gcb["nbp"].sel(year=slice(2000, 2009)).mean()))

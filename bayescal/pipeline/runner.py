@@ -145,42 +145,23 @@ class Pipeline:
         return self.full_space.only(self.rundir.selected())
 
     # --------------------------------------------------------------- summaries/likelihood
+    @property
+    def summary_operator(self):
+        """The likelihood's observation operator (:class:`bayescal.summaries.BiomeSummaries`)."""
+        from ..summaries import BiomeSummaries
+
+        o = self.config["observations"]
+        years = tuple(o["gcb_years"]) if o["gcb_nbp"] else None
+        return BiomeSummaries(o["variables"], o["sigma_floor"], years)
+
     def summaries(self, ds: xr.Dataset) -> np.ndarray:
-        """Log regional means of the observed variables (+ period-mean NBP blocks with GCB)."""
-        from ..observations import regional_means
-
-        y = regional_means(ds, self.config["observations"]["variables"]).values
-        if self.config["observations"]["gcb_nbp"]:
-            y = np.concatenate([y, self._nbp_blocks(ds["nbp_global"])], axis=-1)
-        return y
-
-    def _blocks(self) -> list[tuple[int, int]]:
-        y0, y1 = self.config["observations"]["gcb_years"]
-        edges = list(range(y0, y1 + 1, 10))
-        return [(a, min(a + 9, y1)) for a in edges]
-
-    def _nbp_blocks(self, nbp: xr.DataArray) -> np.ndarray:
-        return np.stack([nbp.sel(year=slice(a, b)).mean("year").values for a, b in self._blocks()], axis=-1)
+        """The likelihood's summaries of model output, (member, summary)."""
+        return self.summary_operator.of_model(ds)
 
     def observed(self) -> tuple[np.ndarray, np.ndarray]:
-        from ..gcb import load_gcb2024
-        from ..observations import observed_regional_means
-
+        """The observed summaries and their sigma."""
         obs, truth = self.twin()
-        o, s = observed_regional_means(
-            obs,
-            self.config["observations"]["variables"],
-            truth["biome"],
-            truth["area"],
-            floor=self.config["observations"]["sigma_floor"],
-        )
-        o, s = o.values, s.values
-        if self.config["observations"]["gcb_nbp"]:
-            gcb = load_gcb2024()
-            ob = self._nbp_blocks(gcb["nbp"])
-            sb = np.array([float(gcb["nbp_sigma"].sel(year=slice(a, b)).mean()) for a, b in self._blocks()])
-            o, s = np.concatenate([o, ob]), np.concatenate([s, sb])
-        return o, s
+        return self.summary_operator.of_observations(obs, truth)
 
     def run_dataset_vars(self) -> list[str]:
         return list(self.config["observations"]["variables"]) + ["nbp_global"]

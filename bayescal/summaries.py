@@ -1,0 +1,72 @@
+"""The observation operator: model output -> summary vector, observations -> (vector, sigma).
+
+A likelihood compares a short vector of summaries of the model output with the same summaries
+of the observations, each with its sigma. :class:`BiomeSummaries` is the one the pipeline uses
+for the embedded global model: log area-weighted biome means of each observed variable (the
+products' spread as sigma, floored), and optionally decadal means of global NBP against GCB 2024
+(Seiler Eq. 16) with the decade's mean annual sigma — fully correlated annual errors, the
+conservative choice (independent errors would divide it by sqrt(10)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from .observations import Observations, observed_regional_means, regional_means
+
+__all__ = ["BiomeSummaries", "decades"]
+
+
+def decades(first: int, last: int) -> list[tuple[int, int]]:
+    """``[(first, first + 9), ...]`` up to ``last`` (the last block may be shorter)."""
+    return [(a, min(a + 9, last)) for a in range(first, last + 1, 10)]
+
+
+@dataclass(frozen=True)
+class BiomeSummaries:
+    """Log biome means of ``variables`` (+ decadal global NBP with ``gcb_years``).
+
+    Parameters
+    ----------
+    variables : sequence of str
+        Observed model variables (``gpp``, ``lai``, ``hfls`` ...).
+    sigma_floor : float
+        Floor of the relative sigma of each biome mean.
+    gcb_years : (int, int), optional
+        Add decadal means of ``nbp_global`` over these years, observed by GCB 2024 NBP.
+    """
+
+    variables: Sequence[str]
+    sigma_floor: float = 0.03
+    gcb_years: tuple[int, int] | None = None
+
+    def blocks(self) -> list[tuple[int, int]]:
+        return decades(*self.gcb_years) if self.gcb_years else []
+
+    def _nbp_blocks(self, nbp: xr.DataArray) -> np.ndarray:
+        return np.stack([nbp.sel(year=slice(a, b)).mean("year").values for a, b in self.blocks()], axis=-1)
+
+    def of_model(self, ds: xr.Dataset) -> np.ndarray:
+        """Summaries of model output on (member, cell, time): (member, summary)."""
+        y = regional_means(ds, list(self.variables)).values
+        if self.gcb_years:
+            y = np.concatenate([y, self._nbp_blocks(ds["nbp_global"])], axis=-1)
+        return y
+
+    def of_observations(self, obs: Observations, grid: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Observed summaries and their sigma; ``grid`` holds the cells' ``biome`` and ``area``."""
+        o, s = observed_regional_means(obs, list(self.variables), grid["biome"], grid["area"],
+                                       floor=self.sigma_floor)
+        o, s = o.values, s.values
+        if self.gcb_years:
+            from .gcb import load_gcb2024
+
+            gcb = load_gcb2024()
+            ob = self._nbp_blocks(gcb["nbp"])
+            sb = np.array([float(gcb["nbp_sigma"].sel(year=slice(a, b)).mean()) for a, b in self.blocks()])
+            o, s = np.concatenate([o, ob]), np.concatenate([s, sb])
+        return o, s
