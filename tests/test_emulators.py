@@ -331,3 +331,23 @@ def test_from_dataset_and_load_name_what_is_wrong(tmp_path):
     short.to_netcdf(tmp_path / "short.nc", engine="h5netcdf")
     with pytest.raises(EmulatorError, match="short.nc.*theta has 3"):
         load_emulator(tmp_path / "short.nc")
+
+
+def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    from bayescal.emulators import REGISTRY
+
+    assert REGISTRY == {"GPEmulator": GPEmulator, "SVDEmulator": SVDEmulator}
+    for em in (GPEmulator(), SVDEmulator()):
+        with pytest.raises(NotFittedError):  # scikit-learn's own check, with our message
+            em.predict(np.zeros((1, 2)))
+        with pytest.raises(EmulatorError, match="not fitted"):
+            em.to_dataset()
+    assert GPEmulator().supports_uq and SVDEmulator().supports_uq and not SVDEmulator(estimator="mlp").supports_uq
+    X, y = _data(20, 2)
+    bad = GPEmulator(optimizer=None).fit(X, y).to_dataset()
+    bad.attrs["emulator"] = "Kriging"
+    bad.to_netcdf(tmp_path / "k.nc", engine="h5netcdf")
+    with pytest.raises(EmulatorError, match="known: \\['GPEmulator', 'SVDEmulator'\\]"):
+        load_emulator(tmp_path / "k.nc")
