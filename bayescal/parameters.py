@@ -28,6 +28,8 @@ import tomli_w
 import xarray as xr
 
 __all__ = [
+    "split_label",
+    "family",
     "PFTS",
     "GROUPINGS",
     "group_index",
@@ -609,7 +611,7 @@ class ParameterSpace:
         arr = np.atleast_2d(arr)
         index = np.arange(self.n_values) if full else self._free_idx
         labels = [self._all_labels[i] for i in index]
-        fam, grp = zip(*(_split_label(lab) for lab in labels), strict=True)
+        fam, grp = zip(*(split_label(lab) for lab in labels), strict=True)
         return xr.DataArray(
             arr,
             dims=(dim, "parameter"),
@@ -699,8 +701,18 @@ class ParameterSpace:
         return cls.from_dict(data, source=str(path))
 
 
-def _split_label(label: str) -> tuple[str, str]:
+def split_label(label: str) -> tuple[str, str]:
+    """``"vmax[BDL-EVG]"`` -> ``("vmax", "BDL-EVG")``; a scalar's label -> ``(name, "")``.
+
+    The one parser of parameter labels; every module asks here.
+    """
     m = _LABEL_RE.match(label)
-    assert m is not None
+    if m is None:
+        raise ParameterError(f"{label!r} is not a parameter label (name or name[GROUP])")
     return m.group(1), m.group(2) or ""
+
+
+def family(label: str) -> str:
+    """The family (parameter name) of a label: ``"vmax[BDL-EVG]"`` -> ``"vmax"``."""
+    return split_label(label)[0]
 

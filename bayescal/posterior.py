@@ -45,7 +45,7 @@ import xarray as xr
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from .parameters import ParameterSpace
+from .parameters import ParameterSpace, family, split_label
 
 __all__ = [
     "PosteriorError",
@@ -95,7 +95,7 @@ class Priors:
         self._dists: dict[int, Any] = {}
         self.kinds = ["uniform"] * len(labels)
         for key, s in self.spec.items():
-            idx = [i for i, lab in enumerate(labels) if lab == key or lab.split("[")[0] == key]
+            idx = [i for i, lab in enumerate(labels) if lab == key or family(lab) == key]
             if not idx:
                 raise PosteriorError(f"prior for {key!r}: no free parameter of that label or family")
             if not isinstance(s, Mapping) or "dist" not in s:
@@ -644,9 +644,9 @@ class PosteriorSampler:
 def _family_coords(space: ParameterSpace) -> dict[str, list[str]]:
     coords: dict[str, list[str]] = {}
     for lab in space.labels:
-        fam, _, grp = lab.partition("[")
+        fam, grp = split_label(lab)
         if grp:
-            coords.setdefault(f"{fam}_group", []).append(grp.rstrip("]"))
+            coords.setdefault(f"{fam}_group", []).append(grp)
     return coords
 
 
@@ -656,7 +656,7 @@ def _to_families(space: ParameterSpace, u: np.ndarray) -> dict[str, np.ndarray]:
     out: dict[str, list[int]] = {}
     vector: set[str] = set()
     for j, lab in enumerate(space.labels):
-        fam, _, grp = lab.partition("[")
+        fam, grp = split_label(lab)
         out.setdefault(fam, []).append(j)
         if grp:
             vector.add(fam)
@@ -668,10 +668,10 @@ def unit_samples(idata: az.InferenceData, space: ParameterSpace, group: str = "p
     ds = getattr(idata, group)
     cols = []
     for lab in space.labels:
-        fam, _, grp = lab.partition("[")
+        fam, grp = split_label(lab)
         if fam not in ds:
             raise PosteriorError(f"{group} has no variable {fam!r} for parameter {lab!r}")
-        v = ds[fam].sel({f"{fam}_group": grp.rstrip("]")}) if grp else ds[fam]
+        v = ds[fam].sel({f"{fam}_group": grp}) if grp else ds[fam]
         cols.append(v.values.reshape(-1))
     x = np.column_stack(cols)
     return xr.DataArray(space.to_unit(x), dims=("sample", "parameter"), coords={"parameter": space.labels})

@@ -276,6 +276,7 @@ def write_report(run_dir) -> Path:
     import arviz as az
 
     from .gcb import load_gcb2024, load_gcb2024_land_models
+    from .parameters import family
     from .pipeline.config import model_space, truth_theta
     from .pipeline.rundir import RunDir
     from .posterior import unit_samples
@@ -332,7 +333,7 @@ def write_report(run_dir) -> Path:
     )
     ident = xr.load_dataset(eq / "identifiability.nc")
     top = list(ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4])
-    fams = sorted({t.partition("[")[0] for t in top})
+    fams = sorted({family(t) for t in top})
     axes = az.plot_pair(
         idata,
         var_names=fams,

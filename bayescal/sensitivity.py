@@ -46,7 +46,7 @@ from SALib.sample import fast_sampler
 from SALib.sample import morris as morris_sample
 from SALib.sample import sobol as sobol_sample
 
-from .parameters import ParameterSpace
+from .parameters import ParameterSpace, family
 
 __all__ = [
     "SensitivityError",
@@ -82,7 +82,7 @@ def salib_problem(space: ParameterSpace, groups: bool | Mapping[str, str] = Fals
     """
     problem = {"num_vars": space.n_free, "names": space.labels, "bounds": [[0.0, 1.0]] * space.n_free}
     if groups is True:
-        problem["groups"] = [lab.split("[")[0] for lab in space.labels]
+        problem["groups"] = [family(lab) for lab in space.labels]
     elif isinstance(groups, Mapping):
         missing = [lab for lab in space.labels if lab not in groups]
         if missing:

@@ -344,7 +344,8 @@ def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
             em.predict(np.zeros((1, 2)))
         with pytest.raises(EmulatorError, match="not fitted"):
             em.to_dataset()
-    assert GPEmulator().supports_uq and SVDEmulator().supports_uq and not SVDEmulator(estimator="mlp").supports_uq
+    assert GPEmulator().supports_uq and SVDEmulator().supports_uq
+    assert not SVDEmulator(estimator="mlp").supports_uq
     X, y = _data(20, 2)
     bad = GPEmulator(optimizer=None).fit(X, y).to_dataset()
     bad.attrs["emulator"] = "Kriging"

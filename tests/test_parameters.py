@@ -165,3 +165,13 @@ def test_from_unit_refuses_values_outside_the_cube_naming_the_parameter():
     with pytest.raises(ParameterError, match="'a' is nan.*row 1"):
         space.from_unit([[0.5, 0.5], [np.nan, 0.5]])
     np.testing.assert_array_equal(space.from_unit([1 + 1e-12, -1e-12]), [2.0, 0.0])  # round-off clipped
+
+
+def test_labels_are_parsed_in_one_place():
+    from bayescal.parameters import family, split_label
+
+    assert split_label("vmax[BDL-EVG]") == ("vmax", "BDL-EVG")
+    assert split_label("gamma_w") == ("gamma_w", "")
+    assert family("kn[GRASS-C3]") == "kn"
+    with pytest.raises(ParameterError, match="not a parameter label"):
+        split_label("vmax[")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from ..parameters import family
+
 if TYPE_CHECKING:
     from .runner import Pipeline
 
@@ -65,7 +67,7 @@ def run_screen(ctx: Pipeline) -> None:
         chosen = screen(idx, threshold=None, top_k=cfg["screen"]["top_k"], targets=info,
                         normalise=False)
         labels = [
-            lab for lab in space.labels if lab in chosen or lab in free or lab.partition("[")[0] in free
+            lab for lab in space.labels if lab in chosen or lab in free or family(lab) in free
         ]
     else:
         labels = ctx.full_space.only(cfg["parameters"]["free"]).labels
