@@ -56,13 +56,11 @@ __all__ = [
     "analyze",
     "screen",
     "one_at_a_time",
-    "plot_ranking",
-    "plot_heatmap",
 ]
 
 METHODS = ("sobol", "morris", "fast")
 #: The index :func:`screen` and the figures use by default, per method.
-_DEFAULT_INDEX = {"sobol": "ST", "fast": "ST", "morris": "mu_star", "oat": "effect"}
+DEFAULT_INDEX = {"sobol": "ST", "fast": "ST", "morris": "mu_star", "oat": "effect"}
 #: The indices :func:`analyze` returns, per method.
 _INDEX_NAMES = {"sobol": ["S1", "S1_conf", "ST", "ST_conf"], "fast": ["S1", "S1_conf", "ST", "ST_conf"],
                 "morris": ["mu", "mu_star", "mu_star_conf", "sigma"]}
@@ -362,7 +360,7 @@ def screen(
         Labels (or family names) in decreasing importance; pass them to ``space.only``.
     """
     method = indices.attrs.get("method", "sobol")
-    index = index or _DEFAULT_INDEX[method]
+    index = index or DEFAULT_INDEX[method]
     ind = indices["indices"]
     if targets is not None:
         ind = ind.sel(target=list(targets))
@@ -447,53 +445,3 @@ def one_at_a_time(
     if maps:
         out = out.assign_coords(parameter2=space.labels)
     return out
-
-
-def plot_ranking(indices: xr.Dataset, target: str, index: str | None = None, top: int = 20, ax=None):
-    """Bar chart of the ranked indices of one target with their confidence intervals."""
-    import matplotlib.pyplot as plt
-
-    method = indices.attrs.get("method", "sobol")
-    index = index or _DEFAULT_INDEX[method]
-    ind = indices["indices"].sel(target=target)
-    values = ind.sel(index=index).values
-    conf = ind.sel(index=f"{index}_conf").values if f"{index}_conf" in ind["index"].values else None
-    order = np.argsort(-values)[:top]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1.2))
-    labels = [str(indices["parameter"].values[i]) for i in order]
-    ax.barh(np.arange(len(order)), values[order], xerr=None if conf is None else conf[order],
-            color="tab:blue", alpha=0.8, capsize=2)
-    if method == "sobol" and index == "ST":
-        ax.barh(np.arange(len(order)), ind.sel(index="S1").values[order], color="tab:orange",
-                alpha=0.8, height=0.4, label="S1")
-        ax.legend(["ST", "S1"], loc="lower right")
-    ax.set_yticks(np.arange(len(order)), labels)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"{index} ({method})")
-    ax.set_title(f"sensitivity of {target}")
-    ax.figure.tight_layout()
-    return ax
-
-
-def plot_heatmap(indices: xr.Dataset, index: str | None = None, top: int = 30, ax=None):
-    """Parameter x target heat map of an index (rows: the most influential parameters)."""
-    import matplotlib.pyplot as plt
-
-    method = indices.attrs.get("method", "sobol")
-    index = index or _DEFAULT_INDEX[method]
-    values = indices["indices"].sel(index=index)
-    if method in ("morris", "oat"):
-        values = values / values.max("parameter")
-    order = np.argsort(-values.max("target").values)[:top]
-    sub = values.isel(parameter=order)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.9 * sub.sizes["target"] + 3, 0.28 * len(order) + 1.5))
-    im = ax.imshow(sub.values, aspect="auto", cmap="viridis", vmin=0)
-    ax.set_yticks(np.arange(len(order)), [str(p) for p in sub["parameter"].values])
-    ax.set_xticks(np.arange(sub.sizes["target"]), [str(t) for t in sub["target"].values], rotation=45,
-                  ha="right")
-    ax.figure.colorbar(im, ax=ax, label=index)
-    ax.set_title(f"{index} ({method})")
-    ax.figure.tight_layout()
-    return ax

@@ -16,12 +16,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 from bayescal.models import LandCarbonModel, make_drivers, make_grid  # noqa: E402
+from bayescal.report import plot_heatmap, plot_ranking
 from bayescal.sensitivity import (  # noqa: E402
     analyze,
     evaluate,
     one_at_a_time,
-    plot_heatmap,
-    plot_ranking,
     sample,
     screen,
 )

@@ -12,13 +12,12 @@ from SALib.test_functions import Ishigami, Sobol_G
 
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
 from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.report import plot_heatmap, plot_ranking
 from bayescal.sensitivity import (
     SensitivityError,
     analyze,
     evaluate,
     one_at_a_time,
-    plot_heatmap,
-    plot_ranking,
     sample,
     screen,
 )

@@ -1,10 +1,4 @@
-"""Figures (matplotlib, PNG) and a self-contained HTML report of a pipeline run directory.
-
-Each figure function takes xarray objects and returns a matplotlib Figure; :func:`write_report`
-draws every figure a run directory has data for, saves them as PNG in ``<run_dir>/figures`` and
-embeds them (base64) in ``<run_dir>/report.html`` with the tables, diagnostics, warnings, the config
-and the package versions.
-"""
+"""The self-contained HTML report of a run directory (reads the run directory only)."""
 
 from __future__ import annotations
 
@@ -16,84 +10,22 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+from .figures import (
+    plot_bands,
+    plot_bias_change,
+    plot_clouds,
+    plot_convergence,
+    plot_loo,
+    plot_posterior_vs_prior,
+    plot_ranking,
+    plot_scree,
+    plt,
+)
 
-__all__ = [
-    "plot_bands",
-    "plot_bias_change",
-    "plot_clouds",
-    "plot_convergence",
-    "plot_loo",
-    "plot_posterior_vs_prior",
-    "plot_scree",
-    "write_report",
-]
-
-
-def plot_convergence(history: xr.Dataset, baseline: float | None = None):
-    """Optimiser convergence (Seiler Fig. 4): misfit of every run and the best so far."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ev = history["evaluation"].values
-    ax.semilogy(ev, history["misfit"].values, ".", ms=3, alpha=0.5, label="evaluation")
-    ax.semilogy(ev, history["best_misfit"].values, "-", lw=2, label="best so far")
-    if baseline is not None:
-        ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline (noise)")
-    ax.set(
-        xlabel="model run", ylabel="misfit", title=f"{history.attrs.get('method', 'optimiser')} convergence"
-    )
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_loo(loo: xr.Dataset):
-    """Emulator leave-one-out: predicted vs simulated (Seiler Fig. 6a) with 2-sigma bars."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    y, m, s = loo["y"].values, loo["mean"].values, loo["sd"].values
-    ax.errorbar(y, m, yerr=2 * s, fmt="o", ms=3, alpha=0.6, elinewidth=0.5)
-    lo, hi = min(y.min(), m.min()), max(y.max(), m.max())
-    ax.plot([lo, hi], [lo, hi], "k-", lw=1)
-    ax.set(
-        xlabel="simulated log misfit",
-        ylabel="emulated (LOO)",
-        title=f"emulator LOO: R² {loo.attrs['r2']:.2f}, 95 % cov. {loo.attrs['coverage_95']:.2f}",
-    )
-    fig.tight_layout()
-    return fig
-
-
-def plot_clouds(global_cloud: xr.Dataset, local_cloud: xr.Dataset):
-    """Distance vs emulated log misfit, whole cube and +-10 % (Seiler Fig. 6b, c)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
-    for ax, c, t in zip(
-        axes, (global_cloud, local_cloud), ("whole range", "±10 % around the optimum"), strict=True
-    ):
-        ax.hexbin(c["distance"].values, c["mean"].values, gridsize=40, bins="log", cmap="viridis", mincnt=1)
-        ax.set(
-            xlabel="normalised distance to the optimum (Eq. 18)",
-            ylabel="emulated log misfit",
-            title=f"{t}: Spearman {c.attrs['spearman']:.2f}",
-        )
-    fig.tight_layout()
-    return fig
-
-
-def plot_scree(pca: xr.Dataset):
-    """PCA scree of the posterior (unit cube)."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    var = pca["explained_variance_ratio"].values
-    k = np.arange(1, var.size + 1)
-    ax.bar(k, var, label="component")
-    ax.plot(k, np.cumsum(var), "k.-", label="cumulative")
-    ax.set(xlabel="principal component", ylabel="variance fraction", title="posterior PCA")
-    ax.legend()
-    fig.tight_layout()
-    return fig
+__all__ = ["write_report"]
 
 
 def _parameter_coverage_item(pc: dict | None) -> str:
@@ -124,123 +56,11 @@ def _left_out_item(path) -> str:
             "likelihood as discrepancy</li>")
 
 
-def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = None, optimum_u=None):
-    """Marginal posteriors (unit cube) over the uniform prior, with the truth and the optimum."""
-    labels = post_u["parameter"].values
-    n = len(labels)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
-    for j, ax in enumerate(axes.flat):
-        if j >= n:
-            ax.axis("off")
-            continue
-        ax.hist(post_u.values[:, j], bins=30, range=(0, 1), density=True, color="C0", alpha=0.7)
-        ax.axhline(1.0, color="0.4", lw=1, ls=":")
-        if truth_u is not None:
-            ax.axvline(truth_u[j], color="k", lw=1.5)
-        if optimum_u is not None:
-            ax.axvline(optimum_u[j], color="C3", lw=1, ls="--")
-        ax.set_title(str(labels[j]), fontsize=8)
-        ax.set_yticks([])
-    fig.suptitle("posterior (blue) vs uniform prior (dotted); truth black, optimum red", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: xr.Dataset | None = None):
-    """Global GPP and NBP: posterior bands, default, optimum, alternatives, GCB 2024 (Seiler Fig. 10)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    sets = outputs["set"].values
-    done = outputs["status"].values == "done"
-    for ax, v, name in zip(axes, ("gpp_global", "nbp_global"), ("GPP", "NBP"), strict=True):
-        da = outputs[v]
-        post = da.isel(member=np.flatnonzero((sets == "posterior") & done))
-        q = post.quantile([0.05, 0.25, 0.5, 0.75, 0.95], dim="member")
-        yr = q["year"].values
-        ax.fill_between(
-            yr, q.sel(quantile=0.05), q.sel(quantile=0.95), color="C0", alpha=0.2, label="posterior 5-95 %"
-        )
-        ax.fill_between(
-            yr, q.sel(quantile=0.25), q.sel(quantile=0.75), color="C0", alpha=0.35, label="25-75 %"
-        )
-        for s, style in (("default", dict(color="0.3", ls="--")), ("optimised", dict(color="C3"))):
-            m = np.flatnonzero((sets == s) & done)
-            if m.size:
-                ax.plot(yr, da.isel(member=m[0]), lw=1.5, label=s, **style)
-        for i, m in enumerate(np.flatnonzero((sets == "alternative") & done)):
-            ax.plot(
-                yr, da.isel(member=m), color="C2", lw=0.8, alpha=0.8, label="alternatives" if i == 0 else None
-            )
-        if truth is not None and v in truth:
-            ax.plot(truth["year"], truth[v], "k:", lw=1.5, label="twin truth")
-        if v == "nbp_global":
-            g = gcb.sel(year=slice(yr.min(), yr.max()))
-            ax.errorbar(
-                g["year"],
-                g["nbp"],
-                yerr=g["nbp_sigma"],
-                fmt="o",
-                ms=2.5,
-                color="k",
-                elinewidth=0.6,
-                label="GCB 2024 NBP ± σ",
-            )
-            mm = models.sel(year=slice(yr.min(), yr.max()))
-            ax.fill_between(
-                mm["year"],
-                mm["mean"] - mm["sd"],
-                mm["mean"] + mm["sd"],
-                color="0.5",
-                alpha=0.15,
-                label="20 DGVMs S_LAND ± sd",
-            )
-        ax.set(xlabel="year", ylabel=f"global {name} (PgC yr⁻¹)", title=f"global {name}")
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def plot_bias_change(outputs: xr.Dataset, obs_gpp: xr.DataArray, area: xr.DataArray):
-    """Per-cell change of the absolute GPP bias, optimised minus default (Seiler Fig. 9)."""
-    sets = outputs["set"].values
-    d = int(np.flatnonzero(sets == "default")[0])
-    o = int(np.flatnonzero(sets == "optimised")[0])
-    ref = obs_gpp.mean("time", skipna=True)
-    gpp = outputs["gpp"].sel(cell=ref["cell"]).mean("time")
-    change = np.abs(gpp.isel(member=o) - ref) - np.abs(gpp.isel(member=d) - ref)
-    change = change * 86400 * 365.25  # kg m-2 yr-1
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    lim = float(np.nanmax(np.abs(change))) or 1.0
-    sc = ax.scatter(
-        change["lon"],
-        change["lat"],
-        c=change,
-        cmap="RdBu_r",
-        vmin=-lim,
-        vmax=lim,
-        s=40,
-        edgecolor="k",
-        linewidth=0.3,
-    )
-    fig.colorbar(sc, ax=ax, label="|bias| optimised − default (kgC m⁻² yr⁻¹)")
-    ax.set(
-        xlabel="longitude",
-        ylabel="latitude",
-        xlim=(-180, 180),
-        ylim=(-60, 85),
-        title="GPP bias change per cell (blue: better)",
-    )
-    fig.tight_layout()
-    return fig
-
-
-# ---------------------------------------------------------------------------------- html
 def _png(fig, path: Path) -> str:
     fig.savefig(path, dpi=110)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
+    plt.close(fig)  # pyplot from figures, where the Agg backend is chosen
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -275,12 +95,11 @@ def write_report(run_dir) -> Path:
     """
     import arviz as az
 
-    from .gcb import load_gcb2024, load_gcb2024_land_models
-    from .parameters import family
-    from .pipeline.config import model_space, truth_theta
-    from .pipeline.rundir import RunDir
-    from .posterior import unit_samples
-    from .sensitivity import plot_ranking
+    from ..gcb import load_gcb2024, load_gcb2024_land_models
+    from ..parameters import family
+    from ..pipeline.config import model_space, truth_theta
+    from ..pipeline.rundir import RunDir
+    from ..posterior import unit_samples
 
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(getattr(run_dir, "run_dir", run_dir))
     run = rd.path
@@ -365,7 +184,7 @@ def write_report(run_dir) -> Path:
     )
 
     # tables
-    from .propagate import table3_frame
+    from ..propagate import table3_frame
 
     table = table3_frame(xr.load_dataset(run / "propagate" / "table3.nc"))
     ident_df = ident[["q05", "q50", "q95", "ratio", "constrained"]].to_dataframe()
