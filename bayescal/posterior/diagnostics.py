@@ -1,0 +1,100 @@
+"""Convergence diagnostics and emulator-trust checks of a posterior."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from .errors import PosteriorWarning
+
+__all__ = ["diagnose", "emulator_trust"]
+
+
+def diagnose(idata: az.InferenceData, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dataset:
+    """R-hat, bulk and tail ESS per parameter value; warns when any is out of bounds.
+
+    Walkers are treated as chains (as ``arviz.from_emcee`` does); emcee's walkers are not
+    independent, so also look at the autocorrelation times in ``idata.posterior.attrs``.
+    """
+    post = idata.posterior
+    rhat = az.rhat(post)
+    ess_b = az.ess(post, method="bulk")
+    ess_t = az.ess(post, method="tail")
+    rows = []
+    for var in post.data_vars:
+        r, eb, et = rhat[var], ess_b[var], ess_t[var]
+        if r.ndim:
+            dim = r.dims[0]
+            for k in range(r.sizes[dim]):
+                rows.append((f"{var}[{r[dim].values[k]}]", float(r[k]), float(eb[k]), float(et[k])))
+        else:
+            rows.append((var, float(r), float(eb), float(et)))
+    labels, r, eb, et = zip(*rows, strict=True)
+    ds = xr.Dataset(
+        {
+            "r_hat": ("parameter", list(r)),
+            "ess_bulk": ("parameter", list(eb)),
+            "ess_tail": ("parameter", list(et)),
+        },
+        coords={"parameter": list(labels)},
+    )
+    bad_r = [lab for lab, v in zip(labels, r, strict=True) if not v <= rhat_max]
+    bad_e = [lab for lab, v in zip(labels, eb, strict=True) if not v >= ess_min]
+    if bad_r or bad_e:
+        warnings.warn(
+            (f"R-hat > {rhat_max} for {bad_r[:5]}; " if bad_r else "")
+            + (f"bulk ESS < {ess_min:g} for {bad_e[:5]}; " if bad_e else "")
+            + "run the chains longer before trusting these estimates",
+            PosteriorWarning,
+            stacklevel=2,
+        )
+    ds.attrs.update(rhat_max=rhat_max, ess_min=ess_min, ok=int(not (bad_r or bad_e)))
+    return ds
+
+
+def emulator_trust(
+    u: Any, X_train: np.ndarray, likelihood: Any = None, ratio_max: float = 1.0, fraction_max: float = 0.1
+) -> dict[str, float]:
+    """Where does posterior mass sit relative to the emulator's training data?
+
+    Returns the fractions of posterior samples (unit cube) that lie outside the training
+    design's bounding box, that are farther from any training point than 95 % of training
+    points are from their nearest neighbour (a cheap proxy for "outside the training hull"),
+    and, with a likelihood that has ``emulator_ratio``, whose emulator sd exceeds ``ratio_max``
+    times the likelihood's own scale. Warns when any fraction exceeds ``fraction_max``.
+    """
+    u = np.asarray(u.values if isinstance(u, xr.DataArray) else u, dtype=float)
+    X = np.asarray(X_train, dtype=float)
+    lo, hi = X.min(0), X.max(0)
+    outside_box = float(np.mean(np.any((u < lo) | (u > hi), axis=1)))
+    d_train = _nearest(X, X, exclude_self=True)
+    d_post = _nearest(u, X)
+    far = float(np.mean(d_post > np.quantile(d_train, 0.95)))
+    out = {"outside_box": outside_box, "far_from_training": far}
+    if likelihood is not None and hasattr(likelihood, "emulator_ratio"):
+        out["emulator_uncertain"] = float(np.mean(likelihood.emulator_ratio(u) > ratio_max))
+    bad = {k: v for k, v in out.items() if v > fraction_max}
+    if bad:
+        warnings.warn(
+            f"posterior mass where the emulator is not trustworthy: {bad}; add simulator runs there "
+            "(refine) before trusting the posterior",
+            PosteriorWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def _nearest(A: np.ndarray, B: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
+    out = np.empty(A.shape[0])
+    b2 = (B * B).sum(1)
+    for i in range(0, A.shape[0], chunk):
+        a = A[i : i + chunk]
+        d2 = (a * a).sum(1)[:, None] + b2[None] - 2 * a @ B.T
+        if exclude_self:
+            d2[np.arange(a.shape[0]), np.arange(i, i + a.shape[0])] = np.inf
+        out[i : i + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
+    return out
