@@ -307,7 +307,7 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
     booleans to int8; attributes of other types to strings."""
     out = ds.copy()
     for name, var in list(out.variables.items()):
-        if var.dtype.kind in "iu" and var.dtype.itemsize > 4 or var.dtype.kind == "u":
+        if var.dtype.kind == "u" or (var.dtype.kind == "i" and var.dtype.itemsize > 4):
             v = var.values
             fits = v.size == 0 or (v.min() >= np.iinfo(np.int32).min and v.max() <= np.iinfo(np.int32).max)
             new = var.astype(np.int32 if fits else np.float64)

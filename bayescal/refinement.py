@@ -92,12 +92,12 @@ def select_batch(
     return u[picks]
 
 
-def _acquisition(ps: PosteriorSampler, like: Any, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(score, sd_loglik)`` at posterior samples; without ``loglik_sd`` the score is flat."""
+def _acquisition(like: Any, u: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(score, sd_loglik)`` at posterior samples ``u`` with their stored log posterior ``lp``;
+    without ``loglik_sd`` the score is flat."""
     if not hasattr(like, "loglik_sd"):
         return np.ones(u.shape[0]), np.full(u.shape[0], np.nan)
     sd = np.asarray(like.loglik_sd(u), dtype=float)
-    lp = ps.log_prob(u)[:, 0]
     return np.exp(lp - lp.max()) * sd, sd
 
 
@@ -166,7 +166,8 @@ def refine(
         ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)
         idata = ps.to_inference_data()
         u = unit_samples(idata, space).values
-        score, sd_ll = _acquisition(ps, like, u)
+        # the chain's stored log posterior, in the same (chain, draw) order as u
+        score, sd_ll = _acquisition(like, u, idata.sample_stats["lp"].values.reshape(-1))
         mean, sd = u.mean(0), u.std(0)
         shift = np.inf if prev is None else float(np.max(np.abs(mean - prev[0]) / sd))
         spread = np.inf if prev is None else float(np.max(np.abs(sd / prev[1] - 1)))

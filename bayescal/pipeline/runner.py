@@ -159,9 +159,11 @@ class Pipeline:
         return self.summary_operator.of_model(ds)
 
     def observed(self) -> tuple[np.ndarray, np.ndarray]:
-        """The observed summaries and their sigma."""
-        obs, truth = self.twin()
-        return self.summary_operator.of_observations(obs, truth)
+        """The observed summaries and their sigma (computed once per pipeline)."""
+        if "observed" not in self._cache:
+            obs, truth = self.twin()
+            self._cache["observed"] = self.summary_operator.of_observations(obs, truth)
+        return self._cache["observed"]
 
     def run_dataset_vars(self) -> list[str]:
         return list(self.config["observations"]["variables"]) + ["nbp_global"]
