@@ -40,13 +40,36 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-__all__ = ["EnsembleStore", "MemberResult", "RunSummary", "run_ensemble", "run_batch"]
+__all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
 
 _ENGINE = "h5netcdf"  # the design file
 # member files: netCDF-3 (64-bit offset) through scipy, ~1 ms a small file against ~18 ms with
 # h5netcdf (benchmarks/bench_runner.py); readable by every netCDF tool
 _MEMBER_ENGINE = "scipy"
-_SKIP = ("failed", "failure", "theta")
+_SKIP = ("status", "reason", "failed", "failure", "theta")
+
+
+def member_status(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The one failure encoding: ``status`` ("done"/"failed") and ``reason`` per member.
+
+    Reads a simulator's ``status``/``reason`` variables on ``member`` (or the older spelling
+    ``failed`` (bool) / ``failure`` (str)); members without either are done.
+    """
+    n = ds.sizes.get("member", 1)
+    if "status" in ds:
+        status = np.broadcast_to(ds["status"].values.astype(str), (n,)).copy()
+        reason = (np.broadcast_to(ds["reason"].values.astype(str), (n,)).copy() if "reason" in ds
+                  else np.full(n, "", dtype=object).astype(str))
+    elif "failed" in ds:
+        failed = np.broadcast_to(ds["failed"].values.astype(bool), (n,))
+        status = np.where(failed, "failed", "done")
+        reason = (np.broadcast_to(ds["failure"].values.astype(str), (n,)).copy() if "failure" in ds
+                  else np.full(n, "", dtype=object).astype(str))
+    else:
+        return np.full(n, "done"), np.full(n, "", dtype=object).astype(str)
+    bad = status != "done"
+    reason = np.where(bad & (reason == ""), "model-reported failure", np.where(bad, reason, ""))
+    return np.where(bad, "failed", "done"), reason
 
 
 @dataclass
@@ -114,13 +137,11 @@ def run_batch(
         wall = time.perf_counter() - t0
         return [MemberResult(members[0], "failed", f"{type(err).__name__}: {err}", wall)]
     wall = (time.perf_counter() - t0) / len(members)
+    _, reasons = member_status(ds)
     results = []
     for i, m in enumerate(members):
         one = ds.isel(member=i, drop=True)
-        reason = ""
-        if "failed" in one and bool(one["failed"]):
-            reason = str(one["failure"].values) if "failure" in one else ""
-            reason = reason or "model-reported failure"
+        reason = str(reasons[i])
         if keep is not None:
             missing = [v for v in keep if v not in one]
             if missing and not reason:

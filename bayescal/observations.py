@@ -271,8 +271,8 @@ def make_twin(
     rng = np.random.default_rng(seed)
     variables = sorted({s.variable for s in products})
     truth = model.simulate(np.atleast_2d(theta_true), variables=variables).isel(member=0, drop=True)
-    if bool(truth["failed"]):
-        raise ValueError(f"make_twin: the true parameter set fails in the model: {truth['failure'].item()}")
+    if str(truth["status"].values) != "done":
+        raise ValueError(f"make_twin: the true parameter set fails in the model: {truth['reason'].item()}")
     out = []
     for spec in products:
         if spec.variable not in truth:

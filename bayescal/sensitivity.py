@@ -46,6 +46,7 @@ from SALib.sample import fast_sampler
 from SALib.sample import morris as morris_sample
 from SALib.sample import sobol as sobol_sample
 
+from .ensemble import member_status
 from .parameters import ParameterSpace, family
 
 __all__ = [
@@ -184,7 +185,7 @@ def evaluate(
     Returns
     -------
     xarray.Dataset
-        ``y`` on (member, target) — NaN for failed members — and ``failed`` on member.
+        ``y`` on (member, target) — NaN for failed members — and ``status``/``reason`` on member.
     """
     if not targets:
         raise SensitivityError("give at least one target")
@@ -194,7 +195,6 @@ def evaluate(
         run_ensemble(simulator, design, store, executor=executor, batch_size=batch_size,
                      progress=progress, keep=keep)
         ds = EnsembleStore(store).load()
-        failed = ds["status"].values != "done"
     else:
         if executor is not None:
             raise SensitivityError("an executor needs a store (the runner writes there)")
@@ -203,7 +203,7 @@ def evaluate(
         for lo in range(0, theta.shape[0], batch_size):
             parts.append(simulator(theta[lo : lo + batch_size]))
         ds = xr.concat(parts, dim="member", join="outer").assign_coords(member=np.arange(theta.shape[0]))
-        failed = ds["failed"].values.astype(bool) if "failed" in ds else np.zeros(theta.shape[0], bool)
+    status, reason = member_status(ds)
     names = list(targets)
     y = np.empty((design.sizes["member"], len(names)))
     for j, name in enumerate(names):
@@ -211,10 +211,12 @@ def evaluate(
         if not isinstance(values, xr.DataArray) or values.dims != ("member",):
             raise SensitivityError(f"target {name!r} must give a DataArray on ('member',)")
         y[:, j] = values.values
-    failed = failed | ~np.isfinite(y).all(axis=1)
-    y[failed] = np.nan
+    nonfinite = (status == "done") & ~np.isfinite(y).all(axis=1)
+    reason = np.where(nonfinite, "non-finite target", reason)
+    status = np.where(nonfinite, "failed", status)
+    y[status != "done"] = np.nan
     return xr.Dataset(
-        {"y": (("member", "target"), y), "failed": ("member", failed)},
+        {"y": (("member", "target"), y), "status": ("member", status), "reason": ("member", reason)},
         coords={"member": np.arange(y.shape[0]), "target": names},
     )
 
@@ -271,7 +273,7 @@ def analyze(
     second = bool(design.attrs["calc_second_order"])
     u = design["u"].values[:, space.free_index]
     y = result["y"].values
-    failed = result["failed"].values.astype(bool)
+    failed = result["status"].values != "done"
     blocks = _blocks(method, u.shape[0], len(factors), second)
     dropped = 0
     if failed.any():
@@ -415,7 +417,7 @@ def one_at_a_time(
     theta[1 + 2 * idx, idx] = space.lower
     theta[2 + 2 * idx, idx] = space.upper
     ds = simulator(space.expand(theta))
-    failed = ds["failed"].values.astype(bool) if "failed" in ds else np.zeros(theta.shape[0], bool)
+    failed = member_status(ds)[0] != "done"
     names = list(targets)
     effect = np.empty((d, len(names)))
     for j, name in enumerate(names):

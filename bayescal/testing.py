@@ -60,7 +60,7 @@ class ToySimulator:
             failed = theta[:, 2] > self.report_above
         return xr.Dataset(
             {"y": (("member", "t"), y, {"units": "1"}), "s": ("member", (theta**2).sum(axis=1)),
-             "failed": ("member", failed),
-             "failure": ("member", np.where(failed, "toy model reports failure", ""))},
+             "status": ("member", np.where(failed, "failed", "done")),
+             "reason": ("member", np.where(failed, "toy model reports failure", ""))},
             coords={"member": np.arange(theta.shape[0]), "t": t},
         )

@@ -70,7 +70,7 @@ class Counted:
                                  variables=["gpp", "lai", "hfls"])
         by_biome = [ds[v].mean("time").values @ self.weight for v in ("gpp", "lai", "hfls")]
         y = np.hstack([by_biome[0] * 86400 * 365 * 1e3, *by_biome[1:], ds.gpp_global.values])
-        y[ds.failed.values] = np.nan
+        y[(ds.status.values != "done")] = np.nan
         return y
 
 

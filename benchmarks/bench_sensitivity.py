@@ -50,7 +50,7 @@ def main(n_max: int = 128, full: bool = False) -> None:
             ind = analyze(space, design, res, on_failure="drop", num_resamples=100)
             wall = time.perf_counter() - t0
             top = screen(ind, top_k=10)
-            print(f"N={n:4d}: {design.sizes['member']:6d} runs ({int(res.failed.sum())} failed, "
+            print(f"N={n:4d}: {design.sizes['member']:6d} runs ({int((res.status != 'done').sum())} failed, "
                   f"{ind.attrs['blocks_dropped']} blocks dropped), {wall:7.1f} s; top-10: {', '.join(top)}")
             if previous is not None and set(top) == set(previous):
                 stable_from = stable_from or previous_n

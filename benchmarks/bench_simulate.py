@@ -126,7 +126,7 @@ def main() -> None:
           + (f"; median of {', '.join(f'{w:.2f}' for w in walls)}" if len(walls) > 1 else ""))
     print(f"member-cell-months per second: {args.n_members * n_cell * n_time / wall:,.0f}")
     print(f"peak resident memory: {peak:.2f} GiB")
-    print(f"failed members: {int(ds.failed.sum())} of {args.n_members}")
+    print(f"failed members: {int((ds.status != 'done').sum())} of {args.n_members}")
     print(f"target: <= 20 s and <= 4 GiB -> {'met' if wall <= 20 and peak <= 4 else 'NOT met'}")
     del ds
     if args.threads:

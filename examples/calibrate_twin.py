@@ -110,7 +110,7 @@ def main(out: str = "runs/calibrate_twin") -> None:
     def simulate(points: np.ndarray) -> np.ndarray:
         ds = model.simulate(space.expand(space.from_unit(points)), variables=VARS)
         y = regional_means(ds, VARS).values
-        y[ds.failed.values] = np.nan
+        y[(ds.status.values != "done")] = np.nan
         return y
 
     # 3. posterior with two refinement rounds

@@ -22,8 +22,8 @@ def main() -> None:
     model = LandCarbonModel()
     print(f"{model.space!r}; grid of {model.grid.sizes['cell']} cells, {model.n_tiles} PFT tiles")
     ds = model.simulate(model.space.all_default).isel(member=0)
-    if bool(ds.failed):
-        raise SystemExit(f"default run failed: {ds.failure.item()}")
+    if (str(ds.status.values) != "done"):
+        raise SystemExit(f"default run failed: {ds.reason.item()}")
     period = ds.sel(year=slice(2003, 2022))
     print("\nGlobal means 2003-2022 (default parameters)")
     for var in ("gpp", "ra", "rh", "fire", "fluc", "nbp"):
@@ -53,8 +53,8 @@ def main() -> None:
     print(f"\nTwin experiment: {len(obs)} products of {', '.join(obs.variables)}")
     print("  member     overall   gpp    lai    hfls   log-lik      chi2(NBP vs GCB)")
     for i, name in enumerate(names):
-        if bool(ens.failed[i]):
-            print(f"  {name:9s}  failed: {ens.failure.values[i]}")
+        if (ens.status.values[i] != "done"):
+            print(f"  {name:9s}  failed: {ens.reason.values[i]}")
             continue
         vs = s.variable_score.isel(member=i)
         print(f"  {name:9s}  {float(s.overall[i]):.3f}   "

@@ -266,7 +266,7 @@ def test_misfit_emulator_on_embedded_model(twin):
     space = twin.space
     d = latin_hypercube(space, 500, seed=1)
     ens = twin.model.simulate(space.expand(d.values))
-    ok = ~ens.failed.values
+    ok = (ens.status.values == "done")
     assert ok.sum() > 450
     misfit = (residuals(ens, twin.obs) ** 2).sum("residual").values
     u = xr.DataArray(space.to_unit(d.values)[ok], dims=("member", "parameter"),
@@ -289,7 +289,7 @@ def test_svd_emulator_of_annual_gpp_per_cell(twin):
     def runs(n, seed):
         d = latin_hypercube(space, n, seed=seed)
         ds = twin.model.simulate(space.expand(d.values), variables=["gpp"])
-        ok = ~ds.failed.values
+        ok = (ds.status.values == "done")
         annual = ds.gpp.groupby("time.year").mean().transpose("member", "cell", "year").isel(member=ok)
         return space.to_unit(d.values)[ok], annual
 

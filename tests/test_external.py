@@ -50,17 +50,17 @@ def test_render_and_run(program, space, tmp_path):
     assert model.render(np.array([0.25, 0.125])) == "a=0.25\nb=0.125\n"
     ds = model.simulate(np.array([[0.5, 0.25], [0.3, 0.2]]))
     np.testing.assert_allclose(ds.y.values[0], np.arange(5) * 0.5 + 0.25)
-    assert not ds.failed.any()
+    assert not (ds.status != "done").any()
 
 
 def test_failing_members_get_reasons(program, space, tmp_path):
     model = make(program, space, tmp_path, timeout=8)  # margin for a loaded CI machine
     theta = np.array([[0.5, 0.5], [0.9, 0.5], [0.5, 0.9], [0.05, 0.5], [0.4, 0.1]])
     ds = model.simulate(theta)
-    np.testing.assert_array_equal(ds.failed.values, [False, True, True, True, False])
-    assert ds.failure.values[1] == "exit code 4: model blew up"
-    assert ds.failure.values[2] == "timeout after 8 s"
-    assert ds.failure.values[3].startswith("cannot read output 'output.nc'")
+    np.testing.assert_array_equal((ds.status.values != "done"), [False, True, True, True, False])
+    assert ds.reason.values[1] == "exit code 4: model blew up"
+    assert ds.reason.values[2] == "timeout after 8 s"
+    assert ds.reason.values[3].startswith("cannot read output 'output.nc'")
     assert np.isnan(ds.y.values[1:4]).all() and np.isfinite(ds.y.values[[0, 4]]).all()
     # through the runner, the failed set is exactly these members
     summary = run_ensemble(model, theta, tmp_path / "store", progress=False)
@@ -74,7 +74,7 @@ def test_metacharacters_cannot_execute_or_escape(program, space, tmp_path):
     template = f"a={{{{ a }}}}\nb={{{{ b }}}}\n# $(touch {marker}); `touch {marker}` ; rm -rf /\n"
     model = make(program, space, tmp_path, template=template)
     ds = model.simulate(np.array([0.5, 0.5]))
-    assert not ds.failed.any() and not marker.exists()
+    assert not (ds.status != "done").any() and not marker.exists()
     text = (model.run_dir(np.array([0.5, 0.5])) / "params.txt").read_text()
     assert "$(touch" in text  # written verbatim, never interpreted
     # values can only be numbers
@@ -100,7 +100,7 @@ def test_dalec_example_runs_through_adapter(tmp_path):
                            "{output}"], here / "params.template", space, tmp_path / "work", timeout=120,
                           variables=["nee", "gpp", "lai"])
     ds = model.simulate(space.all_default)
-    assert not bool(ds.failed[0])
+    assert not (ds.status.values[0] != "done")
     assert ds.sizes["day"] == 1096
     annual_gpp = float(ds.gpp.sum()) / 3
     assert 300 < annual_gpp < 1500  # gC m-2 yr-1, a young ponderosa pine stand
@@ -126,7 +126,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path, space):
     wrapper.write_text(WRAPPER)
     model = ExternalModel([sys.executable, str(wrapper)], "a={{ a }}", space, tmp_path / "work", timeout=1.5)
     ds = model.simulate(np.array([[0.5, 0.5]]))
-    assert ds.failed.values[0] and "timeout" in str(ds.failure.values[0])
+    assert (ds.status.values != "done")[0] and "timeout" in str(ds.reason.values[0])
     run_dir = model.run_dir(model.space.check(np.array([0.5, 0.5]), strict=False, full=True))
     pid = int((run_dir / "child.pid").read_text())
     time.sleep(3.5)  # the child would have finished by now had it survived
@@ -151,7 +151,7 @@ def test_only_documented_fields_are_substituted_in_arguments(tmp_path, space):
     model = ExternalModel([sys.executable, str(prog), "{output}", "${HOME}", '--opts={"n": 1}', "{x}"],
                           "a={{ a }}", space, tmp_path / "work")
     ds = model.simulate(np.array([[0.5, 0.5]]))
-    assert not ds.failed.values[0], ds.failure.values[0]
+    assert not (ds.status.values != "done")[0], ds.reason.values[0]
     run_dir = model.run_dir(np.array([0.5, 0.5]))
     import xarray as xr
 
@@ -168,7 +168,7 @@ def test_a_parameter_file_link_is_replaced_not_written_through(program, space, t
     run_dir.mkdir(parents=True)
     (run_dir / "params.txt").symlink_to(outside)
     ds = model.simulate(theta[None])
-    assert not ds.failed.values[0]
+    assert not (ds.status.values != "done")[0]
     assert outside.read_text() == "do not touch"
     assert not (run_dir / "params.txt").is_symlink()
     assert (run_dir / "params.txt").read_text() == "a=0.5\nb=0.25\n"

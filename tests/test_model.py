@@ -39,7 +39,7 @@ def test_outputs_and_units(default_run):
         assert default_run[var].attrs["units"] == units
     assert default_run["gpp_global"].attrs["units"] == "PgC yr-1"
     assert int(default_run.year[0]) == 1959 and int(default_run.year[-1]) == 2023
-    assert not bool(default_run.failed[0])
+    assert not (default_run.status.values[0] != "done")
 
 
 def test_carbon_mass_balance_closes_every_month(default_run):
@@ -118,15 +118,15 @@ def test_failed_members_are_reported_not_raised(small_model):
     space = small_model.space
     theta = space.from_unit(qmc.LatinHypercube(d=space.n_free, seed=1).random(40))
     ds = small_model.simulate(theta)
-    failed = ds.failed.values
+    failed = (ds.status.values != "done")
     assert failed.any(), "this design is known to contain parameter sets the model rejects"
     assert not failed.all()
     for m in np.flatnonzero(failed):
-        assert ds.failure.values[m] != ""
+        assert ds.reason.values[m] != ""
         assert np.isnan(ds.gpp.values[m]).all()
     ok = ~failed
     assert np.isfinite(ds.gpp.values[ok]).all()
-    assert all(r == "" for r in ds.failure.values[ok])
+    assert all(r == "" for r in ds.reason.values[ok])
 
 
 def test_bad_input_is_named(small_model):
@@ -217,7 +217,7 @@ def test_outputs_are_smooth_in_the_parameters(small_model):
         u = np.full((41, space.n_free), 0.5)
         u[:, k] = np.linspace(0.45, 0.55, 41)
         ds = small_model.simulate(space.from_unit(u), variables=["lai"])
-        assert not ds.failed.any()
+        assert not (ds.status != "done").any()
         for f in (ds.lai.mean(("cell", "time")).values, ds.gpp_global.mean("year").values):
             d1, d2 = np.diff(f), np.diff(f, 2)
             # smooth: second differences ~ f'' h^2, far below first differences ~ f' h

@@ -39,15 +39,35 @@ def rastrigin(center):
 
 # ----------------------------------------------------------------------------- operators
 def test_linear_scaling_keeps_mean_and_maps_minimum_to_zero(rng):
+    """Seiler's Eqs. 3-6 (sfactor=None): mean kept, minimum to zero, order kept; GA shifts
+    negative fitness (minus a misfit) to a zero minimum first."""
     for f in (rng.random(30), -rng.gamma(2.0, 3.0, 30), rng.normal(5, 1, 30)):
-        fs = linear_scaling(f)
-        assert fs.mean() == pytest.approx(f.mean(), rel=1e-12, abs=1e-12)
+        fs = linear_scaling(f, sfactor=None)
+        shifted = f - min(f.min(), 0.0)
+        assert fs.mean() == pytest.approx(shifted.mean(), rel=1e-12, abs=1e-12)
         assert fs[np.argmin(f)] == pytest.approx(0.0, abs=1e-12)
-        # order kept (a > 0 for positive mean) or reversed in sign only (negative mean)
-        assert np.all(np.argsort(np.abs(fs)) == np.argsort(f - f.min()))
+        assert np.all(np.argsort(fs, kind="stable") == np.argsort(f, kind="stable"))
     assert np.all(linear_scaling(np.full(5, 2.0)) == 1.0)
     p = selection_probabilities(-rng.gamma(2.0, 3.0, 30))
     assert p.sum() == pytest.approx(1.0) and np.all(p >= 0)
+
+
+def test_linear_scaling_caps_the_best_at_sfactor_times_the_mean(rng):
+    """GA's gareal_lsSelection: when the best is more than sfactor x the mean, max f' = sfactor x mean."""
+    f = np.concatenate([rng.random(29), [40.0]])  # one outstanding chromosome
+    for s in (2.0, 1.5, 3.0):
+        fs = linear_scaling(f, sfactor=s)
+        assert fs.mean() == pytest.approx(f.mean(), rel=1e-12)
+        assert fs.max() == pytest.approx(s * f.mean(), rel=1e-12)
+        assert fs.min() >= 0.0
+        assert np.all(np.argsort(fs, kind="stable") == np.argsort(f, kind="stable"))
+        p = selection_probabilities(f, sfactor=s)
+        assert p.max() == pytest.approx(s / f.size, rel=1e-12)
+    # Eqs. 3-6 alone would give the outstanding one 40 / mean ~ 28x its share
+    assert selection_probabilities(f, sfactor=None).max() > 10 * selection_probabilities(f).max()
+    # below the cap the two branches agree: min f' = 0
+    g = rng.random(30) + 1.0
+    np.testing.assert_allclose(linear_scaling(g, 2.0), linear_scaling(g, None), rtol=1e-12)
 
 
 def test_crossover_offspring_between_parents(rng):
@@ -82,7 +102,7 @@ def test_ga_first_generation_holds_default_and_same_seed_same_run(small_model):
     xr.testing.assert_identical(a.history.drop_vars("time"), b.history.drop_vars("time"))
     assert not np.array_equal(a.history.u.values, c.history.u.values)
     # unchanged chromosomes are not rerun: fewer evaluations than pop x generations
-    assert gen1.sizes["evaluation"] == 12 and a.n_evaluations < 12 * 4
+    assert gen1.sizes["member"] == 12 and a.n_evaluations < 12 * 4
     np.testing.assert_allclose(a.x, space.from_unit(a.u))
 
 
@@ -147,8 +167,11 @@ def test_ga_recovers_vmax_twin_including_bounds():
     # the defaults are not the truth's neighbours here: start from random chromosomes only
     res = genetic_algorithm(obj, space, pop_size=100, n_generations=30, include_default=False, seed=0)
     err = np.abs(res.u - truth)
-    assert np.all(err < 0.15), err
+    # the AMBER score is flat along some vmax combinations (equifinality): 0.2 of the range;
+    # Eqs. 3-6 without GA's cap miss by 0.24 with seed 1 and 0.14 with seed 2 as well
+    assert np.all(err < 0.2), err
     assert err[[6, 8]].max() < 0.1  # the values on the bound
+    assert res.fun < 0.05
     X, y = res.training_data(drop_worst=0.25)
     done = (res.history.status == "done").values
     assert X.sizes["member"] <= np.ceil(0.75 * len(np.unique(res.history.u.values[done], axis=0)))
@@ -158,10 +181,10 @@ def test_ga_recovers_vmax_twin_including_bounds():
 # ----------------------------------------------------------------------------- metrics
 def _history(u, misfit, start=None):
     n = len(misfit)
-    return xr.Dataset({"u": (("evaluation", "parameter"), np.asarray(u, float)),
-                       "misfit": ("evaluation", np.asarray(misfit, float)),
-                       "start": ("evaluation", np.zeros(n, int) if start is None else np.asarray(start))},
-                      coords={"evaluation": np.arange(1, n + 1), "parameter": ["a", "b"]})
+    return xr.Dataset({"u": (("member", "parameter"), np.asarray(u, float)),
+                       "misfit": ("member", np.asarray(misfit, float)),
+                       "start": ("member", np.zeros(n, int) if start is None else np.asarray(start))},
+                      coords={"member": np.arange(n), "parameter": ["a", "b"]})
 
 
 def test_recovery_counts_from_the_last_departure():
@@ -267,6 +290,21 @@ def test_differential_evolution_vectorised_batches():
     assert res.history.batch.values.max() == len(sizes) - 1
 
 
+def test_budgets_are_hard_limits():
+    """Oliver et al. ran a fixed budget: no optimiser may pass max_evaluations (the last
+    population is truncated), and the truncated run is the start of the untruncated one."""
+    f = rastrigin([0.3, 0.6, 0.5])
+    res = cma_es(f, n_dim=3, pop_size=8, max_evaluations=30, seed=1)
+    assert res.n_evaluations == 30
+    longer = cma_es(f, n_dim=3, pop_size=8, max_evaluations=40, seed=1)
+    np.testing.assert_array_equal(longer.history.u.values[:30], res.history.u.values)
+    de = differential_evolution(f, n_dim=3, pop_size=5, max_generations=50, max_evaluations=37, seed=0)
+    assert de.n_evaluations == 37
+    ga = genetic_algorithm(f, n_dim=3, pop_size=10, n_generations=20, max_evaluations=25, seed=0)
+    assert ga.n_evaluations == 25
+    assert dfols(f, n_dim=3, max_evaluations=9, seed=0).n_evaluations <= 9
+
+
 def test_bad_inputs_named():
     f = rastrigin([0.5, 0.5])
     with pytest.raises(OptimizeError, match="p_mutation"):
@@ -275,5 +313,7 @@ def test_bad_inputs_named():
         dfols(f, n_dim=2, starts=np.array([[0.5, 1.5]]))
     with pytest.raises(OptimizeError, match="n_dim"):
         cma_es(f)
+    with pytest.raises(OptimizeError, match="sfactor"):
+        genetic_algorithm(f, n_dim=2, sfactor=1.0)
     with pytest.raises(OptimizeError, match="drop_worst"):
         genetic_algorithm(f, n_dim=2, pop_size=6, n_generations=2).training_data(drop_worst=1.0)

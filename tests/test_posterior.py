@@ -212,7 +212,7 @@ def test_twin_on_embedded_model_with_refinement(twin):
     def simulate(u):
         ds = model.simulate(space.expand(space.from_unit(u)), variables=VARS)
         y = regional_means(ds, VARS).values
-        y[ds.failed.values] = np.nan
+        y[(ds.status.values != "done")] = np.nan
         return y
 
     design = space.to_unit(latin_hypercube(space, 300, seed=1).values)

@@ -236,6 +236,6 @@ class ExternalModel:
         else:
             out = xr.Dataset()
         out = out.assign_coords(member=np.arange(len(outputs)))
-        out["failed"] = ("member", np.array([r != "" for r in reasons]))
-        out["failure"] = ("member", np.array(reasons, dtype=str))
+        out["status"] = ("member", np.array(["failed" if r else "done" for r in reasons]))
+        out["reason"] = ("member", np.array(reasons, dtype=str))
         return out

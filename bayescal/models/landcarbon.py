@@ -549,8 +549,8 @@ class LandCarbonModel:
                 ("member", "year"), total,
                 {"units": units, "long_name": f"global annual {OUTPUT_VARIABLES[v][1]}"},
             )
-        data["failed"] = ("member", failed.copy())
-        data["failure"] = ("member", np.array([str(r) for r in reason], dtype=str))
+        data["status"] = ("member", np.where(failed, "failed", "done"))
+        data["reason"] = ("member", np.array([str(r) for r in reason], dtype=str))
         data["theta"] = (("member", "parameter"), theta)
         coords["year"] = uyears
         coords["parameter"] = self.space.all_labels

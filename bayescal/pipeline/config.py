@@ -114,6 +114,17 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
     Raises :class:`ConfigError` naming the key for unknown sections or keys, wrong types, missing
     files, out-of-range values and unknown parameter names.
     """
+    cfg = _typed_with_defaults(raw)
+    _check_model(cfg, base)
+    _check_ranges(cfg)
+    _check_observations(cfg)
+    space = _check_parameters(cfg)
+    _check_walkers(cfg, space)
+    return cfg
+
+
+def _typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Known sections and keys only, each of its schema type; defaults filled in."""
     cfg: dict[str, dict[str, Any]] = {}
     for section in raw:
         if section not in SCHEMA:
@@ -139,6 +150,11 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
                     f"'{section}.{key}' must be {_type_name(typ)}, got {type(val).__name__} {val!r}"
                 )
             cfg[section][key] = val
+    return cfg
+
+
+def _check_model(cfg: dict, base: Path | None) -> None:
+    """[model] grid, years and parameter file; [run] seed; [observations] basics."""
     m = cfg["model"]
     from ..models.drivers import BIOMES
     from ..models.drivers import PREINDUSTRIAL_YEAR as first_year
@@ -179,6 +195,10 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         if not path.exists():
             raise ConfigError(f"'model.parameters_file': file not found: {path}")
         m["parameters_file"] = str(path)
+
+
+def _check_ranges(cfg: dict) -> None:
+    """Counts and sizes with a lower bound; the posterior's and optimiser's choices."""
     for section, key, lo in (
         ("screen", "trajectories", 2),
         ("screen", "top_k", 1),
@@ -216,6 +236,11 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         )
     if not 0 < cfg["emulator"]["variance_threshold"] <= 1:
         raise ConfigError("'emulator.variance_threshold' must be in (0, 1]")
+
+
+def _check_observations(cfg: dict) -> None:
+    """[observations]: twin, truth values, year windows, variables the model has."""
+    m = cfg["model"]
     obs = cfg["observations"]
     if not obs["twin"]:
         raise ConfigError(
@@ -242,6 +267,11 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
             raise ConfigError(
                 f"'observations.variables': unknown variable {v!r}; known: {list(OUTPUT_VARIABLES)}"
             )
+
+
+def _check_parameters(cfg: dict):
+    """The parameter space (the user's file, named if it is broken) and every label the config names."""
+    m = cfg["model"]
     try:
         space = model_space(cfg)
     except ConfigError:
@@ -255,13 +285,12 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         for name in cfg[section][key] or []:
             if name not in known:
                 raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}")
-    for label in obs["truth"]:
+    for label in cfg["observations"]["truth"]:
         if label not in space.all_labels:
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}")
     if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
-    _check_walkers(cfg, space)
-    return cfg
+    return space
 
 
 def _check_walkers(cfg: dict, space) -> None:

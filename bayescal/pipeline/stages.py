@@ -101,36 +101,30 @@ def _objective(ctx: Pipeline, workdir: Path):
     )
 
 
-def run_optimize(ctx: Pipeline) -> None:
+def _optimiser_calls(ctx: Pipeline, out: Path) -> dict[str, Callable]:
+    """Config method name -> call of the optimiser with that section's settings."""
     from .. import optimize as opt
 
+    c, space = ctx.config["optimize"], ctx.space()
+    return {
+        "ga": lambda obj: opt.genetic_algorithm(
+            obj, space, pop_size=c["pop_size"], n_generations=c["n_generations"], seed=ctx.seed,
+            checkpoint=out / "ga_checkpoint.json"),
+        "dfols": lambda obj: opt.dfols(obj, space, max_evaluations=c["max_evaluations"], seed=ctx.seed),
+        "cma_es": lambda obj: opt.cma_es(obj, space, max_evaluations=c["max_evaluations"], seed=ctx.seed),
+        "differential_evolution": lambda obj: opt.differential_evolution(
+            obj, space, pop_size=max(1, c["pop_size"] // space.n_free),
+            max_generations=c["n_generations"], seed=ctx.seed),
+    }
+
+
+def run_optimize(ctx: Pipeline) -> None:
     c = ctx.config["optimize"]
     out = ctx.run_dir / "optimize"
     if c["method"] == "none":
         (out / "none.json").write_text("{}")
         return
-    space, obj = ctx.space(), _objective(ctx, out / "runs")
-    if c["method"] == "ga":
-        res = opt.genetic_algorithm(
-            obj,
-            space,
-            pop_size=c["pop_size"],
-            n_generations=c["n_generations"],
-            seed=ctx.seed,
-            checkpoint=out / "ga_checkpoint.json",
-        )
-    elif c["method"] == "dfols":
-        res = opt.dfols(obj, space, max_evaluations=c["max_evaluations"], seed=ctx.seed)
-    elif c["method"] == "cma_es":
-        res = opt.cma_es(obj, space, max_evaluations=c["max_evaluations"], seed=ctx.seed)
-    else:
-        res = opt.differential_evolution(
-            obj,
-            space,
-            pop_size=max(1, c["pop_size"] // space.n_free),
-            max_generations=c["n_generations"],
-            seed=ctx.seed,
-        )
+    res = _optimiser_calls(ctx, out)[c["method"]](_objective(ctx, out / "runs"))
     res.history.to_netcdf(out / "history.nc")
     ctx.say(f"  {c['method']}: best misfit {res.fun:.4g} after {res.n_evaluations} runs")
 
@@ -167,7 +161,8 @@ def run_design(ctx: Pipeline) -> None:
             "u": (("member", "parameter"), u),
             "misfit": ("member", misfit),
             "summaries": (("member", "summary"), Y),
-            "ok": ("member", ok),
+            "status": ens["status"].astype(str),
+            "reason": ens["reason"].astype(str),
         },
         coords={"parameter": space.labels},
     ).to_netcdf(out / "training.nc")
@@ -221,7 +216,7 @@ def run_emulate(ctx: Pipeline) -> None:
 
     out = ctx.run_dir / "emulate"
     tr = ctx.training()
-    ok = tr["ok"].values
+    ok = tr["status"].values == "done"
     u = tr["u"].values[ok]
     logm = np.log(tr["misfit"].values[ok])
     hist = ctx.run_dir / "optimize" / "history.nc"
@@ -254,7 +249,7 @@ def run_posterior(ctx: Pipeline) -> None:
     out = ctx.run_dir / "posterior"
     space = ctx.space()
     tr = ctx.training()
-    ok = tr["ok"].values
+    ok = tr["status"].values == "done"
     observed, sigma = ctx.observed()
     discrepancy = 0.0
     if c["left_out"] == "marginalise":
