@@ -14,6 +14,7 @@ from .pipeline import (
     load_config,
     main_stage_names,
 )
+from .rundir import RunDirError
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
 
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\nreport: {pipe.run_dir / 'report.html'}")
             return 0
         # reads the run directory only: no stage reruns, no model runs
-        from .pipeline.rundir import RunDir
         from .report import write_report
+        from .rundir import RunDir
 
         rd = RunDir(args.run_dir)
         missing = [s for s in STAGES[:-1] if not rd.stage_json(s).exists()]
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"bayescal: configuration error: {err}", file=sys.stderr)
         return 2
-    except PipelineError as err:
+    except (PipelineError, RunDirError) as err:
         print(f"bayescal: {err}", file=sys.stderr)
         return 1
 

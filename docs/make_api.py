@@ -6,7 +6,7 @@ from pathlib import Path
 
 MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
            "ensemble", "sensitivity", "emulators", "posterior", "refinement", "equifinality", "optimize",
-           "propagate", "summaries", "pipeline", "pipeline.rundir", "report"]
+           "propagate", "summaries", "pipeline", "rundir", "report"]
 
 
 def main() -> None:

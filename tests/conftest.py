@@ -71,3 +71,12 @@ def twin():
     truth = space.from_unit(np.linspace(0.3, 0.7, space.n_free))
     obs, truth_run = make_twin(model, space.expand(truth), seed=11)
     return SimpleNamespace(model=model, space=space, truth=truth, obs=obs, truth_run=truth_run)
+
+
+@pytest.fixture(scope="session")
+def fluxnet_dir():
+    """The FLUXNET2015 daily files bayescal ships (CC-BY-4.0; citation in their README)."""
+    from importlib import resources
+    from pathlib import Path
+
+    return Path(str(resources.files("bayescal") / "data" / "fluxnet"))

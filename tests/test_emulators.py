@@ -7,6 +7,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.metrics import r2_score
 from sklearn.model_selection import cross_val_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayescal.design import latin_hypercube
 from bayescal.emulators import (
@@ -352,3 +353,11 @@ def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
     bad.to_netcdf(tmp_path / "k.nc", engine="h5netcdf")
     with pytest.raises(EmulatorError, match="known: \\['GPEmulator', 'SVDEmulator'\\]"):
         load_emulator(tmp_path / "k.nc")
+
+
+# ------------------------------------------------------------------ scikit-learn's contract
+@parametrize_with_checks([GPEmulator(n_restarts=0, input_domain="any")])
+def test_gp_meets_scikit_learns_estimator_contract(estimator, check):
+    """Every scikit-learn estimator check on the GP as a plain regressor (any finite inputs);
+    bayescal's default domain is the unit cube, which the checks' random inputs leave."""
+    check(estimator)

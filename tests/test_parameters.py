@@ -175,3 +175,21 @@ def test_labels_are_parsed_in_one_place():
     assert family("kn[GRASS-C3]") == "kn"
     with pytest.raises(ParameterError, match="not a parameter label"):
         split_label("vmax[")
+
+
+def test_log_scaled_parameters_are_uniform_in_log_value(tmp_path):
+    """REFLEX rates span orders of magnitude: u maps linearly onto log(value); round trips exact."""
+    space = ParameterSpace([Parameter("k", 1e-3, 1e-6, 1e-2, scale="log"), Parameter("a", 0.5, 0.0, 1.0)])
+    np.testing.assert_allclose(space.from_unit([0.5, 0.5]), [1e-4, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(space.from_unit([[0.0, 0.0], [1.0, 1.0]]), [[1e-6, 0.0], [1e-2, 1.0]])
+    x = np.array([[3e-5, 0.2], [7e-3, 0.9]])
+    np.testing.assert_allclose(space.from_unit(space.to_unit(x)), x, rtol=1e-12)
+    assert space.to_unit([1e-5, 0.0])[0] == pytest.approx(0.25, abs=1e-12)
+    space.to_toml(tmp_path / "s.toml")
+    again = ParameterSpace.from_toml(tmp_path / "s.toml")
+    np.testing.assert_allclose(again.to_unit(x), space.to_unit(x), rtol=1e-12)
+    assert again.fix({"a": 0.3}).to_unit([1e-4])[0] == pytest.approx(0.5)
+    with pytest.raises(ParameterError, match="needs lower > 0"):
+        Parameter("k", 1.0, 0.0, 2.0, scale="log")
+    with pytest.raises(ParameterError, match="scale"):
+        Parameter("k", 1.0, 0.5, 2.0, scale="sqrt")

@@ -201,7 +201,7 @@ def test_twin_on_embedded_model_with_refinement(twin):
     from bayescal.design import latin_hypercube
     from bayescal.emulators import SVDEmulator
     from bayescal.observations import observed_regional_means, regional_means
-    from bayescal.posterior import refine
+    from bayescal.refinement import refine
     from bayescal.scores import score
 
     space, model = twin.space, twin.model
@@ -281,7 +281,7 @@ def test_both_emulator_routes_reach_the_exact_posterior(route):
     from scipy.stats import qmc
 
     from bayescal.emulators import SVDEmulator
-    from bayescal.posterior import refine
+    from bayescal.refinement import refine
 
     A, y, sigma, mean, cov = _linear_gaussian()
     space = _space(4)
@@ -335,7 +335,7 @@ def test_gaussian_loglik_sd_matches_monte_carlo():
 
 def test_refinement_is_reproducible_and_keeps_every_round():
     from bayescal.emulators import SVDEmulator
-    from bayescal.posterior import refine
+    from bayescal.refinement import refine
 
     A, y, sigma, _, _ = _linear_gaussian(d=2, m=5, sigma=0.2, seed=4)
     space = _space(2)

@@ -14,13 +14,15 @@ An emulator here is a scikit-learn regressor on unit-cube inputs with
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["EmulatorError", "NotFittedEmulatorError", "REGISTRY", "check_fitted", "register", "load_emulator"]
@@ -53,8 +55,15 @@ def _labels_of(X: Any) -> list[str] | None:
     return None
 
 
-def _as_inputs(X: Any, labels: list[str] | None = None, n_features: int | None = None) -> np.ndarray:
-    """Validate unit-cube inputs; ``labels`` are the parameters the emulator was fitted on."""
+def _as_inputs(X: Any, labels: list[str] | None = None, n_features: int | None = None,
+               domain: str = "unit_cube", who: str = "the emulator") -> np.ndarray:
+    """Validate inputs; ``labels`` are the parameters the emulator was fitted on.
+
+    ``domain="unit_cube"`` (bayescal's convention) also rejects points outside [0, 1];
+    ``"any"`` only requires finite values and follows scikit-learn's input rules exactly (a
+    1-D input is an error); in the unit cube a single point may be given 1-D. Complex, sparse
+    and empty inputs are refused with scikit-learn's messages (``check_array``).
+    """
     if isinstance(X, xr.DataArray) and "parameter" in X.dims:
         given = _labels_of(X)
         if labels is not None and given != labels:
@@ -68,18 +77,21 @@ def _as_inputs(X: Any, labels: list[str] | None = None, n_features: int | None =
             )
         other = [d for d in X.dims if d != "parameter"]
         X = X.transpose(*other, "parameter").values
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[None, :]
-    if X.ndim != 2:
-        raise EmulatorError(f"inputs must be 2-D (points, parameters), got shape {X.shape}")
+    if domain != "any" and isinstance(X, np.ndarray | list | tuple) and np.ndim(X) == 1:
+        X = np.asarray(X)[None, :]
+    if domain != "any" and isinstance(X, np.ndarray | list | tuple) and np.ndim(X) != 2:
+        raise EmulatorError(f"inputs must be 2-D (points, parameters), got shape {np.shape(X)}")
+    X = check_array(X, dtype=float, ensure_all_finite=False)
     if n_features is not None and X.shape[1] != n_features:
-        raise EmulatorError(f"inputs have {X.shape[1]} parameters; the emulator was fitted on {n_features}")
+        raise EmulatorError(f"X has {X.shape[1]} features, but {who} is expecting {n_features} features "
+                            f"as input (it was fitted on {n_features} parameters)")
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         name = labels[j] if labels else f"column {j}"
-        raise EmulatorError(f"input {name} of point {i} is not finite ({X[i, j]})")
+        raise EmulatorError(f"input {name} of point {i} is NaN or inf ({X[i, j]})")
+    if domain == "any":
+        return X
     out = (X < -_UNIT_TOL) | (X > 1 + _UNIT_TOL)
     if out.any():
         i, j = np.argwhere(out)[0]
@@ -92,7 +104,13 @@ def _as_inputs(X: Any, labels: list[str] | None = None, n_features: int | None =
 
 
 def _as_target(y: Any, n: int) -> np.ndarray:
-    y = np.asarray(y, dtype=float).reshape(-1)
+    if y is None:
+        raise EmulatorError("this emulator requires y to be passed, but the target y is None")
+    y = np.asarray(y, dtype=float)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is raveled",
+                      DataConversionWarning, stacklevel=3)
+    y = y.reshape(-1)
     if y.shape[0] != n:
         raise EmulatorError(f"{y.shape[0]} targets for {n} input points")
     bad = np.flatnonzero(~np.isfinite(y))

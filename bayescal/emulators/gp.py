@@ -76,6 +76,10 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
     n_jobs : int or None
         Threads running the optimisation starts in parallel (numpy's linear algebra releases the
         GIL; each start uses one BLAS thread). ``None``: one per CPU core.
+    input_domain : {"unit_cube", "any"}, default "unit_cube"
+        ``"unit_cube"``: inputs outside [0, 1] are an error (bayescal's convention: map physical
+        values with ``ParameterSpace.to_unit``); ``"any"``: any finite inputs (a plain
+        scikit-learn regressor; the length-scale bounds are then in the inputs' units).
 
     Attributes
     ----------
@@ -105,6 +109,7 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         max_iter: int = 300,
         random_state: int | np.random.Generator | None = 0,
         n_jobs: int | None = None,
+        input_domain: str = "unit_cube",
     ) -> None:
         self.kernel = kernel
         self.mean = mean
@@ -121,6 +126,7 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.input_domain = input_domain
 
     # ------------------------------------------------------------------ settings
     def _check_settings(self) -> None:
@@ -132,6 +138,8 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
             raise EmulatorError(f"optimizer must be 'L-BFGS-B' or None, got {self.optimizer!r}")
         if self.noise < 0 or self.signal_variance <= 0:
             raise EmulatorError("noise must be >= 0 and signal_variance > 0")
+        if self.input_domain not in ("unit_cube", "any"):
+            raise EmulatorError(f"input_domain must be 'unit_cube' or 'any', got {self.input_domain!r}")
 
     def _theta0(self, d: int) -> np.ndarray:
         ls = self.length_scale
@@ -209,13 +217,13 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         """
         self._check_settings()
         labels = _labels_of(X)
-        Xa = _as_inputs(X)
+        Xa = _as_inputs(X, domain=self.input_domain, who=type(self).__name__)
         n, d = Xa.shape
         ya = _as_target(y.values if isinstance(y, xr.DataArray) else y, n)
         H = _design_matrix(Xa, self.mean)
         if n < H.shape[1] + 2:
             raise EmulatorError(
-                f"need at least {H.shape[1] + 2} training points for mean={self.mean!r}, got {n}"
+                f"need at least {H.shape[1] + 2} training points for mean={self.mean!r}, got n_samples={n}"
             )
         if self.normalize_y:
             mu, sd = float(ya.mean()), float(ya.std())
@@ -229,6 +237,7 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         self.n_features_in_ = d
         self._H, self._y = H, (ya - mu) / sd
         theta = self._theta0(d)
+        self.n_iter_ = 0
         if self.optimizer is not None:
             theta = self._optimise(theta, d)
         self._set_theta(theta)
@@ -252,6 +261,7 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         else:
             theta, results = self._minimise(theta0, X, H, y, bounds, rng, self.n_restarts)
         self.optimizer_results_ = results
+        self.n_iter_ = max(1, int(max((getattr(r, "nit", 0) for r in results), default=0)))
         return theta
 
     def _grid_start(self, theta0, X, H, y, lo, hi) -> np.ndarray:
@@ -347,7 +357,8 @@ class GPEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         self._check_fitted()
         if return_std and return_cov:
             raise EmulatorError("ask for return_std or return_cov, not both")
-        Xs = _as_inputs(X, self.parameters_, self.n_features_in_)
+        Xs = _as_inputs(X, self.parameters_, self.n_features_in_, domain=self.input_domain,
+                        who=type(self).__name__)
         if return_cov:
             mean, cov = self._predict_block(Xs, "cov", noisy)
             return mean, cov

@@ -111,6 +111,8 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
         Set for members whose state turned unphysical this month (non-finite or negative pool,
         LAI above :data:`LAI_MAX`).
     """
+    # why long: one compiled loop body per (member, tile) keeps the month's state in registers;
+    # splitting it into numba calls costs ~20 % (benchmarks/bench_simulate.py)
     n_m = state.shape[1]
     use_budget = budget.shape[0] == 10
     log_co2 = clim[C_LOG_CO2, 0]

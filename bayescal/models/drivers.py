@@ -236,82 +236,27 @@ def make_drivers(
     month = time.month.to_numpy() - 1
     days = time.days_in_month.to_numpy().astype(float)
     doy_mid = (time.day_of_year.to_numpy() + days / 2 - 0.5).astype(float)
-    n_cell = grid.sizes["cell"]
     lat = grid["lat"].to_numpy()
-    nh = lat >= 0
 
     # ---- seasonal climatology on (cell, month)
     clim_doy = np.array([15.5 + 30.42 * m for m in range(12)])
 
-    def seasonal(doy: np.ndarray) -> dict[str, np.ndarray]:
-        peak = np.where(nh, _T_PEAK_NH, _T_PEAK_NH - 182.5)[:, None]
-        phase = 2 * np.pi * (doy[None, :] - peak) / 365.0
-        tas = grid["tmean"].to_numpy()[:, None] + grid["tamp"].to_numpy()[:, None] * np.cos(phase)
-        wphase = phase - 2 * np.pi * grid["wshift"].to_numpy()[:, None] / 365.0
-        w = grid["wmean"].to_numpy()[:, None] + grid["wamp"].to_numpy()[:, None] * np.cos(wphase)
-        toa, dayfrac = _insolation(lat, doy)
-        # change of the daylight fraction over a month (spring > 0, autumn < 0)
-        _, ahead = _insolation(lat, doy + 15.0)
-        _, behind = _insolation(lat, doy - 15.0)
-        return {"tas": tas, "wsoil": w, "toa": toa, "dayfrac": dayfrac, "daytrend": ahead - behind}
-
-    def finish(tas: np.ndarray, w: np.ndarray, toa: np.ndarray) -> dict[str, np.ndarray]:
-        w = np.clip(w, 0.02, 0.98)
-        # wetter months are cloudier
-        trans = grid["trans"].to_numpy()[:, None] * (1 - 0.25 * (w - grid["wmean"].to_numpy()[:, None]))
-        rh = 0.25 + 0.45 * w  # daytime relative humidity
-        return {"wsoil": w, "rsds": toa * trans, "vpd": _es(tas) * (1 - rh), "tas": tas}
-
-    clim = seasonal(clim_doy)
-    clim_out = finish(clim["tas"], clim["wsoil"], clim["toa"])
+    clim = _seasonal(grid, clim_doy)
+    clim_out = _finish(grid, clim["tas"], clim["wsoil"], clim["toa"])
     clim_out["dayfrac"] = clim["dayfrac"]
     clim_out["daytrend"] = clim["daytrend"]
 
     # ---- transient: climatology + anomalies + warming
-    sea = seasonal(doy_mid)
-    uyears = np.arange(ramp_start, end + 1)
-    n_y = uyears.size
-    enso = _ar1(rng, (n_y,), 0.3)
-    biome_names = list(dict.fromkeys(grid["biome"].to_numpy().tolist()))
-    b_idx = np.array([biome_names.index(b) for b in grid["biome"].to_numpy()])
-    t_biome = _ar1(rng, (n_y, len(biome_names)), 0.4)
-    w_biome = _ar1(rng, (n_y, len(biome_names)), 0.4)
-    t_cell = rng.standard_normal((n_y, n_cell))
-    w_cell = rng.standard_normal((n_y, n_cell))
-    tropic = np.exp(-((lat / 20.0) ** 2))
-    t_anom = (
-        0.25 * tropic[None, :] * enso[:, None]
-        + 0.2 * (1 + np.abs(lat) / 45.0)[None, :] * t_biome[:, b_idx]
-        + 0.25 * t_cell
-    )
-    w_anom = -0.02 * tropic[None, :] * enso[:, None] + 0.012 * w_biome[:, b_idx] + 0.01 * w_cell
+    sea = _seasonal(grid, doy_mid)
+    t_anom, w_anom = _anomalies(rng, grid, ramp_start, end)
     yi = years - ramp_start
     wy, wv = np.array(_WARMING).T
     warming = np.interp(years + month / 12.0, wy, wv)[None, :] * (1 + np.abs(lat) / 60.0)[:, None]
     tas = sea["tas"] + t_anom[yi].T + warming
-    tr = finish(tas, sea["wsoil"] + w_anom[yi].T, sea["toa"])
+    tr = _finish(grid, tas, sea["wsoil"] + w_anom[yi].T, sea["toa"])
 
     # ---- CO2 and land-use change
-    co2_ann = gcb["co2"].to_numpy()
-    gyears = gcb["year"].to_numpy()
-    growth = gcb["atm_growth"].to_numpy() / 2.124
-    co2_start_1959 = co2_ann[0] - 0.5 * growth[0]
-    # start-of-year CO2 from 1959 on, then linear within each year
-    t_frac = years + (time.day_of_year.to_numpy() - 1 + days / 2) / 365.25
-    knots_y = np.concatenate([gyears, [gyears[-1] + 1]]).astype(float)
-    knots_c = np.concatenate([[co2_start_1959], co2_start_1959 + np.cumsum(growth)])
-    rate = np.log((co2_start_1959 - 280.0) / (_PREINDUSTRIAL_CO2 - 280.0)) / (1959 - 1850)
-    co2 = np.where(
-        t_frac >= 1959,
-        np.interp(t_frac, knots_y, knots_c),
-        280.0 + (_PREINDUSTRIAL_CO2 - 280.0) * np.exp(rate * (t_frac - 1850)),
-    )
-    co2_pre = 280.0 + (_PREINDUSTRIAL_CO2 - 280.0) * np.exp(rate * (ramp_start - 1850))
-    luc = np.where(
-        years >= 1959,
-        np.interp(years, gyears, gcb["luc"].to_numpy()),
-        np.interp(years, [1850, 1959], [_LUC_1850, float(gcb["luc"][0])]),
-    )
+    co2, co2_pre, luc = _co2_and_luc(gcb, time, ramp_start)
     ds = xr.Dataset(
         {
             "tas": (("cell", "time"), tr["tas"], {"units": "degC"}),
@@ -339,3 +284,76 @@ def make_drivers(
         },
     )
     return ds
+
+
+def _seasonal(grid: xr.Dataset, doy: np.ndarray) -> dict[str, np.ndarray]:
+    """Seasonal cycle on (cell, day of year): temperature, soil moisture, insolation, day length."""
+    lat = grid["lat"].to_numpy()
+    peak = np.where(lat >= 0, _T_PEAK_NH, _T_PEAK_NH - 182.5)[:, None]
+    phase = 2 * np.pi * (doy[None, :] - peak) / 365.0
+    tas = grid["tmean"].to_numpy()[:, None] + grid["tamp"].to_numpy()[:, None] * np.cos(phase)
+    wphase = phase - 2 * np.pi * grid["wshift"].to_numpy()[:, None] / 365.0
+    w = grid["wmean"].to_numpy()[:, None] + grid["wamp"].to_numpy()[:, None] * np.cos(wphase)
+    toa, dayfrac = _insolation(lat, doy)
+    # change of the daylight fraction over a month (spring > 0, autumn < 0)
+    _, ahead = _insolation(lat, doy + 15.0)
+    _, behind = _insolation(lat, doy - 15.0)
+    return {"tas": tas, "wsoil": w, "toa": toa, "dayfrac": dayfrac, "daytrend": ahead - behind}
+
+
+def _finish(grid: xr.Dataset, tas: np.ndarray, w: np.ndarray, toa: np.ndarray) -> dict[str, np.ndarray]:
+    """Soil moisture clipped, surface radiation (wetter months are cloudier) and VPD."""
+    w = np.clip(w, 0.02, 0.98)
+    trans = grid["trans"].to_numpy()[:, None] * (1 - 0.25 * (w - grid["wmean"].to_numpy()[:, None]))
+    rh = 0.25 + 0.45 * w  # daytime relative humidity
+    return {"wsoil": w, "rsds": toa * trans, "vpd": _es(tas) * (1 - rh), "tas": tas}
+
+
+def _anomalies(rng: np.random.Generator, grid: xr.Dataset, ramp_start: int, end: int):
+    """Interannual temperature and soil-moisture anomalies on (year, cell)."""
+    lat = grid["lat"].to_numpy()
+    n_cell = grid.sizes["cell"]
+    uyears = np.arange(ramp_start, end + 1)
+    n_y = uyears.size
+    enso = _ar1(rng, (n_y,), 0.3)
+    biome_names = list(dict.fromkeys(grid["biome"].to_numpy().tolist()))
+    b_idx = np.array([biome_names.index(b) for b in grid["biome"].to_numpy()])
+    t_biome = _ar1(rng, (n_y, len(biome_names)), 0.4)
+    w_biome = _ar1(rng, (n_y, len(biome_names)), 0.4)
+    t_cell = rng.standard_normal((n_y, n_cell))
+    w_cell = rng.standard_normal((n_y, n_cell))
+    tropic = np.exp(-((lat / 20.0) ** 2))
+    t_anom = (
+        0.25 * tropic[None, :] * enso[:, None]
+        + 0.2 * (1 + np.abs(lat) / 45.0)[None, :] * t_biome[:, b_idx]
+        + 0.25 * t_cell
+    )
+    w_anom = -0.02 * tropic[None, :] * enso[:, None] + 0.012 * w_biome[:, b_idx] + 0.01 * w_cell
+    return t_anom, w_anom
+
+
+def _co2_and_luc(gcb: xr.Dataset, time: pd.DatetimeIndex, ramp_start: int):
+    """Monthly CO2 (GCB from 1959, the pre-industrial ramp before), its ramp-start value, and E_LUC."""
+    years = time.year.to_numpy()
+    days = time.days_in_month.to_numpy().astype(float)
+    co2_ann = gcb["co2"].to_numpy()
+    gyears = gcb["year"].to_numpy()
+    growth = gcb["atm_growth"].to_numpy() / 2.124
+    co2_start_1959 = co2_ann[0] - 0.5 * growth[0]
+    # start-of-year CO2 from 1959 on, then linear within each year
+    t_frac = years + (time.day_of_year.to_numpy() - 1 + days / 2) / 365.25
+    knots_y = np.concatenate([gyears, [gyears[-1] + 1]]).astype(float)
+    knots_c = np.concatenate([[co2_start_1959], co2_start_1959 + np.cumsum(growth)])
+    rate = np.log((co2_start_1959 - 280.0) / (_PREINDUSTRIAL_CO2 - 280.0)) / (1959 - 1850)
+    co2 = np.where(
+        t_frac >= 1959,
+        np.interp(t_frac, knots_y, knots_c),
+        280.0 + (_PREINDUSTRIAL_CO2 - 280.0) * np.exp(rate * (t_frac - 1850)),
+    )
+    co2_pre = 280.0 + (_PREINDUSTRIAL_CO2 - 280.0) * np.exp(rate * (ramp_start - 1850))
+    luc = np.where(
+        years >= 1959,
+        np.interp(years, gyears, gcb["luc"].to_numpy()),
+        np.interp(years, [1850, 1959], [_LUC_1850, float(gcb["luc"][0])]),
+    )
+    return co2, co2_pre, luc

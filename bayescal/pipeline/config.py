@@ -12,10 +12,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..rundir import STAGES
+
 __all__ = ["ConfigError", "SCHEMA", "STAGES", "STAGE_HELP", "STAGE_SECTIONS", "load_config",
            "main_stage_names", "model_space", "truth_theta", "validate_config"]
-
-STAGES = ("screen", "optimize", "design", "emulate", "posterior", "equifinality", "propagate", "report")
 
 STAGE_HELP = {
     "screen": "Morris screening of the candidate parameters with SALib; keeps the top_k most influential "

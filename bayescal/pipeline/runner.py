@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..rundir import RunDir, StageRecord
 from .config import STAGE_HELP, STAGE_SECTIONS, STAGES, model_space, truth_theta
-from .rundir import RunDir, StageRecord
 from .stages import STAGE_FUNCTIONS
 
 __all__ = ["Pipeline", "StageRecord"]
@@ -179,6 +179,7 @@ class Pipeline:
         """Run (or reuse) every stage in order; returns what each did."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(self.config, indent=1, default=str))
+        self.rundir.write_space(self.full_space)
         if self.config_text:
             (self.run_dir / "config.toml").write_text(self.config_text)
         upstream = ""

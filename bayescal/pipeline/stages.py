@@ -243,7 +243,8 @@ def run_emulate(ctx: Pipeline) -> None:
 
 def run_posterior(ctx: Pipeline) -> None:
     from ..emulators import GPEmulator, SVDEmulator
-    from ..posterior import GaussianLikelihood, refine
+    from ..posterior import GaussianLikelihood
+    from ..refinement import refine
 
     c = ctx.config["posterior"]
     out = ctx.run_dir / "posterior"

@@ -30,8 +30,6 @@ backend as checkpoint so a killed run resumes. :meth:`PosteriorSampler.to_infere
 discards burn-in and thins from the integrated autocorrelation time.
 """
 
-from typing import Any
-
 from .diagnostics import diagnose, emulator_trust
 from .errors import PosteriorError, PosteriorWarning
 from .likelihoods import GaussianLikelihood, ScoreLikelihood, baseline_temperature
@@ -53,11 +51,3 @@ __all__ = [
     "default_moves",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # refine and Refinement live in bayescal.refinement (which imports this module)
-    if name in ("refine", "Refinement"):
-        from .. import refinement
-
-        return getattr(refinement, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,132 +89,109 @@ def _versions() -> dict[str, str]:
 def write_report(run_dir) -> Path:
     """Draw the figures of a run directory and write ``report.html``; returns its path.
 
-    ``run_dir`` is a run directory (path, :class:`~bayescal.pipeline.rundir.RunDir`, or anything
+    ``run_dir`` is a run directory (path, :class:`~bayescal.rundir.RunDir`, or anything
     with a ``run_dir`` attribute) whose stages up to ``propagate`` have run. Only its files are
     read: no model runs, so a run directory copied to another machine reports the same.
     """
-    import arviz as az
-
-    from ..gcb import load_gcb2024, load_gcb2024_land_models
-    from ..parameters import family
-    from ..pipeline.config import model_space, truth_theta
-    from ..pipeline.rundir import RunDir
-    from ..posterior import unit_samples
+    from ..rundir import RunDir
 
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(getattr(run_dir, "run_dir", run_dir))
-    run = rd.path
     cfg = rd.config()
-    figdir = rd.figures
-    figdir.mkdir(parents=True, exist_ok=True)
-    figs: list[tuple[str, str, str]] = []  # (name, caption, base64)
-
-    def add(name: str, caption: str, fig) -> None:
-        figs.append((name, caption, _png(fig, figdir / f"{name}.png")))
-
-    space = rd.space(cfg)
     twin = rd.twin()
     if twin is None:
         raise FileNotFoundError(f"{rd.twin_dir}: the twin products and truth run are missing; "
                                 "run 'bayescal run' on this config first")
-    obs, truth = twin
-    truth_u = space.to_unit(space.reduce(truth_theta(cfg, model_space(cfg))))
+    rd.figures.mkdir(parents=True, exist_ok=True)
+    figs = _figures(rd, *twin)
+    parts = [*_summary_sections(rd, cfg), "<h2>Figures</h2>"]
+    parts += [
+        f"<figure id='fig-{name}'><img class='fig' alt='{html.escape(caption)}' "
+        f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        for name, caption, data in figs
+    ]
+    parts += _closing_sections(rd, cfg)
+    path = rd.report_html
+    path.write_text(_page(cfg["report"]["title"], parts, len(figs)), encoding="utf-8")
+    return path
+
+
+def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
+    """Every figure of the report as (name, caption, base64 PNG), each also saved to figures/."""
+    import arviz as az
+
+    from ..gcb import load_gcb2024, load_gcb2024_land_models
+    from ..parameters import family
+    from ..posterior import unit_samples
+
+    run, space = rd.path, rd.space()
+    truth_u = space.to_unit(space.reduce(rd.truth_theta()))
+    figs: list[tuple[str, str, str]] = []
+
+    def add(name: str, caption: str, fig) -> None:
+        figs.append((name, caption, _png(fig, rd.figures / f"{name}.png")))
+
     if (run / "screen" / "indices.nc").exists():
-        idx = xr.load_dataset(run / "screen" / "indices.nc")
-        add(
-            "sensitivity",
-            "Morris screening: mu* of the misfit per parameter (top 20).",
-            plot_ranking(idx, "misfit", top=20).figure,
-        )
+        add("sensitivity", "Morris screening: mu* of the misfit per parameter (top 20).",
+            plot_ranking(xr.load_dataset(run / "screen" / "indices.nc"), "misfit", top=20).figure)
     if (run / "optimize" / "history.nc").exists():
-        add(
-            "convergence",
-            "Optimiser convergence (Seiler Fig. 4).",
-            plot_convergence(xr.load_dataset(run / "optimize" / "history.nc")),
-        )
-    add(
-        "emulator_loo",
-        "Misfit emulator, leave-one-out (Seiler Fig. 6a).",
-        plot_loo(xr.load_dataset(run / "emulate" / "misfit_loo.nc")),
-    )
+        add("convergence", "Optimiser convergence (Seiler Fig. 4).",
+            plot_convergence(xr.load_dataset(run / "optimize" / "history.nc")))
+    add("emulator_loo", "Misfit emulator, leave-one-out (Seiler Fig. 6a).",
+        plot_loo(xr.load_dataset(run / "emulate" / "misfit_loo.nc")))
     eq = run / "equifinality"
-    add(
-        "distance_clouds",
-        "Distance to the optimum vs emulated misfit (Seiler Fig. 6b, c).",
-        plot_clouds(xr.load_dataset(eq / "cloud_global.nc"), xr.load_dataset(eq / "cloud_local.nc")),
-    )
+    add("distance_clouds", "Distance to the optimum vs emulated misfit (Seiler Fig. 6b, c).",
+        plot_clouds(xr.load_dataset(eq / "cloud_global.nc"), xr.load_dataset(eq / "cloud_local.nc")))
     add("pca_scree", "PCA of the posterior samples.", plot_scree(xr.load_dataset(eq / "pca.nc")))
     idata = az.from_netcdf(str(run / "posterior" / "posterior.nc"))
-    post_u = unit_samples(idata, space)
-    add(
-        "posterior_vs_prior",
-        "Marginal posteriors against the prior.",
-        plot_posterior_vs_prior(post_u, truth_u, rd.optimum_u()),
-    )
+    add("posterior_vs_prior", "Marginal posteriors against the prior.",
+        plot_posterior_vs_prior(unit_samples(idata, space), truth_u, rd.optimum_u()))
     ident = xr.load_dataset(eq / "identifiability.nc")
     top = list(ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4])
     fams = sorted({family(t) for t in top})
-    axes = az.plot_pair(
-        idata,
-        var_names=fams,
-        kind="kde",
-        marginals=True,
-        figsize=(7, 7),
-        textsize=7,
-        kde_kwargs={"contourf_kwargs": {"cmap": "Blues"}},
-    )
-    add(
-        "pair_plot",
-        "Pair plot (ArviZ) of the best-constrained parameter families.",
-        np.ravel(axes)[0].get_figure(),
-    )
+    axes = az.plot_pair(idata, var_names=fams, kind="kde", marginals=True, figsize=(7, 7), textsize=7,
+                        kde_kwargs={"contourf_kwargs": {"cmap": "Blues"}})
+    add("pair_plot", "Pair plot (ArviZ) of the best-constrained parameter families.",
+        np.ravel(axes)[0].get_figure())
     axes = az.plot_trace(idata, var_names=fams, compact=True, figsize=(8, 1.8 * len(fams)))
     add("trace", "Traces (ArviZ).", np.ravel(axes)[0].get_figure())
     outputs = xr.load_dataset(run / "propagate" / "outputs.nc")
-    gcb, models = load_gcb2024(), load_gcb2024_land_models()
-    add(
-        "gpp_nbp_bands",
-        "Global GPP and NBP bands against GCB 2024 (Seiler Fig. 10).",
-        plot_bands(outputs, gcb, models, truth),
-    )
-    prods = obs["gpp"]
-    add(
-        "gpp_bias_change",
-        "Per-cell change of the GPP bias against the first GPP product (Seiler Fig. 9).",
-        plot_bias_change(outputs, prods[0].data, truth["area"]),
-    )
+    add("gpp_nbp_bands", "Global GPP and NBP bands against GCB 2024 (Seiler Fig. 10).",
+        plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), truth))
+    add("gpp_bias_change", "Per-cell change of the GPP bias against the first GPP product (Seiler Fig. 9).",
+        plot_bias_change(outputs, obs["gpp"][0].data, truth["area"]))
+    return figs
 
-    # tables
+
+def _tab(df, fmt: str = "{:.4g}") -> str:
+    return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
+
+
+def _summary_sections(rd, cfg: dict) -> list[str]:
+    """Stages, the carbon-budget table, diagnostics, identifiability and refinement rounds."""
     from ..propagate import table3_frame
 
+    run, space = rd.path, rd.space()
+    eq = run / "equifinality"
     table = table3_frame(xr.load_dataset(run / "propagate" / "table3.nc"))
+    ident = xr.load_dataset(eq / "identifiability.nc")
     ident_df = ident[["q05", "q50", "q95", "ratio", "constrained"]].to_dataframe()
-    ident_df["truth"] = truth_u
+    ident_df["truth"] = space.to_unit(space.reduce(rd.truth_theta()))
     diag = json.loads((run / "propagate" / "summary.json").read_text())
-    refinement_ds = xr.load_dataset(run / "posterior" / "refinement.nc")
-    refinement = refinement_ds[[v for v in refinement_ds.data_vars
-                                if refinement_ds[v].dims == ("round",)]].to_dataframe()
+    ref = xr.load_dataset(run / "posterior" / "refinement.nc")
+    refinement = ref[[v for v in ref.data_vars if ref[v].dims == ("round",)]].to_dataframe()
     alt = xr.load_dataset(eq / "alternatives.nc")
     records = rd.records()
-    warn_rows = [(r.name, w) for r in records for w in (r.warnings or [])]
-    stage_rows = [(r.name, r.status, f"{r.wall:.1f}", f"{r.peak_rss_gib:.2f}", r.runs) for r in records]
-    config = rd.config_text() or json.dumps(cfg, indent=1)
-
-    def tab(df, fmt="{:.4g}") -> str:
-        return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
-
-    parts = [
+    stage_rows = "".join(
+        f"<tr><td>{r.name}</td><td>{r.status}</td><td>{r.wall:.1f}</td><td>{r.peak_rss_gib:.2f}</td>"
+        f"<td>{r.runs}</td></tr>" for r in records)
+    return [
         f"<h1>{html.escape(cfg['report']['title'])}</h1>",
         f"<p>run <code>{html.escape(str(run))}</code> &middot; {len(space.labels)} calibrated parameters "
         f"&middot; {sum(r.runs for r in records)} model runs</p>",
         "<h2>Stages</h2><table class='t'><tr><th>stage</th><th>status</th><th>wall s</th>"
-        "<th>peak GiB</th><th>runs</th></tr>"
-        + "".join(
-            f"<tr><td>{a}</td><td>{b}</td><td>{c}</td><td>{d}</td><td>{e}</td></tr>"
-            for a, b, c, d, e in stage_rows
-        )
-        + "</table>",
+        f"<th>peak GiB</th><th>runs</th></tr>{stage_rows}</table>",
         "<h2>Carbon budget (Seiler Table 3)</h2>",
-        tab(table),
+        _tab(table),
         "<h2>Diagnostics</h2><ul>"
         + f"<li>twin truth inside the 5-95 % posterior band: GPP {diag['truth_coverage']['gpp_global']:.0%}, "
         f"NBP {diag['truth_coverage']['nbp_global']:.0%} of years</li>"
@@ -225,43 +202,38 @@ def write_report(run_dir) -> Path:
         + f"<li>alternative sets: {alt.sizes['alternative']}, smallest pairwise distance "
         f"{alt.attrs['min_distance']:.2f}</li></ul>",
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",
-        tab(ident_df, "{:.3f}"),
+        _tab(ident_df, "{:.3f}"),
         "<h3>Refinement rounds</h3>",
-        f"<p>{int(refinement_ds['n_train'].values[-1])} model runs train the final emulator; new runs chosen "
-        f"by {html.escape(refinement_ds.attrs.get('acquisition', 'posterior draws'))}; stopping rule: "
-        f"{html.escape(refinement_ds.attrs.get('criterion', ''))} (tol {refinement_ds.attrs.get('tol')}, "
-        f"sd_loglik_max {refinement_ds.attrs.get('sd_loglik_max')}); converged: "
-        f"{'yes' if refinement_ds.attrs.get('converged') else 'no'}</p>",
-        tab(refinement, "{:.3f}"),
-        "<h2>Figures</h2>",
+        f"<p>{int(ref['n_train'].values[-1])} model runs train the final emulator; new runs chosen "
+        f"by {html.escape(ref.attrs.get('acquisition', 'posterior draws'))}; stopping rule: "
+        f"{html.escape(ref.attrs.get('criterion', ''))} (tol {ref.attrs.get('tol')}, "
+        f"sd_loglik_max {ref.attrs.get('sd_loglik_max')}); converged: "
+        f"{'yes' if ref.attrs.get('converged') else 'no'}</p>",
+        _tab(refinement, "{:.3f}"),
     ]
-    for name, caption, data in figs:
-        parts.append(
-            f"<figure id='fig-{name}'><img class='fig' alt='{html.escape(caption)}' "
-            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    parts.append(
-        "<h2>Warnings</h2>"
-        + (
-            "<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(w)}</li>" for s, w in warn_rows) + "</ul>"
-            if warn_rows
-            else "<p>none</p>"
-        )
-    )
-    parts.append(f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>")
-    parts.append(
-        "<h2>Versions</h2><table class='t'>"
-        + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in _versions().items())
-        + "</table>"
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg["report"]["title"])}</title>
+
+
+def _closing_sections(rd, cfg: dict) -> list[str]:
+    """Warnings of every stage, the configuration text and the package versions."""
+    warn_rows = [(r.name, w) for r in rd.records() for w in (r.warnings or [])]
+    config = rd.config_text() or json.dumps(cfg, indent=1)
+    warnings = ("<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(w)}</li>" for s, w in warn_rows) + "</ul>"
+                if warn_rows else "<p>none</p>")
+    versions = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in _versions().items())
+    return [f"<h2>Warnings</h2>{warnings}", f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>",
+            f"<h2>Versions</h2><table class='t'>{versions}</table>"]
+
+
+def _page(title: str, parts: list[str], n_figures: int) -> str:
+    """The self-contained HTML page (figures inline; a script counts the figures that loaded)."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}}
 table.t{{border-collapse:collapse;font-size:0.85em}}
 table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}
 img.fig{{max-width:100%}} figure{{margin:1.5em 0}} figcaption{{font-size:0.9em;color:#555}}
 pre{{background:#f6f6f6;padding:0.5em;overflow-x:auto}}</style></head>
-<body data-figures="{len(figs)}">
+<body data-figures="{n_figures}">
 {"".join(parts)}
 <script>
 window.addEventListener("load", function () {{
@@ -272,6 +244,3 @@ window.addEventListener("load", function () {{
 </script>
 </body></html>
 """
-    path = run / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path

@@ -1,25 +1,9 @@
-"""Parameter spaces: scalars and per-plant-functional-type vectors, bounds, defaults.
-
-A :class:`ParameterSpace` is an ordered set of :class:`Parameter` families. Each family is a
-scalar or a vector over a named grouping (the nine CLASSIC plant functional types, or the 4- and
-2-group splits of Seiler's Table 1). The space flattens to one vector of parameter *values* with
-stable labels (``"vmax[BDL-EVG]"``), maps those values to and from the unit cube (Seiler, Eq. 1:
-``u = (x - lower) / (upper - lower)``), and can fix any subset at chosen values so that designs,
-emulators and samplers only see the *free* values.
-
-Conventions
------------
-* ``x`` is a physical parameter vector (or an ``(n, k)`` batch of them); ``u`` lives in ``[0, 1]``.
-* Methods that take or return "free" vectors work on the ``n_free`` values not fixed;
-  :meth:`ParameterSpace.expand` turns a free batch into the full batch a simulator takes.
-"""
+"""A parameter space: ordered parameter families, flattened values, the unit cube, fixing, I/O."""
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,217 +11,9 @@ import numpy as np
 import tomli_w
 import xarray as xr
 
-__all__ = [
-    "split_label",
-    "family",
-    "PFTS",
-    "GROUPINGS",
-    "group_index",
-    "Parameter",
-    "ParameterSpace",
-    "ParameterError",
-]
+from .parameter import _LABEL_RE, _PARAM_KEYS, _UNIT_TOL, Parameter, ParameterError, split_label
 
-#: The nine CLASSIC plant functional types, in CLASSIC's order.
-PFTS: tuple[str, ...] = (
-    "NDL-EVG",
-    "NDL-DCD",
-    "BDL-EVG",
-    "BDL-DCD-CLD",
-    "BDL-DCD-DRY",
-    "CROP-C3",
-    "CROP-C4",
-    "GRASS-C3",
-    "GRASS-C4",
-)
-
-#: Named groupings of the PFTs used by parameter vectors (Seiler 2026, Table 1): nine values, one per
-#: PFT; four values (needleleaf trees, broadleaf trees, crops, grasses); two values (trees vs. crops
-#: and grasses).
-GROUPINGS: dict[str, tuple[str, ...]] = {
-    "pft9": PFTS,
-    "pft4": ("NDL", "BDL", "CROP", "GRASS"),
-    "pft2": ("TREE", "NONTREE"),
-}
-
-_GROUP_OF_PFT: dict[str, tuple[int, ...]] = {
-    "pft9": tuple(range(9)),
-    "pft4": (0, 0, 1, 1, 1, 2, 2, 3, 3),
-    "pft2": (0, 0, 0, 0, 0, 1, 1, 1, 1),
-}
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?$")
-
-
-_UNIT_TOL = 1e-9
-
-
-class ParameterError(ValueError):
-    """Invalid parameter definition or parameter values; the message names the parameter."""
-
-
-def group_index(grouping: str) -> np.ndarray:
-    """Index of each of the nine PFTs into the groups of ``grouping``.
-
-    Parameters
-    ----------
-    grouping : str
-        One of ``"pft9"``, ``"pft4"``, ``"pft2"``.
-
-    Returns
-    -------
-    numpy.ndarray of int, shape (9,)
-        ``values[group_index(g)]`` expands a grouped vector to one value per PFT.
-    """
-    try:
-        return np.asarray(_GROUP_OF_PFT[grouping], dtype=int)
-    except KeyError:
-        raise ParameterError(
-            f"unknown grouping {grouping!r}; known groupings: {sorted(_GROUP_OF_PFT)}"
-        ) from None
-
-
-def _as_values(name: str, what: str, value: Any, n: int | None) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    if n is None:
-        if arr.ndim != 0:
-            raise ParameterError(
-                f"parameter {name!r}: {what} must be a scalar for a scalar parameter, "
-                f"got shape {arr.shape}"
-            )
-        arr = arr.reshape(1)
-    else:
-        if arr.ndim == 0:
-            arr = np.full(n, float(arr))
-        elif arr.shape != (n,):
-            raise ParameterError(
-                f"parameter {name!r}: {what} has {arr.size} values but the parameter has {n} groups"
-            )
-    if not np.all(np.isfinite(arr)):
-        raise ParameterError(f"parameter {name!r}: {what} contains non-finite values {arr.tolist()}")
-    return arr
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One parameter family: a scalar, or a vector over named groups.
-
-    Parameters
-    ----------
-    name : str
-        Identifier, e.g. ``"vmax"``.
-    default, lower, upper : float or array_like
-        Default value and bounds; for a vector parameter either one number (used for every group)
-        or one value per group.
-    units : str, optional
-        Units of the physical value (free text, UDUNITS-style where possible).
-    description : str, optional
-        What the parameter does.
-    groups : str or sequence of str, optional
-        ``None`` for a scalar; a grouping name from :data:`GROUPINGS` (``"pft9"``, ``"pft4"``,
-        ``"pft2"``); or an explicit list of group labels.
-
-    Raises
-    ------
-    ParameterError
-        If a bound or default is non-finite, ``lower >= upper``, the default lies outside the
-        bounds, or a vector has the wrong length. The message names the parameter and group.
-    """
-
-    name: str
-    default: Any
-    lower: Any
-    upper: Any
-    units: str = ""
-    description: str = ""
-    groups: str | Sequence[str] | None = None
-    group_labels: tuple[str, ...] | None = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise ParameterError(
-                f"parameter name {self.name!r} is not an identifier (letters, digits, underscore)"
-            )
-        if self.groups is None:
-            labels = None
-        elif isinstance(self.groups, str):
-            if self.groups not in GROUPINGS:
-                raise ParameterError(
-                    f"parameter {self.name!r}: unknown grouping {self.groups!r}; "
-                    f"use one of {sorted(GROUPINGS)} or a list of group labels"
-                )
-            labels = GROUPINGS[self.groups]
-        else:
-            labels = tuple(str(g) for g in self.groups)
-            if len(labels) == 0 or len(set(labels)) != len(labels):
-                raise ParameterError(
-                    f"parameter {self.name!r}: group labels must be non-empty and unique"
-                )
-        object.__setattr__(self, "group_labels", labels)
-        n = None if labels is None else len(labels)
-        lo = _as_values(self.name, "lower", self.lower, n)
-        hi = _as_values(self.name, "upper", self.upper, n)
-        de = _as_values(self.name, "default", self.default, n)
-        for i, label in enumerate(self.labels):
-            if not lo[i] < hi[i]:
-                raise ParameterError(
-                    f"parameter {label!r}: lower bound {lo[i]} is not below upper bound {hi[i]}"
-                )
-            if not lo[i] <= de[i] <= hi[i]:
-                raise ParameterError(
-                    f"parameter {label!r}: default {de[i]} outside bounds [{lo[i]}, {hi[i]}]"
-                )
-        for attr, arr in (("lower", lo), ("upper", hi), ("default", de)):
-            arr.setflags(write=False)
-            object.__setattr__(self, attr, arr)
-
-    @property
-    def size(self) -> int:
-        """Number of values (1 for a scalar)."""
-        return 1 if self.group_labels is None else len(self.group_labels)
-
-    @property
-    def is_scalar(self) -> bool:
-        """True for a scalar parameter."""
-        return self.group_labels is None
-
-    @property
-    def labels(self) -> list[str]:
-        """Flat labels of the values: ``name`` or ``name[group]``."""
-        if self.group_labels is None:
-            return [self.name]
-        return [f"{self.name}[{g}]" for g in self.group_labels]
-
-    def per_pft(self, values: np.ndarray) -> np.ndarray:
-        """Expand this parameter's values (``(..., size)``) to one value per PFT (``(..., 9)``).
-
-        Scalars are broadcast to all nine PFTs; ``pft4``/``pft2`` vectors are repeated over the PFTs
-        of each group.
-        """
-        values = np.asarray(values, dtype=float)
-        if self.group_labels is None:
-            return np.repeat(values, len(PFTS), axis=-1)
-        if isinstance(self.groups, str):
-            return values[..., group_index(self.groups)]
-        raise ParameterError(
-            f"parameter {self.name!r} has custom groups {self.group_labels}; it has no PFT mapping"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """TOML/JSON-ready description of the family."""
-        out: dict[str, Any] = {"description": self.description, "units": self.units}
-        if self.groups is not None:
-            out["groups"] = self.groups if isinstance(self.groups, str) else list(self.group_labels)
-
-        def conv(a: np.ndarray) -> Any:
-            return float(a[0]) if self.is_scalar else [float(v) for v in a]
-
-        out.update(default=conv(self.default), lower=conv(self.lower), upper=conv(self.upper))
-        return out
-
-
-_PARAM_KEYS = {"default", "lower", "upper", "units", "description", "groups", "fixed"}
+__all__ = ["ParameterSpace"]
 
 
 class ParameterSpace:
@@ -283,6 +59,7 @@ class ParameterSpace:
         self._all_lower = np.concatenate([p.lower for p in params])
         self._all_upper = np.concatenate([p.upper for p in params])
         self._all_default = np.concatenate([p.default for p in params])
+        self._all_log = np.concatenate([np.full(p.size, p.scale == "log") for p in params])
         self._fixed_values = self._all_default.copy()
         self._fixed_mask = np.zeros(len(self._all_labels), dtype=bool)
         for key, value in (fixed or {}).items():
@@ -296,6 +73,11 @@ class ParameterSpace:
             self._fixed_mask[idx] = True
             self._fixed_values[idx] = vals
         self._free_idx = np.flatnonzero(~self._fixed_mask)
+        log = self._all_log[self._free_idx]
+        # the unit cube maps linearly onto g(value): g = log for log-scaled values, else identity
+        self._g_lower = np.where(log, np.log(np.where(log, self.lower, 1.0)), self.lower)
+        self._g_upper = np.where(log, np.log(np.where(log, self.upper, 1.0)), self.upper)
+        self._log_free = log
         if self._free_idx.size == 0:
             raise ParameterError("every parameter value is fixed: nothing left to calibrate")
 
@@ -443,10 +225,14 @@ class ParameterSpace:
         Returns
         -------
         numpy.ndarray
-            ``(x - lower) / (upper - lower)``, same shape as ``x``.
+            ``(x - lower) / (upper - lower)`` (of ``log x`` for log-scaled values), same shape
+            as ``x``.
         """
         arr, single = self._as_batch(x, self.n_free, "x")
-        u = (arr - self.lower) / (self.upper - self.lower)
+        if self._log_free.any():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                arr = np.where(self._log_free, np.log(np.where(self._log_free, arr, 1.0)), arr)
+        u = (arr - self._g_lower) / (self._g_upper - self._g_lower)
         return u[0] if single else u
 
     def from_unit(self, u: Any) -> np.ndarray:
@@ -465,7 +251,10 @@ class ParameterSpace:
                 + ("" if single else f" (row {i})")
                 + f", outside [0, 1]; {int(bad.sum())} value(s) in all"
             )
-        x = self.lower + np.clip(arr, 0.0, 1.0) * (self.upper - self.lower)
+        g = self._g_lower + np.clip(arr, 0.0, 1.0) * (self._g_upper - self._g_lower)
+        x = np.where(self._log_free, np.exp(g), g) if self._log_free.any() else g
+        if self._log_free.any():  # exp(log(bound)) may miss the bound by an ulp
+            x = np.clip(x, self.lower, self.upper)
         return x[0] if single else x
 
     def expand(self, x: Any) -> np.ndarray:
@@ -669,6 +458,7 @@ class ParameterSpace:
                 units=str(spec.get("units", "")),
                 description=str(spec.get("description", "")),
                 groups=spec.get("groups"),
+                scale=str(spec.get("scale", "linear")),
             )
             params.append(p)
             fx = spec.get("fixed", False)
@@ -699,20 +489,3 @@ class ParameterSpace:
         except tomllib.TOMLDecodeError as err:
             raise ParameterError(f"parameter file {str(path)!r} is not valid TOML: {err}") from None
         return cls.from_dict(data, source=str(path))
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """``"vmax[BDL-EVG]"`` -> ``("vmax", "BDL-EVG")``; a scalar's label -> ``(name, "")``.
-
-    The one parser of parameter labels; every module asks here.
-    """
-    m = _LABEL_RE.match(label)
-    if m is None:
-        raise ParameterError(f"{label!r} is not a parameter label (name or name[GROUP])")
-    return m.group(1), m.group(2) or ""
-
-
-def family(label: str) -> str:
-    """The family (parameter name) of a label: ``"vmax[BDL-EVG]"`` -> ``"vmax"``."""
-    return split_label(label)[0]
-

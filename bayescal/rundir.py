@@ -3,6 +3,10 @@
 This is the one place that knows the layout (docs/architecture.md lists every file, its writer
 and its readers). The report reads a run directory through :class:`RunDir` only — it never runs
 the model — so ``bayescal report RUN_DIR`` works on a run directory copied to another machine.
+
+It sits below both the pipeline (which writes a run directory) and the report (which reads one),
+and imports neither: the run directory is self-describing (``config.json`` holds the validated
+config, ``space.json`` the model's parameter space, ``twin/truth.nc`` the true parameters).
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .config import STAGES, model_space, validate_config
+from .parameters import ParameterSpace
 
-__all__ = ["RunDir", "StageRecord"]
+__all__ = ["STAGES", "RunDir", "RunDirError", "StageRecord"]
+
+#: The pipeline's stages, in order; each owns ``<run>/<stage>/``.
+STAGES = ("screen", "optimize", "design", "emulate", "posterior", "equifinality", "propagate", "report")
+
+
+class RunDirError(ValueError):
+    """A directory that is not (or not yet) a complete bayescal run directory; names the file."""
 
 
 @dataclass
@@ -56,6 +67,10 @@ class RunDir:
         return self.path / "config.toml"
 
     @property
+    def space_json(self) -> Path:
+        return self.path / "space.json"
+
+    @property
     def twin_dir(self) -> Path:
         """``twin/``: the twin products, the truth run and the key of the inputs they came from."""
         return self.path / "twin"
@@ -72,12 +87,8 @@ class RunDir:
     def config(self) -> dict[str, Any]:
         """The validated config the run was made with (``config.json``)."""
         if not self.config_json.exists():
-            from .config import ConfigError
-
-            raise ConfigError(f"{self.path} is not a bayescal run directory (no config.json)")
-        saved = json.loads(self.config_json.read_text())
-        given = {s: {k: v for k, v in sec.items() if v is not None} for s, sec in saved.items()}
-        return validate_config(given)
+            raise RunDirError(f"{self.path} is not a bayescal run directory (no config.json)")
+        return json.loads(self.config_json.read_text())
 
     def config_text(self) -> str:
         return self.config_toml.read_text() if self.config_toml.exists() else ""
@@ -86,13 +97,28 @@ class RunDir:
         """The calibrated parameter labels (``screen/selected.json``)."""
         return json.loads((self.stage("screen") / "selected.json").read_text())["parameters"]
 
-    def space(self, cfg: dict[str, Any] | None = None):
-        """The calibrated parameter space."""
-        return model_space(cfg or self.config()).only(self.selected())
+    def write_space(self, space: ParameterSpace) -> None:
+        """Write the model's full parameter space (``space.json``)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.space_json.write_text(json.dumps(space.to_dict(), indent=1))
+
+    def full_space(self) -> ParameterSpace:
+        """The model's parameter space as the run saw it (``space.json``)."""
+        if not self.space_json.exists():
+            raise RunDirError(f"{self.space_json}: missing; run 'bayescal run' on this config first")
+        return ParameterSpace.from_dict(json.loads(self.space_json.read_text()), source=str(self.space_json))
+
+    def space(self) -> ParameterSpace:
+        """The calibrated parameter space (the model's space, only the screen's selection free)."""
+        return self.full_space().only(self.selected())
+
+    def truth_theta(self) -> np.ndarray:
+        """The twin's true full parameter vector (``twin/truth.nc``)."""
+        return np.asarray(xr.load_dataset(self.twin_dir / "truth.nc", engine="h5netcdf")["theta"].values)
 
     def twin(self, key: str | None = None):
         """``(Observations, truth run)`` written by the pipeline, or None (absent or other inputs)."""
-        from ..observations import Observations
+        from .observations import Observations
 
         products, truth, stamp = (self.twin_dir / n for n in ("products.nc", "truth.nc", "key.json"))
         if not (products.exists() and truth.exists() and stamp.exists()):
@@ -121,7 +147,7 @@ class RunDir:
         """Posterior samples in the unit cube on (sample, parameter)."""
         import arviz as az
 
-        from ..posterior import unit_samples
+        from .posterior import unit_samples
 
         return unit_samples(az.from_netcdf(str(self.stage("posterior") / "posterior.nc")), space)
 

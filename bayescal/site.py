@@ -1,0 +1,140 @@
+"""Site calibration: maximum likelihood, the error model, emcee, and validation on held-out years.
+
+The steps (docs/site.md), each a function of a simulator returning series on (member, time):
+
+1. :func:`maximum_likelihood` -- CMA-ES on the log-likelihood with the observation errors alone;
+2. :func:`~bayescal.timeseries.estimate_error_model` at that point -- each product's discrepancy
+   and residual autocorrelation (empirical Bayes);
+3. :func:`sample_posterior` -- emcee on the exact model with the full error model, started in a
+   small ball around the maximum-likelihood point;
+4. :func:`validation` -- posterior-predictive bands on the validation years (model draws plus the
+   error model's noise) against the observations: coverage of annual sums, daily RMSE of the
+   posterior mean against the defaults', the width of the annual-NEE interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .parameters import ParameterSpace
+from .timeseries import SeriesLikelihood, SeriesOperator
+
+__all__ = ["maximum_likelihood", "sample_posterior", "series_log_likelihood", "validation"]
+
+
+def series_log_likelihood(simulator: Callable, space: ParameterSpace, likelihood: SeriesLikelihood
+                          ) -> Callable[[np.ndarray], np.ndarray]:
+    """``f(u (k, d)) -> (k,)``: run the simulator at unit-cube points and score them (-inf: failed)."""
+
+    def f(u: np.ndarray) -> np.ndarray:
+        u = np.atleast_2d(u)
+        ds = simulator(space.expand(space.from_unit(np.clip(u, 0.0, 1.0))))
+        ll = likelihood(likelihood.operator.of_model(ds))
+        return np.where(ds["status"].values == "done", ll, -np.inf)
+
+    return f
+
+
+def maximum_likelihood(simulator: Callable, space: ParameterSpace, operator: SeriesOperator, *,
+                       seed: int = 0, max_evaluations: int = 2000, pop_size: int = 24):
+    """CMA-ES (from the defaults) on minus the log-likelihood with observation errors only.
+
+    Returns the :class:`~bayescal.optimize.OptimizationResult`.
+    """
+    from .optimize import cma_es
+
+    loglik = series_log_likelihood(simulator, space, SeriesLikelihood(operator))
+
+    def misfit(u: np.ndarray) -> np.ndarray:
+        ll = loglik(u)
+        return np.where(np.isfinite(ll), -ll, np.nan)
+
+    return cma_es(misfit, space, x0="default", sigma0=0.2, pop_size=pop_size,
+                  max_evaluations=max_evaluations, seed=seed)
+
+
+def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
+                     n_walkers: int, n_steps: int, seed: int = 0, ball: float = 0.02):
+    """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
+
+    Returns the sampler after ``n_steps`` (its InferenceData via ``to_inference_data``).
+    """
+    from .posterior import PosteriorSampler
+
+    rng = np.random.default_rng(seed)
+    sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng)
+    init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
+    sampler.run(n_steps, initial=init, progress=False)
+    return sampler
+
+
+def _annual(da: xr.DataArray) -> xr.DataArray:
+    return da.groupby("time.year").sum("time")
+
+
+def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.DataArray],
+               error_sd: dict[str, float], error_rho: dict[str, float], years: tuple[int, int],
+               rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
+    """Posterior-predictive bands and the REFLEX metrics on ``years``.
+
+    Parameters
+    ----------
+    draws : Dataset (member, time)
+        The model at posterior draws (failed members dropped).
+    defaults : Dataset (member=1, time)
+        The model at the default parameters.
+    observed : {variable: DataArray on time}
+        Observed daily values (gap-filled where the files are: every day has a value), e.g. NEE
+        and GPP of the first product of each variable.
+    error_sd, error_rho : {variable: float}
+        Each variable's daily predictive error (sqrt(sigma^2 + s^2) at the median sigma) and AR(1)
+        coefficient; the predictive draws add this noise, the annual sums its AR(1) sum.
+    """
+    sel = {"time": slice(str(years[0]), str(years[1]))}
+    out, summary = {}, {}
+    for v, obs in observed.items():
+        m, o = draws[v].sel(sel), obs.sel(sel)
+        sd, rho = float(error_sd[v]), float(error_rho[v])
+        noise = _ar1_noise(rng, m.shape, sd, rho)
+        pred = m + noise
+        q = pred.quantile([0.05, 0.5, 0.95], dim="member")
+        out[f"{v}_daily"] = q
+        out[f"{v}_observed_daily"] = o
+        for name, freq in (("monthly", "MS"), ("annual", "YS")):
+            out[f"{v}_{name}"] = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
+            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum()
+        ann = out[f"{v}_annual"]
+        obs_ann = out[f"{v}_observed_annual"]
+        inside = (obs_ann >= ann.sel(quantile=0.05)) & (obs_ann <= ann.sel(quantile=0.95))
+        post_mean = m.mean("member")
+        rmse = float(np.sqrt(((post_mean - o) ** 2).mean()))
+        rmse_default = float(np.sqrt(((defaults[v].sel(sel).isel(member=0) - o) ** 2).mean()))
+        summary[v] = {
+            "annual_coverage_90": float(inside.mean()),
+            "annual_interval_width_mean": float((ann.sel(quantile=0.95) - ann.sel(quantile=0.05)).mean()),
+            "rmse_daily_posterior_mean": rmse,
+            "rmse_daily_defaults": rmse_default,
+            "rmse_reduction": 1.0 - rmse / rmse_default,
+            "observed_annual": [float(x) for x in obs_ann.values],
+            "predicted_annual_median": [float(x) for x in ann.sel(quantile=0.5).values],
+        }
+    bands = xr.Dataset({k: (v if isinstance(v, xr.DataArray) else xr.DataArray(v)) for k, v in out.items()})
+    return bands, summary
+
+
+def _ar1_noise(rng: np.random.Generator, shape: tuple[int, int], sd: float, rho: float) -> np.ndarray:
+    """Stationary AR(1) noise on (member, time) with marginal sd ``sd`` (a recursive filter)."""
+    from scipy.signal import lfilter
+
+    e = rng.standard_normal(shape) * sd * np.sqrt(1.0 - rho**2)
+    e[:, 0] = rng.standard_normal(shape[0]) * sd
+    return lfilter([1.0], [1.0, -rho], e, axis=1)
+
+
+def annual_sums(da: xr.DataArray) -> pd.Series:
+    """Annual sums of a daily series (for tables)."""
+    return _annual(da).to_series()

@@ -1,0 +1,124 @@
+"""DALEC (REFLEX versions) on real FLUXNET drivers: reference step, mass balance, spin-up, failures."""
+
+import numpy as np
+import pytest
+from dalec_reference import step as reference_step
+
+from bayescal.models import _dalec_kernel as K
+from bayescal.models.dalec import DalecModel, dalec_parameter_space
+from bayescal.readers import read_fluxnet_drivers
+
+HAI = "FLX_DE-Hai_DD_2000-2012.csv"
+PUE = "FLX_FR-Pue_DD_2000-2014.csv"
+
+
+@pytest.fixture(scope="module")
+def hai(fluxnet_dir):
+    return read_fluxnet_drivers(fluxnet_dir / HAI).sel(time=slice("2000", "2003"))
+
+
+def _random_theta(space, n, rng):
+    return space.expand(space.from_unit(rng.random((n, space.n_free))))
+
+
+@pytest.mark.parametrize("kind", ["evergreen", "deciduous"])
+def test_one_day_equals_the_numpy_reference(kind, rng):
+    """The compiled step against the equations written out in numpy, on random parameters,
+    pools and weather, every branch of the phenology included."""
+    space = dalec_parameter_space(kind)
+    deciduous = kind == "deciduous"
+    model_par = np.zeros(K.N_PAR)
+    for trial in range(300):
+        theta = _random_theta(space, 1, rng)[0]
+        p = dict(zip(space.all_labels, theta, strict=True))
+        ref_p = {int(k[1:]): v for k, v in p.items() if k[0] == "p" and k[1:].isdigit()}
+        ref_p.update(lma=p["lma"], nit=p["nit"])
+        for lab, v in p.items():
+            if lab not in ("eta_som",):
+                model_par[{"lma": 17, "nit": 18}.get(lab, None) or int(lab[1:]) - 1] = v
+        pools = rng.uniform([1, 100, 10, 1, 100, 1], [500, 20000, 800, 500, 30000, 300])
+        phen = np.array([rng.uniform(0, 500), float(rng.random() < 0.5)])
+        doy = float(rng.integers(1, 366))
+        tm = rng.uniform(-10, 30)
+        met = (doy, tm, tm + 4.0, tm - 4.0, rng.uniform(0, 30), rng.uniform(350, 420), rng.uniform(8, 16))
+        want, want_phen, want_nee, want_gpp = reference_step(deciduous, ref_p, pools, tuple(phen), *met)
+        got, got_phen = pools.copy(), phen.copy()
+        flux, flow = np.empty(6), np.zeros((6, 2))
+        K.step(int(deciduous), model_par, got, got_phen, *met, flux, flow)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"trial {trial}")
+        np.testing.assert_allclose([flux[1], flux[0]], [want_nee, want_gpp], rtol=1e-12, atol=1e-12)
+        if deciduous:
+            np.testing.assert_allclose(got_phen, want_phen)
+
+
+@pytest.mark.parametrize("kind", ["evergreen", "deciduous"])
+def test_carbon_is_conserved_to_1e_9(kind, hai, rng):
+    """Total carbon changes by exactly minus the summed NEE, member by member, every day."""
+    model = DalecModel(hai, kind, spinup_cycles=2, spinup_years=2)
+    theta = _random_theta(model.space, 16, rng)
+    out = model(theta)
+    ok = out.status.values == "done"
+    assert ok.sum() >= 8
+    pools = [p for p in K.POOLS if p in out]
+    total = sum(out[p].values[ok] for p in pools)  # end of each day
+    nee = out["nee"].values[ok]
+    change = total[:, 1:] - total[:, :-1]
+    scale = np.abs(total).max()
+    np.testing.assert_allclose(change, -nee[:, 1:], atol=1e-9 * scale)
+
+
+def test_members_are_independent_and_vectorised(hai, rng):
+    model = DalecModel(hai, "deciduous", spinup_cycles=2, spinup_years=2)
+    theta = _random_theta(model.space, 6, rng)
+    together = model(theta)
+    alone = model(theta[3:4])
+    np.testing.assert_array_equal(together.nee.values[3], alone.nee.values[0])
+
+
+def test_spin_up_reaches_steady_state_and_eta_scales_the_soil(hai):
+    model = DalecModel(hai, "deciduous")
+    space = model.space
+    x = space.all_default.copy()
+    eq = model(x[None])
+    nee = eq.nee.isel(member=0).groupby("time.year").sum()
+    # at eta_som = 1 the site is near steady state: mean annual NEE near zero next to GPP
+    gpp = float(eq.gpp.isel(member=0).groupby("time.year").sum().mean())
+    assert abs(float(nee.mean())) < 0.05 * gpp and gpp > 800
+    x[space.all_labels.index("eta_som")] = 0.6
+    sink = model(x[None])
+    assert float(sink.csom[0, 0]) == pytest.approx(0.6 * float(eq.csom[0, 0]), rel=0.01)
+    assert float(sink.nee.isel(member=0).sum()) < float(eq.nee.isel(member=0).sum()) - 100
+
+
+def test_diurnal_range_effect_is_documented_size(hai):
+    """FLUXNET SUBSET files have no Tmin/Tmax: GPP's sensitivity to the assumed range (docs/site.md)."""
+    out = {}
+    for dtr in (4.0, 8.0, 12.0):
+        m = DalecModel(hai, "deciduous", diurnal_range=dtr)
+        out[dtr] = float(m(m.space.all_default[None]).gpp.sum())
+    # a wider range lowers canopy conductance: less GPP, by a few per cent per 4 degC
+    assert out[4.0] > out[8.0] > out[12.0]
+    assert 0.01 < out[4.0] / out[8.0] - 1 < 0.3
+
+
+def test_a_negative_pool_fails_the_member_with_its_pool_and_day(hai):
+    model = DalecModel(hai, "evergreen", spinup_cycles=1, spinup_years=1)
+    space = model.space
+    x = np.tile(space.all_default, (2, 1))
+    # litter loss (p1 + p8) T per day exceeds the pool once T = 0.5 exp(0.2 Tm) > 10 (Tm > 15 degC)
+    x[1, space.all_labels.index("p8")] = 0.1
+    x[1, space.all_labels.index("p10")] = 0.2
+    out = model(x)
+    assert out.status.values.tolist() == ["done", "failed"]
+    assert str(out.reason.values[1]).startswith("pool clit negative or non-finite")
+    assert np.isnan(out.nee.values[1]).all() and np.isfinite(out.nee.values[0]).all()
+
+
+def test_bad_drivers_and_theta_named(hai):
+    with pytest.raises(ValueError, match="co2"):
+        DalecModel(hai.drop_vars("co2"))
+    with pytest.raises(ValueError, match="kind"):
+        DalecModel(hai, "tropical")
+    m = DalecModel(hai, "evergreen", spinup_cycles=1, spinup_years=1)
+    with pytest.raises(ValueError, match="values"):
+        m(np.zeros((1, 3)))
