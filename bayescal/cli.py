@@ -9,10 +9,10 @@ from pathlib import Path
 from .pipeline import (
     STAGES,
     ConfigError,
-    Pipeline,
     PipelineError,
     load_config,
     main_stage_names,
+    make_pipeline,
 )
 from .rundir import RunDirError
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             cfg = load_config(args.config)
             text = Path(args.config).read_text()
-            pipe = Pipeline(cfg, args.run_dir, progress=not args.quiet, config_text=text)
+            pipe = make_pipeline(cfg, args.run_dir, progress=not args.quiet, config_text=text)
             stages = STAGES if args.until is None else STAGES[: STAGES.index(args.until) + 1]
             pipe.run(stages)
             if not args.quiet:
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         from .rundir import RunDir
 
         rd = RunDir(args.run_dir)
-        missing = [s for s in STAGES[:-1] if not rd.stage_json(s).exists()]
+        needed = STAGES[:-1] if rd.config()["model"].get("kind", "global") == "global" else (
+            "optimize", "posterior", "propagate")
+        missing = [s for s in needed if not rd.stage_json(s).exists()]
         if missing:
             raise PipelineError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
         print(f"report: {write_report(rd)}")

@@ -94,8 +94,13 @@ class RunDir:
         return self.config_toml.read_text() if self.config_toml.exists() else ""
 
     def selected(self) -> list[str]:
-        """The calibrated parameter labels (``screen/selected.json``)."""
-        return json.loads((self.stage("screen") / "selected.json").read_text())["parameters"]
+        """The calibrated parameter labels (``screen/selected.json``; site: ``optimize/selected.json``)."""
+        for stage in ("screen", "optimize"):
+            path = self.stage(stage) / "selected.json"
+            if path.exists():
+                return json.loads(path.read_text())["parameters"]
+        raise RunDirError(f"{self.path}: no screen/selected.json or optimize/selected.json; "
+                          "run 'bayescal run'")
 
     def write_space(self, space: ParameterSpace) -> None:
         """Write the model's full parameter space (``space.json``)."""

@@ -58,10 +58,12 @@ def maximum_likelihood(simulator: Callable, space: ParameterSpace, operator: Ser
 
 
 def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
-                     n_walkers: int, n_steps: int, seed: int = 0, ball: float = 0.02):
+                     n_walkers: int, n_steps: int, max_steps: int | None = None, seed: int = 0,
+                     ball: float = 0.02):
     """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
 
-    Returns the sampler after ``n_steps`` (its InferenceData via ``to_inference_data``).
+    Runs ``n_steps``, then (with ``max_steps``) on until the chain is 50 autocorrelation times
+    long or ``max_steps`` is reached. Returns the sampler (InferenceData via ``to_inference_data``).
     """
     from .posterior import PosteriorSampler
 
@@ -69,6 +71,8 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
     sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng)
     init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
     sampler.run(n_steps, initial=init, progress=False)
+    if max_steps is not None and max_steps > n_steps:
+        sampler.run_adaptive(max_steps=max_steps, progress=False)
     return sampler
 
 
@@ -105,8 +109,10 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
         out[f"{v}_daily"] = q
         out[f"{v}_observed_daily"] = o
         for name, freq in (("monthly", "MS"), ("annual", "YS")):
-            out[f"{v}_{name}"] = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
-            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum()
+            dim = f"time_{name}"  # each time scale on its own axis (no alignment across them)
+            q = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
+            out[f"{v}_{name}"] = q.rename(time=dim)
+            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum().rename(time=dim)
         ann = out[f"{v}_annual"]
         obs_ann = out[f"{v}_observed_annual"]
         inside = (obs_ann >= ann.sel(quantile=0.05)) & (obs_ann <= ann.sel(quantile=0.95))
@@ -118,7 +124,7 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
             "annual_interval_width_mean": float((ann.sel(quantile=0.95) - ann.sel(quantile=0.05)).mean()),
             "rmse_daily_posterior_mean": rmse,
             "rmse_daily_defaults": rmse_default,
-            "rmse_reduction": 1.0 - rmse / rmse_default,
+            "rmse_reduction": 1.0 - rmse / rmse_default if rmse_default > 0 else float("nan"),
             "observed_annual": [float(x) for x in obs_ann.values],
             "predicted_annual_median": [float(x) for x in ann.sel(quantile=0.5).values],
         }

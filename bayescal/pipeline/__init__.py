@@ -9,5 +9,16 @@ from .config import SCHEMA, STAGE_HELP, STAGES, ConfigError, load_config, main_s
 from .runner import Pipeline, StageRecord
 from .stages import PipelineError
 
+
+def make_pipeline(config: dict, run_dir=None, **kwargs) -> Pipeline:
+    """The pipeline for a config: the global route, or the site route (``model.kind`` dalec,
+    python or external; :mod:`bayescal.pipeline.site`)."""
+    if config["model"]["kind"] == "global":
+        return Pipeline(config, run_dir, **kwargs)
+    from .site import SitePipeline
+
+    return SitePipeline(config, run_dir, **kwargs)
+
+
 __all__ = ["ConfigError", "Pipeline", "PipelineError", "SCHEMA", "STAGES", "STAGE_HELP", "StageRecord",
-           "load_config", "main_stage_names", "validate_config"]
+           "load_config", "main_stage_names", "make_pipeline", "validate_config"]

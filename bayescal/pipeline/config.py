@@ -51,6 +51,20 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "ramp_start": (int, 1985),
         "chunk_size": (int, 256),
         "parameters_file": (str, None),
+        # site models (pipeline/site_config.py)
+        "kind": (str, "global"),
+        "dalec_type": (str, "deciduous"),
+        "drivers": (str, None),
+        "diurnal_range": (float, 8.0),
+        "spinup_years": (int, 3),
+        "spinup_cycles": (int, 5),
+        "entry_point": (str, None),
+        "options": (dict, {}),
+        "command": (list, None),
+        "template": (str, None),
+        "output": (str, "output.nc"),
+        "timeout": (float, 600.0),
+        "variables": (list, None),
     },
     "parameters": {"candidates": (list, None), "free": (list, None)},
     "observations": {
@@ -61,6 +75,15 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "gcb_nbp": (bool, False),
         "gcb_years": (list, [1990, 2022]),
         "sigma_floor": (float, 0.03),
+        "products": (list, []),
+    },
+    "site": {
+        "calibration_years": (list, None),
+        "validation_years": (list, None),
+        "aggregate": (str, "daily"),
+        "discrepancy": (str, "estimate"),
+        "autocorrelation": (bool, True),
+        "ml_evaluations": (int, 2000),
     },
     "screen": {"enabled": (bool, True), "trajectories": (int, 8), "top_k": (int, 10)},
     "optimize": {
@@ -79,6 +102,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "n_new": (int, 30),
         "left_out": (str, "marginalise"),
         "left_out_runs": (int, 32),
+        "route": (str, "direct"),
     },
     "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000)},
     "propagate": {"n_draws": (int, 40), "table_years": (list, [2003, 2022])},
@@ -115,6 +139,18 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
     files, out-of-range values and unknown parameter names.
     """
     cfg = _typed_with_defaults(raw)
+    if cfg["model"]["kind"] != "global":
+        from .site_config import check_site_config
+
+        # a site model fits the files it is given; a twin only when asked for
+        cfg["observations"]["twin"] = bool(raw.get("observations", {}).get("twin", False))
+        _check_ranges(cfg)
+        check_site_config(cfg, base)
+        space = model_space(cfg)
+        _check_labels(cfg, space)
+        return cfg
+    if "site" in raw:
+        raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
     _check_model(cfg, base)
     _check_ranges(cfg)
     _check_observations(cfg)
@@ -247,11 +283,6 @@ def _check_observations(cfg: dict) -> None:
             "'observations.twin' = false: gridded real products are not bundled; use twin products "
             "(with 'observations.gcb_nbp' = true for the real GCB 2024 NBP)"
         )
-    for label, value in obs["truth"].items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise ConfigError(
-                f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
-            )
     for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
         yrs = cfg[section][key]
         if len(yrs) != 2 or not all(isinstance(y, int) for y in yrs) or yrs[0] > yrs[1]:
@@ -280,17 +311,26 @@ def _check_parameters(cfg: dict):
         raise ConfigError(
             f"'model.parameters_file' {m['parameters_file']}: {type(err).__name__}: {err}"
         ) from None
+    _check_labels(cfg, space)
+    if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
+        raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
+    return space
+
+
+def _check_labels(cfg: dict, space) -> None:
+    """Every parameter the config names exists in the model's space."""
     known = set(space.all_labels) | set(space.names)
     for section, key in (("parameters", "candidates"), ("parameters", "free")):
         for name in cfg[section][key] or []:
             if name not in known:
                 raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}")
-    for label in cfg["observations"]["truth"]:
+    for label, value in cfg["observations"]["truth"].items():
         if label not in space.all_labels:
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}")
-    if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
-        raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
-    return space
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ConfigError(
+                f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
+            )
 
 
 def _check_walkers(cfg: dict, space) -> None:
@@ -309,11 +349,20 @@ def _check_walkers(cfg: dict, space) -> None:
 
 def model_space(cfg: dict):
     """The parameter space of the configured model (the built-in one or ``model.parameters_file``)."""
+    from ..models.dalec import dalec_parameter_space
     from ..models.landcarbon import default_parameter_space
     from ..parameters import ParameterSpace
 
-    path = cfg["model"]["parameters_file"]
-    return ParameterSpace.from_toml(path) if path else default_parameter_space()
+    m = cfg["model"]
+    if m["parameters_file"]:
+        return ParameterSpace.from_toml(m["parameters_file"])
+    if m["kind"] == "dalec":
+        return dalec_parameter_space(m["dalec_type"])
+    if m["kind"] == "python":
+        from .site_config import site_model
+
+        return site_model(cfg).space
+    return default_parameter_space()
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

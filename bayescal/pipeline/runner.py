@@ -66,6 +66,12 @@ class Pipeline:
         coordinates, and ``<variable>_global`` series on (member, year)); see docs/own-model.md.
     """
 
+    #: the stages this pipeline runs, their functions, the config sections each depends on
+    stage_names: tuple[str, ...] = STAGES
+    stage_functions = STAGE_FUNCTIONS
+    stage_sections = STAGE_SECTIONS
+    stage_help = STAGE_HELP
+
     def __init__(
         self,
         config: dict[str, Any],
@@ -170,7 +176,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------------- driving
     def _stage_key(self, stage: str, upstream: str) -> str:
-        sections = {s: self.config[s] for s in STAGE_SECTIONS[stage]}
+        sections = {s: self.config[s] for s in self.stage_sections[stage]}
         if stage == "screen":
             sections["run"] = {"seed": self.seed}
         return _hash({"stage": stage, "sections": sections, "upstream": upstream})
@@ -183,7 +189,7 @@ class Pipeline:
         if self.config_text:
             (self.run_dir / "config.toml").write_text(self.config_text)
         upstream = ""
-        for stage in stages:
+        for stage in [s for s in stages if s in self.stage_names]:
             key = self._stage_key(stage, upstream)
             marker = self.run_dir / stage / "stage.json"
             if marker.exists() and json.loads(marker.read_text()).get("key") == key:
@@ -209,11 +215,11 @@ class Pipeline:
                 stage_dir.mkdir(parents=True, exist_ok=True)
                 started.write_text(json.dumps({"key": key}))
                 marker.unlink(missing_ok=True)
-                self.say(f"[{stage}] {STAGE_HELP[stage]}")
+                self.say(f"[{stage}] {self.stage_help[stage]}")
                 t0, runs0 = time.perf_counter(), self._runs
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    STAGE_FUNCTIONS[stage](self)
+                    self.stage_functions[stage](self)
                 msgs = sorted(
                     {
                         f"{w.category.__name__}: {w.message}"

@@ -97,6 +97,10 @@ def write_report(run_dir) -> Path:
 
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(getattr(run_dir, "run_dir", run_dir))
     cfg = rd.config()
+    if cfg["model"].get("kind", "global") != "global":
+        from .site import write_site_report
+
+        return write_site_report(rd)
     twin = rd.twin()
     if twin is None:
         raise FileNotFoundError(f"{rd.twin_dir}: the twin products and truth run are missing; "

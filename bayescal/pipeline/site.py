@@ -1,0 +1,130 @@
+"""The site (time-series) route of ``bayescal run``: a site model against observation files.
+
+Stages: ``optimize`` (maximum likelihood with the observation errors alone), ``posterior``
+(error model at that point, then emcee on the exact model -- ``posterior.route = "direct"`` --
+or on an SVD emulator of the series trained on a Latin hypercube through the runner's store --
+``"emulator"``), ``propagate`` (posterior draws, defaults and the optimum through the runner's
+store over the whole period; validation on the held-out years), ``report``. docs/site.md.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .runner import Pipeline
+from .site_config import read_products, site_model
+
+__all__ = ["SITE_STAGES", "SitePipeline"]
+
+SITE_STAGES = ("optimize", "posterior", "propagate", "report")
+SITE_HELP = {
+    "optimize": "maximum likelihood (CMA-ES) against the calibration years with the observation "
+    "errors alone.",
+    "posterior": "error model (discrepancy, AR(1)) at the maximum, then emcee on the exact model "
+    "(route = direct) or on an SVD emulator of the series (route = emulator); ArviZ InferenceData.",
+    "propagate": "posterior draws, defaults and the optimum over the whole period through the runner's "
+    "store; posterior-predictive bands and REFLEX metrics on the validation years.",
+    "report": "figures (PNG) and report.html with the validation panel.",
+}
+SITE_SECTIONS = {
+    "optimize": ("model", "observations", "site", "parameters"),
+    "posterior": ("posterior", "design", "emulator"),
+    "propagate": ("propagate",),
+    "report": ("report",),
+}
+
+
+class SitePipeline(Pipeline):
+    """:class:`Pipeline` for site models: same run directory, records and resume; site stages."""
+
+    stage_names = SITE_STAGES
+    stage_help = SITE_HELP
+    stage_sections = SITE_SECTIONS
+
+    @property
+    def stage_functions(self):  # noqa: D102 - imported late: the stage module imports this one
+        from . import site_stages
+
+        return site_stages.SITE_STAGE_FUNCTIONS
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = site_model(self.config, workdir=self.run_dir / "external")
+        return self._model
+
+    @cached_property
+    def calibration_model(self):
+        """The model over the calibration years only (DALEC: drivers cut after them; cheaper)."""
+        if self.config["model"]["kind"] != "dalec":
+            return self.model
+        from ..models.dalec import DalecModel
+
+        m, last = self.model, self.years("calibration")[1]
+        return DalecModel(m.drivers.sel(time=slice(None, f"{last}-12-31")), m.kind, space=m.space,
+                          diurnal_range=m.diurnal_range, spinup_years=m.spinup_years,
+                          spinup_cycles=m.spinup_cycles)
+
+    def calibration_simulator(self, theta: np.ndarray) -> xr.Dataset:
+        self._count(np.atleast_2d(theta).shape[0])
+        return self.calibration_model(theta)
+
+    def years(self, which: str) -> tuple[int, int]:
+        yrs = self.config["site"][f"{which}_years"]
+        return int(yrs[0]), int(yrs[1])
+
+    def space(self):
+        free = self.config["parameters"]["free"]
+        return self.full_space.only(free) if free else self.full_space
+
+    def products(self) -> list:
+        """The observation products (real files, or the twin made from them)."""
+        if "products" not in self._cache:
+            real = read_products(self.config)
+            twin = self.config["observations"]["twin"]
+            self._cache["products"] = self._twin_products(real) if twin else real
+        return self._cache["products"]
+
+    def _twin_products(self, real: list) -> list:
+        """Products simulated at the truth with the real products' days, gaps and sigma (iid noise)."""
+        from ..observations import Product
+
+        truth = self.model(self.truth_theta()[None])
+        if str(truth["status"].values[0]) != "done":
+            raise ValueError(f"the twin truth fails in the model: {truth['reason'].values[0]}")
+        rng = np.random.default_rng(self.config["observations"]["twin_seed"])
+        out = []
+        for p in real:
+            true = truth[p.variable].isel(member=0).reindex(time=p.data["time"].values)
+            noisy = true.values + rng.standard_normal(true.size) * p.sigma.values
+            data = p.data.copy(data=np.where(p.data.notnull().values, noisy, np.nan))
+            out.append(Product(p.name + "-twin", p.variable, data, p.sigma, attrs=dict(p.attrs)))
+        self._cache["truth_run"] = truth
+        return out
+
+    def operator(self, which: str = "calibration", aggregate: str | None = None):
+        from ..timeseries import SeriesOperator
+
+        model_time = self.calibration_model.drivers["time"].values if (
+            which == "calibration" and hasattr(self.calibration_model, "drivers")) else None
+        if model_time is None:
+            model_time = self._model_time()
+        return SeriesOperator(self.products(), model_time, self.years(which),
+                              aggregate or self.config["site"]["aggregate"])
+
+    def _model_time(self) -> np.ndarray:
+        if "model_time" not in self._cache:
+            if hasattr(self.model, "drivers"):
+                self._cache["model_time"] = self.model.drivers["time"].values
+            else:  # any model: one run at the defaults gives its time axis
+                ds = self.model(self.full_space.all_default[None])
+                self._cache["model_time"] = ds["time"].values
+        return self._cache["model_time"]
+
+    def error_model(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "posterior" / "error_model.json").read_text())

@@ -1,0 +1,129 @@
+"""The report of a site run directory: the validation panel (REFLEX metrics), posteriors, error model.
+
+Reads only the run directory (``bayescal report RUN_DIR`` runs no model).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .figures import plot_convergence, plot_posterior_vs_prior, plt
+
+__all__ = ["plot_validation", "write_site_report"]
+
+GOALS = ("REFLEX (Fox et al. 2009): 90 % band covers >= 80 % of annual sums; "
+         "annual-NEE interval < 110 gC m-2 y-1")
+
+
+def plot_validation(bands: xr.Dataset, variables: list[str]):
+    """Validation years: daily, monthly and annual posterior-predictive 90 % bands against observations."""
+    fig, axes = plt.subplots(len(variables), 3, figsize=(13, 3.0 * len(variables)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1.4, 1]})
+    for i, v in enumerate(variables):
+        for j, scale in enumerate(("daily", "monthly", "annual")):
+            ax, q, obs = axes[i, j], bands[f"{v}_{scale}"], bands[f"{v}_observed_{scale}"]
+            dim = "time" if scale == "daily" else f"time_{scale}"
+            t = q[dim].values
+            ax.fill_between(t, q.sel(quantile=0.05), q.sel(quantile=0.95), color="C0", alpha=0.3, lw=0,
+                            label="posterior predictive 90 %")
+            ax.plot(t, q.sel(quantile=0.5), color="C0", lw=0.8 if scale == "daily" else 1.5, label="median")
+            style = {"daily": dict(s=2, color="k"), "monthly": dict(s=10, color="k"),
+                     "annual": dict(s=30, color="k", marker="D")}[scale]
+            ax.scatter(obs[dim].values, obs.values, label="observed", zorder=3, **style)
+            ax.set_title(f"{v.upper()} {scale}" + (" (gC m-2 d-1)" if scale == "daily" else " sums (gC m-2)"),
+                         fontsize=9)
+            ax.tick_params(labelsize=7)
+            if scale == "annual":
+                ax.set_xticks(t, [str(x)[:4] for x in t])
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _metrics_table(summary: dict, variables: list[str]) -> str:
+    rows = []
+    for v in variables:
+        s = summary[v]
+        rows.append(
+            f"<tr><td>{v.upper()}</td><td>{s['annual_coverage_90']:.0%}</td>"
+            f"<td>{s['annual_interval_width_mean']:.0f}</td><td>{s['annual_interval_width_parameters']:.0f}</td>"
+            f"<td>{s['rmse_daily_defaults']:.3f}</td><td>{s['rmse_daily_posterior_mean']:.3f}</td>"
+            f"<td>{s['rmse_reduction']:.0%}</td>"
+            f"<td>{', '.join(f'{x:.0f}' for x in s['observed_annual'])}</td>"
+            f"<td>{', '.join(f'{x:.0f}' for x in s['predicted_annual_median'])}</td></tr>")
+    head = ("<tr><th>variable</th><th>annual sums inside 90 % band</th><th>90 % width, predictive</th>"
+            "<th>90 % width, parameters only</th><th>daily RMSE defaults</th>"
+            "<th>daily RMSE posterior mean</th>"
+            "<th>RMSE reduction</th><th>observed annual</th><th>predicted annual (median)</th></tr>")
+    return f"<table class='t'>{head}{''.join(rows)}</table>"
+
+
+def _coverage_table(pc: dict | None) -> str:
+    if not pc:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v['truth_u']:.3f}</td><td>{v['q05']:.3f}</td><td>{v['q95']:.3f}</td>"
+        f"<td>{'yes' if v['inside_90'] else 'NO'}</td><td>{v['sd_ratio']:.2f}</td>"
+        f"<td>{'yes' if v['identifiable'] else 'no'}</td></tr>" for k, v in pc.items())
+    return ("<h3>Twin: parameter recovery (unit cube)</h3><table class='t'><tr><th>parameter</th>"
+            "<th>truth</th>"
+            "<th>q05</th><th>q95</th><th>inside 90 %</th><th>posterior sd / prior sd</th>"
+            f"<th>identifiable (&lt; 0.5)</th></tr>{rows}</table>")
+
+
+def write_site_report(rd) -> Path:
+    """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
+    import arviz as az
+
+    from ..posterior import unit_samples
+    from .html import _closing_sections, _page, _png
+
+    cfg, run, space = rd.config(), rd.path, rd.space()
+    rd.figures.mkdir(parents=True, exist_ok=True)
+    bands = xr.load_dataset(run / "propagate" / "bands.nc")
+    summary = json.loads((run / "propagate" / "summary.json").read_text())
+    variables = [v for v in ("nee", "gpp", "reco", "le") if f"{v}_daily" in bands]
+    errs = json.loads((run / "posterior" / "error_model.json").read_text())
+    idata = az.from_netcdf(str(run / "posterior" / "posterior.nc"))
+    pc = summary.get("parameter_coverage")
+    truth_u = np.array([pc[lab]["truth_u"] for lab in space.labels]) if pc else None
+    figs = [
+        ("validation", "Validation years: posterior-predictive 90 % bands (model draws plus the error model) "
+         "against the observations, daily, monthly and annual.", plot_validation(bands, variables)),
+        ("posterior_vs_prior", "Marginal posteriors (unit cube) against the uniform prior.",
+         plot_posterior_vs_prior(unit_samples(idata, space), truth_u, rd.optimum_u())),
+        ("convergence", "Maximum likelihood (CMA-ES): minus the log-likelihood per run.",
+         plot_convergence(xr.load_dataset(run / "optimize" / "history.nc"))),
+    ]
+    imgs = [(n, c, _png(f, rd.figures / f"{n}.png")) for n, c, f in figs]
+    val, cal = cfg["site"]["validation_years"], cfg["site"]["calibration_years"]
+    records = rd.records()
+    err_rows = "".join(f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
+                       f"<td>{e['sigma_median']:.3g}</td><td>{e['discrepancy']:.3g}</td><td>{e['rho']:.2f}</td>"
+                       f"<td>{html.escape(e['units'])}</td></tr>" for e in errs)
+    parts = [
+        f"<h1>{html.escape(cfg['report']['title'])}</h1>",
+        f"<p>{html.escape(cfg['model']['kind'])} model &middot; calibration {cal[0]}-{cal[1]} &middot; "
+        f"validation {val[0]}-{val[1]} &middot; {len(space.labels)} calibrated values &middot; "
+        f"{sum(r.runs for r in records)} model runs &middot; "
+        f"{'twin (synthetic) observations' if cfg['observations']['twin'] else 'real observations'}</p>",
+        f"<h2>Validation on held-out years</h2><p>{html.escape(GOALS)}.</p>",
+        _metrics_table(summary, variables),
+        "<h3>Error model (per product, calibration years)</h3><table class='t'><tr><th>product</th>"
+        "<th>values</th><th>median sigma</th><th>discrepancy s</th><th>AR(1) rho</th><th>units</th></tr>"
+        f"{err_rows}</table>",
+        _coverage_table(pc),
+        "<h2>Figures</h2>",
+        *[f"<figure id='fig-{n}'><img class='fig' alt='{html.escape(c)}' src='data:image/png;base64,{d}'>"
+          f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, c, d in imgs],
+        *_closing_sections(rd, cfg),
+    ]
+    path = rd.report_html
+    path.write_text(_page(cfg["report"]["title"], parts, len(imgs)), encoding="utf-8")
+    return path
