@@ -23,23 +23,35 @@ import xarray as xr
 from .parameters import ParameterSpace
 from .timeseries import SeriesLikelihood, SeriesOperator
 
-__all__ = ["maximum_likelihood", "sample_posterior", "series_log_likelihood", "validation"]
+__all__ = ["emulated_values", "maximum_likelihood", "model_values", "sample_posterior",
+           "series_log_likelihood", "validation"]
+
+Values = Callable[[np.ndarray], np.ndarray]  # unit-cube points (k, d) -> operator values (k, n), NaN: failed
 
 
-def series_log_likelihood(simulator: Callable, space: ParameterSpace, likelihood: SeriesLikelihood
-                          ) -> Callable[[np.ndarray], np.ndarray]:
-    """``f(u (k, d)) -> (k,)``: run the simulator at unit-cube points and score them (-inf: failed)."""
+def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOperator) -> Values:
+    """The model's values at unit-cube points (rows of failed members are NaN)."""
 
     def f(u: np.ndarray) -> np.ndarray:
-        u = np.atleast_2d(u)
-        ds = simulator(space.expand(space.from_unit(np.clip(u, 0.0, 1.0))))
-        ll = likelihood(likelihood.operator.of_model(ds))
-        return np.where(ds["status"].values == "done", ll, -np.inf)
+        ds = simulator(space.expand(space.from_unit(np.clip(np.atleast_2d(u), 0.0, 1.0))))
+        y = operator.of_model(ds)
+        y[ds["status"].values != "done"] = np.nan
+        return y
 
     return f
 
 
-def maximum_likelihood(simulator: Callable, space: ParameterSpace, operator: SeriesOperator, *,
+def emulated_values(emulator) -> Values:
+    """An output emulator's mean at unit-cube points (``route = "emulator"``)."""
+    return lambda u: emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0))
+
+
+def series_log_likelihood(values: Values, likelihood: SeriesLikelihood) -> Callable[[np.ndarray], np.ndarray]:
+    """``f(u (k, d)) -> (k,)``: the log-likelihood of the values at unit-cube points (-inf: failed)."""
+    return lambda u: likelihood(values(u))
+
+
+def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOperator, *,
                        seed: int = 0, max_evaluations: int = 2000, pop_size: int = 24):
     """CMA-ES (from the defaults) on minus the log-likelihood with observation errors only.
 
@@ -47,7 +59,7 @@ def maximum_likelihood(simulator: Callable, space: ParameterSpace, operator: Ser
     """
     from .optimize import cma_es
 
-    loglik = series_log_likelihood(simulator, space, SeriesLikelihood(operator))
+    loglik = series_log_likelihood(values, SeriesLikelihood(operator))
 
     def misfit(u: np.ndarray) -> np.ndarray:
         ll = loglik(u)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import xarray as xr
 
-__all__ = ["ToySimulator"]
+__all__ = ["ToySimulator", "ToySiteModel", "toy_site_series"]
 
 
 class ToySimulator:
@@ -63,4 +63,36 @@ class ToySimulator:
              "status": ("member", np.where(failed, "failed", "done")),
              "reason": ("member", np.where(failed, "toy model reports failure", ""))},
             coords={"member": np.arange(theta.shape[0]), "t": t},
+        )
+
+
+def toy_site_series(a: np.ndarray, b: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """``nee = a sin(2 pi doy / 365.25) + b`` on (member, time): the toy site model's output."""
+    doy = np.asarray(time, dtype="datetime64[D]").astype(int) % 365.25
+    return np.asarray(a)[:, None] * np.sin(2 * np.pi * doy / 365.25)[None, :] + np.asarray(b)[:, None]
+
+
+class ToySiteModel:
+    """A site model in a few lines, for the Python entry-point route (``model.kind = "python"``):
+    two parameters ``a`` (seasonal amplitude) and ``b`` (offset), daily ``nee`` on (member, time).
+
+    ``ToySiteModel(start="2001-01-01", end="2004-12-31")`` is what
+    ``entry_point = "bayescal.testing:ToySiteModel"`` with ``options = {start = ..., end = ...}`` makes.
+    """
+
+    def __init__(self, start: str = "2001-01-01", end: str = "2004-12-31") -> None:
+        from .parameters import Parameter, ParameterSpace
+
+        self.space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0, "gC m-2 d-1", "seasonal amplitude"),
+                                     Parameter("b", 0.0, -2.0, 2.0, "gC m-2 d-1", "offset")])
+        self.time = np.arange(np.datetime64(start), np.datetime64(end) + 1).astype("datetime64[ns]")
+
+    def __call__(self, theta: np.ndarray) -> xr.Dataset:
+        theta = np.atleast_2d(theta)
+        nee = toy_site_series(theta[:, 0], theta[:, 1], self.time)
+        return xr.Dataset(
+            {"nee": (("member", "time"), nee, {"units": "gC m-2 d-1"}),
+             "status": ("member", np.full(theta.shape[0], "done")),
+             "reason": ("member", np.full(theta.shape[0], ""))},
+            coords={"member": np.arange(theta.shape[0]), "time": self.time},
         )

@@ -391,10 +391,10 @@ def main_stage_names() -> str:
 
 
 def truth_theta(cfg: dict, space):
-    """Full parameter vector of the twin truth: defaults with ``observations.truth`` (unit cube)."""
-    theta = space.all_default.copy()
+    """Full parameter vector of the twin truth: defaults with ``observations.truth`` (unit cube,
+    on each value's own scale: log-scaled values are uniform in log)."""
+    full = space.unfix()
+    u = full.to_unit(space.all_default)
     for label, val in cfg["observations"]["truth"].items():
-        j = space.all_labels.index(label)
-        lo, hi = space.all_lower[j], space.all_upper[j]
-        theta[j] = lo + float(val) * (hi - lo)
-    return theta
+        u[space.all_labels.index(label)] = float(val)
+    return full.from_unit(u)

@@ -123,6 +123,9 @@ class SitePipeline(Pipeline):
                 self._cache["model_time"] = self.model.drivers["time"].values
             else:  # any model: one run at the defaults gives its time axis
                 ds = self.model(self.full_space.all_default[None])
+                if "time" not in ds.coords:
+                    reason = ds["reason"].values[0] if "reason" in ds else "no time coordinate"
+                    raise ValueError(f"the model at its defaults gives no daily series on 'time': {reason}")
                 self._cache["model_time"] = ds["time"].values
         return self._cache["model_time"]
 

@@ -14,23 +14,56 @@ if TYPE_CHECKING:
 __all__ = ["SITE_STAGE_FUNCTIONS"]
 
 
+def _values(ctx: SitePipeline):
+    """Unit-cube points -> the calibration series: the model itself (``posterior.route = "direct"``)
+    or the SVD emulator the optimize stage trained (``"emulator"``)."""
+    from ..emulators import load_emulator
+    from ..site import emulated_values, model_values
+
+    if ctx.config["posterior"]["route"] == "direct":
+        return model_values(ctx.calibration_simulator, ctx.space(), ctx.operator("calibration"))
+    return emulated_values(load_emulator(ctx.run_dir / "optimize" / "output_emulator.nc"))
+
+
+def _train_emulator(ctx: SitePipeline) -> None:
+    """route = "emulator": an SVD emulator of the calibration series from a design through the store."""
+    from ..design import latin_hypercube
+    from ..emulators import SVDEmulator
+    from ..ensemble import EnsembleStore, run_ensemble
+
+    space, op = ctx.space(), ctx.operator("calibration")
+    design = latin_hypercube(space, ctx.config["design"]["n_runs"], seed=ctx.seed)
+    store = ctx.run_dir / "optimize" / "design"
+    theta = space.to_dataarray(space.expand(design.values), full=True)
+    run_ensemble(ctx.calibration_simulator, theta, store, batch_size=ctx.config["design"]["batch_size"],
+                 keep=sorted(set(op.variables)), progress=False)
+    ens = EnsembleStore(store).load()
+    done = ens["status"].values == "done"
+    Y = op.of_model(ens.isel(member=np.flatnonzero(done)))
+    em = SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"], random_state=ctx.seed)
+    em.fit(space.to_unit(design.values)[done], Y)
+    em.save(ctx.run_dir / "optimize" / "output_emulator.nc")
+    ctx.say(f"  SVD emulator of {Y.shape[1]} values from {int(done.sum())} runs")
+
+
 def run_site_optimize(ctx: SitePipeline) -> None:
     from ..site import maximum_likelihood
 
     space = ctx.space()
     (ctx.run_dir / "optimize" / "selected.json").write_text(json.dumps({"parameters": space.labels}))
-    res = maximum_likelihood(ctx.calibration_simulator, space, ctx.operator("calibration"), seed=ctx.seed,
+    if ctx.config["posterior"]["route"] == "emulator":
+        _train_emulator(ctx)
+    res = maximum_likelihood(_values(ctx), space, ctx.operator("calibration"), seed=ctx.seed,
                              max_evaluations=ctx.config["site"]["ml_evaluations"])
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
-    ctx.say(f"  maximum likelihood after {res.n_evaluations} runs: -log L = {res.fun:.6g}")
+    ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
 
 
-def _error_model(ctx: SitePipeline, u_best: np.ndarray):
+def _error_model(ctx: SitePipeline, values):
     from ..timeseries import SeriesLikelihood, estimate_error_model
 
-    op, space = ctx.operator("calibration"), ctx.space()
-    best = ctx.calibration_simulator(space.expand(space.from_unit(u_best[None])))
-    s, rho = estimate_error_model(op, op.of_model(best)[0])
+    op = ctx.operator("calibration")
+    s, rho = estimate_error_model(op, values(ctx.optimum_u()[None])[0])
     c = ctx.config["site"]
     if c["discrepancy"] == "none":
         s = np.zeros_like(s)
@@ -45,37 +78,12 @@ def _error_model(ctx: SitePipeline, u_best: np.ndarray):
     return SeriesLikelihood(op, s, rho)
 
 
-def _emulated_loglik(ctx: SitePipeline, likelihood):
-    """route = "emulator": an SVD emulator of the calibration series from a design through the store."""
-    from ..design import latin_hypercube
-    from ..emulators import SVDEmulator
-    from ..ensemble import EnsembleStore, run_ensemble
-
-    space, op = ctx.space(), likelihood.operator
-    design = latin_hypercube(space, ctx.config["design"]["n_runs"], seed=ctx.seed)
-    store = ctx.run_dir / "posterior" / "design"
-    theta = space.to_dataarray(space.expand(design.values), full=True)
-    run_ensemble(ctx.calibration_simulator, theta, store, batch_size=ctx.config["design"]["batch_size"],
-                 keep=sorted(set(op.variables)), progress=False)
-    ens = EnsembleStore(store).load()
-    done = ens["status"].values == "done"
-    Y = op.of_model(ens.isel(member=np.flatnonzero(done)))
-    em = SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"], random_state=ctx.seed)
-    em.fit(space.to_unit(design.values)[done], Y)
-    em.save(ctx.run_dir / "posterior" / "output_emulator.nc")
-    ctx.say(f"  SVD emulator of {Y.shape[1]} values from {int(done.sum())} runs")
-    return lambda u: likelihood(em.predict(np.atleast_2d(u)))
-
-
 def run_site_posterior(ctx: SitePipeline) -> None:
     from ..site import sample_posterior, series_log_likelihood
 
     space, c = ctx.space(), ctx.config["posterior"]
-    likelihood = _error_model(ctx, ctx.optimum_u())
-    if c["route"] == "direct":
-        loglik = series_log_likelihood(ctx.calibration_simulator, space, likelihood)
-    else:
-        loglik = _emulated_loglik(ctx, likelihood)
+    values = _values(ctx)
+    loglik = series_log_likelihood(values, _error_model(ctx, values))
     n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
     sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
                                n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed)
