@@ -117,9 +117,10 @@ class RunDir:
         """The calibrated parameter space (the model's space, only the screen's selection free)."""
         return self.full_space().only(self.selected())
 
-    def truth_theta(self) -> np.ndarray:
-        """The twin's true full parameter vector (``twin/truth.nc``)."""
-        return np.asarray(xr.load_dataset(self.twin_dir / "truth.nc", engine="h5netcdf")["theta"].values)
+    def truth_theta(self) -> np.ndarray | None:
+        """The twin's true full parameter vector (``twin/truth.nc``); None for real products."""
+        truth = xr.load_dataset(self.twin_dir / "truth.nc", engine="h5netcdf")
+        return np.asarray(truth["theta"].values) if "theta" in truth else None
 
     def twin(self, key: str | None = None):
         """``(Observations, truth run)`` written by the pipeline, or None (absent or other inputs)."""

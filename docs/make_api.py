@@ -5,6 +5,7 @@ import inspect
 from pathlib import Path
 
 MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
+           "models.dalec", "readers", "timeseries", "site",
            "ensemble", "sensitivity", "emulators", "posterior", "refinement", "equifinality", "optimize",
            "propagate", "summaries", "pipeline", "rundir", "report"]
 

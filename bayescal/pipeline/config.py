@@ -153,7 +153,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
     _check_model(cfg, base)
     _check_ranges(cfg)
-    _check_observations(cfg)
+    _check_observations(cfg, base)
     space = _check_parameters(cfg)
     _check_walkers(cfg, space)
     return cfg
@@ -274,15 +274,14 @@ def _check_ranges(cfg: dict) -> None:
         raise ConfigError("'emulator.variance_threshold' must be in (0, 1]")
 
 
-def _check_observations(cfg: dict) -> None:
+def _check_observations(cfg: dict, base: Path | None) -> None:
     """[observations]: twin, truth values, year windows, variables the model has."""
     m = cfg["model"]
     obs = cfg["observations"]
     if not obs["twin"]:
-        raise ConfigError(
-            "'observations.twin' = false: gridded real products are not bundled; use twin products "
-            "(with 'observations.gcb_nbp' = true for the real GCB 2024 NBP)"
-        )
+        from .site_config import check_gridded_products
+
+        check_gridded_products(cfg, base)
     for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
         yrs = cfg[section][key]
         if len(yrs) != 2 or not all(isinstance(y, int) for y in yrs) or yrs[0] > yrs[1]:

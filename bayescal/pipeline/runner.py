@@ -132,7 +132,10 @@ class Pipeline:
         if "twin" not in self._cache:
             key = _hash({k: self.config[k] for k in ("model", "observations")})
             found = self.rundir.twin(key)
-            if found is None:
+            if found is None and not self.config["observations"]["twin"]:
+                found = self._file_products()
+                self.rundir.write_twin(*found, key=key)
+            elif found is None:
                 from ..observations import DEFAULT_TWIN_PRODUCTS, ProductSpec, make_twin
 
                 variables = self.config["observations"]["variables"]
@@ -145,6 +148,17 @@ class Pipeline:
                 self.rundir.write_twin(*found, key=key)
             self._cache["twin"] = found
         return self._cache["twin"]
+
+    def _file_products(self):
+        """Observations from the config's CF-netCDF files on the model's cells and months, and the
+        model's grid in the truth's place (real data have no truth; the grid gives areas, biomes)."""
+        from ..observations import Observations
+        from .site_config import read_gridded_products
+
+        grid = self.model.grid
+        months = self.model.drivers["time"].sel(time=slice(str(self.config["model"]["start"]), None)).values
+        cells = grid.assign_coords(cell=grid["cell"].values)
+        return Observations(read_gridded_products(self.config, cells, months)), grid
 
     def space(self):
         """The calibrated space (after screening)."""

@@ -16,9 +16,12 @@ from typing import Any
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
                 "units", "to_units", "name"}
+GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
+                "mask_variable", "footprint_deg", "name"}
 FORMATS = ("fluxnet", "csv")
 
-__all__ = ["FORMATS", "SITE_KINDS", "check_site_config", "read_products", "resolve_path", "site_model"]
+__all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "read_gridded_products",
+           "read_products", "resolve_path", "site_model"]
 
 
 def resolve_path(value: str, base: Path | None, key: str) -> str:
@@ -68,25 +71,66 @@ def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
     return out
 
 
-def _check_products(cfg: dict, base: Path | None) -> None:
+def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
+                    formats: tuple[str, ...] = FORMATS) -> None:
     from .config import ConfigError
 
     prods = cfg["observations"]["products"]
     if not prods:
-        raise ConfigError("'observations.products' must list at least one product for a site model")
+        raise ConfigError("'observations.products' must list at least one product (or set "
+                          "'observations.twin' = true)")
     for i, spec in enumerate(prods):
         key = f"observations.products[{i}]"
         if not isinstance(spec, dict):
             raise ConfigError(f"'{key}' must be a table")
-        unknown = sorted(set(spec) - PRODUCT_KEYS)
+        unknown = sorted(set(spec) - keys)
         if unknown:
-            raise ConfigError(f"'{key}': unknown keys {unknown}; known: {sorted(PRODUCT_KEYS)}")
+            raise ConfigError(f"'{key}': unknown keys {unknown}; known: {sorted(keys)}")
         for req in ("variable", "format", "file"):
             if req not in spec:
                 raise ConfigError(f"'{key}.{req}' is required")
-        if spec["format"] not in FORMATS:
-            raise ConfigError(f"'{key}.format' must be one of {FORMATS}, got {spec['format']!r}")
+        if spec["format"] not in formats:
+            raise ConfigError(f"'{key}.format' must be one of {formats}, got {spec['format']!r}")
         spec["file"] = resolve_path(spec["file"], base, f"{key}.file")
+
+
+def read_gridded_products(cfg: dict, cells, months) -> list:
+    """The CF-netCDF products of a global config on the model's cells and months (errors name the key)."""
+    from ..models.landcarbon import OUTPUT_VARIABLES
+    from ..readers import ReaderError, read_netcdf_product
+    from .config import ConfigError
+
+    out = []
+    for i, spec in enumerate(cfg["observations"]["products"]):
+        key = f"observations.products[{i}]"
+        if spec["variable"] not in OUTPUT_VARIABLES:
+            raise ConfigError(f"'{key}.variable': the embedded model has no variable {spec['variable']!r}")
+        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
+        try:
+            out.append(read_netcdf_product(spec["file"], spec["variable"], cells=cells, months=months,
+                                           units=OUTPUT_VARIABLES[spec["variable"]][0], key=key, **opts))
+        except ReaderError as err:
+            raise ConfigError(str(err)) from None
+    return out
+
+
+def check_gridded_products(cfg: dict, base: Path | None) -> None:
+    """``observations.twin = false`` with the global model: CF-netCDF products, read once here on the
+    configured grid and years (so a file problem stops the run before any model run)."""
+    import pandas as pd
+
+    from ..models.drivers import make_grid
+    from .config import ConfigError
+
+    _check_products(cfg, base, GRIDDED_KEYS, ("netcdf",))
+    m, obs = cfg["model"], cfg["observations"]
+    products = read_gridded_products(cfg, make_grid(n_cells=m["n_cells"], seed=m["grid_seed"]),
+                                     pd.date_range(f"{m['start']}-01-01", f"{m['end']}-12-01", freq="MS"))
+    missing = sorted(set(obs["variables"]) - {p.variable for p in products})
+    if missing:
+        raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
+    if obs["truth"]:
+        raise ConfigError("'observations.truth' is for twins; real products have no truth")
 
 
 def check_site_config(cfg: dict, base: Path | None) -> None:

@@ -1,4 +1,4 @@
-"""Observation and driver files in: FLUXNET2015 daily CSV, plain CSV series, unit conversion.
+"""Observation and driver files in: FLUXNET2015 daily CSV, CSV series, CF-netCDF grids, units.
 
 Every reader returns :class:`~bayescal.observations.Product` objects (data and sigma as
 DataArrays with units) or, for drivers, an xarray Dataset; every file problem raises
@@ -6,6 +6,7 @@ DataArrays with units) or, for drivers, an xarray Dataset; every file problem ra
 """
 
 from .fluxnet import SITES, ReaderError, read_fluxnet, read_fluxnet_drivers, read_fluxnet_product
+from .gridded import read_netcdf_product, write_gridded_products
 from .series import read_csv_product
 from .units import UnitError, conversion_factor, convert
 
@@ -19,4 +20,6 @@ __all__ = [
     "read_fluxnet",
     "read_fluxnet_drivers",
     "read_fluxnet_product",
+    "read_netcdf_product",
+    "write_gridded_products",
 ]

@@ -28,6 +28,13 @@ from .figures import (
 __all__ = ["write_report"]
 
 
+def _truth_coverage_item(cov: dict | None) -> str:
+    if not cov:
+        return "<li>observations: real products from files (no twin truth)</li>"
+    return (f"<li>twin truth inside the 5-95 % posterior band: GPP {cov['gpp_global']:.0%}, "
+            f"NBP {cov['nbp_global']:.0%} of years</li>")
+
+
 def _parameter_coverage_item(pc: dict | None) -> str:
     """One list item: twin-truth values inside their 90 % interval, and those left out."""
     if not pc:
@@ -128,7 +135,9 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     from ..posterior import unit_samples
 
     run, space = rd.path, rd.space()
-    truth_u = space.to_unit(space.reduce(rd.truth_theta()))
+    theta = rd.truth_theta()  # None: real products, and the model grid stands in truth.nc
+    truth_u = None if theta is None else space.to_unit(space.reduce(theta))
+    twin_truth = truth if theta is not None else None
     figs: list[tuple[str, str, str]] = []
 
     def add(name: str, caption: str, fig) -> None:
@@ -160,7 +169,7 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     add("trace", "Traces (ArviZ).", np.ravel(axes)[0].get_figure())
     outputs = xr.load_dataset(run / "propagate" / "outputs.nc")
     add("gpp_nbp_bands", "Global GPP and NBP bands against GCB 2024 (Seiler Fig. 10).",
-        plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), truth))
+        plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), twin_truth))
     add("gpp_bias_change", "Per-cell change of the GPP bias against the first GPP product (Seiler Fig. 9).",
         plot_bias_change(outputs, obs["gpp"][0].data, truth["area"]))
     return figs
@@ -179,7 +188,9 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
     table = table3_frame(xr.load_dataset(run / "propagate" / "table3.nc"))
     ident = xr.load_dataset(eq / "identifiability.nc")
     ident_df = ident[["q05", "q50", "q95", "ratio", "constrained"]].to_dataframe()
-    ident_df["truth"] = space.to_unit(space.reduce(rd.truth_theta()))
+    theta = rd.truth_theta()
+    if theta is not None:
+        ident_df["truth"] = space.to_unit(space.reduce(theta))
     diag = json.loads((run / "propagate" / "summary.json").read_text())
     ref = xr.load_dataset(run / "posterior" / "refinement.nc")
     refinement = ref[[v for v in ref.data_vars if ref[v].dims == ("round",)]].to_dataframe()
@@ -197,8 +208,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         "<h2>Carbon budget (Seiler Table 3)</h2>",
         _tab(table),
         "<h2>Diagnostics</h2><ul>"
-        + f"<li>twin truth inside the 5-95 % posterior band: GPP {diag['truth_coverage']['gpp_global']:.0%}, "
-        f"NBP {diag['truth_coverage']['nbp_global']:.0%} of years</li>"
+        + _truth_coverage_item(diag.get("truth_coverage"))
         + f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
         f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>"
         + _parameter_coverage_item(diag.get("parameter_coverage"))
