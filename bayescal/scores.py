@@ -229,6 +229,7 @@ def score(
     product_weights: Mapping[str, Mapping[str, float]] | None = None,
     variable_weights: Mapping[str, float] | None = None,
     member_chunk: int = 64,
+    weighting: str = "variables",
 ) -> xr.Dataset:
     """Score every ensemble member against every product (Seiler's multi-product scoring).
 
@@ -246,6 +247,11 @@ def score(
         Weights of the variables in the overall score (default equal).
     member_chunk : int
         Members scored together.
+    weighting : {"variables", "datasets"}, default "variables"
+        ``"variables"``: the products of a variable are averaged (``product_weights``), then the
+        variables (``variable_weights``); ``"datasets"``: every product counts once, whatever its
+        variable (Seiler 2025: "all datasets weighted equally", so a variable with three products
+        weighs three times one with a single product).
 
     Returns
     -------
@@ -274,7 +280,12 @@ def score(
     # absent products have weight 0; a failed (NaN) member stays NaN
     var_score = np.where(pw > 0, overall_pp * pw, 0.0).sum(axis=2) / pw.sum(axis=1)
     vw = np.array([(variable_weights or {}).get(v, 1.0) for v in variables], dtype=float)
-    total = var_score @ vw / vw.sum()
+    if weighting == "variables":
+        total = var_score @ vw / vw.sum()
+    elif weighting == "datasets":
+        total = np.where(pw > 0, overall_pp * pw, 0.0).sum(axis=(1, 2)) / pw.sum()
+    else:
+        raise ScoreError(f"weighting must be 'variables' or 'datasets', got {weighting!r}")
     ds = xr.Dataset(
         {
             "scores": (("member", "variable", "product", "score"), arr, {"units": "1"}),

@@ -5,7 +5,8 @@ of the observations, each with its sigma. :class:`BiomeSummaries` is the one the
 for the embedded global model: log area-weighted biome means of each observed variable (the
 products' spread as sigma, floored), and optionally decadal means of global NBP against GCB 2024
 (Seiler Eq. 16) with the decade's mean annual sigma — fully correlated annual errors, the
-conservative choice (independent errors would divide it by sqrt(10)).
+conservative choice — or, with ``gcb_errors="independent"``, sqrt(sum sigma^2) / n (about the
+mean annual sigma / sqrt(10)).
 """
 
 from __future__ import annotations
@@ -38,11 +39,19 @@ class BiomeSummaries:
         Floor of the relative sigma of each biome mean.
     gcb_years : (int, int), optional
         Add decadal means of ``nbp_global`` over these years, observed by GCB 2024 NBP.
+    gcb_errors : {"correlated", "independent"}, default "correlated"
+        The annual GCB errors within a decade: fully correlated (sigma of the mean = mean sigma)
+        or independent (sqrt(sum sigma^2) / n).
     """
 
     variables: Sequence[str]
     sigma_floor: float = 0.03
     gcb_years: tuple[int, int] | None = None
+    gcb_errors: str = "correlated"
+
+    def __post_init__(self) -> None:
+        if self.gcb_errors not in ("correlated", "independent"):
+            raise ValueError(f"gcb_errors must be 'correlated' or 'independent', got {self.gcb_errors!r}")
 
     def blocks(self) -> list[tuple[int, int]]:
         return decades(*self.gcb_years) if self.gcb_years else []
@@ -67,6 +76,10 @@ class BiomeSummaries:
 
             gcb = load_gcb2024()
             ob = self._nbp_blocks(gcb["nbp"])
-            sb = np.array([float(gcb["nbp_sigma"].sel(year=slice(a, b)).mean()) for a, b in self.blocks()])
+            sig = [gcb["nbp_sigma"].sel(year=slice(a, b)).values for a, b in self.blocks()]
+            if self.gcb_errors == "correlated":
+                sb = np.array([s.mean() for s in sig])
+            else:
+                sb = np.array([np.sqrt((s**2).sum()) / s.size for s in sig])
             o, s = np.concatenate([o, ob]), np.concatenate([s, sb])
         return o, s

@@ -9,6 +9,10 @@ one month of the compiled kernel against the plain-numpy step it replaced
 (``tests/reference_step.py``), both on the same 100 members, to show why the kernel is
 hand-written.
 Target (issue 2): <= 20 s and <= 4 GiB on 2 cores for 100 members.
+
+``--scaling``: 1, 2, 32 and 256 members on 24 cells, 2000-2010, with the automatic thread count
+(``_kernel.auto_threads``), with one thread and with all threads (median of 3 each), to show that
+no member count runs slower than single-threaded.
 """
 
 import argparse
@@ -91,12 +95,43 @@ def machine_probe() -> float:
     return _best(lambda: loop(x), repeat=5, number=3) / x.size * 1e9
 
 
+def scaling() -> None:
+    """Wall time per call for 1, 2, 32, 256 members: automatic threads vs 1 vs all."""
+    from bayescal.models import make_drivers, make_grid
+
+    grid = make_grid(n_cells=24, seed=3)
+    drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)
+    all_threads = numba.get_num_threads()
+    models = {"auto": LandCarbonModel(grid=grid, drivers=drivers),
+              "1 thread": LandCarbonModel(grid=grid, drivers=drivers, n_threads=1),
+              f"{all_threads} threads": LandCarbonModel(grid=grid, drivers=drivers, n_threads=all_threads)}
+    print(f"24 cells, 2000-2010 monthly after a ramp from 1995; {all_threads} cores available")
+    print(f"{'members':>8s} " + " ".join(f"{k:>12s}" for k in models) + "   auto threads")
+    for n in (1, 2, 32, 256):
+        space = models["auto"].space
+        theta = space.from_unit(qmc.LatinHypercube(d=space.n_free, seed=0).random(n))
+        row = []
+        for m in models.values():
+            m.simulate(theta[:1])  # compiled / warm
+            walls = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                m.simulate(theta)
+                walls.append(time.perf_counter() - t0)
+            row.append(float(np.median(walls)))
+        print(f"{n:8d} " + " ".join(f"{w:11.3f}s" for w in row) + f"   {_kernel.auto_threads(n)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n_members", nargs="?", type=int, default=100)
     ap.add_argument("--threads", type=int, default=None, help="kernel threads (default all cores)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs (median reported)")
+    ap.add_argument("--scaling", action="store_true", help="1, 2, 32, 256 members: threads vs members")
     args = ap.parse_args()
+    if args.scaling:
+        scaling()
+        return
     print(f"machine probe: {machine_probe():.2f} ns per exp, single thread "
           "(the VM's speed drifts: compare runs by it)")
     t0 = time.perf_counter()

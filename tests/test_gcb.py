@@ -41,3 +41,24 @@ def test_land_models_table():
     assert m.sizes["model"] == 20 and "CLASSIC" in m.model.values
     np.testing.assert_allclose(m.sink.mean("model"), m["mean"], atol=1e-9)
     np.testing.assert_allclose(m.sink.std("model", ddof=1), m["sd"], atol=1e-6)
+
+
+def test_decadal_nbp_sigma_correlated_or_independent():
+    """The decade's sigma: the mean annual sigma (fully correlated errors, the default) or
+    sqrt(sum sigma^2) / n (independent)."""
+    import xarray as xr
+
+    from bayescal.gcb import load_gcb2024
+    from bayescal.observations import Observations, Product
+    from bayescal.summaries import BiomeSummaries
+
+    gcb = load_gcb2024()
+    data = xr.DataArray(np.ones((2, 1)), dims=("cell", "time"), attrs={"units": "1"},
+                        coords={"cell": [0, 1], "time": [np.datetime64("2001-01-01")]})
+    obs = Observations([Product("P", "gpp", data, data * 0.1)])
+    grid = xr.Dataset({"biome": ("cell", ["a", "b"]), "area": ("cell", [1.0, 1.0])}, coords={"cell": [0, 1]})
+    _, corr = BiomeSummaries(["gpp"], 0.03, (1990, 2009)).of_observations(obs, grid)
+    _, ind = BiomeSummaries(["gpp"], 0.03, (1990, 2009), "independent").of_observations(obs, grid)
+    s = gcb["nbp_sigma"].sel(year=slice(1990, 1999)).values
+    assert corr[-2] == pytest.approx(s.mean()) and ind[-2] == pytest.approx(np.sqrt((s**2).sum()) / 10)
+    assert ind[-1] < corr[-1] / 3

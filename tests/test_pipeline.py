@@ -82,6 +82,8 @@ def test_config_errors_each_kind(tmp_path):
     bad("parameters", "free", ["vmax[GRASS-C3]", "not_a_parameter"], "not_a_parameter")
     bad("model", "parameters_file", "missing_space.toml", "model.parameters_file.*missing_space.toml")
     bad("optimize", "method", "simplex", "optimize.method")
+    bad("optimize", "misfit", "chi2", "optimize.misfit")
+    bad("observations", "gcb_errors", "partly", "observations.gcb_errors")
     bad("model", "n_cells", True, "model.n_cells")  # a bool is not an integer
     bad("propagate", "table_years", [2003, 2030], "propagate.table_years")
     bad("observations", "variables", ["gpp", "albedo"], "albedo")

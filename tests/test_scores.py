@@ -121,6 +121,23 @@ def test_multi_product_structure_and_weights(truth):
     np.testing.assert_allclose(s["misfit"], 1 - s["overall"])
 
 
+def test_seiler_weights_every_dataset_equally(truth):
+    """Seiler: all datasets weighted equally, so GPP's two products count twice LAI's one."""
+    obs = Observations([prod(truth, "A"), prod(1.2 * truth, "B"),
+                        Product("P", "lai", truth.assign_attrs(units="m2 m-2"))])
+    sim = as_sim([1.1 * truth, 0.8 * truth])
+    sim["lai"] = (0.9 * sim["gpp"]).assign_attrs(units="m2 m-2")
+    by_var = score(sim, obs)
+    by_set = score(sim, obs, weighting="datasets")
+    o = by_var["scores"].sel(score="overall")
+    a, b, p = (o.sel(variable=v, product=n) for v, n in (("gpp", "A"), ("gpp", "B"), ("lai", "P")))
+    np.testing.assert_allclose(by_set["overall"], (a + b + p) / 3, rtol=1e-12)
+    np.testing.assert_allclose(by_var["overall"], ((a + b) / 2 + p) / 2, rtol=1e-12)
+    assert not np.allclose(by_set["overall"], by_var["overall"])
+    with pytest.raises(ScoreError, match="weighting"):
+        score(sim, obs, weighting="products")
+
+
 def test_failed_member_stays_nan(truth):
     sim = as_sim([truth, truth * np.nan])
     s = score(sim, [prod(truth)])

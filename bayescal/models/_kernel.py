@@ -53,6 +53,19 @@ OUT_ROWS = ("gpp", "ra", "rh", "fire", "fluc", "nbp", "cveg", "clitter", "csoil"
 N_GLOBAL = 9
 
 
+#: members per kernel thread below which another thread costs more than it gives: a month of one
+#: member is microseconds, and a thread pool's wake-ups on a busy 2-core machine made a single
+#: member 10-40x slower than on one thread (``benchmarks/bench_simulate.py --scaling``)
+MEMBERS_PER_THREAD = 8
+
+
+def auto_threads(n_members: int) -> int:
+    """Kernel threads for a call with ``n_members``: one per ``MEMBERS_PER_THREAD``, 1 to numba's."""
+    import numba
+
+    return max(1, min(numba.get_num_threads(), n_members // MEMBERS_PER_THREAD))
+
+
 @njit(inline="always")
 def _logistic(x):
     return 1.0 / (1.0 + math.exp(-x))

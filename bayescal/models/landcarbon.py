@@ -129,8 +129,10 @@ class LandCarbonModel:
         Members simulated together in one kernel call (memory grows with it); results do not
         depend on it.
     n_threads : int, optional
-        Threads of the compiled kernel (default: numba's, all cores). Set 1 where the caller
-        already runs several simulations at once (several Dask worker threads, say).
+        Kernel threads. Default :func:`._kernel.auto_threads`: one per 8 members of a kernel call,
+        at most numba's (all cores), so one member never waits on a thread pool with nothing to
+        share (``benchmarks/bench_simulate.py --scaling``). Set 1 where the caller already runs
+        several simulations at once (several Dask worker threads, say).
 
     Notes
     -----
@@ -221,10 +223,11 @@ class LandCarbonModel:
         unknown = sorted(set(variables) - set(OUTPUT_VARIABLES))
         if unknown:
             raise ValueError(f"unknown output variables {unknown}; known: {list(OUTPUT_VARIABLES)}")
-        if self.n_threads is None:
-            return self._run(theta, variables)
+        threads = self.n_threads or _kernel.auto_threads(min(theta.shape[0], self.chunk_size))
         before = numba.get_num_threads()
-        numba.set_num_threads(self.n_threads)  # numba's setting is per calling thread
+        if threads == before:
+            return self._run(theta, variables)
+        numba.set_num_threads(threads)  # numba's setting is per calling thread
         try:
             return self._run(theta, variables)
         finally:

@@ -40,10 +40,11 @@ class ModelObjective:
         Maps unit-cube points of its free parameters to full parameter vectors.
     observations : Observations or sequence of Product
         The products to fit.
-    measure : {"residuals", "score"}, default "residuals"
+    measure : {"residuals", "score", "seiler"}, default "residuals"
         ``"residuals"``: Oliver et al.'s regionally normalised residual vector
         (:func:`bayescal.scores.residuals`), misfit = sum of squares (what DFO-LS needs);
-        ``"score"``: ``1 - overall`` AMBER/ILAMB score (Seiler's GA fitness is the score).
+        ``"score"``: ``1 - overall`` AMBER/ILAMB score, variables weighted equally;
+        ``"seiler"``: ``1 - overall`` with every dataset weighted equally (Seiler's GA fitness).
     regions : xarray.DataArray, optional
         Region of each cell for the residuals (default the ``biome`` coordinate).
     workdir : path, optional
@@ -67,8 +68,8 @@ class ModelObjective:
         executor=None,
         batch_size: int = 32,
     ) -> None:
-        if measure not in ("residuals", "score"):
-            raise OptimizeError(f"measure must be 'residuals' or 'score', got {measure!r}")
+        if measure not in ("residuals", "score", "seiler"):
+            raise OptimizeError(f"measure must be 'residuals', 'score' or 'seiler', got {measure!r}")
         self.simulator = simulator
         self.space = space
         self.observations = (observations if isinstance(observations, Observations)
@@ -114,7 +115,9 @@ class ModelObjective:
         else:
             mis = np.full(u.shape[0], np.nan)
             if ok.any():
-                mis[ok] = score(ens.isel(member=np.flatnonzero(ok)), self.observations)["misfit"].values
+                weighting = "datasets" if self.measure == "seiler" else "variables"
+                sub = ens.isel(member=np.flatnonzero(ok))
+                mis[ok] = score(sub, self.observations, weighting=weighting)["misfit"].values
             out["misfit"] = ("member", mis)
         return out
 

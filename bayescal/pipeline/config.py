@@ -74,6 +74,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "variables": (list, ["gpp", "lai", "hfls"]),
         "gcb_nbp": (bool, False),
         "gcb_years": (list, [1990, 2022]),
+        "gcb_errors": (str, "correlated"),
         "sigma_floor": (float, 0.03),
         "products": (list, []),
     },
@@ -88,6 +89,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "screen": {"enabled": (bool, True), "trajectories": (int, 8), "top_k": (int, 10)},
     "optimize": {
         "method": (str, "none"),
+        "misfit": (str, "residuals"),
         "max_evaluations": (int, 60),
         "pop_size": (int, 20),
         "n_generations": (int, 10),
@@ -149,7 +151,8 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         space = model_space(cfg)
         _check_labels(cfg, space)
         return cfg
-    if "site" in raw:
+    defaults = {k: d for k, (_, d) in SCHEMA["site"].items()}
+    if any(cfg["site"][k] != defaults[k] for k in defaults):
         raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
     _check_model(cfg, base)
     _check_ranges(cfg)
@@ -265,6 +268,13 @@ def _check_ranges(cfg: dict) -> None:
         raise ConfigError(
             "'posterior.left_out_runs' must be >= 8 to estimate a spread, got "
             f"{cfg['posterior']['left_out_runs']}"
+        )
+    if cfg["observations"]["gcb_errors"] not in ("correlated", "independent"):
+        raise ConfigError("'observations.gcb_errors' must be 'correlated' or 'independent', got "
+                          f"{cfg['observations']['gcb_errors']!r}")
+    if cfg["optimize"]["misfit"] not in ("residuals", "score", "seiler"):
+        raise ConfigError(
+            f"'optimize.misfit' must be 'residuals', 'score' or 'seiler', got {cfg['optimize']['misfit']!r}"
         )
     if cfg["optimize"]["method"] not in _OPT_METHODS:
         raise ConfigError(

@@ -97,7 +97,8 @@ def _objective(ctx: Pipeline, workdir: Path):
 
     obs, _ = ctx.twin()
     return ModelObjective(
-        ctx.simulator, ctx.space(), obs, workdir=workdir, batch_size=ctx.config["design"]["batch_size"]
+        ctx.simulator, ctx.space(), obs, measure=ctx.config["optimize"]["misfit"], workdir=workdir,
+        batch_size=ctx.config["design"]["batch_size"],
     )
 
 
