@@ -222,3 +222,15 @@ def test_outputs_are_smooth_in_the_parameters(small_model):
             d1, d2 = np.diff(f), np.diff(f, 2)
             # smooth: second differences ~ f'' h^2, far below first differences ~ f' h
             assert np.abs(d2).max() < 0.2 * np.abs(d1).mean(), (label, d1, d2)
+
+
+def test_kernel_threads_follow_the_member_count():
+    """One member never runs on a thread pool (issue: 10-40x slower on a busy machine)."""
+    import numba
+
+    from bayescal.models import _kernel
+
+    n = numba.get_num_threads()
+    assert _kernel.auto_threads(1) == 1 and _kernel.auto_threads(_kernel.MEMBERS_PER_THREAD - 1) == 1
+    assert _kernel.auto_threads(2 * _kernel.MEMBERS_PER_THREAD) == min(2, n)
+    assert _kernel.auto_threads(10_000) == n

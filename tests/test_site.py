@@ -137,7 +137,9 @@ def test_python_entry_point_route_through_bayescal_run(tmp_path):
     assert post.std(0).max() < 0.05
     summary = json.loads((tmp_path / "run" / "propagate" / "summary.json").read_text())
     assert summary["nee"]["rmse_daily_posterior_mean"] < 0.5 * summary["nee"]["rmse_daily_defaults"]
-    assert (tmp_path / "run" / "report.html").exists()
+    (tmp_path / "run" / "report.html").unlink()
+    assert main(["report", str(tmp_path / "run")]) == 0  # from the run directory alone
+    assert "Validation on held-out years" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_external_program_route_through_bayescal_run(tmp_path):

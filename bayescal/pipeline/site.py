@@ -32,7 +32,8 @@ SITE_HELP = {
     "report": "figures (PNG) and report.html with the validation panel.",
 }
 SITE_SECTIONS = {
-    "optimize": ("model", "observations", "site", "parameters"),
+    # the emulator route trains its design and emulator in optimize
+    "optimize": ("model", "observations", "site", "parameters", "design", "emulator", "posterior"),
     "posterior": ("posterior", "design", "emulator"),
     "propagate": ("propagate",),
     "report": ("report",),
