@@ -30,6 +30,7 @@ __all__ = [
     "normalized_distance",
     "distance_score_cloud",
     "top_fraction_pca",
+    "seiler_alternatives",
     "alternatives",
     "identifiability",
 ]
@@ -143,8 +144,9 @@ def top_fraction_pca(
     """Seiler's procedure: best ``fraction`` of the runs -> the range they span -> Latin
     hypercube of ``n`` -> emulated -> best ``fraction`` -> :func:`pca`.
 
-    Returns the PCA Dataset with the selected points (``u_top``) and the box (``box_lower``,
-    ``box_upper``) added.
+    Returns the PCA Dataset with the selected points (``u_top``, best first), their emulated
+    scores (``score_top``) and the box (``box_lower``, ``box_upper``) added. Seiler's five
+    alternative sets are the first five of ``u_top`` (:func:`seiler_alternatives`).
     """
     x, labels = _samples(u_runs)
     y = np.asarray(scores, dtype=float).reshape(-1)
@@ -156,12 +158,28 @@ def top_fraction_pca(
     u = lo + qmc.LatinHypercube(d=x.shape[1], seed=seed).random(n) * (hi - lo)
     pred = np.asarray(emulator.predict(u)).reshape(-1)
     m = max(2, int(round(fraction * n)))
-    top = u[np.argsort(sign * pred)[:m]]
+    order = np.argsort(sign * pred, kind="stable")[:m]
+    top = u[order]
     out = pca(xr.DataArray(top, dims=("sample", "parameter"), coords={"parameter": labels}), variance)
     out["u_top"] = (("sample", "parameter"), top)
+    out["score_top"] = ("sample", pred[order])
     out["box_lower"] = ("parameter", lo)
     out["box_upper"] = ("parameter", hi)
     return out
+
+
+def seiler_alternatives(top: xr.Dataset, u_star: Any, k: int = 5) -> xr.Dataset:
+    """Seiler's alternative sets: the ``k`` best emulated sets of the :func:`top_fraction_pca`
+    ensemble, with their Eq. 18 distance to the optimum ``u_star``."""
+    if top.sizes["sample"] < k:
+        raise ValueError(f"the top-fraction ensemble has {top.sizes['sample']} sets; need {k}")
+    u = top["u_top"].values[:k]
+    return xr.Dataset(
+        {"u": (("alternative", "parameter"), u), "score": ("alternative", top["score_top"].values[:k]),
+         "distance": ("alternative", normalized_distance(u, np.asarray(u_star, float)))},
+        coords={"alternative": np.arange(1, k + 1), "parameter": top["parameter"].values},
+        attrs={"procedure": "Seiler: top 10 % of runs -> box -> LHS -> emulator -> top 10 % -> best k"},
+    )
 
 
 def alternatives(

@@ -9,6 +9,7 @@ from bayescal.equifinality import (
     distance_score_cloud,
     identifiability,
     normalized_distance,
+    seiler_alternatives,
     top_fraction_pca,
 )
 from bayescal.parameters import Parameter, ParameterSpace
@@ -48,6 +49,17 @@ def test_top_fraction_pca_finds_the_trade_off():
     # the leading direction is along x0 = x1 (both loadings large, same sign)
     assert abs(first[0]) > 0.5 and abs(first[1]) > 0.5 and first[0] * first[1] > 0
     assert np.all(res.box_lower.values >= 0) and np.all(res.box_upper.values <= 1)
+
+
+def test_seiler_alternatives_are_the_five_best_of_the_top_ensemble():
+    gp, X = _fit(lambda x: ((x - 0.3) ** 2).sum(1), n=200)
+    res = top_fraction_pca(gp, X, gp.predict(X), fraction=0.1, n=2000, seed=1)
+    assert np.all(np.diff(res.score_top.values) >= 0)  # best first
+    np.testing.assert_allclose(res.score_top.values, gp.predict(res.u_top.values), rtol=1e-12)
+    alt = seiler_alternatives(res, np.full(4, 0.3))
+    np.testing.assert_array_equal(alt.u.values, res.u_top.values[:5])
+    assert alt.score.values.max() <= np.quantile(res.score_top.values, 0.05) + 1e-12
+    np.testing.assert_allclose(alt.distance.values, normalized_distance(alt.u.values, np.full(4, 0.3)))
 
 
 def test_alternatives_are_distinct_and_near_optimal():

@@ -150,13 +150,13 @@ def test_external_program_route_through_bayescal_run(tmp_path):
     model = (f'kind = "external"\ncommand = ["{sys.executable}", "{DATA / "toy_site_program.py"}", '
              f'"{{param_file}}", "{{output}}"]\ntemplate = "params.template"\n'
              'parameters_file = "space.toml"\ntimeout = 60.0')
-    # a program costs a process per run: the emulator route (20 runs through the store)
-    cfg = _site_toml(tmp_path, model, 'route = "emulator"\n[design]\nn_runs = 20\nbatch_size = 4', n_draws=4)
+    # a program costs a process per run: the emulator route (12 runs through the store)
+    cfg = _site_toml(tmp_path, model, 'route = "emulator"\n[design]\nn_runs = 12\nbatch_size = 4', n_draws=2)
     assert main(["run", str(cfg), "--quiet"]) == 0
     post = _posterior(tmp_path / "run")
     assert np.all(np.abs(post.mean(0) - [2.5, -0.4]) < 0.1)
     stored = list((tmp_path / "run" / "optimize" / "design" / "members").glob("*.nc"))
-    assert len(stored) == 20
+    assert len(stored) == 12
 
 
 def test_site_config_errors_name_the_key_before_any_run(tmp_path):

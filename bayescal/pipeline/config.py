@@ -106,7 +106,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "left_out_runs": (int, 32),
         "route": (str, "direct"),
     },
-    "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000)},
+    "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000), "seiler_points": (int, 5000)},
     "propagate": {"n_draws": (int, 40), "table_years": (list, [2003, 2022])},
     "report": {"title": (str, "bayescal calibration report")},
 }
@@ -248,6 +248,7 @@ def _check_ranges(cfg: dict) -> None:
         ("posterior", "n_new", 1),
         ("equifinality", "n_alternatives", 1),
         ("equifinality", "cloud_points", 100),
+        ("equifinality", "seiler_points", 100),
         ("propagate", "n_draws", 2),
         ("optimize", "max_evaluations", 2),
         ("optimize", "pop_size", 2),

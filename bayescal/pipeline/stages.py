@@ -210,12 +210,8 @@ def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
     return sd
 
 
-def run_emulate(ctx: Pipeline) -> None:
-    from threadpoolctl import threadpool_limits
-
-    from ..emulators import GPEmulator
-
-    out = ctx.run_dir / "emulate"
+def _misfit_training(ctx: Pipeline) -> tuple[np.ndarray, np.ndarray]:
+    """The finished runs of the design and the optimiser: unit-cube points and log misfits."""
     tr = ctx.training()
     ok = tr["status"].values == "done"
     u = tr["u"].values[ok]
@@ -228,6 +224,16 @@ def run_emulate(ctx: Pipeline) -> None:
         logm = np.concatenate([logm, np.log(h["misfit"].values[good])])
         u, first = np.unique(u, axis=0, return_index=True)
         logm = logm[first]
+    return u, logm
+
+
+def run_emulate(ctx: Pipeline) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from ..emulators import GPEmulator
+
+    out = ctx.run_dir / "emulate"
+    u, logm = _misfit_training(ctx)
     X = xr.DataArray(u, dims=("member", "parameter"), coords={"parameter": ctx.space().labels})
     with threadpool_limits(1):
         gp = GPEmulator(n_restarts=ctx.config["emulator"]["n_restarts"], random_state=ctx.seed).fit(
@@ -304,7 +310,15 @@ def run_posterior(ctx: Pipeline) -> None:
 
 
 def run_equifinality(ctx: Pipeline) -> None:
-    from ..equifinality import alternatives, correlation, distance_score_cloud, identifiability, pca
+    from ..equifinality import (
+        alternatives,
+        correlation,
+        distance_score_cloud,
+        identifiability,
+        pca,
+        seiler_alternatives,
+        top_fraction_pca,
+    )
     from ..posterior import Priors
 
     c = ctx.config["equifinality"]
@@ -326,9 +340,17 @@ def run_equifinality(ctx: Pipeline) -> None:
     # the first alternative is the best of the pool; keep the others as alternatives to the optimum
     alt = alt.isel(alternative=slice(1, None)).assign_coords(parameter=space.labels)
     alt.to_netcdf(out / "alternatives.nc")
+    # Seiler's procedures beside the posterior's: top 10 % of the runs -> box -> LHS -> emulator ->
+    # top 10 % -> PCA, and the five best of that ensemble as alternative sets
+    top = top_fraction_pca(gp, *_misfit_training(ctx), fraction=0.1, n=c["seiler_points"], seed=ctx.seed)
+    top.to_netcdf(out / "top_fraction_pca.nc")
+    seiler_alternatives(top, best, k=min(5, top.sizes["sample"])).assign_coords(
+        parameter=space.labels).to_netcdf(out / "alternatives_seiler.nc")
     ctx.say(
         f"  distance-score Spearman: global {glob.attrs['spearman']:.2f}, "
-        f"local {loc.attrs['spearman']:.2f}; {alt.sizes['alternative']} alternative sets"
+        f"local {loc.attrs['spearman']:.2f}; {alt.sizes['alternative']} alternative sets; PCA "
+        f"components for 90 %: posterior {pca(post).attrs['n_components']}, Seiler's top 10 % "
+        f"{top.attrs['n_components']}"
     )
 
 

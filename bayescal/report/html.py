@@ -217,6 +217,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         f"{alt.attrs['min_distance']:.2f}</li></ul>",
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",
         _tab(ident_df, "{:.3f}"),
+        _equifinality_section(eq),
         "<h3>Refinement rounds</h3>",
         f"<p>{int(ref['n_train'].values[-1])} model runs train the final emulator; new runs chosen "
         f"by {html.escape(ref.attrs.get('acquisition', 'posterior draws'))}; stopping rule: "
@@ -225,6 +226,28 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         f"{'yes' if ref.attrs.get('converged') else 'no'}</p>",
         _tab(refinement, "{:.3f}"),
     ]
+
+
+def _equifinality_section(eq: Path) -> str:
+    """Seiler's procedure beside the posterior's: PCA dimensions and both sets of alternatives."""
+    if not (eq / "top_fraction_pca.nc").exists():
+        return ""
+    top = xr.load_dataset(eq / "top_fraction_pca.nc")
+    post = xr.load_dataset(eq / "pca.nc")
+    seiler = xr.load_dataset(eq / "alternatives_seiler.nc")
+    alt = xr.load_dataset(eq / "alternatives.nc")
+
+    def table(ds: xr.Dataset) -> str:
+        df = ds["u"].to_pandas()
+        df.insert(0, "emulated log misfit", ds["score"].values)
+        return _tab(df, "{:.3f}")
+
+    return ("<h3>Equifinality: the posterior and Seiler's procedure</h3>"
+            f"<p>Components for 90 % of the variance: posterior samples {post.attrs['n_components']}; "
+            f"Seiler's top 10 % of {int(top.sizes['sample'] / 0.1)} emulated sets in the box of the best "
+            f"10 % of the runs {top.attrs['n_components']} (of {top.sizes['parameter']}).</p>"
+            "<p>Alternative sets from the posterior (mutually distant, near-optimal):</p>" + table(alt)
+            + "<p>Seiler's alternative sets (the five best of that ensemble):</p>" + table(seiler))
 
 
 def _closing_sections(rd, cfg: dict) -> list[str]:
