@@ -101,11 +101,16 @@ def distance_score_cloud(
     n: int = 50_000,
     local: float | None = None,
     seed: int | np.random.Generator | None = 0,
+    relative_to: str = "range",
+    space: Any = None,
 ) -> xr.Dataset:
     """Emulated score vs Eq. 18 distance to ``u_star`` for a Latin hypercube of ``n`` points.
 
-    ``local=None`` samples the whole unit cube (Seiler's global cloud); ``local=0.1`` samples
-    ``u_star +/- 10 %`` of each range, clipped to the cube (the local cloud). Returns ``distance``,
+    ``local=None`` samples the whole unit cube (Seiler's global cloud); ``local=0.1`` samples a
+    box around the optimum clipped to the bounds (the local cloud): ``u_star +/- 10 %`` of each
+    parameter's range (``relative_to="range"``) or its physical value ``x* (1 +/- 10 %)``
+    (``relative_to="value"``, needs the ``space``; Seiler's "±10 %" read as of the value).
+    Returns ``distance``,
     ``mean`` and ``sd`` on ``point``, and the Spearman correlation of distance and mean as an
     attribute (near 0 = equifinality; strongly monotone = a global optimum).
     """
@@ -114,8 +119,16 @@ def distance_score_cloud(
     ref = np.asarray(u_star, dtype=float).reshape(-1)
     d = ref.size
     lo, hi = np.zeros(d), np.ones(d)
-    if local is not None:
+    if local is not None and relative_to == "range":
         lo, hi = np.clip(ref - local, 0, 1), np.clip(ref + local, 0, 1)
+    elif local is not None and relative_to == "value":
+        if space is None:
+            raise ValueError("relative_to='value' needs the parameter space")
+        x = space.from_unit(ref)
+        a, b = np.clip(np.sort([x * (1 - local), x * (1 + local)], axis=0), space.lower, space.upper)
+        lo, hi = space.to_unit(a), space.to_unit(b)
+    elif local is not None:
+        raise ValueError(f"relative_to must be 'range' or 'value', got {relative_to!r}")
     u = lo + qmc.LatinHypercube(d=d, seed=seed).random(n) * (hi - lo)
     mean, sd = emulator.predict(u, return_std=True)
     dist = normalized_distance(u, ref)
@@ -127,7 +140,8 @@ def distance_score_cloud(
             "sd": ("point", np.asarray(sd)),
             "u": (("point", "parameter"), u),
         },
-        attrs={"spearman": float(rho), "local": "global" if local is None else float(local)},
+        attrs={"spearman": float(rho), "local": "global" if local is None else float(local),
+               "relative_to": relative_to},
     )
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "evaluate",
     "analyze",
     "screen",
+    "oat_design",
     "one_at_a_time",
 ]
 
@@ -389,6 +390,17 @@ def screen(
     return [str(ind["parameter"].values[i]) for i in keep]
 
 
+def oat_design(space: ParameterSpace) -> np.ndarray:
+    """One-at-a-time design (2 d + 1, d) of free values: the defaults, then each value at its lower
+    (row ``1 + 2 i``) and upper (row ``2 + 2 i``) bound with the others at their defaults."""
+    d = space.n_free
+    theta = np.tile(space.default, (2 * d + 1, 1))
+    idx = np.arange(d)
+    theta[1 + 2 * idx, idx] = space.lower
+    theta[2 + 2 * idx, idx] = space.upper
+    return theta
+
+
 def one_at_a_time(
     simulator: Callable[[np.ndarray], xr.Dataset],
     space: ParameterSpace,
@@ -411,11 +423,8 @@ def one_at_a_time(
         ``pattern_correlation`` when maps are given. Failed runs give NaN effects.
     """
     d = space.n_free
-    base = space.default
-    theta = np.tile(base, (2 * d + 1, 1))
+    theta = oat_design(space)
     idx = np.arange(d)
-    theta[1 + 2 * idx, idx] = space.lower
-    theta[2 + 2 * idx, idx] = space.upper
     ds = simulator(space.expand(theta))
     failed = member_status(ds)[0] != "done"
     names = list(targets)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
            "models.dalec", "readers", "timeseries", "site",
-           "ensemble", "sensitivity", "emulators", "posterior", "refinement", "equifinality", "optimize",
+           "ensemble", "sensitivity", "oat", "emulators", "posterior", "refinement", "equifinality", "optimize",
            "propagate", "summaries", "pipeline", "rundir", "report"]
 
 

@@ -40,6 +40,22 @@ def test_distance_cloud_separates_unique_optimum_from_ridge():
     assert np.all(np.abs(local.u.values - 0.5) <= 0.1 + 1e-12)
 
 
+def test_local_cloud_relative_to_range_or_value():
+    """Seiler's ±10 % box: of each parameter's range, or of its value."""
+    space = ParameterSpace([Parameter("a", 2.0, 1.0, 5.0), Parameter("b", 10.0, 0.0, 100.0)])
+    gp, _ = _fit(lambda x: (x**2).sum(1), d=2, n=50)
+    star = space.to_unit([2.0, 10.0])
+    by_range = distance_score_cloud(gp, star, n=400, local=0.1, seed=0)
+    x = space.from_unit(by_range.u.values)
+    assert np.all(np.abs(x - [2.0, 10.0]) <= 0.1 * (space.upper - space.lower) + 1e-9)
+    by_value = distance_score_cloud(gp, star, n=400, local=0.1, seed=0, relative_to="value", space=space)
+    x = space.from_unit(by_value.u.values)
+    assert np.all(np.abs(x - [2.0, 10.0]) <= 0.1 * np.array([2.0, 10.0]) + 1e-9)
+    assert np.abs(x[:, 1] - 10.0).max() > 0.9  # the box is filled, not collapsed
+    with pytest.raises(ValueError, match="needs the parameter space"):
+        distance_score_cloud(gp, star, n=10, local=0.1, relative_to="value")
+
+
 def test_top_fraction_pca_finds_the_trade_off():
     gp, X = _fit(lambda x: (x[:, 0] - x[:, 1]) ** 2 + 0.02 * x[:, 2], n=300)
     y = gp.predict(X)

@@ -106,7 +106,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "left_out_runs": (int, 32),
         "route": (str, "direct"),
     },
-    "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000), "seiler_points": (int, 5000)},
+    "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000), "seiler_points": (int, 5000),
+                     "local_box": (str, "range")},
     "propagate": {"n_draws": (int, 40), "table_years": (list, [2003, 2022])},
     "report": {"title": (str, "bayescal calibration report")},
 }
@@ -270,6 +271,9 @@ def _check_ranges(cfg: dict) -> None:
             "'posterior.left_out_runs' must be >= 8 to estimate a spread, got "
             f"{cfg['posterior']['left_out_runs']}"
         )
+    if cfg["equifinality"]["local_box"] not in ("range", "value"):
+        raise ConfigError("'equifinality.local_box' must be 'range' or 'value', got "
+                          f"{cfg['equifinality']['local_box']!r}")
     if cfg["observations"]["gcb_errors"] not in ("correlated", "independent"):
         raise ConfigError("'observations.gcb_errors' must be 'correlated' or 'independent', got "
                           f"{cfg['observations']['gcb_errors']!r}")

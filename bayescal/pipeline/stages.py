@@ -332,7 +332,8 @@ def run_equifinality(ctx: Pipeline) -> None:
     best = ctx.optimum_u()
     n = c["cloud_points"]
     glob = distance_score_cloud(gp, best, n=n, seed=ctx.seed)
-    loc = distance_score_cloud(gp, best, n=n, local=0.1, seed=ctx.seed)
+    loc = distance_score_cloud(gp, best, n=n, local=0.1, seed=ctx.seed, relative_to=c["local_box"],
+                               space=space)
     glob.to_netcdf(out / "cloud_global.nc")
     loc.to_netcdf(out / "cloud_local.nc")
     pool = np.vstack([post.values[:: max(1, post.sizes["sample"] // 4000)], best[None]])
