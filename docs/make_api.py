@@ -6,8 +6,8 @@ from pathlib import Path
 
 MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
            "models.dalec", "readers", "timeseries", "site",
-           "ensemble", "sensitivity", "oat", "emulators", "posterior", "refinement", "equifinality", "optimize",
-           "propagate", "summaries", "pipeline", "rundir", "report"]
+           "ensemble", "sensitivity", "oat", "emulators", "posterior", "refinement", "equifinality",
+           "optimize", "propagate", "summaries", "pipeline", "rundir", "report"]
 
 
 def main() -> None:

@@ -361,3 +361,21 @@ def test_gp_meets_scikit_learns_estimator_contract(estimator, check):
     """Every scikit-learn estimator check on the GP as a plain regressor (any finite inputs);
     bayescal's default domain is the unit cube, which the checks' random inputs leave."""
     check(estimator)
+
+
+def test_emulator_screen_keeps_histogram_and_best_points_and_de_finds_the_optimum():
+    from scipy.stats import qmc
+
+    from bayescal.emulators import emulator_optimum, emulator_screen
+
+    X, y = _data(60, 3)
+    gp = GPEmulator(random_state=0).fit(X, ((X - 0.3) ** 2).sum(1))
+    n = 3 * 2**12 + 17  # several batches, the last one partial
+    res = emulator_screen(gp, 3, n=n, batch=2**12, k=10, seed=4)
+    assert int(res["count"].sum()) == n
+    u = qmc.Sobol(d=3, scramble=True, seed=4).random_base2(14)[:n]
+    c = gp.predict(u)
+    np.testing.assert_allclose(res["cost"].values, np.sort(c)[:10], rtol=1e-10)
+    assert res.attrs["mean"] == pytest.approx(c.mean(), rel=1e-10)
+    u_opt, c_opt = emulator_optimum(gp, 3, seed=1)
+    assert np.all(np.abs(u_opt - 0.3) < 0.05) and c_opt <= res["cost"].values[0] + 1e-9

@@ -36,10 +36,13 @@ never pickle; a reloaded emulator predicts identically.
 
 from .base import REGISTRY, EmulatorError, NotFittedEmulatorError, load_emulator, register
 from .gp import GPEmulator
+from .screen import emulator_optimum, emulator_screen
 from .svd import SVDEmulator
 from .validation import kfold, loo_metrics, partial_dependence, permutation_importance
 
 __all__ = [
+    "emulator_optimum",
+    "emulator_screen",
     "GPEmulator",
     "SVDEmulator",
     "EmulatorError",
