@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from .parameters import ParameterSpace
@@ -88,10 +87,6 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
     return sampler
 
 
-def _annual(da: xr.DataArray) -> xr.DataArray:
-    return da.groupby("time.year").sum("time")
-
-
 def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.DataArray],
                error_sd: dict[str, float], error_rho: dict[str, float], years: tuple[int, int],
                rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
@@ -140,8 +135,7 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
             "observed_annual": [float(x) for x in obs_ann.values],
             "predicted_annual_median": [float(x) for x in ann.sel(quantile=0.5).values],
         }
-    bands = xr.Dataset({k: (v if isinstance(v, xr.DataArray) else xr.DataArray(v)) for k, v in out.items()})
-    return bands, summary
+    return xr.Dataset(out), summary
 
 
 def _ar1_noise(rng: np.random.Generator, shape: tuple[int, int], sd: float, rho: float) -> np.ndarray:
@@ -151,8 +145,3 @@ def _ar1_noise(rng: np.random.Generator, shape: tuple[int, int], sd: float, rho:
     e = rng.standard_normal(shape) * sd * np.sqrt(1.0 - rho**2)
     e[:, 0] = rng.standard_normal(shape[0]) * sd
     return lfilter([1.0], [1.0, -rho], e, axis=1)
-
-
-def annual_sums(da: xr.DataArray) -> pd.Series:
-    """Annual sums of a daily series (for tables)."""
-    return _annual(da).to_series()
