@@ -90,8 +90,7 @@ class SeriesOperator:
         w = sparse.csr_matrix((1.0 / n[codes], (codes, pos)), shape=(uniq.size, model_time.size))
         yk = np.bincount(codes, weights=val) / n
         vk = np.bincount(codes, weights=var) / n**2
-        ordinal = np.asarray(uniq.asi8 if hasattr(uniq, "asi8") else [q.ordinal for q in uniq])
-        cons = np.concatenate([[False], np.diff(ordinal) == 1])
+        cons = np.concatenate([[False], np.diff(uniq.asi8) == 1])  # period ordinals: consecutive
         return w, yk, vk, cons
 
     def of_model(self, ds: xr.Dataset) -> np.ndarray:

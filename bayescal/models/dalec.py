@@ -118,6 +118,10 @@ class DalecModel:
         self.drivers = drivers
         self.diurnal_range = float(diurnal_range)
         self.spinup_years, self.spinup_cycles = int(spinup_years), int(spinup_cycles)
+        # kernel column of each value of the space (eta_som is applied after the spin-up, not a column)
+        cols = {f"p{i}": i - 1 for i in range(1, 18)} | {"lma": 17, "nit": 18}
+        self._src = np.array([j for j, lab in enumerate(expected) if lab in cols])
+        self._cols = np.array([cols[expected[j]] for j in self._src])
         self._met = self._met_arrays(drivers)
         years = drivers["time"].dt.year.values
         spin = years < years[0] + self.spinup_years
@@ -134,13 +138,8 @@ class DalecModel:
         return self.simulate(theta)
 
     def _par(self, theta: np.ndarray) -> np.ndarray:
-        labels = self.space.all_labels
         par = np.zeros((theta.shape[0], K.N_PAR))
-        for j, lab in enumerate(labels):
-            if lab == "eta_som":
-                continue
-            col = {"lma": 17, "nit": 18}.get(lab, None)
-            par[:, int(lab[1:]) - 1 if col is None else col] = theta[:, j]
+        par[:, self._cols] = theta[:, self._src]
         return par
 
     def spin_up(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -108,13 +108,16 @@ class SitePipeline(Pipeline):
         self._cache["truth_run"] = truth
         return out
 
+    def truth_run(self) -> xr.Dataset:
+        """The twin's noise-free run at the truth (``observations.twin = true``)."""
+        self.products()
+        return self._cache["truth_run"]
+
     def operator(self, which: str = "calibration", aggregate: str | None = None):
         from ..timeseries import SeriesOperator
 
-        model_time = self.calibration_model.drivers["time"].values if (
-            which == "calibration" and hasattr(self.calibration_model, "drivers")) else None
-        if model_time is None:
-            model_time = self._model_time()
+        model = self.calibration_model if which == "calibration" else self.model
+        model_time = model.drivers["time"].values if hasattr(model, "drivers") else self._model_time()
         return SeriesOperator(self.products(), model_time, self.years(which),
                               aggregate or self.config["site"]["aggregate"])
 

@@ -105,7 +105,7 @@ def _observed_full(ctx: SitePipeline) -> dict[str, xr.DataArray]:
         if p.variable in out:
             continue
         if ctx.config["observations"]["twin"]:
-            out[p.variable] = ctx._cache["truth_run"][p.variable].isel(member=0)
+            out[p.variable] = ctx.truth_run()[p.variable].isel(member=0)
         elif spec["format"] == "fluxnet":
             opts = {k: spec[k] for k in ("partitioning", "units") if k in spec}
             out[p.variable] = read_fluxnet_product(spec["file"], p.variable, qc_min=0.0, **opts).data
