@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["load_gcb2024", "load_gcb2024_land_models", "co2_from_growth", "GTC_PER_PPM"]
+__all__ = ["load_gcb2024", "load_gcb2024_land_models", "co2_from_growth", "compare_land_sink", "GTC_PER_PPM"]
 
 #: Mass of carbon per ppm of atmospheric CO2 (GCB convention), GtC/ppm.
 GTC_PER_PPM = 2.124
@@ -182,3 +182,55 @@ def load_gcb2024_land_models() -> xr.Dataset:
         attrs={"title": "GCB 2024 land sink of individual DGVMs (S2)", "citation": _CITATION},
     )
     return ds
+
+
+def compare_land_sink(nbp: xr.DataArray, fluc: xr.DataArray) -> dict[str, tuple[float, float]]:
+    """A model's global land carbon fluxes against GCB 2024, as in the embedded model's docs.
+
+    Parameters
+    ----------
+    nbp, fluc : xarray.DataArray
+        The model's global annual NBP and land-use emissions (PgC/yr) on ``year`` covering
+        1959-2022. The model's land sink is ``nbp + fluc`` (GCB's S_LAND counterpart).
+
+    Returns
+    -------
+    dict
+        ``name: (model, gcb)`` for: ``nbp_mean_1990_2022`` (GCB: Seiler's Eq. 16 NBP),
+        ``sink_iav_sd`` (sd of the linearly detrended annual land sink, 1980-2022),
+        ``sink_r`` and ``nbp_r`` (Pearson r of the detrended annual series with GCB's S_LAND and
+        NBP, 1980-2022; the GCB entry is 1), ``sink_trend`` (PgC/yr per decade, 1980-2022) and
+        ``in_dgvm_range`` (share of 1959-2022 years with the sink inside the 20 DGVMs' mean ± 2
+        sd; the GCB entry is the share of GCB's S_LAND inside it).
+    """
+    gcb = load_gcb2024()
+    dgvm = load_gcb2024_land_models()
+    sink = nbp + fluc
+
+    def _detrended(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float]:
+        slope, intercept = np.polyfit(x, y, 1)
+        return y - (intercept + slope * x), float(slope)
+
+    recent = slice(1990, 2022)
+    years = np.arange(1980, 2023)
+    m_sink, m_trend = _detrended(sink.sel(year=years).to_numpy(), years)
+    g_sink, g_trend = _detrended(gcb["land"].sel(year=years).to_numpy(), years)
+    m_nbp, _ = _detrended(nbp.sel(year=years).to_numpy(), years)
+    g_nbp, _ = _detrended(gcb["nbp"].sel(year=years).to_numpy(), years)
+    every = np.arange(1959, 2023)
+    lo = (dgvm["mean"] - 2 * dgvm["sd"]).sel(year=every).to_numpy()
+    hi = (dgvm["mean"] + 2 * dgvm["sd"]).sel(year=every).to_numpy()
+
+    def _inside(s: np.ndarray) -> float:
+        return float(np.mean((s >= lo) & (s <= hi)))
+
+    return {
+        "nbp_mean_1990_2022": (float(nbp.sel(year=recent).mean()),
+                               float(gcb["nbp"].sel(year=recent).mean())),
+        "sink_iav_sd": (float(m_sink.std(ddof=1)), float(g_sink.std(ddof=1))),
+        "sink_r": (float(np.corrcoef(m_sink, g_sink)[0, 1]), 1.0),
+        "nbp_r": (float(np.corrcoef(m_nbp, g_nbp)[0, 1]), 1.0),
+        "sink_trend": (10 * m_trend, 10 * g_trend),
+        "in_dgvm_range": (_inside(sink.sel(year=every).to_numpy()),
+                          _inside(gcb["land"].sel(year=every).to_numpy())),
+    }

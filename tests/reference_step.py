@@ -17,8 +17,12 @@ def _logistic(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def reference_step(s, P, c, cl, co2, luc_rate, dt, budget=None):
-    """Advance the state ``s`` by one month in place; return the month's fluxes (kgC m-2)."""
+def reference_step(s, P, c, cl, co2, clear, dt, budget=None):
+    """Advance the state ``s`` by one month in place; return the month's fluxes (kgC m-2).
+
+    ``clear`` (tile,) is the land-use conversion term of the kernel: the vegetation carbon of the
+    converted area is emitted; the tile's own pools follow the intact dynamics.
+    """
     leaf, stem, root, litter, soil = s["leaf"], s["stem"], s["root"], s["litter"], s["soil"]
     T, W = cl["T"], cl["W"]
     lai = leaf * c["sla"]
@@ -65,29 +69,28 @@ def reference_step(s, P, c, cl, co2, luc_rate, dt, budget=None):
     a_l, a_s, a_r = a_l_eff / norm, a_s / norm, a_r / norm
     npp_pos = np.maximum(npp, 0.0) * dt
     npp_neg = np.maximum(-npp, 0.0) * dt
-    # ---------------- fire and land use (rates, yr-1)
+    # ---------------- fire (rates, yr-1)
     fuel = np.clip((leaf + litter - 0.1) / 0.9, 0.0, 1.0)
     burn = c["fire_scale"] * cl["fire_env"] * fuel
-    luc = np.where(c["tree"], luc_rate, 0.0)
     cmb = P["cmbcprm"]
     # ---------------- vegetation losses
-    k_l = c["k_leaf0"] + 6.0 * dormant + burn + luc
-    k_s = c["mort"] * c["tree"] + 0.3 * burn + luc
-    k_r = c["k_root0"] + luc
+    k_l = c["k_leaf0"] + 6.0 * dormant + burn
+    k_s = c["mort"] * c["tree"] + 0.3 * burn
+    k_r = c["k_root0"]
     f_l = -np.expm1(-k_l * dt) / k_l
     f_s = -np.expm1(-k_s * dt) / np.where(k_s > 0, k_s, 1.0)
     f_r = -np.expm1(-k_r * dt) / k_r
     leaf_fire = f_l * burn * cmb * leaf
-    leaf_luc = f_l * luc * leaf
-    leaf_litter = f_l * leaf * k_l - leaf_fire - leaf_luc
+    leaf_shed = f_l * leaf * k_l - leaf_fire
+    leaf_harvest = c["harvest"] * leaf_shed  # crops: respired off site
+    leaf_litter = leaf_shed - leaf_harvest
     stem_fire = f_s * 0.1 * burn * stem
-    stem_luc = f_s * luc * stem
-    stem_litter = f_s * k_s * stem - stem_fire - stem_luc
-    root_luc = f_r * luc * root
-    root_litter = f_r * k_r * root - root_luc
-    leaf_out = leaf_fire + leaf_luc + leaf_litter
-    stem_out = stem_fire + stem_luc + stem_litter
-    root_out = root_luc + root_litter
+    stem_litter = f_s * k_s * stem - stem_fire
+    root_litter = f_r * k_r * root
+    leaf_out = leaf_fire + leaf_harvest + leaf_litter
+    stem_out = stem_fire + stem_litter
+    root_out = root_litter
+    fluc = clear * (leaf + stem + root)
     # ---------------- decomposition
     env = np.exp(c["log_q10"] * cl["t10"]) * cl["env"]
     fire_litter = -np.expm1(-burn * 0.5 * dt) * litter
@@ -131,9 +134,8 @@ def reference_step(s, P, c, cl, co2, luc_rate, dt, budget=None):
         outflow["soil"] += rh_soil
     gpp = gpp_rate * dt
     ra = (r_m + r_g) * dt - starve
-    rh = rh_lit + rh_soil
+    rh = rh_lit + rh_soil + leaf_harvest
     fire = leaf_fire + stem_fire + fire_litter
-    fluc = leaf_luc + stem_luc + root_luc
     # ---------------- latent heat (W m-2, monthly mean)
     rn = cl["rn"]
     gc = 1.6 * j / np.maximum(co2 - ci, 1.0)  # mol m-2 s-1 in daylight

@@ -31,12 +31,12 @@ PAR_ROWS = (
     "omega", "kappa", "cmbcprm", "bsratelt", "humicfac", "bsratesc",
     "sla", "inv_avertmas", "chi_vpd0", "c4", "four_beta", "inv_2beta", "rml_vmax", "inv_kn",
     "cold_decid", "dry_decid", "a_leaf", "a_stem", "a_root", "shift_stem", "shift_root",
-    "fire_scale", "tree", "k_leaf0", "mort", "k_root0", "log_q10",
+    "fire_scale", "tree", "k_leaf0", "mort", "k_root0", "log_q10", "harvest",
 )
 (SN, VPD0, GAMMA_W, KN, VMAX, ALPHA, MINLVFR, GRESCOEF, COLDTHRS, OMEGA, KAPPA, CMBCPRM,
  BSRATELT, HUMICFAC, BSRATESC, SLA, INV_AVERTMAS, CHI_VPD0, C4, FOUR_BETA, INV_2BETA, RML_VMAX,
  INV_KN, COLD_DECID, DRY_DECID, A_LEAF, A_STEM, A_ROOT, SHIFT_STEM, SHIFT_ROOT, FIRE_SCALE, TREE,
- K_LEAF0, MORT, K_ROOT0, LOG_Q10) = range(len(PAR_ROWS))
+ K_LEAF0, MORT, K_ROOT0, LOG_Q10, HARVEST) = range(len(PAR_ROWS))
 
 #: Rows of the (quantity, tile) array of the month's climate terms.
 CLIMATE_ROWS = (
@@ -83,7 +83,7 @@ def _one_minus_exp(x):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
+def month(state, par, pft_start, clim, co2, clear, dilute, receive, dt, active,
           budget, mean, tile_cell, tile_frac, tile_area, per_second,
           grid, rows, glob, k_out, m0, lai_out, bad):
     """Advance ``state`` (pool, member, tile) by one month in place.
@@ -98,15 +98,23 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
         Tiles are sorted by PFT: those of PFT ``p`` are ``pft_start[p]:pft_start[p + 1]``.
     clim : (len(CLIMATE_ROWS), n_t) float64
         The month's climate terms.
-    co2, luc_rate, dt : float
-        Atmospheric CO2 (ppm), land-use clearing rate of tree tiles (yr-1), month length (yr).
+    co2, dt : float
+        Atmospheric CO2 (ppm) and the month's length (yr).
+    clear, dilute, receive : (n_t,) float64
+        Land-use conversion (:class:`bayescal.models.land_use.LandUse`). ``clear``: area of the
+        tile converted this month over its end-of-month area (zero for tiles that lose none);
+        the converted area's vegetation is emitted (``fluc``), its litter and soil carbon move
+        to the tiles of the cell that gain the area. ``dilute``: start- over end-of-month area
+        of the gaining tiles (one otherwise). ``receive``: a gaining tile's share of the cell's
+        moved carbon per m2 of its end-of-month area (m-2; zero otherwise). Tiles that lose
+        area must come before the tiles of their cell that gain it.
     active : (n_m,) bool
         Members to advance; the others are left untouched.
     budget, mean : (10, n_m, n_t), (5, n_m, n_t) float64
         Spin-up accumulators (inflow, outflow of each pool; time-weighted pool); used only when
         ``budget.shape[0] == 10``.
     tile_cell, tile_frac, tile_area : (n_t,)
-        Cell of each tile, its fraction of the cell and its area (m2).
+        Cell of each tile, its fraction of the cell and its area (m2), at the end of the month.
     per_second : float
         1 / seconds in the month, to turn monthly fluxes into rates.
     grid : (n_rows, n_members_total, n_write, n_cell) float64
@@ -132,12 +140,15 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
     (r_gpp, r_ra, r_rh, r_fire, r_fluc, r_nbp, r_cveg, r_clitter, r_csoil, r_lai, r_hfls) = (
         rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7], rows[8], rows[9],
         rows[10])
+    converting = clear.max() > 0.0
+    n_cell = tile_cell.max() + 1 if converting else 0
     for m in prange(n_m):
         bad[m] = False
         if not active[m]:
             continue
         mm = m0 + m
         is_bad = False
+        moved = np.zeros((2, n_cell))  # litter and soil carbon (kg) moving with converted area
         g_gpp = g_ra = g_rh = g_fire = g_fluc = g_nbp = g_cveg = g_clitter = g_csoil = 0.0
         for p in range(pft_start.size - 1):
             # ---------------- what depends on member and PFT only
@@ -169,11 +180,11 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
             fire_scale = par[FIRE_SCALE, m, p]
             cmbcprm = par[CMBCPRM, m, p]
             tree = par[TREE, m, p]
+            harvest = par[HARVEST, m, p]
             has_stem = tree > 0.5
-            luc = luc_rate if tree > 0.5 else 0.0
-            k_leaf0 = par[K_LEAF0, m, p] + luc
-            k_stem0 = par[MORT, m, p] * tree + luc
-            k_r = par[K_ROOT0, m, p] + luc
+            k_leaf0 = par[K_LEAF0, m, p]
+            k_stem0 = par[MORT, m, p] * tree
+            k_r = par[K_ROOT0, m, p]
             f_r = _one_minus_exp(k_r * dt) / k_r
             log_q10 = par[LOG_Q10, m, p]
             bsratelt_dt = par[BSRATELT, m, p] * dt
@@ -181,6 +192,11 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
             humicfac = par[HUMICFAC, m, p]
             leaf_min = LAI_MIN / sla
             for t in range(pft_start[p], pft_start[p + 1]):
+                if converting and receive[t] > 0.0:  # converted land joins with its litter and soil
+                    for i in range(5):
+                        state[i, m, t] *= dilute[t]
+                    state[3, m, t] += moved[0, tile_cell[t]] * receive[t]
+                    state[4, m, t] += moved[1, tile_cell[t]] * receive[t]
                 leaf = state[0, m, t]
                 stem = state[1, m, t]
                 root = state[2, m, t]
@@ -242,16 +258,21 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
                 f_l = _one_minus_exp(k_l * dt) / k_l
                 f_s = _one_minus_exp(k_s * dt) / k_s if has_stem and k_s > 0.0 else 0.0
                 leaf_fire = f_l * burn * cmbcprm * leaf
-                leaf_luc = f_l * luc * leaf
-                leaf_litter = f_l * leaf * k_l - leaf_fire - leaf_luc
+                # crops: the harvested share of the leaves shed is respired off site
+                leaf_shed = f_l * leaf * k_l - leaf_fire
+                leaf_harvest = harvest * leaf_shed
+                leaf_litter = leaf_shed - leaf_harvest
                 stem_fire = f_s * 0.1 * burn * stem
-                stem_luc = f_s * luc * stem
-                stem_litter = f_s * k_s * stem - stem_fire - stem_luc
-                root_luc = f_r * luc * root
-                root_litter = f_r * k_r * root - root_luc
-                leaf_out = leaf_fire + leaf_luc + leaf_litter
-                stem_out = stem_fire + stem_luc + stem_litter
-                root_out = root_luc + root_litter
+                stem_litter = f_s * k_s * stem - stem_fire
+                root_litter = f_r * k_r * root
+                leaf_out = leaf_fire + leaf_harvest + leaf_litter
+                stem_out = stem_fire + stem_litter
+                root_out = root_litter
+                # vegetation of the area converted this month is emitted (per end-of-month area)
+                fluc = clear[t] * (leaf + stem + root)
+                if converting and clear[t] > 0.0:
+                    moved[0, tile_cell[t]] += tile_area[t] * clear[t] * litter
+                    moved[1, tile_cell[t]] += tile_area[t] * clear[t] * soil
                 # ---------------- decomposition
                 env = math.exp(log_q10 * clim[C_T10, t]) * clim[C_ENV, t]
                 fire_litter = _one_minus_exp(burn * 0.5 * dt) * litter
@@ -319,9 +340,8 @@ def month(state, par, pft_start, clim, co2, luc_rate, dt, active,
                 # ---------------- outputs: rates per second, aggregated to cells and the globe
                 gpp = gpp_rate * dt
                 ra = (r_m + r_g) * dt - starve
-                rh = rh_lit + rh_soil
+                rh = rh_lit + rh_soil + leaf_harvest
                 fire = leaf_fire + stem_fire + fire_litter
-                fluc = leaf_luc + stem_luc + root_luc
                 nbp = (gpp - ra - rh - fire - fluc) * per_second
                 gpp *= per_second
                 ra *= per_second

@@ -25,6 +25,7 @@ import xarray as xr
 
 from ..gcb import load_gcb2024
 from ..parameters import PFTS
+from .climate import load_climate_indices
 
 __all__ = ["BIOMES", "VEGETATED_LAND_AREA", "make_grid", "make_drivers", "Biome"]
 
@@ -76,8 +77,13 @@ _T_PEAK_NH = 200.0
 _PREINDUSTRIAL_CO2 = 285.0
 PREINDUSTRIAL_YEAR = 1850
 _LUC_1850 = 0.5
-# land warming relative to 1850, K, piecewise linear (high latitudes amplified in make_drivers)
-_WARMING = ((1850, 0.0), (1900, 0.1), (1960, 0.4), (2023, 1.6))
+#: Months by which the Niño-3.4 anomaly leads the land's response (the land sink lags ENSO by a
+#: season: detrended GCB 2024 S_LAND correlates at r = -0.69 with Niño-3.4 three months earlier).
+ENSO_LAG_MONTHS = 3
+#: Tropical land warming (K) and soil-moisture-index change per K of Niño-3.4.
+ENSO_T, ENSO_W = 0.25, 0.01
+#: Surface shortwave lost, and light-use gain from diffuse light, per unit stratospheric AOD.
+AEROSOL_DIMMING, DIFFUSE_GAIN = 0.2, 1.0
 
 
 def make_grid(n_cells: int = 300, seed: int = 0) -> xr.Dataset:
@@ -172,17 +178,6 @@ def _insolation(lat_deg: np.ndarray, doy: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.maximum(q, 0.0), h0 / np.pi
 
 
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], phi: float) -> np.ndarray:
-    """Unit-variance AR(1) series along the first axis."""
-    eps = rng.standard_normal(shape)
-    out = np.empty(shape)
-    out[0] = eps[0]
-    scale = np.sqrt(1 - phi**2)
-    for t in range(1, shape[0]):  # loop over years, vectorised over series
-        out[t] = phi * out[t - 1] + scale * eps[t]
-    return out
-
-
 def _es(t: np.ndarray) -> np.ndarray:
     """Saturation vapour pressure, kPa (Tetens)."""
     return 0.6108 * np.exp(17.27 * t / (t + 237.3))
@@ -232,11 +227,8 @@ def make_drivers(
             raise ValueError(f"make_drivers: end={end} is after the last GCB 2024 year 2023")
     rng = np.random.default_rng(seed)
     time = pd.date_range(f"{ramp_start}-01-01", f"{end}-12-01", freq="MS")
-    years = time.year.to_numpy()
-    month = time.month.to_numpy() - 1
     days = time.days_in_month.to_numpy().astype(float)
     doy_mid = (time.day_of_year.to_numpy() + days / 2 - 0.5).astype(float)
-    lat = grid["lat"].to_numpy()
 
     # ---- seasonal climatology on (cell, month)
     clim_doy = np.array([15.5 + 30.42 * m for m in range(12)])
@@ -245,15 +237,12 @@ def make_drivers(
     clim_out = _finish(grid, clim["tas"], clim["wsoil"], clim["toa"])
     clim_out["dayfrac"] = clim["dayfrac"]
     clim_out["daytrend"] = clim["daytrend"]
+    clim_out["par_gain"] = np.ones_like(clim["dayfrac"])
 
-    # ---- transient: climatology + anomalies + warming
+    # ---- transient: climatology + observed anomalies and warming + cell weather
     sea = _seasonal(grid, doy_mid)
-    t_anom, w_anom = _anomalies(rng, grid, ramp_start, end)
-    yi = years - ramp_start
-    wy, wv = np.array(_WARMING).T
-    warming = np.interp(years + month / 12.0, wy, wv)[None, :] * (1 + np.abs(lat) / 60.0)[:, None]
-    tas = sea["tas"] + t_anom[yi].T + warming
-    tr = _finish(grid, tas, sea["wsoil"] + w_anom[yi].T, sea["toa"])
+    t_anom, w_anom, dimming, par_gain = _anomalies(rng, grid, time)
+    tr = _finish(grid, sea["tas"] + t_anom, sea["wsoil"] + w_anom, sea["toa"] * dimming[None, :])
 
     # ---- CO2 and land-use change
     co2, co2_pre, luc = _co2_and_luc(gcb, time, ramp_start)
@@ -266,6 +255,8 @@ def make_drivers(
             "daytrend": (("cell", "time"), sea["daytrend"],
                          {"units": "month-1", "long_name": "change of dayfrac over a month"}),
             "vpd": (("cell", "time"), tr["vpd"], {"units": "kPa"}),
+            "par_gain": (("cell", "time"), np.broadcast_to(par_gain, tr["tas"].shape).copy(), {
+                "units": "1", "long_name": "light-use gain from diffuse light (volcanic aerosol)"}),
             "co2": ("time", co2, {"units": "ppm"}),
             "luc_emission": ("time", luc, {"units": "PgC yr-1"}),
             "days": ("time", days, {"units": "day"}),
@@ -309,27 +300,31 @@ def _finish(grid: xr.Dataset, tas: np.ndarray, w: np.ndarray, toa: np.ndarray) -
     return {"wsoil": w, "rsds": toa * trans, "vpd": _es(tas) * (1 - rh), "tas": tas}
 
 
-def _anomalies(rng: np.random.Generator, grid: xr.Dataset, ramp_start: int, end: int):
-    """Interannual temperature and soil-moisture anomalies on (year, cell)."""
+def _anomalies(rng: np.random.Generator, grid: xr.Dataset, time: pd.DatetimeIndex):
+    """Interannual temperature and soil-moisture anomalies and light terms on (cell, time).
+
+    Observed records (:func:`.climate.load_climate_indices`) set the global land warming, the
+    ENSO mode (tropical warming and drying, Niño-3.4 leading by :data:`ENSO_LAG_MONTHS`) and the
+    volcanic aerosol (dimmer but more diffuse light); seeded noise only adds cell-scale weather.
+    """
     lat = grid["lat"].to_numpy()
-    n_cell = grid.sizes["cell"]
-    uyears = np.arange(ramp_start, end + 1)
-    n_y = uyears.size
-    enso = _ar1(rng, (n_y,), 0.3)
-    biome_names = list(dict.fromkeys(grid["biome"].to_numpy().tolist()))
-    b_idx = np.array([biome_names.index(b) for b in grid["biome"].to_numpy()])
-    t_biome = _ar1(rng, (n_y, len(biome_names)), 0.4)
-    w_biome = _ar1(rng, (n_y, len(biome_names)), 0.4)
-    t_cell = rng.standard_normal((n_y, n_cell))
-    w_cell = rng.standard_normal((n_y, n_cell))
-    tropic = np.exp(-((lat / 20.0) ** 2))
-    t_anom = (
-        0.25 * tropic[None, :] * enso[:, None]
-        + 0.2 * (1 + np.abs(lat) / 45.0)[None, :] * t_biome[:, b_idx]
-        + 0.25 * t_cell
-    )
-    w_anom = -0.02 * tropic[None, :] * enso[:, None] + 0.012 * w_biome[:, b_idx] + 0.01 * w_cell
-    return t_anom, w_anom
+    area = grid["area"].to_numpy()
+    idx = load_climate_indices(PREINDUSTRIAL_YEAR, int(time.year[-1]))
+    months = idx["time"].to_index()
+    at = months.get_indexer(time)
+    amp = 1.0 + np.abs(lat) / 60.0  # high latitudes warm more; land-mean warming kept as observed
+    amp /= (amp * area).sum() / area.sum()
+    nino = idx["nino34"].to_numpy()[np.maximum(at - ENSO_LAG_MONTHS, 0)]
+    tropic = np.exp(-((lat / 20.0) ** 2))[:, None]
+    years = time.year.to_numpy()
+    uyears, yi = np.unique(years, return_inverse=True)
+    t_cell = rng.standard_normal((lat.size, uyears.size))[:, yi]
+    w_cell = rng.standard_normal((lat.size, uyears.size))[:, yi]
+    t_anom = (amp[:, None] * idx["land_warming"].to_numpy()[at][None, :]
+              + ENSO_T * tropic * nino[None, :] + 0.25 * t_cell)
+    w_anom = -ENSO_W * tropic * nino[None, :] + 0.01 * w_cell
+    saod = idx["saod"].to_numpy()[at]
+    return t_anom, w_anom, 1.0 - AEROSOL_DIMMING * saod, 1.0 + DIFFUSE_GAIN * saod
 
 
 def _co2_and_luc(gcb: xr.Dataset, time: pd.DatetimeIndex, ramp_start: int):

@@ -34,6 +34,7 @@ from ..parameters import PFTS, ParameterSpace
 from . import _kernel
 from ._kernel import LAI_MAX
 from .drivers import make_drivers, make_grid
+from .land_use import LandUse
 from .landcarbon_space import _C4, _TREE, default_parameter_space
 
 __all__ = ["LandCarbonModel", "default_parameter_space", "OUTPUT_VARIABLES"]
@@ -50,9 +51,13 @@ _ALLOC = np.array(  # base allocation of NPP to leaf, stem, root
     [[0.30, 0.35, 0.35]] * 5 + [[0.55, 0.0, 0.45]] * 4
 )
 _ROOT_TURN = np.where(_TREE, 0.15, 0.5)  # yr-1, on top of mortality
+#: PFTs whose area land use converts: the forests (NDL-EVG, BDL-EVG, BDL-DCD-CLD); the
+#: model's dry-deciduous and needleleaf-deciduous trees are sparse, their land not forest.
+_CLEARED = np.array([1, 0, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+_RECEIVER = np.array([0, 0, 0, 0, 0, 1, 0, 1, 0], dtype=bool)
+_HARVEST = np.array([0, 0, 0, 0, 0, 0.5, 0.5, 0, 0.0])  # harvested share of crops' shed leaves
 _CHI_MAX = np.where(_C4, 0.45, 0.80)  # ci/ca at zero VPD
 _FIRE_RATE = 0.2  # yr-1 burned fraction at full dryness and fuel
-_LUC_REF_CVEG = 450.0  # PgC: E_LUC / this = fraction of tree carbon cleared per year
 _SPINUP_DECAY = 0.88  # damping exponent of the vegetation jump: 0.5 * this ** cycle
 _DAMPED = ("leaf", "stem", "root")  # pools whose spin-up jump is damped
 
@@ -71,7 +76,7 @@ OUTPUT_VARIABLES: dict[str, tuple[str, str]] = {
     "csoil": ("kg m-2", "soil carbon, excluding litter (end of month)"),
 }
 _FLUXES = ("gpp", "ra", "rh", "fire", "fluc", "nbp")
-_MET = ("tas", "wsoil", "rsds", "dayfrac", "daytrend", "vpd")  # driver fields the model reads
+_MET = ("tas", "wsoil", "rsds", "dayfrac", "daytrend", "vpd", "par_gain")  # driver fields the model reads
 # placeholders for kernel arguments a call does not use
 _NO_BUDGET = np.zeros((0, 1, 1))
 _NO_GRID = np.zeros((0, 1, 1, 1))
@@ -184,7 +189,10 @@ class LandCarbonModel:
             frac=frac[cell, pft],
             pft_start=np.searchsorted(pft, np.arange(len(PFTS) + 1)),
         )
-        self._tile_area = self.grid["area"].to_numpy()[cell] * self._tiles.frac
+        self._cell_area = self.grid["area"].to_numpy()[cell]
+        self._tile_area = self._cell_area * self._tiles.frac
+        self._land_use = LandUse(cell, self._tiles.frac, self._cell_area, _CLEARED[pft], _RECEIVER[pft],
+                                 self.drivers["luc_emission"].to_numpy(), self.drivers["days"].to_numpy())
         self._t_acclim = self.drivers["tas_clim"].to_numpy().mean(axis=1)[cell]
 
     # ------------------------------------------------------------------ public
@@ -278,7 +286,6 @@ class LandCarbonModel:
         state, failed, reason = self._spinup(par)
         times = d["time"].to_index()
         co2 = d["co2"].to_numpy()
-        luc = d["luc_emission"].to_numpy() / _LUC_REF_CVEG
         days = d["days"].to_numpy()
         first_write = write[0] if write.size else times.size
         active = ~failed
@@ -286,9 +293,11 @@ class LandCarbonModel:
         bad = np.zeros(n_m, dtype=bool)
         for it in range(times.size):
             cl = self._climate({k: v[it] for k, v in met.items()}, co2[it])
+            frac, clear, dilute, receive = self._land_use.month(it)
             _kernel.month(
-                state, par, t.pft_start, cl, co2[it], luc[it], days[it] / 365.25, active,
-                _NO_BUDGET, _NO_BUDGET, t.cell, t.frac, self._tile_area, 1.0 / (days[it] * 86400.0),
+                state, par, t.pft_start, cl, co2[it], clear, dilute, receive, days[it] / 365.25,
+                active, _NO_BUDGET, _NO_BUDGET, t.cell, frac, frac * self._cell_area,
+                1.0 / (days[it] * 86400.0),
                 grid, rows, glob, it - first_write if it >= first_write else -1, m0, lai, bad,
             )
             if bad.any():
@@ -324,6 +333,7 @@ class LandCarbonModel:
             a_root=_ALLOC[:, 2],
             shift_stem=np.where(_TREE, 0.5, 0.0),
             shift_root=np.where(_TREE, 0.5, 1.0),
+            harvest=_HARVEST,
         )
 
     def _initial_state(self, n_m: int) -> np.ndarray:
@@ -386,9 +396,11 @@ class LandCarbonModel:
         run = ~failed
         lai = np.empty((n_m, n_t))
         bad = np.zeros(n_m, dtype=bool)
+        lu = self._land_use
         for m in range(12):
             _kernel.month(
-                state, par, t.pft_start, climate[m], co2, 0.0, days[m] / 365.25, run, budget, mean,
+                state, par, t.pft_start, climate[m], co2, lu.no_clear, lu.no_dilute, lu.no_receive,
+                days[m] / 365.25, run, budget, mean,
                 t.cell, t.frac, self._tile_area, 0.0, _NO_GRID, _NO_ROWS, _NO_GLOB, -1, 0, lai, bad,
             )
             for i in np.flatnonzero(bad):
@@ -422,7 +434,7 @@ class LandCarbonModel:
             "f_t": f_t * (fd > 0.0),  # no photosynthesis in polar night
             "e25": e25,
             "f_q": np.exp(0.0693 * (T - self._t_acclim)),
-            "par_day": 0.5 * 4.57 * met["rsds"] / np.maximum(fd, 0.02),
+            "par_day": 0.5 * 4.57 * met["rsds"] * met["par_gain"] / np.maximum(fd, 0.02),
             "gamma_star": gamma_star,
             "k_m": 700.0 * e25,
             "half_vpd": 0.5 * met["vpd"],
