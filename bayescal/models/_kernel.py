@@ -14,6 +14,7 @@ numpy version this replaced spent most of its time moving ~150 temporary arrays 
 from __future__ import annotations
 
 import math
+import mmap
 
 import numpy as np
 from numba import njit, prange
@@ -395,6 +396,22 @@ def month(state, par, pft_start, clim, co2, clear, dilute, receive, dt, active,
             glob[7, mm, k_out] = g_clitter
             glob[8, mm, k_out] = g_csoil
         bad[m] = is_bad
+
+
+def zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A zero float64 array; a large one mapped with its pages populated up front (Linux).
+
+    The gridded outputs of a big ensemble take gigabytes, which the kernel fills a month at a
+    time. Left to fault in page by page, every first touch traps, and in a virtual machine the
+    traps cost seconds (100 members: 2 GiB, 7.6 s of system time, 20 s wall against 17.7 s).
+    ``MAP_POPULATE`` maps them in one call.
+    """
+    size = int(np.prod(shape)) * 8
+    if size < 1 << 26 or not hasattr(mmap, "MAP_POPULATE"):
+        return np.zeros(shape)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+    buf = mmap.mmap(-1, size, flags=flags)  # anonymous: zero-filled by the operating system
+    return np.frombuffer(buf, dtype=np.float64).reshape(shape)
 
 
 def pack_parameters(P: dict[str, np.ndarray], const: dict[str, np.ndarray]) -> np.ndarray:

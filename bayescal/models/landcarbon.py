@@ -12,9 +12,9 @@ access ``avertmas``) and vapour-pressure-deficit (``vpd0``) limitation and CO2 d
 stem and root maintenance respiration and growth respiration (``grescoef``); allocation to
 leaves, stem and roots shifted to roots by water stress (``omega``) and limited by structural
 support (``kappa``); cold and drought phenology (``coldthrs``); leaf turnover (``lfespany``) and
-stem/root mortality (``maxage``); fire (``extnprob``, ``cmbcprm``); land-use clearing driven by
-GCB 2024 E_LUC; litter and soil decomposition (``bsratelt``, ``bsratesc``, ``humicfac``,
-``q10_rh``); latent heat from transpiration and soil evaporation.
+stem/root mortality (``maxage``); fire (``extnprob``, ``cmbcprm``); forest-area conversion
+driven by GCB 2024 E_LUC (:mod:`.land_use`); crop harvest; litter and soil decomposition
+(``bsratelt``, ``bsratesc``, ``humicfac``, ``q10_rh``); latent heat from transpiration and soil evaporation.
 
 Mass is conserved by construction: every transfer is debited and credited in the same step, so
 ``d(cveg + clitter + csoil)/dt = nbp`` holds to rounding in every month and cell.
@@ -22,7 +22,6 @@ Mass is conserved by construction: every transfer is debited and credited in the
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 
 import numba
@@ -82,22 +81,6 @@ _NO_BUDGET = np.zeros((0, 1, 1))
 _NO_GRID = np.zeros((0, 1, 1, 1))
 _NO_ROWS = np.full(len(_kernel.OUT_ROWS), -1)
 _NO_GLOB = np.zeros((0, 1, 1))
-
-
-def _zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A zero float64 array; a large one mapped with its pages populated up front (Linux).
-
-    The gridded outputs of a big ensemble take gigabytes, which the kernel fills a month at a
-    time. Left to fault in page by page, every first touch traps, and in a virtual machine the
-    traps cost seconds (100 members: 2 GiB, 7.6 s of system time, 20 s wall against 17.7 s).
-    ``MAP_POPULATE`` maps them in one call.
-    """
-    size = int(np.prod(shape)) * 8
-    if size < 1 << 26 or not hasattr(mmap, "MAP_POPULATE"):
-        return np.zeros(shape)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
-    buf = mmap.mmap(-1, size, flags=flags)  # anonymous: zero-filled by the operating system
-    return np.frombuffer(buf, dtype=np.float64).reshape(shape)
 
 
 @dataclass
@@ -257,7 +240,7 @@ class LandCarbonModel:
         # cell outputs are written month by month, so months are the slow axis of each member's
         # block; the Dataset gets a (member, cell, time) view of it
         rows = np.array([variables.index(v) if v in variables else -1 for v in _kernel.OUT_ROWS])
-        grid = _zeros((len(variables), n_m, write.size, n_cell))
+        grid = _kernel.zeros((len(variables), n_m, write.size, n_cell))
         glob = np.zeros((_kernel.N_GLOBAL, n_m, write.size))
         failed = np.zeros(n_m, dtype=bool)
         reason = np.array([""] * n_m, dtype=object)

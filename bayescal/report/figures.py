@@ -152,14 +152,16 @@ def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: 
                 elinewidth=0.6,
                 label="GCB 2024 NBP ± σ",
             )
+            # like with like: the DGVMs' NBP is their land sink (S2) minus GCB's E_LUC
             mm = models.sel(year=slice(yr.min(), yr.max()))
+            dgvm_nbp = mm["mean"] - g["luc"].sel(year=mm["year"])
             ax.fill_between(
                 mm["year"],
-                mm["mean"] - mm["sd"],
-                mm["mean"] + mm["sd"],
+                dgvm_nbp - mm["sd"],
+                dgvm_nbp + mm["sd"],
                 color="0.5",
                 alpha=0.15,
-                label="20 DGVMs S_LAND ± sd",
+                label="20 DGVMs S_LAND − E_LUC ± sd",
             )
         ax.set(xlabel="year", ylabel=f"global {name} (PgC yr⁻¹)", title=f"global {name}")
         ax.legend(fontsize=7, ncol=2)
