@@ -175,8 +175,14 @@ class Pipeline:
         return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"])
 
     def summaries(self, ds: xr.Dataset) -> np.ndarray:
-        """The likelihood's summaries of model output, (member, summary)."""
-        return self.summary_operator.of_model(ds)
+        """The likelihood's summaries of model output, (member, summary).
+
+        A member with a summary that is not finite (the log mean of a biome whose output
+        collapsed to zero, say) gets a row of NaN: the stages count it as failed.
+        """
+        y = self.summary_operator.of_model(ds)
+        y[~np.isfinite(y).all(axis=-1)] = np.nan
+        return y
 
     def observed(self) -> tuple[np.ndarray, np.ndarray]:
         """The observed summaries and their sigma (computed once per pipeline)."""

@@ -149,21 +149,23 @@ def run_design(ctx: Pipeline) -> None:
     )
     ens = EnsembleStore(out / "ensemble").load()
     ok = ens["status"].values == "done"
+    status, reason = ens["status"].values.astype(str), ens["reason"].values.astype(str)
     obs, _ = ctx.twin()
     u = space.to_unit(design.values)
-    sub = ens.isel(member=np.flatnonzero(ok))
+    Y = np.full((len(u), ctx.observed()[0].size), np.nan)
+    Y[ok] = ctx.summaries(ens.isel(member=np.flatnonzero(ok)))
+    collapsed = ok & np.isnan(Y).any(axis=1)
+    status[collapsed], reason[collapsed] = "failed", "a likelihood summary is not finite"
+    ok &= ~collapsed
     misfit = np.full(len(u), np.nan)
-    misfit[ok] = (residuals(sub, obs) ** 2).sum("residual").values
-    y_ok = ctx.summaries(sub)
-    Y = np.full((len(u), y_ok.shape[-1]), np.nan)
-    Y[ok] = y_ok
+    misfit[ok] = (residuals(ens.isel(member=np.flatnonzero(ok)), obs) ** 2).sum("residual").values
     xr.Dataset(
         {
             "u": (("member", "parameter"), u),
             "misfit": ("member", misfit),
             "summaries": (("member", "summary"), Y),
-            "status": ens["status"].astype(str),
-            "reason": ens["reason"].astype(str),
+            "status": ("member", status),
+            "reason": ("member", reason),
         },
         coords={"parameter": space.labels},
     ).to_netcdf(out / "training.nc")
@@ -204,9 +206,14 @@ def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
     if done.size < 8:
         raise PipelineError(f"only {done.size} of {n} left-out runs finished in {store}; need >= 8 "
                             "to estimate their spread (or set posterior.left_out = 'fix')")
-    sd = ctx.summaries(ens.isel(member=done)).std(axis=0, ddof=1)
+    y = ctx.summaries(ens.isel(member=done))
+    y = y[np.isfinite(y).all(axis=1)]
+    if y.shape[0] < 8:
+        raise PipelineError(f"only {y.shape[0]} of {n} left-out runs have finite summaries in {store}; "
+                            "need >= 8 (or set posterior.left_out = 'fix')")
+    sd = y.std(axis=0, ddof=1)
     ctx.say(f"  {left.n_free} values left out of the calibration; over their prior the summaries "
-              f"spread by a median {np.median(sd / ctx.observed()[1]):.2f} sigma ({done.size} runs)")
+              f"spread by a median {np.median(sd / ctx.observed()[1]):.2f} sigma ({y.shape[0]} runs)")
     return sd
 
 
