@@ -4,7 +4,8 @@ import importlib
 import inspect
 from pathlib import Path
 
-MODULES = ["parameters", "models", "models.external", "gcb", "observations", "scores", "design",
+MODULES = ["parameters", "models", "models.climate", "models.land_use", "models.external", "gcb",
+           "observations", "scores", "design",
            "models.dalec", "readers", "timeseries", "site",
            "ensemble", "sensitivity", "oat", "emulators", "posterior", "refinement", "equifinality",
            "optimize", "propagate", "summaries", "pipeline", "rundir", "report"]
