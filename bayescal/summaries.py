@@ -3,7 +3,7 @@
 A likelihood compares a short vector of summaries of the model output with the same summaries
 of the observations, each with its sigma. :class:`BiomeSummaries` is the one the pipeline uses
 for the embedded global model: log area-weighted biome means of each observed variable (the
-products' spread as sigma, floored), and optionally decadal means of global NBP against GCB 2024
+products' spread as sigma, floored), and optionally decadal (or annual) means of global NBP against GCB 2024
 (Seiler Eq. 16) with the decade's mean annual sigma — fully correlated annual errors, the
 conservative choice — or, with ``gcb_errors="independent"``, sqrt(sum sigma^2) / n (about the
 mean annual sigma / sqrt(10)).
@@ -22,9 +22,9 @@ from .observations import Observations, observed_regional_means, regional_means
 __all__ = ["BiomeSummaries", "decades"]
 
 
-def decades(first: int, last: int) -> list[tuple[int, int]]:
-    """``[(first, first + 9), ...]`` up to ``last`` (the last block may be shorter)."""
-    return [(a, min(a + 9, last)) for a in range(first, last + 1, 10)]
+def decades(first: int, last: int, length: int = 10) -> list[tuple[int, int]]:
+    """``[(first, first + length - 1), ...]`` up to ``last`` (the last block may be shorter)."""
+    return [(a, min(a + length - 1, last)) for a in range(first, last + 1, length)]
 
 
 @dataclass(frozen=True)
@@ -40,21 +40,27 @@ class BiomeSummaries:
     gcb_years : (int, int), optional
         Add decadal means of ``nbp_global`` over these years, observed by GCB 2024 NBP.
     gcb_errors : {"correlated", "independent"}, default "correlated"
-        The annual GCB errors within a decade: fully correlated (sigma of the mean = mean sigma)
+        The annual GCB errors within a block: fully correlated (sigma of the mean = mean sigma)
         or independent (sqrt(sum sigma^2) / n).
+    gcb_block : int, default 10
+        Years per NBP block: 10 for decadal means (Seiler), 1 for every year (the likelihood
+        then sees the year-to-year variability too; the two error choices coincide).
     """
 
     variables: Sequence[str]
     sigma_floor: float = 0.03
     gcb_years: tuple[int, int] | None = None
     gcb_errors: str = "correlated"
+    gcb_block: int = 10
 
     def __post_init__(self) -> None:
         if self.gcb_errors not in ("correlated", "independent"):
             raise ValueError(f"gcb_errors must be 'correlated' or 'independent', got {self.gcb_errors!r}")
+        if self.gcb_block < 1:
+            raise ValueError(f"gcb_block must be >= 1 year, got {self.gcb_block}")
 
     def blocks(self) -> list[tuple[int, int]]:
-        return decades(*self.gcb_years) if self.gcb_years else []
+        return decades(*self.gcb_years, self.gcb_block) if self.gcb_years else []
 
     def _nbp_blocks(self, nbp: xr.DataArray) -> np.ndarray:
         return np.stack([nbp.sel(year=slice(a, b)).mean("year").values for a, b in self.blocks()], axis=-1)

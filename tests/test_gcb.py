@@ -62,3 +62,9 @@ def test_decadal_nbp_sigma_correlated_or_independent():
     s = gcb["nbp_sigma"].sel(year=slice(1990, 1999)).values
     assert corr[-2] == pytest.approx(s.mean()) and ind[-2] == pytest.approx(np.sqrt((s**2).sum()) / 10)
     assert ind[-1] < corr[-1] / 3
+    # annual blocks: one summary per year, the year's own value and sigma under either error model
+    for errors in ("correlated", "independent"):
+        o, s1 = BiomeSummaries(["gpp"], 0.03, (1990, 2009), errors, gcb_block=1).of_observations(obs, grid)
+        assert o.size == 2 + 20
+        np.testing.assert_allclose(o[2:], gcb["nbp"].sel(year=slice(1990, 2009)).values, rtol=1e-14)
+        np.testing.assert_allclose(s1[2:], gcb["nbp_sigma"].sel(year=slice(1990, 2009)).values, rtol=1e-14)

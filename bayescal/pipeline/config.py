@@ -75,6 +75,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "gcb_nbp": (bool, False),
         "gcb_years": (list, [1990, 2022]),
         "gcb_errors": (str, "correlated"),
+        "gcb_block": (int, 10),
         "sigma_floor": (float, 0.03),
         "products": (list, []),
     },
@@ -274,6 +275,9 @@ def _check_ranges(cfg: dict) -> None:
     if cfg["equifinality"]["local_box"] not in ("range", "value"):
         raise ConfigError("'equifinality.local_box' must be 'range' or 'value', got "
                           f"{cfg['equifinality']['local_box']!r}")
+    if cfg["observations"]["gcb_block"] < 1:
+        raise ConfigError("'observations.gcb_block' must be >= 1 (years per GCB NBP mean), got "
+                          f"{cfg['observations']['gcb_block']}")
     if cfg["observations"]["gcb_errors"] not in ("correlated", "independent"):
         raise ConfigError("'observations.gcb_errors' must be 'correlated' or 'independent', got "
                           f"{cfg['observations']['gcb_errors']!r}")

@@ -172,7 +172,7 @@ class Pipeline:
 
         o = self.config["observations"]
         years = tuple(o["gcb_years"]) if o["gcb_nbp"] else None
-        return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"])
+        return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"], o["gcb_block"])
 
     def summaries(self, ds: xr.Dataset) -> np.ndarray:
         """The likelihood's summaries of model output, (member, summary).
