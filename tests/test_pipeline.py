@@ -153,6 +153,30 @@ def test_tiny_config_end_to_end(tiny_run):
     assert (run_dir / "equifinality" / "alternatives_seiler.nc").exists()
 
 
+def test_emulator_training_on_optimiser_runs_less_the_worst(tiny_run):
+    """Seiler: the misfit emulator learns from the optimiser's runs, less failed and the worst 25 %."""
+    from bayescal.pipeline.stages import _misfit_training
+
+    run_dir, _, _ = tiny_run
+    h = xr.load_dataset(run_dir / "optimize" / "history.nc")
+    good = (h["status"].values == "done") & (h["misfit"].values > 0)
+    u_h, first = np.unique(h["u"].values[good], axis=0, return_index=True)
+    m_h = h["misfit"].values[good][first]
+    cfg = load_config(TINY)
+    cfg["emulator"] |= {"training": "optimize", "drop_worst": 0.25}
+    u, logm = _misfit_training(Pipeline(cfg, run_dir, progress=False))
+    assert len(u) == int(np.ceil(0.75 * len(u_h)))
+    np.testing.assert_allclose(np.sort(logm), np.log(np.sort(m_h)[: len(u)]), rtol=1e-14)
+    assert all((row == u_h).all(axis=1).any() for row in u)  # only optimiser runs
+    cfg["emulator"] |= {"training": "all", "drop_worst": 0.0}
+    u_all, _ = _misfit_training(Pipeline(cfg, run_dir, progress=False))
+    n_design = int((xr.load_dataset(run_dir / "design" / "training.nc")["status"] == "done").sum())
+    assert len(u_h) < len(u_all) <= len(u_h) + n_design
+    # Seiler's five alternatives went through the model in propagate
+    sets = xr.load_dataset(run_dir / "propagate" / "outputs.nc")["set"].values
+    assert (sets == "seiler_alternative").sum() == 5
+
+
 @pytest.mark.slow
 def test_bands_contain_truth_and_table3_differences(tiny_run):
     run_dir, _, _ = tiny_run

@@ -99,21 +99,31 @@ class ModelObjective:
         else:
             key = hashlib.sha1(np.ascontiguousarray(theta).tobytes()).hexdigest()[:16]
             ens = self._run(theta, self.workdir / f"batch_{key}")
+        return self.measure_runs(ens)
+
+    def measure_runs(self, ens: xr.Dataset) -> xr.Dataset:
+        """The misfit (and residuals) of model runs already made, with this objective's measure.
+
+        ``ens`` holds the observed variables and ``status``/``reason`` on ``member``; runs not
+        ``done`` get NaN. Returns ``misfit``, ``status``, ``reason`` (and ``residuals`` for the
+        residual measure) on ``member``.
+        """
         status = ens["status"].values.astype(str)
         reason = ens["reason"].values.astype(str)
+        n = status.size
         out = xr.Dataset({"status": ("member", status), "reason": ("member", reason)})
         ok = status == "done"
         if self.measure == "residuals":
             if ok.any():
                 r = residual_vector(ens.isel(member=np.flatnonzero(ok)), self.observations, self.regions)
-                full = np.full((u.shape[0], r.sizes["residual"]), np.nan)
+                full = np.full((n, r.sizes["residual"]), np.nan)
                 full[ok] = r.values
                 out["residuals"] = (("member", "residual"), full)
                 out["misfit"] = ("member", (full**2).sum(axis=1))
             else:
-                out["misfit"] = ("member", np.full(u.shape[0], np.nan))
+                out["misfit"] = ("member", np.full(n, np.nan))
         else:
-            mis = np.full(u.shape[0], np.nan)
+            mis = np.full(n, np.nan)
             if ok.any():
                 weighting = "datasets" if self.measure == "seiler" else "variables"
                 sub = ens.isel(member=np.flatnonzero(ok))

@@ -96,7 +96,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "n_generations": (int, 10),
     },
     "design": {"n_runs": (int, 100), "batch_size": (int, 32)},
-    "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0)},
+    "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0), "training": (str, "all"),
+                 "drop_worst": (float, 0.0)},
     "posterior": {
         "n_steps": (int, 1500),
         "max_steps": (int, 20000),
@@ -275,6 +276,11 @@ def _check_ranges(cfg: dict) -> None:
     if cfg["equifinality"]["local_box"] not in ("range", "value"):
         raise ConfigError("'equifinality.local_box' must be 'range' or 'value', got "
                           f"{cfg['equifinality']['local_box']!r}")
+    e = cfg["emulator"]
+    if e["training"] not in ("all", "optimize"):
+        raise ConfigError(f"'emulator.training' must be 'all' or 'optimize', got {e['training']!r}")
+    if not 0.0 <= e["drop_worst"] < 1.0:
+        raise ConfigError(f"'emulator.drop_worst' must be in [0, 1), got {e['drop_worst']}")
     if cfg["observations"]["gcb_block"] < 1:
         raise ConfigError("'observations.gcb_block' must be >= 1 (years per GCB NBP mean), got "
                           f"{cfg['observations']['gcb_block']}")

@@ -133,7 +133,6 @@ def run_optimize(ctx: Pipeline) -> None:
 def run_design(ctx: Pipeline) -> None:
     from ..design import latin_hypercube
     from ..ensemble import EnsembleStore, run_ensemble
-    from ..scores import residuals
 
     c = ctx.config["design"]
     out = ctx.run_dir / "design"
@@ -157,8 +156,10 @@ def run_design(ctx: Pipeline) -> None:
     collapsed = ok & np.isnan(Y).any(axis=1)
     status[collapsed], reason[collapsed] = "failed", "a likelihood summary is not finite"
     ok &= ~collapsed
+    # the optimiser's measure (optimize.misfit), so the emulator may train on both sets of runs
     misfit = np.full(len(u), np.nan)
-    misfit[ok] = (residuals(ens.isel(member=np.flatnonzero(ok)), obs) ** 2).sum("residual").values
+    measured = _objective(ctx, None).measure_runs(ens.isel(member=np.flatnonzero(ok)))
+    misfit[ok] = measured["misfit"].values
     xr.Dataset(
         {
             "u": (("member", "parameter"), u),
@@ -218,20 +219,34 @@ def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
 
 
 def _misfit_training(ctx: Pipeline) -> tuple[np.ndarray, np.ndarray]:
-    """The finished runs of the design and the optimiser: unit-cube points and log misfits."""
-    tr = ctx.training()
-    ok = tr["status"].values == "done"
-    u = tr["u"].values[ok]
-    logm = np.log(tr["misfit"].values[ok])
+    """The misfit emulator's training runs: unit-cube points and log misfits.
+
+    The finished runs of the design and of the optimiser (``emulator.training = "all"``) or of
+    the optimiser only (``"optimize"``, Seiler's GA runs), once each, less the worst
+    ``emulator.drop_worst`` of them (Seiler: 0.25).
+    """
+    c = ctx.config["emulator"]
+    parts = []
+    if c["training"] == "all":
+        tr = ctx.training()
+        parts.append((tr["u"].values, tr["misfit"].values, tr["status"].values.astype(str)))
     hist = ctx.run_dir / "optimize" / "history.nc"
     if hist.exists():
         h = xr.load_dataset(hist)
-        good = (h["status"].values == "done") & (h["misfit"].values > 0)
-        u = np.vstack([u, h["u"].values[good]])
-        logm = np.concatenate([logm, np.log(h["misfit"].values[good])])
-        u, first = np.unique(u, axis=0, return_index=True)
-        logm = logm[first]
-    return u, logm
+        parts.append((h["u"].values, h["misfit"].values, h["status"].values.astype(str)))
+    elif c["training"] == "optimize":
+        raise PipelineError("emulator.training = 'optimize' needs an optimiser: set optimize.method")
+    u = np.vstack([p[0] for p in parts])
+    misfit = np.concatenate([p[1] for p in parts])
+    ok = np.concatenate([p[2] for p in parts]) == "done"
+    ok &= misfit > 0
+    u, misfit = u[ok], misfit[ok]
+    u, first = np.unique(u, axis=0, return_index=True)
+    misfit = misfit[first]
+    if c["drop_worst"] > 0:
+        keep = np.argsort(misfit, kind="stable")[: int(np.ceil((1.0 - c["drop_worst"]) * misfit.size))]
+        u, misfit = u[np.sort(keep)], misfit[np.sort(keep)]
+    return u, np.log(misfit)
 
 
 def run_emulate(ctx: Pipeline) -> None:
@@ -381,12 +396,14 @@ def run_propagate(ctx: Pipeline) -> None:
     post = ctx.posterior_u().values
     rng = np.random.default_rng(ctx.seed)
     draws = post[rng.choice(len(post), size=min(c["n_draws"], len(post)), replace=False)]
-    alt = xr.load_dataset(ctx.run_dir / "equifinality" / "alternatives.nc")["u"].values
+    eq = ctx.run_dir / "equifinality"
     sets = {
         "posterior": draws,
         "default": space.to_unit(space.default)[None],
         "optimised": ctx.optimum_u()[None],
-        "alternative": alt,
+        "alternative": xr.load_dataset(eq / "alternatives.nc")["u"].values,
+        # Seiler's five emulator-chosen distant sets, through the model as he ran them
+        "seiler_alternative": xr.load_dataset(eq / "alternatives_seiler.nc")["u"].values,
     }
     ens = propagate(
         ctx.simulator,
