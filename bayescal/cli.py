@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("config", help="TOML configuration (see examples/global_twin.toml)")
     r.add_argument("--run-dir", help="override [run] output")
-    r.add_argument("--until", choices=STAGES, help="stop after this stage")
+    r.add_argument("--until", help="stop after this stage (one of the config's stages)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     c = sub.add_parser("check", help="validate a config file and exit")
     c.add_argument("config")
@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config)
             text = Path(args.config).read_text()
             pipe = make_pipeline(cfg, args.run_dir, progress=not args.quiet, config_text=text)
-            stages = STAGES if args.until is None else STAGES[: STAGES.index(args.until) + 1]
+            names = pipe.stage_names
+            if args.until is not None and args.until not in names:
+                raise ConfigError(f"--until {args.until}: this config's stages are {list(names)}")
+            stages = names if args.until is None else names[: names.index(args.until) + 1]
             pipe.run(stages)
             if not args.quiet:
                 print("\n" + pipe.summary())
@@ -72,8 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         from .rundir import RunDir
 
         rd = RunDir(args.run_dir)
-        needed = STAGES[:-1] if rd.config()["model"].get("kind", "global") == "global" else (
-            "optimize", "posterior", "propagate")
+        cfg = rd.config()
+        if cfg["model"].get("kind", "global") != "global":
+            needed = ("optimize", "posterior", "propagate")
+        elif cfg["run"].get("workflow", "default") == "dagon":
+            from .pipeline.dagon import DAGON_STAGES
+
+            needed = DAGON_STAGES[:-1]
+        else:
+            needed = STAGES[:-1]
         missing = [s for s in needed if not rd.stage_json(s).exists()]
         if missing:
             raise PipelineError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")

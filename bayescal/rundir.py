@@ -94,8 +94,9 @@ class RunDir:
         return self.config_toml.read_text() if self.config_toml.exists() else ""
 
     def selected(self) -> list[str]:
-        """The calibrated parameter labels (``screen/selected.json``; site: ``optimize/selected.json``)."""
-        for stage in ("screen", "optimize"):
+        """The calibrated parameter labels (``screen/selected.json``; Dagon's workflow:
+        ``oat/selected.json``; site: ``optimize/selected.json``)."""
+        for stage in ("screen", "oat", "optimize"):
             path = self.stage(stage) / "selected.json"
             if path.exists():
                 return json.loads(path.read_text())["parameters"]

@@ -5,7 +5,7 @@ import inspect
 from pathlib import Path
 
 MODULES = ["parameters", "models", "models.climate", "models.land_use", "models.external", "gcb",
-           "observations", "scores", "design",
+           "observations", "scores", "design", "eof",
            "models.dalec", "readers", "timeseries", "site",
            "ensemble", "sensitivity", "oat", "emulators", "posterior", "refinement", "equifinality",
            "optimize", "propagate", "summaries", "pipeline", "rundir", "report"]

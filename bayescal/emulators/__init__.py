@@ -36,6 +36,7 @@ never pickle; a reloaded emulator predicts identically.
 
 from .base import REGISTRY, EmulatorError, NotFittedEmulatorError, load_emulator, register
 from .gp import GPEmulator
+from .nn import DagonNetwork
 from .screen import emulator_optimum, emulator_screen
 from .svd import SVDEmulator
 from .validation import kfold, loo_metrics, partial_dependence, permutation_importance
@@ -45,6 +46,7 @@ __all__ = [
     "emulator_screen",
     "GPEmulator",
     "SVDEmulator",
+    "DagonNetwork",
     "EmulatorError",
     "NotFittedEmulatorError",
     "REGISTRY",

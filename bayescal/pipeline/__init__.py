@@ -14,6 +14,10 @@ def make_pipeline(config: dict, run_dir=None, **kwargs) -> Pipeline:
     """The pipeline for a config: the global route, or the site route (``model.kind`` dalec,
     python or external; :mod:`bayescal.pipeline.site`)."""
     if config["model"]["kind"] == "global":
+        if config["run"].get("workflow", "default") == "dagon":
+            from .dagon import DagonPipeline
+
+            return DagonPipeline(config, run_dir, **kwargs)
         return Pipeline(config, run_dir, **kwargs)
     from .site import SitePipeline
 

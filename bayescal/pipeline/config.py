@@ -42,7 +42,8 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------- config
 #: section -> key -> (type(s), default). ``None`` default with a type: optional.
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
-    "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0)},
+    "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0),
+            "workflow": (str, "default")},
     "model": {
         "n_cells": (int, 60),
         "grid_seed": (int, 3),
@@ -97,7 +98,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "design": {"n_runs": (int, 100), "batch_size": (int, 32)},
     "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0), "training": (str, "all"),
-                 "drop_worst": (float, 0.0)},
+                 "drop_worst": (float, 0.0), "eof_modes": (int, 3), "network": (list, [12, 12])},
+    "oat": {"top_k": (int, 6)},
+    "emulator_screen": {"n_points": (int, 10_000_000), "keep": (int, 1000), "refine_rounds": (int, 3)},
     "posterior": {
         "n_steps": (int, 1500),
         "max_steps": (int, 20000),
@@ -212,6 +215,17 @@ def _check_model(cfg: dict, base: Path | None) -> None:
             f"'model.ramp_start' must be >= {first_year} (the drivers' pre-industrial start), "
             f"got {m['ramp_start']}"
         )
+    if cfg["run"]["workflow"] not in ("default", "dagon"):
+        raise ConfigError(f"'run.workflow' must be 'default' or 'dagon', got {cfg['run']['workflow']!r}")
+    if cfg["run"]["workflow"] == "dagon" and cfg["model"]["kind"] != "global":
+        raise ConfigError("'run.workflow' = 'dagon' needs the embedded global model ('model.kind' = global)")
+    small = cfg["emulator"]["eof_modes"] < 1 or cfg["oat"]["top_k"] < 1
+    if small or cfg["emulator_screen"]["n_points"] < 1000:
+        raise ConfigError("'emulator.eof_modes' and 'oat.top_k' must be >= 1 and 'emulator_screen.n_points' "
+                          ">= 1000")
+    net = cfg["emulator"]["network"]
+    if len(net) != 2 or not all(isinstance(n, int) and n >= 1 for n in net):
+        raise ConfigError(f"'emulator.network' must be two layer widths, e.g. [12, 12], got {net!r}")
     if cfg["run"]["seed"] < 0:
         raise ConfigError(f"'run.seed' must be >= 0, got {cfg['run']['seed']}")
     if not cfg["observations"]["variables"]:

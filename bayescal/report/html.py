@@ -108,6 +108,10 @@ def write_report(run_dir) -> Path:
         from .site import write_site_report
 
         return write_site_report(rd)
+    if cfg["run"].get("workflow", "default") == "dagon":
+        from .dagon import write_dagon_report
+
+        return write_dagon_report(rd)
     twin = rd.twin()
     if twin is None:
         raise FileNotFoundError(f"{rd.twin_dir}: the twin products and truth run are missing; "

@@ -1,0 +1,131 @@
+"""Dagon et al.'s (2020) CLM5 workflow as a route of ``bayescal run`` (``[run] workflow = "dagon"``).
+
+Stages, each through the runner's store:
+
+``oat``              one-at-a-time screening of the candidate values at their bounds; parameter
+                     effect and pattern-correlation ranks (:func:`bayescal.oat.dagon_oat`); the
+                     ``oat.top_k`` best by combined rank (plus ``parameters.free``) are calibrated.
+``design``           Latin-hypercube perturbed-parameter ensemble (as the default route's design).
+``emulate``          per observed variable: EOFs of the area-weighted anomalies of the members'
+                     mean maps (Eq. 3), observations projected on them (Eq. 5), and Dagon's
+                     ReLU-tanh network from parameters to PCs, tested on 20 % of the members.
+``emulator_screen``  the cost in EOF space (Eq. 6) at ``emulator_screen.n_points`` Sobol' points
+                     (10^7 in the paper): histogram and best points; the differential-evolution
+                     optimum on the emulator, then verified by a model run beside the defaults.
+``report``           PE/PC ranking, EOF maps, cost histogram, optimum against default.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+from ..eof import EOFBasis, eof_cost
+from .runner import Pipeline
+
+__all__ = ["DAGON_STAGES", "DagonPipeline", "EOFCost"]
+
+DAGON_STAGES = ("oat", "design", "emulate", "emulator_screen", "report")
+DAGON_HELP = {
+    "oat": "one-at-a-time screening at the bounds: Dagon's parameter-effect and pattern-correlation "
+    "ranks; keeps oat.top_k values by combined rank.",
+    "design": "Latin-hypercube ensemble of n_runs members through the resumable runner.",
+    "emulate": "EOFs of each variable's mean maps, observations projected on them, and Dagon's "
+    "ReLU-tanh network from parameters to PCs (tested on 20 % of the members).",
+    "emulator_screen": "the cost in EOF space at n_points Sobol' points; differential-evolution optimum "
+    "on the emulator, verified by a model run.",
+    "report": "figures (PNG) and report.html: ranks, EOF maps, cost histogram, optimum vs default.",
+}
+DAGON_SECTIONS = {
+    "oat": ("model", "parameters", "observations", "oat", "design"),
+    "design": ("design",),
+    "emulate": ("emulator",),
+    "emulator_screen": ("emulator_screen",),
+    "report": ("report",),
+}
+
+
+class EOFCost:
+    """Dagon's Eq. (6) on emulated PCs: ``predict(u)`` gives the cost at unit-cube points."""
+
+    def __init__(self, networks: dict, observed: dict, obs_sd: dict, fraction: dict):
+        self.networks, self.observed, self.obs_sd, self.fraction = networks, observed, obs_sd, fraction
+
+    def predict(self, u: np.ndarray) -> np.ndarray:
+        pcs = {v: np.asarray(net.predict(u)).reshape(len(u), -1) for v, net in self.networks.items()}
+        return eof_cost(pcs, self.observed, self.obs_sd, self.fraction)
+
+
+class DagonPipeline(Pipeline):
+    """:class:`Pipeline` with Dagon et al.'s stages; same run directory, records and resume."""
+
+    stage_names = DAGON_STAGES
+    stage_help = DAGON_HELP
+    stage_sections = DAGON_SECTIONS
+
+    @property
+    def stage_functions(self):  # noqa: D102 - imported late: the stage module imports this one
+        from . import dagon_stages
+
+        return dagon_stages.DAGON_STAGE_FUNCTIONS
+
+    def mean_maps(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
+        """Period-mean map (member, cell) of each observed variable."""
+        return {v: ds[v].mean("time").values for v in self.config["observations"]["variables"]}
+
+    def observed_maps(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Observed period-mean maps (cell,) and annual maps (year, cell) per variable: the mean
+        over the variable's products; cells no product observes are NaN."""
+        obs, truth = self.twin()
+        mean, annual = {}, {}
+        for v in self.config["observations"]["variables"]:
+            data = [p.data.reindex(cell=truth["cell"].values) for p in obs[v]]
+            mean[v] = np.nanmean(np.stack([d.mean("time", skipna=True).values for d in data]), axis=0)
+            yearly = xr.concat([d.groupby("time.year").mean(skipna=True) for d in data], "product",
+                               join="outer")  # products may cover different years
+            annual[v] = yearly.mean("product", skipna=True).transpose("year", "cell").values
+        return mean, annual
+
+    def eof_data(self) -> xr.Dataset:
+        return xr.load_dataset(self.run_dir / "emulate" / "eof.nc")
+
+    def bases(self) -> dict[str, EOFBasis]:
+        ds = self.eof_data()
+        return {v: EOFBasis.from_dataset(ds, v) for v in self.config["observations"]["variables"]}
+
+    def cost(self) -> EOFCost:
+        """The emulated cost of Eq. (6) from the ``emulate`` stage's files."""
+        from ..emulators import load_emulator
+
+        ds = self.eof_data()
+        variables = self.config["observations"]["variables"]
+        nets = {v: load_emulator(self.run_dir / "emulate" / f"network_{v}.nc") for v in variables}
+        return EOFCost(nets, {v: ds[f"{v}_obs_pc"].values for v in variables},
+                       {v: ds[f"{v}_obs_sd"].values for v in variables},
+                       {v: ds[f"{v}_fraction"].values for v in variables})
+
+    def model_pcs(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
+        """The model's own PCs (member, mode) of its runs ``ds`` in the ensemble's EOFs."""
+        data, bases = self.eof_data(), self.bases()
+        maps = self.mean_maps(ds)
+        return {v: b.project(maps[v][:, data[f"{v}_cells"].values]) for v, b in bases.items()}
+
+    def model_cost(self, ds: xr.Dataset) -> np.ndarray:
+        """Eq. (6) on the model's own PCs of its runs ``ds`` (member, ...)."""
+        cost = self.cost()
+        return eof_cost(self.model_pcs(ds), cost.observed, cost.obs_sd, cost.fraction)
+
+    def selection(self, ranking: xr.Dataset) -> list[str]:
+        """The ``oat.top_k`` values by combined rank, plus ``parameters.free``, in space order."""
+        from ..parameters import family
+
+        k = self.config["oat"]["top_k"]
+        best = set(ranking["parameter"].values[np.argsort(ranking["combined_rank"].values)][:k].tolist())
+        free = set(self.config["parameters"]["free"] or [])
+        space = self.full_space
+        return [lab for lab in space.labels if lab in best or lab in free or family(lab) in free]
+
+    def summary_json(self) -> dict:
+        return json.loads((self.run_dir / "emulator_screen" / "optimum.json").read_text())
