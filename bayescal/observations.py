@@ -233,6 +233,7 @@ DEFAULT_TWIN_PRODUCTS: tuple[ProductSpec, ...] = (
     ProductSpec("lai", "MODIS-like", bias=1.07, noise=0.08, start=2000, end=2017),
     ProductSpec("hfls", "CLASSr-like", bias=1.03, noise=0.06, start=2003, end=2009),
     ProductSpec("hfls", "FLUXCOM-like", bias=0.97, noise=0.06, start=2001, end=2013),
+    ProductSpec("hfss", "FLUXCOM-H-like", bias=1.04, noise=0.08, start=2001, end=2013),
 )
 
 _NON_NEGATIVE = {"gpp", "lai", "hfls", "cveg", "csoil", "clitter", "ra", "rh", "fire"}

@@ -6,7 +6,7 @@ import pytest
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
 
 _VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "arviz", "SALib", "numba",
-              "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "pyvbmc")
+              "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "optuna", "pyvbmc")
 
 
 def pytest_report_header(config):

@@ -337,10 +337,10 @@ def test_from_dataset_and_load_name_what_is_wrong(tmp_path):
 def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
     from sklearn.exceptions import NotFittedError
 
-    from bayescal.emulators import REGISTRY
+    from bayescal.emulators import REGISTRY, DagonNetwork
 
-    assert REGISTRY == {"GPEmulator": GPEmulator, "SVDEmulator": SVDEmulator}
-    for em in (GPEmulator(), SVDEmulator()):
+    assert REGISTRY == {"GPEmulator": GPEmulator, "SVDEmulator": SVDEmulator, "DagonNetwork": DagonNetwork}
+    for em in (GPEmulator(), SVDEmulator(), DagonNetwork()):
         with pytest.raises(NotFittedError):  # scikit-learn's own check, with our message
             em.predict(np.zeros((1, 2)))
         with pytest.raises(EmulatorError, match="not fitted"):
@@ -351,7 +351,7 @@ def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
     bad = GPEmulator(optimizer=None).fit(X, y).to_dataset()
     bad.attrs["emulator"] = "Kriging"
     bad.to_netcdf(tmp_path / "k.nc", engine="h5netcdf")
-    with pytest.raises(EmulatorError, match="known: \\['GPEmulator', 'SVDEmulator'\\]"):
+    with pytest.raises(EmulatorError, match="known: \\['DagonNetwork', 'GPEmulator', 'SVDEmulator'\\]"):
         load_emulator(tmp_path / "k.nc")
 
 

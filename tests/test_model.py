@@ -281,3 +281,16 @@ def test_kernel_threads_follow_the_member_count():
     assert _kernel.auto_threads(1) == 1 and _kernel.auto_threads(_kernel.MEMBERS_PER_THREAD - 1) == 1
     assert _kernel.auto_threads(2 * _kernel.MEMBERS_PER_THREAD) == min(2, n)
     assert _kernel.auto_threads(10_000) == n
+
+
+def test_sensible_heat_closes_the_surface_energy_balance(small_model):
+    """hfss + hfls = net radiation (0.7 rsds) in every cell and month, with or without hfls asked for."""
+    theta = small_model.space.all_default
+    both = small_model.simulate(theta, variables=["hfls", "hfss"]).isel(member=0)
+    alone = small_model.simulate(theta, variables=["hfss"]).isel(member=0)
+    rn = 0.7 * small_model.drivers["rsds"].sel(time=both["time"])
+    np.testing.assert_allclose(both.hfss + both.hfls, rn.transpose("cell", "time"), rtol=1e-12)
+    np.testing.assert_array_equal(alone.hfss, both.hfss)
+    assert "hfls" not in alone
+    # latent heat saturates at 0.95 of net radiation, so sensible heat keeps at least 5 % of it
+    assert float((both.hfss - 0.05 * rn.transpose("cell", "time")).min()) >= -1e-9

@@ -24,7 +24,7 @@ def twin(small_model):
 
 def test_twin_products(twin):
     obs, specs = twin
-    assert obs.variables == ["gpp", "lai", "hfls"]
+    assert obs.variables == ["gpp", "lai", "hfls", "hfss"]
     assert len(obs["gpp"]) == 2 and len(obs["lai"]) == 3
     for p in obs:
         assert p.data.dims == ("cell", "time")

@@ -70,6 +70,7 @@ OUTPUT_VARIABLES: dict[str, tuple[str, str]] = {
     "nbp": ("kg m-2 s-1", "net biome productivity gpp - ra - rh - fire - fluc"),
     "lai": ("m2 m-2", "leaf area index"),
     "hfls": ("W m-2", "surface upward latent heat flux"),
+    "hfss": ("W m-2", "surface upward sensible heat flux: net radiation (0.7 rsds) minus hfls"),
     "cveg": ("kg m-2", "vegetation carbon (end of month)"),
     "clitter": ("kg m-2", "litter carbon (end of month)"),
     "csoil": ("kg m-2", "soil carbon, excluding litter (end of month)"),
@@ -77,10 +78,8 @@ OUTPUT_VARIABLES: dict[str, tuple[str, str]] = {
 _FLUXES = ("gpp", "ra", "rh", "fire", "fluc", "nbp")
 _MET = ("tas", "wsoil", "rsds", "dayfrac", "daytrend", "vpd", "par_gain")  # driver fields the model reads
 # placeholders for kernel arguments a call does not use
-_NO_BUDGET = np.zeros((0, 1, 1))
-_NO_GRID = np.zeros((0, 1, 1, 1))
+_NO_BUDGET, _NO_GLOB, _NO_GRID = np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), np.zeros((0, 1, 1, 1))
 _NO_ROWS = np.full(len(_kernel.OUT_ROWS), -1)
-_NO_GLOB = np.zeros((0, 1, 1))
 
 
 @dataclass
@@ -237,6 +236,9 @@ class LandCarbonModel:
         times = self.drivers["time"].to_index()
         write = np.flatnonzero(times.year >= int(self.drivers.attrs["start"]))
         n_cell = self.grid.sizes["cell"]
+        wanted = variables  # hfss is derived from hfls
+        if "hfss" in variables and "hfls" not in variables:
+            variables = [*variables, "hfls"]
         # cell outputs are written month by month, so months are the slow axis of each member's
         # block; the Dataset gets a (member, cell, time) view of it
         rows = np.array([variables.index(v) if v in variables else -1 for v in _kernel.OUT_ROWS])
@@ -250,6 +252,9 @@ class LandCarbonModel:
             sl = slice(lo, min(lo + self.chunk_size, n_m))
             failed[sl], reason[sl] = self._run_chunk(theta[sl], lo, met, grid, rows, glob, write)
         gridded = {v: grid[i].transpose(0, 2, 1) for i, v in enumerate(variables)}
+        if "hfss" in wanted:  # the surface energy balance, ground heat flux neglected monthly
+            gridded["hfss"] = 0.7 * self.drivers["rsds"].to_numpy()[None, :, write] - gridded["hfls"]
+        gridded = {v: gridded[v] for v in wanted}
         glob_monthly = {v: glob[i] for i, v in enumerate(_kernel.OUT_ROWS[: _kernel.N_GLOBAL])}
         return self._assemble(theta, gridded, glob_monthly, failed, reason, times[write])
 
