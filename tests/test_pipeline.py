@@ -151,6 +151,10 @@ def test_tiny_config_end_to_end(tiny_run):
     assert "twin truth inside the 90 % posterior interval: 4 of 4" in page
     assert "Seiler's alternative sets" in page  # Seiler's equifinality procedure beside the posterior's
     assert (run_dir / "equifinality" / "alternatives_seiler.nc").exists()
+    # Seiler Figs. 7-8: AMBER scores of the default, the optimum and the five alternatives
+    scores = xr.load_dataset(run_dir / "propagate" / "scores.nc")
+    assert sorted(set(scores["set"].values)) == ["default", "optimised", "seiler_alternative"]
+    assert "(Seiler Fig. 7)" in page and "(Seiler Fig. 8)" in page
 
 
 def test_emulator_training_on_optimiser_runs_less_the_worst(tiny_run):

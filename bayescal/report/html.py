@@ -176,7 +176,26 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
         plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), twin_truth))
     add("gpp_bias_change", "Per-cell change of the GPP bias against the first GPP product (Seiler Fig. 9).",
         plot_bias_change(outputs, obs["gpp"][0].data, truth["area"]))
+    _seiler_figures(rd, space, add)
     return figs
+
+
+def _seiler_figures(rd, space, add) -> None:
+    """Seiler's Figs. 5, 7 and 8, where the run directory has their inputs."""
+    from .seiler import plot_ensemble_scores, plot_ga_parameters, plot_set_scores
+
+    hist = rd.path / "optimize" / "history.nc"
+    if hist.exists() and xr.open_dataset(hist).attrs.get("method") == "genetic_algorithm":
+        add("ga_parameters", "GA: default vs optimised values and the best chromosome per generation "
+            "(Seiler Fig. 5).", plot_ga_parameters(xr.load_dataset(hist), space.to_unit(space.default)))
+    scores = rd.path / "propagate" / "scores.nc"
+    if scores.exists():
+        s = xr.load_dataset(scores)
+        add("amber_scores", "AMBER scores of the default and the optimum per product (Seiler Fig. 7).",
+            plot_set_scores(s))
+        if (s["set"] == "seiler_alternative").any():
+            add("ensemble_scores", "AMBER scores of the optimum and Seiler's alternative sets "
+                "(Seiler Fig. 8).", plot_ensemble_scores(s))
 
 
 def _tab(df, fmt: str = "{:.4g}") -> str:
