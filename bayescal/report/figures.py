@@ -134,9 +134,9 @@ def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: 
             m = np.flatnonzero((sets == s) & done)
             if m.size:
                 ax.plot(yr, da.isel(member=m[0]), lw=1.5, label=s, **style)
-        for name, color, label in (("alternative", "C2", "alternatives"),
-                                   ("seiler_alternative", "C4", "Seiler's alternatives")):
-            for i, m in enumerate(np.flatnonzero((sets == name) & done)):
+        for which, color, label in (("alternative", "C2", "alternatives"),
+                                    ("seiler_alternative", "C4", "Seiler's alternatives")):
+            for i, m in enumerate(np.flatnonzero((sets == which) & done)):
                 ax.plot(yr, da.isel(member=m), color=color, lw=0.8, alpha=0.8,
                         label=label if i == 0 else None)
         if truth is not None and v in truth:
