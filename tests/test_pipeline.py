@@ -385,3 +385,23 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
     res = subprocess.run([*common, "--window-size=1200,4000", f"--screenshot={shot}", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and shot.stat().st_size > 50_000
+
+
+def test_dask_cluster_runs_the_same_members(tiny_run, tmp_path):
+    """``run.scheduler``: the runner's members go to a Dask cluster; the design equals the
+    in-process one, and the stage records count the runs from the stores."""
+    distributed = pytest.importorskip("distributed")
+    run_dir, _, _ = tiny_run
+    cfg = load_config(TINY)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        cfg["run"]["scheduler"] = cluster.scheduler_address
+        pipe = Pipeline(cfg, tmp_path / "dask", progress=False)
+        recs = {r.name: r for r in pipe.run(("screen", "optimize", "design"))}
+        pipe.executor.close()
+    ours = xr.load_dataset(tmp_path / "dask" / "design" / "training.nc")
+    ref = xr.load_dataset(run_dir / "design" / "training.nc")
+    np.testing.assert_array_equal(ours["u"], ref["u"])
+    np.testing.assert_allclose(ours["summaries"], ref["summaries"], rtol=1e-12)
+    np.testing.assert_allclose(ours["misfit"], ref["misfit"], rtol=1e-12)
+    assert recs["design"].runs == 30 and recs["optimize"].runs == 12

@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 #: section -> key -> (type(s), default). ``None`` default with a type: optional.
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0),
-            "workflow": (str, "default")},
+            "workflow": (str, "default"), "workers": (int, 0), "scheduler": (str, "")},
     "model": {
         "n_cells": (int, 60),
         "grid_seed": (int, 3),
@@ -147,6 +147,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
     files, out-of-range values and unknown parameter names.
     """
     cfg = _typed_with_defaults(raw)
+    _check_executor(cfg)
     if cfg["model"]["kind"] != "global":
         from .site_config import check_site_config
 
@@ -196,6 +197,15 @@ def _typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 )
             cfg[section][key] = val
     return cfg
+
+
+def _check_executor(cfg: dict) -> None:
+    r = cfg["run"]
+    if r["workers"] < 0 or (r["workers"] and r["scheduler"]):
+        raise ConfigError("'run.workers' must be >= 0, and not given with 'run.scheduler' (one executor)")
+    if (r["workers"] or r["scheduler"]) and cfg["model"]["kind"] != "global":
+        raise ConfigError("'run.workers' and 'run.scheduler' are for the embedded global model; a site "
+                          "model runs in this process")
 
 
 def _check_model(cfg: dict, base: Path | None) -> None:

@@ -28,9 +28,9 @@ def run_oat(ctx: DagonPipeline) -> None:
     space = ctx.full_space.only(cands) if cands else ctx.full_space
     theta = space.expand(oat_design(space))
     store = out / "ensemble"
-    run_ensemble(ctx.simulator, space.to_dataarray(theta, full=True), store,
+    run_ensemble(ctx.runner_simulator, space.to_dataarray(theta, full=True), store,
                  batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
-                 progress=ctx.progress)
+                 progress=ctx.progress, executor=ctx.executor)
     runs = EnsembleStore(store).load()
     fields = {v: (lambda ds, v=v: ds[v].mean("time")) for v in ctx.config["observations"]["variables"]}
     ranking = dagon_oat(lambda _theta: runs, space, fields, runs["area"].values)
@@ -98,8 +98,9 @@ def _verify(ctx: DagonPipeline, space, points: np.ndarray, store) -> tuple[np.nd
     """Run unit-cube ``points`` through the runner's store: model cost, PCs and status."""
     from ..ensemble import EnsembleStore, run_ensemble
 
-    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
-                 store, batch_size=len(points), keep=ctx.run_dataset_vars(), progress=False)
+    run_ensemble(ctx.runner_simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+                 store, batch_size=len(points), keep=ctx.run_dataset_vars(), progress=False,
+                 executor=ctx.executor)
     runs = EnsembleStore(store).load()
     return ctx.model_cost(runs), ctx.model_pcs(runs), runs["status"].values.astype(str)
 

@@ -44,12 +44,13 @@ def run_propagate(ctx: Pipeline) -> None:
         "seiler_alternative": xr.load_dataset(eq / "alternatives_seiler.nc")["u"].values,
     }
     ens = propagate(
-        ctx.simulator,
+        ctx.runner_simulator,
         space,
         sets,
         out / "ensemble",
         variables=sorted({*BUDGET_VARIABLES, "gpp", *ctx.config["observations"]["variables"]}),
         batch_size=ctx.config["design"]["batch_size"],
+        executor=ctx.executor,
         progress=ctx.progress,
     )
     b = bands(ens)

@@ -42,6 +42,11 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _files_since(stage_dir: Path, since: float) -> int:
+    """Member files the runner's stores under ``stage_dir`` wrote since ``since`` (epoch s)."""
+    return sum(1 for f in stage_dir.rglob("member_*.nc") if f.stat().st_mtime >= since)
+
+
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -116,6 +121,26 @@ class Pipeline:
         """The model, counting runs."""
         self._count(np.atleast_2d(theta).shape[0])
         return self.model(theta)
+
+    @property
+    def executor(self):
+        """Where the runner runs members: None (in this process), a pool of ``run.workers``
+        processes, or the Dask cluster at ``run.scheduler``."""
+        if "executor" not in self._cache:
+            r = self.config["run"]
+            if r.get("scheduler"):
+                from distributed import Client
+
+                self._cache["executor"] = Client(r["scheduler"])
+            else:
+                self._cache["executor"] = r.get("workers") or None
+        return self._cache["executor"]
+
+    @property
+    def runner_simulator(self):
+        """What the runner calls: :meth:`simulator` in this process; the model itself (picklable)
+        for a process pool or Dask, whose runs are counted from the stores' member files."""
+        return self.simulator if self.executor is None else self.model
 
     @property
     def full_space(self):
@@ -236,7 +261,7 @@ class Pipeline:
                 started.write_text(json.dumps({"key": key}))
                 marker.unlink(missing_ok=True)
                 self.say(f"[{stage}] {self.stage_help[stage]}")
-                t0, runs0 = time.perf_counter(), self._runs
+                t0, runs0, started_at = time.perf_counter(), self._runs, time.time()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     self.stage_functions[stage](self)
@@ -247,9 +272,8 @@ class Pipeline:
                         if not issubclass(w.category, DeprecationWarning | FutureWarning)
                     }
                 )
-                rec = StageRecord(
-                    stage, "ran", time.perf_counter() - t0, _peak_rss_gib(), self._runs - runs0, msgs
-                )
+                runs = self._runs - runs0 if self.executor is None else _files_since(stage_dir, started_at)
+                rec = StageRecord(stage, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs)
                 marker.write_text(
                     json.dumps(
                         {

@@ -50,11 +50,11 @@ def run_screen(ctx: Pipeline) -> None:
         }
         design = sample(space, "morris", cfg["screen"]["trajectories"], seed=ctx.seed)
         res = evaluate(
-            ctx.simulator,
+            ctx.runner_simulator,
             design,
             targets,
             store=out / "morris",
-            batch_size=cfg["design"]["batch_size"],
+            batch_size=cfg["design"]["batch_size"], executor=ctx.executor,
             progress=ctx.progress,
             keep=[*ctx.run_dataset_vars(), "gpp_global"],
         )
@@ -98,8 +98,8 @@ def _objective(ctx: Pipeline, workdir: Path):
 
     obs, _ = ctx.twin()
     return ModelObjective(
-        ctx.simulator, ctx.space(), obs, measure=ctx.config["optimize"]["misfit"], workdir=workdir,
-        batch_size=ctx.config["design"]["batch_size"],
+        ctx.runner_simulator, ctx.space(), obs, measure=ctx.config["optimize"]["misfit"], workdir=workdir,
+        batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor,
     )
 
 
@@ -140,10 +140,11 @@ def run_design(ctx: Pipeline) -> None:
     space = ctx.space()
     design = latin_hypercube(space, c["n_runs"], seed=ctx.seed)
     run_ensemble(
-        ctx.simulator,
+        ctx.runner_simulator,
         space.to_dataarray(space.expand(design.values), full=True),
         out / "ensemble",
         batch_size=c["batch_size"],
+        executor=ctx.executor,
         keep=ctx.run_dataset_vars(),
         progress=ctx.progress,
     )
@@ -178,9 +179,9 @@ def _stored_summaries(ctx: Pipeline, space, points: np.ndarray, store: Path) -> 
     """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
     from ..ensemble import EnsembleStore, run_ensemble
 
-    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+    run_ensemble(ctx.runner_simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
                  store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
-                 progress=False)
+                 progress=False, executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((points.shape[0], ctx.observed()[0].size), np.nan)
@@ -200,9 +201,9 @@ def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
     if left.n_free == 0:
         return np.zeros(n_obs)
     design = latin_hypercube(left, n, seed=ctx.seed + 1)
-    run_ensemble(ctx.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
+    run_ensemble(ctx.runner_simulator, left.to_dataarray(left.expand(design.values), full=True), store,
                  batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
-                 progress=ctx.progress)
+                 progress=ctx.progress, executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = np.flatnonzero(ens["status"].values == "done")
     if done.size < 8:
