@@ -66,11 +66,12 @@ def plot_cost_histogram(screen: xr.Dataset, optimum: dict):
     e, mo = optimum["emulated_cost"], optimum["model_cost"]
     ax.axvline(e["default"], color="C0", ls="--", label=f"default: emulated {e['default']:.3g}, "
                f"model {mo['default']:.3g}")
-    ax.axvline(e["optimum"], color="C3", label=f"DE optimum: emulated {e['optimum']:.3g}, "
-               f"model {mo['optimum']:.3g}")
+    ax.axvline(e["optimum"], color="C3", label=f"DE optimum (round 0): emulated {e['optimum']:.3g}; "
+               f"best verified: model {mo['optimum']:.3g}")
     ax.axvline(float(screen["cost"].values.max()), color="m", lw=0.8,
                label=f"threshold of the {screen.sizes['best']} best")
-    ax.set(xlabel="cost J (Eq. 6)", ylabel="points", yscale="log",
+    used = count > 0
+    ax.set(xlabel="cost J (Eq. 6)", ylabel="points", yscale="log", xlim=(lo[used].min(), hi[used].max()),
            title=f"emulated cost at {screen.attrs['n']:,} Sobol' points")
     ax.legend(fontsize=7)
     fig.tight_layout()
