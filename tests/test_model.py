@@ -74,7 +74,8 @@ def test_default_run_tracks_the_global_carbon_budget(default_run):
     """At the defaults the land sink follows GCB 2024 year by year (issue #19's targets).
 
     The drivers' random climate it replaced failed most of these: r 0.07, sd 1.9x GCB's, trend
-    -0.01 PgC/yr per decade, NBP 0.8 PgC/yr too high, vegetation 549 and soil 787 PgC.
+    -0.01 PgC/yr per decade, NBP 0.8 PgC/yr too high, vegetation 549 and soil 787 PgC, annual
+    chi-square 10.5 per year.
     """
     from bayescal.gcb import compare_land_sink, load_gcb2024
 
@@ -88,6 +89,9 @@ def test_default_run_tracks_the_global_carbon_budget(default_run):
     model, gcb = c["sink_trend"]
     assert 0.7 <= model / gcb <= 1.3
     assert c["in_dgvm_range"][0] >= 0.9
+    gcb = load_gcb2024().sel(year=slice(1980, 2022))
+    chi2 = float((((ds.nbp_global.sel(year=gcb.year) - gcb.nbp) / gcb.nbp_sigma) ** 2).mean())
+    assert chi2 <= 2.5  # annual NBP against GCB's sigma: 1.73 now, 10.5 with the random drivers
     pools = ds[["cveg_global", "csoil_global"]].sel(year=slice(2000, 2020)).mean("year")
     assert 265 <= float(pools.cveg_global) <= 483
     assert 1143 <= float(pools.csoil_global) <= 2708

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.signal import lfilter
 
 from ..gcb import load_gcb2024
 from ..parameters import PFTS
@@ -82,6 +83,9 @@ _LUC_1850 = 0.5
 ENSO_LAG_MONTHS = 3
 #: Tropical land warming (K) and soil-moisture-index change per K of Niño-3.4.
 ENSO_T, ENSO_W = 0.25, 0.01
+#: e-folding memory (months) of the land's response to ENSO: soils integrate the rainfall deficits
+#: of the preceding months, and the tropical troposphere warms over a season after Niño-3.4.
+ENSO_MEMORY_MONTHS = 6.0
 #: Surface shortwave lost, and light-use gain from diffuse light, per unit stratospheric AOD.
 AEROSOL_DIMMING, DIFFUSE_GAIN = 0.2, 1.0
 
@@ -314,7 +318,8 @@ def _anomalies(rng: np.random.Generator, grid: xr.Dataset, time: pd.DatetimeInde
     at = months.get_indexer(time)
     amp = 1.0 + np.abs(lat) / 60.0  # high latitudes warm more; land-mean warming kept as observed
     amp /= (amp * area).sum() / area.sum()
-    nino = idx["nino34"].to_numpy()[np.maximum(at - ENSO_LAG_MONTHS, 0)]
+    a = np.exp(-1.0 / ENSO_MEMORY_MONTHS)  # exponential memory of the index, then the lag
+    nino = lfilter([1.0 - a], [1.0, -a], idx["nino34"].to_numpy())[np.maximum(at - ENSO_LAG_MONTHS, 0)]
     tropic = np.exp(-((lat / 20.0) ** 2))[:, None]
     years = time.year.to_numpy()
     uyears, yi = np.unique(years, return_inverse=True)
