@@ -17,8 +17,6 @@ Stages, each through the runner's store:
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import xarray as xr
 
@@ -91,31 +89,31 @@ class DagonPipeline(Pipeline):
     def eof_data(self) -> xr.Dataset:
         return xr.load_dataset(self.run_dir / "emulate" / "eof.nc")
 
-    def bases(self) -> dict[str, EOFBasis]:
-        ds = self.eof_data()
-        return {v: EOFBasis.from_dataset(ds, v) for v in self.config["observations"]["variables"]}
+    def _targets(self, ds: xr.Dataset) -> tuple[dict, dict, dict]:
+        """Eq. (6)'s observed PCs, their sigma and the modes' variance fractions, per variable."""
+        variables = self.config["observations"]["variables"]
+        return tuple({v: ds[f"{v}_{name}"].values for v in variables}
+                     for name in ("obs_pc", "obs_sd", "fraction"))
 
     def cost(self) -> EOFCost:
         """The emulated cost of Eq. (6) from the ``emulate`` stage's files."""
         from ..emulators import load_emulator
 
-        ds = self.eof_data()
-        variables = self.config["observations"]["variables"]
-        nets = {v: load_emulator(self.run_dir / "emulate" / f"network_{v}.nc") for v in variables}
-        return EOFCost(nets, {v: ds[f"{v}_obs_pc"].values for v in variables},
-                       {v: ds[f"{v}_obs_sd"].values for v in variables},
-                       {v: ds[f"{v}_fraction"].values for v in variables})
+        nets = {v: load_emulator(self.run_dir / "emulate" / f"network_{v}.nc")
+                for v in self.config["observations"]["variables"]}
+        return EOFCost(nets, *self._targets(self.eof_data()))
 
-    def model_pcs(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
+    def model_pcs(self, ds: xr.Dataset, eof: xr.Dataset | None = None) -> dict[str, np.ndarray]:
         """The model's own PCs (member, mode) of its runs ``ds`` in the ensemble's EOFs."""
-        data, bases = self.eof_data(), self.bases()
+        eof = self.eof_data() if eof is None else eof
         maps = self.mean_maps(ds)
-        return {v: b.project(maps[v][:, data[f"{v}_cells"].values]) for v, b in bases.items()}
+        return {v: EOFBasis.from_dataset(eof, v).project(maps[v][:, eof[f"{v}_cells"].values])
+                for v in self.config["observations"]["variables"]}
 
     def model_cost(self, ds: xr.Dataset) -> np.ndarray:
         """Eq. (6) on the model's own PCs of its runs ``ds`` (member, ...)."""
-        cost = self.cost()
-        return eof_cost(self.model_pcs(ds), cost.observed, cost.obs_sd, cost.fraction)
+        eof = self.eof_data()
+        return eof_cost(self.model_pcs(ds, eof), *self._targets(eof))
 
     def selection(self, ranking: xr.Dataset) -> list[str]:
         """The ``oat.top_k`` values by combined rank, plus ``parameters.free``, in space order."""
@@ -126,6 +124,3 @@ class DagonPipeline(Pipeline):
         free = set(self.config["parameters"]["free"] or [])
         space = self.full_space
         return [lab for lab in space.labels if lab in best or lab in free or family(lab) in free]
-
-    def summary_json(self) -> dict:
-        return json.loads((self.run_dir / "emulator_screen" / "optimum.json").read_text())

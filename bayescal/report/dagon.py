@@ -3,9 +3,7 @@ the DE optimum against the default. Reads only the run directory."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .figures import plt
+from .html import _png
 
 __all__ = ["plot_eof_maps", "plot_oat_ranks", "plot_cost_histogram", "write_dagon_report"]
 
@@ -92,13 +91,6 @@ def plot_optimum(optimum: dict):
     return fig
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def write_dagon_report(run_dir) -> Path:
     """Figures and ``report.html`` of a Dagon-workflow run directory; returns the page's path."""
     from ..rundir import RunDir
@@ -133,8 +125,7 @@ def write_dagon_report(run_dir) -> Path:
                 for r in optimum["rounds"]],
               "</table><h2>Figures</h2>"]
     for name, fig in figs.items():
-        data = _png(fig)
-        (rd.figures / f"{name}.png").write_bytes(base64.b64decode(data))
+        data = _png(fig, rd.figures / f"{name}.png")
         parts.append(f"<figure id='fig-{name}'><img alt='{name}' "
                      f"src='data:image/png;base64,{data}'></figure>")
     page = "<!doctype html><html><head><meta charset='utf-8'><title>bayescal report</title></head><body>"
