@@ -1,96 +1,131 @@
-"""The ``bayescal`` command: ``bayescal run CONFIG.toml`` and ``bayescal report RUN_DIR``."""
+"""The ``bayescal`` command: ``run CONFIG.toml``, ``check CONFIG.toml``, ``report RUN_DIR``.
+
+Exit status: 0 done; 1 a stage could not go on, or a run directory is incomplete; 2 the
+configuration is invalid or the run directory is refused (a folder bayescal did not create).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
+from . import __version__
 from .pipeline import (
-    STAGES,
     ConfigError,
     PipelineError,
+    all_stage_help,
     load_config,
-    main_stage_names,
     make_pipeline,
+    workflow_for,
 )
-from .rundir import RunDirError
+from .rundir import RunDirError, RunDirRefused
+from .workflow import check_run_dir
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
 
-'bayescal run CONFIG.toml' runs these stages in order, saving each one's results in the run
-directory ([run] output); running it again reuses every stage whose inputs are unchanged and
-reruns from the first one that changed. A killed run loses no finished model run.
+'bayescal run CONFIG.toml' runs the stages of the config's workflow in order, saving each one's
+results in the run directory ([run] output, relative to the config file's folder); running it
+again reuses every stage whose inputs (the config keys and files it reads, the stages it needs)
+are unchanged and reruns the others. A killed run loses no finished model run.
+'bayescal check CONFIG.toml' shows the chosen workflow's stages and which would rerun.
 
-stages:
-{main_stage_names()}
+The workflow is chosen by the config: 'model.kind' = dalec, python or external -> site;
+'run.workflow' = "dagon" -> dagon; otherwise global. Their stages:
+
+{all_stage_help()}
 """
+
+_PLAN_WORDS = {"reuse": "reused (inputs unchanged)", "resume": "resumed (finished runs kept)",
+               "rerun": "rerun", "run": "run (new)"}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bayescal", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version=f"bayescal {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "run",
-        help="run (or resume) the pipeline of a config file",
+        help="run (or resume) the workflow of a config file",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("config", help="TOML configuration (see examples/global_twin.toml)")
     r.add_argument("--run-dir", help="override [run] output")
-    r.add_argument("--until", help="stop after this stage (one of the config's stages)")
+    r.add_argument("--until", help="stop after this stage (one of the config's workflow's stages)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
-    c = sub.add_parser("check", help="validate a config file and exit")
+    c = sub.add_parser("check", help="validate a config file and show its workflow's plan (no model run)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("config")
+    c.add_argument("--run-dir", help="override [run] output")
     rep = sub.add_parser("report", help="redraw the figures and report.html of a finished run directory")
     rep.add_argument("run_dir")
     return p
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Validate the config; print the workflow, each stage (what it does, whether it would be
+    reused or rerun in the run directory, the model runs it makes when cheaply known)."""
+    cfg = load_config(args.config)
+    pipe = make_pipeline(cfg, args.run_dir, progress=False)
+    state = check_run_dir(pipe.run_dir)
+    print(f"{args.config}: valid")
+    print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
+    owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
+    print(f"run directory: {pipe.run_dir} ({owner})\nstages:")
+    for st in pipe.plan():
+        runs = f"; model runs: {st.expected_runs}" if st.expected_runs and st.status != "reuse" else ""
+        more = " ..." if len(st.changed) > 4 else ""
+        why = f" ({', '.join(st.changed[:4])}{more} changed)" if st.changed else ""
+        print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
+        print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    text = Path(args.config).read_text()
+    pipe = make_pipeline(cfg, args.run_dir, progress=not args.quiet, config_text=text)
+    names = pipe.stage_names
+    if args.until is not None and args.until not in names:
+        raise ConfigError(f"--until {args.until}: the {pipe.workflow.name} workflow's stages are "
+                          f"{list(names)}")
+    stages = names if args.until is None else names[: names.index(args.until) + 1]
+    pipe.run(stages)
+    if not args.quiet:
+        print("\n" + pipe.summary())
+        if "report" in stages:
+            print(f"\nreport: {pipe.run_dir / 'report.html'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Reads the run directory only: no stage reruns, no model runs."""
+    from .report import write_report
+    from .rundir import RunDir
+
+    rd = RunDir(args.run_dir)
+    needed = [s for s in workflow_for(rd.config()).names if s != "report"]
+    missing = [s for s in needed if not rd.stage_json(s).exists()]
+    if missing:
+        raise PipelineError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
+    print(f"report: {write_report(rd)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "check":
-            load_config(args.config)
-            print(f"{args.config}: valid")
-            return 0
-        if args.command == "run":
-            cfg = load_config(args.config)
-            text = Path(args.config).read_text()
-            pipe = make_pipeline(cfg, args.run_dir, progress=not args.quiet, config_text=text)
-            names = pipe.stage_names
-            if args.until is not None and args.until not in names:
-                raise ConfigError(f"--until {args.until}: this config's stages are {list(names)}")
-            stages = names if args.until is None else names[: names.index(args.until) + 1]
-            pipe.run(stages)
-            if not args.quiet:
-                print("\n" + pipe.summary())
-                if "report" in stages:
-                    print(f"\nreport: {pipe.run_dir / 'report.html'}")
-            return 0
-        # reads the run directory only: no stage reruns, no model runs
-        from .report import write_report
-        from .rundir import RunDir
-
-        rd = RunDir(args.run_dir)
-        cfg = rd.config()
-        if cfg["model"].get("kind", "global") != "global":
-            needed = ("optimize", "posterior", "propagate")
-        elif cfg["run"].get("workflow", "default") == "dagon":
-            from .pipeline.dagon import DAGON_STAGES
-
-            needed = DAGON_STAGES[:-1]
-        else:
-            needed = STAGES[:-1]
-        missing = [s for s in needed if not rd.stage_json(s).exists()]
-        if missing:
-            raise PipelineError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
-        print(f"report: {write_report(rd)}")
-        return 0
+        return {"check": _check, "run": _run, "report": _report}[args.command](args)
     except ConfigError as err:
         print(f"bayescal: configuration error: {err}", file=sys.stderr)
+        return 2
+    except RunDirRefused as err:
+        print(f"bayescal: run directory refused: {err}", file=sys.stderr)
         return 2
     except (PipelineError, RunDirError) as err:
         print(f"bayescal: {err}", file=sys.stderr)

@@ -374,6 +374,26 @@ def _executor_kind(executor) -> str:
     )
 
 
+def _run_on_dask(client, simulator, theta, batches, keep, record) -> None:
+    """Batches on a Dask cluster; a batch lost with its worker (a cancelled SLURM job) does not
+    stop the others: every finished member is recorded, then the loss is raised."""
+    from distributed import as_completed as dask_as_completed
+
+    if hasattr(client, "wait_for_workers"):
+        client.wait_for_workers(1)  # scatter gives up when no worker has joined yet
+    sim_future = client.scatter(simulator, broadcast=True)
+    futures = [client.submit(run_batch, sim_future, theta[b], b, keep, pure=False) for b in batches]
+    lost: list[str] = []
+    for fut in dask_as_completed(futures, raise_errors=False):
+        try:
+            record(fut.result())
+        except Exception as err:  # noqa: BLE001 - the worker, not the model (run_batch keeps those)
+            lost.append(f"{type(err).__name__}: {err}")
+    if lost:
+        raise RuntimeError(f"{len(lost)} batch(es) lost with their workers ({lost[0]}); finished members "
+                           "are stored - run again to resume")
+
+
 def run_ensemble(
     simulator: Callable[[np.ndarray], xr.Dataset],
     design: xr.DataArray | np.ndarray,
@@ -461,13 +481,7 @@ def run_ensemble(
                 for fut in as_completed(futures):
                     record(fut.result())
         else:
-            from distributed import as_completed as dask_as_completed
-
-            sim_future = executor.scatter(simulator, broadcast=True)
-            futures = [executor.submit(run_batch, sim_future, theta[b], b, keep, pure=False)
-                       for b in batches]
-            for fut in dask_as_completed(futures):
-                record(fut.result())
+            _run_on_dask(executor, simulator, theta, batches, keep, record)
     finally:
         bar.close()
     return RunSummary(

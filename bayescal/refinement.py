@@ -32,14 +32,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
 from .parameters import ParameterSpace
-from .posterior import PosteriorSampler, PosteriorWarning, Priors, unit_samples
+from .posterior import PosteriorSampler, PosteriorWarning, Priors, get_group, unit_samples
 
 __all__ = ["Refinement", "refine", "select_batch"]
 
@@ -53,7 +53,7 @@ CRITERION = (
 class Refinement:
     """Result of :func:`refine`: the final posterior, emulator, training data and every round."""
 
-    idata: az.InferenceData
+    idata: Any  # arviz.InferenceData (ArviZ 0.2x) or xarray.DataTree (1.x)
     emulator: Any
     X: np.ndarray
     Y: np.ndarray
@@ -118,6 +118,7 @@ def refine(
     spacing: float = 0.5,
     seed: int | np.random.Generator | None = None,
     progress: bool = False,
+    backend_dir: str | Path | None = None,
 ) -> Refinement:
     """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
 
@@ -150,6 +151,12 @@ def refine(
     seed : int or numpy.random.Generator
         Seeds the emulator fits, the chains and the batch choice: the same seed gives the same
         rounds bit for bit.
+    progress : bool
+        emcee's progress bar (steps, rate, ETA) for each round's chain.
+    backend_dir : path, optional
+        Each round's chain is saved step by step to ``round<r>.h5`` (emcee's HDF5 backend) in
+        this directory; run again after a kill, with the same inputs and seed, a round continues
+        its chain from the last saved step and the result equals an uninterrupted run.
     """
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
@@ -162,12 +169,16 @@ def refine(
         _seed_emulator(emulator, int(rng.integers(2**31)))
         emulator.fit(X, Y)
         like = make_likelihood(emulator)
-        ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=int(rng.integers(2**31)))
+        backend = None if backend_dir is None else Path(backend_dir) / f"round{r}.h5"
+        if backend is not None:
+            backend.parent.mkdir(parents=True, exist_ok=True)
+        ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=int(rng.integers(2**31)),
+                              backend=backend)
         ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)
-        idata = ps.to_inference_data()
+        idata = ps.to_inference_data(predictive=False)
         u = unit_samples(idata, space).values
         # the chain's stored log posterior, in the same (chain, draw) order as u
-        score, sd_ll = _acquisition(like, u, idata.sample_stats["lp"].values.reshape(-1))
+        score, sd_ll = _acquisition(like, u, get_group(idata, "sample_stats")["lp"].values.reshape(-1))
         mean, sd = u.mean(0), u.std(0)
         shift = np.inf if prev is None else float(np.max(np.abs(mean - prev[0]) / sd))
         spread = np.inf if prev is None else float(np.max(np.abs(sd / prev[1] - 1)))
@@ -192,6 +203,10 @@ def refine(
                           stacklevel=2)
         X = np.vstack([X, pick[ok]])
         Y = np.concatenate([Y, y_new[ok]])
+    # the final round's InferenceData with the pointwise log-likelihood and predictive draws
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PosteriorWarning)  # issued for this chain above already
+        idata = ps.to_inference_data()
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
 

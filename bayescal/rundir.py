@@ -12,6 +12,8 @@ config, ``space.json`` the model's parameter space, ``twin/truth.nc`` the true p
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,80 @@ import xarray as xr
 
 from .parameters import ParameterSpace
 
-__all__ = ["STAGES", "RunDir", "RunDirError", "StageRecord"]
+__all__ = ["MARKER", "STAGES", "RunDir", "RunDirError", "RunDirRefused", "StageRecord", "read_json_record",
+           "write_json_atomic", "write_text_atomic"]
 
-#: The pipeline's stages, in order; each owns ``<run>/<stage>/``.
+#: The global workflow's stages, in order; each owns ``<run>/<stage>/``. A run directory lists
+#: its own workflow's stages in its marker (:data:`MARKER`).
 STAGES = ("screen", "optimize", "design", "emulate", "posterior", "equifinality", "propagate", "report")
+#: every stage name of every workflow, in a run order (for run directories without a stage list)
+_ALL_STAGES = ("screen", "oat", "optimize", "design", "emulate", "emulator_screen", "posterior",
+               "equifinality", "propagate", "report")
+#: the file that marks a directory bayescal created (docs/architecture.md, the run-directory contract)
+MARKER = ".bayescal-run.json"
 
 
 class RunDirError(ValueError):
     """A directory that is not (or not yet) a complete bayescal run directory; names the file."""
+
+
+class RunDirRefused(RunDirError):
+    """bayescal will not write into this path (a user's non-empty folder, a file); names it.
+
+    ``bayescal run`` stops with exit status 2 before writing anything.
+    """
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    A reader sees the old file or the new one, never a torn one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, indent=indent, default=str))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json_record(path: str | Path, set_aside: bool = True) -> dict | None:
+    """A JSON record (a table) bayescal wrote, or None if it is absent or damaged.
+
+    A damaged record (unparsable, or not a table) is renamed ``<name>.damaged`` (numbered if that
+    exists) with a warning naming it, so whatever it recorded is redone; ``set_aside=False``
+    only reads (``bayescal check``).
+    """
+    path = Path(path)
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        info, problem = None, f"{type(err).__name__}: {err}"
+    else:
+        problem = "" if isinstance(info, dict) else f"not a JSON table ({type(info).__name__})"
+    if not problem:
+        return info
+    if set_aside:
+        target = path.with_name(path.name + ".damaged")
+        n = 1
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{path.name}.damaged{n}")
+        os.replace(path, target)
+        warnings.warn(f"{path}: damaged record ({problem}); set aside as {target.name}, what it "
+                      "recorded is redone", RuntimeWarning, stacklevel=2)
+    return None
 
 
 @dataclass
@@ -106,7 +174,7 @@ class RunDir:
     def write_space(self, space: ParameterSpace) -> None:
         """Write the model's full parameter space (``space.json``)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self.space_json.write_text(json.dumps(space.to_dict(), indent=1))
+        write_json_atomic(self.space_json, space.to_dict())
 
     def full_space(self) -> ParameterSpace:
         """The model's parameter space as the run saw it (``space.json``)."""
@@ -130,21 +198,20 @@ class RunDir:
         products, truth, stamp = (self.twin_dir / n for n in ("products.nc", "truth.nc", "key.json"))
         if not (products.exists() and truth.exists() and stamp.exists()):
             return None
-        if key is not None and json.loads(stamp.read_text()).get("key") != key:
+        info = read_json_record(stamp)
+        if info is None or (key is not None and info.get("key") != key):
             return None
         return Observations.from_netcdf(products), xr.load_dataset(truth, engine="h5netcdf")
 
     def write_twin(self, obs, truth: xr.Dataset, key: str) -> None:
         """Write the twin products and truth run (each renamed into place; the key last)."""
-        import os
-
         self.twin_dir.mkdir(parents=True, exist_ok=True)
         (self.twin_dir / "key.json").unlink(missing_ok=True)
         obs.to_netcdf(self.twin_dir / "products.nc")
         tmp = self.twin_dir / "truth.nc.tmp"
         truth.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, self.twin_dir / "truth.nc")
-        (self.twin_dir / "key.json").write_text(json.dumps({"key": key}))
+        write_json_atomic(self.twin_dir / "key.json", {"key": key})
 
     def training(self) -> xr.Dataset:
         """The design runs: unit-cube points, misfit, summaries and which finished."""
@@ -152,11 +219,9 @@ class RunDir:
 
     def posterior_u(self, space) -> xr.DataArray:
         """Posterior samples in the unit cube on (sample, parameter)."""
-        import arviz as az
+        from .posterior import load_inference_data, unit_samples
 
-        from .posterior import unit_samples
-
-        return unit_samples(az.from_netcdf(str(self.stage("posterior") / "posterior.nc")), space)
+        return unit_samples(load_inference_data(self.stage("posterior") / "posterior.nc"), space)
 
     def optimum_u(self) -> np.ndarray:
         """The optimiser's best point, else the best run of the design."""
@@ -167,12 +232,95 @@ class RunDir:
         tr = self.training()
         return tr["u"].values[int(np.nanargmin(tr["misfit"].values))]
 
+    @property
+    def marker(self) -> Path:
+        """``.bayescal-run.json``: bayescal created this directory; its workflow and stages."""
+        return self.path / MARKER
+
+    def stage_names(self) -> tuple[str, ...]:
+        """The run's workflow's stages, in order (from the marker; every known stage without one)."""
+        info = read_json_record(self.marker, set_aside=False) or {}
+        stages = info.get("stages")
+        return tuple(stages) if isinstance(stages, list) else _ALL_STAGES
+
     def records(self) -> list[StageRecord]:
-        """The stage records as each stage's ``stage.json`` holds them (finished stages only)."""
+        """The stage records as each stage's ``stage.json`` holds them (finished stages only;
+        a damaged record is left out)."""
         out = []
-        for s in STAGES:
-            if self.stage_json(s).exists():
-                info = json.loads(self.stage_json(s).read_text())
+        for s in self.stage_names():
+            info = read_json_record(self.stage_json(s), set_aside=False)
+            if info is not None and "wall" in info:
                 out.append(StageRecord(s, "done", info["wall"], info["peak_rss_gib"], info["runs"],
                                        info.get("warnings", [])))
         return out
+
+
+class RunResults:
+    """A finished run directory as Python objects (:func:`open_run`): read lazily, file by file.
+
+    Attributes read on access: ``posterior`` (ArviZ InferenceData, or an ``xarray.DataTree`` with
+    ArviZ 1.x), ``diagnostics`` (R-hat and ESS per value), ``bands`` (the propagated predictive
+    quantile bands), ``scores`` (AMBER scores of the propagated sets; global route), ``training``
+    (the design runs), ``config``, ``space`` and ``records`` (one :class:`StageRecord` per
+    finished stage). A file the run has not written raises :class:`RunDirError` naming it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.rundir = RunDir(path)
+        if not self.rundir.config_json.exists():
+            raise RunDirError(f"{self.rundir.path}: not a bayescal run directory (no config.json)")
+
+    def _nc(self, stage: str, name: str) -> xr.Dataset:
+        f = self.rundir.stage(stage) / name
+        if not f.exists():
+            raise RunDirError(f"{f}: not written (has the {stage!r} stage finished?)")
+        return xr.load_dataset(f)
+
+    @property
+    def posterior(self):
+        from .posterior import load_inference_data
+
+        f = self.rundir.stage("posterior") / "posterior.nc"
+        if not f.exists():
+            raise RunDirError(f"{f}: not written (has the 'posterior' stage finished?)")
+        return load_inference_data(f)
+
+    @property
+    def diagnostics(self) -> xr.Dataset:
+        return self._nc("posterior", "diagnostics.nc")
+
+    @property
+    def bands(self) -> xr.Dataset:
+        return self._nc("propagate", "bands.nc")
+
+    @property
+    def scores(self) -> xr.Dataset:
+        return self._nc("propagate", "scores.nc")
+
+    @property
+    def training(self) -> xr.Dataset:
+        return self.rundir.training()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.rundir.config()
+
+    @property
+    def space(self) -> ParameterSpace:
+        return self.rundir.space()
+
+    @property
+    def records(self) -> list[StageRecord]:
+        return self.rundir.records()
+
+    def __repr__(self) -> str:
+        done = ", ".join(r.name for r in self.records)
+        return f"<RunResults {self.rundir.path} (finished: {done or 'none'})>"
+
+
+def open_run(path: str | Path) -> RunResults:
+    """Open a run directory for a notebook: ``open_run("runs/global_twin").posterior``.
+
+    Reads only the run directory (no stage reruns, no model runs); see :class:`RunResults`.
+    """
+    return RunResults(path)

@@ -15,6 +15,7 @@ The steps (docs/site.md), each a function of a simulator returning series on (me
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -22,8 +23,12 @@ import xarray as xr
 from .parameters import ParameterSpace
 from .timeseries import SeriesLikelihood, SeriesOperator
 
-__all__ = ["emulated_values", "maximum_likelihood", "model_values", "sample_posterior",
-           "series_log_likelihood", "validation"]
+__all__ = ["SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood", "model_values",
+           "sample_posterior", "series_log_likelihood", "validation"]
+
+MAX_DRAWS = 1000
+"""Retained posterior draws of the site route at most (thinned further beyond): the
+InferenceData's pointwise log-likelihood and predictive draws run the model at each."""
 
 Values = Callable[[np.ndarray], np.ndarray]  # unit-cube points (k, d) -> operator values (k, n), NaN: failed
 
@@ -45,9 +50,39 @@ def emulated_values(emulator) -> Values:
     return lambda u: emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0))
 
 
-def series_log_likelihood(values: Values, likelihood: SeriesLikelihood) -> Callable[[np.ndarray], np.ndarray]:
+class SeriesPosteriorLikelihood:
+    """``f(u (k, d)) -> (k,)``: the log-likelihood of the values at unit-cube points (-inf: failed).
+
+    For the InferenceData it also gives the per-value terms and posterior-predictive draws at the
+    retained draws (:meth:`pointwise_predictive`: the model, or emulator, runs once per distinct
+    point) and the observations with their coordinates (:meth:`observed_data`).
+    """
+
+    def __init__(self, values: Values, likelihood: SeriesLikelihood) -> None:
+        self.values, self.likelihood = values, likelihood
+        self.observed = likelihood.operator.y
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        return self.likelihood(self.values(u))
+
+    def pointwise_predictive(self, u: np.ndarray, rng=None,
+                             batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        u = np.atleast_2d(u)
+        uniq, inverse = np.unique(u, axis=0, return_inverse=True)
+        vals = np.vstack([self.values(uniq[i:i + batch]) for i in range(0, uniq.shape[0], batch)])
+        vals = vals[np.ravel(inverse)]
+        return self.likelihood.pointwise(vals), self.likelihood.predictive(vals, rng)
+
+    def observed_data(self) -> xr.Dataset:
+        return self.likelihood.observed_data()
+
+    def constant_data(self) -> xr.Dataset:
+        return self.likelihood.constant_data()
+
+
+def series_log_likelihood(values: Values, likelihood: SeriesLikelihood) -> SeriesPosteriorLikelihood:
     """``f(u (k, d)) -> (k,)``: the log-likelihood of the values at unit-cube points (-inf: failed)."""
-    return lambda u: likelihood(values(u))
+    return SeriesPosteriorLikelihood(values, likelihood)
 
 
 def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOperator, *,
@@ -70,20 +105,25 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
 
 def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
                      n_walkers: int, n_steps: int, max_steps: int | None = None, seed: int = 0,
-                     ball: float = 0.02):
+                     ball: float = 0.02, backend: str | Path | None = None, progress: bool = False):
     """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
 
     Runs ``n_steps``, then (with ``max_steps``) on until the chain is 50 autocorrelation times
-    long or ``max_steps`` is reached. Returns the sampler (InferenceData via ``to_inference_data``).
+    long or ``max_steps`` is reached. With ``backend`` (an HDF5 file) every step is saved there
+    and a killed run continues from its last step (the same chain as an uninterrupted run).
+    ``progress`` shows emcee's progress bar with its ETA. Returns the sampler (InferenceData via
+    ``to_inference_data``).
     """
     from .posterior import PosteriorSampler
 
     rng = np.random.default_rng(seed)
-    sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng)
+    sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend)
     init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
-    sampler.run(n_steps, initial=init, progress=False)
+    sampler.run(n_steps, initial=init, progress=progress)
     if max_steps is not None and max_steps > n_steps:
-        sampler.run_adaptive(max_steps=max_steps, progress=False)
+        # the first length check at max(n_steps, 1000) steps, as run_adaptive's default
+        sampler.run_adaptive(max_steps=max_steps, min_steps=min(max(n_steps, 1000), max_steps),
+                             progress=progress)
     return sampler
 
 

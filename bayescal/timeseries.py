@@ -56,19 +56,37 @@ class SeriesOperator:
             raise ObservationError("a series operator needs at least one product")
         self.products, self.aggregate, self.years = list(products), aggregate, tuple(years)
         model_time = pd.DatetimeIndex(time)
-        rows, y, var, prod, consecutive = [], [], [], [], []
+        rows, y, var, prod, consecutive, start = [], [], [], [], [], []
         for k, p in enumerate(self.products):
-            w, yk, vk, cons = self._product_rows(p, model_time)
+            w, yk, vk, cons, tk = self._product_rows(p, model_time)
             rows.append(w)
             y.append(yk)
             var.append(vk)
             prod.append(np.full(yk.size, k))
             consecutive.append(cons)
+            start.append(tk)
         self.weights = sparse.vstack(rows).tocsr()  # (n values, n model days)
         self.y, self.sigma = np.concatenate(y), np.sqrt(np.concatenate(var))
         self.product_index = np.concatenate(prod)
         self.consecutive = np.concatenate(consecutive)  # previous value: same product, previous period
+        self.time = np.concatenate(start).astype("datetime64[ns]")  # first day of each value's period
         self.variables = [p.variable for p in self.products]
+
+    def coords(self, dim: str = "observation") -> dict:
+        """Coordinates of the values on ``dim``: period start, variable, product and units."""
+        pi = self.product_index
+        return {
+            dim: np.arange(self.y.size),
+            "time": (dim, self.time, {"long_name": f"first day of the {self.aggregate} period"}),
+            "variable": (dim, np.array([self.products[k].variable for k in pi], dtype=str)),
+            "product": (dim, np.array([self.products[k].name for k in pi], dtype=str)),
+            "units": (dim, np.array([self.products[k].units for k in pi], dtype=str)),
+        }
+
+    def units(self) -> str:
+        """The values' units: the one all products share, else "see the units coordinate"."""
+        uniq = sorted({p.units for p in self.products})
+        return uniq[0] if len(uniq) == 1 else "see the units coordinate"
 
     def _product_rows(self, p: Product, model_time: pd.DatetimeIndex):
         label = f"product {p.name!r} ({p.variable})"
@@ -91,7 +109,7 @@ class SeriesOperator:
         yk = np.bincount(codes, weights=val) / n
         vk = np.bincount(codes, weights=var) / n**2
         cons = np.concatenate([[False], np.diff(uniq.asi8) == 1])  # period ordinals: consecutive
-        return w, yk, vk, cons
+        return w, yk, vk, cons, np.asarray(uniq.start_time.values)
 
     def of_model(self, ds: xr.Dataset) -> np.ndarray:
         """Model values (member, n) matching :attr:`y`; NaN where the model output is NaN."""
@@ -146,6 +164,54 @@ class SeriesLikelihood:
         e = z - self._r * prev
         ll = self._const - 0.5 * (e**2 / self._innov).sum(axis=1)
         return np.where(np.isfinite(ll), ll, -np.inf)
+
+    def pointwise(self, model_values: np.ndarray) -> np.ndarray:
+        """Per-value log-likelihood terms (member, n): the AR(1) density's conditional terms
+        ``log p(z_i | z_(i-1))``, whose sum over values is :meth:`__call__` (NaN where the model
+        value is)."""
+        z = self.standardised(model_values)
+        prev = np.concatenate([np.zeros((z.shape[0], 1)), z[:, :-1]], axis=1)
+        e = z - self._r * prev
+        return (-0.5 * np.log(2 * np.pi) - np.log(self.tau) - 0.5 * np.log(self._innov)
+                - 0.5 * e**2 / self._innov)
+
+    def predictive(self, model_values: np.ndarray, rng=None) -> np.ndarray:
+        """Posterior-predictive draws (member, n): the model values plus the error model's noise,
+        ``tau`` times a standardised AR(1) along each product's consecutive periods."""
+        m = np.atleast_2d(np.asarray(model_values, float))
+        rng = np.random.default_rng(rng)
+        eps = rng.standard_normal(m.shape) * np.sqrt(self._innov)
+        z = np.empty_like(eps)
+        z[:, 0] = eps[:, 0]
+        for i in range(1, z.shape[1]):
+            z[:, i] = self._r[i] * z[:, i - 1] + eps[:, i]
+        return m + self.tau * z
+
+    def observed_data(self, name: str = "y", dim: str = "observation") -> xr.Dataset:
+        """The observed values on ``dim`` with time, variable, product and units coordinates."""
+        y = xr.DataArray(self.operator.y, dims=dim, coords=self.operator.coords(dim),
+                         attrs={"units": self.operator.units(), "long_name": "observed value",
+                                "aggregate": self.operator.aggregate})
+        return xr.Dataset({name: y})
+
+    def constant_data(self, dim: str = "observation") -> xr.Dataset:
+        """Per value: observation sd, total sd ``tau`` and AR(1) coefficient; per product: ``s``, ``rho``."""
+        op, units = self.operator, self.operator.units()
+        coords = op.coords(dim)
+        return xr.Dataset(
+            {
+                "sigma": xr.DataArray(op.sigma, dims=dim, coords=coords,
+                                      attrs={"units": units, "long_name": "observation error sd"}),
+                "tau": xr.DataArray(self.tau, dims=dim, coords=coords,
+                                    attrs={"units": units, "long_name": "sd of observation error and "
+                                           "discrepancy"}),
+                "ar1": xr.DataArray(self._r, dims=dim, coords=coords, attrs={
+                    "long_name": "AR(1) coefficient on the previous value (0: restart)"}),
+                "discrepancy": ("product_name", self.discrepancy, {"long_name": "model discrepancy sd"}),
+                "rho": ("product_name", self.rho, {"long_name": "AR(1) coefficient of the residuals"}),
+            },
+            coords={"product_name": [p.name for p in op.products]},
+        )
 
 
 def estimate_error_model(operator: SeriesOperator, model_values: np.ndarray,

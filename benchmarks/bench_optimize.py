@@ -1,6 +1,6 @@
 """Oliver et al.'s comparison on a six-parameter twin of the embedded model, over several seeds.
 
-    python benchmarks/bench_optimize.py [--seeds 3]
+    python benchmarks/bench_optimize.py [--seeds 3] [--experiment clean|noisy|sparse] [--cma-budget 1500]
 
 Twin: 24 cells, 2000-2010, six parameters (vmax of needleleaf evergreen trees and C3 grass, kn and
 vpd0 of broadleaf evergreen trees, gamma_w, and the weakly constrained leaf lifespan of C3 grass, the
@@ -9,8 +9,13 @@ regionally normalised residuals. Baseline misfit = the true run against three no
 (1 % noise). For each method and seed: evaluations to the baseline misfit (first run with misfit
 <= baseline), parameters recovered (+-5 % of range, Oliver's rule), best misfit, evaluations, time.
 
+Experiments (Oliver et al.): ``clean`` fits noise-free products; ``noisy`` fits one noisy
+realisation (1 % noise, the baseline's level); ``sparse`` fits noise-free products with 80 % of the
+cell-months missing.
+
 Methods and budgets: GA (population 20, 30 generations), CMA-ES (population 10, as Oliver et al.;
-600 evaluations), DFO-LS (70 evaluations from a random start), differential evolution (5 x 6
+1,500 evaluations by default, the paper's budget, ``--cma-budget``), DFO-LS (70 evaluations
+from a random start), differential evolution (5 x 6
 members, 20 generations), and emulator + posterior (30-run Latin hypercube, GP of log misfit,
 emcee on exp(-log misfit) and 10 new runs per round -- the posterior's best point and 9 draws --
 until 200 runs).
@@ -31,8 +36,7 @@ from bayescal.models import LandCarbonModel, make_drivers, make_grid
 from bayescal.observations import ProductSpec, make_twin
 from bayescal.optimize import (
     ModelObjective,
-    _Recorder,
-    _result,
+    Recorder,
     baseline_misfit,
     cma_es,
     dfols,
@@ -41,6 +45,7 @@ from bayescal.optimize import (
     genetic_algorithm,
     recovery,
 )
+from bayescal.optimize.history import result
 from bayescal.posterior import PosteriorSampler, PosteriorWarning
 
 SIX = ["vmax[NDL-EVG]", "vmax[GRASS-C3]", "kn[BDL-EVG]", "vpd0[BDL-EVG]", "gamma_w", "lfespany[GRASS-C3]"]
@@ -49,7 +54,7 @@ TRUTH = np.array([0.3, 0.6, 0.45, 0.7, 0.55, 0.4])
 
 def emulator_posterior(objective, space, seed: int, budget: int = 200, baseline: float = 0.0):
     """Latin hypercube, then rounds of GP(log misfit) -> emcee -> 10 new runs."""
-    rec = _Recorder(objective, space.n_free)
+    rec = Recorder(objective, space.n_free)
     X = latin_hypercube(space, 30, seed=seed)
     U = space.to_unit(X.values)
     mis, _, _ = rec(U)
@@ -70,12 +75,14 @@ def emulator_posterior(objective, space, seed: int, budget: int = 200, baseline:
         new = np.vstack([chain[np.argmax(lp)], chain[rng.choice(len(chain), 9, replace=False)]])
         m_new, _, _ = rec(new)
         U, mis = np.vstack([U, new]), np.concatenate([mis, m_new])
-    return _result(rec, space, "emulator+posterior", "")
+    return result(rec, space, "emulator+posterior", "")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--experiment", choices=("clean", "noisy", "sparse"), default="clean")
+    ap.add_argument("--cma-budget", type=int, default=1500)
     args = ap.parse_args()
     grid = make_grid(n_cells=24, seed=3)
     drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)
@@ -83,17 +90,20 @@ def main() -> None:
     space = model.space.only(SIX)
     theta = space.expand(space.from_unit(TRUTH))
     names = [("gpp", "GPP"), ("lai", "LAI"), ("hfls", "HFLS")]
-    obs, truth_run = make_twin(model, theta, [ProductSpec(v, n, noise=0.0, gaps=0.0) for v, n in names])
-    noisy = [ProductSpec(v, n, noise=0.01, gaps=0.0) for v, n in names]
+    noise, gaps = {"clean": (0.0, 0.0), "noisy": (0.01, 0.0), "sparse": (0.0, 0.8)}[args.experiment]
+    obs, truth_run = make_twin(model, theta, [ProductSpec(v, n, noise=noise, gaps=gaps) for v, n in names],
+                               seed=99)
+    noisy = [ProductSpec(v, n, noise=0.01, gaps=gaps) for v, n in names]
     base = baseline_misfit(truth_run, [make_twin(model, theta, noisy, seed=s)[0] for s in range(3)])
     baseline = base.attrs["mean"]
     objective = ModelObjective(model, space, obs)
-    print(f"six-parameter twin; baseline misfit {baseline:.3e} (realisations {np.round(base.values, 6)})")
+    print(f"experiment {args.experiment}; six-parameter twin; baseline misfit {baseline:.3e} "
+          f"(realisations {np.round(base.values, 6)})")
 
     methods = {
         "GA": lambda s: genetic_algorithm(objective, space, pop_size=20, n_generations=30, seed=s),
         "CMA-ES": lambda s: cma_es(objective, space, x0=np.random.default_rng(100 + s).random(6),
-                                   pop_size=10, max_evaluations=600, seed=s),
+                                   pop_size=10, max_evaluations=args.cma_budget, seed=s),
         "DFO-LS": lambda s: dfols(objective, space, starts=np.random.default_rng(100 + s).random((1, 6)),
                                   max_evaluations=70, seed=s),
         "DE": lambda s: differential_evolution(objective, space, pop_size=5, max_generations=20, seed=s,

@@ -9,6 +9,18 @@ _VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "ar
               "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "optuna", "pyvbmc")
 
 
+#: the test modules that build, save, read or plot ArviZ InferenceData: CI runs them (``-m arviz``)
+#: against ArviZ 1.x as well as the 0.2x line
+ARVIZ_MODULES = {"test_posterior", "test_inference_data", "test_pipeline", "test_site", "test_equifinality",
+                 "test_high_dim", "test_workflow_engine", "test_dagon"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in ARVIZ_MODULES:
+            item.add_marker(pytest.mark.arviz)
+
+
 def pytest_report_header(config):
     """The versions the suite runs against, first thing in its output, so a failure is traceable."""
     from importlib.metadata import PackageNotFoundError, version

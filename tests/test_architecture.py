@@ -27,41 +27,94 @@ def _unit(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
-def _import_graph() -> dict[str, set[str]]:
+#: circles the report's owner has still to break (report/html.py dispatches to the site and Dagon
+#: pages, which import its helpers back); issue 26. Any other circle fails the test.
+KNOWN_CIRCLES = {("bayescal.report.dagon", "bayescal.report.html", "bayescal.report.site")}
+
+
+def _targets(node, mod: str, pkg: str, known: set[str]) -> list[str]:
+    """The bayescal modules an import statement loads (a package's ``__init__`` included, its
+    importer's own parent packages not: Python has loaded those already)."""
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+            head = ".".join(base + ([node.module] if node.module else []))
+        else:
+            head = node.module or ""
+        names = [head, *(f"{head}.{a.name}" for a in node.names)]
+    else:
+        names = [a.name for a in node.names]
+    return [t for t in names if t in known and t != mod and not mod.startswith(t + ".")]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the bayescal modules it imports (module-level, function-level and
+    ``TYPE_CHECKING`` imports alike: a late import is still a dependency)."""
+    known = {_name(p) for p in _modules()}
     graph: dict[str, set[str]] = collections.defaultdict(set)
     for path in _modules():
         mod = _name(path)
         pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):  # module- and function-level imports
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
-                targets = [".".join(base + [node.module])] if node.module else [
-                    ".".join(base + [a.name]) for a in node.names]
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                targets = [n for n in names if n.startswith("bayescal.")]
-            else:
-                continue
-            for t in targets:
-                if _unit(t) != _unit(mod) and _unit(t) != "bayescal":
-                    graph[_unit(mod)].add(_unit(t))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                graph[mod].update(_targets(node, mod, pkg, known))
     return graph
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Room -> the rooms it imports."""
+    graph: dict[str, set[str]] = collections.defaultdict(set)
+    for mod, targets in _module_graph().items():
+        for t in targets:
+            if _unit(t) != _unit(mod) and _unit(t) != "bayescal":
+                graph[_unit(mod)].add(_unit(t))
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
+    """The strongly connected groups of more than one node (each an import circle)."""
+    order, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            group = []
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+                on.discard(group[-1])
+            if len(group) > 1:
+                out.append(tuple(sorted(group)))
+
+    for v in list(graph):
+        if v not in order:
+            visit(v)
+    return sorted(out)
+
+
+def test_no_import_circles_between_modules():
+    graph = _module_graph()
+    assert graph["bayescal.pipeline.runner"] and graph["bayescal.cli"]  # the graph is not empty
+    circles = [c for c in _circles(graph) if c not in KNOWN_CIRCLES]
+    assert not circles, f"import circles (module by module): {circles}"
+
+
+def test_the_circle_finder_sees_a_late_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _circles(graph) == [("a", "b", "c")]
 
 
 def test_no_import_circles_between_rooms():
     graph = _import_graph()
     assert graph["bayescal.report"] and graph["bayescal.pipeline"]  # the graph is not empty
-
-    def reachable(start: str) -> set[str]:
-        seen, todo = set(), [start]
-        while todo:
-            for nxt in graph.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
-
-    circles = sorted((a, b) for a in graph for b in graph[a] if a in reachable(b))
+    circles = _circles(graph)
     assert not circles, f"import circles: {circles}"
 
 
@@ -70,6 +123,7 @@ def test_the_report_and_the_run_directory_never_import_the_pipeline():
     assert "bayescal.pipeline" not in graph["bayescal.report"]
     assert "bayescal.pipeline" not in graph["bayescal.rundir"]
     assert "bayescal.report" not in graph["bayescal.rundir"]
+    assert not {"bayescal.pipeline", "bayescal.report", "bayescal.cli"} & graph["bayescal.workflow"]
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))

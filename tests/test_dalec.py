@@ -122,3 +122,29 @@ def test_bad_drivers_and_theta_named(hai):
     m = DalecModel(hai, "evergreen", spinup_cycles=1, spinup_years=1)
     with pytest.raises(ValueError, match="values"):
         m(np.zeros((1, 3)))
+
+
+def test_drivers_with_a_gap_duplicate_or_bad_latitude_are_refused(hai):
+    """A missing year would be run as one day: the model names the day instead (issue 27)."""
+    gap = hai.drop_sel(time=hai["time"].values[400:765])
+    with pytest.raises(ValueError, match=r"one row per consecutive day: 2001-02-03 is followed by a gap of "
+                                         r"365 day\(s\)"):
+        DalecModel(gap, "deciduous")
+    dup = hai.isel(time=np.r_[0:10, 9:40])
+    with pytest.raises(ValueError, match="2000-01-10 is duplicated"):
+        DalecModel(dup, "deciduous")
+    with pytest.raises(ValueError, match=r"latitude must be in \[-90, 90\]"):
+        DalecModel(hai.assign_attrs(lat=95.0), "deciduous")
+    holes = hai.copy(deep=True)
+    holes["ta"][3] = np.nan
+    with pytest.raises(ValueError, match=r"ta is missing or non-finite on 1 day\(s\), the first 2000-01-04"):
+        DalecModel(holes, "deciduous")
+
+
+def test_latitude_changes_the_day_length_only(fluxnet_dir):
+    """Any latitude (model.latitude or the FLUXNET2015 site table) enters through the day length."""
+    d = read_fluxnet_drivers(fluxnet_dir / HAI, lat=-33.0).sel(time=slice("2000", "2003"))
+    assert d.attrs["lat"] == -33.0
+    south, north = DalecModel(d, "evergreen"), DalecModel(d.assign_attrs(lat=33.0), "evergreen")
+    np.testing.assert_allclose(south._met[6], 24.0 - north._met[6], atol=1e-9)  # mirrored day length
+    np.testing.assert_array_equal(south._met[1], north._met[1])  # same weather

@@ -103,3 +103,129 @@ def test_file_route_runs_end_to_end(written, tmp_path):
     assert main(["run", str(cfg), "--quiet"]) == 0
     page = (tmp_path / "run" / "report.html").read_text()
     assert "real products from files" in page
+
+
+# ------------------------------------------------------------------ CF reading (issue 27)
+def _cells(lat, lon):
+    return xr.Dataset({"lat": ("cell", np.asarray(lat, float)), "lon": ("cell", np.asarray(lon, float))},
+                      coords={"cell": np.arange(len(lat))})
+
+
+def test_noleap_calendar_and_coordinates_found_by_their_cf_attributes(tmp_path):
+    """CLM/CESM output: a 'noleap' calendar (cftime) and coordinates named neither lat nor lon."""
+    import cftime
+
+    t = [cftime.DatetimeNoLeap(2001, 1 + d // 28, 1 + d % 28) for d in range(56)]  # Jan, Feb 2001
+    v = np.zeros((56, 2, 3), dtype=np.float32)
+    v[:28], v[28:] = 1.0, 2.0
+    v[:14, 0, 0] = np.nan
+    ds = xr.Dataset(
+        {"GPP": (("time", "nj", "ni"), v, {"units": "gC/m^2/s"})},
+        coords={"time": ("time", t, {"axis": "T"}),
+                "yc": ("nj", [10.0, 20.0], {"standard_name": "latitude", "units": "degrees_north"}),
+                "xc": ("ni", [0.0, 120.0, 240.0], {"standard_name": "longitude", "units": "degrees_east"})})
+    f = tmp_path / "clm.nc"
+    ds.to_netcdf(f, encoding={"time": {"units": "days since 2001-01-01", "calendar": "noleap"}})
+    assert xr.open_dataset(f, decode_times=False)["time"].attrs["calendar"] == "noleap"
+    months = pd.date_range("2001-01-01", periods=3, freq="MS")
+    p = read_netcdf_product(f, "gpp", nc_variable="GPP", cells=_cells([11.0, 19.0], [-118.0, 239.0]),
+                            months=months, units="gC m-2 d-1", relative_sigma=0.1)
+    np.testing.assert_allclose(p.data.values[:, :2], [[86400.0, 2 * 86400.0]] * 2)
+    assert np.isnan(p.data.values[:, 2]).all()  # March: not in the file
+    assert p.data.attrs["file_units"] == "gC/m^2/s"
+
+
+def _curvilinear(tmp_path, value):
+    """A rotated 2-D lat/lon grid on projection coordinates (y, x in metres)."""
+    y, x = np.meshgrid(np.arange(8.0), np.arange(10.0), indexing="ij")
+    lat, lon = 40.0 + 0.5 * y + 0.1 * x, 355.0 + 0.8 * x - 0.1 * y  # crosses 0/360
+    t = pd.date_range("2001-01-01", periods=2, freq="MS")
+    v = np.stack([value(lat, lon)] * 2).astype(float)
+    ds = xr.Dataset(
+        {"lai": (("time", "y", "x"), v, {"units": "1", "coordinates": "nav_lat nav_lon"}),
+         "nav_lat": (("y", "x"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+         "nav_lon": (("y", "x"), lon, {"standard_name": "longitude", "units": "degrees_east"})},
+        coords={"time": t, "y": ("y", np.arange(8) * 5e4, {"axis": "Y", "units": "m"}),
+                "x": ("x", np.arange(10) * 5e4, {"axis": "X", "units": "m"})})
+    f = tmp_path / "curv.nc"
+    ds.to_netcdf(f)
+    return f, lat, lon
+
+
+def test_curvilinear_grid_nearest_box_and_footprint(tmp_path):
+    f, lat, lon = _curvilinear(tmp_path, lambda la, lo: la)
+    months = pd.date_range("2001-01-01", periods=2, freq="MS")
+    cells = _cells([41.26, 42.0], [-3.1, 1.0])
+    p = read_netcdf_product(f, "lai", cells=cells, months=months, units="m2 m-2", relative_sigma=0.1)
+    dlon = (lon - (-3.1) + 180) % 360 - 180
+    near = np.argmin((lat - 41.26) ** 2 + (dlon * np.cos(np.deg2rad(41.26))) ** 2)
+    assert p.data.values[0, 0] == pytest.approx(lat.ravel()[near])
+    q = read_netcdf_product(f, "lai", cells=cells, months=months, units="m2 m-2", relative_sigma=0.1,
+                            footprint_deg=0.6)
+    dlon = (lon - 1.0 + 180) % 360 - 180
+    inside = (np.abs(lat - 42.0) <= 0.6) & (np.abs(dlon) <= 0.6 / np.cos(np.deg2rad(42.0)))
+    w = np.cos(np.deg2rad(lat[inside]))
+    assert inside.sum() > 3
+    assert q.data.values[1, 1] == pytest.approx((w * lat[inside]).sum() / w.sum(), rel=1e-12)
+
+
+def test_a_regular_grid_written_as_2d_coordinates_gives_the_same_product(tmp_path):
+    lat, lon = np.array([-0.5, 0.5, 59.5, 60.5]), np.array([9.5, 10.5, 11.5])
+    t = pd.date_range("2001-01-01", periods=40, freq="D")
+    v = np.random.default_rng(0).uniform(1, 3, (t.size, 4, 3))
+    v[3:9, 1, 2] = np.nan
+    reg = xr.Dataset({"gpp": (("time", "lat", "lon"), v, {"units": "gC m-2 d-1"})},
+                     coords={"time": t, "lat": lat, "lon": lon})
+    glat, glon = np.meshgrid(lat, lon, indexing="ij")
+    curv = xr.Dataset({"gpp": (("time", "j", "i"), v, {"units": "gC m-2 d-1"})},
+                      coords={"time": t, "la": (("j", "i"), glat, {"standard_name": "latitude"}),
+                              "lo": (("j", "i"), glon, {"standard_name": "longitude"})})
+    reg.to_netcdf(tmp_path / "r.nc")
+    curv.to_netcdf(tmp_path / "c.nc")
+    kw = dict(cells=_cells([0.0, 60.0], [10.2, 11.0]), units="kgC m-2 s-1", relative_sigma=0.1,
+              months=pd.date_range("2001-01-01", periods=2, freq="MS"))
+    for fp in (None, 1.0):
+        a = read_netcdf_product(tmp_path / "r.nc", "gpp", footprint_deg=fp, **kw)
+        b = read_netcdf_product(tmp_path / "c.nc", "gpp", footprint_deg=fp, **kw)
+        np.testing.assert_allclose(b.data.values, a.data.values, rtol=1e-13)
+        assert np.isfinite(a.data.values).all()
+
+
+def test_extra_dimension_and_wrong_units_are_named_errors(tmp_path):
+    t = pd.date_range("2001-01-01", periods=2, freq="MS")
+    ds = xr.Dataset({"mrso": (("time", "depth", "lat", "lon"), np.ones((2, 3, 2, 2)), {"units": "kg m-2"}),
+                     "hfls": (("time", "lat", "lon"), np.ones((2, 2, 2)), {"units": "W m-2"}),
+                     "evspsbl": (("time", "lat", "lon"), np.ones((2, 2, 2)), {"units": "kg m-2 s-1"})},
+                    coords={"time": t, "depth": [0.1, 0.5, 1.0], "lat": [0.0, 1.0], "lon": [0.0, 1.0]})
+    f = tmp_path / "x.nc"
+    ds.to_netcdf(f)
+    kw = dict(cells=_cells([0.0], [0.0]), months=t, relative_sigma=0.1, key="observations.products[2]")
+    with pytest.raises(ReaderError, match=r"products\[2\]: .*x.nc: variable 'mrso' has dimension\(s\) "
+                                          r"\{'depth': 3\} besides time"):
+        read_netcdf_product(f, "mrso", units="kg m-2", **kw)
+    with pytest.raises(ReaderError, match=r"x.nc: variable 'hfls': cannot convert 'W m-2' .* to "
+                                          r"'gC m-2 d-1' .*for variable 'gpp'"):
+        read_netcdf_product(f, "gpp", nc_variable="hfls", units="gC m-2 d-1", **kw)
+    # evapotranspiration in kg m-2 s-1 is a water flux: latent heat 2.501e6 J kg-1, not carbon
+    p = read_netcdf_product(f, "hfls", nc_variable="evspsbl", units="W m-2", **kw)
+    assert p.data.values[0, 0] == pytest.approx(2.501e6)
+    with pytest.raises(ReaderError, match="cannot convert 'kg m-2 s-1'"):
+        read_netcdf_product(f, "et", nc_variable="evspsbl", units="gC m-2 d-1", **kw)
+
+
+def test_regridding_weights_are_sparse_at_0p05_degrees():
+    """A 0.05 degree global grid (7200 x 3600 boxes) and 60 cells: no dense cells x boxes matrix."""
+    import tracemalloc
+
+    from bayescal.readers.gridded import _weights
+
+    lat, lon = np.arange(-89.975, 90, 0.05), np.arange(-179.975, 180, 0.05)
+    rng = np.random.default_rng(1)
+    cl, co = rng.uniform(-60, 70, 60), rng.uniform(-180, 180, 60)
+    tracemalloc.start()
+    w = _weights(lat, lon, cl, co, 1.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert w.shape == (60, lat.size * lon.size)
+    assert 60 * 40 * 40 <= w.nnz < 60 * 41 * 41 * 20  # ~1600 boxes a cell, more towards the poles
+    assert peak < 100 * 2**20  # bytes; the dense matrix would be 12 GiB

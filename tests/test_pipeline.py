@@ -141,7 +141,12 @@ def test_tiny_config_end_to_end(tiny_run):
         assert json.loads((run_dir / s / "stage.json").read_text())["key"]
     assert "total" in out and "report.html" in out
     idata = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc"))
-    assert {"posterior", "sample_stats", "prior"} <= set(idata.groups())
+    from bayescal.posterior import get_group, group_names  # idata.groups(): a method in 0.2x, a tuple in 1.x
+
+    assert {"posterior", "sample_stats", "prior", "log_likelihood", "posterior_predictive", "observed_data",
+            "constant_data"} <= set(group_names(idata))
+    assert "gpp:" in str(get_group(idata, "observed_data")["summary"].values[0])
+    assert (run_dir / "posterior" / "diagnostics.nc").exists()
     assert len(list((run_dir / "figures").glob("*.png"))) >= 9
     # every value the twin truth moves is calibrated here, and each truth is inside its interval
     pc = json.loads((run_dir / "propagate" / "summary.json").read_text())["parameter_coverage"]
@@ -155,6 +160,25 @@ def test_tiny_config_end_to_end(tiny_run):
     scores = xr.load_dataset(run_dir / "propagate" / "scores.nc")
     assert sorted(set(scores["set"].values)) == ["default", "optimised", "seiler_alternative"]
     assert "(Seiler Fig. 7)" in page and "(Seiler Fig. 8)" in page
+
+
+@pytest.mark.slow
+def test_open_run_gives_the_run_as_xarray_and_arviz_objects(tiny_run, tmp_path):
+    """The notebook API reads the run directory only: the same posterior, bands and records."""
+    import bayescal
+    from bayescal.posterior import get_group, load_inference_data
+    from bayescal.rundir import RunDirError
+
+    run_dir, _, _ = tiny_run
+    res = bayescal.open_run(run_dir)
+    ref = get_group(load_inference_data(run_dir / "posterior" / "posterior.nc"), "posterior")
+    xr.testing.assert_identical(get_group(res.posterior, "posterior"), ref)
+    assert set(res.diagnostics["r_hat"].dims) == {"parameter"}
+    assert res.bands.equals(xr.load_dataset(run_dir / "propagate" / "bands.nc"))
+    assert [r.name for r in res.records] == list(STAGES[:-1]) or [r.name for r in res.records] == list(STAGES)
+    assert res.space.labels == bayescal.rundir.RunDir(run_dir).space().labels
+    with pytest.raises(RunDirError, match="config.json"):
+        bayescal.open_run(tmp_path)
 
 
 def test_emulator_training_on_optimiser_runs_less_the_worst(tiny_run):
@@ -398,7 +422,7 @@ def test_dask_cluster_runs_the_same_members(tiny_run, tmp_path):
         cfg["run"]["scheduler"] = cluster.scheduler_address
         pipe = Pipeline(cfg, tmp_path / "dask", progress=False)
         recs = {r.name: r for r in pipe.run(("screen", "optimize", "design"))}
-        pipe.executor.close()
+        pipe.close()
     ours = xr.load_dataset(tmp_path / "dask" / "design" / "training.nc")
     ref = xr.load_dataset(run_dir / "design" / "training.nc")
     np.testing.assert_array_equal(ours["u"], ref["u"])

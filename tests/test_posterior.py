@@ -16,6 +16,8 @@ from bayescal.posterior import (
     ScoreLikelihood,
     diagnose,
     emulator_trust,
+    get_group,
+    group_names,
     unit_samples,
 )
 
@@ -25,6 +27,7 @@ def _space(n, lower=0.0, upper=1.0, names=None):
     return ParameterSpace([Parameter(nm, (lower + upper) / 2, lower, upper, units="1") for nm in names])
 
 
+@pytest.mark.arviz
 def test_linear_gaussian_posterior_is_recovered():
     rng = np.random.default_rng(0)
     space = _space(3)
@@ -44,11 +47,14 @@ def test_linear_gaussian_posterior_is_recovered():
     np.testing.assert_allclose(
         np.cov(u, rowvar=False), cov, rtol=0.15, atol=0.1 * np.sqrt(cov.diagonal()).min() ** 2
     )
-    assert set(idata.groups()) >= {"posterior", "sample_stats", "prior", "observed_data", "constant_data"}
-    assert idata.posterior.attrs["burn"] > 0
-    np.testing.assert_allclose(
-        idata.sample_stats.lp, idata.sample_stats.loglik + idata.sample_stats.log_prior
-    )
+    assert set(group_names(idata)) >= {"posterior", "sample_stats", "prior", "observed_data", "constant_data",
+                                       "log_likelihood", "posterior_predictive"}
+    assert get_group(idata, "posterior").attrs["burn"] > 0
+    stats = get_group(idata, "sample_stats")
+    np.testing.assert_allclose(stats.lp, stats.loglik + stats.log_prior)
+    # the pointwise log-likelihood sums to the sampled one, draw by draw
+    np.testing.assert_allclose(get_group(idata, "log_likelihood")["y"].sum("summary"), stats.loglik,
+                               rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.slow
@@ -73,6 +79,7 @@ def test_simulation_based_calibration_ranks_are_uniform():
         assert stats.chisquare(counts).pvalue > 0.01, counts
 
 
+@pytest.mark.arviz
 def test_ridge_of_a_times_b():
     space = ParameterSpace([Parameter("a", 1.0, 0.5, 2.0), Parameter("b", 1.0, 0.5, 2.0)])
     priors = Priors(space, {"a": {"dist": "loguniform"}, "b": {"dist": "loguniform"}})
@@ -83,7 +90,8 @@ def test_ridge_of_a_times_b():
 
     ps = PosteriorSampler(GaussianLikelihood(model, [1.0], 0.01), priors, seed=3).run(3000)
     idata = ps.to_inference_data()
-    la, lb = np.log(idata.posterior["a"].values.ravel()), np.log(idata.posterior["b"].values.ravel())
+    post = get_group(idata, "posterior")
+    la, lb = np.log(post["a"].values.ravel()), np.log(post["b"].values.ravel())
     assert np.corrcoef(la, lb)[0, 1] <= -0.9
     u = unit_samples(idata, space)
     p = pca(u)
@@ -195,6 +203,7 @@ VARS = ["gpp", "lai", "hfls"]
 
 
 @pytest.mark.slow
+@pytest.mark.arviz
 @pytest.mark.filterwarnings("ignore:chain of:bayescal.posterior.PosteriorWarning")  # tau ~ 230: kept short
 def test_twin_on_embedded_model_with_refinement(twin):
     """20 parameters, GP-SVD emulator of 27 log biome means from 300 runs, two refinement rounds."""
@@ -333,6 +342,7 @@ def test_gaussian_loglik_sd_matches_monte_carlo():
     assert like.loglik_sd(np.zeros((1, 1)))[0] == pytest.approx(ll.std(), rel=0.01)
 
 
+@pytest.mark.arviz
 def test_refinement_is_reproducible_and_keeps_every_round():
     from bayescal.emulators import SVDEmulator
     from bayescal.refinement import refine
@@ -352,6 +362,47 @@ def test_refinement_is_reproducible_and_keeps_every_round():
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.history["mean"].values, b.history["mean"].values)
     assert list(a.history["n_train"].values) == [12, 16, 20]
+
+
+@pytest.mark.arviz
+def test_killed_refinement_resumes_its_chains_bit_for_bit(tmp_path):
+    """Each round's chain in its HDF5 backend: killed in round 1's sampling, run again, the same
+    rounds, runs and posterior as an uninterrupted refinement (the pipeline's posterior stage)."""
+    from bayescal.emulators import SVDEmulator
+    from bayescal.refinement import refine
+
+    A, y, sigma, _, _ = _linear_gaussian(d=2, m=5, sigma=0.2, seed=4)
+    space = _space(2)
+    X0 = np.random.default_rng(0).random((12, 2))
+    sim = lambda u: u @ A.T  # noqa: E731
+    calls = {"n": 0, "kill": None}
+
+    class Killable(GaussianLikelihood):
+        def __call__(self, u):
+            calls["n"] += 1
+            if calls["n"] == calls["kill"]:
+                raise KeyboardInterrupt("killed")
+            return super().__call__(u)
+
+    def go(backend_dir=None):
+        calls["n"] = 0
+        return refine(sim, SVDEmulator(estimator=GPEmulator(random_state=None)), X0, sim(X0),
+                      lambda e: Killable(e, y, sigma), space, n_new=4, max_rounds=1, tol=0.0,
+                      min_steps=300, max_steps=600, seed=5, backend_dir=backend_dir)
+
+    full = go()
+    n_calls = calls["n"]
+    calls["kill"] = int(0.75 * n_calls)  # inside round 1's chain
+    with pytest.raises(KeyboardInterrupt):
+        go(tmp_path / "chains")
+    assert (tmp_path / "chains" / "round0.h5").exists() and (tmp_path / "chains" / "round1.h5").exists()
+    calls["kill"] = None
+    resumed = go(tmp_path / "chains")
+    assert calls["n"] < 0.5 * n_calls  # round 0 read back, round 1 continued: not sampled again
+    np.testing.assert_array_equal(resumed.X, full.X)
+    np.testing.assert_array_equal(unit_samples(resumed.idata, space).values,
+                                  unit_samples(full.idata, space).values)
+    np.testing.assert_array_equal(resumed.history["mean"].values, full.history["mean"].values)
 
 
 def test_run_adaptive_sizes_the_chain_from_tau():

@@ -1,5 +1,7 @@
 """Readers on slices of the real FLUXNET2015 files: units, gaps, QC, sigma, and every file error."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,8 +94,8 @@ def test_units_table():
     assert conversion_factor("g C m-2 day-1", "gC/m2/d") == 1.0
     with pytest.raises(UnitError, match="cannot convert 'W m-2'"):
         conversion_factor("W m-2", "gC m-2 d-1")
-    with pytest.raises(UnitError, match="unknown unit 'furlongs'"):
-        conversion_factor("furlongs", "W m-2")
+    with pytest.raises(UnitError, match="unknown unit 'bananas'"):
+        conversion_factor("bananas", "W m-2")
 
 
 def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
@@ -116,7 +118,7 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
         read_fluxnet_product(bad, "nee")
     with pytest.raises(ReaderError, match="missing columns"):
         read_fluxnet_drivers(_slice(f, tmp_path, drop="CO2_F_MDS"))
-    with pytest.raises(ReaderError, match="not in bayescal's site table"):
+    with pytest.raises(ReaderError, match=r"site 'XX-Abc' .* not in the FLUXNET2015 site table .*latitude"):
         read_fluxnet_drivers(_slice(f, tmp_path, name="FLX_XX-Abc_DD.csv"))
     s = tmp_path / "s.csv"
     s.write_text("time,value,sigma\n2001-01-01,1.0,0.0\n")
@@ -133,3 +135,182 @@ def _slice(path, tmp_path, qc=None, drop=None, name="FLX_DE-Hai_DD_slice.csv"):
     out = tmp_path / name
     df.to_csv(out, index=False)
     return out
+
+
+# ------------------------------------------------ any FLUXNET2015 site; silent wrong answers (issue 27)
+EXAMPLE = Path(__file__).parent.parent / "examples" / "site_hainich.toml"
+
+
+def _site_file(fluxnet_dir, tmp_path, site="US-Ha1", years=(2001, 2006), edit=None):
+    """A FLUXNET2015 daily file of ``site``: DE-Hai's columns and days, perturbed (synthetic)."""
+    df = pd.read_csv(fluxnet_dir / HAI)
+    y = df["TIMESTAMP"] // 10000
+    df = df[(y >= years[0]) & (y <= years[1])].reset_index(drop=True)
+    rng = np.random.default_rng(7)
+    df["TA_F"] = df["TA_F"] - 1.5 + rng.normal(0, 0.3, len(df))
+    df["NEE_VUT_REF"] = df["NEE_VUT_REF"] * 0.9
+    if edit is not None:
+        df = edit(df)
+    f = tmp_path / f"FLX_{site}_FLUXNET2015_SUBSET_DD_{years[0]}-{years[1]}_1-4.csv"
+    df.to_csv(f, index=False)
+    return f
+
+
+def _example_with(tmp_path, data_file, cal, val, model_extra="", text=None):
+    """examples/site_hainich.toml with only its data file and years changed (and ``model_extra``)."""
+    text = text or EXAMPLE.read_text()
+    text = text.replace("bayescal:data/fluxnet/FLX_DE-Hai_DD_2000-2012.csv", str(data_file))
+    text = text.replace("calibration_years = [2000, 2008]", f"calibration_years = {list(cal)}")
+    text = text.replace("validation_years = [2009, 2012]", f"validation_years = {list(val)}")
+    text = text.replace('output = "runs/site_hainich"', f'output = "{tmp_path / "run"}"')
+    if model_extra:
+        text = text.replace('kind = "dalec"', f'kind = "dalec"\n{model_extra}')
+    p = tmp_path / "site.toml"
+    p.write_text(text)
+    return p
+
+
+def test_a_fluxnet2015_site_that_is_not_shipped_runs_from_the_example(fluxnet_dir, tmp_path):
+    from bayescal.pipeline import load_config
+    from bayescal.pipeline.site_config import site_model
+    from bayescal.readers import SITES, site_info
+
+    assert len(SITES) == 166 and "US-Ha1" in SITES
+    info = site_info("US-Ha1")
+    assert info["latitude"] == pytest.approx(42.5378) and info["igbp"] == "DBF"
+    f = _site_file(fluxnet_dir, tmp_path)
+    cfg = load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006)))
+    model = site_model(cfg)
+    assert model.drivers.attrs["site"] == "US-Ha1"
+    assert model.drivers.attrs["lat"] == pytest.approx(42.5378)
+    out = model(model.space.all_default[None])
+    assert str(out["status"].values[0]) == "done"
+    assert np.isfinite(out["nee"].values).all() and out.attrs["lat"] == pytest.approx(42.5378)
+    # the day length follows the latitude: the same weather at DE-Hai's latitude gives other GPP
+    cfg["model"]["latitude"] = 51.0792
+    other = site_model(cfg)(model.space.all_default[None])
+    assert not np.allclose(other["gpp"].values, out["gpp"].values)
+
+
+def test_latitude_key_for_a_site_outside_the_table(fluxnet_dir, tmp_path):
+    from bayescal.pipeline import ConfigError, load_config
+    from bayescal.pipeline.site_config import site_model
+
+    f = _site_file(fluxnet_dir, tmp_path, site="XX-New")
+    with pytest.raises(ConfigError, match=r"model.drivers: .*FLX_XX-New.*site 'XX-New' .*not in the "
+                                          r"FLUXNET2015 site table.*model.latitude"):
+        load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006)))
+    cfg = load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), "latitude = 45.25"))
+    assert site_model(cfg).drivers.attrs["lat"] == 45.25
+    with pytest.raises(ConfigError, match=r"'model.latitude' must be in \[-90, 90\]"):
+        load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), "latitude = 145.0"))
+
+
+def test_drivers_with_a_gap_a_duplicate_or_a_missing_year_stop_at_config_check(fluxnet_dir, tmp_path):
+    from bayescal.pipeline import ConfigError, load_config
+
+    cases = {
+        "gap": (lambda d: d.drop(index=range(400, 410)), r"10 day\(s\) missing, the first 2002-02-05"),
+        "year": (lambda d: d[d["TIMESTAMP"] // 10000 != 2003],
+                 r"365 day\(s\) missing, the first 2003-01-01; whole years missing: \[2003\]"),
+        "dup": (lambda d: pd.concat([d.iloc[:100], d.iloc[99:]]),
+                r"duplicated day\(s\); the first is 2001-04-10"),
+    }
+    for name, (edit, match) in cases.items():
+        d = tmp_path / name
+        d.mkdir()
+        f = _site_file(fluxnet_dir, d, edit=edit)
+        # the products read the same file: the drivers are checked first, naming model.drivers
+        with pytest.raises(ConfigError, match=r"model.drivers: .*" + match):
+            load_config(_example_with(d, f, (2001, 2004), (2005, 2006)))
+    with pytest.raises(ConfigError, match=r"'site.validation_years' \[2005, 2009\] outside the drivers' "
+                                          r"years 2001-2006"):
+        load_config(_example_with(tmp_path, _site_file(fluxnet_dir, tmp_path), (2001, 2004), (2005, 2009)))
+
+
+def test_validation_years_overlapping_calibration_years_are_refused(fluxnet_dir, tmp_path):
+    from bayescal.pipeline import ConfigError, load_config
+
+    f = _site_file(fluxnet_dir, tmp_path)
+    with pytest.raises(ConfigError, match=r"'site.validation_years' \[2004, 2006\] overlap "
+                                          r"'site.calibration_years' \[2001, 2004\]"):
+        load_config(_example_with(tmp_path, f, (2001, 2004), (2004, 2006)))
+
+
+def test_product_units_are_compared_with_the_model_outputs(fluxnet_dir, tmp_path):
+    from bayescal.pipeline import ConfigError, load_config
+    from bayescal.pipeline.site_config import read_products
+
+    f = _site_file(fluxnet_dir, tmp_path)
+    t = pd.date_range("2001-01-01", "2006-12-31", freq="D")
+    g = tmp_path / "gpp_per_year.csv"
+    per_year = pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": 365.25 * 2.0, "sigma": 365.25 * 0.5})
+    per_year.to_csv(g, index=False)
+    base = EXAMPLE.read_text()
+    csv = (f'\n[[observations.products]]\nvariable = "{{v}}"\nformat = "csv"\nfile = "{g}"\nunits = "{{u}}"\n'
+           'name = "extra"\n')
+    text = base.replace("[posterior]", csv.format(v="gpp", u="gC m-2 yr-1") + "\n[posterior]")
+    cfg = load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), text=text))
+    p = read_products(cfg)[-1]  # per-year values fitted per day: converted to the model's units
+    assert p.units == "gC m-2 d-1" and p.data.attrs["file_units"] == "gC m-2 yr-1"
+    np.testing.assert_allclose(p.data.values, 2.0)
+    np.testing.assert_allclose(p.sigma.values, 0.5)
+    text = base.replace("[posterior]", csv.format(v="nee", u="W m-2") + "\n[posterior]")
+    with pytest.raises(ConfigError, match=r"observations.products\[2\]': .*gpp_per_year.csv: .*model output "
+                                          r"'nee' \[gC m-2 d-1\]: cannot convert 'W m-2' .* to 'gC m-2 d-1'"):
+        load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), text=text))
+    text = base.replace("[posterior]", csv.format(v="le", u="W m-2") + "\n[posterior]")
+    with pytest.raises(ConfigError, match=r"products\[2\].variable': the model has no output 'le'"):
+        load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), text=text))
+
+
+def test_csv_fill_values_duplicates_and_order(tmp_path):
+    f = tmp_path / "nee.csv"
+    f.write_text("time,value,sigma\n2001-01-03,3.0,0.3\n2001-01-01,1.0,0.1\n2001-01-02,-9999,-9999\n"
+                 "2001-01-04,-9999.0,0.2\n2001-01-05,-6999,0.2\n")
+    p = read_csv_product(f, "nee", units="gC m-2 d-1")
+    assert [str(d)[:10] for d in p.data.time.values] == [f"2001-01-0{i}" for i in range(1, 6)]  # sorted
+    np.testing.assert_array_equal(p.data.values[[0, 2]], [1.0, 3.0])
+    assert np.isnan(p.data.values[[1, 3, 4]]).all() and p.sigma.values[2] == 0.3
+    f.write_text("time,value,sigma\n2001-01-01,1.0,0.1\n2001-01-02,2.0,0.1\n2001-01-02,2.5,0.1\n")
+    with pytest.raises(ReaderError, match=r"nee.csv: 1 duplicated day\(s\); the first is 2001-01-02"):
+        read_csv_product(f, "nee", units="gC m-2 d-1", key="observations.products[1]")
+    f.write_text("time,value,sigma\n2001-01-01,1.0,0.1\n2001-01-02,2.0,-0.1\n")
+    with pytest.raises(ReaderError, match=r"column sigma is negative on 1 day\(s\), the first 2001-01-02"):
+        read_csv_product(f, "nee", units="gC m-2 d-1", sigma_floor=0.2)  # not floored away
+    f.write_text("time,value\n2001-01-01,1.0\n")
+    with pytest.raises(ReaderError, match=r"relative_sigma must be > 0, got -0.1"):
+        read_csv_product(f, "nee", units="gC m-2 d-1", relative_sigma=-0.1)
+
+
+def test_fluxnet_duplicates_order_and_negative_sigma(fluxnet_dir, tmp_path):
+    df = pd.read_csv(fluxnet_dir / HAI).iloc[:60]
+    shuffled = df.sample(frac=1.0, random_state=3)
+    f = tmp_path / "FLX_DE-Hai_DD_shuffled.csv"
+    shuffled.to_csv(f, index=False)
+    p, q = read_fluxnet_product(f, "nee"), read_fluxnet_product(_slice(fluxnet_dir / HAI, tmp_path), "nee")
+    np.testing.assert_array_equal(p.data.time.values, q.data.time.values)
+    np.testing.assert_array_equal(p.data.values, q.data.values)
+    pd.concat([df, df.iloc[[20]]]).to_csv(f, index=False)
+    with pytest.raises(ReaderError, match=r"FLX_DE-Hai_DD_shuffled.csv: 1 duplicated day\(s\); the first is "
+                                          r"2000-01-21"):
+        read_fluxnet_product(f, "nee")
+    bad = df.copy()
+    bad.loc[5, "NEE_VUT_REF_RANDUNC"] = -0.4
+    bad.loc[5, "NEE_VUT_REF_QC"] = 1.0
+    bad.to_csv(f, index=False)
+    with pytest.raises(ReaderError, match=r"NEE_VUT_REF_RANDUNC \(the 1-sigma of NEE_VUT_REF\) is negative "
+                                          r"on 1 kept day\(s\), the first 2000-01-06"):
+        read_fluxnet_product(f, "nee")
+    with pytest.raises(ReaderError, match=r"relative_sigma must be > 0, got -0.15"):
+        read_fluxnet_product(fluxnet_dir / HAI, "gpp", partitioning="NT", relative_sigma=-0.15)
+
+
+def test_cli_check_exits_2_naming_the_file_and_key(fluxnet_dir, tmp_path, capsys):
+    from bayescal.cli import main
+
+    f = _site_file(fluxnet_dir, tmp_path, edit=lambda d: pd.concat([d.iloc[:30], d.iloc[29:]]))
+    assert main(["check", str(_example_with(tmp_path, f, (2001, 2004), (2005, 2006)))]) == 2
+    err = capsys.readouterr().err
+    assert "model.drivers" in err and f.name in err and "the first is 2001-01-30" in err
+    assert "Traceback" not in err

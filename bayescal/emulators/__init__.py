@@ -30,10 +30,15 @@ components (centred SVD; K fixed or by explained variance) and fits one emulator
 to the full field with the component variances and the truncation error as uncertainty, after
 Lu & Ricciuto (2019) and Dagon et al. (2020).
 
+:class:`ActiveGPEmulator` is for many inputs (history matching at d ~ 100+): per output a ridge
+regression on every input plus a GP on the ridge's leave-one-out residuals over the output's most
+active inputs, its nugget carrying the rest (the structure of ExeterUQ's emulators).
+
 Saved state is netCDF (:meth:`GPEmulator.save`, :meth:`SVDEmulator.save`, :func:`load_emulator`),
 never pickle; a reloaded emulator predicts identically.
 """
 
+from .active import ActiveGPEmulator
 from .base import REGISTRY, EmulatorError, NotFittedEmulatorError, load_emulator, register
 from .gp import GPEmulator
 from .nn import DagonNetwork
@@ -42,6 +47,7 @@ from .svd import SVDEmulator
 from .validation import kfold, loo_metrics, partial_dependence, permutation_importance
 
 __all__ = [
+    "ActiveGPEmulator",
     "emulator_optimum",
     "emulator_screen",
     "GPEmulator",

@@ -2,7 +2,8 @@
 
 Daily, driven by a site's meteorology (a Dataset on ``time`` with ``ta`` degC, ``sw`` MJ m-2
 d-1, ``co2`` ppm and the site latitude in ``attrs["lat"]``, as
-:func:`bayescal.fluxnet.read_drivers` makes from a FLUXNET2015 file), vectorised over members
+:func:`bayescal.readers.read_fluxnet_drivers` makes from a FLUXNET2015 file, the latitude from the
+shipped FLUXNET2015 site table or the config's ``model.latitude``), vectorised over members
 (a compiled loop, :mod:`._dalec_kernel`). Two versions:
 
 * ``"evergreen"`` (DALEC-E): five pools, parameters p1-p11;
@@ -18,16 +19,19 @@ range and every choice are in docs/site.md.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ..parameters import Parameter, ParameterSpace
 from . import _dalec_kernel as K
 
-__all__ = ["DalecModel", "dalec_parameter_space"]
+__all__ = ["OUTPUT_UNITS", "DalecModel", "dalec_parameter_space"]
 
 _KINDS = {"evergreen": K.EVERGREEN, "deciduous": K.DECIDUOUS}
 _UNITS = {"gpp": "gC m-2 d-1", "nee": "gC m-2 d-1", "reco": "gC m-2 d-1", "ra": "gC m-2 d-1",
           "rh": "gC m-2 d-1", "lai": "m2 m-2"}
+#: Units of every output (fluxes gC m-2 d-1, NEE > 0 a source; LAI m2 m-2; pools gC m-2).
+OUTPUT_UNITS = {name: _UNITS.get(name, "gC m-2") for name in K.OUTPUTS}
 _INITIAL = np.array([100.0, 5000.0, 300.0, 100.0, 8000.0, 50.0])  # before spin-up, gC m-2
 
 
@@ -79,14 +83,39 @@ def _day_length(lat: float, doy: np.ndarray) -> np.ndarray:
     return 24.0 * np.arccos(x) / np.pi
 
 
+def _check_drivers(d: xr.Dataset) -> None:
+    """Daily drivers, every day once in order (a gap or a missing year would be run as one day),
+    finite weather and a latitude in [-90, 90]: else a ValueError naming what is wrong."""
+    src = d.attrs.get("source", "the drivers")
+    t = pd.DatetimeIndex(d["time"].values)
+    if t.size < 2:
+        raise ValueError(f"DALEC drivers ({src}) need at least two days, got {t.size}")
+    step = np.diff(t.values).astype("timedelta64[s]").astype(np.int64)
+    bad = np.flatnonzero(step != 86400)
+    if bad.size:
+        i = int(bad[0])
+        what = "duplicated" if step[i] == 0 else ("out of order" if step[i] < 0 else
+                                                  f"followed by a gap of {step[i] // 86400 - 1} day(s)")
+        raise ValueError(f"DALEC drivers ({src}) must be one row per consecutive day: "
+                         f"{t[i]:%Y-%m-%d} is {what} (then {t[i + 1]:%Y-%m-%d})")
+    lat = float(d.attrs["lat"])
+    if not -90.0 <= lat <= 90.0:
+        raise ValueError(f"DALEC drivers ({src}): latitude must be in [-90, 90] degrees north, got {lat}")
+    for v in ("ta", "sw", "co2"):
+        nf = ~np.isfinite(d[v].values.astype(float))
+        if nf.any():
+            raise ValueError(f"DALEC drivers ({src}): {v} is missing or non-finite on {int(nf.sum())} "
+                             f"day(s), the first {t[nf][0]:%Y-%m-%d}")
+
+
 class DalecModel:
     """DALEC at one site: ``model(theta (k, n_values)) -> Dataset`` on (member, time).
 
     Parameters
     ----------
     drivers : xarray.Dataset
-        Daily meteorology on ``time``: ``ta`` (degC), ``sw`` (MJ m-2 d-1), ``co2`` (ppm);
-        ``attrs["lat"]`` (degrees north).
+        Daily meteorology on ``time``, every day once in order: ``ta`` (degC), ``sw``
+        (MJ m-2 d-1), ``co2`` (ppm); ``attrs["lat"]`` (degrees north, in [-90, 90]).
     kind : {"deciduous", "evergreen"}
     space : ParameterSpace, optional
         Default :func:`dalec_parameter_space` of ``kind``.
@@ -107,6 +136,7 @@ class DalecModel:
         missing += [] if "lat" in drivers.attrs else ["attrs.lat"]
         if missing:
             raise ValueError(f"DALEC drivers lack {missing}")
+        _check_drivers(drivers)
         if not diurnal_range >= 0:
             raise ValueError(f"diurnal_range must be >= 0, got {diurnal_range}")
         self.kind = kind

@@ -1,28 +1,25 @@
 """The whole calibration from one TOML file, stage by stage, resumable (``bayescal run``).
 
-``config`` (schema, validation, loading), ``runner`` (:class:`Pipeline`: stage hashing, records,
-resume), ``stages`` (each stage a function of the pipeline context); the run directory's layout is
-described in docs/architecture.md.
+``config`` (schema, checks), ``validate`` (loading, validation), ``runner`` (:class:`Pipeline`,
+the context the stages receive), ``stages``/``site_stages``/``dagon_stages`` (each stage a
+function of the context), ``*_workflow`` (each workflow a declared stage list: what every stage
+reads, needs and writes), ``workflows`` (the registry's choice for a config); the engine that
+runs them is :mod:`bayescal.workflow`. The run directory's layout: docs/architecture.md.
 """
 
-from .config import SCHEMA, STAGE_HELP, STAGES, ConfigError, load_config, main_stage_names, validate_config
+from .config import SCHEMA, ConfigError
+from .global_workflow import STAGE_HELP, STAGES
 from .runner import Pipeline, StageRecord
 from .stages import PipelineError
+from .validate import load_config, validate_config
+from .workflows import all_stage_help, make_pipeline, workflow_for, workflow_name
 
 
-def make_pipeline(config: dict, run_dir=None, **kwargs) -> Pipeline:
-    """The pipeline for a config: the global route, or the site route (``model.kind`` dalec,
-    python or external; :mod:`bayescal.pipeline.site`)."""
-    if config["model"]["kind"] == "global":
-        if config["run"].get("workflow", "default") == "dagon":
-            from .dagon import DagonPipeline
-
-            return DagonPipeline(config, run_dir, **kwargs)
-        return Pipeline(config, run_dir, **kwargs)
-    from .site import SitePipeline
-
-    return SitePipeline(config, run_dir, **kwargs)
+def main_stage_names() -> str:
+    """The global workflow's stages, one line each (kept for callers of the old name)."""
+    return "\n".join(f"  {s:13s} {STAGE_HELP[s]}" for s in STAGES)
 
 
 __all__ = ["ConfigError", "Pipeline", "PipelineError", "SCHEMA", "STAGES", "STAGE_HELP", "StageRecord",
-           "load_config", "main_stage_names", "make_pipeline", "validate_config"]
+           "all_stage_help", "load_config", "main_stage_names", "make_pipeline", "validate_config",
+           "workflow_for", "workflow_name"]

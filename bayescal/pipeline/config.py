@@ -1,38 +1,22 @@
-"""Configuration of ``bayescal run``: the schema, validation whose errors name the key, loading.
+"""Configuration of ``bayescal run``: the schema and the checks whose errors name the key.
 
-Every key is documented in docs/pipeline.md; :func:`validate_config` checks types, ranges, names
-and files before any model run, and :func:`load_config` reads a TOML file (UTF-8) and names the
-file in every error.
+Every key is documented in docs/pipeline.md. :func:`~.validate.validate_config` runs these checks
+(types, ranges, names, files, ``run.output``) before any model run, and
+:func:`~.validate.load_config` reads a TOML file (UTF-8) and names the file in every error; they
+live in :mod:`.validate`, above both this module and :mod:`.site_config`, so neither imports the
+other back.
 """
 
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..rundir import STAGES
+from ..cluster import ClusterError, check_run_config
 
-__all__ = ["ConfigError", "SCHEMA", "STAGES", "STAGE_HELP", "STAGE_SECTIONS", "load_config",
-           "main_stage_names", "model_space", "truth_theta", "validate_config"]
-
-STAGE_HELP = {
-    "screen": "Morris screening of the candidate parameters with SALib; keeps the top_k most influential "
-    "(skipped when [screen] enabled = false: [parameters] free is used).",
-    "optimize": "optional optimiser on the regionally normalised residual misfit (method = none, ga, dfols, "
-    "cma_es, differential_evolution); its best point is the 'optimised' set.",
-    "design": "Latin-hypercube ensemble of n_runs members through the resumable runner; misfit and "
-    "log regional means of each member.",
-    "emulate": "GP emulator of the log misfit (leave-one-out checked) and an SVD emulator of the summaries.",
-    "posterior": "emcee on the emulated Gaussian likelihood, with refinement rounds that run the model at "
-    "posterior draws; saved as ArviZ InferenceData (posterior/posterior.nc).",
-    "equifinality": "identifiability table, posterior correlations and PCA, distance-vs-score clouds and "
-    "k alternative parameter sets.",
-    "propagate": "posterior draws, defaults, optimum and alternatives through the model; GPP/NBP bands, "
-    "Table 3 budget, chi-squared against GCB 2024 NBP.",
-    "report": "figures (PNG) and report.html in the run directory.",
-}
+__all__ = ["ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model", "check_observations",
+           "check_output", "check_ranges", "check_walkers", "truth_theta", "typed_with_defaults"]
 
 
 class ConfigError(ValueError):
@@ -43,7 +27,8 @@ class ConfigError(ValueError):
 #: section -> key -> (type(s), default). ``None`` default with a type: optional.
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0),
-            "workflow": (str, "default"), "workers": (int, 0), "scheduler": (str, "")},
+            "workflow": (str, "default"), "workers": (int, 0), "scheduler": (str, ""),
+            "slurm": (dict, {})},
     "model": {
         "n_cells": (int, 60),
         "grid_seed": (int, 3),
@@ -56,6 +41,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "kind": (str, "global"),
         "dalec_type": (str, "deciduous"),
         "drivers": (str, None),
+        "latitude": (float, None),  # DALEC: degrees north (default: the FLUXNET2015 site table)
         "diurnal_range": (float, 8.0),
         "spinup_years": (int, 3),
         "spinup_cycles": (int, 5),
@@ -110,6 +96,17 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "left_out": (str, "marginalise"),
         "left_out_runs": (int, 32),
         "route": (str, "direct"),
+        # posterior.method = "history_matching" (pipeline/history_matching_stage.py)
+        "method": (str, "refine"),
+        "hm_waves": (int, 4),
+        "hm_runs": (int, 250),
+        "hm_cutoff": (float, 3.0),
+        "hm_discrepancy": (float, 0.0),
+        "hm_active": (int, 12),
+        "hm_floor": (float, 0.3),
+        "hm_max_rank": (int, 40),
+        "hm_train": (str, "all"),
+        "hm_design": (str, "random"),
     },
     "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000), "seiler_points": (int, 5000),
                      "local_box": (str, "range")},
@@ -117,16 +114,6 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "report": {"title": (str, "bayescal calibration report")},
 }
 _OPT_METHODS = ("none", "ga", "dfols", "cma_es", "differential_evolution")
-STAGE_SECTIONS = {
-    "screen": ("model", "parameters", "screen", "observations"),
-    "optimize": ("optimize",),
-    "design": ("design",),
-    "emulate": ("emulator",),
-    "posterior": ("posterior",),
-    "equifinality": ("equifinality",),
-    "propagate": ("propagate",),
-    "report": ("report",),
-}
 
 
 def _type_name(t) -> str:
@@ -140,36 +127,7 @@ def _type_name(t) -> str:
     }[t]
 
 
-def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
-    """Check a config against :data:`SCHEMA` and fill in defaults.
-
-    Raises :class:`ConfigError` naming the key for unknown sections or keys, wrong types, missing
-    files, out-of-range values and unknown parameter names.
-    """
-    cfg = _typed_with_defaults(raw)
-    _check_executor(cfg)
-    if cfg["model"]["kind"] != "global":
-        from .site_config import check_site_config
-
-        # a site model fits the files it is given; a twin only when asked for
-        cfg["observations"]["twin"] = bool(raw.get("observations", {}).get("twin", False))
-        _check_ranges(cfg)
-        check_site_config(cfg, base)
-        space = model_space(cfg)
-        _check_labels(cfg, space)
-        return cfg
-    defaults = {k: d for k, (_, d) in SCHEMA["site"].items()}
-    if any(cfg["site"][k] != defaults[k] for k in defaults):
-        raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
-    _check_model(cfg, base)
-    _check_ranges(cfg)
-    _check_observations(cfg, base)
-    space = _check_parameters(cfg)
-    _check_walkers(cfg, space)
-    return cfg
-
-
-def _typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Known sections and keys only, each of its schema type; defaults filled in."""
     cfg: dict[str, dict[str, Any]] = {}
     for section in raw:
@@ -199,16 +157,19 @@ def _typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return cfg
 
 
-def _check_executor(cfg: dict) -> None:
+def check_executor(cfg: dict) -> None:
+    """``run.workers`` / ``run.scheduler``: one executor, for the embedded global model only."""
     r = cfg["run"]
-    if r["workers"] < 0 or (r["workers"] and r["scheduler"]):
-        raise ConfigError("'run.workers' must be >= 0, and not given with 'run.scheduler' (one executor)")
+    try:
+        check_run_config(r)
+    except ClusterError as err:
+        raise ConfigError(str(err)) from None
     if (r["workers"] or r["scheduler"]) and cfg["model"]["kind"] != "global":
         raise ConfigError("'run.workers' and 'run.scheduler' are for the embedded global model; a site "
                           "model runs in this process")
 
 
-def _check_model(cfg: dict, base: Path | None) -> None:
+def check_model(cfg: dict, base: Path | None) -> None:
     """[model] grid, years and parameter file; [run] seed; [observations] basics."""
     m = cfg["model"]
     from ..models.drivers import BIOMES
@@ -263,7 +224,7 @@ def _check_model(cfg: dict, base: Path | None) -> None:
         m["parameters_file"] = str(path)
 
 
-def _check_ranges(cfg: dict) -> None:
+def check_ranges(cfg: dict) -> None:
     """Counts and sizes with a lower bound; the posterior's and optimiser's choices."""
     for section, key, lo in (
         ("screen", "trajectories", 2),
@@ -288,6 +249,16 @@ def _check_ranges(cfg: dict) -> None:
             f"'posterior.max_steps' ({cfg['posterior']['max_steps']}) must be >= 'posterior.n_steps' "
             f"({cfg['posterior']['n_steps']})"
         )
+    if cfg["posterior"]["method"] not in ("refine", "history_matching"):
+        raise ConfigError("'posterior.method' must be 'refine' or 'history_matching', got "
+                          f"{cfg['posterior']['method']!r}")
+    hm = cfg["posterior"]
+    if hm["hm_train"] not in ("all", "region") or hm["hm_design"] not in ("random", "maximin"):
+        raise ConfigError("'posterior.hm_train' must be 'all' or 'region' and 'posterior.hm_design' "
+                          "'random' or 'maximin'")
+    if hm["hm_waves"] < 0 or hm["hm_runs"] < 1 or hm["hm_cutoff"] <= 0:
+        raise ConfigError("'posterior.hm_waves' must be >= 0, 'posterior.hm_runs' >= 1 and "
+                          "'posterior.hm_cutoff' > 0")
     if cfg["posterior"]["left_out"] not in ("marginalise", "fix"):
         raise ConfigError(
             f"'posterior.left_out' must be 'marginalise' or 'fix', got {cfg['posterior']['left_out']!r}"
@@ -323,14 +294,10 @@ def _check_ranges(cfg: dict) -> None:
         raise ConfigError("'emulator.variance_threshold' must be in (0, 1]")
 
 
-def _check_observations(cfg: dict, base: Path | None) -> None:
+def check_observations(cfg: dict) -> None:
     """[observations]: twin, truth values, year windows, variables the model has."""
     m = cfg["model"]
     obs = cfg["observations"]
-    if not obs["twin"]:
-        from .site_config import check_gridded_products
-
-        check_gridded_products(cfg, base)
     for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
         yrs = cfg[section][key]
         if len(yrs) != 2 or not all(isinstance(y, int) for y in yrs) or yrs[0] > yrs[1]:
@@ -348,24 +315,7 @@ def _check_observations(cfg: dict, base: Path | None) -> None:
             )
 
 
-def _check_parameters(cfg: dict):
-    """The parameter space (the user's file, named if it is broken) and every label the config names."""
-    m = cfg["model"]
-    try:
-        space = model_space(cfg)
-    except ConfigError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
-        raise ConfigError(
-            f"'model.parameters_file' {m['parameters_file']}: {type(err).__name__}: {err}"
-        ) from None
-    _check_labels(cfg, space)
-    if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
-        raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
-    return space
-
-
-def _check_labels(cfg: dict, space) -> None:
+def check_labels(cfg: dict, space) -> None:
     """Every parameter the config names exists in the model's space."""
     known = set(space.all_labels) | set(space.names)
     for section, key in (("parameters", "candidates"), ("parameters", "free")):
@@ -381,7 +331,7 @@ def _check_labels(cfg: dict, space) -> None:
             )
 
 
-def _check_walkers(cfg: dict, space) -> None:
+def check_walkers(cfg: dict, space) -> None:
     """emcee needs at least two walkers per calibrated value; the most the screen can keep."""
     n_walkers = cfg["posterior"]["n_walkers"]
     if n_walkers == 0:
@@ -395,47 +345,20 @@ def _check_walkers(cfg: dict, space) -> None:
         )
 
 
-def model_space(cfg: dict):
-    """The parameter space of the configured model (the built-in one or ``model.parameters_file``)."""
-    from ..models.dalec import dalec_parameter_space
-    from ..models.landcarbon import default_parameter_space
-    from ..parameters import ParameterSpace
-
-    m = cfg["model"]
-    if m["parameters_file"]:
-        return ParameterSpace.from_toml(m["parameters_file"])
-    if m["kind"] == "dalec":
-        return dalec_parameter_space(m["dalec_type"])
-    if m["kind"] == "python":
-        from .site_config import site_model
-
-        return site_model(cfg).space
-    return default_parameter_space()
-
-
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a TOML config (errors name the file and the key)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    if not path.is_file():
-        raise ConfigError(f"config path {path} is not a file (a directory?); give the TOML file")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files are UTF-8") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from err
-    try:
-        return validate_config(raw, base=path.parent)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-
-
-def main_stage_names() -> str:
-    return "\n".join(f"  {s:13s} {STAGE_HELP[s]}" for s in STAGES)
+def check_output(cfg: dict, base: Path | None) -> None:
+    """``run.output``: not empty, not a file; a relative path is relative to the config file's folder
+    (like every path in the config), so a run does not depend on the working directory."""
+    out = cfg["run"]["output"]
+    if not out.strip():
+        raise ConfigError("'run.output' must name the run directory, got an empty string (a relative "
+                          "path is relative to the config file's folder)")
+    path = Path(out).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"'run.output' {path} is a file; it must be a folder (new, or one bayescal "
+                          "created)")
+    cfg["run"]["output"] = str(path)
 
 
 def truth_theta(cfg: dict, space):

@@ -1,4 +1,5 @@
-"""Dagon et al.'s (2020) CLM5 workflow as a route of ``bayescal run`` (``[run] workflow = "dagon"``).
+"""Dagon et al.'s (2020) CLM5 workflow as a route of ``bayescal run`` (``[run] workflow = "dagon"``):
+the context its stages receive (declared in :mod:`.dagon_workflow`).
 
 Stages, each through the runner's store:
 
@@ -23,26 +24,7 @@ import xarray as xr
 from ..eof import EOFBasis, eof_cost
 from .runner import Pipeline
 
-__all__ = ["DAGON_STAGES", "DagonPipeline", "EOFCost"]
-
-DAGON_STAGES = ("oat", "design", "emulate", "emulator_screen", "report")
-DAGON_HELP = {
-    "oat": "one-at-a-time screening at the bounds: Dagon's parameter-effect and pattern-correlation "
-    "ranks; keeps oat.top_k values by combined rank.",
-    "design": "Latin-hypercube ensemble of n_runs members through the resumable runner.",
-    "emulate": "EOFs of each variable's mean maps, observations projected on them, and Dagon's "
-    "ReLU-tanh network from parameters to PCs (tested on 20 % of the members).",
-    "emulator_screen": "the cost in EOF space at n_points Sobol' points; differential-evolution optimum "
-    "on the emulator, verified by a model run.",
-    "report": "figures (PNG) and report.html: ranks, EOF maps, cost histogram, optimum vs default.",
-}
-DAGON_SECTIONS = {
-    "oat": ("model", "parameters", "observations", "oat", "design"),
-    "design": ("design",),
-    "emulate": ("emulator",),
-    "emulator_screen": ("emulator_screen",),
-    "report": ("report",),
-}
+__all__ = ["DagonPipeline", "EOFCost"]
 
 
 class EOFCost:
@@ -57,17 +39,10 @@ class EOFCost:
 
 
 class DagonPipeline(Pipeline):
-    """:class:`Pipeline` with Dagon et al.'s stages; same run directory, records and resume."""
+    """:class:`Pipeline` for Dagon et al.'s route, the context of its stages (:mod:`.dagon_workflow`,
+    :mod:`.dagon_stages`): same engine, run directory and records."""
 
-    stage_names = DAGON_STAGES
-    stage_help = DAGON_HELP
-    stage_sections = DAGON_SECTIONS
-
-    @property
-    def stage_functions(self):  # noqa: D102 - imported late: the stage module imports this one
-        from . import dagon_stages
-
-        return dagon_stages.DAGON_STAGE_FUNCTIONS
+    workflow_name = "dagon"
 
     def mean_maps(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
         """Period-mean map (member, cell) of each observed variable."""

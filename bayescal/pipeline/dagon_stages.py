@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
 from ..eof import EOFBasis
-from .stages import run_design
+from ..rundir import write_json_atomic
 
 if TYPE_CHECKING:
     from .dagon import DagonPipeline
 
-__all__ = ["DAGON_STAGE_FUNCTIONS"]
+__all__ = ["run_dagon_report", "run_emulate", "run_emulator_screen", "run_oat"]
 
 
 def run_oat(ctx: DagonPipeline) -> None:
@@ -36,7 +34,7 @@ def run_oat(ctx: DagonPipeline) -> None:
     ranking = dagon_oat(lambda _theta: runs, space, fields, runs["area"].values)
     ranking.to_netcdf(out / "ranking.nc")
     chosen = ctx.selection(ranking)
-    (out / "selected.json").write_text(json.dumps({"parameters": chosen}, indent=1))
+    write_json_atomic(out / "selected.json", {"parameters": chosen})
     top = ranking["parameter"].values[np.argsort(ranking["combined_rank"].values)][:5]
     ctx.say(f"  {space.n_free} values at their bounds ({theta.shape[0]} runs); best by combined rank: "
             f"{', '.join(top)}; calibrating {len(chosen)}")
@@ -153,7 +151,7 @@ def run_emulator_screen(ctx: DagonPipeline) -> None:
         "screen": {"n": int(screen.attrs["n"]), "min": float(screen.attrs["min"]),
                    "mean": float(screen.attrs["mean"])},
     }
-    (out / "optimum.json").write_text(json.dumps(result, indent=1))
+    write_json_atomic(out / "optimum.json", result)
     ctx.say(f"  {screen.attrs['n']:,} emulated points: cost min {screen.attrs['min']:.3g}, mean "
             f"{screen.attrs['mean']:.3g}; default: model {j_default[0]:.3g}; best verified optimum "
             f"(round {best['round']}): model {best['model_cost']:.3g}")
@@ -163,12 +161,3 @@ def run_dagon_report(ctx: DagonPipeline) -> None:
     from ..report.dagon import write_dagon_report
 
     ctx.say(f"  report: {write_dagon_report(ctx.run_dir)}")
-
-
-DAGON_STAGE_FUNCTIONS: dict[str, Callable] = {
-    "oat": run_oat,
-    "design": run_design,
-    "emulate": run_emulate,
-    "emulator_screen": run_emulator_screen,
-    "report": run_dagon_report,
-}

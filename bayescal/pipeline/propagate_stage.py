@@ -3,11 +3,12 @@ alternative sets through the runner's store; bands, Table 3, GCB 2024 comparison
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
+
+from ..rundir import write_json_atomic
 
 if TYPE_CHECKING:
     from .runner import Pipeline
@@ -72,18 +73,13 @@ def run_propagate(ctx: Pipeline) -> None:
     keep = ["gpp", *BUDGET_VARIABLES]
     ens[keep + ["u", "status"]].drop_vars("theta", errors="ignore").to_netcdf(out / "outputs.nc")
     _set_scores(ctx, ens, obs).to_netcdf(out / "scores.nc")
-    (out / "summary.json").write_text(
-        json.dumps(
-            {
-                "truth_coverage": cov,
-                "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
-                "gcb_coverage_band": comp.attrs["coverage_band"],
-                "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"],
-                "n_draws": int(b.attrs["n_draws"]),
-            },
-            indent=1,
-        )
-    )
+    write_json_atomic(out / "summary.json", {
+        "truth_coverage": cov,
+        "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
+        "gcb_coverage_band": comp.attrs["coverage_band"],
+        "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"],
+        "n_draws": int(b.attrs["n_draws"]),
+    })
     ctx.say(
         (f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
          "of years; " if cov else "  ")

@@ -1,6 +1,9 @@
-"""The whole calibration from one TOML file, stage by stage, resumable.
+"""The pipeline context of ``bayescal run``: the config, the model, the run directory.
 
-Stages (each writes ``<run_dir>/<stage>/`` and a ``stage.json`` with the hash of its inputs):
+:class:`Pipeline` is what every stage function of the global route receives (the site and Dagon
+routes subclass it); its :meth:`~Pipeline.run` hands its workflow -- a declared stage list,
+:mod:`bayescal.pipeline.workflows` -- to the engine (:mod:`bayescal.workflow`), which keys,
+reuses, resumes and records the stages. The global route's stages:
 
 ``screen``        Morris screening (SALib) of the candidate parameters; keeps the top ``k``.
 ``optimize``      optional optimiser (GA, DFO-LS, CMA-ES, differential evolution) on the residual misfit.
@@ -12,43 +15,32 @@ Stages (each writes ``<run_dir>/<stage>/`` and a ``stage.json`` with the hash of
                   Table 3, GCB 2024 comparison.
 ``report``        figures and a self-contained HTML page.
 
-Re-running a config skips every stage whose inputs (its config sections and the stages before
-it) are unchanged and reruns the first one that changed and everything after it. The runner keeps
-finished model runs of an interrupted stage, so a killed run loses nothing that was finished.
+Re-running a config reuses every stage whose declared inputs (config keys, input files' contents,
+the stages it needs) are unchanged and reruns the others. The runner keeps finished model runs
+of an interrupted stage, so a killed run loses nothing that was finished.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import resource
-import shutil
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..rundir import RunDir, StageRecord
-from .config import STAGE_HELP, STAGE_SECTIONS, STAGES, model_space, truth_theta
-from .stages import STAGE_FUNCTIONS
+from ..cluster import ClusterError, check_run_config, make_executor
+from ..rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
+from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
+from .config import ConfigError, truth_theta
+from .validate import model_space
 
 __all__ = ["Pipeline", "StageRecord"]
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _files_since(stage_dir: Path, since: float) -> int:
-    """Member files the runner's stores under ``stage_dir`` wrote since ``since`` (epoch s)."""
-    return sum(1 for f in stage_dir.rglob("member_*.nc") if f.stat().st_mtime >= since)
-
-
-def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 class Pipeline:
@@ -71,11 +63,8 @@ class Pipeline:
         coordinates, and ``<variable>_global`` series on (member, year)); see docs/own-model.md.
     """
 
-    #: the stages this pipeline runs, their functions, the config sections each depends on
-    stage_names: tuple[str, ...] = STAGES
-    stage_functions = STAGE_FUNCTIONS
-    stage_sections = STAGE_SECTIONS
-    stage_help = STAGE_HELP
+    #: the registered workflow this context runs unless one is given (:mod:`.workflows`)
+    workflow_name = "global"
 
     def __init__(
         self,
@@ -84,8 +73,10 @@ class Pipeline:
         progress: bool = True,
         config_text: str = "",
         model=None,
+        workflow: Workflow | None = None,
     ) -> None:
         self.config = config
+        self.workflow = workflow if workflow is not None else registry.get(self.workflow_name)
         self.run_dir = Path(run_dir if run_dir is not None else config["run"]["output"])
         self.progress = progress
         self.config_text = config_text
@@ -117,6 +108,16 @@ class Pipeline:
     def _count(self, n: int) -> None:
         self._runs += int(n)
 
+    def model_runs(self) -> int | None:
+        """Model runs made in this process so far; None with a process pool or Dask (the engine
+        then counts the member files the stores wrote)."""
+        return self._runs if self._serial else None
+
+    @property
+    def _serial(self) -> bool:
+        """Members run in this process (known from ``[run]`` without starting a cluster)."""
+        return check_run_config(self.config["run"]) == "serial"
+
     def simulator(self, theta: np.ndarray) -> xr.Dataset:
         """The model, counting runs."""
         self._count(np.atleast_2d(theta).shape[0])
@@ -124,23 +125,28 @@ class Pipeline:
 
     @property
     def executor(self):
-        """Where the runner runs members: None (in this process), a pool of ``run.workers``
-        processes, or the Dask cluster at ``run.scheduler``."""
+        """Where the runner runs members: :func:`bayescal.cluster.make_executor` of ``[run]``
+        (in this process, ``run.workers`` processes, a Dask scheduler, or SLURM jobs)."""
         if "executor" not in self._cache:
-            r = self.config["run"]
-            if r.get("scheduler"):
-                from distributed import Client
-
-                self._cache["executor"] = Client(r["scheduler"])
-            else:
-                self._cache["executor"] = r.get("workers") or None
+            try:
+                self._cache["executor_handle"] = make_executor(self.config["run"])
+            except ClusterError as err:
+                raise ConfigError(str(err)) from None
+            self._cache["executor"] = self._cache["executor_handle"].executor
         return self._cache["executor"]
+
+    def close(self) -> None:
+        """Close the Dask client and cancel SLURM jobs, if any."""
+        self._cache.pop("executor", None)
+        handle = self._cache.pop("executor_handle", None)
+        if handle is not None:
+            handle.close()
 
     @property
     def runner_simulator(self):
         """What the runner calls: :meth:`simulator` in this process; the model itself (picklable)
         for a process pool or Dask, whose runs are counted from the stores' member files."""
-        return self.simulator if self.executor is None else self.model
+        return self.simulator if self._serial else self.model
 
     @property
     def full_space(self):
@@ -220,95 +226,48 @@ class Pipeline:
         return list(self.config["observations"]["variables"]) + ["nbp_global"]
 
     # ---------------------------------------------------------------------- driving
-    def _stage_key(self, stage: str, upstream: str) -> str:
-        sections = {s: self.config[s] for s in self.stage_sections[stage]}
-        if stage == "screen":
-            sections["run"] = {"seed": self.seed}
-        return _hash({"stage": stage, "sections": sections, "upstream": upstream})
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """This workflow's stages, in order."""
+        return self.workflow.names
 
-    def run(self, stages: tuple[str, ...] = STAGES) -> list[StageRecord]:
-        """Run (or reuse) every stage in order; returns what each did."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(self.config, indent=1, default=str))
+    @property
+    def engine(self) -> Engine:
+        """The workflow engine bound to this context."""
+        if "engine" not in self._cache:
+            self._cache["engine"] = Engine(self.workflow, self)
+        return self._cache["engine"]
+
+    def plan(self, stages: tuple[str, ...] | None = None) -> list[PlannedStage]:
+        """What :meth:`run` would do with each stage (reuse, resume, rerun, run); writes nothing."""
+        return self.engine.plan(stages)
+
+    def run(self, stages: tuple[str, ...] | None = None) -> list[StageRecord]:
+        """Run (or reuse) ``stages`` (default: every stage of the workflow) in order.
+
+        Refuses (:class:`~bayescal.rundir.RunDirRefused`) a non-empty folder bayescal did not
+        create, before writing anything. Returns what each stage did.
+        """
+        self.engine.claim()
+        write_json_atomic(self.run_dir / "config.json", self.config)
         self.rundir.write_space(self.full_space)
         if self.config_text:
-            (self.run_dir / "config.toml").write_text(self.config_text)
-        upstream = ""
-        for stage in [s for s in stages if s in self.stage_names]:
-            key = self._stage_key(stage, upstream)
-            marker = self.run_dir / stage / "stage.json"
-            if marker.exists() and json.loads(marker.read_text()).get("key") == key:
-                info = json.loads(marker.read_text())
-                rec = StageRecord(
-                    stage,
-                    "reused",
-                    info["wall"],
-                    info["peak_rss_gib"],
-                    info["runs"],
-                    info.get("warnings", []),
-                )
-                self.say(f"[{stage}] up to date (inputs unchanged) - reused")
-            else:
-                stage_dir = self.run_dir / stage
-                started = stage_dir / "started.json"
-                if stage_dir.exists() and not (
-                    started.exists() and json.loads(started.read_text()).get("key") == key
-                ):
-                    # results of other inputs: start the stage afresh (an interrupted stage with
-                    # the same inputs keeps its finished runs and resumes)
-                    shutil.rmtree(stage_dir)
-                stage_dir.mkdir(parents=True, exist_ok=True)
-                started.write_text(json.dumps({"key": key}))
-                marker.unlink(missing_ok=True)
-                self.say(f"[{stage}] {self.stage_help[stage]}")
-                t0, runs0, started_at = time.perf_counter(), self._runs, time.time()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self.stage_functions[stage](self)
-                msgs = sorted(
-                    {
-                        f"{w.category.__name__}: {w.message}"
-                        for w in caught
-                        if not issubclass(w.category, DeprecationWarning | FutureWarning)
-                    }
-                )
-                runs = self._runs - runs0 if self.executor is None else _files_since(stage_dir, started_at)
-                rec = StageRecord(stage, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs)
-                marker.write_text(
-                    json.dumps(
-                        {
-                            "key": key,
-                            "wall": rec.wall,
-                            "peak_rss_gib": rec.peak_rss_gib,
-                            "runs": rec.runs,
-                            "warnings": msgs,
-                            "finished": time.time(),
-                        }
-                    )
-                )
-                self.say(
-                    f"[{stage}] done in {rec.wall:.1f} s, {rec.runs} model runs"
-                    + (f", {len(msgs)} warnings" if msgs else "")
-                )
-            self.records.append(rec)
-            upstream = key
-        return self.records
+            write_text_atomic(self.run_dir / "config.toml", self.config_text)
+        try:
+            records = self.engine.run(None if stages is None else tuple(stages))
+        finally:
+            self.close()
+        self.records.extend(records)
+        return records
 
     def say(self, msg: str) -> None:
+        """One line of progress (with ``progress=True``)."""
         if self.progress:
             print(msg, flush=True)
 
     def summary(self) -> str:
         """Per-stage table: status, wall time, peak memory, model runs."""
-        lines = [f"{'stage':13s} {'status':7s} {'wall s':>8s} {'peak GiB':>9s} {'runs':>6s}"]
-        for r in self.records:
-            lines.append(f"{r.name:13s} {r.status:7s} {r.wall:8.1f} {r.peak_rss_gib:9.2f} {r.runs:6d}")
-        lines.append(
-            f"{'total':13s} {'':7s} {sum(r.wall for r in self.records):8.1f} "
-            f"{max((r.peak_rss_gib for r in self.records), default=0):9.2f} "
-            f"{sum(r.runs for r in self.records):6d}"
-        )
-        return "\n".join(lines)
+        return summary_table(self.records)
 
     # ---------------------------------------------------------------------- stages
     def left_out_space(self):

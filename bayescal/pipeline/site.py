@@ -1,5 +1,6 @@
 """The site (time-series) route of ``bayescal run``: a site model against observation files.
 
+The context of the site workflow (declared in :mod:`.site_workflow`).
 Stages: ``optimize`` (maximum likelihood with the observation errors alone), ``posterior``
 (error model at that point, then emcee on the exact model -- ``posterior.route = "direct"`` --
 or on an SVD emulator of the series trained on a Latin hypercube through the runner's store --
@@ -19,39 +20,14 @@ import xarray as xr
 from .runner import Pipeline
 from .site_config import read_products, site_model
 
-__all__ = ["SITE_STAGES", "SitePipeline"]
-
-SITE_STAGES = ("optimize", "posterior", "propagate", "report")
-SITE_HELP = {
-    "optimize": "maximum likelihood (CMA-ES) against the calibration years with the observation "
-    "errors alone.",
-    "posterior": "error model (discrepancy, AR(1)) at the maximum, then emcee on the exact model "
-    "(route = direct) or on an SVD emulator of the series (route = emulator); ArviZ InferenceData.",
-    "propagate": "posterior draws, defaults and the optimum over the whole period through the runner's "
-    "store; posterior-predictive bands and REFLEX metrics on the validation years.",
-    "report": "figures (PNG) and report.html with the validation panel.",
-}
-SITE_SECTIONS = {
-    # the emulator route trains its design and emulator in optimize
-    "optimize": ("model", "observations", "site", "parameters", "design", "emulator", "posterior"),
-    "posterior": ("posterior", "design", "emulator"),
-    "propagate": ("propagate",),
-    "report": ("report",),
-}
+__all__ = ["SitePipeline"]
 
 
 class SitePipeline(Pipeline):
-    """:class:`Pipeline` for site models: same run directory, records and resume; site stages."""
+    """:class:`Pipeline` for site models, the context of the site workflow's stages
+    (:mod:`.site_workflow`, :mod:`.site_stages`): same engine, run directory and records."""
 
-    stage_names = SITE_STAGES
-    stage_help = SITE_HELP
-    stage_sections = SITE_SECTIONS
-
-    @property
-    def stage_functions(self):  # noqa: D102 - imported late: the stage module imports this one
-        from . import site_stages
-
-        return site_stages.SITE_STAGE_FUNCTIONS
+    workflow_name = "site"
 
     @property
     def model(self):

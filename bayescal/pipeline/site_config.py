@@ -4,7 +4,10 @@
 or a site model -- ``"dalec"`` (embedded DALEC on a FLUXNET file's meteorology), ``"python"``
 (an entry point ``"package.module:Factory"`` returning the simulator contract of
 docs/own-model.md) or ``"external"`` (a program through :class:`~bayescal.models.external.ExternalModel`).
-Every file the config names is opened here, before any model run; errors name the key.
+Every file the config names is opened here, before any model run; errors name the key. DALEC's
+drivers are read here too (a gap, duplicated day or missing year, an unknown site without
+``model.latitude``, years outside the drivers: errors), and products are converted to DALEC's
+output units or refused (:func:`conform_units`). Validation years may not overlap calibration years.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "
                 "mask_variable", "footprint_deg", "name"}
 FORMATS = ("fluxnet", "csv")
 
-__all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "read_gridded_products",
-           "read_products", "resolve_path", "site_model"]
+__all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
+           "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products",
+           "resolve_path", "site_model"]
 
 
 def resolve_path(value: str, base: Path | None, key: str) -> str:
@@ -50,8 +54,62 @@ def _years(cfg: dict, key: str) -> tuple[int, int]:
     return yrs[0], yrs[1]
 
 
+def model_output_units(cfg: dict) -> dict[str, str] | None:
+    """The units of the site model's outputs when known without running it (DALEC), else None."""
+    if cfg["model"]["kind"] == "dalec":
+        from ..models.dalec import OUTPUT_UNITS
+
+        units = dict(OUTPUT_UNITS)
+        if cfg["model"]["dalec_type"] == "evergreen":
+            units.pop("clab", None)
+        return units
+    return None
+
+
+def output_units(ds) -> dict[str, str]:
+    """``{variable: units}`` of a model output Dataset's variables that carry a ``units`` attribute
+    (for :func:`conform_units` with ``strict=False`` after a run of a python or external model)."""
+    return {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
+
+
+def conform_units(products: list, units: dict[str, str], key_prefix: str = "observations.products",
+                  strict: bool = True) -> list:
+    """Each product in its model variable's units (``units``: variable -> the model output's
+    units): converted when the quantities match (dimensionally checked, in the variable's
+    context: bayescal.readers.units), else a ConfigError naming the key, file, variable and both
+    units. A variable the model does not give is an error too (``strict=False``: passed as it is,
+    for outputs whose units are not all known)."""
+    from ..observations import Product
+    from ..readers import UnitError, conversion_factor
+    from .config import ConfigError
+
+    out = []
+    for i, p in enumerate(products):
+        key, src = f"{key_prefix}[{i}]", p.data.attrs.get("source", "")
+        if p.variable not in units and not strict:
+            out.append(p)
+            continue
+        if p.variable not in units:
+            raise ConfigError(f"'{key}.variable': the model has no output {p.variable!r} (it gives "
+                              f"{sorted(units)}); file {src}")
+        want = units[p.variable]
+        try:
+            f = conversion_factor(p.units, want, p.variable)
+        except UnitError as err:
+            raise ConfigError(f"'{key}': {src}: the product's units do not match the model output "
+                              f"{p.variable!r} [{want}]: {err}") from None
+        if p.units == want:
+            out.append(p)
+            continue
+        data = (p.data * f).assign_attrs({**p.data.attrs, "units": want, "file_units": p.units})
+        sigma = None if p.sigma is None else (p.sigma * abs(f)).assign_attrs(units=want)
+        out.append(Product(p.name, p.variable, data, sigma, attrs=dict(p.attrs)))
+    return out
+
+
 def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
-    """Every product of ``observations.products`` read (file errors name the key)."""
+    """Every product of ``observations.products`` read (file errors name the key), in the model
+    output's units where they are known (DALEC; :func:`conform_units`)."""
     from ..readers import ReaderError, read_csv_product, read_fluxnet_product
     from .config import ConfigError
 
@@ -68,7 +126,21 @@ def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
             raise ConfigError(str(err)) from None
         except TypeError as err:
             raise ConfigError(f"'{key}': {err}") from None
-    return out
+    units = model_output_units(cfg)
+    return out if units is None else conform_units(out, units, key_prefix)
+
+
+def read_drivers(cfg: dict):
+    """The DALEC drivers of ``model.drivers`` at ``model.latitude`` (default: the FLUXNET2015 site
+    table); a gap, duplicated day, missing year or unknown site is a ConfigError naming the key."""
+    from ..readers import ReaderError, read_fluxnet_drivers
+    from .config import ConfigError
+
+    m = cfg["model"]
+    try:
+        return read_fluxnet_drivers(m["drivers"], lat=m.get("latitude"), key="model.drivers")
+    except ReaderError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
@@ -145,6 +217,11 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         if m["drivers"] is None:
             raise ConfigError("'model.drivers' (a FLUXNET daily file) is required for model.kind = 'dalec'")
         m["drivers"] = resolve_path(m["drivers"], base, "model.drivers")
+        lat = m["latitude"]
+        if lat is not None and not -90.0 <= lat <= 90.0:
+            raise ConfigError(f"'model.latitude' must be in [-90, 90] degrees north, got {lat}")
+    elif m.get("latitude") is not None:
+        raise ConfigError("'model.latitude' is for model.kind = 'dalec' (the site of its drivers)")
     if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
         raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
     if m["kind"] == "external":
@@ -159,6 +236,12 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     _choice(cfg, "site", "aggregate", ("daily", "weekly", "monthly", "annual"))
     _choice(cfg, "site", "discrepancy", ("estimate", "none"))
     _choice(cfg, "posterior", "route", ("direct", "emulator"))
+    if val[0] <= cal[1] and cal[0] <= val[1]:
+        raise ConfigError(f"'site.validation_years' {list(val)} overlap 'site.calibration_years' "
+                          f"{list(cal)}; validation years are held out: choose years outside the "
+                          "calibration years")
+    if m["kind"] == "dalec":
+        _check_drivers(cfg, cal, val)
     products = read_products(cfg)
 
     for years, key in ((cal, "calibration_years"), (val, "validation_years")):
@@ -167,6 +250,24 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
             if not ((t >= years[0]) & (t <= years[1])).any():
                 raise ConfigError(f"'site.{key}' {list(years)}: product observations.products[{i}] "
                                   f"({p.name}) has no observed day in these years")
+
+
+def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> None:
+    """DALEC's drivers read now (not at stage start): every day once, the site's latitude, and
+    the calibration and validation years inside them."""
+    from .config import ConfigError
+
+    m = cfg["model"]
+    d = read_drivers(cfg)
+    years = d["time"].dt.year.values
+    first, last = int(years[0]), int(years[-1])
+    for (a, b), key in ((cal, "calibration_years"), (val, "validation_years")):
+        if a < first or b > last:
+            raise ConfigError(f"'site.{key}' {[a, b]} outside the drivers' years {first}-{last} "
+                              f"('model.drivers' {m['drivers']})")
+    if m["spinup_years"] < 1 or first + m["spinup_years"] - 1 > last:
+        raise ConfigError(f"'model.spinup_years' = {m['spinup_years']}: must be >= 1 and at most the "
+                          f"drivers' {last - first + 1} years")
 
 
 def _choice(cfg: dict, section: str, key: str, options: tuple[str, ...]) -> None:
@@ -185,9 +286,8 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
     space = ParameterSpace.from_toml(m["parameters_file"]) if m["parameters_file"] else None
     if m["kind"] == "dalec":
         from ..models.dalec import DalecModel
-        from ..readers import read_fluxnet_drivers
 
-        drivers = read_fluxnet_drivers(m["drivers"], key="model.drivers")
+        drivers = read_drivers(cfg)
         return DalecModel(drivers, m["dalec_type"], space=space, diurnal_range=m["diurnal_range"],
                           spinup_years=m["spinup_years"], spinup_cycles=m["spinup_cycles"])
     if m["kind"] == "python":

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
+from ..rundir import write_json_atomic
+
 if TYPE_CHECKING:
     from .site import SitePipeline
 
-__all__ = ["SITE_STAGE_FUNCTIONS"]
+__all__ = ["run_site_optimize", "run_site_posterior", "run_site_propagate", "run_site_report"]
 
 
 def _values(ctx: SitePipeline):
@@ -50,7 +51,7 @@ def run_site_optimize(ctx: SitePipeline) -> None:
     from ..site import maximum_likelihood
 
     space = ctx.space()
-    (ctx.run_dir / "optimize" / "selected.json").write_text(json.dumps({"parameters": space.labels}))
+    write_json_atomic(ctx.run_dir / "optimize" / "selected.json", {"parameters": space.labels})
     if ctx.config["posterior"]["route"] == "emulator":
         _train_emulator(ctx)
     res = maximum_likelihood(_values(ctx), space, ctx.operator("calibration"), seed=ctx.seed,
@@ -72,25 +73,31 @@ def _error_model(ctx: SitePipeline, values):
     info = [{"product": p.name, "variable": p.variable, "discrepancy": float(s[k]), "rho": float(rho[k]),
              "sigma_median": float(np.median(op.sigma[op.product_index == k])), "units": p.units,
              "n_values": int((op.product_index == k).sum())} for k, p in enumerate(op.products)]
-    (ctx.run_dir / "posterior" / "error_model.json").write_text(json.dumps(info, indent=1))
+    write_json_atomic(ctx.run_dir / "posterior" / "error_model.json", info)
     ctx.say("  error model: " + "; ".join(f"{i['product']} s={i['discrepancy']:.3g} rho={i['rho']:.2f}"
                                           for i in info))
     return SeriesLikelihood(op, s, rho)
 
 
 def run_site_posterior(ctx: SitePipeline) -> None:
-    from ..site import sample_posterior, series_log_likelihood
+    from ..posterior import diagnose, save_inference_data
+    from ..site import MAX_DRAWS, sample_posterior, series_log_likelihood
 
     space, c = ctx.space(), ctx.config["posterior"]
+    out = ctx.run_dir / "posterior"
     values = _values(ctx)
     loglik = series_log_likelihood(values, _error_model(ctx, values))
     n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
+    # every step saved to chain.h5: a killed stage continues its chain where it stopped
     sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
-                               n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed)
-    idata = sampler.to_inference_data()
-    idata.to_netcdf(str(ctx.run_dir / "posterior" / "posterior.nc"))
+                               n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
+                               backend=out / "chain.h5", progress=ctx.progress)
     tau = float(np.nanmax(sampler.autocorr_time()))
-    ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps, max tau {tau:.0f}")
+    ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps, max tau {tau:.0f}; "
+            "pointwise log-likelihood and predictive draws at the retained draws")
+    idata = sampler.to_inference_data(max_draws=max(MAX_DRAWS, 4 * ctx.config["propagate"]["n_draws"]))
+    save_inference_data(idata, out / "posterior.nc")
+    diagnose(idata).to_netcdf(out / "diagnostics.nc")
 
 
 def _observed_full(ctx: SitePipeline) -> dict[str, xr.DataArray]:
@@ -142,7 +149,7 @@ def run_site_propagate(ctx: SitePipeline) -> None:
     summary["n_draws_done"] = int(draws.sizes["member"])
     if ctx.config["observations"]["twin"]:
         summary["parameter_coverage"] = _parameter_coverage(ctx, post)
-    (ctx.run_dir / "propagate" / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json_atomic(ctx.run_dir / "propagate" / "summary.json", summary)
     for v in observed:
         s = summary[v]
         ctx.say(f"  {v}: annual 90 % coverage {s['annual_coverage_90']:.0%}, interval "
@@ -166,11 +173,3 @@ def run_site_report(ctx: SitePipeline) -> None:
     from ..report.site import write_site_report
 
     write_site_report(ctx.rundir)
-
-
-SITE_STAGE_FUNCTIONS = {
-    "optimize": run_site_optimize,
-    "posterior": run_site_posterior,
-    "propagate": run_site_propagate,
-    "report": run_site_report,
-}

@@ -1,14 +1,13 @@
 """The stages of ``bayescal run``, each a function of the pipeline context.
 
 ``run_<stage>(ctx)`` reads what earlier stages wrote in ``ctx.run_dir`` and writes its own
-directory; :data:`STAGE_FUNCTIONS` maps stage names to them. The context (:class:`Pipeline`)
+directory; :mod:`.global_workflow` declares what each reads and needs. The context (:class:`Pipeline`)
 gives the config, the model (every run counted, through the runner's store), the calibrated
 space, the twin observations and the likelihood summaries.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,12 +16,13 @@ import numpy as np
 import xarray as xr
 
 from ..parameters import family
-from .propagate_stage import run_propagate
+from ..rundir import write_json_atomic
 
 if TYPE_CHECKING:
     from .runner import Pipeline
 
-__all__ = ["PipelineError", "STAGE_FUNCTIONS"]
+__all__ = ["PipelineError", "run_design", "run_emulate", "run_equifinality", "run_optimize",
+           "run_posterior", "run_report", "run_screen"]
 
 
 class PipelineError(RuntimeError):
@@ -34,11 +34,9 @@ def run_screen(ctx: Pipeline) -> None:
 
     cfg = ctx.config
     out = ctx.run_dir / "screen"
-    space = ctx.full_space
-    cands = cfg["parameters"]["candidates"]
-    if cands:
-        space = space.only(cands)
     if cfg["screen"]["enabled"]:
+        cands = cfg["parameters"]["candidates"]
+        space = ctx.full_space.only(cands) if cands else ctx.full_space
         obs, _ = ctx.twin()
         from ..scores import residuals
 
@@ -72,7 +70,7 @@ def run_screen(ctx: Pipeline) -> None:
         ]
     else:
         labels = ctx.full_space.only(cfg["parameters"]["free"]).labels
-    (out / "selected.json").write_text(json.dumps({"parameters": labels}, indent=1))
+    write_json_atomic(out / "selected.json", {"parameters": labels})
     ctx.say(f"  calibrating {len(labels)} parameters: {', '.join(labels)}")
 
 
@@ -124,7 +122,7 @@ def run_optimize(ctx: Pipeline) -> None:
     c = ctx.config["optimize"]
     out = ctx.run_dir / "optimize"
     if c["method"] == "none":
-        (out / "none.json").write_text("{}")
+        write_json_atomic(out / "none.json", {})
         return
     res = _optimiser_calls(ctx, out)[c["method"]](_objective(ctx, out / "runs"))
     res.history.to_netcdf(out / "history.nc")
@@ -272,9 +270,33 @@ def run_emulate(ctx: Pipeline) -> None:
     )
 
 
+def _summary_coords(ctx: Pipeline) -> dict:
+    """The likelihood summaries' labels for the InferenceData: ``summary`` ("gpp:boreal",
+    "nbp_global:1960-1969"), ``variable``, ``region`` (biome or years), ``products`` and
+    ``units`` (log biome means: ln of the products' units; GCB NBP blocks: PgC yr-1)."""
+    from ..observations import observed_regional_means
+
+    obs, truth = ctx.twin()
+    op = ctx.summary_operator
+    o, _ = observed_regional_means(obs, list(op.variables), truth["biome"], truth["area"],
+                                   floor=op.sigma_floor)
+    labels = [str(x) for x in o["summary"].values] + [f"nbp_global:{a}-{b}" for a, b in op.blocks()]
+    if len(labels) != ctx.observed()[0].size:
+        return {}
+    var = [lab.split(":", 1)[0] for lab in labels]
+    prods = {v: obs[v] for v in op.variables}
+    return {
+        "summary": labels,
+        "variable": var,
+        "region": [lab.split(":", 1)[1] for lab in labels],
+        "products": ["+".join(p.name for p in prods[v]) if v in prods else "GCB 2024" for v in var],
+        "units": [f"ln({prods[v][0].units})" if v in prods else "PgC yr-1" for v in var],
+    }
+
+
 def run_posterior(ctx: Pipeline) -> None:
     from ..emulators import GPEmulator, SVDEmulator
-    from ..posterior import GaussianLikelihood
+    from ..posterior import GaussianLikelihood, diagnose, save_inference_data
     from ..refinement import refine
 
     c = ctx.config["posterior"]
@@ -308,12 +330,15 @@ def run_posterior(ctx: Pipeline) -> None:
         random_state=ctx.seed,
         residual_sd=0.2 * np.asarray(sigma),  # adds at most 4 % to sigma^2
     )
+    coords = _summary_coords(ctx)
+    units = coords.pop("units", None)
     res = refine(
         simulate,
         emulator,
         tr["u"].values[ok],
         tr["summaries"].values[ok],
-        lambda e: GaussianLikelihood(e, observed, sigma, discrepancy=discrepancy, space=None),
+        lambda e: GaussianLikelihood(e, observed, sigma, discrepancy=discrepancy, space=None,
+                                     dim="summary", coords=coords, units=units),
         space,
         n_new=c["n_new"],
         max_rounds=c["refine_rounds"],
@@ -321,9 +346,12 @@ def run_posterior(ctx: Pipeline) -> None:
         max_steps=c["max_steps"],
         n_walkers=c["n_walkers"] or None,
         seed=ctx.seed,
-        progress=False,
+        progress=ctx.progress,
+        backend_dir=out / "chains",  # each round's chain, step by step: a killed stage resumes
     )
-    res.idata.to_netcdf(str(out / "posterior.nc"))
+    save_inference_data(res.idata, out / "posterior.nc")
+    # R-hat and ESS for the report (warns, into the stage's record, when out of bounds)
+    diagnose(res.idata).to_netcdf(out / "diagnostics.nc")
     res.emulator.save(out / "output_emulator.nc")
     res.history.to_netcdf(out / "refinement.nc")
     xr.Dataset(
@@ -384,15 +412,3 @@ def run_report(ctx: Pipeline) -> None:
 
     path = write_report(ctx)
     ctx.say(f"  report: {path}")
-
-
-STAGE_FUNCTIONS: dict[str, Callable[[Pipeline], None]] = {
-    "screen": run_screen,
-    "optimize": run_optimize,
-    "design": run_design,
-    "emulate": run_emulate,
-    "posterior": run_posterior,
-    "equifinality": run_equifinality,
-    "propagate": run_propagate,
-    "report": run_report,
-}

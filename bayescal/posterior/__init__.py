@@ -27,14 +27,28 @@ the emulator's predictive uncertainty, which drives the acquisition of new runs.
 a differential-evolution / stretch move mix (suited to ridge-shaped, correlated posteriors; see
 ``benchmarks/bench_posterior.py``), walkers started at the best design points, and emcee's HDF5
 backend as checkpoint so a killed run resumes. :meth:`PosteriorSampler.to_inference_data`
-discards burn-in and thins from the integrated autocorrelation time.
+discards burn-in and thins from the integrated autocorrelation time; its InferenceData has
+``posterior``, ``sample_stats``, pointwise ``log_likelihood``, ``posterior_predictive``,
+``observed_data``, ``prior`` and ``constant_data``.
+
+ArviZ 0.2x and 1.x: :mod:`bayescal.posterior.inference_data` builds, saves, loads and reads
+InferenceData for either line (``load_inference_data``, ``get_group``, ``group_names``).
 """
 
 from .diagnostics import diagnose, emulator_trust
 from .errors import PosteriorError, PosteriorWarning
+from .history_matching import HistoryMatch, NotRuledOut, history_match, implausibility, ranked_max
+from .inference_data import (
+    get_group,
+    group_names,
+    load_inference_data,
+    make_inference_data,
+    save_inference_data,
+)
 from .likelihoods import GaussianLikelihood, ScoreLikelihood, baseline_temperature
 from .priors import PRIOR_KINDS, Priors
 from .sampler import PosteriorSampler, default_moves, unit_samples
+from .subspace import Subspace, SubspacePosterior, informed_subspace, subspace_posterior
 
 __all__ = [
     "PosteriorError",
@@ -49,5 +63,19 @@ __all__ = [
     "diagnose",
     "emulator_trust",
     "default_moves",
+    "get_group",
+    "group_names",
+    "load_inference_data",
+    "make_inference_data",
+    "save_inference_data",
+    "HistoryMatch",
+    "NotRuledOut",
+    "history_match",
+    "implausibility",
+    "ranked_max",
+    "Subspace",
+    "SubspacePosterior",
+    "informed_subspace",
+    "subspace_posterior",
 ]
 

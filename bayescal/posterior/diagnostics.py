@@ -10,17 +10,19 @@ import numpy as np
 import xarray as xr
 
 from .errors import PosteriorWarning
+from .inference_data import get_group
 
 __all__ = ["diagnose", "emulator_trust"]
 
 
-def diagnose(idata: az.InferenceData, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dataset:
+def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dataset:
     """R-hat, bulk and tail ESS per parameter value; warns when any is out of bounds.
 
-    Walkers are treated as chains (as ``arviz.from_emcee`` does); emcee's walkers are not
-    independent, so also look at the autocorrelation times in ``idata.posterior.attrs``.
+    ``idata`` is an InferenceData of ArviZ 0.2x or 1.x (or a posterior Dataset). Walkers are
+    treated as chains (as ``arviz.from_emcee`` does); emcee's walkers are not independent, so
+    also look at the autocorrelation times in the posterior's attributes (kept in the result's).
     """
-    post = idata.posterior
+    post = idata if isinstance(idata, xr.Dataset) else get_group(idata, "posterior")
     rhat = az.rhat(post)
     ess_b = az.ess(post, method="bulk")
     ess_t = az.ess(post, method="tail")
@@ -52,7 +54,14 @@ def diagnose(idata: az.InferenceData, rhat_max: float = 1.01, ess_min: float = 4
             PosteriorWarning,
             stacklevel=2,
         )
-    ds.attrs.update(rhat_max=rhat_max, ess_min=ess_min, ok=int(not (bad_r or bad_e)))
+    for k in ("n_steps", "n_walkers", "burn", "thin", "tau_max", "tau_min"):
+        if k in post.attrs:
+            ds.attrs[k] = post.attrs[k]
+    ds.attrs.update(rhat_max=rhat_max, ess_min=ess_min, ok=int(not (bad_r or bad_e)),
+                    n_draws=int(post.sizes.get("chain", 1) * post.sizes.get("draw", 0)))
+    ds["r_hat"].attrs["long_name"] = "rank-normalised split R-hat (walkers as chains)"
+    ds["ess_bulk"].attrs["long_name"] = "bulk effective sample size"
+    ds["ess_tail"].attrs["long_name"] = "tail effective sample size"
     return ds
 
 

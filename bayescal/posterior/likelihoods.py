@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from ..parameters import ParameterSpace
 from .errors import PosteriorError
@@ -62,6 +64,20 @@ class GaussianLikelihood:
         When given, the emulator's parameter labels must match the space's free labels.
     emulator_variance : bool
         Include the emulator's predictive variance (default True).
+    dim : str
+        Name of the observations' dimension in the InferenceData (default ``"summary"``).
+    coords : mapping, optional
+        Coordinates of the observations on ``dim`` for the InferenceData: ``{dim: labels}`` and
+        any others (``{"variable": [...], "region": [...]}``), each one value per observation.
+        Default: integer labels.
+    units : str or sequence of str, optional
+        Units of the observations (one for all, or one each: then also a ``units`` coordinate).
+
+    Besides the log-likelihood (``__call__``) it gives, for the InferenceData of a posterior,
+    the per-observation terms (:meth:`pointwise`, whose sum over observations is the
+    log-likelihood), posterior-predictive draws (:meth:`predictive`: the emulated mean plus
+    Gaussian noise of the likelihood's variance ``v_k``), and the observations with their
+    coordinates (:meth:`observed_data`, :meth:`constant_data`).
     """
 
     def __init__(
@@ -72,10 +88,20 @@ class GaussianLikelihood:
         discrepancy: Any = 0.0,
         space: ParameterSpace | None = None,
         emulator_variance: bool = True,
+        dim: str = "summary",
+        coords: Mapping[str, Any] | None = None,
+        units: str | Sequence[str] | None = None,
     ) -> None:
         _check_parameters(emulator, space)
         self.emulator = emulator
         self.observed = np.atleast_1d(np.asarray(observed, dtype=float))
+        self.dim = dim
+        self.coords = {k: np.asarray(v) for k, v in (coords or {}).items()}
+        self.units = units
+        for k, v in self.coords.items():
+            if v.shape != (self.observed.size,):
+                raise PosteriorError(f"coordinate {k!r} has shape {v.shape}; need one value per "
+                                     f"observation ({self.observed.size})")
         self.sigma = np.broadcast_to(np.asarray(sigma, dtype=float), self.observed.shape).copy()
         self.discrepancy = np.broadcast_to(np.asarray(discrepancy, dtype=float), self.observed.shape).copy()
         self.emulator_variance = emulator_variance
@@ -96,6 +122,60 @@ class GaussianLikelihood:
             )
         v = self.sigma**2 + self.discrepancy**2 + s**2
         return -0.5 * (((self.observed - m) ** 2) / v + np.log(2 * np.pi * v)).sum(axis=1)
+
+    def _mean_var(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m, s = _emulate(self.emulator, np.atleast_2d(u), self.emulator_variance)
+        if m.shape[1] != self.observed.size:
+            raise PosteriorError(
+                f"the emulator gives {m.shape[1]} outputs for {self.observed.size} observations"
+            )
+        return m, self.sigma**2 + self.discrepancy**2 + s**2
+
+    def pointwise(self, u: np.ndarray) -> np.ndarray:
+        """Per-observation log-likelihood terms (points, observations); rows sum to ``self(u)``."""
+        return self.pointwise_predictive(u)[0]
+
+    def predictive(self, u: np.ndarray, rng: Any = None) -> np.ndarray:
+        """Posterior-predictive draws (points, observations): ``m(u) + N(0, v(u))``."""
+        return self.pointwise_predictive(u, rng)[1]
+
+    def pointwise_predictive(self, u: np.ndarray, rng: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`pointwise` and :meth:`predictive` from one emulator call."""
+        m, v = self._mean_var(u)
+        ll = -0.5 * (((self.observed - m) ** 2) / v + np.log(2 * np.pi * v))
+        rng = np.random.default_rng(rng)
+        return ll, m + np.sqrt(v) * rng.standard_normal(m.shape)
+
+    def _coords(self) -> dict[str, Any]:
+        coords = {k: (self.dim, v) for k, v in self.coords.items() if k != self.dim}
+        coords[self.dim] = self.coords.get(self.dim, np.arange(self.observed.size))
+        if self.units is not None and not isinstance(self.units, str):
+            coords["units"] = (self.dim, np.asarray(self.units, dtype=str))
+        return coords
+
+    def _units(self) -> str:
+        if self.units is None:
+            return ""
+        if isinstance(self.units, str):
+            return self.units
+        uniq = sorted(set(map(str, self.units)))
+        return uniq[0] if len(uniq) == 1 else "see the units coordinate"
+
+    def observed_data(self, name: str = "y") -> xr.Dataset:
+        """The observations on their named dimension, with coordinates and units."""
+        y = xr.DataArray(self.observed, dims=self.dim, coords=self._coords(),
+                         attrs={"units": self._units(), "long_name": "observed value"})
+        return xr.Dataset({name: y})
+
+    def constant_data(self) -> xr.Dataset:
+        """The likelihood's fixed sds per observation: ``sigma`` and ``discrepancy``."""
+        coords, units = self._coords(), self._units()
+        return xr.Dataset({
+            "sigma": xr.DataArray(self.sigma, dims=self.dim, coords=coords,
+                                  attrs={"units": units, "long_name": "observation error sd"}),
+            "discrepancy": xr.DataArray(self.discrepancy, dims=self.dim, coords=coords,
+                                        attrs={"units": units, "long_name": "model discrepancy sd"}),
+        })
 
     def loglik_sd(self, u: np.ndarray) -> np.ndarray:
         """Sd of the log-likelihood over the emulator's predictive distribution, per point.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import emcee
 import numpy as np
 import xarray as xr
@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from ..parameters import ParameterSpace, split_label
 from .errors import PosteriorError, PosteriorWarning
+from .inference_data import get_group, make_inference_data
 from .priors import Priors
 
 __all__ = ["PosteriorSampler", "default_moves", "unit_samples"]
@@ -74,6 +75,9 @@ class PosteriorSampler:
         self.moves = moves
         self.backend_path = None if backend is None else Path(backend)
         self.seed = seed
+        # the prior draws' and predictive noise's seed, fixed here: with a Generator as seed, a run
+        # resumed from its backend (which skips the start's draws) draws the same as an unbroken one
+        self._output_seed = int(seed.integers(2**62)) if isinstance(seed, np.random.Generator) else seed
         self._sampler: emcee.EnsembleSampler | None = None
 
     # ------------------------------------------------------------------ log-probability
@@ -147,7 +151,8 @@ class PosteriorSampler:
     def _run(self, n_steps: int, initial: np.ndarray | None, progress: bool) -> PosteriorSampler:
         if self._sampler is not None and self._sampler.iteration:
             if self._sampler.iteration < n_steps:
-                self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, progress=progress, store=True)
+                self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, store=True,
+                                       **_progress(progress, self._sampler.iteration, n_steps))
             return self
         d = self.space.n_free
         backend = None
@@ -157,8 +162,10 @@ class PosteriorSampler:
             if self.backend_path.exists():
                 try:
                     done = backend.iteration
-                except (KeyError, AttributeError, OSError):
+                except (KeyError, AttributeError, OSError, ValueError):
+                    # unreadable (e.g. killed while HDF5 metadata was written): start afresh
                     done = 0
+                    self.backend_path.unlink()
                 if done and backend.shape != (self.n_walkers, d):
                     raise PosteriorError(
                         f"checkpoint {self.backend_path} holds {backend.shape[0]} walkers x "
@@ -183,7 +190,7 @@ class PosteriorSampler:
         if not done:  # a resumed run continues with the random state stored in the checkpoint
             sampler.random_state = np.random.RandomState(int(rng.integers(2**31))).get_state()
             start = self.initial_state(initial, rng)
-        sampler.run_mcmc(start, n_steps - done, progress=progress, store=True)
+        sampler.run_mcmc(start, n_steps - done, store=True, **_progress(progress, done, n_steps))
         return self
 
     def run_adaptive(
@@ -199,15 +206,22 @@ class PosteriorSampler:
         Starts with ``min_steps`` and extends the chain (by at least half its length) until it
         holds ``factor * max(tau)`` steps or ``max_steps``. A chain that is still too short is
         reported by :meth:`to_inference_data` as a :class:`PosteriorWarning`.
+
+        Each decision reads the chain's first ``target`` steps only (the lengths ``min_steps``,
+        then each extension's target), not the length the chain has now: a run resumed from its
+        backend after a kill takes the same decisions and ends with the same chain.
         """
         if min_steps > max_steps:
             raise PosteriorError(f"min_steps ({min_steps}) must not exceed max_steps ({max_steps})")
-        self.run(min_steps, initial=initial, progress=progress)
-        while self.iteration < max_steps:
-            need = int(np.ceil(1.05 * factor * np.nanmax(self.autocorr_time())))
-            if self.iteration >= need:
+        target = int(min_steps)
+        self.run(target, initial=initial, progress=progress)
+        while target < max_steps:
+            tau = emcee.autocorr.integrated_time(self.sampler.get_chain()[:target], tol=0)
+            need = int(np.ceil(1.05 * factor * np.nanmax(tau)))
+            if target >= need:
                 break
-            self.run(min(max_steps, max(need, self.iteration * 3 // 2)), progress=progress)
+            target = min(max_steps, max(need, target * 3 // 2))
+            self.run(target, progress=progress)
         return self
 
     @property
@@ -225,20 +239,64 @@ class PosteriorSampler:
         return self.sampler.get_autocorr_time(tol=0)
 
     # ------------------------------------------------------------------ output
+    def _burn_thin(self, tau, n: int, burn: int | None, thin: int | None,
+                   max_draws: int | None) -> tuple[int, int]:
+        """emcee's advice (burn 2 max tau, thin tau/2 min), at most ``max_draws`` draws kept."""
+        burn = int(2 * np.nanmax(tau)) if burn is None else int(burn)
+        thin = max(1, int(0.5 * np.nanmin(tau))) if thin is None else int(thin)
+        if burn >= n:
+            burn = n // 2
+        if max_draws is not None:
+            kept = -(-(n - burn) // thin)  # draws per walker
+            if kept * self.n_walkers > max_draws:
+                thin = int(np.ceil((n - burn) / max(1, max_draws // self.n_walkers)))
+        return burn, thin
+
+    def _observed_and_constant(self, observed: Any) -> tuple[xr.Dataset | None, xr.Dataset]:
+        """The ``observed_data`` (from the likelihood, or ``observed``) and ``constant_data`` groups."""
+        like = self.log_likelihood
+        constant = xr.Dataset(
+            {"lower": ("parameter", self.space.lower), "upper": ("parameter", self.space.upper)},
+            coords={"parameter": self.space.labels},
+        )
+        if hasattr(like, "observed_data"):
+            obs_ds = like.observed_data()
+        else:
+            obs = observed if observed is not None else getattr(like, "observed", None)
+            obs_ds = None if obs is None else xr.Dataset(
+                {"y": ("observation", np.atleast_1d(np.asarray(obs, dtype=float)))},
+                coords={"observation": np.arange(np.size(obs))},
+            )
+        if hasattr(like, "constant_data"):
+            constant = xr.merge([constant, like.constant_data()], combine_attrs="drop_conflicts")
+        return obs_ds, constant
+
     def to_inference_data(
-        self, burn: int | None = None, thin: int | None = None, n_prior: int = 2000, observed: Any = None
-    ) -> az.InferenceData:
-        """Posterior as ArviZ InferenceData in physical units.
+        self,
+        burn: int | None = None,
+        thin: int | None = None,
+        n_prior: int = 2000,
+        observed: Any = None,
+        max_draws: int | None = None,
+        predictive: bool = True,
+    ) -> Any:
+        """Posterior as ArviZ InferenceData in physical units (an ``arviz.InferenceData`` with
+        ArviZ 0.2x, an ``xarray.DataTree`` with 1.x; see :mod:`bayescal.posterior.inference_data`).
 
         ``burn`` defaults to twice the largest autocorrelation time, ``thin`` to half the
-        smallest (emcee's advice). A :class:`PosteriorWarning` is issued when the chain is
+        smallest (emcee's advice); with ``max_draws`` the thinning grows until at most that many
+        draws (walkers x draws) are kept. A :class:`PosteriorWarning` is issued when the chain is
         shorter than 50 autocorrelation times.
 
         Groups: ``posterior`` (one variable per parameter family, per-PFT families on a
         ``<family>_group`` dimension; walkers are chains), ``sample_stats`` (``lp``,
         ``loglik``, ``log_prior``, ``acceptance_rate``), ``prior`` (``n_prior`` draws),
-        ``observed_data`` (the likelihood's observations, when it has them) and
-        ``constant_data`` (bounds).
+        ``observed_data`` (the likelihood's observations ``y`` on their named dimension with
+        coordinates and units, when it has them), ``constant_data`` (bounds, and the
+        likelihood's sds), and, when the likelihood has ``pointwise_predictive(u, rng)`` (both
+        Gaussian likelihoods do) and ``predictive`` is true, ``log_likelihood`` (``y``: the
+        per-observation terms at every retained draw, for ``az.loo``) and
+        ``posterior_predictive`` (``y``: a draw of the observations at each retained draw).
         """
         s = self.sampler
         n = s.iteration
@@ -251,43 +309,26 @@ class PosteriorSampler:
                 PosteriorWarning,
                 stacklevel=2,
             )
-        burn = int(2 * np.nanmax(tau)) if burn is None else int(burn)
-        thin = max(1, int(0.5 * np.nanmin(tau))) if thin is None else int(thin)
-        if burn >= n:
-            burn = n // 2
+        burn, thin = self._burn_thin(tau, n, burn, thin, max_draws)
         chain = s.get_chain(discard=burn, thin=thin)  # (draw, walker, d)
         blobs = s.get_blobs(discard=burn, thin=thin)  # (draw, walker, 2)
         lp = s.get_log_prob(discard=burn, thin=thin)
         u = np.swapaxes(chain, 0, 1)  # (chain, draw, d)
-        post = _to_families(self.space, u)
+        n_chain, n_draw = u.shape[:2]
+        sample = {"chain": np.arange(n_chain), "draw": np.arange(n_draw)}
         acc = np.broadcast_to(s.acceptance_fraction[:, None], u.shape[:2])
-        sample_stats = {
-            "lp": lp.T,
-            "loglik": np.swapaxes(blobs[..., 0], 0, 1),
-            "log_prior": np.swapaxes(blobs[..., 1], 0, 1),
-            "acceptance_rate": acc,
-        }
-        prior_u = self.priors.sample(n_prior, self.seed)[None]
-        obs = observed if observed is not None else getattr(self.log_likelihood, "observed", None)
-        dims = {k: [f"{k}_group"] for k, v in post.items() if v.ndim == 3}
-        coords = _family_coords(self.space)
-        with warnings.catch_warnings():
-            # emcee routinely has more walkers ("chains") than thinned draws
-            warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
-            idata = az.from_dict(
-                posterior=post,
-                sample_stats=sample_stats,
-                prior=_to_families(self.space, prior_u),
-                observed_data={"y": np.asarray(obs)} if obs is not None else None,
-                constant_data={"lower": self.space.lower, "upper": self.space.upper},
-                coords={
-                    **coords,
-                    "parameter": self.space.labels,
-                    "observation": np.arange(np.size(obs)) if obs is not None else [0],
-                },
-                dims={**dims, "lower": ["parameter"], "upper": ["parameter"], "y": ["observation"]},
-            )
-        idata.posterior.attrs.update(
+        sample_stats = xr.Dataset(
+            {
+                "lp": (("chain", "draw"), lp.T, {"long_name": "log posterior (unit cube)"}),
+                "loglik": (("chain", "draw"), np.swapaxes(blobs[..., 0], 0, 1),
+                           {"long_name": "log-likelihood"}),
+                "log_prior": (("chain", "draw"), np.swapaxes(blobs[..., 1], 0, 1),
+                              {"long_name": "log prior (unit cube)"}),
+                "acceptance_rate": (("chain", "draw"), acc, {"long_name": "walker's acceptance fraction"}),
+            },
+            coords=sample,
+        )
+        attrs = dict(
             burn=burn,
             thin=thin,
             n_steps=n,
@@ -297,10 +338,60 @@ class PosteriorSampler:
             sampler="emcee",
             moves=str(self.moves or "DE 0.8 / stretch 0.2"),
         )
-        units = {p.name: p.units for p in self.space}
-        for var in idata.posterior.data_vars:
-            idata.posterior[var].attrs["units"] = units.get(var, "")
-        return idata
+        prior_u = self.priors.sample(n_prior, self._output_seed)[None]
+        like = self.log_likelihood
+        obs_ds, constant = self._observed_and_constant(observed)
+        groups = {
+            "posterior": self._families(u, sample, attrs),
+            "sample_stats": sample_stats,
+            "log_likelihood": None,
+            "posterior_predictive": None,
+            "observed_data": obs_ds,
+            "prior": self._families(prior_u, {"chain": [0], "draw": np.arange(prior_u.shape[1])}, {}),
+            "constant_data": constant,
+        }
+        if predictive and obs_ds is not None and hasattr(like, "pointwise_predictive"):
+            ll, pp = like.pointwise_predictive(u.reshape(-1, u.shape[-1]), _noise_rng(self._output_seed))
+            y = obs_ds["y"]
+            dims = ("chain", "draw", *y.dims)
+            coords = {**sample, **{k: c for k, c in y.coords.items()}}
+            shape = (n_chain, n_draw, *y.shape)
+            groups["log_likelihood"] = xr.Dataset(
+                {"y": xr.DataArray(np.asarray(ll).reshape(shape), dims=dims, coords=coords,
+                                   attrs={"long_name": "pointwise log-likelihood"})})
+            groups["posterior_predictive"] = xr.Dataset(
+                {"y": xr.DataArray(np.asarray(pp).reshape(shape), dims=dims, coords=coords,
+                                   attrs={**y.attrs, "long_name": "posterior-predictive draw"})})
+        return make_inference_data(groups)
+
+    def _families(self, u: np.ndarray, sample: dict, attrs: dict) -> xr.Dataset:
+        """Unit-cube samples (chain, draw, d) as a Dataset of physical values, one per family."""
+        params = {p.name: p for p in self.space}
+        coords = {**sample, **_family_coords(self.space)}
+        data = {}
+        for fam, x in _to_families(self.space, u).items():
+            dims = ("chain", "draw", f"{fam}_group") if x.ndim == 3 else ("chain", "draw")
+            p = params.get(fam)
+            a = {"units": getattr(p, "units", "") or ""}
+            if getattr(p, "description", ""):
+                a["long_name"] = p.description
+            data[fam] = (dims, x, a)
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _noise_rng(seed: Any) -> np.random.Generator:
+    """The generator of the posterior-predictive noise: its own stream of an integer seed."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([int(seed), 20240])
+
+
+def _progress(show: bool, done: int, total: int) -> dict[str, Any]:
+    """emcee's progress bar (tqdm: steps, rate, ETA) on stderr; sparse when stderr is a log file."""
+    if not show:
+        return {"progress": False}
+    return {"progress": True, "progress_kwargs": {
+        "desc": f"emcee (steps {done}-{total})", "mininterval": 0.5 if sys.stderr.isatty() else 30.0}}
 
 
 def _family_coords(space: ParameterSpace) -> dict[str, list[str]]:
@@ -325,9 +416,9 @@ def _to_families(space: ParameterSpace, u: np.ndarray) -> dict[str, np.ndarray]:
     return {fam: (x[..., idx] if fam in vector else x[..., idx[0]]) for fam, idx in out.items()}
 
 
-def unit_samples(idata: az.InferenceData, space: ParameterSpace, group: str = "posterior") -> xr.DataArray:
-    """Samples of an InferenceData group as unit-cube values on (sample, parameter)."""
-    ds = getattr(idata, group)
+def unit_samples(idata: Any, space: ParameterSpace, group: str = "posterior") -> xr.DataArray:
+    """Samples of an InferenceData group (ArviZ 0.2x or 1.x) as unit-cube values on (sample, parameter)."""
+    ds = get_group(idata, group)
     cols = []
     for lab in space.labels:
         fam, grp = split_label(lab)

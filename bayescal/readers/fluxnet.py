@@ -14,14 +14,22 @@ le       ``LE_F_MDS``                     ``LE_RANDUNC``           ``LE_F_MDS_QC
 ======== ================================ ======================== ========================
 
 Every sigma is floored (``sigma_floor``, in the file's units); a day whose random uncertainty is
-missing gets the median of the others (documented in docs/site.md). GPP and RECO have no random
-uncertainty in the files: their sigma is ``relative_sigma`` x |value| (default 15 %, an
-assumption standing for the partitioning uncertainty), floored.
+missing gets the median of the others (documented in docs/site.md); a negative one is an error
+naming the column and the day. GPP and RECO have no random uncertainty in the files: their sigma is
+``relative_sigma`` (> 0) x |value| (default 15 %, an assumption standing for the partitioning
+uncertainty), floored.
+
+Every file: fill values (:data:`FILL_VALUES`) are missing, rows are sorted by day, a duplicated day
+is an error naming the first. The site is the ID in the file name (``FLX_<site>_...``); its
+latitude for a site model comes from the shipped FLUXNET2015 site table (:func:`site_table`, 166
+sites, ``bayescal/data/fluxnet/README.md``) unless given.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +39,31 @@ import xarray as xr
 from ..observations import ObservationError, Product
 from .units import UnitError, convert
 
-__all__ = ["SITES", "ReaderError", "read_fluxnet", "read_fluxnet_drivers", "read_fluxnet_product"]
+__all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_fluxnet",
+           "read_fluxnet_drivers", "read_fluxnet_product", "site_info", "site_table"]
 
-#: Latitude, longitude and IGBP class of the FLUXNET2015 sites bayescal ships (FLUXNET2015 site list).
-SITES = {
-    "DE-Hai": (51.0792, 10.4530, "DBF"),
-    "FR-Pue": (43.7414, 3.5958, "EBF"),
-    "DE-Gri": (50.9495, 13.5125, "GRA"),
-}
+#: Missing-value codes of flux files: FLUXNET2015/ONEFlux and AmeriFlux -9999, older AmeriFlux -6999.
+FILL_VALUES = (-9999.0, -6999.0)
+SITE_TABLE = "data/fluxnet/fluxnet2015_sites.csv"
+
+
+@lru_cache(maxsize=1)
+def site_table() -> pd.DataFrame:
+    """The FLUXNET2015 site table bayescal ships (166 sites; ``bayescal/data/fluxnet/README.md``):
+    ``latitude``, ``longitude``, ``elevation_m``, ``igbp``, ``first_year``, ``last_year`` by ``site_id``."""
+    path = resources.files("bayescal") / SITE_TABLE
+    with path.open("r", encoding="utf-8") as fh:
+        return pd.read_csv(fh).set_index("site_id")
+
+
+def site_info(site: str) -> dict | None:
+    """A site's row of :func:`site_table` as a dict, or None if the site is not in it."""
+    t = site_table()
+    return None if site not in t.index else {"site": site, **t.loc[site].to_dict()}
+
+
+#: Latitude, longitude and IGBP class of every FLUXNET2015 site (the shipped site table).
+SITES = {str(k): (float(r.latitude), float(r.longitude), str(r.igbp)) for k, r in site_table().iterrows()}
 _PRODUCTS = {  # variable -> (value column, qc column, sigma column or None, file units)
     "nee": ("NEE_VUT_REF", "NEE_VUT_REF_QC", "NEE_VUT_REF_RANDUNC", "gC m-2 d-1"),
     "gpp": ("GPP_{p}_VUT_REF", "NEE_VUT_REF_QC", None, "gC m-2 d-1"),
@@ -53,33 +78,80 @@ class ReaderError(ObservationError):
     """A problem with an observation or driver file; the message names the file (and key)."""
 
 
+def _where(path: Path, key: str) -> str:
+    return f"{key + ': ' if key else ''}{path}"
+
+
+def _missing_to_nan(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill values (:data:`FILL_VALUES`, also as text such as ``-9999.0``) as NaN in numeric columns."""
+    num = df.select_dtypes(include="number").columns
+    df[num] = df[num].mask(df[num].isin(FILL_VALUES))
+    return df
+
+
+def _daily_index(time: pd.DatetimeIndex, where: str, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` on ``time``: duplicated days are an error naming the first; unsorted rows are sorted."""
+    dup = time.duplicated()
+    if dup.any():
+        first = time[dup][0]
+        raise ReaderError(f"{where}: {int(dup.sum())} duplicated day(s); the first is {first:%Y-%m-%d} "
+                          "(one row per day)")
+    df = df.set_index(pd.DatetimeIndex(time, name="time"))
+    return df if time.is_monotonic_increasing else df.sort_index(kind="stable")
+
+
 def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = "") -> pd.DataFrame:
-    """The file as a DataFrame on a daily ``time`` index, ``-9999`` as NaN.
+    """The file as a DataFrame on a sorted daily ``time`` index, fill values (``-9999``) as NaN.
 
     ``columns`` must all exist; ``key`` (the config key that named the file) goes into errors.
+    Duplicated days are an error naming the first; rows out of order are sorted.
     """
     path = Path(path)
-    where = f"{key + ': ' if key else ''}{path}"
+    where = _where(path, key)
     if not path.is_file():
         raise ReaderError(f"{where}: file not found")
     try:
-        df = pd.read_csv(path, na_values=[-9999, "-9999"])
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         raise ReaderError(f"{where}: not a FLUXNET CSV file ({err})") from None
     if "TIMESTAMP" not in df:
         raise ReaderError(f"{where}: no TIMESTAMP column (is this a FLUXNET2015 daily file?)")
     missing = [c for c in columns or [] if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing}")
+    for c in columns or []:
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            bad = pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()
+            raise ReaderError(f"{where}: column {c} is not numeric (row {int(np.flatnonzero(bad)[0])}: "
+                              f"{df[c][bad].iloc[0]!r})")
     try:
-        time = pd.to_datetime(df.pop("TIMESTAMP").astype(str), format="%Y%m%d")
-    except ValueError as err:
+        stamp = df.pop("TIMESTAMP").astype("Int64").astype(str)
+        time = pd.to_datetime(stamp, format="%Y%m%d")
+    except (ValueError, TypeError) as err:
         raise ReaderError(f"{where}: TIMESTAMP is not YYYYMMDD daily ({err})") from None
-    return df.set_index(pd.DatetimeIndex(time, name="time"))
+    return _daily_index(pd.DatetimeIndex(time), where, _missing_to_nan(df))
+
+
+def check_daily_calendar(time: pd.DatetimeIndex, where: str) -> None:
+    """Every day from the first to the last once (model drivers): a gap or a missing year is an
+    error naming the first missing day and how many are missing."""
+    time = pd.DatetimeIndex(time)
+    if time.size == 0:
+        raise ReaderError(f"{where}: no day")
+    full = pd.date_range(time[0], time[-1], freq="D")
+    if full.size != time.size:
+        gone = full.difference(time)
+        per_year = pd.Series(gone.year).value_counts()
+        years = sorted(int(y) for y, n in per_year.items() if n >= 365)
+        yrs = f"; whole years missing: {years}" if years else ""
+        raise ReaderError(f"{where}: drivers must cover every day from {time[0]:%Y-%m-%d} to "
+                          f"{time[-1]:%Y-%m-%d}; {gone.size} day(s) missing, the first "
+                          f"{gone[0]:%Y-%m-%d}{yrs}")
 
 
 def _site(path: Path) -> str:
-    m = re.match(r"FLX_([A-Z]{2}-[A-Za-z0-9]{3})_", path.name)
+    """The site ID of a flux file name: ``FLX_DE-Hai_...`` (FLUXNET), ``AMF_US-Ha1_...`` (AmeriFlux)."""
+    m = re.match(r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Z]{2}-[A-Za-z0-9]{3})_", path.name)
     return m.group(1) if m else path.stem
 
 
@@ -89,23 +161,32 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
 
     ``SW_IN_F`` is a daily mean flux (W m-2) and becomes a daily total (x 0.0864). Missing CO2
     (e.g. 195 days at FR-Pue) is filled by linear interpolation in time (nearest value at the
-    ends). ``lat`` defaults to the site table (:data:`SITES`) for the sites bayescal ships.
+    ends). ``lat`` (degrees north) defaults to the site's row in the FLUXNET2015 site table
+    (:func:`site_table`), the site taken from the file name (``FLX_<site>_...``). The days
+    must run without a gap, a duplicate or a missing year (:func:`check_daily_calendar`).
     """
     path = Path(path)
+    where = _where(path, key)
     df = read_fluxnet(path, list(_DRIVERS), key)
     site = _site(path)
     if lat is None:
-        if site not in SITES:
-            raise ReaderError(f"{key + ': ' if key else ''}{path}: site {site!r} is not in bayescal's site "
-                              f"table {sorted(SITES)}; give its latitude")
-        lat = SITES[site][0]
+        info = site_info(site)
+        if info is None:
+            raise ReaderError(f"{where}: site {site!r} (from the file name FLX_<site>_...) is not in the "
+                              f"FLUXNET2015 site table ({len(SITES)} sites, bayescal:{SITE_TABLE}); "
+                              "give its latitude (model.latitude)")
+        lat = info["latitude"]
+    if not (np.isfinite(lat) and -90.0 <= float(lat) <= 90.0):
+        raise ReaderError(f"{where}: latitude must be in [-90, 90] degrees north, got {lat}")
+    check_daily_calendar(df.index, where)
     for col in ("TA_F", "SW_IN_F"):
         if df[col].isna().any():
-            raise ReaderError(f"{path}: {col} has {int(df[col].isna().sum())} missing days; drivers must be "
-                              "gap-filled (the _F columns are)")
+            first = df.index[df[col].isna().to_numpy()][0]
+            raise ReaderError(f"{where}: {col} has {int(df[col].isna().sum())} missing days (the first "
+                              f"{first:%Y-%m-%d}); drivers must be gap-filled (the _F columns are)")
     co2 = df["CO2_F_MDS"].interpolate(limit_direction="both")
     if co2.isna().all():
-        raise ReaderError(f"{path}: CO2_F_MDS is missing on every day")
+        raise ReaderError(f"{where}: CO2_F_MDS is missing on every day")
     ds = xr.Dataset(
         {"ta": ("time", df["TA_F"].to_numpy(float), {"units": "degC"}),
          "sw": ("time", df["SW_IN_F"].to_numpy(float) * 0.0864, {"units": "MJ m-2 d-1"}),
@@ -146,7 +227,7 @@ def read_fluxnet_product(
         Convert to these units (default the file's).
     """
     path = Path(path)
-    where = f"{key + ': ' if key else ''}{path}"
+    where = _where(path, key)
     if variable not in _PRODUCTS:
         raise ReaderError(f"{where}: unknown FLUXNET variable {variable!r}; known: {sorted(_PRODUCTS)}")
     col, qc_col, sig_col, file_units = _PRODUCTS[variable]
@@ -156,6 +237,8 @@ def read_fluxnet_product(
         col = col.format(p=partitioning)
     if not 0.0 <= qc_min <= 1.0:
         raise ReaderError(f"{where}: qc_min must be in [0, 1], got {qc_min}")
+    if not (isinstance(relative_sigma, int | float) and relative_sigma > 0):
+        raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
     floor = _FLOORS[variable] if sigma_floor is None else float(sigma_floor)
     if not floor > 0:
         raise ReaderError(f"{where}: sigma_floor must be > 0, got {floor}")
@@ -166,6 +249,11 @@ def read_fluxnet_product(
         raise ReaderError(f"{where}: every value of {col} is missing after QC ({qc_col} >= {qc_min})")
     if sig_col is not None:
         sigma = df[sig_col].to_numpy(float)
+        neg = keep & (sigma < 0)
+        if neg.any():
+            raise ReaderError(f"{where}: {sig_col} (the 1-sigma of {col}) is negative on {int(neg.sum())} "
+                              f"kept day(s), the first {df.index[neg][0]:%Y-%m-%d} ({sigma[neg][0]}); "
+                              "sigma must be > 0")
         known = np.isfinite(sigma) & keep
         sigma = np.where(np.isfinite(sigma), sigma, np.median(sigma[known]) if known.any() else floor)
     else:
@@ -174,7 +262,8 @@ def read_fluxnet_product(
     value, sigma = np.where(keep, value, np.nan), np.where(keep, sigma, np.nan)
     out_units = units or file_units
     try:
-        value, sigma = convert(value, file_units, out_units), convert(sigma, file_units, out_units)
+        value = convert(value, file_units, out_units, variable)
+        sigma = convert(sigma, file_units, out_units, variable)
     except UnitError as err:
         raise ReaderError(f"{where}: {err}") from None
     site = _site(path)

@@ -1,9 +1,25 @@
-"""CF-netCDF gridded products (FLUXCOM GPP, MODIS LAI, ...) aligned to a model's cells and months.
+"""CF-netCDF gridded products (FLUXCOM GPP, MODIS LAI, CMIP output, ...) aligned to a model's cells
+and months.
 
-Alignment (docs/site.md, "Gridded products"):
+Reading (docs/site.md, "Gridded products"):
 
-* time -- a product finer than monthly is averaged to calendar months; the model's months are then
-  taken by year and month; no common month is an error;
+* CF time through cftime: any CF calendar (``noleap``, ``360_day``, ...) decodes; months are taken
+  by (year, month) of each time step;
+* CF coordinates through their attributes: latitude / longitude are the variables with
+  ``standard_name`` latitude / longitude (or ``units`` degrees_north / degrees_east, then the
+  names lat, latitude, nav_lat, y / lon, longitude, nav_lon, x); time is the dimension whose
+  coordinate is a time (``axis = "T"``, ``standard_name = "time"`` or decoded dates);
+* grids: regular (1-D ``lat``, ``lon``), curvilinear or unstructured (``lat``, ``lon`` on the same
+  1-D or 2-D dimensions); a dimension besides time and the grid's (depth, band, ...) of more
+  than one value is an error naming it (one-value dimensions are dropped);
+* lazy: the file is read a block of time steps at a time (about 64 MB), keeping only the boxes a
+  cell uses; the regridding weights are a sparse (cells x boxes) matrix, so a 0.05 degree global
+  product needs a few hundred MB (``benchmarks/bench_regrid.py``).
+
+Alignment:
+
+* time -- each calendar month's time steps are averaged (per box, missing steps ignored); the
+  model's months are then taken by year and month; no common month is an error;
 * space -- each model cell takes the area-weighted (cos latitude) mean of the product's boxes whose
   centres lie within ``footprint_deg`` degrees of latitude (and ``footprint_deg / cos(lat)`` of
   longitude) of the cell centre, ignoring missing boxes; ``footprint_deg=None`` takes the nearest
@@ -11,7 +27,8 @@ Alignment (docs/site.md, "Gridded products"):
 * sigma -- a ``sigma_variable`` aligned the same way (the mean of the boxes' sigma: errors taken as
   fully correlated within a cell) or ``relative_sigma`` x |value|;
 * mask -- boxes where ``mask_variable`` is 0 or missing are left out;
-* units -- the variable's ``units`` attribute converted to the model's (``bayescal.readers.units``).
+* units -- the variable's ``units`` attribute converted to the model's (``bayescal.readers.units``,
+  pint, in the variable's carbon / water context), dimensionally checked.
 """
 
 from __future__ import annotations
@@ -25,55 +42,201 @@ from scipy import sparse
 
 from ..observations import Observations, Product
 from .fluxnet import ReaderError
-from .units import UnitError, convert
+from .units import UnitError, conversion_factor
 
-__all__ = ["read_netcdf_product", "write_gridded_products"]
+__all__ = ["find_cf_coordinates", "read_netcdf_product", "write_gridded_products"]
 
-_LAT, _LON = ("lat", "latitude", "y"), ("lon", "longitude", "x")
+_LAT_NAMES, _LON_NAMES = ("lat", "latitude", "nav_lat", "y"), ("lon", "longitude", "nav_lon", "x")
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_BLOCK_BYTES = 64 * 2**20  # bytes of one block of time steps read at once
 
 
-def _coord(ds: xr.Dataset, names: tuple[str, ...], where: str) -> str:
-    for n in names:
-        if n in ds.coords or n in ds.dims:
-            return n
-    raise ReaderError(f"{where}: no {names[0]} coordinate (looked for {list(names)})")
+def _candidates(ds: xr.Dataset, da: xr.DataArray) -> list[str]:
+    names = list(ds.coords) + [n for n in str(da.attrs.get("coordinates", "")).split() if n in ds]
+    names += [n for n in ds.data_vars if n not in names and set(ds[n].dims) <= set(da.dims) and n != da.name]
+    return list(dict.fromkeys(names))
+
+
+def find_cf_coordinates(ds: xr.Dataset, da: xr.DataArray, where: str = "") -> tuple[str, str, str]:
+    """Names of ``da``'s time dimension and latitude / longitude variables, found by their CF
+    attributes (standard_name, units, axis), then by the usual names."""
+    cands = _candidates(ds, da)
+
+    def find(std: str, units: set[str], names: tuple[str, ...]) -> str:
+        for test in (lambda v: str(ds[v].attrs.get("standard_name", "")).lower() == std,
+                     lambda v: str(ds[v].attrs.get("units", "")).lower().replace(" ", "") in units,
+                     lambda v: v.lower() in names[:3],
+                     lambda v: v.lower() in names[3:]):
+            hit = [v for v in cands if test(v) and set(ds[v].dims) <= set(da.dims)]
+            if hit:
+                return hit[0]
+        raise ReaderError(f"{where}: no {std} coordinate for {da.name!r} (looked for standard_name = "
+                          f"'{std}', units {sorted(units)[0]!r}, names {list(names)})")
+
+    lat, lon = find("latitude", _LAT_UNITS, _LAT_NAMES), find("longitude", _LON_UNITS, _LON_NAMES)
+    tdim = None
+    for d in da.dims:
+        c = ds[d] if d in ds.variables else None
+        if c is not None and (str(c.attrs.get("axis", "")).upper() == "T"
+                              or str(c.attrs.get("standard_name", "")) == "time"
+                              or np.issubdtype(c.dtype, np.datetime64) or c.dtype == object):
+            tdim = d
+            break
+    if tdim is None and "time" in da.dims:
+        tdim = "time"
+    if tdim is None:
+        raise ReaderError(f"{where}: variable {da.name!r} has no time dimension (dims {list(da.dims)})")
+    return tdim, lat, lon
+
+
+def _wrap(dlon: np.ndarray) -> np.ndarray:
+    return (dlon + 180.0) % 360.0 - 180.0
+
+
+def _weights_regular(lat: np.ndarray, lon: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray,
+                     footprint: float | None) -> sparse.csr_matrix:
+    """Sparse (cells, lat x lon boxes, row-major) weights on a regular grid (separable distances)."""
+    nlat, nlon, n = lat.size, lon.size, cell_lat.size
+    rows, cols, vals = [], [], []
+    coslat = np.cos(np.deg2rad(lat))
+    for c in range(n):
+        dlat = lat - cell_lat[c]
+        dlon = _wrap(lon - cell_lon[c])
+        if footprint is None:
+            i = int(np.argmin(dlat**2))
+            j = int(np.argmin((dlon * np.cos(np.deg2rad(cell_lat[c]))) ** 2))
+            rows.append([c]), cols.append([i * nlon + j]), vals.append([1.0])
+            continue
+        ii = np.flatnonzero(np.abs(dlat) <= footprint)
+        jj = np.flatnonzero(np.abs(dlon) <= footprint / max(np.cos(np.deg2rad(cell_lat[c])), 0.05))
+        flat = (ii[:, None] * nlon + jj[None, :]).ravel()
+        rows.append(np.full(flat.size, c)), cols.append(flat)
+        vals.append(np.repeat(coslat[ii], jj.size))
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n, nlat * nlon))
+
+
+def _weights_points(glat: np.ndarray, glon: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray,
+                    footprint: float | None) -> sparse.csr_matrix:
+    """Sparse (cells, boxes) weights for boxes given by their centres (curvilinear, unstructured)."""
+    n = cell_lat.size
+    rows, cols, vals = [], [], []
+    for c in range(n):
+        if footprint is None:
+            d = (glat - cell_lat[c]) ** 2 + (_wrap(glon - cell_lon[c]) * np.cos(np.deg2rad(cell_lat[c]))) ** 2
+            rows.append([c]), cols.append([int(np.nanargmin(d))]), vals.append([1.0])
+            continue
+        near = np.flatnonzero(np.abs(glat - cell_lat[c]) <= footprint)
+        dlon = _wrap(glon[near] - cell_lon[c])
+        k = near[np.abs(dlon) <= footprint / max(np.cos(np.deg2rad(cell_lat[c])), 0.05)]
+        rows.append(np.full(k.size, c)), cols.append(k), vals.append(np.cos(np.deg2rad(glat[k])))
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n, glat.size))
 
 
 def _weights(lat: np.ndarray, lon: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray,
-             footprint: float | None) -> sparse.csr_matrix:
-    """(cells, boxes) area weights of the product boxes each cell averages."""
-    glat, glon = np.meshgrid(lat, lon, indexing="ij")
-    glat, glon = glat.ravel(), glon.ravel()
-    dlon = (glon[None, :] - cell_lon[:, None] + 180.0) % 360.0 - 180.0
-    dlat = glat[None, :] - cell_lat[:, None]
-    if footprint is None:
-        dist = dlat**2 + (dlon * np.cos(np.deg2rad(cell_lat))[:, None]) ** 2
-        cols = np.argmin(dist, axis=1)
-        return sparse.csr_matrix((np.ones(cell_lat.size), (np.arange(cell_lat.size), cols)),
-                                 shape=(cell_lat.size, glat.size))
-    inside = (np.abs(dlat) <= footprint) & (
-        np.abs(dlon) <= footprint / np.maximum(np.cos(np.deg2rad(cell_lat)), 0.05)[:, None])
-    w = np.where(inside, np.cos(np.deg2rad(glat))[None, :], 0.0)
-    return sparse.csr_matrix(w)
+             footprint: float | None, points: bool = False) -> sparse.csr_matrix:
+    """(cells, boxes) area weights of the product boxes each cell averages: ``lat``, ``lon`` 1-D
+    axes of a regular grid (boxes row-major), or with ``points`` the boxes' centres (any shape)."""
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    cell_lat, cell_lon = np.asarray(cell_lat, float), np.asarray(cell_lon, float)
+    if points:
+        return _weights_points(lat.ravel(), lon.ravel(), cell_lat, cell_lon, footprint)
+    return _weights_regular(lat, lon, cell_lat, cell_lon, footprint)
 
 
-def _aligned(da: xr.DataArray, w: sparse.csr_matrix, lat: str, lon: str, months: pd.DatetimeIndex,
-             cells: np.ndarray) -> xr.DataArray:
+class _Grid:
+    """Where the product's boxes are: the dimensions of the field, the boxes' centres and weights."""
+
+    def __init__(self, ds: xr.Dataset, da: xr.DataArray, tdim: str, lat: str, lon: str, where: str):
+        la, lo = ds[lat], ds[lon]
+        if la.ndim == 1 and lo.ndim == 1 and la.dims != lo.dims:
+            self.dims = (la.dims[0], lo.dims[0])  # regular: boxes row-major on (lat, lon)
+            self.lat, self.lon = la.values, lo.values
+            self.separable = True
+        elif la.dims == lo.dims and la.ndim in (1, 2):
+            self.dims = la.dims  # curvilinear (y, x) or unstructured (cell)
+            self.lat, self.lon = la.values, lo.transpose(*la.dims).values
+            self.separable = False
+        else:
+            raise ReaderError(f"{where}: latitude {lat!r} {la.dims} and longitude {lon!r} {lo.dims} are "
+                              "neither 1-D on their own dimensions nor on the same dimensions")
+        extra = [d for d in da.dims if d != tdim and d not in self.dims]
+        big = [d for d in extra if da.sizes[d] > 1]
+        if big:
+            raise ReaderError(f"{where}: variable {da.name!r} has dimension(s) "
+                              f"{ {d: da.sizes[d] for d in big} } besides time {tdim!r} and the grid's "
+                              f"{list(self.dims)}; select one level (a file of {da.name!r} on time, "
+                              "latitude, longitude only)")
+        self.squeeze = {d: 0 for d in extra}
+        self.tdim = tdim
+
+    def weights(self, cells: xr.Dataset, footprint: float | None) -> sparse.csr_matrix:
+        return _weights(self.lat, self.lon, cells["lat"].values, cells["lon"].values, footprint,
+                        points=not self.separable)
+
+    def field(self, da: xr.DataArray) -> xr.DataArray:
+        """``da`` (lazy) on (time, *grid dims) or (*grid dims) without its one-value dimensions."""
+        da = da.isel({d: i for d, i in self.squeeze.items() if d in da.dims})
+        order = ([self.tdim] if self.tdim in da.dims else []) + list(self.dims)
+        return da.transpose(*order)
+
+
+def _month_keys(da: xr.DataArray, tdim: str, where: str) -> np.ndarray:
+    t = da[tdim]
+    try:
+        return t.dt.year.values.astype(np.int64) * 12 + t.dt.month.values.astype(np.int64)
+    except (AttributeError, TypeError) as err:
+        raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates "
+                          f"(units {t.attrs.get('units', t.encoding.get('units'))!r}: {err})") from None
+
+
+def _monthly_boxes(da: xr.DataArray, grid: _Grid, used: np.ndarray, keys: np.ndarray,
+                   mask: xr.DataArray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Monthly means (months, used boxes) of ``da`` read lazily a block of time steps at a time;
+    returns the months' keys and the means (NaN where a box has no valid step)."""
+    f = grid.field(da)
+    nt = f.sizes[grid.tdim]
+    n_box = int(np.prod([f.sizes[d] for d in grid.dims]))
+    step = max(1, _BLOCK_BYTES // max(1, n_box * f.dtype.itemsize))
+    months = np.unique(keys)
+    total = np.zeros((months.size, used.size))
+    count = np.zeros((months.size, used.size))
+    mfix = None
+    if mask is not None and grid.tdim not in mask.dims:
+        mfix = np.asarray(grid.field(mask).values).reshape(-1)[used]
+        mfix = np.isfinite(mfix) & (mfix != 0)
+    for a in range(0, nt, step):
+        block = np.asarray(f.isel({grid.tdim: slice(a, a + step)}).values)
+        v = block.reshape(block.shape[0], -1)[:, used].astype(float)
+        del block
+        if mask is not None:
+            ok = mfix
+            if ok is None:
+                m = np.asarray(grid.field(mask).isel({grid.tdim: slice(a, a + step)}).values)
+                m = m.reshape(m.shape[0], -1)[:, used]
+                ok = np.isfinite(m) & (m != 0)
+            v = np.where(ok, v, np.nan)
+        valid = np.isfinite(v)
+        pos = np.searchsorted(months, keys[a:a + step])
+        np.add.at(total, pos, np.where(valid, v, 0.0))
+        np.add.at(count, pos, valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return months, np.where(count > 0, total / count, np.nan)
+
+
+def _aligned(da: xr.DataArray, grid: _Grid, w: sparse.csr_matrix, used: np.ndarray, keys: np.ndarray,
+             months: pd.DatetimeIndex, cells: np.ndarray, mask: xr.DataArray | None) -> xr.DataArray:
     """Monthly means of the product on the model's cells and months (NaN where nothing is valid)."""
-    da = da.transpose("time", lat, lon)
-    t = pd.DatetimeIndex(da["time"].values)
-    if len(t) > 1 and (t[1:] - t[:-1]).min() < pd.Timedelta(days=27):
-        da = da.resample(time="MS").mean()
-        t = pd.DatetimeIndex(da["time"].values)
-    key = t.year * 12 + t.month
-    want = months.year * 12 + months.month
-    pos = pd.Index(key).get_indexer(want)
-    v = da.values.reshape(len(t), -1)
-    valid = np.isfinite(v)
-    num = (w @ np.where(valid, v, 0.0).T).T
+    have, box = _monthly_boxes(da, grid, used, keys, mask)
+    valid = np.isfinite(box)
+    num = (w @ np.where(valid, box, 0.0).T).T
     den = (w @ valid.T.astype(float)).T
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan)
+    want = months.year * 12 + months.month
+    pos = pd.Index(have).get_indexer(want)
     out = np.where(pos[:, None] >= 0, out[np.maximum(pos, 0)], np.nan)
     return xr.DataArray(out.T, dims=("cell", "time"), coords={"cell": cells, "time": months.values})
 
@@ -96,49 +259,61 @@ def read_netcdf_product(
     """A gridded product on the model's ``cells`` (``lat``, ``lon`` on ``cell``) and ``months``.
 
     ``variable`` is the model's name; ``nc_variable`` the file's (default the same); ``units``
-    the model's units. See the module docstring for the alignment.
+    the model's units. See the module docstring for the reading and the alignment.
     """
     path = Path(path)
     where = f"{key + ': ' if key else ''}{path}"
     if not path.is_file():
         raise ReaderError(f"{where}: file not found")
-    try:
-        ds = xr.open_dataset(path)
-    except (OSError, ValueError) as err:
-        raise ReaderError(f"{where}: not a netCDF file ({err})") from None
+    if relative_sigma is not None and not relative_sigma > 0:
+        raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
+    if footprint_deg is not None and not footprint_deg > 0:
+        raise ReaderError(f"{where}: footprint_deg must be > 0, got {footprint_deg!r}")
+    try:  # lazy: nothing is read here; a non-standard CF calendar (noleap, 360_day) decodes to cftime
+        ds = xr.open_dataset(path, chunks=None)
+    except (OSError, ValueError, TypeError) as err:
+        raise ReaderError(f"{where}: not a readable netCDF file ({err})") from None
     with ds:
         nc_variable = nc_variable or variable
         for v in (nc_variable, sigma_variable, mask_variable):
             if v is not None and v not in ds:
                 raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
-        da = ds[nc_variable].load()
+        da = ds[nc_variable]
         if "units" not in da.attrs:
             raise ReaderError(f"{where}: variable {nc_variable!r} has no 'units' attribute (CF)")
-        if "time" not in da.dims:
-            raise ReaderError(f"{where}: variable {nc_variable!r} has no time dimension")
-        lat, lon = _coord(ds, _LAT, where), _coord(ds, _LON, where)
-        if mask_variable is not None:
-            da = da.where(ds[mask_variable].fillna(0) != 0)
-        w = _weights(ds[lat].values, ds[lon].values, cells["lat"].values, cells["lon"].values, footprint_deg)
-        months = pd.DatetimeIndex(months)
-        data = _aligned(da, w, lat, lon, months, cells["cell"].values)
-        if sigma_variable is not None:
-            sigma = _aligned(ds[sigma_variable].load(), w, lat, lon, months, cells["cell"].values)
-        elif relative_sigma is not None:
-            sigma = relative_sigma * np.abs(data)
-        else:
+        try:
+            factor = conversion_factor(str(da.attrs["units"]), units, variable)
+        except UnitError as err:
+            raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
+        tdim, lat, lon = find_cf_coordinates(ds, da, where)
+        grid = _Grid(ds, da, tdim, lat, lon, where)
+        if relative_sigma is None and sigma_variable is None:
             raise ReaderError(f"{where}: give sigma_variable or relative_sigma for {nc_variable!r}")
+        for v in (sigma_variable, mask_variable):
+            if v is not None:
+                _Grid(ds, ds[v], tdim, lat, lon, where)  # same grid, no extra dimension
+                if not set(grid.dims) <= set(ds[v].dims):
+                    raise ReaderError(f"{where}: {v!r} is not on the grid of {nc_variable!r} "
+                                      f"{list(grid.dims)}")
+        mask = ds[mask_variable] if mask_variable is not None else None
+        w = grid.weights(cells, footprint_deg)
+        used = np.unique(w.indices)
+        w = sparse.csr_matrix((w.data, np.searchsorted(used, w.indices), w.indptr),
+                              shape=(w.shape[0], used.size))  # on the boxes some cell uses
+        keys = _month_keys(da, tdim, where)
+        months = pd.DatetimeIndex(months)
+        data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask)
+        if sigma_variable is not None:
+            sigma = _aligned(ds[sigma_variable], grid, w, used, keys, months, cells["cell"].values, mask)
+        else:
+            sigma = relative_sigma * np.abs(data)
     if not np.isfinite(data.values).any():
         raise ReaderError(f"{where}: no value on the model's cells and months "
                           f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}): no overlap in time or space")
     has = np.isfinite(data.values)
     if not (sigma.values[has] > 0).all():
         raise ReaderError(f"{where}: sigma must be > 0 where {nc_variable!r} has data")
-    try:
-        factor = convert(1.0, da.attrs["units"], units)
-    except UnitError as err:
-        raise ReaderError(f"{where}: {err}") from None
-    data = (data * factor).assign_attrs(units=units, source=str(path))
+    data = (data * factor).assign_attrs(units=units, source=str(path), file_units=str(da.attrs["units"]))
     return Product(name or f"{path.stem}", variable, data, (sigma * abs(factor)).assign_attrs(units=units))
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from ..observations import Product
-from .fluxnet import ReaderError
+from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _where
 from .units import UnitError, convert
 
 __all__ = ["read_csv_product"]
@@ -28,42 +28,63 @@ def read_csv_product(
 ) -> Product:
     """A product from a CSV file with columns ``time`` (ISO dates), ``value`` and optionally ``sigma``.
 
-    ``units`` are the file's (a CSV carries none); ``to_units`` converts. Without a ``sigma``
-    column, ``relative_sigma`` x |value| is the sigma. Empty cells are missing values. Every
-    sigma must be > 0 after the floor.
+    ``units`` are the file's (a CSV carries none); ``to_units`` converts (dimensionally checked,
+    in ``variable``'s context: :mod:`bayescal.readers.units`). Without a ``sigma`` column,
+    ``relative_sigma`` (> 0) x |value| is the sigma. Empty cells and the FLUXNET fill values
+    (``-9999``, ``-6999``) are missing values. Duplicated days are an error naming the first;
+    rows out of order are sorted. A negative sigma is an error; every sigma must be > 0 after the
+    floor.
     """
     path = Path(path)
-    where = f"{key + ': ' if key else ''}{path}"
+    where = _where(path, key)
     if not path.is_file():
         raise ReaderError(f"{where}: file not found")
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         raise ReaderError(f"{where}: not a CSV file ({err})") from None
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma])")
+    if relative_sigma is not None and not (isinstance(relative_sigma, int | float) and relative_sigma > 0):
+        raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
+    if not sigma_floor >= 0:
+        raise ReaderError(f"{where}: sigma_floor must be >= 0, got {sigma_floor!r}")
     try:
-        time = pd.DatetimeIndex(pd.to_datetime(df["time"]), name="time")
+        time = pd.DatetimeIndex(pd.to_datetime(df.pop("time")), name="time")
     except (ValueError, TypeError) as err:
         raise ReaderError(f"{where}: column time is not dates ({err})") from None
-    value = pd.to_numeric(df["value"], errors="coerce").to_numpy(float)
+    if time.isna().any():
+        row = int(np.flatnonzero(time.isna())[0])
+        raise ReaderError(f"{where}: column time has an empty or unreadable cell (row {row})")
+    for c in ("value", "sigma"):
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    df = _daily_index(time, where, _missing_to_nan(df))
+    time = df.index
+    value = df["value"].to_numpy(float)
     if not np.isfinite(value).any():
         raise ReaderError(f"{where}: every value is missing")
+    ok = np.isfinite(value)
     if "sigma" in df:
-        sigma = pd.to_numeric(df["sigma"], errors="coerce").to_numpy(float)
+        sigma = df["sigma"].to_numpy(float)
+        neg = ok & (sigma < 0)
+        if neg.any():
+            bad = int(np.flatnonzero(neg)[0])
+            raise ReaderError(f"{where}: column sigma is negative on {int(neg.sum())} day(s), the first "
+                              f"{time[bad]:%Y-%m-%d} ({sigma[bad]}); sigma must be > 0")
     elif relative_sigma is not None:
         sigma = relative_sigma * np.abs(value)
     else:
         raise ReaderError(f"{where}: no sigma column; give relative_sigma")
     sigma = np.maximum(sigma, sigma_floor)
-    ok = np.isfinite(value)
     if not (sigma[ok] > 0).all():
         bad = int(np.flatnonzero(ok & ~(sigma > 0))[0])
         raise ReaderError(f"{where}: sigma must be > 0; row {bad} ({time[bad].date()}) has {sigma[bad]}")
     try:
         out_units = to_units or units
-        value, sigma = convert(value, units, out_units), convert(sigma, units, out_units)
+        value = convert(value, units, out_units, variable)
+        sigma = convert(sigma, units, out_units, variable)
     except UnitError as err:
         raise ReaderError(f"{where}: {err}") from None
     coords = {"time": time.values}

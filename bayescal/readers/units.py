@@ -1,65 +1,181 @@
-"""Unit conversion for observation products: a small table, not a units library.
+"""Units of observation products and model outputs, through pint, with carbon and water definitions.
 
-Each known unit string maps to a quantity and a factor to that quantity's base unit (carbon
-flux: kgC m-2 s-1; energy flux: W m-2; leaf area: m2 m-2; carbon stock: kgC m-2). Spellings are
-normalised (``gC m-2 d-1`` = ``g C m-2 day-1`` = ``gC/m2/d``). A unit the table does not know, or
-a conversion between quantities, is an error that names both units.
+Unit strings are parsed by a :mod:`pint` registry that understands the CF/UDUNITS spellings of
+FLUXNET, CMIP (CMOR) and ILAMB files (``kg m-2 s-1``, ``gC m-2 d-1``, ``gC/m^2/day``,
+``umolCO2 m-2 s-1``, ``mm day-1``, ``W m-2``, ``1``) and adds
+
+* a **carbon** dimension: ``gC`` (= ``g C``, ``g_C``; prefixed ``kgC``, ``PgC``, ...), ``tC``
+  (``GtC``) and ``molC`` (12.011 gC);
+* context ``carbon`` (variables in :data:`CARBON_VARIABLES`): a mass is a mass of carbon
+  (CMIP's ``gpp`` in ``kg m-2 s-1``) and a mole is a mole of CO2 or C, 12.011 gC;
+* context ``water`` (variables in :data:`WATER_VARIABLES`): a depth of water is a mass per
+  area, 1 mm = 1 kg m-2 (density 1000 kg m-3);
+* context ``latent`` (evapotranspiration and latent heat, :data:`LATENT_VARIABLES`): a water
+  flux of 1 kg m-2 s-1 carries 2.501e6 W m-2 (latent heat of vaporisation at 0 degC, the
+  CMIP/CESM constant).
+
+A conversion is dimensionally checked: ``W m-2`` to ``gC m-2 d-1``, ``kg m-2 s-1`` to
+``gC m-2 d-1`` for evapotranspiration, or ``PgC yr-1`` (a total) to ``gC m-2 yr-1`` (per area)
+is a :class:`UnitError` that names both units, their dimensions and the variable. A month is
+1/12 of a 365.25-day year (pint's ``month``).
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["UnitError", "conversion_factor", "convert"]
+__all__ = ["CARBON_VARIABLES", "LATENT_VARIABLES", "WATER_VARIABLES", "UnitError", "context_for",
+           "conversion_factor", "convert", "parse_units", "registry"]
 
-_DAY, _YEAR = 86400.0, 365.25 * 86400.0
-_UMOL_C = 12.011e-9  # kgC per umol CO2
+#: g C per mol (CO2 or C): the carbon of one mole of CO2.
+MOLAR_MASS_C = 12.011
+#: J kg-1: latent heat of vaporisation at 0 degC (CMIP, CESM's LATVAP).
+LATENT_HEAT = 2.501e6
+#: kg m-3: density of liquid water.
+WATER_DENSITY = 1000.0
+
+#: Variables whose masses and moles are of carbon (model outputs and observation products).
+CARBON_VARIABLES = frozenset({
+    "gpp", "npp", "nee", "nep", "nbp", "reco", "ra", "rh", "fire", "fluc", "cveg", "csoil", "clitter",
+    "cf", "cw", "cr", "clit", "csom", "clab", "fco2", "co2flux",
+})
+#: Variables of evapotranspiration or latent heat: water and latent-heat contexts.
+LATENT_VARIABLES = frozenset({"le", "lh", "hfls", "et", "evspsbl", "evspsblveg", "evspsblsoi", "tran",
+                              "evapotrans"})
+#: Variables that are water (depths are masses per area).
+WATER_VARIABLES = frozenset({"mrso", "mrsos", "mrro", "mrros", "pr", "snw", "swe"}) | LATENT_VARIABLES
 
 
 class UnitError(ValueError):
     """A unit that is unknown or cannot be converted to the one wanted."""
 
 
-_TABLE: dict[str, tuple[str, float]] = {
-    "kgcm-2s-1": ("carbon flux", 1.0),
-    "kgm-2s-1": ("carbon flux", 1.0),  # the embedded global model's carbon fluxes (kgC)
-    "gcm-2s-1": ("carbon flux", 1e-3),
-    "gcm-2d-1": ("carbon flux", 1e-3 / _DAY),
-    "gm-2d-1": ("carbon flux", 1e-3 / _DAY),
-    "gcm-2yr-1": ("carbon flux", 1e-3 / _YEAR),
-    "kgcm-2yr-1": ("carbon flux", 1.0 / _YEAR),
-    "umolm-2s-1": ("carbon flux", _UMOL_C),
-    "umolco2m-2s-1": ("carbon flux", _UMOL_C),
-    "wm-2": ("energy flux", 1.0),
-    "mjm-2d-1": ("energy flux", 1e6 / _DAY),
-    "m2m-2": ("leaf area", 1.0),
-    "kgcm-2": ("carbon stock", 1.0),
-    "kgm-2": ("carbon stock", 1.0),
-    "gcm-2": ("carbon stock", 1e-3),
-}
+@lru_cache(maxsize=1)
+def registry():
+    """The pint UnitRegistry with the carbon, water and latent-heat definitions (built on first use:
+    pint takes a moment to load)."""
+    import pint
+
+    ureg = pint.UnitRegistry(cache_folder=None)
+    ureg.define("gram_carbon = [carbon] = gC = g_C")
+    ureg.define("tonne_carbon = 1e6 * gram_carbon = tC = t_C")
+    ureg.define(f"mole_carbon = {MOLAR_MASS_C} * gram_carbon = molC = mol_C")
+    ureg.define("fraction_of_one = 1 = frac")
+    dens = ["", "/[length]**2", "/[length]**2/[time]", "/[time]", "/[length]**2/[time]**2"]
+
+    carbon = pint.Context("carbon")
+    for d in dens:
+        carbon.add_transformation(f"[mass]{d}", f"[carbon]{d}", lambda u, x: x * u.gC / u.g)
+        carbon.add_transformation(f"[carbon]{d}", f"[mass]{d}", lambda u, x: x * u.g / u.gC)
+        carbon.add_transformation(f"[substance]{d}", f"[carbon]{d}",
+                                  lambda u, x: x * MOLAR_MASS_C * u.gC / u.mol)
+        carbon.add_transformation(f"[carbon]{d}", f"[substance]{d}",
+                                  lambda u, x: x * u.mol / (MOLAR_MASS_C * u.gC))
+    ureg.add_context(carbon)
+
+    water = pint.Context("water")
+    for d in ("", "/[time]"):
+        water.add_transformation(f"[length]{d}", f"[mass]/[length]**2{d}",
+                                 lambda u, x: x * WATER_DENSITY * u.kg / u.m**3)
+        water.add_transformation(f"[mass]/[length]**2{d}", f"[length]{d}",
+                                 lambda u, x: x / (WATER_DENSITY * u.kg / u.m**3))
+    ureg.add_context(water)
+
+    latent = pint.Context("latent")
+    latent.add_transformation("[mass]/[length]**2/[time]", "[mass]/[time]**3",
+                              lambda u, x: x * LATENT_HEAT * u.J / u.kg)
+    latent.add_transformation("[mass]/[time]**3", "[mass]/[length]**2/[time]",
+                              lambda u, x: x / (LATENT_HEAT * u.J / u.kg))
+    ureg.add_context(latent)
+    return ureg
 
 
-def _key(unit: str) -> str:
-    u = unit.strip().lower().replace("µ", "u").replace("day", "d").replace("year", "yr")
-    u = re.sub(r"\byr\b|\ba\b", "yr", u)
-    u = u.replace("/m2", " m-2").replace("/s", " s-1").replace("/d", " d-1").replace("/yr", " yr-1")
-    u = u.replace("**", "").replace("^", "")
-    return re.sub(r"\s+", "", u).replace("g c", "gc")
+def __getattr__(name: str):
+    if name == "ureg":  # bayescal.readers.units.ureg: the registry, built on first use
+        return registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+_SUBS = [
+    (re.compile(r"[µμ]"), "u"),
+    # carbon written apart: "g C", "kg C", "mol C", "g[C]", "gCarbon"
+    (re.compile(r"\b([a-zA-Z]?(?:g|t|mol))\s*(?:\[C\]|C\b|Carbon\b|carbon\b)"), r"\1C"),
+    # moles of CO2: "umolCO2", "umol CO2", "mol(CO2)" are moles (of CO2, 12.011 gC in context carbon)
+    (re.compile(r"\b([a-zA-Z]?mol)\s*\(?CO2\)?"), r"\1"),
+    (re.compile(r"\bdays?\b"), "day"),
+    (re.compile(r"\byears?\b|\byr\b|\by\b"), "year"),  # FLUXNET: "gC m-2 y-1"
+    (re.compile(r"\bmonths?\b|\bmon\b"), "month"),
+    # CF/UDUNITS exponents: "m-2" -> "m^-2", "m2" -> "m^2"
+    (re.compile(r"(?<=[A-Za-z)])(?<![0-9.][eE])(-?\d+)\b"), r"^\1"),
+    (re.compile(r"\*\*"), "^"),
+]
 
 
-def conversion_factor(from_unit: str, to_unit: str) -> float:
-    """Factor ``f`` with ``value[to_unit] = f * value[from_unit]``."""
-    a, b = _TABLE.get(_key(from_unit)), _TABLE.get(_key(to_unit))
-    for unit, entry in ((from_unit, a), (to_unit, b)):
-        if entry is None:
-            raise UnitError(f"unknown unit {unit!r}; known: {sorted({k for k in _TABLE})}")
-    if a[0] != b[0]:
-        raise UnitError(f"cannot convert {from_unit!r} ({a[0]}) to {to_unit!r} ({b[0]})")
-    return a[1] / b[1]
+def _normalise(unit: str) -> str:
+    u = unit.strip()
+    for pat, rep in _SUBS:
+        u = pat.sub(rep, u)
+    return u
 
 
-def convert(values: np.ndarray, from_unit: str, to_unit: str) -> np.ndarray:
-    """``values`` in ``from_unit`` expressed in ``to_unit``."""
-    return np.asarray(values, dtype=float) * conversion_factor(from_unit, to_unit)
+@lru_cache(maxsize=512)
+def parse_units(unit: str):
+    """One of ``unit`` as a pint quantity (magnitude 1 unless the string is scaled, e.g.
+    ``1e-3 kg m-2``); a :class:`UnitError` if not understood."""
+    if not isinstance(unit, str) or not unit.strip():
+        raise UnitError(f"unknown unit {unit!r}: empty")
+    import pint
+
+    try:
+        return registry().Quantity(_normalise(unit))
+    except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError, TypeError,
+            ValueError, AssertionError, SyntaxError) as err:
+        raise UnitError(f"unknown unit {unit!r} ({err})") from None
+
+
+def context_for(variable: str | None) -> tuple[str, ...]:
+    """The pint contexts of a variable: carbon, water (+ latent) or none."""
+    if variable is None:
+        return ()
+    v = variable.lower()
+    if v in CARBON_VARIABLES:
+        return ("carbon",)
+    if v in LATENT_VARIABLES:
+        return ("water", "latent")
+    if v in WATER_VARIABLES:
+        return ("water",)
+    return ()
+
+
+def conversion_factor(from_unit: str, to_unit: str, variable: str | None = None) -> float:
+    """Factor ``f`` with ``value[to_unit] = f * value[from_unit]`` for ``variable``.
+
+    ``variable`` (the model's name: ``gpp``, ``hfls``, ``et``, ...) selects the contexts; without
+    one, the carbon context applies when either unit is a carbon unit.
+    """
+    import pint
+
+    a, b = parse_units(from_unit), parse_units(to_unit)
+    contexts = context_for(variable)
+    if variable is None and ("[carbon]" in a.dimensionality or "[carbon]" in b.dimensionality):
+        contexts = ("carbon",)
+    try:
+        f = a.to(b.units, *contexts).magnitude / b.magnitude
+    except pint.errors.DimensionalityError:
+        what = f" for variable {variable!r}" if variable else ""
+        ctx = f" (contexts: {', '.join(contexts)})" if contexts else ""
+        raise UnitError(f"cannot convert {from_unit!r} ({_dims(a)}) to {to_unit!r} ({_dims(b)}){what}{ctx}: "
+                        "different quantities") from None
+    return float(f)
+
+
+def _dims(u) -> str:
+    d = str(u.dimensionality)
+    return "dimensionless" if d == "dimensionless" else d
+
+
+def convert(values, from_unit: str, to_unit: str, variable: str | None = None) -> np.ndarray:
+    """``values`` in ``from_unit`` expressed in ``to_unit`` (see :func:`conversion_factor`)."""
+    return np.asarray(values, dtype=float) * conversion_factor(from_unit, to_unit, variable)

@@ -13,9 +13,11 @@ from .figures import (
     plot_convergence,
     plot_heatmap,
     plot_loo,
+    plot_pair,
     plot_posterior_vs_prior,
     plot_ranking,
     plot_scree,
+    plot_trace,
 )
 from .html import write_report
 
@@ -26,8 +28,10 @@ __all__ = [
     "plot_convergence",
     "plot_heatmap",
     "plot_loo",
+    "plot_pair",
     "plot_posterior_vs_prior",
     "plot_ranking",
     "plot_scree",
+    "plot_trace",
     "write_report",
 ]

@@ -23,9 +23,12 @@ __all__ = [
     "plot_convergence",
     "plot_heatmap",
     "plot_loo",
+    "plot_pair",
     "plot_posterior_vs_prior",
     "plot_ranking",
     "plot_scree",
+    "plot_trace",
+    "posterior_values",
 ]
 
 
@@ -251,3 +254,83 @@ def plot_heatmap(indices: xr.Dataset, index: str | None = None, top: int = 30, a
     ax.set_title(f"{index} ({method})")
     ax.figure.tight_layout()
     return ax
+
+
+def posterior_values(posterior: xr.Dataset) -> dict[str, tuple[np.ndarray, str]]:
+    """Every value of a posterior Dataset (chain, draw[, <family>_group]) as
+    ``{"family[group]": ((chain, draw) array, units)}`` (ArviZ-version agnostic: plain xarray)."""
+    out: dict[str, tuple[np.ndarray, str]] = {}
+    for name, da in posterior.data_vars.items():
+        units = str(da.attrs.get("units", ""))
+        da = da.transpose("chain", "draw", ...)
+        if da.ndim == 2:
+            out[str(name)] = (da.values, units)
+            continue
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        flat = da.stack(__value__=extra)
+        for k in range(flat.sizes["__value__"]):
+            idx = flat["__value__"].values[k]
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            out[f"{name}[{','.join(map(str, idx))}]"] = (flat.isel(__value__=k).values, units)
+    return out
+
+
+def _label(name: str, units: str) -> str:
+    return f"{name} ({units})" if units and units != "1" else name
+
+
+def plot_trace(posterior: xr.Dataset, labels: list[str] | None = None, max_chains: int = 64):
+    """Traces (every walker a line, after burn-in and thinning) and pooled marginals per value."""
+    vals = posterior_values(posterior)
+    labels = list(vals) if labels is None else [lab for lab in labels if lab in vals]
+    fig, axes = plt.subplots(len(labels), 2, figsize=(9, 0.5 + 1.7 * len(labels)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for i, lab in enumerate(labels):
+        x, units = vals[lab]
+        ax, axh = axes[i, 0], axes[i, 1]
+        for c in range(min(x.shape[0], max_chains)):
+            ax.plot(x[c], lw=0.5, alpha=0.4)
+        ax.set_title(lab, fontsize=8, loc="left")
+        ax.set_ylabel(units if units and units != "1" else "", fontsize=7)
+        ax.tick_params(labelsize=7)
+        axh.hist(x.ravel(), bins=40, density=True, color="C0", alpha=0.7, orientation="horizontal")
+        axh.set_ylim(ax.get_ylim())
+        axh.tick_params(labelsize=7, labelleft=False)
+    axes[-1, 0].set_xlabel("draw (after burn-in and thinning)", fontsize=8)
+    axes[0, 1].set_title("marginal", fontsize=8)
+    fig.suptitle("every walker a line", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pair(posterior: xr.Dataset, labels: list[str], max_points: int = 4000, seed: int = 0):
+    """Pair plot: marginal histograms on the diagonal, joint samples below (pooled walkers)."""
+    vals = posterior_values(posterior)
+    labels = [lab for lab in labels if lab in vals]
+    k = len(labels)
+    cols = np.column_stack([vals[lab][0].ravel() for lab in labels])
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(cols.shape[0], size=min(max_points, cols.shape[0]), replace=False)
+    fig, axes = plt.subplots(k, k, figsize=(1.9 * k + 1, 1.9 * k + 1), squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_visible(False)
+                continue
+            if i == j:
+                ax.hist(cols[:, i], bins=40, color="C0", alpha=0.7)
+                ax.set_yticks([])
+            else:
+                ax.scatter(cols[pick, j], cols[pick, i], s=2, alpha=0.25, color="C0", lw=0)
+            ax.tick_params(labelsize=6)
+            if i == k - 1:
+                ax.set_xlabel(_label(labels[j], vals[labels[j]][1]), fontsize=7)
+            else:
+                ax.set_xticklabels([])
+            if j == 0 and i > 0:
+                ax.set_ylabel(_label(labels[i], vals[labels[i]][1]), fontsize=7)
+            elif j > 0:
+                ax.set_yticklabels([])
+    fig.tight_layout()
+    return fig

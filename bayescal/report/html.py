@@ -19,9 +19,11 @@ from .figures import (
     plot_clouds,
     plot_convergence,
     plot_loo,
+    plot_pair,
     plot_posterior_vs_prior,
     plot_ranking,
     plot_scree,
+    plot_trace,
     plt,
 )
 
@@ -61,6 +63,60 @@ def _left_out_item(path) -> str:
     return (f"<li>{n} values left out of the calibration are marginalised over their prior: their spread "
             f"(median {np.median(r):.2f} σ, largest {r.max():.2f} σ of the observations) is in the "
             "likelihood as discrepancy</li>")
+
+
+def posterior_diagnostics(post_dir: Path, idata=None) -> xr.Dataset:
+    """R-hat and ESS of a run's posterior: ``diagnostics.nc`` as the posterior stage wrote it,
+    else (run directories from before it did) computed from ``posterior.nc``."""
+    import warnings
+
+    from ..posterior import diagnose, load_inference_data
+
+    path = Path(post_dir) / "diagnostics.nc"
+    if path.exists():
+        return xr.load_dataset(path)
+    idata = load_inference_data(Path(post_dir) / "posterior.nc") if idata is None else idata
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return diagnose(idata)
+
+
+def trace_labels(diag: xr.Dataset, n: int = 8) -> list[str]:
+    """The values whose traces the report shows: the ``n`` with the largest R-hat."""
+    order = np.argsort(-np.nan_to_num(diag["r_hat"].values, nan=np.inf), kind="stable")
+    return [str(diag["parameter"].values[i]) for i in order[:n]]
+
+
+def diagnostics_section(diag: xr.Dataset) -> str:
+    """The R-hat / ESS table of the posterior with the chain's length and autocorrelation time."""
+    rmax, emin = float(diag.attrs.get("rhat_max", 1.01)), float(diag.attrs.get("ess_min", 400))
+    rows = []
+    for k, lab in enumerate(diag["parameter"].values):
+        r, eb, et = (float(diag[v].values[k]) for v in ("r_hat", "ess_bulk", "ess_tail"))
+        flag = []
+        if not r <= rmax:
+            flag.append(f"R-hat &gt; {rmax:g}")
+        if not eb >= emin:
+            flag.append(f"bulk ESS &lt; {emin:g}")
+        style = " style='color:#b00'" if flag else ""
+        rows.append(f"<tr{style}><td>{html.escape(str(lab))}</td><td>{r:.3f}</td><td>{eb:.0f}</td>"
+                    f"<td>{et:.0f}</td><td>{', '.join(flag) or 'ok'}</td></tr>")
+    a = diag.attrs
+    chain = ""
+    if "n_steps" in a:
+        chain = (f"{int(a['n_walkers'])} walkers x {int(a['n_steps'])} steps (emcee), burn-in "
+                 f"{int(a['burn'])}, thinned by {int(a['thin'])}: {int(a.get('n_draws', 0))} draws; "
+                 f"autocorrelation time up to {float(a['tau_max']):.0f} steps (the chain is "
+                 f"{float(a['n_steps']) / max(float(a['tau_max']), 1e-9):.0f} of them long; 50 advised). ")
+    n_bad = sum("ok" not in r for r in rows)
+    verdict = ("all values within bounds" if not n_bad else
+               f"<b>{n_bad} of {len(rows)} values out of bounds: run the chains longer before trusting "
+               "these estimates</b>")
+    return ("<h3>Convergence: R-hat and effective sample size</h3>"
+            f"<p>{chain}Bounds: R-hat &le; {rmax:g}, bulk ESS &ge; {emin:g} (walkers treated as chains; "
+            f"emcee's walkers are not independent, so R-hat is optimistic). {verdict}.</p>"
+            "<table class='t'><tr><th>parameter</th><th>R-hat</th><th>bulk ESS (draws)</th>"
+            f"<th>tail ESS (draws)</th><th>flag</th></tr>{''.join(rows)}</table>")
 
 
 def _png(fig, path: Path) -> str:
@@ -132,11 +188,8 @@ def write_report(run_dir) -> Path:
 
 def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     """Every figure of the report as (name, caption, base64 PNG), each also saved to figures/."""
-    import arviz as az
-
     from ..gcb import load_gcb2024, load_gcb2024_land_models
-    from ..parameters import family
-    from ..posterior import unit_samples
+    from ..posterior import get_group, load_inference_data, unit_samples
 
     run, space = rd.path, rd.space()
     theta = rd.truth_theta()  # None: real products, and the model grid stands in truth.nc
@@ -159,18 +212,16 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     add("distance_clouds", "Distance to the optimum vs emulated misfit (Seiler Fig. 6b, c).",
         plot_clouds(xr.load_dataset(eq / "cloud_global.nc"), xr.load_dataset(eq / "cloud_local.nc")))
     add("pca_scree", "PCA of the posterior samples.", plot_scree(xr.load_dataset(eq / "pca.nc")))
-    idata = az.from_netcdf(str(run / "posterior" / "posterior.nc"))
+    idata = load_inference_data(run / "posterior" / "posterior.nc")
+    post = get_group(idata, "posterior")
     add("posterior_vs_prior", "Marginal posteriors against the prior.",
         plot_posterior_vs_prior(unit_samples(idata, space), truth_u, rd.optimum_u()))
     ident = xr.load_dataset(eq / "identifiability.nc")
-    top = list(ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4])
-    fams = sorted({family(t) for t in top})
-    axes = az.plot_pair(idata, var_names=fams, kind="kde", marginals=True, figsize=(7, 7), textsize=7,
-                        kde_kwargs={"contourf_kwargs": {"cmap": "Blues"}})
-    add("pair_plot", "Pair plot (ArviZ) of the best-constrained parameter families.",
-        np.ravel(axes)[0].get_figure())
-    axes = az.plot_trace(idata, var_names=fams, compact=True, figsize=(8, 1.8 * len(fams)))
-    add("trace", "Traces (ArviZ).", np.ravel(axes)[0].get_figure())
+    top = [str(t) for t in ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4]]
+    add("pair_plot", "Pair plot of the four best-constrained parameters (physical units; pooled walkers).",
+        plot_pair(post, top))
+    add("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
+        plot_trace(post, trace_labels(posterior_diagnostics(run / "posterior", idata))))
     outputs = xr.load_dataset(run / "propagate" / "outputs.nc")
     add("gpp_nbp_bands", "Global GPP and NBP bands against GCB 2024 (Seiler Fig. 10).",
         plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), twin_truth))
@@ -238,6 +289,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         + _left_out_item(run / "posterior" / "left_out.nc")
         + f"<li>alternative sets: {alt.sizes['alternative']}, smallest pairwise distance "
         f"{alt.attrs['min_distance']:.2f}</li></ul>",
+        diagnostics_section(posterior_diagnostics(run / "posterior")),
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",
         _tab(ident_df, "{:.3f}"),
         _equifinality_section(eq),

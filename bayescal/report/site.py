@@ -79,10 +79,9 @@ def _coverage_table(pc: dict | None) -> str:
 
 def write_site_report(rd) -> Path:
     """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
-    import arviz as az
-
-    from ..posterior import unit_samples
-    from .html import _closing_sections, _page, _png
+    from ..posterior import get_group, load_inference_data, unit_samples
+    from .figures import plot_pair, plot_trace
+    from .html import _closing_sections, _page, _png, diagnostics_section, posterior_diagnostics, trace_labels
 
     cfg, run, space = rd.config(), rd.path, rd.space()
     rd.figures.mkdir(parents=True, exist_ok=True)
@@ -90,14 +89,21 @@ def write_site_report(rd) -> Path:
     summary = json.loads((run / "propagate" / "summary.json").read_text())
     variables = [v for v in ("nee", "gpp", "reco", "le") if f"{v}_daily" in bands]
     errs = json.loads((run / "posterior" / "error_model.json").read_text())
-    idata = az.from_netcdf(str(run / "posterior" / "posterior.nc"))
+    idata = load_inference_data(run / "posterior" / "posterior.nc")
+    post, post_u = get_group(idata, "posterior"), unit_samples(idata, space)
+    diag = posterior_diagnostics(run / "posterior", idata)
+    best = [space.labels[j] for j in np.argsort(post_u.std("sample").values, kind="stable")[:4]]
     pc = summary.get("parameter_coverage")
     truth_u = np.array([pc[lab]["truth_u"] for lab in space.labels]) if pc else None
     figs = [
         ("validation", "Validation years: posterior-predictive 90 % bands (model draws plus the error model) "
          "against the observations, daily, monthly and annual.", plot_validation(bands, variables)),
         ("posterior_vs_prior", "Marginal posteriors (unit cube) against the uniform prior.",
-         plot_posterior_vs_prior(unit_samples(idata, space), truth_u, rd.optimum_u())),
+         plot_posterior_vs_prior(post_u, truth_u, rd.optimum_u())),
+        ("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
+         plot_trace(post, trace_labels(diag))),
+        ("pair_plot", "Pair plot of the four best-constrained values (physical units; pooled walkers).",
+         plot_pair(post, best)),
         ("convergence", "Maximum likelihood (CMA-ES): minus the log-likelihood per run.",
          plot_convergence(xr.load_dataset(run / "optimize" / "history.nc"))),
     ]
@@ -119,6 +125,7 @@ def write_site_report(rd) -> Path:
         "<th>values</th><th>median sigma</th><th>discrepancy s</th><th>AR(1) rho</th><th>units</th></tr>"
         f"{err_rows}</table>",
         _coverage_table(pc),
+        diagnostics_section(diag),
         "<h2>Figures</h2>",
         *[f"<figure id='fig-{n}'><img class='fig' alt='{html.escape(c)}' src='data:image/png;base64,{d}'>"
           f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, c, d in imgs],

@@ -1,0 +1,163 @@
+"""A multi-output emulator for many inputs: a ridge regression on every input plus a GP on the
+residuals over each output's most active inputs (the structure of ExeterUQ's emulators).
+
+At d ~ 100+ inputs an ARD Gaussian process on every input is both slow to fit and, with a few
+hundred runs, inaccurate (each of its 100+ length scales is a free parameter). History-matching
+practice (Vernon et al. 2010; Williamson et al. 2013; ExeterUQ, hmer) emulates each output as
+
+    f_j(u) = b_j0 + sum_i b_ji u_i + GP_j(u[A_j]) + nugget_j,
+
+a regression on all inputs (here ridge with its penalty chosen by generalised cross-validation,
+so every input keeps its linear effect), a Gaussian process on the regression residuals over the
+``n_active`` inputs ``A_j`` with the largest coefficients, and a nugget that carries what the
+other inputs do beyond their linear effect. The nugget is part of the predictive variance: it is
+emulator uncertainty, never mistaken for model-data discrepancy.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import RidgeCV
+from threadpoolctl import threadpool_limits
+
+from .base import EmulatorError, _as_inputs, check_fitted
+from .gp import GPEmulator
+
+__all__ = ["ActiveGPEmulator"]
+
+
+class ActiveGPEmulator(BaseEstimator):
+    """Ridge regression on all inputs + a GP on the residuals over each output's active inputs.
+
+    Parameters
+    ----------
+    n_active : int
+        Inputs of each output's GP: those with the largest absolute ridge coefficients.
+    max_fit : int
+        The GP's hyper-parameters are fitted on at most this many (random) runs of those it is
+        conditioned on.
+    max_condition : int
+        The GP is conditioned on at most this many runs, the last ones given (in history
+        matching: the latest waves', inside the region not ruled out); the ridge uses every run.
+        A prediction with its sd costs O(max_condition^2) per point and output.
+    kernel : {"matern52", "rbf"}
+    max_iter : int
+        L-BFGS-B iterations of each hyper-parameter fit.
+    alphas : array_like
+        Ridge penalties tried (on standardised outputs), chosen per output by generalised
+        cross-validation.
+    random_state : int
+        Seed of the fitting subsets and the GPs.
+    n_jobs : int
+        Threads fitting the outputs' GPs (numpy releases the GIL).
+
+    Attributes
+    ----------
+    coef_ : ndarray (outputs, inputs)
+        Ridge coefficients on the standardised outputs.
+    active_ : ndarray of int (outputs, n_active)
+        The inputs of each output's GP.
+    gps_ : list of GPEmulator
+    """
+
+    def __init__(self, n_active: int = 12, max_fit: int = 250, max_condition: int = 400,
+                 kernel: str = "matern52", max_iter: int = 60, alphas: Any = None, random_state: int = 0,
+                 n_jobs: int = 2) -> None:
+        self.n_active = n_active
+        self.max_fit = max_fit
+        self.max_condition = max_condition
+        self.kernel = kernel
+        self.max_iter = max_iter
+        self.alphas = alphas
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    supports_uq = True
+
+    def fit(self, X: Any, Y: Any) -> ActiveGPEmulator:
+        """Fit to unit-cube inputs ``X`` (runs, inputs) and outputs ``Y`` (runs, outputs)."""
+        Xa = _as_inputs(X)
+        Ya = np.asarray(Y, dtype=float).reshape(Xa.shape[0], -1)
+        if not np.isfinite(Ya).all():
+            raise EmulatorError("outputs hold NaN/inf: drop failed runs before fitting")
+        n, d = Xa.shape
+        if n < 8:
+            raise EmulatorError(f"need at least 8 runs, got {n}")
+        self.y_mean_ = Ya.mean(0)
+        self.y_sd_ = np.where(Ya.std(0) > 0, Ya.std(0), 1.0)
+        Ys = (Ya - self.y_mean_) / self.y_sd_
+        alphas = np.logspace(-3, 3, 13) * n if self.alphas is None else np.asarray(self.alphas, float)
+        ridge = RidgeCV(alphas=alphas, alpha_per_target=True).fit(Xa, Ys)
+        self.coef_ = np.atleast_2d(ridge.coef_)
+        self.intercept_ = np.atleast_1d(ridge.intercept_)
+        # the GP models the ridge's leave-one-out residuals, r_i / (1 - h_ii): out-of-sample
+        # errors, so its variance is honest where the in-sample residuals of a ridge with ~d
+        # coefficients on a few hundred runs would be far too small
+        resid = (Ys - (Xa @ self.coef_.T + self.intercept_)) / (1.0 - _ridge_leverage(Xa, ridge.alpha_))
+        k = min(self.n_active, d)
+        self.active_ = np.argsort(-np.abs(self.coef_), axis=1, kind="stable")[:, :k]
+        rng = np.random.default_rng(self.random_state)
+        last = np.arange(max(0, n - self.max_condition), n)
+        sub = np.sort(rng.choice(last.size, size=min(last.size, self.max_fit), replace=False))
+        Xc, rc = Xa[last], resid[last]
+        # one BLAS thread per GP: small matrices, and a shared machine makes threads thrash
+        with ThreadPoolExecutor(self.n_jobs) as pool, threadpool_limits(1, user_api="blas"):
+            self.gps_ = list(pool.map(lambda j: self._fit_gp(Xc[:, self.active_[j]], rc[:, j], sub),
+                                      range(Ys.shape[1])))
+        self.n_features_in_ = d
+        return self
+
+    def _fit_gp(self, Xj: np.ndarray, r: np.ndarray, sub: np.ndarray) -> GPEmulator:
+        """GP of one output's residuals: hyper-parameters on ``sub``, conditioned on all runs."""
+        opts = dict(kernel=self.kernel, mean="constant", n_jobs=1, random_state=self.random_state)
+        gp = GPEmulator(n_restarts=0, max_iter=self.max_iter, noise_bounds=(1e-6, 1.0), **opts)
+        gp.fit(Xj[sub], r[sub])
+        if sub.size == r.size:
+            return gp
+        # same hyper-parameters in the original units: rescale to the full set's standardisation
+        scale = (gp.y_std_ / max(r.std(), 1e-12)) ** 2
+        fixed = GPEmulator(optimizer=None, length_scale=gp.length_scale_,
+                           signal_variance=gp.signal_variance_ * scale, noise=gp.noise_ * scale, **opts)
+        return fixed.fit(Xj, r)
+
+    def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean (points, outputs) and, with ``return_std``, the predictive sd including the nugget.
+
+        Run many predictions under ``threadpoolctl.threadpool_limits(1)``: the matrices are small.
+        """
+        check_fitted(self, "gps_")
+        Xa = _as_inputs(X, None, self.n_features_in_)
+        return self._predict(Xa, return_std)
+
+    def _predict(self, Xa: np.ndarray, return_std: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        mean = Xa @ self.coef_.T + self.intercept_
+        sd = np.zeros_like(mean)
+        for j, (gp, a) in enumerate(zip(self.gps_, self.active_, strict=True)):
+            # the GPs' own block prediction: inputs were checked once above (a sampler calls this
+            # thousands of times with a few points)
+            for i in range(0, Xa.shape[0], 2048):
+                m, s = gp._predict_block(Xa[i:i + 2048, a], "std" if return_std else None, True)
+                mean[i:i + 2048, j] += m
+                if return_std:
+                    sd[i:i + 2048, j] = s
+        mean = mean * self.y_sd_ + self.y_mean_
+        return (mean, sd * self.y_sd_) if return_std else mean
+
+    def nugget_sd(self) -> np.ndarray:
+        """Sd of each output's nugget (original units): what its inactive inputs add beyond
+        their linear effect, as the emulator sees it."""
+        check_fitted(self, "gps_")
+        return np.array([np.sqrt(g.noise_) * g.y_std_ for g in self.gps_]) * self.y_sd_
+
+
+def _ridge_leverage(X: np.ndarray, alpha: Any) -> np.ndarray:
+    """Diagonal of the ridge hat matrix (with intercept) per run and output: (runs, outputs)."""
+    U, s, _ = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    alpha = np.atleast_1d(np.asarray(alpha, dtype=float))
+    shrink = s[:, None] ** 2 / (s[:, None] ** 2 + alpha[None, :])  # (k, outputs)
+    h = (U**2) @ shrink + 1.0 / X.shape[0]
+    return np.minimum(h, 0.99)

@@ -1,0 +1,209 @@
+"""Runs a declared workflow in a run directory: keys, reuse, resume, records, summaries -- once.
+
+For each stage in order, the engine computes its key (:mod:`bayescal.workflow.keys`) and
+
+- **reuses** it when its ``stage.json`` holds that key (inputs unchanged);
+- **resumes** it when its ``started.json`` holds that key (killed before it finished: the
+  runner's stores keep every finished model run);
+- otherwise **reruns** it: the folder of other inputs is moved to ``.stale/`` (never deleted),
+  keeping the run stores the stage declares (:class:`~bayescal.workflow.stage.RunStore`) whose
+  own inputs are unchanged.
+
+Every record is written atomically; a damaged one is set aside with a warning and its stage
+reruns. A stage function receives the context (the pipeline object): ``config``, ``run_dir``,
+``say`` and ``model_runs()`` are what the engine itself uses of it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import __version__
+from ..rundir import StageRecord, read_json_record, write_json_atomic
+from .keys import changed_inputs, stage_inputs, stage_key
+from .rundir_guard import claim_run_dir, set_aside
+from .stage import Stage, Workflow
+
+__all__ = ["Engine", "PlannedStage", "StageContext", "summary_table"]
+
+
+class StageContext(Protocol):
+    """What the engine needs of the object it hands to the stage functions."""
+
+    config: Mapping[str, Any]
+    run_dir: Path
+
+    def say(self, msg: str) -> None:
+        """Print one line of progress (or not)."""
+
+    def model_runs(self) -> int | None:
+        """Model runs made in this process so far; None when they run elsewhere (counted from
+        the member files the stores wrote)."""
+
+
+@dataclass
+class PlannedStage:
+    """What :meth:`Engine.plan` expects a stage to do in the next ``bayescal run``."""
+
+    name: str
+    key: str
+    status: str  # "reuse" | "resume" | "rerun" | "run"
+    help: str
+    changed: list[str] = field(default_factory=list)
+    expected_runs: str = ""
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _files_since(stage_dir: Path, since: float) -> int:
+    """Member files the runner's stores under ``stage_dir`` wrote since ``since`` (epoch s)."""
+    return sum(1 for f in stage_dir.rglob("member_*.nc") if f.stat().st_mtime >= since)
+
+
+def summary_table(records: list[StageRecord]) -> str:
+    """Per-stage table: status, wall time, peak memory, model runs; and the totals."""
+    lines = [f"{'stage':15s} {'status':7s} {'wall s':>8s} {'peak GiB':>9s} {'runs':>6s}"]
+    for r in records:
+        lines.append(f"{r.name:15s} {r.status:7s} {r.wall:8.1f} {r.peak_rss_gib:9.2f} {r.runs:6d}")
+    lines.append(
+        f"{'total':15s} {'':7s} {sum(r.wall for r in records):8.1f} "
+        f"{max((r.peak_rss_gib for r in records), default=0):9.2f} {sum(r.runs for r in records):6d}"
+    )
+    return "\n".join(lines)
+
+
+class Engine:
+    """A workflow bound to a context (config, run directory).
+
+    Parameters
+    ----------
+    workflow : Workflow
+        The declared stages.
+    context : StageContext
+        Handed to every stage function.
+    """
+
+    def __init__(self, workflow: Workflow, context: StageContext) -> None:
+        self.workflow = workflow
+        self.ctx = context
+        self.run_dir = Path(context.run_dir)
+        self._keys: dict[str, tuple[str, dict]] | None = None
+
+    # ------------------------------------------------------------------------ keys
+    def keys(self) -> dict[str, tuple[str, dict]]:
+        """Every stage's key and the inputs it hashes, in order (computed once)."""
+        if self._keys is None:
+            keys: dict[str, tuple[str, dict]] = {}
+            for stage in self.workflow.stages:
+                inputs = stage_inputs(stage, self.ctx.config, {n: k for n, (k, _) in keys.items()})
+                keys[stage.name] = (stage_key(stage.name, inputs), inputs)
+            self._keys = keys
+        return self._keys
+
+    def _store_keys(self, stage: Stage) -> dict[str, str]:
+        needed = {n: k for n, (k, _) in self.keys().items()}
+        return {s.path: stage_key(f"{stage.name}/{s.path}", stage_inputs(s, self.ctx.config, needed))
+                for s in stage.keeps}
+
+    def _selected(self, stages: tuple[str, ...] | None) -> list[Stage]:
+        if stages is None:
+            return list(self.workflow.stages)
+        for name in stages:
+            self.workflow.stage(name)  # an unknown name is named
+        return [s for s in self.workflow.stages if s.name in stages]
+
+    # ------------------------------------------------------------------------ plan
+    def plan(self, stages: tuple[str, ...] | None = None) -> list[PlannedStage]:
+        """What running ``stages`` (default: all) would do; reads records, writes nothing."""
+        out = []
+        for stage in self._selected(stages):
+            key, inputs = self.keys()[stage.name]
+            folder = self.run_dir / stage.name
+            done = read_json_record(folder / "stage.json", set_aside=False)
+            started = read_json_record(folder / "started.json", set_aside=False)
+            changed: list[str] = []
+            if done is not None and done.get("key") == key:
+                status = "reuse"
+            elif started is not None and started.get("key") == key:
+                status = "resume"
+            elif folder.exists():
+                status = "rerun"
+                changed = changed_inputs((done or started or {}).get("inputs"), inputs)
+            else:
+                status = "run"
+            runs = stage.expected_runs(self.ctx.config) if stage.expected_runs else ""
+            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs))
+        return out
+
+    # ------------------------------------------------------------------------- run
+    def claim(self) -> None:
+        """Create (or re-open) the run directory; refuses a folder bayescal did not create."""
+        claim_run_dir(self.run_dir, self.workflow.name, self.workflow.names)
+
+    def run(self, stages: tuple[str, ...] | None = None) -> list[StageRecord]:
+        """Run (or reuse) ``stages`` (default: all) in the workflow's order.
+
+        Call :meth:`claim` first. Returns what each stage did.
+        """
+        records = []
+        for stage in self._selected(stages):
+            key, inputs = self.keys()[stage.name]
+            done = read_json_record(self.run_dir / stage.name / "stage.json")
+            if done is not None and done.get("key") == key and "wall" in done:
+                records.append(StageRecord(stage.name, "reused", done["wall"], done["peak_rss_gib"],
+                                           done["runs"], done.get("warnings", [])))
+                self.ctx.say(f"[{stage.name}] up to date (inputs unchanged) - reused")
+            else:
+                records.append(self._execute(stage, key, inputs))
+        return records
+
+    def _prepare(self, stage: Stage, key: str, inputs: dict) -> None:
+        """The stage's folder for a run with ``key``: resumed, or fresh (the old one set aside)."""
+        folder = self.run_dir / stage.name
+        started = read_json_record(folder / "started.json")
+        stores = self._store_keys(stage)
+        if folder.exists() and not (started is not None and started.get("key") == key):
+            moved = set_aside(self.run_dir, folder)
+            self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
+            folder.mkdir()
+            old = (started or {}).get("stores", {}) or {}
+            for rel, store_key in stores.items():
+                if old.get(rel) == store_key and (moved / rel).exists():
+                    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(moved / rel, folder / rel)
+                    self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "stage.json").unlink(missing_ok=True)
+        write_json_atomic(folder / "started.json", {"key": key, "stores": stores, "inputs": inputs,
+                                                    "started": time.time()})
+
+    def _execute(self, stage: Stage, key: str, inputs: dict) -> StageRecord:
+        folder = self.run_dir / stage.name
+        t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._prepare(stage, key, inputs)
+            self.ctx.say(f"[{stage.name}] {stage.help}")
+            stage.function(self.ctx)
+        msgs = sorted({f"{w.category.__name__}: {w.message}" for w in caught
+                       if not issubclass(w.category, DeprecationWarning | FutureWarning)})
+        runs1 = self.ctx.model_runs()
+        runs = runs1 - runs0 if runs0 is not None and runs1 is not None else _files_since(folder, started_at)
+        rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs)
+        write_json_atomic(folder / "stage.json", {
+            "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
+            "runs": rec.runs, "warnings": msgs, "finished": time.time(), "bayescal": __version__,
+            "inputs": inputs,
+        })
+        self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
+                     + (f", {len(msgs)} warnings" if msgs else ""))
+        return rec

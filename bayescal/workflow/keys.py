@@ -1,0 +1,88 @@
+"""The key of a stage: a hash of everything it declares it reads.
+
+``key = hash(values of its declared config keys, contents of its input files, the keys of the
+stages it needs, bayescal's version)``. The inputs behind the key are kept beside it in the
+stage's records, so ``bayescal check`` can say what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .stage import RunStore, Stage, config_value
+
+__all__ = ["changed_inputs", "file_digest", "stage_inputs", "stage_key"]
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's content (``"missing"`` if it is not a file); cached per size and mtime."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    if not path.is_file():
+        return "missing"
+    cache_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if cache_key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[cache_key] = h.hexdigest()
+    return _DIGESTS[cache_key]
+
+
+def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Mapping[str, str]) -> dict:
+    """What a stage's (or run store's) key is made of.
+
+    Parameters
+    ----------
+    stage : Stage or RunStore
+        The declaration.
+    config : mapping
+        The validated config.
+    needed : mapping
+        Key of every stage of the workflow computed so far (name -> key).
+
+    Returns
+    -------
+    dict
+        ``reads`` (key -> hash of its value), ``files`` (path -> content hash), ``needs``
+        (stage -> key) and ``bayescal`` (the version).
+    """
+    return {
+        "reads": {k: _hash(config_value(config, k)) for k in stage.keys(config)},
+        "files": {str(p): file_digest(p) for p in sorted({str(p) for p in stage.input_files(config) if p})},
+        "needs": {n: needed[n] for n in stage.needs},
+        "bayescal": __version__,
+    }
+
+
+def stage_key(name: str, inputs: Mapping[str, Any]) -> str:
+    """The key of stage ``name`` with ``inputs`` (from :func:`stage_inputs`)."""
+    return _hash({"stage": name, **inputs})
+
+
+def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """The inputs that differ between two :func:`stage_inputs` (``run.seed``, a file, a stage)."""
+    if not old or not isinstance(old, Mapping):
+        return []
+    out = []
+    for group, label in (("reads", "{}"), ("files", "file {}"), ("needs", "stage {}")):
+        a, b = old.get(group, {}) or {}, new.get(group, {})
+        out += [label.format(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if old.get("bayescal") != new.get("bayescal"):
+        out.append(f"bayescal version {old.get('bayescal')} -> {new.get('bayescal')}")
+    return out

@@ -1,0 +1,114 @@
+"""The run directory is owned: bayescal writes only into a directory it created, and never
+deletes what it did not write.
+
+- :func:`claim_run_dir` creates the directory with a marker (``.bayescal-run.json``), or accepts
+  one that has the marker (or is empty); a non-empty directory without it, or a file, is refused
+  with :class:`~bayescal.rundir.RunDirRefused` before anything is written.
+- :func:`set_aside` moves a stage's folder of other inputs into ``.stale/`` instead of deleting
+  it: whatever a user put there survives.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
+
+__all__ = ["STALE", "check_run_dir", "claim_run_dir", "set_aside"]
+
+#: where stage folders of other inputs are moved (bayescal's; never deleted by bayescal)
+STALE = ".stale"
+#: what a run directory of an older bayescal (without the marker) always holds
+_LEGACY = ("config.json", "space.json")
+
+
+def _is_legacy_run_dir(path: Path) -> bool:
+    """A run directory an older bayescal wrote: its config and parameter space are there."""
+    return all((path / name).is_file() for name in _LEGACY)
+
+
+def check_run_dir(path: str | Path) -> str:
+    """What :func:`claim_run_dir` would do with ``path``, without writing anything.
+
+    Returns
+    -------
+    str
+        ``"new"`` (absent or empty), ``"owned"`` (has the marker) or ``"legacy"`` (an older
+        bayescal's run directory, adopted on the next run).
+
+    Raises
+    ------
+    RunDirRefused
+        ``path`` is a file, or a non-empty directory bayescal did not create.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirRefused(f"run directory {path} is a file, not a folder; set '[run] output' "
+                            "(or --run-dir) to a new folder")
+    if not path.exists() or not any(path.iterdir()):
+        return "new"
+    if (path / MARKER).exists():
+        return "owned"
+    if _is_legacy_run_dir(path):
+        return "legacy"
+    shown = sorted(p.name for p in path.iterdir())
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    raise RunDirRefused(
+        f"run directory {path} is not empty and was not created by bayescal (no {MARKER}; it holds "
+        f"{', '.join(shown[:5])}{more}); bayescal writes only into a new or empty folder or one it "
+        "created: set '[run] output' (or --run-dir) to a new folder")
+
+
+def claim_run_dir(path: str | Path, workflow: str, stages: tuple[str, ...]) -> Path:
+    """Create or re-open a run directory and (re)write its marker.
+
+    Parameters
+    ----------
+    path : path
+        The run directory.
+    workflow : str
+        The workflow's name, recorded in the marker.
+    stages : tuple of str
+        Its stages in order (:meth:`bayescal.rundir.RunDir.records` reads them).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    RunDirRefused
+        See :func:`check_run_dir`; nothing is written then.
+    """
+    path = Path(path)
+    check_run_dir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    old = read_json_record(path / MARKER) or {}
+    write_json_atomic(path / MARKER, {
+        "created_by": "bayescal", "created": old.get("created", time.time()), "bayescal": __version__,
+        "workflow": workflow, "stages": list(stages),
+        "contract": "bayescal writes only here; stage folders of other inputs are moved to .stale/",
+    })
+    return path
+
+
+def set_aside(run_dir: str | Path, stage_dir: str | Path) -> Path:
+    """Move ``stage_dir`` into ``<run_dir>/.stale/<name>-<n>/``; nothing is deleted.
+
+    Returns
+    -------
+    Path
+        Where it now is.
+    """
+    run_dir, stage_dir = Path(run_dir), Path(stage_dir)
+    stale = run_dir / STALE
+    stale.mkdir(exist_ok=True)
+    n = 1
+    while (target := stale / f"{stage_dir.name}-{n}").exists():
+        n += 1
+    os.replace(stage_dir, target)
+    return target

@@ -1,0 +1,102 @@
+"""Units through pint (bayescal.readers.units): the units FLUXNET, CMIP (CMOR) and ILAMB files use for
+bayescal's variables, converted to the model's units, against factors computed by hand."""
+
+import numpy as np
+import pytest
+
+from bayescal.readers import UnitError, conversion_factor, convert
+from bayescal.readers.units import LATENT_HEAT, parse_units
+
+DAY, YEAR = 86400.0, 365.25 * 86400.0
+C = 12.011  # g C per mol CO2
+
+# (source, variable, the file's unit, the model's unit, factor by hand)
+TABLE = [
+    # FLUXNET2015 (DD/WW/MM: per day; YY: per year; HH: umolCO2 m-2 s-1)
+    ("FLUXNET DD NEE_VUT_REF", "nee", "gC m-2 d-1", "gC m-2 d-1", 1.0),
+    ("FLUXNET DD GPP_NT_VUT_REF", "gpp", "gC m-2 d-1", "kg m-2 s-1", 1e-3 / DAY),
+    ("FLUXNET YY NEE_VUT_REF", "nee", "gC m-2 y-1", "gC m-2 d-1", 1 / 365.25),
+    ("FLUXNET HH NEE_VUT_REF", "nee", "umolCO2 m-2 s-1", "gC m-2 d-1", C * 1e-6 * DAY),
+    ("FLUXNET HH RECO", "reco", "µmol m-2 s-1", "gC m-2 d-1", C * 1e-6 * DAY),
+    ("FLUXNET LE_F_MDS", "le", "W m-2", "W m-2", 1.0),
+    ("FLUXNET LE_F_MDS as hfls", "hfls", "W m-2", "W m-2", 1.0),
+    ("FLUXNET H_F_MDS", "hfss", "W m-2", "W m-2", 1.0),
+    # CMIP6 CMOR (Lmon / Emon tables)
+    ("CMIP gpp", "gpp", "kg m-2 s-1", "gC m-2 d-1", 1e3 * DAY),
+    ("CMIP gpp", "gpp", "kg m-2 s-1", "kg m-2 s-1", 1.0),
+    ("CMIP nbp", "nbp", "kg m-2 s-1", "gC m-2 d-1", 1e3 * DAY),
+    ("CMIP nep as nee", "nee", "kg m-2 s-1", "gC m-2 d-1", 1e3 * DAY),
+    ("CMIP ra", "ra", "kg m-2 s-1", "kgC m-2 yr-1", YEAR),
+    ("CMIP lai", "lai", "1", "m2 m-2", 1.0),
+    ("CMIP hfls", "hfls", "W m-2", "W m-2", 1.0),
+    ("CMIP hfss", "hfss", "W m-2", "W m-2", 1.0),
+    ("CMIP evspsbl -> latent heat", "hfls", "kg m-2 s-1", "W m-2", LATENT_HEAT),
+    ("CMIP evspsbl", "evspsbl", "kg m-2 s-1", "mm day-1", DAY),
+    ("CMIP evspsbl -> le", "le", "kg m-2 s-1", "W m-2", 2.501e6),
+    ("CMIP mrso", "mrso", "kg m-2", "kg m-2", 1.0),
+    ("CMIP mrso", "mrso", "kg m-2", "mm", 1.0),
+    ("CMIP cVeg", "cveg", "kg m-2", "gC m-2", 1e3),
+    # ILAMB (FLUXCOM, GBAF, MODIS, AVHRR, GCB, biomass)
+    ("ILAMB GBAF gpp", "gpp", "g m-2 d-1", "gC m-2 d-1", 1.0),
+    ("ILAMB FLUXCOM gpp", "gpp", "gC m-2 day-1", "kg m-2 s-1", 1e-3 / DAY),
+    ("ILAMB GBAF reco", "reco", "g m-2 d-1", "gC m-2 d-1", 1.0),
+    ("ILAMB nee", "nee", "g m-2 d-1", "kg m-2 s-1", 1e-3 / DAY),
+    ("ILAMB FLUXCOM le", "hfls", "MJ m-2 d-1", "W m-2", 1e6 / DAY),
+    ("ILAMB MODIS et", "et", "kg m-2 s-1", "mm d-1", DAY),
+    ("ILAMB GLEAM et", "et", "mm day-1", "kg m-2 s-1", 1 / DAY),
+    ("ILAMB et -> latent heat", "hfls", "mm day-1", "W m-2", 2.501e6 / DAY),
+    ("ILAMB AVHRR lai", "lai", "1", "m2 m-2", 1.0),
+    ("ILAMB MODIS lai", "lai", "m2/m2", "m2 m-2", 1.0),
+    ("ILAMB GCB nbp", "nbp", "Pg yr-1", "kg s-1", 1e12 / YEAR),
+    ("ILAMB biomass", "cveg", "Mg ha-1", "kg m-2", 0.1),
+    # the issue's spellings
+    ("GCB land sink", "nbp", "PgC yr-1", "GtC/yr", 1.0),
+    ("GCB land sink", "nbp", "PgC yr-1", "kgC s-1", 1e12 / YEAR),
+    ("monthly sums", "gpp", "gC m-2 month-1", "gC m-2 d-1", 12 / 365.25),
+    ("mol fluxes", "nee", "mol m-2 s-1", "gC m-2 d-1", C * DAY),
+    ("slashes", "gpp", "gC/m^2/day", "gC m-2 d-1", 1.0),
+    ("spaced carbon", "gpp", "g C m-2 day-1", "gC/m2/d", 1.0),
+    ("model gpp", "gpp", "kgC m-2 s-1", "kg m-2 s-1", 1.0),
+]
+
+
+@pytest.mark.parametrize(("source", "variable", "unit", "model_unit", "factor"), TABLE,
+                         ids=[f"{r[0]}:{r[2]}->{r[3]}" for r in TABLE])
+def test_file_units_convert_to_the_models(source, variable, unit, model_unit, factor):
+    assert conversion_factor(unit, model_unit, variable) == pytest.approx(factor, rel=1e-12)
+    back = conversion_factor(model_unit, unit, variable)
+    assert back * factor == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(("variable", "unit", "model_unit"), [
+    ("gpp", "W m-2", "gC m-2 d-1"),            # energy for carbon
+    ("et", "kg m-2 s-1", "gC m-2 d-1"),        # evapotranspiration is water, not carbon
+    ("hfls", "kg m-2 s-1", "gC m-2 d-1"),
+    ("hfss", "kg m-2 s-1", "W m-2"),            # sensible heat has no latent-heat conversion
+    ("nbp", "PgC yr-1", "gC m-2 yr-1"),         # a global total is not per area
+    ("mrso", "m3 m-3", "kg m-2"),               # volumetric: needs a depth
+    ("lai", "1", "W m-2"),
+    ("gpp", "mm day-1", "gC m-2 d-1"),
+    ("nee", "gC m-2", "gC m-2 d-1"),             # a stock is not a flux
+])
+def test_different_quantities_are_named_errors(variable, unit, model_unit):
+    with pytest.raises(UnitError, match=rf"cannot convert '{unit}' \(.*\) to '{model_unit}' \(.*\) "
+                                        rf"for variable '{variable}'"):
+        conversion_factor(unit, model_unit, variable)
+
+
+def test_without_a_variable_carbon_units_imply_carbon_and_water_is_not_guessed():
+    assert conversion_factor("umol m-2 s-1", "gC m-2 d-1") == pytest.approx(C * 1e-6 * DAY)
+    with pytest.raises(UnitError, match="cannot convert 'kg m-2 s-1'"):
+        conversion_factor("kg m-2 s-1", "W m-2")  # ET to LE only for an ET / latent-heat variable
+    with pytest.raises(UnitError, match="unknown unit 'bananas m-2'"):
+        conversion_factor("bananas m-2", "W m-2")
+    with pytest.raises(UnitError, match="unknown unit ''"):
+        parse_units("")
+
+
+def test_convert_arrays_and_scaled_units():
+    out = convert([1.0, 2.0], "gC m-2 d-1", "kg m-2 s-1", "gpp")
+    np.testing.assert_allclose(out, [1e-3 / DAY, 2e-3 / DAY])
+    assert conversion_factor("1e-3 kg m-2", "kg m-2", "cveg") == pytest.approx(1e-3)
+    assert conversion_factor("%", "1", "lai") == pytest.approx(0.01)

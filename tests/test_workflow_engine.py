@@ -1,0 +1,532 @@
+"""The workflow engine: declared stage keys (each workflow reruns exactly the stages that read a
+change), kept model runs, and a run directory that never hurts the user's files.
+
+Each workflow runs once per module on a tiny config, with every stage's config reads recorded:
+the test checks them against the declarations, then reruns copies of the run directory with one
+change each and counts what reran and how many model runs it made.
+"""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayescal.cli import main
+from bayescal.pipeline import ConfigError, load_config, make_pipeline, validate_config
+from bayescal.rundir import MARKER, RunDir, RunDirRefused
+from bayescal.testing import toy_site_series
+from bayescal.workflow import Stage, Workflow, WorkflowError
+
+#: keys that change how runs are made, not what they are: no stage declares them
+HOW = {"design.batch_size", "run.workers", "run.scheduler", "run.slurm"}
+
+
+# --------------------------------------------------------------------------- helpers
+class _Tracked(dict):
+    """A config that records the dotted keys read from it (sections handed out tracked)."""
+
+    def __init__(self, data, seen, prefix=""):
+        super().__init__(data)
+        self._seen, self._prefix = seen, prefix
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        path = f"{self._prefix}.{key}" if self._prefix else key
+        if not self._prefix and isinstance(value, dict):
+            return _Tracked(value, self._seen, path)
+        self._seen.add(path)
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def _whole(self):
+        self._seen.add(self._prefix or "*")
+
+    def items(self):
+        self._whole()
+        return super().items()
+
+    def values(self):
+        self._whole()
+        return super().values()
+
+    def __iter__(self):
+        self._whole()
+        return super().__iter__()
+
+
+def _audited(workflow: Workflow, seen: dict) -> Workflow:
+    """The workflow with each stage function recording what it reads of ``ctx.config`` (the
+    context's caches emptied first, so a stage cannot hide a read behind an earlier one)."""
+
+    def wrap(stage: Stage) -> Stage:
+        def function(ctx):
+            keys, real = seen.setdefault(stage.name, set()), ctx.config
+            for k in [k for k in ctx._cache if k not in ("engine", "executor")]:
+                del ctx._cache[k]
+            ctx.__dict__.pop("calibration_model", None)
+            ctx._model = None  # built again from the config, read again
+            ctx.config = _Tracked(real, keys)
+            try:
+                stage.function(ctx)
+            finally:
+                ctx.config = real
+
+        return dataclasses.replace(stage, function=function)
+
+    return dataclasses.replace(workflow, stages=tuple(wrap(s) for s in workflow.stages))
+
+
+def _covered(path: str, declared: tuple[str, ...]) -> bool:
+    return path in HOW or any(path == k or path.startswith(k + ".") for k in declared)
+
+
+def _assert_declared(pipe, seen: dict) -> None:
+    """Every key a stage read is declared by it or by a stage it needs (whose key is in its own)."""
+    wf = pipe.workflow
+    for name, keys in seen.items():
+        declared = tuple(k for s in (name, *wf.upstream(name)) for k in wf.stage(s).keys(pipe.config))
+        undeclared = sorted(k for k in keys if not _covered(k, declared))
+        assert not undeclared, f"stage {name} reads {undeclared}, not declared in {declared}"
+
+
+def _copy(run: Path, tmp_path: Path, name: str = "copy") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(run, dst)
+    return dst
+
+
+def _rerun(cfg: dict, run_dir: Path, stages, change=None, **kw) -> dict:
+    """Run ``stages`` on ``run_dir`` with ``change(cfg)`` applied; {stage: (status, model runs)}."""
+    cfg = json.loads(json.dumps(cfg))
+    if change:
+        change(cfg)
+    pipe = make_pipeline(cfg, run_dir, progress=False, **kw)
+    return {r.name: (r.status, r.runs) for r in pipe.run(stages)}
+
+
+def _planned(cfg: dict, run_dir: Path, change) -> set[str]:
+    """The stages ``bayescal check`` says a change would rerun (of those that ran in ``run_dir``)."""
+    cfg = json.loads(json.dumps(cfg))
+    change(cfg)
+    plan = make_pipeline(cfg, run_dir, progress=False).plan()
+    return {p.name for p in plan if p.status != "reuse" and (run_dir / p.name / "stage.json").exists()}
+
+
+def _set(dotted: str, value):
+    section, key = dotted.split(".")
+
+    def change(cfg):
+        cfg[section][key] = value
+
+    return change
+
+
+# ------------------------------------------------------------------------ the global route
+GLOBAL_STAGES = ("screen", "optimize", "design", "emulate", "posterior", "equifinality", "propagate")
+
+
+@pytest.fixture(scope="module")
+def global_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("global") / "run"
+    cfg = validate_config({
+        "run": {"output": str(run), "seed": 2},
+        "model": {"n_cells": 20, "start": 2000, "end": 2003, "ramp_start": 1997, "chunk_size": 64},
+        "parameters": {"free": ["vmax[GRASS-C3]", "gamma_w"]},
+        "observations": {"variables": ["gpp"], "gcb_years": [2000, 2003], "truth": {"gamma_w": 0.55}},
+        "screen": {"enabled": False}, "optimize": {"method": "none"},
+        "design": {"n_runs": 10, "batch_size": 10},
+        "posterior": {"n_steps": 100, "max_steps": 100, "refine_rounds": 1, "n_new": 2, "left_out": "fix"},
+        "equifinality": {"n_alternatives": 1, "cloud_points": 100, "seiler_points": 100},
+        "propagate": {"n_draws": 2, "table_years": [2000, 2003]},
+    })
+    seen: dict = {}
+    pipe = make_pipeline(cfg, progress=False)
+    pipe = make_pipeline(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
+    recs = pipe.run(GLOBAL_STAGES)
+    assert [r.status for r in recs] == ["ran"] * len(GLOBAL_STAGES)
+    return cfg, run, seen, pipe
+
+
+def test_global_stages_declare_every_key_they_read(global_run):
+    cfg, run, seen, pipe = global_run
+    assert set(seen) == set(GLOBAL_STAGES) and seen["design"]
+    _assert_declared(pipe, seen)
+
+
+def test_global_changes_rerun_exactly_the_stages_that_read_them(global_run, tmp_path):
+    cfg, run, _, _ = global_run
+    after = {"posterior", "equifinality", "propagate"}
+    expect = {
+        "run.seed": {"design", "emulate"} | after,
+        "posterior.n_steps": after,
+        "emulator.n_restarts": {"emulate", "equifinality", "propagate"},
+        "emulator.variance_threshold": after,
+        "equifinality.cloud_points": {"equifinality", "propagate"},
+        "propagate.n_draws": {"propagate"},
+        "optimize.misfit": {"design", "emulate", "propagate"} | after,
+        "design.batch_size": set(),  # how, not what
+        "report.title": set(),  # only the report reads it, and it is not asked for here
+    }
+    values = {"run.seed": 5, "posterior.n_steps": 150, "emulator.n_restarts": 1,
+              "emulator.variance_threshold": 0.99, "equifinality.cloud_points": 200, "propagate.n_draws": 3,
+              "optimize.misfit": "score", "design.batch_size": 3, "report.title": "x"}
+    for key, stages in expect.items():
+        assert _planned(cfg, run, _set(key, values[key])) == stages, key
+    # the plan is what a run does: the seed reruns the design and what follows, never the screen
+    done = _rerun(cfg, _copy(run, tmp_path), GLOBAL_STAGES[:4], _set("run.seed", 5))
+    assert {s for s, (st, _) in done.items() if st == "ran"} == {"design", "emulate"}
+    assert done["design"] == ("ran", 10) and done["screen"][0] == done["optimize"][0] == "reused"
+
+
+def test_global_change_no_stage_reads_reruns_nothing(global_run, tmp_path):
+    cfg, run, _, _ = global_run
+    done = _rerun(cfg, _copy(run, tmp_path), GLOBAL_STAGES, _set("design.batch_size", 4))
+    assert all(st == "reused" for st, _ in done.values()), done
+
+
+def test_rerun_keeps_the_design_runs_when_only_the_misfit_measure_changed(global_run, tmp_path):
+    """optimize.misfit changes the design's misfits, not its model runs: the store is kept."""
+    cfg, run, _, _ = global_run
+    copy = _copy(run, tmp_path)
+    done = _rerun(cfg, copy, ("screen", "optimize", "design"), _set("optimize.misfit", "score"))
+    assert done["design"] == ("ran", 0)
+    assert len(list((copy / ".stale").iterdir())) == 1  # the old design folder: set aside, not deleted
+
+
+def test_a_torn_stage_record_is_set_aside_and_its_stage_reruns(global_run, tmp_path):
+    cfg, run, _, _ = global_run
+    copy = _copy(run, tmp_path)
+    (copy / "emulate" / "stage.json").write_text('{"key": "abc", "wall"')  # torn mid-write
+    (copy / "design" / "started.json").write_text("")  # and an empty one
+    with pytest.warns(RuntimeWarning, match="damaged record"):
+        done = _rerun(cfg, copy, ("screen", "optimize", "design", "emulate"))
+    assert done["emulate"] == ("ran", 0) and done["design"] == ("reused", 10)
+    assert (copy / "emulate" / "stage.json.damaged").exists()
+    assert json.loads((copy / "emulate" / "stage.json").read_text())["key"]
+
+
+def test_user_files_in_a_rerun_stage_folder_are_moved_aside_not_deleted(global_run, tmp_path):
+    cfg, run, _, _ = global_run
+    copy = _copy(run, tmp_path)
+    (copy / "emulate" / "my_notes.txt").write_text("mine")
+    _rerun(cfg, copy, ("screen", "optimize", "design", "emulate"), _set("emulator.n_restarts", 1))
+    kept = list((copy / ".stale").rglob("my_notes.txt"))
+    assert len(kept) == 1 and kept[0].read_text() == "mine"
+
+
+# ---------------------------------------------------------------------------- the site route
+def _site_config(tmp_path: Path, route: str = "direct", seed: int = 3) -> Path:
+    t = pd.date_range("2001-01-01", "2003-12-31", freq="D")
+    y = toy_site_series(np.array([2.5]), np.array([-0.4]), t.values)[0]
+    y = y + np.random.default_rng(0).normal(0, 0.3, y.size)
+    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": 0.3}).to_csv(tmp_path / "nee.csv",
+                                                                                   index=False)
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f"""
+[run]
+output = "run"
+seed = {seed}
+[model]
+kind = "python"
+entry_point = "bayescal.testing:ToySiteModel"
+options = {{start = "2001-01-01", end = "2003-12-31"}}
+[site]
+calibration_years = [2001, 2002]
+validation_years = [2003, 2003]
+discrepancy = "none"
+autocorrelation = false
+ml_evaluations = 60
+[[observations.products]]
+variable = "nee"
+format = "csv"
+file = "nee.csv"
+units = "gC m-2 d-1"
+[posterior]
+n_steps = 100
+max_steps = 100
+n_walkers = 8
+route = "{route}"
+[design]
+n_runs = 10
+[propagate]
+n_draws = 3
+""")
+    return cfg
+
+
+SITE_STAGES = ("optimize", "posterior", "propagate")
+
+
+@pytest.fixture(scope="module")
+def site_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("site")
+    cfg = load_config(_site_config(folder, route="emulator"))
+    assert cfg["run"]["output"] == str(folder / "run")  # relative to the config file's folder
+    seen: dict = {}
+    pipe = make_pipeline(cfg, progress=False)
+    pipe = make_pipeline(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
+    recs = pipe.run(SITE_STAGES)
+    assert [r.status for r in recs] == ["ran"] * 3 and recs[0].runs >= 10
+    return cfg, Path(cfg["run"]["output"]), seen, pipe
+
+
+def test_site_stages_declare_every_key_they_read(site_run):
+    cfg, run, seen, pipe = site_run
+    assert set(seen) == set(SITE_STAGES)
+    _assert_declared(pipe, seen)
+
+
+def test_site_changes_rerun_exactly_the_stages_that_read_them(site_run):
+    cfg, run, _, _ = site_run
+    expect = [
+        ("run.seed", 4, set(SITE_STAGES)),
+        ("posterior.n_steps", 120, {"posterior", "propagate"}),
+        ("site.validation_years", [2002, 2003], {"propagate"}),
+        ("propagate.n_draws", 4, {"posterior", "propagate"}),  # posterior keeps >= 4 x n_draws draws
+        ("site.ml_evaluations", 80, set(SITE_STAGES)),
+        ("design.batch_size", 2, set()),
+    ]
+    for key, value, stages in expect:
+        assert _planned(cfg, run, _set(key, value)) == stages, key
+
+
+def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):
+    """The emulator route: a new n_steps reruns no design run; a new ml_evaluations reruns the
+    search but keeps the design's finished runs; a new seed reruns them."""
+    cfg, run, _, _ = site_run
+    copy = _copy(run, tmp_path)
+    done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.n_steps", 120))
+    assert done["optimize"] == ("reused", 10) and done["posterior"] == ("ran", 0)
+    done = _rerun(cfg, copy, ("optimize",), _set("site.ml_evaluations", 80))
+    assert done["optimize"] == ("ran", 0)  # the search runs the emulator; the design runs were kept
+    assert len(list((copy / "optimize" / "design" / "members").glob("*.nc"))) == 10
+    done = _rerun(cfg, copy, ("optimize",), _set("run.seed", 4))
+    assert done["optimize"] == ("ran", 10)
+
+
+def test_site_posterior_keeps_its_chain_when_only_the_draws_kept_change(site_run, tmp_path):
+    cfg, run, _, _ = site_run
+    copy = _copy(run, tmp_path)
+    chain = (copy / "posterior" / "chain.h5").stat()
+    done = _rerun(cfg, copy, ("optimize", "posterior"), _set("propagate.n_draws", 4))
+    assert done["optimize"][0] == "reused" and done["posterior"][0] == "ran"
+    assert (copy / "posterior" / "chain.h5").stat().st_ino == chain.st_ino  # moved back, not rerun
+
+
+def test_site_observation_file_content_reruns_its_readers(site_run, tmp_path):
+    cfg, run, _, _ = site_run
+    copy = _copy(run, tmp_path)
+    new = json.loads(json.dumps(cfg))
+    csv = tmp_path / "nee.csv"
+    shutil.copy(cfg["observations"]["products"][0]["file"], csv)
+    new["observations"]["products"][0]["file"] = str(csv)
+    assert _planned(new, copy, lambda c: None) == set(SITE_STAGES)  # a new path: read by all three
+    done = _rerun(new, copy, ("optimize",))
+    assert done["optimize"] == ("ran", 0)  # same model runs: the design store was kept
+    assert _planned(new, copy, lambda c: None) == {"posterior", "propagate"}  # not rerun yet
+    frame = pd.read_csv(csv)
+    frame.loc[5, "value"] += 1.0  # the same file, one value edited
+    frame.to_csv(csv, index=False)
+    assert _planned(new, copy, lambda c: None) == set(SITE_STAGES)
+
+
+# ---------------------------------------------------------------------------- Dagon's route
+DAGON_STAGES = ("oat", "design", "emulate", "emulator_screen")
+
+
+@pytest.fixture(scope="module")
+def dagon_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("dagon") / "run"
+    cfg = validate_config({
+        "run": {"output": str(run), "seed": 3, "workflow": "dagon"},
+        "model": {"n_cells": 20, "start": 2000, "end": 2002, "ramp_start": 1997},
+        "parameters": {"candidates": ["gamma_w", "beta2", "vmax[GRASS-C3]"]},
+        "observations": {"variables": ["gpp"], "gcb_years": [2000, 2002], "truth": {"gamma_w": 0.3}},
+        "oat": {"top_k": 2},
+        "design": {"n_runs": 12, "batch_size": 12},
+        "emulator": {"eof_modes": 1, "network": [4, 4]},
+        "emulator_screen": {"n_points": 1000, "keep": 10, "refine_rounds": 0},
+        "propagate": {"table_years": [2000, 2002]},
+    })
+    seen: dict = {}
+    pipe = make_pipeline(cfg, progress=False)
+    pipe = make_pipeline(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
+    recs = pipe.run(DAGON_STAGES)
+    assert [r.status for r in recs] == ["ran"] * 4 and recs[0].runs == 7
+    return cfg, run, seen, pipe
+
+
+def test_dagon_stages_declare_every_key_they_read(dagon_run):
+    cfg, run, seen, pipe = dagon_run
+    assert set(seen) == set(DAGON_STAGES)
+    _assert_declared(pipe, seen)
+
+
+def test_dagon_changes_rerun_exactly_the_stages_that_read_them(dagon_run, tmp_path):
+    cfg, run, _, _ = dagon_run
+    expect = [
+        ("design.n_runs", 14, {"design", "emulate", "emulator_screen"}),  # never the OAT runs
+        ("run.seed", 4, {"design", "emulate", "emulator_screen"}),
+        ("emulator_screen.keep", 20, {"emulator_screen"}),
+        ("emulator.network", [5, 5], {"emulate", "emulator_screen"}),
+        ("oat.top_k", 1, set(DAGON_STAGES)),
+        ("design.batch_size", 3, set()),
+    ]
+    for key, value, stages in expect:
+        assert _planned(cfg, run, _set(key, value)) == stages, key
+    done = _rerun(cfg, _copy(run, tmp_path), ("oat", "design"), _set("design.n_runs", 14))
+    assert done["oat"][0] == "reused" and done["design"] == ("ran", 14)
+    done = _rerun(cfg, _copy(run, tmp_path, "top_k"), ("oat",), _set("oat.top_k", 1))
+    assert done["oat"] == ("ran", 0)  # a new selection from the same one-at-a-time runs
+
+
+# ------------------------------------------------------------------- the run directory is owned
+def test_output_at_a_users_folder_is_refused_and_nothing_is_deleted(tmp_path, capsys):
+    project = tmp_path / "project"
+    for rel, text in (("report/x.txt", "my report"), ("optimize/notes.txt", "my notes"), ("data.csv", "1")):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    cfg = _site_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace('output = "run"', 'output = "project"'))
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "run directory refused" in err and str(project) in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
+    assert not (project / MARKER).exists()
+    with pytest.raises(RunDirRefused, match="not empty"):
+        make_pipeline(load_config(cfg), progress=False).run()
+    assert main(["check", str(cfg)]) == 2
+
+
+def test_output_that_is_empty_or_a_file_is_a_named_config_error(tmp_path, capsys):
+    cfg = _site_config(tmp_path)
+    text = cfg.read_text()
+    cfg.write_text(text.replace('output = "run"', 'output = ""'))
+    with pytest.raises(ConfigError, match="'run.output'.*empty"):
+        load_config(cfg)
+    (tmp_path / "afile").write_text("x")
+    cfg.write_text(text.replace('output = "run"', 'output = "afile"'))
+    with pytest.raises(ConfigError, match="'run.output'.*is a file"):
+        load_config(cfg)
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    assert "run.output" in capsys.readouterr().err
+    cfg.write_text(text)
+    assert main(["run", str(cfg), "--quiet", "--run-dir", str(tmp_path / "afile")]) == 2
+
+
+def test_marker_and_records_of_an_owned_run_directory(global_run):
+    cfg, run, _, _ = global_run
+    marker = json.loads((run / MARKER).read_text())
+    assert marker["workflow"] == "global" and marker["stages"][0] == "screen"
+    assert [r.name for r in RunDir(run).records()] == list(GLOBAL_STAGES)
+    assert not list(run.rglob("*.tmp"))  # every record renamed into place
+
+
+# -------------------------------------------------------------------------------- the CLI
+def test_version_help_and_check_show_the_chosen_workflow(site_run, capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("bayescal ")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for name in ("global workflow", "site workflow", "dagon workflow", "emulator_screen", "equifinality"):
+        assert name in text
+    cfg, run, _, _ = site_run
+    toml = run.parent / "site.toml"
+    assert main(["check", str(toml)]) == 0
+    out = capsys.readouterr().out
+    assert "workflow: site" in out and "screen" not in out
+    assert "optimize" in out and "reused (inputs unchanged)" in out
+
+
+def test_a_workflow_declaration_that_does_not_hold_together_is_named():
+    def f(ctx):
+        return None
+
+    with pytest.raises(WorkflowError, match="needs 'b'"):
+        Workflow("w", (Stage("a", f, "a", needs=("b",)), Stage("b", f, "b")))
+    with pytest.raises(WorkflowError, match="declared twice"):
+        Workflow("w", (Stage("a", f, "a"), Stage("a", f, "a")))
+
+
+# ------------------------------------------------------------------- the engine on its own
+class _Context:
+    """The least a stage function's context needs: config, run_dir, say, model_runs."""
+
+    def __init__(self, config, run_dir):
+        self.config, self.run_dir, self.runs = config, Path(run_dir), 0
+
+    def say(self, msg):
+        pass
+
+    def model_runs(self):
+        return self.runs
+
+
+def _toy_workflow(fail: dict) -> Workflow:
+    """``a`` (reads a.x) -> ``b`` (reads b.y, keeps its store while a.x is unchanged)."""
+    from bayescal.workflow import RunStore
+
+    def a(ctx):
+        (ctx.run_dir / "a" / "out.txt").write_text(str(ctx.config["a"]["x"]))
+
+    def b(ctx):
+        store = ctx.run_dir / "b" / "store"
+        store.mkdir(exist_ok=True)
+        for i in range(3):  # three "model runs", each kept once finished
+            if not (store / f"{i}.txt").exists():
+                if fail.pop(i, False):
+                    raise KeyboardInterrupt  # killed
+                (store / f"{i}.txt").write_text("run")
+                ctx.runs += 1
+
+    return Workflow("toy", (Stage("a", a, "a", reads=("a.x",)),
+                            Stage("b", b, "b", reads=("b",), needs=("a",),
+                                  keeps=(RunStore("store", reads=("a.x",)),))))
+
+
+def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
+    from bayescal.workflow import Engine
+
+    cfg = {"a": {"x": 1}, "b": {"y": 1}}
+    fail = {2: True}
+    engine = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run"))
+    engine.claim()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    assert [p.status for p in engine.plan()] == ["reuse", "resume"]
+    recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
+    assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 1)]  # only the missing run
+    cfg["b"]["y"] = 2  # b reruns; its store depends on a.x only: kept
+    recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
+    assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]
+    plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 2}, "b": {"y": 2}}, tmp_path / "run")).plan()
+    assert [(p.status, p.changed) for p in plan] == [("rerun", ["a.x"]), ("rerun", ["stage a"])]
+
+
+def test_run_directory_states_and_set_aside(tmp_path):
+    from bayescal.workflow import check_run_dir, claim_run_dir, set_aside
+
+    assert check_run_dir(tmp_path / "new") == "new"
+    old = tmp_path / "old"  # an older bayescal's run directory: adopted
+    (old / "screen").mkdir(parents=True)
+    for name in ("config.json", "space.json"):
+        (old / name).write_text("{}")
+    assert check_run_dir(old) == "legacy"
+    claim_run_dir(old, "global", ("screen",))
+    assert check_run_dir(old) == "owned"
+    (old / MARKER).write_text("{not json")  # a torn marker is bayescal's: set aside, rewritten
+    with pytest.warns(RuntimeWarning, match="damaged record"):
+        claim_run_dir(old, "global", ("screen",))
+    assert json.loads((old / MARKER).read_text())["stages"] == ["screen"]
+    assert set_aside(old, old / "screen").name == "screen-1"
+    (old / "screen").mkdir()
+    assert set_aside(old, old / "screen").name == "screen-2"
