@@ -1,9 +1,15 @@
 """Shared fixtures: the embedded model at its defaults (full grid) and a small, fast model."""
 
-import numpy as np
-import pytest
+import os
 
-from bayescal.models import LandCarbonModel, make_drivers, make_grid
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per test worker: -n auto already fills the cores
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402 - after the thread limits
+import pytest  # noqa: E402
+
+from bayescal.models import LandCarbonModel, make_drivers, make_grid  # noqa: E402
 
 _VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "arviz", "SALib", "numba",
               "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "optuna", "pyvbmc")
