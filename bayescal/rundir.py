@@ -48,24 +48,21 @@ class RunDirRefused(RunDirError):
 
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, default=str))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
 
     A reader sees the old file or the new one, never a torn one.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=indent, default=str))
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
