@@ -7,11 +7,13 @@ configuration is invalid or the run directory is refused (a folder bayescal did 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
 
 from . import __version__
+from .models.contract import ModelOutputError
 from .pipeline import (
     ConfigError,
     PipelineError,
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="bayescal", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--version", action="version", version=f"bayescal {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "run",
@@ -57,27 +60,61 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", help="override [run] output")
     r.add_argument("--until", help="stop after this stage (one of the config's workflow's stages)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
-    c = sub.add_parser("check", help="validate a config file and show its workflow's plan (no model run)",
+    c = sub.add_parser("check", help="validate a config file, run the model once at its defaults and show "
+                       "the workflow's plan with rough times",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("config")
     c.add_argument("--run-dir", help="override [run] output")
+    c.add_argument("--no-model-run", action="store_true",
+                   help="skip the one model run at the defaults (contract check and timing)")
     rep = sub.add_parser("report", help="redraw the figures and report.html of a finished run directory")
     rep.add_argument("run_dir")
     return p
 
 
+def _rough_runs(expected: str) -> tuple[int, int] | None:
+    """The (fewest, most) model runs of a plan's text: "120", "<= 2000", "32 walkers x 400..2000 steps"."""
+    m = re.match(r"\s*(?:<=\s*)?(\d+)(?: walkers x (\d+)\.\.(\d+) steps)?", expected)
+    if m is None:
+        return None
+    n = int(m.group(1))
+    if m.group(2):
+        return n * int(m.group(2)), n * int(m.group(3))
+    return (0 if expected.lstrip().startswith("<=") else n), n
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _check(args: argparse.Namespace) -> int:
-    """Validate the config; print the workflow, each stage (what it does, whether it would be
-    reused or rerun in the run directory, the model runs it makes when cheaply known)."""
+    """Validate the config; run the model once at its defaults (the contract of docs/own-model.md,
+    the years it covers, its time); print the workflow, each stage (what it does, whether it would
+    be reused or rerun in the run directory, its model runs and a rough time on this machine)."""
     cfg = load_config(args.config)
     pipe = make_pipeline(cfg, args.run_dir, progress=False)
     state = check_run_dir(pipe.run_dir)
+    per_run = None
+    if not args.no_model_run:
+        per_run = pipe.model_check()["seconds"]
     print(f"{args.config}: valid")
+    if per_run is not None:
+        print(f"model: one run at the defaults took {per_run:.3g} s and follows the contract")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     print(f"run directory: {pipe.run_dir} ({owner})\nstages:")
     for st in pipe.plan():
-        runs = f"; model runs: {st.expected_runs}" if st.expected_runs and st.status != "reuse" else ""
+        runs = ""
+        if st.expected_runs and st.status != "reuse":
+            runs = f"; model runs: {st.expected_runs}"
+            rough = _rough_runs(st.expected_runs)
+            if per_run is not None and rough is not None and rough[1] > 0:
+                lo, hi = (_duration(n * per_run) for n in rough)
+                one = lo == hi or rough[0] == 0
+                span = f"up to ~{hi}" if one else f"~{lo} to {hi}"
+                runs += f" ({span}, one run at a time)"
         more = " ..." if len(st.changed) > 4 else ""
         why = f" ({', '.join(st.changed[:4])}{more} changed)" if st.changed else ""
         print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
@@ -121,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"check": _check, "run": _run, "report": _report}[args.command](args)
+    except KeyboardInterrupt:
+        print("bayescal: interrupted; every finished model run and chain step is kept -- run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    except ModelOutputError as err:
+        if args.debug:
+            raise
+        print(f"bayescal: model output error (docs/own-model.md): {err}", file=sys.stderr)
+        return 2
     except ConfigError as err:
         print(f"bayescal: configuration error: {err}", file=sys.stderr)
         return 2

@@ -40,6 +40,8 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from .models.contract import member_status
+
 __all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
 
 _ENGINE = "h5netcdf"  # the design file
@@ -47,29 +49,6 @@ _ENGINE = "h5netcdf"  # the design file
 # h5netcdf (benchmarks/bench_runner.py); readable by every netCDF tool
 _MEMBER_ENGINE = "scipy"
 _SKIP = ("status", "reason", "failed", "failure", "theta")
-
-
-def member_status(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """The one failure encoding: ``status`` ("done"/"failed") and ``reason`` per member.
-
-    Reads a simulator's ``status``/``reason`` variables on ``member`` (or the older spelling
-    ``failed`` (bool) / ``failure`` (str)); members without either are done.
-    """
-    n = ds.sizes.get("member", 1)
-    if "status" in ds:
-        status = np.broadcast_to(ds["status"].values.astype(str), (n,)).copy()
-        reason = (np.broadcast_to(ds["reason"].values.astype(str), (n,)).copy() if "reason" in ds
-                  else np.full(n, "", dtype=object).astype(str))
-    elif "failed" in ds:
-        failed = np.broadcast_to(ds["failed"].values.astype(bool), (n,))
-        status = np.where(failed, "failed", "done")
-        reason = (np.broadcast_to(ds["failure"].values.astype(str), (n,)).copy() if "failure" in ds
-                  else np.full(n, "", dtype=object).astype(str))
-    else:
-        return np.full(n, "done"), np.full(n, "", dtype=object).astype(str)
-    bad = status != "done"
-    reason = np.where(bad & (reason == ""), "model-reported failure", np.where(bad, reason, ""))
-    return np.where(bad, "failed", "done"), reason
 
 
 @dataclass

@@ -38,6 +38,8 @@ def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOpe
 
     def f(u: np.ndarray) -> np.ndarray:
         ds = simulator(space.expand(space.from_unit(np.clip(np.atleast_2d(u), 0.0, 1.0))))
+        if any(v not in ds for v in operator.variables):  # every member failed before any output
+            return np.full((ds.sizes["member"], operator.y.size), np.nan)
         y = operator.of_model(ds)
         y[ds["status"].values != "done"] = np.nan
         return y
@@ -148,34 +150,46 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
     sel = {"time": slice(str(years[0]), str(years[1]))}
     out, summary = {}, {}
     for v, obs in observed.items():
-        m, o = draws[v].sel(sel), obs.sel(sel)
+        m = draws[v].sel(sel)
+        o = obs.reindex(time=m["time"].values)  # NaN: a day without observation (or a year without any)
         sd, rho = float(error_sd[v]), float(error_rho[v])
-        noise = _ar1_noise(rng, m.shape, sd, rho)
-        pred = m + noise
-        q = pred.quantile([0.05, 0.5, 0.95], dim="member")
-        out[f"{v}_daily"] = q
+        pred = m + _ar1_noise(rng, m.shape, sd, rho)
+        out[f"{v}_daily"] = pred.quantile([0.05, 0.5, 0.95], dim="member")
         out[f"{v}_observed_daily"] = o
         for name, freq in (("monthly", "MS"), ("annual", "YS")):
             dim = f"time_{name}"  # each time scale on its own axis (no alignment across them)
             q = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
             out[f"{v}_{name}"] = q.rename(time=dim)
-            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum().rename(time=dim)
-        ann = out[f"{v}_annual"]
-        obs_ann = out[f"{v}_observed_annual"]
-        inside = (obs_ann >= ann.sel(quantile=0.05)) & (obs_ann <= ann.sel(quantile=0.95))
-        post_mean = m.mean("member")
-        rmse = float(np.sqrt(((post_mean - o) ** 2).mean()))
-        rmse_default = float(np.sqrt(((defaults[v].sel(sel).isel(member=0) - o) ** 2).mean()))
-        summary[v] = {
-            "annual_coverage_90": float(inside.mean()),
-            "annual_interval_width_mean": float((ann.sel(quantile=0.95) - ann.sel(quantile=0.05)).mean()),
-            "rmse_daily_posterior_mean": rmse,
-            "rmse_daily_defaults": rmse_default,
-            "rmse_reduction": 1.0 - rmse / rmse_default if rmse_default > 0 else float("nan"),
-            "observed_annual": [float(x) for x in obs_ann.values],
-            "predicted_annual_median": [float(x) for x in ann.sel(quantile=0.5).values],
-        }
+            # a period's observed sum only where every day of it is observed (else NaN, not a part-sum)
+            complete = o.notnull().resample(time=freq).min().astype(bool)
+            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum().where(complete).rename(time=dim)
+        summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     return xr.Dataset(out), summary
+
+
+def _validation_metrics(out: dict, v: str, m: xr.DataArray, o: xr.DataArray, default: xr.DataArray) -> dict:
+    """REFLEX's metrics on the observed days and complete observed years (None: nothing observed)."""
+    ann, obs_ann = out[f"{v}_annual"], out[f"{v}_observed_annual"]
+    full = obs_ann.notnull()
+    inside = ((obs_ann >= ann.sel(quantile=0.05)) & (obs_ann <= ann.sel(quantile=0.95)))[full]
+    seen = o.notnull()
+    rmse = float(np.sqrt(((m.mean("member") - o) ** 2)[seen].mean())) if seen.any() else np.nan
+    rmse_default = float(np.sqrt(((default - o) ** 2)[seen].mean())) if seen.any() else np.nan
+
+    def val(x: float) -> float | None:
+        return None if not np.isfinite(x) else float(x)
+
+    return {
+        "annual_coverage_90": val(float(inside.mean())) if inside.size else None,
+        "annual_interval_width_mean": float((ann.sel(quantile=0.95) - ann.sel(quantile=0.05)).mean()),
+        "rmse_daily_posterior_mean": val(rmse),
+        "rmse_daily_defaults": val(rmse_default),
+        "rmse_reduction": val(1.0 - rmse / rmse_default) if rmse_default > 0 else None,
+        "observed_annual": [val(x) for x in obs_ann.values],
+        "predicted_annual_median": [float(x) for x in ann.sel(quantile=0.5).values],
+        "validation_observed_days": int(seen.sum()),
+        "validation_complete_years": int(full.sum()),
+    }
 
 
 def _ar1_noise(rng: np.random.Generator, shape: tuple[int, int], sd: float, rho: float) -> np.ndarray:

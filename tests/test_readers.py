@@ -172,7 +172,7 @@ def _example_with(tmp_path, data_file, cal, val, model_extra="", text=None):
 
 def test_a_fluxnet2015_site_that_is_not_shipped_runs_from_the_example(fluxnet_dir, tmp_path):
     from bayescal.pipeline import load_config
-    from bayescal.pipeline.site_config import site_model
+    from bayescal.pipeline.site_model import site_model
     from bayescal.readers import SITES, site_info
 
     assert len(SITES) == 166 and "US-Ha1" in SITES
@@ -194,7 +194,7 @@ def test_a_fluxnet2015_site_that_is_not_shipped_runs_from_the_example(fluxnet_di
 
 def test_latitude_key_for_a_site_outside_the_table(fluxnet_dir, tmp_path):
     from bayescal.pipeline import ConfigError, load_config
-    from bayescal.pipeline.site_config import site_model
+    from bayescal.pipeline.site_model import site_model
 
     f = _site_file(fluxnet_dir, tmp_path, site="XX-New")
     with pytest.raises(ConfigError, match=r"model.drivers: .*FLX_XX-New.*site 'XX-New' .*not in the "

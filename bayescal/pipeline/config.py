@@ -47,6 +47,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "spinup_cycles": (int, 5),
         "entry_point": (str, None),
         "options": (dict, {}),
+        "python_path": (list, []),  # folders searched for the entry point (and the config's own)
         "command": (list, None),
         "template": (str, None),
         "output": (str, "output.nc"),

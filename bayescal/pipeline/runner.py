@@ -152,6 +152,20 @@ class Pipeline:
     def full_space(self):
         return self.model.space
 
+    def model_check(self) -> dict[str, Any]:
+        """One run of the model at its defaults (``bayescal check``): ``{"seconds": float}``;
+        a run that fails there is a ConfigError naming the reason."""
+        import time
+
+        if "model_check" not in self._cache:
+            t0 = time.perf_counter()
+            ds = self.model(np.asarray(self.full_space.all_default, dtype=float)[None])
+            seconds = time.perf_counter() - t0
+            if "status" in ds and str(ds["status"].values[0]) != "done":
+                raise ConfigError(f"the model fails at its defaults: {ds['reason'].values[0]}")
+            self._cache["model_check"] = {"seconds": seconds}
+        return self._cache["model_check"]
+
     def truth_theta(self) -> np.ndarray:
         """Full parameter vector of the twin truth (defaults with ``observations.truth`` applied)."""
         return truth_theta(self.config, self.full_space)

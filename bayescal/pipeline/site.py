@@ -18,7 +18,8 @@ import numpy as np
 import xarray as xr
 
 from .runner import Pipeline
-from .site_config import read_products, site_model
+from .site_config import conform_units, read_products
+from .site_model import check_model_run, site_model
 
 __all__ = ["SitePipeline"]
 
@@ -59,10 +60,20 @@ class SitePipeline(Pipeline):
         free = self.config["parameters"]["free"]
         return self.full_space.only(free) if free else self.full_space
 
+    def model_check(self) -> dict[str, Any]:
+        """One run of the model at its defaults (contract, years covered, seconds): see
+        :func:`.site_model.check_model_run`; done once, before the first stage's runs."""
+        if "model_check" not in self._cache:
+            self._cache["model_check"] = check_model_run(self.model, self.config)
+        return self._cache["model_check"]
+
     def products(self) -> list:
-        """The observation products (real files, or the twin made from them)."""
+        """The observation products (real files, or the twin made from them), in the model's
+        output units (DALEC's are known; a python or external model's from its run at the defaults)."""
         if "products" not in self._cache:
             real = read_products(self.config)
+            if self.config["model"]["kind"] != "dalec":
+                real = conform_units(real, self.model_check()["units"], strict=False)
             twin = self.config["observations"]["twin"]
             self._cache["products"] = self._twin_products(real) if twin else real
         return self._cache["products"]
@@ -92,22 +103,15 @@ class SitePipeline(Pipeline):
     def operator(self, which: str = "calibration", aggregate: str | None = None):
         from ..timeseries import SeriesOperator
 
-        model = self.calibration_model if which == "calibration" else self.model
-        model_time = model.drivers["time"].values if hasattr(model, "drivers") else self._model_time()
-        return SeriesOperator(self.products(), model_time, self.years(which),
+        return SeriesOperator(self.products(), self._model_time(which), self.years(which),
                               aggregate or self.config["site"]["aggregate"])
 
-    def _model_time(self) -> np.ndarray:
-        if "model_time" not in self._cache:
-            if hasattr(self.model, "drivers"):
-                self._cache["model_time"] = self.model.drivers["time"].values
-            else:  # any model: one run at the defaults gives its time axis
-                ds = self.model(self.full_space.all_default[None])
-                if "time" not in ds.coords:
-                    reason = ds["reason"].values[0] if "reason" in ds else "no time coordinate"
-                    raise ValueError(f"the model at its defaults gives no daily series on 'time': {reason}")
-                self._cache["model_time"] = ds["time"].values
-        return self._cache["model_time"]
+    def _model_time(self, which: str = "calibration") -> np.ndarray:
+        """The model's daily time axis: DALEC's drivers, else the run at the defaults."""
+        if self.config["model"]["kind"] == "dalec":
+            model = self.calibration_model if which == "calibration" else self.model
+            return model.drivers["time"].values
+        return self.model_check()["time"]
 
     def error_model(self) -> dict[str, Any]:
         return json.loads((self.run_dir / "posterior" / "error_model.json").read_text())

@@ -12,9 +12,8 @@ output units or refused (:func:`conform_units`). Validation years may not overla
 
 from __future__ import annotations
 
-from importlib import import_module, resources
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
@@ -25,7 +24,7 @@ FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
            "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products",
-           "resolve_path", "site_model"]
+           "resolve_path"]
 
 
 def resolve_path(value: str, base: Path | None, key: str) -> str:
@@ -224,6 +223,9 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         raise ConfigError("'model.latitude' is for model.kind = 'dalec' (the site of its drivers)")
     if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
         raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
+    folders = [str(Path(f) if base is None else (base / f).resolve()) for f in m["python_path"] or []]
+    own = [str(base.resolve())] if base is not None else []
+    m["python_path"] = list(dict.fromkeys(folders + own))  # idempotent: a config validated twice
     if m["kind"] == "external":
         for k in ("command", "template", "output", "parameters_file"):
             if not m[k]:
@@ -244,12 +246,11 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         _check_drivers(cfg, cal, val)
     products = read_products(cfg)
 
-    for years, key in ((cal, "calibration_years"), (val, "validation_years")):
-        for i, p in enumerate(products):
-            t = p.data["time"].dt.year.values[p.data.notnull().values]
-            if not ((t >= years[0]) & (t <= years[1])).any():
-                raise ConfigError(f"'site.{key}' {list(years)}: product observations.products[{i}] "
-                                  f"({p.name}) has no observed day in these years")
+    for i, p in enumerate(products):  # validation (prediction) years may have no observation
+        t = p.data["time"].dt.year.values[p.data.notnull().values]
+        if not ((t >= cal[0]) & (t <= cal[1])).any():
+            raise ConfigError(f"'site.calibration_years' {list(cal)}: product observations.products[{i}] "
+                              f"({p.name}) has no observed day in these years")
 
 
 def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> None:
@@ -275,34 +276,3 @@ def _choice(cfg: dict, section: str, key: str, options: tuple[str, ...]) -> None
 
     if cfg[section][key] not in options:
         raise ConfigError(f"'{section}.{key}' must be one of {options}, got {cfg[section][key]!r}")
-
-
-def site_model(cfg: dict, workdir: Path | None = None) -> Any:
-    """The configured site simulator (it has a ``space`` and returns series on (member, time))."""
-    from ..parameters import ParameterSpace
-    from .config import ConfigError
-
-    m = cfg["model"]
-    space = ParameterSpace.from_toml(m["parameters_file"]) if m["parameters_file"] else None
-    if m["kind"] == "dalec":
-        from ..models.dalec import DalecModel
-
-        drivers = read_drivers(cfg)
-        return DalecModel(drivers, m["dalec_type"], space=space, diurnal_range=m["diurnal_range"],
-                          spinup_years=m["spinup_years"], spinup_cycles=m["spinup_cycles"])
-    if m["kind"] == "python":
-        mod, _, attr = m["entry_point"].partition(":")
-        try:
-            factory = getattr(import_module(mod), attr)
-        except (ImportError, AttributeError) as err:
-            raise ConfigError(f"'model.entry_point' {m['entry_point']!r}: {err}") from None
-        model = factory(**m["options"])
-        if not hasattr(model, "space") or not callable(model):
-            raise ConfigError(f"'model.entry_point' {m['entry_point']!r} must return a callable with a "
-                              "'space' (docs/own-model.md)")
-        return model
-    from ..models.external import ExternalModel
-
-    return ExternalModel(command=list(m["command"]), template=m["template"], space=space,
-                         workdir=workdir or Path(cfg["run"]["output"]) / "external",
-                         output=m["output"], timeout=m["timeout"], variables=m["variables"])

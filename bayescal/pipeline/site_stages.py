@@ -146,13 +146,22 @@ def run_site_propagate(ctx: SitePipeline) -> None:
         ann = draws[v].sel(time=slice(*map(str, ctx.years("validation")))).resample(time="YS").sum()
         q = ann.quantile([0.05, 0.95], dim="member")
         summary[v]["annual_interval_width_parameters"] = float((q[1] - q[0]).mean())
+    for v in observed:
+        summary[v]["units"] = next(p.units for p in ctx.products() if p.variable == v)
     summary["n_draws_done"] = int(draws.sizes["member"])
     if ctx.config["observations"]["twin"]:
         summary["parameter_coverage"] = _parameter_coverage(ctx, post)
     write_json_atomic(ctx.run_dir / "propagate" / "summary.json", summary)
     for v in observed:
         s = summary[v]
-        ctx.say(f"  {v}: annual 90 % coverage {s['annual_coverage_90']:.0%}, interval "
+        if s["validation_observed_days"] == 0:
+            ctx.say(f"  {v}: no observation in the validation years; predictive interval "
+                    f"{s['annual_interval_width_mean']:.0f} (parameters only "
+                    f"{s['annual_interval_width_parameters']:.0f})")
+            continue
+        cov = s["annual_coverage_90"]
+        cov = "n/a (no complete year)" if cov is None else f"{cov:.0%}"
+        ctx.say(f"  {v}: annual 90 % coverage {cov}, interval "
                 f"{s['annual_interval_width_mean']:.0f} "
                 f"(parameters only {s['annual_interval_width_parameters']:.0f}), "
                 f"daily RMSE {s['rmse_daily_defaults']:.3g} -> {s['rmse_daily_posterior_mean']:.3g}")

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..workflow import RunStore, Stage, Workflow
+from .site_model import add_python_path
 from .site_stages import run_site_optimize, run_site_posterior, run_site_propagate, run_site_report
 
 __all__ = ["SITE", "site_files"]
@@ -28,6 +29,7 @@ def _entry_point_file(cfg: Config) -> list[str]:
     m = cfg["model"]
     if m["kind"] != "python" or not m.get("entry_point"):
         return []
+    add_python_path(m)
     try:
         spec = importlib.util.find_spec(m["entry_point"].partition(":")[0])
     except (ImportError, ValueError):

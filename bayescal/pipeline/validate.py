@@ -19,7 +19,8 @@ from .config import (
     check_walkers,
     typed_with_defaults,
 )
-from .site_config import check_gridded_products, check_site_config, site_model
+from .site_config import check_gridded_products, check_site_config
+from .site_model import site_model
 
 __all__ = ["load_config", "model_space", "validate_config"]
 

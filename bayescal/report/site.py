@@ -46,21 +46,30 @@ def plot_validation(bands: xr.Dataset, variables: list[str]):
     return fig
 
 
+def _f(x: float | None, spec: str) -> str:
+    """A number for a table cell; "--" where nothing was observed (None)."""
+    return "&ndash;" if x is None else format(x, spec)
+
+
 def _metrics_table(summary: dict, variables: list[str]) -> str:
     rows = []
     for v in variables:
         s = summary[v]
         rows.append(
-            f"<tr><td>{v.upper()}</td><td>{s['annual_coverage_90']:.0%}</td>"
+            f"<tr><td>{v.upper()}</td><td>{html.escape(s.get('units', '?'))}</td>"
+            f"<td>{_f(s['annual_coverage_90'], '.0%')}</td>"
             f"<td>{s['annual_interval_width_mean']:.0f}</td><td>{s['annual_interval_width_parameters']:.0f}</td>"
-            f"<td>{s['rmse_daily_defaults']:.3f}</td><td>{s['rmse_daily_posterior_mean']:.3f}</td>"
-            f"<td>{s['rmse_reduction']:.0%}</td>"
-            f"<td>{', '.join(f'{x:.0f}' for x in s['observed_annual'])}</td>"
+            f"<td>{_f(s['rmse_daily_defaults'], '.3f')}</td>"
+            f"<td>{_f(s['rmse_daily_posterior_mean'], '.3f')}</td>"
+            f"<td>{_f(s['rmse_reduction'], '.0%')}</td>"
+            f"<td>{', '.join(_f(x, '.0f') for x in s['observed_annual'])}</td>"
             f"<td>{', '.join(f'{x:.0f}' for x in s['predicted_annual_median'])}</td></tr>")
-    head = ("<tr><th>variable</th><th>annual sums inside 90 % band</th><th>90 % width, predictive</th>"
-            "<th>90 % width, parameters only</th><th>daily RMSE defaults</th>"
-            "<th>daily RMSE posterior mean</th>"
-            "<th>RMSE reduction</th><th>observed annual</th><th>predicted annual (median)</th></tr>")
+    head = ("<tr><th>variable</th><th>daily units (annual sums: &times; d)</th>"
+            "<th>annual sums inside 90 % band</th><th>90 % width of annual sums, predictive</th>"
+            "<th>90 % width of annual sums, parameters only</th><th>daily RMSE defaults (daily units)</th>"
+            "<th>daily RMSE posterior mean (daily units)</th>"
+            "<th>RMSE reduction</th><th>observed annual (complete years)</th>"
+            "<th>predicted annual (median)</th></tr>")
     return f"<table class='t'>{head}{''.join(rows)}</table>"
 
 

@@ -1,0 +1,201 @@
+"""The own-model contract (docs/own-model.md) on the site route, as a newcomer writes a model:
+a module beside the config, dict drivers, a dict or gridded (member, cell=1, time) output, the
+older failure names, members that raise. ``bayescal check`` runs it once and names what breaks."""
+
+import json
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from bayescal.cli import main
+from bayescal.models.contract import ConformingModel, ModelOutputError, conform_output
+from bayescal.testing import toy_site_series
+
+MODEL = '''
+import numpy as np
+import pandas as pd
+from bayescal.parameters import Parameter, ParameterSpace
+
+
+def _series(a, b, time):
+    doy = np.asarray(time, dtype="datetime64[D]").astype(int) % 365.25  # bayescal.testing's toy
+    return a[:, None] * np.sin(2 * np.pi * doy / 365.25)[None, :] + b[:, None]
+
+
+class Model:
+    """A user's model: dict drivers, dict output on (member, cell=1, time), failed/failure, raises."""
+
+    def __init__(self, start="2001-01-01", end="2003-12-31", form="dict", raise_above=None, days=None):
+        self.space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0), Parameter("b", 0.0, -2.0, 2.0)])
+        time = pd.date_range(start, end, freq="D")
+        self.drivers = {"tair": np.zeros(time.size), "dates": time.values}  # not an xarray Dataset
+        self.form, self.raise_above = form, raise_above
+        self.time = time.values[:days] if days else time.values
+
+    def __call__(self, theta):
+        theta = np.atleast_2d(theta)
+        if self.raise_above is not None and (theta[:, 0] > self.raise_above).any():
+            raise FloatingPointError(f"a = {theta[:, 0].max():.3f} blows the model up")
+        nee = _series(theta[:, 0], theta[:, 1], self.time)
+        k = theta.shape[0]
+        if self.form == "no_time":
+            return {"nee": nee.mean(1)}
+        if self.form == "wrong_variable":
+            return {"gpp": nee, "time": self.time}
+        failed = theta[:, 1] > 1.9
+        return {"nee": nee[:, None, :], "time": self.time,  # (member, cell = 1, time)
+                "failed": failed, "failure": np.where(failed, "offset out of range", "")}
+'''
+
+
+def _setup(tmp_path, options: str = "", a=2.5, b=-0.4, sigma=0.3, extra: str = ""):
+    (tmp_path / "mymodel.py").write_text(MODEL)
+    t = pd.date_range("2001-01-01", "2002-12-31", freq="D")  # observed: the calibration years only
+    y = toy_site_series(np.array([a]), np.array([b]), t.values)[0]
+    y = y + np.random.default_rng(0).normal(0, sigma, y.size)
+    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": sigma}).to_csv(
+        tmp_path / "nee.csv", index=False)
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [run]
+        output = "run"
+        seed = 3
+        [model]
+        kind = "python"
+        entry_point = "mymodel:Model"
+        options = {{ {options} }}
+        [site]
+        calibration_years = [2001, 2002]
+        validation_years = [2003, 2003]
+        discrepancy = "none"
+        autocorrelation = false
+        ml_evaluations = 150
+        [[observations.products]]
+        variable = "nee"
+        format = "csv"
+        file = "nee.csv"
+        units = "gC m-2 d-1"
+        [posterior]
+        n_steps = 300
+        max_steps = 300
+        n_walkers = 8
+        {extra}
+        [propagate]
+        n_draws = 10
+        """))
+    return cfg
+
+
+def test_a_model_written_from_the_docs_runs_and_recovers_the_truth(tmp_path, capsys):
+    """Module beside the config (not on PYTHONPATH), dict drivers, dict output on (member, cell=1,
+    time), failed/failure, members that raise above a = 4.5: the run goes on, the raising and
+    failing members are recorded, the truth is recovered, and a year without observations is
+    predicted (its bands alone)."""
+    cfg = _setup(tmp_path, 'raise_above = 4.5')
+    assert main(["check", str(cfg)]) == 0
+    assert "follows the contract" in capsys.readouterr().out
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    import arviz as az
+
+    post = az.from_netcdf(str(tmp_path / "run" / "posterior" / "posterior.nc")).posterior
+    draws = np.stack([post["a"].values.ravel(), post["b"].values.ravel()], axis=1)
+    # 730 days with sigma 0.3: sd ~ 0.3 / sqrt(365) ~ 0.016; the truth within a few sd
+    assert np.all(np.abs(draws.mean(0) - [2.5, -0.4]) < 4 * draws.std(0) + 1e-3)
+    assert draws.std(0).max() < 0.05
+    bands = xr.open_dataset(tmp_path / "run" / "propagate" / "bands.nc")
+    year3 = bands.sel(time=slice("2003-01-01", "2003-12-31"))
+    assert year3.sizes["time"] == 365 and np.isfinite(year3["nee_daily"].values).all()
+    assert year3["nee_observed_daily"].isnull().all()
+    summary = json.loads((tmp_path / "run" / "propagate" / "summary.json").read_text())
+    assert summary["nee"]["validation_observed_days"] == 0
+
+
+def test_raising_members_fail_alone_with_their_reason(tmp_path):
+    (tmp_path / "mymodel.py").write_text(MODEL)
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from mymodel import Model  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(tmp_path))
+    model = ConformingModel(Model(raise_above=4.5), variables=["nee"])
+    theta = np.array([[2.0, 0.0], [4.9, 0.0], [3.0, 1.95], [1.0, -1.0]])
+    ds = model(theta)
+    assert ds["nee"].dims == ("member", "time") and ds.sizes["member"] == 4
+    assert ds["status"].values.tolist() == ["done", "failed", "failed", "done"]
+    assert "FloatingPointError: a = 4.900" in str(ds["reason"].values[1])
+    assert str(ds["reason"].values[2]) == "offset out of range"
+    assert np.isnan(ds["nee"].values[1]).all()
+    want = Model()(theta[[0, 3]])["nee"][:, 0, :]  # the finished members: as the model gives them
+    np.testing.assert_array_equal(ds["nee"].values[[0, 3]], want)
+
+
+def test_conform_output_forms_give_one_shape():
+    t = pd.date_range("2001-01-01", periods=5).values
+    x = np.arange(10.0).reshape(2, 5)
+    forms = [
+        {"nee": x, "time": t},
+        {"nee": x[:, None, :], "time": t},
+        xr.Dataset({"nee": (("time", "member"), x.T)}, coords={"time": t}),
+        xr.Dataset({"nee": (("cell", "time", "member"), x.T[None])}, coords={"time": t}),
+    ]
+    for out in forms:
+        ds = conform_output(out, 2, ["nee"])
+        np.testing.assert_array_equal(ds["nee"].transpose("member", "time").values, x)
+        assert ds["status"].values.tolist() == ["done", "done"]
+    nan = conform_output({"nee": np.where(x > 7, np.nan, x), "time": t}, 2, ["nee"])
+    assert nan["status"].values.tolist() == ["done", "failed"]
+    assert "non-finite output in nee" in str(nan["reason"].values[1])
+    with pytest.raises(ModelOutputError, match="members"):
+        conform_output({"nee": x, "time": t}, 3, ["nee"])
+    with pytest.raises(ModelOutputError, match="one cell"):
+        conform_output({"nee": np.zeros((2, 3, 5)), "time": t}, 2, ["nee"])
+    with pytest.raises(ModelOutputError, match="no variable 'gpp'"):
+        conform_output({"nee": x, "time": t}, 2, ["gpp"])
+
+
+@pytest.mark.parametrize("options, match", [
+    ('form = "no_time"', "'time' dimension"),
+    ('form = "wrong_variable"', "no variable 'nee'"),
+    ('colour = "red"', r"'model.options'.*colour"),
+    ('days = 100', r"'site.calibration_years' \[2001, 2002\]: the model's output covers 100 of their "
+                   "730 days"),
+])
+def test_check_names_what_breaks_the_contract_before_any_run(tmp_path, capsys, options, match):
+    cfg = _setup(tmp_path, options)
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert pytest.importorskip("re").search(match, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_entry_point_that_raises_on_import_is_a_named_error(tmp_path, capsys):
+    cfg = _setup(tmp_path)
+    (tmp_path / "broken.py").write_text("import numpy\nraise RuntimeError('no licence server')\n")
+    cfg.write_text(cfg.read_text().replace('"mymodel:Model"', '"broken:Model"'))
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert ("'model.entry_point' 'broken:Model': importing 'broken' raised RuntimeError: "
+            "no licence server") in err
+
+
+def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
+    cfg = _setup(tmp_path)
+    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 1.0\nupper = 3.0\n'
+                                         '[parameters.b]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n')
+    text = cfg.read_text().replace('entry_point = "mymodel:Model"',
+                                   'entry_point = "mymodel:Model"\nparameters_file = "space.toml"')
+    cfg.write_text(text)
+    from bayescal.pipeline import load_config, make_pipeline
+
+    pipe = make_pipeline(load_config(cfg))
+    assert pipe.full_space.upper.tolist() == [3.0, 1.0]
+    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 1.0\nupper = 3.0\n'
+                                         '[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n')
+    assert main(["check", str(cfg)]) == 2
+    assert "missing ['b'], unknown ['c']" in capsys.readouterr().err
