@@ -22,7 +22,7 @@ from .pipeline import (
     make_pipeline,
     workflow_for,
 )
-from .rundir import RunDirError, RunDirRefused
+from .rundir import RunDirError, RunDirRefused, damaged_files
 from .workflow import check_run_dir
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
@@ -98,7 +98,7 @@ def _check(args: argparse.Namespace) -> int:
     state = check_run_dir(pipe.run_dir)
     per_run = None
     if not args.no_model_run:
-        per_run = pipe.model_check()["seconds"]
+        per_run = pipe.model_check(validation=True)["seconds"]
     print(f"{args.config}: valid")
     if per_run is not None:
         print(f"model: one run at the defaults took {per_run:.3g} s and follows the contract")
@@ -145,6 +145,14 @@ def _report(args: argparse.Namespace) -> int:
     from .rundir import RunDir
 
     rd = RunDir(args.run_dir)
+    if not rd.config_json.exists():
+        raise PipelineError(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
+                            "'bayescal run' wrote")
+    bad = damaged_files(rd.path, recursive=True)
+    if bad:
+        lines = "\n".join(f"  {p.relative_to(rd.path)}: {why}" for p, why in bad[:10])
+        raise PipelineError(f"{rd.path}: {len(bad)} file(s) cannot be read:\n{lines}\n'bayescal run' "
+                            "with the same config sets them aside and reruns their stages")
     needed = [s for s in workflow_for(rd.config()).names if s != "report"]
     missing = [s for s in needed if not rd.stage_json(s).exists()]
     if missing:

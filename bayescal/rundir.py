@@ -96,6 +96,43 @@ def read_json_record(path: str | Path, set_aside: bool = True) -> dict | None:
     return None
 
 
+def _file_problem(path: Path) -> str:
+    """Why a JSON, netCDF or HDF5 file bayescal wrote cannot be read ("" if it can)."""
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.read_bytes()[:3] == b"CDF":  # netCDF-3 (classic): read it whole
+            with xr.open_dataset(path, engine="scipy") as ds:
+                ds.load()
+        else:
+            import h5py  # netCDF-4 files are HDF5: the header and every object's metadata read
+
+            with h5py.File(path, "r") as f:
+                f.visit(lambda _name: None)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        return f"{type(err).__name__}: {err}"
+    return ""
+
+
+def damaged_files(folder: str | Path, recursive: bool = False) -> list[tuple[Path, str]]:
+    """The JSON, netCDF and HDF5 files under ``folder`` that cannot be read, with the reason
+    (``recursive=False``: the folder's own files). Model-run stores' ``members/`` are left out: a
+    store checks its members itself and runs a damaged one again."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = "**/*" if recursive else "*"
+    out = []
+    for path in sorted(folder.glob(pattern)):
+        if "members" in path.relative_to(folder).parts[:-1] or path.name.startswith("."):
+            continue
+        if path.is_file() and path.suffix in (".json", ".nc", ".h5"):
+            problem = _file_problem(path)
+            if problem:
+                out.append((path, problem))
+    return out
+
+
 @dataclass
 class StageRecord:
     """What one stage did in one invocation (or, read back, in the invocation that ran it)."""

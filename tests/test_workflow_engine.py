@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from bayescal.cli import main
 from bayescal.pipeline import ConfigError, load_config, make_pipeline, validate_config
@@ -294,6 +295,26 @@ def test_site_changes_rerun_exactly_the_stages_that_read_them(site_run):
     ]
     for key, value, stages in expect:
         assert _planned(cfg, run, _set(key, value)) == stages, key
+
+
+def test_a_damaged_output_file_is_set_aside_and_its_stage_reruns(site_run, tmp_path, capsys):
+    """A torn posterior.nc (its stage.json intact): ``bayescal report`` names the file (exit 1, no
+    traceback); ``run`` sets it aside and reruns that stage alone, with the same result."""
+    cfg, run, _, _ = site_run
+    copy = _copy(run, tmp_path)
+    nc = copy / "posterior" / "posterior.nc"
+    whole = nc.read_bytes()
+    nc.write_bytes(whole[: len(whole) // 2])
+    assert main(["report", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert "posterior/posterior.nc: OSError" in err and "Traceback" not in err
+    with pytest.warns(RuntimeWarning, match="posterior.nc: damaged"):
+        done = _rerun(cfg, copy, SITE_STAGES)
+    assert done["posterior"][0] == "ran" and done["optimize"][0] == done["propagate"][0] == "reused"
+    assert (copy / "posterior" / "posterior.nc.damaged").exists()
+    a = xr.open_dataset(run / "posterior" / "posterior.nc", group="posterior")
+    b = xr.open_dataset(nc, group="posterior")
+    xr.testing.assert_identical(a, b)  # the chain resumed from chain.h5: the same draws
 
 
 def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):

@@ -24,6 +24,16 @@ from .site_model import check_model_run, site_model
 __all__ = ["SitePipeline"]
 
 
+class _Replay:
+    """A model that gives one stored output (to check it again without running the model)."""
+
+    def __init__(self, output: xr.Dataset, space) -> None:
+        self.output, self.space = output, space
+
+    def __call__(self, theta: np.ndarray) -> xr.Dataset:
+        return self.output
+
+
 class SitePipeline(Pipeline):
     """:class:`Pipeline` for site models, the context of the site workflow's stages
     (:mod:`.site_workflow`, :mod:`.site_stages`): same engine, run directory and records."""
@@ -60,11 +70,15 @@ class SitePipeline(Pipeline):
         free = self.config["parameters"]["free"]
         return self.full_space.only(free) if free else self.full_space
 
-    def model_check(self) -> dict[str, Any]:
-        """One run of the model at its defaults (contract, years covered, seconds): see
-        :func:`.site_model.check_model_run`; done once, before the first stage's runs."""
+    def model_check(self, validation: bool = False) -> dict[str, Any]:
+        """One run of the model at its defaults (contract, calibration years covered -- and the
+        validation years with ``validation=True``, as ``bayescal check`` and the propagate stage
+        ask --, seconds): :func:`.site_model.check_model_run`; the run is made once."""
         if "model_check" not in self._cache:
-            self._cache["model_check"] = check_model_run(self.model, self.config)
+            self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
+        if validation:
+            check_model_run(_Replay(self._cache["model_check"]["output"], self.model.space), self.config,
+                            ("validation_years",))
         return self._cache["model_check"]
 
     def products(self) -> list:

@@ -92,9 +92,10 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
     return ConformingModel(ext, variables=needed)
 
 
-def check_model_run(model: Any, cfg: dict) -> dict[str, Any]:
-    """One run at the defaults: the contract, the calibration and validation years covered by
-    the model's days, and the time it took. ConfigError (naming what breaks) otherwise.
+def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibration_years",
+                                                                       "validation_years")) -> dict[str, Any]:
+    """One run at the defaults: the contract, the ``site.<years>`` covered by the model's days,
+    and the time it took. ConfigError (naming what breaks) otherwise.
 
     Returns ``{"seconds": float, "time": dates, "units": {variable: units}, "output": Dataset}``.
     """
@@ -120,7 +121,7 @@ def check_model_run(model: Any, cfg: dict) -> dict[str, Any]:
     if "time" not in ds.coords:
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
     days = pd.DatetimeIndex(ds["time"].values)
-    for key in ("calibration_years", "validation_years"):
+    for key in years:
         a, b = (int(y) for y in cfg["site"][key])
         want = pd.date_range(f"{a}-01-01", f"{b}-12-31", freq="D")
         have = want.isin(days)

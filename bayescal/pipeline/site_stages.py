@@ -126,6 +126,8 @@ def run_site_propagate(ctx: SitePipeline) -> None:
     from ..site import validation
 
     space, n = ctx.space(), ctx.config["propagate"]["n_draws"]
+    if ctx.config["model"]["kind"] != "dalec":  # the model's days cover the validation years
+        ctx.model_check(validation=True)
     post = ctx.rundir.posterior_u(space).values
     rng = np.random.default_rng(ctx.seed)
     u = np.vstack([post[rng.choice(post.shape[0], size=n, replace=False)], ctx.optimum_u()[None]])

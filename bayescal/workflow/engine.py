@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
-from ..rundir import StageRecord, read_json_record, write_json_atomic
+from ..rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
 from .keys import changed_inputs, stage_inputs, stage_key
 from .rundir_guard import claim_run_dir, set_aside
 from .stage import Stage, Workflow
@@ -158,6 +158,9 @@ class Engine:
         for stage in self._selected(stages):
             key, inputs = self.keys()[stage.name]
             done = read_json_record(self.run_dir / stage.name / "stage.json")
+            if done is not None and done.get("key") == key and self._damaged(stage):
+                (self.run_dir / stage.name / "stage.json").unlink()
+                done = None
             if done is not None and done.get("key") == key and "wall" in done:
                 records.append(StageRecord(stage.name, "reused", done["wall"], done["peak_rss_gib"],
                                            done["runs"], done.get("warnings", [])))
@@ -165,6 +168,18 @@ class Engine:
             else:
                 records.append(self._execute(stage, key, inputs))
         return records
+
+    def _damaged(self, stage: Stage) -> bool:
+        """A finished stage's unreadable output files (a torn write, a disk error) set aside as
+        ``<name>.damaged``, with a warning: True (the stage then reruns)."""
+        bad = [(p, why) for p, why in damaged_files(self.run_dir / stage.name)
+               if p.name not in ("stage.json", "started.json")]  # records: read_json_record's
+        for path, problem in bad:
+            target = path.with_name(path.name + ".damaged")
+            os.replace(path, target)
+            warnings.warn(f"{path}: damaged ({problem}); set aside as {target.name}, stage "
+                          f"'{stage.name}' reruns", RuntimeWarning, stacklevel=2)
+        return bool(bad)
 
     def _prepare(self, stage: Stage, key: str, inputs: dict) -> None:
         """The stage's folder for a run with ``key``: resumed, or fresh (the old one set aside)."""
