@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def _check(args: argparse.Namespace) -> int:
     state = check_run_dir(pipe.run_dir)
     per_run = None
     if not args.no_model_run:
-        per_run = pipe.model_check(validation=True)["seconds"]
+        with tempfile.TemporaryDirectory(prefix="bayescal-check-") as tmp:  # check writes no run dir
+            per_run = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
     print(f"{args.config}: valid")
     if per_run is not None:
         print(f"model: one run at the defaults took {per_run:.3g} s and follows the contract")

@@ -334,6 +334,21 @@ def test_from_dataset_and_load_name_what_is_wrong(tmp_path):
         load_emulator(tmp_path / "short.nc")
 
 
+def test_network_file_with_nan_weights_is_refused_by_name(tmp_path):
+    """A diverged or damaged network file (NaN weights) is named on load, not used for an optimum."""
+    from bayescal.emulators import DagonNetwork
+
+    X, _ = _data(40, 3)
+    Y = np.stack([np.sin(3 * X[:, 0] + k) for k in np.linspace(0, 2, 6)], axis=1)
+    net = DagonNetwork(hidden=(8, 8), max_epochs=50, random_state=0).fit(X, Y)
+    ds = net.to_dataset()
+    name = next(v for v in ds.data_vars if np.issubdtype(ds[v].dtype, np.floating) and ds[v].size > 1)
+    ds[name].values.flat[0] = np.nan
+    ds.to_netcdf(tmp_path / "net.nc", engine="h5netcdf")
+    with pytest.raises(EmulatorError, match=f"net.nc: variable '{name}' holds NaN"):
+        load_emulator(tmp_path / "net.nc")
+
+
 def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
     from sklearn.exceptions import NotFittedError
 

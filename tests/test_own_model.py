@@ -199,3 +199,19 @@ def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
                                          '[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n')
     assert main(["check", str(cfg)]) == 2
     assert "missing ['b'], unknown ['c']" in capsys.readouterr().err
+
+
+def test_external_program_that_is_missing_or_writes_nothing_is_named_by_check(tmp_path, capsys):
+    cfg = _setup(tmp_path)
+    (tmp_path / "params.template").write_text("a = {{ a }}\nb = {{ b }}\n")
+    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 0.0\nupper = 5.0\n'
+                                         '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
+    text = cfg.read_text()
+    for command, reason in ((f'["{tmp_path / "no_such_program"}", "{{param_file}}"]', "no_such_program"),
+                            ('["true"]', "output")):
+        model = (f'kind = "external"\ncommand = {command}\ntemplate = "params.template"\n'
+                 'parameters_file = "space.toml"\ntimeout = 30.0')
+        cfg.write_text(text.replace('kind = "python"\nentry_point = "mymodel:Model"\noptions = {  }', model))
+        assert main(["check", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "model (external) fails at its defaults" in err and reason in err and "Traceback" not in err

@@ -184,6 +184,11 @@ def _read_emulator_file(path: str | Path) -> xr.Dataset:
         raise FileNotFoundError(f"emulator file {path} does not exist")
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.load()
+            ds = ds.load()
     except (OSError, ValueError) as err:
         raise EmulatorError(f"cannot read emulator file {path} (truncated or not netCDF-4?): {err}") from None
+    for name, var in ds.data_vars.items():  # fitted state (weights, factors) is finite by construction
+        if np.issubdtype(var.dtype, np.floating) and not np.isfinite(var.values).all():
+            raise EmulatorError(f"emulator file {path}: variable {name!r} holds NaN/inf values (a damaged "
+                                "or diverged fit); refit the emulator")
+    return ds

@@ -117,6 +117,8 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
         raise ModelOutputError(f"the model returned {out.sizes.get('member', 'no')} members (dimension "
                                f"'member') for {k} parameter vectors")
     ds = _status(out)
+    if not (ds["status"].values == "done").any():  # every member failed: its reasons say why
+        return ds[["status", "reason"]]
     for v in variables or ():
         if v not in ds:
             have = sorted(n for n in ds.data_vars if n not in ("status", "reason"))

@@ -152,7 +152,7 @@ class Pipeline:
     def full_space(self):
         return self.model.space
 
-    def model_check(self, validation: bool = False) -> dict[str, Any]:
+    def model_check(self, validation: bool = False, workdir: Path | None = None) -> dict[str, Any]:
         """One run of the model at its defaults (``bayescal check``): ``{"seconds": float}``;
         a run that fails there is a ConfigError naming the reason."""
         import time

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,10 +71,13 @@ class SitePipeline(Pipeline):
         free = self.config["parameters"]["free"]
         return self.full_space.only(free) if free else self.full_space
 
-    def model_check(self, validation: bool = False) -> dict[str, Any]:
+    def model_check(self, validation: bool = False, workdir: Path | None = None) -> dict[str, Any]:
         """One run of the model at its defaults (contract, calibration years covered -- and the
         validation years with ``validation=True``, as ``bayescal check`` and the propagate stage
-        ask --, seconds): :func:`.site_model.check_model_run`; the run is made once."""
+        ask --, seconds): :func:`.site_model.check_model_run`; the run is made once. ``workdir``:
+        an external program runs there, not in the run directory (``bayescal check`` writes none)."""
+        if workdir is not None and self._model is None:
+            self._model = site_model(self.config, workdir=Path(workdir))
         if "model_check" not in self._cache:
             self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
         if validation:
