@@ -40,7 +40,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .models.contract import member_status
+from .models.contract import conform_output, member_status
 
 __all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
 
@@ -102,11 +102,8 @@ def run_batch(
     """
     t0 = time.perf_counter()
     try:
-        ds = simulator(np.asarray(theta, dtype=float))
-        if "member" not in ds.dims or ds.sizes["member"] != len(members):
-            raise ValueError(
-                f"simulator returned {ds.sizes.get('member', 'no')} members for {len(members)} inputs"
-            )
+        # any form of the contract (docs/own-model.md): a Dataset or a dict, either failure spelling
+        ds = conform_output(simulator(np.asarray(theta, dtype=float)), len(members), series=False)
     except Exception as err:  # noqa: BLE001 - any simulator error fails the member, not the run
         if len(members) > 1:
             out: list[MemberResult] = []

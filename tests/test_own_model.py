@@ -215,3 +215,41 @@ def test_external_program_that_is_missing_or_writes_nothing_is_named_by_check(tm
         assert main(["check", str(cfg)]) == 2
         err = capsys.readouterr().err
         assert "model (external) fails at its defaults" in err and reason in err and "Traceback" not in err
+
+
+def test_the_runner_takes_every_form_of_the_contract(tmp_path):
+    """The global route's runner: a dict output, the older failure names and raising members give
+    the same store as the Dataset form."""
+    from bayescal.ensemble import EnsembleStore, run_ensemble
+    from bayescal.parameters import Parameter, ParameterSpace
+
+    space = ParameterSpace([Parameter("a", 1.0, 0.0, 2.0), Parameter("b", 0.0, -1.0, 1.0)])
+    t = pd.date_range("2001-01-01", periods=4).values
+
+    def as_dict(theta):
+        if (theta[:, 0] > 1.8).any():
+            raise ValueError("a too large")
+        x = theta[:, :1] * np.arange(4) + theta[:, 1:]
+        return {"gpp": x[:, None, :], "time": t, "failed": theta[:, 1] > 0.9,
+                "failure": np.where(theta[:, 1] > 0.9, "b too large", "")}
+
+    theta = np.array([[0.5, 0.0], [1.9, 0.0], [1.0, 0.95], [1.5, -0.5]])
+    run_ensemble(as_dict, space.to_dataarray(theta, full=True), tmp_path / "s", batch_size=4, progress=False)
+    ens = EnsembleStore(tmp_path / "s").load()
+    assert ens["status"].values.tolist() == ["done", "failed", "failed", "done"]
+    assert "ValueError: a too large" in str(ens["reason"].values[1])
+    assert "b too large" in str(ens["reason"].values[2])
+    np.testing.assert_array_equal(ens["gpp"].sel(member=3).values.ravel(), 1.5 * np.arange(4) - 0.5)
+
+
+def test_product_units_are_checked_against_a_python_models_output_units(tmp_path, capsys):
+    cfg = _setup(tmp_path)
+    text = cfg.read_text().replace('entry_point = "mymodel:Model"\noptions = {  }',
+                                   'entry_point = "bayescal.testing:ToySiteModel"\n'
+                                   'options = {start = "2001-01-01", end = "2003-12-31"}')
+    cfg.write_text(text.replace('units = "gC m-2 d-1"', 'units = "W m-2"'))
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "do not match the model output 'nee' [gC m-2 d-1]" in err and "W m-2" in err
+    cfg.write_text(text.replace('units = "gC m-2 d-1"', 'units = "gC m-2 yr-1"'))  # same quantity
+    assert main(["check", str(cfg)]) == 0

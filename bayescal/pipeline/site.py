@@ -83,6 +83,7 @@ class SitePipeline(Pipeline):
         if validation:
             check_model_run(_Replay(self._cache["model_check"]["output"], self.model.space), self.config,
                             ("validation_years",))
+            self.products()  # each product in the model's output units, or a ConfigError naming both
         return self._cache["model_check"]
 
     def products(self) -> list:
