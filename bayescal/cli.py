@@ -163,29 +163,32 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+_ERRORS: tuple[tuple[type[Exception], str, int], ...] = (
+    (ModelOutputError, "model output error (docs/own-model.md): ", 2),
+    (ConfigError, "configuration error: ", 2),
+    (RunDirRefused, "run directory refused: ", 2),
+    (PipelineError, "", 1),
+    (RunDirError, "", 1),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status."""
+    """The command line; returns the exit status (``--debug``: errors raise with their traceback)."""
     args = _parser().parse_args(argv)
     try:
         return {"check": _check, "run": _run, "report": _report}[args.command](args)
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print("bayescal: interrupted; every finished model run and chain step is kept -- run the same "
               "command again to resume", file=sys.stderr)
         return 130
-    except ModelOutputError as err:
+    except tuple(e for e, _, _ in _ERRORS) as err:
         if args.debug:
             raise
-        print(f"bayescal: model output error (docs/own-model.md): {err}", file=sys.stderr)
-        return 2
-    except ConfigError as err:
-        print(f"bayescal: configuration error: {err}", file=sys.stderr)
-        return 2
-    except RunDirRefused as err:
-        print(f"bayescal: run directory refused: {err}", file=sys.stderr)
-        return 2
-    except (PipelineError, RunDirError) as err:
-        print(f"bayescal: {err}", file=sys.stderr)
-        return 1
+        prefix, code = next((p, c) for e, p, c in _ERRORS if isinstance(err, e))
+        print(f"bayescal: {prefix}{err}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -253,3 +253,27 @@ def test_product_units_are_checked_against_a_python_models_output_units(tmp_path
     assert "do not match the model output 'nee' [gC m-2 d-1]" in err and "W m-2" in err
     cfg.write_text(text.replace('units = "gC m-2 d-1"', 'units = "gC m-2 yr-1"'))  # same quantity
     assert main(["check", str(cfg)]) == 0
+
+
+def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
+    """SIGINT during a run: exit 130 and one line on what is kept, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text().replace("ml_evaluations = 150", "ml_evaluations = 100000"))
+    proc = subprocess.Popen([sys.executable, "-m", "bayescal", "run", str(cfg), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    started = tmp_path / "run" / "optimize" / "started.json"
+    deadline = time.monotonic() + 120
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), proc.stderr.read() if proc.poll() is not None else "no start in 120 s"
+    os.kill(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "interrupted; every finished model run and chain step is kept" in err
+    assert "Traceback" not in err
