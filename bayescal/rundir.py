@@ -271,6 +271,16 @@ class RunDir:
         """``.bayescal-run.json``: bayescal created this directory; its workflow and stages."""
         return self.path / MARKER
 
+    def workflow_name(self) -> str:
+        """The workflow that made this run (the marker's; from the config for older runs)."""
+        info = read_json_record(self.marker, set_aside=False) or {}
+        if isinstance(info.get("workflow"), str):
+            return info["workflow"]
+        cfg = self.config()
+        if cfg["model"].get("kind", "global") != "global":
+            return "site"
+        return "dagon" if cfg["run"].get("workflow", "default") == "dagon" else "global"
+
     def stage_names(self) -> tuple[str, ...]:
         """The run's workflow's stages, in order (from the marker; every known stage without one)."""
         info = read_json_record(self.marker, set_aside=False) or {}

@@ -83,6 +83,9 @@ def _one_minus_exp(x):
     return 1.0 - math.exp(-x)
 
 
+# One long function on purpose (~270 lines): the month is fused into a single pass per
+# (member, tile) so numba keeps every intermediate in registers; split into calls, the kernel
+# moves temporaries through memory again (benchmarks/bench_simulate.py).
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def month(state, par, pft_start, clim, co2, clear, dilute, receive, dt, active,
           budget, mean, tile_cell, tile_frac, tile_area, per_second,

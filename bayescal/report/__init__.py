@@ -1,11 +1,13 @@
 """Figures (matplotlib, PNG) and a self-contained HTML report of a pipeline run directory.
 
 ``figures``: each figure function takes xarray objects and returns a matplotlib Figure.
-``html``: :func:`write_report` draws every figure a run directory has data for, saves them as PNG
-in ``<run_dir>/figures`` and embeds them (base64) in ``<run_dir>/report.html`` with the tables,
-diagnostics, warnings, the config and the package versions. It reads the run directory only.
+``builder``: :func:`write_report` picks the run directory's workflow; its report module
+(``html`` global, ``site``, ``dagon``) draws every figure it has data for, saves them as PNG in
+``<run_dir>/figures``, and ``page`` embeds them (base64) in ``<run_dir>/report.html`` with the
+tables, diagnostics, warnings, the config and the package versions. It reads the run directory only.
 """
 
+from .builder import write_report
 from .figures import (
     plot_bands,
     plot_bias_change,
@@ -19,7 +21,6 @@ from .figures import (
     plot_scree,
     plot_trace,
 )
-from .html import write_report
 
 __all__ = [
     "plot_bands",

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .figures import plt
-from .html import _png
+from .page import png, write_page
 
 __all__ = ["plot_eof_maps", "plot_oat_ranks", "plot_cost_histogram", "write_dagon_report"]
 
@@ -103,10 +103,13 @@ def write_dagon_report(run_dir) -> Path:
     optimum = json.loads((rd.stage("emulator_screen") / "optimum.json").read_text())
     _, truth = rd.twin()
     figs = {
-        "oat_ranks": plot_oat_ranks(xr.load_dataset(rd.stage("oat") / "ranking.nc")),
-        "eof_maps": plot_eof_maps(eof, variables, truth["lat"].values, truth["lon"].values),
-        "cost_histogram": plot_cost_histogram(screen, optimum),
-        "optimum": plot_optimum(optimum),
+        "oat_ranks": ("One-at-a-time screen: each parameter's rank by effect and by pattern (Dagon Fig. 3).",
+                      plot_oat_ranks(xr.load_dataset(rd.stage("oat") / "ranking.nc"))),
+        "eof_maps": ("Leading EOF modes of each output (Dagon Fig. 5).",
+                     plot_eof_maps(eof, variables, truth["lat"].values, truth["lon"].values)),
+        "cost_histogram": ("Emulated cost J of the sample against the default's and the optimum's.",
+                           plot_cost_histogram(screen, optimum)),
+        "optimum": ("The optimum on the emulator against the defaults (unit cube).", plot_optimum(optimum)),
     }
     rd.figures.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>{html.escape(cfg['report']['title'])}</h1>", "<h2>Emulator (test members)</h2><ul>"]
@@ -120,14 +123,9 @@ def write_dagon_report(run_dir) -> Path:
               f"best verified optimum {m['optimum']:.3g} by the model; round 0 is Dagon's (the DE optimum "
               f"on the emulator, {e['optimum']:.3g} emulated), later rounds add each verified run to the "
               "networks' training and search again.</p>",
-              "<table><tr><th>round</th><th>emulated J</th><th>model J</th></tr>",
+              "<table class='t'><tr><th>round</th><th>emulated J</th><th>model J</th></tr>",
               *[f"<tr><td>{r['round']}</td><td>{r['emulated_cost']:.3g}</td><td>{r['model_cost']:.3g}</td></tr>"
                 for r in optimum["rounds"]],
-              "</table><h2>Figures</h2>"]
-    for name, fig in figs.items():
-        data = _png(fig, rd.figures / f"{name}.png")
-        parts.append(f"<figure id='fig-{name}'><img alt='{name}' "
-                     f"src='data:image/png;base64,{data}'></figure>")
-    page = "<!doctype html><html><head><meta charset='utf-8'><title>bayescal report</title></head><body>"
-    rd.report_html.write_text(page + "\n".join(parts) + "</body></html>")
-    return rd.report_html
+              "</table>"]
+    imgs = [(name, caption, png(fig, rd.figures / f"{name}.png")) for name, (caption, fig) in figs.items()]
+    return write_page(rd, cfg["report"]["title"], parts, imgs)

@@ -1,13 +1,10 @@
-"""The self-contained HTML report of a run directory (reads the run directory only)."""
+"""The report of a global (Seiler) run directory: its sections and figures on the one page
+(:mod:`.page`); reads the run directory only."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +21,10 @@ from .figures import (
     plot_ranking,
     plot_scree,
     plot_trace,
-    plt,
 )
+from .page import diagnostics_section, png, posterior_diagnostics, trace_labels, write_page
 
-__all__ = ["write_report"]
+__all__ = ["write_global_report"]
 
 
 def _truth_coverage_item(cov: dict | None) -> str:
@@ -65,125 +62,15 @@ def _left_out_item(path) -> str:
             "likelihood as discrepancy</li>")
 
 
-def posterior_diagnostics(post_dir: Path, idata=None) -> xr.Dataset:
-    """R-hat and ESS of a run's posterior: ``diagnostics.nc`` as the posterior stage wrote it,
-    else (run directories from before it did) computed from ``posterior.nc``."""
-    import warnings
-
-    from ..posterior import diagnose, load_inference_data
-
-    path = Path(post_dir) / "diagnostics.nc"
-    if path.exists():
-        return xr.load_dataset(path)
-    idata = load_inference_data(Path(post_dir) / "posterior.nc") if idata is None else idata
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return diagnose(idata)
-
-
-def trace_labels(diag: xr.Dataset, n: int = 8) -> list[str]:
-    """The values whose traces the report shows: the ``n`` with the largest R-hat."""
-    order = np.argsort(-np.nan_to_num(diag["r_hat"].values, nan=np.inf), kind="stable")
-    return [str(diag["parameter"].values[i]) for i in order[:n]]
-
-
-def diagnostics_section(diag: xr.Dataset) -> str:
-    """The R-hat / ESS table of the posterior with the chain's length and autocorrelation time."""
-    rmax, emin = float(diag.attrs.get("rhat_max", 1.01)), float(diag.attrs.get("ess_min", 400))
-    rows = []
-    for k, lab in enumerate(diag["parameter"].values):
-        r, eb, et = (float(diag[v].values[k]) for v in ("r_hat", "ess_bulk", "ess_tail"))
-        flag = []
-        if not r <= rmax:
-            flag.append(f"R-hat &gt; {rmax:g}")
-        if not eb >= emin:
-            flag.append(f"bulk ESS &lt; {emin:g}")
-        style = " style='color:#b00'" if flag else ""
-        rows.append(f"<tr{style}><td>{html.escape(str(lab))}</td><td>{r:.3f}</td><td>{eb:.0f}</td>"
-                    f"<td>{et:.0f}</td><td>{', '.join(flag) or 'ok'}</td></tr>")
-    a = diag.attrs
-    chain = ""
-    if "n_steps" in a:
-        chain = (f"{int(a['n_walkers'])} walkers x {int(a['n_steps'])} steps (emcee), burn-in "
-                 f"{int(a['burn'])}, thinned by {int(a['thin'])}: {int(a.get('n_draws', 0))} draws; "
-                 f"autocorrelation time up to {float(a['tau_max']):.0f} steps (the chain is "
-                 f"{float(a['n_steps']) / max(float(a['tau_max']), 1e-9):.0f} of them long; 50 advised). ")
-    n_bad = sum("ok" not in r for r in rows)
-    verdict = ("all values within bounds" if not n_bad else
-               f"<b>{n_bad} of {len(rows)} values out of bounds: run the chains longer before trusting "
-               "these estimates</b>")
-    return ("<h3>Convergence: R-hat and effective sample size</h3>"
-            f"<p>{chain}Bounds: R-hat &le; {rmax:g}, bulk ESS &ge; {emin:g} (walkers treated as chains; "
-            f"emcee's walkers are not independent, so R-hat is optimistic). {verdict}.</p>"
-            "<table class='t'><tr><th>parameter</th><th>R-hat</th><th>bulk ESS (draws)</th>"
-            f"<th>tail ESS (draws)</th><th>flag</th></tr>{''.join(rows)}</table>")
-
-
-def _png(fig, path: Path) -> str:
-    fig.savefig(path, dpi=110)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)  # pyplot from figures, where the Agg backend is chosen
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "bayescal",
-        "numpy",
-        "scipy",
-        "xarray",
-        "scikit-learn",
-        "SALib",
-        "emcee",
-        "arviz",
-        "matplotlib",
-        "DFO-LS",
-        "cma",
-    ):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def write_report(run_dir) -> Path:
-    """Draw the figures of a run directory and write ``report.html``; returns its path.
-
-    ``run_dir`` is a run directory (path, :class:`~bayescal.rundir.RunDir`, or anything
-    with a ``run_dir`` attribute) whose stages up to ``propagate`` have run. Only its files are
-    read: no model runs, so a run directory copied to another machine reports the same.
-    """
-    from ..rundir import RunDir
-
-    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(getattr(run_dir, "run_dir", run_dir))
-    cfg = rd.config()
-    if cfg["model"].get("kind", "global") != "global":
-        from .site import write_site_report
-
-        return write_site_report(rd)
-    if cfg["run"].get("workflow", "default") == "dagon":
-        from .dagon import write_dagon_report
-
-        return write_dagon_report(rd)
+def write_global_report(rd) -> Path:
+    """Figures and ``report.html`` of a global (Seiler) run directory (see :func:`.write_report`)."""
     twin = rd.twin()
     if twin is None:
         raise FileNotFoundError(f"{rd.twin_dir}: the twin products and truth run are missing; "
                                 "run 'bayescal run' on this config first")
     rd.figures.mkdir(parents=True, exist_ok=True)
-    figs = _figures(rd, *twin)
-    parts = [*_summary_sections(rd, cfg), "<h2>Figures</h2>"]
-    parts += [
-        f"<figure id='fig-{name}'><img class='fig' alt='{html.escape(caption)}' "
-        f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for name, caption, data in figs
-    ]
-    parts += _closing_sections(rd, cfg)
-    path = rd.report_html
-    path.write_text(_page(cfg["report"]["title"], parts, len(figs)), encoding="utf-8")
-    return path
+    cfg = rd.config()
+    return write_page(rd, cfg["report"]["title"], _summary_sections(rd, cfg), _figures(rd, *twin))
 
 
 def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
@@ -198,7 +85,7 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     figs: list[tuple[str, str, str]] = []
 
     def add(name: str, caption: str, fig) -> None:
-        figs.append((name, caption, _png(fig, rd.figures / f"{name}.png")))
+        figs.append((name, caption, png(fig, rd.figures / f"{name}.png")))
 
     if (run / "screen" / "indices.nc").exists():
         add("sensitivity", "Morris screening: mu* of the misfit per parameter (top 20).",
@@ -325,34 +212,3 @@ def _equifinality_section(eq: Path) -> str:
             + "<p>Seiler's alternative sets (the five best of that ensemble):</p>" + table(seiler))
 
 
-def _closing_sections(rd, cfg: dict) -> list[str]:
-    """Warnings of every stage, the configuration text and the package versions."""
-    warn_rows = [(r.name, w) for r in rd.records() for w in (r.warnings or [])]
-    config = rd.config_text() or json.dumps(cfg, indent=1)
-    warnings = ("<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(w)}</li>" for s, w in warn_rows) + "</ul>"
-                if warn_rows else "<p>none</p>")
-    versions = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in _versions().items())
-    return [f"<h2>Warnings</h2>{warnings}", f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>",
-            f"<h2>Versions</h2><table class='t'>{versions}</table>"]
-
-
-def _page(title: str, parts: list[str], n_figures: int) -> str:
-    """The self-contained HTML page (figures inline; a script counts the figures that loaded)."""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}}
-table.t{{border-collapse:collapse;font-size:0.85em}}
-table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}
-img.fig{{max-width:100%}} figure{{margin:1.5em 0}} figcaption{{font-size:0.9em;color:#555}}
-pre{{background:#f6f6f6;padding:0.5em;overflow-x:auto}}</style></head>
-<body data-figures="{n_figures}">
-{"".join(parts)}
-<script>
-window.addEventListener("load", function () {{
-  var imgs = document.querySelectorAll("img.fig"), ok = 0;
-  imgs.forEach(function (im) {{ if (im.complete && im.naturalWidth > 0) ok += 1; }});
-  document.body.setAttribute("data-figures-loaded", String(ok));
-}});
-</script>
-</body></html>
-"""

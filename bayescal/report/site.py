@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .figures import plot_convergence, plot_posterior_vs_prior, plt
+from .page import diagnostics_section, png, posterior_diagnostics, trace_labels, write_page
 
 __all__ = ["plot_validation", "write_site_report"]
 
@@ -90,7 +91,6 @@ def write_site_report(rd) -> Path:
     """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
     from ..posterior import get_group, load_inference_data, unit_samples
     from .figures import plot_pair, plot_trace
-    from .html import _closing_sections, _page, _png, diagnostics_section, posterior_diagnostics, trace_labels
 
     cfg, run, space = rd.config(), rd.path, rd.space()
     rd.figures.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def write_site_report(rd) -> Path:
         ("convergence", "Maximum likelihood (CMA-ES): minus the log-likelihood per run.",
          plot_convergence(xr.load_dataset(run / "optimize" / "history.nc"))),
     ]
-    imgs = [(n, c, _png(f, rd.figures / f"{n}.png")) for n, c, f in figs]
+    imgs = [(n, c, png(f, rd.figures / f"{n}.png")) for n, c, f in figs]
     val, cal = cfg["site"]["validation_years"], cfg["site"]["calibration_years"]
     records = rd.records()
     err_rows = "".join(f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
@@ -135,11 +135,5 @@ def write_site_report(rd) -> Path:
         f"{err_rows}</table>",
         _coverage_table(pc),
         diagnostics_section(diag),
-        "<h2>Figures</h2>",
-        *[f"<figure id='fig-{n}'><img class='fig' alt='{html.escape(c)}' src='data:image/png;base64,{d}'>"
-          f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, c, d in imgs],
-        *_closing_sections(rd, cfg),
     ]
-    path = rd.report_html
-    path.write_text(_page(cfg["report"]["title"], parts, len(imgs)), encoding="utf-8")
-    return path
+    return write_page(rd, cfg["report"]["title"], parts, imgs)
