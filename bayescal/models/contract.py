@@ -81,6 +81,10 @@ def member_status(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def _status(ds: xr.Dataset) -> xr.Dataset:
     """``status``/``reason`` from either spelling; the older names dropped."""
+    if "status" in ds and "reason" in ds and "failed" not in ds and "failure" not in ds:
+        st = ds["status"].values
+        if ds["status"].dims == ("member",) and (st == "done").all():  # the common case: as it is
+            return ds
     status, reason = member_status(ds)
     ds = ds.drop_vars([v for v in _STATUS if v in ds])
     return ds.assign(status=("member", np.asarray(status, dtype=str)),
@@ -129,25 +133,43 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
 
 
 def _as_series(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """Each of ``variables`` on (member, time); members with non-finite values failed. Numpy on
+    the hot path (the direct route calls this at every chain step): xarray only to reshape."""
+    status = reason = None
     for v in variables:
         da = ds[v]
-        if "time" not in da.dims:
-            raise ModelOutputError(f"model output '{v}' has dimensions {da.dims}: a series needs a 'time' "
-                                   "dimension, (member, time) or (member, cell, time)")
-        extra = [d for d in da.dims if d not in ("member", "time")]
-        if extra == ["cell"] and da.sizes["cell"] == 1:
-            da = da.isel(cell=0, drop=True)
-        elif extra:
-            raise ModelOutputError(f"model output '{v}' has dimensions {da.dims}; the site route takes "
-                                   "(member, time) or (member, cell, time) with one cell")
-        ds[v] = da = da.transpose("member", "time")
-        if np.issubdtype(da.dtype, np.number):
-            bad = ~np.isfinite(da.values).all(axis=1) & (ds["status"].values == "done")
-            ds["status"] = ds["status"].where(~bad, "failed")
-            ds["reason"] = ds["reason"].where(~bad, f"non-finite output in {v}")
+        if da.dims == ("member", "time"):
+            x = da.values
+        else:
+            x = _reshaped(ds, v)
+            ds[v] = (("member", "time"), x, da.attrs)
+        if np.issubdtype(x.dtype, np.number):
+            bad = ~np.isfinite(x).all(axis=1)
+            if bad.any():
+                if status is None:
+                    status, reason = ds["status"].values.astype(object), ds["reason"].values.astype(object)
+                new = bad & (status == "done")
+                status[new], reason[new] = "failed", f"non-finite output in {v}"
+    if status is not None:
+        ds = ds.assign(status=("member", status.astype(str)), reason=("member", reason.astype(str)))
     if "cell" in ds.dims and all("cell" not in ds[v].dims for v in ds.data_vars):
         ds = ds.drop_dims("cell", errors="ignore")
     return ds
+
+
+def _reshaped(ds: xr.Dataset, v: str) -> np.ndarray:
+    """Variable ``v`` as a (member, time) array: any order, a ``cell`` of length one dropped."""
+    da = ds[v]
+    if "time" not in da.dims:
+        raise ModelOutputError(f"model output '{v}' has dimensions {da.dims}: a series needs a 'time' "
+                               "dimension, (member, time) or (member, cell, time)")
+    extra = [d for d in da.dims if d not in ("member", "time")]
+    if extra == ["cell"] and da.sizes["cell"] == 1:
+        da = da.isel(cell=0, drop=True)
+    elif extra:
+        raise ModelOutputError(f"model output '{v}' has dimensions {da.dims}; the site route takes "
+                               "(member, time) or (member, cell, time) with one cell")
+    return da.transpose("member", "time").values
 
 
 class ConformingModel:
