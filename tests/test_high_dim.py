@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 from scipy.special import ndtr, ndtri
 
 from bayescal.emulators.active import ActiveGPEmulator
@@ -136,3 +137,55 @@ def test_subspace_rank_and_complement_floor():
     assert small.rank == 1 and small.complement_sd.max() > 0.3
     region = NotRuledOut([Lin()], np.zeros(3), np.full(3, 0.1))
     assert region.contains(np.full((1, 10), 0.5))[0]
+
+
+@pytest.mark.slow
+@pytest.mark.arviz
+def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_data(tmp_path):
+    """The main job's route, small: every value free, waves through the store, the subspace
+    chain; posterior.nc has pointwise log-likelihood and predictive draws on the named summaries
+    (az.loo runs on it), and the not-ruled-out region keeps the truth."""
+    import arviz as az
+
+    from bayescal.pipeline import make_pipeline, validate_config
+    from bayescal.posterior import get_group, group_names, load_inference_data
+
+    truth = {"vmax[GRASS-C3]": 0.6, "vmax[NDL-EVG]": 0.35, "kn[BDL-EVG]": 0.45, "gamma_w": 0.55}
+    cfg = validate_config({
+        "run": {"output": str(tmp_path / "run"), "seed": 4},
+        "model": {"n_cells": 18, "start": 2000, "end": 2006, "ramp_start": 1997, "chunk_size": 64},
+        "parameters": {"free": [*truth, "kn[GRASS-C3]", "beta2"]},
+        "observations": {"variables": ["gpp", "lai"], "gcb_years": [2000, 2006], "truth": truth},
+        "screen": {"enabled": False},
+        "design": {"n_runs": 40, "batch_size": 64},
+        "posterior": {"method": "history_matching", "hm_waves": 2, "hm_runs": 30, "hm_active": 4,
+                      "n_steps": 300, "max_steps": 600},
+        "propagate": {"table_years": [2002, 2006]},
+    })
+    pipe = make_pipeline(cfg, progress=False)
+    pipe.run(("screen", "optimize", "design", "emulate", "posterior"))
+    out = tmp_path / "run" / "posterior"
+    idata = load_inference_data(out / "posterior.nc")
+    for g in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data",
+              "prior", "constant_data"):
+        assert g in group_names(idata), g
+    ll = get_group(idata, "log_likelihood")["y"]
+    assert ll.dims == ("chain", "draw", "summary")
+    assert {"variable", "region", "units"} <= set(ll.coords)
+    assert np.isfinite(ll.values).all()
+    loo = az.loo(idata)
+    assert np.isfinite(float(getattr(loo, "elpd_loo", getattr(loo, "elpd", np.nan))))
+    hm = xr.load_dataset(out / "history_matching.nc")
+    assert np.all(np.diff(hm["nroy_fraction"].values) <= 0) and hm["nroy_fraction"].values[-1] < 0.5
+    space = pipe.space()
+    post_u = _unit_draws(idata, space)
+    truth_u = space.to_unit(space.reduce(pipe.truth_theta()))
+    q05, q95 = np.quantile(post_u, [0.02, 0.98], axis=0)
+    inside = (truth_u >= q05) & (truth_u <= q95)
+    assert inside.sum() >= len(truth_u) - 1, dict(zip(space.labels, inside, strict=True))
+
+
+def _unit_draws(idata, space) -> np.ndarray:
+    from bayescal.posterior import unit_samples
+
+    return unit_samples(idata, space).transpose("sample", "parameter").values

@@ -61,7 +61,7 @@ def run_history_matching(ctx: Pipeline) -> None:
             f"{np.median(sub.complement_sd / sigma):.2f})")
     post = subspace_posterior(em, observed, sigma, sub, hm.samples, disc, n_walkers=c["n_walkers"] or None,
                               min_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed)
-    _write_posterior(ctx, out, space, post, observed)
+    _write_posterior(ctx, out, space, post, _pointwise_groups(ctx, em, post, observed, sigma, disc))
     checks = _checks(ctx, out, space, em, post, observed, sigma, disc)
     _write_tables(out, space, hm, sub, post, checks, sigma)
     ctx.say(f"  {len(hm.X)} runs; chain {post.n_steps} steps, tau {np.nanmax(post.tau):.0f} "
@@ -105,7 +105,44 @@ def _families(space, u: np.ndarray) -> dict[str, xr.DataArray]:
     return out
 
 
-def _write_posterior(ctx: Pipeline, out, space, post, observed) -> None:
+def _pointwise_groups(ctx: Pipeline, em, post, observed, sigma, disc) -> dict[str, xr.Dataset]:
+    """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and ``constant_data`` on the
+    named ``summary`` dimension (labels, variable, region, products, units), with the variance
+    the chain used: sigma^2 + discrepancy^2 + emulator sd^2 + the complement's spread^2."""
+    from .stages import _summary_coords
+
+    coords = _summary_coords(ctx) or {"summary": np.arange(np.size(observed))}
+    dim_coords = {k: ("summary", np.asarray(v)) for k, v in coords.items() if k != "summary"}
+    dim_coords["summary"] = np.asarray(coords["summary"])
+    units = dict(dim_coords).get("units")
+    unit = "see the units coordinate" if units is not None else ""
+    sd = {"sigma": np.broadcast_to(np.asarray(sigma, float), np.shape(observed)),
+          "discrepancy": np.broadcast_to(np.asarray(disc, float), np.shape(observed)),
+          "emulator_sd": post.emulator_sd, "complement_sd": post.subspace.complement_sd}
+    v = sum(x**2 for x in sd.values())
+    n_chain, n_draw, d = post.u.shape
+    m = np.asarray(em.predict(np.clip(post.u.reshape(-1, d), 0.0, 1.0)), float)
+    ll = -0.5 * ((np.asarray(observed) - m) ** 2 / v + np.log(2 * np.pi * v))
+    pp = m + np.sqrt(v) * np.random.default_rng(ctx.seed + 1).standard_normal(m.shape)
+    sample = {"chain": np.arange(n_chain), "draw": np.arange(n_draw)}
+    dims = ("chain", "draw", "summary")
+
+    def on_summary(x: np.ndarray, long_name: str) -> xr.DataArray:
+        shape = (n_chain, n_draw, -1) if x.ndim == 2 else x.shape
+        return xr.DataArray(x.reshape(shape), dims=dims if x.ndim == 2 else ("summary",),
+                            coords={**(sample if x.ndim == 2 else {}), **dim_coords},
+                            attrs={"units": unit, "long_name": long_name})
+
+    return {
+        "log_likelihood": xr.Dataset({"y": on_summary(ll, "pointwise log-likelihood")}),
+        "posterior_predictive": xr.Dataset({"y": on_summary(pp, "posterior-predictive draw")}),
+        "observed_data": xr.Dataset({"y": on_summary(np.asarray(observed, float), "observed value")}),
+        "constant_data": xr.Dataset({k: on_summary(np.asarray(x, float), f"{k} of each summary")
+                                     for k, x in sd.items()}),
+    }
+
+
+def _write_posterior(ctx: Pipeline, out, space, post, groups: dict[str, xr.Dataset]) -> None:
     from ..posterior import diagnose, make_inference_data, save_inference_data
 
     n_chain, n_draw = post.u.shape[:2]
@@ -121,10 +158,7 @@ def _write_posterior(ctx: Pipeline, out, space, post, observed) -> None:
         "posterior": posterior,
         "sample_stats": xr.Dataset({"loglik": (("chain", "draw"), post.loglik)}, coords=coords),
         "prior": prior,
-        "observed_data": xr.Dataset({"y": ("observation", np.asarray(observed))}),
-        "constant_data": xr.Dataset({"lower": ("parameter", space.lower),
-                                     "upper": ("parameter", space.upper)},
-                                    coords={"parameter": space.labels}),
+        **groups,
     })
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
