@@ -177,6 +177,11 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
     assert np.isfinite(float(getattr(loo, "elpd_loo", getattr(loo, "elpd", np.nan))))
     hm = xr.load_dataset(out / "history_matching.nc")
     assert np.all(np.diff(hm["nroy_fraction"].values) <= 0) and hm["nroy_fraction"].values[-1] < 0.5
+    from bayescal.report.html import _history_matching_section
+
+    section = _history_matching_section(out / "history_matching.nc")  # the report's per-summary checks
+    assert "Median parameter-only 90 % predictive interval" in section
+    assert str(hm["summary"].values[0]) in section and ":" in str(hm["summary"].values[0])
     space = pipe.space()
     post_u = _unit_draws(idata, space)
     truth_u = space.to_unit(space.reduce(pipe.truth_theta()))

@@ -32,7 +32,7 @@ def run_history_matching(ctx: Pipeline) -> None:
     """History matching, then the subspace posterior, for the pipeline context ``ctx``."""
     from ..emulators.active import ActiveGPEmulator
     from ..posterior.history_matching import history_match, informed_subspace, subspace_posterior
-    from .stages import _stored_summaries
+    from .stages import _stored_summaries, _summary_coords
 
     c = ctx.config["posterior"]
     out = ctx.run_dir / "posterior"
@@ -63,7 +63,8 @@ def run_history_matching(ctx: Pipeline) -> None:
                               min_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed)
     _write_posterior(ctx, out, space, post, _pointwise_groups(ctx, em, post, observed, sigma, disc))
     checks = _checks(ctx, out, space, em, post, observed, sigma, disc)
-    _write_tables(out, space, hm, sub, post, checks, sigma)
+    labels = (_summary_coords(ctx) or {}).get("summary", [f"summary {k}" for k in range(len(observed))])
+    _write_tables(out, space, hm, sub, post, checks, sigma, labels)
     ctx.say(f"  {len(hm.X)} runs; chain {post.n_steps} steps, tau {np.nanmax(post.tau):.0f} "
             f"({'converged' if post.converged else 'shorter than 50 tau'}); 90 % predictive / "
             f"observational interval: median {np.median(checks['predictive_ratio']):.2f}; residual "
@@ -178,7 +179,7 @@ def _checks(ctx: Pipeline, out, space, em, post, observed, sigma, disc) -> dict[
     return {"predictive_ratio": ratio, "residual": (y - observed) / np.asarray(sigma)}
 
 
-def _write_tables(out, space, hm, sub, post, checks, sigma) -> None:
+def _write_tables(out, space, hm, sub, post, checks, sigma, labels) -> None:
     """history_matching.nc, refinement.nc (one row per wave), left_out.nc, training.nc."""
     u = post.u.reshape(-1, post.u.shape[-1])
     waves = hm.waves.copy()
@@ -187,7 +188,7 @@ def _write_tables(out, space, hm, sub, post, checks, sigma) -> None:
     waves["complement_sd"] = ("summary", sub.complement_sd / np.asarray(sigma))
     waves["eigenvalue"] = ("direction", sub.eigenvalues)
     waves["sd_ratio"] = ("parameter", u.std(0) * np.sqrt(12.0))
-    waves = waves.assign_coords(parameter=space.labels)
+    waves = waves.assign_coords(parameter=space.labels, summary=labels)
     waves.attrs.update(rank=sub.rank, n_steps=post.n_steps, tau_max=float(np.nanmax(post.tau)),
                        converged=int(post.converged))
     waves.to_netcdf(out / "history_matching.nc")

@@ -180,6 +180,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         "<h3>Identifiability (unit cube; ratio = posterior sd / prior sd)</h3>",
         _tab(ident_df, "{:.3f}"),
         _equifinality_section(eq),
+        _history_matching_section(run / "posterior" / "history_matching.nc"),
         "<h3>Refinement rounds</h3>",
         f"<p>{int(ref['n_train'].values[-1])} model runs train the final emulator; new runs chosen "
         f"by {html.escape(ref.attrs.get('acquisition', 'posterior draws'))}; stopping rule: "
@@ -188,6 +189,36 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         f"{'yes' if ref.attrs.get('converged') else 'no'}</p>",
         _tab(refinement, "{:.3f}"),
     ]
+
+
+def _history_matching_section(path: Path) -> str:
+    """Waves (runs, not-ruled-out fraction) and, per summary, does the posterior carry the data:
+    the parameter-only 90 % predictive interval over the observational one (goal: median <= 1)
+    and the standardised residual at the posterior mean (goal: mean square 0.5-2)."""
+    if not path.exists():
+        return ""
+    hm = xr.load_dataset(path)
+    waves = hm[["n_new", "n_train", "nroy_fraction"]].to_dataframe()
+    ratio, resid = hm["predictive_ratio"].values, hm["residual"].values
+    per = hm[["predictive_ratio", "residual", "complement_sd"]].to_dataframe()
+    ms, med = float(np.mean(resid**2)), float(np.median(ratio))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "<b style='color:#b00'>not met</b>"
+
+    tau, n = float(hm.attrs.get("tau_max", np.nan)), int(hm.attrs.get("n_steps", 0))
+    chain = ("reaches 50 autocorrelation times" if hm.attrs.get("converged") else
+             f"is {n / max(tau, 1e-9):.0f} autocorrelation times long (tau {tau:.0f}, {n} steps), short of "
+             "50: raise posterior.max_steps")
+    return ("<h3>History matching: does the posterior carry the data?</h3>"
+            f"<p>{len(hm['parameter'])} values calibrated, none left out; the informed subspace has "
+            f"{int(hm.attrs.get('rank', 0))} directions; the chain {chain}.</p>"
+            f"<p>Median parameter-only 90 % predictive interval over the observational one: {med:.2f} "
+            f"(goal &le; 1: {verdict(med <= 1)}); mean square of the standardised residuals at the "
+            f"posterior mean: {ms:.2f} (goal 0.5&ndash;2: {verdict(0.5 <= ms <= 2)}).</p>"
+            "<p>Waves (runs each; fraction of the prior not ruled out):</p>" + _tab(waves, "{:.4g}")
+            + "<p>Per summary (ratio, residual in &sigma;, the complement's spread in &sigma;):</p>"
+            + _tab(per, "{:.2f}"))
 
 
 def _equifinality_section(eq: Path) -> str:
