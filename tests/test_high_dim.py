@@ -139,6 +139,42 @@ def test_subspace_rank_and_complement_floor():
     assert region.contains(np.full((1, 10), 0.5))[0]
 
 
+def test_subspace_chain_resumes_from_its_backend_bit_for_bit(tmp_path):
+    """A chain killed mid-run resumes from its HDF5 backend: same samples, no step made twice."""
+    rng = np.random.default_rng(1)
+    B = rng.normal(size=(3, 10))
+    calls = {"n": 0, "kill": None}
+
+    class Lin:
+        n_features_in_ = 10
+
+        def predict(self, u, return_std=False):
+            calls["n"] += 1
+            if calls["kill"] is not None and calls["n"] >= calls["kill"]:
+                raise KeyboardInterrupt
+            m = ndtri(np.clip(u, 1e-12, 1 - 1e-12)) @ B.T
+            return (m, np.full_like(m, 0.05)) if return_std else m
+
+    y, pts = np.array([0.3, -0.2, 0.5]), rng.random((40, 10))
+    sub = informed_subspace(Lin(), pts, 0.2)
+
+    def go(path=None):
+        calls["n"] = 0
+        return subspace_posterior(Lin(), y, 0.2, sub, pts, min_steps=300, max_steps=3000, seed=2,
+                                  backend_path=path)
+
+    full = go()
+    n_full = calls["n"]
+    calls["kill"] = n_full // 2
+    with pytest.raises(KeyboardInterrupt):
+        go(tmp_path / "chain.h5")
+    calls["kill"] = None
+    resumed = go(tmp_path / "chain.h5")
+    assert calls["n"] < 0.6 * n_full  # the finished half was read back, not sampled again
+    np.testing.assert_array_equal(resumed.u, full.u)
+    assert resumed.n_steps == full.n_steps > 300  # the length decisions were the same
+
+
 @pytest.mark.slow
 @pytest.mark.arviz
 def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_data(tmp_path):

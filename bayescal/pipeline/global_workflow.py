@@ -150,7 +150,9 @@ GLOBAL = Workflow("global", description="the embedded global model (Seiler et al
           "posterior draws; saved as ArviZ InferenceData (posterior/posterior.nc).",
           reads=_posterior_reads, needs=("screen", "design"), input_files=global_files,
           writes=("posterior.nc", "diagnostics.nc", "chains/", "refinement.nc", "left_out.nc", "left_out/",
-                  "refine/", "output_emulator.nc", "training.nc"),
+                  "refine/", "output_emulator.nc", "training.nc",
+                  # posterior.method = "history_matching"
+                  "waves/", "mean_run/", "history_matching.nc", "chain.h5"),
           keeps=(RunStore("left_out", reads=("model", "observations.variables", "parameters.candidates",
                                              "posterior.left_out_runs", "run.seed"),
                           needs=("screen",), input_files=model_files),),

@@ -60,7 +60,8 @@ def run_history_matching(ctx: Pipeline) -> None:
             f"{np.max(sub.complement_sd / sigma):.2f} sigma to a summary (median "
             f"{np.median(sub.complement_sd / sigma):.2f})")
     post = subspace_posterior(em, observed, sigma, sub, hm.samples, disc, n_walkers=c["n_walkers"] or None,
-                              min_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed)
+                              min_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
+                              backend_path=out / "chain.h5")
     _write_posterior(ctx, out, space, post, _pointwise_groups(ctx, em, post, observed, sigma, disc))
     checks = _checks(ctx, out, space, em, post, observed, sigma, disc)
     labels = (_summary_coords(ctx) or {}).get("summary", [f"summary {k}" for k in range(len(observed))])

@@ -10,6 +10,7 @@ dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import emcee
@@ -143,21 +144,43 @@ class SubspacePosterior:
 
 def subspace_posterior(emulator: Any, observed: Any, sigma: Any, subspace: Subspace, start: np.ndarray,
                        discrepancy: Any = 0.0, n_walkers: int | None = None, min_steps: int = 1000,
-                       max_steps: int = 6000, seed: int | None = 0) -> SubspacePosterior:
+                       max_steps: int = 6000, seed: int | None = 0,
+                       backend_path: str | Path | None = None) -> SubspacePosterior:
     """emcee on the emulated Gaussian likelihood in the informed subspace (module docstring).
 
     ``log p(a) = -|a|^2/2 - 1/2 sum_k (z_k - m_k(u(a)))^2 / v_k`` with ``v = sigma^2 +
     discrepancy^2 + s_k^2 + complement_sd^2`` (emulator sd ``s`` fixed at its rms over ``start``
     so each step needs only the emulator mean). The chain grows from ``min_steps`` by half its
-    length until it is 50 autocorrelation times long or ``max_steps``.
+    length until it is 50 autocorrelation times long or ``max_steps``. With ``backend_path``
+    every step is kept in an emcee HDF5 file and a killed run resumes from it, bit for bit (each
+    length decision reads only the steps up to the length it decides on).
     """
     with threadpool_limits(1, user_api="blas"):
         return _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy, n_walkers,
-                                   min_steps, max_steps, seed)
+                                   min_steps, max_steps, seed, backend_path)
+
+
+def _backend(path: str | Path | None, n_walkers: int, r: int) -> tuple[Any, int]:
+    """An emcee HDF5 backend at ``path`` and the steps it holds (a damaged or other-shaped file
+    is started afresh)."""
+    if path is None:
+        return None, 0
+    path = Path(path)
+    backend = emcee.backends.HDFBackend(str(path))
+    done = 0
+    if path.exists():
+        try:
+            done = backend.iteration if backend.shape == (n_walkers, r) else 0
+        except (KeyError, AttributeError, OSError, ValueError):
+            done = 0
+    if not done:
+        path.unlink(missing_ok=True)
+        backend.reset(n_walkers, r)
+    return backend, done
 
 
 def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy, n_walkers, min_steps,
-                        max_steps, seed) -> SubspacePosterior:
+                        max_steps, seed, backend_path=None) -> SubspacePosterior:
     rng = np.random.default_rng(seed)
     obs = np.atleast_1d(np.asarray(observed, float))
     _, s = emulator.predict(_clip_unit(start), return_std=True)
@@ -178,27 +201,37 @@ def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy,
     if a0.shape[0] < n_walkers:
         extra = a0[rng.integers(a0.shape[0], size=n_walkers - a0.shape[0])]
         a0 = np.vstack([a0, extra + 0.01 * rng.standard_normal(extra.shape)])
-    sampler = emcee.EnsembleSampler(n_walkers, r, log_prob, vectorize=True, moves=default_moves())
-    sampler.random_state = np.random.RandomState(int(rng.integers(2**31))).get_state()
-    state = sampler.run_mcmc(a0, min_steps, progress=False)
-    while sampler.iteration < max_steps:
-        need = int(np.ceil(1.05 * 50 * np.nanmax(sampler.get_autocorr_time(tol=0))))
-        if sampler.iteration >= need:
+    backend, done = _backend(backend_path, n_walkers, r)
+    sampler = emcee.EnsembleSampler(n_walkers, r, log_prob, vectorize=True, moves=default_moves(),
+                                    backend=backend)
+    state_seed = int(rng.integers(2**31))  # drawn either way: a resumed run uses the rng alike
+    if not done:  # a resumed chain continues with the random state its backend stored
+        sampler.random_state = np.random.RandomState(state_seed).get_state()
+    target = min_steps
+    while True:
+        if sampler.iteration < target:
+            sampler.run_mcmc(None if sampler.iteration else a0, target - sampler.iteration, progress=False)
+        if target >= max_steps:
             break
-        more = min(max_steps, max(need, sampler.iteration * 3 // 2)) - sampler.iteration
-        state = sampler.run_mcmc(state, more, progress=False)
-    return _subspace_result(sampler, subspace, s_rms, rng)
+        tau = emcee.autocorr.integrated_time(sampler.get_chain()[:target], tol=0)
+        need = int(np.ceil(1.05 * 50 * np.nanmax(tau)))
+        if target >= need:
+            break
+        target = min(max_steps, max(need, target * 3 // 2))
+    return _subspace_result(sampler, subspace, s_rms, rng, target)
 
 
 def _subspace_result(sampler: emcee.EnsembleSampler, subspace: Subspace, s_rms: np.ndarray,
-                     rng: np.random.Generator) -> SubspacePosterior:
-    """Burn-in 2 tau_max, thinning tau_min / 2; the complement drawn from its prior per sample."""
-    tau = sampler.get_autocorr_time(tol=0)
-    n = sampler.iteration
+                     rng: np.random.Generator, n: int) -> SubspacePosterior:
+    """The chain's first ``n`` steps: burn-in 2 tau_max, thinning tau_min / 2; the complement
+    drawn from its prior per sample."""
+    chain = sampler.get_chain()[:n]
+    tau = emcee.autocorr.integrated_time(chain, tol=0)
     burn = min(int(2 * np.nanmax(tau)), n // 2)
     thin = max(1, int(0.5 * np.nanmin(tau)))
-    a = np.swapaxes(sampler.get_chain(discard=burn, thin=thin), 0, 1)  # (chains, draws, r)
-    ll = np.swapaxes(np.asarray(sampler.get_blobs(discard=burn, thin=thin), float), 0, 1).reshape(a.shape[:2])
+    a = np.swapaxes(chain[burn::thin], 0, 1)  # (chains, draws, r)
+    blobs = np.asarray(sampler.get_blobs()[:n], float)[burn::thin]
+    ll = np.swapaxes(blobs, 0, 1).reshape(a.shape[:2])
     flat = a.reshape(-1, a.shape[-1])
     xi = rng.standard_normal((flat.shape[0], subspace.basis.shape[0]))
     u = subspace.to_unit(flat, xi).reshape(a.shape[0], a.shape[1], -1)
