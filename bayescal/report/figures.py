@@ -93,28 +93,74 @@ def plot_scree(pca: xr.Dataset):
     return fig
 
 
-def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = None, optimum_u=None):
-    """Marginal posteriors (unit cube) over the uniform prior, with the truth and the optimum."""
-    labels = post_u["parameter"].values
-    n = len(labels)
+def at_bound(post_u: np.ndarray, width: float = 0.02, share: float = 0.2) -> np.ndarray:
+    """Per value (columns of unit-cube samples): "lower", "upper" or "" -- a posterior piled at
+    a bound (more than ``share`` of its samples within ``width`` of it): the data push the value
+    past its prior range, or the model compensates something there."""
+    lo, hi = (post_u < width).mean(0), (post_u > 1 - width).mean(0)
+    return np.where(lo > share, "lower", np.where(hi > share, "upper", ""))
+
+
+def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = None, optimum_u=None,
+                            space=None):
+    """Marginal posteriors over the uniform prior (physical units with ``space``: the value's
+    name, units and description; a log axis for log-scaled values), with the twin truth (only
+    when given) and the optimum; a posterior piled at a bound is titled in red."""
+    labels = [str(x) for x in post_u["parameter"].values]
+    n, u = len(labels), post_u.transpose(..., "parameter").values
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.3 * rows), squeeze=False)
+    info = _label_info(space, labels)
+    piled = at_bound(u)
     for j, ax in enumerate(axes.flat):
         if j >= n:
             ax.axis("off")
             continue
-        ax.hist(post_u.values[:, j], bins=30, range=(0, 1), density=True, color="C0", alpha=0.7)
-        ax.axhline(1.0, color="0.4", lw=1, ls=":")
-        if truth_u is not None:
-            ax.axvline(truth_u[j], color="k", lw=1.5)
-        if optimum_u is not None:
-            ax.axvline(optimum_u[j], color="C3", lw=1, ls="--")
-        ax.set_title(str(labels[j]), fontsize=8)
+        to_x, title, log = info[j]
+        lo, hi = np.quantile(u[:, j], [0.0, 1.0])  # bins over the samples, the axis over the prior
+        edges = np.linspace(lo, hi, 26) if hi - lo > 1e-9 else np.linspace(lo - 0.01, hi + 0.01, 3)
+        ax.hist(to_x(u[:, j]), bins=np.unique(to_x(np.clip(edges, 0, 1))), density=True, color="C0",
+                alpha=0.7)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlim(*to_x(np.array([0.0, 1.0])))
+        for val, style in ((truth_u, dict(color="k", lw=1.5)), (optimum_u, dict(color="C3", lw=1, ls="--"))):
+            if val is not None:
+                ax.axvline(to_x(np.asarray(val)[j]), **style)
+        bound = f" -- at {piled[j]} bound" if piled[j] else ""
+        ax.set_title(title + bound, fontsize=7, color="#b00" if piled[j] else "k")
         ax.set_yticks([])
-    fig.suptitle("posterior (blue) vs uniform prior (dotted); truth black, optimum red", fontsize=9)
+        ax.tick_params(labelsize=6)
+    what = "truth black, " if truth_u is not None else ""
+    fig.suptitle(f"posterior (blue) over its uniform prior range; {what}optimum red dashed"
+                 + ("; red titles: piled at a bound" if piled.any() else ""), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _label_info(space, labels: list[str]) -> list[tuple]:
+    """Per label: unit cube -> value, the panel's title, log axis (unit cube without ``space``)."""
+    if space is None:
+        return [(lambda x: x, lab, False) for lab in labels]
+    params = {p.name: p for p in space}
+    out = []
+    for lab in labels:
+        j = space.labels.index(lab)
+        fam = lab.split("[")[0]
+        p = params.get(fam)
+
+        def to_x(x, j=j):
+            x = np.atleast_1d(np.asarray(x, float))
+            pts = np.full((x.size, space.n_free), 0.5)
+            pts[:, j] = x
+            return space.from_unit(pts)[:, j]
+
+        units = getattr(p, "units", "") or "-"
+        desc = (getattr(p, "description", "") or "")[:38]
+        out.append((to_x, f"{lab} [{units}]" + (f"\n{desc}" if desc else ""),
+                    getattr(p, "scale", "linear") == "log"))
+    return out
 
 
 def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: xr.Dataset | None = None):

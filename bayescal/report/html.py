@@ -101,8 +101,11 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     add("pca_scree", "PCA of the posterior samples.", plot_scree(xr.load_dataset(eq / "pca.nc")))
     idata = load_inference_data(run / "posterior" / "posterior.nc")
     post = get_group(idata, "posterior")
-    add("posterior_vs_prior", "Marginal posteriors against the prior.",
-        plot_posterior_vs_prior(unit_samples(idata, space), truth_u, rd.optimum_u()))
+    add("posterior_vs_prior", "Marginal posteriors in physical units (name [units]) over their uniform "
+        "prior range; the optimiser's optimum (red, dashed) minimises the misfit without the prior or "
+        "the emulator's uncertainty, so it may sit outside the posterior's bulk. Red titles: "
+        "posteriors piled at a bound of the prior.",
+        plot_posterior_vs_prior(unit_samples(idata, space), truth_u, rd.optimum_u(), space))
     ident = xr.load_dataset(eq / "identifiability.nc")
     top = [str(t) for t in ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4]]
     add("pair_plot", "Pair plot of the four best-constrained parameters (physical units; pooled walkers).",

@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+import matplotlib.dates as mdates
 import numpy as np
 import xarray as xr
 
@@ -21,8 +22,10 @@ GOALS = ("REFLEX (Fox et al. 2009): 90 % band covers >= 80 % of annual sums; "
          "annual-NEE interval < 110 gC m-2 y-1")
 
 
-def plot_validation(bands: xr.Dataset, variables: list[str]):
-    """Validation years: daily, monthly and annual posterior-predictive 90 % bands against observations."""
+def plot_validation(bands: xr.Dataset, variables: list[str], units_of: dict[str, str] | None = None):
+    """Validation years: daily, monthly and annual posterior-predictive 90 % bands against
+    observations (``units_of``: each variable's daily units, when the bands do not carry them)."""
+    units_of = units_of or {}
     fig, axes = plt.subplots(len(variables), 3, figsize=(13, 3.0 * len(variables)), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 1.4, 1]})
     for i, v in enumerate(variables):
@@ -30,17 +33,28 @@ def plot_validation(bands: xr.Dataset, variables: list[str]):
             ax, q, obs = axes[i, j], bands[f"{v}_{scale}"], bands[f"{v}_observed_{scale}"]
             dim = "time" if scale == "daily" else f"time_{scale}"
             t = q[dim].values
-            ax.fill_between(t, q.sel(quantile=0.05), q.sel(quantile=0.95), color="C0", alpha=0.3, lw=0,
+            if scale == "annual":  # a few years: bars, visible for one year too
+                med, lo, hi = (q.sel(quantile=p).values for p in (0.5, 0.05, 0.95))
+                ax.errorbar(t, med, yerr=[med - lo, hi - med], fmt="o", color="C0", capsize=4,
                             label="posterior predictive 90 %")
-            ax.plot(t, q.sel(quantile=0.5), color="C0", lw=0.8 if scale == "daily" else 1.5, label="median")
+            else:
+                ax.fill_between(t, q.sel(quantile=0.05), q.sel(quantile=0.95), color="C0", alpha=0.3, lw=0,
+                                label="posterior predictive 90 %")
+                ax.plot(t, q.sel(quantile=0.5), color="C0", lw=0.8 if scale == "daily" else 1.5,
+                        label="median")
             style = {"daily": dict(s=2, color="k"), "monthly": dict(s=10, color="k"),
                      "annual": dict(s=30, color="k", marker="D")}[scale]
             ax.scatter(obs[dim].values, obs.values, label="observed", zorder=3, **style)
-            ax.set_title(f"{v.upper()} {scale}" + (" (gC m-2 d-1)" if scale == "daily" else " sums (gC m-2)"),
-                         fontsize=9)
+            units = bands[f"{v}_observed_daily"].attrs.get("units") or units_of.get(v, "?")
+            ax.set_title(f"{v.upper()} {scale} ({units})" if scale == "daily" else
+                         f"{v.upper()} {scale} sums ({units} x d)", fontsize=9)
             ax.tick_params(labelsize=7)
             if scale == "annual":
                 ax.set_xticks(t, [str(x)[:4] for x in t])
+            else:  # readable dates: a few ticks, concise labels
+                loc = mdates.AutoDateLocator(minticks=3, maxticks=6)
+                ax.xaxis.set_major_locator(loc)
+                ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
             if i == 0 and j == 0:
                 ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -106,9 +120,13 @@ def write_site_report(rd) -> Path:
     truth_u = np.array([pc[lab]["truth_u"] for lab in space.labels]) if pc else None
     figs = [
         ("validation", "Validation years: posterior-predictive 90 % bands (model draws plus the error model) "
-         "against the observations, daily, monthly and annual.", plot_validation(bands, variables)),
-        ("posterior_vs_prior", "Marginal posteriors (unit cube) against the uniform prior.",
-         plot_posterior_vs_prior(post_u, truth_u, rd.optimum_u())),
+         "against the observations, daily, monthly and annual.",
+         plot_validation(bands, variables, {v: summary[v].get("units", "?") for v in variables})),
+        ("posterior_vs_prior", "Marginal posteriors in physical units (name [units], description) over "
+         "their uniform prior range. The optimum (red, dashed) maximises the likelihood with the "
+         "observation errors alone; the posterior adds the error model (discrepancy, AR(1)), so where "
+         "that error is large the two can differ. Red titles: posteriors piled at a bound of the prior.",
+         plot_posterior_vs_prior(post_u, truth_u, rd.optimum_u(), space)),
         ("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
          plot_trace(post, trace_labels(diag))),
         ("pair_plot", "Pair plot of the four best-constrained values (physical units; pooled walkers).",

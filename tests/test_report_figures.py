@@ -1,0 +1,33 @@
+"""The report's marginal figure: physical units, names and descriptions, bounds flagged, "truth"
+only on a twin."""
+
+import numpy as np
+import xarray as xr
+
+from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.report.figures import at_bound, plot_posterior_vs_prior, plt
+
+
+def test_posteriors_piled_at_a_bound_are_flagged():
+    rng = np.random.default_rng(0)
+    u = np.column_stack([rng.beta(0.3, 5, 4000), rng.beta(5, 5, 4000), 1 - rng.beta(0.3, 5, 4000)])
+    assert at_bound(u).tolist() == ["lower", "", "upper"]
+
+
+def test_marginals_in_physical_units_with_names_and_flags():
+    space = ParameterSpace([Parameter("k", 1e-3, 1e-4, 1e-1, "d-1", "turnover rate", scale="log"),
+                            Parameter("a", 2.0, 0.0, 5.0, "gC m-2 d-1", "seasonal amplitude")])
+    rng = np.random.default_rng(1)
+    u = xr.DataArray(np.column_stack([rng.beta(0.3, 5, 3000), rng.beta(20, 20, 3000)]),
+                     dims=("sample", "parameter"), coords={"parameter": space.labels})
+    fig = plot_posterior_vs_prior(u, None, np.array([0.1, 0.5]), space)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0].startswith("k [d-1]\nturnover rate -- at lower bound")
+    assert titles[1] == "a [gC m-2 d-1]\nseasonal amplitude"
+    assert fig.axes[0].get_xscale() == "log" and np.allclose(fig.axes[0].get_xlim(), [1e-4, 1e-1])
+    assert np.allclose(fig.axes[1].get_xlim(), [0.0, 5.0])
+    assert "truth" not in fig._suptitle.get_text()  # real data: no truth is drawn or named
+    plt.close(fig)
+    fig = plot_posterior_vs_prior(u, np.array([0.2, 0.5]), None, space)
+    assert "truth black" in fig._suptitle.get_text()
+    plt.close(fig)
