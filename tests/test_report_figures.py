@@ -31,3 +31,27 @@ def test_marginals_in_physical_units_with_names_and_flags():
     fig = plot_posterior_vs_prior(u, np.array([0.2, 0.5]), None, space)
     assert "truth black" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_ga_convergence_per_generation_and_best_chromosome_so_far():
+    """Seiler Figs. 4 and 5b: per generation the spread of misfits and the best so far (never
+    rising); Fig. 5b follows the best chromosome so far, not each generation's best."""
+    from bayescal.report.figures import plot_convergence
+    from bayescal.report.seiler import plot_ga_parameters
+
+    gen = np.repeat(np.arange(4), 5)
+    mis = np.array([5, 6, 7, 8, 9, 3, 9, 9, 9, 9, 4, 8, 8, 8, 8, 1, 9, 9, 9, 9], float)
+    u = np.column_stack([gen / 10.0 + np.arange(20) / 100.0, np.full(20, 0.5)])
+    hist = xr.Dataset({"misfit": ("member", mis), "batch": ("member", gen),
+                       "status": ("member", np.full(20, "done")), "u": (("member", "parameter"), u),
+                       "evaluation": ("member", np.arange(1, 21)),
+                       "best_misfit": ("member", np.minimum.accumulate(mis))},
+                      coords={"parameter": ["a", "b"]}, attrs={"method": "ga"})
+    fig = plot_convergence(hist, default=6.5)
+    best = [ln for ln in fig.axes[0].lines if ln.get_label() == "best so far"][0]
+    np.testing.assert_array_equal(best.get_ydata(), [5, 3, 3, 1])
+    plt.close(fig)
+    fig = plot_ga_parameters(hist, np.array([0.5, 0.5]))
+    line_a = fig.axes[1].lines[0]  # value a of the best chromosome so far, per generation
+    np.testing.assert_allclose(line_a.get_ydata(), [u[0, 0], u[5, 0], u[5, 0], u[15, 0]])
+    plt.close(fig)

@@ -32,17 +32,34 @@ __all__ = [
 ]
 
 
-def plot_convergence(history: xr.Dataset, baseline: float | None = None):
-    """Optimiser convergence (Seiler Fig. 4): misfit of every run and the best so far."""
+def plot_convergence(history: xr.Dataset, baseline: float | None = None, default: float | None = None):
+    """Optimiser convergence (Seiler Fig. 4). A genetic algorithm: per generation the median
+    misfit of its chromosomes with their 5-95 % spread and the best so far; other optimisers: the
+    misfit of every run and the best so far. ``default``: the default parameters' misfit."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ev = history["evaluation"].values
-    ax.semilogy(ev, history["misfit"].values, ".", ms=3, alpha=0.5, label="evaluation")
-    ax.semilogy(ev, history["best_misfit"].values, "-", lw=2, label="best so far")
+    mis = np.where(history["status"].values == "done", history["misfit"].values, np.nan) \
+        if "status" in history else history["misfit"].values
+    method = history.attrs.get("method", "optimiser")
+    if method == "ga" and "batch" in history:
+        gen = history["batch"].values
+        gens = np.unique(gen)
+        q = np.array([np.nanquantile(mis[gen == g], [0.05, 0.5, 0.95]) for g in gens])
+        best = np.array([np.nanmin(mis[gen <= g]) for g in gens])
+        ax.fill_between(gens, q[:, 0], q[:, 2], color="C0", alpha=0.3, lw=0, label="generation 5-95 %")
+        ax.plot(gens, q[:, 1], "-o", color="C0", ms=3, label="generation median")
+        ax.plot(gens, best, "-", color="C3", lw=2, label="best so far")
+        ax.set_yscale("log")
+        xlabel = "generation"
+    else:
+        ev = history["evaluation"].values
+        ax.semilogy(ev, mis, ".", ms=3, alpha=0.5, label="evaluation")
+        ax.semilogy(ev, history["best_misfit"].values, "-", lw=2, label="best so far")
+        xlabel = "model run"
+    if default is not None:
+        ax.axhline(default, color="0.3", ls=":", lw=1.2, label="default parameters")
     if baseline is not None:
         ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline (noise)")
-    ax.set(
-        xlabel="model run", ylabel="misfit", title=f"{history.attrs.get('method', 'optimiser')} convergence"
-    )
+    ax.set(xlabel=xlabel, ylabel="misfit", title=f"{method} convergence")
     ax.legend()
     fig.tight_layout()
     return fig
