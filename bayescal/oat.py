@@ -45,6 +45,24 @@ def _weighted_corr(a: np.ndarray, w: np.ndarray) -> np.ndarray:
         return cov / np.outer(sd, sd)
 
 
+def _pattern_score(pcs: np.ndarray) -> np.ndarray:
+    """Eq. 2: per parameter, the pattern correlations summed over outputs, averaged over q.
+
+    A parameter with no effect on an output (a constant map: its correlations are undefined)
+    carries no distinct pattern there: it scores 1, the worst, for that output, so it cannot
+    rank well by having nothing to correlate. Its undefined correlation in other parameters'
+    rows is left out of their average (the sum over outputs is scaled to all outputs).
+    """
+    pcs = pcs.copy()
+    d, _, n_out = pcs.shape
+    for j in range(n_out):
+        flat = ~np.isfinite(np.diag(pcs[:, :, j]))  # the parameter's map has zero variance
+        pcs[flat, :, j] = 1.0
+    with np.errstate(invalid="ignore"):
+        per_q = np.nanmean(pcs, axis=2) * n_out  # (parameter, q): the sum over outputs
+        return np.nanmean(per_q, axis=1)
+
+
 def dagon_oat(
     simulator: Callable[[np.ndarray], xr.Dataset],
     space: ParameterSpace,
@@ -93,7 +111,7 @@ def dagon_oat(
         pcs[:, :, j] = _weighted_corr(maps, w)
     pe_rank_v = _rank(pe, descending=True)
     pe_mean = pe_rank_v.mean(axis=1)
-    pc = np.nansum(pcs, axis=2).mean(axis=1)  # Eq. 2: sum over outputs, mean over q
+    pc = _pattern_score(pcs)
     pe_rank, pc_rank = _rank(pe_mean, descending=False), _rank(pc, descending=False)
     combined = 0.5 * (pe_rank + pc_rank)
     return xr.Dataset(

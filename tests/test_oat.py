@@ -62,3 +62,18 @@ def test_bad_field_named():
     sim = _model(space, _patterns()[:1], np.ones((1, 2)))
     with pytest.raises(ValueError, match="field 'gpp' must be on"):
         dagon_oat(sim, space, {"gpp": lambda ds: ds["gpp"].isel(cell=0)}, np.ones(N_CELL))
+
+
+def test_a_parameter_without_effect_does_not_rank_as_a_distinct_pattern():
+    """Zero-effect maps have undefined pattern correlations; they must rank last, not first."""
+    space = ParameterSpace([Parameter("a", 1.0, 0.0, 2.0), Parameter("b", 1.0, 0.5, 1.5),
+                            Parameter("c", 1.0, 0.0, 1.0), Parameter("z", 1.0, 0.0, 1.0)])
+    g = np.vstack([_patterns(), np.ones(N_CELL)])
+    coef = np.array([[1.0, 0.5], [3.0, 2.0], [0.2, 0.1], [0.0, 0.0]])  # z does nothing
+    area = np.random.default_rng(0).uniform(1.0, 3.0, N_CELL)
+    res = dagon_oat(_model(space, g, coef), space,
+                    {"gpp": lambda ds: ds["gpp"], "lh": lambda ds: ds["lh"]}, area)
+    assert int(res.pc_rank.sel(parameter="z")) == 4 and int(res.pe_rank.sel(parameter="z")) == 4
+    assert int(res.combined_rank.sel(parameter="z")) == 4
+    assert int(res.pc_rank.sel(parameter="b")) == 1  # the others' ranks are as without z
+    assert np.isfinite(res.pc.values).all()
