@@ -86,7 +86,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "design": {"n_runs": (int, 100), "batch_size": (int, 32)},
     "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0), "training": (str, "all"),
                  "drop_worst": (float, 0.0), "eof_modes": (int, 3), "network": (list, [12, 12])},
-    "oat": {"top_k": (int, 6)},
+    "oat": {"top_k": (int, 6), "select": (str, "effect")},
     "emulator_screen": {"n_points": (int, 10_000_000), "keep": (int, 1000), "refine_rounds": (int, 3)},
     "posterior": {
         "n_steps": (int, 1500),
@@ -191,6 +191,8 @@ def check_model(cfg: dict, base: Path | None) -> None:
         raise ConfigError(f"'run.workflow' must be 'default' or 'dagon', got {cfg['run']['workflow']!r}")
     if cfg["run"]["workflow"] == "dagon" and cfg["model"]["kind"] != "global":
         raise ConfigError("'run.workflow' = 'dagon' needs the embedded global model ('model.kind' = global)")
+    if cfg["oat"]["select"] not in ("effect", "combined"):
+        raise ConfigError(f"'oat.select' must be 'effect' or 'combined', got {cfg['oat']['select']!r}")
     small = cfg["emulator"]["eof_modes"] < 1 or cfg["oat"]["top_k"] < 1
     if small or cfg["emulator_screen"]["n_points"] < 1000:
         raise ConfigError("'emulator.eof_modes' and 'oat.top_k' must be >= 1 and 'emulator_screen.n_points' "

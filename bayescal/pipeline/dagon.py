@@ -5,7 +5,8 @@ Stages, each through the runner's store:
 
 ``oat``              one-at-a-time screening of the candidate values at their bounds; parameter
                      effect and pattern-correlation ranks (:func:`bayescal.oat.dagon_oat`); the
-                     ``oat.top_k`` best by combined rank (plus ``parameters.free``) are calibrated.
+                     ``oat.top_k`` leading values by effect (``oat.select``; plus
+                     ``parameters.free``) are calibrated.
 ``design``           Latin-hypercube perturbed-parameter ensemble (as the default route's design).
 ``emulate``          per observed variable: EOFs of the area-weighted anomalies of the members'
                      mean maps (Eq. 3), observations projected on them (Eq. 5), and Dagon's
@@ -91,11 +92,15 @@ class DagonPipeline(Pipeline):
         return eof_cost(self.model_pcs(ds, eof), *self._targets(eof))
 
     def selection(self, ranking: xr.Dataset) -> list[str]:
-        """The ``oat.top_k`` values by combined rank, plus ``parameters.free``, in space order."""
+        """The ``oat.top_k`` values by ``oat.select`` -- ``"effect"`` (Dagon et al.: the leading
+        parameters by effect, the pattern rank breaking ties) or ``"combined"`` (the mean of both
+        ranks) --, plus ``parameters.free``, in space order."""
         from ..parameters import family
 
-        k = self.config["oat"]["top_k"]
-        best = set(ranking["parameter"].values[np.argsort(ranking["combined_rank"].values)][:k].tolist())
+        k, how = self.config["oat"]["top_k"], self.config["oat"]["select"]
+        key = (ranking["pe_rank"].values + ranking["pc_rank"].values / (ranking.sizes["parameter"] + 1.0)
+               if how == "effect" else ranking["combined_rank"].values)
+        best = set(ranking["parameter"].values[np.argsort(key, kind="stable")][:k].tolist())
         free = set(self.config["parameters"]["free"] or [])
         space = self.full_space
         return [lab for lab in space.labels if lab in best or lab in free or family(lab) in free]

@@ -35,9 +35,8 @@ def run_oat(ctx: DagonPipeline) -> None:
     ranking.to_netcdf(out / "ranking.nc")
     chosen = ctx.selection(ranking)
     write_json_atomic(out / "selected.json", {"parameters": chosen})
-    top = ranking["parameter"].values[np.argsort(ranking["combined_rank"].values)][:5]
-    ctx.say(f"  {space.n_free} values at their bounds ({theta.shape[0]} runs); best by combined rank: "
-            f"{', '.join(top)}; calibrating {len(chosen)}")
+    ctx.say(f"  {space.n_free} values at their bounds ({theta.shape[0]} runs); calibrating {len(chosen)} "
+            f"(by {ctx.config['oat']['select']}): {', '.join(chosen[:6])}{' ...' if len(chosen) > 6 else ''}")
 
 
 #: the network's early-stopping share of the training members: 0.25 of 80 % = 20 % of all

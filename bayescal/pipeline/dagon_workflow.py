@@ -25,8 +25,9 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
                  "emulated cost (run.workflow = dagon)", stages=(
     Stage("oat", run_oat,
           "one-at-a-time screening at the bounds: Dagon's parameter-effect and pattern-correlation "
-          "ranks; keeps oat.top_k values by combined rank.",
-          reads=("model", "parameters", "observations.variables", "oat.top_k"), input_files=model_files,
+          "ranks; keeps the oat.top_k leading values by effect (oat.select = combined: by both ranks).",
+          reads=("model", "parameters", "observations.variables", "oat.top_k", "oat.select"),
+          input_files=model_files,
           keeps=(RunStore("ensemble", reads=("model", "parameters.candidates", "observations.variables"),
                           input_files=model_files),),
           writes=("ranking.nc", "selected.json", "ensemble/"), expected_runs=_oat_runs),
