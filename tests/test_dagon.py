@@ -144,3 +144,20 @@ def test_tpe_tuning_is_reproducible_and_reports_what_it_fitted():
     params = {"hidden": a.hidden, "alpha": a.alpha, "learning_rate": a.learning_rate,
               "batch_size": a.batch_size, "max_epochs": 60, "patience": 60}
     assert _cv_error(params, X, Z, folds, 1, np.full(2, 0.5)) == pytest.approx(info["best_cv_mse"], rel=1e-12)
+
+
+def test_network_keeps_its_learning_curves(tmp_path):
+    """Lu & Ricciuto's learning curves: training and validation loss per epoch, saved with the
+    network; the kept weights are those of the best validation epoch."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(size=(120, 3))
+    y = np.sin(3 * X[:, 0]) + X[:, 1]
+    net = DagonNetwork(hidden=(8, 8), max_epochs=300, patience=30, random_state=1).fit(X, y)
+    n = net.n_epochs_
+    assert net.loss_curve_.shape == net.validation_loss_curve_.shape == (n,)
+    assert net.loss_curve_[-1] < 0.5 * net.loss_curve_[0]  # it learns
+    assert net.validation_loss_ == pytest.approx(net.validation_loss_curve_.min())
+    net.save(tmp_path / "net.nc")
+    back = load_emulator(tmp_path / "net.nc")
+    np.testing.assert_array_equal(back.loss_curve_, net.loss_curve_)
+    np.testing.assert_array_equal(back.validation_loss_curve_, net.validation_loss_curve_)

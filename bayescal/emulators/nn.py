@@ -47,6 +47,13 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
         averaged; with a few dozen training runs the average is much better than any one
         (``benchmarks/bench_lu_ricciuto.py``: test R2 0.85 for one, 0.92 for five, from 20 runs).
 
+    Attributes
+    ----------
+    loss_curve_, validation_loss_curve_ : ndarray (epochs,)
+        The learning curves of the first network: mean squared error (standardised outputs) on
+        its training points and on its held-out points after each epoch (Lu & Ricciuto's
+        learning curves); saved with the network.
+
     Notes
     -----
     Inputs are the unit cube; outputs are standardised inside (each column to zero mean, unit
@@ -100,11 +107,13 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
         self.weights_ = [f[0] for f in fits]
         self.n_epochs_ = max(f[1] for f in fits)
         self.validation_loss_ = float(np.mean([f[2] for f in fits]))
+        self.loss_curve_, self.validation_loss_curve_ = (np.asarray(c, float) for c in fits[0][3])
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _train(self, X: np.ndarray, Z: np.ndarray, seed: int) -> tuple[dict, int, float]:
-        """One network from ``seed``: its best weights, epochs run and best validation loss."""
+    def _train(self, X: np.ndarray, Z: np.ndarray, seed: int) -> tuple[dict, int, float, tuple]:
+        """One network from ``seed``: its best weights, epochs run, best validation loss and the
+        learning curves (training loss, validation loss per epoch)."""
         rng = np.random.default_rng(seed)
         n, d = X.shape
         order = rng.permutation(n)
@@ -116,7 +125,7 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
              "W3": rng.normal(0, np.sqrt(1.0 / k), (k, Z.shape[1])), "b3": np.zeros(Z.shape[1])}
         sq = {name: np.zeros_like(v) for name, v in w.items()}
         best, best_w, since = np.inf, {name: v.copy() for name, v in w.items()}, 0
-        epochs = 0
+        epochs, curve, val_curve = 0, [], []
         for _ in range(self.max_epochs):
             epochs += 1
             perm = rng.permutation(tr)
@@ -125,14 +134,16 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
                 for name, g in self._gradients(w, X[b], Z[b], tr.size).items():
                     sq[name] = 0.9 * sq[name] + 0.1 * g**2  # RMSprop (rho = 0.9, as Keras)
                     w[name] -= self.learning_rate * g / (np.sqrt(sq[name]) + 1e-7)
-            loss = self._loss(w, X[val], Z[val]) if n_val else self._loss(w, X[tr], Z[tr])
+            curve.append(self._loss(w, X[tr], Z[tr]))
+            loss = self._loss(w, X[val], Z[val]) if n_val else curve[-1]
+            val_curve.append(loss)
             if loss < best - 1e-9:
                 best, best_w, since = loss, {name: v.copy() for name, v in w.items()}, 0
             else:
                 since += 1
                 if since >= self.patience:
                     break
-        return best_w, epochs, best
+        return best_w, epochs, best, (curve, val_curve)
 
     def predict(self, X: Any) -> np.ndarray:
         """Mean prediction, (n,) or (n, k) as the training targets."""
@@ -149,7 +160,9 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
 
         data = {name: (("ensemble", *[f"{name}_{i}" for i in range(self.weights_[0][name].ndim)]),
                        np.stack([w[name] for w in self.weights_])) for name in _LAYERS}
-        data |= {"y_mean": ("output", self.y_mean_), "y_sd": ("output", self.y_sd_)}
+        data |= {"y_mean": ("output", self.y_mean_), "y_sd": ("output", self.y_sd_),
+                 "loss_curve": ("epoch", self.loss_curve_),
+                 "validation_loss_curve": ("epoch", self.validation_loss_curve_)}
         return xr.Dataset(data, attrs={"emulator": "DagonNetwork", "params": json.dumps(_json_params(self)),
                                        "single_output": int(self._single), "n_epochs": self.n_epochs_})
 
@@ -165,4 +178,7 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
         net._single = bool(ds.attrs["single_output"])
         net.n_features_in_ = net.weights_[0]["W1"].shape[0]
         net.n_epochs_ = int(ds.attrs["n_epochs"])
+        empty = np.zeros(0)  # files written before the curves were kept
+        net.loss_curve_, net.validation_loss_curve_ = (ds[v].values if v in ds else empty
+                                                       for v in ("loss_curve", "validation_loss_curve"))
         return net
