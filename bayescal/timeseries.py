@@ -134,9 +134,13 @@ class SeriesLikelihood:
         Model-data discrepancy sd ``s`` of each product (default 0).
     rho : array (n_products,), optional
         AR(1) coefficient of each product's standardised residuals (default 0).
+    emulator_sd : array (n,), optional
+        An emulator's predictive sd of each value (``posterior.route = "emulator"``), added in
+        quadrature to sigma and the discrepancy: emulator error is its own term, not model-data
+        discrepancy.
     """
 
-    def __init__(self, operator: SeriesOperator, discrepancy=None, rho=None) -> None:
+    def __init__(self, operator: SeriesOperator, discrepancy=None, rho=None, emulator_sd=None) -> None:
         n_p = len(operator.products)
         self.operator = operator
         self.discrepancy = np.zeros(n_p) if discrepancy is None else np.asarray(discrepancy, float)
@@ -146,7 +150,10 @@ class SeriesLikelihood:
         if (self.discrepancy < 0).any() or (np.abs(self.rho) >= 1).any():
             raise ObservationError("discrepancy must be >= 0 and |rho| < 1")
         pi = operator.product_index
-        self.tau = np.sqrt(operator.sigma**2 + self.discrepancy[pi] ** 2)
+        self.emulator_sd = np.zeros(pi.size) if emulator_sd is None else np.asarray(emulator_sd, float)
+        if self.emulator_sd.shape != (pi.size,) or (self.emulator_sd < 0).any():
+            raise ObservationError(f"emulator_sd needs one value >= 0 per observed value ({pi.size})")
+        self.tau = np.sqrt(operator.sigma**2 + self.discrepancy[pi] ** 2 + self.emulator_sd**2)
         if not (self.tau > 0).all():
             raise ObservationError("every observation needs sigma > 0 or a discrepancy > 0")
         r = np.where(operator.consecutive, self.rho[pi], 0.0)

@@ -277,3 +277,21 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted; every finished model run and chain step is kept" in err
     assert "Traceback" not in err
+
+
+def test_emulator_route_keeps_emulator_error_apart_from_discrepancy(tmp_path):
+    """A twin without model error: the discrepancy estimated from the model run at the optimum is
+    ~0 (not the emulator's error), the emulator's sd enters the likelihood as its own term, and
+    the posterior still holds the truth."""
+    cfg = _setup(tmp_path, 'form = "dict"', extra='route = "emulator"\n[design]\nn_runs = 12\nbatch_size = 4')
+    cfg.write_text(cfg.read_text().replace('discrepancy = "none"', 'discrepancy = "estimate"'))
+    assert main(["run", str(cfg), "--quiet", "--until", "posterior"]) == 0
+    err = json.loads((tmp_path / "run" / "posterior" / "error_model.json").read_text())[0]
+    assert err["discrepancy"] < 0.1 * err["sigma_median"]  # sigma 0.3; the model has no error
+    assert err["emulator_sd_median"] > 0
+    assert len(list((tmp_path / "run" / "posterior" / "optimum_run" / "members").glob("*.nc"))) == 1
+    import arviz as az
+
+    post = az.from_netcdf(str(tmp_path / "run" / "posterior" / "posterior.nc")).posterior
+    draws = np.stack([post["a"].values.ravel(), post["b"].values.ravel()], axis=1)
+    assert np.all(np.abs(draws.mean(0) - [2.5, -0.4]) < 4 * draws.std(0) + 0.02)

@@ -60,11 +60,26 @@ def run_site_optimize(ctx: SitePipeline) -> None:
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
 
 
-def _error_model(ctx: SitePipeline, values):
+def _error_model(ctx: SitePipeline):
+    """The AR(1) error model from the *model's* residuals at the optimum (one run), so on the
+    emulator route the emulator's own error does not pass for model-data discrepancy; that
+    route's likelihood adds the emulator's predictive sd at the optimum as its own term."""
+    from ..emulators import load_emulator
+    from ..ensemble import EnsembleStore, run_ensemble
     from ..timeseries import SeriesLikelihood, estimate_error_model
 
-    op = ctx.operator("calibration")
-    s, rho = estimate_error_model(op, values(ctx.optimum_u()[None])[0])
+    op, u_opt, space = ctx.operator("calibration"), ctx.optimum_u()[None], ctx.space()
+    store = ctx.run_dir / "posterior" / "optimum_run"  # through the runner's store: kept on resume
+    theta = space.to_dataarray(space.expand(space.from_unit(u_opt)), full=True)
+    run_ensemble(ctx.calibration_simulator, theta, store, keep=sorted(set(op.variables)), progress=False)
+    run = EnsembleStore(store).load()
+    if str(run["status"].values[0]) != "done":
+        raise ValueError(f"the model fails at the maximum-likelihood point: {run['reason'].values[0]}")
+    s, rho = estimate_error_model(op, op.of_model(run)[0])
+    em_sd = np.zeros(op.y.size)
+    if ctx.config["posterior"]["route"] == "emulator":
+        em = load_emulator(ctx.run_dir / "optimize" / "output_emulator.nc")
+        em_sd = em.predict(u_opt, return_std=True)[1][0]
     c = ctx.config["site"]
     if c["discrepancy"] == "none":
         s = np.zeros_like(s)
@@ -72,11 +87,12 @@ def _error_model(ctx: SitePipeline, values):
         rho = np.zeros_like(rho)
     info = [{"product": p.name, "variable": p.variable, "discrepancy": float(s[k]), "rho": float(rho[k]),
              "sigma_median": float(np.median(op.sigma[op.product_index == k])), "units": p.units,
+             "emulator_sd_median": float(np.median(em_sd[op.product_index == k])),
              "n_values": int((op.product_index == k).sum())} for k, p in enumerate(op.products)]
     write_json_atomic(ctx.run_dir / "posterior" / "error_model.json", info)
     ctx.say("  error model: " + "; ".join(f"{i['product']} s={i['discrepancy']:.3g} rho={i['rho']:.2f}"
                                           for i in info))
-    return SeriesLikelihood(op, s, rho)
+    return SeriesLikelihood(op, s, rho, emulator_sd=em_sd)
 
 
 def run_site_posterior(ctx: SitePipeline) -> None:
@@ -86,7 +102,7 @@ def run_site_posterior(ctx: SitePipeline) -> None:
     space, c = ctx.space(), ctx.config["posterior"]
     out = ctx.run_dir / "posterior"
     values = _values(ctx)
-    loglik = series_log_likelihood(values, _error_model(ctx, values))
+    loglik = series_log_likelihood(values, _error_model(ctx))
     n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
     # every step saved to chain.h5: a killed stage continues its chain where it stopped
     sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,

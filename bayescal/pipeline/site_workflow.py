@@ -78,6 +78,11 @@ DESIGN_STORE = RunStore("design", reads=("model", "observations.products[].varia
                                          "site.calibration_years", "design.n_runs", "run.seed"),
                         input_files=model_files)
 
+#: the model run at the optimum that the error model is estimated from: kept unless it changes
+OPTIMUM_STORE = RunStore("optimum_run", reads=("model", "observations.products[].variable", "parameters.free",
+                                               "site.calibration_years"),
+                         needs=("optimize",), input_files=model_files)
+
 #: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
 _CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_steps", "posterior.max_steps",
           "posterior.n_walkers", "posterior.route", "run.seed")
@@ -96,8 +101,8 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "error model (discrepancy, AR(1)) at the maximum, then emcee on the exact model "
           "(route = direct) or on an SVD emulator of the series (route = emulator); ArviZ InferenceData.",
           reads=(*_CHAIN, "propagate.n_draws"),  # the draws kept: enough for propagate's
-          needs=("optimize",), input_files=site_files, keeps=(CHAIN_STORE,),
-          writes=("error_model.json", "chain.h5", "posterior.nc", "diagnostics.nc"),
+          needs=("optimize",), input_files=site_files, keeps=(OPTIMUM_STORE, CHAIN_STORE),
+          writes=("error_model.json", "optimum_run/", "chain.h5", "posterior.nc", "diagnostics.nc"),
           expected_runs=_posterior_runs),
     Stage("propagate", run_site_propagate,
           "posterior draws, defaults and the optimum over the whole period through the runner's "

@@ -138,7 +138,8 @@ def write_site_report(rd) -> Path:
     val, cal = cfg["site"]["validation_years"], cfg["site"]["calibration_years"]
     records = rd.records()
     err_rows = "".join(f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
-                       f"<td>{e['sigma_median']:.3g}</td><td>{e['discrepancy']:.3g}</td><td>{e['rho']:.2f}</td>"
+                       f"<td>{e['sigma_median']:.3g}</td><td>{e['discrepancy']:.3g}</td>"
+                       f"<td>{e.get('emulator_sd_median', 0.0):.3g}</td><td>{e['rho']:.2f}</td>"
                        f"<td>{html.escape(e['units'])}</td></tr>" for e in errs)
     parts = [
         f"<h1>{html.escape(cfg['report']['title'])}</h1>",
@@ -149,7 +150,8 @@ def write_site_report(rd) -> Path:
         f"<h2>Validation on held-out years</h2><p>{html.escape(GOALS)}.</p>",
         _metrics_table(summary, variables),
         "<h3>Error model (per product, calibration years)</h3><table class='t'><tr><th>product</th>"
-        "<th>values</th><th>median sigma</th><th>discrepancy s</th><th>AR(1) rho</th><th>units</th></tr>"
+        "<th>values</th><th>median sigma</th><th>discrepancy s (model run at the optimum)</th>"
+        "<th>emulator sd (median; emulator route)</th><th>AR(1) rho</th><th>units</th></tr>"
         f"{err_rows}</table>",
         _coverage_table(pc),
         diagnostics_section(diag),
