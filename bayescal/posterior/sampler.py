@@ -14,6 +14,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from ..parameters import ParameterSpace, split_label
+from .backends import HDFBackend, kept_open
 from .errors import PosteriorError, PosteriorWarning
 from .inference_data import get_group, make_inference_data
 from .priors import Priors
@@ -151,14 +152,15 @@ class PosteriorSampler:
     def _run(self, n_steps: int, initial: np.ndarray | None, progress: bool) -> PosteriorSampler:
         if self._sampler is not None and self._sampler.iteration:
             if self._sampler.iteration < n_steps:
-                self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, store=True,
-                                       **_progress(progress, self._sampler.iteration, n_steps))
+                with kept_open(self._sampler.backend):
+                    self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, store=True,
+                                           **_progress(progress, self._sampler.iteration, n_steps))
             return self
         d = self.space.n_free
         backend = None
         done = 0
         if self.backend_path is not None:
-            backend = emcee.backends.HDFBackend(str(self.backend_path))
+            backend = HDFBackend(str(self.backend_path))
             if self.backend_path.exists():
                 try:
                     done = backend.iteration
@@ -190,7 +192,8 @@ class PosteriorSampler:
         if not done:  # a resumed run continues with the random state stored in the checkpoint
             sampler.random_state = np.random.RandomState(int(rng.integers(2**31))).get_state()
             start = self.initial_state(initial, rng)
-        sampler.run_mcmc(start, n_steps - done, store=True, **_progress(progress, done, n_steps))
+        with kept_open(backend):
+            sampler.run_mcmc(start, n_steps - done, store=True, **_progress(progress, done, n_steps))
         return self
 
     def run_adaptive(

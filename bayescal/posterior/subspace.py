@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
 
+from .backends import HDFBackend, kept_open
 from .sampler import default_moves
 
 __all__ = ["Subspace", "SubspacePosterior", "informed_subspace", "subspace_posterior"]
@@ -166,7 +167,7 @@ def _backend(path: str | Path | None, n_walkers: int, r: int) -> tuple[Any, int]
     if path is None:
         return None, 0
     path = Path(path)
-    backend = emcee.backends.HDFBackend(str(path))
+    backend = HDFBackend(str(path))
     done = 0
     if path.exists():
         try:
@@ -210,7 +211,9 @@ def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy,
     target = min_steps
     while True:
         if sampler.iteration < target:
-            sampler.run_mcmc(None if sampler.iteration else a0, target - sampler.iteration, progress=False)
+            init = None if sampler.iteration else a0
+            with kept_open(backend):
+                sampler.run_mcmc(init, target - sampler.iteration, progress=False)
         if target >= max_steps:
             break
         tau = emcee.autocorr.integrated_time(sampler.get_chain()[:target], tol=0)
