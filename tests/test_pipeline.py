@@ -22,19 +22,65 @@ TINY = Path(__file__).parent / "data" / "tiny.toml"
 ROOT = Path(__file__).parents[1]
 
 
-def _cli(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "bayescal", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
+class _Child:
+    """A ``bayescal`` command line running in a child process of the fork server
+    (tests/data/cli_forkserver.py): its own process group (``os.killpg(child.pid, ...)``
+    kills it), its output in a log file; ``poll``/``wait``/``communicate`` as ``subprocess.Popen``."""
+
+    def __init__(self, pid: int, log: Path) -> None:
+        self.pid, self.log, self.returncode = pid, log, None
+
+    def poll(self) -> int | None:
+        rc = self.log.with_name(self.log.name + ".rc")
+        if self.returncode is None and rc.exists():
+            self.returncode = int(rc.read_text())
+        return self.returncode
+
+    def wait(self, timeout: float = 600.0) -> int:
+        t0 = time.perf_counter()
+        while self.poll() is None:
+            assert time.perf_counter() - t0 < timeout, f"bayescal (pid {self.pid}) still running"
+            time.sleep(0.005)
+        return self.returncode
+
+    def communicate(self, timeout: float = 600.0) -> tuple[str, None]:
+        self.wait(timeout)
+        return self.log.read_text(), None
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The tiny config run end to end once, in a subprocess (as a user runs it)."""
+def cli(tmp_path_factory):
+    """``cli(*args)`` starts ``bayescal *args`` in a fresh child process and returns a :class:`_Child`.
+
+    The children are forked from one server that imported bayescal once (as ``python -m
+    bayescal`` would, minus the interpreter start-up every time): a SIGKILL hits a real process
+    with its own memory, and a resumed run starts in a new one.
+    """
+    logs = tmp_path_factory.mktemp("cli")
+    server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "data" / "cli_forkserver.py")],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    count = iter(range(10**6))
+
+    def start(*args: str) -> _Child:
+        log = logs / f"{next(count)}.log"
+        server.stdin.write(json.dumps({"argv": list(args), "log": str(log)}) + "\n")
+        server.stdin.flush()
+        return _Child(int(server.stdout.readline()), log)
+
+    yield start
+    server.stdin.close()
+    server.wait(timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, cli):
+    """The tiny config run end to end once, by the ``bayescal run`` command in a child process."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     t0 = time.perf_counter()
-    proc = _cli("run", str(TINY), "--run-dir", str(run_dir))
-    out, _ = proc.communicate(timeout=300)
+    proc = cli("run", str(TINY), "--run-dir", str(run_dir))
+    out, _ = proc.communicate()
     assert proc.returncode == 0, out
     return run_dir, time.perf_counter() - t0, out
 
@@ -248,11 +294,25 @@ def test_rerun_reuses_and_changed_input_reruns_from_there(tiny_run, tmp_path):
     assert status["propagate"] == "ran"
 
 
+def _finished_until(ref_dir: Path, run_dir: Path, stage: str) -> None:
+    """``run_dir``: a copy of the uninterrupted run with the stages before ``stage`` finished and
+    ``stage`` and every later one not started, as a run stopped just before ``stage`` leaves it."""
+    shutil.copytree(ref_dir, run_dir)
+    for later in STAGES[STAGES.index(stage):]:
+        shutil.rmtree(run_dir / later)
+    shutil.rmtree(run_dir / "figures")
+    (run_dir / "report.html").unlink()
+
+
 @pytest.mark.slow
-def test_killed_during_posterior_resumes_with_same_result(tiny_run, tmp_path):
+def test_killed_during_posterior_resumes_with_same_result(tiny_run, cli, tmp_path):
+    """SIGKILL as the posterior stage starts; the resumed run reuses the finished stages and its
+    posterior and Table 3 equal the uninterrupted run's bit for bit."""
     ref_dir, _, _ = tiny_run
     run_dir = tmp_path / "killed"
-    proc = _cli("run", str(TINY), "--run-dir", str(run_dir), start_new_session=True)
+    _finished_until(ref_dir, run_dir, "posterior")
+    before = {s: (run_dir / s / "stage.json").stat().st_mtime_ns for s in STAGES[:4]}
+    proc = cli("run", str(TINY), "--run-dir", str(run_dir), "--until", "propagate")
     marker = run_dir / "posterior"
     t0 = time.perf_counter()
     while not marker.exists():
@@ -262,9 +322,8 @@ def test_killed_during_posterior_resumes_with_same_result(tiny_run, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "posterior" / "stage.json").exists()
-    before = {s: (run_dir / s / "stage.json").stat().st_mtime_ns for s in STAGES[:4]}
-    proc = _cli("run", str(TINY), "--run-dir", str(run_dir))
-    out, _ = proc.communicate(timeout=300)
+    proc = cli("run", str(TINY), "--run-dir", str(run_dir), "--until", "propagate")
+    out, _ = proc.communicate()
     assert proc.returncode == 0, out
     for s in STAGES[:4]:
         assert f"[{s}] up to date" in out
@@ -279,10 +338,11 @@ def test_killed_during_posterior_resumes_with_same_result(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_during_refinement_repeats_no_finished_run(tmp_path):
+def test_killed_during_refinement_repeats_no_finished_run(tiny_run, cli, tmp_path):
     """SIGKILL once refinement runs are stored; the resumed stage runs only what was missing."""
     run_dir = tmp_path / "killed"
-    proc = _cli("run", str(TINY), "--run-dir", str(run_dir), start_new_session=True)
+    _finished_until(tiny_run[0], run_dir, "posterior")
+    proc = cli("run", str(TINY), "--run-dir", str(run_dir), "--until", "posterior")
     stores = run_dir / "posterior"
     t0 = time.perf_counter()
     while not any((stores / "refine").glob("round0/members/member_*.nc")):
@@ -292,15 +352,16 @@ def test_killed_during_refinement_repeats_no_finished_run(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (stores / "stage.json").exists()
-    finished = len(list(stores.glob("**/members/member_*.nc")))
+    finished = {p: p.stat().st_mtime_ns for p in stores.glob("**/members/member_*.nc")}
     cfg = load_config(TINY)
     total = cfg["posterior"]["left_out_runs"] + cfg["posterior"]["n_new"] * cfg["posterior"]["refine_rounds"]
-    assert 0 < finished <= total
-    proc = _cli("run", str(TINY), "--run-dir", str(run_dir))
-    out, _ = proc.communicate(timeout=300)
+    assert 0 < len(finished) <= total
+    proc = cli("run", str(TINY), "--run-dir", str(run_dir), "--until", "posterior")
+    out, _ = proc.communicate()
     assert proc.returncode == 0, out
-    assert json.loads((stores / "stage.json").read_text())["runs"] == total - finished
+    assert json.loads((stores / "stage.json").read_text())["runs"] == total - len(finished)
     assert len(list(stores.glob("**/members/member_*.nc"))) == total
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # none written again
 
 
 def _member_files(run_dir: Path) -> dict[str, tuple[int, int]]:
@@ -309,7 +370,7 @@ def _member_files(run_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
-def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, tmp_path):
+def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, cli, tmp_path):
     """Fault injection: SIGKILL at a random moment inside each stage in turn, resume each time.
 
     The final run directory holds the same results as an uninterrupted run, and no member file
@@ -321,9 +382,7 @@ def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, tmp_p
     seen: dict[str, tuple[int, int]] = {}
     hit = []
     for stage in STAGES:
-        cmd = [sys.executable, "-m", "bayescal", "run", str(TINY), "--run-dir", str(run_dir), "--quiet"]
-        proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = cli("run", str(TINY), "--run-dir", str(run_dir), "--quiet")
         started = run_dir / stage / "started.json"
         t0 = time.perf_counter()
         while not started.exists() and proc.poll() is None and time.perf_counter() - t0 < 240:
@@ -337,8 +396,8 @@ def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, tmp_p
         for name, ident in seen.items():
             assert now.get(name) == ident, f"{name} was run again after the kill in {stage}"
         seen = now
-    proc = _cli("run", str(TINY), "--run-dir", str(run_dir), "--quiet")
-    out, _ = proc.communicate(timeout=300)
+    proc = cli("run", str(TINY), "--run-dir", str(run_dir), "--quiet")
+    out, _ = proc.communicate()
     assert proc.returncode == 0, out
     for name, ident in seen.items():
         assert _member_files(run_dir).get(name) == ident, f"{name} was run again"
