@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import xarray as xr
+from _fast_models import direct_objective, small_land_model
+from threadpoolctl import threadpool_limits
 
-from bayescal.models import LandCarbonModel, _kernel, make_drivers, make_grid
 from bayescal.observations import ProductSpec, make_twin
 from bayescal.optimize import (
     ModelObjective,
@@ -24,6 +25,14 @@ from bayescal.optimize import (
 
 SIX = ["vmax[NDL-EVG]", "vmax[GRASS-C3]", "kn[BDL-EVG]", "vpd0[BDL-EVG]", "gamma_w", "lfespany[GRASS-C3]"]
 SIX_TRUTH = np.array([0.3, 0.6, 0.45, 0.7, 0.55, 0.4])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """One BLAS thread, as under xdist (``conftest.py``): the matrices here are small, and with
+    ``-n 0`` on two busy cores a second thread costs more than it gives (up to 2.5x the CPU)."""
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def rastrigin(center):
@@ -153,39 +162,46 @@ def test_ga_checkpoint_resume_equals_uninterrupted(tmp_path):
         genetic_algorithm(f, n_dim=4, pop_size=22, n_generations=8, seed=5, checkpoint=ckpt)
 
 
+FOUR_VMAX = ["vmax[BDL-EVG]", "vmax[CROP-C4]", "vmax[GRASS-C3]", "vmax[GRASS-C4]"]
+
+
 @pytest.mark.slow
 def test_ga_recovers_vmax_twin_including_bounds():
-    """Seiler Fig. 3: nine PFT vmax values against modelled GPP, two true values on the lower bound."""
-    grid = make_grid(n_cells=36, seed=3)
-    drivers = make_drivers(grid, start=2000, end=2006, ramp_start=1997, seed=3)
-    model = LandCarbonModel(grid=grid, drivers=drivers, chunk_size=64)
-    space = model.space.only(["vmax"])
-    truth = np.array([0.4] * 6 + [0.0, 0.4, 0.0])  # C4 crop and C4 grass at their minimum
+    """Seiler Fig. 3 on four PFT vmax values against modelled GPP, two true values on the lower
+    bound: medians over five GA seeds, not one run.
+
+    Evergreen broadleaf trees and C3 grass are true at their defaults (0.4 of the range), C4 crop
+    and C4 grass at their minimum; the other five vmax values stay at their defaults. The small
+    model (``tests/_fast_models.py``) makes five runs of 30 x 50 affordable. The AMBER score is
+    flat along some vmax combinations (equifinality) and flattest in C4 crop, so a single run can
+    stop 0.1-0.15 off that bound (4 of seeds 0-19); the medians of seeds 0-4, 5-9, 10-14 and 15-19
+    are 0.05-0.09 off it, 0.01-0.05 off C4 grass's and within 0.02 of the interior values.
+    """
+    model = small_land_model()
+    space = model.space.only(FOUR_VMAX)
+    truth = np.array([0.4, 0.0, 0.4, 0.0])
     obs, _ = make_twin(model, space.expand(space.from_unit(truth)),
                        [ProductSpec("gpp", "GPP", noise=0.0, gaps=0.0)], seed=0)
-    obj = ModelObjective(model, space, obs, measure="score", batch_size=64)
-    # the defaults are not the truth's neighbours here: start from random chromosomes only
-    res = genetic_algorithm(obj, space, pop_size=100, n_generations=30, include_default=False, seed=0)
-    err = np.abs(res.u - truth)
-    # the model's larch (NDL-DCD) barely survives its boreal and tundra climatology (at most
-    # 0.33 kgC m-2 of vegetation after spin-up, against ~10 in forests), so its vmax is weakly
-    # identified from GPP (the GA misses it by 0.32 with the observed-climate drivers; it was
-    # within 0.2 with the old random ones by chance); check that, and leave it out
-    P = model._pft_params(model.space.all_default[None])
-    state, _, _ = model._spinup(_kernel.pack_parameters(P, model._constants(P)))
-    larch = model._tiles.pft == 1
-    assert larch.any() and np.all(state[:3, 0, larch].sum(axis=0) < 0.5)
-    err = np.delete(err, 1)
-    truth = np.delete(truth, 1)
-    # the AMBER score is flat along some vmax combinations (equifinality): 0.2 of the range;
-    # Eqs. 3-6 without GA's cap miss by 0.24 with seed 1 and 0.14 with seed 2 as well
-    assert np.all(err < 0.2), err
-    assert err[[5, 7]].max() < 0.1  # the values on the bound (C4 crop and grass)
-    assert res.fun < 0.06  # 0.051 with the observed-climate drivers (larch, above)
-    X, y = res.training_data(drop_worst=0.25)
-    done = (res.history.status == "done").values
-    assert X.sizes["member"] <= np.ceil(0.75 * len(np.unique(res.history.u.values[done], axis=0)))
-    assert float(y.max()) <= float(np.quantile(res.history.misfit.values[done], 0.76))
+    obj = direct_objective(model, space, obs, measure="score")
+    default_misfit = float(obj(space.to_unit(space.default))["misfit"][0])
+    errors, best = [], []
+    for seed in range(5):
+        # the defaults hold two of the true values: start from random chromosomes only
+        res = genetic_algorithm(obj, space, pop_size=30, n_generations=50, include_default=False, seed=seed)
+        errors.append(np.abs(res.u - truth))
+        best.append(res.fun)
+        # Seiler's emulator training set: failed and worst 25 % of the distinct runs dropped
+        X, y = res.training_data(drop_worst=0.25)
+        done = (res.history.status == "done").values
+        assert X.sizes["member"] <= np.ceil(0.75 * len(np.unique(res.history.u.values[done], axis=0)))
+        assert float(y.max()) <= float(np.quantile(res.history.misfit.values[done], 0.76))
+    err = np.median(errors, axis=0)
+    # the values on the bound (C4 crop and grass) included; 0.15 leaves room for the flat C4 crop
+    # direction on other platforms, while a GA without mutation misses the bounds by 0.21-0.24
+    assert np.all(err < 0.15), errors
+    assert err[[0, 2]].max() < 0.03, errors
+    # the truth's misfit is 0: the best runs are much closer to it than the defaults (0.12) are
+    assert np.median(best) < 0.4 * default_misfit, (best, default_misfit)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -215,9 +231,9 @@ def test_recovery_counts_from_the_last_departure():
 # ------------------------------------------------------------------------ six-parameter twin
 @pytest.fixture(scope="module")
 def six_twin():
-    grid = make_grid(n_cells=24, seed=3)
-    drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)
-    model = LandCarbonModel(grid=grid, drivers=drivers, chunk_size=32)
+    """Six values of the small model (``tests/_fast_models.py``) against noise-free GPP, LAI and
+    latent heat; the baseline is the misfit of three realisations of 1 % noise."""
+    model = small_land_model()
     space = model.space.only(SIX)
     theta = space.expand(space.from_unit(SIX_TRUTH))
     names = [("gpp", "GPP"), ("lai", "LAI"), ("hfls", "HFLS")]
@@ -245,15 +261,20 @@ def test_dfols_recovers_twin_faster_than_cmaes(six_twin):
     """Oliver et al.'s comparison as medians over starts and seeds, not one trajectory.
 
     Six starts (two opposite corners, four Latin-hypercube points): DFO-LS recovers the twin's
-    values and reaches the noise baseline within 70 evaluations from most starts, its median
-    evaluations to the baseline beating CMA-ES's over two seeds with a 300-evaluation budget
-    (the paper: DFO-LS ~40, CMA-ES > 1,200). A single start may stall on a plateau (one in six
-    recovered 2 of 6 values on the machine where this was written); the medians do not.
+    values and reaches the noise baseline within 70 evaluations from most starts, and its median
+    evaluations to the baseline are fewer than CMA-ES's median over three seeds (the paper:
+    DFO-LS ~40, CMA-ES > 1,200). CMA-ES gets 150 evaluations: with an odd number of seeds, any
+    budget at or above DFO-LS's median decides the comparison of the medians (a run that has not
+    reached the baseline by then needs more). A single DFO-LS start may stall on a plateau (one in
+    six recovered 4 of 6 values and never reached the baseline here); the medians do not.
+
+    The misfit is ``ModelObjective``'s of in-memory runs of the small model
+    (``tests/_fast_models.py``): 870 evaluations, 420 of them one at a time, in ~15 s.
     """
     from scipy.stats import qmc
 
     model, space, obs, baseline = six_twin
-    obj = ModelObjective(model, space, obs)
+    obj = direct_objective(model, space, obs)
     corners = [[0.1, 0.9, 0.15, 0.85, 0.1, 0.9], [0.9, 0.1, 0.85, 0.15, 0.9, 0.1]]
     starts = np.vstack([corners, qmc.LatinHypercube(6, seed=0).random(4)])
     res = dfols(obj, space, starts=starts, max_evaluations=70)
@@ -268,8 +289,8 @@ def test_dfols_recovers_twin_faster_than_cmaes(six_twin):
     assert sum(np.isfinite(to_base)) >= 4, to_base
     assert np.median(to_base) <= 70, to_base
     n_cma = []
-    for seed in (1, 2):
-        cma = cma_es(obj, space, x0=starts[0], pop_size=10, max_evaluations=300, seed=seed)
+    for seed in (1, 2, 3):
+        cma = cma_es(obj, space, x0=starts[0], pop_size=10, max_evaluations=150, seed=seed)
         n = evaluations_to_baseline(cma.history, baseline.attrs["mean"])
         n_cma.append(np.inf if n is None else n)
     assert np.median(to_base) < np.median(n_cma), (to_base, n_cma)
