@@ -15,6 +15,7 @@ cell, e.g. 5-year annual mean GPP):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -58,7 +59,8 @@ def _pattern_score(pcs: np.ndarray) -> np.ndarray:
     for j in range(n_out):
         flat = ~np.isfinite(np.diag(pcs[:, :, j]))  # the parameter's map has zero variance
         pcs[flat, :, j] = 1.0
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # all-NaN rows are expected (a parameter without any effect)
+        warnings.simplefilter("ignore", RuntimeWarning)
         per_q = np.nanmean(pcs, axis=2) * n_out  # (parameter, q): the sum over outputs
         return np.nanmean(per_q, axis=1)
 
