@@ -85,7 +85,8 @@ class ToySiteModel:
 
         self.space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0, "gC m-2 d-1", "seasonal amplitude"),
                                      Parameter("b", 0.0, -2.0, 2.0, "gC m-2 d-1", "offset")])
-        self.time = np.arange(np.datetime64(start), np.datetime64(end) + 1).astype("datetime64[ns]")
+        first, last = np.datetime64(start, "D"), np.datetime64(end, "D")
+        self.time = np.arange(first, last + np.timedelta64(1, "D")).astype("datetime64[ns]")
 
     def __call__(self, theta: np.ndarray) -> xr.Dataset:
         theta = np.atleast_2d(theta)
