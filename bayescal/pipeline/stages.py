@@ -71,7 +71,9 @@ def run_screen(ctx: Pipeline) -> None:
     else:
         labels = ctx.full_space.only(cfg["parameters"]["free"]).labels
     write_json_atomic(out / "selected.json", {"parameters": labels})
-    ctx.say(f"  calibrating {len(labels)} parameters: {', '.join(labels)}")
+    more = f", ... ({len(labels) - 8} more: screen/selected.json)" if len(labels) > 8 else ""
+    shown = ", ".join(labels[:8]) + more
+    ctx.say(f"  calibrating {len(labels)} parameters: {shown}")
 
 
 def _summary_targets(ctx: Pipeline) -> dict[str, Callable]:
