@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-__all__ = ["ToySimulator", "ToySiteModel", "toy_site_series"]
+__all__ = ["ToySimulator", "ToySiteModel", "toy_site_series", "write_toy_site_csv"]
 
 
 class ToySimulator:
@@ -70,6 +72,17 @@ def toy_site_series(a: np.ndarray, b: np.ndarray, time: np.ndarray) -> np.ndarra
     """``nee = a sin(2 pi doy / 365.25) + b`` on (member, time): the toy site model's output."""
     doy = np.asarray(time, dtype="datetime64[D]").astype(int) % 365.25
     return np.asarray(a)[:, None] * np.sin(2 * np.pi * doy / 365.25)[None, :] + np.asarray(b)[:, None]
+
+
+def write_toy_site_csv(path, end: str = "2003-12-31", a: float = 2.5, b: float = -0.4, sigma: float = 0.3,
+                       seed: int = 0) -> Path:
+    """A CSV product of :func:`toy_site_series` from 2001-01-01 to ``end`` with iid noise ``sigma``
+    (columns time, value, sigma): the observations of the toy site twin."""
+    t = pd.date_range("2001-01-01", end, freq="D")
+    y = toy_site_series(np.array([a]), np.array([b]), t.values)[0]
+    y = y + np.random.default_rng(seed).normal(0, sigma, y.size)
+    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": sigma}).to_csv(path, index=False)
+    return Path(path)
 
 
 class ToySiteModel:

@@ -16,21 +16,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
-from bayescal.testing import toy_site_series
+from bayescal.testing import write_toy_site_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _site_config(folder: Path, name: str) -> Path:
-    t = pd.date_range("2001-01-01", "2003-12-31", freq="D")
-    y = toy_site_series(np.array([2.5]), np.array([-0.4]), t.values)[0]
-    y = y + np.random.default_rng(0).normal(0, 0.3, y.size)
-    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": 0.3}).to_csv(
-        folder / "nee.csv", index=False)
+    write_toy_site_csv(folder / "nee.csv")
     cfg = folder / "site.toml"
     cfg.write_text(textwrap.dedent(f"""
         [run]

@@ -12,7 +12,7 @@ import xarray as xr
 
 from bayescal.cli import main
 from bayescal.models.contract import ConformingModel, ModelOutputError, conform_output
-from bayescal.testing import toy_site_series
+from bayescal.testing import write_toy_site_csv
 
 MODEL = '''
 import numpy as np
@@ -53,11 +53,8 @@ class Model:
 
 def _setup(tmp_path, options: str = "", a=2.5, b=-0.4, sigma=0.3, extra: str = ""):
     (tmp_path / "mymodel.py").write_text(MODEL)
-    t = pd.date_range("2001-01-01", "2002-12-31", freq="D")  # observed: the calibration years only
-    y = toy_site_series(np.array([a]), np.array([b]), t.values)[0]
-    y = y + np.random.default_rng(0).normal(0, sigma, y.size)
-    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": sigma}).to_csv(
-        tmp_path / "nee.csv", index=False)
+    # observed: the calibration years only
+    write_toy_site_csv(tmp_path / "nee.csv", end="2002-12-31", a=a, b=b, sigma=sigma)
     cfg = tmp_path / "site.toml"
     cfg.write_text(textwrap.dedent(f"""
         [run]

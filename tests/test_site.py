@@ -14,7 +14,7 @@ from scipy.stats import multivariate_normal
 from bayescal.cli import main
 from bayescal.observations import Product
 from bayescal.pipeline import ConfigError, load_config
-from bayescal.testing import toy_site_series
+from bayescal.testing import write_toy_site_csv
 from bayescal.timeseries import SeriesLikelihood, SeriesOperator, estimate_error_model
 
 DATA = Path(__file__).parent / "data"
@@ -80,12 +80,7 @@ def test_error_model_recovers_discrepancy_and_autocorrelation(rng):
 
 
 def _toy_csv(tmp_path, a=2.5, b=-0.4, sigma=0.3, seed=0):
-    t = pd.date_range("2001-01-01", "2003-12-31", freq="D")
-    y = toy_site_series(np.array([a]), np.array([b]), t.values)[0]
-    y = y + np.random.default_rng(seed).normal(0, sigma, y.size)
-    f = tmp_path / "nee.csv"
-    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": sigma}).to_csv(f, index=False)
-    return f
+    return write_toy_site_csv(tmp_path / "nee.csv", a=a, b=b, sigma=sigma, seed=seed)
 
 
 def _site_toml(tmp_path, model: str, extra: str = "", n_draws: int = 20) -> Path:

@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -19,7 +18,7 @@ import xarray as xr
 from bayescal.cli import main
 from bayescal.pipeline import ConfigError, load_config, make_pipeline, validate_config
 from bayescal.rundir import MARKER, RunDir, RunDirRefused
-from bayescal.testing import toy_site_series
+from bayescal.testing import write_toy_site_csv
 from bayescal.workflow import Stage, Workflow, WorkflowError
 
 #: keys that change how runs are made, not what they are: no stage declares them
@@ -223,11 +222,7 @@ def test_user_files_in_a_rerun_stage_folder_are_moved_aside_not_deleted(global_r
 
 # ---------------------------------------------------------------------------- the site route
 def _site_config(tmp_path: Path, route: str = "direct", seed: int = 3) -> Path:
-    t = pd.date_range("2001-01-01", "2003-12-31", freq="D")
-    y = toy_site_series(np.array([2.5]), np.array([-0.4]), t.values)[0]
-    y = y + np.random.default_rng(0).normal(0, 0.3, y.size)
-    pd.DataFrame({"time": t.strftime("%Y-%m-%d"), "value": y, "sigma": 0.3}).to_csv(tmp_path / "nee.csv",
-                                                                                   index=False)
+    write_toy_site_csv(tmp_path / "nee.csv")
     cfg = tmp_path / "site.toml"
     cfg.write_text(f"""
 [run]

@@ -213,18 +213,18 @@ class ConformingModel:
 
     def _failed(self, reason: str) -> xr.Dataset:
         """One failed member: NaN series shaped like a finished one (status/reason alone if none yet)."""
-        if self._template is None:
-            return xr.Dataset({"status": ("member", ["failed"]), "reason": ("member", [reason])})
-        out = self._template.map(lambda a: a * np.nan if np.issubdtype(a.dtype, np.floating) else a)
-        return out.assign(status=("member", ["failed"]), reason=("member", [reason]))
+        status = xr.Dataset({"status": ("member", ["failed"]), "reason": ("member", [reason])})
+        return status if self._template is None else _failed_like(self._template, status)
 
     @staticmethod
     def _concat(parts: list[xr.Dataset]) -> xr.Dataset:
         full = [p for p in parts if len(p.data_vars) > 2]
         if full and len(full) < len(parts):  # a member failed before any finished: pad it
-            like = full[0]
-            parts = [p if len(p.data_vars) > 2 else
-                     like.copy(deep=True).map(lambda a: a * np.nan if np.issubdtype(a.dtype, np.floating)
-                                              else a).assign(status=p["status"], reason=p["reason"])
-                     for p in parts]
+            parts = [p if len(p.data_vars) > 2 else _failed_like(full[0], p) for p in parts]
         return xr.concat(parts, dim="member", data_vars="all", coords="minimal", compat="override")
+
+
+def _failed_like(like: xr.Dataset, status: xr.Dataset) -> xr.Dataset:
+    """One member shaped like ``like`` (one finished member), NaN outputs, ``status``'s status/reason."""
+    out = like.map(lambda a: a * np.nan if np.issubdtype(a.dtype, np.floating) else a)
+    return out.assign(status=("member", status["status"].values), reason=("member", status["reason"].values))

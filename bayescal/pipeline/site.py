@@ -20,19 +20,9 @@ import xarray as xr
 
 from .runner import Pipeline
 from .site_config import conform_units, read_products
-from .site_model import check_model_run, site_model
+from .site_model import check_model_run, check_years_covered, site_model
 
 __all__ = ["SitePipeline"]
-
-
-class _Replay:
-    """A model that gives one stored output (to check it again without running the model)."""
-
-    def __init__(self, output: xr.Dataset, space) -> None:
-        self.output, self.space = output, space
-
-    def __call__(self, theta: np.ndarray) -> xr.Dataset:
-        return self.output
 
 
 class SitePipeline(Pipeline):
@@ -81,8 +71,7 @@ class SitePipeline(Pipeline):
         if "model_check" not in self._cache:
             self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
         if validation:
-            check_model_run(_Replay(self._cache["model_check"]["output"], self.model.space), self.config,
-                            ("validation_years",))
+            check_years_covered(self._cache["model_check"]["time"], self.config, ("validation_years",))
             self.products()  # each product in the model's output units, or a ConfigError naming both
         return self._cache["model_check"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_python_path", "check_model_run", "site_model"]
+__all__ = ["add_python_path", "check_model_run", "check_years_covered", "site_model"]
 
 
 def add_python_path(m: dict) -> None:
@@ -97,10 +97,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     """One run at the defaults: the contract, the ``site.<years>`` covered by the model's days,
     and the time it took. ConfigError (naming what breaks) otherwise.
 
-    Returns ``{"seconds": float, "time": dates, "units": {variable: units}, "output": Dataset}``.
+    Returns ``{"seconds": float, "time": dates, "units": {variable: units}}``.
     """
-    import pandas as pd
-
     from ..models.contract import ModelOutputError
     from .config import ConfigError
 
@@ -120,7 +118,18 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
         raise ConfigError(f"model ({kind}) fails at its defaults: {ds['reason'].values[0]}")
     if "time" not in ds.coords:
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
-    days = pd.DatetimeIndex(ds["time"].values)
+    check_years_covered(ds["time"].values, cfg, years)
+    units = {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
+    return {"seconds": seconds, "time": ds["time"].values, "units": units}
+
+
+def check_years_covered(time: np.ndarray, cfg: dict, years: tuple[str, ...]) -> None:
+    """ConfigError unless the model's days ``time`` cover every day of each ``site.<years>``."""
+    import pandas as pd
+
+    from .config import ConfigError
+
+    days = pd.DatetimeIndex(time)
     for key in years:
         a, b = (int(y) for y in cfg["site"][key])
         want = pd.date_range(f"{a}-01-01", f"{b}-12-31", freq="D")
@@ -129,5 +138,3 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
             raise ConfigError(f"'site.{key}' {[a, b]}: the model's output covers {int(have.sum())} of their "
                               f"{want.size} days (first missing {want[~have][0].date()}; the model gives "
                               f"{days[0].date()} to {days[-1].date()})")
-    units = {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
-    return {"seconds": seconds, "time": ds["time"].values, "units": units, "output": ds}
