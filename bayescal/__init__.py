@@ -1,8 +1,8 @@
 """bayescal: Bayesian calibration of land-surface and Earth-system model parameters."""
 
-from .parameters import PFTS, Parameter, ParameterError, ParameterSpace
-from .rundir import RunResults, open_run
+__version__ = "0.1.0"  # first: the workflow engine, imported below, hashes it into stage keys
 
-__version__ = "0.1.0"
+from bayescal.parameters import PFTS, Parameter, ParameterError, ParameterSpace  # noqa: E402
+from bayescal.workflow.rundir import RunResults, open_run  # noqa: E402
 
 __all__ = ["PFTS", "Parameter", "ParameterError", "ParameterSpace", "RunResults", "__version__", "open_run"]

@@ -13,9 +13,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from . import __version__
-from .models.contract import ModelOutputError
-from .pipeline import (
+from bayescal import __version__
+from bayescal.models.contract import ModelOutputError
+from bayescal.workflow import check_run_dir
+from bayescal.workflow.rundir import RunDirError, RunDirRefused, damaged_files
+from bayescal.workflows import (
     ConfigError,
     PipelineError,
     all_stage_help,
@@ -23,8 +25,6 @@ from .pipeline import (
     make_pipeline,
     workflow_for,
 )
-from .rundir import RunDirError, RunDirRefused, damaged_files
-from .workflow import check_run_dir
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
 
@@ -143,8 +143,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Reads the run directory only: no stage reruns, no model runs."""
-    from .report import write_report
-    from .rundir import RunDir
+    from bayescal.report import write_report
+    from bayescal.workflow.rundir import RunDir
 
     rd = RunDir(args.run_dir)
     if not rd.config_json.exists():

@@ -94,7 +94,7 @@ class ToySiteModel:
     """
 
     def __init__(self, start: str = "2001-01-01", end: str = "2004-12-31") -> None:
-        from .parameters import Parameter, ParameterSpace
+        from bayescal.parameters import Parameter, ParameterSpace
 
         self.space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0, "gC m-2 d-1", "seasonal amplitude"),
                                      Parameter("b", 0.0, -2.0, 2.0, "gC m-2 d-1", "offset")])

@@ -10,7 +10,7 @@ likelihood and the priors are uniform.
 
 1. Reference posterior: emcee run directly on the model, long (32 walkers x 3,000 steps).
 2. Emulator route: a 40-point Latin hypercube, an SVD emulator with GP components, and
-   ``bayescal.refinement.refine`` with 20 new runs per round, for 0 to 8 rounds. The error of
+   ``bayescal.posterior.refinement.refine`` with 20 new runs per round, for 0 to 8 rounds. The error of
    its posterior against the reference is the largest, over the parameters, of
    |mean - mean_ref| / sd_ref and |sd / sd_ref - 1|.
 3. Direct route: a second emcee run on the model (another seed, started from the same 40
@@ -32,9 +32,9 @@ import warnings
 
 import numpy as np
 
-from bayescal.design import latin_hypercube
 from bayescal.emulators import SVDEmulator
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
+from bayescal.parameters.design import latin_hypercube
 from bayescal.posterior import (
     GaussianLikelihood,
     PosteriorSampler,

@@ -33,8 +33,8 @@ Z90 = 1.6448536
 
 
 def _run(config: Path, run_dir: Path) -> float:
-    from bayescal.pipeline import make_pipeline
-    from bayescal.pipeline.validate import load_config
+    from bayescal.workflows import make_pipeline
+    from bayescal.workflows.validate import load_config
 
     pipe = make_pipeline(load_config(config), run_dir, progress=True, config_text=config.read_text())
     t0 = time.perf_counter()
@@ -46,9 +46,9 @@ def _run(config: Path, run_dir: Path) -> float:
 def _model_predictive(config: Path, run_dir: Path, sigma: np.ndarray) -> np.ndarray | None:
     """90 % interval of each summary over the propagate stage's posterior draws, in sigma units of
     the observational 90 % interval (model runs, not the emulator)."""
-    from bayescal.ensemble import EnsembleStore
-    from bayescal.pipeline import make_pipeline
-    from bayescal.pipeline.validate import load_config
+    from bayescal.run.ensemble import EnsembleStore
+    from bayescal.workflows import make_pipeline
+    from bayescal.workflows.validate import load_config
 
     store = run_dir / "propagate" / "ensemble"
     if not store.exists():
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(config: Path, run_dir: Path, wall: float | None, peak: float | None) -> None:
-    from bayescal.rundir import RunDir
+    from bayescal.workflow.rundir import RunDir
 
     rd = RunDir(run_dir)
     hm = xr.load_dataset(run_dir / "posterior" / "history_matching.nc")

@@ -17,10 +17,10 @@ import time
 import numpy as np
 from sklearn.metrics import r2_score
 
-from bayescal.design import latin_hypercube
 from bayescal.emulators import DagonNetwork, SVDEmulator
 from bayescal.emulators.tuning import tune_network
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
+from bayescal.parameters.design import latin_hypercube
 
 PARAMETERS = ["vmax[BDL-EVG]", "vmax[GRASS-C3]", "vmax[NDL-EVG]", "kn[BDL-EVG]", "alpha_phtsyn[BDL-EVG]",
               "gamma_w", "beta2", "sn[GRASS-C3]"]

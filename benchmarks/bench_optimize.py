@@ -30,10 +30,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from bayescal.design import latin_hypercube
 from bayescal.emulators import GPEmulator
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
-from bayescal.observations import ProductSpec, make_twin
+from bayescal.observations.products import ProductSpec, make_twin
 from bayescal.optimize import (
     ModelObjective,
     Recorder,
@@ -46,6 +45,7 @@ from bayescal.optimize import (
     recovery,
 )
 from bayescal.optimize.history import result
+from bayescal.parameters.design import latin_hypercube
 from bayescal.posterior import PosteriorSampler, PosteriorWarning
 
 SIX = ["vmax[NDL-EVG]", "vmax[GRASS-C3]", "kn[BDL-EVG]", "vpd0[BDL-EVG]", "gamma_w", "lfespany[GRASS-C3]"]

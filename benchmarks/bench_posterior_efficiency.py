@@ -19,7 +19,7 @@ Error = max over parameters of max(|mean - mean_ref| / sd_ref, |sd / sd_ref - 1|
 Methods, each counting model runs (one run = one evaluation of the model's outputs):
 
 * bayescal: a 20-point Latin hypercube, an SVD emulator of the outputs with GP components
-  (truncation <= 0.1 sigma), ``GaussianLikelihood`` and :func:`bayescal.refinement.refine`
+  (truncation <= 0.1 sigma), ``GaussianLikelihood`` and :func:`bayescal.posterior.refinement.refine`
   (10 new runs per round chosen by acquisition), run to ``max_rounds`` without stopping; the
   error of every round's posterior is read from ``history``, and the round where the default
   stopping rule fires is marked.
@@ -46,7 +46,7 @@ from scipy.stats import qmc
 from bayescal.emulators import SVDEmulator
 from bayescal.parameters import Parameter, ParameterSpace
 from bayescal.posterior import GaussianLikelihood, PosteriorSampler, PosteriorWarning
-from bayescal.refinement import refine
+from bayescal.posterior.refinement import refine
 
 BUDGET = 1000
 

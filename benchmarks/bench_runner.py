@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from bayescal.design import latin_hypercube
-from bayescal.ensemble import run_ensemble
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
+from bayescal.parameters.design import latin_hypercube
+from bayescal.run.ensemble import run_ensemble
 
 
 class Sleeper:

@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_scores.py [n_members]
 Simulates 25 distinct members (Latin hypercube), repeats them to n_members (scoring cost does
-not depend on the values), and times `bayescal.scores.score` over the 7 twin products (2 GPP,
+not depend on the values), and times `bayescal.operators.scores.score` over the 7 twin products (2 GPP,
 3 LAI, 2 latent heat; 1980-2019). Prints members per second and peak resident memory.
 Target (issue 3): <= 30 s for 1,000 members on 2 cores.
 """
@@ -16,8 +16,8 @@ import xarray as xr
 from scipy.stats import qmc
 
 from bayescal.models import LandCarbonModel
-from bayescal.observations import make_twin
-from bayescal.scores import score
+from bayescal.observations.products import make_twin
+from bayescal.operators.scores import score
 
 
 def main(n_members: int = 1000) -> None:

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bayescal.analysis.sensitivity import analyze, evaluate, sample, screen
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
-from bayescal.sensitivity import analyze, evaluate, sample, screen
 
 TARGETS = {
     "gpp": lambda ds: ds.gpp_global.mean("year"),

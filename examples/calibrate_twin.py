@@ -23,10 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from bayescal.design import latin_hypercube
-from bayescal.emulators import GPEmulator, SVDEmulator
-from bayescal.ensemble import EnsembleStore, run_ensemble
-from bayescal.equifinality import (
+from bayescal.analysis.equifinality import (
     alternatives,
     correlation,
     distance_score_cloud,
@@ -34,8 +31,11 @@ from bayescal.equifinality import (
     pca,
     strongest_pairs,
 )
+from bayescal.emulators import GPEmulator, SVDEmulator
 from bayescal.models import LandCarbonModel, make_drivers, make_grid
-from bayescal.observations import make_twin, observed_regional_means, regional_means
+from bayescal.observations.products import make_twin, observed_regional_means, regional_means
+from bayescal.operators.scores import residuals, score
+from bayescal.parameters.design import latin_hypercube
 from bayescal.posterior import (
     GaussianLikelihood,
     PosteriorWarning,
@@ -45,7 +45,7 @@ from bayescal.posterior import (
     refine,
     unit_samples,
 )
-from bayescal.scores import residuals, score
+from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
 SCREENED = [
     "vmax[NDL-EVG]",

@@ -9,8 +9,8 @@ correlation each DGVM's NBP is its S_LAND minus GCB's E_LUC (as in GCB's budget)
 import numpy as np
 import xarray as xr
 
-from bayescal.gcb import compare_land_sink, load_gcb2024, load_gcb2024_land_models
 from bayescal.models import LandCarbonModel
+from bayescal.observations.gcb import compare_land_sink, load_gcb2024, load_gcb2024_land_models
 
 
 def main() -> None:

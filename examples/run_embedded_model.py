@@ -12,10 +12,10 @@
 import numpy as np
 from scipy.stats import qmc
 
-from bayescal.gcb import load_gcb2024
 from bayescal.models import LandCarbonModel
-from bayescal.observations import make_twin
-from bayescal.scores import chi2_nbp, gaussian_loglik, score
+from bayescal.observations.gcb import load_gcb2024
+from bayescal.observations.products import make_twin
+from bayescal.operators.scores import chi2_nbp, gaussian_loglik, score
 
 
 def main() -> None:

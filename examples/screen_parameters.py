@@ -15,15 +15,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from bayescal.models import LandCarbonModel, make_drivers, make_grid  # noqa: E402
-from bayescal.report import plot_heatmap, plot_ranking
-from bayescal.sensitivity import (  # noqa: E402
+from bayescal.analysis.sensitivity import (  # noqa: E402
     analyze,
     evaluate,
     one_at_a_time,
     sample,
     screen,
 )
+from bayescal.models import LandCarbonModel, make_drivers, make_grid  # noqa: E402
+from bayescal.report import plot_heatmap, plot_ranking
 
 TARGETS = {
     "gpp": lambda ds: ds.gpp_global.mean("year"),

@@ -10,8 +10,8 @@
 import sys
 from pathlib import Path
 
-from bayescal.pipeline import load_config, make_pipeline
 from bayescal.readers import write_gridded_products
+from bayescal.workflows import load_config, make_pipeline
 
 
 def main(config: str, out: str) -> None:

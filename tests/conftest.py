@@ -80,7 +80,7 @@ def twin():
     """
     from types import SimpleNamespace
 
-    from bayescal.observations import make_twin
+    from bayescal.observations.products import make_twin
 
     grid = make_grid(n_cells=24, seed=3)
     drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1995, seed=3)

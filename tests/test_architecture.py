@@ -101,7 +101,7 @@ def _circles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
 
 def test_no_import_circles_between_modules():
     graph = _module_graph()
-    assert graph["bayescal.pipeline.runner"] and graph["bayescal.cli"]  # the graph is not empty
+    assert graph["bayescal.workflows.context"] and graph["bayescal.cli"]  # the graph is not empty
     circles = [c for c in _circles(graph) if c not in KNOWN_CIRCLES]
     assert not circles, f"import circles (module by module): {circles}"
 
@@ -113,17 +113,44 @@ def test_the_circle_finder_sees_a_late_import():
 
 def test_no_import_circles_between_rooms():
     graph = _import_graph()
-    assert graph["bayescal.report"] and graph["bayescal.pipeline"]  # the graph is not empty
+    assert graph["bayescal.report"] and graph["bayescal.workflows"]  # the graph is not empty
     circles = _circles(graph)
     assert not circles, f"import circles: {circles}"
 
 
-def test_the_report_and_the_run_directory_never_import_the_pipeline():
+#: the layers, bottom up, as the folders show them (docs/architecture.md): a room imports only rooms
+#: of its own layer or below. The report sits below the workflows because a workflow's last stage
+#: writes it; it reads only a run directory and never imports a workflow.
+LAYERS = (
+    ("bayescal.parameters", "bayescal.testing"),
+    ("bayescal.observations",),
+    ("bayescal.readers",),
+    ("bayescal.models",),
+    ("bayescal.run",),
+    ("bayescal.operators",),
+    ("bayescal.emulators", "bayescal.optimize", "bayescal.posterior", "bayescal.analysis"),
+    ("bayescal.workflow",),
+    ("bayescal.report",),
+    ("bayescal.workflows",),
+    ("bayescal.cli", "bayescal.__main__", "bayescal"),
+)
+
+
+def test_every_room_has_a_layer_and_imports_only_downward():
+    level = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
     graph = _import_graph()
-    assert "bayescal.pipeline" not in graph["bayescal.report"]
-    assert "bayescal.pipeline" not in graph["bayescal.rundir"]
-    assert "bayescal.report" not in graph["bayescal.rundir"]
-    assert not {"bayescal.pipeline", "bayescal.report", "bayescal.cli"} & graph["bayescal.workflow"]
+    rooms = {_unit(m) for m in _module_graph()} | set(graph)
+    assert rooms - {"bayescal.data"} <= set(level), f"rooms without a layer: {rooms - set(level)}"
+    upward = sorted((a, b) for a, targets in graph.items() for b in targets if level[b] > level[a])
+    assert not upward, f"imports that go up a layer: {upward}"
+
+
+def test_the_report_and_the_run_directory_never_import_the_workflows():
+    graph, modules = _import_graph(), _module_graph()
+    assert "bayescal.workflows" not in graph["bayescal.report"]
+    rundir = modules["bayescal.workflow.rundir"]
+    assert rundir and not any(m.startswith(("bayescal.workflows", "bayescal.report")) for m in rundir)
+    assert not {"bayescal.workflows", "bayescal.report", "bayescal.cli"} & graph["bayescal.workflow"]
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -5,7 +5,7 @@ import pytest
 
 from bayescal.emulators import load_emulator
 from bayescal.emulators.nn import DagonNetwork
-from bayescal.eof import EOFBasis, eof_cost
+from bayescal.operators.eof import EOFBasis, eof_cost
 
 
 def test_eofs_recover_planted_modes_and_project_observations():
@@ -84,7 +84,7 @@ def test_dagon_workflow_end_to_end(tmp_path):
 
     import xarray as xr
 
-    from bayescal.pipeline import make_pipeline, validate_config
+    from bayescal.workflows import make_pipeline, validate_config
 
     cfg = validate_config({
         "run": {"output": str(tmp_path / "run"), "seed": 3, "workflow": "dagon"},
@@ -116,7 +116,7 @@ def test_dagon_workflow_end_to_end(tmp_path):
     # DE on the emulator does at least as well as the best of the quasi-random screen
     assert opt["rounds"][0]["emulated_cost"] <= float(screen["cost"].min()) + 1e-9
     # the verification is a model run: recomputing the model's cost from its stored run agrees
-    from bayescal.ensemble import EnsembleStore
+    from bayescal.run.ensemble import EnsembleStore
 
     ver = EnsembleStore(run / "emulator_screen" / "verify" / "round0").load()
     np.testing.assert_allclose(pipe.model_cost(ver)[0], opt["rounds"][0]["model_cost"], rtol=1e-12)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bayescal.design import box_around, box_spanning, latin_hypercube, sobol, uniform
 from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.parameters.design import box_around, box_spanning, latin_hypercube, sobol, uniform
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from bayescal.design import latin_hypercube
 from bayescal.emulators import (
     EmulatorError,
     GPEmulator,
@@ -19,7 +18,8 @@ from bayescal.emulators import (
     partial_dependence,
     permutation_importance,
 )
-from bayescal.scores import residuals
+from bayescal.operators.scores import residuals
+from bayescal.parameters.design import latin_hypercube
 
 
 def _data(n=60, d=4, seed=0, noise=0.01):

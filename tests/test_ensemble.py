@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayescal.ensemble import EnsembleStore, run_ensemble
+from bayescal.run.ensemble import EnsembleStore, run_ensemble
 from bayescal.testing import ToySimulator
 
 
@@ -69,7 +69,7 @@ def test_resume_runs_only_missing_members(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np, xarray as xr
-    from bayescal.ensemble import run_ensemble
+    from bayescal.run.ensemble import run_ensemble
     from bayescal.testing import ToySimulator
     rng = np.random.default_rng(0)
     d = xr.DataArray(rng.random((30, 4)), dims=("member", "parameter"),
@@ -121,7 +121,7 @@ POOL_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from poolsim import SlowLogged
-    from bayescal.ensemble import run_ensemble
+    from bayescal.run.ensemble import run_ensemble
     if __name__ == "__main__":
         run_ensemble(SlowLogged(sys.argv[2]), np.random.default_rng(0).random((40, 2)), sys.argv[3],
                      executor=2, batch_size=1, progress=False)
@@ -182,7 +182,7 @@ def test_executors_give_identical_stores(tmp_path):
 
 
 def test_embedded_model_through_runner(tmp_path, small_model):
-    from bayescal.design import latin_hypercube
+    from bayescal.parameters.design import latin_hypercube
 
     space = small_model.space
     d = space.to_dataarray(space.expand(latin_hypercube(space, 6, seed=4).values), full=True)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from bayescal.emulators import GPEmulator
-from bayescal.equifinality import (
+from bayescal.analysis.equifinality import (
     alternatives,
     distance_score_cloud,
     identifiability,
@@ -12,6 +11,7 @@ from bayescal.equifinality import (
     seiler_alternatives,
     top_fraction_pca,
 )
+from bayescal.emulators import GPEmulator
 from bayescal.parameters import Parameter, ParameterSpace
 from bayescal.posterior import PosteriorError, Priors
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayescal.ensemble import EnsembleStore, run_ensemble
 from bayescal.models.external import ExternalModel
 from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
 PROGRAM = textwrap.dedent("""
     import sys, time

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bayescal.gcb import GTC_PER_PPM, load_gcb2024, load_gcb2024_land_models
+from bayescal.observations.gcb import GTC_PER_PPM, load_gcb2024, load_gcb2024_land_models
 
 
 def test_budget_identity():
@@ -48,9 +48,9 @@ def test_decadal_nbp_sigma_correlated_or_independent():
     sqrt(sum sigma^2) / n (independent)."""
     import xarray as xr
 
-    from bayescal.gcb import load_gcb2024
-    from bayescal.observations import Observations, Product
-    from bayescal.summaries import BiomeSummaries
+    from bayescal.observations.gcb import load_gcb2024
+    from bayescal.observations.products import Observations, Product
+    from bayescal.operators.summaries import BiomeSummaries
 
     gcb = load_gcb2024()
     data = xr.DataArray(np.ones((2, 1)), dims=("cell", "time"), attrs={"units": "1"},

@@ -9,8 +9,8 @@ import pytest
 import xarray as xr
 
 from bayescal.cli import main
-from bayescal.pipeline import ConfigError, load_config, make_pipeline
 from bayescal.readers import ReaderError, read_netcdf_product, write_gridded_products
+from bayescal.workflows import ConfigError, load_config, make_pipeline
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
 

@@ -183,8 +183,8 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
     (az.loo runs on it), and the not-ruled-out region keeps the truth."""
     import arviz as az
 
-    from bayescal.pipeline import make_pipeline, validate_config
     from bayescal.posterior import get_group, group_names, load_inference_data
+    from bayescal.workflows import make_pipeline, validate_config
 
     truth = {"vmax[GRASS-C3]": 0.6, "vmax[NDL-EVG]": 0.35, "kn[BDL-EVG]": 0.45, "gamma_w": 0.55}
     cfg = validate_config({

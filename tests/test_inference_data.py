@@ -17,7 +17,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from bayescal.observations import Product  # noqa: E402
+from bayescal.observations.products import Product  # noqa: E402
+from bayescal.operators.timeseries import SeriesLikelihood, SeriesOperator  # noqa: E402
 from bayescal.parameters import Parameter, ParameterSpace  # noqa: E402
 from bayescal.posterior import (  # noqa: E402
     GaussianLikelihood,
@@ -31,8 +32,7 @@ from bayescal.posterior import (  # noqa: E402
     unit_samples,
 )
 from bayescal.posterior.inference_data import ARVIZ_1  # noqa: E402
-from bayescal.site import sample_posterior, series_log_likelihood  # noqa: E402
-from bayescal.timeseries import SeriesLikelihood, SeriesOperator  # noqa: E402
+from bayescal.posterior.site_calibration import sample_posterior, series_log_likelihood  # noqa: E402
 
 pytestmark = pytest.mark.arviz
 

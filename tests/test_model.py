@@ -77,7 +77,7 @@ def test_default_run_tracks_the_global_carbon_budget(default_run):
     -0.01 PgC/yr per decade, NBP 0.8 PgC/yr too high, vegetation 549 and soil 787 PgC, annual
     chi-square 10.5 per year.
     """
-    from bayescal.gcb import compare_land_sink, load_gcb2024
+    from bayescal.observations.gcb import compare_land_sink, load_gcb2024
 
     ds = default_run.isel(member=0)
     c = compare_land_sink(ds.nbp_global, ds.fluc_global)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayescal.oat import dagon_oat
+from bayescal.analysis.oat import dagon_oat
 from bayescal.parameters import Parameter, ParameterSpace
 
 N_CELL = 40

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayescal.observations import (
+from bayescal.observations.products import (
     DEFAULT_TWIN_PRODUCTS,
     ObservationError,
     Observations,
@@ -73,7 +73,7 @@ def test_gcb_nbp_product():
 
 def test_products_round_trip_through_netcdf(tmp_path):
     from bayescal.models import LandCarbonModel, make_drivers, make_grid
-    from bayescal.observations import Observations, make_twin
+    from bayescal.observations.products import Observations, make_twin
 
     grid = make_grid(n_cells=18, seed=1)
     drivers = make_drivers(grid, start=2000, end=2010, ramp_start=1999, seed=1)
@@ -90,8 +90,8 @@ def test_products_round_trip_through_netcdf(tmp_path):
 
 
 def test_summaries_operator_decades_and_gcb_sigma():
-    from bayescal.gcb import load_gcb2024
-    from bayescal.summaries import BiomeSummaries, decades
+    from bayescal.observations.gcb import load_gcb2024
+    from bayescal.operators.summaries import BiomeSummaries, decades
 
     assert decades(1990, 2022) == [(1990, 1999), (2000, 2009), (2010, 2019), (2020, 2022)]
     gcb = load_gcb2024()

@@ -6,7 +6,7 @@ import xarray as xr
 from _fast_models import direct_objective, small_land_model
 from threadpoolctl import threadpool_limits
 
-from bayescal.observations import ProductSpec, make_twin
+from bayescal.observations.products import ProductSpec, make_twin
 from bayescal.optimize import (
     ModelObjective,
     OptimizeError,

@@ -188,7 +188,7 @@ def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
     text = cfg.read_text().replace('entry_point = "mymodel:Model"',
                                    'entry_point = "mymodel:Model"\nparameters_file = "space.toml"')
     cfg.write_text(text)
-    from bayescal.pipeline import load_config, make_pipeline
+    from bayescal.workflows import load_config, make_pipeline
 
     pipe = make_pipeline(load_config(cfg))
     assert pipe.full_space.upper.tolist() == [3.0, 1.0]
@@ -217,8 +217,8 @@ def test_external_program_that_is_missing_or_writes_nothing_is_named_by_check(tm
 def test_the_runner_takes_every_form_of_the_contract(tmp_path):
     """The global route's runner: a dict output, the older failure names and raising members give
     the same store as the Dataset form."""
-    from bayescal.ensemble import EnsembleStore, run_ensemble
     from bayescal.parameters import Parameter, ParameterSpace
+    from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
     space = ParameterSpace([Parameter("a", 1.0, 0.0, 2.0), Parameter("b", 0.0, -1.0, 1.0)])
     t = pd.date_range("2001-01-01", periods=4).values

@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 
 from bayescal.cli import main
-from bayescal.pipeline import STAGES, ConfigError, Pipeline, load_config, validate_config
+from bayescal.workflows import STAGES, ConfigError, Pipeline, load_config, validate_config
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
 ROOT = Path(__file__).parents[1]
@@ -213,7 +213,7 @@ def test_open_run_gives_the_run_as_xarray_and_arviz_objects(tiny_run, tmp_path):
     """The notebook API reads the run directory only: the same posterior, bands and records."""
     import bayescal
     from bayescal.posterior import get_group, load_inference_data
-    from bayescal.rundir import RunDirError
+    from bayescal.workflow.rundir import RunDirError
 
     run_dir, _, _ = tiny_run
     res = bayescal.open_run(run_dir)
@@ -222,14 +222,14 @@ def test_open_run_gives_the_run_as_xarray_and_arviz_objects(tiny_run, tmp_path):
     assert set(res.diagnostics["r_hat"].dims) == {"parameter"}
     assert res.bands.equals(xr.load_dataset(run_dir / "propagate" / "bands.nc"))
     assert [r.name for r in res.records] == list(STAGES[:-1]) or [r.name for r in res.records] == list(STAGES)
-    assert res.space.labels == bayescal.rundir.RunDir(run_dir).space().labels
+    assert res.space.labels == bayescal.workflow.rundir.RunDir(run_dir).space().labels
     with pytest.raises(RunDirError, match="config.json"):
         bayescal.open_run(tmp_path)
 
 
 def test_emulator_training_on_optimiser_runs_less_the_worst(tiny_run):
     """Seiler: the misfit emulator learns from the optimiser's runs, less failed and the worst 25 %."""
-    from bayescal.pipeline.stages import _misfit_training
+    from bayescal.workflows.global_.stages import _misfit_training
 
     run_dir, _, _ = tiny_run
     h = xr.load_dataset(run_dir / "optimize" / "history.nc")

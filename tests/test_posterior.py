@@ -6,8 +6,8 @@ from _fast_models import small_land_model
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from bayescal.analysis.equifinality import correlation, identifiability, pca, strongest_pairs
 from bayescal.emulators import GPEmulator
-from bayescal.equifinality import correlation, identifiability, pca, strongest_pairs
 from bayescal.parameters import Parameter, ParameterSpace
 from bayescal.posterior import (
     GaussianLikelihood,
@@ -255,11 +255,11 @@ def test_twin_on_embedded_model_with_refinement():
     autocorrelation times, ~1,600 effective draws): the emulator is called once per half-step
     whatever the number of walkers.
     """
-    from bayescal.design import latin_hypercube
     from bayescal.emulators import SVDEmulator
-    from bayescal.observations import make_twin, observed_regional_means, regional_means
-    from bayescal.refinement import refine
-    from bayescal.scores import score
+    from bayescal.observations.products import make_twin, observed_regional_means, regional_means
+    from bayescal.operators.scores import score
+    from bayescal.parameters.design import latin_hypercube
+    from bayescal.posterior.refinement import refine
 
     model = small_land_model(start=2001)
     space = model.space.only(EIGHT)
@@ -348,7 +348,7 @@ def test_both_emulator_routes_reach_the_exact_posterior(route):
     from scipy.stats import qmc
 
     from bayescal.emulators import SVDEmulator
-    from bayescal.refinement import refine
+    from bayescal.posterior.refinement import refine
 
     A, y, sigma, mean, cov = _linear_gaussian()
     space = _space(4)
@@ -405,7 +405,7 @@ def test_gaussian_loglik_sd_matches_monte_carlo():
 @pytest.mark.filterwarnings("ignore:chain of:bayescal.posterior.PosteriorWarning")  # short: not accuracy
 def test_refinement_is_reproducible_and_keeps_every_round():
     from bayescal.emulators import SVDEmulator
-    from bayescal.refinement import refine
+    from bayescal.posterior.refinement import refine
 
     A, y, sigma, _, _ = _linear_gaussian(d=2, m=5, sigma=0.2, seed=4)
     space = _space(2)
@@ -430,7 +430,7 @@ def test_killed_refinement_resumes_its_chains_bit_for_bit(tmp_path):
     """Each round's chain in its HDF5 backend: killed in round 1's sampling, run again, the same
     rounds, runs and posterior as an uninterrupted refinement (the pipeline's posterior stage)."""
     from bayescal.emulators import SVDEmulator
-    from bayescal.refinement import refine
+    from bayescal.posterior.refinement import refine
 
     A, y, sigma, _, _ = _linear_gaussian(d=2, m=5, sigma=0.2, seed=4)
     space = _space(2)

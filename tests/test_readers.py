@@ -171,9 +171,9 @@ def _example_with(tmp_path, data_file, cal, val, model_extra="", text=None):
 
 
 def test_a_fluxnet2015_site_that_is_not_shipped_runs_from_the_example(fluxnet_dir, tmp_path):
-    from bayescal.pipeline import load_config
-    from bayescal.pipeline.site_model import site_model
     from bayescal.readers import SITES, site_info
+    from bayescal.workflows import load_config
+    from bayescal.workflows.site.model import site_model
 
     assert len(SITES) == 166 and "US-Ha1" in SITES
     info = site_info("US-Ha1")
@@ -193,8 +193,8 @@ def test_a_fluxnet2015_site_that_is_not_shipped_runs_from_the_example(fluxnet_di
 
 
 def test_latitude_key_for_a_site_outside_the_table(fluxnet_dir, tmp_path):
-    from bayescal.pipeline import ConfigError, load_config
-    from bayescal.pipeline.site_model import site_model
+    from bayescal.workflows import ConfigError, load_config
+    from bayescal.workflows.site.model import site_model
 
     f = _site_file(fluxnet_dir, tmp_path, site="XX-New")
     with pytest.raises(ConfigError, match=r"model.drivers: .*FLX_XX-New.*site 'XX-New' .*not in the "
@@ -207,7 +207,7 @@ def test_latitude_key_for_a_site_outside_the_table(fluxnet_dir, tmp_path):
 
 
 def test_drivers_with_a_gap_a_duplicate_or_a_missing_year_stop_at_config_check(fluxnet_dir, tmp_path):
-    from bayescal.pipeline import ConfigError, load_config
+    from bayescal.workflows import ConfigError, load_config
 
     cases = {
         "gap": (lambda d: d.drop(index=range(400, 410)), r"10 day\(s\) missing, the first 2002-02-05"),
@@ -229,7 +229,7 @@ def test_drivers_with_a_gap_a_duplicate_or_a_missing_year_stop_at_config_check(f
 
 
 def test_validation_years_overlapping_calibration_years_are_refused(fluxnet_dir, tmp_path):
-    from bayescal.pipeline import ConfigError, load_config
+    from bayescal.workflows import ConfigError, load_config
 
     f = _site_file(fluxnet_dir, tmp_path)
     with pytest.raises(ConfigError, match=r"'site.validation_years' \[2004, 2006\] overlap "
@@ -238,8 +238,8 @@ def test_validation_years_overlapping_calibration_years_are_refused(fluxnet_dir,
 
 
 def test_product_units_are_compared_with_the_model_outputs(fluxnet_dir, tmp_path):
-    from bayescal.pipeline import ConfigError, load_config
-    from bayescal.pipeline.site_config import read_products
+    from bayescal.workflows import ConfigError, load_config
+    from bayescal.workflows.site.config import read_products
 
     f = _site_file(fluxnet_dir, tmp_path)
     t = pd.date_range("2001-01-01", "2006-12-31", freq="D")

@@ -6,8 +6,8 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from bayescal.observations import Observations, Product, make_twin
-from bayescal.scores import (
+from bayescal.observations.products import Observations, Product, make_twin
+from bayescal.operators.scores import (
     ScoreError,
     chi2_nbp,
     gaussian_loglik,
@@ -214,7 +214,7 @@ def test_gaussian_loglik_matches_scipy():
 
 
 def test_chi2_nbp_against_gcb():
-    from bayescal.gcb import load_gcb2024
+    from bayescal.observations.gcb import load_gcb2024
 
     g = load_gcb2024()
     sim = xr.Dataset({"nbp_global": (g.nbp + xr.DataArray([0.0, 1.0], dims="member")).assign_attrs(

@@ -10,10 +10,7 @@ import pytest
 import xarray as xr
 from SALib.test_functions import Ishigami, Sobol_G
 
-from bayescal.models import LandCarbonModel, make_drivers, make_grid
-from bayescal.parameters import Parameter, ParameterSpace
-from bayescal.report import plot_heatmap, plot_ranking
-from bayescal.sensitivity import (
+from bayescal.analysis.sensitivity import (
     SensitivityError,
     analyze,
     evaluate,
@@ -21,6 +18,9 @@ from bayescal.sensitivity import (
     sample,
     screen,
 )
+from bayescal.models import LandCarbonModel, make_drivers, make_grid
+from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.report import plot_heatmap, plot_ranking
 
 
 def analytic(fn, space, fail_fraction=0.0, seed=0):

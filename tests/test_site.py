@@ -12,10 +12,10 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from bayescal.cli import main
-from bayescal.observations import Product
-from bayescal.pipeline import ConfigError, load_config
+from bayescal.observations.products import Product
+from bayescal.operators.timeseries import SeriesLikelihood, SeriesOperator, estimate_error_model
 from bayescal.testing import write_toy_site_csv
-from bayescal.timeseries import SeriesLikelihood, SeriesOperator, estimate_error_model
+from bayescal.workflows import ConfigError, load_config
 
 DATA = Path(__file__).parent / "data"
 
@@ -233,7 +233,7 @@ n_draws = 30
     # each truth near its posterior: within 4 posterior sd of the median (unit cube). Over those
     # seeds the largest |z| was 2.4; a biased posterior (p5's sd is 0.003) fails
     from bayescal.posterior import load_inference_data, unit_samples
-    from bayescal.rundir import RunDir
+    from bayescal.workflow.rundir import RunDir
 
     space = RunDir(run).space()
     u = np.asarray(unit_samples(load_inference_data(run / "posterior" / "posterior.nc"), space))

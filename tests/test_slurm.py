@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayescal.cluster import ClusterError, check_run_config, make_executor
-from bayescal.ensemble import EnsembleStore, run_ensemble
+from bayescal.run.cluster import ClusterError, check_run_config, make_executor
+from bayescal.run.ensemble import EnsembleStore, run_ensemble
 from bayescal.testing import ToySimulator
 
 STATE_DIR = Path(os.environ.get("SLURM_CI_DIR", "/var/spool/bayescal-slurm"))
@@ -159,8 +159,8 @@ def slurm(tmp_path_factory):
 @needs_slurm
 @pytest.mark.slow
 def test_embedded_model_ensemble_on_slurm_equals_the_in_process_run(tmp_path, slurm):
-    from bayescal.design import latin_hypercube
     from bayescal.models import LandCarbonModel, make_drivers, make_grid
+    from bayescal.parameters.design import latin_hypercube
 
     jobs = slurm.executor.run(os.getenv, "SLURM_JOB_ID")  # the workers really are SLURM jobs
     assert jobs and all(jobs.values()), jobs

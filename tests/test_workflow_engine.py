@@ -16,10 +16,10 @@ import pytest
 import xarray as xr
 
 from bayescal.cli import main
-from bayescal.pipeline import ConfigError, load_config, make_pipeline, validate_config
-from bayescal.rundir import MARKER, RunDir, RunDirRefused
 from bayescal.testing import write_toy_site_csv
 from bayescal.workflow import Stage, Workflow, WorkflowError
+from bayescal.workflow.rundir import MARKER, RunDir, RunDirRefused
+from bayescal.workflows import ConfigError, load_config, make_pipeline, validate_config
 
 #: keys that change how runs are made, not what they are: no stage declares them
 HOW = {"design.batch_size", "run.workers", "run.scheduler", "run.slurm"}

@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 from scipy.signal import lfilter
 
-from ..gcb import load_gcb2024
+from ..observations.gcb import load_gcb2024
 from ..parameters import PFTS
 from .climate import load_climate_indices
 

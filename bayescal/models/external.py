@@ -49,7 +49,7 @@ _ARG_FIELD = re.compile(r"\{(run_dir|param_file|output)\}")
 
 
 # process groups started by this process and still running: a pool worker whose runner died
-# kills them before it exits (bayescal.ensemble._watch_parent); bookkeeping only, no behaviour
+# kills them before it exits (bayescal.run.ensemble._watch_parent); bookkeeping only, no behaviour
 _RUNNING: set[int] = set()
 
 

@@ -10,7 +10,7 @@ runs and the worst 25 %" rule as an option).
 The objective is any callable ``objective(u (k, d)) -> misfit (k,)`` or ``-> residuals (k, m)``
 (misfit = sum of squares) or an ``xarray.Dataset`` with ``misfit`` and optionally ``residuals``,
 ``status`` and ``reason``; NaN marks a failed member. :class:`ModelObjective` builds one from a
-simulator and observation products through :func:`bayescal.ensemble.run_ensemble`, so each batch
+simulator and observation products through :func:`bayescal.run.ensemble.run_ensemble`, so each batch
 of an optimiser is one ensemble (serial, process pool or Dask) and, given a ``workdir``, every
 finished run is kept on disk.
 

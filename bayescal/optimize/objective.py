@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..ensemble import EnsembleStore, run_ensemble
-from ..observations import Observations, Product
+from ..observations.products import Observations, Product
+from ..operators.scores import residuals as residual_vector
+from ..operators.scores import score
 from ..parameters import ParameterSpace
-from ..scores import residuals as residual_vector
-from ..scores import score
+from ..run.ensemble import EnsembleStore, run_ensemble
 
 __all__ = ["ModelObjective", "OptimizeError", "evaluate"]
 
@@ -42,17 +42,17 @@ class ModelObjective:
         The products to fit.
     measure : {"residuals", "score", "seiler"}, default "residuals"
         ``"residuals"``: Oliver et al.'s regionally normalised residual vector
-        (:func:`bayescal.scores.residuals`), misfit = sum of squares (what DFO-LS needs);
+        (:func:`bayescal.operators.scores.residuals`), misfit = sum of squares (what DFO-LS needs);
         ``"score"``: ``1 - overall`` AMBER/ILAMB score, variables weighted equally;
         ``"seiler"``: ``1 - overall`` with every dataset weighted equally (Seiler's GA fitness).
     regions : xarray.DataArray, optional
         Region of each cell for the residuals (default the ``biome`` coordinate).
     workdir : path, optional
-        Keep every batch as an :class:`~bayescal.ensemble.EnsembleStore` named by a hash of its
+        Keep every batch as an :class:`~bayescal.run.ensemble.EnsembleStore` named by a hash of its
         points; a repeated batch (a resumed optimisation) is read, not run. Default: a temporary
         directory per batch.
     executor : None, int or distributed.Client
-        As in :func:`~bayescal.ensemble.run_ensemble`.
+        As in :func:`~bayescal.run.ensemble.run_ensemble`.
     batch_size : int, default 32
         Members per simulator call.
     """

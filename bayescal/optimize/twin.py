@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ..observations import Observations
-from ..scores import residuals as residual_vector
-from ..scores import score
+from ..observations.products import Observations
+from ..operators.scores import residuals as residual_vector
+from ..operators.scores import score
 from .objective import OptimizeError
 
 __all__ = ["baseline_misfit", "evaluations_to_baseline", "recovery"]

@@ -17,7 +17,7 @@ Which likelihood?
   *mean* misfit, ``-m/T``. The "expected likelihood" ``log E[exp(-f/T)] = -m/T + s^2/(2 T^2)``
   is not offered: it rewards emulator ignorance and pulls posterior mass into untrained regions
   (issue 15: means 1-6 sd off). The emulator's uncertainty is spent on choosing new runs
-  instead (:func:`bayescal.refinement.refine`). With a misfit that is a Gaussian negative
+  instead (:func:`bayescal.posterior.refinement.refine`). With a misfit that is a Gaussian negative
   log-likelihood and ``T = 1`` the posterior is the exact one.
 
 Both likelihoods give ``loglik_sd(u)``: the standard deviation of the log-likelihood caused by

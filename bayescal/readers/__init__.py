@@ -1,6 +1,6 @@
 """Observation and driver files in: FLUXNET2015 daily CSV, CSV series, CF-netCDF grids, units.
 
-Every reader returns :class:`~bayescal.observations.Product` objects (data and sigma as
+Every reader returns :class:`~bayescal.observations.products.Product` objects (data and sigma as
 DataArrays with units) or, for drivers, an xarray Dataset; every file problem raises
 :class:`ReaderError` naming the file (and the config key that named it). Units go through pint
 (:mod:`bayescal.readers.units`); the FLUXNET2015 site table gives a site's latitude.

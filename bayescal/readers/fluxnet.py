@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..observations import ObservationError, Product
+from ..observations.products import ObservationError, Product
 from .units import UnitError, convert
 
 __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_fluxnet",

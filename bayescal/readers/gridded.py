@@ -40,7 +40,7 @@ import pandas as pd
 import xarray as xr
 from scipy import sparse
 
-from ..observations import Observations, Product
+from ..observations.products import Observations, Product
 from .fluxnet import ReaderError
 from .units import UnitError, conversion_factor
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..observations import Product
+from ..observations.products import Product
 from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _where
 from .units import UnitError, convert
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..rundir import RunDir
+from ..workflow.rundir import RunDir
 from .dagon import write_dagon_report
 from .html import write_global_report
 from .site import write_site_report
@@ -24,7 +24,7 @@ BUILDERS: dict[str, Callable[[RunDir], Path]] = {
 def write_report(run_dir) -> Path:
     """Draw the figures of a run directory and write ``report.html``; returns its path.
 
-    ``run_dir`` is a run directory (path, :class:`~bayescal.rundir.RunDir`, or anything
+    ``run_dir`` is a run directory (path, :class:`~bayescal.workflow.rundir.RunDir`, or anything
     with a ``run_dir`` attribute) whose stages up to ``propagate`` have run. Only its files are
     read: no model runs, so a run directory copied to another machine reports the same.
     """

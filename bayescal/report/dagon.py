@@ -93,7 +93,7 @@ def plot_optimum(optimum: dict):
 
 def write_dagon_report(run_dir) -> Path:
     """Figures and ``report.html`` of a Dagon-workflow run directory; returns the page's path."""
-    from ..rundir import RunDir
+    from ..workflow.rundir import RunDir
 
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     cfg = rd.config()

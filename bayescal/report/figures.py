@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from ..sensitivity import DEFAULT_INDEX  # noqa: E402
+from ..analysis.sensitivity import DEFAULT_INDEX  # noqa: E402
 
 __all__ = [
     "plot_bands",

@@ -75,7 +75,7 @@ def write_global_report(rd) -> Path:
 
 def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     """Every figure of the report as (name, caption, base64 PNG), each also saved to figures/."""
-    from ..gcb import load_gcb2024, load_gcb2024_land_models
+    from ..observations.gcb import load_gcb2024, load_gcb2024_land_models
     from ..posterior import get_group, load_inference_data, unit_samples
 
     run, space = rd.path, rd.space()
@@ -145,7 +145,7 @@ def _tab(df, fmt: str = "{:.4g}") -> str:
 
 def _summary_sections(rd, cfg: dict) -> list[str]:
     """Stages, the carbon-budget table, diagnostics, identifiability and refinement rounds."""
-    from ..propagate import table3_frame
+    from ..analysis.propagate import table3_frame
 
     run, space = rd.path, rd.space()
     eq = run / "equifinality"

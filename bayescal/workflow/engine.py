@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import __version__
-from ..rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
+from bayescal import __version__
+
 from .keys import changed_inputs, stage_inputs, stage_key
+from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
 from .rundir_guard import claim_run_dir, set_aside
 from .stage import Stage, Workflow
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from bayescal import __version__
+
 from .stage import RunStore, Stage, config_value
 
 __all__ = ["changed_inputs", "file_digest", "stage_inputs", "stage_key"]

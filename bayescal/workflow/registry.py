@@ -1,7 +1,7 @@
 """The one registry of workflows: each declares itself here by name; a config chooses one.
 
-The workflows live above this package (:mod:`bayescal.pipeline.workflows` registers the global,
-site and Dagon workflows when :mod:`bayescal.pipeline` is imported); the registry knows none of
+The workflows live above this package (:mod:`bayescal.workflows.catalog` registers the global,
+site and Dagon workflows when :mod:`bayescal.workflows` is imported); the registry knows none of
 them, so nothing here imports upwards.
 """
 
@@ -23,7 +23,7 @@ def register(workflow: Workflow) -> Workflow:
 def get(name: str) -> Workflow:
     """The workflow called ``name``."""
     if name not in _WORKFLOWS:
-        raise WorkflowError(f"no workflow {name!r}; known: {sorted(_WORKFLOWS)} (import bayescal.pipeline)")
+        raise WorkflowError(f"no workflow {name!r}; known: {sorted(_WORKFLOWS)} (import bayescal.workflows)")
     return _WORKFLOWS[name]
 
 

@@ -3,7 +3,7 @@ deletes what it did not write.
 
 - :func:`claim_run_dir` creates the directory with a marker (``.bayescal-run.json``), or accepts
   one that has the marker (or is empty); a non-empty directory without it, or a file, is refused
-  with :class:`~bayescal.rundir.RunDirRefused` before anything is written.
+  with :class:`~bayescal.workflow.rundir.RunDirRefused` before anything is written.
 - :func:`set_aside` moves a stage's folder of other inputs into ``.stale/`` instead of deleting
   it: whatever a user put there survives.
 """
@@ -14,8 +14,9 @@ import os
 import time
 from pathlib import Path
 
-from .. import __version__
-from ..rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
+from bayescal import __version__
+
+from .rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
 
 __all__ = ["STALE", "check_run_dir", "claim_run_dir", "set_aside"]
 
@@ -72,7 +73,7 @@ def claim_run_dir(path: str | Path, workflow: str, stages: tuple[str, ...]) -> P
     workflow : str
         The workflow's name, recorded in the marker.
     stages : tuple of str
-        Its stages in order (:meth:`bayescal.rundir.RunDir.records` reads them).
+        Its stages in order (:meth:`bayescal.workflow.rundir.RunDir.records` reads them).
 
     Returns
     -------

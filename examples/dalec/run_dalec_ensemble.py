@@ -12,10 +12,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from bayescal.design import latin_hypercube
-from bayescal.ensemble import EnsembleStore, run_ensemble
 from bayescal.models.external import ExternalModel
 from bayescal.parameters import ParameterSpace
+from bayescal.parameters.design import latin_hypercube
+from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,8 +22,9 @@ import traceback
 
 #: imported once here, before any fork: the command line, and the modules its stages import when
 #: they start (only a speed-up: a module missing from this list is imported by the child)
-PRELOAD = ("bayescal.pipeline", "bayescal.pipeline.stages", "bayescal.posterior", "bayescal.refinement",
-           "bayescal.emulators", "bayescal.equifinality", "bayescal.report")
+PRELOAD = ("bayescal.workflows", "bayescal.workflows.global_.stages", "bayescal.posterior",
+           "bayescal.posterior.refinement", "bayescal.emulators", "bayescal.analysis.equifinality",
+           "bayescal.report")
 
 
 def _child(argv: list[str], log: str) -> None:

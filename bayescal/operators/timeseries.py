@@ -1,0 +1,244 @@
+"""Time series at a site: the observation operator and a Gaussian likelihood with an error model.
+
+:class:`SeriesOperator` turns model output on (member, time) into one vector of the observed
+values of chosen years, daily or aggregated (weekly, monthly, annual means of the observed days),
+and the products into (vector, sigma). An aggregate's sigma is that of a mean of independent
+daily errors, ``sqrt(sum sigma_i^2) / n``.
+
+:class:`SeriesLikelihood` is Gaussian with a model-data *error model* per product (docs/site.md):
+
+* discrepancy: each value's sd is ``tau = sqrt(sigma_obs^2 + s^2)``, ``s`` the product's
+  model-data discrepancy (sigma inflation);
+* autocorrelation: standardised residuals ``z = (y - m) / tau`` follow an AR(1) with coefficient
+  ``rho`` along consecutive periods of a product (exact Gaussian AR(1) density, restarted after
+  every gap).
+
+:func:`estimate_error_model` sets ``s`` and ``rho`` from residuals (method of moments), as the
+site workflow does at the maximum-likelihood point (empirical Bayes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import sparse
+
+from ..observations.products import ObservationError, Product
+
+__all__ = ["AGGREGATES", "SeriesLikelihood", "SeriesOperator", "estimate_error_model"]
+
+AGGREGATES = ("daily", "weekly", "monthly", "annual")
+_FREQ = {"daily": "D", "weekly": "W", "monthly": "M", "annual": "Y"}
+
+
+class SeriesOperator:
+    """Model output (member, time) -> observed values of ``years``, daily or aggregated.
+
+    Parameters
+    ----------
+    products : sequence of Product
+        Series on ``time`` (daily), each naming the model variable it observes.
+    time : array of datetime64
+        The model's daily time axis.
+    years : (first, last)
+        Years whose observations enter (e.g. the calibration years).
+    aggregate : {"daily", "weekly", "monthly", "annual"}
+    """
+
+    def __init__(self, products: Sequence[Product], time: np.ndarray, years: tuple[int, int],
+                 aggregate: str = "daily") -> None:
+        if aggregate not in AGGREGATES:
+            raise ObservationError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        if not products:
+            raise ObservationError("a series operator needs at least one product")
+        self.products, self.aggregate, self.years = list(products), aggregate, tuple(years)
+        model_time = pd.DatetimeIndex(time)
+        rows, y, var, prod, consecutive, start = [], [], [], [], [], []
+        for k, p in enumerate(self.products):
+            w, yk, vk, cons, tk = self._product_rows(p, model_time)
+            rows.append(w)
+            y.append(yk)
+            var.append(vk)
+            prod.append(np.full(yk.size, k))
+            consecutive.append(cons)
+            start.append(tk)
+        self.weights = sparse.vstack(rows).tocsr()  # (n values, n model days)
+        self.y, self.sigma = np.concatenate(y), np.sqrt(np.concatenate(var))
+        self.product_index = np.concatenate(prod)
+        self.consecutive = np.concatenate(consecutive)  # previous value: same product, previous period
+        self.time = np.concatenate(start).astype("datetime64[ns]")  # first day of each value's period
+        self.variables = [p.variable for p in self.products]
+
+    def coords(self, dim: str = "observation") -> dict:
+        """Coordinates of the values on ``dim``: period start, variable, product and units."""
+        pi = self.product_index
+        return {
+            dim: np.arange(self.y.size),
+            "time": (dim, self.time, {"long_name": f"first day of the {self.aggregate} period"}),
+            "variable": (dim, np.array([self.products[k].variable for k in pi], dtype=str)),
+            "product": (dim, np.array([self.products[k].name for k in pi], dtype=str)),
+            "units": (dim, np.array([self.products[k].units for k in pi], dtype=str)),
+        }
+
+    def units(self) -> str:
+        """The values' units: the one all products share, else "see the units coordinate"."""
+        uniq = sorted({p.units for p in self.products})
+        return uniq[0] if len(uniq) == 1 else "see the units coordinate"
+
+    def _product_rows(self, p: Product, model_time: pd.DatetimeIndex):
+        label = f"product {p.name!r} ({p.variable})"
+        if p.data.dims != ("time",):
+            raise ObservationError(f"{label}: a series product must be on ('time',), got {p.data.dims}")
+        t = pd.DatetimeIndex(p.data["time"].values)
+        sel = (t.year >= self.years[0]) & (t.year <= self.years[1]) & p.data.notnull().values
+        pos = model_time.get_indexer(t[sel])
+        if not sel.any() or (pos < 0).all():
+            raise ObservationError(f"{label}: no observed day in {self.years[0]}-{self.years[1]} "
+                                   "within the model's period (no overlap in time)")
+        keep = pos >= 0
+        t_obs, pos = t[sel][keep], pos[keep]
+        val, var = p.data.values[sel][keep], (p.sigma.values[sel][keep] ** 2 if p.sigma is not None else
+                                              np.zeros(keep.sum()))
+        periods = t_obs.to_period(_FREQ[self.aggregate])
+        codes, uniq = pd.factorize(periods, sort=True)
+        n = np.bincount(codes)
+        w = sparse.csr_matrix((1.0 / n[codes], (codes, pos)), shape=(uniq.size, model_time.size))
+        yk = np.bincount(codes, weights=val) / n
+        vk = np.bincount(codes, weights=var) / n**2
+        cons = np.concatenate([[False], np.diff(uniq.asi8) == 1])  # period ordinals: consecutive
+        return w, yk, vk, cons, np.asarray(uniq.start_time.values)
+
+    def of_model(self, ds: xr.Dataset) -> np.ndarray:
+        """Model values (member, n) matching :attr:`y`; NaN where the model output is NaN."""
+        out = np.empty((ds.sizes["member"], self.y.size))
+        for k, v in enumerate(self.variables):
+            idx = np.flatnonzero(self.product_index == k)
+            if v not in ds:
+                raise ObservationError(f"the model output has no variable {v!r} for product "
+                                       f"{self.products[k].name!r}")
+            x = ds[v].transpose("member", "time").values
+            out[:, idx] = (self.weights[idx] @ x.T).T
+        return out
+
+
+class SeriesLikelihood:
+    """Gaussian log-likelihood of model values against a :class:`SeriesOperator`'s observations.
+
+    Parameters
+    ----------
+    operator : SeriesOperator
+    discrepancy : array (n_products,), optional
+        Model-data discrepancy sd ``s`` of each product (default 0).
+    rho : array (n_products,), optional
+        AR(1) coefficient of each product's standardised residuals (default 0).
+    emulator_sd : array (n,), optional
+        An emulator's predictive sd of each value (``posterior.route = "emulator"``), added in
+        quadrature to sigma and the discrepancy: emulator error is its own term, not model-data
+        discrepancy.
+    """
+
+    def __init__(self, operator: SeriesOperator, discrepancy=None, rho=None, emulator_sd=None) -> None:
+        n_p = len(operator.products)
+        self.operator = operator
+        self.discrepancy = np.zeros(n_p) if discrepancy is None else np.asarray(discrepancy, float)
+        self.rho = np.zeros(n_p) if rho is None else np.asarray(rho, float)
+        if self.discrepancy.shape != (n_p,) or self.rho.shape != (n_p,):
+            raise ObservationError(f"discrepancy and rho need one value per product ({n_p})")
+        if (self.discrepancy < 0).any() or (np.abs(self.rho) >= 1).any():
+            raise ObservationError("discrepancy must be >= 0 and |rho| < 1")
+        pi = operator.product_index
+        self.emulator_sd = np.zeros(pi.size) if emulator_sd is None else np.asarray(emulator_sd, float)
+        if self.emulator_sd.shape != (pi.size,) or (self.emulator_sd < 0).any():
+            raise ObservationError(f"emulator_sd needs one value >= 0 per observed value ({pi.size})")
+        self.tau = np.sqrt(operator.sigma**2 + self.discrepancy[pi] ** 2 + self.emulator_sd**2)
+        if not (self.tau > 0).all():
+            raise ObservationError("every observation needs sigma > 0 or a discrepancy > 0")
+        r = np.where(operator.consecutive, self.rho[pi], 0.0)
+        self._r, self._innov = r, 1.0 - r**2
+        self._const = -0.5 * pi.size * np.log(2 * np.pi) - np.log(self.tau).sum() - 0.5 * np.log(
+            self._innov).sum()
+
+    def standardised(self, model_values: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(model_values) - self.operator.y) / self.tau
+
+    def __call__(self, model_values: np.ndarray) -> np.ndarray:
+        """Log-likelihood of each row of ``model_values`` (member, n); -inf where it has NaN."""
+        z = self.standardised(model_values)
+        prev = np.concatenate([np.zeros((z.shape[0], 1)), z[:, :-1]], axis=1)
+        e = z - self._r * prev
+        ll = self._const - 0.5 * (e**2 / self._innov).sum(axis=1)
+        return np.where(np.isfinite(ll), ll, -np.inf)
+
+    def pointwise(self, model_values: np.ndarray) -> np.ndarray:
+        """Per-value log-likelihood terms (member, n): the AR(1) density's conditional terms
+        ``log p(z_i | z_(i-1))``, whose sum over values is :meth:`__call__` (NaN where the model
+        value is)."""
+        z = self.standardised(model_values)
+        prev = np.concatenate([np.zeros((z.shape[0], 1)), z[:, :-1]], axis=1)
+        e = z - self._r * prev
+        return (-0.5 * np.log(2 * np.pi) - np.log(self.tau) - 0.5 * np.log(self._innov)
+                - 0.5 * e**2 / self._innov)
+
+    def predictive(self, model_values: np.ndarray, rng=None) -> np.ndarray:
+        """Posterior-predictive draws (member, n): the model values plus the error model's noise,
+        ``tau`` times a standardised AR(1) along each product's consecutive periods."""
+        m = np.atleast_2d(np.asarray(model_values, float))
+        rng = np.random.default_rng(rng)
+        eps = rng.standard_normal(m.shape) * np.sqrt(self._innov)
+        z = np.empty_like(eps)
+        z[:, 0] = eps[:, 0]
+        for i in range(1, z.shape[1]):
+            z[:, i] = self._r[i] * z[:, i - 1] + eps[:, i]
+        return m + self.tau * z
+
+    def observed_data(self, name: str = "y", dim: str = "observation") -> xr.Dataset:
+        """The observed values on ``dim`` with time, variable, product and units coordinates."""
+        y = xr.DataArray(self.operator.y, dims=dim, coords=self.operator.coords(dim),
+                         attrs={"units": self.operator.units(), "long_name": "observed value",
+                                "aggregate": self.operator.aggregate})
+        return xr.Dataset({name: y})
+
+    def constant_data(self, dim: str = "observation") -> xr.Dataset:
+        """Per value: observation sd, total sd ``tau`` and AR(1) coefficient; per product: ``s``, ``rho``."""
+        op, units = self.operator, self.operator.units()
+        coords = op.coords(dim)
+        return xr.Dataset(
+            {
+                "sigma": xr.DataArray(op.sigma, dims=dim, coords=coords,
+                                      attrs={"units": units, "long_name": "observation error sd"}),
+                "tau": xr.DataArray(self.tau, dims=dim, coords=coords,
+                                    attrs={"units": units, "long_name": "sd of observation error and "
+                                           "discrepancy"}),
+                "ar1": xr.DataArray(self._r, dims=dim, coords=coords, attrs={
+                    "long_name": "AR(1) coefficient on the previous value (0: restart)"}),
+                "discrepancy": ("product_name", self.discrepancy, {"long_name": "model discrepancy sd"}),
+                "rho": ("product_name", self.rho, {"long_name": "AR(1) coefficient of the residuals"}),
+            },
+            coords={"product_name": [p.name for p in op.products]},
+        )
+
+
+def estimate_error_model(operator: SeriesOperator, model_values: np.ndarray,
+                         rho_max: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Discrepancy ``s`` and AR(1) ``rho`` per product from the residuals of one model run.
+
+    ``s^2 = max(0, mean(r^2) - mean(sigma^2))`` (what the observation errors do not explain) and
+    ``rho`` the lag-1 correlation of the standardised residuals over consecutive periods, clipped
+    to [0, rho_max].
+    """
+    r = np.asarray(model_values, float).reshape(-1) - operator.y
+    pi, n_p = operator.product_index, len(operator.products)
+    s, rho = np.zeros(n_p), np.zeros(n_p)
+    for k in range(n_p):
+        i = np.flatnonzero(pi == k)
+        s[k] = np.sqrt(max(0.0, float(np.mean(r[i] ** 2) - np.mean(operator.sigma[i] ** 2))))
+        tau = np.sqrt(operator.sigma[i] ** 2 + s[k] ** 2)
+        z = r[i] / tau
+        c = operator.consecutive[i][1:]
+        if c.sum() > 2:
+            a, b = z[1:][c], z[:-1][c]
+            rho[k] = float(np.clip(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)), 0.0, rho_max))
+    return s, rho

@@ -1,0 +1,224 @@
+"""Sequential refinement of an emulated posterior: new model runs chosen by acquisition.
+
+An emulator is only trusted where it has seen model runs. :func:`refine` alternates
+
+1. fit the emulator to every run so far (seeded from ``seed``);
+2. sample the posterior of the emulator's *mean* prediction with emcee, the chain sized from
+   its autocorrelation time (:meth:`~bayescal.posterior.PosteriorSampler.run_adaptive`);
+3. score the posterior's samples with the acquisition
+   ``a(u) = p(u) x sd[log L(u)]`` — posterior density times the standard deviation of the
+   log-likelihood that the emulator's own uncertainty causes (``loglik_sd`` of the likelihood).
+   It is large where posterior mass and emulator uncertainty overlap, as in BAPE (Kandasamy et
+   al. 2017) and VBMC (Acerbi 2018): runs go where they most change the posterior;
+4. pick a batch of ``n_new`` points greedily, each time damping the acquisition of the
+   candidates near the chosen point (local penalisation, radius ``spacing`` posterior sds), and
+   run the model there — one batch per round, so a runner can run it in parallel.
+
+The emulator's uncertainty is therefore spent on choosing runs, not on the sampled target:
+where runs are dense its variance vanishes and the emulated posterior tends to the exact one.
+
+Stopping rule (stated in ``history.attrs["criterion"]``): the posterior has stopped moving —
+every parameter's mean moved by less than ``tol`` posterior sd and its sd by less than ``tol``
+relative since the previous round — and the emulator is sure of the log-likelihood where the
+posterior is — the 90th percentile of ``sd[log L]`` over posterior samples is below
+``sd_loglik_max`` nats. Otherwise it stops after ``max_rounds``.
+
+Every round's posterior summary is kept in ``history`` (per round and parameter: mean, sd,
+5 % and 95 % quantiles in the unit cube) so error-against-runs curves need no re-running.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..parameters import ParameterSpace
+from . import PosteriorSampler, PosteriorWarning, Priors, get_group, unit_samples
+
+__all__ = ["Refinement", "refine", "select_batch"]
+
+CRITERION = (
+    "max |d mean| / sd < tol and max |sd ratio - 1| < tol between rounds, "
+    "and q90 of sd[log L] over the posterior < sd_loglik_max"
+)
+
+
+@dataclass
+class Refinement:
+    """Result of :func:`refine`: the final posterior, emulator, training data and every round."""
+
+    idata: Any  # arviz.InferenceData (ArviZ 0.2x) or xarray.DataTree (1.x)
+    emulator: Any
+    X: np.ndarray
+    Y: np.ndarray
+    history: xr.Dataset
+    converged: bool
+
+
+def _seed_emulator(emulator: Any, seed: int) -> None:
+    """Give a scikit-learn style emulator (and its component estimator) this round's seed."""
+    if hasattr(emulator, "get_params") and "random_state" in emulator.get_params(deep=False):
+        emulator.set_params(random_state=seed)
+
+
+def select_batch(
+    u: np.ndarray, score: np.ndarray, n: int, spacing: float = 0.5
+) -> np.ndarray:
+    """Greedy batch of ``n`` distinct rows of ``u`` with the largest (penalised) ``score``.
+
+    After each pick the scores of the other candidates are multiplied by
+    ``1 - exp(-d^2 / (2 spacing^2))``, with ``d`` the distance in posterior-whitened
+    coordinates (Cholesky of the sample covariance), so a batch spreads over the region where
+    the acquisition is high instead of stacking at its maximum.
+    """
+    u, idx = np.unique(np.asarray(u, dtype=float), axis=0, return_index=True)
+    score = np.asarray(score, dtype=float)[idx].copy()
+    score[~np.isfinite(score)] = 0.0
+    n = min(int(n), u.shape[0])
+    cov = np.atleast_2d(np.cov(u, rowvar=False)) + 1e-12 * np.eye(u.shape[1])
+    z = np.linalg.solve(np.linalg.cholesky(cov), (u - u.mean(0)).T).T
+    picks = []
+    for _ in range(n):
+        i = int(np.argmax(score))
+        picks.append(i)
+        score *= -np.expm1(-((z - z[i]) ** 2).sum(1) / (2 * spacing**2))
+        score[i] = -np.inf
+    return u[picks]
+
+
+def _acquisition(like: Any, u: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(score, sd_loglik)`` at posterior samples ``u`` with their stored log posterior ``lp``;
+    without ``loglik_sd`` the score is flat."""
+    if not hasattr(like, "loglik_sd"):
+        return np.ones(u.shape[0]), np.full(u.shape[0], np.nan)
+    sd = np.asarray(like.loglik_sd(u), dtype=float)
+    return np.exp(lp - lp.max()) * sd, sd
+
+
+def refine(
+    simulate: Callable[[np.ndarray], np.ndarray],
+    emulator: Any,
+    X: np.ndarray,
+    Y: np.ndarray,
+    make_likelihood: Callable[[Any], Callable[[np.ndarray], np.ndarray]],
+    priors: Priors | ParameterSpace,
+    n_new: int = 10,
+    max_rounds: int = 8,
+    tol: float = 0.05,
+    sd_loglik_max: float = 0.3,
+    max_steps: int = 20000,
+    min_steps: int = 1000,
+    n_walkers: int | None = None,
+    spacing: float = 0.5,
+    seed: int | np.random.Generator | None = None,
+    progress: bool = False,
+    backend_dir: str | Path | None = None,
+) -> Refinement:
+    """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
+
+    Parameters
+    ----------
+    simulate : callable
+        Unit-cube points (n, d) -> emulated quantity (n, ...) from the model; rows with NaN are
+        failed runs and are dropped. Route it through the runner's store so a killed refinement
+        loses no finished run.
+    emulator : estimator
+        Refitted every round on all runs (``fit(X, Y)``); its ``random_state`` is set from
+        ``seed`` each round.
+    X, Y : arrays
+        Initial design (unit cube) and its emulated quantity.
+    make_likelihood : callable
+        Emulator -> log-likelihood of unit-cube points; a likelihood with ``loglik_sd`` (both of
+        bayescal's) drives the acquisition, any other gets posterior draws at random.
+    priors : Priors or ParameterSpace
+    n_new : int
+        Model runs per round (one batch).
+    max_rounds : int
+        Rounds of new runs at most (the posterior is sampled ``max_rounds + 1`` times).
+    tol, sd_loglik_max : float
+        The stopping rule (module docstring).
+    max_steps, min_steps : int
+        Chain length bounds; in between the chain runs to 50 autocorrelation times.
+    n_walkers : int, optional
+    spacing : float
+        Batch spread (:func:`select_batch`).
+    seed : int or numpy.random.Generator
+        Seeds the emulator fits, the chains and the batch choice: the same seed gives the same
+        rounds bit for bit.
+    progress : bool
+        emcee's progress bar (steps, rate, ETA) for each round's chain.
+    backend_dir : path, optional
+        Each round's chain is saved step by step to ``round<r>.h5`` (emcee's HDF5 backend) in
+        this directory; run again after a kill, with the same inputs and seed, a round continues
+        its chain from the last saved step and the result equals an uninterrupted run.
+    """
+    rng = np.random.default_rng(seed)
+    X, Y = np.asarray(X, float), np.asarray(Y, float)
+    space = priors.space if isinstance(priors, Priors) else priors
+    rows: list[dict[str, Any]] = []
+    prev = None
+    converged = False
+    idata = None
+    for r in range(max_rounds + 1):
+        _seed_emulator(emulator, int(rng.integers(2**31)))
+        emulator.fit(X, Y)
+        like = make_likelihood(emulator)
+        backend = None if backend_dir is None else Path(backend_dir) / f"round{r}.h5"
+        if backend is not None:
+            backend.parent.mkdir(parents=True, exist_ok=True)
+        ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=int(rng.integers(2**31)),
+                              backend=backend)
+        ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)
+        idata = ps.to_inference_data(predictive=False)
+        u = unit_samples(idata, space).values
+        # the chain's stored log posterior, in the same (chain, draw) order as u
+        score, sd_ll = _acquisition(like, u, get_group(idata, "sample_stats")["lp"].values.reshape(-1))
+        mean, sd = u.mean(0), u.std(0)
+        shift = np.inf if prev is None else float(np.max(np.abs(mean - prev[0]) / sd))
+        spread = np.inf if prev is None else float(np.max(np.abs(sd / prev[1] - 1)))
+        q90 = float(np.nanquantile(sd_ll, 0.9)) if np.isfinite(sd_ll).any() else np.nan
+        rows.append(dict(n_train=X.shape[0], mean=mean, sd=sd, q05=np.quantile(u, 0.05, 0),
+                         q95=np.quantile(u, 0.95, 0), mean_shift=shift, sd_change=spread,
+                         sd_loglik_q90=q90, n_steps=ps.iteration,
+                         tau_max=float(np.nanmax(ps.autocorr_time()))))
+        sure = not q90 >= sd_loglik_max  # NaN (no loglik_sd): the shift rule alone
+        if prev is not None and shift < tol and spread < tol and sure:
+            converged = True
+            break
+        prev = (mean, sd)
+        if r == max_rounds:
+            break
+        pick = select_batch(u, score, n_new, spacing) if np.isfinite(sd_ll).any() else \
+            u[rng.choice(u.shape[0], size=n_new, replace=False)]
+        y_new = np.asarray(simulate(pick), dtype=float).reshape(pick.shape[0], *Y.shape[1:])
+        ok = np.isfinite(y_new.reshape(pick.shape[0], -1)).all(axis=1)
+        if not ok.any():
+            warnings.warn(f"refinement round {r}: all {pick.shape[0]} new runs failed", PosteriorWarning,
+                          stacklevel=2)
+        X = np.vstack([X, pick[ok]])
+        Y = np.concatenate([Y, y_new[ok]])
+    # the final round's InferenceData with the pointwise log-likelihood and predictive draws
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PosteriorWarning)  # issued for this chain above already
+        idata = ps.to_inference_data()
+    history = _history(rows, space.labels, tol, sd_loglik_max, converged)
+    return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
+
+
+def _history(rows: list[dict], labels: list[str], tol: float, sd_max: float, converged: bool) -> xr.Dataset:
+    per_param = ("mean", "sd", "q05", "q95")
+    data = {k: (("round", "parameter"), np.array([row[k] for row in rows])) for k in per_param}
+    data.update({k: ("round", np.array([row[k] for row in rows])) for k in rows[0] if k not in per_param})
+    ds = xr.Dataset(data, coords={"round": np.arange(len(rows)), "parameter": list(labels)})
+    for k in per_param:
+        ds[k].attrs["units"] = "unit cube"
+    ds["sd_loglik_q90"].attrs["units"] = "nats"
+    ds.attrs.update(tol=tol, sd_loglik_max=sd_max, criterion=CRITERION, converged=int(converged),
+                    acquisition="posterior density x sd of the log-likelihood (emulator)")
+    return ds

@@ -1,0 +1,201 @@
+"""Site calibration: maximum likelihood, the error model, emcee, and validation on held-out years.
+
+The steps (docs/site.md), each a function of a simulator returning series on (member, time):
+
+1. :func:`maximum_likelihood` -- CMA-ES on the log-likelihood with the observation errors alone;
+2. :func:`~bayescal.operators.timeseries.estimate_error_model` at that point -- each product's discrepancy
+   and residual autocorrelation (empirical Bayes);
+3. :func:`sample_posterior` -- emcee on the exact model with the full error model, started in a
+   small ball around the maximum-likelihood point;
+4. :func:`validation` -- posterior-predictive bands on the validation years (model draws plus the
+   error model's noise) against the observations: coverage of annual sums, daily RMSE of the
+   posterior mean against the defaults', the width of the annual-NEE interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..operators.timeseries import SeriesLikelihood, SeriesOperator
+from ..parameters import ParameterSpace
+
+__all__ = ["SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood", "model_values",
+           "sample_posterior", "series_log_likelihood", "validation"]
+
+MAX_DRAWS = 1000
+"""Retained posterior draws of the site route at most (thinned further beyond): the
+InferenceData's pointwise log-likelihood and predictive draws run the model at each."""
+
+Values = Callable[[np.ndarray], np.ndarray]  # unit-cube points (k, d) -> operator values (k, n), NaN: failed
+
+
+def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOperator) -> Values:
+    """The model's values at unit-cube points (rows of failed members are NaN)."""
+
+    def f(u: np.ndarray) -> np.ndarray:
+        ds = simulator(space.expand(space.from_unit(np.clip(np.atleast_2d(u), 0.0, 1.0))))
+        if any(v not in ds for v in operator.variables):  # every member failed before any output
+            return np.full((ds.sizes["member"], operator.y.size), np.nan)
+        y = operator.of_model(ds)
+        y[ds["status"].values != "done"] = np.nan
+        return y
+
+    return f
+
+
+def emulated_values(emulator) -> Values:
+    """An output emulator's mean at unit-cube points (``route = "emulator"``)."""
+    return lambda u: emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0))
+
+
+class SeriesPosteriorLikelihood:
+    """``f(u (k, d)) -> (k,)``: the log-likelihood of the values at unit-cube points (-inf: failed).
+
+    For the InferenceData it also gives the per-value terms and posterior-predictive draws at the
+    retained draws (:meth:`pointwise_predictive`: the model, or emulator, runs once per distinct
+    point) and the observations with their coordinates (:meth:`observed_data`).
+    """
+
+    def __init__(self, values: Values, likelihood: SeriesLikelihood) -> None:
+        self.values, self.likelihood = values, likelihood
+        self.observed = likelihood.operator.y
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        return self.likelihood(self.values(u))
+
+    def pointwise_predictive(self, u: np.ndarray, rng=None,
+                             batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        u = np.atleast_2d(u)
+        uniq, inverse = np.unique(u, axis=0, return_inverse=True)
+        vals = np.vstack([self.values(uniq[i:i + batch]) for i in range(0, uniq.shape[0], batch)])
+        vals = vals[np.ravel(inverse)]
+        return self.likelihood.pointwise(vals), self.likelihood.predictive(vals, rng)
+
+    def observed_data(self) -> xr.Dataset:
+        return self.likelihood.observed_data()
+
+    def constant_data(self) -> xr.Dataset:
+        return self.likelihood.constant_data()
+
+
+def series_log_likelihood(values: Values, likelihood: SeriesLikelihood) -> SeriesPosteriorLikelihood:
+    """``f(u (k, d)) -> (k,)``: the log-likelihood of the values at unit-cube points (-inf: failed)."""
+    return SeriesPosteriorLikelihood(values, likelihood)
+
+
+def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOperator, *,
+                       seed: int = 0, max_evaluations: int = 2000, pop_size: int = 24):
+    """CMA-ES (from the defaults) on minus the log-likelihood with observation errors only.
+
+    Returns the :class:`~bayescal.optimize.OptimizationResult`.
+    """
+    from ..optimize import cma_es
+
+    loglik = series_log_likelihood(values, SeriesLikelihood(operator))
+
+    def misfit(u: np.ndarray) -> np.ndarray:
+        ll = loglik(u)
+        return np.where(np.isfinite(ll), -ll, np.nan)
+
+    return cma_es(misfit, space, x0="default", sigma0=0.2, pop_size=pop_size,
+                  max_evaluations=max_evaluations, seed=seed)
+
+
+def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
+                     n_walkers: int, n_steps: int, max_steps: int | None = None, seed: int = 0,
+                     ball: float = 0.02, backend: str | Path | None = None, progress: bool = False):
+    """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
+
+    Runs ``n_steps``, then (with ``max_steps``) on until the chain is 50 autocorrelation times
+    long or ``max_steps`` is reached. With ``backend`` (an HDF5 file) every step is saved there
+    and a killed run continues from its last step (the same chain as an uninterrupted run).
+    ``progress`` shows emcee's progress bar with its ETA. Returns the sampler (InferenceData via
+    ``to_inference_data``).
+    """
+    from . import PosteriorSampler
+
+    rng = np.random.default_rng(seed)
+    sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend)
+    init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
+    sampler.run(n_steps, initial=init, progress=progress)
+    if max_steps is not None and max_steps > n_steps:
+        # the first length check at max(n_steps, 1000) steps, as run_adaptive's default
+        sampler.run_adaptive(max_steps=max_steps, min_steps=min(max(n_steps, 1000), max_steps),
+                             progress=progress)
+    return sampler
+
+
+def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.DataArray],
+               error_sd: dict[str, float], error_rho: dict[str, float], years: tuple[int, int],
+               rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
+    """Posterior-predictive bands and the REFLEX metrics on ``years``.
+
+    Parameters
+    ----------
+    draws : Dataset (member, time)
+        The model at posterior draws (failed members dropped).
+    defaults : Dataset (member=1, time)
+        The model at the default parameters.
+    observed : {variable: DataArray on time}
+        Observed daily values (gap-filled where the files are: every day has a value), e.g. NEE
+        and GPP of the first product of each variable.
+    error_sd, error_rho : {variable: float}
+        Each variable's daily predictive error (sqrt(sigma^2 + s^2) at the median sigma) and AR(1)
+        coefficient; the predictive draws add this noise, the annual sums its AR(1) sum.
+    """
+    sel = {"time": slice(str(years[0]), str(years[1]))}
+    out, summary = {}, {}
+    for v, obs in observed.items():
+        m = draws[v].sel(sel)
+        o = obs.reindex(time=m["time"].values)  # NaN: a day without observation (or a year without any)
+        sd, rho = float(error_sd[v]), float(error_rho[v])
+        pred = m + _ar1_noise(rng, m.shape, sd, rho)
+        out[f"{v}_daily"] = pred.quantile([0.05, 0.5, 0.95], dim="member")
+        out[f"{v}_observed_daily"] = o
+        for name, freq in (("monthly", "MS"), ("annual", "YS")):
+            dim = f"time_{name}"  # each time scale on its own axis (no alignment across them)
+            q = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
+            out[f"{v}_{name}"] = q.rename(time=dim)
+            # a period's observed sum only where every day of it is observed (else NaN, not a part-sum)
+            complete = o.notnull().resample(time=freq).min().astype(bool)
+            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum().where(complete).rename(time=dim)
+        summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
+    return xr.Dataset(out), summary
+
+
+def _validation_metrics(out: dict, v: str, m: xr.DataArray, o: xr.DataArray, default: xr.DataArray) -> dict:
+    """REFLEX's metrics on the observed days and complete observed years (None: nothing observed)."""
+    ann, obs_ann = out[f"{v}_annual"], out[f"{v}_observed_annual"]
+    full = obs_ann.notnull()
+    inside = ((obs_ann >= ann.sel(quantile=0.05)) & (obs_ann <= ann.sel(quantile=0.95)))[full]
+    seen = o.notnull()
+    rmse = float(np.sqrt(((m.mean("member") - o) ** 2)[seen].mean())) if seen.any() else np.nan
+    rmse_default = float(np.sqrt(((default - o) ** 2)[seen].mean())) if seen.any() else np.nan
+
+    def val(x: float) -> float | None:
+        return None if not np.isfinite(x) else float(x)
+
+    return {
+        "annual_coverage_90": val(float(inside.mean())) if inside.size else None,
+        "annual_interval_width_mean": float((ann.sel(quantile=0.95) - ann.sel(quantile=0.05)).mean()),
+        "rmse_daily_posterior_mean": val(rmse),
+        "rmse_daily_defaults": val(rmse_default),
+        "rmse_reduction": val(1.0 - rmse / rmse_default) if rmse_default > 0 else None,
+        "observed_annual": [val(x) for x in obs_ann.values],
+        "predicted_annual_median": [float(x) for x in ann.sel(quantile=0.5).values],
+        "validation_observed_days": int(seen.sum()),
+        "validation_complete_years": int(full.sum()),
+    }
+
+
+def _ar1_noise(rng: np.random.Generator, shape: tuple[int, int], sd: float, rho: float) -> np.ndarray:
+    """Stationary AR(1) noise on (member, time) with marginal sd ``sd`` (a recursive filter)."""
+    from scipy.signal import lfilter
+
+    e = rng.standard_normal(shape) * sd * np.sqrt(1.0 - rho**2)
+    e[:, 0] = rng.standard_normal(shape[0]) * sd
+    return lfilter([1.0], [1.0, -rho], e, axis=1)

@@ -1,0 +1,471 @@
+"""Fault-tolerant, resumable ensemble runs, serial, on a process pool or on a Dask cluster.
+
+:func:`run_ensemble` runs a simulator over a design and writes an :class:`EnsembleStore`: a
+directory with the design and one netCDF file per finished member (outputs, status, failure
+reason, wall time). Files are written to a temporary name and renamed into place, so a run killed
+at any moment (even ``kill -9`` during a write) leaves only complete members; running the same
+command again runs only the members that are missing.
+
+The simulator is any callable ``simulator(theta) -> xarray.Dataset`` that takes full parameter
+vectors ``(k, n_values)`` and returns outputs with a leading ``member`` dimension of length ``k``
+(``LandCarbonModel`` and :class:`bayescal.models.external.ExternalModel` are such callables). A
+member fails, with its reason kept in the store, when
+
+* the simulator raises (the batch is retried member by member to find the culprit),
+* it reports the member failed (``failed``/``failure`` variables, as the embedded model does),
+* an output holds non-finite values, or
+* (external programs) the program exits non-zero, times out or writes an unreadable file.
+
+Executors: ``None`` runs batches in this process (vectorised simulators run many members per
+call); an ``int`` runs a local process pool of that many workers; a ``distributed.Client`` runs
+on its cluster (``dask-jobqueue`` on SLURM, say) — nothing else changes. Results come back to
+this process, which is the only writer of the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from ..models.contract import conform_output, member_status
+
+__all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
+
+_ENGINE = "h5netcdf"  # the design file
+# member files: netCDF-3 (64-bit offset) through scipy, ~1 ms a small file against ~18 ms with
+# h5netcdf (benchmarks/bench_runner.py); readable by every netCDF tool
+_MEMBER_ENGINE = "scipy"
+_SKIP = ("status", "reason", "failed", "failure", "theta")
+
+
+@dataclass
+class MemberResult:
+    """Outcome of one member: ``status`` is ``"done"`` or ``"failed"``."""
+
+    member: int
+    status: str
+    reason: str = ""
+    wall_time: float = 0.0
+    output: xr.Dataset | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a call of :func:`run_ensemble` did."""
+
+    n_members: int
+    already_done: int
+    ran: int
+    done: int
+    failed: int
+    failures: dict[str, int] = field(default_factory=dict)
+    wall_time: float = 0.0
+
+    def __str__(self) -> str:
+        lines = [
+            f"ensemble: {self.n_members} members, {self.already_done} already in the store, "
+            f"{self.ran} run now in {self.wall_time:.1f} s",
+            f"  done: {self.done}   failed: {self.failed}",
+        ]
+        by_count = sorted(self.failures.items(), key=lambda kv: -kv[1])
+        lines += [f"    {n:5d} x {reason}" for reason, n in by_count]
+        return "\n".join(lines)
+
+
+def _reason_key(reason: str) -> str:
+    """Group failure reasons: the text before the first digit-bearing detail."""
+    return reason.split(" (")[0].split(" in cell")[0].split(":")[0]
+
+
+def run_batch(
+    simulator: Callable[[np.ndarray], xr.Dataset],
+    theta: np.ndarray,
+    members: Sequence[int],
+    keep: Sequence[str] | None = None,
+) -> list[MemberResult]:
+    """Run one batch of members and turn every outcome into a :class:`MemberResult`.
+
+    Runs wherever the executor puts it (this process, a pool worker, a Dask worker).
+    """
+    t0 = time.perf_counter()
+    try:
+        # any form of the contract (docs/own-model.md): a Dataset or a dict, either failure spelling
+        ds = conform_output(simulator(np.asarray(theta, dtype=float)), len(members), series=False)
+    except Exception as err:  # noqa: BLE001 - any simulator error fails the member, not the run
+        if len(members) > 1:
+            out: list[MemberResult] = []
+            for i, m in enumerate(members):
+                out += run_batch(simulator, theta[i : i + 1], [m], keep)
+            return out
+        wall = time.perf_counter() - t0
+        return [MemberResult(members[0], "failed", f"{type(err).__name__}: {err}", wall)]
+    wall = (time.perf_counter() - t0) / len(members)
+    _, reasons = member_status(ds)
+    results = []
+    for i, m in enumerate(members):
+        one = ds.isel(member=i, drop=True)
+        reason = str(reasons[i])
+        if keep is not None:
+            missing = [v for v in keep if v not in one]
+            if missing and not reason:
+                reason = f"simulator output lacks {missing}"
+            one = one[[v for v in keep if v in one]]
+        else:
+            one = one.drop_vars([v for v in _SKIP if v in one])
+        if not reason:
+            for name, var in one.data_vars.items():
+                if np.issubdtype(var.dtype, np.floating) and not np.isfinite(var.values).all():
+                    reason = f"non-finite output in {name}"
+                    break
+        if reason:
+            results.append(MemberResult(m, "failed", reason, wall))
+        else:
+            results.append(MemberResult(m, "done", "", wall, one.load()))
+    return results
+
+
+class EnsembleStore:
+    """A directory holding a design and one netCDF file per finished member.
+
+    Layout: ``design.nc`` (the full parameter vectors), ``store.json`` (metadata, design hash),
+    ``members/member_NNNNNN.nc`` (outputs of a done member, or only its status if it failed).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def members_dir(self) -> Path:
+        return self.path / "members"
+
+    def _file(self, member: int) -> Path:
+        return self.members_dir / f"member_{member:06d}.nc"
+
+    @staticmethod
+    def _hash(design: xr.DataArray) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(design.values, dtype=float).tobytes())
+        h.update(json.dumps([str(p) for p in design["parameter"].values]).encode())
+        return h.hexdigest()
+
+    def exists(self) -> bool:
+        return (self.path / "store.json").exists()
+
+    def initialise(self, design: xr.DataArray) -> None:
+        """Create the store for ``design``, or check that an existing store holds the same one."""
+        digest = self._hash(design)
+        meta_path = self.path / "store.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("design_sha256") != digest:
+                raise ValueError(
+                    f"ensemble store {str(self.path)!r} holds a different design "
+                    f"({meta.get('n_members')} members); use a new directory or the same design"
+                )
+            return
+        self.members_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / "design.nc.tmp"
+        design.rename("theta").to_dataset().to_netcdf(tmp, engine=_ENGINE)
+        os.replace(tmp, self.path / "design.nc")
+        meta = {"design_sha256": digest, "n_members": int(design.sizes["member"]),
+                "parameters": [str(p) for p in design["parameter"].values], "format": 1}
+        tmp = self.path / "store.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, meta_path)
+
+    def design(self) -> xr.DataArray:
+        """The stored design, (member, parameter)."""
+        return xr.load_dataset(self.path / "design.nc", engine=_ENGINE)["theta"]
+
+    def finished(self) -> set[int]:
+        """Members with a complete, readable file.
+
+        Leftovers of interrupted writes (``*.tmp``) are removed. A member file that is empty,
+        truncated or unreadable, or lacks its status (a torn write on a file system that does
+        not honour ``fsync``/``rename``, a copy cut short) is renamed to ``*.nc.corrupt`` with a
+        warning naming it, so the member runs again.
+        """
+        if not self.members_dir.exists():
+            return set()
+        for tmp in self.members_dir.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        done = set()
+        for p in self.members_dir.glob("member_*.nc"):
+            problem = _member_file_problem(p)
+            if problem:
+                os.replace(p, p.with_suffix(".nc.corrupt"))
+                warnings.warn(f"ensemble store {self.path}: member file {p.name} {problem}; it will run "
+                              f"again (kept as {p.name}.corrupt)", RuntimeWarning, stacklevel=2)
+                continue
+            done.add(int(p.stem.split("_")[1]))
+        return done
+
+    def write(self, result: MemberResult) -> tuple[str, str]:
+        """Write one member atomically (temporary file, fsync, rename).
+
+        Outputs are made storable first (:func:`_storable`); an output that still cannot be
+        written fails that member, with the writer's error as its reason — never the run.
+        Returns the stored ``(status, reason)``.
+        """
+        final = self._file(result.member)
+        tmp = final.with_suffix(".nc.tmp")
+        ds = _storable(result.output) if result.output is not None else xr.Dataset()
+        status, reason = result.status, result.reason
+        try:
+            self._write_file(ds, tmp, result.member, status, reason, result.wall_time)
+        except Exception as err:  # noqa: BLE001 - an unstorable output fails the member only
+            tmp.unlink(missing_ok=True)
+            status, reason = "failed", f"cannot store the output: {type(err).__name__}: {err}"
+            self._write_file(xr.Dataset(), tmp, result.member, status, reason, result.wall_time)
+        os.replace(tmp, final)
+        return status, reason
+
+    @staticmethod
+    def _write_file(ds: xr.Dataset, tmp: Path, member: int, status: str, reason: str, wall: float) -> None:
+        ds = ds.copy()
+        reason = reason.encode("ascii", "replace").decode()  # netCDF-3 text is ASCII
+        ds.attrs.update(member=int(member), status=status, reason=reason, wall_time=float(wall))
+        ds.to_netcdf(tmp, engine=_MEMBER_ENGINE)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+
+    def _n_members(self) -> int:
+        return int(json.loads((self.path / "store.json").read_text())["n_members"])
+
+    def _status_table(self, attrs: dict[int, dict]) -> xr.Dataset:
+        n = self._n_members()
+        status = np.array(["missing"] * n, dtype=object)
+        reason = np.array([""] * n, dtype=object)
+        wall = np.full(n, np.nan)
+        for m, a in attrs.items():
+            status[m], reason[m], wall[m] = a["status"], a["reason"], a["wall_time"]
+        return xr.Dataset(
+            {"status": ("member", status.astype(str)), "reason": ("member", reason.astype(str)),
+             "wall_time": ("member", wall, {"units": "s"})},
+            coords={"member": np.arange(n)},
+        )
+
+    def status(self) -> xr.Dataset:
+        """Status, failure reason and wall time of every member of the design."""
+        attrs = {}
+        for m in sorted(self.finished()):
+            with xr.open_dataset(self._file(m), engine=_MEMBER_ENGINE) as ds:
+                attrs[m] = dict(ds.attrs)
+        return self._status_table(attrs)
+
+    def load(self, include_failed: bool = True) -> xr.Dataset:
+        """All members as one Dataset on ``member``, with ``theta``, ``status``, ``reason``.
+
+        Failed and missing members hold NaN outputs (or are left out with
+        ``include_failed=False``); later stages skip them through ``status``.
+        Each member file is read once.
+        """
+        files = {m: xr.load_dataset(self._file(m), engine=_MEMBER_ENGINE) for m in sorted(self.finished())}
+        status = self._status_table({m: ds.attrs for m, ds in files.items()})
+        done = [m for m, ds in files.items() if ds.attrs["status"] == "done"]
+        parts = [files[m].drop_attrs(deep=False).expand_dims(member=[m]) for m in done]
+        out = xr.concat(parts, dim="member", join="outer") if parts else xr.Dataset()
+        members = status["member"].values if include_failed else np.array(done, dtype=int)
+        out = out.reindex(member=members) if parts else out.assign_coords(member=members)
+        out["theta"] = self.design().sel(member=members)
+        for v in ("status", "reason", "wall_time"):
+            out[v] = status[v].sel(member=members)
+        return out
+
+
+def _member_file_problem(path: Path) -> str:
+    """What is wrong with a member file ('' when it is complete and readable)."""
+    try:
+        if path.stat().st_size == 0:
+            return "is empty"
+        with xr.open_dataset(path, engine=_MEMBER_ENGINE) as ds:
+            if ds.attrs.get("status") not in ("done", "failed"):
+                return "has no status"
+            ds.load()
+    except Exception as err:  # noqa: BLE001 - any read error marks the file as torn
+        return f"is unreadable ({type(err).__name__}: {err})"
+    return ""
+
+
+def _storable(ds: xr.Dataset) -> xr.Dataset:
+    """Outputs as netCDF-3 can hold them: 64-bit integers to int32 when they fit, else float64;
+    booleans to int8; attributes of other types to strings."""
+    out = ds.copy()
+    for name, var in list(out.variables.items()):
+        if var.dtype.kind == "u" or (var.dtype.kind == "i" and var.dtype.itemsize > 4):
+            v = var.values
+            fits = v.size == 0 or (v.min() >= np.iinfo(np.int32).min and v.max() <= np.iinfo(np.int32).max)
+            new = var.astype(np.int32 if fits else np.float64)
+        elif var.dtype.kind == "b":
+            new = var.astype(np.int8)
+        else:
+            continue
+        out = out.assign_coords({name: new}) if name in out.coords else out.assign({name: new})
+    return out
+
+
+def _watch_parent(parent: int, interval: float = 0.2) -> None:
+    """Pool-worker initializer: exit as soon as the runner that started this worker is gone.
+
+    Without it, a SIGKILLed runner's workers go on with the batches already queued to them.
+    Program groups started by :class:`~bayescal.models.external.ExternalModel` in this worker
+    are killed first.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        from ..models.external import kill_running_programs
+
+        kill_running_programs()
+        os._exit(70)  # EX_SOFTWARE; no cleanup: the parent that would read results is gone
+
+    threading.Thread(target=watch, name="bayescal-parent-watch", daemon=True).start()
+
+
+def _executor_kind(executor) -> str:
+    if executor is None or executor == "serial":
+        return "serial"
+    if isinstance(executor, int):
+        if executor < 1:
+            raise ValueError(f"executor: number of worker processes must be >= 1, got {executor}")
+        return "processes"
+    if hasattr(executor, "scatter") and hasattr(executor, "submit"):
+        return "dask"
+    raise TypeError(
+        f"executor must be None, a number of processes or a distributed.Client, got {type(executor).__name__}"
+    )
+
+
+def _run_on_dask(client, simulator, theta, batches, keep, record) -> None:
+    """Batches on a Dask cluster; a batch lost with its worker (a cancelled SLURM job) does not
+    stop the others: every finished member is recorded, then the loss is raised."""
+    from distributed import as_completed as dask_as_completed
+
+    if hasattr(client, "wait_for_workers"):
+        client.wait_for_workers(1)  # scatter gives up when no worker has joined yet
+    sim_future = client.scatter(simulator, broadcast=True)
+    futures = [client.submit(run_batch, sim_future, theta[b], b, keep, pure=False) for b in batches]
+    lost: list[str] = []
+    for fut in dask_as_completed(futures, raise_errors=False):
+        try:
+            record(fut.result())
+        except Exception as err:  # noqa: BLE001 - the worker, not the model (run_batch keeps those)
+            lost.append(f"{type(err).__name__}: {err}")
+    if lost:
+        raise RuntimeError(f"{len(lost)} batch(es) lost with their workers ({lost[0]}); finished members "
+                           "are stored - run again to resume")
+
+
+def run_ensemble(
+    simulator: Callable[[np.ndarray], xr.Dataset],
+    design: xr.DataArray | np.ndarray,
+    store: str | Path | EnsembleStore,
+    executor=None,
+    batch_size: int = 1,
+    keep: Sequence[str] | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Run ``simulator`` over every member of ``design`` not yet in ``store``.
+
+    Parameters
+    ----------
+    simulator : callable
+        ``simulator(theta (k, n_values)) -> Dataset`` with a ``member`` dimension of length k.
+        With a process pool or Dask it must be picklable.
+    design : xarray.DataArray or numpy.ndarray
+        Full parameter vectors on (member, parameter) (e.g. ``space.to_dataarray(space.expand(x),
+        full=True)``).
+    store : path or EnsembleStore
+        Where the ensemble lives; created on the first call, resumed afterwards.
+    executor : None, int or distributed.Client
+        In-process, a local process pool of that many workers, or a Dask cluster.
+    batch_size : int, default 1
+        Members per simulator call (use tens for the vectorised embedded model, 1 for external
+        programs).
+    keep : sequence of str, optional
+        Output variables to store (default all but ``failed``/``failure``/``theta``).
+    retry_failed : bool, default False
+        Also rerun members stored as failed.
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    RunSummary
+        Members done and failed (by reason) and wall time; ``print`` it for a summary.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(design, xr.DataArray):
+        arr = np.atleast_2d(np.asarray(design, dtype=float))
+        design = xr.DataArray(arr, dims=("member", "parameter"),
+                              coords={"member": np.arange(arr.shape[0]),
+                                      "parameter": [f"p{i}" for i in range(arr.shape[1])]})
+    if design.dims != ("member", "parameter"):
+        raise ValueError(f"design must have dims ('member', 'parameter'), got {design.dims}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    design = design.assign_coords(member=np.arange(design.sizes["member"]))
+    st = store if isinstance(store, EnsembleStore) else EnsembleStore(store)
+    st.initialise(design)
+    finished = st.finished()
+    if retry_failed:
+        status = st.status()["status"].values
+        finished = {m for m in finished if status[m] == "done"}
+    todo = [m for m in range(design.sizes["member"]) if m not in finished]
+    theta = design.values
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    kind = _executor_kind(executor)
+    counts: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    bar = tqdm(total=len(todo), disable=not progress, desc="ensemble", unit="member")
+
+    def record(results: list[MemberResult]) -> None:
+        for r in results:
+            status, reason = st.write(r)
+            counts[status] += 1
+            if status == "failed":
+                failures[_reason_key(reason)] += 1
+        bar.update(len(results))
+        bar.set_postfix(failed=counts["failed"])
+
+    try:
+        if kind == "serial":
+            for b in batches:
+                record(run_batch(simulator, theta[b], b, keep))
+        elif kind == "processes":
+            # fresh interpreters, not forks: a forked child of a process that has already run
+            # the model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=executor, mp_context=ctx, initializer=_watch_parent,
+                                     initargs=(os.getpid(),)) as pool:
+                futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
+                for fut in as_completed(futures):
+                    record(fut.result())
+        else:
+            _run_on_dask(executor, simulator, theta, batches, keep, record)
+    finally:
+        bar.close()
+    return RunSummary(
+        n_members=int(design.sizes["member"]),
+        already_done=len(finished),
+        ran=len(todo),
+        done=counts["done"],
+        failed=counts["failed"],
+        failures=dict(failures),
+        wall_time=time.perf_counter() - t0,
+    )

@@ -1,0 +1,62 @@
+"""The workflows of ``bayescal run``, registered by name, and the one place a config chooses one.
+
+``global`` (:mod:`.global_workflow`), ``site`` (:mod:`.site_workflow`), ``dagon``
+(:mod:`.dagon_workflow`); each pairs with its context class (:class:`~.runner.Pipeline`,
+:class:`~.site.SitePipeline`, :class:`~.dagon.DagonPipeline`), which its stage functions receive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..workflow import Workflow, registry
+from .context import Pipeline
+from .dagon.context import DagonPipeline
+from .dagon.workflow import DAGON
+from .global_.workflow import GLOBAL
+from .site.context import SitePipeline
+from .site.workflow import SITE
+
+__all__ = ["CONTEXTS", "all_stage_help", "make_pipeline", "workflow_for", "workflow_name"]
+
+for _w in (GLOBAL, SITE, DAGON):
+    registry.register(_w)
+
+#: the context class each workflow's stage functions receive
+CONTEXTS: dict[str, type[Pipeline]] = {"global": Pipeline, "site": SitePipeline, "dagon": DagonPipeline}
+
+
+def workflow_name(config: dict[str, Any]) -> str:
+    """``"site"`` for a site model, ``"dagon"`` for ``run.workflow = "dagon"``, else ``"global"``."""
+    if config["model"].get("kind", "global") != "global":
+        return "site"
+    return "dagon" if config["run"].get("workflow", "default") == "dagon" else "global"
+
+
+def workflow_for(config: dict[str, Any]) -> Workflow:
+    """The registered workflow a config runs."""
+    return registry.get(workflow_name(config))
+
+
+def make_pipeline(config: dict[str, Any], run_dir: str | Path | None = None, **kwargs) -> Pipeline:
+    """The context (with its workflow) for a config: global, Dagon's, or the site route.
+
+    Parameters
+    ----------
+    config : dict
+        A validated config.
+    run_dir : path, optional
+        Default ``config["run"]["output"]``.
+    **kwargs
+        ``progress``, ``config_text``, ``model`` of :class:`~.runner.Pipeline`; ``workflow``
+        replaces the registered one (the same stages with other functions, say).
+    """
+    name = workflow_name(config)
+    kwargs.setdefault("workflow", registry.get(name))
+    return CONTEXTS[name](config, run_dir, **kwargs)
+
+
+def all_stage_help() -> str:
+    """Every workflow's stages, one block per workflow (for ``bayescal run --help``)."""
+    return "\n\n".join(f"{w.name} workflow: {w.description}\n{w.help_text()}" for w in registry.registered())

@@ -1,0 +1,374 @@
+"""Configuration of ``bayescal run``: the schema and the checks whose errors name the key.
+
+Every key is documented in docs/pipeline.md. :func:`~.validate.validate_config` runs these checks
+(types, ranges, names, files, ``run.output``) before any model run, and
+:func:`~.validate.load_config` reads a TOML file (UTF-8) and names the file in every error; they
+live in :mod:`.validate`, above both this module and :mod:`.site_config`, so neither imports the
+other back.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from ..run.cluster import ClusterError, check_run_config
+
+__all__ = ["ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model", "check_observations",
+           "check_output", "check_ranges", "check_walkers", "truth_theta", "typed_with_defaults"]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key."""
+
+
+# --------------------------------------------------------------------------------- config
+#: section -> key -> (type(s), default). ``None`` default with a type: optional.
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0),
+            "workflow": (str, "default"), "workers": (int, 0), "scheduler": (str, ""),
+            "slurm": (dict, {})},
+    "model": {
+        "n_cells": (int, 60),
+        "grid_seed": (int, 3),
+        "start": (int, 1990),
+        "end": (int, 2022),
+        "ramp_start": (int, 1985),
+        "chunk_size": (int, 256),
+        "parameters_file": (str, None),
+        # site models (workflows/site/config.py)
+        "kind": (str, "global"),
+        "dalec_type": (str, "deciduous"),
+        "drivers": (str, None),
+        "latitude": (float, None),  # DALEC: degrees north (default: the FLUXNET2015 site table)
+        "diurnal_range": (float, 8.0),
+        "spinup_years": (int, 3),
+        "spinup_cycles": (int, 5),
+        "entry_point": (str, None),
+        "options": (dict, {}),
+        "python_path": (list, []),  # folders searched for the entry point (and the config's own)
+        "command": (list, None),
+        "template": (str, None),
+        "output": (str, "output.nc"),
+        "timeout": (float, 600.0),
+        "variables": (list, None),
+    },
+    "parameters": {"candidates": (list, None), "free": (list, None)},
+    "observations": {
+        "twin": (bool, True),
+        "twin_seed": (int, 11),
+        "truth": (dict, {}),
+        "variables": (list, ["gpp", "lai", "hfls"]),
+        "gcb_nbp": (bool, False),
+        "gcb_years": (list, [1990, 2022]),
+        "gcb_errors": (str, "correlated"),
+        "gcb_block": (int, 10),
+        "sigma_floor": (float, 0.03),
+        "products": (list, []),
+    },
+    "site": {
+        "calibration_years": (list, None),
+        "validation_years": (list, None),
+        "aggregate": (str, "daily"),
+        "discrepancy": (str, "estimate"),
+        "autocorrelation": (bool, True),
+        "ml_evaluations": (int, 2000),
+    },
+    "screen": {"enabled": (bool, True), "trajectories": (int, 8), "top_k": (int, 10)},
+    "optimize": {
+        "method": (str, "none"),
+        "misfit": (str, "residuals"),
+        "max_evaluations": (int, 60),
+        "pop_size": (int, 20),
+        "n_generations": (int, 10),
+    },
+    "design": {"n_runs": (int, 100), "batch_size": (int, 32)},
+    "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0), "training": (str, "all"),
+                 "drop_worst": (float, 0.0), "eof_modes": (int, 3), "network": (list, [12, 12])},
+    "oat": {"top_k": (int, 6), "select": (str, "effect")},
+    "emulator_screen": {"n_points": (int, 10_000_000), "keep": (int, 1000), "refine_rounds": (int, 3)},
+    "posterior": {
+        "n_steps": (int, 1500),
+        "max_steps": (int, 20000),
+        "n_walkers": (int, 0),
+        "refine_rounds": (int, 2),
+        "n_new": (int, 30),
+        "left_out": (str, "marginalise"),
+        "left_out_runs": (int, 32),
+        "route": (str, "direct"),
+        # posterior.method = "history_matching" (workflows/global_/history_matching_stage.py)
+        "method": (str, "refine"),
+        "hm_waves": (int, 4),
+        "hm_runs": (int, 250),
+        "hm_cutoff": (float, 3.0),
+        "hm_discrepancy": (float, 0.0),
+        "hm_active": (int, 12),
+        "hm_floor": (float, 0.3),
+        "hm_max_rank": (int, 40),
+        "hm_train": (str, "all"),
+        "hm_design": (str, "random"),
+    },
+    "equifinality": {"n_alternatives": (int, 3), "cloud_points": (int, 20000), "seiler_points": (int, 5000),
+                     "local_box": (str, "range")},
+    "propagate": {"n_draws": (int, 40), "table_years": (list, [2003, 2022])},
+    "report": {"title": (str, "bayescal calibration report")},
+}
+_OPT_METHODS = ("none", "ga", "dfols", "cma_es", "differential_evolution")
+
+
+def _type_name(t) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a table",
+    }[t]
+
+
+def typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Known sections and keys only, each of its schema type; defaults filled in."""
+    cfg: dict[str, dict[str, Any]] = {}
+    for section in raw:
+        if section not in SCHEMA:
+            raise ConfigError(f"unknown section [{section}]; known: {', '.join(SCHEMA)}")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"[{section}] must be a table")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise ConfigError(f"unknown key '{section}.{key}'; known: {', '.join(keys)}")
+        cfg[section] = {}
+        for key, (typ, default) in keys.items():
+            if key not in given:
+                cfg[section][key] = copy.deepcopy(default)
+                continue
+            val = given[key]
+            ok = isinstance(val, typ) and not (typ is int and isinstance(val, bool))
+            if typ is float and isinstance(val, int) and not isinstance(val, bool):
+                val, ok = float(val), True
+            if not ok:
+                raise ConfigError(
+                    f"'{section}.{key}' must be {_type_name(typ)}, got {type(val).__name__} {val!r}"
+                )
+            cfg[section][key] = val
+    return cfg
+
+
+def check_executor(cfg: dict) -> None:
+    """``run.workers`` / ``run.scheduler``: one executor, for the embedded global model only."""
+    r = cfg["run"]
+    try:
+        check_run_config(r)
+    except ClusterError as err:
+        raise ConfigError(str(err)) from None
+    if (r["workers"] or r["scheduler"]) and cfg["model"]["kind"] != "global":
+        raise ConfigError("'run.workers' and 'run.scheduler' are for the embedded global model; a site "
+                          "model runs in this process")
+
+
+def check_model(cfg: dict, base: Path | None) -> None:
+    """[model] grid, years and parameter file; [run] seed; [observations] basics."""
+    m = cfg["model"]
+    from ..models.drivers import BIOMES
+    from ..models.drivers import PREINDUSTRIAL_YEAR as first_year
+
+    if m["n_cells"] < 2 * len(BIOMES):
+        raise ConfigError(
+            f"'model.n_cells' must be >= {2 * len(BIOMES)} (two cells per biome), got {m['n_cells']}"
+        )
+    if m["chunk_size"] < 1:
+        raise ConfigError(f"'model.chunk_size' must be >= 1, got {m['chunk_size']}")
+    if m["ramp_start"] < first_year:
+        raise ConfigError(
+            f"'model.ramp_start' must be >= {first_year} (the drivers' pre-industrial start), "
+            f"got {m['ramp_start']}"
+        )
+    if cfg["run"]["workflow"] not in ("default", "dagon"):
+        raise ConfigError(f"'run.workflow' must be 'default' or 'dagon', got {cfg['run']['workflow']!r}")
+    if cfg["run"]["workflow"] == "dagon" and cfg["model"]["kind"] != "global":
+        raise ConfigError("'run.workflow' = 'dagon' needs the embedded global model ('model.kind' = global)")
+    if cfg["oat"]["select"] not in ("effect", "combined"):
+        raise ConfigError(f"'oat.select' must be 'effect' or 'combined', got {cfg['oat']['select']!r}")
+    small = cfg["emulator"]["eof_modes"] < 1 or cfg["oat"]["top_k"] < 1
+    if small or cfg["emulator_screen"]["n_points"] < 1000:
+        raise ConfigError("'emulator.eof_modes' and 'oat.top_k' must be >= 1 and 'emulator_screen.n_points' "
+                          ">= 1000")
+    net = cfg["emulator"]["network"]
+    if len(net) != 2 or not all(isinstance(n, int) and n >= 1 for n in net):
+        raise ConfigError(f"'emulator.network' must be two layer widths, e.g. [12, 12], got {net!r}")
+    if cfg["run"]["seed"] < 0:
+        raise ConfigError(f"'run.seed' must be >= 0, got {cfg['run']['seed']}")
+    if not cfg["observations"]["variables"]:
+        raise ConfigError("'observations.variables' must name at least one variable, got []")
+    if not cfg["observations"]["sigma_floor"] >= 0:
+        raise ConfigError(
+            f"'observations.sigma_floor' must be >= 0, got {cfg['observations']['sigma_floor']}"
+        )
+    if not m["ramp_start"] <= m["start"] <= m["end"]:
+        raise ConfigError(
+            f"'model.start' must lie between model.ramp_start and model.end "
+            f"({m['ramp_start']} <= {m['start']} <= {m['end']})"
+        )
+    if m["start"] < 1959 or m["end"] > 2023:
+        raise ConfigError(
+            f"'model.start'/'model.end' must lie within 1959-2023 (the drivers' GCB years), "
+            f"got {m['start']}-{m['end']}"
+        )
+    if m["parameters_file"] is not None:
+        path = Path(m["parameters_file"])
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if not path.exists():
+            raise ConfigError(f"'model.parameters_file': file not found: {path}")
+        m["parameters_file"] = str(path)
+
+
+def check_ranges(cfg: dict) -> None:
+    """Counts and sizes with a lower bound; the posterior's and optimiser's choices."""
+    for section, key, lo in (
+        ("screen", "trajectories", 2),
+        ("screen", "top_k", 1),
+        ("design", "n_runs", 10),
+        ("design", "batch_size", 1),
+        ("posterior", "n_steps", 100),
+        ("posterior", "refine_rounds", 1),
+        ("posterior", "n_new", 1),
+        ("equifinality", "n_alternatives", 1),
+        ("equifinality", "cloud_points", 100),
+        ("equifinality", "seiler_points", 100),
+        ("propagate", "n_draws", 2),
+        ("optimize", "max_evaluations", 2),
+        ("optimize", "pop_size", 2),
+        ("optimize", "n_generations", 1),
+    ):
+        if cfg[section][key] < lo:
+            raise ConfigError(f"'{section}.{key}' must be >= {lo}, got {cfg[section][key]}")
+    if cfg["posterior"]["max_steps"] < cfg["posterior"]["n_steps"]:
+        raise ConfigError(
+            f"'posterior.max_steps' ({cfg['posterior']['max_steps']}) must be >= 'posterior.n_steps' "
+            f"({cfg['posterior']['n_steps']})"
+        )
+    if cfg["posterior"]["method"] not in ("refine", "history_matching"):
+        raise ConfigError("'posterior.method' must be 'refine' or 'history_matching', got "
+                          f"{cfg['posterior']['method']!r}")
+    hm = cfg["posterior"]
+    if hm["hm_train"] not in ("all", "region") or hm["hm_design"] not in ("random", "maximin"):
+        raise ConfigError("'posterior.hm_train' must be 'all' or 'region' and 'posterior.hm_design' "
+                          "'random' or 'maximin'")
+    if hm["hm_waves"] < 0 or hm["hm_runs"] < 1 or hm["hm_cutoff"] <= 0:
+        raise ConfigError("'posterior.hm_waves' must be >= 0, 'posterior.hm_runs' >= 1 and "
+                          "'posterior.hm_cutoff' > 0")
+    if cfg["posterior"]["left_out"] not in ("marginalise", "fix"):
+        raise ConfigError(
+            f"'posterior.left_out' must be 'marginalise' or 'fix', got {cfg['posterior']['left_out']!r}"
+        )
+    if cfg["posterior"]["left_out"] == "marginalise" and cfg["posterior"]["left_out_runs"] < 8:
+        raise ConfigError(
+            "'posterior.left_out_runs' must be >= 8 to estimate a spread, got "
+            f"{cfg['posterior']['left_out_runs']}"
+        )
+    if cfg["equifinality"]["local_box"] not in ("range", "value"):
+        raise ConfigError("'equifinality.local_box' must be 'range' or 'value', got "
+                          f"{cfg['equifinality']['local_box']!r}")
+    e = cfg["emulator"]
+    if e["training"] not in ("all", "optimize"):
+        raise ConfigError(f"'emulator.training' must be 'all' or 'optimize', got {e['training']!r}")
+    if not 0.0 <= e["drop_worst"] < 1.0:
+        raise ConfigError(f"'emulator.drop_worst' must be in [0, 1), got {e['drop_worst']}")
+    if cfg["observations"]["gcb_block"] < 1:
+        raise ConfigError("'observations.gcb_block' must be >= 1 (years per GCB NBP mean), got "
+                          f"{cfg['observations']['gcb_block']}")
+    if cfg["observations"]["gcb_errors"] not in ("correlated", "independent"):
+        raise ConfigError("'observations.gcb_errors' must be 'correlated' or 'independent', got "
+                          f"{cfg['observations']['gcb_errors']!r}")
+    if cfg["optimize"]["misfit"] not in ("residuals", "score", "seiler"):
+        raise ConfigError(
+            f"'optimize.misfit' must be 'residuals', 'score' or 'seiler', got {cfg['optimize']['misfit']!r}"
+        )
+    if cfg["optimize"]["method"] not in _OPT_METHODS:
+        raise ConfigError(
+            f"'optimize.method' must be one of {', '.join(_OPT_METHODS)}, got {cfg['optimize']['method']!r}"
+        )
+    if not 0 < cfg["emulator"]["variance_threshold"] <= 1:
+        raise ConfigError("'emulator.variance_threshold' must be in (0, 1]")
+
+
+def check_observations(cfg: dict) -> None:
+    """[observations]: twin, truth values, year windows, variables the model has."""
+    m = cfg["model"]
+    obs = cfg["observations"]
+    for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
+        yrs = cfg[section][key]
+        if len(yrs) != 2 or not all(isinstance(y, int) for y in yrs) or yrs[0] > yrs[1]:
+            raise ConfigError(f"'{section}.{key}' must be [first, last] years, got {yrs!r}")
+        if yrs[0] < m["start"] or yrs[1] > m["end"]:
+            raise ConfigError(
+                f"'{section}.{key}' {yrs} must lie within model.start-model.end ({m['start']}-{m['end']})"
+            )
+    from ..models.landcarbon import OUTPUT_VARIABLES
+
+    for v in obs["variables"]:
+        if v not in OUTPUT_VARIABLES:
+            raise ConfigError(
+                f"'observations.variables': unknown variable {v!r}; known: {list(OUTPUT_VARIABLES)}"
+            )
+
+
+def check_labels(cfg: dict, space) -> None:
+    """Every parameter the config names exists in the model's space."""
+    known = set(space.all_labels) | set(space.names)
+    for section, key in (("parameters", "candidates"), ("parameters", "free")):
+        for name in cfg[section][key] or []:
+            if name not in known:
+                raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}")
+    for label, value in cfg["observations"]["truth"].items():
+        if label not in space.all_labels:
+            raise ConfigError(f"'observations.truth': unknown parameter {label!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ConfigError(
+                f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
+            )
+
+
+def check_walkers(cfg: dict, space) -> None:
+    """emcee needs at least two walkers per calibrated value; the most the screen can keep."""
+    n_walkers = cfg["posterior"]["n_walkers"]
+    if n_walkers == 0:
+        return
+    free = space.only(cfg["parameters"]["free"]).n_free if cfg["parameters"]["free"] else 0
+    d_max = free + cfg["screen"]["top_k"] if cfg["screen"]["enabled"] else free
+    if n_walkers < 2 * d_max or n_walkers % 2:
+        raise ConfigError(
+            f"'posterior.n_walkers' must be 0 (automatic) or an even number >= 2 x the calibrated values "
+            f"(up to {d_max} here, so >= {2 * d_max}), got {n_walkers}"
+        )
+
+
+def check_output(cfg: dict, base: Path | None) -> None:
+    """``run.output``: not empty, not a file; a relative path is relative to the config file's folder
+    (like every path in the config), so a run does not depend on the working directory."""
+    out = cfg["run"]["output"]
+    if not out.strip():
+        raise ConfigError("'run.output' must name the run directory, got an empty string (a relative "
+                          "path is relative to the config file's folder)")
+    path = Path(out).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"'run.output' {path} is a file; it must be a folder (new, or one bayescal "
+                          "created)")
+    cfg["run"]["output"] = str(path)
+
+
+def truth_theta(cfg: dict, space):
+    """Full parameter vector of the twin truth: defaults with ``observations.truth`` (unit cube,
+    on each value's own scale: log-scaled values are uniform in log)."""
+    full = space.unfix()
+    u = full.to_unit(space.all_default)
+    for label, val in cfg["observations"]["truth"].items():
+        u[space.all_labels.index(label)] = float(val)
+    return full.from_unit(u)

@@ -1,0 +1,1 @@
+"""The global (Seiler) workflow: its declared stage list (``workflow``) and stage functions."""

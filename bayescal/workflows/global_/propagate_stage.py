@@ -1,0 +1,129 @@
+"""The propagate stage of the default route: posterior draws, the default, the optimum and the
+alternative sets through the runner's store; bands, Table 3, GCB 2024 comparison, AMBER scores."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from bayescal.workflow.rundir import write_json_atomic
+
+if TYPE_CHECKING:
+    from bayescal.workflows.context import Pipeline
+
+__all__ = ["run_propagate"]
+
+
+def run_propagate(ctx: Pipeline) -> None:
+    from bayescal.analysis.propagate import (
+        BUDGET_VARIABLES,
+        bands,
+        budget_table,
+        coverage,
+        gcb_comparison,
+        propagate,
+        table3_frame,
+    )
+    from bayescal.analysis.propagate import spread_decomposition as spread
+    from bayescal.observations.gcb import load_gcb2024
+
+    c = ctx.config["propagate"]
+    out = ctx.run_dir / "propagate"
+    space = ctx.space()
+    post = ctx.posterior_u().values
+    rng = np.random.default_rng(ctx.seed)
+    draws = post[rng.choice(len(post), size=min(c["n_draws"], len(post)), replace=False)]
+    eq = ctx.run_dir / "equifinality"
+    sets = {
+        "posterior": draws,
+        "default": space.to_unit(space.default)[None],
+        "optimised": ctx.optimum_u()[None],
+        "alternative": xr.load_dataset(eq / "alternatives.nc")["u"].values,
+        # Seiler's five emulator-chosen distant sets, through the model as he ran them
+        "seiler_alternative": xr.load_dataset(eq / "alternatives_seiler.nc")["u"].values,
+    }
+    ens = propagate(
+        ctx.runner_simulator,
+        space,
+        sets,
+        out / "ensemble",
+        variables=sorted({*BUDGET_VARIABLES, "gpp", *ctx.config["observations"]["variables"]}),
+        batch_size=ctx.config["design"]["batch_size"],
+        executor=ctx.executor,
+        progress=ctx.progress,
+    )
+    b = bands(ens)
+    b.to_netcdf(out / "bands.nc")
+    y0, y1 = c["table_years"]
+    table = budget_table(ens, (y0, y1))
+    table.to_netcdf(out / "table3.nc")
+    table3_frame(table).to_csv(out / "table3.csv")
+    obs, truth = ctx.twin()
+    twin = ctx.config["observations"]["twin"]  # else: real products, and the grid in the truth's place
+    cov = {v: coverage(b[v], truth[v]) for v in ("gpp_global", "nbp_global")} if twin else None
+    gcb = load_gcb2024()
+    m = ctx.config["model"]
+    comp = gcb_comparison(ens, years=(max(1960, m["start"]), m["end"]), gcb=gcb)
+    comp.to_netcdf(out / "gcb_comparison.nc")
+    gpp_sd = _product_spread_global(obs, truth)
+    sd = spread(ens, {"nbp_global": gcb["nbp_sigma"], "gpp_global": gpp_sd})
+    sd.to_netcdf(out / "spread.nc")
+    keep = ["gpp", *BUDGET_VARIABLES]
+    ens[keep + ["u", "status"]].drop_vars("theta", errors="ignore").to_netcdf(out / "outputs.nc")
+    _set_scores(ctx, ens, obs).to_netcdf(out / "scores.nc")
+    write_json_atomic(out / "summary.json", {
+        "truth_coverage": cov,
+        "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
+        "gcb_coverage_band": comp.attrs["coverage_band"],
+        "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"],
+        "n_draws": int(b.attrs["n_draws"]),
+    })
+    ctx.say(
+        (f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
+         "of years; " if cov else "  ")
+        + f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
+    )
+
+
+def _set_scores(ctx: Pipeline, ens: xr.Dataset, obs) -> xr.Dataset:
+    """AMBER scores of the default, the optimum and Seiler's alternatives against every product
+    (Seiler Figs. 7-8), with the optimiser's weighting of datasets."""
+    from bayescal.operators.scores import score
+
+    sets = ens["set"].values
+    pick = np.flatnonzero(np.isin(sets, ["default", "optimised", "seiler_alternative"])
+                          & (ens["status"].values == "done"))
+    weighting = "datasets" if ctx.config["optimize"]["misfit"] == "seiler" else "variables"
+    s = score(ens.isel(member=pick), obs, weighting=weighting)
+    return s.assign_coords(set=("member", sets[pick]), index=("member", ens["index"].values[pick]))
+
+
+def _parameter_coverage(ctx: Pipeline, post_u: np.ndarray) -> dict[str, Any]:
+    """Twin truth against the 90 % posterior interval of each calibrated value.
+
+    Also lists the values the twin truth moves that are not calibrated: held at their
+    defaults they make the calibrated values compensate, which the coverage then shows.
+    """
+    space = ctx.space()
+    truth_u = space.to_unit(space.reduce(ctx.truth_theta()))
+    q05, q95 = np.quantile(post_u, [0.05, 0.95], axis=0)
+    inside = (q05 <= truth_u) & (truth_u <= q95)
+    moved = list(ctx.config["observations"]["truth"])
+    return {
+        "inside_90": {lab: bool(v) for lab, v in zip(space.labels, inside, strict=True)},
+        "fraction_inside_90": float(inside.mean()),
+        "outside_90": [lab for lab, v in zip(space.labels, inside, strict=True) if not v],
+        "truth_moved_left_out": [lab for lab in moved if lab not in space.labels],
+    }
+
+
+def _product_spread_global(obs, truth: xr.Dataset) -> float:
+    """Observational sigma of global GPP: sd of the global means of the GPP products (PgC yr-1)."""
+    area = truth["area"]
+    vals = []
+    for p in obs["gpp"]:
+        flux = (p.data * area.sel(cell=p.data["cell"])).sum("cell", skipna=True)  # kg s-1
+        vals.append(float(flux.mean("time")) * 86400 * 365.25 / 1e12)
+    return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")

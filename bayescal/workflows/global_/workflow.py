@@ -1,0 +1,181 @@
+"""The global (Seiler) route as a declared stage list: what each stage reads, needs and writes.
+
+Each stage's declared keys are what its function (:mod:`.stages`, :mod:`.propagate_stage`) reads
+of the config, directly or through the :class:`~.runner.Pipeline` context: ``model`` (the
+model, the twin), ``observations`` (the twin or product files, the likelihood's summaries),
+``run.seed`` wherever it draws random numbers. ``design.batch_size``, ``run.workers`` and
+``run.scheduler`` change how the runs are made, not what they are: no stage declares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bayescal.workflow import RunStore, Stage, Workflow
+from bayescal.workflows.validate import model_space
+
+from .history_matching_stage import run_history_matching
+from .propagate_stage import run_propagate
+from .stages import (
+    run_design,
+    run_emulate,
+    run_equifinality,
+    run_optimize,
+    run_posterior,
+    run_report,
+    run_screen,
+)
+
+__all__ = ["GLOBAL", "STAGES", "STAGE_HELP", "global_files", "model_files", "n_candidates",
+           "run_posterior_stage"]
+
+Config = Mapping[str, Any]
+
+
+def model_files(cfg: Config) -> list[str]:
+    """The model's own input files: ``model.parameters_file`` (and a site model's drivers, template)."""
+    m = cfg["model"]
+    return [m[k] for k in ("parameters_file", "drivers", "template") if m.get(k)]
+
+
+def global_files(cfg: Config) -> list[str]:
+    """The model's files and, without a twin, the observation products' files."""
+    obs = cfg["observations"]
+    products = [] if obs["twin"] else [p["file"] for p in obs["products"]]
+    return model_files(cfg) + products
+
+
+def _screen_reads(cfg: Config) -> Sequence[str]:
+    if not cfg["screen"]["enabled"]:  # the calibrated values are parameters.free
+        return ("model", "parameters.free", "screen.enabled")
+    return ("model", "observations", "parameters", "screen", "run.seed")
+
+
+def _screen_files(cfg: Config) -> list[str]:
+    return global_files(cfg) if cfg["screen"]["enabled"] else model_files(cfg)
+
+
+def n_candidates(cfg: Config) -> int:
+    """How many values ``parameters.candidates`` names (all of the model's free values without it)."""
+    space = model_space(cfg)
+    cands = cfg["parameters"]["candidates"]
+    return (space.only(cands) if cands else space).n_free
+
+
+def _screen_runs(cfg: Config) -> str:
+    if not cfg["screen"]["enabled"]:
+        return "0"
+    return str(cfg["screen"]["trajectories"] * (n_candidates(cfg) + 1))
+
+
+def _optimize_reads(cfg: Config) -> Sequence[str]:
+    if cfg["optimize"]["method"] == "none":
+        return ("optimize.method",)
+    return ("model", "observations", "optimize", "run.seed")
+
+
+def _optimize_runs(cfg: Config) -> str:
+    c = cfg["optimize"]
+    if c["method"] == "none":
+        return "0"
+    if c["method"] in ("ga", "differential_evolution"):
+        return f"about {c['pop_size']} x {c['n_generations']} generations"
+    return f"<= {c['max_evaluations']}"
+
+
+def run_posterior_stage(ctx) -> None:
+    """``posterior.method``: ``"refine"`` (emulator and refinement rounds, :func:`.stages.run_posterior`)
+    or ``"history_matching"`` (every value free: waves, then the subspace posterior)."""
+    if ctx.config["posterior"].get("method", "refine") == "history_matching":
+        run_history_matching(ctx)
+    else:
+        run_posterior(ctx)
+
+
+def _posterior_reads(cfg: Config) -> Sequence[str]:
+    keys = ["model", "observations", "parameters.candidates", "emulator.variance_threshold", "run.seed",
+            *(f"posterior.{k}" for k in ("n_steps", "max_steps", "n_walkers", "refine_rounds", "n_new",
+                                         "left_out"))]
+    if cfg["posterior"]["left_out"] == "marginalise":
+        keys.append("posterior.left_out_runs")
+    if "method" in cfg["posterior"]:  # which posterior (run_posterior_stage reads it)
+        keys.append("posterior.method")
+    if cfg["posterior"].get("method", "refine") != "refine":  # history matching (history_matching_stage.py)
+        keys += [f"posterior.{k}" for k in cfg["posterior"] if k.startswith("hm_")]
+    return keys
+
+
+def _posterior_runs(cfg: Config) -> str:
+    c = cfg["posterior"]
+    if c.get("method", "refine") == "history_matching":  # the waves and one run at the posterior mean
+        return str(c["hm_waves"] * c["hm_runs"] + 1)
+    left = c["left_out_runs"] if c["left_out"] == "marginalise" else 0
+    return f"<= {left + c['refine_rounds'] * c['n_new']}"
+
+
+def _propagate_runs(cfg: Config) -> str:
+    n = cfg["propagate"]["n_draws"] + 2 + cfg["equifinality"]["n_alternatives"] + 5
+    return f"<= {n}"
+
+
+#: the design's runs: the model at the Latin hypercube of the calibrated space
+DESIGN_STORE = RunStore("ensemble", reads=("model", "observations.variables", "design.n_runs", "run.seed"),
+                        needs=("screen",), input_files=model_files)
+
+GLOBAL = Workflow("global", description="the embedded global model (Seiler et al.'s route; model.kind = "
+                  "global)", stages=(
+    Stage("screen", run_screen,
+          "Morris screening of the candidate parameters with SALib; keeps the top_k most influential "
+          "(skipped when [screen] enabled = false: [parameters] free is used).",
+          reads=_screen_reads, input_files=_screen_files, writes=("selected.json", "indices.nc", "morris/"),
+          expected_runs=_screen_runs),
+    Stage("optimize", run_optimize,
+          "optional optimiser on the regionally normalised residual misfit (method = none, ga, dfols, "
+          "cma_es, differential_evolution); its best point is the 'optimised' set.",
+          reads=_optimize_reads, needs=("screen",), input_files=global_files,
+          writes=("history.nc", "runs/", "ga_checkpoint.json"), expected_runs=_optimize_runs),
+    Stage("design", run_design,
+          "Latin-hypercube ensemble of n_runs members through the resumable runner; misfit and "
+          "log regional means of each member.",
+          reads=("model", "observations", "design.n_runs", "optimize.misfit", "run.seed"), needs=("screen",),
+          input_files=global_files, writes=("training.nc", "ensemble/"), keeps=(DESIGN_STORE,),
+          expected_runs=lambda cfg: str(cfg["design"]["n_runs"])),
+    Stage("emulate", run_emulate,
+          "GP emulator of the log misfit (leave-one-out checked) and an SVD emulator of the summaries.",
+          reads=("emulator.training", "emulator.drop_worst", "emulator.n_restarts", "run.seed"),
+          needs=("screen", "optimize", "design"), writes=("misfit_emulator.nc", "misfit_loo.nc"),
+          expected_runs=lambda cfg: "0"),
+    Stage("posterior", run_posterior_stage,
+          "emcee on the emulated Gaussian likelihood, with refinement rounds that run the model at "
+          "posterior draws; saved as ArviZ InferenceData (posterior/posterior.nc).",
+          reads=_posterior_reads, needs=("screen", "design"), input_files=global_files,
+          writes=("posterior.nc", "diagnostics.nc", "chains/", "refinement.nc", "left_out.nc", "left_out/",
+                  "refine/", "output_emulator.nc", "training.nc",
+                  # posterior.method = "history_matching"
+                  "waves/", "mean_run/", "history_matching.nc", "chain.h5"),
+          keeps=(RunStore("left_out", reads=("model", "observations.variables", "parameters.candidates",
+                                             "posterior.left_out_runs", "run.seed"),
+                          needs=("screen",), input_files=model_files),),
+          expected_runs=_posterior_runs),
+    Stage("equifinality", run_equifinality,
+          "identifiability table, posterior correlations and PCA, distance-vs-score clouds and "
+          "k alternative parameter sets.",
+          reads=("equifinality", "emulator.training", "emulator.drop_worst", "run.seed"),
+          needs=("screen", "optimize", "design", "emulate", "posterior"), writes=("*.nc",),
+          expected_runs=lambda cfg: "0"),
+    Stage("propagate", run_propagate,
+          "posterior draws, defaults, optimum and alternatives through the model; GPP/NBP bands, "
+          "Table 3 budget, chi-squared against GCB 2024 NBP.",
+          reads=("model", "observations", "propagate", "optimize.misfit", "run.seed"),
+          needs=("screen", "optimize", "design", "posterior", "equifinality"), input_files=global_files,
+          writes=("outputs.nc", "bands.nc", "table3.nc", "table3.csv", "gcb_comparison.nc", "spread.nc",
+                  "scores.nc", "summary.json", "ensemble/"), expected_runs=_propagate_runs),
+    Stage("report", run_report, "figures (PNG) and report.html in the run directory.",
+          reads=("report",), needs=("screen", "optimize", "design", "emulate", "posterior", "equifinality",
+                                    "propagate"),
+          writes=("../figures/", "../report.html"), expected_runs=lambda cfg: "0"),
+))
+
+STAGES = GLOBAL.names
+STAGE_HELP = {s.name: s.help for s in GLOBAL.stages}

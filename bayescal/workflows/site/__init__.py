@@ -1,0 +1,1 @@
+"""The site (time-series) workflow: config checks, the configured model, context, stages, stage list."""

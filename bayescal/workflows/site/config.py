@@ -1,0 +1,278 @@
+"""Config of a site (time-series) calibration: which model, which observation files, which years.
+
+``[model] kind`` selects the route: ``"global"`` (the embedded global model; config.py checks it)
+or a site model -- ``"dalec"`` (embedded DALEC on a FLUXNET file's meteorology), ``"python"``
+(an entry point ``"package.module:Factory"`` returning the simulator contract of
+docs/own-model.md) or ``"external"`` (a program through :class:`~bayescal.models.external.ExternalModel`).
+Every file the config names is opened here, before any model run; errors name the key. DALEC's
+drivers are read here too (a gap, duplicated day or missing year, an unknown site without
+``model.latitude``, years outside the drivers: errors), and products are converted to DALEC's
+output units or refused (:func:`conform_units`). Validation years may not overlap calibration years.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+SITE_KINDS = ("dalec", "python", "external")
+PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
+                "units", "to_units", "name"}
+GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
+                "mask_variable", "footprint_deg", "name"}
+FORMATS = ("fluxnet", "csv")
+
+__all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
+           "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products",
+           "resolve_path"]
+
+
+def resolve_path(value: str, base: Path | None, key: str) -> str:
+    """A path from the config: ``bayescal:data/...`` is package data; relative paths are relative
+    to the config file's folder."""
+    from bayescal.workflows.config import ConfigError
+
+    if value.startswith("bayescal:"):
+        path = Path(str(resources.files("bayescal") / value.split(":", 1)[1]))
+    else:
+        path = Path(value)
+        if base is not None and not path.is_absolute():
+            path = base / path
+    if not path.is_file():
+        raise ConfigError(f"'{key}': file not found: {path}")
+    return str(path)
+
+
+def _years(cfg: dict, key: str) -> tuple[int, int]:
+    from bayescal.workflows.config import ConfigError
+
+    yrs = cfg["site"][key]
+    ok = isinstance(yrs, list) and len(yrs) == 2 and all(isinstance(y, int) for y in yrs)
+    if not ok or yrs[0] > yrs[1]:
+        raise ConfigError(f"'site.{key}' must be [first, last] years, got {yrs!r}")
+    return yrs[0], yrs[1]
+
+
+def model_output_units(cfg: dict) -> dict[str, str] | None:
+    """The units of the site model's outputs when known without running it (DALEC), else None."""
+    if cfg["model"]["kind"] == "dalec":
+        from bayescal.models.dalec import OUTPUT_UNITS
+
+        units = dict(OUTPUT_UNITS)
+        if cfg["model"]["dalec_type"] == "evergreen":
+            units.pop("clab", None)
+        return units
+    return None
+
+
+def output_units(ds) -> dict[str, str]:
+    """``{variable: units}`` of a model output Dataset's variables that carry a ``units`` attribute
+    (for :func:`conform_units` with ``strict=False`` after a run of a python or external model)."""
+    return {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
+
+
+def conform_units(products: list, units: dict[str, str], key_prefix: str = "observations.products",
+                  strict: bool = True) -> list:
+    """Each product in its model variable's units (``units``: variable -> the model output's
+    units): converted when the quantities match (dimensionally checked, in the variable's
+    context: bayescal.readers.units), else a ConfigError naming the key, file, variable and both
+    units. A variable the model does not give is an error too (``strict=False``: passed as it is,
+    for outputs whose units are not all known)."""
+    from bayescal.observations.products import Product
+    from bayescal.readers import UnitError, conversion_factor
+    from bayescal.workflows.config import ConfigError
+
+    out = []
+    for i, p in enumerate(products):
+        key, src = f"{key_prefix}[{i}]", p.data.attrs.get("source", "")
+        if p.variable not in units and not strict:
+            out.append(p)
+            continue
+        if p.variable not in units:
+            raise ConfigError(f"'{key}.variable': the model has no output {p.variable!r} (it gives "
+                              f"{sorted(units)}); file {src}")
+        want = units[p.variable]
+        try:
+            f = conversion_factor(p.units, want, p.variable)
+        except UnitError as err:
+            raise ConfigError(f"'{key}': {src}: the product's units do not match the model output "
+                              f"{p.variable!r} [{want}]: {err}") from None
+        if p.units == want:
+            out.append(p)
+            continue
+        data = (p.data * f).assign_attrs({**p.data.attrs, "units": want, "file_units": p.units})
+        sigma = None if p.sigma is None else (p.sigma * abs(f)).assign_attrs(units=want)
+        out.append(Product(p.name, p.variable, data, sigma, attrs=dict(p.attrs)))
+    return out
+
+
+def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
+    """Every product of ``observations.products`` read (file errors name the key), in the model
+    output's units where they are known (DALEC; :func:`conform_units`)."""
+    from bayescal.readers import ReaderError, read_csv_product, read_fluxnet_product
+    from bayescal.workflows.config import ConfigError
+
+    out = []
+    for i, spec in enumerate(cfg["observations"]["products"]):
+        key = f"{key_prefix}[{i}]"
+        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
+        try:
+            if spec["format"] == "fluxnet":
+                out.append(read_fluxnet_product(spec["file"], spec["variable"], key=key, **opts))
+            else:
+                out.append(read_csv_product(spec["file"], spec["variable"], key=key, **opts))
+        except ReaderError as err:
+            raise ConfigError(str(err)) from None
+        except TypeError as err:
+            raise ConfigError(f"'{key}': {err}") from None
+    units = model_output_units(cfg)
+    return out if units is None else conform_units(out, units, key_prefix)
+
+
+def read_drivers(cfg: dict):
+    """The DALEC drivers of ``model.drivers`` at ``model.latitude`` (default: the FLUXNET2015 site
+    table); a gap, duplicated day, missing year or unknown site is a ConfigError naming the key."""
+    from bayescal.readers import ReaderError, read_fluxnet_drivers
+    from bayescal.workflows.config import ConfigError
+
+    m = cfg["model"]
+    try:
+        return read_fluxnet_drivers(m["drivers"], lat=m.get("latitude"), key="model.drivers")
+    except ReaderError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
+                    formats: tuple[str, ...] = FORMATS) -> None:
+    from bayescal.workflows.config import ConfigError
+
+    prods = cfg["observations"]["products"]
+    if not prods:
+        raise ConfigError("'observations.products' must list at least one product (or set "
+                          "'observations.twin' = true)")
+    for i, spec in enumerate(prods):
+        key = f"observations.products[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"'{key}' must be a table")
+        unknown = sorted(set(spec) - keys)
+        if unknown:
+            raise ConfigError(f"'{key}': unknown keys {unknown}; known: {sorted(keys)}")
+        for req in ("variable", "format", "file"):
+            if req not in spec:
+                raise ConfigError(f"'{key}.{req}' is required")
+        if spec["format"] not in formats:
+            raise ConfigError(f"'{key}.format' must be one of {formats}, got {spec['format']!r}")
+        spec["file"] = resolve_path(spec["file"], base, f"{key}.file")
+
+
+def read_gridded_products(cfg: dict, cells, months) -> list:
+    """The CF-netCDF products of a global config on the model's cells and months (errors name the key)."""
+    from bayescal.models.landcarbon import OUTPUT_VARIABLES
+    from bayescal.readers import ReaderError, read_netcdf_product
+    from bayescal.workflows.config import ConfigError
+
+    out = []
+    for i, spec in enumerate(cfg["observations"]["products"]):
+        key = f"observations.products[{i}]"
+        if spec["variable"] not in OUTPUT_VARIABLES:
+            raise ConfigError(f"'{key}.variable': the embedded model has no variable {spec['variable']!r}")
+        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
+        try:
+            out.append(read_netcdf_product(spec["file"], spec["variable"], cells=cells, months=months,
+                                           units=OUTPUT_VARIABLES[spec["variable"]][0], key=key, **opts))
+        except ReaderError as err:
+            raise ConfigError(str(err)) from None
+    return out
+
+
+def check_gridded_products(cfg: dict, base: Path | None) -> None:
+    """``observations.twin = false`` with the global model: CF-netCDF products, read once here on the
+    configured grid and years (so a file problem stops the run before any model run)."""
+    import pandas as pd
+
+    from bayescal.models.drivers import make_grid
+    from bayescal.workflows.config import ConfigError
+
+    _check_products(cfg, base, GRIDDED_KEYS, ("netcdf",))
+    m, obs = cfg["model"], cfg["observations"]
+    products = read_gridded_products(cfg, make_grid(n_cells=m["n_cells"], seed=m["grid_seed"]),
+                                     pd.date_range(f"{m['start']}-01-01", f"{m['end']}-12-01", freq="MS"))
+    missing = sorted(set(obs["variables"]) - {p.variable for p in products})
+    if missing:
+        raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
+    if obs["truth"]:
+        raise ConfigError("'observations.truth' is for twins; real products have no truth")
+
+
+def check_site_config(cfg: dict, base: Path | None) -> None:
+    """Validate a site config in place (paths resolved); read every file once."""
+    from bayescal.workflows.config import ConfigError
+
+    m = cfg["model"]
+    if m["kind"] not in SITE_KINDS:
+        raise ConfigError(f"'model.kind' must be 'global' or one of {SITE_KINDS}, got {m['kind']!r}")
+    if m["kind"] == "dalec":
+        _choice(cfg, "model", "dalec_type", ("deciduous", "evergreen"))
+        if m["drivers"] is None:
+            raise ConfigError("'model.drivers' (a FLUXNET daily file) is required for model.kind = 'dalec'")
+        m["drivers"] = resolve_path(m["drivers"], base, "model.drivers")
+        lat = m["latitude"]
+        if lat is not None and not -90.0 <= lat <= 90.0:
+            raise ConfigError(f"'model.latitude' must be in [-90, 90] degrees north, got {lat}")
+    elif m.get("latitude") is not None:
+        raise ConfigError("'model.latitude' is for model.kind = 'dalec' (the site of its drivers)")
+    if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
+        raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
+    folders = [str(Path(f) if base is None else (base / f).resolve()) for f in m["python_path"] or []]
+    own = [str(base.resolve())] if base is not None else []
+    m["python_path"] = list(dict.fromkeys(folders + own))  # idempotent: a config validated twice
+    if m["kind"] == "external":
+        for k in ("command", "template", "output", "parameters_file"):
+            if not m[k]:
+                raise ConfigError(f"'model.{k}' is required for model.kind = 'external'")
+        m["template"] = resolve_path(m["template"], base, "model.template")
+    if m["parameters_file"] is not None:
+        m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
+    _check_products(cfg, base)
+    cal, val = _years(cfg, "calibration_years"), _years(cfg, "validation_years")
+    _choice(cfg, "site", "aggregate", ("daily", "weekly", "monthly", "annual"))
+    _choice(cfg, "site", "discrepancy", ("estimate", "none"))
+    _choice(cfg, "posterior", "route", ("direct", "emulator"))
+    if val[0] <= cal[1] and cal[0] <= val[1]:
+        raise ConfigError(f"'site.validation_years' {list(val)} overlap 'site.calibration_years' "
+                          f"{list(cal)}; validation years are held out: choose years outside the "
+                          "calibration years")
+    if m["kind"] == "dalec":
+        _check_drivers(cfg, cal, val)
+    products = read_products(cfg)
+
+    for i, p in enumerate(products):  # validation (prediction) years may have no observation
+        t = p.data["time"].dt.year.values[p.data.notnull().values]
+        if not ((t >= cal[0]) & (t <= cal[1])).any():
+            raise ConfigError(f"'site.calibration_years' {list(cal)}: product observations.products[{i}] "
+                              f"({p.name}) has no observed day in these years")
+
+
+def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> None:
+    """DALEC's drivers read now (not at stage start): every day once, the site's latitude, and
+    the calibration and validation years inside them."""
+    from bayescal.workflows.config import ConfigError
+
+    m = cfg["model"]
+    d = read_drivers(cfg)
+    years = d["time"].dt.year.values
+    first, last = int(years[0]), int(years[-1])
+    for (a, b), key in ((cal, "calibration_years"), (val, "validation_years")):
+        if a < first or b > last:
+            raise ConfigError(f"'site.{key}' {[a, b]} outside the drivers' years {first}-{last} "
+                              f"('model.drivers' {m['drivers']})")
+    if m["spinup_years"] < 1 or first + m["spinup_years"] - 1 > last:
+        raise ConfigError(f"'model.spinup_years' = {m['spinup_years']}: must be >= 1 and at most the "
+                          f"drivers' {last - first + 1} years")
+
+
+def _choice(cfg: dict, section: str, key: str, options: tuple[str, ...]) -> None:
+    from bayescal.workflows.config import ConfigError
+
+    if cfg[section][key] not in options:
+        raise ConfigError(f"'{section}.{key}' must be one of {options}, got {cfg[section][key]!r}")

@@ -1,0 +1,126 @@
+"""The site (time-series) route of ``bayescal run``: a site model against observation files.
+
+The context of the site workflow (declared in :mod:`.site_workflow`).
+Stages: ``optimize`` (maximum likelihood with the observation errors alone), ``posterior``
+(error model at that point, then emcee on the exact model -- ``posterior.route = "direct"`` --
+or on an SVD emulator of the series trained on a Latin hypercube through the runner's store --
+``"emulator"``), ``propagate`` (posterior draws, defaults and the optimum through the runner's
+store over the whole period; validation on the held-out years), ``report``. docs/site.md.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayescal.workflows.context import Pipeline
+
+from .config import conform_units, read_products
+from .model import check_model_run, check_years_covered, site_model
+
+__all__ = ["SitePipeline"]
+
+
+class SitePipeline(Pipeline):
+    """:class:`Pipeline` for site models, the context of the site workflow's stages
+    (:mod:`.site_workflow`, :mod:`.site_stages`): same engine, run directory and records."""
+
+    workflow_name = "site"
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = site_model(self.config, workdir=self.run_dir / "external")
+        return self._model
+
+    @cached_property
+    def calibration_model(self):
+        """The model over the calibration years only (DALEC: drivers cut after them; cheaper)."""
+        if self.config["model"]["kind"] != "dalec":
+            return self.model
+        from bayescal.models.dalec import DalecModel
+
+        m, last = self.model, self.years("calibration")[1]
+        return DalecModel(m.drivers.sel(time=slice(None, f"{last}-12-31")), m.kind, space=m.space,
+                          diurnal_range=m.diurnal_range, spinup_years=m.spinup_years,
+                          spinup_cycles=m.spinup_cycles)
+
+    def calibration_simulator(self, theta: np.ndarray) -> xr.Dataset:
+        self._count(np.atleast_2d(theta).shape[0])
+        return self.calibration_model(theta)
+
+    def years(self, which: str) -> tuple[int, int]:
+        yrs = self.config["site"][f"{which}_years"]
+        return int(yrs[0]), int(yrs[1])
+
+    def space(self):
+        free = self.config["parameters"]["free"]
+        return self.full_space.only(free) if free else self.full_space
+
+    def model_check(self, validation: bool = False, workdir: Path | None = None) -> dict[str, Any]:
+        """One run of the model at its defaults (contract, calibration years covered -- and the
+        validation years with ``validation=True``, as ``bayescal check`` and the propagate stage
+        ask --, seconds): :func:`.site_model.check_model_run`; the run is made once. ``workdir``:
+        an external program runs there, not in the run directory (``bayescal check`` writes none)."""
+        if workdir is not None and self._model is None:
+            self._model = site_model(self.config, workdir=Path(workdir))
+        if "model_check" not in self._cache:
+            self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
+        if validation:
+            check_years_covered(self._cache["model_check"]["time"], self.config, ("validation_years",))
+            self.products()  # each product in the model's output units, or a ConfigError naming both
+        return self._cache["model_check"]
+
+    def products(self) -> list:
+        """The observation products (real files, or the twin made from them), in the model's
+        output units (DALEC's are known; a python or external model's from its run at the defaults)."""
+        if "products" not in self._cache:
+            real = read_products(self.config)
+            if self.config["model"]["kind"] != "dalec":
+                real = conform_units(real, self.model_check()["units"], strict=False)
+            twin = self.config["observations"]["twin"]
+            self._cache["products"] = self._twin_products(real) if twin else real
+        return self._cache["products"]
+
+    def _twin_products(self, real: list) -> list:
+        """Products simulated at the truth with the real products' days, gaps and sigma (iid noise)."""
+        from bayescal.observations.products import Product
+
+        truth = self.model(self.truth_theta()[None])
+        if str(truth["status"].values[0]) != "done":
+            raise ValueError(f"the twin truth fails in the model: {truth['reason'].values[0]}")
+        rng = np.random.default_rng(self.config["observations"]["twin_seed"])
+        out = []
+        for p in real:
+            true = truth[p.variable].isel(member=0).reindex(time=p.data["time"].values)
+            noisy = true.values + rng.standard_normal(true.size) * p.sigma.values
+            data = p.data.copy(data=np.where(p.data.notnull().values, noisy, np.nan))
+            out.append(Product(p.name + "-twin", p.variable, data, p.sigma, attrs=dict(p.attrs)))
+        self._cache["truth_run"] = truth
+        return out
+
+    def truth_run(self) -> xr.Dataset:
+        """The twin's noise-free run at the truth (``observations.twin = true``)."""
+        self.products()
+        return self._cache["truth_run"]
+
+    def operator(self, which: str = "calibration", aggregate: str | None = None):
+        from bayescal.operators.timeseries import SeriesOperator
+
+        return SeriesOperator(self.products(), self._model_time(which), self.years(which),
+                              aggregate or self.config["site"]["aggregate"])
+
+    def _model_time(self, which: str = "calibration") -> np.ndarray:
+        """The model's daily time axis: DALEC's drivers, else the run at the defaults."""
+        if self.config["model"]["kind"] == "dalec":
+            model = self.calibration_model if which == "calibration" else self.model
+            return model.drivers["time"].values
+        return self.model_check()["time"]
+
+    def error_model(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "posterior" / "error_model.json").read_text())

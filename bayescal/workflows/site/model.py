@@ -1,0 +1,141 @@
+"""The configured site model: DALEC, a Python entry point or an external program.
+
+A ``python`` or ``external`` model is wrapped in :class:`~bayescal.models.contract.ConformingModel`,
+so every stage sees one output shape (docs/own-model.md). :func:`check_model_run` runs it once at
+its defaults -- ``bayescal check`` and the first stage do -- and names what breaks the contract
+before any calibration run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_python_path", "check_model_run", "check_years_covered", "site_model"]
+
+
+def add_python_path(m: dict) -> None:
+    """Put ``model.python_path`` (the config file's folder and any listed) in front of
+    ``sys.path``, as Python does for a script's folder: a module beside the config is found."""
+    for folder in reversed(list(m.get("python_path") or [])):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def _import_entry_point(m: dict) -> Any:
+    """``package.module:Factory``, searched in ``model.python_path`` (default: the config's
+    folder) before ``sys.path``; any failure of the import is a ConfigError naming the entry point."""
+    from bayescal.workflows.config import ConfigError
+
+    entry = m["entry_point"]
+    mod, _, attr = entry.partition(":")
+    add_python_path(m)
+    try:
+        return getattr(import_module(mod), attr)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"'model.entry_point' {entry!r}: {err} (searched the config file's folder, "
+                          "'model.python_path' and the installed packages)") from None
+    except AttributeError:
+        raise ConfigError(f"'model.entry_point' {entry!r}: module {mod!r} has no {attr!r}") from None
+    except Exception as err:  # noqa: BLE001 - the user's module failed on import: named, no traceback
+        raise ConfigError(f"'model.entry_point' {entry!r}: importing {mod!r} raised "
+                          f"{type(err).__name__}: {err}") from None
+
+
+def _python_model(m: dict, space: Any, needed: list[str]) -> Any:
+    from bayescal.models.contract import ConformingModel
+    from bayescal.workflows.config import ConfigError
+
+    factory = _import_entry_point(m)
+    try:
+        model = factory(**m["options"])
+    except Exception as err:  # noqa: BLE001 - unknown option or a failing constructor, named
+        raise ConfigError(f"'model.entry_point' {m['entry_point']!r} with 'model.options' {m['options']}: "
+                          f"{type(err).__name__}: {err}") from None
+    if not hasattr(model, "space") or not callable(model):
+        raise ConfigError(f"'model.entry_point' {m['entry_point']!r} must return a callable with a "
+                          "'space' (docs/own-model.md)")
+    if space is not None and list(space.all_labels) != list(model.space.all_labels):
+        theirs, ours = list(model.space.all_labels), list(space.all_labels)
+        raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: its values {ours[:6]}... must be "
+                          f"the model's own, in its order ({theirs[:6]}...): missing "
+                          f"{sorted(set(theirs) - set(ours))}, unknown {sorted(set(ours) - set(theirs))}")
+    return ConformingModel(model, variables=needed, space=space)
+
+
+def site_model(cfg: dict, workdir: Path | None = None) -> Any:
+    """The configured site simulator (it has a ``space`` and returns series on (member, time))."""
+    from bayescal.models.contract import ConformingModel
+    from bayescal.parameters import ParameterSpace
+
+    from .config import read_drivers
+
+    m = cfg["model"]
+    needed = sorted({p["variable"] for p in cfg["observations"]["products"]})
+    space = ParameterSpace.from_toml(m["parameters_file"]) if m["parameters_file"] else None
+    if m["kind"] == "dalec":
+        from bayescal.models.dalec import DalecModel
+
+        return DalecModel(read_drivers(cfg), m["dalec_type"], space=space, diurnal_range=m["diurnal_range"],
+                          spinup_years=m["spinup_years"], spinup_cycles=m["spinup_cycles"])
+    if m["kind"] == "python":
+        return _python_model(m, space, needed)
+    from bayescal.models.external import ExternalModel
+
+    ext = ExternalModel(command=list(m["command"]), template=m["template"], space=space,
+                        workdir=workdir or Path(cfg["run"]["output"]) / "external",
+                        output=m["output"], timeout=m["timeout"], variables=m["variables"])
+    return ConformingModel(ext, variables=needed)
+
+
+def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibration_years",
+                                                                       "validation_years")) -> dict[str, Any]:
+    """One run at the defaults: the contract, the ``site.<years>`` covered by the model's days,
+    and the time it took. ConfigError (naming what breaks) otherwise.
+
+    Returns ``{"seconds": float, "time": dates, "units": {variable: units}}``.
+    """
+    from bayescal.models.contract import ModelOutputError
+    from bayescal.workflows.config import ConfigError
+
+    default = np.asarray(model.space.all_default, dtype=float)[None]
+    t0 = time.perf_counter()
+    try:
+        ds = model(default)
+        seconds = time.perf_counter() - t0
+        if seconds < 2.0:  # a fast model: time it again, without its first call's compilation
+            t0 = time.perf_counter()
+            model(default)
+            seconds = min(seconds, time.perf_counter() - t0)
+    except ModelOutputError as err:
+        raise ConfigError(f"model ({cfg['model']['kind']}): {err}") from None
+    kind = cfg["model"]["kind"]
+    if str(ds["status"].values[0]) != "done":
+        raise ConfigError(f"model ({kind}) fails at its defaults: {ds['reason'].values[0]}")
+    if "time" not in ds.coords:
+        raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
+    check_years_covered(ds["time"].values, cfg, years)
+    units = {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
+    return {"seconds": seconds, "time": ds["time"].values, "units": units}
+
+
+def check_years_covered(time: np.ndarray, cfg: dict, years: tuple[str, ...]) -> None:
+    """ConfigError unless the model's days ``time`` cover every day of each ``site.<years>``."""
+    import pandas as pd
+
+    from bayescal.workflows.config import ConfigError
+
+    days = pd.DatetimeIndex(time)
+    for key in years:
+        a, b = (int(y) for y in cfg["site"][key])
+        want = pd.date_range(f"{a}-01-01", f"{b}-12-31", freq="D")
+        have = want.isin(days)
+        if not have.all():
+            raise ConfigError(f"'site.{key}' {[a, b]}: the model's output covers {int(have.sum())} of their "
+                              f"{want.size} days (first missing {want[~have][0].date()}; the model gives "
+                              f"{days[0].date()} to {days[-1].date()})")

@@ -1,0 +1,119 @@
+"""The site route as a declared stage list (``model.kind`` = dalec, python or external).
+
+What each stage of :mod:`.site_stages` reads of the config, directly or through the
+:class:`~.site.SitePipeline` context: ``model`` (the site model and its files), ``observations``
+(the product files, or the twin made from them), ``parameters.free`` (the calibrated values), the
+years and error-model choices of ``[site]``, ``run.seed`` wherever it draws random numbers.
+The emulator route's design runs (``optimize/design/``) depend on the model, the calibrated
+values, ``design.n_runs`` and the seed only: they are kept when anything else makes the optimize
+stage rerun, and no ``posterior`` key reaches them but the route itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bayescal.workflow import RunStore, Stage, Workflow
+
+from .model import add_python_path
+from .stages import run_site_optimize, run_site_posterior, run_site_propagate, run_site_report
+
+__all__ = ["SITE", "site_files"]
+
+Config = Mapping[str, Any]
+
+
+def _entry_point_file(cfg: Config) -> list[str]:
+    """The source file of a ``python`` model's entry point (its code is an input too)."""
+    m = cfg["model"]
+    if m["kind"] != "python" or not m.get("entry_point"):
+        return []
+    add_python_path(m)
+    try:
+        spec = importlib.util.find_spec(m["entry_point"].partition(":")[0])
+    except (ImportError, ValueError):
+        return []
+    return [spec.origin] if spec is not None and spec.origin else []
+
+
+def model_files(cfg: Config) -> list[str]:
+    """The site model's files: drivers, template, parameters file, a python entry point's source."""
+    m = cfg["model"]
+    return [m[k] for k in ("drivers", "template", "parameters_file") if m.get(k)] + _entry_point_file(cfg)
+
+
+def site_files(cfg: Config) -> list[str]:
+    """The model's files and the observation products' files (read even for a twin: its days)."""
+    return model_files(cfg) + [p["file"] for p in cfg["observations"]["products"]]
+
+
+_SERIES = ("model", "observations", "parameters.free", "site.calibration_years", "site.aggregate")
+
+
+def _optimize_reads(cfg: Config) -> Sequence[str]:
+    keys = [*_SERIES, "site.ml_evaluations", "posterior.route", "run.seed"]
+    if cfg["posterior"]["route"] == "emulator":
+        keys += ["design.n_runs", "emulator.variance_threshold"]
+    return keys
+
+
+def _optimize_runs(cfg: Config) -> str:
+    n = cfg["site"]["ml_evaluations"]
+    if cfg["posterior"]["route"] == "emulator":
+        return f"{cfg['design']['n_runs']} (design; the search runs the emulator)"
+    return f"<= {n}"
+
+
+def _posterior_runs(cfg: Config) -> str:
+    c = cfg["posterior"]
+    if c["route"] == "emulator":
+        return "0 (emulator)"
+    walkers = c["n_walkers"] or "max(2 d + 2, 32)"
+    return f"{walkers} walkers x {c['n_steps']}..{c['max_steps']} steps"
+
+
+#: the emulator route's design runs: the calibration-years model at a Latin hypercube
+DESIGN_STORE = RunStore("design", reads=("model", "observations.products[].variable", "parameters.free",
+                                         "site.calibration_years", "design.n_runs", "run.seed"),
+                        input_files=model_files)
+
+#: the model run at the optimum that the error model is estimated from: kept unless it changes
+OPTIMUM_STORE = RunStore("optimum_run", reads=("model", "observations.products[].variable", "parameters.free",
+                                               "site.calibration_years"),
+                         needs=("optimize",), input_files=model_files)
+
+#: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
+_CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_steps", "posterior.max_steps",
+          "posterior.n_walkers", "posterior.route", "run.seed")
+#: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes
+CHAIN_STORE = RunStore("chain.h5", reads=_CHAIN, needs=("optimize",), input_files=site_files)
+
+SITE = Workflow("site", description="a site model against observation files (model.kind = dalec, python, "
+                "external; docs/site.md)", stages=(
+    Stage("optimize", run_site_optimize,
+          "maximum likelihood (CMA-ES) against the calibration years with the observation errors alone "
+          "(route = emulator: first the design runs and the SVD emulator of the series).",
+          reads=_optimize_reads, input_files=site_files, keeps=(DESIGN_STORE,),
+          writes=("selected.json", "history.nc", "design/", "output_emulator.nc"),
+          expected_runs=_optimize_runs),
+    Stage("posterior", run_site_posterior,
+          "error model (discrepancy, AR(1)) at the maximum, then emcee on the exact model "
+          "(route = direct) or on an SVD emulator of the series (route = emulator); ArviZ InferenceData.",
+          reads=(*_CHAIN, "propagate.n_draws"),  # the draws kept: enough for propagate's
+          needs=("optimize",), input_files=site_files, keeps=(OPTIMUM_STORE, CHAIN_STORE),
+          writes=("error_model.json", "optimum_run/", "chain.h5", "posterior.nc", "diagnostics.nc"),
+          expected_runs=_posterior_runs),
+    Stage("propagate", run_site_propagate,
+          "posterior draws, defaults and the optimum over the whole period through the runner's "
+          "store; posterior-predictive bands and REFLEX metrics on the validation years.",
+          reads=("model", "observations", "parameters.free", "site.validation_years", "propagate.n_draws",
+                 "run.seed"),
+          needs=("optimize", "posterior"), input_files=site_files,
+          writes=("ensemble/", "bands.nc", "summary.json"),
+          expected_runs=lambda cfg: str(cfg["propagate"]["n_draws"] + 2)),
+    Stage("report", run_site_report, "figures (PNG) and report.html with the validation panel.",
+          reads=("report",), needs=("optimize", "posterior", "propagate"),
+          writes=("../figures/", "../report.html"), expected_runs=lambda cfg: "0"),
+))

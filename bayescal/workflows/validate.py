@@ -1,0 +1,123 @@
+"""Loading and validating a config: the schema's checks (:mod:`.config`) and the site route's
+(:mod:`.site_config`), which both sit below this module -- so neither imports the other back."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    SCHEMA,
+    ConfigError,
+    check_executor,
+    check_labels,
+    check_model,
+    check_observations,
+    check_output,
+    check_ranges,
+    check_walkers,
+    typed_with_defaults,
+)
+from .site.config import check_gridded_products, check_site_config
+from .site.model import site_model
+
+__all__ = ["load_config", "model_space", "validate_config"]
+
+
+def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+    """Check a config against :data:`SCHEMA` and fill in defaults.
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed TOML.
+    base : Path, optional
+        The config file's folder: relative paths (data files, ``run.output``) are relative to it.
+
+    Returns
+    -------
+    dict
+        The validated config (defaults filled in, paths resolved).
+
+    Raises
+    ------
+    ConfigError
+        Naming the key: unknown sections or keys, wrong types, missing files, out-of-range values,
+        unknown parameter names.
+    """
+    cfg = typed_with_defaults(raw)
+    check_executor(cfg)
+    check_output(cfg, base)
+    if cfg["model"]["kind"] != "global":
+        # a site model fits the files it is given; a twin only when asked for
+        cfg["observations"]["twin"] = bool(raw.get("observations", {}).get("twin", False))
+        check_ranges(cfg)
+        check_site_config(cfg, base)
+        check_labels(cfg, model_space(cfg))
+        return cfg
+    defaults = {k: d for k, (_, d) in SCHEMA["site"].items()}
+    if any(cfg["site"][k] != defaults[k] for k in defaults):
+        raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
+    check_model(cfg, base)
+    check_ranges(cfg)
+    if not cfg["observations"]["twin"]:
+        check_gridded_products(cfg, base)
+    check_observations(cfg)
+    space = _check_parameters(cfg)
+    check_walkers(cfg, space)
+    return cfg
+
+
+def _check_parameters(cfg: dict):
+    """The parameter space (the user's file, named if it is broken) and every label the config names."""
+    m = cfg["model"]
+    try:
+        space = model_space(cfg)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
+        raise ConfigError(
+            f"'model.parameters_file' {m['parameters_file']}: {type(err).__name__}: {err}"
+        ) from None
+    check_labels(cfg, space)
+    if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
+        raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
+    return space
+
+
+def model_space(cfg: dict):
+    """The parameter space of the configured model (the built-in one or ``model.parameters_file``)."""
+    from ..models.dalec import dalec_parameter_space
+    from ..models.landcarbon import default_parameter_space
+    from ..parameters import ParameterSpace
+
+    m = cfg["model"]
+    if m["parameters_file"]:
+        return ParameterSpace.from_toml(m["parameters_file"])
+    if m["kind"] == "dalec":
+        return dalec_parameter_space(m["dalec_type"])
+    if m["kind"] == "python":
+        return site_model(cfg).space
+    return default_parameter_space()
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a TOML config (errors name the file and the key)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config path {path} is not a file (a directory?); give the TOML file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files are UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    try:
+        return validate_config(raw, base=path.parent)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
