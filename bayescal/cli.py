@@ -19,10 +19,10 @@ from bayescal.workflow import check_run_dir
 from bayescal.workflow.rundir import RunDirError, RunDirRefused, damaged_files
 from bayescal.workflows import (
     ConfigError,
-    PipelineError,
+    StageError,
     all_stage_help,
     load_config,
-    make_pipeline,
+    make_context,
     workflow_for,
 )
 
@@ -95,7 +95,7 @@ def _check(args: argparse.Namespace) -> int:
     the years it covers, its time); print the workflow, each stage (what it does, whether it would
     be reused or rerun in the run directory, its model runs and a rough time on this machine)."""
     cfg = load_config(args.config)
-    pipe = make_pipeline(cfg, args.run_dir, progress=False)
+    pipe = make_context(cfg, args.run_dir, progress=False)
     state = check_run_dir(pipe.run_dir)
     per_run = None
     if not args.no_model_run:
@@ -127,7 +127,7 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     text = Path(args.config).read_text()
-    pipe = make_pipeline(cfg, args.run_dir, progress=not args.quiet, config_text=text)
+    pipe = make_context(cfg, args.run_dir, progress=not args.quiet, config_text=text)
     names = pipe.stage_names
     if args.until is not None and args.until not in names:
         raise ConfigError(f"--until {args.until}: the {pipe.workflow.name} workflow's stages are "
@@ -148,17 +148,17 @@ def _report(args: argparse.Namespace) -> int:
 
     rd = RunDir(args.run_dir)
     if not rd.config_json.exists():
-        raise PipelineError(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
+        raise StageError(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
                             "'bayescal run' wrote")
     bad = damaged_files(rd.path, recursive=True)
     if bad:
         lines = "\n".join(f"  {p.relative_to(rd.path)}: {why}" for p, why in bad[:10])
-        raise PipelineError(f"{rd.path}: {len(bad)} file(s) cannot be read:\n{lines}\n'bayescal run' "
+        raise StageError(f"{rd.path}: {len(bad)} file(s) cannot be read:\n{lines}\n'bayescal run' "
                             "with the same config sets them aside and reruns their stages")
     needed = [s for s in workflow_for(rd.config()).names if s != "report"]
     missing = [s for s in needed if not rd.stage_json(s).exists()]
     if missing:
-        raise PipelineError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
+        raise StageError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
     print(f"report: {write_report(rd)}")
     return 0
 
@@ -167,7 +167,7 @@ _ERRORS: tuple[tuple[type[Exception], str, int], ...] = (
     (ModelOutputError, "model output error (docs/own-model.md): ", 2),
     (ConfigError, "configuration error: ", 2),
     (RunDirRefused, "run directory refused: ", 2),
-    (PipelineError, "", 1),
+    (StageError, "", 1),
     (RunDirError, "", 1),
 )
 

@@ -33,10 +33,10 @@ Z90 = 1.6448536
 
 
 def _run(config: Path, run_dir: Path) -> float:
-    from bayescal.workflows import make_pipeline
+    from bayescal.workflows import make_context
     from bayescal.workflows.validate import load_config
 
-    pipe = make_pipeline(load_config(config), run_dir, progress=True, config_text=config.read_text())
+    pipe = make_context(load_config(config), run_dir, progress=True, config_text=config.read_text())
     t0 = time.perf_counter()
     pipe.run()
     print("\n" + pipe.summary())
@@ -47,13 +47,13 @@ def _model_predictive(config: Path, run_dir: Path, sigma: np.ndarray) -> np.ndar
     """90 % interval of each summary over the propagate stage's posterior draws, in sigma units of
     the observational 90 % interval (model runs, not the emulator)."""
     from bayescal.run.ensemble import EnsembleStore
-    from bayescal.workflows import make_pipeline
+    from bayescal.workflows import make_context
     from bayescal.workflows.validate import load_config
 
     store = run_dir / "propagate" / "ensemble"
     if not store.exists():
         return None
-    pipe = make_pipeline(load_config(config), run_dir, progress=False)
+    pipe = make_context(load_config(config), run_dir, progress=False)
     ens = EnsembleStore(store).load()
     sets = xr.open_dataset(run_dir / "propagate" / "outputs.nc")["set"].values  # the store's member order
     pick = np.flatnonzero((sets == "posterior") & (ens["status"].values == "done"))

@@ -4,11 +4,14 @@ import importlib
 import inspect
 from pathlib import Path
 
-MODULES = ["parameters", "models", "models.climate", "models.land_use", "models.external", "gcb",
-           "observations", "scores", "design", "eof",
-           "models.dalec", "readers", "timeseries", "site",
-           "ensemble", "sensitivity", "oat", "emulators", "posterior", "refinement", "equifinality",
-           "optimize", "propagate", "summaries", "pipeline", "rundir", "report"]
+MODULES = ["parameters", "parameters.design",
+           "observations.products", "observations.gcb", "readers",
+           "models", "models.climate", "models.land_use", "models.external", "models.dalec", "models.contract",
+           "run.ensemble", "run.cluster",
+           "operators.summaries", "operators.timeseries", "operators.eof", "operators.scores",
+           "emulators", "posterior", "posterior.refinement", "posterior.site_calibration", "optimize",
+           "analysis.sensitivity", "analysis.oat", "analysis.equifinality", "analysis.propagate",
+           "workflow", "workflow.rundir", "workflows", "report"]
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 from bayescal.readers import write_gridded_products
-from bayescal.workflows import load_config, make_pipeline
+from bayescal.workflows import load_config, make_context
 
 
 def main(config: str, out: str) -> None:
     cfg = load_config(config)
-    pipe = make_pipeline(cfg, Path(out) / "twin_run", progress=False)
+    pipe = make_context(cfg, Path(out) / "twin_run", progress=False)
     obs, truth = pipe.twin()  # the twin products (and the truth run) of this config
     for path in write_gridded_products(obs, truth, out, resolution=0.5):
         print(path)

@@ -37,18 +37,23 @@ def test_eofs_recover_planted_modes_and_project_observations():
     np.testing.assert_allclose(cost, [0.1 * (0.2 / 2.0) ** 2, 0.9 * (0.1 / 0.5) ** 2], rtol=1e-14)
 
 
-def test_network_gradients_are_exact():
-    net = DagonNetwork(hidden=(5, 4), alpha=1e-2)
+@pytest.mark.parametrize(("hidden", "activation"), [((5, 4), "relu-tanh"), ((5, 4, 3), "relu-tanh"),
+                                                   ((5, 4), "relu"), ((5, 4, 3), "relu"), ((4,), "tanh")])
+def test_network_gradients_are_exact(hidden, activation):
+    net = DagonNetwork(hidden=hidden, alpha=1e-2, activation=activation)
     rng = np.random.default_rng(1)
     X, Y = rng.uniform(size=(7, 3)), rng.standard_normal((7, 2))
-    w = {"W1": rng.standard_normal((3, 5)), "b1": rng.standard_normal(5), "W2": rng.standard_normal((5, 4)),
-         "b2": rng.standard_normal(4), "W3": rng.standard_normal((4, 2)), "b3": rng.standard_normal(2)}
+    widths = [3, *hidden, 2]
+    w = {}
+    for i in range(1, len(widths)):
+        w[f"W{i}"], w[f"b{i}"] = rng.standard_normal(widths[i - 1: i + 1]), rng.standard_normal(widths[i])
 
     def objective(w):
-        pen = net.alpha / 7 * sum((w[k] ** 2).sum() for k in ("W1", "W2", "W3"))
+        pen = net.alpha / 7 * sum((w[k] ** 2).sum() for k in w if k.startswith("W"))
         return net._loss(w, X, Y) + pen
 
     grads = net._gradients(w, X, Y, 7)
+    assert sorted(grads) == sorted(w)
     for name, g in grads.items():
         num = np.zeros_like(g)
         for idx in np.ndindex(g.shape):
@@ -57,6 +62,22 @@ def test_network_gradients_are_exact():
                 wp[name][idx] += sign * 1e-6
                 num[idx] += sign * objective(wp) / 2e-6
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+def test_adam_steps_follow_kingma_and_ba():
+    """Two Adam steps by hand (Algorithm 1 with bias correction): the first moves each weight by
+    about the learning rate against its gradient's sign."""
+    from bayescal.emulators.nn import adam_step
+
+    w0 = np.array([1.0, -2.0, 0.5])
+    g1, g2 = np.array([0.3, -4.0, 1e-3]), np.array([-0.1, -2.0, 2e-3])
+    w, state = {"W1": w0.copy()}, {}
+    adam_step(w, {"W1": g1}, state, 0.01)
+    np.testing.assert_allclose(w["W1"], w0 - 0.01 * g1 / (np.abs(g1) + 1e-7), rtol=1e-12)
+    adam_step(w, {"W1": g2}, state, 0.01)
+    m, v = 0.9 * 0.1 * g1 + 0.1 * g2, 0.999 * 0.001 * g1**2 + 0.001 * g2**2
+    step2 = 0.01 * (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-7)
+    np.testing.assert_allclose(w["W1"], w0 - 0.01 * g1 / (np.abs(g1) + 1e-7) - step2, rtol=1e-12)
 
 
 def test_network_learns_a_nonlinear_response_and_round_trips(tmp_path):
@@ -84,7 +105,7 @@ def test_dagon_workflow_end_to_end(tmp_path):
 
     import xarray as xr
 
-    from bayescal.workflows import make_pipeline, validate_config
+    from bayescal.workflows import make_context, validate_config
 
     cfg = validate_config({
         "run": {"output": str(tmp_path / "run"), "seed": 3, "workflow": "dagon"},
@@ -97,7 +118,7 @@ def test_dagon_workflow_end_to_end(tmp_path):
         "emulator_screen": {"n_points": 20000, "keep": 50, "refine_rounds": 1},
         "propagate": {"table_years": [2000, 2004]},
     })
-    pipe = make_pipeline(cfg, progress=False)
+    pipe = make_context(cfg, progress=False)
     pipe.run(pipe.stage_names)
     run = tmp_path / "run"
     rank = xr.load_dataset(run / "oat" / "ranking.nc")

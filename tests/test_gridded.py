@@ -10,7 +10,7 @@ import xarray as xr
 
 from bayescal.cli import main
 from bayescal.readers import ReaderError, read_netcdf_product, write_gridded_products
-from bayescal.workflows import ConfigError, load_config, make_pipeline
+from bayescal.workflows import ConfigError, load_config, make_context
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
 
@@ -33,7 +33,7 @@ def _files_config(tmp_path, products_dir, extra_obs=""):
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cf")
-    twin = make_pipeline(load_config(TINY), tmp / "twin_run", progress=False)
+    twin = make_context(load_config(TINY), tmp / "twin_run", progress=False)
     obs, truth = twin.twin()
     # 2 degree boxes: each of the 20 cells in a box of its own (else write_gridded_products refuses)
     write_gridded_products(obs, truth, tmp / "products", resolution=2.0)
@@ -42,7 +42,7 @@ def written(tmp_path_factory):
 
 def test_file_route_reproduces_the_twin_summaries(written, tmp_path):
     twin, tmp = written
-    files = make_pipeline(load_config(_files_config(tmp_path, tmp / "products")), tmp_path / "run",
+    files = make_context(load_config(_files_config(tmp_path, tmp / "products")), tmp_path / "run",
                           progress=False)
     y_twin, s_twin = twin.observed()
     y_file, s_file = files.observed()

@@ -184,7 +184,7 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
     import arviz as az
 
     from bayescal.posterior import get_group, group_names, load_inference_data
-    from bayescal.workflows import make_pipeline, validate_config
+    from bayescal.workflows import make_context, validate_config
 
     truth = {"vmax[GRASS-C3]": 0.6, "vmax[NDL-EVG]": 0.35, "kn[BDL-EVG]": 0.45, "gamma_w": 0.55}
     cfg = validate_config({
@@ -198,7 +198,7 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
                       "n_steps": 300, "max_steps": 600},
         "propagate": {"table_years": [2002, 2006]},
     })
-    pipe = make_pipeline(cfg, progress=False)
+    pipe = make_context(cfg, progress=False)
     pipe.run(("screen", "optimize", "design", "emulate", "posterior"))
     out = tmp_path / "run" / "posterior"
     idata = load_inference_data(out / "posterior.nc")

@@ -188,9 +188,9 @@ def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
     text = cfg.read_text().replace('entry_point = "mymodel:Model"',
                                    'entry_point = "mymodel:Model"\nparameters_file = "space.toml"')
     cfg.write_text(text)
-    from bayescal.workflows import load_config, make_pipeline
+    from bayescal.workflows import load_config, make_context
 
-    pipe = make_pipeline(load_config(cfg))
+    pipe = make_context(load_config(cfg))
     assert pipe.full_space.upper.tolist() == [3.0, 1.0]
     (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 1.0\nupper = 3.0\n'
                                          '[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n')

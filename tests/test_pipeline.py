@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 
 from bayescal.cli import main
-from bayescal.workflows import STAGES, ConfigError, Pipeline, load_config, validate_config
+from bayescal.workflows import STAGES, ConfigError, GlobalContext, load_config, validate_config
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
 ROOT = Path(__file__).parents[1]
@@ -198,7 +198,14 @@ def test_tiny_config_end_to_end(tiny_run):
     pc = json.loads((run_dir / "propagate" / "summary.json").read_text())["parameter_coverage"]
     assert pc["truth_moved_left_out"] == []
     assert pc["fraction_inside_90"] == 1.0, pc["outside_90"]
+    # the prior predictive ran beside the posterior draws; the data narrow the GPP band
+    widths = json.loads((run_dir / "propagate" / "summary.json").read_text())["band_widths"]
+    prior = xr.load_dataset(run_dir / "propagate" / "outputs.nc")
+    prior = prior.isel(member=np.flatnonzero(prior["set"].values == "prior"))
+    assert prior.sizes["member"] == 20 and prior["u"].std("member").min() > 0.15  # uniform draws
+    assert widths["gpp_global"]["ratio"] < 0.8, widths
     page = (run_dir / "report.html").read_text()
+    assert "posterior of prior predictive" in page
     assert "twin truth inside the 90 % posterior interval: 4 of 4" in page
     assert "Seiler's alternative sets" in page  # Seiler's equifinality procedure beside the posterior's
     assert (run_dir / "equifinality" / "alternatives_seiler.nc").exists()
@@ -238,12 +245,12 @@ def test_emulator_training_on_optimiser_runs_less_the_worst(tiny_run):
     m_h = h["misfit"].values[good][first]
     cfg = load_config(TINY)
     cfg["emulator"] |= {"training": "optimize", "drop_worst": 0.25}
-    u, logm = _misfit_training(Pipeline(cfg, run_dir, progress=False))
+    u, logm = _misfit_training(GlobalContext(cfg, run_dir, progress=False))
     assert len(u) == int(np.ceil(0.75 * len(u_h)))
     np.testing.assert_allclose(np.sort(logm), np.log(np.sort(m_h)[: len(u)]), rtol=1e-14)
     assert all((row == u_h).all(axis=1).any() for row in u)  # only optimiser runs
     cfg["emulator"] |= {"training": "all", "drop_worst": 0.0}
-    u_all, _ = _misfit_training(Pipeline(cfg, run_dir, progress=False))
+    u_all, _ = _misfit_training(GlobalContext(cfg, run_dir, progress=False))
     n_design = int((xr.load_dataset(run_dir / "design" / "training.nc")["status"] == "done").sum())
     assert len(u_h) < len(u_all) <= len(u_h) + n_design
     # Seiler's five alternatives went through the model in propagate
@@ -255,7 +262,7 @@ def test_emulator_training_on_optimiser_runs_less_the_worst(tiny_run):
 def test_bands_contain_truth_and_table3_differences(tiny_run):
     run_dir, _, _ = tiny_run
     cfg = load_config(TINY)
-    pipe = Pipeline(cfg, run_dir, progress=False)
+    pipe = GlobalContext(cfg, run_dir, progress=False)
     _, truth = pipe.twin()
     bands = xr.load_dataset(run_dir / "propagate" / "bands.nc")
     for v in ("gpp_global", "nbp_global"):
@@ -285,10 +292,10 @@ def test_rerun_reuses_and_changed_input_reruns_from_there(tiny_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     cfg = load_config(TINY)
-    recs = Pipeline(cfg, copy, progress=False).run(STAGES[:-1])
+    recs = GlobalContext(cfg, copy, progress=False).run(STAGES[:-1])
     assert [r.status for r in recs] == ["reused"] * (len(STAGES) - 1)
     cfg["propagate"]["n_draws"] = 12
-    recs = Pipeline(cfg, copy, progress=False).run(STAGES[:-1])
+    recs = GlobalContext(cfg, copy, progress=False).run(STAGES[:-1])
     status = {r.name: r.status for r in recs}
     assert [status[s] for s in STAGES[:6]] == ["reused"] * 6
     assert status["propagate"] == "ran"
@@ -479,7 +486,7 @@ def test_dask_cluster_runs_the_same_members(tiny_run, tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster:
         cfg["run"]["scheduler"] = cluster.scheduler_address
-        pipe = Pipeline(cfg, tmp_path / "dask", progress=False)
+        pipe = GlobalContext(cfg, tmp_path / "dask", progress=False)
         recs = {r.name: r for r in pipe.run(("screen", "optimize", "design"))}
         pipe.close()
     ours = xr.load_dataset(tmp_path / "dask" / "design" / "training.nc")

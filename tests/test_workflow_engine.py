@@ -19,7 +19,7 @@ from bayescal.cli import main
 from bayescal.testing import write_toy_site_csv
 from bayescal.workflow import Stage, Workflow, WorkflowError
 from bayescal.workflow.rundir import MARKER, RunDir, RunDirRefused
-from bayescal.workflows import ConfigError, load_config, make_pipeline, validate_config
+from bayescal.workflows import ConfigError, load_config, make_context, validate_config
 
 #: keys that change how runs are made, not what they are: no stage declares them
 HOW = {"design.batch_size", "run.workers", "run.scheduler", "run.slurm"}
@@ -106,7 +106,7 @@ def _rerun(cfg: dict, run_dir: Path, stages, change=None, **kw) -> dict:
     cfg = json.loads(json.dumps(cfg))
     if change:
         change(cfg)
-    pipe = make_pipeline(cfg, run_dir, progress=False, **kw)
+    pipe = make_context(cfg, run_dir, progress=False, **kw)
     return {r.name: (r.status, r.runs) for r in pipe.run(stages)}
 
 
@@ -114,7 +114,7 @@ def _planned(cfg: dict, run_dir: Path, change) -> set[str]:
     """The stages ``bayescal check`` says a change would rerun (of those that ran in ``run_dir``)."""
     cfg = json.loads(json.dumps(cfg))
     change(cfg)
-    plan = make_pipeline(cfg, run_dir, progress=False).plan()
+    plan = make_context(cfg, run_dir, progress=False).plan()
     return {p.name for p in plan if p.status != "reuse" and (run_dir / p.name / "stage.json").exists()}
 
 
@@ -146,8 +146,8 @@ def global_run(tmp_path_factory):
         "propagate": {"n_draws": 2, "table_years": [2000, 2003]},
     })
     seen: dict = {}
-    pipe = make_pipeline(cfg, progress=False)
-    pipe = make_pipeline(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
+    pipe = make_context(cfg, progress=False)
+    pipe = make_context(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
     recs = pipe.run(GLOBAL_STAGES)
     assert [r.status for r in recs] == ["ran"] * len(GLOBAL_STAGES)
     return cfg, run, seen, pipe
@@ -265,8 +265,8 @@ def site_run(tmp_path_factory):
     cfg = load_config(_site_config(folder, route="emulator"))
     assert cfg["run"]["output"] == str(folder / "run")  # relative to the config file's folder
     seen: dict = {}
-    pipe = make_pipeline(cfg, progress=False)
-    pipe = make_pipeline(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
+    pipe = make_context(cfg, progress=False)
+    pipe = make_context(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
     recs = pipe.run(SITE_STAGES)
     assert [r.status for r in recs] == ["ran"] * 3 and recs[0].runs >= 10
     return cfg, Path(cfg["run"]["output"]), seen, pipe
@@ -371,8 +371,8 @@ def dagon_run(tmp_path_factory):
         "propagate": {"table_years": [2000, 2002]},
     })
     seen: dict = {}
-    pipe = make_pipeline(cfg, progress=False)
-    pipe = make_pipeline(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
+    pipe = make_context(cfg, progress=False)
+    pipe = make_context(cfg, progress=False, workflow=_audited(pipe.workflow, seen))
     recs = pipe.run(DAGON_STAGES)
     assert [r.status for r in recs] == ["ran"] * 4 and recs[0].runs == 7
     return cfg, run, seen, pipe
@@ -417,7 +417,7 @@ def test_output_at_a_users_folder_is_refused_and_nothing_is_deleted(tmp_path, ca
     assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
     assert not (project / MARKER).exists()
     with pytest.raises(RunDirRefused, match="not empty"):
-        make_pipeline(load_config(cfg), progress=False).run()
+        make_context(load_config(cfg), progress=False).run()
     assert main(["check", str(cfg)]) == 2
 
 

@@ -24,6 +24,7 @@ from ..run.ensemble import EnsembleStore, run_ensemble
 __all__ = [
     "table3_frame",
     "BUDGET_VARIABLES",
+    "band_widths",
     "bands",
     "budget_table",
     "coverage",
@@ -127,6 +128,22 @@ def bands(
     return xr.Dataset(out, attrs={"n_draws": int(_draws(ens, variables[0], name).sizes["member"])})
 
 
+def band_widths(posterior: xr.Dataset, prior: xr.Dataset, lower: float = 0.05,
+                upper: float = 0.95) -> dict[str, dict[str, float | str]]:
+    """Median over years of each variable's band width (``upper`` minus ``lower`` quantile), for
+    the posterior and the prior predictive bands (:func:`bands` of each set), and their ratio:
+    how much of the prior's spread of the carbon budget the data remove.
+    """
+    out: dict[str, dict[str, float | str]] = {}
+    for v in posterior.data_vars:
+        widths = [float((b[v].sel(quantile=upper) - b[v].sel(quantile=lower)).median())
+                  for b in (posterior, prior)]
+        out[str(v)] = {"posterior": widths[0], "prior": widths[1],
+                       "ratio": widths[0] / widths[1] if widths[1] > 0 else float("nan"),
+                       "units": str(posterior[v].attrs.get("units", ""))}
+    return out
+
+
 def coverage(band: xr.DataArray, reference: xr.DataArray, lower: float = 0.05, upper: float = 0.95) -> float:
     """Fraction of the shared years in which ``reference`` lies within the band's quantiles."""
     lo, hi, ref = xr.align(band.sel(quantile=lower), band.sel(quantile=upper), reference, join="inner")
@@ -156,7 +173,7 @@ def budget_table(
     rows, values = [], []
     for name in dict.fromkeys(ens["set"].values.tolist()):
         members = np.flatnonzero((ens["set"] == name).values)
-        if name == "posterior":
+        if name in ("posterior", "prior"):  # draws: the posterior's mean is its own row
             continue
         for k, m in enumerate(members):
             rows.append(name if members.size == 1 else f"{name} {k + 1}")

@@ -1,7 +1,8 @@
 """The figures of a calibration: each takes xarray objects and returns a matplotlib Figure (or Axes).
 
-Seiler's figures (convergence, LOO, distance clouds, bands against GCB 2024, bias change),
-posterior against prior, PCA scree, and the sensitivity rankings and heat maps. Kept apart from
+Seiler's figures (convergence, LOO, distance clouds, bias change per product; the others are in
+:mod:`.seiler`), posterior bands against GCB 2024, posterior against prior, PCA scree of the
+posterior, and the sensitivity rankings and heat maps. Kept apart from
 the analyses that make their data (as SALib keeps plotting apart from analysis).
 """
 
@@ -17,6 +18,7 @@ import xarray as xr  # noqa: E402
 from ..analysis.sensitivity import DEFAULT_INDEX  # noqa: E402
 
 __all__ = [
+    "bias_change",
     "plot_bands",
     "plot_bias_change",
     "plot_clouds",
@@ -40,7 +42,7 @@ def plot_convergence(history: xr.Dataset, baseline: float | None = None, default
     mis = np.where(history["status"].values == "done", history["misfit"].values, np.nan) \
         if "status" in history else history["misfit"].values
     method = history.attrs.get("method", "optimiser")
-    if method == "ga" and "batch" in history:
+    if method in ("ga", "genetic_algorithm") and "batch" in history:  # the GA writes the long name
         gen = history["batch"].values
         gens = np.unique(gen)
         q = np.array([np.nanquantile(mis[gen == g], [0.05, 0.5, 0.95]) for g in gens])
@@ -98,7 +100,7 @@ def plot_clouds(global_cloud: xr.Dataset, local_cloud: xr.Dataset):
 
 
 def plot_scree(pca: xr.Dataset):
-    """PCA scree of the posterior (unit cube)."""
+    """PCA scree of the posterior (unit cube; Seiler's top-10 % PCA, Fig. 6d, is in :mod:`.seiler`)."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     var = pca["explained_variance_ratio"].values
     k = np.arange(1, var.size + 1)
@@ -181,7 +183,8 @@ def _label_info(space, labels: list[str]) -> list[tuple]:
 
 
 def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: xr.Dataset | None = None):
-    """Global GPP and NBP: posterior bands, default, optimum, alternatives, GCB 2024 (Seiler Fig. 10)."""
+    """Global GPP and NBP, annual: posterior bands, default, optimum, alternatives, GCB 2024 and the
+    DGVMs (bayescal's, beside Seiler Fig. 10, which is :func:`.seiler.plot_gpp_nbp`)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     sets = outputs["set"].values
     done = outputs["status"].values == "done"
@@ -236,36 +239,55 @@ def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: 
     return fig
 
 
-def plot_bias_change(outputs: xr.Dataset, obs_gpp: xr.DataArray, area: xr.DataArray):
-    """Per-cell change of the absolute GPP bias, optimised minus default (Seiler Fig. 9)."""
-    sets = outputs["set"].values
-    d = int(np.flatnonzero(sets == "default")[0])
-    o = int(np.flatnonzero(sets == "optimised")[0])
-    ref = obs_gpp.mean("time", skipna=True)
-    gpp = outputs["gpp"].sel(cell=ref["cell"]).mean("time")
-    change = np.abs(gpp.isel(member=o) - ref) - np.abs(gpp.isel(member=d) - ref)
-    change = change * 86400 * 365.25  # kg m-2 yr-1
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    lim = float(np.nanmax(np.abs(change))) or 1.0
-    sc = ax.scatter(
-        change["lon"],
-        change["lat"],
-        c=change,
-        cmap="RdBu_r",
-        vmin=-lim,
-        vmax=lim,
-        s=40,
-        edgecolor="k",
-        linewidth=0.3,
-    )
-    fig.colorbar(sc, ax=ax, label="|bias| optimised − default (kgC m⁻² yr⁻¹)")
-    ax.set(
-        xlabel="longitude",
-        ylabel="latitude",
-        xlim=(-180, 180),
-        ylim=(-60, 85),
-        title="GPP bias change per cell (blue: better)",
-    )
+def bias_change(fields: xr.Dataset, products) -> xr.DataArray:
+    """Seiler Fig. 9's data: per product (``panel``, ``"variable: product"``) and cell, the
+    optimum's minus the default's absolute bias ``|mean_t(opt - ref)| - |mean_t(def - ref)|`` over
+    the months the product has (negative: the optimisation reduced the bias). ``fields``: the two
+    runs on (member, cell, time) with ``set`` naming them; GPP in gC m⁻² d⁻¹, others in their units."""
+    sets = fields["set"].values
+    d, o = int(np.flatnonzero(sets == "default")[0]), int(np.flatnonzero(sets == "optimised")[0])
+    cells = fields["cell"].values
+    rows, names, units = [], [], []
+    for p in products:
+        if p.variable not in fields:
+            continue
+        mod, ref = xr.align(fields[p.variable].reset_coords(drop=True), p.data.reset_coords(drop=True),
+                            join="inner")
+        bias = np.abs((mod - ref).where(ref.notnull()).mean("time").transpose("member", "cell").values)
+        gpp = ref.attrs.get("units") == "kg m-2 s-1"
+        row = xr.DataArray((bias[o] - bias[d]) * (86400e3 if gpp else 1.0), dims="cell",
+                           coords={"cell": ref["cell"].values})
+        rows.append(row.reindex(cell=cells).values)
+        names.append(f"{p.variable}: {p.name}")
+        units.append("gC m-2 d-1" if gpp else str(ref.attrs.get("units", "")))
+    return xr.DataArray(np.array(rows).reshape(len(rows), cells.size), dims=("panel", "cell"),
+                        coords={"panel": names, "units": ("panel", units), "cell": cells,
+                                "lon": ("cell", fields["lon"].values), "lat": ("cell", fields["lat"].values)},
+                        name="abs_bias_change")
+
+
+def plot_bias_change(fields: xr.Dataset, products):
+    """Optimised minus default absolute bias per cell, one panel per product, black dots where
+    it fell (Seiler Fig. 9; :func:`bias_change`)."""
+    change = bias_change(fields, products)
+    n = change.sizes["panel"]
+    cols = min(2, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.2 * rows), squeeze=False)
+    lon, lat = change["lon"].values, change["lat"].values
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        z = change.isel(panel=k).values
+        lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+        sc = ax.scatter(lon, lat, c=z, cmap="RdBu_r", vmin=-(lim or 1.0), vmax=lim or 1.0, s=40,
+                        edgecolor="0.3", linewidth=0.3)
+        down = z < 0
+        ax.plot(lon[down], lat[down], "k.", ms=3, label="bias reduced")
+        fig.colorbar(sc, ax=ax, label=f"|bias| optimised − default ({change['units'].values[k]})")
+        ax.set(xlabel="longitude", ylabel="latitude", xlim=(-180, 180), ylim=(-60, 85),
+               title=f"({'abcdefghijklmnop'[k % 16]}) {change['panel'].values[k]}")
     fig.tight_layout()
     return fig
 

@@ -34,6 +34,16 @@ def _truth_coverage_item(cov: dict | None) -> str:
             f"NBP {cov['nbp_global']:.0%} of years</li>")
 
 
+def _band_width_item(widths: dict | None) -> str:
+    """One list item: the posterior's 90 % band of global GPP and NBP against the prior predictive's."""
+    if not widths:
+        return ""
+    parts = [f"{v.replace('_global', '').upper()} {w['posterior']:.2f} of {w['prior']:.2f} {w['units']} "
+             f"(ratio {w['ratio']:.2f})" for v, w in widths.items()]
+    return ("<li>median width of the 90 % band, posterior of prior predictive (the same model with "
+            f"values drawn from the prior): {'; '.join(parts)}</li>")
+
+
 def _parameter_coverage_item(pc: dict | None) -> str:
     """One list item: twin-truth values inside their 90 % interval, and those left out."""
     if not pc:
@@ -98,7 +108,15 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     eq = run / "equifinality"
     add("distance_clouds", "Distance to the optimum vs emulated misfit (Seiler Fig. 6b, c).",
         plot_clouds(xr.load_dataset(eq / "cloud_global.nc"), xr.load_dataset(eq / "cloud_local.nc")))
-    add("pca_scree", "PCA of the posterior samples.", plot_scree(xr.load_dataset(eq / "pca.nc")))
+    if (eq / "top_fraction_pca.nc").exists():
+        from .seiler import plot_top_fraction_pca
+
+        add("top_fraction_pca", "Seiler's procedure: the best 10 % of the emulator's training runs span a "
+            "box; a Latin hypercube in it, emulated; the best 10 % of that: the cumulative fraction of their "
+            "variance against the number of principal components (unit cube), beside a uniform sample of "
+            "the box (Seiler Fig. 6d).", plot_top_fraction_pca(xr.load_dataset(eq / "top_fraction_pca.nc")))
+    add("pca_scree", "PCA scree of the posterior samples (bayescal's; not Seiler's Fig. 6d, which is of his "
+        "top-10 % ensemble).", plot_scree(xr.load_dataset(eq / "pca.nc")))
     idata = load_inference_data(run / "posterior" / "posterior.nc")
     post = get_group(idata, "posterior")
     add("posterior_vs_prior", "Marginal posteriors in physical units (name [units]) over their uniform "
@@ -113,30 +131,85 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     add("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
         plot_trace(post, trace_labels(posterior_diagnostics(run / "posterior", idata))))
     outputs = xr.load_dataset(run / "propagate" / "outputs.nc")
-    add("gpp_nbp_bands", "Global GPP and NBP bands against GCB 2024 (Seiler Fig. 10).",
+    add("gpp_nbp_bands", "Global GPP and NBP, annual: posterior predictive bands with the default, the "
+        "optimum, the alternatives, GCB 2024 and the DGVMs (bayescal's; Seiler's Fig. 10 is below).",
         plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), twin_truth))
-    add("gpp_bias_change", "Per-cell change of the GPP bias against the first GPP product (Seiler Fig. 9).",
-        plot_bias_change(outputs, obs["gpp"][0].data, truth["area"]))
     _seiler_figures(rd, space, add)
+    _seiler_output_figures(rd, obs, outputs, add)
     return figs
 
 
 def _seiler_figures(rd, space, add) -> None:
-    """Seiler's Figs. 5, 7 and 8, where the run directory has their inputs."""
-    from .seiler import plot_ensemble_scores, plot_ga_parameters, plot_set_scores
+    """Seiler's Fig. 5, where the run directory has its input."""
+    from .seiler import plot_ga_parameters
 
     hist = rd.path / "optimize" / "history.nc"
     if hist.exists() and xr.open_dataset(hist).attrs.get("method") == "genetic_algorithm":
         add("ga_parameters", "GA: default vs optimised values and the best chromosome per generation "
             "(Seiler Fig. 5).", plot_ga_parameters(xr.load_dataset(hist), space.to_unit(space.default)))
+
+
+def _set_fields(rd, outputs: xr.Dataset, variables) -> xr.Dataset | None:
+    """The default's and the optimum's per-cell fields of the observed variables, on ``member``
+    with ``set``: their files in the propagate store (``propagate/ensemble/members/member_NNNNNN.nc``,
+    the layout of ``EnsembleStore``), else the per-cell variables ``outputs.nc`` keeps (GPP);
+    None when either run failed."""
+    sets, done = outputs["set"].values, outputs["status"].values == "done"
+    found = [np.flatnonzero((sets == s) & done) for s in ("default", "optimised")]
+    if any(f.size == 0 for f in found):
+        return None
+    idx = [int(f[0]) for f in found]
+    members = outputs["member"].values[idx]
+    files = [rd.path / "propagate" / "ensemble" / "members" / f"member_{int(m):06d}.nc" for m in members]
+    if all(f.exists() for f in files):
+        parts = [xr.load_dataset(f).drop_attrs() for f in files]
+        keep = [v for v in variables if v in parts[0] and "cell" in parts[0][v].dims]
+        ds = xr.concat([p[keep] for p in parts], dim="member").assign_coords(member=members)
+    else:
+        ds = outputs[[v for v in variables if v in outputs and "cell" in outputs[v].dims]].isel(member=idx)
+    return ds.assign_coords(set=("member", ["default", "optimised"]))
+
+
+_FIG7 = ("AMBER scores per product (rows) and score (columns) of (a) the default and (b) the optimum, "
+         "(c) their difference (Seiler Fig. 7). {test}")
+_FIG7_TEST = ("Bold black numbers in (c): the default's and the optimum's per-cell scores differ at the 5 % "
+              "level (two-sided Wilcoxon rank-sum test over the grid cells, as AMBER's scores.compare, the "
+              "test behind Seiler's marks; S_overall on the pooled per-cell scores with S_dist, as AMBER "
+              "pools them); grey: not significant. S_dist is one number per map and is not tested, nor are "
+              "products of variables whose per-cell fields the run directory lacks. "
+              "Neighbouring cells are not independent, so the test errs towards significance.")
+
+
+def _seiler_output_figures(rd, obs, outputs: xr.Dataset, add) -> None:
+    """Seiler's Figs. 7-10: the scores of the default, the optimum and Seiler's alternatives, the
+    change of the bias per cell, global GPP and NBP; where the run directory has their inputs."""
+    from ..observations.gcb import load_gcb2024
+    from .seiler import (
+        cell_scores,
+        gpp_nbp_caption,
+        gpp_nbp_data,
+        plot_ensemble_scores,
+        plot_gpp_nbp,
+        plot_set_scores,
+    )
+
+    fields = _set_fields(rd, outputs, obs.variables)
     scores = rd.path / "propagate" / "scores.nc"
     if scores.exists():
+        cells = None if fields is None else cell_scores(fields, obs)
+        test = _FIG7_TEST if cells is not None else "No per-cell fields of these runs: no significance test."
         s = xr.load_dataset(scores)
-        add("amber_scores", "AMBER scores of the default and the optimum per product (Seiler Fig. 7).",
-            plot_set_scores(s))
+        add("amber_scores", _FIG7.format(test=test), plot_set_scores(s, cells))
         if (s["set"] == "seiler_alternative").any():
             add("ensemble_scores", "AMBER scores of the optimum and Seiler's alternative sets "
                 "(Seiler Fig. 8).", plot_ensemble_scores(s))
+    if fields is not None and fields.data_vars:
+        products = [p for p in obs if p.variable in fields]
+        add("bias_change", "Optimised minus default absolute bias per cell against every product of "
+            f"{', '.join(fields.data_vars)} (one panel each); black dots: the bias fell (Seiler Fig. 9).",
+            plot_bias_change(fields, products))
+    data = gpp_nbp_data(outputs, load_gcb2024(), obs["gpp"] if "gpp" in obs.variables else [])
+    add("gpp_nbp_seiler", gpp_nbp_caption(data), plot_gpp_nbp(data))
 
 
 def _tab(df, fmt: str = "{:.4g}") -> str:
@@ -173,6 +246,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         _tab(table),
         "<h2>Diagnostics</h2><ul>"
         + _truth_coverage_item(diag.get("truth_coverage"))
+        + _band_width_item(diag.get("band_widths"))
         + f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
         f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>"
         + _parameter_coverage_item(diag.get("parameter_coverage"))

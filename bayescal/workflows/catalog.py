@@ -1,8 +1,9 @@
 """The workflows of ``bayescal run``, registered by name, and the one place a config chooses one.
 
-``global`` (:mod:`.global_workflow`), ``site`` (:mod:`.site_workflow`), ``dagon``
-(:mod:`.dagon_workflow`); each pairs with its context class (:class:`~.runner.Pipeline`,
-:class:`~.site.SitePipeline`, :class:`~.dagon.DagonPipeline`), which its stage functions receive.
+``global`` (:mod:`.global_.workflow`), ``site`` (:mod:`.site.workflow`), ``dagon``
+(:mod:`.dagon.workflow`); each pairs with its context class
+(:class:`~.global_.context.GlobalContext`, :class:`~.site.context.SiteContext`,
+:class:`~.dagon.context.DagonContext`), which its stage functions receive.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from ..workflow import Workflow, registry
-from .context import Pipeline
-from .dagon.context import DagonPipeline
+from .context import Context
+from .dagon.context import DagonContext
 from .dagon.workflow import DAGON
+from .global_.context import GlobalContext
 from .global_.workflow import GLOBAL
-from .site.context import SitePipeline
+from .site.context import SiteContext
 from .site.workflow import SITE
 
-__all__ = ["CONTEXTS", "all_stage_help", "make_pipeline", "workflow_for", "workflow_name"]
+__all__ = ["CONTEXTS", "all_stage_help", "make_context", "workflow_for", "workflow_name"]
 
 for _w in (GLOBAL, SITE, DAGON):
     registry.register(_w)
 
 #: the context class each workflow's stage functions receive
-CONTEXTS: dict[str, type[Pipeline]] = {"global": Pipeline, "site": SitePipeline, "dagon": DagonPipeline}
+CONTEXTS: dict[str, type[Context]] = {"global": GlobalContext, "site": SiteContext, "dagon": DagonContext}
 
 
 def workflow_name(config: dict[str, Any]) -> str:
@@ -39,7 +41,7 @@ def workflow_for(config: dict[str, Any]) -> Workflow:
     return registry.get(workflow_name(config))
 
 
-def make_pipeline(config: dict[str, Any], run_dir: str | Path | None = None, **kwargs) -> Pipeline:
+def make_context(config: dict[str, Any], run_dir: str | Path | None = None, **kwargs) -> GlobalContext:
     """The context (with its workflow) for a config: global, Dagon's, or the site route.
 
     Parameters
@@ -49,7 +51,7 @@ def make_pipeline(config: dict[str, Any], run_dir: str | Path | None = None, **k
     run_dir : path, optional
         Default ``config["run"]["output"]``.
     **kwargs
-        ``progress``, ``config_text``, ``model`` of :class:`~.runner.Pipeline`; ``workflow``
+        ``progress``, ``config_text``, ``model`` of :class:`~.global_.context.GlobalContext`; ``workflow``
         replaces the registered one (the same stages with other functions, say).
     """
     name = workflow_name(config)

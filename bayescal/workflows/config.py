@@ -3,7 +3,7 @@
 Every key is documented in docs/pipeline.md. :func:`~.validate.validate_config` runs these checks
 (types, ranges, names, files, ``run.output``) before any model run, and
 :func:`~.validate.load_config` reads a TOML file (UTF-8) and names the file in every error; they
-live in :mod:`.validate`, above both this module and :mod:`.site_config`, so neither imports the
+live in :mod:`.validate`, above both this module and :mod:`.site.config`, so neither imports the
 other back.
 """
 

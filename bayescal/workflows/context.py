@@ -1,19 +1,12 @@
-"""The pipeline context of ``bayescal run``: the config, the model, the run directory.
+"""What every stage function receives: the config, the model, the run directory, the executor.
 
-:class:`Pipeline` is what every stage function of the global route receives (the site and Dagon
-routes subclass it); its :meth:`~Pipeline.run` hands its workflow -- a declared stage list,
-:mod:`bayescal.workflows.catalog` -- to the engine (:mod:`bayescal.workflow`), which keys,
-reuses, resumes and records the stages. The global route's stages:
-
-``screen``        Morris screening (SALib) of the candidate parameters; keeps the top ``k``.
-``optimize``      optional optimiser (GA, DFO-LS, CMA-ES, differential evolution) on the residual misfit.
-``design``        Latin-hypercube ensemble through the runner; misfits and summary outputs.
-``emulate``       GP emulator of the misfit (closed-form LOO) and an SVD emulator of the summaries.
-``posterior``     Gaussian likelihood on the emulated summaries, emcee, sequential refinement.
-``equifinality``  identifiability, correlations, PCA, distance-vs-score clouds, alternative sets.
-``propagate``     posterior draws, defaults, optimum and alternatives through the runner; bands,
-                  Table 3, GCB 2024 comparison.
-``report``        figures and a self-contained HTML page.
+:class:`Context` holds what all workflows share -- the validated config and its seed, the model
+(made once, runs counted), where members run (:attr:`~Context.executor`), the run directory
+(:class:`~bayescal.workflow.rundir.RunDir`) -- and hands itself with its declared workflow to the
+engine (:mod:`bayescal.workflow`), which keys, reuses, resumes and records the stages. Each
+workflow adds what only its stages need: :class:`bayescal.workflows.global_.context.GlobalContext`
+(the embedded model, twin, summaries), :class:`bayescal.workflows.site.context.SiteContext`,
+:class:`bayescal.workflows.dagon.context.DagonContext`.
 
 Re-running a config reuses every stage whose declared inputs (config keys, input files' contents,
 the stages it needs) are unchanged and reruns the others. The runner keeps finished model runs
@@ -22,8 +15,6 @@ of an interrupted stage, so a killed run loses nothing that was finished.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +25,16 @@ from ..run.cluster import ClusterError, check_run_config, make_executor
 from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
 from ..workflow.rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
 from .config import ConfigError, truth_theta
-from .validate import model_space
 
-__all__ = ["Pipeline", "StageRecord"]
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+__all__ = ["Context", "StageError", "StageRecord"]
 
 
-class Pipeline:
-    """Runs the stages of a validated config in ``run_dir``.
+class StageError(RuntimeError):
+    """A stage cannot go on (e.g. too few finished model runs); the message says what to change."""
+
+
+class Context:
+    """The context of a validated config's workflow in ``run_dir``; stage functions receive it.
 
     Parameters
     ----------
@@ -63,8 +53,8 @@ class Pipeline:
         coordinates, and ``<variable>_global`` series on (member, year)); see docs/own-model.md.
     """
 
-    #: the registered workflow this context runs unless one is given (:mod:`.workflows`)
-    workflow_name = "global"
+    #: the registered workflow this context runs unless one is given (:mod:`.catalog`)
+    workflow_name = ""
 
     def __init__(
         self,
@@ -93,17 +83,14 @@ class Pipeline:
 
     @property
     def model(self):
+        """The workflow's model, made once (:meth:`make_model`) unless one was given."""
         if self._model is None:
-            from ..models import LandCarbonModel, make_drivers, make_grid
-
-            m = self.config["model"]
-            grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
-            drivers = make_drivers(
-                grid, start=m["start"], end=m["end"], ramp_start=m["ramp_start"], seed=m["grid_seed"]
-            )
-            space = model_space(self.config) if m["parameters_file"] else None
-            self._model = LandCarbonModel(grid=grid, drivers=drivers, space=space, chunk_size=m["chunk_size"])
+            self._model = self.make_model()
         return self._model
+
+    def make_model(self):
+        """The model a config describes; each workflow's context says how."""
+        raise NotImplementedError(f"{type(self).__name__} makes no model")
 
     def _count(self, n: int) -> None:
         self._runs += int(n)
@@ -170,74 +157,9 @@ class Pipeline:
         """Full parameter vector of the twin truth (defaults with ``observations.truth`` applied)."""
         return truth_theta(self.config, self.full_space)
 
-    def twin(self):
-        """Twin observations and the noise-free truth run, written to ``twin/`` in the run
-        directory the first time and read from there afterwards (while the inputs that made them,
-        ``[model]`` and ``[observations]``, are unchanged)."""
-        if "twin" not in self._cache:
-            key = _hash({k: self.config[k] for k in ("model", "observations")})
-            found = self.rundir.twin(key)
-            if found is None and not self.config["observations"]["twin"]:
-                found = self._file_products()
-                self.rundir.write_twin(*found, key=key)
-            elif found is None:
-                from ..observations.products import DEFAULT_TWIN_PRODUCTS, ProductSpec, make_twin
-
-                variables = self.config["observations"]["variables"]
-                specs = [s for s in DEFAULT_TWIN_PRODUCTS if s.variable in variables]
-                missing = set(variables) - {s.variable for s in specs}
-                specs += [ProductSpec(v, f"{v.upper()}-twin") for v in sorted(missing)]
-                found = make_twin(
-                    self.model, self.truth_theta(), specs, seed=self.config["observations"]["twin_seed"]
-                )
-                self.rundir.write_twin(*found, key=key)
-            self._cache["twin"] = found
-        return self._cache["twin"]
-
-    def _file_products(self):
-        """Observations from the config's CF-netCDF files on the model's cells and months, and the
-        model's grid in the truth's place (real data have no truth; the grid gives areas, biomes)."""
-        from ..observations.products import Observations
-        from .site.config import read_gridded_products
-
-        grid = self.model.grid
-        months = self.model.drivers["time"].sel(time=slice(str(self.config["model"]["start"]), None)).values
-        cells = grid.assign_coords(cell=grid["cell"].values)
-        return Observations(read_gridded_products(self.config, cells, months)), grid
-
     def space(self):
         """The calibrated space (after screening)."""
         return self.full_space.only(self.rundir.selected())
-
-    # --------------------------------------------------------------- summaries/likelihood
-    @property
-    def summary_operator(self):
-        """The likelihood's observation operator (:class:`bayescal.operators.summaries.BiomeSummaries`)."""
-        from ..operators.summaries import BiomeSummaries
-
-        o = self.config["observations"]
-        years = tuple(o["gcb_years"]) if o["gcb_nbp"] else None
-        return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"], o["gcb_block"])
-
-    def summaries(self, ds: xr.Dataset) -> np.ndarray:
-        """The likelihood's summaries of model output, (member, summary).
-
-        A member with a summary that is not finite (the log mean of a biome whose output
-        collapsed to zero, say) gets a row of NaN: the stages count it as failed.
-        """
-        y = self.summary_operator.of_model(ds)
-        y[~np.isfinite(y).all(axis=-1)] = np.nan
-        return y
-
-    def observed(self) -> tuple[np.ndarray, np.ndarray]:
-        """The observed summaries and their sigma (computed once per pipeline)."""
-        if "observed" not in self._cache:
-            obs, truth = self.twin()
-            self._cache["observed"] = self.summary_operator.of_observations(obs, truth)
-        return self._cache["observed"]
-
-    def run_dataset_vars(self) -> list[str]:
-        return list(self.config["observations"]["variables"]) + ["nbp_global"]
 
     # ---------------------------------------------------------------------- driving
     @property
@@ -282,27 +204,6 @@ class Pipeline:
     def summary(self) -> str:
         """Per-stage table: status, wall time, peak memory, model runs."""
         return summary_table(self.records)
-
-    # ---------------------------------------------------------------------- stages
-    def left_out_space(self):
-        """The candidate values that are not calibrated (free), everything else fixed."""
-        cands = self.config["parameters"]["candidates"]
-        full = self.full_space.only(cands) if cands else self.full_space
-        calibrated = set(self.space().labels)
-        return self.full_space.only([lab for lab in full.labels if lab not in calibrated])
-
-    def training(self) -> xr.Dataset:
-        """The design runs: unit-cube points, misfit, summaries and which finished."""
-        return self.rundir.training()
-
-    def posterior_u(self) -> xr.DataArray:
-        """Posterior samples of the calibrated values, unit cube, (sample, parameter)."""
-        return self.rundir.posterior_u(self.space())
-
-    def misfit_emulator(self):
-        from ..emulators import load_emulator
-
-        return load_emulator(self.run_dir / "emulate" / "misfit_emulator.nc")
 
     def optimum_u(self) -> np.ndarray:
         """The optimiser's best point, else the best run of the design."""

@@ -1,5 +1,5 @@
 """Loading and validating a config: the schema's checks (:mod:`.config`) and the site route's
-(:mod:`.site_config`), which both sit below this module -- so neither imports the other back."""
+(:mod:`.site.config`), which both sit below this module -- so neither imports the other back."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Dagon et al.'s (2020) CLM5 workflow as a route of ``bayescal run`` (``[run] workflow = "dagon"``):
-the context its stages receive (declared in :mod:`.dagon_workflow`).
+the context its stages receive (declared in :mod:`.workflow`).
 
 Stages, each through the runner's store:
 
@@ -23,9 +23,9 @@ import numpy as np
 import xarray as xr
 
 from bayescal.operators.eof import EOFBasis, eof_cost
-from bayescal.workflows.context import Pipeline
+from bayescal.workflows.global_.context import GlobalContext
 
-__all__ = ["DagonPipeline", "EOFCost"]
+__all__ = ["DagonContext", "EOFCost"]
 
 
 class EOFCost:
@@ -39,9 +39,9 @@ class EOFCost:
         return eof_cost(pcs, self.observed, self.obs_sd, self.fraction)
 
 
-class DagonPipeline(Pipeline):
-    """:class:`Pipeline` for Dagon et al.'s route, the context of its stages (:mod:`.dagon_workflow`,
-    :mod:`.dagon_stages`): same engine, run directory and records."""
+class DagonContext(GlobalContext):
+    """The context of Dagon et al.'s workflow (:mod:`.workflow`, :mod:`.stages`): the global context
+    (the embedded gridded model, its twin) plus the EOF space and its cost."""
 
     workflow_name = "dagon"
 

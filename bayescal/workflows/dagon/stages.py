@@ -11,12 +11,12 @@ from bayescal.operators.eof import EOFBasis
 from bayescal.workflow.rundir import write_json_atomic
 
 if TYPE_CHECKING:
-    from .context import DagonPipeline
+    from .context import DagonContext
 
 __all__ = ["run_dagon_report", "run_emulate", "run_emulator_screen", "run_oat"]
 
 
-def run_oat(ctx: DagonPipeline) -> None:
+def run_oat(ctx: DagonContext) -> None:
     from bayescal.analysis.oat import dagon_oat
     from bayescal.analysis.sensitivity import oat_design
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
@@ -51,7 +51,7 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def run_emulate(ctx: DagonPipeline) -> None:
+def run_emulate(ctx: DagonContext) -> None:
     from bayescal.emulators import DagonNetwork
     from bayescal.run.ensemble import EnsembleStore
 
@@ -97,7 +97,7 @@ def run_emulate(ctx: DagonPipeline) -> None:
     ctx.say("  " + "; ".join(lines))
 
 
-def _verify(ctx: DagonPipeline, space, points: np.ndarray, store) -> tuple[np.ndarray, dict, np.ndarray]:
+def _verify(ctx: DagonContext, space, points: np.ndarray, store) -> tuple[np.ndarray, dict, np.ndarray]:
     """Run unit-cube ``points`` through the runner's store: model cost, PCs and status."""
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
@@ -108,7 +108,7 @@ def _verify(ctx: DagonPipeline, space, points: np.ndarray, store) -> tuple[np.nd
     return ctx.model_cost(runs), ctx.model_pcs(runs), runs["status"].values.astype(str)
 
 
-def _refine(ctx: DagonPipeline, space, cost, out) -> list[dict]:
+def _refine(ctx: DagonContext, space, cost, out) -> list[dict]:
     """Dagon's DE optimum on the emulator, verified by a model run -- and then better: each verified
     run joins the networks' training set and the optimum is sought again (``refine_rounds``)."""
     from bayescal.emulators import DagonNetwork, emulator_optimum
@@ -134,7 +134,7 @@ def _refine(ctx: DagonPipeline, space, cost, out) -> list[dict]:
     return rounds
 
 
-def run_emulator_screen(ctx: DagonPipeline) -> None:
+def run_emulator_screen(ctx: DagonContext) -> None:
     from bayescal.emulators import emulator_screen
 
     out = ctx.run_dir / "emulator_screen"
@@ -163,7 +163,7 @@ def run_emulator_screen(ctx: DagonPipeline) -> None:
             f"(round {best['round']}): model {best['model_cost']:.3g}")
 
 
-def run_dagon_report(ctx: DagonPipeline) -> None:
+def run_dagon_report(ctx: DagonContext) -> None:
     from bayescal.report.dagon import write_dagon_report
 
     ctx.say(f"  report: {write_dagon_report(ctx.run_dir)}")

@@ -1,7 +1,7 @@
 """Dagon et al.'s (2020) route as a declared stage list (``[run] workflow = "dagon"``).
 
-What each stage of :mod:`.dagon_stages` reads of the config, directly or through the
-:class:`~.dagon.DagonPipeline` context. The one-at-a-time runs depend on the model, the
+What each stage of :mod:`.stages` reads of the config, directly or through the
+:class:`~.dagon.DagonContext` context. The one-at-a-time runs depend on the model, the
 candidates and the stored variables only -- not on the design -- and are kept when
 ``oat.top_k`` or ``parameters.free`` change the selection; the verification run of the defaults
 is kept while the model and the selection are unchanged.

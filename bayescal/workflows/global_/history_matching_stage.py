@@ -23,12 +23,12 @@ import xarray as xr
 from bayescal.parameters import split_label
 
 if TYPE_CHECKING:
-    from bayescal.workflows.context import Pipeline
+    from bayescal.workflows.global_.context import GlobalContext
 
 __all__ = ["run_history_matching"]
 
 
-def run_history_matching(ctx: Pipeline) -> None:
+def run_history_matching(ctx: GlobalContext) -> None:
     """History matching, then the subspace posterior, for the pipeline context ``ctx``."""
     from bayescal.emulators.active import ActiveGPEmulator
     from bayescal.posterior.history_matching import history_match, informed_subspace, subspace_posterior
@@ -108,7 +108,7 @@ def _families(space, u: np.ndarray) -> dict[str, xr.DataArray]:
     return out
 
 
-def _pointwise_groups(ctx: Pipeline, em, post, observed, sigma, disc) -> dict[str, xr.Dataset]:
+def _pointwise_groups(ctx: GlobalContext, em, post, observed, sigma, disc) -> dict[str, xr.Dataset]:
     """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and ``constant_data`` on the
     named ``summary`` dimension (labels, variable, region, products, units), with the variance
     the chain used: sigma^2 + discrepancy^2 + emulator sd^2 + the complement's spread^2."""
@@ -145,7 +145,7 @@ def _pointwise_groups(ctx: Pipeline, em, post, observed, sigma, disc) -> dict[st
     }
 
 
-def _write_posterior(ctx: Pipeline, out, space, post, groups: dict[str, xr.Dataset]) -> None:
+def _write_posterior(ctx: GlobalContext, out, space, post, groups: dict[str, xr.Dataset]) -> None:
     from bayescal.posterior import diagnose, make_inference_data, save_inference_data
 
     n_chain, n_draw = post.u.shape[:2]
@@ -167,7 +167,7 @@ def _write_posterior(ctx: Pipeline, out, space, post, groups: dict[str, xr.Datas
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
 
 
-def _checks(ctx: Pipeline, out, space, em, post, observed, sigma, disc) -> dict[str, np.ndarray]:
+def _checks(ctx: GlobalContext, out, space, em, post, observed, sigma, disc) -> dict[str, np.ndarray]:
     """Per summary: the parameter-only 90 % predictive interval (emulator mean at posterior
     samples) over the observational one, and the standardised residual of a model run at the
     posterior mean (through the runner's store)."""

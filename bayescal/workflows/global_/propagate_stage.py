@@ -11,14 +11,15 @@ import xarray as xr
 from bayescal.workflow.rundir import write_json_atomic
 
 if TYPE_CHECKING:
-    from bayescal.workflows.context import Pipeline
+    from bayescal.workflows.global_.context import GlobalContext
 
 __all__ = ["run_propagate"]
 
 
-def run_propagate(ctx: Pipeline) -> None:
+def run_propagate(ctx: GlobalContext) -> None:
     from bayescal.analysis.propagate import (
         BUDGET_VARIABLES,
+        band_widths,
         bands,
         budget_table,
         coverage,
@@ -43,6 +44,9 @@ def run_propagate(ctx: Pipeline) -> None:
         "alternative": xr.load_dataset(eq / "alternatives.nc")["u"].values,
         # Seiler's five emulator-chosen distant sets, through the model as he ran them
         "seiler_alternative": xr.load_dataset(eq / "alternatives_seiler.nc")["u"].values,
+        # the prior predictive (uniform on the calibrated cube, the route's prior), from its own
+        # random stream so the posterior draws do not depend on it
+        "prior": np.random.default_rng([ctx.seed, 17]).random((c["n_draws"], space.n_free)),
     }
     ens = propagate(
         ctx.runner_simulator,
@@ -56,6 +60,8 @@ def run_propagate(ctx: Pipeline) -> None:
     )
     b = bands(ens)
     b.to_netcdf(out / "bands.nc")
+    prior_b = bands(ens, name="prior")
+    prior_b.to_netcdf(out / "prior_bands.nc")
     y0, y1 = c["table_years"]
     table = budget_table(ens, (y0, y1))
     table.to_netcdf(out / "table3.nc")
@@ -79,15 +85,19 @@ def run_propagate(ctx: Pipeline) -> None:
         "gcb_coverage_band": comp.attrs["coverage_band"],
         "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"],
         "n_draws": int(b.attrs["n_draws"]),
+        "band_widths": band_widths(b, prior_b),
     })
     ctx.say(
         (f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
          "of years; " if cov else "  ")
         + f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
     )
+    w = band_widths(b, prior_b)
+    ctx.say("  90 % band width, posterior / prior predictive: "
+            + ", ".join(f"{v} {w[v]['posterior']:.2f} / {w[v]['prior']:.2f} {w[v]['units']}" for v in w))
 
 
-def _set_scores(ctx: Pipeline, ens: xr.Dataset, obs) -> xr.Dataset:
+def _set_scores(ctx: GlobalContext, ens: xr.Dataset, obs) -> xr.Dataset:
     """AMBER scores of the default, the optimum and Seiler's alternatives against every product
     (Seiler Figs. 7-8), with the optimiser's weighting of datasets."""
     from bayescal.operators.scores import score
@@ -100,7 +110,7 @@ def _set_scores(ctx: Pipeline, ens: xr.Dataset, obs) -> xr.Dataset:
     return s.assign_coords(set=("member", sets[pick]), index=("member", ens["index"].values[pick]))
 
 
-def _parameter_coverage(ctx: Pipeline, post_u: np.ndarray) -> dict[str, Any]:
+def _parameter_coverage(ctx: GlobalContext, post_u: np.ndarray) -> dict[str, Any]:
     """Twin truth against the 90 % posterior interval of each calibrated value.
 
     Also lists the values the twin truth moves that are not calibrated: held at their

@@ -1,7 +1,7 @@
 """The stages of ``bayescal run``, each a function of the pipeline context.
 
 ``run_<stage>(ctx)`` reads what earlier stages wrote in ``ctx.run_dir`` and writes its own
-directory; :mod:`.global_workflow` declares what each reads and needs. The context (:class:`Pipeline`)
+directory; :mod:`.workflow` declares what each reads and needs. The context (:class:`~.context.GlobalContext`)
 gives the config, the model (every run counted, through the runner's store), the calibrated
 space, the twin observations and the likelihood summaries.
 """
@@ -17,19 +17,16 @@ import xarray as xr
 
 from bayescal.parameters import family
 from bayescal.workflow.rundir import write_json_atomic
+from bayescal.workflows.context import StageError
 
 if TYPE_CHECKING:
-    from bayescal.workflows.context import Pipeline
+    from bayescal.workflows.global_.context import GlobalContext
 
-__all__ = ["PipelineError", "run_design", "run_emulate", "run_equifinality", "run_optimize",
+__all__ = ["run_design", "run_emulate", "run_equifinality", "run_optimize",
            "run_posterior", "run_report", "run_screen"]
 
 
-class PipelineError(RuntimeError):
-    """A stage cannot go on (e.g. too few finished model runs); the message says what to change."""
-
-
-def run_screen(ctx: Pipeline) -> None:
+def run_screen(ctx: GlobalContext) -> None:
     from bayescal.analysis.sensitivity import analyze, evaluate, sample, screen
 
     cfg = ctx.config
@@ -76,7 +73,7 @@ def run_screen(ctx: Pipeline) -> None:
     ctx.say(f"  calibrating {len(labels)} parameters: {shown}")
 
 
-def _summary_targets(ctx: Pipeline) -> dict[str, Callable]:
+def _summary_targets(ctx: GlobalContext) -> dict[str, Callable]:
     """One screening target per likelihood summary, in units of its sigma (computed once)."""
     observed, sigma = ctx.observed()
     cache: dict[int, np.ndarray] = {}
@@ -93,7 +90,7 @@ def _summary_targets(ctx: Pipeline) -> dict[str, Callable]:
     return {f"summary:{k}": target(k) for k in range(observed.size)}
 
 
-def _objective(ctx: Pipeline, workdir: Path):
+def _objective(ctx: GlobalContext, workdir: Path):
     from bayescal.optimize import ModelObjective
 
     obs, _ = ctx.twin()
@@ -103,7 +100,7 @@ def _objective(ctx: Pipeline, workdir: Path):
     )
 
 
-def _optimiser_calls(ctx: Pipeline, out: Path) -> dict[str, Callable]:
+def _optimiser_calls(ctx: GlobalContext, out: Path) -> dict[str, Callable]:
     """Config method name -> call of the optimiser with that section's settings."""
     from bayescal import optimize as opt
 
@@ -120,7 +117,7 @@ def _optimiser_calls(ctx: Pipeline, out: Path) -> dict[str, Callable]:
     }
 
 
-def run_optimize(ctx: Pipeline) -> None:
+def run_optimize(ctx: GlobalContext) -> None:
     c = ctx.config["optimize"]
     out = ctx.run_dir / "optimize"
     if c["method"] == "none":
@@ -131,7 +128,7 @@ def run_optimize(ctx: Pipeline) -> None:
     ctx.say(f"  {c['method']}: best misfit {res.fun:.4g} after {res.n_evaluations} runs")
 
 
-def run_design(ctx: Pipeline) -> None:
+def run_design(ctx: GlobalContext) -> None:
     from bayescal.parameters.design import latin_hypercube
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
@@ -175,7 +172,7 @@ def run_design(ctx: Pipeline) -> None:
     ctx.say(f"  {ok.sum()} of {len(u)} runs finished; best misfit {np.nanmin(misfit):.4g}")
 
 
-def _stored_summaries(ctx: Pipeline, space, points: np.ndarray, store: Path) -> np.ndarray:
+def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path) -> np.ndarray:
     """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
@@ -190,7 +187,7 @@ def _stored_summaries(ctx: Pipeline, space, points: np.ndarray, store: Path) -> 
     return y
 
 
-def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
+def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
     """Spread of the summaries over the left-out values' prior (Latin hypercube, runner store)."""
     from bayescal.parameters.design import latin_hypercube
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
@@ -207,12 +204,12 @@ def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
     ens = EnsembleStore(store).load()
     done = np.flatnonzero(ens["status"].values == "done")
     if done.size < 8:
-        raise PipelineError(f"only {done.size} of {n} left-out runs finished in {store}; need >= 8 "
+        raise StageError(f"only {done.size} of {n} left-out runs finished in {store}; need >= 8 "
                             "to estimate their spread (or set posterior.left_out = 'fix')")
     y = ctx.summaries(ens.isel(member=done))
     y = y[np.isfinite(y).all(axis=1)]
     if y.shape[0] < 8:
-        raise PipelineError(f"only {y.shape[0]} of {n} left-out runs have finite summaries in {store}; "
+        raise StageError(f"only {y.shape[0]} of {n} left-out runs have finite summaries in {store}; "
                             "need >= 8 (or set posterior.left_out = 'fix')")
     sd = y.std(axis=0, ddof=1)
     ctx.say(f"  {left.n_free} values left out of the calibration; over their prior the summaries "
@@ -220,7 +217,7 @@ def _left_out_spread(ctx: Pipeline, store: Path) -> np.ndarray:
     return sd
 
 
-def _misfit_training(ctx: Pipeline) -> tuple[np.ndarray, np.ndarray]:
+def _misfit_training(ctx: GlobalContext) -> tuple[np.ndarray, np.ndarray]:
     """The misfit emulator's training runs: unit-cube points and log misfits.
 
     The finished runs of the design and of the optimiser (``emulator.training = "all"``) or of
@@ -237,7 +234,7 @@ def _misfit_training(ctx: Pipeline) -> tuple[np.ndarray, np.ndarray]:
         h = xr.load_dataset(hist)
         parts.append((h["u"].values, h["misfit"].values, h["status"].values.astype(str)))
     elif c["training"] == "optimize":
-        raise PipelineError("emulator.training = 'optimize' needs an optimiser: set optimize.method")
+        raise StageError("emulator.training = 'optimize' needs an optimiser: set optimize.method")
     u = np.vstack([p[0] for p in parts])
     misfit = np.concatenate([p[1] for p in parts])
     ok = np.concatenate([p[2] for p in parts]) == "done"
@@ -251,7 +248,7 @@ def _misfit_training(ctx: Pipeline) -> tuple[np.ndarray, np.ndarray]:
     return u, np.log(misfit)
 
 
-def run_emulate(ctx: Pipeline) -> None:
+def run_emulate(ctx: GlobalContext) -> None:
     from threadpoolctl import threadpool_limits
 
     from bayescal.emulators import GPEmulator
@@ -272,7 +269,7 @@ def run_emulate(ctx: Pipeline) -> None:
     )
 
 
-def _summary_coords(ctx: Pipeline) -> dict:
+def _summary_coords(ctx: GlobalContext) -> dict:
     """The likelihood summaries' labels for the InferenceData: ``summary`` ("gpp:boreal",
     "nbp_global:1960-1969"), ``variable``, ``region`` (biome or years), ``products`` and
     ``units`` (log biome means: ln of the products' units; GCB NBP blocks: PgC yr-1)."""
@@ -296,7 +293,7 @@ def _summary_coords(ctx: Pipeline) -> dict:
     }
 
 
-def run_posterior(ctx: Pipeline) -> None:
+def run_posterior(ctx: GlobalContext) -> None:
     from bayescal.emulators import GPEmulator, SVDEmulator
     from bayescal.posterior import GaussianLikelihood, diagnose, save_inference_data
     from bayescal.posterior.refinement import refine
@@ -363,7 +360,7 @@ def run_posterior(ctx: Pipeline) -> None:
     ctx.say(f"  {res.history.sizes.get('round', 0)} refinement rounds, converged: {res.converged}")
 
 
-def run_equifinality(ctx: Pipeline) -> None:
+def run_equifinality(ctx: GlobalContext) -> None:
     from bayescal.analysis.equifinality import (
         alternatives,
         correlation,
@@ -409,7 +406,7 @@ def run_equifinality(ctx: Pipeline) -> None:
     )
 
 
-def run_report(ctx: Pipeline) -> None:
+def run_report(ctx: GlobalContext) -> None:
     from bayescal.report import write_report
 
     path = write_report(ctx)

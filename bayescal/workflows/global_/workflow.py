@@ -1,7 +1,7 @@
 """The global (Seiler) route as a declared stage list: what each stage reads, needs and writes.
 
 Each stage's declared keys are what its function (:mod:`.stages`, :mod:`.propagate_stage`) reads
-of the config, directly or through the :class:`~.runner.Pipeline` context: ``model`` (the
+of the config, directly or through the :class:`~.context.GlobalContext`: ``model`` (the
 model, the twin), ``observations`` (the twin or product files, the likelihood's summaries),
 ``run.seed`` wherever it draws random numbers. ``design.batch_size``, ``run.workers`` and
 ``run.scheduler`` change how the runs are made, not what they are: no stage declares them.
@@ -115,7 +115,7 @@ def _posterior_runs(cfg: Config) -> str:
 
 
 def _propagate_runs(cfg: Config) -> str:
-    n = cfg["propagate"]["n_draws"] + 2 + cfg["equifinality"]["n_alternatives"] + 5
+    n = 2 * cfg["propagate"]["n_draws"] + 2 + cfg["equifinality"]["n_alternatives"] + 5
     return f"<= {n}"
 
 
@@ -165,12 +165,12 @@ GLOBAL = Workflow("global", description="the embedded global model (Seiler et al
           needs=("screen", "optimize", "design", "emulate", "posterior"), writes=("*.nc",),
           expected_runs=lambda cfg: "0"),
     Stage("propagate", run_propagate,
-          "posterior draws, defaults, optimum and alternatives through the model; GPP/NBP bands, "
-          "Table 3 budget, chi-squared against GCB 2024 NBP.",
+          "posterior draws, prior draws, defaults, optimum and alternatives through the model; GPP/NBP "
+          "bands and their width against the prior's, Table 3 budget, chi-squared against GCB 2024 NBP.",
           reads=("model", "observations", "propagate", "optimize.misfit", "run.seed"),
           needs=("screen", "optimize", "design", "posterior", "equifinality"), input_files=global_files,
-          writes=("outputs.nc", "bands.nc", "table3.nc", "table3.csv", "gcb_comparison.nc", "spread.nc",
-                  "scores.nc", "summary.json", "ensemble/"), expected_runs=_propagate_runs),
+          writes=("outputs.nc", "bands.nc", "prior_bands.nc", "table3.nc", "table3.csv", "gcb_comparison.nc",
+                  "spread.nc", "scores.nc", "summary.json", "ensemble/"), expected_runs=_propagate_runs),
     Stage("report", run_report, "figures (PNG) and report.html in the run directory.",
           reads=("report",), needs=("screen", "optimize", "design", "emulate", "posterior", "equifinality",
                                     "propagate"),

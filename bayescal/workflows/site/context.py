@@ -1,6 +1,6 @@
 """The site (time-series) route of ``bayescal run``: a site model against observation files.
 
-The context of the site workflow (declared in :mod:`.site_workflow`).
+The context of the site workflow (declared in :mod:`.workflow`).
 Stages: ``optimize`` (maximum likelihood with the observation errors alone), ``posterior``
 (error model at that point, then emcee on the exact model -- ``posterior.route = "direct"`` --
 or on an SVD emulator of the series trained on a Latin hypercube through the runner's store --
@@ -18,25 +18,24 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayescal.workflows.context import Pipeline
+from bayescal.workflows.context import Context
 
 from .config import conform_units, read_products
 from .model import check_model_run, check_years_covered, site_model
 
-__all__ = ["SitePipeline"]
+__all__ = ["SiteContext"]
 
 
-class SitePipeline(Pipeline):
-    """:class:`Pipeline` for site models, the context of the site workflow's stages
-    (:mod:`.site_workflow`, :mod:`.site_stages`): same engine, run directory and records."""
+class SiteContext(Context):
+    """The context of the site workflow (:mod:`.workflow`, :mod:`.stages`): the site model, its
+    products in the model's units, the calibration and validation years, the error model."""
 
     workflow_name = "site"
 
-    @property
-    def model(self):
-        if self._model is None:
-            self._model = site_model(self.config, workdir=self.run_dir / "external")
-        return self._model
+    def make_model(self):
+        """The configured site model (:func:`.model.site_model`); an external program works in
+        ``external/`` of the run directory."""
+        return site_model(self.config, workdir=self.run_dir / "external")
 
     @cached_property
     def calibration_model(self):
@@ -65,7 +64,7 @@ class SitePipeline(Pipeline):
     def model_check(self, validation: bool = False, workdir: Path | None = None) -> dict[str, Any]:
         """One run of the model at its defaults (contract, calibration years covered -- and the
         validation years with ``validation=True``, as ``bayescal check`` and the propagate stage
-        ask --, seconds): :func:`.site_model.check_model_run`; the run is made once. ``workdir``:
+        ask --, seconds): :func:`.model.check_model_run`; the run is made once. ``workdir``:
         an external program runs there, not in the run directory (``bayescal check`` writes none)."""
         if workdir is not None and self._model is None:
             self._model = site_model(self.config, workdir=Path(workdir))

@@ -10,12 +10,12 @@ import xarray as xr
 from bayescal.workflow.rundir import write_json_atomic
 
 if TYPE_CHECKING:
-    from .context import SitePipeline
+    from .context import SiteContext
 
 __all__ = ["run_site_optimize", "run_site_posterior", "run_site_propagate", "run_site_report"]
 
 
-def _values(ctx: SitePipeline):
+def _values(ctx: SiteContext):
     """Unit-cube points -> the calibration series: the model itself (``posterior.route = "direct"``)
     or the SVD emulator the optimize stage trained (``"emulator"``)."""
     from bayescal.emulators import load_emulator
@@ -26,7 +26,7 @@ def _values(ctx: SitePipeline):
     return emulated_values(load_emulator(ctx.run_dir / "optimize" / "output_emulator.nc"))
 
 
-def _train_emulator(ctx: SitePipeline) -> None:
+def _train_emulator(ctx: SiteContext) -> None:
     """route = "emulator": an SVD emulator of the calibration series from a design through the store."""
     from bayescal.emulators import SVDEmulator
     from bayescal.parameters.design import latin_hypercube
@@ -47,7 +47,7 @@ def _train_emulator(ctx: SitePipeline) -> None:
     ctx.say(f"  SVD emulator of {Y.shape[1]} values from {int(done.sum())} runs")
 
 
-def run_site_optimize(ctx: SitePipeline) -> None:
+def run_site_optimize(ctx: SiteContext) -> None:
     from bayescal.posterior.site_calibration import maximum_likelihood
 
     space = ctx.space()
@@ -60,7 +60,7 @@ def run_site_optimize(ctx: SitePipeline) -> None:
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
 
 
-def _error_model(ctx: SitePipeline):
+def _error_model(ctx: SiteContext):
     """The AR(1) error model from the *model's* residuals at the optimum (one run), so on the
     emulator route the emulator's own error does not pass for model-data discrepancy; that
     route's likelihood adds the emulator's predictive sd at the optimum as its own term."""
@@ -95,7 +95,7 @@ def _error_model(ctx: SitePipeline):
     return SeriesLikelihood(op, s, rho, emulator_sd=em_sd)
 
 
-def run_site_posterior(ctx: SitePipeline) -> None:
+def run_site_posterior(ctx: SiteContext) -> None:
     from bayescal.posterior import diagnose, save_inference_data
     from bayescal.posterior.site_calibration import MAX_DRAWS, sample_posterior, series_log_likelihood
 
@@ -116,7 +116,7 @@ def run_site_posterior(ctx: SitePipeline) -> None:
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
 
 
-def _observed_full(ctx: SitePipeline) -> dict[str, xr.DataArray]:
+def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
     """Each variable's first product with every day the file has (no QC mask): the annual sums.
 
     FLUXNET NEE/GPP are gap-filled, so every day has a value; the twin uses its truth run.
@@ -137,7 +137,7 @@ def _observed_full(ctx: SitePipeline) -> dict[str, xr.DataArray]:
     return out
 
 
-def run_site_propagate(ctx: SitePipeline) -> None:
+def run_site_propagate(ctx: SiteContext) -> None:
     from bayescal.posterior.site_calibration import validation
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
@@ -185,7 +185,7 @@ def run_site_propagate(ctx: SitePipeline) -> None:
                 f"daily RMSE {s['rmse_daily_defaults']:.3g} -> {s['rmse_daily_posterior_mean']:.3g}")
 
 
-def _parameter_coverage(ctx: SitePipeline, post: np.ndarray) -> dict:
+def _parameter_coverage(ctx: SiteContext, post: np.ndarray) -> dict:
     """Twin: is each true value inside its 90 % interval, and how much did the data narrow it."""
     space = ctx.space()
     truth = space.to_unit(space.reduce(ctx.truth_theta()))
@@ -196,7 +196,7 @@ def _parameter_coverage(ctx: SitePipeline, post: np.ndarray) -> dict:
                   "identifiable": bool(ratio[j] < 0.5)} for j, lab in enumerate(space.labels)}
 
 
-def run_site_report(ctx: SitePipeline) -> None:
+def run_site_report(ctx: SiteContext) -> None:
     from bayescal.report.site import write_site_report
 
     write_site_report(ctx.rundir)

@@ -1,7 +1,7 @@
 """The site route as a declared stage list (``model.kind`` = dalec, python or external).
 
-What each stage of :mod:`.site_stages` reads of the config, directly or through the
-:class:`~.site.SitePipeline` context: ``model`` (the site model and its files), ``observations``
+What each stage of :mod:`.stages` reads of the config, directly or through the
+:class:`~.site.SiteContext` context: ``model`` (the site model and its files), ``observations``
 (the product files, or the twin made from them), ``parameters.free`` (the calibrated values), the
 years and error-model choices of ``[site]``, ``run.seed`` wherever it draws random numbers.
 The emulator route's design runs (``optimize/design/``) depend on the model, the calibrated
