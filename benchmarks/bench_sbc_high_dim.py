@@ -1,6 +1,6 @@
 """Simulation-based calibration of the history-matching route with every value of the embedded model free.
 
-    python benchmarks/bench_sbc_high_dim.py [--truths 20] [--cells 30] [--seed 0]
+    python benchmarks/bench_sbc_high_dim.py [--truths 20] [--cells 30] [--max-steps 3000] [--seed 0]
 
 Issue 25, item 4: is the route *correct*, not just narrow? A cheaper configuration of the embedded
 model (``--cells`` cells, 2001-2004 after a short ramp, GPP, LAI and latent heat; every one of its
@@ -67,7 +67,7 @@ method = "history_matching"
 hm_waves = {waves}
 hm_runs = {runs}
 n_steps = 1000
-max_steps = 4000
+max_steps = {max_steps}
 [propagate]
 table_years = [2001, 2004]
 """
@@ -81,7 +81,8 @@ def _setup(args, seed: int):
     from bayescal.workflows.validate import validate_config
 
     cfg = validate_config(tomllib.loads(TOML.format(seed=seed, cells=args.cells, design=args.design,
-                                                    waves=args.waves, runs=args.runs)))
+                                                    waves=args.waves, runs=args.runs,
+                                                    max_steps=args.max_steps)))
     ctx = make_context(cfg, Path(tempfile.mkdtemp()) / "run", progress=False)
     return ctx, ctx.full_space.only(cfg["parameters"]["free"])
 
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--design", type=int, default=200)
     ap.add_argument("--waves", type=int, default=2)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--max-steps", type=int, default=3000, help="longest subspace chain")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     ctx, space = _setup(args, args.seed)

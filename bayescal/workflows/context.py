@@ -105,7 +105,7 @@ class Context:
         """Members run in this process (known from ``[run]`` without starting a cluster)."""
         return check_run_config(self.config["run"]) == "serial"
 
-    def simulator(self, theta: np.ndarray) -> xr.Dataset:
+    def _counted(self, theta: np.ndarray) -> xr.Dataset:
         """The model, counting runs."""
         self._count(np.atleast_2d(theta).shape[0])
         return self.model(theta)
@@ -130,10 +130,11 @@ class Context:
             handle.close()
 
     @property
-    def runner_simulator(self):
-        """What the runner calls: :meth:`simulator` in this process; the model itself (picklable)
-        for a process pool or Dask, whose runs are counted from the stores' member files."""
-        return self.simulator if self._serial else self.model
+    def simulator(self):
+        """What a stage hands the runner: the model counting its runs, in this process; the model
+        itself (picklable) for a process pool or Dask, whose runs are counted from the stores'
+        member files."""
+        return self._counted if self._serial else self.model
 
     @property
     def full_space(self):

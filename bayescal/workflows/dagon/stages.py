@@ -26,7 +26,7 @@ def run_oat(ctx: DagonContext) -> None:
     space = ctx.full_space.only(cands) if cands else ctx.full_space
     theta = space.expand(oat_design(space))
     store = out / "ensemble"
-    run_ensemble(ctx.runner_simulator, space.to_dataarray(theta, full=True), store,
+    run_ensemble(ctx.simulator, space.to_dataarray(theta, full=True), store,
                  batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
                  progress=ctx.progress, executor=ctx.executor)
     runs = EnsembleStore(store).load()
@@ -101,7 +101,7 @@ def _verify(ctx: DagonContext, space, points: np.ndarray, store) -> tuple[np.nda
     """Run unit-cube ``points`` through the runner's store: model cost, PCs and status."""
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
-    run_ensemble(ctx.runner_simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
                  store, batch_size=len(points), keep=ctx.run_dataset_vars(), progress=False,
                  executor=ctx.executor)
     runs = EnsembleStore(store).load()

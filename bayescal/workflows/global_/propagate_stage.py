@@ -49,7 +49,7 @@ def run_propagate(ctx: GlobalContext) -> None:
         "prior": np.random.default_rng([ctx.seed, 17]).random((c["n_draws"], space.n_free)),
     }
     ens = propagate(
-        ctx.runner_simulator,
+        ctx.simulator,
         space,
         sets,
         out / "ensemble",

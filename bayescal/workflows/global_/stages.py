@@ -45,7 +45,7 @@ def run_screen(ctx: GlobalContext) -> None:
         }
         design = sample(space, "morris", cfg["screen"]["trajectories"], seed=ctx.seed)
         res = evaluate(
-            ctx.runner_simulator,
+            ctx.simulator,
             design,
             targets,
             store=out / "morris",
@@ -95,7 +95,7 @@ def _objective(ctx: GlobalContext, workdir: Path):
 
     obs, _ = ctx.twin()
     return ModelObjective(
-        ctx.runner_simulator, ctx.space(), obs, measure=ctx.config["optimize"]["misfit"], workdir=workdir,
+        ctx.simulator, ctx.space(), obs, measure=ctx.config["optimize"]["misfit"], workdir=workdir,
         batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor,
     )
 
@@ -137,7 +137,7 @@ def run_design(ctx: GlobalContext) -> None:
     space = ctx.space()
     design = latin_hypercube(space, c["n_runs"], seed=ctx.seed)
     run_ensemble(
-        ctx.runner_simulator,
+        ctx.simulator,
         space.to_dataarray(space.expand(design.values), full=True),
         out / "ensemble",
         batch_size=c["batch_size"],
@@ -176,7 +176,7 @@ def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path
     """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
-    run_ensemble(ctx.runner_simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
                  store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
                  progress=False, executor=ctx.executor)
     ens = EnsembleStore(store).load()
@@ -198,7 +198,7 @@ def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
     if left.n_free == 0:
         return np.zeros(n_obs)
     design = latin_hypercube(left, n, seed=ctx.seed + 1)
-    run_ensemble(ctx.runner_simulator, left.to_dataarray(left.expand(design.values), full=True), store,
+    run_ensemble(ctx.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
                  batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
                  progress=ctx.progress, executor=ctx.executor)
     ens = EnsembleStore(store).load()
