@@ -495,3 +495,56 @@ def test_dask_cluster_runs_the_same_members(tiny_run, tmp_path):
     np.testing.assert_allclose(ours["summaries"], ref["summaries"], rtol=1e-12)
     np.testing.assert_allclose(ours["misfit"], ref["misfit"], rtol=1e-12)
     assert recs["design"].runs == 30 and recs["optimize"].runs == 12
+
+
+class _DocsGlobalModel:
+    """A global model as docs/own-model.md describes it, written by a user around their own code:
+    a Dataset in another dimension order (time, cell, member), the older ``failed``/``failure``
+    names, no ``simulate`` method, and a run that raises when ``gamma_w`` is near its upper bound."""
+
+    def __init__(self, cfg):
+        from bayescal.models import LandCarbonModel, make_drivers, make_grid
+
+        m = cfg["model"]
+        grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
+        drivers = make_drivers(grid, start=m["start"], end=m["end"], ramp_start=m["ramp_start"],
+                               seed=m["grid_seed"])
+        self._model = LandCarbonModel(grid=grid, drivers=drivers)
+        self.space = self._model.space
+        self._gamma = self.space.all_labels.index("gamma_w")
+        self._limit = self.space.lower[self._gamma] + 0.95 * (self.space.upper[self._gamma]
+                                                             - self.space.lower[self._gamma])
+
+    def __call__(self, theta):
+        if (np.atleast_2d(theta)[:, self._gamma] > self._limit).any():
+            raise RuntimeError("my model diverged")
+        ds = self._model(theta)
+        failed = ds["status"].values != "done"
+        ds = ds.drop_vars(["status", "reason"]).assign(
+            failed=("member", failed), failure=("member", np.where(failed, "spin-up", "")))
+        return ds.transpose("time", "cell", "member", ...)
+
+
+def test_a_global_model_written_from_the_docs_runs_through_the_stages(tmp_path):
+    """The own-model contract on the global route: the twin, the optimiser and the design run on a
+    user's model in any dimension order with the older failure names; the members that raise fail
+    alone with the exception as their reason, and the others equal the embedded model's runs."""
+    cfg = load_config(TINY)
+    assert "gamma_w" in cfg["parameters"]["free"]
+    ctx = GlobalContext(cfg, tmp_path / "run", model=_DocsGlobalModel(cfg), progress=False)
+    recs = ctx.run(("screen", "optimize", "design"))
+    assert [r.status for r in recs] == ["ran"] * 3
+    tr = xr.load_dataset(tmp_path / "run" / "design" / "training.nc")
+    space = ctx.space()
+    gamma = space.labels.index("gamma_w")
+    raised = tr["u"].values[:, gamma] > 0.95
+    assert raised.any() and (~raised).sum() >= 20
+    assert set(tr["status"].values[raised]) == {"failed"}
+    assert all("my model diverged" in r for r in tr["reason"].values[raised])
+    assert (tr["status"].values[~raised] == "done").all()
+    # a finished member's summaries equal the embedded model's at the same values
+    i = int(np.flatnonzero(~raised)[0])
+    embedded = GlobalContext(cfg, tmp_path / "other", progress=False)
+    theta = space.expand(space.from_unit(tr["u"].values[i][None]))
+    np.testing.assert_allclose(tr["summaries"].values[i], embedded.summaries(embedded.model(theta))[0],
+                               rtol=1e-10)

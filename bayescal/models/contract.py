@@ -174,7 +174,7 @@ def _reshaped(ds: xr.Dataset, v: str) -> np.ndarray:
 
 class ConformingModel:
     """A user's model seen through the contract: every call returns series on ``(member, time)``
-    with ``status``/``reason``; a member whose run raises fails alone.
+    (or the global route's cells) with ``status``/``reason``; a member whose run raises fails alone.
 
     Parameters
     ----------
@@ -184,12 +184,17 @@ class ConformingModel:
         Variables the workflow needs (checked on every call).
     space : ParameterSpace, optional
         Replaces ``model.space`` (a ``parameters_file``); must name the same values in order.
+    series : bool, default True
+        Site series on ``(member, time)``; ``False`` keeps the global route's cells
+        (:func:`conform_output`).
     """
 
-    def __init__(self, model: Any, variables: Sequence[str] | None = None, space: Any = None) -> None:
+    def __init__(self, model: Any, variables: Sequence[str] | None = None, space: Any = None,
+                 series: bool = True) -> None:
         self.model = model
         self.variables = list(variables or [])
         self.space = space if space is not None else model.space
+        self.series = series
         self._template: xr.Dataset | None = None
 
     def __getattr__(self, name: str) -> Any:  # the model's own attributes (``drivers``, ...)
@@ -200,7 +205,7 @@ class ConformingModel:
     def __call__(self, theta: np.ndarray) -> xr.Dataset:
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         try:
-            ds = conform_output(self.model(theta), theta.shape[0], self.variables)
+            ds = conform_output(self.model(theta), theta.shape[0], self.variables, series=self.series)
         except ModelOutputError:
             raise
         except Exception as err:  # noqa: BLE001 - a raising member fails alone (docs/own-model.md)

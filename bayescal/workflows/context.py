@@ -71,7 +71,7 @@ class Context:
         self.progress = progress
         self.config_text = config_text
         self.records: list[StageRecord] = []
-        self._model = model
+        self._model = None if model is None else self.conform(model)
         self.rundir = RunDir(self.run_dir)
         self._cache: dict[str, Any] = {}
         self._runs = 0
@@ -87,6 +87,10 @@ class Context:
         if self._model is None:
             self._model = self.make_model()
         return self._model
+
+    def conform(self, model):
+        """A model given by the caller, as the stages see it (each workflow's context says how)."""
+        return model
 
     def make_model(self):
         """The model a config describes; each workflow's context says how."""

@@ -42,6 +42,13 @@ class GlobalContext(Context):
 
     workflow_name = "global"
 
+    def conform(self, model):
+        """Your own model through the contract (docs/own-model.md): any dimension order, dict
+        output, ``failed``/``failure``, a raising member failing alone; the cells kept."""
+        from bayescal.models.contract import ConformingModel
+
+        return ConformingModel(model, series=False)
+
     def make_model(self):
         """The embedded global model of ``[model]``."""
         from bayescal.models import LandCarbonModel, make_drivers, make_grid
