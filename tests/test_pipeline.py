@@ -204,8 +204,21 @@ def test_tiny_config_end_to_end(tiny_run):
     prior = prior.isel(member=np.flatnonzero(prior["set"].values == "prior"))
     assert prior.sizes["member"] == 20 and prior["u"].std("member").min() > 0.15  # uniform draws
     assert widths["gpp_global"]["ratio"] < 0.8, widths
+    # the model-run checks of the likelihood's summaries: the posterior draws' own runs, in sigma
+    checks = xr.load_dataset(run_dir / "propagate" / "checks.nc")
+    assert checks.attrs["n_posterior"] == 20 and checks.attrs["n_prior"] >= 15
+    from bayescal.run.ensemble import EnsembleStore
+
+    ctx = GlobalContext(load_config(TINY), run_dir, progress=False)
+    ens = EnsembleStore(run_dir / "propagate" / "ensemble").load()
+    sets = xr.load_dataset(run_dir / "propagate" / "outputs.nc")["set"].values
+    y = ctx.summaries(ens.isel(member=np.flatnonzero(sets == "posterior")))
+    obs, sigma = ctx.observed()
+    np.testing.assert_allclose(checks["residual"], (y.mean(0) - obs) / sigma, rtol=1e-9)
+    q05, q95 = np.quantile(y, [0.05, 0.95], axis=0)
+    np.testing.assert_allclose(checks["predictive_ratio"], (q95 - q05) / (2 * 1.6448536 * sigma), rtol=1e-6)
     page = (run_dir / "report.html").read_text()
-    assert "posterior of prior predictive" in page
+    assert "posterior of prior predictive" in page and "Checked by model runs" in page
     assert "twin truth inside the 90 % posterior interval: 4 of 4" in page
     assert "Seiler's alternative sets" in page  # Seiler's equifinality procedure beside the posterior's
     assert (run_dir / "equifinality" / "alternatives_seiler.nc").exists()

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from .base import EmulatorError, _as_inputs
 
@@ -68,32 +68,80 @@ def kfold(
 
 
 # ------------------------------------------------------------------------------ interpretation
+class _Output(RegressorMixin, BaseEstimator):
+    """One output column of an emulator with several, as a scikit-learn regressor (already fitted)."""
+
+    def __init__(self, emulator: Any = None, output: int = 0):
+        self.emulator, self.output = emulator, output
+
+    def fit(self, X: Any, y: Any) -> _Output:
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.emulator.predict(X)).reshape(len(X), -1)[:, self.output]
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+
+def _labels(emulator: Any, d: int) -> list[str]:
+    return getattr(emulator, "parameters_", None) or [f"x{j}" for j in range(d)]
+
+
 def permutation_importance(
-    emulator: BaseEstimator, X: Any, y: Any, n_repeats: int = 10, seed: int | None = 0
+    emulator: BaseEstimator, X: Any, y: Any, n_repeats: int = 10, seed: int | None = 0,
+    scoring: str | None = None, output: int | None = None,
 ) -> xr.Dataset:
     """Permutation importance of each input (Dagon et al. 2020, Fig. 7) via scikit-learn.
 
-    Returns ``importance`` and ``importance_sd`` on ``parameter`` (drop in R² when the input is
-    shuffled), labelled by the emulator's parameters when it has them.
+    Parameters
+    ----------
+    emulator : fitted estimator
+    X, y : array_like
+        Inputs (points, parameters) and the outputs to score against.
+    n_repeats : int, default 10
+        Shuffles per input.
+    seed : int, optional
+    scoring : str, optional
+        A scikit-learn scorer name; default the emulator's ``score`` (R²). Dagon's is the mean
+        squared error: ``"neg_mean_squared_error"``.
+    output : int, optional
+        Score one output column of a several-output emulator (``y`` may hold all columns).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``importance`` and ``importance_sd`` on ``parameter``: the drop of the score when the input
+        is shuffled (for the MSE scorer: the rise of the MSE), labelled by the emulator's
+        parameters when it has them; ``attrs["baseline_score"]``: the score unshuffled.
     """
     from sklearn.inspection import permutation_importance as _pi
+    from sklearn.metrics import check_scoring
 
     Xa = _as_inputs(X)
-    r = _pi(emulator, Xa, np.asarray(y, dtype=float), n_repeats=n_repeats, random_state=seed)
-    labels = getattr(emulator, "parameters_", None) or [f"x{j}" for j in range(Xa.shape[1])]
+    ya = np.asarray(y, dtype=float)
+    est = emulator
+    if output is not None:
+        est, ya = _Output(emulator, output), (ya[:, output] if ya.ndim == 2 else ya)
+    r = _pi(est, Xa, ya, scoring=scoring, n_repeats=n_repeats, random_state=seed)
     return xr.Dataset(
         {"importance": ("parameter", r.importances_mean), "importance_sd": ("parameter", r.importances_std)},
-        coords={"parameter": labels},
+        coords={"parameter": _labels(emulator, Xa.shape[1])},
+        attrs={"baseline_score": float(check_scoring(est, scoring)(est, Xa, ya)), "scoring": scoring or "score"},
     )
 
 
 def partial_dependence(
-    emulator: BaseEstimator, X: Any, parameter: int | str, grid_resolution: int = 25
+    emulator: BaseEstimator, X: Any, parameter: int | str, grid_resolution: int = 25,
+    grid: Any = None, output: int | None = None,
 ) -> xr.DataArray:
     """Partial dependence of the emulated output on one input (Dagon et al. 2020, Fig. 8).
 
     ``parameter`` is a column index or a label of ``emulator.parameters_``; returns the average
-    prediction over ``X`` on a grid of that input (unit-cube values, dim ``value``).
+    prediction over ``X`` on a grid of that input (unit-cube values, dim ``value``): ``grid``
+    (Dagon: ten values evenly over the range) or ``grid_resolution`` values between the 5th and
+    95th percentiles of ``X``. ``output``: that column of a several-output emulator (default the
+    first).
     """
     from sklearn.inspection import partial_dependence as _pd
 
@@ -105,7 +153,10 @@ def partial_dependence(
         j = labels.index(parameter)
     else:
         j = int(parameter)
-    r = _pd(emulator, Xa, [j], grid_resolution=grid_resolution, kind="average")
+    est = emulator if output is None else _Output(emulator, output)
+    kw = ({"grid_resolution": grid_resolution} if grid is None
+          else {"custom_values": {j: np.asarray(grid, dtype=float)}})
+    r = _pd(est, Xa, [j], kind="average", **kw)
     name = labels[j] if labels else f"x{j}"
     return xr.DataArray(r["average"][0], dims="value", coords={"value": r["grid_values"][0]},
                         name="partial_dependence", attrs={"parameter": name})

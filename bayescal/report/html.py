@@ -258,6 +258,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         _tab(ident_df, "{:.3f}"),
         _equifinality_section(eq),
         _history_matching_section(run / "posterior" / "history_matching.nc"),
+        _model_checks_section(run / "propagate" / "checks.nc"),
         "<h3>Refinement rounds</h3>",
         f"<p>{int(ref['n_train'].values[-1])} model runs train the final emulator; new runs chosen "
         f"by {html.escape(ref.attrs.get('acquisition', 'posterior draws'))}; stopping rule: "
@@ -295,6 +296,24 @@ def _history_matching_section(path: Path) -> str:
             f"posterior mean: {ms:.2f} (goal 0.5&ndash;2: {verdict(0.5 <= ms <= 2)}).</p>"
             "<p>Waves (runs each; fraction of the prior not ruled out):</p>" + _tab(waves, "{:.4g}")
             + "<p>Per summary (ratio, residual in &sigma;, the complement's spread in &sigma;):</p>"
+            + _tab(per, "{:.2f}"))
+
+
+def _model_checks_section(path: Path) -> str:
+    """The same two checks by model runs (the propagate stage's posterior and prior draws):
+    the draws' 90 % interval over the observational one, and the residual of their mean."""
+    if not path.exists():
+        return ""
+    ck = xr.load_dataset(path)
+    ratio, resid, prior = ck["predictive_ratio"].values, ck["residual"].values, ck["prior_ratio"].values
+    med, ms = float(np.nanmedian(ratio)), float(np.nanmean(resid**2))
+    per = ck[["predictive_ratio", "prior_ratio", "residual"]].to_dataframe()
+    per = per[[c for c in per.columns if c in ("predictive_ratio", "prior_ratio", "residual")]]
+    return ("<h3>Checked by model runs</h3>"
+            f"<p>{int(ck.attrs['n_posterior'])} posterior and {int(ck.attrs['n_prior'])} prior draws through "
+            f"the model: median 90 % interval over the observational one {med:.2f} (prior draws "
+            f"{float(np.nanmedian(prior)):.2f}; goal &le; 1); mean square of the standardised residuals "
+            f"of the posterior-mean prediction (the draws' mean) {ms:.2f} (goal 0.5&ndash;2).</p>"
             + _tab(per, "{:.2f}"))
 
 

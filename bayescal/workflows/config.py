@@ -86,7 +86,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "design": {"n_runs": (int, 100), "batch_size": (int, 32)},
     "emulator": {"variance_threshold": (float, 0.999), "n_restarts": (int, 0), "training": (str, "all"),
                  "drop_worst": (float, 0.0), "eof_modes": (int, 3), "network": (list, [12, 12])},
-    "oat": {"top_k": (int, 6), "select": (str, "effect")},
+    # Dagon et al.'s route: families perturbed together, screened on the embedded model's outputs
+    # among Dagon's seven (GPP, evapotranspiration as latent heat, sensible heat; docs/seeds.md)
+    "oat": {"top_k": (int, 6), "select": (str, "effect"), "unit": (str, "family"),
+            "outputs": (list, ["gpp", "hfls", "hfss"])},
     "emulator_screen": {"n_points": (int, 10_000_000), "keep": (int, 1000), "refine_rounds": (int, 3)},
     "posterior": {
         "n_steps": (int, 1500),
@@ -193,6 +196,8 @@ def check_model(cfg: dict, base: Path | None) -> None:
         raise ConfigError("'run.workflow' = 'dagon' needs the embedded global model ('model.kind' = global)")
     if cfg["oat"]["select"] not in ("effect", "combined"):
         raise ConfigError(f"'oat.select' must be 'effect' or 'combined', got {cfg['oat']['select']!r}")
+    if cfg["oat"]["unit"] not in ("family", "value"):
+        raise ConfigError(f"'oat.unit' must be 'family' or 'value', got {cfg['oat']['unit']!r}")
     small = cfg["emulator"]["eof_modes"] < 1 or cfg["oat"]["top_k"] < 1
     if small or cfg["emulator_screen"]["n_points"] < 1000:
         raise ConfigError("'emulator.eof_modes' and 'oat.top_k' must be >= 1 and 'emulator_screen.n_points' "
@@ -316,6 +321,12 @@ def check_observations(cfg: dict) -> None:
             raise ConfigError(
                 f"'observations.variables': unknown variable {v!r}; known: {list(OUTPUT_VARIABLES)}"
             )
+    outputs = cfg["oat"]["outputs"]
+    if not outputs or len(set(map(str, outputs))) != len(outputs):
+        raise ConfigError(f"'oat.outputs' must name at least one output, each once, got {outputs!r}")
+    for v in outputs:
+        if v not in OUTPUT_VARIABLES:
+            raise ConfigError(f"'oat.outputs': unknown output {v!r}; known: {list(OUTPUT_VARIABLES)}")
 
 
 def check_labels(cfg: dict, space) -> None:

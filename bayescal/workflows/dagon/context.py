@@ -3,18 +3,21 @@ the context its stages receive (declared in :mod:`.workflow`).
 
 Stages, each through the runner's store:
 
-``oat``              one-at-a-time screening of the candidate values at their bounds; parameter
-                     effect and pattern-correlation ranks (:func:`bayescal.analysis.oat.dagon_oat`); the
-                     ``oat.top_k`` leading values by effect (``oat.select``; plus
-                     ``parameters.free``) are calibrated.
-``design``           Latin-hypercube perturbed-parameter ensemble (as the default route's design).
+``oat``              one-at-a-time screening of the candidates at their bounds -- each family's
+                     values together (``oat.unit = "family"``, Dagon) or each value alone -- on the
+                     outputs ``oat.outputs``; parameter effect and pattern-correlation ranks
+                     (:func:`bayescal.analysis.oat.dagon_oat`); the ``oat.top_k`` leading units by
+                     effect (``oat.select``; plus ``parameters.free``) are calibrated.
+``design``           Latin-hypercube perturbed-parameter ensemble of the calibrated coordinates
+                     (:class:`Scaling`: one scaling factor per family, as Dagon's PPE).
 ``emulate``          per observed variable: EOFs of the area-weighted anomalies of the members'
-                     mean maps (Eq. 3), observations projected on them (Eq. 5), and Dagon's
-                     ReLU-tanh network from parameters to PCs, tested on 20 % of the members.
+                     mean maps (Eq. 3), observations projected on them (Eq. 5), Dagon's ReLU-tanh
+                     network from parameters to PCs, tested on 20 % of the members, and its
+                     permutation importance and partial dependence (Figs. 7-8).
 ``emulator_screen``  the cost in EOF space (Eq. 6) at ``emulator_screen.n_points`` Sobol' points
                      (10^7 in the paper): histogram and best points; the differential-evolution
                      optimum on the emulator, then verified by a model run beside the defaults.
-``report``           PE/PC ranking, EOF maps, cost histogram, optimum against default.
+``report``           the paper's figures (:mod:`bayescal.report.dagon`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,70 @@ import xarray as xr
 from bayescal.operators.eof import EOFBasis, eof_cost
 from bayescal.workflows.global_.context import GlobalContext
 
-__all__ = ["DagonContext", "EOFCost"]
+__all__ = ["DagonContext", "EOFCost", "Scaling"]
+
+
+class Scaling:
+    """The calibrated coordinates of Dagon's route: one unit-cube factor per group of values.
+
+    A group is a family's calibrated values (``oat.unit = "family"``): the factor puts each of them
+    at the same position of its own range, Dagon's "uniform linear parameter scalings" that keep
+    PFT-specific ranges "without increasing the dimensionality" (Sect. 2.4). With
+    ``oat.unit = "value"`` each value is its own group (the unit cube of the values).
+
+    Parameters
+    ----------
+    space : ParameterSpace
+        The calibrated values free, everything else fixed.
+    groups : dict name -> list of labels
+        The groups (every free label of ``space`` in exactly one).
+    """
+
+    def __init__(self, space, groups: dict[str, list[str]]):
+        index = {lab: i for i, lab in enumerate(space.labels)}
+        self.space, self.labels = space, list(groups)
+        self.columns = [np.array([index[lab] for lab in labs], dtype=int) for labs in groups.values()]
+        if sorted(np.concatenate(self.columns).tolist()) != list(range(space.n_free)):
+            raise ValueError("Scaling: every calibrated value must be in exactly one group")
+
+    @property
+    def n_free(self) -> int:
+        return len(self.labels)
+
+    def value_unit(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube values of the calibrated values (k, n values) at factors ``u`` (k, groups)."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        out = np.empty((u.shape[0], self.space.n_free))
+        for g, cols in enumerate(self.columns):
+            out[:, cols] = u[:, [g]]
+        return out
+
+    def theta(self, u: np.ndarray) -> np.ndarray:
+        """Full parameter vectors (k, all values) of the model at factors ``u`` (k, groups)."""
+        return self.space.expand(self.space.from_unit(self.value_unit(u)))
+
+    def design(self, u: np.ndarray):
+        """``theta(u)`` as the runner's labelled design (member, parameter)."""
+        return self.space.to_dataarray(self.theta(u), full=True)
+
+    @property
+    def default_u(self) -> np.ndarray:
+        """Each group's factor nearest the defaults: the mean unit-cube position of its values'
+        defaults (exact when they share one, as every single value does)."""
+        u = self.space.to_unit(self.space.default)
+        return np.array([u[cols].mean() for cols in self.columns])
+
+    @property
+    def default_exact(self) -> bool:
+        """Whether :attr:`default_u` gives the defaults exactly."""
+        u = self.space.to_unit(self.space.default)
+        return bool(all(np.ptp(u[cols]) < 1e-12 for cols in self.columns))
+
+    def unit_space(self):
+        """The factors as a parameter space on [0, 1] (for the Latin hypercube)."""
+        from bayescal.parameters import Parameter, ParameterSpace
+
+        return ParameterSpace([Parameter(lab, float(d), 0.0, 1.0) for lab, d in zip(self.labels, self.default_u)])
 
 
 class EOFCost:
@@ -91,16 +157,35 @@ class DagonContext(GlobalContext):
         eof = self.eof_data()
         return eof_cost(self.model_pcs(ds, eof), *self._targets(eof))
 
-    def selection(self, ranking: xr.Dataset) -> list[str]:
-        """The ``oat.top_k`` values by ``oat.select`` -- ``"effect"`` (Dagon et al.: the leading
-        parameters by effect, the pattern rank breaking ties) or ``"combined"`` (the mean of both
-        ranks) --, plus ``parameters.free``, in space order."""
+    def selection(self, ranking: xr.Dataset, space) -> dict[str, list[str]]:
+        """The calibrated groups: the ``oat.top_k`` leading units of the screen by ``oat.select`` --
+        ``"effect"`` (Dagon et al.: by parameter effect, the pattern rank breaking ties) or
+        ``"combined"`` (the mean of both ranks) --, plus ``parameters.free``; each a group name
+        (a family or a label, as ``oat.unit``) -> its values among the screened ``space``'s (a free
+        entry's from the whole space), in the model's order."""
         from bayescal.parameters import family
 
-        k, how = self.config["oat"]["top_k"], self.config["oat"]["select"]
+        k, how, unit = self.config["oat"]["top_k"], self.config["oat"]["select"], self.config["oat"]["unit"]
         key = (ranking["pe_rank"].values + ranking["pc_rank"].values / (ranking.sizes["parameter"] + 1.0)
                if how == "effect" else ranking["combined_rank"].values)
         best = set(ranking["parameter"].values[np.argsort(key, kind="stable")][:k].tolist())
+        chosen = {lab for lab in space.labels if (family(lab) if unit == "family" else lab) in best}
         free = set(self.config["parameters"]["free"] or [])
-        space = self.full_space
-        return [lab for lab in space.labels if lab in best or lab in free or family(lab) in free]
+        full = self.full_space
+        chosen |= {lab for lab in full.labels if lab in free or family(lab) in free}
+        groups: dict[str, list[str]] = {}
+        for lab in full.labels:
+            if lab in chosen:
+                groups.setdefault(family(lab) if unit == "family" else lab, []).append(lab)
+        return groups
+
+    def calibration(self) -> Scaling:
+        """The calibrated coordinates (``oat/selected.json``: its ``groups``; a run directory of
+        an older bayescal has none, and each value is its own group)."""
+        import json
+
+        if "calibration" not in self._cache:
+            sel = json.loads((self.run_dir / "oat" / "selected.json").read_text())
+            groups = sel.get("groups") or {lab: [lab] for lab in sel["parameters"]}
+            self._cache["calibration"] = Scaling(self.space(), groups)
+        return self._cache["calibration"]

@@ -13,34 +13,61 @@ from bayescal.workflow.rundir import write_json_atomic
 if TYPE_CHECKING:
     from .context import DagonContext
 
-__all__ = ["run_dagon_report", "run_emulate", "run_emulator_screen", "run_oat"]
+__all__ = ["interpret_network", "run_dagon_design", "run_dagon_report", "run_emulate", "run_emulator_screen",
+           "run_oat"]
 
 
 def run_oat(ctx: DagonContext) -> None:
-    from bayescal.analysis.oat import dagon_oat
-    from bayescal.analysis.sensitivity import oat_design
+    from bayescal.analysis.oat import dagon_oat, group_oat_design
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
     out = ctx.run_dir / "oat"
+    c = ctx.config["oat"]
     cands = ctx.config["parameters"]["candidates"]
     space = ctx.full_space.only(cands) if cands else ctx.full_space
-    theta = space.expand(oat_design(space))
+    theta, units = group_oat_design(space, c["unit"])
     store = out / "ensemble"
-    run_ensemble(ctx.simulator, space.to_dataarray(theta, full=True), store,
-                 batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
+    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(theta), full=True), store,
+                 batch_size=ctx.config["design"]["batch_size"], keep=list(c["outputs"]),
                  progress=ctx.progress, executor=ctx.executor)
     runs = EnsembleStore(store).load()
-    fields = {v: (lambda ds, v=v: ds[v].mean("time")) for v in ctx.config["observations"]["variables"]}
-    ranking = dagon_oat(lambda _theta: runs, space, fields, runs["area"].values)
+    fields = {v: (lambda ds, v=v: ds[v].mean("time")) for v in c["outputs"]}
+    ranking = dagon_oat(lambda _theta: runs, space, fields, runs["area"].values, unit=c["unit"])
+    ranking = ranking.assign_coords({k: ("cell", runs[k].values) for k in ("lon", "lat", "area") if k in runs})
     ranking.to_netcdf(out / "ranking.nc")
-    chosen = ctx.selection(ranking)
-    write_json_atomic(out / "selected.json", {"parameters": chosen})
-    ctx.say(f"  {space.n_free} values at their bounds ({theta.shape[0]} runs); calibrating {len(chosen)} "
-            f"(by {ctx.config['oat']['select']}): {', '.join(chosen[:6])}{' ...' if len(chosen) > 6 else ''}")
+    groups = ctx.selection(ranking, space)
+    chosen = [lab for labs in groups.values() for lab in labs]
+    write_json_atomic(out / "selected.json", {"parameters": chosen, "unit": c["unit"], "groups": groups})
+    names = list(groups)
+    ctx.say(f"  {len(units)} {c['unit'] if c['unit'] == 'family' else 'value'} units at their bounds "
+            f"({theta.shape[0]} runs) on {', '.join(c['outputs'])}; calibrating {len(names)} (by "
+            f"{c['select']}; {len(chosen)} values): {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}")
+
+
+def run_dagon_design(ctx: DagonContext) -> None:
+    """Dagon's perturbed-parameter ensemble: a Latin hypercube of ``design.n_runs`` points in the
+    calibrated coordinates (one factor per family with ``oat.unit = "family"``)."""
+    from bayescal.parameters.design import latin_hypercube
+    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+
+    out = ctx.run_dir / "design"
+    calib = ctx.calibration()
+    u = latin_hypercube(calib.unit_space(), ctx.config["design"]["n_runs"], seed=ctx.seed).values
+    run_ensemble(ctx.simulator, calib.design(u), out / "ensemble", batch_size=ctx.config["design"]["batch_size"],
+                 executor=ctx.executor, keep=ctx.run_dataset_vars(), progress=ctx.progress)
+    ens = EnsembleStore(out / "ensemble").load()
+    status, reason = ens["status"].values.astype(str), ens["reason"].values.astype(str)
+    xr.Dataset({"u": (("member", "parameter"), u), "status": ("member", status), "reason": ("member", reason)},
+               coords={"parameter": calib.labels},
+               attrs={"unit": ctx.config["oat"]["unit"]}).to_netcdf(out / "training.nc")
+    ctx.say(f"  {(status == 'done').sum()} of {len(u)} runs finished ({calib.n_free} coordinates, "
+            f"{calib.space.n_free} values)")
 
 
 #: the network's early-stopping share of the training members: 0.25 of 80 % = 20 % of all
 VALIDATION = 0.25
+#: Dagon's partial dependence: 10 values evenly over each parameter's range (Sect. 3.2)
+PD_GRID = np.linspace(0.0, 1.0, 10)
 
 
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +76,31 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(0.2 * n)))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def interpret_network(net, u: np.ndarray, pcs: np.ndarray, test: np.ndarray, name: str,
+                      seed: int = 0, n_repeats: int = 10) -> xr.Dataset:
+    """Dagon's Figs. 7-8 for one variable's network: per mode, the test members' mean squared error
+    with each parameter shuffled (``<name>_mse``, beside ``<name>_baseline_mse`` unshuffled; Eq. 4
+    as the skill), and the partial dependence on each parameter at :data:`PD_GRID`, averaged over
+    every member ``u`` (``<name>_partial_dependence`` on parameter, value, mode)."""
+    from bayescal.emulators.validation import partial_dependence, permutation_importance
+
+    d, n_modes = u.shape[1], pcs.shape[1]
+    mse, sd, base = np.empty((d, n_modes)), np.empty((d, n_modes)), np.empty(n_modes)
+    pd = np.empty((d, PD_GRID.size, n_modes))
+    for m in range(n_modes):
+        imp = permutation_importance(net, u[test], pcs[test], n_repeats=n_repeats, seed=seed,
+                                     scoring="neg_mean_squared_error", output=m)
+        base[m] = -imp.attrs["baseline_score"]
+        mse[:, m], sd[:, m] = base[m] + imp["importance"].values, imp["importance_sd"].values
+        for j in range(d):
+            pd[j, :, m] = partial_dependence(net, u, j, grid=PD_GRID, output=m).values
+    mode = f"{name}_mode"
+    return xr.Dataset({f"{name}_mse": (("parameter", mode), mse), f"{name}_mse_sd": (("parameter", mode), sd),
+                       f"{name}_baseline_mse": (mode, base),
+                       f"{name}_partial_dependence": (("parameter", "value", mode), pd)},
+                      coords={"value": PD_GRID})
 
 
 def run_emulate(ctx: DagonContext) -> None:
@@ -65,7 +117,7 @@ def run_emulate(ctx: DagonContext) -> None:
     obs_mean, obs_annual = ctx.observed_maps()
     area = runs["area"].values
     train, test = _split(done.size, ctx.seed)
-    parts, lines = [], []
+    parts, interp, lines = [], [], []
     for v in ctx.config["observations"]["variables"]:
         cells = np.isfinite(obs_mean[v])  # the model masked to the observed cells, as Dagon did
         basis = EOFBasis.fit(maps[v][:, cells], area[cells], n_modes=c["eof_modes"])
@@ -75,6 +127,7 @@ def run_emulate(ctx: DagonContext) -> None:
         net = DagonNetwork(hidden=tuple(c["network"]), validation_fraction=VALIDATION,
                            random_state=ctx.seed).fit(u[train], pcs[train])
         net.save(out / f"network_{v}.nc")
+        interp.append(interpret_network(net, u, pcs, test, v, seed=ctx.seed))
         pred = net.predict(u[test]).reshape(test.size, -1)
         r2 = 1 - ((pred - pcs[test]) ** 2).sum(0) / ((pcs[test] - pcs[test].mean(0)) ** 2).sum(0)
         rmse = np.sqrt(((pred - pcs[test]) ** 2).mean(0))
@@ -92,25 +145,31 @@ def run_emulate(ctx: DagonContext) -> None:
         }))
         lines.append(f"{v}: {basis.n_modes} modes ({basis.fraction.sum():.1%} of the variance), "
                      f"test R2 {', '.join(f'{x:.2f}' for x in r2)}")
+    labels = ctx.calibration().labels
     xr.merge(parts).assign(u=(("member", "parameter"), u)).assign_coords(
-        member=done, parameter=ctx.space().labels).to_netcdf(out / "eof.nc")
+        member=done, parameter=labels).to_netcdf(out / "eof.nc")
+    xr.merge(interp).assign_coords(parameter=labels).to_netcdf(out / "interpretation.nc")
     ctx.say("  " + "; ".join(lines))
 
 
-def _verify(ctx: DagonContext, space, points: np.ndarray, store) -> tuple[np.ndarray, dict, np.ndarray]:
-    """Run unit-cube ``points`` through the runner's store: model cost, PCs and status."""
+def _verify(ctx: DagonContext, design: xr.DataArray, store) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Run a labelled ``design`` through the runner's store: model cost, PCs and status."""
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
-    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
-                 store, batch_size=len(points), keep=ctx.run_dataset_vars(), progress=False,
-                 executor=ctx.executor)
+    run_ensemble(ctx.simulator, design, store, batch_size=design.sizes["member"], keep=ctx.run_dataset_vars(),
+                 progress=False, executor=ctx.executor)
     runs = EnsembleStore(store).load()
     return ctx.model_cost(runs), ctx.model_pcs(runs), runs["status"].values.astype(str)
 
 
-def _refine(ctx: DagonContext, space, cost, out) -> list[dict]:
+def _pcs(pcs: dict) -> dict[str, list[float]]:
+    return {v: np.asarray(p, dtype=float).reshape(-1).tolist() for v, p in pcs.items()}
+
+
+def _refine(ctx: DagonContext, calib, cost, out) -> list[dict]:
     """Dagon's DE optimum on the emulator, verified by a model run -- and then better: each verified
-    run joins the networks' training set and the optimum is sought again (``refine_rounds``)."""
+    run joins the networks' training set and the optimum is sought again (``refine_rounds``).
+    Each round keeps its optimum's PCs by its networks and by the model (Dagon's Fig. 10)."""
     from bayescal.emulators import DagonNetwork, emulator_optimum
 
     eof = ctx.eof_data()
@@ -118,10 +177,12 @@ def _refine(ctx: DagonContext, space, cost, out) -> list[dict]:
     P = {v: eof[f"{v}_pc"].values for v in cost.networks}
     rounds = []
     for r in range(ctx.config["emulator_screen"]["refine_rounds"] + 1):
-        u_best, j_emul = emulator_optimum(cost, space.n_free, seed=ctx.seed + r)
-        j_model, pcs, status = _verify(ctx, space, u_best[None], out / "verify" / f"round{r}")
+        u_best, j_emul = emulator_optimum(cost, calib.n_free, seed=ctx.seed + r)
+        emulated = {v: net.predict(u_best[None]) for v, net in cost.networks.items()}
+        j_model, pcs, status = _verify(ctx, calib.design(u_best[None]), out / "verify" / f"round{r}")
         rounds.append({"round": r, "u": u_best.tolist(), "emulated_cost": float(j_emul),
-                       "model_cost": float(j_model[0]), "status": status[0]})
+                       "model_cost": float(j_model[0]), "status": status[0],
+                       "emulated_pcs": _pcs(emulated), "model_pcs": _pcs({v: p[0] for v, p in pcs.items()})})
         ctx.say(f"  round {r}: DE optimum emulated {j_emul:.3g}, model {j_model[0]:.3g}")
         if r == ctx.config["emulator_screen"]["refine_rounds"] or status[0] != "done":
             break
@@ -134,25 +195,41 @@ def _refine(ctx: DagonContext, space, cost, out) -> list[dict]:
     return rounds
 
 
+def _values(calib, u_opt) -> dict:
+    """The calibrated values in physical units: defaults, the optimum's, bounds and units."""
+    from bayescal.parameters import family
+
+    space = calib.space
+    return {"labels": space.labels, "default": space.default.tolist(),
+            "optimum": space.from_unit(calib.value_unit(u_opt))[0].tolist(),
+            "lower": space.lower.tolist(), "upper": space.upper.tolist(),
+            "units": [space[family(lab)].units for lab in space.labels]}
+
+
 def run_emulator_screen(ctx: DagonContext) -> None:
     from bayescal.emulators import emulator_screen
 
     out = ctx.run_dir / "emulator_screen"
     c = ctx.config["emulator_screen"]
-    space, cost = ctx.space(), ctx.cost()
-    screen = emulator_screen(cost, space.n_free, n=c["n_points"], k=c["keep"], seed=ctx.seed,
-                             labels=space.labels)
+    calib, cost = ctx.calibration(), ctx.cost()
+    screen = emulator_screen(cost, calib.n_free, n=c["n_points"], k=c["keep"], seed=ctx.seed,
+                             labels=calib.labels)
     screen.to_netcdf(out / "screen.nc")
-    u_default = space.to_unit(space.default)
-    j_default, _, _ = _verify(ctx, space, u_default[None], out / "verify" / "default")
+    u_default = calib.default_u
+    default = calib.space.to_dataarray(calib.space.expand(calib.space.default[None]), full=True)
+    j_default, pcs_default, _ = _verify(ctx, default, out / "verify" / "default")  # the true defaults
     j_default_emul = float(cost.predict(u_default[None])[0])
-    rounds = _refine(ctx, space, cost, out)
+    emul_default = {v: net.predict(u_default[None]) for v, net in cost.networks.items()}
+    rounds = _refine(ctx, calib, cost, out)
     done = [r for r in rounds if r["status"] == "done"]
     best = min(done, key=lambda r: r["model_cost"]) if done else rounds[0]
     result = {
-        "parameters": space.labels, "default_u": u_default.tolist(), "optimum_u": best["u"],
+        "parameters": calib.labels, "unit": ctx.config["oat"]["unit"], "default_u": u_default.tolist(),
+        "default_u_exact": calib.default_exact, "optimum_u": best["u"], "optimum_round": best["round"],
         "emulated_cost": {"default": j_default_emul, "optimum": rounds[0]["emulated_cost"]},
         "model_cost": {"default": float(j_default[0]), "optimum": best["model_cost"]},
+        "default_pcs": {"model": _pcs({v: p[0] for v, p in pcs_default.items()}), "emulated": _pcs(emul_default)},
+        "values": _values(calib, np.asarray(best["u"])),
         "rounds": rounds,
         "screen": {"n": int(screen.attrs["n"]), "min": float(screen.attrs["min"]),
                    "mean": float(screen.attrs["mean"])},

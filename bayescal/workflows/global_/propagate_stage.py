@@ -79,6 +79,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     keep = ["gpp", *BUDGET_VARIABLES]
     ens[keep + ["u", "status"]].drop_vars("theta", errors="ignore").to_netcdf(out / "outputs.nc")
     _set_scores(ctx, ens, obs).to_netcdf(out / "scores.nc")
+    _model_checks(ctx, ens).to_netcdf(out / "checks.nc")
     write_json_atomic(out / "summary.json", {
         "truth_coverage": cov,
         "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
@@ -95,6 +96,36 @@ def run_propagate(ctx: GlobalContext) -> None:
     w = band_widths(b, prior_b)
     ctx.say("  90 % band width, posterior / prior predictive: "
             + ", ".join(f"{v} {w[v]['posterior']:.2f} / {w[v]['prior']:.2f} {w[v]['units']}" for v in w))
+
+
+def _model_checks(ctx: GlobalContext, ens: xr.Dataset) -> xr.Dataset:
+    """Does the posterior carry the data, by the model itself: per likelihood summary, the
+    posterior draws' 90 % interval (model runs) over the observational 90 % interval, the
+    standardised residual of their mean (the posterior-mean prediction), and the same interval of
+    the prior draws."""
+    from .stages import _summary_coords
+
+    observed, sigma = (np.asarray(a, float) for a in ctx.observed())
+    sets, done = ens["set"].values, ens["status"].values == "done"
+
+    def summaries(name: str) -> np.ndarray:
+        y = ctx.summaries(ens.isel(member=np.flatnonzero((sets == name) & done)))
+        return y[np.isfinite(y).all(1)]
+
+    width = 2 * 1.6448536 * sigma
+    post, prior = summaries("posterior"), summaries("prior")
+    def interval(y: np.ndarray) -> np.ndarray:
+        return np.subtract(*np.quantile(y, [0.95, 0.05], axis=0)) / width if len(y) > 1 else width * np.nan
+
+    coords = _summary_coords(ctx) or {"summary": np.arange(observed.size)}
+    long_name = "posterior draws' 90 % interval (model runs) / observational 90 % interval"
+    return xr.Dataset(
+        {"predictive_ratio": ("summary", interval(post), {"long_name": long_name}),
+         "prior_ratio": ("summary", interval(prior), {"long_name": "the same for the prior draws"}),
+         "residual": ("summary", (post.mean(0) - observed) / sigma,
+                      {"long_name": "(mean of the posterior draws' summaries - observed) / sigma"})},
+        coords={k: ("summary", np.asarray(v)) for k, v in coords.items()},
+        attrs={"n_posterior": len(post), "n_prior": len(prior)})
 
 
 def _set_scores(ctx: GlobalContext, ens: xr.Dataset, obs) -> xr.Dataset:
