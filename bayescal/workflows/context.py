@@ -47,10 +47,9 @@ class Context:
     config_text : str
         The TOML text, kept in the run directory and the report.
     model : callable, optional
-        Your own simulator instead of the embedded model configured in ``[model]``: a
-        ``LandCarbonModel``-compatible object (``space`` attribute; ``model(theta)`` returning
-        the observed variables on (member, cell, time) with ``area`` and ``biome`` cell
-        coordinates, and ``<variable>_global`` series on (member, year)); see docs/own-model.md.
+        Your own model instead of the one ``[model]`` describes, under the own-model contract
+        (docs/own-model.md: a ``space`` attribute and ``model(theta)``); each workflow's
+        context passes it through :meth:`conform`.
     """
 
     #: the registered workflow this context runs unless one is given (:mod:`.catalog`)
