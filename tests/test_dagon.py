@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from bayescal.emulators import load_emulator
 from bayescal.emulators.nn import DagonNetwork
@@ -100,20 +101,24 @@ def test_network_learns_a_nonlinear_response_and_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_dagon_workflow_end_to_end(tmp_path):
-    """OAT -> design -> EOF network -> 10^n cost screen -> DE optimum verified by the model -> report."""
+    """OAT of families on Dagon's outputs -> design of one factor per family -> EOF network, its
+    importance and partial dependence -> 10^n cost screen -> DE optimum verified by the model ->
+    report with the paper's figures, each drawn from what the stages wrote."""
     import json
 
     import xarray as xr
 
+    from bayescal.report.dagon import optimum_values, pc_comparison
+    from bayescal.run.ensemble import EnsembleStore
     from bayescal.workflows import make_context, validate_config
 
     cfg = validate_config({
         "run": {"output": str(tmp_path / "run"), "seed": 3, "workflow": "dagon"},
         "model": {"n_cells": 24, "start": 2000, "end": 2004, "ramp_start": 1997},
-        "parameters": {"candidates": ["vmax", "kn"]},
+        "parameters": {"candidates": ["vmax", "kn", "sn", "gamma_w"]},
         "observations": {"variables": ["gpp", "hfls"], "gcb_years": [2000, 2004],
                          "truth": {"vmax[BDL-EVG]": 0.3, "kn[BDL-EVG]": 0.6}},
-        "oat": {"top_k": 3},
+        "oat": {"top_k": 2},
         "design": {"n_runs": 60, "batch_size": 60},
         "emulator_screen": {"n_points": 20000, "keep": 50, "refine_rounds": 1},
         "propagate": {"table_years": [2000, 2004]},
@@ -122,28 +127,60 @@ def test_dagon_workflow_end_to_end(tmp_path):
     pipe.run(pipe.stage_names)
     run = tmp_path / "run"
     rank = xr.load_dataset(run / "oat" / "ranking.nc")
-    n = rank.sizes["parameter"]
-    assert n == 18 and sorted(rank["combined_rank"].values) == list(range(1, n + 1))
-    chosen = json.loads((run / "oat" / "selected.json").read_text())["parameters"]
-    best3 = set(rank["parameter"].values[np.argsort(rank["pe_rank"].values)][:3])  # by effect, as Dagon
-    assert set(chosen) == best3 and pipe.space().labels == chosen
+    # four families, each perturbed whole (9 runs), screened on GPP, latent and sensible heat
+    assert list(rank["parameter"].values) == ["vmax", "kn", "sn", "gamma_w"]
+    assert list(rank["output"].values) == ["gpp", "hfls", "hfss"] and rank.attrs["runs"] == 9
+    oat_runs = EnsembleStore(run / "oat" / "ensemble").load()
+    np.testing.assert_allclose(  # vmax's row at its lower bounds: every PFT value at once
+        oat_runs["theta"].values[1, :9], pipe.full_space.lower[:9])
+    sel = json.loads((run / "oat" / "selected.json").read_text())
+    best2 = list(rank["parameter"].values[np.argsort(rank["pe_rank"].values)][:2])  # by effect, as Dagon
+    assert set(sel["groups"]) == set(best2) and sel["unit"] == "family"
+    assert sel["parameters"] == [lab for lab in pipe.full_space.labels if lab.split("[")[0] in best2]
+    calib = pipe.calibration()
+    tr = xr.load_dataset(run / "design" / "training.nc")
+    assert tr.sizes["parameter"] == 2 == calib.n_free  # Dagon's PPE: one scaling factor a family
     eof = xr.load_dataset(run / "emulate" / "eof.nc")
     for v in ("gpp", "hfls"):
         assert eof.sizes[f"{v}_mode"] == 3 and 0.9 < eof[f"{v}_fraction"].values.sum() <= 1 + 1e-12
         assert eof[f"{v}_test_r2"].values[0] > 0.8  # the leading mode is learnt
+    interp = xr.load_dataset(run / "emulate" / "interpretation.nc")
+    assert interp["gpp_partial_dependence"].shape == (2, 10, 3)
+    assert (interp["gpp_mse"] >= 0).all() and (interp["gpp_baseline_mse"] >= 0).all()
     opt = json.loads((run / "emulator_screen" / "optimum.json").read_text())
     screen = xr.load_dataset(run / "emulator_screen" / "screen.nc")
     assert int(screen["count"].sum()) == 20000
     # DE on the emulator does at least as well as the best of the quasi-random screen
     assert opt["rounds"][0]["emulated_cost"] <= float(screen["cost"].min()) + 1e-9
     # the verification is a model run: recomputing the model's cost from its stored run agrees
-    from bayescal.run.ensemble import EnsembleStore
-
-    ver = EnsembleStore(run / "emulator_screen" / "verify" / "round0").load()
-    np.testing.assert_allclose(pipe.model_cost(ver)[0], opt["rounds"][0]["model_cost"], rtol=1e-12)
+    ver = EnsembleStore(run / "emulator_screen" / "verify" / f"round{opt['optimum_round']}").load()
+    best = opt["rounds"][opt["optimum_round"]]
+    np.testing.assert_allclose(pipe.model_cost(ver)[0], best["model_cost"], rtol=1e-12)
     assert opt["model_cost"]["optimum"] == min(r["model_cost"] for r in opt["rounds"])
+    # Fig. 10 by hand: the verified run's and the default's mean maps in the ensemble's EOFs (Eq. 5)
+    default = EnsembleStore(run / "emulator_screen" / "verify" / "default").load()
+    np.testing.assert_allclose(default["theta"].values[0], pipe.full_space.all_default)  # the true defaults
+    for v in ("gpp", "hfls"):
+        cells = eof[f"{v}_cells"].values
+        w, V, s = eof[f"{v}_weight"].values, eof[f"{v}_eof"].values, eof[f"{v}_s"].values
+        by_hand = {k: ((ds[v].mean("time").values[0, cells] - eof[f"{v}_mean"].values) * w) @ V.T / s
+                   for k, ds in (("default (model)", default), ("optimum (model)", ver))}
+        pcs = pc_comparison(eof, opt, v)
+        for case, want in by_hand.items():
+            np.testing.assert_allclose(pcs["pc"].sel(case=case).values, want, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(pcs["pc"].sel(case="observed").values, eof[f"{v}_obs_pc"].values)
+    # the optimum in physical units: every value of a family at the family's factor of its range
+    vals = optimum_values(opt)
+    space = calib.space
+    for g, fam in enumerate(calib.labels):
+        cols = [space.labels.index(lab) for lab in sel["groups"][fam]]
+        want = space.lower[cols] + opt["optimum_u"][g] * (space.upper[cols] - space.lower[cols])
+        np.testing.assert_allclose(vals["optimum"].values[cols], want, rtol=1e-12)
+    np.testing.assert_allclose(vals["default"].values, space.default)
     page = (run / "report.html").read_text()
-    assert page.count("<img") == 4 and "DE optimum" in page
+    assert page.count("<img") == 9 and "DE optimum" in page and "Tables S3-S5" in page
+    for name in ("pe_maps", "eof_maps", "importance", "partial_dependence", "pair_plot", "pcs", "optimum"):
+        assert (run / "figures" / f"{name}.png").exists()
 
 
 def test_tpe_tuning_is_reproducible_and_reports_what_it_fitted():
@@ -182,3 +219,173 @@ def test_network_keeps_its_learning_curves(tmp_path):
     back = load_emulator(tmp_path / "net.nc")
     np.testing.assert_array_equal(back.loss_curve_, net.loss_curve_)
     np.testing.assert_array_equal(back.validation_loss_curve_, net.validation_loss_curve_)
+
+
+# ------------------------------------------------------ the calibrated coordinates (Sect. 2.4)
+def test_scaling_puts_every_value_of_a_family_at_one_position_of_its_own_range():
+    from bayescal.parameters import Parameter, ParameterSpace
+    from bayescal.workflows.dagon.context import Scaling
+
+    space = ParameterSpace([
+        Parameter("v", [1.0, 2.0, 0.5], [0.0, 1.0, 0.2], [2.0, 4.0, 0.6], groups=["A", "B", "C"]),
+        Parameter("s", 1.0, 0.5, 1.5), Parameter("w", [1.0, 2.0], 0.0, 4.0, groups=["A", "B"])])
+    calib = Scaling(space.only(["v", "s"]), {"v": ["v[A]", "v[B]", "v[C]"], "s": ["s"]})
+    assert calib.labels == ["v", "s"] and calib.n_free == 2
+    theta = calib.theta(np.array([[0.25, 1.0]]))[0]
+    np.testing.assert_allclose(theta, [0.5, 1.75, 0.3, 1.5, 1.0, 2.0])  # w stays at its defaults
+    np.testing.assert_allclose(calib.default_u, [np.mean([0.5, 1 / 3, 0.75]), 0.5])
+    assert not calib.default_exact  # v's defaults sit at different places of their ranges
+    one = Scaling(space.only(["s", "w[A]"]), {"s": ["s"], "w[A]": ["w[A]"]})  # each value its own
+    assert one.default_exact and np.allclose(one.theta(one.default_u[None])[0], space.all_default)
+    unit = calib.unit_space()
+    assert unit.labels == ["v", "s"] and np.all(unit.lower == 0) and np.all(unit.upper == 1)
+    with pytest.raises(ValueError, match="exactly one group"):
+        Scaling(space.only(["v"]), {"v": ["v[A]", "v[B]"]})
+
+
+# ------------------------------------------------------------------- Figs. 7 and 8
+class _Linear:
+    """A stand-in network: PCs linear in the parameters (known importance and dependence)."""
+
+    A = np.array([[1.0, 0.0], [2.0, -1.0], [0.0, 3.0]])  # (parameter, mode)
+
+    def predict(self, u):
+        return np.asarray(u) @ self.A
+
+
+def test_importance_and_partial_dependence_of_a_network_are_dagons_figs_7_and_8():
+    """Fig. 7: the MSE of each PC with one parameter shuffled rises by A^2 x twice its variance on
+    average (exactly 0 for a parameter the mode ignores); Fig. 8: fixing a parameter at each of
+    ten values and averaging over the members gives A x value + the others' mean."""
+    from bayescal.report.dagon import (
+        importance_data,
+        partial_dependence_data,
+        plot_importance,
+        plot_partial_dependence,
+        plt,
+    )
+    from bayescal.workflows.dagon.stages import PD_GRID, interpret_network
+
+    rng = np.random.default_rng(8)
+    u = rng.random((60, 3))
+    net = _Linear()
+    test = np.arange(40)
+    ds = interpret_network(net, u, net.predict(u), test, "gpp", seed=1, n_repeats=200)
+    ds = ds.assign_coords(parameter=["a", "b", "c"])
+    np.testing.assert_allclose(ds["gpp_baseline_mse"].values, 0.0, atol=1e-24)  # a perfect network
+    var = u[test].var(axis=0)
+    want = net.A**2 * 2 * var[:, None]
+    assert ds["gpp_mse"].values[0, 1] == 0.0 and ds["gpp_mse"].values[2, 0] == 0.0
+    np.testing.assert_allclose(ds["gpp_mse"].values, want, rtol=0.15)
+    for j in range(3):
+        others = u.mean(axis=0) @ net.A - u[:, j].mean() * net.A[j]
+        np.testing.assert_allclose(ds["gpp_partial_dependence"].values[j],
+                                   PD_GRID[:, None] * net.A[j] + others, rtol=1e-12)
+    imp = importance_data(ds, "gpp", mode=1)
+    np.testing.assert_array_equal(imp["mse"].values, ds["gpp_mse"].values[:, 1])
+    assert float(imp["baseline"]) == ds["gpp_baseline_mse"].values[1] and imp.attrs["mode"] == 2
+    fig = plot_importance([imp])
+    bars = fig.axes[0].patches
+    np.testing.assert_allclose([b.get_width() for b in bars], [float(imp["baseline"]), *imp["mse"].values])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["no permutation", "a", "b", "c"]
+    plt.close(fig)
+    twice = _Linear()
+    twice.A = 2 * net.A
+    both = xr.merge([ds, interpret_network(twice, u, twice.predict(u), test, "hfls", n_repeats=2)])
+    pd = partial_dependence_data(both, ["gpp", "hfls"])
+    want = 2 * ds["gpp_partial_dependence"].values[..., 0]
+    np.testing.assert_allclose(pd.sel(variable="hfls").values, want, rtol=1e-12)
+    fig = plot_partial_dependence(pd)
+    for k, p in enumerate(["a", "b", "c"]):
+        lines = fig.axes[k].get_lines()
+        np.testing.assert_allclose(lines[0].get_ydata(), pd.sel(variable="gpp", parameter=p).values)
+        np.testing.assert_allclose(lines[1].get_xdata(), PD_GRID)
+    plt.close(fig)
+
+
+# ------------------------------------------------- Fig. 1, Tables S3-S5, Figs. 9 and 10, optimum
+def _ranking():
+    rng = np.random.default_rng(2)
+    return xr.Dataset(
+        {"pe_map": (("parameter", "output", "cell"), rng.random((3, 2, 5))),
+         "pe_rank": ("parameter", [2, 1, 3]),
+         "pe_rank_by_output": (("parameter", "output"), [[2, 1], [1, 2], [3, 3]]),
+         "pe_mean_rank": ("parameter", [1.5, 1.5, 3.0]), "pc": ("parameter", [0.4, 0.9, 0.2]),
+         "pc_rank": ("parameter", [2, 3, 1]), "combined_rank": ("parameter", [1, 2, 3])},
+        coords={"parameter": ["a", "b", "c"], "output": ["gpp", "hfls"],
+                "output_units": ("output", ["kg m-2 s-1", "W m-2"]),
+                "lon": ("cell", np.linspace(-100, 100, 5)), "lat": ("cell", np.linspace(-30, 50, 5))})
+
+
+def test_fig1_pe_maps_and_the_rank_tables():
+    from bayescal.report.dagon import pe_maps, plot_pe_maps, plt, rank_table
+
+    r = _ranking()
+    maps = pe_maps(r, ["c", "a", "not screened"], "gpp")
+    assert list(maps["parameter"].values) == ["a", "c"]  # by effect rank
+    np.testing.assert_allclose(maps.values, r["pe_map"].values[[0, 2], 0] * 86400e3)  # to g m-2 d-1
+    assert maps.attrs["units"] == "g m-2 d-1"
+    assert pe_maps(r, ["b"], "hfls").attrs["units"] == "W m-2"
+    fig = plot_pe_maps(maps)
+    for k in range(2):
+        sc = fig.axes[k].collections[0]  # the panels, then their colour bars
+        np.testing.assert_allclose(sc.get_offsets(), np.c_[r["lon"].values, r["lat"].values])
+        np.testing.assert_allclose(sc.get_array(), maps.values[k])
+    plt.close(fig)
+    t = rank_table(r, ["a", "c"])
+    assert list(t.index) == ["b", "a", "c"] and list(t["calibrated"]) == [False, True, True]
+    assert list(t["PE rank hfls"]) == [2, 1, 3] and list(t["PC rank"]) == [3, 2, 1]
+
+
+def test_fig9_pair_plot_draws_the_best_points_and_their_histograms():
+    from bayescal.report.dagon import pair_data, plot_pair, plt
+
+    u = np.array([[0.05, 0.9], [0.5, 0.15], [0.55, 0.95], [0.99, 0.4], [0.12, 0.13]])
+    screen = xr.Dataset({"u": (("best", "parameter"), u), "cost": ("best", [3.0, 1.0, 5.0, 2.0, 4.0])},
+                        coords={"parameter": ["kmax", "fff"]})
+    d = pair_data(screen, bins=4)
+    np.testing.assert_array_equal(d["u"].values, u[[1, 3, 0, 4, 2]])  # best first
+    np.testing.assert_array_equal(d["count"].values, [[2, 0, 2, 1], [2, 1, 0, 2]])  # by hand, quarters
+    fig = plot_pair(d, optimum_u=[0.3, 0.6])
+    axes = np.array(fig.axes).reshape(2, 2)
+    np.testing.assert_allclose(axes[1, 0].collections[0].get_offsets(), d["u"].values)  # (kmax, fff)
+    np.testing.assert_allclose(axes[1, 0].collections[1].get_offsets(), [[0.3, 0.6]])
+    for i in range(2):
+        np.testing.assert_allclose([b.get_height() for b in axes[i, i].patches], d["count"].values[i])
+    assert not axes[0, 1].axison
+    plt.close(fig)
+
+
+def test_fig10_compares_observed_default_emulated_and_verified_pcs():
+    from bayescal.report.dagon import PC_CASES, pc_comparison, plot_pcs, plt
+
+    eof = xr.Dataset({"gpp_obs_pc": ("gpp_mode", [0.1, -0.2]), "gpp_obs_sd": ("gpp_mode", [0.05, 0.1])})
+    opt = {"optimum_round": 1, "default_pcs": {"model": {"gpp": [0.4, 0.0]}},
+           "rounds": [{"round": 0, "emulated_pcs": {"gpp": [9.0, 9.0]}, "model_pcs": {"gpp": [8.0, 8.0]}},
+                      {"round": 1, "emulated_pcs": {"gpp": [0.12, -0.1]},
+                       "model_pcs": {"gpp": [0.15, -0.05]}}]}
+    d = pc_comparison(eof, opt, "gpp")
+    np.testing.assert_array_equal(d["pc"].values, [[0.1, -0.2], [0.4, 0.0], [0.12, -0.1], [0.15, -0.05]])
+    assert list(d["case"].values) == list(PC_CASES) and list(d["mode"].values) == [1, 2]
+    fig = plot_pcs([d])
+    bars = fig.axes[0].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], d["pc"].values.ravel())
+    colours = [plt.matplotlib.colors.to_rgba(c) for c in PC_CASES.values()]
+    assert [b.get_facecolor() for b in bars[::2]] == colours
+    plt.close(fig)
+
+
+def test_optimum_against_default_in_physical_units():
+    from bayescal.report.dagon import optimum_values, plot_optimum, plt
+
+    opt = {"values": {"labels": ["vmax[A]", "q10"], "default": [60.0, 2.0], "optimum": [75.0, 1.5],
+                      "lower": [30.0, 1.0], "upper": [90.0, 3.0], "units": ["umol m-2 s-1", "1"]}}
+    v = optimum_values(opt)
+    np.testing.assert_allclose(v["default_position"].values, [0.5, 0.5])
+    np.testing.assert_allclose(v["optimum_position"].values, [0.75, 0.25])
+    fig = plot_optimum(v)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.collections[1].get_offsets()[:, 0], [0.5, 0.5])
+    np.testing.assert_allclose(ax.collections[2].get_offsets()[:, 0], [0.75, 0.25])
+    assert [t.get_text() for t in ax.texts] == ["60 → 75 umol m-2 s-1", "2 → 1.5 1"]
+    plt.close(fig)

@@ -392,6 +392,8 @@ def test_dagon_changes_rerun_exactly_the_stages_that_read_them(dagon_run, tmp_pa
         ("emulator_screen.keep", 20, {"emulator_screen"}),
         ("emulator.network", [5, 5], {"emulate", "emulator_screen"}),
         ("oat.top_k", 1, set(DAGON_STAGES)),
+        ("oat.unit", "value", set(DAGON_STAGES)),
+        ("oat.outputs", ["gpp"], set(DAGON_STAGES)),
         ("design.batch_size", 3, set()),
     ]
     for key, value, stages in expect:
@@ -400,6 +402,8 @@ def test_dagon_changes_rerun_exactly_the_stages_that_read_them(dagon_run, tmp_pa
     assert done["oat"][0] == "reused" and done["design"] == ("ran", 14)
     done = _rerun(cfg, _copy(run, tmp_path, "top_k"), ("oat",), _set("oat.top_k", 1))
     assert done["oat"] == ("ran", 0)  # a new selection from the same one-at-a-time runs
+    done = _rerun(cfg, _copy(run, tmp_path, "outputs"), ("oat",), _set("oat.outputs", ["gpp"]))
+    assert done["oat"] == ("ran", 7)  # other outputs stored: the three families' runs again
 
 
 # ------------------------------------------------------------------- the run directory is owned

@@ -127,7 +127,8 @@ def permutation_importance(
     return xr.Dataset(
         {"importance": ("parameter", r.importances_mean), "importance_sd": ("parameter", r.importances_std)},
         coords={"parameter": _labels(emulator, Xa.shape[1])},
-        attrs={"baseline_score": float(check_scoring(est, scoring)(est, Xa, ya)), "scoring": scoring or "score"},
+        attrs={"baseline_score": float(check_scoring(est, scoring)(est, Xa, ya)),
+               "scoring": scoring or "score"},
     )
 
 

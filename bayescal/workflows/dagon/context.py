@@ -56,6 +56,7 @@ class Scaling:
 
     @property
     def n_free(self) -> int:
+        """The number of calibrated coordinates (groups)."""
         return len(self.labels)
 
     def value_unit(self, u: np.ndarray) -> np.ndarray:
@@ -91,7 +92,8 @@ class Scaling:
         """The factors as a parameter space on [0, 1] (for the Latin hypercube)."""
         from bayescal.parameters import Parameter, ParameterSpace
 
-        return ParameterSpace([Parameter(lab, float(d), 0.0, 1.0) for lab, d in zip(self.labels, self.default_u)])
+        return ParameterSpace([Parameter(lab, float(d), 0.0, 1.0)
+                               for lab, d in zip(self.labels, self.default_u, strict=True)])
 
 
 class EOFCost:

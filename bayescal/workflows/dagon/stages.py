@@ -33,13 +33,15 @@ def run_oat(ctx: DagonContext) -> None:
     runs = EnsembleStore(store).load()
     fields = {v: (lambda ds, v=v: ds[v].mean("time")) for v in c["outputs"]}
     ranking = dagon_oat(lambda _theta: runs, space, fields, runs["area"].values, unit=c["unit"])
-    ranking = ranking.assign_coords({k: ("cell", runs[k].values) for k in ("lon", "lat", "area") if k in runs})
+    coords = {k: ("cell", runs[k].values) for k in ("lon", "lat", "area") if k in runs}
+    coords["output_units"] = ("output", [runs[v].attrs.get("units", "") for v in c["outputs"]])
+    ranking = ranking.assign_coords(coords)
     ranking.to_netcdf(out / "ranking.nc")
     groups = ctx.selection(ranking, space)
     chosen = [lab for labs in groups.values() for lab in labs]
     write_json_atomic(out / "selected.json", {"parameters": chosen, "unit": c["unit"], "groups": groups})
     names = list(groups)
-    ctx.say(f"  {len(units)} {c['unit'] if c['unit'] == 'family' else 'value'} units at their bounds "
+    ctx.say(f"  {len(units)} {c['unit']} units at their bounds "
             f"({theta.shape[0]} runs) on {', '.join(c['outputs'])}; calibrating {len(names)} (by "
             f"{c['select']}; {len(chosen)} values): {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}")
 
@@ -53,12 +55,13 @@ def run_dagon_design(ctx: DagonContext) -> None:
     out = ctx.run_dir / "design"
     calib = ctx.calibration()
     u = latin_hypercube(calib.unit_space(), ctx.config["design"]["n_runs"], seed=ctx.seed).values
-    run_ensemble(ctx.simulator, calib.design(u), out / "ensemble", batch_size=ctx.config["design"]["batch_size"],
-                 executor=ctx.executor, keep=ctx.run_dataset_vars(), progress=ctx.progress)
+    run_ensemble(ctx.simulator, calib.design(u), out / "ensemble",
+                 batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor,
+                 keep=ctx.run_dataset_vars(), progress=ctx.progress)
     ens = EnsembleStore(out / "ensemble").load()
     status, reason = ens["status"].values.astype(str), ens["reason"].values.astype(str)
-    xr.Dataset({"u": (("member", "parameter"), u), "status": ("member", status), "reason": ("member", reason)},
-               coords={"parameter": calib.labels},
+    xr.Dataset({"u": (("member", "parameter"), u), "status": ("member", status),
+                "reason": ("member", reason)}, coords={"parameter": calib.labels},
                attrs={"unit": ctx.config["oat"]["unit"]}).to_netcdf(out / "training.nc")
     ctx.say(f"  {(status == 'done').sum()} of {len(u)} runs finished ({calib.n_free} coordinates, "
             f"{calib.space.n_free} values)")
@@ -80,10 +83,29 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def interpret_network(net, u: np.ndarray, pcs: np.ndarray, test: np.ndarray, name: str,
                       seed: int = 0, n_repeats: int = 10) -> xr.Dataset:
-    """Dagon's Figs. 7-8 for one variable's network: per mode, the test members' mean squared error
-    with each parameter shuffled (``<name>_mse``, beside ``<name>_baseline_mse`` unshuffled; Eq. 4
-    as the skill), and the partial dependence on each parameter at :data:`PD_GRID`, averaged over
-    every member ``u`` (``<name>_partial_dependence`` on parameter, value, mode)."""
+    """Dagon's Figs. 7-8 for one variable's network.
+
+    Parameters
+    ----------
+    net : fitted emulator
+        ``predict(u) -> (points, modes)``.
+    u, pcs : ndarray
+        The members' unit-cube points (member, parameter) and PCs (member, mode).
+    test : ndarray of int
+        The held-out members whose MSE is compared (Eq. 4 as the skill).
+    name : str
+        The variable (prefix of the variables and of the mode dimension).
+    seed, n_repeats : int
+        The shuffles.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``<name>_mse`` and ``<name>_mse_sd`` (parameter, mode): the test members' MSE with the
+        parameter shuffled; ``<name>_baseline_mse`` (mode) unshuffled; ``<name>_partial_dependence``
+        (parameter, value, mode): the prediction averaged over every member with the parameter
+        fixed at each value of :data:`PD_GRID`.
+    """
     from bayescal.emulators.validation import partial_dependence, permutation_importance
 
     d, n_modes = u.shape[1], pcs.shape[1]
@@ -228,7 +250,8 @@ def run_emulator_screen(ctx: DagonContext) -> None:
         "default_u_exact": calib.default_exact, "optimum_u": best["u"], "optimum_round": best["round"],
         "emulated_cost": {"default": j_default_emul, "optimum": rounds[0]["emulated_cost"]},
         "model_cost": {"default": float(j_default[0]), "optimum": best["model_cost"]},
-        "default_pcs": {"model": _pcs({v: p[0] for v, p in pcs_default.items()}), "emulated": _pcs(emul_default)},
+        "default_pcs": {"model": _pcs({v: p[0] for v, p in pcs_default.items()}),
+                        "emulated": _pcs(emul_default)},
         "values": _values(calib, np.asarray(best["u"])),
         "rounds": rounds,
         "screen": {"n": int(screen.attrs["n"]), "min": float(screen.attrs["min"]),
