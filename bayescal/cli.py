@@ -1,7 +1,8 @@
 """The ``bayescal`` command: ``run CONFIG.toml``, ``check CONFIG.toml``, ``report RUN_DIR``.
 
 Exit status: 0 done; 1 a stage could not go on, or a run directory is incomplete; 2 the
-configuration is invalid or the run directory is refused (a folder bayescal did not create).
+configuration is invalid or the run directory is refused (a folder bayescal did not create, or
+for ``report`` a folder that is not a run directory).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _report(args: argparse.Namespace) -> int:
 
     rd = RunDir(args.run_dir)
     if not rd.config_json.exists():
-        raise StageError(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
+        raise RunDirRefused(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
                             "'bayescal run' wrote")
     bad = damaged_files(rd.path, recursive=True)
     if bad:

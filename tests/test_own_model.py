@@ -34,6 +34,8 @@ class Model:
         self.drivers = {"tair": np.zeros(time.size), "dates": time.values}  # not an xarray Dataset
         self.form, self.raise_above = form, raise_above
         self.time = time.values[:days] if days else time.values
+        if form != "no_units":
+            self.units = {"nee": "gC m-2 d-1", "gpp": "gC m-2 d-1"}  # a dict output carries none
 
     def __call__(self, theta):
         theta = np.atleast_2d(theta)
@@ -159,6 +161,8 @@ def test_conform_output_forms_give_one_shape():
     ('form = "no_time"', "'time' dimension"),
     ('form = "wrong_variable"', "no variable 'nee'"),
     ('colour = "red"', r"'model.options'.*colour"),
+    ('form = "no_units"', r"nee.csv: the model output 'nee' has no units, so the product's "
+                          r"\[gC m-2 d-1\] can be neither checked nor converted"),
     ('days = 100', r"'site.calibration_years' \[2001, 2002\]: the model's output covers 100 of their "
                    "730 days"),
 ])

@@ -561,3 +561,12 @@ def test_a_global_model_written_from_the_docs_runs_through_the_stages(tmp_path):
     theta = space.expand(space.from_unit(tr["u"].values[i][None]))
     np.testing.assert_allclose(tr["summaries"].values[i], embedded.summaries(embedded.model(theta))[0],
                                rtol=1e-10)
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_refused_with_exit_2(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    assert main(["report", str(tmp_path / "notes")]) == 2
+    err = capsys.readouterr().err
+    assert "not a bayescal run directory (no config.json)" in err and "Traceback" not in err
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine"

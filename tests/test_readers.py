@@ -278,6 +278,19 @@ def test_csv_fill_values_duplicates_and_order(tmp_path):
     f.write_text("time,value,sigma\n2001-01-01,1.0,0.1\n2001-01-02,2.0,-0.1\n")
     with pytest.raises(ReaderError, match=r"column sigma is negative on 1 day\(s\), the first 2001-01-02"):
         read_csv_product(f, "nee", units="gC m-2 d-1", sigma_floor=0.2)  # not floored away
+    # a daily value stamped within its day is that day's, and two stamps of one day are a duplicate
+    f.write_text("time,value,sigma\n2001-01-01T12:00:00,1.0,0.1\n2001-01-02T12:00,2.0,0.1\n")
+    p = read_csv_product(f, "nee", units="gC m-2 d-1")
+    assert [str(d)[:19] for d in p.data.time.values] == ["2001-01-01T00:00:00", "2001-01-02T00:00:00"]
+    f.write_text("time,value,sigma\n2001-01-02T06:00:00,1.0,0.1\n2001-01-02T18:00:00,2.0,0.1\n")
+    with pytest.raises(ReaderError, match=r"1 duplicated day\(s\); the first is 2001-01-02"):
+        read_csv_product(f, "nee", units="gC m-2 d-1")
+    f.write_text("time,value,sigma\n20010101,1.0,0.1\n20010102,2.0,0.1\n")  # FLUXNET's TIMESTAMP form
+    assert str(read_csv_product(f, "nee", units="gC m-2 d-1").data.time.values[1])[:10] == "2001-01-02"
+    f.write_text("time,value,sigma\n13/01/2001,1.0,0.1\n")
+    with pytest.raises(ReaderError, match=r"column time must hold ISO dates \(YYYY-MM-DD\) or YYYYMMDD; "
+                                          r"row 0 has '13/01/2001'"):
+        read_csv_product(f, "nee", units="gC m-2 d-1")
     f.write_text("time,value\n2001-01-01,1.0\n")
     with pytest.raises(ReaderError, match=r"relative_sigma must be > 0, got -0.1"):
         read_csv_product(f, "nee", units="gC m-2 d-1", relative_sigma=-0.1)

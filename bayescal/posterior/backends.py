@@ -7,6 +7,13 @@ after every step instead, so each finished step is on disk as before (a killed c
 it) for about a third less (``python benchmarks/bench_backend.py``: 1,000 steps of a cheap
 10-value Gaussian, 32 walkers: 7.3 s with emcee's, 4.7 s with this one, 0.5 s in memory,
 measured with the test suite's helpers running beside it).
+
+A step is also safe against a kill in the middle of writing it: everything of step ``i`` goes
+to slots of its own (its row of the chain and of ``accepted_steps``, the random state in the
+attributes of slot ``i % 2``) and the iteration count is written last, so a step torn by a
+kill is simply not there on resume. emcee's own step adds to a running ``accepted`` count and
+overwrites the random state before the count: a kill between them makes the resumed chain's
+acceptance fraction (and random state) differ from an uninterrupted one's.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import emcee
+import numpy as np
 
 __all__ = ["HDFBackend", "kept_open"]
 
@@ -43,6 +51,43 @@ class HDFBackend(emcee.backends.HDFBackend):
         if self._handle is not None:
             return _Flushed(self._handle)
         return super().open(mode)
+
+    def save_step(self, state: Any, accepted: np.ndarray) -> None:
+        """Save one step; the iteration count last (see the module docstring)."""
+        self._check(state, accepted)
+        with self.open("a") as f:
+            g = f[self.name]
+            it = int(g.attrs["iteration"])
+            g["chain"][it, :, :] = state.coords
+            g["log_prob"][it, :] = state.log_prob
+            if state.blobs is not None:
+                g["blobs"][it, :] = state.blobs
+            n = g["chain"].shape[0]
+            if "accepted_steps" not in g:
+                g.create_dataset("accepted_steps", (n, self.shape[0]), maxshape=(None, self.shape[0]),
+                                 dtype="u1")
+            elif g["accepted_steps"].shape[0] < n:
+                g["accepted_steps"].resize(n, axis=0)
+            g["accepted_steps"][it, :] = accepted
+            for i, v in enumerate(state.random_state):
+                g.attrs[f"rng{it % 2}_{i}"] = v
+            g.attrs["iteration"] = it + 1
+
+    @property
+    def accepted(self) -> np.ndarray:
+        with self.open() as f:
+            g = f[self.name]
+            if "accepted_steps" not in g:
+                return g["accepted"][...]
+            return g["accepted_steps"][: int(g.attrs["iteration"])].sum(axis=0).astype(float)
+
+    @property
+    def random_state(self) -> list | None:
+        with self.open() as f:
+            g = f[self.name]
+            slot = (int(g.attrs["iteration"]) - 1) % 2
+            state = [v for k, v in sorted(g.attrs.items()) if k.startswith(f"rng{slot}_")]
+        return state or super().random_state
 
     @contextmanager
     def keep_open(self) -> Iterator[HDFBackend]:

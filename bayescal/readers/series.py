@@ -15,6 +15,29 @@ from .units import UnitError, convert
 __all__ = ["read_csv_product"]
 
 
+def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
+    """The day of each row: ISO dates (``2010-01-31``), ISO times (``2010-01-31T12:00``, a daily
+    value stamped within its day) or ``YYYYMMDD`` integers (FLUXNET's TIMESTAMP)."""
+    text = column.astype(str).str.strip()
+    compact = text.str.fullmatch(r"\d{8}(\.0)?")
+    try:
+        if compact.all():
+            time = pd.to_datetime(text.str.slice(0, 8), format="%Y%m%d")
+        else:
+            time = pd.to_datetime(text.where(~text.isin(["", "nan", "NaT"]), None), format="ISO8601")
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        bad = text[parsed.isna() & ~text.isin(["", "nan", "NaT"])]
+        first = repr(bad.iloc[0]) if len(bad) else "?"
+        raise ReaderError(f"{where}: column time must hold ISO dates (YYYY-MM-DD) or YYYYMMDD; row "
+                          f"{bad.index[0] if len(bad) else '?'} has {first}") from None
+    time = pd.DatetimeIndex(time, name="time")
+    if time.isna().any():
+        row = int(np.flatnonzero(time.isna())[0])
+        raise ReaderError(f"{where}: column time has an empty or unreadable cell (row {row})")
+    return time.normalize()  # a value stamped at noon is that day's: duplicates are then found by day
+
+
 def read_csv_product(
     path: str | Path,
     variable: str,
@@ -26,7 +49,8 @@ def read_csv_product(
     name: str | None = None,
     key: str = "",
 ) -> Product:
-    """A product from a CSV file with columns ``time`` (ISO dates), ``value`` and optionally ``sigma``.
+    """A product from a CSV file with columns ``time`` (ISO dates, or ISO times within the day,
+    or ``YYYYMMDD``), ``value`` and optionally ``sigma``.
 
     ``units`` are the file's (a CSV carries none); ``to_units`` converts (dimensionally checked,
     in ``variable``'s context: :mod:`bayescal.readers.units`). Without a ``sigma`` column,
@@ -50,13 +74,7 @@ def read_csv_product(
         raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
     if not sigma_floor >= 0:
         raise ReaderError(f"{where}: sigma_floor must be >= 0, got {sigma_floor!r}")
-    try:
-        time = pd.DatetimeIndex(pd.to_datetime(df.pop("time")), name="time")
-    except (ValueError, TypeError) as err:
-        raise ReaderError(f"{where}: column time is not dates ({err})") from None
-    if time.isna().any():
-        row = int(np.flatnonzero(time.isna())[0])
-        raise ReaderError(f"{where}: column time has an empty or unreadable cell (row {row})")
+    time = _days(df.pop("time"), where)
     for c in ("value", "sigma"):
         if c in df:
             df[c] = pd.to_numeric(df[c], errors="coerce")

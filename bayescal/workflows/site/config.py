@@ -72,12 +72,13 @@ def output_units(ds) -> dict[str, str]:
 
 
 def conform_units(products: list, units: dict[str, str], key_prefix: str = "observations.products",
-                  strict: bool = True) -> list:
+                  strict: bool = True, unitless: tuple | list = ()) -> list:
     """Each product in its model variable's units (``units``: variable -> the model output's
     units): converted when the quantities match (dimensionally checked, in the variable's
     context: bayescal.readers.units), else a ConfigError naming the key, file, variable and both
     units. A variable the model does not give is an error too (``strict=False``: passed as it is,
-    for outputs whose units are not all known)."""
+    for outputs whose units are not all known), and so is one it gives without units
+    (``unitless``): its product could be in any units."""
     from bayescal.observations.products import Product
     from bayescal.readers import UnitError, conversion_factor
     from bayescal.workflows.config import ConfigError
@@ -85,6 +86,12 @@ def conform_units(products: list, units: dict[str, str], key_prefix: str = "obse
     out = []
     for i, p in enumerate(products):
         key, src = f"{key_prefix}[{i}]", p.data.attrs.get("source", "")
+        if p.variable in unitless:
+            raise ConfigError(
+                f"'{key}': {src}: the model output {p.variable!r} has no units, so the product's "
+                f"[{p.units}] can be neither checked nor converted; give the output a 'units' "
+                f"attribute (a Dataset) or your model a 'units' mapping such as "
+                f"{{{p.variable!r}: {p.units!r}}} (docs/own-model.md)")
         if p.variable not in units and not strict:
             out.append(p)
             continue

@@ -81,7 +81,8 @@ class SiteContext(Context):
         if "products" not in self._cache:
             real = read_products(self.config)
             if self.config["model"]["kind"] != "dalec":
-                real = conform_units(real, self.model_check()["units"], strict=False)
+                check = self.model_check()
+                real = conform_units(real, check["units"], strict=False, unitless=check["unitless"])
             twin = self.config["observations"]["twin"]
             self._cache["products"] = self._twin_products(real) if twin else real
         return self._cache["products"]

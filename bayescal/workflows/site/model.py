@@ -120,8 +120,20 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     if "time" not in ds.coords:
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
     check_years_covered(ds["time"].values, cfg, years)
-    units = {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
-    return {"seconds": seconds, "time": ds["time"].values, "units": units}
+    return {"seconds": seconds, "time": ds["time"].values, **_output_units(model, ds)}
+
+
+def _output_units(model: Any, ds) -> dict[str, Any]:
+    """``units``: each output's units, from its ``units`` attribute (a Dataset) or else the
+    model's ``units`` mapping (a dict output: docs/own-model.md); ``unitless``: outputs with none."""
+    from collections.abc import Mapping
+
+    declared = getattr(model, "units", None)
+    declared = {str(k): str(v) for k, v in declared.items()} if isinstance(declared, Mapping) else {}
+    outputs = [str(v) for v in ds.data_vars if v not in ("status", "reason")]
+    units = {v: str(ds[v].attrs.get("units") or declared.get(v, "")) for v in outputs}
+    return {"units": {v: u for v, u in units.items() if u},
+            "unitless": sorted(v for v, u in units.items() if not u)}
 
 
 def check_years_covered(time: np.ndarray, cfg: dict, years: tuple[str, ...]) -> None:
