@@ -6,7 +6,8 @@ from pathlib import Path
 
 MODULES = ["parameters", "parameters.design",
            "observations.products", "observations.gcb", "readers",
-           "models", "models.climate", "models.land_use", "models.external", "models.dalec", "models.contract",
+           "models", "models.climate", "models.land_use", "models.external", "models.dalec",
+           "models.contract",
            "run.ensemble", "run.cluster",
            "operators.summaries", "operators.timeseries", "operators.eof", "operators.scores",
            "emulators", "posterior", "posterior.refinement", "posterior.site_calibration", "optimize",
