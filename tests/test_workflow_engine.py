@@ -220,6 +220,22 @@ def test_user_files_in_a_rerun_stage_folder_are_moved_aside_not_deleted(global_r
     assert len(kept) == 1 and kept[0].read_text() == "mine"
 
 
+def test_a_rerun_report_keeps_the_old_page_and_figures_beside_its_old_folder(global_run, tmp_path):
+    """The report writes beside its folder (report.html, figures/): a rerun of other inputs moves
+    them into ``.stale/report-<n>/`` with the folder, so the previous report is not lost."""
+    cfg, run, _, _ = global_run
+    copy = _copy(run, tmp_path)
+    assert _rerun(cfg, copy, (*GLOBAL_STAGES, "report"))["report"][0] == "ran"
+    old_page = (copy / "report.html").read_text()
+    figures = sorted(p.name for p in (copy / "figures").iterdir())
+    done = _rerun(cfg, copy, (*GLOBAL_STAGES, "report"), lambda c: c["report"].update(title="another title"))
+    assert done["report"][0] == "ran" and done["propagate"][0] == "reused"
+    stale = copy / ".stale" / "report-1"
+    assert (stale / "report.html").read_text() == old_page
+    assert sorted(p.name for p in (stale / "figures").iterdir()) == figures
+    assert "another title" in (copy / "report.html").read_text()
+
+
 # ---------------------------------------------------------------------------- the site route
 def _site_config(tmp_path: Path, route: str = "direct", seed: int = 3) -> Path:
     write_toy_site_csv(tmp_path / "nee.csv")

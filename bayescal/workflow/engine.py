@@ -189,6 +189,9 @@ class Engine:
         stores = self._store_keys(stage)
         if folder.exists() and not (started is not None and started.get("key") == key):
             moved = set_aside(self.run_dir, folder)
+            for out in (w.rstrip("/") for w in stage.writes if w.startswith("../")):
+                if (self.run_dir / out[3:]).exists():  # written beside the folder (the report page)
+                    os.replace(self.run_dir / out[3:], moved / Path(out).name)
             self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
             folder.mkdir()
             old = (started or {}).get("stores", {}) or {}
