@@ -528,23 +528,36 @@ class _DocsGlobalModel:
         self._limit = self.space.lower[self._gamma] + 0.95 * (self.space.upper[self._gamma]
                                                              - self.space.lower[self._gamma])
 
+    form = "dataset"
+
     def __call__(self, theta):
         if (np.atleast_2d(theta)[:, self._gamma] > self._limit).any():
             raise RuntimeError("my model diverged")
         ds = self._model(theta)
         failed = ds["status"].values != "done"
+        if self.form == "dict":  # plain arrays: (member, cell, time), (member, year), coordinates
+            out = {v: ds[v].transpose("member", ...).values for v in ds.data_vars
+                   if set(ds[v].dims) in ({"member", "cell", "time"}, {"member", "year"})}
+            out.update(time=ds["time"].values, year=ds["year"].values, area=ds["area"].values,
+                       biome=ds["biome"].values, failed=failed)
+            self.units = {v: ds[v].attrs["units"] for v in out if v in ds and "units" in ds[v].attrs}
+            return out
         ds = ds.drop_vars(["status", "reason"]).assign(
             failed=("member", failed), failure=("member", np.where(failed, "spin-up", "")))
         return ds.transpose("time", "cell", "member", ...)
 
 
-def test_a_global_model_written_from_the_docs_runs_through_the_stages(tmp_path):
+@pytest.mark.parametrize("form", ["dataset", "dict"])
+def test_a_global_model_written_from_the_docs_runs_through_the_stages(tmp_path, form):
     """The own-model contract on the global route: the twin, the optimiser and the design run on a
-    user's model in any dimension order with the older failure names; the members that raise fail
-    alone with the exception as their reason, and the others equal the embedded model's runs."""
+    user's model in any dimension order with the older failure names, or as plain arrays; the
+    members that raise fail alone with the exception as their reason, and the others equal the
+    embedded model's runs."""
     cfg = load_config(TINY)
     assert "gamma_w" in cfg["parameters"]["free"]
-    ctx = GlobalContext(cfg, tmp_path / "run", model=_DocsGlobalModel(cfg), progress=False)
+    model = _DocsGlobalModel(cfg)
+    model.form = form
+    ctx = GlobalContext(cfg, tmp_path / "run", model=model, progress=False)
     recs = ctx.run(("screen", "optimize", "design"))
     assert [r.status for r in recs] == ["ran"] * 3
     tr = xr.load_dataset(tmp_path / "run" / "design" / "training.nc")

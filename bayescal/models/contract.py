@@ -35,24 +35,35 @@ class ModelOutputError(ValueError):
     """The model's output breaks the contract of docs/own-model.md for every member."""
 
 
+#: coordinates a mapping may give: dates, years of the global series, and the cells' area and region
+_COORDS = {"time": "time", "year": "year", "cell": "cell", "area": "cell", "biome": "cell"}
+
+
 def _from_mapping(out: Mapping, k: int) -> xr.Dataset:
-    """A mapping of arrays -> Dataset: 1-D on member, 2-D (member, time), 3-D (member, cell, time)."""
-    time = out.get("time")
+    """A mapping of arrays -> Dataset: 1-D on member, 2-D (member, time), 3-D (member, cell, time),
+    ``<variable>_global`` (member, year); ``time``, ``year``, ``cell``, ``area`` and ``biome`` (on
+    cell) are coordinates (the global route's cells need ``area`` and ``biome``; cells without
+    ``cell`` are numbered 0, 1, ...)."""
     data: dict[str, Any] = {}
     for name, value in out.items():
-        if name == "time":
+        if name in _COORDS:
             continue
         a = np.asarray(value)
         if name in _STATUS:
             data[name] = ("member", np.broadcast_to(a, (k,)))
+        elif name.endswith("_global") and a.ndim == 2 and "year" in out:
+            data[name] = (("member", "year"), a)
         elif a.ndim in (1, 2, 3):
             data[name] = ({1: ("member",), 2: ("member", "time"), 3: ("member", "cell", "time")}[a.ndim], a)
         else:
             raise ModelOutputError(f"model output '{name}' has {a.ndim} dimensions; expected (member, time) "
                                    "or (member, cell, time)")
     ds = xr.Dataset(data)
-    if time is not None and "time" in ds.dims:
-        ds = ds.assign_coords(time=np.asarray(time))
+    for name, dim in _COORDS.items():
+        if name in out and dim in ds.dims:
+            ds = ds.assign_coords({name: (dim, np.asarray(out[name]))})
+    if "cell" in ds.dims and "cell" not in ds.coords:  # cells numbered in their order
+        ds = ds.assign_coords(cell=np.arange(ds.sizes["cell"]))
     return ds
 
 
@@ -212,6 +223,11 @@ class ConformingModel:
             if theta.shape[0] == 1:
                 return self._failed(f"{type(err).__name__}: {err}")
             return self._concat([self(theta[i : i + 1]) for i in range(theta.shape[0])])
+        declared = getattr(self.model, "units", None)  # a dict output's units (docs/own-model.md)
+        if isinstance(declared, Mapping):
+            for v, u in declared.items():
+                if v in ds and not ds[v].attrs.get("units"):
+                    ds[v].attrs["units"] = str(u)
         if self._template is None and (ds["status"].values == "done").any():
             self._template = ds.isel(member=[int(np.argmax(ds["status"].values == "done"))])
         return ds
