@@ -417,3 +417,22 @@ def test_active_gp_emulator_in_many_dimensions_is_accurate_and_honest():
     z = np.sqrt(((err / s) ** 2).mean(0))
     assert np.all((z > 0.6) & (z < 1.6)), z
     assert set(em.active_[0]) >= {0} and em.nugget_sd().shape == (3,)
+
+
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
+def test_active_gp_compiled_mean_equals_the_gps_own_prediction(kernel):
+    """The compiled all-outputs mean (a sampler's call) is each GP's kriging mean: the same as
+    the mean that comes with the sd (the GPs' numpy path), to rounding, on and off the design."""
+    from bayescal.emulators.active import ActiveGPEmulator
+
+    rng = np.random.default_rng(1)
+    d, n = 30, 150
+    X = rng.random((n, d))
+    Y = np.column_stack([np.sin(5 * X[:, 0]) + X[:, 1], X[:, 2] * X[:, 3] * 4, np.exp(X[:, 4]) - X[:, 5]])
+    em = ActiveGPEmulator(n_active=5, kernel=kernel, random_state=0).fit(X, Y)
+    P = np.vstack([X[:7], rng.random((40, d))])
+    mean_only = em.predict(P)
+    mean_with_sd, _ = em.predict(P, return_std=True)
+    np.testing.assert_allclose(mean_only, mean_with_sd, rtol=1e-9, atol=1e-9 * np.abs(Y).max())
+    # a point at a training run is (nearly) interpolated: the kernel's weights are the GP's
+    assert np.abs(mean_only[:7] - Y[:7]).max() < 0.5 * np.abs(Y - Y.mean(0)).max()
