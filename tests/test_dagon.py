@@ -108,7 +108,7 @@ def test_dagon_workflow_end_to_end(tmp_path):
 
     import xarray as xr
 
-    from bayescal.report.dagon import optimum_values, pc_comparison
+    from bayescal.report.dagon import optimum_values, pc_comparison, ppe_pc_data, validation_pc_data
     from bayescal.run.ensemble import EnsembleStore
     from bayescal.workflows import make_context, validate_config
 
@@ -169,6 +169,24 @@ def test_dagon_workflow_end_to_end(tmp_path):
         for case, want in by_hand.items():
             np.testing.assert_allclose(pcs["pc"].sel(case=case).values, want, rtol=1e-8, atol=1e-12)
         np.testing.assert_allclose(pcs["pc"].sel(case="observed").values, eof[f"{v}_obs_pc"].values)
+        # Fig. 3: the histograms are of the design runs' PCs; the default's are those verified above
+        ppe = ppe_pc_data(eof, opt, v)
+        np.testing.assert_array_equal(ppe["ppe"].values, eof[f"{v}_pc"].values)
+        np.testing.assert_array_equal(ppe["member"].values, eof["member"].values)
+        assert (ppe["count"].sum("bin") == eof.sizes["member"]).all()
+        np.testing.assert_allclose(ppe["default"].values, by_hand["default (model)"], rtol=1e-8, atol=1e-12)
+    # Fig. 5: the stored test runs are eof.nc's, the emulator's PCs its network's, R² the stage's
+    from bayescal.emulators import load_emulator
+
+    val = xr.load_dataset(run / "emulate" / "validation_pcs.nc")
+    test = eof["gpp_test"].values  # one split for every variable
+    np.testing.assert_array_equal(val["run"].values, eof["member"].values[test])
+    for v in ("gpp", "hfls"):
+        d = validation_pc_data(val, v)
+        np.testing.assert_array_equal(d["model"].values, eof[f"{v}_pc"].values[test])
+        net = load_emulator(run / "emulate" / f"network_{v}.nc")
+        np.testing.assert_allclose(d["emulator"].values, net.predict(eof["u"].values[test]), rtol=1e-12)
+        np.testing.assert_allclose(d["r2"].values, eof[f"{v}_test_r2"].values, rtol=1e-10)
     # the optimum in physical units: every value of a family at the family's factor of its range
     vals = optimum_values(opt)
     space = calib.space
@@ -178,8 +196,10 @@ def test_dagon_workflow_end_to_end(tmp_path):
         np.testing.assert_allclose(vals["optimum"].values[cols], want, rtol=1e-12)
     np.testing.assert_allclose(vals["default"].values, space.default)
     page = (run / "report.html").read_text()
-    assert page.count("<img") == 9 and "DE optimum" in page and "Tables S3-S5" in page
-    for name in ("pe_maps", "eof_maps", "importance", "partial_dependence", "pair_plot", "pcs", "optimum"):
+    assert page.count("<img") == 11 and "DE optimum" in page and "Tables S3-S5" in page
+    assert "Dagon Fig. 3" in page and "Dagon Fig. 5" in page
+    for name in ("pe_maps", "ppe_pcs", "eof_maps", "validation_pcs", "importance", "partial_dependence",
+                 "pair_plot", "pcs", "optimum"):
         assert (run / "figures" / f"{name}.png").exists()
 
 
@@ -388,4 +408,69 @@ def test_optimum_against_default_in_physical_units():
     np.testing.assert_allclose(ax.collections[1].get_offsets()[:, 0], [0.5, 0.5])
     np.testing.assert_allclose(ax.collections[2].get_offsets()[:, 0], [0.75, 0.25])
     assert [t.get_text() for t in ax.texts] == ["60 → 75 umol m-2 s-1", "2 → 1.5 1"]
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ Figs. 3 and 5
+def test_fig3_ppe_pc_histograms_with_observed_and_default_scores():
+    """Fig. 3: each PC's histogram is of the design runs' scores (counts by hand on quarters of
+    their range); the observations' and the default's scores are the lines drawn."""
+    from bayescal.report.dagon import plot_ppe_pcs, plt, ppe_pc_data
+
+    pc = np.array([[0.0, 1.0], [0.15, -1.0], [0.4, 0.5], [0.35, 0.1], [0.22, 0.3]])  # (member, mode)
+    eof = xr.Dataset({"gpp_pc": (("member", "gpp_mode"), pc), "gpp_obs_pc": ("gpp_mode", [0.5, -2.0]),
+                      "hfls_pc": (("member", "hfls_mode"), pc[:, :1] * 2),
+                      "hfls_obs_pc": ("hfls_mode", [0.1])}, coords={"member": [0, 2, 3, 5, 6]})
+    opt = {"default_pcs": {"model": {"gpp": [0.05, 0.3], "hfls": [0.2]}}}
+    d = ppe_pc_data(eof, opt, "gpp", bins=4)
+    np.testing.assert_array_equal(d["ppe"].values, pc)
+    assert list(d["member"].values) == [0, 2, 3, 5, 6] and list(d["pc"].values) == [1, 2]
+    np.testing.assert_array_equal(d["count"].values, [[1, 1, 1, 2], [1, 0, 2, 2]])  # by hand, quarters
+    np.testing.assert_allclose(d["edge"].values, [[0, 0.1, 0.2, 0.3, 0.4], [-1, -0.5, 0, 0.5, 1]])
+    np.testing.assert_array_equal(d["observed"].values, [0.5, -2.0])
+    np.testing.assert_array_equal(d["default"].values, [0.05, 0.3])
+    assert np.isnan(ppe_pc_data(eof, {}, "gpp")["default"].values).all()  # a run without the default
+    h = ppe_pc_data(eof, opt, "hfls", bins=4)
+    fig = plot_ppe_pcs([d, h])
+    axes = np.array(fig.axes).reshape(2, 2)
+    for m in range(2):
+        ax = axes[0, m]
+        np.testing.assert_allclose([b.get_height() for b in ax.patches], d["count"].values[m])
+        np.testing.assert_allclose([b.get_x() for b in ax.patches], d["edge"].values[m, :-1])
+        obs, default = ax.get_lines()
+        np.testing.assert_allclose(obs.get_xdata(), [d["observed"].values[m]] * 2)
+        np.testing.assert_allclose(default.get_xdata(), [d["default"].values[m]] * 2)
+    np.testing.assert_allclose([b.get_height() for b in axes[1, 0].patches], h["count"].values[0])
+    assert not axes[1, 1].axison  # hfls has one mode
+    plt.close(fig)
+
+
+def test_fig5_emulated_against_model_pcs_on_the_test_runs():
+    """Fig. 5: R² is the coefficient of determination about the model's mean (not the squared
+    correlation: a biased emulator scores below 1); the points drawn are (model, emulator)."""
+    from bayescal.report.dagon import plot_validation_pcs, plt, validation_pc_data
+
+    model = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, -1.0], [4.0, 0.0]])
+    emul = model + 0.5  # perfectly correlated, biased
+    hfls_model, hfls_emul = [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 5.0]
+    val = xr.Dataset({"model": (("variable", "run", "pc"), [model, np.c_[hfls_model, [np.nan] * 4]]),
+                      "emulator": (("variable", "run", "pc"), [emul, np.c_[hfls_emul, [np.nan] * 4]])},
+                     coords={"variable": ["gpp", "hfls"], "run": [4, 9, 17, 30], "pc": [1, 2]})
+    d = validation_pc_data(val, "gpp")
+    # by hand: 1 - 4 x 0.25 / (2.25 + 0.25 + 0.25 + 2.25) and 1 - 4 x 0.25 / 2
+    np.testing.assert_allclose(d["r2"].values, [0.8, 0.5], rtol=1e-12)
+    ss_res, ss_tot = ((emul - model) ** 2).sum(0), ((model - model.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(d["r2"].values, 1 - ss_res / ss_tot, rtol=1e-12)
+    h = validation_pc_data(val, "hfls")
+    assert list(h["pc"].values) == [1]  # the padding dropped
+    np.testing.assert_allclose(h["r2"].values, [1 - 4 / 5], rtol=1e-12)
+    fig = plot_validation_pcs([d, h])
+    axes = np.array(fig.axes).reshape(2, 2)
+    for m in range(2):
+        np.testing.assert_allclose(axes[0, m].collections[0].get_offsets(), np.c_[model[:, m], emul[:, m]])
+        one = axes[0, m].get_lines()[0]
+        np.testing.assert_allclose(one.get_xdata(), one.get_ydata())  # the 1:1 line
+    assert axes[0, 0].get_title() == "GPP PC1: R² = 0.80" and axes[0, 1].get_title() == "GPP PC2: R² = 0.50"
+    np.testing.assert_allclose(axes[1, 0].collections[0].get_offsets(), np.c_[hfls_model, hfls_emul])
+    assert axes[1, 0].get_title() == "HFLS PC1: R² = 0.20" and not axes[1, 1].axison
     plt.close(fig)

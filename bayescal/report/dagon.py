@@ -3,10 +3,12 @@ the run directory.
 
 Each figure's data come from a function a test checks against a hand computation
 (``tests/test_dagon.py``), and its plotting function draws exactly those data: parameter-effect
-maps (Fig. 1) and the rank tables (Tables S3-S5), EOF maps (Fig. 4), permutation importance
-(Fig. 7), partial dependence (Fig. 8), the emulated cost of the 10^7-point screen, the pair plot
-of its best points (Fig. 9), the PCs of the observations, the default, the emulated and the
-verified optimum (Fig. 10), and the optimum against the defaults in physical units.
+maps (Fig. 1) and the rank tables (Tables S3-S5), the PPE's PC scores with the observations' and
+the default's (Fig. 3, :mod:`.dagon_pcs`), EOF maps (Fig. 4), the network's PC scores against the
+model's on the held-out runs (Fig. 5, :mod:`.dagon_pcs`), permutation importance (Fig. 7),
+partial dependence (Fig. 8), the emulated cost of the 10^7-point screen, the pair plot of its best
+points (Fig. 9), the PCs of the observations, the default, the emulated and the verified optimum
+(Fig. 10), and the optimum against the defaults in physical units.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .dagon_pcs import plot_ppe_pcs, plot_validation_pcs, ppe_pc_data, validation_pc_data
 from .figures import plt
 from .page import png, write_page
 
 __all__ = ["importance_data", "optimum_values", "pair_data", "partial_dependence_data", "pc_comparison",
            "pe_maps", "plot_cost_histogram", "plot_eof_maps", "plot_importance", "plot_oat_ranks",
-           "plot_optimum", "plot_pair", "plot_partial_dependence", "plot_pcs", "plot_pe_maps", "rank_table",
-           "write_dagon_report"]
+           "plot_optimum", "plot_pair", "plot_partial_dependence", "plot_pcs", "plot_pe_maps", "plot_ppe_pcs",
+           "plot_validation_pcs", "ppe_pc_data", "rank_table", "validation_pc_data", "write_dagon_report"]
 
 #: Fig. 10's colours: observations red, default black, emulated optimum blue, model optimum green
 PC_CASES = {"observed": "C3", "default (model)": "k", "optimum (emulator)": "C0", "optimum (model)": "C2"}
@@ -335,6 +338,8 @@ def write_dagon_report(run_dir) -> Path:
     eof = xr.load_dataset(rd.stage("emulate") / "eof.nc")
     interp_path = rd.stage("emulate") / "interpretation.nc"
     interp = xr.load_dataset(interp_path) if interp_path.exists() else None
+    val_path = rd.stage("emulate") / "validation_pcs.nc"  # not in runs from before it was written
+    val = xr.load_dataset(val_path) if val_path.exists() else None
     screen = xr.load_dataset(rd.stage("emulator_screen") / "screen.nc")
     optimum = json.loads((rd.stage("emulator_screen") / "optimum.json").read_text())
     vals = optimum_values(optimum) if "values" in optimum else None
@@ -346,8 +351,15 @@ def write_dagon_report(run_dir) -> Path:
                            "(Dagon Fig. 1).", plot_pe_maps(pe_maps(ranking, units, out)))
     figs["oat_ranks"] = ("One-at-a-time screen: each unit's rank by effect, by pattern and combined "
                          "(Dagon Tables S3-S5; the table above).", plot_oat_ranks(ranking))
+    figs["ppe_pcs"] = ("The PPE's PC scores (histograms), the observations' (red) and the default run's "
+                       "(black dashed) (Dagon Fig. 3).",
+                       plot_ppe_pcs([ppe_pc_data(eof, optimum, v) for v in variables]))
     figs["eof_maps"] = ("Leading EOF modes of each output (Dagon Fig. 4).",
                         plot_eof_maps(eof, variables, truth["lat"].values, truth["lon"].values))
+    if val is not None:
+        figs["validation_pcs"] = ("The network's PC scores against the model's on its held-out test runs, "
+                                  "with the 1:1 line and R² (Dagon Fig. 5).",
+                                  plot_validation_pcs([validation_pc_data(val, v) for v in variables]))
     if interp is not None:
         figs["importance"] = ("Permutation importance of PC1: the test members' MSE with each parameter "
                               "shuffled (Dagon Fig. 7).", plot_importance([importance_data(interp, v)

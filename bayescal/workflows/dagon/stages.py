@@ -139,7 +139,7 @@ def run_emulate(ctx: DagonContext) -> None:
     obs_mean, obs_annual = ctx.observed_maps()
     area = runs["area"].values
     train, test = _split(done.size, ctx.seed)
-    parts, interp, lines = [], [], []
+    parts, interp, val, lines = [], [], [], []
     for v in ctx.config["observations"]["variables"]:
         cells = np.isfinite(obs_mean[v])  # the model masked to the observed cells, as Dagon did
         basis = EOFBasis.fit(maps[v][:, cells], area[cells], n_modes=c["eof_modes"])
@@ -153,6 +153,8 @@ def run_emulate(ctx: DagonContext) -> None:
         pred = net.predict(u[test]).reshape(test.size, -1)
         r2 = 1 - ((pred - pcs[test]) ** 2).sum(0) / ((pcs[test] - pcs[test].mean(0)) ** 2).sum(0)
         rmse = np.sqrt(((pred - pcs[test]) ** 2).mean(0))
+        val.append(xr.Dataset({"model": (("run", "pc"), pcs[test]), "emulator": (("run", "pc"), pred)},
+                              coords={"pc": np.arange(1, pred.shape[1] + 1)}))
         years_sd = annual.std(axis=0, ddof=1)
         mode = f"{v}_mode"
         parts.append(basis.to_dataset(v).assign({
@@ -171,6 +173,9 @@ def run_emulate(ctx: DagonContext) -> None:
     xr.merge(parts).assign(u=(("member", "parameter"), u)).assign_coords(
         member=done, parameter=labels).to_netcdf(out / "eof.nc")
     xr.merge(interp).assign_coords(parameter=labels).to_netcdf(out / "interpretation.nc")
+    # Dagon's Fig. 5: the test runs' PCs by the model and by the network (NaN beyond a variable's modes)
+    xr.concat(val, dim="variable", join="outer").assign_coords(
+        variable=ctx.config["observations"]["variables"], run=done[test]).to_netcdf(out / "validation_pcs.nc")
     ctx.say("  " + "; ".join(lines))
 
 
