@@ -5,6 +5,7 @@ import pytest
 
 from bayescal.analysis.equifinality import (
     alternatives,
+    constrained_directions,
     distance_score_cloud,
     identifiability,
     normalized_distance,
@@ -96,6 +97,31 @@ def test_identifiability_flags_constrained():
     t = identifiability(post, np.sqrt(1 / 12))
     assert t.constrained.values.tolist() == [True, False]
     assert t.ratio.values[1] == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_constrained_directions_find_a_pinned_combination_no_marginal_shows(seed):
+    """A posterior that pins only the sum of 8 values (sd 0.05 of the prior's along it) and leaves
+    every other direction at the prior's spread: each marginal keeps ~0.99 of its prior sd, so
+    per-value identifiability sees nothing, but the analysis finds exactly one fixed direction,
+    the equal-weight sum, with its sd ratio."""
+    rng = np.random.default_rng(seed)
+    d, n, psd = 8, 20000, np.sqrt(1 / 12)
+    e = np.ones(d) / np.sqrt(d)
+    q, _ = np.linalg.qr(np.column_stack([e, rng.standard_normal((d, d - 1))]))
+    sd = np.r_[0.05, np.ones(d - 1)] * psd  # along e: 0.05 of the prior's; elsewhere the prior's
+    post = 0.5 + (rng.standard_normal((n, d)) * sd) @ q.T
+    assert not identifiability(post, psd).constrained.values.any()
+    out = constrained_directions(post, psd)
+    assert out.attrs["n_constrained"] == 1
+    assert out.sd_ratio.values[0] == pytest.approx(0.05, rel=0.05)
+    assert np.all(np.abs(out.sd_ratio.values[1:] - 1) < 0.05)
+    assert np.abs(out.loadings.values[0] @ e) > 0.999
+    np.testing.assert_allclose(out.loadings.values @ out.loadings.values.T, np.eye(d), atol=1e-10)
+    # in prior-sd units: rescaling a value and its prior sd alike (another unit) changes nothing
+    c = np.linspace(0.5, 4.0, d)
+    again = constrained_directions(post * c, psd * c)
+    np.testing.assert_allclose(again.sd_ratio.values, out.sd_ratio.values, rtol=1e-9)
 
 
 def test_priors_from_toml(tmp_path):

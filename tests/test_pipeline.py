@@ -222,6 +222,15 @@ def test_tiny_config_end_to_end(tiny_run):
     assert "twin truth inside the 90 % posterior interval: 4 of 4" in page
     assert "Seiler's alternative sets" in page  # Seiler's equifinality procedure beside the posterior's
     assert (run_dir / "equifinality" / "alternatives_seiler.nc").exists()
+    # the directions the data fix: their sd ratios are those of the posterior's whitened covariance
+    dirs = xr.load_dataset(run_dir / "equifinality" / "directions.nc")
+    from bayescal.workflow.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    z = rd.posterior_u(rd.space()).transpose("sample", "parameter").values / np.sqrt(1 / 12)
+    np.testing.assert_allclose(np.sort(dirs["sd_ratio"].values) ** 2,
+                               np.linalg.eigvalsh(np.cov(z, rowvar=False)), rtol=1e-6, atol=1e-12)
+    assert f"The data fix {dirs.attrs['n_constrained']} of {dirs.sizes['parameter']} directions" in page
     # Seiler Figs. 7-8: AMBER scores of the default, the optimum and the five alternatives
     scores = xr.load_dataset(run_dir / "propagate" / "scores.nc")
     assert sorted(set(scores["set"].values)) == ["default", "optimised", "seiler_alternative"]

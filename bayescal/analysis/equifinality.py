@@ -13,6 +13,8 @@ units and ranges are comparable.
   hypercube of 5,000 -> emulate -> best 10 % -> PCA.
 * :func:`alternatives` — k distinct parameter sets of near-optimal score (Seiler's five).
 * :func:`identifiability` — posterior sd / prior sd per parameter; ``constrained`` below 0.5.
+* :func:`constrained_directions` — the combinations of parameters the data fix: the directions
+  along which the posterior sd is below half the prior's, however spread over many values.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "seiler_alternatives",
     "alternatives",
     "identifiability",
+    "constrained_directions",
 ]
 
 
@@ -253,4 +256,36 @@ def identifiability(posterior_u: Any, prior_sd: Any, threshold: float = 0.5) -> 
         },
         coords={"parameter": labels},
         attrs={"threshold": threshold, "units": "unit cube"},
+    )
+
+
+def constrained_directions(posterior_u: Any, prior_sd: Any, threshold: float = 0.5) -> xr.Dataset:
+    """The directions the data fix: eigen-directions of the posterior covariance in prior-sd units.
+
+    With ``W = diag(1 / prior_sd)``, the eigenvalues of ``W C W`` (``C`` the posterior covariance,
+    unit cube) are the posterior variance along each direction over the prior's; their square roots,
+    ``sd_ratio``, sorted from the most constrained. A direction with ``sd_ratio < threshold`` is
+    fixed by the data even when no single value is (every marginal can stay near its prior while a
+    combination of many values is pinned: equifinality).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sd_ratio`` on ``direction`` (1 = the most constrained) and ``loadings`` on (direction,
+        parameter): unit vectors in prior-sd coordinates, the sign fixed so that the largest loading
+        is positive. Attributes ``n_constrained`` (directions below ``threshold``), ``threshold``.
+    """
+    x, labels = _samples(posterior_u)
+    psd = np.broadcast_to(np.asarray(prior_sd, dtype=float), (x.shape[1],))
+    z = (x - x.mean(0)) / psd
+    lam, vec = np.linalg.eigh(z.T @ z / max(x.shape[0] - 1, 1))
+    ratio = np.sqrt(np.clip(lam, 0.0, None))
+    vec = vec.T  # (direction, parameter), ascending sd ratio from eigh
+    lead = np.argmax(np.abs(vec), axis=1)
+    vec *= np.sign(vec[np.arange(vec.shape[0]), lead])[:, None]
+    return xr.Dataset(
+        {"sd_ratio": ("direction", ratio), "loadings": (("direction", "parameter"), vec)},
+        coords={"direction": np.arange(1, ratio.size + 1), "parameter": labels},
+        attrs={"n_constrained": int((ratio < threshold).sum()), "threshold": threshold,
+               "units": "prior sd"},
     )

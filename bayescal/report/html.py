@@ -317,6 +317,25 @@ def _model_checks_section(path: Path) -> str:
             + _tab(per, "{:.2f}"))
 
 
+def _directions_paragraph(eq: Path, shown: int = 5, terms: int = 5) -> str:
+    """How many directions the data fix, and the combinations of the most constrained ones."""
+    if not (eq / "directions.nc").exists():
+        return ""
+    d = xr.load_dataset(eq / "directions.nc")
+    k, n = d.attrs["n_constrained"], d.sizes["parameter"]
+    rows = []
+    for i in range(min(shown, d.sizes["direction"])):
+        w = d["loadings"].values[i]
+        top = np.argsort(-np.abs(w))[:terms]
+        combo = " ".join(f"{w[j]:+.2f} {html.escape(str(d['parameter'].values[j]))}" for j in top)
+        rows.append(f"<tr><td>{i + 1}</td><td>{d['sd_ratio'].values[i]:.2f}</td><td>{combo}</td></tr>")
+    return (f"<p>The data fix {k} of {n} directions of the posterior (sd along them below "
+            f"{d.attrs['threshold']:g} of the prior's, in prior-sd units); every marginal can stay near "
+            "its prior while such a combination of many values is pinned. The most constrained "
+            f"(sd ratio; the {terms} largest loadings):</p><table><tr><th>direction</th><th>sd / prior sd"
+            "</th><th>combination</th></tr>" + "".join(rows) + "</table>")
+
+
 def _equifinality_section(eq: Path) -> str:
     """Seiler's procedure beside the posterior's: PCA dimensions and both sets of alternatives."""
     if not (eq / "top_fraction_pca.nc").exists():
@@ -335,6 +354,7 @@ def _equifinality_section(eq: Path) -> str:
             f"<p>Components for 90 % of the variance: posterior samples {post.attrs['n_components']}; "
             f"Seiler's top 10 % of {int(top.sizes['sample'] / 0.1)} emulated sets in the box of the best "
             f"10 % of the runs {top.attrs['n_components']} (of {top.sizes['parameter']}).</p>"
+            + _directions_paragraph(eq) +
             "<p>Alternative sets from the posterior (mutually distant, near-optimal):</p>" + table(alt)
             + "<p>Seiler's alternative sets (the five best of that ensemble):</p>" + table(seiler))
 

@@ -363,6 +363,7 @@ def run_posterior(ctx: GlobalContext) -> None:
 def run_equifinality(ctx: GlobalContext) -> None:
     from bayescal.analysis.equifinality import (
         alternatives,
+        constrained_directions,
         correlation,
         distance_score_cloud,
         identifiability,
@@ -377,6 +378,8 @@ def run_equifinality(ctx: GlobalContext) -> None:
     space = ctx.space()
     post = ctx.posterior_u()
     identifiability(post, Priors(space).sd()).to_netcdf(out / "identifiability.nc")
+    directions = constrained_directions(post, Priors(space).sd())
+    directions.to_netcdf(out / "directions.nc")
     correlation(post).to_netcdf(out / "correlation.nc")
     pca(post, variance=0.9).to_netcdf(out / "pca.nc")
     gp = ctx.misfit_emulator()
@@ -400,7 +403,8 @@ def run_equifinality(ctx: GlobalContext) -> None:
         parameter=space.labels).to_netcdf(out / "alternatives_seiler.nc")
     ctx.say(
         f"  distance-score Spearman: global {glob.attrs['spearman']:.2f}, "
-        f"local {loc.attrs['spearman']:.2f}; {alt.sizes['alternative']} alternative sets; PCA "
+        f"local {loc.attrs['spearman']:.2f}; {alt.sizes['alternative']} alternative sets; the data fix "
+        f"{directions.attrs['n_constrained']} of {space.n_free} directions; PCA "
         f"components for 90 %: posterior {pca(post).attrs['n_components']}, Seiler's top 10 % "
         f"{top.attrs['n_components']}"
     )

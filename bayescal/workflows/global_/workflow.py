@@ -159,8 +159,8 @@ GLOBAL = Workflow("global", description="the embedded global model (Seiler et al
                           needs=("screen",), input_files=model_files),),
           expected_runs=_posterior_runs),
     Stage("equifinality", run_equifinality,
-          "identifiability table, posterior correlations and PCA, distance-vs-score clouds and "
-          "k alternative parameter sets.",
+          "identifiability table, the directions the data fix, posterior correlations and PCA, "
+          "distance-vs-score clouds and k alternative parameter sets.",
           reads=("equifinality", "emulator.training", "emulator.drop_worst", "run.seed"),
           needs=("screen", "optimize", "design", "emulate", "posterior"), writes=("*.nc",),
           expected_runs=lambda cfg: "0"),
