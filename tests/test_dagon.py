@@ -99,6 +99,40 @@ def test_network_learns_a_nonlinear_response_and_round_trips(tmp_path):
         net.predict(Xt + 2)
 
 
+def _check_figs_6_and_11(pipe, run, eof, opt, threshold, default, ver):
+    """Figs. 6 and 11 of the end-to-end run: the stored errors are the runs' -- the design runs' model
+    RMSE recomputed from their store against the context's observed maps, the default's from its
+    verified run, the costs the context's -- and the optimum-minus-observed map is the best verified
+    round's stored run's."""
+    from bayescal.report.dagon import bias_map_data, error_data
+    from bayescal.report.dagon_maps import verified_runs
+    from bayescal.run.ensemble import EnsembleStore
+
+    err = xr.load_dataset(run / "emulate" / "rmse.nc")
+    np.testing.assert_array_equal(err["member"].values, eof["member"].values)
+    np.testing.assert_array_equal(err["test"].values, eof["gpp_test"].values)
+    design = EnsembleStore(run / "design" / "ensemble").load().sel(member=err["member"].values)
+    observed, area = pipe.observed_maps()[0], design["area"].values
+    for v in ("gpp", "hfls"):
+        np.testing.assert_array_equal(err["observed"].sel(variable=v).values, observed[v])
+        cells = eof[f"{v}_cells"].values.astype(bool)
+        a, o = area[cells], observed[v][cells]
+        by_hand = np.sqrt(((design[v].mean("time").values[:, cells] - o) ** 2 * a).sum(1) / a.sum())
+        np.testing.assert_allclose(err["rmse"].sel(variable=v, estimate="model").values, by_hand, rtol=1e-10)
+        by_hand = np.sqrt(((default[v].mean("time").values[0, cells] - o) ** 2 * a).sum() / a.sum())
+        np.testing.assert_allclose(opt["default_rmse"][v]["model"], by_hand, rtol=1e-10)
+    np.testing.assert_allclose(err["cost_model"].values, pipe.model_cost(design), rtol=1e-12)
+    np.testing.assert_allclose(err["cost_emulator"].values, pipe.cost().predict(eof["u"].values), rtol=1e-12)
+    fig6 = error_data(err, opt, threshold)
+    assert float(fig6["default_x"].sel(panel="cost")) == opt["model_cost"]["default"]
+    runs = verified_runs(run / "emulator_screen", opt)
+    for v, scale in (("gpp", 86400e3), ("hfls", 1.0)):
+        cells = np.isfinite(observed[v])
+        by_hand = (ver[v].mean("time").values[0, cells] - observed[v][cells]) * scale
+        np.testing.assert_allclose(bias_map_data(runs, err, v)["bias"].sel(case="optimized").values, by_hand,
+                                   rtol=1e-10)
+
+
 @pytest.mark.slow
 def test_dagon_workflow_end_to_end(tmp_path):
     """OAT of families on Dagon's outputs -> design of one factor per family -> EOF network, its
@@ -187,6 +221,7 @@ def test_dagon_workflow_end_to_end(tmp_path):
         net = load_emulator(run / "emulate" / f"network_{v}.nc")
         np.testing.assert_allclose(d["emulator"].values, net.predict(eof["u"].values[test]), rtol=1e-12)
         np.testing.assert_allclose(d["r2"].values, eof[f"{v}_test_r2"].values, rtol=1e-10)
+    _check_figs_6_and_11(pipe, run, eof, opt, float(screen["cost"].max()), default, ver)
     # the optimum in physical units: every value of a family at the family's factor of its range
     vals = optimum_values(opt)
     space = calib.space
@@ -196,10 +231,10 @@ def test_dagon_workflow_end_to_end(tmp_path):
         np.testing.assert_allclose(vals["optimum"].values[cols], want, rtol=1e-12)
     np.testing.assert_allclose(vals["default"].values, space.default)
     page = (run / "report.html").read_text()
-    assert page.count("<img") == 11 and "DE optimum" in page and "Tables S3-S5" in page
-    assert "Dagon Fig. 3" in page and "Dagon Fig. 5" in page
-    for name in ("pe_maps", "ppe_pcs", "eof_maps", "validation_pcs", "importance", "partial_dependence",
-                 "pair_plot", "pcs", "optimum"):
+    assert page.count("<img") == 13 and "DE optimum" in page and "Tables S3-S5" in page
+    assert all(f"Dagon Fig. {n})" in page for n in (3, 5, 6)) and "Dagon Fig. 11;" in page
+    for name in ("pe_maps", "ppe_pcs", "eof_maps", "validation_pcs", "errors", "importance",
+                 "partial_dependence", "pair_plot", "pcs", "bias_maps", "optimum"):
         assert (run / "figures" / f"{name}.png").exists()
 
 
@@ -473,4 +508,120 @@ def test_fig5_emulated_against_model_pcs_on_the_test_runs():
     assert axes[0, 0].get_title() == "GPP PC1: R² = 0.80" and axes[0, 1].get_title() == "GPP PC2: R² = 0.50"
     np.testing.assert_allclose(axes[1, 0].collections[0].get_offsets(), np.c_[hfls_model, hfls_emul])
     assert axes[1, 0].get_title() == "HFLS PC1: R² = 0.20" and not axes[1, 1].axison
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ Figs. 6 and 11
+def test_fig6_rmse_of_the_eof_reconstruction_and_the_network_against_the_models():
+    """Fig. 6: each run's RMSE is area-weighted over the cells (an unweighted one differs here), the
+    EOF reconstruction keeps the basis's modes only, r² is that of the least-squares line; the
+    points, the default's x, the 1:1 line, the threshold and r² are what the figure draws."""
+    from bayescal.report.dagon import error_data, plot_errors, plt
+    from bayescal.workflows.dagon.stages import map_rmse
+
+    rng = np.random.default_rng(5)
+    area = np.array([1.0, 3.0, 0.5, 2.0])
+    maps = rng.uniform(1, 2, (6, 4))
+    obs = np.array([1.4, 1.6, 1.2, 1.5])
+    basis = EOFBasis.fit(maps, area, n_modes=1)
+    emulated = basis.project(maps) + 0.1 * rng.standard_normal((6, 1))
+    got = map_rmse(maps, obs, area, basis, emulated)
+    # by hand: the weighted anomalies' projection on the leading EOF, back to the maps; the mean
+    # squared error over the cells with the cells' area shares as weights
+    w, V, s = np.sqrt(area / area.mean()), basis.V[0], basis.s[0]
+    rec = basis.mean + np.outer(((maps - basis.mean) * w) @ V, V) / w
+    net = basis.mean + np.outer(emulated[:, 0] * s, V) / w
+    for k, x in enumerate((maps, rec, net)):
+        want = [np.sqrt(np.sum(area * (x[i] - obs) ** 2) / area.sum()) for i in range(6)]
+        np.testing.assert_allclose(got[k], want, rtol=1e-12)
+    assert not np.allclose(got[0], np.sqrt(((maps - obs) ** 2).mean(axis=1)))  # the weights matter
+    assert np.all(got[1] != got[0])  # one mode of six runs' maps is not the map
+
+    members = [3, 5, 8, 9, 12, 20]
+    rmse = xr.Dataset(
+        {"rmse": (("variable", "estimate", "member"), np.stack([got * 1e-8, got * 10])),
+         "cost_model": ("member", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+         "cost_emulator": ("member", [1.5, 1.5, 3.5, 3.0, 6.0, 5.5]),
+         "test": ("member", [False, True, False, False, True, False])},
+        coords={"variable": ["gpp", "hfls"], "estimate": ["model", "eof", "emulator"], "member": members,
+                "units": ("variable", ["kg m-2 s-1", "W m-2"])})
+    opt = {"default_rmse": {"gpp": {"model": 2e-8, "eof": 3e-8, "emulator": 4e-8},
+                            "hfls": {"model": 5.0, "eof": 6.0, "emulator": 7.0}},
+           "model_cost": {"default": 2.5}, "emulated_cost": {"default": 2.0}}
+    d = error_data(rmse, opt, threshold=3.2)
+    assert list(d["panel"].values) == ["gpp/eof", "hfls/eof", "gpp/emulator", "hfls/emulator", "cost"]
+    np.testing.assert_allclose(d["x"].sel(panel="gpp/eof").values, got[0] * 1e-8 * 86400e3)  # g m-2 d-1
+    np.testing.assert_allclose(d["y"].sel(panel="hfls/emulator").values, got[2] * 10)
+    np.testing.assert_allclose(d["y"].sel(panel="cost").values, rmse["cost_emulator"].values)
+    np.testing.assert_allclose(d["default_x"].values, [2e-8 * 86400e3, 5.0, 2e-8 * 86400e3, 5.0, 2.5])
+    np.testing.assert_allclose(d["default_y"].values, [3e-8 * 86400e3, 6.0, 4e-8 * 86400e3, 7.0, 2.0])
+    assert list(d["units"].values) == ["g m-2 d-1", "W m-2", "g m-2 d-1", "W m-2", "1"]
+    # r² of the least-squares line by hand, in every panel (the cost's from the stored costs)
+    pairs = [(d["x"].values[k], d["y"].values[k]) for k in range(4)]
+    for k, (x, y) in enumerate([*pairs, (rmse["cost_model"].values, rmse["cost_emulator"].values)]):
+        fit = np.polyval(np.polyfit(x, y, 1), x)
+        r2 = 1 - ((y - fit) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+        np.testing.assert_allclose(d["r2"].values[k], r2, rtol=1e-9)
+    assert np.isnan(error_data(rmse)["default_x"].values).all()  # a run without the default's errors
+    fig = plot_errors(d)
+    axes = np.array(fig.axes).reshape(3, 2)
+    test = rmse["test"].values
+    for k, ax in enumerate([axes[0, 0], axes[0, 1], axes[1, 0], axes[1, 1], axes[2, 0]]):
+        xk, yk = d["x"].values[k], d["y"].values[k]
+        train, held, default = ax.collections
+        np.testing.assert_allclose(train.get_offsets(), np.c_[xk[~test], yk[~test]])
+        np.testing.assert_allclose(held.get_offsets(), np.c_[xk[test], yk[test]])
+        np.testing.assert_allclose(default.get_offsets(), [[d["default_x"][k], d["default_y"][k]]])
+        one = ax.get_lines()[0]
+        np.testing.assert_allclose(one.get_xdata(), one.get_ydata())  # the 1:1 line
+        assert ax.get_title().endswith(f"r² = {d['r2'].values[k]:.2f}")
+    assert axes[0, 1].get_title().startswith("(b) HFLS EOF reconstruction")
+    assert axes[1, 0].get_title().startswith("(c) GPP network")
+    np.testing.assert_allclose(axes[2, 0].get_lines()[1].get_xdata(), [3.2, 3.2])  # the threshold
+    assert not axes[2, 1].axison
+    plt.close(fig)
+
+
+def test_fig11_bias_maps_of_the_optimum_and_the_default_against_the_observations():
+    """Fig. 11: each run's mean over time minus the observed map on the observed cells (in
+    g m-2 d-1 for GPP), its area-weighted global mean in the title, a colour range symmetric
+    about 0 shared by the row; drawn on the observed cells' longitude and latitude."""
+    from bayescal.report.dagon import bias_map_data, plot_bias_maps, plt
+
+    gpp_opt = np.array([[1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 1.0, 6.0]]).T[None] * 1e-8  # (member, cell, time)
+    gpp_def = np.full((1, 4, 2), 2e-8)
+    obs = np.array([1.5e-8, np.nan, 2.5e-8, 4e-8])
+    area = np.array([1.0, 5.0, 2.0, 1.0])
+
+    def run(g, h):
+        return xr.Dataset({"gpp": (("member", "cell", "time"), g), "hfls": (("member", "cell", "time"), h)})
+
+    runs = {"optimized": run(gpp_opt, np.full((1, 4, 2), 50.0)),
+            "default": run(gpp_def, np.full((1, 4, 2), 40.0))}
+    rmse = xr.Dataset({"observed": (("variable", "cell"), [obs, [45.0, 30.0, 60.0, np.nan]])},
+                      coords={"variable": ["gpp", "hfls"], "units": ("variable", ["kg m-2 s-1", "W m-2"]),
+                              "area": ("cell", area), "lon": ("cell", [-120.0, -10.0, 40.0, 150.0]),
+                              "lat": ("cell", [-20.0, 0.0, 30.0, 60.0])})
+    d = bias_map_data(runs, rmse, "gpp")
+    # by hand (1e-8 kg m-2 s-1 = 0.864 g m-2 d-1): the observed cells 0, 2, 3
+    want = np.array([[2.0 - 1.5, 2.0 - 2.5, 5.0 - 4.0], [2.0 - 1.5, 2.0 - 2.5, 2.0 - 4.0]]) * 0.864
+    np.testing.assert_allclose(d["bias"].values, want, rtol=1e-12)
+    want = np.array([0.5 * 1 - 0.5 * 2 + 1.0 * 1, 0.5 * 1 - 0.5 * 2 - 2.0 * 1]) / 4 * 0.864  # area 1, 2, 1
+    np.testing.assert_allclose(d["mean_bias"].values, want, rtol=1e-12)
+    assert d.attrs["units"] == "g m-2 d-1" and list(d["lon"].values) == [-120.0, 40.0, 150.0]
+    h = bias_map_data(runs, rmse, "hfls")
+    np.testing.assert_allclose(h["bias"].values, [[5.0, 20.0, -10.0], [-5.0, 10.0, -20.0]])
+    np.testing.assert_allclose(h["mean_bias"].values, [(5 * 1 + 20 * 5 - 10 * 2) / 8, (-5 + 50 - 40) / 8])
+    fig = plot_bias_maps([d, h])
+    panels = [ax for ax in fig.axes if ax.collections]  # the maps, then their colour bars
+    for k, (data, case) in enumerate([(d, "optimized"), (d, "default"), (h, "optimized"), (h, "default")]):
+        sc = panels[k].collections[0]
+        np.testing.assert_allclose(sc.get_offsets(), np.c_[data["lon"].values, data["lat"].values])
+        np.testing.assert_allclose(sc.get_array(), data["bias"].sel(case=case).values)
+        lim = np.abs(data["bias"].values).max()
+        np.testing.assert_allclose(sc.get_clim(), (-lim, lim))
+        assert f"global mean {float(data['mean_bias'].sel(case=case)):.3g} {data.attrs['units']}" in \
+            panels[k].get_title()
+    assert panels[0].get_title().startswith("GPP bias, best verified optimum")
+    assert panels[1].get_title().startswith("GPP bias, defaults")
     plt.close(fig)

@@ -5,10 +5,13 @@ Each figure's data come from a function a test checks against a hand computation
 (``tests/test_dagon.py``), and its plotting function draws exactly those data: parameter-effect
 maps (Fig. 1) and the rank tables (Tables S3-S5), the PPE's PC scores with the observations' and
 the default's (Fig. 3, :mod:`.dagon_pcs`), EOF maps (Fig. 4), the network's PC scores against the
-model's on the held-out runs (Fig. 5, :mod:`.dagon_pcs`), permutation importance (Fig. 7),
+model's on the held-out runs (Fig. 5, :mod:`.dagon_pcs`), the RMSE against the observations of
+the EOF reconstruction and of the network against the model's, and the cost of Eq. 6 by the
+network against the model's (Fig. 6, :mod:`.dagon_pcs`), permutation importance (Fig. 7),
 partial dependence (Fig. 8), the emulated cost of the 10^7-point screen, the pair plot of its best
 points (Fig. 9), the PCs of the observations, the default, the emulated and the verified optimum
-(Fig. 10), and the optimum against the defaults in physical units.
+(Fig. 10), the bias maps of the verified optimum and of the default against the observations
+(Fig. 11, :mod:`.dagon_maps`), and the optimum against the defaults in physical units.
 """
 
 from __future__ import annotations
@@ -20,14 +23,23 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .dagon_pcs import plot_ppe_pcs, plot_validation_pcs, ppe_pc_data, validation_pc_data
+from .dagon_maps import bias_map_data, plot_bias_maps, verified_runs
+from .dagon_pcs import (
+    error_data,
+    plot_errors,
+    plot_ppe_pcs,
+    plot_validation_pcs,
+    ppe_pc_data,
+    validation_pc_data,
+)
 from .figures import plt
 from .page import png, write_page
 
-__all__ = ["importance_data", "optimum_values", "pair_data", "partial_dependence_data", "pc_comparison",
-           "pe_maps", "plot_cost_histogram", "plot_eof_maps", "plot_importance", "plot_oat_ranks",
-           "plot_optimum", "plot_pair", "plot_partial_dependence", "plot_pcs", "plot_pe_maps", "plot_ppe_pcs",
-           "plot_validation_pcs", "ppe_pc_data", "rank_table", "validation_pc_data", "write_dagon_report"]
+__all__ = ["bias_map_data", "error_data", "importance_data", "optimum_values", "pair_data",
+           "partial_dependence_data", "pc_comparison", "pe_maps", "plot_bias_maps", "plot_cost_histogram",
+           "plot_eof_maps", "plot_errors", "plot_importance", "plot_oat_ranks", "plot_optimum", "plot_pair",
+           "plot_partial_dependence", "plot_pcs", "plot_pe_maps", "plot_ppe_pcs", "plot_validation_pcs",
+           "ppe_pc_data", "rank_table", "validation_pc_data", "write_dagon_report"]
 
 #: Fig. 10's colours: observations red, default black, emulated optimum blue, model optimum green
 PC_CASES = {"observed": "C3", "default (model)": "k", "optimum (emulator)": "C0", "optimum (model)": "C2"}
@@ -340,6 +352,8 @@ def write_dagon_report(run_dir) -> Path:
     interp = xr.load_dataset(interp_path) if interp_path.exists() else None
     val_path = rd.stage("emulate") / "validation_pcs.nc"  # not in runs from before it was written
     val = xr.load_dataset(val_path) if val_path.exists() else None
+    rmse_path = rd.stage("emulate") / "rmse.nc"  # not in runs from before it was written
+    rmse = xr.load_dataset(rmse_path) if rmse_path.exists() else None
     screen = xr.load_dataset(rd.stage("emulator_screen") / "screen.nc")
     optimum = json.loads((rd.stage("emulator_screen") / "optimum.json").read_text())
     vals = optimum_values(optimum) if "values" in optimum else None
@@ -360,6 +374,12 @@ def write_dagon_report(run_dir) -> Path:
         figs["validation_pcs"] = ("The network's PC scores against the model's on its held-out test runs, "
                                   "with the 1:1 line and R² (Dagon Fig. 5).",
                                   plot_validation_pcs([validation_pc_data(val, v) for v in variables]))
+    if rmse is not None:
+        figs["errors"] = ("RMSE against the observations of every design run's EOF reconstruction (a, b) "
+                          "and of the network (c, d) against the model's, and the cost J of Eq. 6 by the "
+                          "network against the model's (e); held-out runs orange, the default a black x, the "
+                          "1:1 line dashed, the screen's threshold magenta (Dagon Fig. 6).",
+                          plot_errors(error_data(rmse, optimum, float(screen["cost"].values.max()))))
     if interp is not None:
         figs["importance"] = ("Permutation importance of PC1: the test members' MSE with each parameter "
                               "shuffled (Dagon Fig. 7).", plot_importance([importance_data(interp, v)
@@ -376,6 +396,12 @@ def write_dagon_report(run_dir) -> Path:
         figs["pcs"] = ("PCs of the observations, the default, the emulated and the verified optimum "
                        "(Dagon Fig. 10; observed ± the sigma of Eq. 6).",
                        plot_pcs([pc_comparison(eof, optimum, v) for v in variables]))
+    runs = verified_runs(rd.stage("emulator_screen"), optimum) if rmse is not None else None
+    if runs is not None:
+        figs["bias_maps"] = ("Bias of the period-mean maps against the observations: the model at the best "
+                             "verified optimum (left) and at its defaults (right), with the area-weighted "
+                             "global mean (Dagon Fig. 11; the observed variables only).",
+                             plot_bias_maps([bias_map_data(runs, rmse, v) for v in variables]))
     if vals is not None:
         figs["optimum"] = ("The best verified optimum against the defaults in physical units.",
                            plot_optimum(vals))

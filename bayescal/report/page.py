@@ -79,10 +79,11 @@ def diagnostics_section(diag: xr.Dataset) -> str:
 
 
 def png(fig, path: Path) -> str:
-    fig.savefig(path, dpi=110)
+    """Render ``fig`` once: the PNG file at ``path`` and its base64 text for the page."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)  # pyplot from figures, where the Agg backend is chosen
+    Path(path).write_bytes(buf.getvalue())
     return base64.b64encode(buf.getvalue()).decode()
 
 

@@ -13,8 +13,8 @@ from bayescal.workflow.rundir import write_json_atomic
 if TYPE_CHECKING:
     from .context import DagonContext
 
-__all__ = ["interpret_network", "run_dagon_design", "run_dagon_report", "run_emulate", "run_emulator_screen",
-           "run_oat"]
+__all__ = ["ESTIMATES", "interpret_network", "map_rmse", "run_dagon_design", "run_dagon_report",
+           "run_emulate", "run_emulator_screen", "run_errors", "run_oat"]
 
 
 def run_oat(ctx: DagonContext) -> None:
@@ -125,6 +125,79 @@ def interpret_network(net, u: np.ndarray, pcs: np.ndarray, test: np.ndarray, nam
                       coords={"value": PD_GRID})
 
 
+#: Dagon's Fig. 6: the maps whose error against the observations is taken -- the model's, its EOF
+#: reconstruction with the kept modes, and the network's predicted PCs reconstructed
+ESTIMATES = ("model", "eof", "emulator")
+
+
+def map_rmse(maps: np.ndarray, observed: np.ndarray, area: np.ndarray, basis: EOFBasis,
+             emulated_pcs: np.ndarray) -> np.ndarray:
+    """Dagon's Fig. 6 for one variable: each run's area-weighted RMSE over the cells against the
+    observations, of its model map, of that map's EOF reconstruction and of the network's PCs
+    reconstructed (:data:`ESTIMATES`).
+
+    Parameters
+    ----------
+    maps : ndarray (run, cell)
+        The runs' period-mean maps on the cells of the EOF basis (the observed cells).
+    observed : ndarray (cell,)
+        The observed period-mean map on the same cells.
+    area : ndarray (cell,)
+        The cells' areas: the weights, as the EOFs' (squared anomalies area-weighted).
+    basis : EOFBasis
+        The variable's EOFs: ``basis.reconstruct(basis.project(maps))`` keeps its modes only.
+    emulated_pcs : ndarray (run, mode)
+        The network's PCs of each run.
+
+    Returns
+    -------
+    ndarray (estimate, run)
+        ``sqrt(sum_c a_c (x_c - o_c)^2 / sum_c a_c)`` with ``x`` the model map, its EOF
+        reconstruction and the network's, in the maps' units.
+    """
+    maps = np.atleast_2d(np.asarray(maps, dtype=float))
+    pcs = np.asarray(emulated_pcs, dtype=float).reshape(maps.shape[0], -1)
+    w = np.asarray(area, dtype=float) / np.sum(area)
+    return np.stack([np.sqrt(((x - observed) ** 2 * w).sum(axis=-1))
+                     for x in (maps, basis.reconstruct(basis.project(maps)), basis.reconstruct(pcs))])
+
+
+def run_errors(ctx: DagonContext, runs: xr.Dataset, u: np.ndarray,
+               observed: dict[str, np.ndarray]) -> xr.Dataset:
+    """Dagon's Fig. 6 of model ``runs`` (member, ...) at the calibrated coordinates ``u`` (member,
+    parameter) against the ``observed`` period-mean maps (variable -> (cell,), NaN where no product
+    observes; :meth:`~.context.DagonContext.observed_maps`), in the ``emulate`` stage's EOFs and
+    networks (its files).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``rmse`` (variable, estimate, member): :func:`map_rmse` on the variable's observed cells;
+        ``cost_model`` and ``cost_emulator`` (member): Eq. 6 on the model's PCs
+        (:meth:`~.context.DagonContext.model_cost`) and on the networks' (the ``emulator_screen``'s
+        cost); ``observed`` (variable, cell), with ``lon``, ``lat``, ``area`` on cell and
+        ``units`` on variable.
+    """
+    eof, cost = ctx.eof_data(), ctx.cost()
+    maps, variables = ctx.mean_maps(runs), list(ctx.config["observations"]["variables"])
+    area, rmse = runs["area"].values, []
+    for v in variables:
+        cells = eof[f"{v}_cells"].values.astype(bool)
+        rmse.append(map_rmse(maps[v][:, cells], observed[v][cells], area[cells],
+                             EOFBasis.from_dataset(eof, v), cost.networks[v].predict(u)))
+    same = "units: the variable's"
+    return xr.Dataset(
+        {"rmse": (("variable", "estimate", "member"), np.stack(rmse),
+                  {"long_name": f"area-weighted RMSE against the observed period-mean map ({same})"}),
+         "cost_model": ("member", ctx.model_cost(runs), {"long_name": "Eq. 6 on the model's PCs"}),
+         "cost_emulator": ("member", cost.predict(u), {"long_name": "Eq. 6 on the networks' PCs"}),
+         "observed": (("variable", "cell"), np.stack([observed[v] for v in variables]),
+                      {"long_name": f"observed period-mean map ({same})"})},
+        coords={"variable": variables, "estimate": list(ESTIMATES), "member": runs["member"].values,
+                "units": ("variable", [runs[v].attrs.get("units", "") for v in variables]),
+                **{k: ("cell", runs[k].values) for k in ("lon", "lat", "area")}})
+
+
 def run_emulate(ctx: DagonContext) -> None:
     from bayescal.emulators import DagonNetwork
     from bayescal.run.ensemble import EnsembleStore
@@ -176,6 +249,9 @@ def run_emulate(ctx: DagonContext) -> None:
     # Dagon's Fig. 5: the test runs' PCs by the model and by the network (NaN beyond a variable's modes)
     xr.concat(val, dim="variable", join="outer").assign_coords(
         variable=ctx.config["observations"]["variables"], run=done[test]).to_netcdf(out / "validation_pcs.nc")
+    # Dagon's Fig. 6: every design run's errors against the observations, the held-out ones flagged
+    run_errors(ctx, runs.isel(member=done), u, obs_mean).assign_coords(member=done).assign(
+        test=("member", np.isin(np.arange(done.size), test))).to_netcdf(out / "rmse.nc")
     ctx.say("  " + "; ".join(lines))
 
 
@@ -235,6 +311,7 @@ def _values(calib, u_opt) -> dict:
 
 def run_emulator_screen(ctx: DagonContext) -> None:
     from bayescal.emulators import emulator_screen
+    from bayescal.run.ensemble import EnsembleStore
 
     out = ctx.run_dir / "emulator_screen"
     c = ctx.config["emulator_screen"]
@@ -244,9 +321,16 @@ def run_emulator_screen(ctx: DagonContext) -> None:
     screen.to_netcdf(out / "screen.nc")
     u_default = calib.default_u
     default = calib.space.to_dataarray(calib.space.expand(calib.space.default[None]), full=True)
-    j_default, pcs_default, _ = _verify(ctx, default, out / "verify" / "default")  # the true defaults
+    j_default, pcs_default, st = _verify(ctx, default, out / "verify" / "default")  # the true defaults
     j_default_emul = float(cost.predict(u_default[None])[0])
     emul_default = {v: net.predict(u_default[None]) for v, net in cost.networks.items()}
+    # Dagon's Fig. 6's black x: the default run's errors (the networks' at ``u_default``) against
+    # the observed maps the emulate stage stored (not in its files from before it did)
+    err, stored = None, ctx.run_dir / "emulate" / "rmse.nc"
+    if st[0] == "done" and stored.exists():
+        observed = xr.load_dataset(stored)["observed"]
+        err = run_errors(ctx, EnsembleStore(out / "verify" / "default").load(), u_default[None],
+                         {str(v): observed.sel(variable=v).values for v in observed["variable"].values})
     rounds = _refine(ctx, calib, cost, out)
     done = [r for r in rounds if r["status"] == "done"]
     best = min(done, key=lambda r: r["model_cost"]) if done else rounds[0]
@@ -257,6 +341,9 @@ def run_emulator_screen(ctx: DagonContext) -> None:
         "model_cost": {"default": float(j_default[0]), "optimum": best["model_cost"]},
         "default_pcs": {"model": _pcs({v: p[0] for v, p in pcs_default.items()}),
                         "emulated": _pcs(emul_default)},
+        "default_rmse": {} if err is None else {
+            str(v): dict(zip(ESTIMATES, err["rmse"].sel(variable=v).values[:, 0].tolist(), strict=True))
+            for v in err["variable"].values},
         "values": _values(calib, np.asarray(best["u"])),
         "rounds": rounds,
         "screen": {"n": int(screen.attrs["n"]), "min": float(screen.attrs["min"]),

@@ -49,10 +49,11 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
     Stage("emulate", run_emulate,
           "EOFs of each variable's mean maps, observations projected on them, and Dagon's "
           "ReLU-tanh network from parameters to PCs (tested on 20 % of the members); its "
-          "permutation importance and partial dependence.",
+          "permutation importance and partial dependence; every member's RMSE against the "
+          "observations by the model, its EOF reconstruction and the network, and their costs.",
           reads=("model", "observations", "emulator.eof_modes", "emulator.network", "run.seed"),
           needs=("oat", "design"), input_files=global_files,
-          writes=("eof.nc", "network_<variable>.nc", "interpretation.nc", "validation_pcs.nc"),
+          writes=("eof.nc", "network_<variable>.nc", "interpretation.nc", "validation_pcs.nc", "rmse.nc"),
           expected_runs=lambda cfg: "0"),
     Stage("emulator_screen", run_emulator_screen,
           "the cost in EOF space at n_points Sobol' points; differential-evolution optimum "
@@ -65,7 +66,8 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
           expected_runs=lambda cfg: f"<= {cfg['emulator_screen']['refine_rounds'] + 2}"),
     Stage("report", run_dagon_report,
           "figures (PNG) and report.html under the paper's numbers: PE maps and ranks, EOF maps, "
-          "importance, partial dependence, cost histogram, pair plot, PCs, optimum vs default.",
+          "RMSE scatter, importance, partial dependence, cost histogram, pair plot, PCs, bias maps, "
+          "optimum vs default.",
           reads=("report",), needs=("oat", "design", "emulate", "emulator_screen"),
           writes=("../figures/", "../report.html"), expected_runs=lambda cfg: "0"),
 ))
