@@ -527,3 +527,22 @@ def test_simulation_based_calibration_of_the_emulator_routes(route):
             return ScoreLikelihood(GPEmulator(mean="quadratic", n_restarts=0).fit(X, nll), 1.0)
 
     _assert_uniform_ranks(_sbc_ranks(likelihood_of, _line, sigma, n_rep=100))
+
+
+@pytest.mark.parametrize("shape", [(2000, 32, 3), (777, 10, 5), (64, 8, 1)])
+def test_integrated_time_is_emcees_estimate(shape):
+    """bayescal's blocked autocorrelation time equals emcee's, series by series, on AR(1) chains
+    with a trend in one parameter (tau from a few to hundreds of steps)."""
+    import emcee
+
+    from bayescal.posterior.diagnostics import integrated_time
+
+    rng = np.random.default_rng(sum(shape))
+    e = rng.standard_normal(shape)
+    x = np.empty(shape)
+    x[0] = e[0]
+    for t in range(1, shape[0]):
+        x[t] = 0.9 * x[t - 1] + e[t]
+    x[:, :, 0] += np.linspace(0.0, 3.0, shape[0])[:, None]
+    np.testing.assert_allclose(integrated_time(x, max_bytes=1e5), emcee.autocorr.integrated_time(x, tol=0),
+                               rtol=1e-12)

@@ -53,6 +53,18 @@ class HDFBackend(emcee.backends.HDFBackend):
             return _Flushed(self._handle)
         return super().open(mode)
 
+    def reset(self, nwalkers: int, ndim: int) -> None:
+        """emcee's empty chain, its datasets chunked one step a chunk: a step is written as one
+        chunk (h5py's automatic chunks split a 186-walker x 92-value step over dozens)."""
+        super().reset(nwalkers, ndim)
+        with self.open("a") as f:
+            g = f[self.name]
+            for name, shape in (("chain", (nwalkers, ndim)), ("log_prob", (nwalkers,))):
+                del g[name]
+                g.create_dataset(name, (0, *shape), maxshape=(None, *shape), chunks=(1, *shape),
+                                 dtype=self.dtype, compression=self.compression,
+                                 compression_opts=self.compression_opts)
+
     def grow(self, ngrow: int, blobs: Any) -> None:
         super().grow(ngrow, blobs)
         self._open_sets = None  # resized, perhaps a blobs dataset created: read the handles again

@@ -12,7 +12,7 @@ import xarray as xr
 from .errors import PosteriorWarning
 from .inference_data import get_group
 
-__all__ = ["diagnose", "emulator_trust"]
+__all__ = ["diagnose", "emulator_trust", "integrated_time"]
 
 
 def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dataset:
@@ -107,3 +107,31 @@ def _nearest(A: np.ndarray, B: np.ndarray, exclude_self: bool = False, chunk: in
             d2[np.arange(a.shape[0]), np.arange(i, i + a.shape[0])] = np.inf
         out[i : i + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
     return out
+
+
+def integrated_time(chain: np.ndarray, c: float = 5.0, max_bytes: float = 2e7) -> np.ndarray:
+    """Integrated autocorrelation time per parameter of an ensemble chain (steps, walkers, params).
+
+    emcee's estimate (:func:`emcee.autocorr.integrated_time` with ``tol=0``: the walkers' mean
+    normalised autocorrelation function, Sokal's window with ``c``), with the FFTs of all walkers
+    of a block of parameters at once instead of one series at a time: a 92-parameter chain of
+    186 walkers made 17,000 calls to emcee's per estimate, 2.4x slower (6,000 steps x 186 walkers x
+    20 parameters: 2.28 s against 0.96 s; ``tests/test_posterior.py`` checks the two agree). Blocks
+    hold at most ``max_bytes`` of transforms (a few parameters: the work stays in cache).
+    """
+    x = np.asarray(chain, dtype=float)
+    n_t, n_w, n_d = x.shape
+    n_fft = 2 * (1 << max(0, int(np.ceil(np.log2(n_t)))))
+    block = max(1, int(max_bytes // (16 * (n_fft // 2 + 1) * n_w)))
+    tau = np.empty(n_d)
+    for d0 in range(0, n_d, block):
+        y = np.ascontiguousarray(np.moveaxis(x[:, :, d0:d0 + block], 0, -1))  # (walker, param, step)
+        f = np.fft.rfft(y - y.mean(axis=-1, keepdims=True), n=n_fft, axis=-1)
+        acf = np.fft.irfft(f.real**2 + f.imag**2, n=n_fft, axis=-1)[..., :n_t]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acf = (acf / acf[..., :1]).mean(axis=0).T  # (n_t, block): the walkers' mean
+        taus = 2.0 * np.cumsum(acf, axis=0) - 1.0
+        inside = np.arange(n_t)[:, None] < c * taus
+        window = np.where(inside.any(axis=0), np.argmin(inside, axis=0), n_t - 1)
+        tau[d0:d0 + block] = taus[window, np.arange(taus.shape[1])]
+    return tau

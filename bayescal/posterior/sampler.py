@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from ..parameters import ParameterSpace, split_label
 from .backends import HDFBackend, kept_open
+from .diagnostics import integrated_time
 from .errors import PosteriorError, PosteriorWarning
 from .inference_data import get_group, make_inference_data
 from .priors import Priors
@@ -219,7 +220,7 @@ class PosteriorSampler:
         target = int(min_steps)
         self.run(target, initial=initial, progress=progress)
         while target < max_steps:
-            tau = emcee.autocorr.integrated_time(self.sampler.get_chain()[:target], tol=0)
+            tau = integrated_time(self.sampler.get_chain()[:target])
             need = int(np.ceil(1.05 * factor * np.nanmax(tau)))
             if target >= need:
                 break
@@ -239,7 +240,7 @@ class PosteriorSampler:
 
     def autocorr_time(self) -> np.ndarray:
         """Integrated autocorrelation time per parameter (no length check; see :meth:`to_inference_data`)."""
-        return self.sampler.get_autocorr_time(tol=0)
+        return integrated_time(self.sampler.get_chain())
 
     # ------------------------------------------------------------------ output
     def _burn_thin(self, tau, n: int, burn: int | None, thin: int | None,

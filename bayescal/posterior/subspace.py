@@ -19,6 +19,7 @@ from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
 
 from .backends import HDFBackend, kept_open
+from .diagnostics import integrated_time
 from .sampler import default_moves
 
 __all__ = ["Subspace", "SubspacePosterior", "informed_subspace", "subspace_posterior"]
@@ -216,7 +217,7 @@ def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy,
                 sampler.run_mcmc(init, target - sampler.iteration, progress=False)
         if target >= max_steps:
             break
-        tau = emcee.autocorr.integrated_time(sampler.get_chain()[:target], tol=0)
+        tau = integrated_time(sampler.get_chain()[:target])
         need = int(np.ceil(1.05 * 50 * np.nanmax(tau)))
         if target >= need:
             break
@@ -229,7 +230,7 @@ def _subspace_result(sampler: emcee.EnsembleSampler, subspace: Subspace, s_rms: 
     """The chain's first ``n`` steps: burn-in 2 tau_max, thinning tau_min / 2; the complement
     drawn from its prior per sample."""
     chain = sampler.get_chain()[:n]
-    tau = emcee.autocorr.integrated_time(chain, tol=0)
+    tau = integrated_time(chain)
     burn = min(int(2 * np.nanmax(tau)), n // 2)
     thin = max(1, int(0.5 * np.nanmin(tau)))
     a = np.swapaxes(chain[burn::thin], 0, 1)  # (chains, draws, r)
