@@ -108,7 +108,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "hm_discrepancy": (float, 0.0),
         "hm_active": (int, 12),
         "hm_floor": (float, 0.3),
-        "hm_max_rank": (int, 40),
+        "hm_max_rank": (int, 0),  # 0: no cap, the rank the floor needs (issue: no floor > 0.3 sigma)
         "hm_train": (str, "all"),
         "hm_design": (str, "random"),
     },
