@@ -289,8 +289,8 @@ def _member_file_problem(path: Path) -> str:
     """What is wrong with a member file ('' when it is complete and readable).
 
     Read with scipy's netCDF-3 reader, every variable's bytes included (a truncated file fails
-    there): a fifteenth of what opening it with xarray costs, for a store checked on every
-    resume and load (``benchmarks/bench_runner.py``).
+    there): about a seventh of what opening and loading it with xarray costs, for a store checked
+    on every resume and load (``python benchmarks/bench_runner.py 100 2000``: 0.27 against 2.01 ms).
     """
     from scipy.io import netcdf_file
 
@@ -298,7 +298,7 @@ def _member_file_problem(path: Path) -> str:
         if path.stat().st_size == 0:
             return "is empty"
         with netcdf_file(path, "r", mmap=False) as nc:
-            status = nc._attributes.get("status", b"")
+            status = getattr(nc, "status", b"")  # a global attribute, as scipy's reader exposes it
             if (status.decode() if isinstance(status, bytes) else str(status)) not in ("done", "failed"):
                 return "has no status"
     except Exception as err:  # noqa: BLE001 - any read error marks the file as torn
