@@ -57,24 +57,35 @@ def ppe_pc_data(eof: xr.Dataset, optimum: dict | None, variable: str, bins: int 
                       attrs={"variable": variable})
 
 
+def _pc_panels(data: list[xr.Dataset], width: float, height: float):
+    """A figure of one row a variable and one panel a PC (panels beyond a variable's PCs off), and
+    the panels to draw as ``(axes, dataset, pc index)``."""
+    cols = max(d.sizes["pc"] for d in data)
+    fig, axes = plt.subplots(len(data), cols, figsize=(width * cols, height * len(data)), squeeze=False)
+    panels = []
+    for row, d in zip(axes, data, strict=True):
+        for m, ax in enumerate(row):
+            if m < d.sizes["pc"]:
+                panels.append((ax, d, m))
+                ax.tick_params(labelsize=6)
+            else:
+                ax.axis("off")
+    return fig, axes, panels
+
+
 def plot_ppe_pcs(data: list[xr.Dataset]):
     """One row a variable, one panel a PC: the histogram of :func:`ppe_pc_data`, the observations'
     score as a red line and the default run's as a black dashed one."""
-    cols = max(d.sizes["pc"] for d in data)
-    fig, axes = plt.subplots(len(data), cols, figsize=(3.2 * cols, 2.4 * len(data)), squeeze=False)
+    fig, axes, panels = _pc_panels(data, 3.2, 2.4)
+    for ax, d, m in panels:
+        edges = d["edge"].values[m]
+        ax.bar(edges[:-1], d["count"].values[m], width=np.diff(edges), align="edge", color="0.6")
+        ax.axvline(float(d["observed"].values[m]), color="C3", label="observed")
+        if np.isfinite(d["default"].values[m]):
+            ax.axvline(float(d["default"].values[m]), color="k", ls="--", label="default")
+        ax.set_title(f"{d.attrs['variable'].upper()} PC{m + 1}", fontsize=8)
+        ax.set_xlabel("PC score", fontsize=7)
     for row, d in zip(axes, data, strict=True):
-        for m, ax in enumerate(row):
-            if m >= d.sizes["pc"]:
-                ax.axis("off")
-                continue
-            edges = d["edge"].values[m]
-            ax.bar(edges[:-1], d["count"].values[m], width=np.diff(edges), align="edge", color="0.6")
-            ax.axvline(float(d["observed"].values[m]), color="C3", label="observed")
-            if np.isfinite(d["default"].values[m]):
-                ax.axvline(float(d["default"].values[m]), color="k", ls="--", label="default")
-            ax.set_title(f"{d.attrs['variable'].upper()} PC{m + 1}", fontsize=8)
-            ax.set_xlabel("PC score", fontsize=7)
-            ax.tick_params(labelsize=6)
         row[0].set_ylabel(f"PPE runs (of {d.sizes['member']})", fontsize=7)
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
@@ -109,21 +120,15 @@ def validation_pc_data(val: xr.Dataset, variable: str) -> xr.Dataset:
 def plot_validation_pcs(data: list[xr.Dataset]):
     """One row a variable, one panel a PC: the network's scores against the model's on the test
     runs of :func:`validation_pc_data`, the 1:1 line, and the R² in the title."""
-    cols = max(d.sizes["pc"] for d in data)
-    fig, axes = plt.subplots(len(data), cols, figsize=(3.0 * cols, 2.9 * len(data)), squeeze=False)
-    for row, d in zip(axes, data, strict=True):
-        for m, ax in enumerate(row):
-            if m >= d.sizes["pc"]:
-                ax.axis("off")
-                continue
-            x, y = d["model"].values[:, m], d["emulator"].values[:, m]
-            ax.scatter(x, y, s=12, color="C0")
-            lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
-            ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-            ax.set_title(f"{d.attrs['variable'].upper()} PC{m + 1}: R² = {d['r2'].values[m]:.2f}", fontsize=8)
-            ax.set_xlabel("model", fontsize=7)
-            ax.set_ylabel("emulator", fontsize=7)
-            ax.tick_params(labelsize=6)
+    fig, _, panels = _pc_panels(data, 3.0, 2.9)
+    for ax, d, m in panels:
+        x, y = d["model"].values[:, m], d["emulator"].values[:, m]
+        ax.scatter(x, y, s=12, color="C0")
+        lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+        ax.set_title(f"{d.attrs['variable'].upper()} PC{m + 1}: R² = {d['r2'].values[m]:.2f}", fontsize=8)
+        ax.set_xlabel("model", fontsize=7)
+        ax.set_ylabel("emulator", fontsize=7)
     fig.suptitle(f"held-out runs ({data[0].sizes['run']})", fontsize=8)
     fig.tight_layout()
     return fig
