@@ -57,9 +57,12 @@ def one_month(model: LandCarbonModel, theta: np.ndarray) -> None:
     lai, bad, active = np.empty((n_m, model.n_tiles)), np.zeros(n_m, bool), np.ones(n_m, bool)
 
     def kernel():
-        _kernel.month(state, par, t.pft_start, clim, 340.0, 0.002, 31 / 365.25, active, _NO_BUDGET,
-                      _NO_BUDGET, t.cell, t.frac, model._tile_area, 1 / (31 * 86400.0), grid, rows,
-                      glob, 0, 0, lai, bad)
+        # the numpy step's clearing (0.002 of each tile's carbon) as the kernel's per-tile rate;
+        # no area moves between tiles (dilute 1, receive 0), as in the numpy step
+        lu = model._land_use
+        _kernel.month(state, par, t.pft_start, clim, 340.0, np.full(model.n_tiles, 0.002), lu.no_dilute,
+                      lu.no_receive, 31 / 365.25, active, _NO_BUDGET, _NO_BUDGET, t.cell, t.frac,
+                      model._tile_area, 1 / (31 * 86400.0), grid, rows, glob, 0, 0, lai, bad)
 
     tile = {k: v[:, t.pft] for k, v in P.items()}
     ctile = {k: (v[:, t.pft] if np.ndim(v) == 2 else v[t.pft]) for k, v in const.items()}
