@@ -436,3 +436,23 @@ def test_active_gp_compiled_mean_equals_the_gps_own_prediction(kernel):
     np.testing.assert_allclose(mean_only, mean_with_sd, rtol=1e-9, atol=1e-9 * np.abs(Y).max())
     # a point at a training run is (nearly) interpolated: the kernel's weights are the GP's
     assert np.abs(mean_only[:7] - Y[:7]).max() < 0.5 * np.abs(Y - Y.mean(0)).max()
+
+
+def test_svd_emulator_compiled_mean_equals_the_component_predictions(tmp_path):
+    """The sampler's call (means only) runs every GP component in one compiled pass; it gives the
+    same means as the per-component prediction, before and after a save and load."""
+    from bayescal.emulators import GPEmulator, SVDEmulator, load_emulator
+
+    rng = np.random.default_rng(4)
+    X = rng.random((60, 5))
+    Y = np.sin(X @ rng.normal(size=(5, 80))) + X[:, :1] ** 2
+    for kernel in ("matern52", "rbf"):
+        em = SVDEmulator(estimator=GPEmulator(kernel=kernel, n_restarts=0, random_state=0),
+                         variance_threshold=0.99999).fit(X, Y)
+        assert em._packed() is not None and em.n_components_ > 3
+        Xt = rng.random((17, 5))
+        slow = em.predict(Xt, return_std=True)[0]
+        np.testing.assert_allclose(em.predict(Xt), slow, rtol=1e-9, atol=1e-9)
+        em.save(tmp_path / f"{kernel}.nc")
+        np.testing.assert_allclose(load_emulator(tmp_path / f"{kernel}.nc").predict(Xt), slow,
+                                   rtol=1e-9, atol=1e-9)

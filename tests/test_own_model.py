@@ -282,9 +282,11 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
 
 def test_emulator_route_keeps_emulator_error_apart_from_discrepancy(tmp_path):
     """A twin without model error: the discrepancy estimated from the model run at the optimum is
-    ~0 (not the emulator's error), the emulator's sd enters the likelihood as its own term, and
-    the posterior still holds the truth."""
-    cfg = _setup(tmp_path, 'form = "dict"', extra='route = "emulator"\n[design]\nn_runs = 12\nbatch_size = 4')
+    ~0 (not the emulator's error), the emulator's sd is reported beside it (not added to the
+    likelihood: refinement runs the model where the posterior is), and the posterior still holds
+    the truth."""
+    cfg = _setup(tmp_path, 'form = "dict"', extra='route = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
+                 '[design]\nn_runs = 12\nbatch_size = 4')
     cfg.write_text(cfg.read_text().replace('discrepancy = "none"', 'discrepancy = "estimate"'))
     assert main(["run", str(cfg), "--quiet", "--until", "posterior"]) == 0
     err = json.loads((tmp_path / "run" / "posterior" / "error_model.json").read_text())[0]

@@ -264,6 +264,8 @@ n_steps = 100
 max_steps = 100
 n_walkers = 8
 route = "{route}"
+refine_rounds = 1
+n_new = 3
 [design]
 n_runs = 10
 [propagate]
@@ -329,12 +331,13 @@ def test_a_damaged_output_file_is_set_aside_and_its_stage_reruns(site_run, tmp_p
 
 
 def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):
-    """The emulator route: a new n_steps reruns no design run; a new ml_evaluations reruns the
-    search but keeps the design's finished runs; a new seed reruns them."""
+    """The emulator route: a new n_steps reruns no design run (only the refinement's chains, so
+    its one round of 3 runs); a new ml_evaluations reruns the search but keeps the design's
+    finished runs; a new seed reruns them."""
     cfg, run, _, _ = site_run
     copy = _copy(run, tmp_path)
     done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.n_steps", 120))
-    assert done["optimize"] == ("reused", 10) and done["posterior"] == ("ran", 0)
+    assert done["optimize"] == ("reused", 10) and done["posterior"] == ("ran", 3)
     done = _rerun(cfg, copy, ("optimize",), _set("site.ml_evaluations", 80))
     assert done["optimize"] == ("ran", 0)  # the search runs the emulator; the design runs were kept
     assert len(list((copy / "optimize" / "design" / "members").glob("*.nc"))) == 10
@@ -343,12 +346,14 @@ def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):
 
 
 def test_site_posterior_keeps_its_chain_when_only_the_draws_kept_change(site_run, tmp_path):
+    """The emulator route: its refinement runs and round chains are kept, so the rerun makes
+    no model run (the optimum's run is kept too)."""
     cfg, run, _, _ = site_run
     copy = _copy(run, tmp_path)
-    chain = (copy / "posterior" / "chain.h5").stat()
+    chain = (copy / "posterior" / "chains" / "round1.h5").stat()
     done = _rerun(cfg, copy, ("optimize", "posterior"), _set("propagate.n_draws", 4))
-    assert done["optimize"][0] == "reused" and done["posterior"][0] == "ran"
-    assert (copy / "posterior" / "chain.h5").stat().st_ino == chain.st_ino  # moved back, not rerun
+    assert done["optimize"][0] == "reused" and done["posterior"] == ("ran", 0)
+    assert (copy / "posterior" / "chains" / "round1.h5").stat().st_ino == chain.st_ino  # moved back
 
 
 def test_site_observation_file_content_reruns_its_readers(site_run, tmp_path):

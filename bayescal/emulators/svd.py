@@ -160,6 +160,14 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         check_fitted(self, "estimators_")
         Xa = _as_inputs(X, self.parameters_, self.n_features_in_)
         m = Xa.shape[0]
+        if not return_std and (packed := self._packed()) is not None:
+            # the means alone (a sampler's call): every component in one compiled pass
+            from ._mean_kernel import active_means
+
+            active, inv_ls, Z, weights, offset, scale, shift = packed
+            k = active_means(np.ascontiguousarray(Xa, dtype=float), active, inv_ls, Z, weights,
+                             self.estimators_[0].kernel == "matern52")
+            return self.mean_ + (((k + offset) * scale + shift) * self.score_scale_) @ self.components_
         S, V = np.empty((m, self.n_components_)), np.zeros((m, self.n_components_))
         for k, est in enumerate(self.estimators_):
             if return_std and isinstance(est, GPEmulator):
@@ -174,6 +182,19 @@ class SVDEmulator(_NetCDFState, RegressorMixin, BaseEstimator):
         V *= self.score_scale_**2
         var = V @ self.components_**2 + self.residual_variance_
         return mean, np.sqrt(var)
+
+    def _packed(self) -> tuple[np.ndarray, ...] | None:
+        """The component GPs' arrays for the compiled mean (:mod:`._mean_kernel`), once per fit;
+        ``None`` unless every component is a :class:`GPEmulator` with one kernel."""
+        from ._mean_kernel import pack
+
+        est = self.estimators_
+        if getattr(self, "_packed_for_", None) is not est:
+            ok = all(isinstance(e, GPEmulator) for e in est) and len({e.kernel for e in est}) == 1 \
+                and est[0].kernel in ("matern52", "rbf")
+            active = np.tile(np.arange(self.n_features_in_), (len(est), 1))
+            self._packed_, self._packed_for_ = (pack(est, active) if ok else None), est
+        return self._packed_
 
     def predict_field(
         self, X: Any, return_std: bool = False

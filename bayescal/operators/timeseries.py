@@ -172,6 +172,22 @@ class SeriesLikelihood:
         ll = self._const - 0.5 * (e**2 / self._innov).sum(axis=1)
         return np.where(np.isfinite(ll), ll, -np.inf)
 
+    def loglik_sd(self, model_values: np.ndarray, model_sd: np.ndarray) -> np.ndarray:
+        """Sd of the log-likelihood per row when each value is uncertain with sd ``model_sd``
+        (an emulator's predictive sd; independent Gaussian errors).
+
+        First order in the gradient ``g = d log L / d m`` of the AR(1) density plus the
+        second-order term of independent values: ``Var = sum g^2 sd^2 + sum sd^4 / (2 tau^4)``
+        (exact for ``rho = 0``: :meth:`bayescal.posterior.GaussianLikelihood.loglik_sd`'s formula).
+        """
+        z = self.standardised(model_values)
+        sd = np.atleast_2d(np.asarray(model_sd, float))
+        prev = np.concatenate([np.zeros((z.shape[0], 1)), z[:, :-1]], axis=1)
+        w = (z - self._r * prev) / self._innov  # minus d log L / d e_i, and e_(i+1) holds -r z_i
+        g = -w + np.concatenate([self._r[1:] * w[:, 1:], np.zeros((z.shape[0], 1))], axis=1)
+        q = sd / self.tau
+        return np.sqrt(((g * q) ** 2).sum(axis=1) + 0.5 * (q**4).sum(axis=1))
+
     def pointwise(self, model_values: np.ndarray) -> np.ndarray:
         """Per-value log-likelihood terms (member, n): the AR(1) density's conditional terms
         ``log p(z_i | z_(i-1))``, whose sum over values is :meth:`__call__` (NaN where the model

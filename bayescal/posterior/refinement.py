@@ -119,6 +119,7 @@ def refine(
     seed: int | np.random.Generator | None = None,
     progress: bool = False,
     backend_dir: str | Path | None = None,
+    max_draws: int | None = None,
 ) -> Refinement:
     """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
 
@@ -157,6 +158,8 @@ def refine(
         Each round's chain is saved step by step to ``round<r>.h5`` (emcee's HDF5 backend) in
         this directory; run again after a kill, with the same inputs and seed, a round continues
         its chain from the last saved step and the result equals an uninterrupted run.
+    max_draws : int, optional
+        The final round's InferenceData keeps at most this many draws (thinned further).
     """
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
@@ -206,7 +209,7 @@ def refine(
     # the final round's InferenceData with the pointwise log-likelihood and predictive draws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PosteriorWarning)  # issued for this chain above already
-        idata = ps.to_inference_data()
+        idata = ps.to_inference_data(max_draws=max_draws)
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
 

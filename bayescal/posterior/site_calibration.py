@@ -23,8 +23,8 @@ import xarray as xr
 from ..operators.timeseries import SeriesLikelihood, SeriesOperator
 from ..parameters import ParameterSpace
 
-__all__ = ["SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood", "model_values",
-           "sample_posterior", "series_log_likelihood", "validation"]
+__all__ = ["EmulatedSeriesLikelihood", "SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood",
+           "model_values", "sample_posterior", "series_log_likelihood", "validation"]
 
 MAX_DRAWS = 1000
 """Retained posterior draws of the site route at most (thinned further beyond): the
@@ -80,6 +80,23 @@ class SeriesPosteriorLikelihood:
 
     def constant_data(self) -> xr.Dataset:
         return self.likelihood.constant_data()
+
+
+class EmulatedSeriesLikelihood(SeriesPosteriorLikelihood):
+    """:class:`SeriesPosteriorLikelihood` of an output emulator's mean, with the sd of the
+    log-likelihood its predictive uncertainty causes (:meth:`loglik_sd`): what
+    :func:`~bayescal.posterior.refinement.refine` needs to choose model runs
+    (``posterior.route = "emulator"``). The emulator's error is not in the sampled target, nor in
+    the error model: refinement runs the model until the emulator is sure where the posterior is.
+    """
+
+    def __init__(self, emulator, likelihood: SeriesLikelihood) -> None:
+        super().__init__(emulated_values(emulator), likelihood)
+        self.emulator = emulator
+
+    def loglik_sd(self, u: np.ndarray) -> np.ndarray:
+        m, sd = self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)
+        return self.likelihood.loglik_sd(m, sd)
 
 
 def series_log_likelihood(values: Values, likelihood: SeriesLikelihood) -> SeriesPosteriorLikelihood:

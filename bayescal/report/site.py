@@ -101,6 +101,24 @@ def _coverage_table(pc: dict | None) -> str:
             f"<th>identifiable (&lt; 0.5)</th></tr>{rows}</table>")
 
 
+def _refinement_table(path: Path) -> str:
+    """The emulator route's rounds (posterior/refinement.nc): runs, how the posterior moved, and
+    how sure the emulator was of the log-likelihood where the posterior is."""
+    if not path.is_file():
+        return ""
+    h = xr.load_dataset(path)
+    rows = "".join(
+        f"<tr><td>{r}</td><td>{int(h['n_train'][r])}</td><td>{float(h['mean_shift'][r]):.3g}</td>"
+        f"<td>{float(h['sd_change'][r]):.3g}</td><td>{float(h['sd_loglik_q90'][r]):.3g}</td>"
+        f"<td>{int(h['n_steps'][r])}</td></tr>" for r in range(h.sizes["round"]))
+    verdict = "converged" if h.attrs.get("converged") else "stopped at the last round without converging"
+    return (f"<h3>Emulator refinement ({verdict}; rule: {html.escape(str(h.attrs.get('criterion', '')))}, "
+            f"tol {h.attrs.get('tol')}, {h.attrs.get('sd_loglik_max')} nats)</h3><table class='t'><tr>"
+            "<th>round</th><th>model runs in the emulator</th><th>max |mean shift| / sd</th>"
+            "<th>max |sd ratio &minus; 1|</th><th>q90 of sd[log L] (nats)</th><th>chain steps</th></tr>"
+            f"{rows}</table>")
+
+
 def write_site_report(rd) -> Path:
     """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
     from ..posterior import get_group, load_inference_data, unit_samples
@@ -150,9 +168,12 @@ def write_site_report(rd) -> Path:
         f"<h2>Validation on held-out years</h2><p>{html.escape(GOALS)}.</p>",
         _metrics_table(summary, variables),
         "<h3>Error model (per product, calibration years)</h3><table class='t'><tr><th>product</th>"
-        "<th>values</th><th>median sigma</th><th>discrepancy s (model run at the optimum)</th>"
-        "<th>emulator sd (median; emulator route)</th><th>AR(1) rho</th><th>units</th></tr>"
+        "<th>values</th><th>median sigma</th>"
+        "<th>discrepancy s (from a model run: the optimum's, or the best run on the emulator route)</th>"
+        "<th>emulator sd at the posterior mode (median; emulator route, not in the likelihood)</th>"
+        "<th>AR(1) rho</th><th>units</th></tr>"
         f"{err_rows}</table>",
+        _refinement_table(run / "posterior" / "refinement.nc"),
         _coverage_table(pc),
         diagnostics_section(diag),
     ]

@@ -95,7 +95,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "n_steps": (int, 1500),
         "max_steps": (int, 20000),
         "n_walkers": (int, 0),
-        "refine_rounds": (int, 2),
+        "refine_rounds": (int, 6),
         "n_new": (int, 30),
         "left_out": (str, "marginalise"),
         "left_out_runs": (int, 32),

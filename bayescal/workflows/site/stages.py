@@ -26,25 +26,45 @@ def _values(ctx: SiteContext):
     return emulated_values(load_emulator(ctx.run_dir / "optimize" / "output_emulator.nc"))
 
 
-def _train_emulator(ctx: SiteContext) -> None:
-    """route = "emulator": an SVD emulator of the calibration series from a design through the store."""
-    from bayescal.emulators import SVDEmulator
-    from bayescal.parameters.design import latin_hypercube
+def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
+    """The calibration series at unit-cube points, run through the runner's store (NaN rows: failed)."""
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
     space, op = ctx.space(), ctx.operator("calibration")
-    design = latin_hypercube(space, ctx.config["design"]["n_runs"], seed=ctx.seed)
-    store = ctx.run_dir / "optimize" / "design"
-    theta = space.to_dataarray(space.expand(design.values), full=True)
+    theta = space.to_dataarray(space.expand(space.from_unit(u)), full=True)
     run_ensemble(ctx.calibration_simulator, theta, store, batch_size=ctx.config["design"]["batch_size"],
                  keep=sorted(set(op.variables)), progress=False)
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
-    Y = op.of_model(ens.isel(member=np.flatnonzero(done)))
-    em = SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"], random_state=ctx.seed)
-    em.fit(space.to_unit(design.values)[done], Y)
+    y = np.full((u.shape[0], op.y.size), np.nan)
+    if done.any():
+        y[done] = op.of_model(ens.isel(member=np.flatnonzero(done)))
+    return y
+
+
+def _emulator(ctx: SiteContext):
+    from bayescal.emulators import GPEmulator, SVDEmulator
+
+    # truncation at most 0.2 sigma per value: it adds at most 4 % to sigma^2 (as the global route)
+    return SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"],
+                       estimator=GPEmulator(n_restarts=0, random_state=ctx.seed), random_state=ctx.seed,
+                       residual_sd=0.2 * ctx.operator("calibration").sigma)
+
+
+def _train_emulator(ctx: SiteContext) -> None:
+    """route = "emulator": an SVD emulator of the calibration series from a design through the store."""
+    from bayescal.parameters.design import latin_hypercube
+
+    space = ctx.space()
+    u = space.to_unit(latin_hypercube(space, ctx.config["design"]["n_runs"], seed=ctx.seed).values)
+    Y = _stored_values(ctx, u, ctx.run_dir / "optimize" / "design")
+    done = np.isfinite(Y).all(axis=1)
+    em = _emulator(ctx).fit(u[done], Y[done])
     em.save(ctx.run_dir / "optimize" / "output_emulator.nc")
-    ctx.say(f"  SVD emulator of {Y.shape[1]} values from {int(done.sum())} runs")
+    xr.Dataset({"X": (("member", "parameter"), u[done]), "Y": (("member", "observation"), Y[done])},
+               coords={"parameter": space.labels}).to_netcdf(ctx.run_dir / "optimize" / "design.nc")
+    ctx.say(f"  SVD emulator of {Y.shape[1]} values ({em.n_components_} components) from "
+            f"{int(done.sum())} runs")
 
 
 def run_site_optimize(ctx: SiteContext) -> None:
@@ -60,60 +80,123 @@ def run_site_optimize(ctx: SiteContext) -> None:
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
 
 
-def _error_model(ctx: SiteContext):
-    """The AR(1) error model from the *model's* residuals at the optimum (one run), so on the
-    emulator route the emulator's own error does not pass for model-data discrepancy; that
-    route's likelihood adds the emulator's predictive sd at the optimum as its own term."""
-    from bayescal.emulators import load_emulator
-    from bayescal.operators.timeseries import SeriesLikelihood, estimate_error_model
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+def _optimum_run(ctx: SiteContext) -> np.ndarray:
+    """The calibration series of one model run at the maximum-likelihood point (through the store)."""
+    y = _stored_values(ctx, ctx.optimum_u()[None], ctx.run_dir / "posterior" / "optimum_run")
+    if not np.isfinite(y).all():
+        raise ValueError("the model fails at the maximum-likelihood point (posterior/optimum_run/)")
+    return y
 
-    op, u_opt, space = ctx.operator("calibration"), ctx.optimum_u()[None], ctx.space()
-    store = ctx.run_dir / "posterior" / "optimum_run"  # through the runner's store: kept on resume
-    theta = space.to_dataarray(space.expand(space.from_unit(u_opt)), full=True)
-    run_ensemble(ctx.calibration_simulator, theta, store, keep=sorted(set(op.variables)), progress=False)
-    run = EnsembleStore(store).load()
-    if str(run["status"].values[0]) != "done":
-        raise ValueError(f"the model fails at the maximum-likelihood point: {run['reason'].values[0]}")
-    s, rho = estimate_error_model(op, op.of_model(run)[0])
-    em_sd = np.zeros(op.y.size)
-    if ctx.config["posterior"]["route"] == "emulator":
-        em = load_emulator(ctx.run_dir / "optimize" / "output_emulator.nc")
-        em_sd = em.predict(u_opt, return_std=True)[1][0]
-    c = ctx.config["site"]
-    if c["discrepancy"] == "none":
-        s = np.zeros_like(s)
-    if not c["autocorrelation"]:
-        rho = np.zeros_like(rho)
-    info = [{"product": p.name, "variable": p.variable, "discrepancy": float(s[k]), "rho": float(rho[k]),
-             "sigma_median": float(np.median(op.sigma[op.product_index == k])), "units": p.units,
-             "emulator_sd_median": float(np.median(em_sd[op.product_index == k])),
-             "n_values": int((op.product_index == k).sum())} for k, p in enumerate(op.products)]
-    write_json_atomic(ctx.run_dir / "posterior" / "error_model.json", info)
-    ctx.say("  error model: " + "; ".join(f"{i['product']} s={i['discrepancy']:.3g} rho={i['rho']:.2f}"
-                                          for i in info))
-    return SeriesLikelihood(op, s, rho, emulator_sd=em_sd)
+
+class _ErrorModel:
+    """The AR(1) error model from the *model's* residuals (docs/site.md): at the optimum's run on
+    the direct route; on the emulator route at the best run so far (highest likelihood with the
+    observation errors alone), updated as refinement adds runs -- never from emulator output, so
+    the emulator's error does not pass for model-data discrepancy."""
+
+    def __init__(self, ctx: SiteContext) -> None:
+        from bayescal.operators.timeseries import SeriesLikelihood
+
+        self.ctx, self.op = ctx, ctx.operator("calibration")
+        self._obs_only = SeriesLikelihood(self.op)
+        self.best, self.best_ll = None, -np.inf
+
+    def add(self, Y: np.ndarray) -> None:
+        ll = self._obs_only(np.where(np.isfinite(Y), Y, np.nan))
+        if ll.size and ll.max() > self.best_ll:
+            self.best, self.best_ll = Y[int(np.argmax(ll))], float(ll.max())
+
+    def likelihood(self):
+        from bayescal.operators.timeseries import SeriesLikelihood, estimate_error_model
+
+        s, rho = estimate_error_model(self.op, self.best)
+        c = self.ctx.config["site"]
+        return SeriesLikelihood(self.op, s * (c["discrepancy"] != "none"), rho * c["autocorrelation"])
+
+    def save(self, emulator_sd: np.ndarray | None = None) -> None:
+        like, op = self.likelihood(), self.op
+        em_sd = np.zeros(op.y.size) if emulator_sd is None else emulator_sd
+        info = [{"product": p.name, "variable": p.variable, "discrepancy": float(like.discrepancy[k]),
+                 "rho": float(like.rho[k]), "sigma_median": float(np.median(op.sigma[op.product_index == k])),
+                 "units": p.units, "emulator_sd_median": float(np.median(em_sd[op.product_index == k])),
+                 "n_values": int((op.product_index == k).sum())} for k, p in enumerate(op.products)]
+        write_json_atomic(self.ctx.run_dir / "posterior" / "error_model.json", info)
+        self.ctx.say("  error model: " + "; ".join(
+            f"{i['product']} s={i['discrepancy']:.3g} rho={i['rho']:.2f}" for i in info))
+
+
+def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
+    """route = "emulator": the design and optimum runs, then rounds of model runs chosen by
+    acquisition (:func:`~bayescal.posterior.refinement.refine`), each round through its store."""
+    from bayescal.posterior.refinement import refine
+    from bayescal.posterior.site_calibration import EmulatedSeriesLikelihood
+
+    c, out = ctx.config["posterior"], ctx.run_dir / "posterior"
+    design = xr.load_dataset(ctx.run_dir / "optimize" / "design.nc")
+    X = np.vstack([design["X"].values, ctx.optimum_u()[None]])
+    Y = np.vstack([design["Y"].values, _optimum_run(ctx)])
+    errors.add(Y)
+    rounds = iter(range(10**6))
+
+    def simulate(u: np.ndarray) -> np.ndarray:
+        # refine is seeded: a resumed stage asks for the same points and finds them in the store
+        y = _stored_values(ctx, u, out / "refine" / f"round{next(rounds)}")
+        errors.add(y)
+        return y
+
+    res = refine(simulate, _emulator(ctx), X, Y, lambda em: EmulatedSeriesLikelihood(em, errors.likelihood()),
+                 ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
+                 max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
+                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws)
+    res.emulator.save(out / "output_emulator.nc")
+    res.history.to_netcdf(out / "refinement.nc")
+    h = res.history
+    ctx.say(f"  {h.sizes['round']} rounds, {res.X.shape[0]} model runs in the emulator; "
+            f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats; converged: {res.converged}")
+    return res
 
 
 def run_site_posterior(ctx: SiteContext) -> None:
     from bayescal.posterior import diagnose, save_inference_data
-    from bayescal.posterior.site_calibration import MAX_DRAWS, sample_posterior, series_log_likelihood
+    from bayescal.posterior.site_calibration import (
+        MAX_DRAWS,
+        model_values,
+        sample_posterior,
+        series_log_likelihood,
+    )
 
     space, c = ctx.space(), ctx.config["posterior"]
     out = ctx.run_dir / "posterior"
-    values = _values(ctx)
-    loglik = series_log_likelihood(values, _error_model(ctx))
-    n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
-    # every step saved to chain.h5: a killed stage continues its chain where it stopped
-    sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
-                               n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
-                               backend=out / "chain.h5", progress=ctx.progress)
-    tau = float(np.nanmax(sampler.autocorr_time()))
-    ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps, max tau {tau:.0f}; "
-            "pointwise log-likelihood and predictive draws at the retained draws")
-    idata = sampler.to_inference_data(max_draws=max(MAX_DRAWS, 4 * ctx.config["propagate"]["n_draws"]))
+    errors = _ErrorModel(ctx)
+    max_draws = max(MAX_DRAWS, 4 * ctx.config["propagate"]["n_draws"])
+    if c["route"] == "emulator":  # the last round's chain (chains/round<r>.h5) is the posterior
+        res = _refine(ctx, errors, max_draws)
+        errors.save(res.emulator.predict(_posterior_mode(res.idata, space)[None], return_std=True)[1][0])
+        idata = res.idata
+    else:
+        errors.add(_optimum_run(ctx))
+        errors.save()
+        loglik = series_log_likelihood(model_values(ctx.calibration_simulator, space, errors.op),
+                                       errors.likelihood())
+        n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
+        # every step saved to chain.h5: a killed stage continues its chain where it stopped
+        sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
+                                   n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
+                                   backend=out / "chain.h5", progress=ctx.progress)
+        tau = float(np.nanmax(sampler.autocorr_time()))
+        ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps, max tau {tau:.0f}; "
+                "pointwise log-likelihood and predictive draws at the retained draws")
+        idata = sampler.to_inference_data(max_draws=max_draws)
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
+
+
+def _posterior_mode(idata, space) -> np.ndarray:
+    """The retained draw with the highest log posterior (unit cube): the final chain's start."""
+    from bayescal.posterior import get_group, unit_samples
+
+    u = unit_samples(idata, space).values
+    return u[int(np.argmax(get_group(idata, "sample_stats")["lp"].values.reshape(-1)))]
 
 
 def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:

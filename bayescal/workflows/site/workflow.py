@@ -69,7 +69,7 @@ def _optimize_runs(cfg: Config) -> str:
 def _posterior_runs(cfg: Config) -> str:
     c = cfg["posterior"]
     if c["route"] == "emulator":
-        return "0 (emulator)"
+        return f"1 + up to {c['refine_rounds']} x {c['n_new']} (refinement; the chains run the emulator)"
     walkers = c["n_walkers"] or "max(2 d + 2, 32)"
     return f"{walkers} walkers x {c['n_steps']}..{c['max_steps']} steps"
 
@@ -87,8 +87,21 @@ OPTIMUM_STORE = RunStore("optimum_run", reads=("model", "observations.products[]
 #: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
 _CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_steps", "posterior.max_steps",
           "posterior.n_walkers", "posterior.route", "run.seed")
+
+
+def _chain_reads(cfg: Config) -> Sequence[str]:
+    """The chain's keys; on the emulator route also the refinement's (its runs make the emulator)."""
+    if cfg["posterior"]["route"] == "emulator":
+        return (*_CHAIN, "posterior.refine_rounds", "posterior.n_new", "emulator.variance_threshold")
+    return _CHAIN
+
+
 #: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes
-CHAIN_STORE = RunStore("chain.h5", reads=_CHAIN, needs=("optimize",), input_files=site_files)
+CHAIN_STORE = RunStore("chain.h5", reads=_chain_reads, needs=("optimize",), input_files=site_files)
+#: the emulator route's refinement runs and round chains: likewise (refinement is seeded, so a rerun
+#: asks for the same points and finds them there, and each round's chain is complete)
+REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input_files=site_files)
+                      for p in ("refine", "chains"))
 
 SITE = Workflow("site", description="a site model against observation files (model.kind = dalec, python, "
                 "external; docs/site.md)", stages=(
@@ -96,14 +109,16 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "maximum likelihood (CMA-ES) against the calibration years with the observation errors alone "
           "(route = emulator: first the design runs and the SVD emulator of the series).",
           reads=_optimize_reads, input_files=site_files, keeps=(DESIGN_STORE,),
-          writes=("selected.json", "history.nc", "design/", "output_emulator.nc"),
+          writes=("selected.json", "history.nc", "design/", "design.nc", "output_emulator.nc"),
           expected_runs=_optimize_runs),
     Stage("posterior", run_site_posterior,
-          "error model (discrepancy, AR(1)) at the maximum, then emcee on the exact model "
-          "(route = direct) or on an SVD emulator of the series (route = emulator); ArviZ InferenceData.",
-          reads=(*_CHAIN, "propagate.n_draws"),  # the draws kept: enough for propagate's
-          needs=("optimize",), input_files=site_files, keeps=(OPTIMUM_STORE, CHAIN_STORE),
-          writes=("error_model.json", "optimum_run/", "chain.h5", "posterior.nc", "diagnostics.nc"),
+          "error model (discrepancy, AR(1)) from the model's residuals, then emcee on the exact model "
+          "(route = direct) or on an SVD emulator of the series refined by rounds of model runs chosen "
+          "by acquisition (route = emulator); ArviZ InferenceData.",
+          reads=lambda cfg: (*_chain_reads(cfg), "propagate.n_draws"),  # the draws kept: propagate's
+          needs=("optimize",), input_files=site_files, keeps=(OPTIMUM_STORE, CHAIN_STORE, *REFINE_STORES),
+          writes=("error_model.json", "optimum_run/", "chain.h5", "posterior.nc", "diagnostics.nc",
+                  "refine/", "chains/", "refinement.nc", "output_emulator.nc"),
           expected_runs=_posterior_runs),
     Stage("propagate", run_site_propagate,
           "posterior draws, defaults and the optimum over the whole period through the runner's "
