@@ -3,6 +3,7 @@ one-at-a-time ranking), Figs. 3, 5, 6, 9, 10 and 11, and the optimum against the
 end-to-end workflow test in tests/test_dagon.py draws them from a real run)."""
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from bayescal.operators.eof import EOFBasis
@@ -275,3 +276,29 @@ def test_fig11_bias_maps_of_the_optimum_and_the_default_against_the_observations
     assert panels[0].get_title().startswith("GPP bias, best verified optimum")
     assert panels[1].get_title().startswith("GPP bias, defaults")
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ Fig. 2
+def test_fig2_network_diagram_draws_every_connection_with_its_mean_weight():
+    from bayescal.emulators.nn import DagonNetwork
+    from bayescal.report.dagon_network import network_diagram_data, plot_network
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 3))
+    net = DagonNetwork(hidden=(4, 2), n_ensemble=3, max_epochs=20, random_state=0).fit(X, X[:, :2] ** 2)
+    d = network_diagram_data(net, ["a", "b", "c"], "gpp")
+    assert d.attrs["activations"] == ["input", "relu", "tanh", "linear"]
+    assert list(d["layer0"].values) == ["a", "b", "c"] and list(d["layer3"].values) == ["gpp PC1", "gpp PC2"]
+    for i, shape in ((1, (3, 4)), (2, (4, 2)), (3, (2, 2))):
+        want = np.mean([np.abs(w[f"W{i}"]) for w in net.weights_], axis=0)
+        assert d[f"weight_{i}"].shape == shape
+        np.testing.assert_allclose(d[f"weight_{i}"].values, want)
+    fig = plot_network([d, d])
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 3 * 4 + 4 * 2 + 2 * 2  # every connection
+    w1 = d["weight_1"].values / d["weight_1"].values.max()
+    np.testing.assert_allclose([ln.get_linewidth() for ln in lines[:12]], 0.2 + 2.3 * w1.ravel())
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 3 + 4 + 2 + 2  # every node
+    with pytest.raises(ValueError, match="3 inputs, 2 names"):
+        network_diagram_data(net, ["a", "b"], "gpp")

@@ -131,6 +131,11 @@ class DagonNetwork(_NetCDFState, RegressorMixin, BaseEstimator):
         self.n_ensemble = n_ensemble
 
     # ------------------------------------------------------------------ network
+    def hidden_activations(self) -> list[str]:
+        """The activation of each hidden layer of the fitted network (Fig. 2 of the report)."""
+        check_fitted(self, "weights_")
+        return self._activations(len(self.weights_[0]) // 2 - 1)
+
     def _activations(self, n_hidden: int) -> list[str]:
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"DagonNetwork: activation {self.activation!r} is not one of {_ACTIVATIONS}")

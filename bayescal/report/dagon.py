@@ -2,7 +2,7 @@
 the run directory.
 
 Each figure's data come from a function a test checks against a hand computation
-(``tests/test_dagon.py``), and its plotting function draws exactly those data: parameter-effect
+(``tests/test_dagon_figures.py``), and its plotting function draws exactly those data: parameter-effect
 maps (Fig. 1) and the rank tables (Tables S3-S5), the PPE's PC scores with the observations' and
 the default's (Fig. 3, :mod:`.dagon_pcs`), EOF maps (Fig. 4), the network's PC scores against the
 model's on the held-out runs (Fig. 5, :mod:`.dagon_pcs`), the RMSE against the observations of
@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..emulators import load_emulator
 from .dagon_maps import bias_map_data, plot_bias_maps, verified_runs
+from .dagon_network import network_diagram_data, plot_network
 from .dagon_pcs import (
     error_data,
     plot_errors,
@@ -368,6 +370,13 @@ def write_dagon_report(run_dir) -> Path:
     figs["ppe_pcs"] = ("The PPE's PC scores (histograms), the observations' (red) and the default run's "
                        "(black dashed) (Dagon Fig. 3).",
                        plot_ppe_pcs([ppe_pc_data(eof, optimum, v) for v in variables]))
+    nets = [rd.stage("emulate") / f"network_{v}.nc" for v in variables]
+    if all(p.is_file() for p in nets):
+        figs["network"] = ("The emulator network of each output: the calibrated units in, the hidden "
+                           "layers with their activations, the PC scores out; line width: the mean "
+                           "|weight| over the ensemble (Dagon Fig. 2).",
+                           plot_network([network_diagram_data(load_emulator(p), units, v)
+                                          for p, v in zip(nets, variables, strict=True)]))
     figs["eof_maps"] = ("Leading EOF modes of each output (Dagon Fig. 4).",
                         plot_eof_maps(eof, variables, truth["lat"].values, truth["lon"].values))
     if val is not None:

@@ -1,6 +1,6 @@
 """Dagon et al.'s Fig. 11: the bias maps against the observations of the model with the best
 verified optimum and with its defaults. Part of :mod:`.dagon`'s report; the figure's data come
-from a function ``tests/test_dagon.py`` checks against a hand computation, and its plotting
+from a function ``tests/test_dagon_figures.py`` checks against a hand computation, and its plotting
 function draws exactly those data.
 """
 

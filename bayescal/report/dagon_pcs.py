@@ -2,7 +2,7 @@
 ensemble's scores (Fig. 3), the network's against the model's on the held-out runs (Fig. 5), and
 the RMSE against the observations of the EOF reconstruction and of the network against the
 model's, with the cost of Eq. 6 (Fig. 6). Part of :mod:`.dagon`'s report; each figure's data come
-from a function ``tests/test_dagon.py`` checks against a hand computation, and its plotting
+from a function ``tests/test_dagon_figures.py`` checks against a hand computation, and its plotting
 function draws exactly those data.
 """
 
