@@ -135,9 +135,9 @@ class SeriesLikelihood:
     rho : array (n_products,), optional
         AR(1) coefficient of each product's standardised residuals (default 0).
     emulator_sd : array (n,), optional
-        An emulator's predictive sd of each value (``posterior.route = "emulator"``), added in
-        quadrature to sigma and the discrepancy: emulator error is its own term, not model-data
-        discrepancy.
+        A fixed sd of each value added in quadrature to sigma and the discrepancy (default 0), e.g.
+        an emulator's known error. The site workflow's emulator route does not use it: it refines
+        the emulator with model runs instead (:meth:`loglik_sd` guides them).
     """
 
     def __init__(self, operator: SeriesOperator, discrepancy=None, rho=None, emulator_sd=None) -> None:
