@@ -8,6 +8,7 @@ change each and counts what reran and how many model runs it made.
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -460,6 +461,32 @@ def test_output_that_is_empty_or_a_file_is_a_named_config_error(tmp_path, capsys
     assert "run.output" in capsys.readouterr().err
     cfg.write_text(text)
     assert main(["run", str(cfg), "--quiet", "--run-dir", str(tmp_path / "afile")]) == 2
+
+
+def _read_only_outputs(tmp_path: Path) -> list[Path]:
+    """Run directories no process here may create: in a folder without write permission (root
+    ignores that), and in /sys, which refuses every new folder (root included)."""
+    cases = []
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        cases.append(locked / "run")
+    if Path("/sys/kernel").is_dir():
+        cases.append(Path("/sys/bayescal-test-run"))
+    return cases
+
+
+def test_output_that_cannot_be_written_is_refused_by_name_before_any_run(tmp_path, capsys):
+    cases = _read_only_outputs(tmp_path)
+    if not cases:
+        pytest.skip("no read-only place on this machine (root, no /sys)")
+    cfg = _site_config(tmp_path)
+    for out in cases:
+        assert main(["run", str(cfg), "--quiet", "--run-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"run directory {out}" in err and ("not writable" in err or "cannot be written" in err), err
+        assert "Traceback" not in err and not out.exists()
 
 
 def test_marker_and_records_of_an_owned_run_directory(global_run):

@@ -49,6 +49,10 @@ def check_run_dir(path: str | Path) -> str:
     if path.exists() and not path.is_dir():
         raise RunDirRefused(f"run directory {path} is a file, not a folder; set '[run] output' "
                             "(or --run-dir) to a new folder")
+    probe = next(p for p in (path, *path.parents) if p.exists())  # what a new folder is made in
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirRefused(f"run directory {path}: {probe} is not writable (a read-only folder or file "
+                            "system); set '[run] output' (or --run-dir) to a folder you can write")
     if not path.exists() or not any(path.iterdir()):
         return "new"
     if (path / MARKER).exists():
@@ -87,13 +91,17 @@ def claim_run_dir(path: str | Path, workflow: str, stages: tuple[str, ...]) -> P
     """
     path = Path(path)
     check_run_dir(path)
-    path.mkdir(parents=True, exist_ok=True)
-    old = read_json_record(path / MARKER) or {}
-    write_json_atomic(path / MARKER, {
-        "created_by": "bayescal", "created": old.get("created", time.time()), "bayescal": __version__,
-        "workflow": workflow, "stages": list(stages),
-        "contract": "bayescal writes only here; stage folders of other inputs are moved to .stale/",
-    })
+    try:  # access() can pass where the file system still refuses (root on a read-only mount, /sys)
+        path.mkdir(parents=True, exist_ok=True)
+        old = read_json_record(path / MARKER) or {}
+        write_json_atomic(path / MARKER, {
+            "created_by": "bayescal", "created": old.get("created", time.time()), "bayescal": __version__,
+            "workflow": workflow, "stages": list(stages),
+            "contract": "bayescal writes only here; stage folders of other inputs are moved to .stale/",
+        })
+    except OSError as e:
+        raise RunDirRefused(f"run directory {path} cannot be written ({e.strerror}); set '[run] output' "
+                            "(or --run-dir) to a folder you can write") from None
     return path
 
 
