@@ -231,9 +231,9 @@ def test_dagon_workflow_end_to_end(tmp_path):
         np.testing.assert_allclose(vals["optimum"].values[cols], want, rtol=1e-12)
     np.testing.assert_allclose(vals["default"].values, space.default)
     page = (run / "report.html").read_text()
-    assert page.count("<img") == 13 and "DE optimum" in page and "Tables S3-S5" in page
-    assert all(f"Dagon Fig. {n})" in page for n in (3, 5, 6)) and "Dagon Fig. 11;" in page
-    for name in ("pe_maps", "ppe_pcs", "eof_maps", "validation_pcs", "errors", "importance",
+    assert page.count("<img") == 14 and "DE optimum" in page and "Tables S3-S5" in page
+    assert all(f"Dagon Fig. {n})" in page for n in (2, 3, 5, 6)) and "Dagon Fig. 11;" in page
+    for name in ("pe_maps", "network", "ppe_pcs", "eof_maps", "validation_pcs", "errors", "importance",
                  "partial_dependence", "pair_plot", "pcs", "bias_maps", "optimum"):
         assert (run / "figures" / f"{name}.png").exists()
 

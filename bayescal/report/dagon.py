@@ -339,6 +339,17 @@ def _tables(df, vals: xr.Dataset | None, optimum: dict) -> list[str]:
     return out
 
 
+def _network_figure(rd, variables: list[str], units: list[str]):
+    """Fig. 2 from the saved networks (``emulate/network_<v>.nc``), or None without them."""
+    nets = [rd.stage("emulate") / f"network_{v}.nc" for v in variables]
+    if not all(p.is_file() for p in nets):
+        return None
+    return ("The emulator network of each output: the calibrated units in, the hidden layers with their "
+            "activations, the PC scores out; line width: the mean |weight| over the ensemble (Dagon Fig. 2).",
+            plot_network([network_diagram_data(load_emulator(p), units, v)
+                          for p, v in zip(nets, variables, strict=True)]))
+
+
 def write_dagon_report(run_dir) -> Path:
     """Figures and ``report.html`` of a Dagon-workflow run directory; returns the page's path."""
     from ..workflow.rundir import RunDir
@@ -370,13 +381,8 @@ def write_dagon_report(run_dir) -> Path:
     figs["ppe_pcs"] = ("The PPE's PC scores (histograms), the observations' (red) and the default run's "
                        "(black dashed) (Dagon Fig. 3).",
                        plot_ppe_pcs([ppe_pc_data(eof, optimum, v) for v in variables]))
-    nets = [rd.stage("emulate") / f"network_{v}.nc" for v in variables]
-    if all(p.is_file() for p in nets):
-        figs["network"] = ("The emulator network of each output: the calibrated units in, the hidden "
-                           "layers with their activations, the PC scores out; line width: the mean "
-                           "|weight| over the ensemble (Dagon Fig. 2).",
-                           plot_network([network_diagram_data(load_emulator(p), units, v)
-                                          for p, v in zip(nets, variables, strict=True)]))
+    if (fig2 := _network_figure(rd, variables, units)) is not None:
+        figs["network"] = fig2
     figs["eof_maps"] = ("Leading EOF modes of each output (Dagon Fig. 4).",
                         plot_eof_maps(eof, variables, truth["lat"].values, truth["lon"].values))
     if val is not None:
