@@ -102,7 +102,7 @@ class _ErrorModel:
         self.best, self.best_ll = None, -np.inf
 
     def add(self, Y: np.ndarray) -> None:
-        ll = self._obs_only(np.where(np.isfinite(Y), Y, np.nan))
+        ll = self._obs_only(Y)  # -inf for a failed run (NaN row)
         if ll.size and ll.max() > self.best_ll:
             self.best, self.best_ll = Y[int(np.argmax(ll))], float(ll.max())
 
