@@ -166,6 +166,62 @@ def test_unreadable_configs_are_named_errors_not_tracebacks(tmp_path, capsys):
         assert "configuration error" in err and "Traceback" not in err
 
 
+def test_twin_truth_drawn_from_the_prior_is_uniform_on_the_calibrated_values_only():
+    """``observations.truth_from_prior``: each calibrated value's truth is a uniform draw on its
+    unit cube (what simulation-based calibration assumes), reproducible from ``twin_seed``; the
+    values not calibrated stay at their defaults and ``observations.truth`` still overrides."""
+    from scipy import stats
+
+    from bayescal.workflows.config import truth_theta
+
+    base = load_config(TINY)
+    space = GlobalContext(base, "unused", progress=False).full_space
+    full = space.unfix()
+    free = full.only(base["parameters"]["free"]).labels
+    idx = [full.all_labels.index(label) for label in free]
+    rest = np.setdiff1d(np.arange(len(full.all_labels)), idx)
+    default_u = full.to_unit(space.all_default)
+    draws = []
+    for seed in range(40):
+        cfg = json.loads(json.dumps(base))
+        cfg["observations"].update(truth_from_prior=True, twin_seed=seed, truth={free[0]: 0.25})
+        u = full.to_unit(truth_theta(cfg, space))
+        np.testing.assert_array_equal(u, full.to_unit(truth_theta(cfg, space)))  # reproducible
+        np.testing.assert_allclose(u[rest], default_u[rest])
+        assert u[idx[0]] == pytest.approx(0.25)
+        draws.append(u[idx[1:]])
+    draws = np.concatenate(draws)
+    assert stats.kstest(draws, "uniform").pvalue > 1e-3  # a uniform draw, not the defaults
+    assert np.unique(draws).size == draws.size
+
+
+def test_twin_summary_noise_is_the_likelihoods_gaussian_error(tmp_path):
+    """``observations.summary_noise``: the observed summaries are the truth run's plus N(0, sigma^2)
+    noise (reproducible from ``twin_seed``); without it they are the products' mean, whose
+    symmetric biases leave it within a small fraction of sigma of the truth."""
+    from scipy import stats
+
+    base = load_config(TINY)
+    z, z_products = [], []
+    for seed in range(4):
+        cfg = json.loads(json.dumps(base))
+        cfg["observations"].update(twin_seed=seed, summary_noise=True)
+        ctx = GlobalContext(cfg, tmp_path / f"r{seed}", progress=False)
+        y, sigma = ctx.observed()
+        truth = np.reshape(ctx.summaries(ctx.twin()[1]), -1)
+        z.append((y - truth) / sigma)
+        again = GlobalContext(cfg, tmp_path / f"r{seed}", progress=False).observed()[0]
+        np.testing.assert_allclose(y, again, rtol=1e-13)  # the second reads the twin back from its files
+        cfg["observations"]["summary_noise"] = False
+        y0, sigma0 = GlobalContext(cfg, tmp_path / f"p{seed}", progress=False).observed()
+        np.testing.assert_array_equal(sigma0, sigma)
+        z_products.append((y0 - truth) / sigma)
+    z = np.concatenate(z)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert 0.5 < np.mean(z**2) < 2.0
+    assert np.mean(np.concatenate(z_products) ** 2) < 0.1
+
+
 def test_example_configs_are_valid():
     for name in ("global_twin.toml", "global_gcb.toml"):
         assert main(["check", str(ROOT / "examples" / name)]) == 0

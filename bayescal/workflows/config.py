@@ -59,6 +59,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "twin": (bool, True),
         "twin_seed": (int, 11),
         "truth": (dict, {}),
+        "truth_from_prior": (bool, False),  # twin: every calibrated value's truth drawn from its prior
+        "summary_noise": (bool, False),  # twin: observed summaries = truth's + N(0, sigma^2)
         "variables": (list, ["gpp", "lai", "hfls"]),
         "gcb_nbp": (bool, False),
         "gcb_years": (list, [1990, 2022]),
@@ -377,9 +379,20 @@ def check_output(cfg: dict, base: Path | None) -> None:
 
 def truth_theta(cfg: dict, space):
     """Full parameter vector of the twin truth: defaults with ``observations.truth`` (unit cube,
-    on each value's own scale: log-scaled values are uniform in log)."""
+    on each value's own scale: log-scaled values are uniform in log). With
+    ``observations.truth_from_prior``, every value of ``parameters.free`` (else ``candidates``,
+    else all) is first drawn uniformly on the unit cube -- its prior -- from ``twin_seed``, so a
+    twin can check coverage as simulation-based calibration does; ``truth`` still overrides."""
+    import numpy as np
+
     full = space.unfix()
     u = full.to_unit(space.all_default)
-    for label, val in cfg["observations"]["truth"].items():
+    obs = cfg["observations"]
+    if obs.get("truth_from_prior"):
+        names = cfg["parameters"]["free"] or cfg["parameters"]["candidates"]
+        drawn = full.only(names).labels if names else full.labels
+        idx = [space.all_labels.index(label) for label in drawn]
+        u[idx] = np.random.default_rng([obs["twin_seed"], 7]).uniform(size=len(idx))
+    for label, val in obs["truth"].items():
         u[space.all_labels.index(label)] = float(val)
     return full.from_unit(u)

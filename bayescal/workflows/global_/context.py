@@ -116,10 +116,21 @@ class GlobalContext(Context):
         return y
 
     def observed(self) -> tuple[np.ndarray, np.ndarray]:
-        """The observed summaries and their sigma (computed once per pipeline)."""
+        """The observed summaries and their sigma (computed once per pipeline).
+
+        With ``observations.summary_noise`` (a twin), the observed summaries are the truth run's
+        plus Gaussian noise of their sigma, drawn from ``twin_seed``: observations made as the
+        likelihood assumes, so that coverage and the residuals' mean square can be checked (the
+        products' mean is otherwise within a few hundredths of sigma of the truth, docs/posterior.md).
+        """
         if "observed" not in self._cache:
             obs, truth = self.twin()
-            self._cache["observed"] = self.summary_operator.of_observations(obs, truth)
+            y, sigma = self.summary_operator.of_observations(obs, truth)
+            o = self.config["observations"]
+            if o["twin"] and o["summary_noise"]:
+                noise = np.random.default_rng([o["twin_seed"], 8]).normal(size=np.shape(sigma))
+                y = np.reshape(self.summaries(truth), -1) + np.asarray(sigma) * noise
+            self._cache["observed"] = (y, sigma)
         return self._cache["observed"]
 
     def run_dataset_vars(self) -> list[str]:

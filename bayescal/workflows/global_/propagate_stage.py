@@ -157,6 +157,7 @@ def _parameter_coverage(ctx: GlobalContext, post_u: np.ndarray) -> dict[str, Any
         "fraction_inside_90": float(inside.mean()),
         "outside_90": [lab for lab, v in zip(space.labels, inside, strict=True) if not v],
         "truth_moved_left_out": [lab for lab in moved if lab not in space.labels],
+        "truth_from_prior": bool(ctx.config["observations"]["truth_from_prior"]),
     }
 
 

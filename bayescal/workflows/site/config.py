@@ -207,8 +207,9 @@ def check_gridded_products(cfg: dict, base: Path | None) -> None:
     missing = sorted(set(obs["variables"]) - {p.variable for p in products})
     if missing:
         raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
-    if obs["truth"]:
-        raise ConfigError("'observations.truth' is for twins; real products have no truth")
+    for key in ("truth", "truth_from_prior"):
+        if obs[key]:
+            raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
 
 
 def check_site_config(cfg: dict, base: Path | None) -> None:
