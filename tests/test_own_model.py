@@ -275,7 +275,9 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
     assert started.exists(), proc.stderr.read() if proc.poll() is not None else "no start in 120 s"
     os.kill(proc.pid, signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, err
+    # 130, or ended by the SIGINT itself after the message (seen once in ~10 runs on Python 3.13
+    # under load): a shell reports $? = 130 for both
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "interrupted; every finished model run and chain step is kept" in err
     assert "Traceback" not in err
 

@@ -137,6 +137,18 @@ def test_python_entry_point_route_through_bayescal_run(tmp_path):
     assert "Validation on held-out years" in (tmp_path / "run" / "report.html").read_text()
 
 
+def test_direct_route_with_de_subspace_moves_recovers_the_toy_posterior(tmp_path):
+    """``posterior.moves = "de_subspace"``: the same direct route with DREAM's crossover move; the
+    posterior is the analytic one of the linear toy (truth within 4 sd, sd ~ 0.3 / sqrt(365))."""
+    model = ('kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n'
+             'options = {start = "2001-01-01", end = "2003-12-31"}')
+    cfg = _site_toml(tmp_path, model, 'moves = "de_subspace"', n_draws=2)
+    assert main(["run", str(cfg), "--quiet", "--until", "posterior"]) == 0
+    post = _posterior(tmp_path / "run")
+    assert np.all(np.abs(post.mean(0) - [2.5, -0.4]) < 4 * post.std(0) + 1e-3)
+    assert 0.003 < post.std(0).min() and post.std(0).max() < 0.05
+
+
 def test_external_program_route_through_bayescal_run(tmp_path):
     (tmp_path / "params.template").write_text("a = {{ a }}\nb = {{ b }}\n")
     (tmp_path / "space.toml").write_text(
@@ -174,6 +186,7 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
         "calibration_years.*no observed day in these years")  # validation years may have none
     bad('entry_point = "bayescal.testing:ToySiteModel"', 'entry_point = "bayescal.testing"',
         "package.module:Factory")
+    bad("n_walkers = 8", 'n_walkers = 8\nmoves = "hmc"', r"'posterior.moves' must be one of")
     assert load_config(good)["model"]["kind"] == "python"
 
 

@@ -46,6 +46,7 @@ from .inference_data import (
     save_inference_data,
 )
 from .likelihoods import GaussianLikelihood, ScoreLikelihood, baseline_temperature
+from .moves import DESubspaceMove
 from .priors import PRIOR_KINDS, Priors
 from .sampler import PosteriorSampler, default_moves, unit_samples
 from .subspace import Subspace, SubspacePosterior, informed_subspace, subspace_posterior
@@ -63,6 +64,7 @@ __all__ = [
     "diagnose",
     "emulator_trust",
     "default_moves",
+    "DESubspaceMove",
     "get_group",
     "group_names",
     "load_inference_data",

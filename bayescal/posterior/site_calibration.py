@@ -124,19 +124,24 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
 
 def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
                      n_walkers: int, n_steps: int, max_steps: int | None = None, seed: int = 0,
-                     ball: float = 0.02, backend: str | Path | None = None, progress: bool = False):
+                     ball: float = 0.02, backend: str | Path | None = None, progress: bool = False,
+                     moves: str = "de_stretch"):
     """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
 
     Runs ``n_steps``, then (with ``max_steps``) on until the chain is 50 autocorrelation times
     long or ``max_steps`` is reached. With ``backend`` (an HDF5 file) every step is saved there
     and a killed run continues from its last step (the same chain as an uninterrupted run).
+    ``moves``: ``"de_stretch"`` (:func:`~bayescal.posterior.default_moves`) or ``"de_subspace"``
+    (:class:`~bayescal.posterior.DESubspaceMove`, for thin curved ridges; docs/site.md).
     ``progress`` shows emcee's progress bar with its ETA. Returns the sampler (InferenceData via
     ``to_inference_data``).
     """
-    from . import PosteriorSampler
+    from . import DESubspaceMove, PosteriorSampler
 
     rng = np.random.default_rng(seed)
-    sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend)
+    chosen = [(DESubspaceMove(), 1.0)] if moves == "de_subspace" else None  # None: default_moves()
+    sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend,
+                               moves=chosen)
     init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
     sampler.run(n_steps, initial=init, progress=progress)
     if max_steps is not None and max_steps > n_steps:

@@ -182,7 +182,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
         # every step saved to chain.h5: a killed stage continues its chain where it stopped
         sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
                                    n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
-                                   backend=out / "chain.h5", progress=ctx.progress)
+                                   backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"])
         tau = float(np.nanmax(sampler.autocorr_time()))
         ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps, max tau {tau:.0f}; "
                 "pointwise log-likelihood and predictive draws at the retained draws")

@@ -86,7 +86,7 @@ OPTIMUM_STORE = RunStore("optimum_run", reads=("model", "observations.products[]
 
 #: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
 _CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_steps", "posterior.max_steps",
-          "posterior.n_walkers", "posterior.route", "run.seed")
+          "posterior.n_walkers", "posterior.route", "posterior.moves", "run.seed")
 
 
 def _chain_reads(cfg: Config) -> Sequence[str]:
