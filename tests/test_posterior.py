@@ -326,6 +326,17 @@ def test_twin_on_embedded_model_with_refinement():
 
 
 # ------------------------------------------------------------------------ issue 15: trustworthy
+def _correlated_gaussian(d: int, sd: float = 0.04, rho: float = 0.9):
+    """Log-density of a Gaussian at the cube's centre, every sd ``sd``, every correlation ``rho``."""
+    P = np.linalg.inv((np.full((d, d), rho) + (1 - rho) * np.eye(d)) * sd**2)
+
+    def like(u):
+        r = u - 0.5
+        return -0.5 * np.einsum("ij,jk,ik->i", r, P, r)
+
+    return like
+
+
 @pytest.mark.slow
 def test_default_moves_have_the_right_width():
     """Pooled sd ratio on an exact, strongly correlated Gaussian within 0.98-1.02 (4 seeds).
@@ -334,13 +345,7 @@ def test_default_moves_have_the_right_width():
     pooled ratio by ~0.4 %; DE + DE-snooker (the old default) gave 0.964 (8 seeds, per-seed 0.95-0.98).
     """
     d = 4
-    C = (np.full((d, d), 0.9) + 0.1 * np.eye(d)) * 0.04**2
-    P = np.linalg.inv(C)
-
-    def like(u):
-        r = u - 0.5
-        return -0.5 * np.einsum("ij,jk,ik->i", r, P, r)
-
+    like = _correlated_gaussian(d)
     ratios = []
     for seed in range(4):
         ch = PosteriorSampler(like, _space(d), seed=seed).run(3000).sampler.get_chain(discard=500, flat=True)
@@ -349,6 +354,7 @@ def test_default_moves_have_the_right_width():
     assert all(0.96 <= r <= 1.04 for r in ratios), ratios
 
 
+@pytest.mark.slow
 def test_de_subspace_move_keeps_an_exact_gaussian():
     """DESubspaceMove alone (DREAM's crossover, scale 0.5, jumps on): the pooled sd ratio on a
     strongly correlated 4-D Gaussian within 0.98-1.02 over 4 seeds, every mean within 3 Monte Carlo
@@ -357,13 +363,7 @@ def test_de_subspace_move_keeps_an_exact_gaussian():
     from bayescal.posterior import DESubspaceMove
 
     d = 4
-    C = (np.full((d, d), 0.9) + 0.1 * np.eye(d)) * 0.04**2
-    P = np.linalg.inv(C)
-
-    def like(u):
-        r = u - 0.5
-        return -0.5 * np.einsum("ij,jk,ik->i", r, P, r)
-
+    like = _correlated_gaussian(d)
     ratios, means = [], []
     for seed in range(4):
         ps = PosteriorSampler(like, _space(d), seed=seed, moves=[(DESubspaceMove(), 1.0)]).run(4000)
