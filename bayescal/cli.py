@@ -173,6 +173,24 @@ _ERRORS: tuple[tuple[type[Exception], str, int], ...] = (
 )
 
 
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """Ctrl-C inside a C extension's import (matplotlib's, say) surfaces as the ImportError it
+    caused: an error whose chain holds a KeyboardInterrupt is an interrupt too."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _interrupted() -> int:
+    print("bayescal: interrupted; every finished model run and chain step is kept -- run the same "
+          "command again to resume", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (``--debug``: errors raise with their traceback)."""
     args = _parser().parse_args(argv)
@@ -181,15 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("bayescal: interrupted; every finished model run and chain step is kept -- run the same "
-              "command again to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
     except tuple(e for e, _, _ in _ERRORS) as err:
         if args.debug:
             raise
         prefix, code = next((p, c) for e, p, c in _ERRORS if isinstance(err, e))
         print(f"bayescal: {prefix}{err}", file=sys.stderr)
         return code
+    except Exception as err:
+        if args.debug or not _caused_by_interrupt(err):
+            raise
+        return _interrupted()
 
 
 if __name__ == "__main__":  # pragma: no cover

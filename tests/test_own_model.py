@@ -256,6 +256,30 @@ def test_product_units_are_checked_against_a_python_models_output_units(tmp_path
     assert main(["check", str(cfg)]) == 0
 
 
+def test_ctrl_c_inside_an_import_is_an_interrupt_not_a_traceback(monkeypatch, capsys):
+    """Ctrl-C while a C extension initialises (matplotlib's ft2font under ``import arviz``, seen in
+    CI) raises ``ImportError: initialization failed`` from the KeyboardInterrupt: exit 130 with the
+    interrupt's message; an ImportError of its own is still raised."""
+    import bayescal.cli as cli
+
+    def interrupted_import(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as k:
+            raise ImportError("initialization failed") from k
+
+    monkeypatch.setattr(cli, "_run", interrupted_import)
+    assert cli.main(["run", "any.toml"]) == 130
+    assert "interrupted; every finished model run" in capsys.readouterr().err
+
+    def broken_import(args):
+        raise ImportError("no module named nothing")
+
+    monkeypatch.setattr(cli, "_run", broken_import)
+    with pytest.raises(ImportError):
+        cli.main(["run", "any.toml"])
+
+
 def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
     """SIGINT during a run: exit 130 and one line on what is kept, no traceback."""
     import os
