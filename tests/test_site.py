@@ -187,6 +187,11 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad('entry_point = "bayescal.testing:ToySiteModel"', 'entry_point = "bayescal.testing"',
         "package.module:Factory")
     bad("n_walkers = 8", 'n_walkers = 8\nmoves = "hmc"', r"'posterior.moves' must be one of")
+    obs = "[[observations.products]]"
+    bad(obs, "[observations]\nsummary_noise = true\n" + obs, "summary_noise.* is for the global")
+    bad(obs, "[observations]\ntwin = false\ntruth = { a = 0.5 }\n" + obs, "observations.truth.* is for twins")
+    bad(obs, "[observations]\ntwin = false\ntruth_from_prior = true\n" + obs,
+        r"'observations.truth_from_prior' is for twins")
     assert load_config(good)["model"]["kind"] == "python"
 
 

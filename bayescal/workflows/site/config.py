@@ -207,7 +207,7 @@ def check_gridded_products(cfg: dict, base: Path | None) -> None:
     missing = sorted(set(obs["variables"]) - {p.variable for p in products})
     if missing:
         raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
-    for key in ("truth", "truth_from_prior"):
+    for key in ("truth", "truth_from_prior", "summary_noise"):
         if obs[key]:
             raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
 
@@ -253,6 +253,7 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
                           "calibration years")
     if m["kind"] == "dalec":
         _check_drivers(cfg, cal, val)
+    _check_twin_keys(cfg["observations"])
     products = read_products(cfg)
 
     for i, p in enumerate(products):  # validation (prediction) years may have no observation
@@ -260,6 +261,21 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         if not ((t >= cal[0]) & (t <= cal[1])).any():
             raise ConfigError(f"'site.calibration_years' {list(cal)}: product observations.products[{i}] "
                               f"({p.name}) has no observed day in these years")
+
+
+def _check_twin_keys(obs: dict) -> None:
+    """The twin keys a site config can use: ``truth`` and ``truth_from_prior`` on a twin only;
+    ``summary_noise`` never (it perturbs the global workflow's summaries; a site twin's products
+    already carry each product's sigma as noise)."""
+    from bayescal.workflows.config import ConfigError
+
+    if obs["summary_noise"]:
+        raise ConfigError("'observations.summary_noise' is for the global workflow's summaries; a site "
+                          "twin's products already carry each product's sigma as noise: remove the key")
+    for key in ("truth", "truth_from_prior"):
+        if obs[key] and not obs["twin"]:
+            raise ConfigError(f"'observations.{key}' is for twins (observations.twin = true); "
+                              "real products have no truth")
 
 
 def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> None:
