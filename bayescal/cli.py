@@ -75,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _rough_runs(expected: str) -> tuple[int, int] | None:
-    """The (fewest, most) model runs of a plan's text: "120", "<= 2000", "32 walkers x 400..2000 steps"."""
-    m = re.match(r"\s*(?:<=\s*)?(\d+)(?: walkers x (\d+)\.\.(\d+) steps)?", expected)
+    """The (fewest, most) model runs of a plan's text: "120", "<= 2000", "about 480 (…)",
+    "32 walkers x 400..2000 steps"."""
+    m = re.match(r"\s*(?:<=\s*|about\s+)?(\d+)(?: walkers x (\d+)\.\.(\d+) steps)?", expected)
     if m is None:
         return None
     n = int(m.group(1))

@@ -18,7 +18,8 @@ _VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "ar
 #: the test modules that build, save, read or plot ArviZ InferenceData: CI runs them (``-m arviz``)
 #: against ArviZ 1.x as well as the 0.2x line
 ARVIZ_MODULES = {"test_posterior", "test_inference_data", "test_pipeline", "test_site", "test_equifinality",
-                 "test_high_dim", "test_workflow_engine", "test_dagon"}
+                 "test_high_dim", "test_workflow_engine", "test_dagon", "test_site_emulator",
+                 "test_own_model"}
 
 
 def pytest_collection_modifyitems(config, items):

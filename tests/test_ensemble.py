@@ -82,7 +82,8 @@ def test_killed_run_resumes_to_identical_store(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)
     store = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(script), str(store), "0.1"])
+    # 0.4 s members: after the 8th is seen, the kill must come before 22 more (~9 s) under any load
+    proc = subprocess.Popen([sys.executable, str(script), str(store), "0.4"])
     members = store / "members"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -117,10 +117,13 @@ def test_ga_first_generation_holds_default_and_same_seed_same_run(small_model):
 
 def test_ga_finds_global_optimum_of_multimodal_function():
     center = np.array([0.23, 0.71, 0.55])
-    res = genetic_algorithm(rastrigin(center), n_dim=3, pop_size=60, n_generations=80, seed=1)
-    # local minima are >= ~1 and 0.1 apart: the global basin is found and refined
-    assert res.fun < 0.5
-    assert np.all(np.abs(res.u - center) < 0.03)
+    # local minima are >= ~1 and 0.1 apart: the global basin is found and refined, by (nearly) every
+    # seed -- a property of the method, not of one trajectory
+    found = []
+    for seed in range(4):
+        res = genetic_algorithm(rastrigin(center), n_dim=3, pop_size=60, n_generations=80, seed=seed)
+        found.append(res.fun < 0.5 and bool(np.all(np.abs(res.u - center) < 0.03)))
+    assert sum(found) >= 3, found
 
 
 def test_ga_failed_members_get_worst_fitness():
@@ -331,10 +334,12 @@ def test_differential_evolution_vectorised_batches():
         sizes.append(u.shape[0])
         return ((u - center) ** 2).sum(axis=1)
 
-    res = differential_evolution(f, n_dim=2, pop_size=10, max_generations=60, seed=0, tol=1e-8)
-    assert np.all(np.abs(res.u - center) < 1e-3)
-    assert max(sizes) == 20 and len(sizes) < res.n_evaluations  # whole generations per call
-    assert res.history.batch.values.max() == len(sizes) - 1
+    for seed in range(3):  # a convex bowl: every seed converges
+        sizes.clear()
+        res = differential_evolution(f, n_dim=2, pop_size=10, max_generations=60, seed=seed, tol=1e-8)
+        assert np.all(np.abs(res.u - center) < 1e-3), seed
+        assert max(sizes) == 20 and len(sizes) < res.n_evaluations  # whole generations per call
+        assert res.history.batch.values.max() == len(sizes) - 1
 
 
 def test_budgets_are_hard_limits():

@@ -242,6 +242,11 @@ def test_tiny_config_end_to_end(tiny_run):
     for s in STAGES:
         assert json.loads((run_dir / s / "stage.json").read_text())["key"]
     assert "total" in out and "report.html" in out
+    # progress of the long steps: the optimiser's runs against its budget, the model ensembles
+    lines = re.findall(r"optimize: (\d+) of 12 runs, best misfit ([\d.e+-]+)", out)
+    assert len(lines) >= 2 and int(lines[-1][0]) == 12, out[:3000]
+    best = [float(b) for _, b in lines]
+    assert best == sorted(best, reverse=True)  # the best so far
     idata = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc"))
     from bayescal.posterior import get_group, group_names  # idata.groups(): a method in 0.2x, a tuple in 1.x
 
@@ -361,7 +366,7 @@ def test_bands_contain_truth_and_table3_differences(tiny_run):
         pct = float(table["difference_percent"].sel(variable=v))
         assert pct == pytest.approx(100 * (o - d) / d, rel=1e-9)
     csv = (run_dir / "propagate" / "table3.csv").read_text()
-    assert "optimised - default (%)" in csv
+    assert "optimised - default (% of default)" in csv
 
 
 @pytest.mark.slow

@@ -125,3 +125,13 @@ n_draws = 4
     err = json.loads((run / "posterior" / "error_model.json").read_text())
     assert err[0]["discrepancy"] == 0.0 and err[0]["emulator_sd_median"] < 0.2 * SIGMA
     assert "Emulator refinement" in (run / "report.html").read_text()
+    # a complete InferenceData on this route too: what az.loo and az.plot_ppc read
+    from bayescal.posterior import get_group, group_names
+
+    idata = load_inference_data(run / "posterior" / "posterior.nc")
+    assert {"posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data", "prior",
+            "constant_data"} <= set(group_names(idata))
+    obs = get_group(idata, "observed_data")["y"]
+    assert obs.dims == ("observation",) and {"time", "variable", "units"} <= set(obs.coords)
+    ll = get_group(idata, "log_likelihood")["y"]
+    assert ll.sizes["observation"] == obs.sizes["observation"] and np.isfinite(ll.values).all()

@@ -178,6 +178,35 @@ def test_embedded_model_ensemble_on_slurm_equals_the_in_process_run(tmp_path, sl
 
 
 @needs_slurm
+@pytest.mark.slow
+def test_bayescal_run_with_run_scheduler_slurm_stores_the_in_process_members(tmp_path):
+    """A small calibration from its config file: ``bayescal run --until design`` with ``[run]
+    scheduler = "slurm"`` (its own two worker jobs) makes the optimiser's and the design's model
+    runs through SLURM, and stores exactly the members of the same config run in-process."""
+    import sys
+
+    tiny = (Path(__file__).parent / "data" / "tiny.toml").read_text()
+    run = slurm_run_config(tmp_path)
+    slurm_table = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in run["slurm"].items())
+    configs = {"inproc": tiny, "slurm": tiny.replace('[run]\n', '[run]\nscheduler = "slurm"\n', 1)
+               + f"\n[run.slurm]\n{slurm_table}\n"}
+    for name, text in configs.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "bayescal", "run", str(tmp_path / f"{name}.toml"),
+                               "--run-dir", str(tmp_path / name), "--until", "design", "--quiet"],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = list((tmp_path / "slurm-logs").glob("*"))
+    assert logs, "no SLURM job wrote a log: the runs did not go through SLURM"
+    assert_same_store(tmp_path / "slurm" / "design" / "ensemble", tmp_path / "inproc" / "design" / "ensemble")
+    opt = sorted(p.name for p in (tmp_path / "inproc" / "optimize" / "runs").iterdir())
+    assert opt and opt == sorted(p.name for p in (tmp_path / "slurm" / "optimize" / "runs").iterdir())
+    for batch in opt:
+        assert_same_store(tmp_path / "slurm" / "optimize" / "runs" / batch,
+                          tmp_path / "inproc" / "optimize" / "runs" / batch)
+
+
+@needs_slurm
 def test_a_worker_job_slurm_refuses_is_a_named_error(tmp_path):
     run = slurm_run_config(tmp_path)
     run["slurm"]["partition"] = "no-such-partition"

@@ -515,6 +515,26 @@ def test_version_help_and_check_show_the_chosen_workflow(site_run, capsys):
     assert "optimize" in out and "reused (inputs unchanged)" in out
 
 
+def test_every_plan_count_gives_check_a_number_of_runs():
+    """``bayescal check`` times a stage from its plan's run count: every workflow's count parses
+    (the GA's generations, the site route's default walkers from the model's parameters)."""
+    from bayescal.cli import _rough_runs
+    from bayescal.workflows.global_.workflow import _optimize_runs
+    from bayescal.workflows.site.workflow import _posterior_runs
+
+    examples = Path(__file__).parents[1] / "examples"
+    twin = load_config(examples / "global_twin.toml")  # GA: 24 x 12 generations
+    assert _rough_runs(_optimize_runs(twin)) == (288, 288)
+    hai = load_config(examples / "site_hainich.toml")  # DALEC-D, 17 + 1 values: 38 walkers
+    hai["posterior"]["n_walkers"] = 0
+    lo, hi = _rough_runs(_posterior_runs(hai))
+    c = hai["posterior"]
+    assert (lo, hi) == (38 * c["n_steps"], 38 * c["max_steps"])
+    plans = {"120": (120, 120), "<= 2000": (0, 2000), "about 50 (5 x 10 generations)": (50, 50)}
+    for text, runs in plans.items():
+        assert _rough_runs(text) == runs
+
+
 def test_a_workflow_declaration_that_does_not_hold_together_is_named():
     def f(ctx):
         return None

@@ -280,6 +280,6 @@ def table3_frame(table: xr.Dataset):
     df = table["mean"].to_pandas()
     if "difference" in table:
         df.loc["optimised - default"] = table["difference"].to_pandas()
-        df.loc["optimised - default (%)"] = table["difference_percent"].to_pandas()
+        df.loc["optimised - default (% of default)"] = table["difference_percent"].to_pandas()
     df.columns = [f"{v} ({u})" for v, u in zip(table["variable"].values, table["units"].values, strict=True)]
     return df

@@ -155,7 +155,7 @@ class PosteriorSampler:
             if self._sampler.iteration < n_steps:
                 with kept_open(self._sampler.backend):
                     self._sampler.run_mcmc(None, n_steps - self._sampler.iteration, store=True,
-                                           **_progress(progress, self._sampler.iteration, n_steps))
+                                           **progress_bar(progress, self._sampler.iteration, n_steps))
             return self
         d = self.space.n_free
         backend = None
@@ -194,7 +194,7 @@ class PosteriorSampler:
             sampler.random_state = np.random.RandomState(int(rng.integers(2**31))).get_state()
             start = self.initial_state(initial, rng)
         with kept_open(backend):
-            sampler.run_mcmc(start, n_steps - done, store=True, **_progress(progress, done, n_steps))
+            sampler.run_mcmc(start, n_steps - done, store=True, **progress_bar(progress, done, n_steps))
         return self
 
     def run_adaptive(
@@ -390,7 +390,7 @@ def _noise_rng(seed: Any) -> np.random.Generator:
     return np.random.default_rng([int(seed), 20240])
 
 
-def _progress(show: bool, done: int, total: int) -> dict[str, Any]:
+def progress_bar(show: bool, done: int, total: int) -> dict[str, Any]:
     """emcee's progress bar (tqdm: steps, rate, ETA) on stderr; sparse when stderr is a log file."""
     if not show:
         return {"progress": False}

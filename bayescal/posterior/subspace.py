@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from .backends import HDFBackend, kept_open
 from .diagnostics import integrated_time
-from .sampler import default_moves
+from .sampler import default_moves, progress_bar
 
 __all__ = ["Subspace", "SubspacePosterior", "informed_subspace", "subspace_posterior"]
 
@@ -147,7 +147,7 @@ class SubspacePosterior:
 def subspace_posterior(emulator: Any, observed: Any, sigma: Any, subspace: Subspace, start: np.ndarray,
                        discrepancy: Any = 0.0, n_walkers: int | None = None, min_steps: int = 1000,
                        max_steps: int = 6000, seed: int | None = 0,
-                       backend_path: str | Path | None = None) -> SubspacePosterior:
+                       backend_path: str | Path | None = None, progress: bool = False) -> SubspacePosterior:
     """emcee on the emulated Gaussian likelihood in the informed subspace (module docstring).
 
     ``log p(a) = -|a|^2/2 - 1/2 sum_k (z_k - m_k(u(a)))^2 / v_k`` with ``v = sigma^2 +
@@ -155,11 +155,12 @@ def subspace_posterior(emulator: Any, observed: Any, sigma: Any, subspace: Subsp
     so each step needs only the emulator mean). The chain grows from ``min_steps`` by half its
     length until it is 50 autocorrelation times long or ``max_steps``. With ``backend_path``
     every step is kept in an emcee HDF5 file and a killed run resumes from it, bit for bit (each
-    length decision reads only the steps up to the length it decides on).
+    length decision reads only the steps up to the length it decides on). ``progress`` shows
+    emcee's progress bar (steps, rate, ETA) for each stretch of the chain.
     """
     with threadpool_limits(1, user_api="blas"):
         return _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy, n_walkers,
-                                   min_steps, max_steps, seed, backend_path)
+                                   min_steps, max_steps, seed, backend_path, progress)
 
 
 def _backend(path: str | Path | None, n_walkers: int, r: int) -> tuple[Any, int]:
@@ -182,7 +183,7 @@ def _backend(path: str | Path | None, n_walkers: int, r: int) -> tuple[Any, int]
 
 
 def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy, n_walkers, min_steps,
-                        max_steps, seed, backend_path=None) -> SubspacePosterior:
+                        max_steps, seed, backend_path=None, progress=False) -> SubspacePosterior:
     rng = np.random.default_rng(seed)
     obs = np.atleast_1d(np.asarray(observed, float))
     _, s = emulator.predict(_clip_unit(start), return_std=True)
@@ -214,7 +215,8 @@ def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy,
         if sampler.iteration < target:
             init = None if sampler.iteration else a0
             with kept_open(backend):
-                sampler.run_mcmc(init, target - sampler.iteration, progress=False)
+                sampler.run_mcmc(init, target - sampler.iteration,
+                                 **progress_bar(progress, sampler.iteration, target))
         if target >= max_steps:
             break
         tau = integrated_time(sampler.get_chain()[:target])

@@ -217,6 +217,14 @@ def _seiler_output_figures(rd, obs, outputs: xr.Dataset, add) -> None:
     add("gpp_nbp_seiler", gpp_nbp_caption(data), plot_gpp_nbp(data))
 
 
+#: the refinement table's columns, named with their units
+_ROUND_COLUMNS = {
+    "n_train": "model runs in the emulator", "nroy_fraction": "not-ruled-out fraction (of the prior)",
+    "emulator_sd": "median emulator sd (σ units)", "mean_shift": "max |mean shift| (posterior sd)",
+    "sd_change": "max |sd ratio − 1|", "sd_loglik_q90": "q90 of sd[log L] (nats)", "n_steps": "chain steps",
+}
+
+
 def _tab(df, fmt: str = "{:.4g}") -> str:
     return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
 
@@ -236,6 +244,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
     diag = json.loads((run / "propagate" / "summary.json").read_text())
     ref = xr.load_dataset(run / "posterior" / "refinement.nc")
     refinement = ref[[v for v in ref.data_vars if ref[v].dims == ("round",)]].to_dataframe()
+    refinement = refinement.rename(columns={c: _ROUND_COLUMNS.get(c, c) for c in refinement.columns})
     alt = xr.load_dataset(eq / "alternatives.nc")
     records = rd.records()
     stage_rows = "".join(
@@ -360,7 +369,8 @@ def _equifinality_section(eq: Path) -> str:
             f"Seiler's top 10 % of {int(top.sizes['sample'] / 0.1)} emulated sets in the box of the best "
             f"10 % of the runs {top.attrs['n_components']} (of {top.sizes['parameter']}).</p>"
             + _directions_paragraph(eq) +
-            "<p>Alternative sets from the posterior (mutually distant, near-optimal):</p>" + table(alt)
-            + "<p>Seiler's alternative sets (the five best of that ensemble):</p>" + table(seiler))
+            "<p>Alternative sets from the posterior (mutually distant, near-optimal; values on the unit "
+            "cube):</p>" + table(alt)
+            + "<p>Seiler's alternative sets (the five best of that ensemble; unit cube):</p>" + table(seiler))
 
 

@@ -23,8 +23,8 @@ import xarray as xr
 
 from ..parameters import ParameterSpace
 
-__all__ = ["MARKER", "STAGES", "RunDir", "RunDirError", "RunDirRefused", "StageRecord", "read_json_record",
-           "write_json_atomic", "write_text_atomic"]
+__all__ = ["MARKER", "STAGES", "RunDir", "RunDirError", "RunDirRefused", "RunResults", "StageRecord",
+           "open_run", "read_json_record", "write_json_atomic", "write_text_atomic"]
 
 #: The global workflow's stages, in order; each owns ``<run>/<stage>/``. A run directory lists
 #: its own workflow's stages in its marker (:data:`MARKER`).

@@ -260,7 +260,7 @@ def _verify(ctx: DagonContext, design: xr.DataArray, store) -> tuple[np.ndarray,
     from bayescal.run.ensemble import EnsembleStore, run_ensemble
 
     run_ensemble(ctx.simulator, design, store, batch_size=design.sizes["member"], keep=ctx.run_dataset_vars(),
-                 progress=False, executor=ctx.executor)
+                 progress=ctx.progress, executor=ctx.executor)
     runs = EnsembleStore(store).load()
     return ctx.model_cost(runs), ctx.model_pcs(runs), runs["status"].values.astype(str)
 

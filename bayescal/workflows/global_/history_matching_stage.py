@@ -62,7 +62,7 @@ def run_history_matching(ctx: GlobalContext) -> None:
             f"{np.median(sub.complement_sd / sigma):.2f})")
     post = subspace_posterior(em, observed, sigma, sub, hm.samples, disc, n_walkers=c["n_walkers"] or None,
                               min_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
-                              backend_path=out / "chain.h5")
+                              backend_path=out / "chain.h5", progress=ctx.progress)
     _write_posterior(ctx, out, space, post, _pointwise_groups(ctx, em, post, observed, sigma, disc))
     checks = _checks(ctx, out, space, em, post, observed, sigma, disc)
     labels = (_summary_coords(ctx) or {}).get("summary", [f"summary {k}" for k in range(len(observed))])
@@ -95,16 +95,18 @@ def _families(space, u: np.ndarray) -> dict[str, xr.DataArray]:
     for j, lab in enumerate(space.labels):
         fam, grp = split_label(lab)
         cols.setdefault(fam, []).append((j, grp))
-    units = {p.name: p.units for p in space}
+    params = {p.name: p for p in space}
     out = {}
     for fam, idx in cols.items():
+        p = params.get(fam)
+        attrs = {"units": getattr(p, "units", "") or ""}
+        if getattr(p, "description", ""):
+            attrs["long_name"] = p.description
         if idx[0][1] is None:
-            out[fam] = xr.DataArray(x[..., idx[0][0]], dims=("chain", "draw"),
-                                    attrs={"units": units.get(fam, "")})
+            out[fam] = xr.DataArray(x[..., idx[0][0]], dims=("chain", "draw"), attrs=attrs)
         else:
             out[fam] = xr.DataArray(x[..., [j for j, _ in idx]], dims=("chain", "draw", f"{fam}_group"),
-                                    coords={f"{fam}_group": [g for _, g in idx]},
-                                    attrs={"units": units.get(fam, "")})
+                                    coords={f"{fam}_group": [g for _, g in idx]}, attrs=attrs)
     return out
 
 
@@ -157,12 +159,17 @@ def _write_posterior(ctx: GlobalContext, out, space, post, groups: dict[str, xr.
     rng = np.random.default_rng(ctx.seed)
     prior = xr.Dataset(_families(space, rng.random((1, 2000, space.n_free))),
                        coords={"chain": [0], "draw": np.arange(2000)})
-    idata = make_inference_data({
-        "posterior": posterior,
-        "sample_stats": xr.Dataset({"loglik": (("chain", "draw"), post.loglik)}, coords=coords),
-        "prior": prior,
-        **groups,
-    })
+    # the prior is uniform on the unit cube (density 1): the log posterior is the log-likelihood
+    stats = xr.Dataset({
+        "lp": (("chain", "draw"), post.loglik, {"long_name": "log posterior (unit cube)"}),
+        "loglik": (("chain", "draw"), post.loglik, {"long_name": "emulated log-likelihood"}),
+        "log_prior": (("chain", "draw"), np.zeros_like(post.loglik), {"long_name": "log prior (unit cube)"}),
+    }, coords=coords)
+    bounds = xr.Dataset({"lower": ("parameter", space.lower, {"long_name": "lower bound"}),
+                         "upper": ("parameter", space.upper, {"long_name": "upper bound"})},
+                        coords={"parameter": space.labels})
+    groups = {**groups, "constant_data": xr.merge([groups["constant_data"], bounds])}
+    idata = make_inference_data({"posterior": posterior, "sample_stats": stats, "prior": prior, **groups})
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
 

@@ -100,6 +100,45 @@ def _objective(ctx: GlobalContext, workdir: Path):
     )
 
 
+class _Reported:
+    """The objective, with a line per batch of runs (``ctx.say``): runs so far of the budget, the best
+    misfit, time spent and an estimate of the time left (a GA's or DE's generations, CMA-ES's or
+    DFO-LS's batches; optimisers print nothing of their own here)."""
+
+    def __init__(self, objective, say: Callable[[str], None], budget: int | None) -> None:
+        import time
+
+        self.objective, self.say, self.budget = objective, say, budget
+        self.n, self.best, self.start = 0, np.inf, time.monotonic()
+
+    def __getattr__(self, name: str):
+        return getattr(self.objective, name)
+
+    def __call__(self, u: np.ndarray):
+        import time
+
+        out = self.objective(u)
+        self.n += int(np.atleast_2d(u).shape[0])
+        mis = out["misfit"].values
+        if np.isfinite(mis).any():
+            self.best = min(self.best, float(np.nanmin(mis)))
+        spent = time.monotonic() - self.start
+        left = ("" if not self.budget or self.n >= self.budget
+                else f", about {spent / self.n * (self.budget - self.n):.0f} s left")
+        of = f" of {self.budget}" if self.budget else ""
+        self.say(f"  optimize: {self.n}{of} runs, best misfit {self.best:.4g}, {spent:.0f} s{left}")
+        return out
+
+
+def _budget(ctx: GlobalContext) -> int | None:
+    """The optimiser's run budget, for the progress lines (DE's is its generations' upper bound)."""
+    c, d = ctx.config["optimize"], ctx.space().n_free
+    return {"ga": c["pop_size"] * c["n_generations"], "dfols": c["max_evaluations"],
+            "cma_es": c["max_evaluations"],
+            "differential_evolution": max(1, c["pop_size"] // d) * d * (c["n_generations"] + 1)
+            }.get(c["method"])
+
+
 def _optimiser_calls(ctx: GlobalContext, out: Path) -> dict[str, Callable]:
     """Config method name -> call of the optimiser with that section's settings."""
     from bayescal import optimize as opt
@@ -123,7 +162,8 @@ def run_optimize(ctx: GlobalContext) -> None:
     if c["method"] == "none":
         write_json_atomic(out / "none.json", {})
         return
-    res = _optimiser_calls(ctx, out)[c["method"]](_objective(ctx, out / "runs"))
+    objective = _Reported(_objective(ctx, out / "runs"), ctx.say, _budget(ctx))
+    res = _optimiser_calls(ctx, out)[c["method"]](objective)
     res.history.to_netcdf(out / "history.nc")
     ctx.say(f"  {c['method']}: best misfit {res.fun:.4g} after {res.n_evaluations} runs")
 
@@ -178,7 +218,7 @@ def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path
 
     run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
                  store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
-                 progress=False, executor=ctx.executor)
+                 progress=ctx.progress, executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((points.shape[0], ctx.observed()[0].size), np.nan)

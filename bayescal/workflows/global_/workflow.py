@@ -80,7 +80,8 @@ def _optimize_runs(cfg: Config) -> str:
     if c["method"] == "none":
         return "0"
     if c["method"] in ("ga", "differential_evolution"):
-        return f"about {c['pop_size']} x {c['n_generations']} generations"
+        pop, gens = c["pop_size"], c["n_generations"]
+        return f"about {pop * gens} ({pop} x {gens} generations)"
     return f"<= {c['max_evaluations']}"
 
 

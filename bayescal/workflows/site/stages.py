@@ -33,7 +33,7 @@ def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
     space, op = ctx.space(), ctx.operator("calibration")
     theta = space.to_dataarray(space.expand(space.from_unit(u)), full=True)
     run_ensemble(ctx.calibration_simulator, theta, store, batch_size=ctx.config["design"]["batch_size"],
-                 keep=sorted(set(op.variables)), progress=False)
+                 keep=sorted(set(op.variables)), progress=ctx.progress)
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((u.shape[0], op.y.size), np.nan)
@@ -75,7 +75,7 @@ def run_site_optimize(ctx: SiteContext) -> None:
     if ctx.config["posterior"]["route"] == "emulator":
         _train_emulator(ctx)
     res = maximum_likelihood(_values(ctx), space, ctx.operator("calibration"), seed=ctx.seed,
-                             max_evaluations=ctx.config["site"]["ml_evaluations"])
+                             max_evaluations=ctx.config["site"]["ml_evaluations"], say=ctx.say)
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
 
@@ -233,7 +233,7 @@ def run_site_propagate(ctx: SiteContext) -> None:
     theta = np.vstack([space.expand(space.from_unit(u)), ctx.full_space.all_default[None]])
     observed = _observed_full(ctx)
     store = ctx.run_dir / "propagate" / "ensemble"
-    run_ensemble(ctx.simulator, space.to_dataarray(theta, full=True), store, progress=False,
+    run_ensemble(ctx.simulator, space.to_dataarray(theta, full=True), store, progress=ctx.progress,
                  batch_size=ctx.config["design"]["batch_size"], keep=sorted(observed))
     ens = EnsembleStore(store).load()
     draws = ens.isel(member=[m for m in range(n) if ens["status"].values[m] == "done"])

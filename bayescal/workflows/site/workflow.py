@@ -70,8 +70,21 @@ def _posterior_runs(cfg: Config) -> str:
     c = cfg["posterior"]
     if c["route"] == "emulator":
         return f"1 + up to {c['refine_rounds']} x {c['n_new']} (refinement; the chains run the emulator)"
-    walkers = c["n_walkers"] or "max(2 d + 2, 32)"
+    walkers = c["n_walkers"] or _default_walkers(cfg)
     return f"{walkers} walkers x {c['n_steps']}..{c['max_steps']} steps"
+
+
+def _default_walkers(cfg: Config) -> int | str:
+    """The direct route's default ensemble, max(2 d + 2, 32) (even), for the plan's run count."""
+    from bayescal.workflows.validate import model_space
+
+    free = cfg["parameters"]["free"]
+    try:
+        d = model_space(cfg).only(free).n_free if free else model_space(cfg).n_free
+    except Exception:  # noqa: BLE001 -- the plan only; the run itself names any problem
+        return "max(2 d + 2, 32)"
+    n = max(2 * d + 2, 32)
+    return n + n % 2
 
 
 #: the emulator route's design runs: the calibration-years model at a Latin hypercube
