@@ -39,9 +39,9 @@ from bayescal.posterior import (
     GaussianLikelihood,
     PosteriorSampler,
     PosteriorWarning,
-    refine,
     unit_samples,
 )
+from bayescal.posterior.refinement import refine
 
 FREE = ["vmax[NDL-EVG]", "vmax[GRASS-C3]", "kn[BDL-EVG]", "gamma_w"]
 TRUTH = np.array([0.35, 0.6, 0.45, 0.55])
