@@ -1,5 +1,7 @@
 """Optimisers: GA operators and runs, DFO-LS vs CMA-ES on a twin, resume, twin metrics."""
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -369,3 +371,19 @@ def test_bad_inputs_named():
         genetic_algorithm(f, n_dim=2, sfactor=1.0)
     with pytest.raises(OptimizeError, match="drop_worst"):
         genetic_algorithm(f, n_dim=2, pop_size=6, n_generations=2).training_data(drop_worst=1.0)
+
+
+def test_budget_progress_counts_runs_keeps_the_best_and_estimates_the_time_left():
+    from bayescal.optimize.progress import BudgetProgress
+
+    lines: list[str] = []
+    p = BudgetProgress(lines.append, budget=10)
+    for batch in ([3.0, np.nan], [5.0, 1.5, 2.0], [np.nan, np.nan], [0.5, 9.0, 9.0, 9.0]):
+        p.update(np.array(batch))
+    got = [re.match(r"  optimize: (\d+) of 10 runs, best misfit ([\d.]+), \d+ s", s).groups() for s in lines]
+    assert [(int(n), float(b)) for n, b in got] == [(2, 3.0), (5, 1.5), (7, 1.5), (11, 0.5)]
+    assert "left" in lines[0] and "left" not in lines[-1]  # none once the budget is spent
+    quiet: list[str] = []
+    q = BudgetProgress(quiet.append, every=3600.0)  # throttled: no line within the hour
+    q.update(np.ones(4))
+    assert quiet == [] and q.n == 4 and q.best == 1.0

@@ -109,28 +109,21 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
                        say: Callable[[str], None] | None = None):
     """CMA-ES (from the defaults) on minus the log-likelihood with observation errors only.
 
-    ``say``, if given, receives a progress line at most every 5 s (evaluations of the budget, the
-    best -log L, time spent and left). Returns the :class:`~bayescal.optimize.OptimizationResult`.
+    ``say``, if given, receives a progress line at most every 5 s (runs of the budget, the best
+    -log L, time spent and left: :class:`~bayescal.optimize.progress.BudgetProgress`). Returns the
+    :class:`~bayescal.optimize.OptimizationResult`.
     """
-    import time
-
     from ..optimize import cma_es
+    from ..optimize.progress import BudgetProgress
 
     loglik = series_log_likelihood(values, SeriesLikelihood(operator))
-    seen = {"n": 0, "best": np.inf, "start": time.monotonic(), "last": time.monotonic()}
+    progress = BudgetProgress(say or (lambda line: None), max_evaluations, "maximum likelihood",
+                              "best -log L", every=5.0)
 
     def misfit(u: np.ndarray) -> np.ndarray:
         ll = loglik(u)
         out = np.where(np.isfinite(ll), -ll, np.nan)
-        seen["n"] += len(out)
-        if np.isfinite(out).any():
-            seen["best"] = min(seen["best"], float(np.nanmin(out)))
-        now = time.monotonic()
-        if say is not None and now - seen["last"] >= 5.0:
-            seen["last"], spent = now, now - seen["start"]
-            say(f"  maximum likelihood: {seen['n']} of at most {max_evaluations} evaluations, best "
-                f"-log L {seen['best']:.6g}, {spent:.0f} s (at most "
-                f"{spent / seen['n'] * max(max_evaluations - seen['n'], 0):.0f} s left)")
+        progress.update(out)
         return out
 
     return cma_es(misfit, space, x0="default", sigma0=0.2, pop_size=pop_size,

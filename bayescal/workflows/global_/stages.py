@@ -101,32 +101,17 @@ def _objective(ctx: GlobalContext, workdir: Path):
 
 
 class _Reported:
-    """The objective, with a line per batch of runs (``ctx.say``): runs so far of the budget, the best
-    misfit, time spent and an estimate of the time left (a GA's or DE's generations, CMA-ES's or
-    DFO-LS's batches; optimisers print nothing of their own here)."""
+    """The objective, with a progress line per batch of runs (optimisers print nothing here)."""
 
-    def __init__(self, objective, say: Callable[[str], None], budget: int | None) -> None:
-        import time
-
-        self.objective, self.say, self.budget = objective, say, budget
-        self.n, self.best, self.start = 0, np.inf, time.monotonic()
+    def __init__(self, objective, progress) -> None:
+        self.objective, self.progress = objective, progress
 
     def __getattr__(self, name: str):
         return getattr(self.objective, name)
 
     def __call__(self, u: np.ndarray):
-        import time
-
         out = self.objective(u)
-        self.n += int(np.atleast_2d(u).shape[0])
-        mis = out["misfit"].values
-        if np.isfinite(mis).any():
-            self.best = min(self.best, float(np.nanmin(mis)))
-        spent = time.monotonic() - self.start
-        left = ("" if not self.budget or self.n >= self.budget
-                else f", about {spent / self.n * (self.budget - self.n):.0f} s left")
-        of = f" of {self.budget}" if self.budget else ""
-        self.say(f"  optimize: {self.n}{of} runs, best misfit {self.best:.4g}, {spent:.0f} s{left}")
+        self.progress.update(out["misfit"].values)
         return out
 
 
@@ -162,7 +147,9 @@ def run_optimize(ctx: GlobalContext) -> None:
     if c["method"] == "none":
         write_json_atomic(out / "none.json", {})
         return
-    objective = _Reported(_objective(ctx, out / "runs"), ctx.say, _budget(ctx))
+    from bayescal.optimize.progress import BudgetProgress
+
+    objective = _Reported(_objective(ctx, out / "runs"), BudgetProgress(ctx.say, _budget(ctx)))
     res = _optimiser_calls(ctx, out)[c["method"]](objective)
     res.history.to_netcdf(out / "history.nc")
     ctx.say(f"  {c['method']}: best misfit {res.fun:.4g} after {res.n_evaluations} runs")
