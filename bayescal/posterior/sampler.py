@@ -369,18 +369,7 @@ class PosteriorSampler:
         return make_inference_data(groups)
 
     def _families(self, u: np.ndarray, sample: dict, attrs: dict) -> xr.Dataset:
-        """Unit-cube samples (chain, draw, d) as a Dataset of physical values, one per family."""
-        params = {p.name: p for p in self.space}
-        coords = {**sample, **_family_coords(self.space)}
-        data = {}
-        for fam, x in _to_families(self.space, u).items():
-            dims = ("chain", "draw", f"{fam}_group") if x.ndim == 3 else ("chain", "draw")
-            p = params.get(fam)
-            a = {"units": getattr(p, "units", "") or ""}
-            if getattr(p, "description", ""):
-                a["long_name"] = p.description
-            data[fam] = (dims, x, a)
-        return xr.Dataset(data, coords=coords, attrs=attrs)
+        return family_dataset(self.space, u, attrs, sample)
 
 
 def _noise_rng(seed: Any) -> np.random.Generator:
@@ -396,6 +385,25 @@ def progress_bar(show: bool, done: int, total: int) -> dict[str, Any]:
         return {"progress": False}
     return {"progress": True, "progress_kwargs": {
         "desc": f"emcee (steps {done}-{total})", "mininterval": 0.5 if sys.stderr.isatty() else 30.0}}
+
+
+def family_dataset(space: ParameterSpace, u: np.ndarray, attrs: dict | None = None,
+                   sample: dict | None = None) -> xr.Dataset:
+    """Unit-cube samples (chain, draw, d) as a Dataset of physical values, one variable per family
+    (per-PFT families on ``<family>_group``; units and description in attrs): the layout
+    :func:`unit_samples` reads. ``sample``: the chain and draw coordinates (default 0, 1, ...)."""
+    params = {p.name: p for p in space}
+    sample = sample or {"chain": np.arange(u.shape[0]), "draw": np.arange(u.shape[1])}
+    coords = {**sample, **_family_coords(space)}
+    data = {}
+    for fam, x in _to_families(space, u).items():
+        dims = ("chain", "draw", f"{fam}_group") if x.ndim == 3 else ("chain", "draw")
+        p = params.get(fam)
+        a = {"units": getattr(p, "units", "") or ""}
+        if getattr(p, "description", ""):
+            a["long_name"] = p.description
+        data[fam] = (dims, x, a)
+    return xr.Dataset(data, coords=coords, attrs=attrs or {})
 
 
 def _family_coords(space: ParameterSpace) -> dict[str, list[str]]:

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from bayescal.parameters import split_label
-
 if TYPE_CHECKING:
     from bayescal.workflows.global_.context import GlobalContext
 
@@ -87,29 +85,6 @@ def _loglik(mean: np.ndarray, observed, sigma, disc) -> np.ndarray:
     return -0.5 * (((observed - mean) ** 2) / (np.asarray(sigma) ** 2 + disc**2)).sum(1)
 
 
-def _families(space, u: np.ndarray) -> dict[str, xr.DataArray]:
-    """Unit-cube samples (chain, draw, d) as physical values per family (per-PFT families on
-    ``<family>_group``), the layout :func:`bayescal.posterior.unit_samples` reads."""
-    x = space.from_unit(u.reshape(-1, u.shape[-1])).reshape(u.shape)
-    cols: dict[str, list[tuple[int, str | None]]] = {}
-    for j, lab in enumerate(space.labels):
-        fam, grp = split_label(lab)
-        cols.setdefault(fam, []).append((j, grp))
-    params = {p.name: p for p in space}
-    out = {}
-    for fam, idx in cols.items():
-        p = params.get(fam)
-        attrs = {"units": getattr(p, "units", "") or ""}
-        if getattr(p, "description", ""):
-            attrs["long_name"] = p.description
-        if idx[0][1] is None:
-            out[fam] = xr.DataArray(x[..., idx[0][0]], dims=("chain", "draw"), attrs=attrs)
-        else:
-            out[fam] = xr.DataArray(x[..., [j for j, _ in idx]], dims=("chain", "draw", f"{fam}_group"),
-                                    coords={f"{fam}_group": [g for _, g in idx]}, attrs=attrs)
-    return out
-
-
 def _pointwise_groups(ctx: GlobalContext, em, post, observed, sigma, disc) -> dict[str, xr.Dataset]:
     """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and ``constant_data`` on the
     named ``summary`` dimension (labels, variable, region, products, units), with the variance
@@ -149,16 +124,16 @@ def _pointwise_groups(ctx: GlobalContext, em, post, observed, sigma, disc) -> di
 
 def _write_posterior(ctx: GlobalContext, out, space, post, groups: dict[str, xr.Dataset]) -> None:
     from bayescal.posterior import diagnose, make_inference_data, save_inference_data
+    from bayescal.posterior.sampler import family_dataset
 
     n_chain, n_draw = post.u.shape[:2]
     coords = {"chain": np.arange(n_chain), "draw": np.arange(n_draw)}
-    posterior = xr.Dataset(_families(space, post.u), coords=coords)
+    posterior = family_dataset(space, post.u, sample=coords)
     posterior.attrs.update(burn=post.burn, thin=post.thin, n_steps=post.n_steps, n_walkers=n_chain,
                            tau_max=float(np.nanmax(post.tau)), tau_min=float(np.nanmin(post.tau)),
                            sampler="emcee in the likelihood-informed subspace", rank=post.subspace.rank)
     rng = np.random.default_rng(ctx.seed)
-    prior = xr.Dataset(_families(space, rng.random((1, 2000, space.n_free))),
-                       coords={"chain": [0], "draw": np.arange(2000)})
+    prior = family_dataset(space, rng.random((1, 2000, space.n_free)))
     # the prior is uniform on the unit cube (density 1): the log posterior is the log-likelihood
     stats = xr.Dataset({
         "lp": (("chain", "draw"), post.loglik, {"long_name": "log posterior (unit cube)"}),
