@@ -1,6 +1,11 @@
 """Shared fixtures: the embedded model at its defaults (full grid) and a small, fast model."""
 
+import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per test worker: -n auto already fills the cores
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -11,6 +16,7 @@ import pytest  # noqa: E402
 
 from bayescal.models import LandCarbonModel, make_drivers, make_grid  # noqa: E402
 
+_HERE = Path(__file__).parent
 _VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "arviz", "SALib", "numba",
               "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "optuna", "pyvbmc")
 
@@ -99,3 +105,56 @@ def fluxnet_dir():
     from pathlib import Path
 
     return Path(str(resources.files("bayescal") / "data" / "fluxnet"))
+
+
+# ---------------------------------------- bayescal command lines, each a fresh (forked) process
+class _Child:
+    """A ``bayescal`` command line running in a child process of the fork server
+    (tests/data/cli_forkserver.py): its own process group (``os.killpg(child.pid, ...)``
+    kills it), its output in a log file; ``poll``/``wait``/``communicate`` as ``subprocess.Popen``."""
+
+    def __init__(self, pid: int, log: Path) -> None:
+        self.pid, self.log, self.returncode = pid, log, None
+
+    def poll(self) -> int | None:
+        rc = self.log.with_name(self.log.name + ".rc")
+        if self.returncode is None and rc.exists():
+            self.returncode = int(rc.read_text())
+        return self.returncode
+
+    def wait(self, timeout: float = 600.0) -> int:
+        t0 = time.perf_counter()
+        while self.poll() is None:
+            assert time.perf_counter() - t0 < timeout, f"bayescal (pid {self.pid}) still running"
+            time.sleep(0.005)
+        return self.returncode
+
+    def communicate(self, timeout: float = 600.0) -> tuple[str, None]:
+        self.wait(timeout)
+        return self.log.read_text(), None
+
+
+@pytest.fixture(scope="session")
+def cli(tmp_path_factory):
+    """``cli(*args)`` starts ``bayescal *args`` in a fresh child process and returns a :class:`_Child`.
+
+    The children are forked from one server that imported bayescal once (as ``python -m
+    bayescal`` would, minus the interpreter start-up every time): a SIGKILL hits a real process
+    with its own memory, and a resumed run starts in a new one.
+    """
+    logs = tmp_path_factory.mktemp("cli")
+    server = subprocess.Popen([sys.executable, str(_HERE / "data" / "cli_forkserver.py")],
+                              env={**os.environ, "PYTHONPATH": str(_HERE.parent)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    count = iter(range(10**6))
+
+    def start(*args: str) -> _Child:
+        log = logs / f"{next(count)}.log"
+        server.stdin.write(json.dumps({"argv": list(args), "log": str(log)}) + "\n")
+        server.stdin.flush()
+        return _Child(int(server.stdout.readline()), log)
+
+    yield start
+    server.stdin.close()
+    server.wait(timeout=600)

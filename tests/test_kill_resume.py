@@ -9,8 +9,6 @@ steps it had.
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -92,12 +90,10 @@ def _dagon_config(folder: Path, name: str) -> Path:
     return cfg
 
 
-def _run(cfg: Path, run_dir: Path, until: str) -> subprocess.Popen:
-    """``bayescal run`` up to stage ``until`` (the report is not under test here)."""
-    cmd = [sys.executable, "-m", "bayescal", "run", str(cfg), "--run-dir", str(run_dir), "--quiet",
-           "--until", until]
-    return subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+def _run(cli, cfg: Path, run_dir: Path, until: str):
+    """``bayescal run`` up to stage ``until`` (the report is not under test here), a fresh child
+    process of the ``cli`` fork server (tests/conftest.py)."""
+    return cli("run", str(cfg), "--run-dir", str(run_dir), "--quiet", "--until", until)
 
 
 def _member_files(run_dir: Path) -> dict[str, tuple[int, int]]:
@@ -118,12 +114,12 @@ def _chain_steps(run_dir: Path) -> np.ndarray | None:
         return None
 
 
-def _kill_in_every_stage(cfg: Path, run_dir: Path, stages: tuple[str, ...], seed: int) -> list[bool]:
+def _kill_in_every_stage(cli, cfg: Path, run_dir: Path, stages: tuple[str, ...], seed: int) -> list[bool]:
     """SIGKILL a seeded random moment after each stage starts; check nothing finished is redone."""
     rng = np.random.default_rng(seed)
     seen, steps, hit = {}, None, []
     for stage in stages:
-        proc = _run(cfg, run_dir, stages[-1])
+        proc = _run(cli, cfg, run_dir, stages[-1])
         started = run_dir / stage / "started.json"
         t0 = time.perf_counter()
         while not started.exists() and proc.poll() is None and time.perf_counter() - t0 < 240:
@@ -142,8 +138,8 @@ def _kill_in_every_stage(cfg: Path, run_dir: Path, stages: tuple[str, ...], seed
             assert chain.shape[0] >= steps.shape[0]
             np.testing.assert_array_equal(chain[: steps.shape[0]], steps)
         steps = chain if chain is not None else steps
-    proc = _run(cfg, run_dir, stages[-1])
-    _, err = proc.communicate(timeout=600)
+    proc = _run(cli, cfg, run_dir, stages[-1])
+    err, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     for name, ident in seen.items():
         assert _member_files(run_dir).get(name) == ident, f"{name} was run again"
@@ -163,14 +159,14 @@ def _same(ref: Path, run: Path, files: tuple[str, ...], groups: tuple[str, ...] 
 
 
 @pytest.mark.slow
-def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path):
+def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path, cli):
     cfg = _site_config(tmp_path, "ref")
-    proc = _run(cfg, tmp_path / "ref", "propagate")
-    err = proc.communicate(timeout=600)[1]
+    proc = _run(cli, cfg, tmp_path / "ref", "propagate")
+    err = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, err
     # the posterior stage twice: once at a random moment, once surely mid-chain
-    hit = _kill_in_every_stage(cfg, tmp_path / "faults", ("optimize", "posterior", "posterior", "propagate"),
-                               seed=23)
+    stages = ("optimize", "posterior", "posterior", "propagate")
+    hit = _kill_in_every_stage(cli, cfg, tmp_path / "faults", stages, seed=23)
     assert sum(hit) >= 2, hit
     _same(tmp_path / "ref", tmp_path / "faults", ("optimize/history.nc", "propagate/bands.nc"),
           ("posterior", "sample_stats", "log_likelihood", "posterior_predictive"))
@@ -178,12 +174,12 @@ def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path):
 
 
 @pytest.mark.slow
-def test_dagon_workflow_killed_in_every_stage(tmp_path):
+def test_dagon_workflow_killed_in_every_stage(tmp_path, cli):
     cfg = _dagon_config(tmp_path, "ref")
-    proc = _run(cfg, tmp_path / "ref", "emulator_screen")
-    err = proc.communicate(timeout=600)[1]
+    proc = _run(cli, cfg, tmp_path / "ref", "emulator_screen")
+    err = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, err
-    hit = _kill_in_every_stage(cfg, tmp_path / "faults", ("oat", "design", "emulate", "emulator_screen"),
+    hit = _kill_in_every_stage(cli, cfg, tmp_path / "faults", ("oat", "design", "emulate", "emulator_screen"),
                                seed=29)
     assert sum(hit) >= 2, hit
     _same(tmp_path / "ref", tmp_path / "faults",

@@ -6,7 +6,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,58 +19,6 @@ from bayescal.workflows import STAGES, ConfigError, GlobalContext, load_config, 
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
 ROOT = Path(__file__).parents[1]
-
-
-class _Child:
-    """A ``bayescal`` command line running in a child process of the fork server
-    (tests/data/cli_forkserver.py): its own process group (``os.killpg(child.pid, ...)``
-    kills it), its output in a log file; ``poll``/``wait``/``communicate`` as ``subprocess.Popen``."""
-
-    def __init__(self, pid: int, log: Path) -> None:
-        self.pid, self.log, self.returncode = pid, log, None
-
-    def poll(self) -> int | None:
-        rc = self.log.with_name(self.log.name + ".rc")
-        if self.returncode is None and rc.exists():
-            self.returncode = int(rc.read_text())
-        return self.returncode
-
-    def wait(self, timeout: float = 600.0) -> int:
-        t0 = time.perf_counter()
-        while self.poll() is None:
-            assert time.perf_counter() - t0 < timeout, f"bayescal (pid {self.pid}) still running"
-            time.sleep(0.005)
-        return self.returncode
-
-    def communicate(self, timeout: float = 600.0) -> tuple[str, None]:
-        self.wait(timeout)
-        return self.log.read_text(), None
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory):
-    """``cli(*args)`` starts ``bayescal *args`` in a fresh child process and returns a :class:`_Child`.
-
-    The children are forked from one server that imported bayescal once (as ``python -m
-    bayescal`` would, minus the interpreter start-up every time): a SIGKILL hits a real process
-    with its own memory, and a resumed run starts in a new one.
-    """
-    logs = tmp_path_factory.mktemp("cli")
-    server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "data" / "cli_forkserver.py")],
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "ready"
-    count = iter(range(10**6))
-
-    def start(*args: str) -> _Child:
-        log = logs / f"{next(count)}.log"
-        server.stdin.write(json.dumps({"argv": list(args), "log": str(log)}) + "\n")
-        server.stdin.flush()
-        return _Child(int(server.stdout.readline()), log)
-
-    yield start
-    server.stdin.close()
-    server.wait(timeout=600)
 
 
 @pytest.fixture(scope="module")

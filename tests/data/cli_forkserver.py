@@ -1,5 +1,5 @@
-"""A fork server for ``bayescal`` command lines (tests/test_pipeline.py): each ``bayescal run`` a
-test starts, and may SIGKILL, is a fresh child process, without the seconds of interpreter
+"""A fork server for ``bayescal`` command lines (the ``cli`` fixture of tests/conftest.py): each
+``bayescal run`` a test starts, and may SIGKILL, is a fresh child process, without the seconds of interpreter
 start-up and imports that ``python -m bayescal`` pays every time.
 
 The server imports bayescal's modules once (importing runs no model; its only other threads are
@@ -24,7 +24,7 @@ import traceback
 #: they start (only a speed-up: a module missing from this list is imported by the child)
 PRELOAD = ("bayescal.workflows", "bayescal.workflows.global_.stages", "bayescal.posterior",
            "bayescal.posterior.refinement", "bayescal.emulators", "bayescal.analysis.equifinality",
-           "bayescal.report")
+           "bayescal.report", "bayescal.workflows.site.stages", "bayescal.workflows.dagon.stages")
 
 
 def _child(argv: list[str], log: str) -> None:
