@@ -2,6 +2,7 @@
 only on a twin."""
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from bayescal.parameters import Parameter, ParameterSpace
@@ -27,6 +28,15 @@ def test_marginals_in_physical_units_with_names_and_flags():
     assert fig.axes[0].get_xscale() == "log" and np.allclose(fig.axes[0].get_xlim(), [1e-4, 1e-1])
     assert np.allclose(fig.axes[1].get_xlim(), [0.0, 5.0])
     assert "truth" not in fig._suptitle.get_text()  # real data: no truth is drawn or named
+    for j, ax in enumerate(fig.axes[:2]):  # each marginal a density of the samples in physical units
+        from matplotlib.patches import StepPatch
+
+        (step,) = [a for a in ax.patches if isinstance(a, StepPatch)]
+        dens, edges = step.get_data().values, step.get_data().edges
+        assert np.sum(dens * np.diff(edges)) == pytest.approx(1.0)
+        x = space.from_unit(np.column_stack([u.values[:, 0], u.values[:, 1]]))[:, j]
+        inside = (x >= edges[3]) & (x <= edges[4])
+        assert dens[3] * (edges[4] - edges[3]) == pytest.approx(inside.mean(), abs=1 / len(x))
     plt.close(fig)
     fig = plot_posterior_vs_prior(u, np.array([0.2, 0.5]), None, space)
     assert "truth black" in fig._suptitle.get_text()
@@ -54,4 +64,10 @@ def test_ga_convergence_per_generation_and_best_chromosome_so_far():
     fig = plot_ga_parameters(hist, np.array([0.5, 0.5]))
     line_a = fig.axes[1].lines[0]  # value a of the best chromosome so far, per generation
     np.testing.assert_allclose(line_a.get_ydata(), [u[0, 0], u[5, 0], u[5, 0], u[15, 0]])
+    assert fig.axes[1].get_legend() is not None  # two values: named in a legend
+    plt.close(fig)
+    many = hist.reindex(parameter=[f"p{i}" for i in range(30)]).fillna(0.5)  # 30 values: no legend
+    fig = plot_ga_parameters(many, np.full(30, 0.5))
+    assert fig.axes[1].get_legend() is None and "30 values" in fig.axes[1].get_title()
+    assert len(fig.axes[1].lines) == 30
     plt.close(fig)

@@ -40,7 +40,10 @@ def plot_ga_parameters(history: xr.Dataset, default_u: np.ndarray):
           title="(a) default vs optimised")
     b.set(xlabel="generation", ylabel="best chromosome's value (unit cube)", ylim=(0, 1),
           title="(b) best chromosome so far")
-    b.legend(fontsize=6, ncol=2)
+    if len(labels) <= 20:
+        b.legend(fontsize=6, ncol=2)
+    else:  # a legend of a hundred values would cover the panel and be unreadable
+        b.set_title(f"(b) best chromosome so far ({len(labels)} values, one line each)")
     fig.tight_layout()
     return fig
 
