@@ -6,8 +6,9 @@ Builds the model of a site config as ``bayescal run`` does (its drivers, DALEC t
 then times ``simulate`` on ``--members`` Latin-hypercube members of the prior (median of
 ``--repeat`` calls after one warm-up call that loads or compiles the kernel). Prints the machine
 probe (ns per ``exp``: this VM's speed drifts), the wall time per call, and the time per member
-set per simulated year (the driver years plus the spin-up's years x cycles), which is what the
-direct route pays per emcee step of ``--members`` walkers.
+set per simulated year (the driver years plus the spin-up's years x cycles). The direct route's
+chain runs the calibration years only (plus the same spin-up): per emcee step of ``--members``
+walkers it pays the per-year figure times that many years.
 """
 
 from __future__ import annotations

@@ -54,10 +54,11 @@ def test_render_and_run(program, space, tmp_path):
 
 
 def test_failing_members_get_reasons(program, space, tmp_path):
-    """Through the runner (which calls ``simulate``): one pass, so the timeout is waited for once."""
+    """Through the runner, one batch of all five members (``simulate`` fills the failed members of a
+    mixed batch): one pass, so the timeout is waited for once."""
     model = make(program, space, tmp_path, timeout=15)  # a finishing member imports xarray: margin for load
     theta = np.array([[0.5, 0.5], [0.9, 0.5], [0.5, 0.9], [0.05, 0.5], [0.4, 0.1]])
-    summary = run_ensemble(model, theta, tmp_path / "store", progress=False)
+    summary = run_ensemble(model, theta, tmp_path / "store", batch_size=len(theta), progress=False)
     ds = EnsembleStore(tmp_path / "store").load()
     np.testing.assert_array_equal(ds.status.values == "failed", [False, True, True, True, False])
     assert summary.failed == 3

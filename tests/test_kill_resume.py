@@ -19,8 +19,6 @@ import xarray as xr
 
 from bayescal.testing import write_toy_site_csv
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _site_config(folder: Path, name: str) -> Path:
     write_toy_site_csv(folder / "nee.csv")

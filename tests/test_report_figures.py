@@ -15,6 +15,14 @@ def test_posteriors_piled_at_a_bound_are_flagged():
     assert at_bound(u).tolist() == ["lower", "", "upper"]
 
 
+def _steps(ax) -> tuple[np.ndarray, np.ndarray]:
+    """The heights and edges of a panel's one step patch."""
+    from matplotlib.patches import StepPatch
+
+    (step,) = [a for a in ax.patches if isinstance(a, StepPatch)]
+    return step.get_data().values, step.get_data().edges
+
+
 def test_marginals_in_physical_units_with_names_and_flags():
     space = ParameterSpace([Parameter("k", 1e-3, 1e-4, 1e-1, "d-1", "turnover rate", scale="log"),
                             Parameter("a", 2.0, 0.0, 5.0, "gC m-2 d-1", "seasonal amplitude")])
@@ -28,15 +36,22 @@ def test_marginals_in_physical_units_with_names_and_flags():
     assert fig.axes[0].get_xscale() == "log" and np.allclose(fig.axes[0].get_xlim(), [1e-4, 1e-1])
     assert np.allclose(fig.axes[1].get_xlim(), [0.0, 5.0])
     assert "truth" not in fig._suptitle.get_text()  # real data: no truth is drawn or named
-    for j, ax in enumerate(fig.axes[:2]):  # each marginal a density of the samples in physical units
-        from matplotlib.patches import StepPatch
-
-        (step,) = [a for a in ax.patches if isinstance(a, StepPatch)]
-        dens, edges = step.get_data().values, step.get_data().edges
-        assert np.sum(dens * np.diff(edges)) == pytest.approx(1.0)
-        x = space.from_unit(np.column_stack([u.values[:, 0], u.values[:, 1]]))[:, j]
-        inside = (x >= edges[3]) & (x <= edges[4])
-        assert dens[3] * (edges[4] - edges[3]) == pytest.approx(inside.mean(), abs=1 / len(x))
+    x = space.from_unit(u.values)
+    for j, ax in enumerate(fig.axes[:2]):  # each marginal: the samples' density per unit of the cube
+        dens, edges = _steps(ax)
+        pts = np.full((edges.size, 2), 0.5)
+        pts[:, j] = edges
+        w = np.diff(space.to_unit(pts)[:, j])  # the bins' widths in the cube
+        assert np.sum(dens * w) == pytest.approx(1.0)
+        inside = (x[:, j] >= edges[3]) & (x[:, j] <= edges[4])
+        assert dens[3] * w[3] == pytest.approx(inside.mean(), abs=1 / len(x))
+    plt.close(fig)
+    # a posterior equal to its prior is drawn flat, on the log axis too (a density per physical unit
+    # would fall as 1/x over the three decades and look piled at the lower bound)
+    flat = u.copy(data=rng.random(u.shape))
+    fig = plot_posterior_vs_prior(flat, None, None, space)
+    for ax in fig.axes[:2]:
+        assert np.all(np.abs(_steps(ax)[0] - 1.0) < 0.25), _steps(ax)[0]
     plt.close(fig)
     fig = plot_posterior_vs_prior(u, np.array([0.2, 0.5]), None, space)
     assert "truth black" in fig._suptitle.get_text()

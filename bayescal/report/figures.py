@@ -139,8 +139,11 @@ def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = N
         to_x, title, log = info[j]
         lo, hi = np.quantile(u[:, j], [0.0, 1.0])  # bins over the samples, the axis over the prior
         edges = np.linspace(lo, hi, 26) if hi - lo > 1e-9 else np.linspace(lo - 0.01, hi + 0.01, 3)
-        counts, bins = np.histogram(to_x(u[:, j]), bins=np.unique(to_x(np.clip(edges, 0, 1))), density=True)
-        ax.stairs(counts, bins, fill=True, color="C0", alpha=0.7)  # one artist, not one bar per bin
+        edges = np.unique(np.clip(edges, 0, 1))
+        # density per unit of the cube, drawn over the edges in physical units: the uniform prior is
+        # flat at 1 on every panel, a log-scaled one's on its log axis too
+        dens, _ = np.histogram(u[:, j], bins=edges, density=True)
+        ax.stairs(dens, to_x(edges), fill=True, color="C0", alpha=0.7)  # one artist, not one bar per bin
         if log:
             ax.set_xscale("log")
         ax.set_xlim(*to_x(np.array([0.0, 1.0])))
@@ -155,8 +158,9 @@ def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = N
     # fixed margins (inches: two-line titles above, tick labels below): tight_layout measures every
     # text of every panel and took half the main job's report time at 122 panels
     h, w = 2.3 * rows, 2.8 * cols
-    fig.suptitle(f"posterior (blue) over its uniform prior range; {what}optimum red dashed"
-                 + ("; red titles: piled at a bound" if piled.any() else ""), fontsize=9, y=1 - 0.12 / h,
+    sep = "\n" if cols <= 2 else "; "  # one or two panels: too narrow for one line
+    fig.suptitle(f"posterior (blue) over its uniform prior range;{sep}{what}optimum red dashed"
+                 + ("; red titles: piled at a bound" if piled.any() else ""), fontsize=9, y=1 - 0.08 / h,
                  va="top")
     fig.subplots_adjust(left=0.2 / w, right=1 - 0.3 / w, bottom=0.35 / h, top=1 - 0.8 / h,
                         hspace=0.75 / (2.3 - 0.75), wspace=0.25 / (2.8 - 0.25))
