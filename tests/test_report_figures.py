@@ -54,7 +54,9 @@ def test_marginals_in_physical_units_with_names_and_flags():
         assert np.all(np.abs(_steps(ax)[0] - 1.0) < 0.25), _steps(ax)[0]
     plt.close(fig)
     fig = plot_posterior_vs_prior(u, np.array([0.2, 0.5]), None, space)
-    assert "truth black" in fig._suptitle.get_text()
+    assert fig._suptitle.get_text() == (  # two panels: two lines
+        "posterior (blue) over its uniform prior range;\n"
+        "truth black, optimum red dashed; red titles: piled at a bound")
     plt.close(fig)
 
 

@@ -158,7 +158,7 @@ def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = N
     # fixed margins (inches: two-line titles above, tick labels below): tight_layout measures every
     # text of every panel and took half the main job's report time at 122 panels
     h, w = 2.3 * rows, 2.8 * cols
-    sep = "\n" if cols <= 2 else "; "  # one or two panels: too narrow for one line
+    sep = "\n" if cols <= 2 else " "  # one or two panels: too narrow for one line
     fig.suptitle(f"posterior (blue) over its uniform prior range;{sep}{what}optimum red dashed"
                  + ("; red titles: piled at a bound" if piled.any() else ""), fontsize=9, y=1 - 0.08 / h,
                  va="top")
