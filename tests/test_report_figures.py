@@ -88,3 +88,23 @@ def test_ga_convergence_per_generation_and_best_chromosome_so_far():
     assert fig.axes[1].get_legend() is None and "30 values" in fig.axes[1].get_title()
     assert len(fig.axes[1].lines) == 30
     plt.close(fig)
+
+
+def test_pair_plot_draws_log_scaled_values_on_log_axes():
+    """A log-scaled value (three decades) on log axes with log-spaced bins, a linear one linear."""
+    from bayescal.report.figures import log_scaled, plot_pair
+
+    space = ParameterSpace([Parameter("k", 1e-3, 1e-4, 1e-1, "d-1", "turnover rate", scale="log"),
+                            Parameter("a", 2.0, 0.0, 5.0, "gC m-2 d-1", "seasonal amplitude")])
+    rng = np.random.default_rng(2)
+    x = space.from_unit(rng.random((4000, 2)))  # the prior: log-uniform k
+    post = xr.Dataset({lab: (("chain", "draw"), x[:, j].reshape(8, 500))
+                       for j, lab in enumerate(space.labels)})
+    assert log_scaled(space, space.labels) == {"k"}
+    fig = plot_pair(post, space.labels, log=log_scaled(space, space.labels))
+    diag_k, below, diag_a = fig.axes[0], fig.axes[2], fig.axes[3]  # (0,0), (1,0), (1,1); (0,1) hidden
+    assert diag_k.get_xscale() == "log" and below.get_xscale() == "log" and below.get_yscale() == "linear"
+    assert diag_a.get_xscale() == "linear"
+    heights = np.array([p.get_height() for p in diag_k.patches])
+    assert heights.size == 40 and heights.min() > 0.6 * heights.mean()  # flat in log: log-spaced bins
+    plt.close(fig)

@@ -19,6 +19,7 @@ from ..analysis.sensitivity import DEFAULT_INDEX  # noqa: E402
 
 __all__ = [
     "bias_change",
+    "log_scaled",
     "plot_bands",
     "plot_bias_change",
     "plot_clouds",
@@ -397,12 +398,22 @@ def plot_trace(posterior: xr.Dataset, labels: list[str] | None = None, max_chain
     return fig
 
 
-def plot_pair(posterior: xr.Dataset, labels: list[str], max_points: int = 4000, seed: int = 0):
-    """Pair plot: marginal histograms on the diagonal, joint samples below (pooled walkers)."""
+def log_scaled(space, labels: list[str]) -> set[str]:
+    """The labels whose parameter is log-scaled (``Parameter(scale="log")``) in ``space``."""
+    params = {p.name: p for p in space} if space is not None else {}
+    return {lab for lab in labels if getattr(params.get(lab.split("[")[0]), "scale", "linear") == "log"}
+
+
+def plot_pair(posterior: xr.Dataset, labels: list[str], max_points: int = 4000, seed: int = 0,
+              log: set[str] | frozenset[str] = frozenset()):
+    """Pair plot: histograms on the diagonal, joint samples below (pooled walkers), ``log`` on log axes.
+
+    The values in ``log`` (see :func:`log_scaled`) get log axes and log-spaced bins."""
     vals = posterior_values(posterior)
     labels = [lab for lab in labels if lab in vals]
     k = len(labels)
     cols = np.column_stack([vals[lab][0].ravel() for lab in labels])
+    logs = [lab in log and bool(np.all(cols[:, i] > 0)) for i, lab in enumerate(labels)]
     rng = np.random.default_rng(seed)
     pick = rng.choice(cols.shape[0], size=min(max_points, cols.shape[0]), replace=False)
     fig, axes = plt.subplots(k, k, figsize=(1.9 * k + 1, 1.9 * k + 1), squeeze=False)
@@ -413,18 +424,25 @@ def plot_pair(posterior: xr.Dataset, labels: list[str], max_points: int = 4000, 
                 ax.set_visible(False)
                 continue
             if i == j:
-                ax.hist(cols[:, i], bins=40, color="C0", alpha=0.7)
+                lo, hi = cols[:, i].min(), cols[:, i].max()
+                bins = np.geomspace(lo, hi, 41) if logs[i] and hi > lo else 40
+                ax.hist(cols[:, i], bins=bins, color="C0", alpha=0.7)
                 ax.set_yticks([])
             else:
                 ax.scatter(cols[pick, j], cols[pick, i], s=2, alpha=0.25, color="C0", lw=0)
-            ax.tick_params(labelsize=6)
+                if logs[i]:
+                    ax.set_yscale("log")
+            if logs[j]:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(plt.NullFormatter())  # side by side they would overlap
+            ax.tick_params(which="both", labelsize=6)  # "both": a log axis within a decade labels minor ticks
             if i == k - 1:
                 ax.set_xlabel(_label(labels[j], vals[labels[j]][1]), fontsize=7)
             else:
-                ax.set_xticklabels([])
+                ax.tick_params(which="both", labelbottom=False)
             if j == 0 and i > 0:
                 ax.set_ylabel(_label(labels[i], vals[labels[i]][1]), fontsize=7)
             elif j > 0:
-                ax.set_yticklabels([])
+                ax.tick_params(which="both", labelleft=False)
     fig.tight_layout()
     return fig

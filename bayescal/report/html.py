@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .figures import (
+    log_scaled,
     plot_bands,
     plot_bias_change,
     plot_clouds,
@@ -132,7 +133,7 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     ident = xr.load_dataset(eq / "identifiability.nc")
     top = [str(t) for t in ident["ratio"].sortby(ident["ratio"])["parameter"].values[:4]]
     add("pair_plot", "Pair plot of the four best-constrained parameters (physical units; pooled walkers).",
-        plot_pair(post, top))
+        plot_pair(post, top, log=log_scaled(space, top)))
     add("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
         plot_trace(post, trace_labels(posterior_diagnostics(run / "posterior", idata))))
     outputs = xr.load_dataset(run / "propagate" / "outputs.nc")

@@ -122,7 +122,7 @@ def _refinement_table(path: Path) -> str:
 def write_site_report(rd) -> Path:
     """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
     from ..posterior import get_group, load_inference_data, unit_samples
-    from .figures import plot_pair, plot_trace
+    from .figures import log_scaled, plot_pair, plot_trace
 
     cfg, run, space = rd.config(), rd.path, rd.space()
     rd.figures.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def write_site_report(rd) -> Path:
         ("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
          plot_trace(post, trace_labels(diag))),
         ("pair_plot", "Pair plot of the four best-constrained values (physical units; pooled walkers).",
-         plot_pair(post, best)),
+         plot_pair(post, best, log=log_scaled(space, best))),
         ("convergence", "Maximum likelihood (CMA-ES): minus the log-likelihood per run.",
          plot_convergence(xr.load_dataset(run / "optimize" / "history.nc"))),
     ]
