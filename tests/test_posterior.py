@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from _fast_models import small_land_model
+from _seeds import seeds
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
@@ -38,7 +39,9 @@ def _space(n, lower=0.0, upper=1.0, names=None):
 
 
 @pytest.mark.arviz
-def test_linear_gaussian_posterior_is_recovered():
+@pytest.mark.seed_sweep
+@pytest.mark.parametrize("seed", seeds(1))
+def test_linear_gaussian_posterior_is_recovered(seed):
     rng = np.random.default_rng(0)
     space = _space(3)
     A = rng.normal(size=(6, 3))
@@ -46,7 +49,7 @@ def test_linear_gaussian_posterior_is_recovered():
     truth = np.array([0.4, 0.5, 0.6])
     y = A @ truth + sigma * rng.normal(size=6)
     like = GaussianLikelihood(lambda u: u @ A.T, y, sigma)
-    ps = PosteriorSampler(like, space, seed=1).run(4000)
+    ps = PosteriorSampler(like, space, seed=seed).run(4000)
     idata = ps.to_inference_data()
     u = unit_samples(idata, space).values
     cov = sigma**2 * np.linalg.inv(A.T @ A)
@@ -385,9 +388,11 @@ def _linear_gaussian(d=4, m=12, sigma=0.1, seed=0):
 
 
 @pytest.mark.slow
+@pytest.mark.seed_sweep
+@pytest.mark.parametrize("seed", seeds(0))
 @pytest.mark.parametrize("route", ["output", "misfit"])
 @pytest.mark.filterwarnings("ignore:chain of:bayescal.posterior.PosteriorWarning")  # round 0 only
-def test_both_emulator_routes_reach_the_exact_posterior(route):
+def test_both_emulator_routes_reach_the_exact_posterior(route, seed):
     """Linear-Gaussian, 4 parameters, 12 outputs: mean within 0.1 sd, sd within 5 %, <= 100 runs.
 
     The output route is a Gaussian likelihood on an SVD-GP emulator of the outputs; the misfit
@@ -406,7 +411,7 @@ def test_both_emulator_routes_reach_the_exact_posterior(route):
 
     A, y, sigma, mean, cov = _linear_gaussian()
     space = _space(4)
-    X0 = qmc.LatinHypercube(4, seed=1).random(20)
+    X0 = qmc.LatinHypercube(4, seed=seed + 1).random(20)
     if route == "output":
         sim = lambda u: u @ A.T  # noqa: E731
         emulator, make = SVDEmulator(residual_sd=0.1 * sigma), lambda e: GaussianLikelihood(e, y, sigma)
@@ -414,7 +419,7 @@ def test_both_emulator_routes_reach_the_exact_posterior(route):
         sim = lambda u: 0.5 * (((y - u @ A.T) / sigma) ** 2).sum(1)  # noqa: E731
         emulator, make = GPEmulator(), lambda e: ScoreLikelihood(e, 1.0)
     res = refine(sim, emulator, X0, sim(X0), make, space, n_new=10, max_rounds=8, n_walkers=256,
-                 min_steps=800, max_steps=1000, seed=0)
+                 min_steps=800, max_steps=1000, seed=seed)
     assert res.converged and res.X.shape[0] <= 100
     u = unit_samples(res.idata, space).values
     sd = np.sqrt(np.diag(cov))
