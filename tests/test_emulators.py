@@ -438,6 +438,34 @@ def test_active_gp_compiled_mean_equals_the_gps_own_prediction(kernel):
     assert np.abs(mean_only[:7] - Y[:7]).max() < 0.5 * np.abs(Y - Y.mean(0)).max()
 
 
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
+def test_active_gp_sd_bound_is_an_upper_bound_at_the_cost_of_the_mean(kernel):
+    """``predict_sd_bound``: the mean is the GP's, and the sd bound (the variance given the most
+    correlated run alone) is never below the predictive sd, on the runs, near them and far off;
+    at a run it is within sqrt(2) of it (2 tau against tau..2 tau), far off it is ~sqrt(2 s2)."""
+    from bayescal.emulators.active import ActiveGPEmulator
+
+    rng = np.random.default_rng(3)
+    d, n = 20, 120
+    X = rng.random((n, d))
+    Y = np.column_stack([np.sin(5 * X[:, 0]) + X[:, 1], X[:, 2] * X[:, 3] * 4, np.exp(2 * X[:, 4])])
+    Y += 0.05 * rng.standard_normal(Y.shape)
+    # max_fit < n: hyper-parameters from a subset, the GPs refitted on all runs with them fixed
+    em = ActiveGPEmulator(n_active=4, kernel=kernel, max_fit=80, random_state=0).fit(X, Y)
+    P = np.vstack([X, np.clip(X + 0.03 * rng.standard_normal(X.shape), 0, 1), rng.random((300, d))])
+    m, s = em.predict(P, return_std=True)
+    mb, sb = em.predict_sd_bound(P)
+    np.testing.assert_allclose(mb, m, rtol=1e-9, atol=1e-9 * np.abs(Y).max())
+    assert np.all(sb >= s), (sb / s).min()
+    for j in range(3):  # one output's exact mean and sd: that column of predict, bit for bit
+        np.testing.assert_array_equal(np.stack(em.predict_output(P, j)), np.stack([m[:, j], s[:, j]]))
+    assert np.all(sb[:n] <= np.sqrt(2) * s[:n] * (1 + 1e-3)), (sb[:n] / s[:n]).max()
+    # not vacuous: near the runs (0.03 away) it is far below its value far from every run
+    far = np.sqrt(2 * np.array([g.signal_variance_ + 2 * (g.noise_ + g._jitter) for g in em.gps_]))
+    far *= np.array([g.y_std_ for g in em.gps_]) * em.y_sd_
+    assert np.all(np.median(sb[n:2 * n], axis=0) < 0.5 * far)
+
+
 def test_svd_emulator_compiled_mean_equals_the_component_predictions(tmp_path):
     """The sampler's call (means only) runs every GP component in one compiled pass; it gives the
     same means as the per-component prediction, before and after a save and load."""

@@ -17,6 +17,27 @@ from numba import njit, prange
 _SQRT5 = math.sqrt(5.0)
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _corr_row(x_row, active_j, inv_ls_j, Z_j, matern, r2):  # pragma: no cover - compiled
+    """Correlations of one point with every training run of one output, in place of ``r2``
+    (the loops of :func:`active_means`, which keeps its own copy: the sampler's means stay
+    bit-for-bit those of earlier versions)."""
+    a, n = Z_j.shape
+    r2[:] = 0.0
+    for c in range(a):
+        x = x_row[active_j[c]] * inv_ls_j[c]
+        for k in range(n):
+            d = x - Z_j[c, k]
+            r2[k] += d * d
+    if matern:
+        for k in range(n):
+            s = _SQRT5 * math.sqrt(r2[k])
+            r2[k] = (1.0 + s + s * s / 3.0) * math.exp(-s)
+    else:
+        for k in range(n):
+            r2[k] = math.exp(-0.5 * r2[k])
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def active_means(X, active, inv_ls, Z, weights, matern):  # pragma: no cover - compiled
     """Kernel part of each output's mean, ``sum_k k(x_i, z_jk) w_jk``: (points, outputs).
@@ -47,6 +68,26 @@ def active_means(X, active, inv_ls, Z, weights, matern):  # pragma: no cover - c
                 acc += weights[j, k] * math.exp(-0.5 * r2[k])
         out[i, j] = acc
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def active_means_nearest(X, active, inv_ls, Z, weights, matern):  # pragma: no cover - compiled
+    """:func:`active_means` and each point's largest correlation with a training run, per output:
+    two (points, outputs) arrays. The correlation bounds the predictive variance
+    (:meth:`~.active.ActiveGPEmulator.predict_sd_bound`)."""
+    m, n_out, n = X.shape[0], Z.shape[0], Z.shape[2]
+    out = np.zeros((m, n_out))
+    near = np.zeros((m, n_out))
+    for t in prange(m * n_out):
+        i, j = t // n_out, t % n_out
+        rho = np.empty(n)
+        _corr_row(X[i], active[j], inv_ls[j], Z[j], matern, rho)
+        acc, best = 0.0, 0.0
+        for k in range(n):
+            acc += weights[j, k] * rho[k]
+            best = max(best, rho[k])
+        out[i, j], near[i, j] = acc, best
+    return out, near
 
 
 def pack(gps: list, active: np.ndarray) -> tuple[np.ndarray, ...] | None:

@@ -156,6 +156,53 @@ class ActiveGPEmulator(BaseEstimator):
         mean = mean * self.y_sd_ + self.y_mean_
         return (mean, sd * self.y_sd_) if return_std else mean
 
+    def predict_output(self, X: Any, output: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and predictive sd of one output (points,): column ``output`` of
+        ``predict(X, return_std=True)``, computed the same way, without the other outputs' GPs."""
+        check_fitted(self, "gps_")
+        Xa = _as_inputs(X, None, self.n_features_in_)
+        j = int(output)
+        mean = (Xa @ self.coef_.T + self.intercept_)[:, j]
+        sd = np.zeros_like(mean)
+        for i in range(0, Xa.shape[0], 2048):
+            m, s = self.gps_[j]._predict_block(Xa[i:i + 2048, self.active_[j]], "std", True)
+            mean[i:i + 2048] += m
+            sd[i:i + 2048] = s
+        return mean * self.y_sd_[j] + self.y_mean_[j], sd * self.y_sd_[j]
+
+    def predict_sd_bound(self, X: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean and an upper bound on the predictive sd (points, outputs), at the cost of the mean.
+
+        Conditioning a GP on fewer runs never lowers its variance, so the variance given only the
+        most correlated training run bounds the variance given all of them. With the constant
+        mean estimated (flat prior), one run ``i`` predicts ``f(x)`` by ``y_i`` with error
+        variance ``2 s2 (1 - rho_i) + tau`` (``s2`` the signal variance, ``tau`` the noise with
+        any jitter, ``rho_i`` the correlation); the nugget adds ``tau`` again. History matching
+        uses it to rule a point out without the O(n^2) variance (``NotRuledOut.contains``).
+        ``None`` when the GPs cannot be packed (:func:`._mean_kernel.pack`).
+        """
+        check_fitted(self, "gps_")
+        packed = self._packed()
+        if packed is None:
+            return None
+        from ._mean_kernel import active_means_nearest
+
+        Xa = _as_inputs(X, None, self.n_features_in_)
+        active, inv_ls, Z, weights, offset, scale, shift = packed
+        k, rho = active_means_nearest(np.ascontiguousarray(Xa, dtype=float), active, inv_ls, Z, weights,
+                                      self.kernel == "matern52")
+        mean = Xa @ self.coef_.T + self.intercept_ + (k + offset) * scale + shift
+        mean = mean * self.y_sd_ + self.y_mean_
+        s2 = np.array([g.signal_variance_ for g in self.gps_])
+        tau = np.array([g.noise_ + g._jitter for g in self.gps_])
+        rho = np.clip(rho, 0.0, 1.0)
+        if self.gps_[0].mean == "constant":
+            var = 2.0 * s2 * (1.0 - rho) + 2.0 * tau
+        else:  # zero mean: simple kriging on one run
+            var = s2 - (s2 * rho) ** 2 / (s2 + tau) + tau
+        # fastmath's correlations may be off in the last bits: widen by far more than that
+        return mean, np.sqrt(var * (1.0 + 1e-9) + 1e-12 * s2) * scale * self.y_sd_
+
     def _packed(self) -> tuple[np.ndarray, ...] | None:
         """The GPs' arrays for the compiled mean (:mod:`._mean_kernel`), made once per fit."""
         from ._mean_kernel import pack

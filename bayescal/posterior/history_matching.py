@@ -128,9 +128,38 @@ class NotRuledOut:
             idx = np.flatnonzero(inside)
             for i in range(0, idx.size, chunk):
                 j = idx[i:i + chunk]
-                inside[j] = self.implausibility(u[j], w) <= self.cutoff
+                inside[j] = self._within(u[j], w)
         return inside
 
+    def _within(self, u: np.ndarray, wave: int) -> np.ndarray:
+        """``implausibility(u, wave) <= cutoff``, the same decision for less work.
+
+        A point is ruled out when at least ``rank`` summaries are implausible. With the emulator's
+        cheap mean and upper bound on its sd (``predict_sd_bound``), a summary is surely
+        implausible when it is so even at the bound, surely not when it is not so even at zero
+        emulator sd; the O(n^2) predictive sd is computed only for the summaries in between, at
+        the points those still leave undecided (``predict_output``).
+        """
+        em = self.emulators[wave]
+        bound = em.predict_sd_bound(u) if hasattr(em, "predict_sd_bound") else None
+        if bound is None:
+            return self.implausibility(u, wave) <= self.cutoff
+        mean, sd_up = bound
+        c, rank = self.cutoff, min(int(self.rank), mean.shape[1])
+        # margins: the bound's mean is compiled (fastmath) and may differ from the GP's own in the
+        # last bits, scaled by the weights; summaries this close to the cutoff get the full sd
+        obs, sig, dis = self.observed, self.sigma, self.discrepancy
+        high = implausibility(mean, sd_up, obs, sig, dis) > c * (1 + 1e-4)
+        unsure = ~high & (implausibility(mean, 0.0, obs, sig, dis) > c * (1 - 1e-4))
+        n_high = high.sum(1)
+        todo = (n_high < rank) & (n_high + unsure.sum(1) >= rank)
+        if todo.any():
+            obs, sig, dis = (np.broadcast_to(np.asarray(a, float), mean.shape[1:]) for a in (obs, sig, dis))
+            for j in np.flatnonzero(unsure[todo].any(0)):
+                rows = np.flatnonzero(todo & unsure[:, j])
+                m, s = em.predict_output(u[rows], j)
+                n_high[rows] += implausibility(m[:, None], s[:, None], obs[j:j + 1], sig[j], dis[j])[:, 0] > c
+        return n_high < rank
 
 def maximin_subset(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy farthest-point subset of ``n`` rows of ``points`` (space-filling design in a region)."""
