@@ -162,7 +162,7 @@ class ActiveGPEmulator(BaseEstimator):
         check_fitted(self, "gps_")
         Xa = _as_inputs(X, None, self.n_features_in_)
         j = int(output)
-        mean = (Xa @ self.coef_.T + self.intercept_)[:, j]
+        mean = (Xa @ self.coef_.T + self.intercept_)[:, j]  # every column, as predict does: the same bits
         sd = np.zeros_like(mean)
         for i in range(0, Xa.shape[0], 2048):
             m, s = self.gps_[j]._predict_block(Xa[i:i + 2048, self.active_[j]], "std", True)
@@ -179,11 +179,11 @@ class ActiveGPEmulator(BaseEstimator):
         variance ``2 s2 (1 - rho_i) + tau`` (``s2`` the signal variance, ``tau`` the noise with
         any jitter, ``rho_i`` the correlation); the nugget adds ``tau`` again. History matching
         uses it to rule a point out without the O(n^2) variance (``NotRuledOut.contains``).
-        ``None`` when the GPs cannot be packed (:func:`._mean_kernel.pack`).
+        ``None`` when the GPs cannot be packed (:func:`._mean_kernel.pack`) or have no constant mean.
         """
         check_fitted(self, "gps_")
         packed = self._packed()
-        if packed is None:
+        if packed is None or any(g.mean != "constant" for g in self.gps_):
             return None
         from ._mean_kernel import active_means_nearest
 
@@ -195,11 +195,7 @@ class ActiveGPEmulator(BaseEstimator):
         mean = mean * self.y_sd_ + self.y_mean_
         s2 = np.array([g.signal_variance_ for g in self.gps_])
         tau = np.array([g.noise_ + g._jitter for g in self.gps_])
-        rho = np.clip(rho, 0.0, 1.0)
-        if self.gps_[0].mean == "constant":
-            var = 2.0 * s2 * (1.0 - rho) + 2.0 * tau
-        else:  # zero mean: simple kriging on one run
-            var = s2 - (s2 * rho) ** 2 / (s2 + tau) + tau
+        var = 2.0 * s2 * (1.0 - np.clip(rho, 0.0, 1.0)) + 2.0 * tau
         # fastmath's correlations may be off in the last bits: widen by far more than that
         return mean, np.sqrt(var * (1.0 + 1e-9) + 1e-12 * s2) * scale * self.y_sd_
 

@@ -161,6 +161,7 @@ class NotRuledOut:
                 n_high[rows] += implausibility(m[:, None], s[:, None], obs[j:j + 1], sig[j], dis[j])[:, 0] > c
         return n_high < rank
 
+
 def maximin_subset(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy farthest-point subset of ``n`` rows of ``points`` (space-filling design in a region)."""
     points = np.asarray(points, float)
