@@ -93,7 +93,8 @@ def _report(config: Path, run_dir: Path, wall: float | None, peak: float | None)
         s = hm.sel(wave=w)
         print(f"  {int(w):4d} {int(s.n_runs):11d} {int(s.n_new):4d} {int(s.n_train):6d} "
               f"{float(s.nroy_fraction):14.3g} {float(s.emulator_sd):18.2f} {float(s.new_runs_kept):10.2f}")
-    print(f"  rule: {hm.attrs['rule']}; informed subspace rank {hm.attrs['rank']}; chain "
+    rank = hm.attrs.get("subspace_rank", hm.attrs["rank"])  # older run directories: "rank"
+    print(f"  rule: {hm.attrs['rule']}; informed subspace rank {rank}; chain "
           f"{hm.attrs['n_steps']} steps, tau_max {hm.attrs['tau_max']:.0f}, "
           f"{'>=' if hm.attrs['converged'] else '<'} 50 tau")
     space = rd.space()

@@ -252,6 +252,8 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
 
     section = _history_matching_section(out / "history_matching.nc")  # the report's per-summary checks
     assert "Median parameter-only 90 % predictive interval" in section
+    # two ranks, two names: the implausibility rule's and the informed subspace's
+    assert hm.attrs["rank"] == 2 and f"{hm.attrs['subspace_rank']} directions" in section
     assert str(hm["summary"].values[0]) in section and ":" in str(hm["summary"].values[0])
     space = pipe.space()
     post_u = _unit_draws(idata, space)

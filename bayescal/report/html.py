@@ -300,12 +300,14 @@ def _history_matching_section(path: Path) -> str:
         return "met" if ok else "<b style='color:#b00'>not met</b>"
 
     tau, n = float(hm.attrs.get("tau_max", np.nan)), int(hm.attrs.get("n_steps", 0))
+    rank = int(hm.attrs.get("subspace_rank", hm.attrs.get("rank", 0)))  # run directories before 0.1.0's
+    # subspace_rank wrote the subspace's rank over the implausibility rule's "rank"
     chain = ("reaches 50 autocorrelation times" if hm.attrs.get("converged") else
              f"is {n / max(tau, 1e-9):.0f} autocorrelation times long (tau {tau:.0f}, {n} steps), short of "
              "50: raise posterior.max_steps")
     return ("<h3>History matching: does the posterior carry the data?</h3>"
             f"<p>{len(hm['parameter'])} values calibrated, none left out; the informed subspace has "
-            f"{int(hm.attrs.get('rank', 0))} directions; the chain {chain}.</p>"
+            f"{rank} directions; the chain {chain}.</p>"
             f"<p>Median parameter-only 90 % predictive interval over the observational one: {med:.2f} "
             f"(goal &le; 1: {verdict(med <= 1)}); mean square of the standardised residuals at the "
             f"posterior mean: {ms:.2f} (goal 0.5&ndash;2: {verdict(0.5 <= ms <= 2)}).</p>"

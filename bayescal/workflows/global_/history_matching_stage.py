@@ -173,7 +173,7 @@ def _write_tables(out, space, hm, sub, post, checks, sigma, labels) -> None:
     waves["eigenvalue"] = ("direction", sub.eigenvalues)
     waves["sd_ratio"] = ("parameter", u.std(0) * np.sqrt(12.0))
     waves = waves.assign_coords(parameter=space.labels, summary=labels)
-    waves.attrs.update(rank=sub.rank, n_steps=post.n_steps, tau_max=float(np.nanmax(post.tau)),
+    waves.attrs.update(subspace_rank=sub.rank, n_steps=post.n_steps, tau_max=float(np.nanmax(post.tau)),
                        converged=int(post.converged))
     waves.to_netcdf(out / "history_matching.nc")
     rounds = xr.Dataset({"n_train": ("round", hm.waves["n_runs"].values),
