@@ -8,7 +8,9 @@ then times ``simulate`` on ``--members`` Latin-hypercube members of the prior (m
 probe (ns per ``exp``: this VM's speed drifts), the wall time per call, and the time per member
 set per simulated year (the driver years plus the spin-up's years x cycles). The direct route's
 chain runs the calibration years only (plus the same spin-up): per emcee step of ``--members``
-walkers it pays the per-year figure times that many years.
+walkers it pays the per-year figure times that many years. The same members through
+``output_arrays`` (the direct route's likelihood: the arrays without a Dataset) are timed beside
+``simulate`` in the same run.
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ def main() -> None:
     t0 = time.perf_counter()
     model.simulate(theta[:1])
     first = time.perf_counter() - t0
-    walls = []
+    walls, fast = [], []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         ds = model.simulate(theta)
         walls.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        model.output_arrays(theta, ["nee", "gpp"])
+        fast.append(time.perf_counter() - t0)
     wall = float(np.median(walls))
     years = len(np.unique(ds["time"].dt.year.values))
     spin = model.spinup_years * model.spinup_cycles
@@ -59,6 +64,8 @@ def main() -> None:
     print(f"{args.members} members: {wall:.4f} s per call (median of "
           f"{', '.join(f'{w:.4f}' for w in walls)}); {1e3 * wall / (years + spin):.2f} ms per "
           f"simulated year; failed members {int((ds['status'] != 'done').sum())}")
+    print(f"output_arrays (nee, gpp; no Dataset): {np.median(fast):.4f} s per call, "
+          f"{1e3 * np.median(fast) / (years + spin):.2f} ms per simulated year")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,19 @@ def test_a_negative_pool_fails_the_member_with_its_pool_and_day(hai):
     assert np.isnan(out.nee.values[1]).all() and np.isfinite(out.nee.values[0]).all()
 
 
+def test_output_arrays_are_the_datasets_values_and_failures(hai, rng):
+    """The direct route's fast path (no Dataset) gives the same bits, failed members included."""
+    model = DalecModel(hai, "evergreen", spinup_cycles=1, spinup_years=1)
+    x = np.vstack([_random_theta(model.space, 5, rng), model.space.all_default])
+    x[1, model.space.all_labels.index("p8")] = 0.1  # fails as in the test above
+    x[1, model.space.all_labels.index("p10")] = 0.2
+    ds = model(x)
+    arrays, failed = model.output_arrays(x, ["nee", "gpp", "lai"])
+    assert failed.tolist() == (ds.status.values == "failed").tolist() and failed[1]
+    for v in ("nee", "gpp", "lai"):
+        np.testing.assert_array_equal(arrays[v], ds[v].values)
+
+
 def test_bad_drivers_and_theta_named(hai):
     with pytest.raises(ValueError, match="co2"):
         DalecModel(hai.drop_vars("co2"))

@@ -145,16 +145,22 @@ class ActiveGPEmulator(BaseEstimator):
             mean += (k + offset) * scale + shift
             return mean * self.y_sd_ + self.y_mean_
         sd = np.zeros_like(mean)
-        for j, (gp, a) in enumerate(zip(self.gps_, self.active_, strict=True)):
-            # the GPs' own block prediction: inputs were checked once above (a sampler calls this
-            # thousands of times with a few points)
-            for i in range(0, Xa.shape[0], 2048):
-                m, s = gp._predict_block(Xa[i:i + 2048, a], "std" if return_std else None, True)
-                mean[i:i + 2048, j] += m
-                if return_std:
-                    sd[i:i + 2048, j] = s
+        for j in range(len(self.gps_)):
+            self._add_gp(Xa, j, mean[:, j], sd[:, j] if return_std else None)
         mean = mean * self.y_sd_ + self.y_mean_
         return (mean, sd * self.y_sd_) if return_std else mean
+
+    def _add_gp(self, Xa: np.ndarray, j: int, mean: np.ndarray, sd: np.ndarray | None) -> None:
+        """Add output ``j``'s GP mean to ``mean`` and write its sd to ``sd`` (if given), in place.
+
+        The GPs' own block prediction: inputs were checked once by the caller (a sampler calls
+        this thousands of times with a few points)."""
+        for i in range(0, Xa.shape[0], 2048):
+            m, s = self.gps_[j]._predict_block(Xa[i:i + 2048, self.active_[j]],
+                                               None if sd is None else "std", True)
+            mean[i:i + 2048] += m
+            if sd is not None:
+                sd[i:i + 2048] = s
 
     def predict_output(self, X: Any, output: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and predictive sd of one output (points,): column ``output`` of
@@ -164,10 +170,7 @@ class ActiveGPEmulator(BaseEstimator):
         j = int(output)
         mean = (Xa @ self.coef_.T + self.intercept_)[:, j]  # every column, as predict does: the same bits
         sd = np.zeros_like(mean)
-        for i in range(0, Xa.shape[0], 2048):
-            m, s = self.gps_[j]._predict_block(Xa[i:i + 2048, self.active_[j]], "std", True)
-            mean[i:i + 2048] += m
-            sd[i:i + 2048] = s
+        self._add_gp(Xa, j, mean, sd)
         return mean * self.y_sd_[j] + self.y_mean_[j], sd * self.y_sd_[j]
 
     def predict_sd_bound(self, X: Any) -> tuple[np.ndarray, np.ndarray] | None:

@@ -34,7 +34,7 @@ def acm(lai, tmax, tmin, rad, ca, daylen, nue, nit):
     return e0 * rad * dc / (e0 * rad + dc) * (A2 * daylen + A5)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def step(kind, p, pools, phen, doy, tm, tmax, tmin, rad, ca, daylen, flux, flow):
     """Advance ``pools`` (6,) by one day in place; ``flux`` gets gpp, nee, reco, ra, rh, lai.
 
@@ -108,16 +108,16 @@ def run(kind, par, pools, phen, doy, tm, tmax, tmin, rad, ca, daylen, out, flow,
         if bad_day[m] >= 0:
             continue
         flux = np.empty(6)
+        p, pm, hm, fm = par[m], pools[m], phen[m], flow[m]  # views made once, not once a day
         for d in range(n_d):
-            step(kind, par[m], pools[m], phen[m], doy[d], tm[d], tmax[d], tmin[d], rad[d], ca[d],
-                 daylen[d], flux, flow[m])
+            step(kind, p, pm, hm, doy[d], tm[d], tmax[d], tmin[d], rad[d], ca[d], daylen[d], flux, fm)
             for i in range(6):
-                if not (pools[m, i] >= 0.0 and np.isfinite(pools[m, i])):
+                if not (pm[i] >= 0.0 and np.isfinite(pm[i])):
                     bad_day[m], bad_pool[m] = d, i
             if write:
                 for k in range(6):
                     out[k, m, d] = flux[k]
                 for i in range(6):
-                    out[6 + i, m, d] = pools[m, i]
+                    out[6 + i, m, d] = pm[i]
             if bad_day[m] >= 0:
                 break

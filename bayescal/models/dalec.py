@@ -201,8 +201,9 @@ class DalecModel:
         pools[:, 4] *= eta
         return pools, phen, bad_day, bad_pool
 
-    def simulate(self, theta: np.ndarray) -> xr.Dataset:
-        """Run the members; fluxes gC m-2 d-1 (NEE > 0: source), pools gC m-2, ``status``/``reason``."""
+    def _integrate(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every output on (output, member, day) (NaN for failed members), and the spin-up and
+        run failures (``bad_day``, ``bad_pool``: -1 while fine; ``spun_failed``)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         if theta.shape[1] != self.space.n_values:
             raise ValueError(
@@ -214,6 +215,21 @@ class DalecModel:
         out = np.full((len(K.OUTPUTS), n, n_d), np.nan)
         K.run(_KINDS[self.kind], self._par(theta), pools, phen, *self._met, out, np.zeros((n, 6, 2)),
               bad_day, bad_pool)
+        out[:, bad_day >= 0, :] = np.nan
+        return out, bad_day, bad_pool, spun_failed
+
+    def output_arrays(self, theta: np.ndarray, variables) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``{variable: (member, time) array}`` of the outputs named, and which members failed:
+        :meth:`simulate`'s values without building a Dataset (the direct route's likelihood
+        calls this tens of thousands of times; ``python benchmarks/bench_dalec.py``)."""
+        out, bad_day, _, _ = self._integrate(theta)
+        return {v: out[K.OUTPUTS.index(v)] for v in variables}, bad_day >= 0
+
+    def simulate(self, theta: np.ndarray) -> xr.Dataset:
+        """Run the members; fluxes gC m-2 d-1 (NEE > 0: source), pools gC m-2, ``status``/``reason``."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        out, bad_day, bad_pool, spun_failed = self._integrate(theta)
+        n = theta.shape[0]
         times = self.drivers["time"].values
         reason = np.array([
             "" if d < 0 else f"pool {K.POOLS[p]} negative or non-finite "
@@ -221,7 +237,6 @@ class DalecModel:
             for m, (d, p) in enumerate(zip(bad_day, bad_pool, strict=True))
         ])
         failed = bad_day >= 0
-        out[:, failed, :] = np.nan
         data = {name: (("member", "time"), out[i], {"units": _UNITS.get(name, "gC m-2")})
                 for i, name in enumerate(K.OUTPUTS)}
         if self.kind == "evergreen":

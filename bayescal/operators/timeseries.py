@@ -19,7 +19,7 @@ site workflow does at the maximum-likelihood point (empirical Bayes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -113,14 +113,18 @@ class SeriesOperator:
 
     def of_model(self, ds: xr.Dataset) -> np.ndarray:
         """Model values (member, n) matching :attr:`y`; NaN where the model output is NaN."""
-        out = np.empty((ds.sizes["member"], self.y.size))
         for k, v in enumerate(self.variables):
-            idx = np.flatnonzero(self.product_index == k)
             if v not in ds:
                 raise ObservationError(f"the model output has no variable {v!r} for product "
                                        f"{self.products[k].name!r}")
-            x = ds[v].transpose("member", "time").values
-            out[:, idx] = (self.weights[idx] @ x.T).T
+        return self.of_arrays({v: ds[v].transpose("member", "time").values for v in set(self.variables)})
+
+    def of_arrays(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """:meth:`of_model` of ``{variable: (member, time) array}`` on the model's days."""
+        out = np.empty((next(iter(arrays.values())).shape[0], self.y.size))
+        for k, v in enumerate(self.variables):
+            idx = np.flatnonzero(self.product_index == k)
+            out[:, idx] = (self.weights[idx] @ arrays[v].T).T
         return out
 
 

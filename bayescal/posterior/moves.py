@@ -46,6 +46,11 @@ class DESubspaceMove(RedBlueMove):
         self.crossover = np.asarray(crossover, dtype=float)
         super().__init__(**kwargs)
 
+    def __repr__(self) -> str:
+        cr = ", ".join(f"{c:.3g}" for c in self.crossover)
+        return (f"DESubspaceMove(scale={self.scale:g}, crossover=({cr}), jump={self.jump:g}, "
+                f"sigma={self.sigma:g})")
+
     def get_proposal(self, s: np.ndarray, c: list[np.ndarray], random) -> tuple[np.ndarray, np.ndarray]:
         """Proposals for the walkers ``s`` from the complementary ensemble ``c`` (emcee's API;
         ``random`` is the sampler's ``numpy.random.RandomState``)."""

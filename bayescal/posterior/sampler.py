@@ -35,6 +35,18 @@ def default_moves() -> list[tuple[emcee.moves.Move, float]]:
     return [(emcee.moves.DEMove(), 0.8), (emcee.moves.StretchMove(), 0.2)]
 
 
+def describe_moves(moves) -> str:
+    """The moves as text for the InferenceData's attributes: each move's own ``repr`` if it has
+    one, else its class name, with its weight; never an object's address (the file must be the
+    same bits on every run)."""
+    if not moves:
+        return "DE 0.8 / stretch 0.2"
+    items = [moves] if isinstance(moves, emcee.moves.Move) else list(moves)
+    items = [m if isinstance(m, tuple) else (m, 1.0) for m in items]
+    names = [repr(m) if type(m).__repr__ is not object.__repr__ else type(m).__name__ for m, _ in items]
+    return " / ".join(f"{name} {w:g}" for name, (_, w) in zip(names, items, strict=True))
+
+
 class PosteriorSampler:
     """emcee ensemble sampler of ``prior x likelihood`` in unit-cube coordinates.
 
@@ -340,7 +352,7 @@ class PosteriorSampler:
             tau_max=float(np.nanmax(tau)),
             tau_min=float(np.nanmin(tau)),
             sampler="emcee",
-            moves=str(self.moves or "DE 0.8 / stretch 0.2"),
+            moves=describe_moves(self.moves),
         )
         prior_u = self.priors.sample(n_prior, self._output_seed)[None]
         like = self.log_likelihood

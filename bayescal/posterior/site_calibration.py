@@ -33,11 +33,23 @@ InferenceData's pointwise log-likelihood and predictive draws run the model at e
 Values = Callable[[np.ndarray], np.ndarray]  # unit-cube points (k, d) -> operator values (k, n), NaN: failed
 
 
-def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOperator) -> Values:
-    """The model's values at unit-cube points (rows of failed members are NaN)."""
+def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOperator, *,
+                 arrays: Callable | None = None) -> Values:
+    """The model's values at unit-cube points (rows of failed members are NaN).
+
+    ``arrays``, if given, is the simulator's fast path: ``theta -> ({variable: (member, time)
+    array}, failed (member,))`` with the same values as ``simulator`` returns in its Dataset
+    (:meth:`bayescal.models.dalec.DalecModel.output_arrays`).
+    """
 
     def f(u: np.ndarray) -> np.ndarray:
-        ds = simulator(space.expand(space.from_unit(np.clip(np.atleast_2d(u), 0.0, 1.0))))
+        theta = space.expand(space.from_unit(np.clip(np.atleast_2d(u), 0.0, 1.0)))
+        if arrays is not None:
+            out, failed = arrays(theta)
+            y = operator.of_arrays(out)
+            y[failed] = np.nan
+            return y
+        ds = simulator(theta)
         if any(v not in ds for v in operator.variables):  # every member failed before any output
             return np.full((ds.sizes["member"], operator.y.size), np.nan)
         y = operator.of_model(ds)

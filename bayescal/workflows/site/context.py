@@ -53,6 +53,20 @@ class SiteContext(Context):
         self._count(np.atleast_2d(theta).shape[0])
         return self.calibration_model(theta)
 
+    def calibration_arrays(self):
+        """The calibration model's fast path (``theta -> ({variable: (member, time)}, failed)``,
+        counted as :meth:`calibration_simulator` is), or None if the model has none (DALEC has)."""
+        fast = getattr(self.calibration_model, "output_arrays", None)
+        if fast is None:
+            return None
+        variables = sorted({p["variable"] for p in self.config["observations"]["products"]})
+
+        def arrays(theta: np.ndarray):
+            self._count(np.atleast_2d(theta).shape[0])
+            return fast(theta, variables)
+
+        return arrays
+
     def years(self, which: str) -> tuple[int, int]:
         yrs = self.config["site"][f"{which}_years"]
         return int(yrs[0]), int(yrs[1])

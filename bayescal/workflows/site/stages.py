@@ -22,7 +22,8 @@ def _values(ctx: SiteContext):
     from bayescal.posterior.site_calibration import emulated_values, model_values
 
     if ctx.config["posterior"]["route"] == "direct":
-        return model_values(ctx.calibration_simulator, ctx.space(), ctx.operator("calibration"))
+        return model_values(ctx.calibration_simulator, ctx.space(), ctx.operator("calibration"),
+                            arrays=ctx.calibration_arrays())
     return emulated_values(load_emulator(ctx.run_dir / "optimize" / "output_emulator.nc"))
 
 
@@ -176,8 +177,8 @@ def run_site_posterior(ctx: SiteContext) -> None:
     else:
         errors.add(_optimum_run(ctx))
         errors.save()
-        loglik = series_log_likelihood(model_values(ctx.calibration_simulator, space, errors.op),
-                                       errors.likelihood())
+        values = model_values(ctx.calibration_simulator, space, errors.op, arrays=ctx.calibration_arrays())
+        loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
         # every step saved to chain.h5: a killed stage continues its chain where it stopped
         sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
