@@ -125,6 +125,10 @@ def test_output_arrays_are_the_datasets_values_and_failures(hai, rng):
     assert failed.tolist() == (ds.status.values == "failed").tolist() and failed[1]
     for v in ("nee", "gpp", "lai"):
         np.testing.assert_array_equal(arrays[v], ds[v].values)
+    one, _ = model.output_arrays(x, ["csom"])  # a pool alone: only its row is written
+    np.testing.assert_array_equal(one["csom"], ds["csom"].values)
+    with pytest.raises(ValueError, match=r"no output \['le'\]"):
+        model.output_arrays(x, ["nee", "le"])
 
 
 def test_bad_drivers_and_theta_named(hai):

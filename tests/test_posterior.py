@@ -382,7 +382,7 @@ def test_moves_are_described_by_their_settings_not_their_addresses():
     """The InferenceData's ``moves`` attribute is the same text on every run (a run resumed after
     a kill writes the same file): the settings of a move that has a repr, else its class name."""
     from bayescal.posterior import DESubspaceMove
-    from bayescal.posterior.sampler import describe_moves, default_moves
+    from bayescal.posterior.sampler import default_moves, describe_moves
 
     assert describe_moves(default_moves()) == "DEMove 0.8 / StretchMove 0.2"
     a, b = (describe_moves([(DESubspaceMove(scale=0.25), 1.0)]) for _ in range(2))

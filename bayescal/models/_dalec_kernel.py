@@ -95,12 +95,14 @@ def step(kind, p, pools, phen, doy, tm, tmax, tmin, rad, ca, daylen, flux, flow)
 
 
 @numba.njit(cache=True, parallel=True)
-def run(kind, par, pools, phen, doy, tm, tmax, tmin, rad, ca, daylen, out, flow, bad_day, bad_pool):
+def run(kind, par, pools, phen, doy, tm, tmax, tmin, rad, ca, daylen, out, slot, flow, bad_day, bad_pool):
     """Integrate every member over the days given, in place.
 
     ``par`` (n_m, 19); ``pools`` (n_m, 6) and ``phen`` (n_m, 2) are the state, updated; ``out``
-    (12, n_m, n_days) or an empty array; ``flow`` (n_m, 6, 2). A member whose pool goes negative
-    or non-finite stops: ``bad_day``/``bad_pool`` (n_m,) record where (-1 while it is fine).
+    (n_out, n_m, n_days) or an empty array; ``slot`` (12,) is the row of ``out`` of each of
+    :data:`OUTPUTS` (-1: not written; a caller that needs two outputs writes 2/12 of the memory);
+    ``flow`` (n_m, 6, 2). A member whose pool goes negative or non-finite stops:
+    ``bad_day``/``bad_pool`` (n_m,) record where (-1 while it is fine).
     """
     n_m, n_d = par.shape[0], doy.shape[0]
     write = out.shape[0] > 0
@@ -116,8 +118,10 @@ def run(kind, par, pools, phen, doy, tm, tmax, tmin, rad, ca, daylen, out, flow,
                     bad_day[m], bad_pool[m] = d, i
             if write:
                 for k in range(6):
-                    out[k, m, d] = flux[k]
+                    if slot[k] >= 0:
+                        out[slot[k], m, d] = flux[k]
                 for i in range(6):
-                    out[6 + i, m, d] = pm[i]
+                    if slot[6 + i] >= 0:
+                        out[slot[6 + i], m, d] = pm[i]
             if bad_day[m] >= 0:
                 break

@@ -108,6 +108,9 @@ def _check_drivers(d: xr.Dataset) -> None:
                              f"day(s), the first {t[nf][0]:%Y-%m-%d}")
 
 
+_NO_SLOT = np.full(len(K.OUTPUTS), -1)  # the spin-up writes no output
+
+
 class DalecModel:
     """DALEC at one site: ``model(theta (k, n_values)) -> Dataset`` on (member, time).
 
@@ -192,7 +195,7 @@ class DalecModel:
             power[0] = 0.0
         for _ in range(self.spinup_cycles):
             flow = np.zeros((n, 6, 2))
-            K.run(kind, par, pools, phen, *self._spin, np.zeros((0, 0, 0)), flow, bad_day, bad_pool)
+            K.run(kind, par, pools, phen, *self._spin, np.zeros((0, 0, 0)), _NO_SLOT, flow, bad_day, bad_pool)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(flow[:, :, 1] > 0, flow[:, :, 0] / flow[:, :, 1], 1.0)
             ok = (bad_day < 0)[:, None] & np.isfinite(ratio) & (ratio > 0)
@@ -201,8 +204,9 @@ class DalecModel:
         pools[:, 4] *= eta
         return pools, phen, bad_day, bad_pool
 
-    def _integrate(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every output on (output, member, day) (NaN for failed members), and the spin-up and
+    def _integrate(self, theta: np.ndarray, outputs: tuple[str, ...] = K.OUTPUTS
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``outputs`` on (output, member, day) (NaN for failed members), and the spin-up and
         run failures (``bad_day``, ``bad_pool``: -1 while fine; ``spun_failed``)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         if theta.shape[1] != self.space.n_values:
@@ -212,8 +216,9 @@ class DalecModel:
         pools, phen, bad_day, bad_pool = self.spin_up(theta)
         spun_failed = bad_day >= 0
         n, n_d = theta.shape[0], self._met[0].size
-        out = np.full((len(K.OUTPUTS), n, n_d), np.nan)
-        K.run(_KINDS[self.kind], self._par(theta), pools, phen, *self._met, out, np.zeros((n, 6, 2)),
+        out = np.full((len(outputs), n, n_d), np.nan)
+        slot = np.array([outputs.index(v) if v in outputs else -1 for v in K.OUTPUTS])
+        K.run(_KINDS[self.kind], self._par(theta), pools, phen, *self._met, out, slot, np.zeros((n, 6, 2)),
               bad_day, bad_pool)
         out[:, bad_day >= 0, :] = np.nan
         return out, bad_day, bad_pool, spun_failed
@@ -222,8 +227,12 @@ class DalecModel:
         """``{variable: (member, time) array}`` of the outputs named, and which members failed:
         :meth:`simulate`'s values without building a Dataset (the direct route's likelihood
         calls this tens of thousands of times; ``python benchmarks/bench_dalec.py``)."""
-        out, bad_day, _, _ = self._integrate(theta)
-        return {v: out[K.OUTPUTS.index(v)] for v in variables}, bad_day >= 0
+        variables = tuple(variables)
+        unknown = sorted(set(variables) - set(K.OUTPUTS))
+        if unknown:
+            raise ValueError(f"DALEC has no output {unknown}; it gives {list(K.OUTPUTS)}")
+        out, bad_day, _, _ = self._integrate(theta, variables)
+        return {v: out[i] for i, v in enumerate(variables)}, bad_day >= 0
 
     def simulate(self, theta: np.ndarray) -> xr.Dataset:
         """Run the members; fluxes gC m-2 d-1 (NEE > 0: source), pools gC m-2, ``status``/``reason``."""

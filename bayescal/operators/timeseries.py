@@ -71,6 +71,7 @@ class SeriesOperator:
         self.consecutive = np.concatenate(consecutive)  # previous value: same product, previous period
         self.time = np.concatenate(start).astype("datetime64[ns]")  # first day of each value's period
         self.variables = [p.variable for p in self.products]
+        self._rows_cache: list | None = None
 
     def coords(self, dim: str = "observation") -> dict:
         """Coordinates of the values on ``dim``: period start, variable, product and units."""
@@ -122,10 +123,17 @@ class SeriesOperator:
     def of_arrays(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         """:meth:`of_model` of ``{variable: (member, time) array}`` on the model's days."""
         out = np.empty((next(iter(arrays.values())).shape[0], self.y.size))
-        for k, v in enumerate(self.variables):
-            idx = np.flatnonzero(self.product_index == k)
-            out[:, idx] = (self.weights[idx] @ arrays[v].T).T
+        for v, idx, w in self._rows():
+            out[:, idx] = (w @ arrays[v].T).T
         return out
+
+    def _rows(self) -> list[tuple[str, np.ndarray, sparse.csr_matrix]]:
+        """Per product: its variable, its values' positions and its rows of :attr:`weights`
+        (sliced once: the direct route calls :meth:`of_arrays` tens of thousands of times)."""
+        if self._rows_cache is None:
+            idx = [np.flatnonzero(self.product_index == k) for k in range(len(self.products))]
+            self._rows_cache = [(v, i, self.weights[i]) for v, i in zip(self.variables, idx, strict=True)]
+        return self._rows_cache
 
 
 class SeriesLikelihood:
