@@ -6,8 +6,9 @@
 
 Issue 25 asks the direct route (emcee on the embedded DALEC itself) to reach 50 autocorrelation
 times at DE-Hai within 5 minutes on 2 cores, and which sampler does it. For each move set the
-site route offers (``posterior.moves``: ``de_stretch``, bayescal's default, DE 0.8 + stretch 0.2;
-``de_subspace``, :class:`bayescal.posterior.DESubspaceMove`) this runs the config's optimize and
+site route offers (``posterior.moves``: ``de_stretch``, emcee's DE 0.8 + stretch 0.2;
+``de_subspace``, :class:`bayescal.posterior.DESubspaceMove`, the default since this benchmark
+measured it: docs/site.md) this runs the config's optimize and
 posterior stages (``bayescal run CONFIG --until posterior``) with a chain of exactly ``--steps``
 steps (``n_steps = max_steps``) into ``OUT/<moves>``, then prints per move set: walkers x steps and
 model runs, the posterior stage's wall time, the acceptance, emcee's integrated autocorrelation
@@ -44,7 +45,8 @@ def _run(cfg: dict, text: str, run_dir: Path) -> None:
 
 def _figures(run: Path) -> dict:
     stage = json.loads((run / "posterior" / "stage.json").read_text())
-    chain = h5py.File(run / "posterior" / "chain.h5", "r")["mcmc"]["chain"][:]
+    with h5py.File(run / "posterior" / "chain.h5", "r") as f:
+        chain = f["mcmc"]["chain"][:]
     moved = np.any(np.diff(chain, axis=0) != 0, axis=-1)
     whole, half = (integrated_time(c, tol=0) for c in (chain, chain[chain.shape[0] // 2:]))
     return {"steps": chain.shape[0], "walkers": chain.shape[1], "runs": stage["runs"], "wall": stage["wall"],
@@ -77,7 +79,8 @@ def main() -> None:
     for moves in MOVES:
         f = _figures(args.out / moves)
         tau = f["tau"].max()
-        print(f"{moves:12s}{f['walkers']:>7d} x {f['steps']:<7d}{f['runs']:>12,d}{f['wall']:>8.0f}"
+        runs = f"{f['runs']:,d}" if f["runs"] is not None else "n/a"  # not counted off the serial runner
+        print(f"{moves:12s}{f['walkers']:>7d} x {f['steps']:<7d}{runs:>12s}{f['wall']:>8.0f}"
               f"{f['acceptance']:>8.3f}{tau:>9.0f} / {np.median(f['tau']):<5.0f}"
               f"{f['tau_half'].max():>7.0f} / {np.median(f['tau_half']):<4.0f}{f['steps'] / tau:>9.1f}"
               f"{f['wall'] * 50 * tau / f['steps'] / 60:>16.1f} min")

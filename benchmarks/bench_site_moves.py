@@ -11,8 +11,8 @@ same 32 walkers and the exact likelihood (the direct route's); the script prints
 seed the acceptance, the mean squared jump per model run in the reference posterior's whitened
 coordinates (the larger, the faster the chain moves per run), emcee's autocorrelation estimate
 (reliable only when ``--steps`` exceeds 50 of it) and the wall time. Move sets: ``de_stretch``
-(bayescal's default), ``de_subspace`` (:class:`bayescal.posterior.DESubspaceMove`, scale 0.5:
-the site route's ``posterior.moves = "de_subspace"``) and the same at scale 0.25.
+(emcee's DE 0.8 + stretch 0.2), ``de_subspace`` (:class:`bayescal.posterior.DESubspaceMove`, scale
+0.5: the site route's default ``posterior.moves``) and the same at scale 0.25.
 """
 
 from __future__ import annotations

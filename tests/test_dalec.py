@@ -114,21 +114,32 @@ def test_a_negative_pool_fails_the_member_with_its_pool_and_day(hai):
     assert np.isnan(out.nee.values[1]).all() and np.isfinite(out.nee.values[0]).all()
 
 
-def test_output_arrays_are_the_datasets_values_and_failures(hai, rng):
-    """The direct route's fast path (no Dataset) gives the same bits, failed members included."""
-    model = DalecModel(hai, "evergreen", spinup_cycles=1, spinup_years=1)
-    x = np.vstack([_random_theta(model.space, 5, rng), model.space.all_default])
-    x[1, model.space.all_labels.index("p8")] = 0.1  # fails as in the test above
-    x[1, model.space.all_labels.index("p10")] = 0.2
+@pytest.mark.parametrize("kind", ["evergreen", "deciduous"])
+def test_output_arrays_are_the_datasets_values_and_failures(kind, hai, rng):
+    """The direct route's fast path (no Dataset, only the rows asked for written) gives the same
+    bits as ``simulate``, members failed in the spin-up and after it included."""
+    drivers = hai.copy(deep=True)
+    drivers["ta"].loc["2002-07-01"] = 60.0  # one hot day after the spin-up year
+    model = DalecModel(drivers, kind, spinup_cycles=1, spinup_years=1)
+    x = np.vstack([_random_theta(model.space, 6, rng), np.tile(model.space.all_default, (2, 1))])
+    labels = model.space.all_labels
+    x[-2, labels.index("p8")] = 0.05  # litter loss > the pool on the hot day only
+    x[-1, labels.index("p8")], x[-1, labels.index("p10")] = 0.1, 0.2  # ... already in the spin-up
     ds = model(x)
-    arrays, failed = model.output_arrays(x, ["nee", "gpp", "lai"])
-    assert failed.tolist() == (ds.status.values == "failed").tolist() and failed[1]
+    assert str(ds.reason.values[-2]) == "pool clit negative or non-finite on 2002-07-01"
+    assert str(ds.reason.values[-1]).endswith("during the spin-up")
+    arrays, failed = model.output_arrays(x, ["nee", "gpp", "lai", "nee"])  # a repeated name: once
+    assert list(arrays) == ["nee", "gpp", "lai"]
+    assert failed.tolist() == (ds.status.values == "failed").tolist()
     for v in ("nee", "gpp", "lai"):
         np.testing.assert_array_equal(arrays[v], ds[v].values)
     one, _ = model.output_arrays(x, ["csom"])  # a pool alone: only its row is written
     np.testing.assert_array_equal(one["csom"], ds["csom"].values)
     with pytest.raises(ValueError, match=r"no output \['le'\]"):
         model.output_arrays(x, ["nee", "le"])
+    if kind == "evergreen":  # simulate has no labile pool for the evergreen version
+        with pytest.raises(ValueError, match=r"no output \['clab'\]"):
+            model.output_arrays(x, ["clab"])
 
 
 def test_bad_drivers_and_theta_named(hai):

@@ -145,6 +145,15 @@ def _toy_site(kill_at=None):
     return series_log_likelihood(killable, SeriesLikelihood(op, np.array([0.05]), np.array([0.3]))), space
 
 
+def test_moves_are_described_by_their_settings_not_their_addresses():
+    from bayescal.posterior import DESubspaceMove
+    from bayescal.posterior.sampler import default_moves, describe_moves
+
+    assert describe_moves(default_moves()) == describe_moves(None) == "DEMove 0.8 / StretchMove 0.2"
+    a, b = (describe_moves([(DESubspaceMove(scale=0.25), 1.0)]) for _ in range(2))
+    assert a == b and a.startswith("DESubspaceMove(scale=0.25,") and "0x" not in a
+
+
 def test_site_series_posterior_has_time_and_variable(tmp_path):
     like, space = _toy_site()
     ps = sample_posterior(like, space, np.array([0.5]), n_walkers=8, n_steps=600, seed=2,
@@ -158,6 +167,9 @@ def test_site_series_posterior_has_time_and_variable(tmp_path):
     assert GROUPS <= set(group_names(saved))
     obs = get_group(saved, "observed_data")["y"]
     assert obs.dims == ("observation",) and obs.sizes["observation"] == 24
+    # the site route's default moves, by their settings: the same text on every run (no address)
+    moves = get_group(saved, "posterior").attrs["moves"]
+    assert moves == "DESubspaceMove(scale=0.5, crossover=(0.333, 0.667, 1), jump=0.1, sigma=1e-06) 1"
     assert {"time", "variable", "product", "units"} <= set(obs.coords)
     assert str(obs["time"].values[0])[:10] == "2000-01-01" and obs["variable"].values[0] == "nee"
     assert obs.attrs["units"] == "gC m-2 d-1"

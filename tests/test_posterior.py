@@ -378,24 +378,6 @@ def test_de_subspace_move_keeps_an_exact_gaussian():
     assert np.all(np.abs(np.mean(means, axis=0) - 0.5) < 3 * 0.04 / np.sqrt(15_000 / 4)), means
 
 
-def test_moves_are_described_by_their_settings_not_their_addresses():
-    """The InferenceData's ``moves`` attribute is the same text on every run (a run resumed after
-    a kill writes the same file): the settings of a move that has a repr, else its class name."""
-    from bayescal.posterior import DESubspaceMove
-    from bayescal.posterior.sampler import default_moves, describe_moves
-
-    assert describe_moves(default_moves()) == "DEMove 0.8 / StretchMove 0.2"
-    a, b = (describe_moves([(DESubspaceMove(scale=0.25), 1.0)]) for _ in range(2))
-    assert a == b and "scale=0.25" in a and "0x" not in a
-    like = _correlated_gaussian(2)
-    idata = [PosteriorSampler(like, _space(2), seed=1, moves=[(DESubspaceMove(), 1.0)]).run(60)
-             .to_inference_data(burn=10, thin=5) for _ in range(2)]
-    from bayescal.posterior import get_group
-
-    first, second = (get_group(i, "posterior").attrs["moves"] for i in idata)
-    assert first == second and first.startswith("DESubspaceMove(scale=0.5")
-
-
 def _linear_gaussian(d=4, m=12, sigma=0.1, seed=0):
     rng = np.random.default_rng(seed)
     A = rng.normal(size=(m, d))

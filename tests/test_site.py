@@ -123,6 +123,31 @@ def _posterior(run: Path) -> np.ndarray:
     return np.stack([post["a"].values.ravel(), post["b"].values.ravel()], axis=1)
 
 
+def test_dalec_likelihood_fast_path_is_the_datasets_and_counts_its_runs(tmp_path):
+    """The direct route's DALEC values through ``output_arrays`` (no Dataset) equal the Dataset
+    path's, failed members as NaN rows, every run counted once; only the direct route's chain
+    reads ``posterior.moves`` (a changed moves default must not redo an emulator route's runs)."""
+    from bayescal.posterior.site_calibration import model_values
+    from bayescal.workflows import make_context
+    from bayescal.workflows.site.workflow import SITE
+
+    cfg = load_config(Path(__file__).parents[1] / "examples" / "site_puechabon.toml")
+    ctx = make_context(cfg, tmp_path / "run", progress=False)
+    op, space = ctx.operator("calibration"), ctx.space()
+    u = np.random.default_rng(4).random((12, space.n_free))
+    slow = model_values(ctx.calibration_simulator, space, op)(u)
+    before = ctx.model_runs()
+    fast = model_values(ctx.calibration_simulator, space, op, arrays=ctx.calibration_arrays())(u)
+    assert ctx.model_runs() - before == 12
+    np.testing.assert_array_equal(fast, slow)
+    failed = np.isnan(slow).all(axis=1)
+    assert failed.any() and not failed.all() and not np.isnan(slow[~failed]).any()
+    posterior = next(st for st in SITE.stages if st.name == "posterior")
+    assert "posterior.moves" in posterior.keys(cfg)
+    cfg["posterior"]["route"] = "emulator"
+    assert "posterior.moves" not in posterior.keys(cfg)
+
+
 def test_python_entry_point_route_through_bayescal_run(tmp_path):
     cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n'
                                'options = {start = "2001-01-01", end = "2003-12-31"}')

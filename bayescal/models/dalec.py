@@ -227,10 +227,11 @@ class DalecModel:
         """``{variable: (member, time) array}`` of the outputs named, and which members failed:
         :meth:`simulate`'s values without building a Dataset (the direct route's likelihood
         calls this tens of thousands of times; ``python benchmarks/bench_dalec.py``)."""
-        variables = tuple(variables)
-        unknown = sorted(set(variables) - set(K.OUTPUTS))
+        variables = tuple(dict.fromkeys(variables))  # each once, in the order given
+        gives = [v for v in K.OUTPUTS if not (v == "clab" and self.kind == "evergreen")]  # as simulate
+        unknown = sorted(set(variables) - set(gives))
         if unknown:
-            raise ValueError(f"DALEC has no output {unknown}; it gives {list(K.OUTPUTS)}")
+            raise ValueError(f"DALEC-{self.kind} has no output {unknown}; it gives {gives}")
         out, bad_day, _, _ = self._integrate(theta, variables)
         return {v: out[i] for i, v in enumerate(variables)}, bad_day >= 0
 

@@ -39,9 +39,8 @@ def describe_moves(moves) -> str:
     """The moves as text for the InferenceData's attributes: each move's own ``repr`` if it has
     one, else its class name, with its weight; never an object's address (the file must be the
     same bits on every run)."""
-    if not moves:
-        return "DE 0.8 / stretch 0.2"
-    items = [moves] if isinstance(moves, emcee.moves.Move) else list(moves)
+    items = default_moves() if not moves else moves
+    items = [items] if isinstance(items, emcee.moves.Move) else list(items)
     items = [m if isinstance(m, tuple) else (m, 1.0) for m in items]
     names = [repr(m) if type(m).__repr__ is not object.__repr__ else type(m).__name__ for m, _ in items]
     return " / ".join(f"{name} {w:g}" for name, (_, w) in zip(names, items, strict=True))

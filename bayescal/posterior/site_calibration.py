@@ -145,19 +145,22 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
 def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
                      n_walkers: int, n_steps: int, max_steps: int | None = None, seed: int = 0,
                      ball: float = 0.02, backend: str | Path | None = None, progress: bool = False,
-                     moves: str = "de_stretch"):
+                     moves: str = "de_subspace"):
     """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
 
     Runs ``n_steps``, then (with ``max_steps``) on until the chain is 50 autocorrelation times
     long or ``max_steps`` is reached. With ``backend`` (an HDF5 file) every step is saved there
     and a killed run continues from its last step (the same chain as an uninterrupted run).
-    ``moves``: ``"de_stretch"`` (:func:`~bayescal.posterior.default_moves`) or ``"de_subspace"``
-    (:class:`~bayescal.posterior.DESubspaceMove`, for thin curved ridges; docs/site.md).
+    ``moves``: ``"de_subspace"`` (:class:`~bayescal.posterior.DESubspaceMove`: shorter
+    autocorrelation times on DALEC's posteriors, ``benchmarks/bench_site_direct.py``, docs/site.md)
+    or ``"de_stretch"`` (:func:`~bayescal.posterior.default_moves`).
     ``progress`` shows emcee's progress bar with its ETA. Returns the sampler (InferenceData via
     ``to_inference_data``).
     """
     from . import DESubspaceMove, PosteriorSampler
 
+    if moves not in ("de_subspace", "de_stretch"):
+        raise ValueError(f"moves must be 'de_subspace' or 'de_stretch', got {moves!r}")
     rng = np.random.default_rng(seed)
     chosen = [(DESubspaceMove(), 1.0)] if moves == "de_subspace" else None  # None: default_moves()
     sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend,

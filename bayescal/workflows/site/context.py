@@ -54,12 +54,13 @@ class SiteContext(Context):
         return self.calibration_model(theta)
 
     def calibration_arrays(self):
-        """The calibration model's fast path (``theta -> ({variable: (member, time)}, failed)``,
-        counted as :meth:`calibration_simulator` is), or None if the model has none (DALEC has)."""
-        fast = getattr(self.calibration_model, "output_arrays", None)
-        if fast is None:
+        """The embedded DALEC's fast path (``theta -> ({variable: (member, time)}, failed)``,
+        counted as :meth:`calibration_simulator` is; :meth:`~bayescal.models.dalec.DalecModel.output_arrays`),
+        or None: a python or external model goes through its Dataset and the contract's checks."""
+        if self.config["model"]["kind"] != "dalec":
             return None
-        variables = sorted({p["variable"] for p in self.config["observations"]["products"]})
+        fast = self.calibration_model.output_arrays
+        variables = sorted(set(self.operator("calibration").variables))
 
         def arrays(theta: np.ndarray):
             self._count(np.atleast_2d(theta).shape[0])

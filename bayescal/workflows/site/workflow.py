@@ -99,14 +99,16 @@ OPTIMUM_STORE = RunStore("optimum_run", reads=("model", "observations.products[]
 
 #: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
 _CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_steps", "posterior.max_steps",
-          "posterior.n_walkers", "posterior.route", "posterior.moves", "run.seed")
+          "posterior.n_walkers", "posterior.route", "run.seed")
 
 
 def _chain_reads(cfg: Config) -> Sequence[str]:
-    """The chain's keys; on the emulator route also the refinement's (its runs make the emulator)."""
+    """The chain's keys; on the emulator route also the refinement's (its runs make the emulator),
+    on the direct route the moves (only its chain on the model uses them: a changed default of
+    ``posterior.moves`` does not redo an emulator route's model runs)."""
     if cfg["posterior"]["route"] == "emulator":
         return (*_CHAIN, "posterior.refine_rounds", "posterior.n_new", "emulator.variance_threshold")
-    return _CHAIN
+    return (*_CHAIN, "posterior.moves")
 
 
 #: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes
