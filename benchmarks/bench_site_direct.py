@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 MOVES = ("de_stretch", "de_subspace")
 
 
-def _run(cfg: dict, text: str, run_dir: Path) -> None:
+def _run(cfg: dict, run_dir: Path) -> None:
     from bayescal.workflows import make_context
 
-    ctx = make_context(cfg, run_dir, progress=False, config_text=text)
+    ctx = make_context(cfg, run_dir, progress=False)  # config.json holds the edited config
     ctx.run(("optimize", "posterior"))
     print(ctx.summary(), flush=True)
 
@@ -65,14 +65,13 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="only print the figures of finished runs")
     args = ap.parse_args()
     print(f"machine probe: {machine_probe():.2f} ns per exp, single thread")
-    text = args.config.read_text()
     base = load_config(args.config)
     for moves in MOVES:
         if not args.reuse:
             cfg = copy.deepcopy(base)
             cfg["posterior"].update(route="direct", moves=moves, n_steps=args.steps, max_steps=args.steps)
             print(f"== {moves} -> {args.out / moves}", flush=True)
-            _run(cfg, text, args.out / moves)
+            _run(cfg, args.out / moves)
     print(f"\n{args.config.name}, direct route")
     print(f"{'moves':12s}{'walkers x steps':>16s}{'model runs':>12s}{'wall s':>8s}{'accept':>8s}"
           f"{'tau max/median':>16s}{'2nd half':>12s}{'steps/tau':>10s}{'50 tau at this rate':>21s}")
