@@ -8,6 +8,7 @@ for ``report`` a folder that is not a run directory).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -201,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _interrupted()
+    except BrokenPipeError:  # `bayescal check ... | head`: the reader stopped listening
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail
+        return 141
     except tuple(e for e, _, _ in _ERRORS) as err:
         if args.debug:
             raise

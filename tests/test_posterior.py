@@ -174,7 +174,7 @@ def test_priors_match_their_distributions():
         Priors(space, {"x": {"dist": "truncnorm", "mean": 1.0}})
 
 
-def test_checkpoint_resume_continues_the_chain(tmp_path):
+def test_checkpoint_resume_continues_the_chain(tmp_path, capsys):
     space = _space(2)
     calls = {"n": 0}
 
@@ -189,6 +189,7 @@ def test_checkpoint_resume_continues_the_chain(tmp_path):
     calls["n"] = 0
     with pytest.raises(KeyboardInterrupt):
         PosteriorSampler(lambda u: like(u, crash_at=400), space, n_walkers=8, seed=5, backend=path).run(300)
+    assert "emcee: Exception" not in capsys.readouterr().out  # no dump of every walker on a Ctrl-C
     resumed = PosteriorSampler(like, space, n_walkers=8, seed=5, backend=path)
     import emcee
 

@@ -118,6 +118,18 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
         read_fluxnet_product(bad, "nee")
     with pytest.raises(ReaderError, match="missing columns"):
         read_fluxnet_drivers(_slice(f, tmp_path, drop="CO2_F_MDS"))
+    lines = f.read_text().splitlines()
+    cols = lines[0].split(",")
+    row = lines[435].split(",")  # data row 435: 2001-03-10
+    for col, value, match in (
+            ("TIMESTAMP", "20011310", r"TIMESTAMP '20011310' \(data row 435\) is not a YYYYMMDD"),
+            ("TA_F", "abc", r"column TA_F is not numeric on 2001-03-10 \(data row 435\): 'abc'")):
+        edited = row.copy()
+        edited[cols.index(col)] = value
+        m = tmp_path / "FLX_DE-Hai_DD_2000-2012.csv"
+        m.write_text("\n".join(lines[:435] + [",".join(edited)] + lines[436:]) + "\n")
+        with pytest.raises(ReaderError, match=match):
+            read_fluxnet_drivers(m)
     with pytest.raises(ReaderError, match=r"site 'XX-Abc' .* not in the FLUXNET2015 site table .*latitude"):
         read_fluxnet_drivers(_slice(f, tmp_path, name="FLX_XX-Abc_DD.csv"))
     s = tmp_path / "s.csv"

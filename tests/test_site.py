@@ -163,6 +163,29 @@ def test_python_entry_point_route_through_bayescal_run(tmp_path):
     assert "Validation on held-out years" in (tmp_path / "run" / "report.html").read_text()
 
 
+def test_the_models_own_failure_reasons_reach_the_optimisers_history(tmp_path, capsys):
+    """A member the model marks failed keeps the model's reason in optimize/history.nc, and the
+    stage says how many failed and why."""
+    (tmp_path / "picky.py").write_text(
+        "import numpy as np\n"
+        "from bayescal.testing import ToySiteModel\n"
+        "class Picky(ToySiteModel):\n"
+        "    def __call__(self, theta):\n"
+        "        ds = super().__call__(theta)\n"
+        "        bad = np.atleast_2d(theta)[:, 0] > 3.0\n"
+        "        ds['status'] = ('member', np.where(bad, 'failed', 'done'))\n"
+        "        ds['reason'] = ('member', np.where(bad, 'amplitude above 3: no leaf-on', ''))\n"
+        "        return ds\n")
+    cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "picky:Picky"\n'
+                               'options = {start = "2001-01-01", end = "2003-12-31"}')
+    assert main(["run", str(cfg), "--until", "optimize"]) == 0
+    h = xr.load_dataset(tmp_path / "run" / "optimize" / "history.nc")
+    failed = h["status"].values != "done"
+    assert failed.any() and set(h["reason"].values[failed].astype(str)) == {"amplitude above 3: no leaf-on"}
+    np.testing.assert_array_equal(failed, h["theta"].values[:, 0] > 3.0)  # exactly those members
+    assert f"{int(failed.sum())} of {failed.size} model runs failed" in capsys.readouterr().out
+
+
 @pytest.mark.seed_sweep
 @pytest.mark.parametrize("seed", seeds(3))
 def test_direct_route_with_de_stretch_moves_recovers_the_toy_posterior(tmp_path, seed):
@@ -221,7 +244,32 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad(obs, "[observations]\ntwin = false\ntruth = { a = 0.5 }\n" + obs, "observations.truth.* is for twins")
     bad(obs, "[observations]\ntwin = false\ntruth_from_prior = true\n" + obs,
         r"'observations.truth_from_prior' is for twins")
+    bad("n_walkers = 8", "n_walkers = 3", r"'posterior.n_walkers' must be 0 \(automatic\) or >= 2 x the 2 ")
+    bad("ml_evaluations = 200", "ml_evaluations = 0", r"'site.ml_evaluations' must be >= 1")
+    bad('entry_point = "', 'diurnal_range = -8.0\nentry_point = "', r"'model.diurnal_range' must be >= 0")
+    bad('file = "', 'qc_min = "high"\nfile = "', r"products\[0\].qc_min' must be a number, got 'high'")
+    block = text[text.index("[[observations.products]]"):text.index("[posterior]")]
+    bad("[posterior]", block + "[posterior]", r"products\[1\]' repeats 'observations.products\[0\]'")
+    given = load_config(good)  # a key at its default and a key left out: the same config
+    explicit = text.replace('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nsigma_floor = 0.0')
+    (tmp_path / "explicit.toml").write_text(explicit)
+    assert load_config(tmp_path / "explicit.toml") == given
     assert load_config(good)["model"]["kind"] == "python"
+
+
+def test_a_config_means_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """Relative paths are the config folder's: started from its folder or from above it, the
+    validated config (and so every stage's key) is the same."""
+    good = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"')
+    text = good.read_text().replace(str(tmp_path / "nee.csv"), "nee.csv")
+    text = text.replace(str(tmp_path / "run"), "run")
+    good.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    here = load_config("site.toml")
+    monkeypatch.chdir(tmp_path.parent)
+    above = load_config(f"{tmp_path.name}/site.toml")
+    assert here == above
+    assert here["observations"]["products"][0]["file"] == str(tmp_path / "nee.csv")
 
 
 HAI = "bayescal:data/fluxnet/FLX_DE-Hai_DD_2000-2012.csv"

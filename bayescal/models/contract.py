@@ -12,10 +12,11 @@ A model is a callable ``model(theta (k, n_values)) -> output`` with a ``space`` 
   the exception as its reason; the others run on).
 
 :class:`ConformingModel` wraps a model so that every caller sees one shape: a Dataset on
-``(member, time)`` with ``status`` and ``reason``. Output that breaks the contract for every
-member (no ``time`` axis, a missing variable, the wrong number of members) is a
-:class:`ModelOutputError` naming the variable, raised by ``bayescal check`` before any
-calibration run.
+``(member, time)`` with ``status`` and ``reason``, ``time`` as datetime64 days (cftime calendars
+and times of day read by :func:`daily_time`), each output in the units of its first finished call.
+Output that breaks the contract for every member (no ``time`` axis, a missing variable, the
+wrong number of members, a dict array of the wrong shape) is a :class:`ModelOutputError` naming
+the variable, raised by ``bayescal check`` before any calibration run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["ConformingModel", "ModelOutputError", "conform_output", "member_status"]
+__all__ = ["DAY_CALENDARS", "NO_LEAP_CALENDARS", "ConformingModel", "ModelOutputError", "conform_output",
+           "daily_time", "member_status"]
 
 _STATUS = ("status", "reason", "failed", "failure")
 
@@ -54,6 +56,7 @@ def _from_mapping(out: Mapping, k: int) -> xr.Dataset:
         elif name.endswith("_global") and a.ndim == 2 and "year" in out:
             data[name] = (("member", "year"), a)
         elif a.ndim in (1, 2, 3):
+            _check_shape(name, a, k, out)
             data[name] = ({1: ("member",), 2: ("member", "time"), 3: ("member", "cell", "time")}[a.ndim], a)
         else:
             raise ModelOutputError(f"model output '{name}' has {a.ndim} dimensions; expected (member, time) "
@@ -65,6 +68,24 @@ def _from_mapping(out: Mapping, k: int) -> xr.Dataset:
     if "cell" in ds.dims and "cell" not in ds.coords:  # cells numbered in their order
         ds = ds.assign_coords(cell=np.arange(ds.sizes["cell"]))
     return ds
+
+
+def _check_shape(name: str, a: np.ndarray, k: int, out: Mapping) -> None:
+    """A dict entry on (member[, cell], time): ``k`` members first, as many values as ``time``
+    has dates; else a ModelOutputError naming the entry and the shape expected."""
+    n_time = np.shape(out["time"])[0] if "time" in out and np.ndim(out["time"]) == 1 else None
+    if a.ndim == 1 or (a.shape[0] == k and (n_time is None or a.shape[-1] == n_time)):
+        return
+    dims = "(member, time)" if a.ndim == 2 else "(member, cell, time)"
+    want = (k, n_time if n_time is not None else "n_time") if a.ndim == 2 else (k, "n_cell", n_time)
+    if a.shape[0] == k:
+        why = f"it has {a.shape[-1]} values on time but 'time' has {n_time} dates"
+    elif a.shape[-1] == k or a.shape[0] == n_time:
+        why = "a (time, member) array: the members come first, transpose it"
+    else:
+        why = f"the model returned {a.shape[0]} members for {k} parameter vectors"
+    raise ModelOutputError(f"model output '{name}' has shape {a.shape}; expected {dims} = "
+                           f"{tuple(want)}: {why}")
 
 
 def member_status(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +160,63 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
             have = sorted(n for n in ds.data_vars if n not in ("status", "reason"))
             raise ModelOutputError(f"the model output has no variable '{v}' (it has {have})")
     if series:
+        if "time" in ds.coords:
+            ds = daily_time(ds)
         ds = _as_series(ds, variables or [n for n in ds.data_vars if n not in ("status", "reason")])
     return ds
+
+
+#: calendars whose dates are days of the (proleptic) Gregorian calendar, read as those dates
+DAY_CALENDARS = ("standard", "gregorian", "proleptic_gregorian", "julian", "noleap", "365_day",
+                 "all_leap", "366_day")
+#: calendars without 29 February: that day has no model value (its observations are left out)
+NO_LEAP_CALENDARS = ("noleap", "365_day")
+
+
+def daily_time(ds: xr.Dataset) -> xr.Dataset:
+    """The series' ``time`` as datetime64 days, whatever the model stamped.
+
+    cftime dates of the calendars in :data:`DAY_CALENDARS` become the same dates (a date the
+    real calendar lacks, 29 February 2003 of ``all_leap`` say, is dropped with its values; the
+    calendar is kept as the ``calendar`` attribute of ``time``); a time of day is dropped (a daily
+    value stamped at noon is that day's). Another calendar (``360_day``), stamps that are not
+    dates, or two stamps on one day are a :class:`ModelOutputError`.
+    """
+    t = ds["time"].values
+    if t.dtype.kind == "M":
+        days = t.astype("datetime64[D]")
+        if (days == t).all():
+            return ds  # the common case, on the hot path: as it is
+        calendar, real = "", None
+    elif t.size and hasattr(t.flat[0], "calendar") and hasattr(t.flat[0], "day"):  # cftime
+        calendar = str(t.flat[0].calendar)
+        if calendar not in DAY_CALENDARS:
+            raise ModelOutputError(
+                f"the model output's 'time' is in the {calendar!r} calendar, whose dates are not days of "
+                f"the observations' calendar; write it in one of {list(DAY_CALENDARS)} (docs/own-model.md)")
+        ymd = np.array([(d.year, d.month, d.day) for d in t], dtype=np.int64).reshape(-1, 3)
+        month = ((ymd[:, 0] - 1970) * 12 + ymd[:, 1] - 1).astype("datetime64[M]")
+        days = month.astype("datetime64[D]") + (ymd[:, 2] - 1).astype("timedelta64[D]")
+        real = days.astype("datetime64[M]") == month  # 29 Feb of a common year rolls into March
+    else:
+        try:
+            days = np.asarray(t).astype("datetime64[ns]").astype("datetime64[D]")
+        except (TypeError, ValueError):
+            days = None
+        if days is None or t.dtype.kind in "iufb":
+            raise ModelOutputError(f"the model output's 'time' holds {t.dtype} values such as "
+                                   f"{str(t.flat[0]) if t.size else None!r}; it must be dates (datetime64 "
+                                   "or cftime), one per day")
+        calendar, real = "", None
+    if real is not None and not real.all():
+        ds, days = ds.isel(time=np.flatnonzero(real)), days[real]
+    uniq, counts = np.unique(days, return_counts=True)
+    if (counts > 1).any():
+        raise ModelOutputError(f"the model output's 'time' has {counts[counts > 1][0]} stamps on "
+                               f"{uniq[counts > 1][0]} ({days.size} stamps on {uniq.size} days): the site "
+                               "route takes one value per day (daily output, any time of day)")
+    attrs = {**ds["time"].attrs, **({"calendar": calendar} if calendar else {})}
+    return ds.assign_coords(time=("time", days.astype("datetime64[ns]"), attrs))
 
 
 def _as_series(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
@@ -207,6 +283,8 @@ class ConformingModel:
         self.space = space if space is not None else model.space
         self.series = series
         self._template: xr.Dataset | None = None
+        self._units: dict[str, str] = {}  # each output's units in the first finished call
+        self._factors: dict[tuple[str, str, str], float] = {}
 
     def __getattr__(self, name: str) -> Any:  # the model's own attributes (``drivers``, ...)
         if name == "model":
@@ -230,6 +308,35 @@ class ConformingModel:
                     ds[v].attrs["units"] = str(u)
         if self._template is None and (ds["status"].values == "done").any():
             self._template = ds.isel(member=[int(np.argmax(ds["status"].values == "done"))])
+            self._units = {str(v): str(a.attrs["units"]) for v, a in ds.data_vars.items()
+                           if a.attrs.get("units")}
+        elif self._units:
+            ds = self._in_first_units(ds)
+        return ds
+
+    def _in_first_units(self, ds: xr.Dataset) -> xr.Dataset:
+        """Each output in the units of the first finished call (the run at the defaults, which the
+        products were converted to); a call in units that do not convert fails all its members,
+        with a reason naming the variable and both units."""
+        from bayescal.readers import UnitError, conversion_factor
+
+        for v, want in self._units.items():
+            have = ds[v].attrs.get("units") if v in ds else None
+            if not have or have == want:
+                continue
+            try:
+                f = self._factors.get((have, want, v))
+                if f is None:
+                    f = self._factors[(have, want, v)] = conversion_factor(have, want, v)
+            except UnitError as err:
+                bad = f"output '{v}' in [{have}] cannot be converted to [{want}] of the first run: {err}"
+                status = np.where(ds["status"].values == "done", "failed", ds["status"].values)
+                reason = np.where(ds["status"].values == "done", bad, ds["reason"].values)
+                ds = ds.assign({v: ds[v] * np.nan, "status": ("member", status.astype(str)),
+                                "reason": ("member", reason.astype(str))})
+                ds[v].attrs["units"] = want
+                continue
+            ds[v] = (ds[v] * f).assign_attrs({**ds[v].attrs, "units": want})
         return ds
 
     def _failed(self, reason: str) -> xr.Dataset:

@@ -83,6 +83,11 @@ def _day_length(lat: float, doy: np.ndarray) -> np.ndarray:
     return 24.0 * np.arccos(x) / np.pi
 
 
+#: plausible daily means: air temperature (degC), shortwave radiation (MJ m-2 d-1; the top of the
+#: atmosphere gets at most ~46), CO2 (ppm)
+_PLAUSIBLE, _UNITS_IN = ((-70.0, 60.0), (0.0, 50.0), (100.0, 2000.0)), ("degC", "MJ m-2 d-1", "ppm")
+
+
 def _check_drivers(d: xr.Dataset) -> None:
     """Daily drivers, every day once in order (a gap or a missing year would be run as one day),
     finite weather and a latitude in [-90, 90]: else a ValueError naming what is wrong."""
@@ -106,6 +111,13 @@ def _check_drivers(d: xr.Dataset) -> None:
         if nf.any():
             raise ValueError(f"DALEC drivers ({src}): {v} is missing or non-finite on {int(nf.sum())} "
                              f"day(s), the first {t[nf][0]:%Y-%m-%d}")
+    for v, (lo, hi), units in zip(("ta", "sw", "co2"), _PLAUSIBLE, _UNITS_IN, strict=True):
+        x = d[v].values.astype(float)
+        out = (x < lo) | (x > hi)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            raise ValueError(f"DALEC drivers ({src}): {v} = {x[i]:g} {units} on {t[i]:%Y-%m-%d} is outside "
+                             f"[{lo:g}, {hi:g}] ({int(out.sum())} such day(s)); units or fill values?")
 
 
 _NO_SLOT = np.full(len(K.OUTPUTS), -1)  # the spin-up writes no output

@@ -3,8 +3,8 @@
 For every member, :class:`ExternalModel` makes a run directory, renders the parameter file from a
 template, runs the command as an argument list (never through a shell) with a timeout, and reads
 the program's netCDF output into a Dataset. Failures of one member — non-zero exit, timeout, a
-missing, unreadable or malformed output — become ``failed``/``failure`` entries, so the ensemble
-runner keeps the reason and carries on.
+missing, unreadable or malformed output, units that do not convert to those of the first finished
+member — become ``failed``/``failure`` entries, so the ensemble runner keeps the reason and carries on.
 
 Template placeholders are ``{{ label }}`` with a parameter label of the space
 (``{{ vmax[BDL-EVG] }}``, ``{{ gamma_w }}``); each is replaced by the value written with
@@ -69,7 +69,7 @@ def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
     except OSError as err:
-        return None, "", f"cannot start {argv[0]!r}: {err}", False
+        return None, "", f"cannot start {argv[0]!r} (run in {cwd}): {err}", False
     timed_out = False
     _RUNNING.add(proc.pid)
     try:
@@ -120,6 +120,13 @@ class ExternalModel:
         Output variables to read (default all).
     env : mapping, optional
         Extra environment variables for the program.
+
+    Attributes
+    ----------
+    units : dict or None
+        Each output's ``units`` attribute in the first member that finished (None before);
+        a later member in other units of the same quantity is converted to them, one in units
+        that do not convert fails with a reason naming the variable and both units.
     """
 
     def __init__(
@@ -152,6 +159,8 @@ class ExternalModel:
         self.timeout = timeout
         self.variables = None if variables is None else list(variables)
         self.env = dict(env or {})
+        #: each output's units, from the first member that finished; later members are converted to them
+        self.units: dict[str, str] | None = None
         labels = set(space.all_labels)
         bad = sorted({m.strip() for m in _ANY_PLACEHOLDER.findall(text)} - labels)
         if bad:
@@ -211,6 +220,29 @@ class ExternalModel:
             ds = ds[self.variables]
         return ds, ""
 
+    def _in_units(self, ds: xr.Dataset) -> tuple[xr.Dataset | None, str]:
+        """One member's output in the units of the first member that finished (the run at the
+        defaults, in the site route): converted (:func:`bayescal.readers.conversion_factor`), or
+        the member failed with a reason naming the variable and both units. Members stacked on
+        ``member`` share one ``units`` attribute per variable, so each must be in it."""
+        from bayescal.readers import UnitError, conversion_factor
+
+        units = {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
+        if self.units is None:
+            self.units = units
+            return ds, ""
+        for v, have in units.items():
+            want = self.units.get(v)
+            if want is None or have == want:
+                continue
+            try:
+                f = conversion_factor(have, want, v)
+            except UnitError as err:
+                return None, f"output {self.output!r}: '{v}' in [{have}], not convertible to [{want}] of " \
+                             f"the first finished run: {err}"
+            ds[v] = (ds[v] * f).assign_attrs({**ds[v].attrs, "units": want, "program_units": have})
+        return ds, ""
+
     # ------------------------------------------------------------------ public
     def __call__(self, theta: np.ndarray) -> xr.Dataset:
         return self.simulate(theta)
@@ -227,6 +259,8 @@ class ExternalModel:
         outputs, reasons = [], []
         for row in theta:
             ds, reason = self._run_one(row)
+            if ds is not None:
+                ds, reason = self._in_units(ds)
             outputs.append(ds)
             reasons.append(reason)
         good = [d for d in outputs if d is not None]

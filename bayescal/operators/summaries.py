@@ -12,12 +12,12 @@ mean annual sigma / sqrt(10)).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
 
-from ..observations.products import Observations, observed_regional_means, regional_means
+from ..observations.products import ObservationError, Observations, observed_regional_means, regional_means
 
 __all__ = ["BiomeSummaries", "decades"]
 
@@ -45,6 +45,12 @@ class BiomeSummaries:
     gcb_block : int, default 10
         Years per NBP block: 10 for decadal means (Seiler), 1 for every year (the likelihood
         then sees the year-to-year variability too; the two error choices coincide).
+    coverage : Observations, optional
+        Products whose gaps the summaries follow: where a product of a variable has missing
+        cells or months, that product's biome means -- observed and modelled alike -- are taken
+        over the cells and months it observes (each cell's mean over its observed months, the
+        cells with any weighted by area), and a variable's summary is the mean over its products
+        that observe the biome. Without it (or without gaps) every cell and month counts.
     """
 
     variables: Sequence[str]
@@ -52,6 +58,7 @@ class BiomeSummaries:
     gcb_years: tuple[int, int] | None = None
     gcb_errors: str = "correlated"
     gcb_block: int = 10
+    coverage: Observations | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.gcb_errors not in ("correlated", "independent"):
@@ -65,9 +72,21 @@ class BiomeSummaries:
     def _nbp_blocks(self, nbp: xr.DataArray) -> np.ndarray:
         return np.stack([nbp.sel(year=slice(a, b)).mean("year").values for a, b in self.blocks()], axis=-1)
 
+    def _gappy(self) -> list[str]:
+        """The variables with a product that has gaps (their summaries follow them)."""
+        if self.coverage is None:
+            return []
+        return [v for v in self.variables if any(bool(p.data.isnull().any()) for p in self.coverage[v])]
+
     def of_model(self, ds: xr.Dataset) -> np.ndarray:
         """Summaries of model output on (member, cell, time): (member, summary)."""
         y = regional_means(ds, list(self.variables)).values
+        gappy = self._gappy()
+        if gappy:  # the same cells and months as the observations (``coverage``)
+            n_r = y.shape[-1] // len(self.variables)
+            for v in gappy:
+                i = list(self.variables).index(v)
+                y[..., i * n_r:(i + 1) * n_r] = _product_means(self.coverage[v], ds, ds[v])
         if self.gcb_years:
             y = np.concatenate([y, self._nbp_blocks(ds["nbp_global"])], axis=-1)
         return y
@@ -76,7 +95,13 @@ class BiomeSummaries:
         """Observed summaries and their sigma; ``grid`` holds the cells' ``biome`` and ``area``."""
         o, s = observed_regional_means(obs, list(self.variables), grid["biome"], grid["area"],
                                        floor=self.sigma_floor)
-        o, s = o.values, s.values
+        o, s = o.values.copy(), s.values.copy()
+        gappy = self._gappy()
+        n_r = o.size // len(self.variables)
+        for v in gappy:
+            i = list(self.variables).index(v)
+            sl = slice(i * n_r, (i + 1) * n_r)
+            o[sl], s[sl] = _product_means(obs[v], grid, None, self.sigma_floor)
         if self.gcb_years:
             from ..observations.gcb import load_gcb2024
 
@@ -89,3 +114,44 @@ class BiomeSummaries:
                 sb = np.array([np.sqrt((s**2).sum()) / s.size for s in sig])
             o, s = np.concatenate([o, ob]), np.concatenate([s, sb])
         return o, s
+
+
+def _product_means(products, where: xr.Dataset, model: xr.DataArray | None, floor: float = 0.0):
+    """Log biome means over each product's observed cells and months, averaged over the products
+    that observe each biome: of ``model`` (member, cell, time) -> (member, biome), or (``model``
+    None) of the products themselves -> (biome,) values and their sigma (the products' spread, or
+    the one product's median relative sigma, and ``floor``, in quadrature, as
+    :func:`~bayescal.observations.products.observed_regional_means`). ``where`` holds ``biome``
+    and ``area`` on ``cell``."""
+    labels = np.unique(where["biome"].values)
+    per, seen = [], []
+    for p in products:
+        d = p.data.transpose("cell", "time")
+        mask = d.notnull().values
+        at = {"cell": d["cell"].values, "time": d["time"].values}
+        x = d.values[None] if model is None else model.sel(at).transpose(..., "cell", "time").values
+        n = mask.sum(-1)
+        tm = np.where(mask, x, 0.0).sum(-1) / np.maximum(n, 1)  # each cell's mean over its months
+        cells = {"cell": d["cell"].values}
+        w = ((where["biome"].sel(cells).values[None, :] == labels[:, None]) * (n > 0)
+             * where["area"].sel(cells).values)  # (biome, cell): the cells observed at all
+        total = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per.append(np.log(tm @ w.T / np.where(total > 0, total, 1.0)))
+        seen.append(total > 0)
+    seen = np.array(seen)  # (product, biome): which products enter each biome's mean
+    if not seen.any(axis=0).all():
+        names = ", ".join(p.name for p in products)
+        raise ObservationError(f"no product of {products[0].variable!r} ({names}) has a value in biome "
+                               f"{labels[~seen.any(axis=0)][0]!r}: its summary "
+                               "cannot be formed; drop the variable or give a product that covers it")
+    k, on = seen.sum(axis=0), seen[:, None, :]
+    per = np.stack(per)  # (product, member, biome)
+    mean = np.where(on, per, 0.0).sum(axis=0) / k
+    if model is not None:
+        return mean
+    dev = np.where(on, per - mean, 0.0)[:, 0]
+    sd = np.sqrt((dev**2).sum(axis=0) / np.maximum(k - 1, 1))
+    rel = [float((p.sigma / np.abs(p.data)).median()) if p.sigma is not None else 0.0 for p in products]
+    one = np.array([rel[int(np.argmax(seen[:, j]))] for j in range(labels.size)])
+    return mean[0], np.sqrt(np.where(k > 1, sd, one) ** 2 + floor**2)

@@ -197,6 +197,9 @@ class PosteriorSampler:
             moves=self.moves or default_moves(),
             backend=backend,
         )
+        # called directly, not through emcee's wrapper, which prints every walker's position on
+        # any exception (a Ctrl-C in the model included) before re-raising it
+        sampler.log_prob_fn = self.log_prob
         self._sampler = sampler
         if done >= n_steps:
             return self

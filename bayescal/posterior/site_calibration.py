@@ -48,14 +48,17 @@ def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOpe
             out, failed = arrays(theta)
             y = operator.of_arrays(out)
             y[failed] = np.nan
+            f.reasons = np.where(failed, "a pool went negative or non-finite", "")
             return y
         ds = simulator(theta)
+        f.reasons = ds["reason"].values.astype(str) if "reason" in ds else None
         if any(v not in ds for v in operator.variables):  # every member failed before any output
             return np.full((ds.sizes["member"], operator.y.size), np.nan)
         y = operator.of_model(ds)
         y[ds["status"].values != "done"] = np.nan
         return y
 
+    f.reasons = None  # the last call's failure reason per member ("": done), for the optimiser's history
     return f
 
 
@@ -132,11 +135,17 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
     progress = BudgetProgress(say or (lambda line: None), max_evaluations, "maximum likelihood",
                               "best -log L", every=5.0)
 
-    def misfit(u: np.ndarray) -> np.ndarray:
+    def misfit(u: np.ndarray):
         ll = loglik(u)
         out = np.where(np.isfinite(ll), -ll, np.nan)
         progress.update(out)
-        return out
+        reasons = getattr(values, "reasons", None)
+        if reasons is None or len(reasons) != len(out):
+            return out
+        ok = np.isfinite(out)  # the model's own reason for each failed run, kept in the history
+        why = np.where(ok, "", np.where(reasons != "", reasons, "non-finite misfit"))
+        return xr.Dataset({"misfit": ("point", out), "status": ("point", np.where(ok, "done", "failed")),
+                           "reason": ("point", why)})
 
     return cma_es(misfit, space, x0="default", sigma0=0.2, pop_size=pop_size,
                   max_evaluations=max_evaluations, seed=seed)

@@ -207,6 +207,7 @@ def _subspace_posterior(emulator, observed, sigma, subspace, start, discrepancy,
     backend, done = _backend(backend_path, n_walkers, r)
     sampler = emcee.EnsembleSampler(n_walkers, r, log_prob, vectorize=True, moves=default_moves(),
                                     backend=backend)
+    sampler.log_prob_fn = log_prob  # directly: emcee's wrapper prints every walker on an exception
     state_seed = int(rng.integers(2**31))  # drawn either way: a resumed run uses the rng alike
     if not done:  # a resumed chain continues with the random state its backend stored
         sampler.random_state = np.random.RandomState(state_seed).get_state()

@@ -119,16 +119,17 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     missing = [c for c in columns or [] if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing}")
+    stamp = df.pop("TIMESTAMP")
+    text = pd.to_numeric(stamp, errors="coerce").astype("Int64").astype(str)
+    time = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
+    if time.isna().any():
+        i = int(np.flatnonzero(time.isna())[0])
+        raise ReaderError(f"{where}: TIMESTAMP '{stamp.iloc[i]}' (data row {i + 1}) is not a YYYYMMDD day")
     for c in columns or []:
         if not pd.api.types.is_numeric_dtype(df[c]):
-            bad = pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()
-            raise ReaderError(f"{where}: column {c} is not numeric (row {int(np.flatnonzero(bad)[0])}: "
-                              f"{df[c][bad].iloc[0]!r})")
-    try:
-        stamp = df.pop("TIMESTAMP").astype("Int64").astype(str)
-        time = pd.to_datetime(stamp, format="%Y%m%d")
-    except (ValueError, TypeError) as err:
-        raise ReaderError(f"{where}: TIMESTAMP is not YYYYMMDD daily ({err})") from None
+            i = int(np.flatnonzero(pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna())[0])
+            raise ReaderError(f"{where}: column {c} is not numeric on {time.iloc[i]:%Y-%m-%d} (data row "
+                              f"{i + 1}): {df[c].iloc[i]!r}")
     return _daily_index(pd.DatetimeIndex(time), where, _missing_to_nan(df))
 
 

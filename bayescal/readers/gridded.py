@@ -18,14 +18,17 @@ Reading (docs/site.md, "Gridded products"):
 
 Alignment:
 
-* time -- each calendar month's time steps are averaged (per box, missing steps ignored); the
-  model's months are then taken by year and month; no common month is an error;
+* time -- each calendar month's time steps are averaged (per box, missing steps ignored); a step
+  belongs to the month of the middle of its CF time bounds when the time has them (CLM/CESM
+  history files stamp each month at its end), else of its stamp; the model's months are then
+  taken by year and month; no common month is an error;
 * space -- each model cell takes the area-weighted (cos latitude) mean of the product's boxes whose
   centres lie within ``footprint_deg`` degrees of latitude (and ``footprint_deg / cos(lat)`` of
   longitude) of the cell centre, ignoring missing boxes; ``footprint_deg=None`` takes the nearest
   box. A cell with no valid box is missing;
 * sigma -- a ``sigma_variable`` aligned the same way (the mean of the boxes' sigma: errors taken as
-  fully correlated within a cell) or ``relative_sigma`` x |value|;
+  fully correlated within a cell), in its own ``units`` if it has them (else the variable's), or
+  ``relative_sigma`` x |value|;
 * mask -- boxes where ``mask_variable`` is 0 or missing are left out;
 * units -- the variable's ``units`` attribute converted to the model's (``bayescal.readers.units``,
   pint, in the variable's carbon / water context), dimensionally checked.
@@ -183,8 +186,19 @@ class _Grid:
         return da.transpose(*order)
 
 
-def _month_keys(da: xr.DataArray, tdim: str, where: str) -> np.ndarray:
+def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.ndarray:
+    """Year * 12 + month of each time step: of the middle of its CF time bounds where the time
+    has them (CLM/CESM history files stamp a month at its end, 1 February for January), else of
+    the stamp."""
     t = da[tdim]
+    bounds = t.attrs.get("bounds", t.encoding.get("bounds"))
+    if bounds in ds.variables and ds[bounds].ndim == 2 and ds[bounds].shape[0] == t.size:
+        b = ds[bounds].transpose(tdim, ...).values
+        try:
+            t = xr.DataArray(b[:, 0] + (b[:, 1] - b[:, 0]) / 2, dims=tdim)
+        except TypeError as err:
+            raise ReaderError(f"{where}: time bounds {bounds!r} of {da.name!r} are not dates "
+                              f"({err})") from None
     try:
         return t.dt.year.values.astype(np.int64) * 12 + t.dt.month.values.astype(np.int64)
     except (AttributeError, TypeError) as err:
@@ -300,11 +314,17 @@ def read_netcdf_product(
         used = np.unique(w.indices)
         w = sparse.csr_matrix((w.data, np.searchsorted(used, w.indices), w.indptr),
                               shape=(w.shape[0], used.size))  # on the boxes some cell uses
-        keys = _month_keys(da, tdim, where)
+        keys = _month_keys(ds, da, tdim, where)
         months = pd.DatetimeIndex(months)
         data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask)
+        sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
         if sigma_variable is not None:
             sigma = _aligned(ds[sigma_variable], grid, w, used, keys, months, cells["cell"].values, mask)
+            if "units" in ds[sigma_variable].attrs:
+                try:
+                    sigma_factor = conversion_factor(str(ds[sigma_variable].attrs["units"]), units, variable)
+                except UnitError as err:
+                    raise ReaderError(f"{where}: sigma variable {sigma_variable!r}: {err}") from None
         else:
             sigma = relative_sigma * np.abs(data)
     if not np.isfinite(data.values).any():
@@ -314,7 +334,8 @@ def read_netcdf_product(
     if not (sigma.values[has] > 0).all():
         raise ReaderError(f"{where}: sigma must be > 0 where {nc_variable!r} has data")
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=str(da.attrs["units"]))
-    return Product(name or f"{path.stem}", variable, data, (sigma * abs(factor)).assign_attrs(units=units))
+    sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
+    return Product(name or f"{path.stem}", variable, data, sigma)
 
 
 def write_gridded_products(obs: Observations, cells: xr.Dataset, directory: str | Path,

@@ -252,6 +252,8 @@ def check_ranges(cfg: dict) -> None:
         ("optimize", "max_evaluations", 2),
         ("optimize", "pop_size", 2),
         ("optimize", "n_generations", 1),
+        ("site", "ml_evaluations", 1),
+        ("model", "diurnal_range", 0),
     ):
         if cfg[section][key] < lo:
             raise ConfigError(f"'{section}.{key}' must be >= {lo}, got {cfg[section][key]}")

@@ -65,6 +65,7 @@ class Context:
         workflow: Workflow | None = None,
     ) -> None:
         self.config = config
+        self._check_config_kind()
         self.workflow = workflow if workflow is not None else registry.get(self.workflow_name)
         self.run_dir = Path(run_dir if run_dir is not None else config["run"]["output"])
         self.progress = progress
@@ -74,6 +75,19 @@ class Context:
         self.rundir = RunDir(self.run_dir)
         self._cache: dict[str, Any] = {}
         self._runs = 0
+
+    def _check_config_kind(self) -> None:
+        """ConfigError unless the config is one of this context's workflow (a site model's config
+        for the site workflow, the global model's for the others), before anything is made."""
+        if not self.workflow_name:
+            return
+        kind = self.config.get("model", {}).get("kind", "global")
+        if (kind != "global") != (self.workflow_name == "site"):
+            theirs = "site" if kind != "global" else "global (or dagon)"
+            raise ConfigError(f"{type(self).__name__} runs the {self.workflow_name} workflow, but the "
+                              f"config's 'model.kind' = {kind!r} belongs to the {theirs} workflow: use "
+                              "bayescal.workflows.make_context(config, run_dir, model=...), which makes "
+                              "the context the config's workflow needs")
 
     # ---------------------------------------------------------------- shared objects
     @property

@@ -49,24 +49,69 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
     cfg = typed_with_defaults(raw)
     check_executor(cfg)
     check_output(cfg, base)
+    _check_product_types(cfg)
     if cfg["model"]["kind"] != "global":
         # a site model fits the files it is given; a twin only when asked for
         cfg["observations"]["twin"] = bool(raw.get("observations", {}).get("twin", False))
         check_ranges(cfg)
         check_site_config(cfg, base)
-        check_labels(cfg, model_space(cfg))
+        space = model_space(cfg)
+        check_labels(cfg, space)
+        free = cfg["parameters"]["free"]
+        n_free = (space.only(free) if free else space).n_free
+        n_walkers = cfg["posterior"]["n_walkers"]
+        if n_walkers and n_walkers < 2 * n_free:
+            raise ConfigError(f"'posterior.n_walkers' must be 0 (automatic) or >= 2 x the {n_free} "
+                              f"calibrated values ({2 * n_free}), got {n_walkers}")
         return cfg
     defaults = {k: d for k, (_, d) in SCHEMA["site"].items()}
     if any(cfg["site"][k] != defaults[k] for k in defaults):
         raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
+    obs = raw.get("observations", {})
+    if isinstance(obs, dict) and obs.get("products") and "twin" not in obs:
+        cfg["observations"]["twin"] = False  # files given: calibrate against them (docs/pipeline.md)
+    if cfg["observations"]["twin"] and cfg["observations"]["products"]:
+        raise ConfigError("'observations.products' are not read by a twin ('observations.twin' = true "
+                          "simulates its products): set 'observations.twin' = false to calibrate against "
+                          "the files, or remove the products")
     check_model(cfg, base)
     check_ranges(cfg)
     if not cfg["observations"]["twin"]:
+        _check_product_names(cfg)
         check_gridded_products(cfg, base)
     check_observations(cfg)
     space = _check_parameters(cfg)
     check_walkers(cfg, space)
     return cfg
+
+
+_PRODUCT_TYPES = {**dict.fromkeys(("variable", "format", "file", "nc_variable", "sigma_variable",
+                                    "mask_variable", "name", "partitioning", "units", "to_units"), str),
+                  **dict.fromkeys(("relative_sigma", "footprint_deg", "qc_min", "sigma_floor"), (int, float))}
+
+
+def _check_product_types(cfg: dict) -> None:
+    """Each key of ``observations.products`` of its type (before any file is read with it)."""
+    for i, spec in enumerate(cfg["observations"]["products"] or []):
+        for k, v in (spec.items() if isinstance(spec, dict) else ()):
+            want = _PRODUCT_TYPES.get(k)
+            if want is not None and (not isinstance(v, want) or isinstance(v, bool)):
+                kind = "a string" if want is str else "a number"
+                raise ConfigError(f"'observations.products[{i}].{k}' must be {kind}, got {v!r}")
+
+
+def _check_product_names(cfg: dict) -> None:
+    """The gridded products of a variable have distinct names (a name defaults to the file's stem)."""
+    seen: dict[tuple[str, str], int] = {}
+    for i, spec in enumerate(cfg["observations"]["products"]):
+        if not isinstance(spec, dict) or "file" not in spec or "variable" not in spec:
+            continue  # named by check_gridded_products
+        name = spec.get("name") or Path(spec["file"]).stem
+        j = seen.setdefault((spec["variable"], name), i)
+        if j != i:
+            raise ConfigError(f"'observations.products[{i}]': {spec['variable']!r} product {name!r} is also "
+                              f"'observations.products[{j}]' (a name defaults to its file's stem): give "
+                              "each product of a variable its own 'name'")
 
 
 def _check_parameters(cfg: dict):
@@ -80,6 +125,13 @@ def _check_parameters(cfg: dict):
         raise ConfigError(
             f"'model.parameters_file' {m['parameters_file']}: {type(err).__name__}: {err}"
         ) from None
+    if m["kind"] == "global" and m["parameters_file"]:
+        from ..models.landcarbon import default_parameter_space
+
+        missing = sorted(set(default_parameter_space().names) - set(space.names))
+        if missing:
+            raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: the embedded model needs the "
+                              f"parameter families {missing}, which the file does not define")
     check_labels(cfg, space)
     if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
@@ -118,6 +170,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from err
     try:
-        return validate_config(raw, base=path.parent)
+        # the folder as an absolute path: the config's relative paths (and so the stages' keys) are
+        # the same from whatever directory bayescal is started
+        return validate_config(raw, base=path.parent.resolve())
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

@@ -63,9 +63,15 @@ class GlobalContext(Context):
     def twin(self):
         """Twin observations and the noise-free truth run, written to ``twin/`` in the run
         directory the first time and read from there afterwards (while the inputs that made them,
-        ``[model]`` and ``[observations]``, are unchanged)."""
+        ``[model]``, ``[observations]`` and the contents of their files, are unchanged)."""
         if "twin" not in self._cache:
-            key = _hash({k: self.config[k] for k in ("model", "observations")})
+            from bayescal.workflow.keys import file_digest
+
+            from .files import global_files
+
+            files = {str(f): file_digest(f) for f in global_files(self.config)}
+            inputs = {k: self.config[k] for k in ("model", "observations")}
+            key = _hash({**inputs, "files": files} if files else inputs)  # keys of runs made before: the same
             found = self.rundir.twin(key)
             if found is None and not self.config["observations"]["twin"]:
                 found = self._file_products()
@@ -103,7 +109,9 @@ class GlobalContext(Context):
 
         o = self.config["observations"]
         years = tuple(o["gcb_years"]) if o["gcb_nbp"] else None
-        return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"], o["gcb_block"])
+        coverage = None if o["twin"] else self.twin()[0]  # real products: the model follows their gaps
+        return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"], o["gcb_block"],
+                              coverage=coverage)
 
     def summaries(self, ds: xr.Dataset) -> np.ndarray:
         """The likelihood's summaries of model output, (member, summary).

@@ -15,6 +15,7 @@ from typing import Any
 from bayescal.workflow import RunStore, Stage, Workflow
 from bayescal.workflows.validate import model_space
 
+from .files import global_files, model_files
 from .history_matching_stage import run_history_matching
 from .propagate_stage import run_propagate
 from .stages import (
@@ -31,19 +32,6 @@ __all__ = ["GLOBAL", "STAGES", "STAGE_HELP", "global_files", "model_files", "n_c
            "run_posterior_stage"]
 
 Config = Mapping[str, Any]
-
-
-def model_files(cfg: Config) -> list[str]:
-    """The model's own input files: ``model.parameters_file`` (and a site model's drivers, template)."""
-    m = cfg["model"]
-    return [m[k] for k in ("parameters_file", "drivers", "template") if m.get(k)]
-
-
-def global_files(cfg: Config) -> list[str]:
-    """The model's files and, without a twin, the observation products' files."""
-    obs = cfg["observations"]
-    products = [] if obs["twin"] else [p["file"] for p in obs["products"]]
-    return model_files(cfg) + products
 
 
 def _screen_reads(cfg: Config) -> Sequence[str]:

@@ -12,6 +12,7 @@ output units or refused (:func:`conform_units`). Validation years may not overla
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -24,7 +25,7 @@ FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
            "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products",
-           "resolve_path"]
+           "resolve_command", "resolve_path"]
 
 
 def resolve_path(value: str, base: Path | None, key: str) -> str:
@@ -41,6 +42,29 @@ def resolve_path(value: str, base: Path | None, key: str) -> str:
     if not path.is_file():
         raise ConfigError(f"'{key}': file not found: {path}")
     return str(path)
+
+
+def resolve_command(command: list, base: Path | None) -> list[str]:
+    """``model.command`` with paths relative to the config file's folder made absolute (each
+    member's program runs in its own run directory): the program when it is a path (``./my_model``,
+    ``bin/model``) or a file beside the config, and every other argument that names a file there
+    (``["python", "my_model.py", ...]``). ``{...}`` fields, options and names of programs on
+    ``PATH`` (``python``) are kept as they are."""
+    from bayescal.workflows.config import ConfigError
+
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise ConfigError(f"'model.command' must be a non-empty list of strings (never run by a shell), "
+                          f"got {command!r}")
+    if base is None:
+        return list(command)
+    out = []
+    for i, arg in enumerate(command):
+        path = Path(arg)
+        here = not path.is_absolute() and "{" not in arg and not arg.startswith("-") and arg
+        if here and ((i == 0 and ("/" in arg or os.sep in arg)) or (base / path).is_file()):
+            arg = os.path.abspath(base / path)  # not resolved: a linked program keeps its name
+        out.append(arg)
+    return out
 
 
 def _years(cfg: dict, key: str) -> tuple[int, int]:
@@ -170,6 +194,24 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
         if spec["format"] not in formats:
             raise ConfigError(f"'{key}.format' must be one of {formats}, got {spec['format']!r}")
         spec["file"] = resolve_path(spec["file"], base, f"{key}.file")
+        defaults = _reader_defaults(spec["format"])
+        spec.update({k: v for k, v in defaults.items() if k in keys and k not in spec})
+        same = next((j for j in range(i) if prods[j] == spec), None)
+        if same is not None:
+            raise ConfigError(f"'{key}' repeats 'observations.products[{same}]' (the same file, variable "
+                              "and options would count its observations twice)")
+
+
+def _reader_defaults(fmt: str) -> dict:
+    """The reader's default options of a product format (written into the validated config, so a
+    key left out and a key given at its default are the same config -- and the same stage keys)."""
+    import inspect
+
+    from bayescal.readers import read_csv_product, read_fluxnet_product, read_netcdf_product
+
+    reader = {"fluxnet": read_fluxnet_product, "csv": read_csv_product, "netcdf": read_netcdf_product}[fmt]
+    return {k: p.default for k, p in inspect.signature(reader).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.default is not None and k != "key"}
 
 
 def read_gridded_products(cfg: dict, cells, months) -> list:
@@ -202,11 +244,20 @@ def check_gridded_products(cfg: dict, base: Path | None) -> None:
 
     _check_products(cfg, base, GRIDDED_KEYS, ("netcdf",))
     m, obs = cfg["model"], cfg["observations"]
-    products = read_gridded_products(cfg, make_grid(n_cells=m["n_cells"], seed=m["grid_seed"]),
-                                     pd.date_range(f"{m['start']}-01-01", f"{m['end']}-12-01", freq="MS"))
+    grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
+    products = read_gridded_products(cfg, grid, pd.date_range(f"{m['start']}-01-01", f"{m['end']}-12-01",
+                                                               freq="MS"))
     missing = sorted(set(obs["variables"]) - {p.variable for p in products})
     if missing:
         raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
+    from bayescal.observations.products import ObservationError, Observations
+    from bayescal.operators.summaries import BiomeSummaries
+
+    have = Observations([p for p in products if p.variable in obs["variables"]])
+    try:  # every biome of every variable observed by some product (the summaries follow gaps)
+        BiomeSummaries(obs["variables"], coverage=have).of_observations(have, grid)
+    except ObservationError as err:
+        raise ConfigError(f"'observations.products': {err}") from None
     for key in ("truth", "truth_from_prior", "summary_noise"):
         if obs[key]:
             raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
@@ -232,13 +283,14 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
         raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
     folders = [str(Path(f) if base is None else (base / f).resolve()) for f in m["python_path"] or []]
-    own = [str(base.resolve())] if base is not None else []
+    own = [str(base.resolve())] if base is not None and m["kind"] == "python" else []  # its modules
     m["python_path"] = list(dict.fromkeys(folders + own))  # idempotent: a config validated twice
     if m["kind"] == "external":
         for k in ("command", "template", "output", "parameters_file"):
             if not m[k]:
                 raise ConfigError(f"'model.{k}' is required for model.kind = 'external'")
         m["template"] = resolve_path(m["template"], base, "model.template")
+        m["command"] = resolve_command(m["command"], base)
     if m["parameters_file"] is not None:
         m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
     _check_products(cfg, base)

@@ -32,6 +32,32 @@ class SiteContext(Context):
 
     workflow_name = "site"
 
+    def conform(self, model):
+        """Your own site model (``make_context(config, run_dir, model=...)``) through the contract,
+        as a configured ``python`` model is: :class:`~bayescal.models.contract.ConformingModel` with
+        the observed variables (and ``model.parameters_file``'s space, if any)."""
+        from bayescal.models.contract import ConformingModel
+        from bayescal.parameters import ParameterSpace
+        from bayescal.workflows.config import ConfigError
+
+        m = self.config["model"]
+        if m["kind"] == "dalec":
+            from bayescal.models.dalec import DalecModel
+
+            if isinstance(model, DalecModel):  # the embedded model, made by the caller
+                return model
+            raise ConfigError("a model given to the site workflow replaces a 'python' or 'external' [model]; "
+                              "this config's 'model.kind' = 'dalec' runs the embedded DALEC (set "
+                              "model.kind = 'python' with any entry point, or give no model)")
+        if isinstance(model, ConformingModel):
+            return model
+        if not hasattr(model, "space") or not callable(model):
+            raise ConfigError(f"the model given ({type(model).__name__}) must be a callable with a 'space' "
+                              "(docs/own-model.md)")
+        needed = sorted({p["variable"] for p in self.config["observations"]["products"]})
+        space = ParameterSpace.from_toml(m["parameters_file"]) if m.get("parameters_file") else None
+        return ConformingModel(model, variables=needed, space=space)
+
     def make_model(self):
         """The configured site model (:func:`.model.site_model`); an external program works in
         ``external/`` of the run directory."""
@@ -86,7 +112,8 @@ class SiteContext(Context):
         if "model_check" not in self._cache:
             self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
         if validation:
-            check_years_covered(self._cache["model_check"]["time"], self.config, ("validation_years",))
+            check = self._cache["model_check"]
+            check_years_covered(check["time"], self.config, ("validation_years",), check["calendar"])
             self.products()  # each product in the model's output units, or a ConfigError naming both
         return self._cache["model_check"]
 
@@ -98,9 +125,33 @@ class SiteContext(Context):
             if self.config["model"]["kind"] != "dalec":
                 check = self.model_check()
                 real = conform_units(real, check["units"], strict=False, unitless=check["unitless"])
+                self._say_days_left_out(real, check)
             twin = self.config["observations"]["twin"]
             self._cache["products"] = self._twin_products(real) if twin else real
         return self._cache["products"]
+
+    def _say_days_left_out(self, products: list, check: dict) -> None:
+        """A warning counting each product's observations of the calibration and validation years
+        on days the model's calendar lacks (29 February of a ``noleap`` model): they are left out."""
+        import warnings
+
+        import pandas as pd
+
+        from bayescal.models.contract import NO_LEAP_CALENDARS
+
+        if check["calendar"] not in NO_LEAP_CALENDARS:
+            return
+        days = pd.DatetimeIndex(check["time"])
+        (a, b), (c, d) = self.years("calibration"), self.years("validation")
+        for p in products:
+            t = pd.DatetimeIndex(p.data["time"].values)
+            inside = ((t.year >= a) & (t.year <= b)) | ((t.year >= c) & (t.year <= d))
+            n = int((inside & p.data.notnull().values & ~t.isin(days)).sum())
+            if n:
+                src = p.data.attrs.get("source", p.name)
+                warnings.warn(f"{p.variable} ({src}): {n} observed day(s) of the calibration "
+                              f"and validation years are left out: the model output's "
+                              f"calendar {check['calendar']!r} has no such day (29 February)", stacklevel=2)
 
     def _twin_products(self, real: list) -> list:
         """Products simulated at the truth with the real products' days, gaps and sigma (iid noise)."""

@@ -87,9 +87,10 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
         return _python_model(m, space, needed)
     from bayescal.models.external import ExternalModel
 
+    # the observed variables are read (a member whose output lacks one fails, naming it)
     ext = ExternalModel(command=list(m["command"]), template=m["template"], space=space,
-                        workdir=workdir or Path(cfg["run"]["output"]) / "external",
-                        output=m["output"], timeout=m["timeout"], variables=m["variables"])
+                        workdir=workdir or Path(cfg["run"]["output"]) / "external", output=m["output"],
+                        timeout=m["timeout"], variables=sorted(set(m["variables"] or ()) | set(needed)))
     return ConformingModel(ext, variables=needed)
 
 
@@ -98,7 +99,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     """One run at the defaults: the contract, the ``site.<years>`` covered by the model's days,
     and the time it took. ConfigError (naming what breaks) otherwise.
 
-    Returns ``{"seconds": float, "time": dates, "units": {variable: units}}``.
+    Returns ``{"seconds": float, "time": dates (datetime64 days), "calendar": the output's
+    calendar, "units": {variable: units}, "unitless": [variable, ...]}``.
     """
     from bayescal.models.contract import ModelOutputError
     from bayescal.workflows.config import ConfigError
@@ -119,8 +121,9 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
         raise ConfigError(f"model ({kind}) fails at its defaults: {ds['reason'].values[0]}")
     if "time" not in ds.coords:
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
-    check_years_covered(ds["time"].values, cfg, years)
-    return {"seconds": seconds, "time": ds["time"].values, **_output_units(model, ds)}
+    calendar = str(ds["time"].attrs.get("calendar", "standard"))
+    check_years_covered(ds["time"].values, cfg, years, calendar)
+    return {"seconds": seconds, "time": ds["time"].values, "calendar": calendar, **_output_units(model, ds)}
 
 
 def _output_units(model: Any, ds) -> dict[str, Any]:
@@ -136,16 +139,21 @@ def _output_units(model: Any, ds) -> dict[str, Any]:
             "unitless": sorted(v for v, u in units.items() if not u)}
 
 
-def check_years_covered(time: np.ndarray, cfg: dict, years: tuple[str, ...]) -> None:
-    """ConfigError unless the model's days ``time`` cover every day of each ``site.<years>``."""
+def check_years_covered(time: np.ndarray, cfg: dict, years: tuple[str, ...],
+                        calendar: str = "standard") -> None:
+    """ConfigError unless the model's days ``time`` cover every day of each ``site.<years>`` that
+    the output's ``calendar`` has (a ``noleap`` model has no 29 February)."""
     import pandas as pd
 
+    from bayescal.models.contract import NO_LEAP_CALENDARS
     from bayescal.workflows.config import ConfigError
 
     days = pd.DatetimeIndex(time)
     for key in years:
         a, b = (int(y) for y in cfg["site"][key])
         want = pd.date_range(f"{a}-01-01", f"{b}-12-31", freq="D")
+        if calendar in NO_LEAP_CALENDARS:
+            want = want[~((want.month == 2) & (want.day == 29))]
         have = want.isin(days)
         if not have.all():
             raise ConfigError(f"'site.{key}' {[a, b]}: the model's output covers {int(have.sum())} of their "

@@ -79,6 +79,12 @@ def run_site_optimize(ctx: SiteContext) -> None:
                              max_evaluations=ctx.config["site"]["ml_evaluations"], say=ctx.say)
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
+    h = res.history
+    if "status" in h and (failed := h["status"].values != "done").any():
+        reasons, counts = np.unique(h["reason"].values[failed].astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:3]
+        top = ", ".join(f"{counts[i]} x {str(reasons[i])!r}" for i in order)
+        ctx.say(f"  {int(failed.sum())} of {failed.size} model runs failed ({top}; optimize/history.nc)")
 
 
 def _optimum_run(ctx: SiteContext) -> np.ndarray:
@@ -203,9 +209,11 @@ def _posterior_mode(idata, space) -> np.ndarray:
 def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
     """Each variable's first product with every day the file has (no QC mask): the annual sums.
 
-    FLUXNET NEE/GPP are gap-filled, so every day has a value; the twin uses its truth run.
+    FLUXNET NEE/GPP are gap-filled, so every day has a value; the twin uses its truth run. The
+    values are in the model output's units, as :meth:`SiteContext.products` are (the file read
+    again here is converted by the same factor).
     """
-    from bayescal.readers import read_fluxnet_product
+    from bayescal.readers import conversion_factor, read_fluxnet_product
 
     out = {}
     for spec, p in zip(ctx.config["observations"]["products"], ctx.products(), strict=True):
@@ -215,7 +223,11 @@ def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
             out[p.variable] = ctx.truth_run()[p.variable].isel(member=0)
         elif spec["format"] == "fluxnet":
             opts = {k: spec[k] for k in ("partitioning", "units") if k in spec}
-            out[p.variable] = read_fluxnet_product(spec["file"], p.variable, qc_min=0.0, **opts).data
+            data = read_fluxnet_product(spec["file"], p.variable, qc_min=0.0, **opts).data
+            if "file_units" in p.data.attrs:  # the product was converted to the model's units
+                f = conversion_factor(p.data.attrs["file_units"], p.units, p.variable)
+                data = (data * f).assign_attrs({**data.attrs, "units": p.units})
+            out[p.variable] = data
         else:
             out[p.variable] = p.data
     return out

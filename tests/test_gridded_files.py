@@ -1,0 +1,134 @@
+"""The global workflow's own observation files, one step off the examples: gaps the model's
+summaries must follow, a file edited between runs, a sigma in its own units, CLM's end-of-month
+time stamps, and config mistakes named before any file is read (issue 25's newcomer checks)."""
+
+import os
+from pathlib import Path
+
+import cftime
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from test_gridded import TINY, _cells, _files_config
+
+from bayescal.cli import main
+from bayescal.observations.products import ObservationError, Observations, Product
+from bayescal.operators.summaries import BiomeSummaries
+from bayescal.readers import read_netcdf_product, write_gridded_products
+from bayescal.workflows import ConfigError, load_config, make_context
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The tiny config's model at its defaults: (context, its output on the calibration months)."""
+    ctx = make_context(load_config(TINY), tmp_path_factory.mktemp("gaps") / "run", progress=False)
+    m = ctx.model
+    return ctx, m.simulate(m.space.all_default[None, :]).sel(time=slice("2000", "2008"))
+
+
+def _perfect(ds, data, name="perfect"):
+    return Product(name, "gpp", data, 0.1 * abs(data))
+
+
+def test_model_summaries_follow_the_products_gaps(default_run):
+    """The model's own run as observations, with the northern winters blanked (optical products):
+    with ``coverage`` the observed and modelled summaries agree to rounding; counting every cell
+    and month on the model's side, as before, puts them several sigma apart."""
+    ctx, ds = default_run
+    g = ds["gpp"].isel(member=0, drop=True)
+    lat = ctx.model.grid["lat"].sel(cell=g["cell"])
+    gappy = g.where(~((lat > 30) & g["time"].dt.month.isin([11, 12, 1, 2, 3])))
+    for prods in ([_perfect(ds, gappy)], [_perfect(ds, gappy), _perfect(ds, g * 1.2, "biased")]):
+        obs = Observations(prods)
+        follow = BiomeSummaries(["gpp"], 0.03, coverage=obs)
+        y, s = follow.of_observations(obs, ctx.model.grid)
+        shift = np.log(1.2) / 2 if len(prods) == 2 else 0.0  # the biased product's half of the mean
+        np.testing.assert_allclose(y - shift, follow.of_model(ds)[0], rtol=0, atol=1e-12)
+        blind = BiomeSummaries(["gpp"], 0.03)
+        assert np.max(np.abs(y - shift - blind.of_model(ds)[0]) / s) > 1.0
+    north = g.where(lat > 45)  # the tropics unobserved: a summary that cannot be formed is named
+    with pytest.raises(ObservationError, match="no product of 'gpp'.*has a value in biome"):
+        BiomeSummaries(["gpp"], 0.03, coverage=Observations([_perfect(ds, north)])).of_observations(
+            Observations([_perfect(ds, north)]), ctx.model.grid)
+
+
+def test_an_edited_product_file_is_read_again(tmp_path):
+    twin = make_context(load_config(TINY), tmp_path / "twin_run", progress=False)
+    obs, truth = twin.twin()
+    write_gridded_products(obs, truth, tmp_path / "products", resolution=2.0)
+    cfg = _files_config(tmp_path, tmp_path / "products")
+    before = make_context(load_config(cfg), tmp_path / "run", progress=False).observed()[0]
+    f = next((tmp_path / "products").glob("gpp_*.nc"))
+    ds = xr.load_dataset(f)
+    ds["gpp"] = ds["gpp"] * 1.5
+    os.remove(f)
+    ds.to_netcdf(f)
+    after = make_context(load_config(cfg), tmp_path / "run", progress=False).observed()[0]
+    n_r = np.unique(truth["biome"].values).size
+    k = len(obs["gpp"])  # one of the gpp products x 1.5: the mean of their logs moves by ln 1.5 / k
+    np.testing.assert_allclose(after[:n_r] - before[:n_r], np.log(1.5) / k, rtol=1e-5)
+    np.testing.assert_array_equal(after[n_r:], before[n_r:])
+
+
+def test_a_sigma_variable_in_its_own_units_and_clm_end_of_month_stamps(tmp_path):
+    """sigma in gC m-2 d-1 beside data in kg m-2 s-1; a CLM history file: noleap, each month
+    stamped at its end (January on 1 February) with time_bounds."""
+    ends = [cftime.DatetimeNoLeap(2001 + (m + 1) // 12, (m + 1) % 12 + 1, 1) for m in range(3)]
+    starts = [cftime.DatetimeNoLeap(2001, m + 1, 1) for m in range(3)]
+    v = np.arange(1.0, 4.0)[:, None, None] * np.ones((3, 2, 2)) * 1e-8
+    ds = xr.Dataset({"GPP": (("time", "lat", "lon"), v, {"units": "kg m-2 s-1"}),
+                     "GPP_sd": (("time", "lat", "lon"), 0.1 * v * 1e3 * 86400, {"units": "g C m-2 d-1"}),
+                     "time_bounds": (("time", "hist_interval"), np.array([starts, ends]).T)},
+                    coords={"time": ("time", ends, {"bounds": "time_bounds"}), "lat": [10.0, 20.0],
+                            "lon": [0.0, 10.0]})
+    f = tmp_path / "clm.nc"
+    ds.to_netcdf(f, encoding={"time": {"units": "days since 2001-01-01", "calendar": "noleap"},
+                              "time_bounds": {"units": "days since 2001-01-01", "calendar": "noleap"}})
+    p = read_netcdf_product(f, "gpp", nc_variable="GPP", sigma_variable="GPP_sd", cells=_cells([10.0], [0.0]),
+                            months=pd.date_range("2001-01-01", periods=3, freq="MS"), units="gC m-2 d-1")
+    np.testing.assert_allclose(p.data.values[0], np.arange(1.0, 4.0) * 1e-8 * 1e3 * 86400)  # Jan = 1
+    np.testing.assert_allclose((p.sigma / p.data).values, 0.1)
+
+
+def test_product_config_mistakes_are_named_before_any_file_is_read(tmp_path):
+    twin = make_context(load_config(TINY), tmp_path / "twin_run", progress=False)
+    obs, truth = twin.twin()
+    write_gridded_products(obs, truth, tmp_path / "products", resolution=2.0)
+    good = _files_config(tmp_path, tmp_path / "products").read_text()
+
+    def refused(text, match):
+        p = tmp_path / "bad.toml"
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            load_config(p)
+        assert main(["check", "--no-model-run", str(p)]) == 2
+
+    first = good.index('sigma_variable = "gpp_sigma"')
+    refused(good[:first] + 'footprint_deg = "2"\n' + good[first:],
+            r"products\[0\]\.footprint_deg' must be a number")
+    refused(good.replace('sigma_variable = "gpp_sigma"', 'sigma_variable = ["gpp_sigma"]', 1),
+            r"products\[0\]\.sigma_variable' must be a string")
+    block = good[good.index("[[observations.products]]"):good.index("[[observations.products]]", first)]
+    refused(good + "\n" + block, r"'gpp' product 'gpp.*' is also 'observations.products\[0\]'")
+    refused(good.replace("twin = false\n", "twin = true\n"), "not read by a twin")
+    implicit = tmp_path / "implicit.toml"  # files given, twin not said: the files are calibrated against
+    implicit.write_text(good.replace("twin = false\n", ""))
+    assert load_config(implicit)["observations"]["twin"] is False
+
+
+def test_a_parameters_file_without_a_family_the_model_needs(tmp_path):
+    from bayescal.models.landcarbon import default_parameter_space
+
+    space = default_parameter_space()
+    table = space.to_dict()
+    del table["parameters"]["gamma_w"]
+    from bayescal.parameters import ParameterSpace
+
+    ParameterSpace.from_dict(table).to_toml(tmp_path / "params.toml")
+    file = tmp_path / "params.toml"
+    text = TINY.read_text().replace("[model]\n", f'[model]\nparameters_file = "{file}"\n', 1)
+    (tmp_path / "c.toml").write_text(text.replace('output = "runs/tiny"', f'output = "{tmp_path / "run"}"'))
+    with pytest.raises(ConfigError, match=r"parameters_file.*needs the parameter families \['gamma_w'\]"):
+        load_config(tmp_path / "c.toml")
+    assert Path(tmp_path / "run").exists() is False
