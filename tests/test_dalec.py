@@ -168,7 +168,7 @@ def test_drivers_with_a_gap_duplicate_or_bad_latitude_are_refused(hai):
     with pytest.raises(ValueError, match=r"ta is missing or non-finite on 1 day\(s\), the first 2000-01-04"):
         DalecModel(holes, "deciduous")
     for v, value, match in (("ta", 999.0, r"ta = 999 degC on 2000-01-06 is outside \[-70, 60\]"),
-                            ("sw", -50.0, r"sw = -50 MJ m-2 d-1 on 2000-01-06 is outside \[0, 50\]"),
+                            ("sw", -50.0, r"sw = -50 MJ m-2 d-1 on 2000-01-06 is outside \[-0.5, 50\]"),
                             ("co2", 3.8e-4, r"co2 = 0.00038 ppm on 2000-01-06 is outside")):  # mol/mol
         odd = hai.copy(deep=True)
         odd[v][5] = value

@@ -157,6 +157,9 @@ def test_cftime_calendars_are_read_as_their_dates():
     d360 = np.asarray(xr.date_range("2004-01-01", periods=360, freq="D", calendar="360_day", use_cftime=True))
     with pytest.raises(ModelOutputError, match=r"'time' is in the '360_day' calendar"):
         conform_output({"nee": np.zeros((1, 360)), "time": d360}, 1, ["nee"])
+    year1 = np.array([cftime.DatetimeNoLeap(1, 1, d) for d in range(1, 11)])  # a run's own years
+    with pytest.raises(ModelOutputError, match=r"'time' runs from year 1 to 1.*write the real years"):
+        conform_output({"nee": np.zeros((1, 10)), "time": year1}, 1, ["nee"])
 
 
 def test_daily_values_stamped_at_noon_are_their_days_and_two_on_a_day_are_an_error():
@@ -268,6 +271,10 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
         cfg = _setup(tmp_path, _external(command))
         m = load_config(cfg)["model"]
         assert str(tmp_path / "prog.py") in m["command"] and "{param_file}" in m["command"]
+        (tmp_path / "params.txt").write_text("a = 1\n")  # beside the config: a run's own name stays
+        literal = _setup(tmp_path, _external(command.replace("{param_file}", "params.txt")))
+        assert "params.txt" in load_config(literal)["model"]["command"]
+        (tmp_path / "params.txt").unlink()
         assert main(["check", str(cfg)]) == 0, capsys.readouterr().err
         capsys.readouterr()
     cfg = _setup(tmp_path, _external('["./no_such_program", "{param_file}", "{output}"]'))

@@ -123,6 +123,7 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
     row = lines[435].split(",")  # data row 435: 2001-03-10
     for col, value, match in (
             ("TIMESTAMP", "20011310", r"TIMESTAMP '20011310' \(data row 435\) is not a YYYYMMDD"),
+            ("TIMESTAMP", "20010310.5", r"TIMESTAMP '20010310.5' \(data row 435\) is not a YYYYMMDD"),
             ("TA_F", "abc", r"column TA_F is not numeric on 2001-03-10 \(data row 435\): 'abc'")):
         edited = row.copy()
         edited[cols.index(col)] = value

@@ -195,6 +195,11 @@ def daily_time(ds: xr.Dataset) -> xr.Dataset:
                 f"the model output's 'time' is in the {calendar!r} calendar, whose dates are not days of "
                 f"the observations' calendar; write it in one of {list(DAY_CALENDARS)} (docs/own-model.md)")
         ymd = np.array([(d.year, d.month, d.day) for d in t], dtype=np.int64).reshape(-1, 3)
+        if ymd.size and not (1678 <= ymd[:, 0].min() and ymd[:, 0].max() <= 2261):
+            raise ModelOutputError(
+                f"the model output's 'time' runs from year {ymd[:, 0].min()} to {ymd[:, 0].max()}; the "
+                "site route compares it with the observations' dates (years 1678-2261): write the "
+                "real years")
         month = ((ymd[:, 0] - 1970) * 12 + ymd[:, 1] - 1).astype("datetime64[M]")
         days = month.astype("datetime64[D]") + (ymd[:, 2] - 1).astype("timedelta64[D]")
         real = days.astype("datetime64[M]") == month  # 29 Feb of a common year rolls into March

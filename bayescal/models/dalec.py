@@ -84,8 +84,8 @@ def _day_length(lat: float, doy: np.ndarray) -> np.ndarray:
 
 
 #: plausible daily means: air temperature (degC), shortwave radiation (MJ m-2 d-1; the top of the
-#: atmosphere gets at most ~46), CO2 (ppm)
-_PLAUSIBLE, _UNITS_IN = ((-70.0, 60.0), (0.0, 50.0), (100.0, 2000.0)), ("degC", "MJ m-2 d-1", "ppm")
+#: atmosphere gets at most ~46; a sensor offset at night may leave a small negative mean), CO2 (ppm)
+_PLAUSIBLE, _UNITS_IN = ((-70.0, 60.0), (-0.5, 50.0), (100.0, 2000.0)), ("degC", "MJ m-2 d-1", "ppm")
 
 
 def _check_drivers(d: xr.Dataset) -> None:

@@ -120,7 +120,8 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     if missing:
         raise ReaderError(f"{where}: missing columns {missing}")
     stamp = df.pop("TIMESTAMP")
-    text = pd.to_numeric(stamp, errors="coerce").astype("Int64").astype(str)
+    number = pd.to_numeric(stamp, errors="coerce")
+    text = number.where(number == np.floor(number)).astype("Int64").astype(str)  # 20000101.5: not a day
     time = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
     if time.isna().any():
         i = int(np.flatnonzero(time.isna())[0])

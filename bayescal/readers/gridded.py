@@ -192,7 +192,7 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
     the stamp."""
     t = da[tdim]
     bounds = t.attrs.get("bounds", t.encoding.get("bounds"))
-    if bounds in ds.variables and ds[bounds].ndim == 2 and ds[bounds].shape[0] == t.size:
+    if bounds in ds.variables and ds[bounds].ndim == 2 and ds[bounds].sizes.get(tdim) == t.size:
         b = ds[bounds].transpose(tdim, ...).values
         try:
             t = xr.DataArray(b[:, 0] + (b[:, 1] - b[:, 0]) / 2, dims=tdim)
@@ -320,11 +320,14 @@ def read_netcdf_product(
         sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
         if sigma_variable is not None:
             sigma = _aligned(ds[sigma_variable], grid, w, used, keys, months, cells["cell"].values, mask)
-            if "units" in ds[sigma_variable].attrs:
+            su = str(ds[sigma_variable].attrs.get("units", "")).strip()
+            if su:  # an empty units attribute: the data's units
                 try:
-                    sigma_factor = conversion_factor(str(ds[sigma_variable].attrs["units"]), units, variable)
+                    sigma_factor = conversion_factor(su, units, variable)
                 except UnitError as err:
-                    raise ReaderError(f"{where}: sigma variable {sigma_variable!r}: {err}") from None
+                    raise ReaderError(f"{where}: sigma variable {sigma_variable!r} [{su}] is not in units "
+                                      f"of {nc_variable!r}: {err} (a relative error: give relative_sigma)"
+                                      ) from None
         else:
             sigma = relative_sigma * np.abs(data)
     if not np.isfinite(data.values).any():

@@ -71,7 +71,8 @@ class GlobalContext(Context):
 
             files = {str(f): file_digest(f) for f in global_files(self.config)}
             inputs = {k: self.config[k] for k in ("model", "observations")}
-            key = _hash({**inputs, "files": files} if files else inputs)  # keys of runs made before: the same
+            # a twin without files (no parameters_file) keeps the key it had before file contents counted
+            key = _hash({**inputs, "files": files} if files else inputs)
             found = self.rundir.twin(key)
             if found is None and not self.config["observations"]["twin"]:
                 found = self._file_products()

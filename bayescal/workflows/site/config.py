@@ -44,12 +44,14 @@ def resolve_path(value: str, base: Path | None, key: str) -> str:
     return str(path)
 
 
-def resolve_command(command: list, base: Path | None) -> list[str]:
+def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...] = ()) -> list[str]:
     """``model.command`` with paths relative to the config file's folder made absolute (each
     member's program runs in its own run directory): the program when it is a path (``./my_model``,
     ``bin/model``) or a file beside the config, and every other argument that names a file there
-    (``["python", "my_model.py", ...]``). ``{...}`` fields, options and names of programs on
-    ``PATH`` (``python``) are kept as they are."""
+    (``["python", "my_model.py", ...]``). ``{...}`` fields, options, names of programs on
+    ``PATH`` (``python``) and ``run_files`` -- the names of the files each run writes in its own
+    directory (the parameter file, the output), even if a file of that name sits beside the
+    config -- are kept as they are."""
     from bayescal.workflows.config import ConfigError
 
     if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
@@ -60,7 +62,8 @@ def resolve_command(command: list, base: Path | None) -> list[str]:
     out = []
     for i, arg in enumerate(command):
         path = Path(arg)
-        here = not path.is_absolute() and "{" not in arg and not arg.startswith("-") and arg
+        here = (not path.is_absolute() and "{" not in arg and not arg.startswith("-") and arg
+                and (i == 0 or arg not in run_files))
         if here and ((i == 0 and ("/" in arg or os.sep in arg)) or (base / path).is_file()):
             arg = os.path.abspath(base / path)  # not resolved: a linked program keeps its name
         out.append(arg)
@@ -290,7 +293,13 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
             if not m[k]:
                 raise ConfigError(f"'model.{k}' is required for model.kind = 'external'")
         m["template"] = resolve_path(m["template"], base, "model.template")
-        m["command"] = resolve_command(m["command"], base)
+        import inspect
+
+        from bayescal.models.external import ExternalModel
+
+        param_file = inspect.signature(ExternalModel).parameters["param_file"].default
+        run_files = (param_file, str(m["output"]))  # written in each run's own directory
+        m["command"] = resolve_command(m["command"], base, run_files)
     if m["parameters_file"] is not None:
         m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
     _check_products(cfg, base)
