@@ -120,8 +120,11 @@ def _check(args: argparse.Namespace) -> int:
                 one = lo == hi or rough[0] == 0
                 span = f"up to ~{hi}" if one else f"~{lo} to {hi}"
                 runs += f" ({span}, one run at a time)"
-        more = " ..." if len(st.changed) > 4 else ""
-        why = f" ({', '.join(st.changed[:4])}{more} changed)" if st.changed else ""
+        damaged = [c for c in st.changed if c.startswith("damaged file ")]
+        changed = [c for c in st.changed if c not in damaged]
+        more = " ..." if len(changed) > 4 else ""
+        parts = ([f"{', '.join(changed[:4])}{more} changed"] if changed else []) + damaged
+        why = f" ({'; '.join(parts)})" if parts else ""
         print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
         print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
     return 0

@@ -12,10 +12,12 @@ import xarray as xr
 from _seeds import seeds
 from scipy.stats import multivariate_normal
 
+from bayescal import open_run
 from bayescal.cli import main
 from bayescal.observations.products import Product
 from bayescal.operators.timeseries import SeriesLikelihood, SeriesOperator, estimate_error_model
 from bayescal.testing import write_toy_site_csv
+from bayescal.workflow.rundir import RunDirError
 from bayescal.workflows import ConfigError, load_config
 
 DATA = Path(__file__).parent / "data"
@@ -158,6 +160,12 @@ def test_python_entry_point_route_through_bayescal_run(tmp_path):
     assert post.std(0).max() < 0.05
     summary = json.loads((tmp_path / "run" / "propagate" / "summary.json").read_text())
     assert summary["nee"]["rmse_daily_posterior_mean"] < 0.5 * summary["nee"]["rmse_daily_defaults"]
+    run = open_run(tmp_path / "run")
+    units = {v: run.bands[v].attrs["units"] for v in ("nee_daily", "nee_monthly", "nee_observed_annual")}
+    assert units == {"nee_daily": "gC m-2 d-1", "nee_monthly": "gC m-2 month-1",
+                     "nee_observed_annual": "gC m-2 yr-1"}  # sums of the days, not daily rates
+    with pytest.raises(RunDirError, match="design/training.nc: not written"):
+        run.training  # noqa: B018 - the site workflow has no design stage
     (tmp_path / "run" / "report.html").unlink()
     assert main(["report", str(tmp_path / "run")]) == 0  # from the run directory alone
     assert "Validation on held-out years" in (tmp_path / "run" / "report.html").read_text()

@@ -322,6 +322,9 @@ def test_a_damaged_output_file_is_set_aside_and_its_stage_reruns(site_run, tmp_p
     assert main(["report", str(copy)]) == 1
     err = capsys.readouterr().err
     assert "posterior/posterior.nc: OSError" in err and "Traceback" not in err
+    plan = {st.name: (st.status, st.changed) for st in make_context(cfg, copy, progress=False).plan()}
+    assert plan["posterior"] == ("rerun", ["damaged file posterior.nc"])  # `bayescal check` says so
+    assert plan["optimize"][0] == "reuse" and nc.exists()  # the plan writes nothing
     with pytest.warns(RuntimeWarning, match="posterior.nc: damaged"):
         done = _rerun(cfg, copy, SITE_STAGES)
     assert done["posterior"][0] == "ran" and done["optimize"][0] == done["propagate"][0] == "reused"

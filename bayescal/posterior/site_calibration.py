@@ -213,12 +213,23 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
         for name, freq in (("monthly", "MS"), ("annual", "YS")):
             dim = f"time_{name}"  # each time scale on its own axis (no alignment across them)
             q = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
-            out[f"{v}_{name}"] = q.rename(time=dim)
+            units = _sum_units(str(obs.attrs.get("units", m.attrs.get("units", ""))), name)
+            out[f"{v}_{name}"] = q.rename(time=dim).assign_attrs(units=units)
             # a period's observed sum only where every day of it is observed (else NaN, not a part-sum)
             complete = o.notnull().resample(time=freq).min().astype(bool)
-            out[f"{v}_observed_{name}"] = o.resample(time=freq).sum().where(complete).rename(time=dim)
+            total = o.resample(time=freq).sum().where(complete).rename(time=dim)
+            out[f"{v}_observed_{name}"] = total.assign_attrs({**o.attrs, "units": units})
         summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     return xr.Dataset(out), summary
+
+
+def _sum_units(daily: str, period: str) -> str:
+    """Units of a monthly or annual sum of daily values: ``gC m-2 d-1`` -> ``gC m-2 month-1`` /
+    ``gC m-2 yr-1``; other daily units times a day (``m2 m-2 d``)."""
+    per = {"monthly": "month-1", "annual": "yr-1"}[period]
+    if daily.endswith(" d-1"):
+        return f"{daily[:-4]} {per}"
+    return f"{daily} d" if daily else ""
 
 
 def _validation_metrics(out: dict, v: str, m: xr.DataArray, o: xr.DataArray, default: xr.DataArray) -> dict:

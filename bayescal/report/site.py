@@ -46,8 +46,9 @@ def plot_validation(bands: xr.Dataset, variables: list[str], units_of: dict[str,
                      "annual": dict(s=30, color="k", marker="D")}[scale]
             ax.scatter(obs[dim].values, obs.values, label="observed", zorder=3, **style)
             units = bands[f"{v}_observed_daily"].attrs.get("units") or units_of.get(v, "?")
+            total = obs.attrs.get("units") if obs.attrs.get("units") != units else None  # bands of 0.2+
             ax.set_title(f"{v.upper()} {scale} ({units})" if scale == "daily" else
-                         f"{v.upper()} {scale} sums ({units} x d)", fontsize=9)
+                         f"{v.upper()} {scale} sums ({total or units + ' x d'})", fontsize=9)
             ax.tick_params(labelsize=7)
             if scale == "annual":
                 ax.set_xticks(t, [str(x)[:4] for x in t])

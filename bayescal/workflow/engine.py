@@ -132,8 +132,12 @@ class Engine:
             done = read_json_record(folder / "stage.json", set_aside=False)
             started = read_json_record(folder / "started.json", set_aside=False)
             changed: list[str] = []
-            if done is not None and done.get("key") == key:
+            bad = [p.name for p, _ in damaged_files(folder) if p.name not in ("stage.json", "started.json")] \
+                if done is not None and done.get("key") == key else []
+            if done is not None and done.get("key") == key and not bad:
                 status = "reuse"
+            elif bad:  # run() sets them aside and reruns the stage
+                status, changed = "rerun", [f"damaged file {name}" for name in bad]
             elif started is not None and started.get("key") == key:
                 status = "resume"
             elif folder.exists():

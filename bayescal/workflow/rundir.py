@@ -317,8 +317,15 @@ class RunResults:
     def _nc(self, stage: str, name: str) -> xr.Dataset:
         f = self.rundir.stage(stage) / name
         if not f.exists():
-            raise RunDirError(f"{f}: not written (has the {stage!r} stage finished?)")
-        return xr.load_dataset(f)
+            done = (self.rundir.stage(stage) / "stage.json").exists()
+            why = (f"the {stage!r} stage finished without it: this workflow does not write it" if done
+                   else f"has the {stage!r} stage finished?")
+            raise RunDirError(f"{f}: not written ({why})")
+        try:
+            return xr.load_dataset(f)
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"{f}: cannot be read ({type(err).__name__}: {err}); `bayescal run` sets a "
+                              "damaged file aside and reruns its stage") from None
 
     @property
     def posterior(self):
@@ -343,7 +350,7 @@ class RunResults:
 
     @property
     def training(self) -> xr.Dataset:
-        return self.rundir.training()
+        return self._nc("design", "training.nc")
 
     @property
     def config(self) -> dict[str, Any]:
