@@ -132,3 +132,39 @@ def test_a_parameters_file_without_a_family_the_model_needs(tmp_path):
     with pytest.raises(ConfigError, match=r"parameters_file.*needs the parameter families \['gamma_w'\]"):
         load_config(tmp_path / "c.toml")
     assert Path(tmp_path / "run").exists() is False
+
+
+def _tiny(tmp_path, replace: dict) -> Path:
+    text = TINY.read_text().replace('output = "runs/tiny"', f'output = "{tmp_path / "run"}"')
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_twin_years_and_an_emulator_without_optimiser_runs_are_named_before_any_run(tmp_path):
+    early = _tiny(tmp_path, {"start = 2000\nend = 2008\nramp_start = 1997": "start = 1990\nend = 1995\n"
+                             "ramp_start = 1988", "gcb_years = [2000, 2008]": "gcb_years = [1990, 1995]",
+                             "table_years = [2003, 2008]": "table_years = [1990, 1995]"})
+    with pytest.raises(ConfigError, match=r"\(1990-1995\) miss the years of the twin's 'gpp' product 'GOSIF"):
+        load_config(early)
+    none = _tiny(tmp_path, {'method = "dfols"': 'method = "none"',
+                            "[design]": '[emulator]\ntraining = "optimize"\n\n[design]'})
+    with pytest.raises(ConfigError, match=r"'emulator.training' = 'optimize' trains on the optimiser's runs"):
+        load_config(none)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_screen_keeps_free_values_that_are_not_candidates(tmp_path):
+    """parameters.free is kept whatever the screen chooses among parameters.candidates."""
+    screen = "[screen]\nenabled = true\ntrajectories = 2\ntop_k = 1"
+    cfg = _tiny(tmp_path, {"[screen]\nenabled = false": screen,
+                           'free = ["vmax[GRASS-C3]", "vmax[NDL-EVG]", "kn[BDL-EVG]", "gamma_w"]':
+                           'free = ["kn[BDL-EVG]"]\ncandidates = ["gamma_w", "vmax[GRASS-C3]"]'})
+    ctx = make_context(load_config(cfg), tmp_path / "run", progress=False)
+    ctx.run(("screen",))
+    chosen = ctx.rundir.selected()
+    assert "kn[BDL-EVG]" in chosen and len(chosen) == 2
+    assert set(chosen) - {"kn[BDL-EVG]"} <= {"gamma_w", "vmax[GRASS-C3]"}

@@ -169,6 +169,10 @@ def test_errors(ishigami_space):
         sample(ishigami_space, "sobol", 100)
     with pytest.raises(SensitivityError, match="unknown method"):
         sample(ishigami_space, "pawn2", 8)
+    for method, n, least in (("sobol", 0, 1), ("morris", 1, 2), ("fast", 10, 65)):
+        with pytest.raises(SensitivityError, match=rf"{method}: n must be an integer >= {least}, got {n}"):
+            sample(ishigami_space, method, n)
+    assert sample(ishigami_space, "fast", 65, seed=0).sizes["member"] == 65 * 3  # the least FAST takes
     other = ParameterSpace([Parameter("z", 0.0, -1.0, 1.0)])
     design = sample(ishigami_space, "sobol", 8, seed=0)
     res = evaluate(analytic(Ishigami.evaluate, ishigami_space), design, TARGET)

@@ -111,8 +111,8 @@ def sample(
     method : {"sobol", "morris", "fast"}
     n : int
         Sobol': base sample size N (a power of two; N (D + 2) members, N (2D + 2) with second order,
-        D the number of factors); Morris: trajectories (N (D + 1) members); FAST: samples per
-        factor (N D members).
+        D the number of factors); Morris: trajectories, at least 2 (N (D + 1) members); FAST:
+        samples per factor, at least 65 (N D members).
     seed : int, optional
     groups, calc_second_order, num_levels
         As in SALib.
@@ -127,6 +127,9 @@ def sample(
         raise SensitivityError(f"unknown method {method!r}; use one of {METHODS}")
     problem = salib_problem(space, groups)
     grouped = bool(problem.get("groups"))  # before sampling: SALib's samplers may add "groups"
+    least = {"sobol": 1, "morris": 2, "fast": 65}[method]  # FAST: N > 4 M^2 with SALib's M = 4
+    if not isinstance(n, (int, np.integer)) or n < least:
+        raise SensitivityError(f"{method}: n must be an integer >= {least}, got {n!r}")
     if method == "sobol":
         if n & (n - 1):
             raise SensitivityError(f"Sobol' base sample size must be a power of two, got {n}")

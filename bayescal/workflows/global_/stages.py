@@ -62,9 +62,10 @@ def run_screen(ctx: GlobalContext) -> None:
         info = [t for t in idx["target"].values if str(t).startswith("summary:")]
         chosen = screen(idx, threshold=None, top_k=cfg["screen"]["top_k"], targets=info,
                         normalise=False)
-        labels = [
-            lab for lab in space.labels if lab in chosen or lab in free or family(lab) in free
-        ]
+        # the screen's choice among the candidates, plus every value parameters.free names
+        # (candidates or not: a family names all its values)
+        labels = [lab for lab in ctx.full_space.labels
+                  if (lab in chosen and lab in space.labels) or lab in free or family(lab) in free]
     else:
         labels = ctx.full_space.only(cfg["parameters"]["free"]).labels
     write_json_atomic(out / "selected.json", {"parameters": labels})

@@ -67,9 +67,17 @@ def _optimize_runs(cfg: Config) -> str:
     c = cfg["optimize"]
     if c["method"] == "none":
         return "0"
-    if c["method"] in ("ga", "differential_evolution"):
-        pop, gens = c["pop_size"], c["n_generations"]
+    pop, gens = c["pop_size"], c["n_generations"]
+    if c["method"] == "ga":
         return f"about {pop * gens} ({pop} x {gens} generations)"
+    if c["method"] == "differential_evolution":  # as stages._budget: the population in whole d's
+        if cfg["screen"]["enabled"]:  # d is the screen's to choose
+            return (f"about {pop * (gens + 1)} ({gens + 1} generations of ~{pop}: DE rounds its "
+                    "population down to a multiple of the calibrated values, at least one each)")
+        d = model_space(cfg).only(cfg["parameters"]["free"]).n_free
+        per = max(1, pop // d) * d
+        return (f"about {per * (gens + 1)} ({gens + 1} generations of {per}: pop_size in whole {d}s, "
+                f"at least {d})")
     return f"<= {c['max_evaluations']}"
 
 
