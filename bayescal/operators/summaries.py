@@ -65,6 +65,9 @@ class BiomeSummaries:
             raise ValueError(f"gcb_errors must be 'correlated' or 'independent', got {self.gcb_errors!r}")
         if self.gcb_block < 1:
             raise ValueError(f"gcb_block must be >= 1 year, got {self.gcb_block}")
+        gappy = [] if self.coverage is None else [  # found once: of_model runs on every ensemble
+            v for v in self.variables if any(bool(p.data.isnull().any()) for p in self.coverage[v])]
+        object.__setattr__(self, "_gappy_variables", gappy)
 
     def blocks(self) -> list[tuple[int, int]]:
         return decades(*self.gcb_years, self.gcb_block) if self.gcb_years else []
@@ -74,9 +77,7 @@ class BiomeSummaries:
 
     def _gappy(self) -> list[str]:
         """The variables with a product that has gaps (their summaries follow them)."""
-        if self.coverage is None:
-            return []
-        return [v for v in self.variables if any(bool(p.data.isnull().any()) for p in self.coverage[v])]
+        return self._gappy_variables
 
     def of_model(self, ds: xr.Dataset) -> np.ndarray:
         """Summaries of model output on (member, cell, time): (member, summary)."""

@@ -108,11 +108,13 @@ class GlobalContext(Context):
         """The likelihood's observation operator (:class:`bayescal.operators.summaries.BiomeSummaries`)."""
         from bayescal.operators.summaries import BiomeSummaries
 
-        o = self.config["observations"]
-        years = tuple(o["gcb_years"]) if o["gcb_nbp"] else None
-        coverage = None if o["twin"] else self.twin()[0]  # real products: the model follows their gaps
-        return BiomeSummaries(o["variables"], o["sigma_floor"], years, o["gcb_errors"], o["gcb_block"],
-                              coverage=coverage)
+        if "summary_operator" not in self._cache:  # made once: summaries() runs on every ensemble
+            o = self.config["observations"]
+            years = tuple(o["gcb_years"]) if o["gcb_nbp"] else None
+            coverage = None if o["twin"] else self.twin()[0]  # real products: the model follows their gaps
+            self._cache["summary_operator"] = BiomeSummaries(
+                o["variables"], o["sigma_floor"], years, o["gcb_errors"], o["gcb_block"], coverage=coverage)
+        return self._cache["summary_operator"]
 
     def summaries(self, ds: xr.Dataset) -> np.ndarray:
         """The likelihood's summaries of model output, (member, summary).
