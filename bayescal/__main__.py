@@ -1,7 +1,5 @@
 """``python -m bayescal`` = the ``bayescal`` command."""
 
-import sys
+from bayescal.cli import entry
 
-from bayescal.cli import main
-
-sys.exit(main())
+entry()

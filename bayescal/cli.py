@@ -220,5 +220,24 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted()
 
 
+def entry() -> None:
+    """The ``bayescal`` command: :func:`main`, then exit with its status.
+
+    After an interrupt every stage has unwound (stores closed, clusters shut, workers told) and
+    the message is out; the process then ends at once with 130. Letting the interpreter
+    finalise instead ended it, about once in a hundred Ctrl-C's, with SIGINT (-2) or a fatal
+    "PyThreadState_Get ... GIL is released" abort (-6) from an extension's teardown.
+    """
+    code = main()
+    if code == 130:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
