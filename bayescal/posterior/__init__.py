@@ -46,7 +46,7 @@ from .inference_data import (
     save_inference_data,
 )
 from .likelihoods import GaussianLikelihood, ScoreLikelihood, baseline_temperature
-from .moves import DESubspaceMove
+from .moves import DESubspaceMove, IndependenceMove
 from .priors import PRIOR_KINDS, Priors
 from .sampler import PosteriorSampler, default_moves, unit_samples
 from .subspace import Subspace, SubspacePosterior, informed_subspace, subspace_posterior
@@ -65,6 +65,7 @@ __all__ = [
     "emulator_trust",
     "default_moves",
     "DESubspaceMove",
+    "IndependenceMove",
     "get_group",
     "group_names",
     "load_inference_data",

@@ -92,6 +92,8 @@ class PosteriorSampler:
         # resumed from its backend (which skips the start's draws) draws the same as an unbroken one
         self._output_seed = int(seed.integers(2**62)) if isinstance(seed, np.random.Generator) else seed
         self._sampler: emcee.EnsembleSampler | None = None
+        self.discard = 0  # steps before :meth:`adapt` switched the moves: burn-in, never draws
+        self._pilot_moves: list | None = None
 
     # ------------------------------------------------------------------ log-probability
     def log_prob(self, u: np.ndarray) -> np.ndarray:
@@ -211,6 +213,29 @@ class PosteriorSampler:
             sampler.run_mcmc(start, n_steps - done, store=True, **progress_bar(progress, done, n_steps))
         return self
 
+    def adapt(self, moves: list, at: int | None = None) -> PosteriorSampler:
+        """Propose with ``moves`` from step ``at`` on (default: the next step); the steps before
+        are a pilot, burn-in.
+
+        For moves fitted to the pilot (an :class:`~bayescal.posterior.IndependenceMove`): the
+        pilot's steps are left out of the autocorrelation times, the 50-tau length checks and the
+        draws, so the posterior is the chain of fixed moves that follows. Call it after
+        :meth:`run` has made the pilot's ``at`` steps; after a restart whose backend holds more,
+        with the same ``at`` and moves, and the chain goes on as it would have.
+        """
+        s = self.sampler
+        at = s.iteration if at is None else int(at)
+        if not 0 < at <= s.iteration:
+            raise PosteriorError(f"adapt at step {at}: the chain has {s.iteration} steps "
+                                 "(run the pilot first)")
+        items = [m if isinstance(m, tuple) else (m, 1.0) for m in moves]
+        weights = np.array([w for _, w in items], dtype=float)
+        s._moves, s._weights = [m for m, _ in items], weights / weights.sum()  # emcee's move schedule
+        if self._pilot_moves is None:  # the moves before the first switch (later ones refit them)
+            self._pilot_moves = self.moves
+        self.moves, self.discard = items, at
+        return self
+
     def run_adaptive(
         self,
         max_steps: int = 20000,
@@ -227,15 +252,16 @@ class PosteriorSampler:
 
         Each decision reads the chain's first ``target`` steps only (the lengths ``min_steps``,
         then each extension's target), not the length the chain has now: a run resumed from its
-        backend after a kill takes the same decisions and ends with the same chain.
+        backend after a kill takes the same decisions and ends with the same chain. After
+        :meth:`adapt`, lengths and times count from the switch.
         """
         if min_steps > max_steps:
             raise PosteriorError(f"min_steps ({min_steps}) must not exceed max_steps ({max_steps})")
         target = int(min_steps)
         self.run(target, initial=initial, progress=progress)
         while target < max_steps:
-            tau = integrated_time(self.sampler.get_chain()[:target])
-            need = int(np.ceil(1.05 * factor * np.nanmax(tau)))
+            tau = integrated_time(self.sampler.get_chain()[self.discard:target])
+            need = self.discard + int(np.ceil(1.05 * factor * np.nanmax(tau)))
             if target >= need:
                 break
             target = min(max_steps, max(need, target * 3 // 2))
@@ -253,17 +279,19 @@ class PosteriorSampler:
         return self.sampler.iteration
 
     def autocorr_time(self) -> np.ndarray:
-        """Integrated autocorrelation time per parameter (no length check; see :meth:`to_inference_data`)."""
-        return integrated_time(self.sampler.get_chain())
+        """Integrated autocorrelation time per parameter (no length check; see :meth:`to_inference_data`);
+        after :meth:`adapt`, of the steps since the switch."""
+        return integrated_time(self.sampler.get_chain()[self.discard:])
 
     # ------------------------------------------------------------------ output
     def _burn_thin(self, tau, n: int, burn: int | None, thin: int | None,
                    max_draws: int | None) -> tuple[int, int]:
-        """emcee's advice (burn 2 max tau, thin tau/2 min), at most ``max_draws`` draws kept."""
-        burn = int(2 * np.nanmax(tau)) if burn is None else int(burn)
+        """emcee's advice (burn 2 max tau, thin tau/2 min; both after the steps :meth:`adapt` left
+        out), at most ``max_draws`` draws kept."""
+        burn = self.discard + int(2 * np.nanmax(tau)) if burn is None else int(burn)
         thin = max(1, int(0.5 * np.nanmin(tau))) if thin is None else int(thin)
         if burn >= n:
-            burn = n // 2
+            burn = (self.discard + n) // 2
         if max_draws is not None:
             kept = -(-(n - burn) // thin)  # draws per walker
             if kept * self.n_walkers > max_draws:
@@ -319,9 +347,9 @@ class PosteriorSampler:
         s = self.sampler
         n = s.iteration
         tau = self.autocorr_time()
-        if n < 50 * np.nanmax(tau):
+        if n - self.discard < 50 * np.nanmax(tau):
             warnings.warn(
-                f"chain of {n} steps is shorter than 50 autocorrelation times "
+                f"chain of {n - self.discard} steps is shorter than 50 autocorrelation times "
                 f"(max tau {np.nanmax(tau):.1f}); "
                 "estimates are unreliable - run longer",
                 PosteriorWarning,
@@ -356,6 +384,8 @@ class PosteriorSampler:
             sampler="emcee",
             moves=describe_moves(self.moves),
         )
+        if self._pilot_moves is not None:
+            attrs.update(pilot_steps=self.discard, pilot_moves=describe_moves(self._pilot_moves))
         prior_u = self.priors.sample(n_prior, self._output_seed)[None]
         like = self.log_likelihood
         obs_ds, constant = self._observed_and_constant(observed)

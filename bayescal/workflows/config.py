@@ -102,7 +102,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "left_out": (str, "marginalise"),
         "left_out_runs": (int, 32),
         "route": (str, "direct"),
-        "moves": (str, "de_subspace"),  # site route's emcee moves: "de_subspace" or "de_stretch"
+        "moves": (str, "independence"),  # the site direct route's: independence, de_subspace, de_stretch
         # posterior.method = "history_matching" (workflows/global_/history_matching_stage.py)
         "method": (str, "refine"),
         "hm_waves": (int, 4),

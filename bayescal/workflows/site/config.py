@@ -307,7 +307,9 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     _choice(cfg, "site", "aggregate", ("daily", "weekly", "monthly", "annual"))
     _choice(cfg, "site", "discrepancy", ("estimate", "none"))
     _choice(cfg, "posterior", "route", ("direct", "emulator"))
-    _choice(cfg, "posterior", "moves", ("de_stretch", "de_subspace"))
+    from bayescal.posterior.site_calibration import SITE_MOVES
+
+    _choice(cfg, "posterior", "moves", SITE_MOVES)
     if val[0] <= cal[1] and cal[0] <= val[1]:
         raise ConfigError(f"'site.validation_years' {list(val)} overlap 'site.calibration_years' "
                           f"{list(cal)}; validation years are held out: choose years outside the "

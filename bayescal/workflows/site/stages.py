@@ -191,7 +191,8 @@ def run_site_posterior(ctx: SiteContext) -> None:
                                    n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
                                    backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"])
         tau = float(np.nanmax(sampler.autocorr_time()))
-        ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps, max tau {tau:.0f}; "
+        adapting = f" (the first {sampler.discard} adapting the moves)" if sampler.discard else ""
+        ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps{adapting}, max tau {tau:.0f}; "
                 "pointwise log-likelihood and predictive draws at the retained draws")
         idata = sampler.to_inference_data(max_draws=max_draws)
     save_inference_data(idata, out / "posterior.nc")
