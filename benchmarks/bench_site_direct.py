@@ -51,7 +51,7 @@ def _figures(run: Path) -> dict:
     stage = json.loads((run / "posterior" / "stage.json").read_text())
     optimize = json.loads((run / "optimize" / "stage.json").read_text())
     with xr.open_dataset(run / "posterior" / "posterior.nc", group="posterior", engine="h5netcdf") as ds:
-        pilot = int(ds.attrs.get("pilot_steps", 0))
+        pilot = int(ds.attrs.get("adaptation_steps", 0))
     with h5py.File(run / "posterior" / "chain.h5", "r") as f:
         chain = f["mcmc"]["chain"][:]
     moved = np.any(np.diff(chain[pilot:], axis=0) != 0, axis=-1)

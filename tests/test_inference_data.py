@@ -168,11 +168,13 @@ def test_site_series_posterior_has_time_and_variable(tmp_path):
     obs = get_group(saved, "observed_data")["y"]
     assert obs.dims == ("observation",) and obs.sizes["observation"] == 24
     # the site route's default moves, by their settings: the same text on every run (no address);
-    # the pilot (the first 300 of the 600 steps) by its own, and none of it among the draws
+    # the adaptation (the first 300 of the 600 steps: DE alone to step 37, then refits) by its
+    # own, and none of it among the draws
     attrs = get_group(saved, "posterior").attrs
     de = "DESubspaceMove(scale=0.5, crossover=(0.333, 0.667, 1), jump=0.1, sigma=1e-06)"
     assert attrs["moves"] == f"IndependenceMove(n_components=4, df=5, inflate=1.2, seed=2) 0.5 / {de} 0.5"
-    assert attrs["pilot_moves"] == f"{de} 1" and attrs["pilot_steps"] == 300 and attrs["burn"] >= 300
+    assert attrs["adaptation"] == f"{de} 1 to step 37, then the moves refitted at steps 37, 75, 150, 300"
+    assert attrs["adaptation_steps"] == 300 and attrs["burn"] >= 300
     assert {"time", "variable", "product", "units"} <= set(obs.coords)
     assert str(obs["time"].values[0])[:10] == "2000-01-01" and obs["variable"].values[0] == "nee"
     assert obs.attrs["units"] == "gC m-2 d-1"
@@ -188,8 +190,8 @@ def test_site_series_posterior_has_time_and_variable(tmp_path):
 
 @pytest.mark.parametrize("kill_at", [100, 500, 1400])
 def test_killed_site_chain_resumes_bit_for_bit(tmp_path, kill_at):
-    """The site route's chain (a pilot of 150 steps, the proposal fitted to it, n_steps, then on to
-    50 tau) killed in the pilot or after it continues from chain.h5."""
+    """The site route's chain (150 steps adapting the moves: DE alone for 18, then refits; n_steps,
+    then on to 50 tau) killed while adapting or after it continues from chain.h5."""
     def go(kill_at=None):
         like, space = _toy_site(kill_at)
         return sample_posterior(like, space, np.array([0.5]), n_walkers=8, n_steps=300, max_steps=1500,

@@ -1,5 +1,6 @@
-"""emcee moves beyond emcee's own: differential evolution in random subspaces (DREAM's crossover),
-and independence proposals from a mixture fitted to a pilot chain.
+"""emcee moves: the default mix of emcee's own (DE + stretch) and how moves are written in a
+posterior's attributes; beyond emcee's own, differential evolution in random subspaces (DREAM's
+crossover) and independence proposals from a mixture fitted to a pilot chain.
 
 On the exact posterior of a DALEC twin (a thin, curved ridge in 11 dimensions; emcee's DE +
 stretch moves accept ~1 % of proposals) :class:`DESubspaceMove` with ``scale`` 0.5 moves the chain
@@ -9,11 +10,36 @@ docs/site.md).
 
 from __future__ import annotations
 
+import emcee
 import numpy as np
 from emcee.moves.mh import MHMove
 from emcee.moves.red_blue import RedBlueMove
+from scipy.special import expit
 
-__all__ = ["DESubspaceMove", "IndependenceMove"]
+__all__ = ["DESubspaceMove", "IndependenceMove", "default_moves", "describe_moves"]
+
+
+def default_moves() -> list[tuple[emcee.moves.Move, float]]:
+    """Differential evolution (80 %) and the stretch move (20 %).
+
+    DE follows correlated ridges (ter Braak 2006); the stretch move (Goodman & Weare 2010)
+    keeps proposals affine-invariant when DE's differences collapse. emcee's DE-snooker move is
+    not used: with it (DE 0.8 / snooker 0.2) the pooled sd on an exact correlated Gaussian was
+    0.966 of the truth over 4 seeds, against 1.002 for DE alone and 0.999 for this mix
+    (``tests/test_posterior.py::test_default_moves_have_the_right_width``).
+    """
+    return [(emcee.moves.DEMove(), 0.8), (emcee.moves.StretchMove(), 0.2)]
+
+
+def describe_moves(moves) -> str:
+    """The moves as text for the InferenceData's attributes: each move's own ``repr`` if it has
+    one, else its class name, with its weight; never an object's address (the file must be the
+    same bits on every run)."""
+    items = default_moves() if not moves else moves
+    items = [items] if isinstance(items, emcee.moves.Move) else list(items)
+    items = [m if isinstance(m, tuple) else (m, 1.0) for m in items]
+    names = [repr(m) if type(m).__repr__ is not object.__repr__ else type(m).__name__ for m, _ in items]
+    return " / ".join(f"{name} {w:g}" for name, (_, w) in zip(names, items, strict=True))
 
 
 class DESubspaceMove(RedBlueMove):
@@ -117,9 +143,9 @@ class IndependenceMove(MHMove):
         u = np.asarray(u, dtype=float)
         if u.ndim != 2 or u.shape[0] < 2 * u.shape[1] + 2:
             raise ValueError(f"need at least 2 d + 2 draws (n, d) to fit the proposal, got shape {u.shape}")
-        y = _logit(u)
+        y = _logit(np.clip(u, _EDGE, 1 - _EDGE))  # draws on a face: fitted as 1e-12 inside it
         k = int(max(1, min(self.n_components, u.shape[0] // (20 * u.shape[1]))))
-        with threadpool_limits(1, user_api="blas"):  # the same bits on every run
+        with threadpool_limits(1):  # BLAS and OpenMP (k-means' sums): the same bits on every machine
             gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=self.seed).fit(y)
         self.weights_, self.means_ = gm.weights_, gm.means_
         self.chol_ = np.linalg.cholesky(gm.covariances_) * self.inflate
@@ -127,17 +153,20 @@ class IndependenceMove(MHMove):
         return self
 
     def logpdf(self, u: np.ndarray) -> np.ndarray:
-        """log q(u) (unit-cube density: the logit's Jacobian included)."""
+        """log q(u) (unit-cube density: the logit's Jacobian included; -inf on the cube's faces)."""
         from scipy.special import gammaln
 
-        u = np.clip(np.atleast_2d(np.asarray(u, dtype=float)), _EDGE, 1 - _EDGE)
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        inside = ((u > 0) & (u < 1)).all(axis=1)
+        u = np.where(inside[:, None], u, 0.5)  # a face's density is set to -inf below
         y, d, df = _logit(u), u.shape[1], self.df
         z = np.linalg.solve(self.chol_[None], (y[:, None, :] - self.means_[None])[..., None])[..., 0]
         m = (z**2).sum(-1)  # (n, k) squared Mahalanobis distances
         logdet = np.log(np.diagonal(self.chol_, axis1=1, axis2=2)).sum(-1)
         comp = (np.log(self.weights_) + gammaln((df + d) / 2) - gammaln(df / 2) - d / 2 * np.log(df * np.pi)
                 - logdet - (df + d) / 2 * np.log1p(m / df))
-        return np.logaddexp.reduce(comp, axis=1) - np.log(u * (1 - u)).sum(1)
+        out = np.logaddexp.reduce(comp, axis=1) - (np.log(u) + np.log1p(-u)).sum(1)
+        return np.where(inside, out, -np.inf)
 
     def sample(self, n: int, random) -> np.ndarray:
         """``n`` draws of ``q`` (``random``: a ``numpy.random.RandomState``, as emcee passes)."""
@@ -146,21 +175,21 @@ class IndependenceMove(MHMove):
         z = random.standard_normal((n, d))
         scale = np.sqrt(random.chisquare(self.df, size=n) / self.df)
         y = self.means_[comp] + np.einsum("nij,nj->ni", self.chol_[comp], z) / scale[:, None]
-        return 1.0 / (1.0 + np.exp(-y))
+        return expit(y)
 
     def _proposal(self, u: np.ndarray, random) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self, "chol_"):
             raise RuntimeError("IndependenceMove is not fitted: call fit(pilot_draws) first")
         new = self.sample(u.shape[0], random)
-        # a draw rounded onto a face (logit beyond ~37) is a rejected proposal: the walker stays
-        edge = ~((new > 0) & (new < 1)).all(axis=1)
-        new[edge] = u[edge]
-        return new, np.where(edge, 0.0, self.logpdf(u) - self.logpdf(new))
+        # a draw rounded onto a face (a logit above ~37 or below ~-745) is rejected: the walker
+        # stays (its proposal is its own position, with a factor that refuses it)
+        face = ~((new > 0) & (new < 1)).all(axis=1)
+        new[face] = u[face]
+        return new, np.where(face, -np.inf, self.logpdf(u) - self.logpdf(new))
 
 
-_EDGE = 1e-12  # logit's clip: q's density at the cube's faces is taken 1e-12 inside them
+_EDGE = 1e-12  # pilot draws on a face are fitted this far inside it
 
 
 def _logit(u: np.ndarray) -> np.ndarray:
-    u = np.clip(u, _EDGE, 1 - _EDGE)
     return np.log(u) - np.log1p(-u)

@@ -18,32 +18,10 @@ from .backends import HDFBackend, kept_open
 from .diagnostics import integrated_time
 from .errors import PosteriorError, PosteriorWarning
 from .inference_data import get_group, make_inference_data
+from .moves import default_moves, describe_moves
 from .priors import Priors
 
 __all__ = ["PosteriorSampler", "default_moves", "unit_samples"]
-
-
-def default_moves() -> list[tuple[emcee.moves.Move, float]]:
-    """Differential evolution (80 %) and the stretch move (20 %).
-
-    DE follows correlated ridges (ter Braak 2006); the stretch move (Goodman & Weare 2010)
-    keeps proposals affine-invariant when DE's differences collapse. emcee's DE-snooker move is
-    not used: with it (DE 0.8 / snooker 0.2) the pooled sd on an exact correlated Gaussian was
-    0.966 of the truth over 4 seeds, against 1.002 for DE alone and 0.999 for this mix
-    (``tests/test_posterior.py::test_default_moves_have_the_right_width``).
-    """
-    return [(emcee.moves.DEMove(), 0.8), (emcee.moves.StretchMove(), 0.2)]
-
-
-def describe_moves(moves) -> str:
-    """The moves as text for the InferenceData's attributes: each move's own ``repr`` if it has
-    one, else its class name, with its weight; never an object's address (the file must be the
-    same bits on every run)."""
-    items = default_moves() if not moves else moves
-    items = [items] if isinstance(items, emcee.moves.Move) else list(items)
-    items = [m if isinstance(m, tuple) else (m, 1.0) for m in items]
-    names = [repr(m) if type(m).__repr__ is not object.__repr__ else type(m).__name__ for m, _ in items]
-    return " / ".join(f"{name} {w:g}" for name, (_, w) in zip(names, items, strict=True))
 
 
 class PosteriorSampler:
@@ -93,7 +71,8 @@ class PosteriorSampler:
         self._output_seed = int(seed.integers(2**62)) if isinstance(seed, np.random.Generator) else seed
         self._sampler: emcee.EnsembleSampler | None = None
         self.discard = 0  # steps before :meth:`adapt` switched the moves: burn-in, never draws
-        self._pilot_moves: list | None = None
+        self._first_moves: list | None = None  # the moves before the first switch
+        self._switches: list[int] = []  # the steps where :meth:`adapt` switched
 
     # ------------------------------------------------------------------ log-probability
     def log_prob(self, u: np.ndarray) -> np.ndarray:
@@ -231,8 +210,9 @@ class PosteriorSampler:
         items = [m if isinstance(m, tuple) else (m, 1.0) for m in moves]
         weights = np.array([w for _, w in items], dtype=float)
         s._moves, s._weights = [m for m, _ in items], weights / weights.sum()  # emcee's move schedule
-        if self._pilot_moves is None:  # the moves before the first switch (later ones refit them)
-            self._pilot_moves = self.moves
+        if self._first_moves is None:
+            self._first_moves = self.moves
+        self._switches.append(at)
         self.moves, self.discard = items, at
         return self
 
@@ -281,14 +261,18 @@ class PosteriorSampler:
     def autocorr_time(self) -> np.ndarray:
         """Integrated autocorrelation time per parameter (no length check; see :meth:`to_inference_data`);
         after :meth:`adapt`, of the steps since the switch."""
-        return integrated_time(self.sampler.get_chain()[self.discard:])
+        chain = self.sampler.get_chain()[self.discard:]
+        if chain.shape[0] < 2:
+            raise PosteriorError(f"the chain has {chain.shape[0]} step(s) after the moves were adapted at "
+                                 f"step {self.discard}; run it on")
+        return integrated_time(chain)
 
     # ------------------------------------------------------------------ output
     def _burn_thin(self, tau, n: int, burn: int | None, thin: int | None,
                    max_draws: int | None) -> tuple[int, int]:
         """emcee's advice (burn 2 max tau, thin tau/2 min; both after the steps :meth:`adapt` left
         out), at most ``max_draws`` draws kept."""
-        burn = self.discard + int(2 * np.nanmax(tau)) if burn is None else int(burn)
+        burn = self.discard + int(2 * np.nanmax(tau)) if burn is None else max(int(burn), self.discard)
         thin = max(1, int(0.5 * np.nanmin(tau))) if thin is None else int(thin)
         if burn >= n:
             burn = (self.discard + n) // 2
@@ -362,7 +346,7 @@ class PosteriorSampler:
         u = np.swapaxes(chain, 0, 1)  # (chain, draw, d)
         n_chain, n_draw = u.shape[:2]
         sample = {"chain": np.arange(n_chain), "draw": np.arange(n_draw)}
-        acc = np.broadcast_to(s.acceptance_fraction[:, None], u.shape[:2])
+        acc = np.broadcast_to(self._acceptance()[:, None], u.shape[:2])
         sample_stats = xr.Dataset(
             {
                 "lp": (("chain", "draw"), lp.T, {"long_name": "log posterior (unit cube)"}),
@@ -384,8 +368,10 @@ class PosteriorSampler:
             sampler="emcee",
             moves=describe_moves(self.moves),
         )
-        if self._pilot_moves is not None:
-            attrs.update(pilot_steps=self.discard, pilot_moves=describe_moves(self._pilot_moves))
+        if self._switches:  # what adapted the moves, by steps: none of it among the draws
+            attrs.update(adaptation_steps=self.discard, adaptation=(
+                f"{describe_moves(self._first_moves)} to step {self._switches[0]}, then the moves "
+                f"refitted at steps {', '.join(map(str, self._switches))}"))
         prior_u = self.priors.sample(n_prior, self._output_seed)[None]
         like = self.log_likelihood
         obs_ds, constant = self._observed_and_constant(observed)
@@ -411,6 +397,13 @@ class PosteriorSampler:
                 {"y": xr.DataArray(np.asarray(pp).reshape(shape), dims=dims, coords=coords,
                                    attrs={**y.attrs, "long_name": "posterior-predictive draw"})})
         return make_inference_data(groups)
+
+    def _acceptance(self) -> np.ndarray:
+        """Each walker's acceptance fraction (after the adaptation: steps that moved it)."""
+        if not self.discard:
+            return self.sampler.acceptance_fraction
+        chain = self.sampler.get_chain()[self.discard - 1:]
+        return np.any(np.diff(chain, axis=0) != 0, axis=-1).mean(axis=0)
 
     def _families(self, u: np.ndarray, sample: dict, attrs: dict) -> xr.Dataset:
         return family_dataset(self.space, u, attrs, sample)

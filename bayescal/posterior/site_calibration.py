@@ -203,21 +203,16 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
 
 def _adapt_independence(sampler, n_steps: int, init: np.ndarray, seed: int, progress: bool) -> None:
     """The ``"independence"`` moves' adaptation: a DE-subspace pilot of ``n_steps / 16``, the
-    proposal refitted to the second half of the chain at ``n_steps / 16, / 8, / 4, / 2``, fixed
+    proposal fitted to the second half of the chain at ``n_steps / 16, / 8, / 4, / 2``, fixed
     after. Each fit reads the chain's first ``m`` steps only, as the backend holds them after a
     restart: a resumed run makes the same fits and goes on as it would have."""
     from . import DESubspaceMove, IndependenceMove
 
     d, half = sampler.space.n_free, n_steps // 2
-    m = half // 8
-    sampler.run(m, initial=init, progress=progress)
-    while True:
+    for i, m in enumerate((half // 8, half // 4, half // 2, half)):
+        sampler.run(m, initial=init if i == 0 else None, progress=progress)
         q = IndependenceMove(seed=seed).fit(sampler.sampler.get_chain()[m // 2:m].reshape(-1, d))
         sampler.adapt([(q, 0.5), (DESubspaceMove(), 0.5)], at=m)
-        if m >= half:
-            return
-        m = min(2 * m, half)
-        sampler.run(m, progress=progress)
 
 
 def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.DataArray],
