@@ -6,17 +6,18 @@
 
 Issue 25 asks the direct route (emcee on the embedded DALEC itself) to reach 50 autocorrelation
 times at DE-Hai within 5 minutes on 2 cores, and which sampler does it. For each move set the
-site route offers (``posterior.moves``): ``independence``, the default (a DE-subspace pilot of
-``n_steps / 2`` steps, then :class:`bayescal.posterior.IndependenceMove` fitted to the pilot's
-second half 1:1 with DE-subspace); ``de_subspace``, :class:`bayescal.posterior.DESubspaceMove`
+site route offers (``posterior.moves``): ``independence``, the default (the first
+``n_steps / 2`` steps adapt: a DE-subspace pilot of ``n_steps / 16``, then
+:class:`bayescal.posterior.IndependenceMove` 1:1 with DE-subspace, refitted to the chain's second
+half at doubling lengths, fixed after); ``de_subspace``, :class:`bayescal.posterior.DESubspaceMove`
 throughout (the default before); ``de_stretch``, emcee's DE 0.8 + stretch 0.2 -- this runs the
 config's optimize and posterior stages (``bayescal run CONFIG --until posterior``) into
 ``OUT/<moves>`` with the config's ``n_steps`` and ``max_steps = --max-steps``, so each chain stops
-where the route itself stops: at 50 autocorrelation times (counted after the pilot) or at
-``--max-steps``. It prints per move set: walkers x steps (pilot), model runs, the optimize and
-posterior stages' wall times, the acceptance after the pilot, emcee's integrated
-autocorrelation time after the pilot (largest and median over the values), steps / tau, whether
-the chain reached 50 tau, and the time 50 tau takes at this rate (pilot included). Wall times
+where the route itself stops: at 50 autocorrelation times (counted after the adaptation) or at
+``--max-steps``. It prints per move set: walkers x steps (adapting), model runs, the optimize and
+posterior stages' wall times, the acceptance after the adaptation, emcee's integrated
+autocorrelation time after it (largest and median over the values), steps / tau, whether
+the chain reached 50 tau, and the time 50 tau takes at this rate (the adaptation included). Wall times
 depend on the machine's load (the machine probe is printed).
 """
 
@@ -51,16 +52,16 @@ def _figures(run: Path) -> dict:
     stage = json.loads((run / "posterior" / "stage.json").read_text())
     optimize = json.loads((run / "optimize" / "stage.json").read_text())
     with xr.open_dataset(run / "posterior" / "posterior.nc", group="posterior", engine="h5netcdf") as ds:
-        pilot = int(ds.attrs.get("adaptation_steps", 0))
+        adapting = int(ds.attrs.get("adaptation_steps", 0))
     with h5py.File(run / "posterior" / "chain.h5", "r") as f:
         chain = f["mcmc"]["chain"][:]
-    moved = np.any(np.diff(chain[pilot:], axis=0) != 0, axis=-1)
-    tau = integrated_time(chain[pilot:], tol=0)
+    moved = np.any(np.diff(chain[adapting:], axis=0) != 0, axis=-1)
+    tau = integrated_time(chain[adapting:], tol=0)
     per_step = stage["wall"] / chain.shape[0]  # the stage's optimum run and draws' runs included
-    return {"steps": chain.shape[0], "pilot": pilot, "walkers": chain.shape[1], "runs": stage["runs"],
+    return {"steps": chain.shape[0], "adapting": adapting, "walkers": chain.shape[1], "runs": stage["runs"],
             "wall": stage["wall"], "optimize_wall": optimize["wall"], "acceptance": float(moved.mean()),
-            "tau": tau, "reached": chain.shape[0] - pilot >= 50 * tau.max(),
-            "wall_50tau": per_step * (pilot + 50 * tau.max())}
+            "tau": tau, "reached": chain.shape[0] - adapting >= 50 * tau.max(),
+            "wall_50tau": per_step * (adapting + 50 * tau.max())}
 
 
 def main() -> None:
@@ -85,16 +86,16 @@ def main() -> None:
             _run(cfg, args.out / moves)
     print(f"\n{args.config.name}, direct route, n_steps {base['posterior']['n_steps']}, "
           f"max_steps {args.max_steps}")
-    print(f"{'moves':13s}{'walkers x steps (pilot)':>25s}{'model runs':>12s}{'optimize s':>11s}"
+    print(f"{'moves':13s}{'walkers x steps (adapting)':>28s}{'model runs':>12s}{'optimize s':>11s}"
           f"{'posterior s':>12s}{'accept':>8s}{'tau max/median':>16s}{'steps/tau':>10s}{'50 tau':>7s}"
           f"{'50 tau takes':>14s}")
     for moves in args.moves:
         f = _figures(args.out / moves)
         tau = f["tau"].max()
         runs = f"{f['runs']:,d}" if f["runs"] is not None else "n/a"  # not counted off the serial runner
-        print(f"{moves:13s}{f['walkers']:>9d} x {f['steps']:<6d} ({f['pilot']:>5d}){runs:>12s}"
+        print(f"{moves:13s}{f['walkers']:>12d} x {f['steps']:<6d} ({f['adapting']:>5d}){runs:>12s}"
               f"{f['optimize_wall']:>11.0f}{f['wall']:>12.0f}{f['acceptance']:>8.3f}"
-              f"{tau:>9.0f} / {np.median(f['tau']):<5.0f}{(f['steps'] - f['pilot']) / tau:>9.1f}"
+              f"{tau:>9.0f} / {np.median(f['tau']):<5.0f}{(f['steps'] - f['adapting']) / tau:>9.1f}"
               f"{'yes' if f['reached'] else 'no':>7s}{f['wall_50tau'] / 60:>10.1f} min")
 
 

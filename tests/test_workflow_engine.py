@@ -377,6 +377,29 @@ def test_site_observation_file_content_reruns_its_readers(site_run, tmp_path):
     assert _planned(new, copy, lambda c: None) == set(SITE_STAGES)
 
 
+def test_a_moved_project_folder_keeps_every_stage(site_run, tmp_path):
+    """The project (config, data, run directory) copied elsewhere: its paths are hashed relative to
+    the config's folder, so nothing reruns; a data file outside the folder is still its path."""
+    cfg, run, _, _ = site_run
+    moved = tmp_path / "elsewhere" / "project"
+    shutil.copytree(run.parent, moved)
+    new = load_config(moved / "site.toml")
+    assert new["run"]["output"] == str(moved / "run") != str(run)
+    assert _planned(new, moved / "run", lambda c: None) == set()
+    done = _rerun(new, moved / "run", SITE_STAGES)
+    assert {status for status, _ in done.values()} == {"reused"}, done
+    outside = tmp_path / "nee.csv"  # the same content at a path outside the project: a new input
+    shutil.copy(moved / "nee.csv", outside)
+    assert _planned(new, moved / "run", _product_file(str(outside))) == set(SITE_STAGES)
+
+
+def _product_file(path: str):
+    def change(cfg):
+        cfg["observations"]["products"][0]["file"] = path
+
+    return change
+
+
 # ---------------------------------------------------------------------------- Dagon's route
 DAGON_STAGES = ("oat", "design", "emulate", "emulator_screen")
 

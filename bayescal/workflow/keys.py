@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from bayescal import __version__
 
 from .stage import RunStore, Stage, config_value
 
-__all__ = ["changed_inputs", "file_digest", "stage_inputs", "stage_key"]
+__all__ = ["changed_inputs", "file_digest", "portable", "stage_inputs", "stage_key"]
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -63,12 +64,32 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
         ``reads`` (key -> hash of its value), ``files`` (path -> content hash), ``needs``
         (stage -> key) and ``bayescal`` (the version).
     """
+    root = config.get("run", {}).get("config_dir")
     return {
-        "reads": {k: _hash(config_value(config, k)) for k in stage.keys(config)},
-        "files": {str(p): file_digest(p) for p in sorted({str(p) for p in stage.input_files(config) if p})},
+        "reads": {k: _hash(portable(config_value(config, k), root)) for k in stage.keys(config)},
+        "files": {portable(p, root): file_digest(p)
+                  for p in sorted({str(p) for p in stage.input_files(config) if p})},
         "needs": {n: needed[n] for n in stage.needs},
         "bayescal": __version__,
     }
+
+
+def portable(value: Any, root: str | None) -> Any:
+    """``value`` with every path string under ``root`` (the config file's folder) written relative
+    to it (``"<config>/data/nee.csv"``): a project folder moved or copied elsewhere, its run
+    directory with it, keeps its stages' keys. Paths elsewhere are kept as they are."""
+    if not root:
+        return value
+    if isinstance(value, str):
+        if value == root:
+            return "<config>"
+        head = root.rstrip("/\\") + os.sep
+        return "<config>" + os.sep + value[len(head):] if value.startswith(head) else value
+    if isinstance(value, Mapping):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, root) for v in value]
+    return value
 
 
 def stage_key(name: str, inputs: Mapping[str, Any]) -> str:

@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "run": {"name": (str, "bayescal"), "output": (str, "runs/bayescal"), "seed": (int, 0),
             "workflow": (str, "default"), "workers": (int, 0), "scheduler": (str, ""),
-            "slurm": (dict, {})},
+            "slurm": (dict, {}), "config_dir": (str, "")},
     "model": {
         "n_cells": (int, 60),
         "grid_seed": (int, 3),
@@ -390,6 +390,8 @@ def check_output(cfg: dict, base: Path | None) -> None:
         raise ConfigError(f"'run.output' {path} is a file; it must be a folder (new, or one bayescal "
                           "created)")
     cfg["run"]["output"] = str(path)
+    if base is not None:  # stage keys hash paths under it relative to it: a moved project keeps its runs
+        cfg["run"]["config_dir"] = str(base)
 
 
 def truth_theta(cfg: dict, space):
