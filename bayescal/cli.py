@@ -88,6 +88,8 @@ def _rough_runs(expected: str) -> tuple[int, int] | None:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
@@ -100,13 +102,15 @@ def _check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     pipe = make_context(cfg, args.run_dir, progress=False)
     state = check_run_dir(pipe.run_dir)
-    per_run = None
+    one = per_run = None
     if not args.no_model_run:
         with tempfile.TemporaryDirectory(prefix="bayescal-check-") as tmp:  # check writes no run dir
-            per_run = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
+            timing = pipe.model_check(validation=True, workdir=Path(tmp))
+        one, per_run = timing["seconds"], timing["per_member"]
     print(f"{args.config}: valid")
     if per_run is not None:
-        print(f"model: one run at the defaults took {per_run:.3g} s and follows the contract")
+        batch = f" ({per_run * 1e3:.2g} ms per run in a batch of 32)" if per_run < one / 2 else ""
+        print(f"model: one run at the defaults took {one:.3g} s{batch} and follows the contract")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     print(f"run directory: {pipe.run_dir} ({owner})\nstages:")
@@ -114,12 +118,16 @@ def _check(args: argparse.Namespace) -> int:
         runs = ""
         if st.expected_runs and st.status != "reuse":
             runs = f"; model runs: {st.expected_runs}"
+            if st.kept:  # the rerun keeps these stores' finished runs: fewer are made
+                kept = ", ".join(st.kept)
+                runs = f"; model runs: up to {st.expected_runs}, the finished ones in {kept} kept"
             rough = _rough_runs(st.expected_runs)
+            rough = (0, rough[1]) if rough is not None and st.kept else rough
             if per_run is not None and rough is not None and rough[1] > 0:
                 lo, hi = (_duration(n * per_run) for n in rough)
                 one = lo == hi or rough[0] == 0
                 span = f"up to ~{hi}" if one else f"~{lo} to {hi}"
-                runs += f" ({span}, one run at a time)"
+                runs += f" ({span} at that rate, one process)"
         damaged = [c for c in st.changed if c.startswith("damaged file ")]
         changed = [c for c in st.changed if c not in damaged]
         more = " ..." if len(changed) > 4 else ""

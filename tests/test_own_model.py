@@ -133,6 +133,24 @@ def test_raising_members_fail_alone_with_their_reason(tmp_path):
     np.testing.assert_array_equal(ds["nee"].values[[0, 3]], want)
 
 
+def test_check_times_a_fast_model_in_a_batch_and_a_slow_one_once():
+    """``bayescal check``'s estimates: a fast model is called once more to warm up, then on 32
+    copies of the defaults in one call (a chain's walkers are one call); a slow one not again."""
+    from bayescal.models.contract import seconds_per_member
+
+    calls = []
+
+    def model(theta):
+        calls.append(np.array(theta))
+
+    default = np.array([[0.1, 2.0, 3.0]])
+    per = seconds_per_member(model, default, one=0.01)
+    assert [c.shape for c in calls] == [(1, 3), (32, 3)] and (calls[1] == default).all()
+    assert 0 <= per <= 0.01
+    calls.clear()
+    assert seconds_per_member(model, default, one=3.0) == 3.0 and calls == []
+
+
 def test_conform_output_forms_give_one_shape():
     t = pd.date_range("2001-01-01", periods=5).values
     x = np.arange(10.0).reshape(2, 5)

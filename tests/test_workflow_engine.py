@@ -119,6 +119,13 @@ def _planned(cfg: dict, run_dir: Path, change) -> set[str]:
     return {p.name for p in plan if p.status != "reuse" and (run_dir / p.name / "stage.json").exists()}
 
 
+def _kept(cfg: dict, run_dir: Path, change) -> dict[str, list[str]]:
+    """The run stores whose finished runs ``bayescal check`` says a rerun would keep, per stage."""
+    cfg = json.loads(json.dumps(cfg))
+    change(cfg)
+    return {p.name: p.kept for p in make_context(cfg, run_dir, progress=False).plan() if p.kept}
+
+
 def _set(dotted: str, value):
     section, key = dotted.split(".")
 
@@ -342,9 +349,11 @@ def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):
     copy = _copy(run, tmp_path)
     done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.n_steps", 120))
     assert done["optimize"] == ("reused", 10) and done["posterior"] == ("ran", 3)
+    assert _kept(cfg, copy, _set("site.ml_evaluations", 80)) == {"optimize": ["design"]}  # check says so
     done = _rerun(cfg, copy, ("optimize",), _set("site.ml_evaluations", 80))
     assert done["optimize"] == ("ran", 0)  # the search runs the emulator; the design runs were kept
     assert len(list((copy / "optimize" / "design" / "members").glob("*.nc"))) == 10
+    assert _kept(cfg, copy, _set("run.seed", 4)) == {}
     done = _rerun(cfg, copy, ("optimize",), _set("run.seed", 4))
     assert done["optimize"] == ("ran", 10)
 

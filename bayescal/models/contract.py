@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["DAY_CALENDARS", "NO_LEAP_CALENDARS", "ConformingModel", "ModelOutputError", "conform_output",
+           "seconds_per_member",
            "daily_time", "member_status"]
 
 _STATUS = ("status", "reason", "failed", "failure")
@@ -86,6 +87,25 @@ def _check_shape(name: str, a: np.ndarray, k: int, out: Mapping) -> None:
         why = f"the model returned {a.shape[0]} members for {k} parameter vectors"
     raise ModelOutputError(f"model output '{name}' has shape {a.shape}; expected {dims} = "
                            f"{tuple(want)}: {why}")
+
+
+def seconds_per_member(model: Any, theta: np.ndarray, one: float, batch: int = 32) -> float:
+    """Seconds per member when the runner hands ``model`` batches, for ``bayescal check``'s estimates.
+
+    ``one`` is a single run's time. A model that takes under 0.5 s is timed once more on ``batch``
+    copies of ``theta`` (1, n_values) in one call: a vectorised model (DALEC, the embedded global
+    model) runs a batch in little more than one run's time, and a chain's walkers or a design are
+    batches. A slower model is taken at ``one``: its runs cost what they cost.
+    """
+    import time
+
+    if one >= 0.5:
+        return one
+    theta = np.asarray(theta, dtype=float)
+    model(theta)  # a first call may compile or read files: not a member's cost
+    t0 = time.perf_counter()
+    model(np.repeat(theta, batch, axis=0))
+    return min(one, (time.perf_counter() - t0) / batch)
 
 
 def member_status(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ class PlannedStage:
     help: str
     changed: list[str] = field(default_factory=list)
     expected_runs: str = ""
+    kept: list[str] = field(default_factory=list)  # run stores whose finished runs a rerun keeps
 
 
 def _peak_rss_gib() -> float:
@@ -115,6 +116,12 @@ class Engine:
         return {s.path: stage_key(f"{stage.name}/{s.path}", stage_inputs(s, self.ctx.config, needed))
                 for s in stage.keeps}
 
+    def _kept_stores(self, stage: Stage, started: dict | None) -> list[str]:
+        """The run stores a rerun of ``stage`` keeps (as :meth:`_prepare` decides)."""
+        old = (started or {}).get("stores", {}) or {}
+        return [rel for rel, k in self._store_keys(stage).items()
+                if old.get(rel) == k and (self.run_dir / stage.name / rel).exists()]
+
     def _selected(self, stages: tuple[str, ...] | None) -> list[Stage]:
         if stages is None:
             return list(self.workflow.stages)
@@ -146,7 +153,8 @@ class Engine:
             else:
                 status = "run"
             runs = stage.expected_runs(self.ctx.config) if stage.expected_runs else ""
-            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs))
+            kept = self._kept_stores(stage, started) if status == "rerun" else []
+            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept))
         return out
 
     # ------------------------------------------------------------------------- run

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayescal.models.contract import seconds_per_member
 from bayescal.workflows.context import Context
 
 from .config import conform_units, read_products
@@ -110,7 +111,14 @@ class SiteContext(Context):
         if workdir is not None and self._model is None:
             self._model = site_model(self.config, workdir=Path(workdir))
         if "model_check" not in self._cache:
-            self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
+            check = check_model_run(self.model, self.config, ("calibration_years",))
+            if self.config["model"]["kind"] == "dalec":  # the chains and searches run its fast path
+                variables = sorted(set(self.operator("calibration").variables))
+                default = np.asarray(self.model.space.all_default, dtype=float)[None]
+                fast = self.calibration_model.output_arrays
+                check["per_member"] = seconds_per_member(lambda th: fast(th, variables), default,
+                                                         check["per_member"])
+            self._cache["model_check"] = check
         if validation:
             check = self._cache["model_check"]
             check_years_covered(check["time"], self.config, ("validation_years",), check["calendar"])
