@@ -397,6 +397,13 @@ def test_a_moved_project_folder_keeps_every_stage(site_run, tmp_path):
     assert _planned(new, moved / "run", lambda c: None) == set()
     done = _rerun(new, moved / "run", SITE_STAGES)
     assert {status for status, _ in done.values()} == {"reused"}, done
+    from importlib import resources
+
+    from bayescal.workflow.keys import portable
+
+    name = "data/fluxnet/FLX_DE-Hai_DD_2000-2012.csv"  # shipped data: the same key from any install
+    shipped = str(resources.files("bayescal") / name)
+    assert portable({"file": shipped}, str(moved)) == {"file": f"bayescal:{name}"}
     outside = tmp_path / "nee.csv"  # the same content at a path outside the project: a new input
     shutil.copy(moved / "nee.csv", outside)
     assert _planned(new, moved / "run", _product_file(str(outside))) == set(SITE_STAGES)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -76,20 +77,23 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
 
 def portable(value: Any, root: str | None) -> Any:
     """``value`` with every path string under ``root`` (the config file's folder) written relative
-    to it (``"<config>/data/nee.csv"``): a project folder moved or copied elsewhere, its run
-    directory with it, keeps its stages' keys. Paths elsewhere are kept as they are."""
-    if not root:
-        return value
+    to it (``"<config>/data/nee.csv"``) and every path into bayescal's package data as the config
+    names it (``"bayescal:data/..."``): a project folder moved or copied elsewhere, its run
+    directory with it, or bayescal installed anew elsewhere, keeps its stages' keys. Other paths
+    are kept as they are."""
     if isinstance(value, str):
-        if value == root:
-            return "<config>"
-        head = root.rstrip("/\\") + os.sep
-        return "<config>" + os.sep + value[len(head):] if value.startswith(head) else value
+        for prefix, name in ((root, "<config>" + os.sep), (_PACKAGE, "bayescal:")):
+            if prefix and value.startswith(prefix.rstrip("/\\") + os.sep):
+                return name + value[len(prefix.rstrip("/\\")) + 1:]
+        return "<config>" if root and value == root else value
     if isinstance(value, Mapping):
         return {k: portable(v, root) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [portable(v, root) for v in value]
     return value
+
+
+_PACKAGE = str(resources.files("bayescal"))  # as resolve_path makes "bayescal:data/..." paths
 
 
 def stage_key(name: str, inputs: Mapping[str, Any]) -> str:
