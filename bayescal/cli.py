@@ -105,8 +105,8 @@ def _check(args: argparse.Namespace) -> int:
     one = per_run = None
     if not args.no_model_run:
         with tempfile.TemporaryDirectory(prefix="bayescal-check-") as tmp:  # check writes no run dir
-            timing = pipe.model_check(validation=True, workdir=Path(tmp))
-        one, per_run = timing["seconds"], timing["per_member"]
+            one = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
+            per_run = pipe.seconds_per_member()
     print(f"{args.config}: valid")
     if per_run is not None:
         batch = f" ({per_run * 1e3:.2g} ms per run in a batch of 32)" if per_run < one / 2 else ""
@@ -125,8 +125,8 @@ def _check(args: argparse.Namespace) -> int:
             rough = (0, rough[1]) if rough is not None and st.kept else rough
             if per_run is not None and rough is not None and rough[1] > 0:
                 lo, hi = (_duration(n * per_run) for n in rough)
-                one = lo == hi or rough[0] == 0
-                span = f"up to ~{hi}" if one else f"~{lo} to {hi}"
+                single = lo == hi or rough[0] == 0
+                span = f"up to ~{hi}" if single else f"~{lo} to {hi}"
                 runs += f" ({span} at that rate, one process)"
         damaged = [c for c in st.changed if c.startswith("damaged file ")]
         changed = [c for c in st.changed if c not in damaged]

@@ -111,19 +111,22 @@ class SiteContext(Context):
         if workdir is not None and self._model is None:
             self._model = site_model(self.config, workdir=Path(workdir))
         if "model_check" not in self._cache:
-            check = check_model_run(self.model, self.config, ("calibration_years",))
-            if self.config["model"]["kind"] == "dalec":  # the chains and searches run its fast path
-                variables = sorted(set(self.operator("calibration").variables))
-                default = np.asarray(self.model.space.all_default, dtype=float)[None]
-                fast = self.calibration_model.output_arrays
-                check["per_member"] = seconds_per_member(lambda th: fast(th, variables), default,
-                                                         check["per_member"])
-            self._cache["model_check"] = check
+            self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
         if validation:
             check = self._cache["model_check"]
             check_years_covered(check["time"], self.config, ("validation_years",), check["calendar"])
             self.products()  # each product in the model's output units, or a ConfigError naming both
         return self._cache["model_check"]
+
+    def seconds_per_member(self) -> float:
+        """As :meth:`Context.seconds_per_member`; the embedded DALEC through the fast path its
+        searches and chains run (:meth:`calibration_arrays`)."""
+        if self.config["model"]["kind"] != "dalec":
+            return super().seconds_per_member()
+        variables = sorted(set(self.operator("calibration").variables))
+        default = np.asarray(self.model.space.all_default, dtype=float)[None]
+        fast = self.calibration_model.output_arrays
+        return seconds_per_member(lambda th: fast(th, variables), default, self.model_check()["seconds"])
 
     def products(self) -> list:
         """The observation products (real files, or the twin made from them), in the model's

@@ -102,7 +102,7 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     Returns ``{"seconds": float, "time": dates (datetime64 days), "calendar": the output's
     calendar, "units": {variable: units}, "unitless": [variable, ...]}``.
     """
-    from bayescal.models.contract import ModelOutputError, seconds_per_member
+    from bayescal.models.contract import ModelOutputError
     from bayescal.workflows.config import ConfigError
 
     default = np.asarray(model.space.all_default, dtype=float)[None]
@@ -123,8 +123,7 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
     calendar = str(ds["time"].attrs.get("calendar", "standard"))
     check_years_covered(ds["time"].values, cfg, years, calendar)
-    return {"seconds": seconds, "per_member": seconds_per_member(model, default, seconds),
-            "time": ds["time"].values, "calendar": calendar, **_output_units(model, ds)}
+    return {"seconds": seconds, "time": ds["time"].values, "calendar": calendar, **_output_units(model, ds)}
 
 
 def _output_units(model: Any, ds) -> dict[str, Any]:
