@@ -120,6 +120,7 @@ def refine(
     progress: bool = False,
     backend_dir: str | Path | None = None,
     max_draws: int | None = None,
+    moves: str = "de_stretch",
 ) -> Refinement:
     """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
 
@@ -160,6 +161,10 @@ def refine(
         its chain from the last saved step and the result equals an uninterrupted run.
     max_draws : int, optional
         The final round's InferenceData keeps at most this many draws (thinned further).
+    moves : {"de_stretch", "de_subspace", "independence"}
+        Each round's emcee moves, as :func:`~bayescal.posterior.site_calibration.sample_posterior`
+        names them; ``"independence"`` adapts over the first half of ``min_steps`` (left out of
+        the chain's draws and autocorrelation times) and then runs on to 50 tau.
     """
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
@@ -175,9 +180,8 @@ def refine(
         backend = None if backend_dir is None else Path(backend_dir) / f"round{r}.h5"
         if backend is not None:
             backend.parent.mkdir(parents=True, exist_ok=True)
-        ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=int(rng.integers(2**31)),
-                              backend=backend)
-        ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)
+        ps = _round_chain(like, priors, n_walkers, int(rng.integers(2**31)), backend, moves, X,
+                          min_steps, max_steps, progress)
         idata = ps.to_inference_data(predictive=False)
         u = unit_samples(idata, space).values
         # the chain's stored log posterior, in the same (chain, draw) order as u
@@ -212,6 +216,24 @@ def refine(
         idata = ps.to_inference_data(max_draws=max_draws)
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
+
+
+def _round_chain(like, priors, n_walkers, seed: int, backend, moves: str, X: np.ndarray, min_steps: int,
+                 max_steps: int, progress: bool) -> PosteriorSampler:
+    """One round's chain on the emulated posterior, started at the best training runs."""
+    from .moves import DESubspaceMove
+    from .site_calibration import SITE_MOVES, adapt_independence
+
+    if moves not in SITE_MOVES:
+        raise ValueError(f"moves must be one of {SITE_MOVES}, got {moves!r}")
+    if moves == "independence" and min_steps < 32:
+        raise ValueError(f"moves 'independence' needs min_steps >= 32 (its 16th is a pilot), "
+                         f"got {min_steps}")
+    chosen = None if moves == "de_stretch" else [(DESubspaceMove(), 1.0)]  # None: default_moves()
+    ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=seed, backend=backend, moves=chosen)
+    if moves == "independence":
+        adapt_independence(ps, min_steps, X, seed, progress)
+    return ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)
 
 
 def _history(rows: list[dict], labels: list[str], tol: float, sd_max: float, converged: bool) -> xr.Dataset:

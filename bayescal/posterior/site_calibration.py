@@ -192,7 +192,7 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
                                moves=chosen)
     init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
     if moves == "independence":
-        _adapt_independence(sampler, n_steps, init, seed, progress)
+        adapt_independence(sampler, n_steps, init, seed, progress)
     sampler.run(n_steps, initial=init, progress=progress)
     if max_steps is not None and max_steps > n_steps:
         # the first length check at max(n_steps, 1000) steps, as run_adaptive's default
@@ -201,7 +201,7 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
     return sampler
 
 
-def _adapt_independence(sampler, n_steps: int, init: np.ndarray, seed: int, progress: bool) -> None:
+def adapt_independence(sampler, n_steps: int, init: np.ndarray, seed: int, progress: bool) -> None:
     """The ``"independence"`` moves' adaptation: a DE-subspace pilot of ``n_steps / 16``, the
     proposal fitted to the second half of the chain at ``n_steps / 16, / 8, / 4, / 2``, fixed
     after. Each fit reads the chain's first ``m`` steps only, as the backend holds them after a

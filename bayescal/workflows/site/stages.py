@@ -154,7 +154,7 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
     res = refine(simulate, _emulator(ctx), X, Y, lambda em: EmulatedSeriesLikelihood(em, errors.likelihood()),
                  ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
                  max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
-                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws)
+                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"])
     res.emulator.save(out / "output_emulator.nc")
     res.history.to_netcdf(out / "refinement.nc")
     h = res.history

@@ -103,11 +103,11 @@ _CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_ste
 
 
 def _chain_reads(cfg: Config) -> Sequence[str]:
-    """The chain's keys; on the emulator route also the refinement's (its runs make the emulator),
-    on the direct route the moves (only its chain on the model uses them: a changed default of
-    ``posterior.moves`` does not redo an emulator route's model runs)."""
+    """The chain's keys and its moves; on the emulator route also the refinement's (its runs make
+    the emulator, and each round's chain chooses the next round's runs)."""
     if cfg["posterior"]["route"] == "emulator":
-        return (*_CHAIN, "posterior.refine_rounds", "posterior.n_new", "emulator.variance_threshold")
+        return (*_CHAIN, "posterior.moves", "posterior.refine_rounds", "posterior.n_new",
+                "emulator.variance_threshold")
     return (*_CHAIN, "posterior.moves")
 
 
