@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "site_twin_puechabon.toml")
     ap.add_argument("--out", type=Path, default=Path("runs") / "bench_site_twin")
     ap.add_argument("--direct-steps", type=int, default=40_000)
+    ap.add_argument("--direct-n-steps", type=int, default=12_000,
+                    help="the direct route's n_steps (its first half adapts the moves)")
     ap.add_argument("--reuse", action="store_true", help="only print the figures of finished runs")
     args = ap.parse_args()
     from bayescal.workflows.validate import load_config
@@ -77,7 +79,7 @@ def main() -> None:
     text = args.config.read_text()
     emu_cfg = load_config(args.config)
     direct_cfg = copy.deepcopy(emu_cfg)
-    direct_cfg["posterior"].update(route="direct", max_steps=args.direct_steps)
+    direct_cfg["posterior"].update(route="direct", max_steps=args.direct_steps, n_steps=args.direct_n_steps)
     walls = {}
     for name, cfg in (("direct", direct_cfg), ("emulator", emu_cfg)):
         run = args.out / name
