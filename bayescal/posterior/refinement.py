@@ -221,16 +221,10 @@ def refine(
 def _round_chain(like, priors, n_walkers, seed: int, backend, moves: str, X: np.ndarray, min_steps: int,
                  max_steps: int, progress: bool) -> PosteriorSampler:
     """One round's chain on the emulated posterior, started at the best training runs."""
-    from .moves import DESubspaceMove
-    from .site_calibration import SITE_MOVES, adapt_independence
+    from .site_calibration import adapt_independence, first_moves
 
-    if moves not in SITE_MOVES:
-        raise ValueError(f"moves must be one of {SITE_MOVES}, got {moves!r}")
-    if moves == "independence" and min_steps < 32:
-        raise ValueError(f"moves 'independence' needs min_steps >= 32 (its 16th is a pilot), "
-                         f"got {min_steps}")
-    chosen = None if moves == "de_stretch" else [(DESubspaceMove(), 1.0)]  # None: default_moves()
-    ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=seed, backend=backend, moves=chosen)
+    ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=seed, backend=backend,
+                          moves=first_moves(moves, min_steps))
     if moves == "independence":
         adapt_independence(ps, min_steps, X, seed, progress)
     return ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)

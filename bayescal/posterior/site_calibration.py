@@ -180,14 +180,10 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
     ``progress`` shows emcee's progress bar with its ETA. Returns the sampler (InferenceData via
     ``to_inference_data``).
     """
-    from . import DESubspaceMove, PosteriorSampler
+    from . import PosteriorSampler
 
-    if moves not in SITE_MOVES:
-        raise ValueError(f"moves must be one of {SITE_MOVES}, got {moves!r}")
-    if moves == "independence" and n_steps < 32:
-        raise ValueError(f"moves 'independence' needs n_steps >= 32 (its 16th is the pilot), got {n_steps}")
+    chosen = first_moves(moves, n_steps)
     rng = np.random.default_rng(seed)
-    chosen = None if moves == "de_stretch" else [(DESubspaceMove(), 1.0)]  # None: default_moves()
     sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend,
                                moves=chosen)
     init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
@@ -199,6 +195,19 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
         sampler.run_adaptive(max_steps=max_steps, min_steps=min(max(n_steps, 1000), max_steps),
                              progress=progress)
     return sampler
+
+
+def first_moves(moves: str, n_steps: int) -> list | None:
+    """The moves a chain of the named set (:data:`SITE_MOVES`) starts with (None: emcee's
+    :func:`~bayescal.posterior.default_moves`); ValueError for an unknown set, or for
+    ``"independence"`` with fewer than 32 steps to adapt in."""
+    from . import DESubspaceMove
+
+    if moves not in SITE_MOVES:
+        raise ValueError(f"moves must be one of {SITE_MOVES}, got {moves!r}")
+    if moves == "independence" and n_steps < 32:
+        raise ValueError(f"moves 'independence' needs n_steps >= 32 (its 16th is the pilot), got {n_steps}")
+    return None if moves == "de_stretch" else [(DESubspaceMove(), 1.0)]
 
 
 def adapt_independence(sampler, n_steps: int, init: np.ndarray, seed: int, progress: bool) -> None:

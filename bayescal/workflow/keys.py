@@ -83,8 +83,9 @@ def portable(value: Any, root: str | None) -> Any:
     are kept as they are."""
     if isinstance(value, str):
         for prefix, name in ((root, "<config>" + os.sep), (_PACKAGE, "bayescal:")):
-            if prefix and value.startswith(prefix.rstrip("/\\") + os.sep):
-                return name + value[len(prefix.rstrip("/\\")) + 1:]
+            head = prefix.rstrip("/\\") + os.sep if prefix else None
+            if head and value.startswith(head):
+                return name + value[len(head):]
         return "<config>" if root and value == root else value
     if isinstance(value, Mapping):
         return {k: portable(v, root) for k, v in value.items()}
