@@ -127,12 +127,19 @@ def test_family_perturbation_moves_every_value_of_a_family_and_gives_the_exact_e
     ({"unit": "pft"}, "'oat.unit' must be 'family' or 'value'"),
     ({"outputs": ["gpp", "mrso"]}, "'oat.outputs': unknown output 'mrso'"),
     ({"outputs": []}, "'oat.outputs' must name at least one"),
-    ({"outputs": "gpp"}, "'oat.outputs' must be a list")])
+    ({"outputs": "gpp"}, "'oat.outputs' must be a list"),
+    ({"top_k": 7, "unit": "family"}, r"'oat.top_k' = 7 keeps more than the 2 units"),
+    ({"top_k": 5, "unit": "value"}, r"'oat.top_k' = 5 keeps more than the 3 units")])
 def test_oat_keys_are_checked_by_name(oat, match):
     from bayescal.workflows import ConfigError, validate_config
 
+    # the screened units: the families (or values) of the candidates -- 2 families, 3 values here
+    params = {"candidates": ["gamma_w", "vmax[NDL-EVG]", "vmax[GRASS-C3]"]}
     with pytest.raises(ConfigError, match=match):
-        validate_config({"run": {"workflow": "dagon"}, "oat": oat})
+        validate_config({"run": {"workflow": "dagon"}, "oat": oat, "parameters": params})
+    if "top_k" in oat:  # at the number of units it is taken
+        validate_config({"run": {"workflow": "dagon"}, "oat": {**oat, "top_k": 2 if oat["unit"] == "family"
+                                                              else 3}, "parameters": params})
 
 
 def test_dagon_defaults_screen_families_on_the_models_outputs_among_dagons_seven():

@@ -600,3 +600,13 @@ def test_report_of_a_folder_that_is_not_a_run_is_refused_with_exit_2(tmp_path, c
     err = capsys.readouterr().err
     assert "not a bayescal run directory (no config.json)" in err and "Traceback" not in err
     assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("key", ["candidates", "free"])
+def test_an_empty_parameter_list_is_named_not_taken_for_all(tmp_path, key):
+    """``candidates = []`` or ``free = []`` is refused by name (it used to mean "every value")."""
+    text = re.sub(r"\nfree = \[.*\]", "", TINY.read_text(), count=1)
+    p = tmp_path / "c.toml"
+    p.write_text(text.replace("[parameters]", f"[parameters]\n{key} = []", 1))
+    with pytest.raises(ConfigError, match=rf"'parameters.{key}' is an empty list"):
+        load_config(p)

@@ -346,10 +346,17 @@ def check_observations(cfg: dict) -> None:
             raise ConfigError(f"'oat.outputs': unknown output {v!r}; known: {list(OUTPUT_VARIABLES)}")
 
 
+_WITHOUT = {"candidates": "without it every value of the model is a candidate",
+            "free": "without it the screen, or a site model's every value, decides what is calibrated"}
+
+
 def check_labels(cfg: dict, space) -> None:
     """Every parameter the config names exists in the model's space."""
     known = set(space.all_labels) | set(space.names)
     for section, key in (("parameters", "candidates"), ("parameters", "free")):
+        if cfg[section][key] == []:  # not "all" or "none" by accident: either is said by leaving it out
+            raise ConfigError(f"'{section}.{key}' is an empty list: name at least one parameter, or leave "
+                              f"the key out ({_WITHOUT[key]})")
         for name in cfg[section][key] or []:
             if name not in known:
                 raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}")

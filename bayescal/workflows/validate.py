@@ -135,6 +135,14 @@ def _check_parameters(cfg: dict):
     check_labels(cfg, space)
     if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
+    if cfg["run"]["workflow"] == "dagon":
+        from ..analysis.oat import oat_groups
+
+        cands, unit = cfg["parameters"]["candidates"], cfg["oat"]["unit"]
+        n_units = len(oat_groups(space.only(cands) if cands else space, unit))
+        if cfg["oat"]["top_k"] > n_units:
+            raise ConfigError(f"'oat.top_k' = {cfg['oat']['top_k']} keeps more than the {n_units} units "
+                              f"(oat.unit = {unit!r}) the screen ranks: set it to at most {n_units}")
     return space
 
 
