@@ -313,6 +313,11 @@ def test_site_changes_rerun_exactly_the_stages_that_read_them(site_run):
         ("propagate.n_draws", 4, {"posterior", "propagate"}),  # posterior keeps >= 4 x n_draws draws
         ("site.ml_evaluations", 80, set(SITE_STAGES)),
         ("design.batch_size", 2, set()),
+        ("model.spinup_cycles", 4, set(SITE_STAGES)),
+        # the embedded global model's own keys: a site model does not read them
+        ("model.chunk_size", 64, set()),
+        ("model.n_cells", 30, set()),
+        ("observations.gcb_years", [2001, 2002], set()),
     ]
     for key, value, stages in expect:
         assert _planned(cfg, run, _set(key, value)) == stages, key

@@ -15,8 +15,9 @@ from typing import Any
 
 from ..run.cluster import ClusterError, check_run_config
 
-__all__ = ["ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model", "check_observations",
-           "check_output", "check_ranges", "check_walkers", "truth_theta", "typed_with_defaults"]
+__all__ = ["GLOBAL_ONLY", "ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model",
+           "check_observations", "check_output", "check_ranges", "check_walkers", "truth_theta",
+           "typed_with_defaults"]
 
 
 class ConfigError(ValueError):
@@ -162,6 +163,15 @@ def typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 )
             cfg[section][key] = val
     return cfg
+
+
+#: keys of [model] and [observations] that only the embedded global model reads: a site model's
+#: stages do not declare them, so editing one in a site config reruns nothing
+GLOBAL_ONLY: dict[str, tuple[str, ...]] = {
+    "model": ("n_cells", "grid_seed", "start", "end", "ramp_start", "chunk_size"),
+    "observations": ("summary_noise", "variables", "gcb_nbp", "gcb_years", "gcb_errors", "gcb_block",
+                     "sigma_floor"),
+}
 
 
 def check_executor(cfg: dict) -> None:

@@ -2,7 +2,8 @@
 
 What each stage of :mod:`.stages` reads of the config, directly or through the
 :class:`~.site.SiteContext` context: ``model`` (the site model and its files), ``observations``
-(the product files, or the twin made from them), ``parameters.free`` (the calibrated values), the
+(the product files, or the twin made from them) -- each without the embedded global model's own
+keys (:data:`~bayescal.workflows.config.GLOBAL_ONLY`) --, ``parameters.free`` (the calibrated values), the
 years and error-model choices of ``[site]``, ``run.seed`` wherever it draws random numbers.
 The emulator route's design runs (``optimize/design/``) depend on the model, the calibrated
 values, ``design.n_runs`` and the seed only: they are kept when anything else makes the optimize
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bayescal.workflow import RunStore, Stage, Workflow
+from bayescal.workflows.config import GLOBAL_ONLY, SCHEMA
 
 from .model import add_python_path
 from .stages import run_site_optimize, run_site_posterior, run_site_propagate, run_site_report
@@ -49,7 +51,14 @@ def site_files(cfg: Config) -> list[str]:
     return model_files(cfg) + [p["file"] for p in cfg["observations"]["products"]]
 
 
-_SERIES = ("model", "observations", "parameters.free", "site.calibration_years", "site.aggregate")
+def _site_keys(section: str) -> tuple[str, ...]:
+    """The keys of a section a site model's stages read: all but the global model's own."""
+    return tuple(f"{section}.{k}" for k in SCHEMA[section] if k not in GLOBAL_ONLY[section])
+
+
+#: the site model and the observations (files, or the twin made from them)
+_MODEL, _OBSERVATIONS = _site_keys("model"), _site_keys("observations")
+_SERIES = (*_MODEL, *_OBSERVATIONS, "parameters.free", "site.calibration_years", "site.aggregate")
 
 
 def _optimize_reads(cfg: Config) -> Sequence[str]:
@@ -88,13 +97,13 @@ def _default_walkers(cfg: Config) -> int | str:
 
 
 #: the emulator route's design runs: the calibration-years model at a Latin hypercube
-DESIGN_STORE = RunStore("design", reads=("model", "observations.products[].variable", "parameters.free",
+DESIGN_STORE = RunStore("design", reads=(*_MODEL, "observations.products[].variable", "parameters.free",
                                          "site.calibration_years", "design.n_runs", "run.seed"),
                         input_files=model_files)
 
 #: the model run at the optimum that the error model is estimated from: kept unless it changes
-OPTIMUM_STORE = RunStore("optimum_run", reads=("model", "observations.products[].variable", "parameters.free",
-                                               "site.calibration_years"),
+OPTIMUM_STORE = RunStore("optimum_run", reads=(*_MODEL, "observations.products[].variable",
+                                               "parameters.free", "site.calibration_years"),
                          needs=("optimize",), input_files=model_files)
 
 #: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
@@ -138,7 +147,7 @@ SITE = Workflow("site", description="a site model against observation files (mod
     Stage("propagate", run_site_propagate,
           "posterior draws, defaults and the optimum over the whole period through the runner's "
           "store; posterior-predictive bands and REFLEX metrics on the validation years.",
-          reads=("model", "observations", "parameters.free", "site.validation_years", "propagate.n_draws",
+          reads=(*_MODEL, *_OBSERVATIONS, "parameters.free", "site.validation_years", "propagate.n_draws",
                  "run.seed"),
           needs=("optimize", "posterior"), input_files=site_files,
           writes=("ensemble/", "bands.nc", "summary.json"),

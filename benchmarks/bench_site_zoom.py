@@ -1,0 +1,219 @@
+"""Sequential designs for the site emulator route on a twin with an exact posterior (issue 25, item 7).
+
+    python benchmarks/bench_site_twin.py --config examples/site_twin_reflex/twin.toml --out /tmp/bst
+    python benchmarks/bench_site_zoom.py --direct /tmp/bst/direct             # every strategy, seed 1
+    python benchmarks/bench_site_zoom.py --direct /tmp/bst/direct --strategy zoom_local --seed 2
+
+The emulator route needs its runs where the exact posterior is (``bench_site_emulator_design.py``:
+100 runs at exact posterior draws give an SVD-GP emulator 0.3 nats median error there). This
+benchmark asks how close each sequential design gets, within a budget of runs, on the twin's
+exact posterior (``--direct``: a finished direct-route run of the same twin). It first prints how
+small the posterior's region is: the fraction of uniform prior draws whose exact log-likelihood
+is within 15 nats of the posterior's best (the twin's DALEC run directly, its fast path). Then,
+per strategy and round: model runs so far, how many lie in that region ("slab"), the emulator's
+|log L error| over exact posterior draws (median, q90), and the largest difference of the 5/50/95 %
+quantiles (unit cube) between the emulated posterior sampled that round and the exact one.
+
+Strategies (all start from the same Latin hypercube):
+
+- ``refine``: the route as shipped -- each round the SVD-GP is fitted on every run, its mean's
+  likelihood is sampled with emcee, and the round's runs are posterior draws.
+- ``hm_series``: history matching on the whole series -- the implausibility is the Mahalanobis
+  distance of the observations from the emulator's mean with the observation and the emulator's
+  (low-rank) covariance, ``(D - n) / sqrt(2 n) <= 3``; each wave's runs uniform in the region not
+  ruled out by any wave (:func:`~bayescal.posterior.history_matching.sample_not_ruled_out`).
+- ``zoom_local``: rounds whose runs are draws of the emulator's *marginal* likelihood (its mean
+  and covariance, the log-determinant included) fitted on every run; after ``--zoom-rounds`` the
+  emulator is refitted on the runs within 30 nats of the best run only and its mean's likelihood is
+  sampled inside the box of those runs (padded 10 %).
+
+Each round's chain: 32 walkers, DE-stretch, to 50 tau between 1,500 and 6,000 steps (second half
+kept). Figures depend on the seed; the chains are cheap (the emulator), the runs are the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Twin:
+    """The twin's model, likelihood and exact posterior (from the direct-route run)."""
+
+    def __init__(self, config: Path, direct: Path, seed: int) -> None:
+        from bayescal.operators.timeseries import SeriesLikelihood
+        from bayescal.posterior import load_inference_data, unit_samples
+        from bayescal.posterior.site_calibration import model_values
+        from bayescal.workflows import load_config, make_context
+
+        self.ctx = make_context(load_config(config), direct, progress=False)
+        self.space, op = self.ctx.space(), self.ctx.operator("calibration")
+        self.y, self.sigma = op.y, op.sigma
+        self.like = SeriesLikelihood(op)  # the twin's error model: sigma alone
+        self.values = model_values(self.ctx.calibration_simulator, self.space, op,
+                                   arrays=self.ctx.calibration_arrays())
+        idata = load_inference_data(direct / "posterior" / "posterior.nc")
+        post = np.asarray(unit_samples(idata, self.space))
+        self.rng = np.random.default_rng(seed)
+        self.quantiles = np.quantile(post, [0.05, 0.5, 0.95], axis=0)
+        self.test = post[self.rng.permutation(post.shape[0])[:300]]
+        self.exact = self.like(self.values(self.test))
+
+    def emulator(self, X: np.ndarray, Y: np.ndarray):
+        from bayescal.workflows.site.stages import _emulator
+
+        return _emulator(self.ctx).fit(X, Y)
+
+    def chain(self, loglik, start: np.ndarray) -> np.ndarray:
+        from bayescal.posterior import PosteriorSampler
+
+        start = start[np.isfinite(loglik(start))]
+        ps = PosteriorSampler(loglik, self.space, n_walkers=32, seed=int(self.rng.integers(2**31)))
+        ps.run_adaptive(6000, initial=start, min_steps=1500)
+        ch = ps.sampler.get_chain()
+        return ch[ch.shape[0] // 2:].reshape(-1, self.space.n_free)
+
+    def row(self, name: str, r: int, X: np.ndarray, Y: np.ndarray, em, draws: np.ndarray | None,
+            t0: float) -> None:
+        """One round's figures (module docstring)."""
+        slab = int(np.sum(self.like(Y) > self.exact.max() - 15.0))
+        err = np.abs(self.like(em.predict(self.test)) - self.exact)
+        dq = "" if draws is None else \
+            f"{np.abs(np.quantile(draws, [0.05, 0.5, 0.95], 0) - self.quantiles).max():.3f}"
+        print(f"{name:<11s}{r:>6d}{X.shape[0]:>6d}{slab:>6d}{np.median(err):>10.2f}"
+              f"{np.quantile(err, 0.9):>10.2f}{dq:>9s}{time.perf_counter() - t0:>8.0f}", flush=True)
+
+
+def component_moments(em, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each SVD component's GP mean and variance at ``u`` (points, components), in score units."""
+    S, V = np.empty((u.shape[0], em.n_components_)), np.empty((u.shape[0], em.n_components_))
+    for k, est in enumerate(em.estimators_):
+        S[:, k], sd = est.predict(u, return_std=True)
+        V[:, k] = sd**2
+    return S * em.score_scale_, V * em.score_scale_**2
+
+
+def mahalanobis(em, u: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, log det)`` of ``y - mean(u)`` under ``diag(sigma^2 + residual) + C' diag(V(u)) C``
+    (Woodbury over the emulator's components; log det up to a constant)."""
+    S, V = component_moments(em, np.atleast_2d(u))
+    C, a = em.components_, sigma**2 + em.residual_variance_
+    r = y - (em.mean_ + S @ C)
+    b = (r / a) @ C.T
+    inner = ((C / a) @ C.T)[None] + np.einsum("mk,kj->mkj", 1.0 / V, np.eye(C.shape[0]))
+    sol = np.linalg.solve(inner, b[..., None])[..., 0]
+    return (r * r / a).sum(1) - (b * sol).sum(1), np.linalg.slogdet(inner)[1] + np.log(V).sum(1)
+
+
+def run_refine(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, **_) -> None:
+    for r in range(rounds + 1):
+        ok = np.isfinite(Y).all(1)
+        em = tw.emulator(X[ok], Y[ok])
+        u = tw.chain(lambda v, em=em: tw.like(em.predict(v)), X[ok])
+        tw.row("refine", r, X, Y, em, u, t0)
+        if r < rounds:
+            pick = u[tw.rng.choice(len(u), n_new, replace=False)]
+            X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
+
+
+def run_hm_series(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, **_) -> None:
+    from bayescal.posterior.history_matching import NotRuledOut, sample_not_ruled_out
+
+    n = tw.y.size
+
+    class Region(NotRuledOut):
+        def implausibility(self, u, wave=-1):
+            return (mahalanobis(self.emulators[wave], u, tw.y, tw.sigma)[0] - n) / np.sqrt(2 * n)
+
+        def _within(self, u, wave):
+            return self.implausibility(u, wave) <= self.cutoff
+
+    ems, samples = [], None
+    for r in range(rounds + 1):
+        ok = np.isfinite(Y).all(1)
+        ems.append(tw.emulator(X[ok], Y[ok]))
+        region = Region(list(ems), np.zeros(1), np.ones(1), 0.0, 3.0, 1)
+        samples, rate, cond = sample_not_ruled_out(region, 2000, tw.rng, samples, 20000 if r == 0 else 4000)
+        tw.row("hm_series", r, X, Y, ems[-1], None, t0)
+        print(f"{'':<11s}  not ruled out: {rate:.3f} of the prior; exact posterior draws inside: "
+              f"{region.contains(tw.test).mean():.3f}")
+        if r < rounds:
+            pick = samples[tw.rng.choice(len(samples), n_new, replace=False)]
+            X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
+
+
+def run_zoom_local(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, zoom_rounds: int = 3, **_) -> None:
+    for r in range(rounds + 1):
+        ll = tw.like(Y)
+        ok = np.isfinite(ll)
+        if r < zoom_rounds:
+            em = tw.emulator(X[ok], Y[ok])
+
+            def target(v, em=em):
+                D, logdet = mahalanobis(em, v, tw.y, tw.sigma)
+                return -0.5 * (D + logdet)
+            start = X[ok]
+        else:
+            near = np.flatnonzero(ok & (ll >= ll[ok].max() - 30.0))
+            near = near if near.size >= 40 else np.argsort(-np.where(ok, ll, -np.inf))[:40]
+            em = tw.emulator(X[near], Y[near])
+            lo, hi = X[near].min(0), X[near].max(0)
+            lo, hi = np.clip(lo - 0.1 * (hi - lo), 0, 1), np.clip(hi + 0.1 * (hi - lo), 0, 1)
+
+            def target(v, em=em, lo=lo, hi=hi):
+                out = np.full(v.shape[0], -np.inf)
+                inside = np.all((v >= lo) & (v <= hi), axis=1)
+                out[inside] = tw.like(em.predict(v[inside]))
+                return out
+            start = X[near]
+        u = tw.chain(target, start)
+        tw.row("zoom_local", r, X, Y, em, u, t0)
+        if r < rounds:
+            pick = u[tw.rng.choice(len(u), n_new, replace=False)]
+            X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
+
+
+STRATEGIES = {"refine": run_refine, "hm_series": run_hm_series, "zoom_local": run_zoom_local}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "examples" / "site_twin_reflex" / "twin.toml")
+    ap.add_argument("--direct", type=Path, required=True, help="a finished direct-route run of the twin")
+    ap.add_argument("--strategy", choices=sorted(STRATEGIES), nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--design", type=int, default=60, help="Latin hypercube runs")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--zoom-rounds", type=int, default=3, help="zoom_local: rounds before the local emulator")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--uniform", type=int, default=20000, help="prior draws for the region's size")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")  # the chains' length warnings: each round's chain is capped on purpose
+    from bayescal.parameters.design import latin_hypercube
+
+    tw = Twin(args.config, args.direct, args.seed)
+    u = np.random.default_rng(args.seed).random((args.uniform, tw.space.n_free))
+    ll = np.concatenate([tw.like(tw.values(u[i:i + 2000])) for i in range(0, len(u), 2000)])
+    best = tw.exact.max()
+    print(f"{args.config.name}: {tw.space.n_free} values, {tw.y.size} observed values; exact log L over the "
+          f"posterior {tw.exact.min():.1f} .. {best:.1f}")
+    print("uniform prior draws with log L within 15 / 30 / 100 nats of the posterior's best: "
+          + " / ".join(f"{np.mean(ll > best - t):.4f}" for t in (15, 30, 100))
+          + f" ({args.uniform} draws, {np.mean(~np.isfinite(ll)):.3f} failed)")
+    X = tw.space.to_unit(latin_hypercube(tw.space, args.design, seed=args.seed).values)
+    Y = tw.values(X)
+    n_new = 40 if args.design <= 60 else 30
+    print(f"{'strategy':<11s}{'round':>6s}{'runs':>6s}{'slab':>6s}{'err med':>10s}{'err q90':>10s}"
+          f"{'max dq':>9s}{'s':>8s}   (slab: runs within 15 nats; err: |log L| error over exact draws)")
+    for name in args.strategy:
+        STRATEGIES[name](tw, X.copy(), Y.copy(), args.rounds, n_new, time.perf_counter(),
+                         zoom_rounds=args.zoom_rounds)
+
+
+if __name__ == "__main__":
+    main()
