@@ -3,6 +3,7 @@
     python benchmarks/bench_site_twin.py                      # examples/site_twin_puechabon.toml
     python benchmarks/bench_site_twin.py --config CFG --out /tmp/bst   # another twin
     python benchmarks/bench_site_twin.py --reuse              # the figures of finished runs
+    python benchmarks/bench_site_twin.py --reuse-direct       # the emulator route again, same reference
 
 Runs the twin config twice through the site workflow: as written (``posterior.route =
 "emulator"``: design, the optimum, refinement rounds, emcee on the emulator) and on the direct
@@ -73,6 +74,8 @@ def main() -> None:
     ap.add_argument("--direct-n-steps", type=int, default=12_000,
                     help="the direct route's n_steps (its first half adapts the moves)")
     ap.add_argument("--reuse", action="store_true", help="only print the figures of finished runs")
+    ap.add_argument("--reuse-direct", action="store_true",
+                    help="run the emulator route only (the finished OUT/direct is the reference)")
     args = ap.parse_args()
     from bayescal.workflows.validate import load_config
 
@@ -83,7 +86,7 @@ def main() -> None:
     walls = {}
     for name, cfg in (("direct", direct_cfg), ("emulator", emu_cfg)):
         run = args.out / name
-        if not args.reuse:
+        if not args.reuse and not (args.reuse_direct and name == "direct"):
             print(f"== {name} route -> {run}")
             walls[name] = _run(cfg, text, run)
     labels, q_ref, d_ref = _posterior(args.out / "direct")

@@ -24,8 +24,11 @@ Strategies (all start from the same Latin hypercube):
   ruled out by any wave (:func:`~bayescal.posterior.history_matching.sample_not_ruled_out`).
 - ``zoom_local``: rounds whose runs are draws of the emulator's *marginal* likelihood (its mean
   and covariance, the log-determinant included) fitted on every run; after ``--zoom-rounds`` the
-  emulator is refitted on the runs within 30 nats of the best run only and its mean's likelihood is
-  sampled inside the box of those runs (padded 10 %).
+  emulator is refitted on the runs within 30 nats of the best run only (a *local* emulator) and
+  its mean's likelihood is sampled inside the box of those runs (padded 10 %); the later rounds'
+  runs are draws of that.
+- ``refine_local``: the runs of ``refine``; from round ``--zoom-rounds`` on, the posterior is
+  the local emulator's (as ``zoom_local``'s), fitted on them.
 
 Each round's chain: 32 walkers, DE-stretch, to 50 tau between 1,500 and 6,000 steps (second half
 kept). Figures depend on the seed; the chains are cheap (the emulator), the runs are the budget.
@@ -148,38 +151,61 @@ def run_hm_series(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, **_) -> No
             X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
 
 
+def local_posterior(tw: Twin, X: np.ndarray, Y: np.ndarray, within: float = 30.0, pad: float = 0.1):
+    """The emulator of the runs within ``within`` nats of the best run (at least the best 40),
+    and its mean's likelihood inside the box of those runs (padded by ``pad`` of its sides)."""
+    ll = tw.like(Y)
+    ok = np.isfinite(ll)
+    near = np.flatnonzero(ok & (ll >= ll[ok].max() - within))
+    near = near if near.size >= 40 else np.argsort(-np.where(ok, ll, -np.inf))[:40]
+    em = tw.emulator(X[near], Y[near])
+    lo, hi = X[near].min(0), X[near].max(0)
+    lo, hi = np.clip(lo - pad * (hi - lo), 0, 1), np.clip(hi + pad * (hi - lo), 0, 1)
+
+    def target(v):
+        out = np.full(v.shape[0], -np.inf)
+        inside = np.all((v >= lo) & (v <= hi), axis=1)
+        if inside.any():
+            out[inside] = tw.like(em.predict(v[inside]))
+        return out
+    return em, tw.chain(target, X[near])
+
+
 def run_zoom_local(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, zoom_rounds: int = 3, **_) -> None:
     for r in range(rounds + 1):
-        ll = tw.like(Y)
-        ok = np.isfinite(ll)
         if r < zoom_rounds:
+            ok = np.isfinite(Y).all(1)
             em = tw.emulator(X[ok], Y[ok])
 
             def target(v, em=em):
                 D, logdet = mahalanobis(em, v, tw.y, tw.sigma)
                 return -0.5 * (D + logdet)
-            start = X[ok]
+            u = tw.chain(target, X[ok])
         else:
-            near = np.flatnonzero(ok & (ll >= ll[ok].max() - 30.0))
-            near = near if near.size >= 40 else np.argsort(-np.where(ok, ll, -np.inf))[:40]
-            em = tw.emulator(X[near], Y[near])
-            lo, hi = X[near].min(0), X[near].max(0)
-            lo, hi = np.clip(lo - 0.1 * (hi - lo), 0, 1), np.clip(hi + 0.1 * (hi - lo), 0, 1)
-
-            def target(v, em=em, lo=lo, hi=hi):
-                out = np.full(v.shape[0], -np.inf)
-                inside = np.all((v >= lo) & (v <= hi), axis=1)
-                out[inside] = tw.like(em.predict(v[inside]))
-                return out
-            start = X[near]
-        u = tw.chain(target, start)
+            em, u = local_posterior(tw, X, Y)
         tw.row("zoom_local", r, X, Y, em, u, t0)
         if r < rounds:
             pick = u[tw.rng.choice(len(u), n_new, replace=False)]
             X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
 
 
-STRATEGIES = {"refine": run_refine, "hm_series": run_hm_series, "zoom_local": run_zoom_local}
+def run_refine_local(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, zoom_rounds: int = 3, **_) -> None:
+    for r in range(rounds + 1):
+        ok = np.isfinite(Y).all(1)
+        em = tw.emulator(X[ok], Y[ok])
+        u = tw.chain(lambda v, em=em: tw.like(em.predict(v)), X[ok])
+        if r >= zoom_rounds:  # the runs stay refine's; the posterior is the local emulator's
+            em_local, u_local = local_posterior(tw, X, Y)
+            tw.row("refine_loc", r, X, Y, em_local, u_local, t0)
+            dq = np.abs(np.quantile(u_local, [0.05, 0.5, 0.95], 0) - tw.quantiles).max(0)
+            print(f"{'':<11s}  largest quantile difference per value: {np.round(dq, 2).tolist()}")
+        if r < rounds:
+            pick = u[tw.rng.choice(len(u), n_new, replace=False)]
+            X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
+
+
+STRATEGIES = {"refine": run_refine, "hm_series": run_hm_series, "zoom_local": run_zoom_local,
+              "refine_local": run_refine_local}
 
 
 def main() -> None:

@@ -651,3 +651,52 @@ def test_integrated_time_is_emcees_estimate(shape):
     x[:, :, 0] += np.linspace(0.0, 3.0, shape[0])[:, None]
     np.testing.assert_allclose(integrated_time(x, max_bytes=1e5), emcee.autocorr.integrated_time(x, tol=0),
                                rtol=1e-12)
+
+
+def test_local_runs_keep_those_near_the_best_and_never_a_failed_one():
+    from bayescal.posterior.refinement import local_runs
+
+    ll = np.array([-10.0, -12.0, -50.0, np.nan, -np.inf, -11.0, -40.0])
+    np.testing.assert_array_equal(local_runs(ll, d=2, within=5.0, n_min=1),
+                                  [True, True, False, False, False, True, False])
+    # at least the n_min best (the failed ones never)
+    np.testing.assert_array_equal(local_runs(ll, d=2, within=5.0, n_min=5),
+                                  [True, True, True, False, False, True, True])
+    # the default width: twice the 99.9 % drop of a d-dimensional Gaussian posterior
+    from scipy.stats import chi2
+    w = chi2.ppf(0.999, 3)
+    ll = np.array([0.0, -w + 0.01, -w - 0.01])
+    np.testing.assert_array_equal(local_runs(ll, d=3, n_min=1), [True, True, False])
+
+
+def test_the_local_emulators_posterior_is_sampled_inside_the_box_of_its_runs():
+    """refine(run_loglik=...): the posterior's emulator is fitted on the runs near the best run only,
+    its chain stays inside their box, and on a linear-Gaussian problem it is the exact posterior."""
+    from bayescal.emulators import SVDEmulator
+    from bayescal.posterior.refinement import InBox, local_runs, refine
+
+    A, y, sigma, mean, cov = _linear_gaussian(d=2, m=5, sigma=0.05, seed=4)
+    space = _space(2)
+    X0 = np.random.default_rng(0).random((30, 2))
+    sim = lambda u: u @ A.T  # noqa: E731
+    exact_ll = lambda Y: -0.5 * (((np.atleast_2d(Y) - y) / sigma) ** 2).sum(1)  # noqa: E731
+    res = refine(sim, SVDEmulator(estimator=GPEmulator(random_state=None)), X0, sim(X0),
+                 lambda e: GaussianLikelihood(e, y, sigma), space, n_new=6, max_rounds=2, tol=0.0,
+                 n_walkers=8, min_steps=400, max_steps=800, seed=5, run_loglik=exact_ll, within=20.0,
+                 local_min=8)
+    keep = local_runs(exact_ll(res.Y), 2, 20.0, 8)
+    assert 8 <= keep.sum() < res.X.shape[0]  # some runs are far: left out
+    assert res.history.attrs["local_runs"] == keep.sum()
+    assert res.emulator.n_features_in_ == 2
+    lo, hi = res.X[keep].min(0), res.X[keep].max(0)
+    lo, hi = lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)
+    u = unit_samples(res.idata, space).values
+    assert np.all((u >= lo - 1e-12) & (u <= hi + 1e-12))
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(u.mean(0) - mean) < 0.25 * sd), (u.mean(0) - mean) / sd
+    assert np.all(np.abs(u.std(0) / sd - 1) < 0.2), u.std(0) / sd
+    # InBox: -inf outside, the wrapped values inside, the wrapped object's other attributes
+    like = GaussianLikelihood(res.emulator, y, sigma)
+    box = InBox(like, lo, hi)
+    assert box(np.array([hi + 0.01]))[0] == -np.inf and box.observed is like.observed
+    np.testing.assert_allclose(box(res.X[keep]), like(res.X[keep]))
