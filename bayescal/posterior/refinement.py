@@ -233,16 +233,15 @@ def refine(
         X = np.vstack([X, pick[ok]])
         Y = np.concatenate([Y, y_new[ok]])
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
-    if run_loglik is not None:
+    if run_loglik is not None:  # the posterior's chain: on the local emulator
         emulator, ps, info = _local_posterior(emulator, X, Y, run_loglik, make_likelihood, priors, n_walkers,
                                               int(rng.integers(2**31)), backend_dir, moves, min_steps,
                                               max_steps, progress, within, local_min)
         history.attrs.update(info)
-        return Refinement(idata=ps.to_inference_data(max_draws=max_draws), emulator=emulator, X=X, Y=Y,
-                          history=history, converged=converged)
-    # the final round's InferenceData with the pointwise log-likelihood and predictive draws
+    # its InferenceData with the pointwise log-likelihood and predictive draws; the last round's
+    # chain warned above already (a local chain is new: its warnings stand)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PosteriorWarning)  # issued for this chain above already
+        warnings.simplefilter("ignore" if run_loglik is None else "default", PosteriorWarning)
         idata = ps.to_inference_data(max_draws=max_draws)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
 
