@@ -153,22 +153,15 @@ def run_hm_series(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, **_) -> No
 
 def local_posterior(tw: Twin, X: np.ndarray, Y: np.ndarray, within: float = 30.0, pad: float = 0.1):
     """The emulator of the runs within ``within`` nats of the best run (at least the best 40),
-    and its mean's likelihood inside the box of those runs (padded by ``pad`` of its sides)."""
-    ll = tw.like(Y)
-    ok = np.isfinite(ll)
-    near = np.flatnonzero(ok & (ll >= ll[ok].max() - within))
-    near = near if near.size >= 40 else np.argsort(-np.where(ok, ll, -np.inf))[:40]
+    and its mean's likelihood inside the box of those runs (padded by ``pad`` of its sides):
+    :func:`bayescal.posterior.refinement.local_runs` and ``InBox``, as ``refine(run_loglik=...)``."""
+    from bayescal.posterior.refinement import InBox, local_runs
+
+    near = local_runs(tw.like(Y), X.shape[1], within, 40)
     em = tw.emulator(X[near], Y[near])
     lo, hi = X[near].min(0), X[near].max(0)
     lo, hi = np.clip(lo - pad * (hi - lo), 0, 1), np.clip(hi + pad * (hi - lo), 0, 1)
-
-    def target(v):
-        out = np.full(v.shape[0], -np.inf)
-        inside = np.all((v >= lo) & (v <= hi), axis=1)
-        if inside.any():
-            out[inside] = tw.like(em.predict(v[inside]))
-        return out
-    return em, tw.chain(target, X[near])
+    return em, tw.chain(InBox(lambda v: tw.like(em.predict(v)), lo, hi), X[near])
 
 
 def run_zoom_local(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, zoom_rounds: int = 3, **_) -> None:

@@ -127,8 +127,7 @@ n_draws = 4
     # the error model is the model's: sigma alone here, and the emulator's sd is reported, not added
     err = json.loads((run / "posterior" / "error_model.json").read_text())
     assert err[0]["discrepancy"] == 0.0 and err[0]["emulator_sd_median"] < 0.2 * SIGMA
-    report = (run / "report.html").read_text()
-    assert "Emulator refinement" in report and f"({h.attrs['local_runs']} runs;" in report
+    assert "Emulator refinement" in (run / "report.html").read_text()
     # a complete InferenceData on this route too: what az.loo and az.plot_ppc read
     from bayescal.posterior import get_group, group_names
 

@@ -117,17 +117,7 @@ def _refinement_table(path: Path) -> str:
             f"tol {h.attrs.get('tol')}, {h.attrs.get('sd_loglik_max')} nats)</h3><table class='t'><tr>"
             "<th>round</th><th>model runs in the emulator</th><th>max |mean shift| / sd</th>"
             "<th>max |sd ratio &minus; 1|</th><th>q90 of sd[log L] (nats)</th><th>chain steps</th></tr>"
-            f"{rows}</table>" + _local_line(h))
-
-
-def _local_line(h: xr.Dataset) -> str:
-    """The local emulator the posterior was sampled on (a run of an older bayescal has none)."""
-    if "local_runs" not in h.attrs:
-        return ""
-    rule = html.escape(str(h.attrs["local_rule"]))
-    box = float(h.attrs["local_box_volume"])
-    n = int(h.attrs["local_runs"])
-    return f"<p>The posterior: {rule} ({n} runs; the box is {box:.3g} of the unit cube).</p>"
+            f"{rows}</table>")
 
 
 def write_site_report(rd) -> Path:

@@ -154,15 +154,12 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
     res = refine(simulate, _emulator(ctx), X, Y, lambda em: EmulatedSeriesLikelihood(em, errors.likelihood()),
                  ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
                  max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
-                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"],
-                 run_loglik=lambda Y: errors.likelihood()(Y))
+                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"])
     res.emulator.save(out / "output_emulator.nc")
     res.history.to_netcdf(out / "refinement.nc")
     h = res.history
-    ctx.say(f"  {h.sizes['round']} rounds, {res.X.shape[0]} model runs; q90 of sd[log L] "
-            f"{float(h['sd_loglik_q90'][-1]):.2f} nats; converged: {res.converged}; the posterior from "
-            f"an emulator of the {h.attrs['local_runs']} runs within {h.attrs['local_within']:.0f} nats of "
-            "the best")
+    ctx.say(f"  {h.sizes['round']} rounds, {res.X.shape[0]} model runs in the emulator; "
+            f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats; converged: {res.converged}")
     return res
 
 
@@ -179,7 +176,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
     out = ctx.run_dir / "posterior"
     errors = _ErrorModel(ctx)
     max_draws = max(MAX_DRAWS, 4 * ctx.config["propagate"]["n_draws"])
-    if c["route"] == "emulator":  # the local emulator's chain (chains/round_local.h5) is the posterior
+    if c["route"] == "emulator":  # the last round's chain (chains/round<r>.h5) is the posterior
         res = _refine(ctx, errors, max_draws)
         errors.save(res.emulator.predict(_posterior_mode(res.idata, space)[None], return_std=True)[1][0])
         idata = res.idata
