@@ -271,28 +271,32 @@ class InBox:
 def local_runs(ll: np.ndarray, d: int, within: float | None = None, n_min: int = 40) -> np.ndarray:
     """Boolean mask of the runs within ``within`` nats of the best (default ``chi2.ppf(0.999, d)``),
     at least the ``n_min`` best; failed runs (NaN or -inf) never."""
-    from scipy.stats import chi2
-
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     if not np.isfinite(ll).any():
         return np.zeros(ll.size, bool)
-    within = float(chi2.ppf(0.999, d)) if within is None else float(within)
-    keep = ll >= ll.max() - within
+    keep = ll >= ll.max() - _width(d, within)
     best = np.argsort(-ll, kind="stable")[:n_min]
     keep[best[np.isfinite(ll[best])]] = True
     return keep
 
 
+def _width(d: int, within: float | None) -> float:
+    """``within`` nats, or by default ``chi2.ppf(0.999, d)``: twice the 99.9 % drop of a
+    d-dimensional Gaussian posterior's log density below its maximum."""
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(0.999, d)) if within is None else float(within)
+
+
 def _local_posterior(emulator, X, Y, run_loglik, make_likelihood, priors, n_walkers, seed: int, backend_dir,
                      moves: str, min_steps: int, max_steps: int, progress: bool, within, n_min: int):
     """The local emulator (module docstring), its chain, and what it was fitted on (history attrs)."""
-    from scipy.stats import chi2
     from sklearn.base import clone
 
     d = X.shape[1]
     walkers = n_walkers or max(2 * d + 2, 32)  # PosteriorSampler's default
     n_min = max(n_min, walkers + walkers % 2)  # every walker starts at a run, inside the box
-    within = float(chi2.ppf(0.999, d)) if within is None else float(within)
+    within = _width(d, within)
     keep = local_runs(np.asarray(run_loglik(Y), dtype=float).reshape(-1), d, within, n_min)
     local = clone(emulator)
     _seed_emulator(local, seed)
