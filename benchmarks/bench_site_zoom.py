@@ -12,7 +12,9 @@ small the posterior's region is: the fraction of uniform prior draws whose exact
 is within 15 nats of the posterior's best (the twin's DALEC run directly, its fast path). Then,
 per strategy and round: model runs so far, how many lie in that region ("slab"), the emulator's
 |log L error| over exact posterior draws (median, q90), and the largest difference of the 5/50/95 %
-quantiles (unit cube) between the emulated posterior sampled that round and the exact one.
+quantiles (unit cube) between the emulated posterior sampled that round and the exact one; below
+it, the model run at 300 of that posterior's draws (outside the budget, to check it): the fraction
+in the region, and the held-out year's annual-NEE band against the exact posterior's.
 
 Strategies (all start from the same Latin hypercube):
 
@@ -29,6 +31,15 @@ Strategies (all start from the same Latin hypercube):
   runs are draws of that.
 - ``refine_local``: the runs of ``refine``; from round ``--zoom-rounds`` on, the posterior is
   the local emulator's (as ``zoom_local``'s), fitted on them.
+- ``expected``: each round the SVD-GP is fitted on the runs within 300 nats of the best (the bad
+  runs near the region included), and its *expected* log-likelihood -- the Gaussian log-likelihood
+  averaged over the emulator's uncertainty, ``log L(mean) - 1/2 sum_k V_k ||c_k / sigma||^2`` -- is
+  sampled; the round's runs are its draws. After the last round, the local emulator (as
+  ``refine_local``'s) is also sampled where that expected log-likelihood is within 30, 60 or 100
+  nats of its best over the local runs.
+- ``ceiling``: no sequential design -- the rest of the budget at *exact* posterior draws, then the
+  local emulator (runs within ``chi2.ppf(0.999, d)`` nats) sampled inside its box: the best an
+  emulator of the good runs alone can do.
 
 Each round's chain: 32 walkers, DE-stretch, to 50 tau between 1,500 and 6,000 steps (second half
 kept). Figures depend on the seed; the chains are cheap (the emulator), the runs are the budget.
@@ -65,8 +76,26 @@ class Twin:
         post = np.asarray(unit_samples(idata, self.space))
         self.rng = np.random.default_rng(seed)
         self.quantiles = np.quantile(post, [0.05, 0.5, 0.95], axis=0)
-        self.test = post[self.rng.permutation(post.shape[0])[:300]]
+        order = self.rng.permutation(post.shape[0])
+        self.test, self.spare = post[order[:300]], post[order[300:]]
         self.exact = self.like(self.values(self.test))
+        self.band = self.annual_nee(self.test)
+
+    def annual_nee(self, u: np.ndarray) -> np.ndarray:
+        """5/50/95 % of the held-out year's annual NEE (gC m-2 y-1) over the model run at ``u``."""
+        year = str(self.ctx.config["site"]["validation_years"][0])
+        ds = self.ctx.model(self.space.expand(self.space.from_unit(u)))
+        return np.nanquantile(ds["nee"].sel(time=year).sum("time").values, [0.05, 0.5, 0.95])
+
+    def check_draws(self, draws: np.ndarray) -> None:
+        """The model run at 300 of a round's posterior draws (not counted as the design's runs): the
+        fraction whose exact log L is within 15 nats of the posterior's best, and the annual-NEE band."""
+        u = draws[self.rng.choice(len(draws), 300, replace=False)]
+        inside = np.mean(self.like(self.values(u)) > self.exact.max() - 15.0)
+        band = self.annual_nee(u)
+        off = np.abs(band - self.band).max()
+        print(f"{'':<11s}  draws within 15 nats: {inside:.2f}; annual NEE 5/50/95 % "
+              f"{np.round(band).tolist()} vs exact {np.round(self.band).tolist()}: off by {off:.0f}")
 
     def emulator(self, X: np.ndarray, Y: np.ndarray):
         from bayescal.workflows.site.stages import _emulator
@@ -91,6 +120,8 @@ class Twin:
             f"{np.abs(np.quantile(draws, [0.05, 0.5, 0.95], 0) - self.quantiles).max():.3f}"
         print(f"{name:<11s}{r:>6d}{X.shape[0]:>6d}{slab:>6d}{np.median(err):>10.2f}"
               f"{np.quantile(err, 0.9):>10.2f}{dq:>9s}{time.perf_counter() - t0:>8.0f}", flush=True)
+        if draws is not None:
+            self.check_draws(draws)
 
 
 def component_moments(em, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +228,69 @@ def run_refine_local(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, zoom_ro
             X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
 
 
+def expected_loglik(tw: Twin, em, kappa: float = 1.0):
+    """The emulator's *expected* log-likelihood, ``log L(mean) - kappa/2 sum_k V_k ||c_k / sigma||^2``:
+    the mean over the emulator's uncertainty of the Gaussian log-likelihood (``V_k``: component k's
+    GP variance; ``c_k``: its loadings), which drops where the emulator has not seen runs."""
+    w = ((em.components_ / tw.sigma) ** 2).sum(1)
+
+    def f(v: np.ndarray) -> np.ndarray:
+        v = np.atleast_2d(v)
+        return tw.like(em.predict(v)) - 0.5 * kappa * (component_moments(em, v)[1] * w).sum(1)
+    return f
+
+
+def run_expected(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, **_) -> None:
+    """Each round: the emulator of the runs within 300 nats of the best (at least 40; the bad
+    runs near the region teach it where fits fail), its expected log-likelihood sampled, and
+    the round's runs drawn from that posterior."""
+    from bayescal.posterior.refinement import local_runs
+
+    for r in range(rounds + 1):
+        near = local_runs(tw.like(Y), X.shape[1], 300.0, 40)
+        em = tw.emulator(X[near], Y[near])
+        u = tw.chain(expected_loglik(tw, em), X[near])
+        tw.row("expected", r, X, Y, em, u, t0)
+        if r < rounds:
+            pick = u[tw.rng.choice(len(u), n_new, replace=False)]
+            X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
+    expected_veto(tw, X, Y, em)
+
+
+def expected_veto(tw: Twin, X: np.ndarray, Y: np.ndarray, wide) -> None:
+    """The local emulator sampled where the wide emulator's expected log L is within T nats of
+    its best over the local runs (T = 30, 60, 100)."""
+    from bayescal.posterior.refinement import local_runs
+
+    near = local_runs(tw.like(Y), X.shape[1], 31.26, 40)
+    em, fw = tw.emulator(X[near], Y[near]), expected_loglik(tw, wide)
+    top = fw(X[near]).max()
+    for T in (30.0, 60.0, 100.0):
+        def target(v: np.ndarray, T: float = T) -> np.ndarray:
+            v = np.atleast_2d(v)
+            out = np.full(v.shape[0], -np.inf)
+            keep = fw(v) >= top - T
+            if keep.any():
+                out[keep] = tw.like(em.predict(v[keep]))
+            return out
+        u = tw.chain(target, X[near][np.isfinite(target(X[near]))])
+        dq = np.abs(np.quantile(u, [0.05, 0.5, 0.95], 0) - tw.quantiles).max()
+        print(f"{'':<11s}  local emulator where the expected log L is within {T:.0f} nats: exact draws "
+              f"kept {np.mean(fw(tw.test) >= top - T):.2f}, largest quantile difference {dq:.3f}")
+        tw.check_draws(u)
+
+
+def run_ceiling(tw: Twin, X, Y, rounds: int, n_new: int, t0: float, **_) -> None:
+    """The best a design could do: the Latin hypercube plus the rest of the budget at *exact*
+    posterior draws, then the local emulator as ``local_posterior`` (one row)."""
+    pick = tw.spare[tw.rng.choice(len(tw.spare), rounds * n_new, replace=False)]
+    X, Y = np.vstack([X, pick]), np.vstack([Y, tw.values(pick)])
+    em, u = local_posterior(tw, X, Y, within=31.26)
+    tw.row("ceiling", 0, X, Y, em, u, t0)
+
+
 STRATEGIES = {"refine": run_refine, "hm_series": run_hm_series, "zoom_local": run_zoom_local,
-              "refine_local": run_refine_local}
+              "refine_local": run_refine_local, "expected": run_expected, "ceiling": run_ceiling}
 
 
 def main() -> None:
