@@ -35,7 +35,9 @@ Gaussian posterior; at least ``local_min`` runs), inside the box of those runs p
 its sides, where that emulator has seen runs. On the REFLEX-shaped DALEC twin (docs/site.md,
 ``benchmarks/bench_site_zoom.py``) it errs there by about a nat where an emulator of every run errs
 by hundreds, but the box is larger than the posterior's ridge, and in its empty corners the local
-emulator reverts to the mean of good fits: the site route does not use it yet.
+emulator reverts to the mean of good fits; even fitted on runs at exact posterior draws, most of
+its posterior's mass lies where the model does not fit (``bench_site_zoom.py --strategy ceiling``).
+The site route does not use it.
 """
 
 from __future__ import annotations
