@@ -66,6 +66,25 @@ def _runs(run: Path) -> dict[str, int]:
     return {r["stage"]: r["runs"] for r in records}
 
 
+def _truth(cfg: dict, years: tuple[int, int]) -> None:
+    """The twin's truth run: is its canopy alive (mean LAI, GPP) and is the site a sink?"""
+    if not cfg["observations"]["twin"]:
+        return
+    import tempfile
+
+    from bayescal.workflows import make_context
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = make_context(cfg, Path(tmp), progress=False)
+        ds = ctx.model(ctx.truth_theta()[None]).isel(member=0)
+    cal = slice(*map(str, cfg["site"]["calibration_years"]))
+    ann = ds["nee"].sel(time=slice(str(cfg["site"]["calibration_years"][0]), str(years[1])))
+    ann = ann.resample(time="YS").sum().values
+    mean = {v: float(ds[v].sel(time=cal).mean()) for v in ("lai", "gpp") if v in ds}
+    print("twin truth over the calibration years: " + ", ".join(f"mean {v} {x:.2f}" for v, x in mean.items())
+          + f"; annual NEE to the held-out years {np.round(ann).tolist()} gC m-2 y-1")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "site_twin_puechabon.toml")
@@ -107,6 +126,7 @@ def main() -> None:
         print(f"{name}: {a['n_walkers']} walkers x {a['n_steps']} steps, max tau {a['tau_max']:.0f} "
               f"({a['n_steps'] / a['tau_max']:.0f} tau), max R-hat {float(d['r_hat'].max()):.3f}, "
               f"model runs {_runs(args.out / name)}" + (f", {walls[name]:.0f} s" if name in walls else ""))
+    _truth(emu_cfg, years)
     h = xr.load_dataset(args.out / "emulator" / "posterior" / "refinement.nc")
     print("emulator rounds: runs in the emulator", h["n_train"].values.tolist(), "; q90 sd[log L]",
           np.round(h["sd_loglik_q90"].values, 2).tolist(), "; converged", bool(h.attrs["converged"]))
