@@ -13,7 +13,9 @@ the best exact draw), and (2) an emcee chain on the model itself (64 walkers, em
 DE + stretch moves, ``--steps`` steps), half its walkers started at direct-route draws and half at
 the other posterior's draws: per fifth of the chain, the fraction of its draws outside that box,
 and the largest 5/50/95 % quantile difference of its second half from the direct route's, per
-value. Model runs: 64 x steps (about 2 minutes per 40,000 steps on 2 cores, the model's fast path).
+value; then each run given (``--direct``, ``--other``, ``--compare``) against that half: its largest
+quantile difference and its held-out annual-NEE band (the model at 300 of its draws). Model runs:
+64 x steps (about 2 minutes per 40,000 steps on 2 cores, the model's fast path).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main() -> None:
     ap.add_argument("--direct", type=Path, required=True, help="a finished direct-route run of the twin")
     ap.add_argument("--other", type=Path, required=True, help="a finished run whose posterior differs")
     ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--compare", type=Path, nargs="*", default=[],
+                    help="finished runs (e.g. the emulator route as shipped) to compare with the exact chain")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -78,6 +82,29 @@ def main() -> None:
           + ", ".join(f"{k} {x:.3f}" for k, x in zip(space.labels, dq, strict=True)))
     print(f"{time.perf_counter() - t0:.0f} s, {64 * args.steps} model runs; max tau "
           f"{np.nanmax(ps.autocorr_time()):.0f} steps")
+    _compare(ctx, space, half, [args.direct, args.other, *args.compare], rng)
+
+
+def _compare(ctx, space, half: np.ndarray, runs: list[Path], rng: np.random.Generator) -> None:
+    """Each run's posterior against the exact chain's second half: the largest 5/50/95 % quantile
+    difference per value, and the held-out year's annual-NEE band (the model at 300 draws each)."""
+    from bayescal.posterior import load_inference_data, unit_samples
+
+    year = str(ctx.config["site"]["validation_years"][0])
+
+    def band(u: np.ndarray) -> np.ndarray:
+        u = u[rng.choice(len(u), 300, replace=False)]
+        nee = ctx.model(space.expand(space.from_unit(u)))["nee"].sel(time=year).sum("time").values
+        return np.nanquantile(nee, [0.05, 0.5, 0.95])
+
+    q_ref, b_ref = np.quantile(half, [0.05, 0.5, 0.95], 0), band(half)
+    print(f"exact chain's second half: {year} annual NEE 5/50/95 % {np.round(b_ref).tolist()}")
+    for run in runs:
+        u = np.asarray(unit_samples(load_inference_data(run / "posterior" / "posterior.nc"), space))
+        dq, b = np.abs(np.quantile(u, [0.05, 0.5, 0.95], 0) - q_ref).max(0), band(u)
+        print(f"{run}: largest quantile difference {dq.max():.3f} ("
+              + ", ".join(f"{k} {x:.2f}" for k, x in zip(space.labels, dq, strict=True))
+              + f"); annual NEE {np.round(b).tolist()}, {np.abs(b - b_ref).max():.0f} off")
 
 
 if __name__ == "__main__":
