@@ -57,11 +57,16 @@ def _figures(run: Path) -> dict:
         chain = f["mcmc"]["chain"][:]
     moved = np.any(np.diff(chain[adapting:], axis=0) != 0, axis=-1)
     tau = integrated_time(chain[adapting:], tol=0)
-    per_step = stage["wall"] / chain.shape[0]  # the stage's optimum run and draws' runs included
+    smc = 0
+    if (run / "posterior" / "tempered.nc").exists():
+        with xr.open_dataset(run / "posterior" / "tempered.nc", engine="h5netcdf") as ds:
+            smc = int(ds.attrs["n_evaluations"])
+    # the stage's wall per model run (the optimum run and the draws' runs included)
+    per_run = stage["wall"] / (smc + chain.shape[0] * chain.shape[1])
     return {"steps": chain.shape[0], "adapting": adapting, "walkers": chain.shape[1], "runs": stage["runs"],
             "wall": stage["wall"], "optimize_wall": optimize["wall"], "acceptance": float(moved.mean()),
-            "tau": tau, "reached": chain.shape[0] - adapting >= 50 * tau.max(),
-            "wall_50tau": per_step * (adapting + 50 * tau.max())}
+            "tau": tau, "reached": chain.shape[0] - adapting >= 50 * tau.max(), "smc": smc,
+            "wall_50tau": per_run * (smc + chain.shape[1] * (adapting + 50 * tau.max()))}
 
 
 def main() -> None:
@@ -75,28 +80,32 @@ def main() -> None:
     ap.add_argument("--moves", nargs="+", choices=MOVES, default=MOVES[:2])
     ap.add_argument("--out", type=Path, default=Path("runs") / "bench_site_direct")
     ap.add_argument("--reuse", action="store_true", help="only print the figures of finished runs")
+    ap.add_argument("--start", choices=("tempered", "optimum"), default="tempered",
+                    help="posterior.start: a tempered SMC first (the default) or a ball at the optimum")
     args = ap.parse_args()
     print(f"machine probe: {machine_probe():.2f} ns per exp, single thread")
     base = load_config(args.config)
     for moves in args.moves:
         if not args.reuse:
             cfg = copy.deepcopy(base)
-            cfg["posterior"].update(route="direct", moves=moves, max_steps=args.max_steps)
-            print(f"== {moves} -> {args.out / moves}", flush=True)
-            _run(cfg, args.out / moves)
-    print(f"\n{args.config.name}, direct route, n_steps {base['posterior']['n_steps']}, "
+            cfg["posterior"].update(route="direct", moves=moves, max_steps=args.max_steps, start=args.start)
+            print(f"== {moves}, start {args.start} -> {args.out / f'{moves}-{args.start}'}", flush=True)
+            _run(cfg, args.out / f"{moves}-{args.start}")
+    print(f"\n{args.config.name}, direct route, start {args.start}, n_steps {base['posterior']['n_steps']}, "
           f"max_steps {args.max_steps}")
     print(f"{'moves':13s}{'walkers x steps (adapting)':>28s}{'model runs':>12s}{'optimize s':>11s}"
           f"{'posterior s':>12s}{'accept':>8s}{'tau max/median':>16s}{'steps/tau':>10s}{'50 tau':>7s}"
           f"{'50 tau takes':>14s}")
     for moves in args.moves:
-        f = _figures(args.out / moves)
+        f = _figures(args.out / f"{moves}-{args.start}")
         tau = f["tau"].max()
         runs = f"{f['runs']:,d}" if f["runs"] is not None else "n/a"  # not counted off the serial runner
         print(f"{moves:13s}{f['walkers']:>12d} x {f['steps']:<6d} ({f['adapting']:>5d}){runs:>12s}"
               f"{f['optimize_wall']:>11.0f}{f['wall']:>12.0f}{f['acceptance']:>8.3f}"
               f"{tau:>9.0f} / {np.median(f['tau']):<5.0f}{(f['steps'] - f['adapting']) / tau:>9.1f}"
               f"{'yes' if f['reached'] else 'no':>7s}{f['wall_50tau'] / 60:>10.1f} min")
+        if f["smc"]:
+            print(f"{'':13s}the tempered SMC before the chain: {f['smc']:,d} model runs")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ MODULES = ["parameters", "parameters.design",
            "models.contract",
            "run.ensemble", "run.cluster",
            "operators.summaries", "operators.timeseries", "operators.eof", "operators.scores",
-           "emulators", "posterior", "posterior.refinement", "posterior.site_calibration", "optimize",
+           "emulators", "posterior", "posterior.refinement", "posterior.site_calibration", "posterior.smc",
+           "optimize",
            "analysis.sensitivity", "analysis.oat", "analysis.equifinality", "analysis.propagate",
            "workflow", "workflow.rundir", "workflows", "report"]
 

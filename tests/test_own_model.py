@@ -133,6 +133,33 @@ def test_raising_members_fail_alone_with_their_reason(tmp_path):
     np.testing.assert_array_equal(ds["nee"].values[[0, 3]], want)
 
 
+def test_a_batch_with_raising_members_is_halved_not_run_member_by_member(tmp_path):
+    """Two raising members among 64 (the first two, before any member finished): found by halving,
+    in fewer calls than 64 single ones; every other member as the model gives it in one batch."""
+    (tmp_path / "mymodel.py").write_text(MODEL)
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from mymodel import Model  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(tmp_path))
+    inner, calls = Model(raise_above=4.5), []
+
+    def counted(theta):
+        calls.append(len(theta))
+        return inner(theta)
+
+    counted.space = inner.space
+    theta = np.column_stack([np.linspace(0.5, 4.0, 64), np.zeros(64)])
+    theta[[0, 1], 0] = [4.8, 4.9]
+    ds = ConformingModel(counted, variables=["nee"])(theta)
+    assert ds["status"].values.tolist() == ["failed"] * 2 + ["done"] * 62
+    assert len(calls) <= 2 * 2 * 6 + 1, calls  # 2 k log2(n) + the first call
+    np.testing.assert_array_equal(ds["nee"].values[2:], inner(theta[2:])["nee"][:, 0, :])
+    assert np.isnan(ds["nee"].values[:2]).all() and ds["nee"].sizes["time"] == len(inner.time)
+
+
 def test_check_times_a_fast_model_in_a_batch_and_a_slow_one_once():
     """``bayescal check``'s estimates: a fast model is called once more to warm up, then on 32
     copies of the defaults in one call (a chain's walkers are one call); a slow one not again."""

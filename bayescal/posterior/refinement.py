@@ -137,6 +137,7 @@ def refine(
     run_loglik: Callable[[np.ndarray], np.ndarray] | None = None,
     within: float | None = None,
     local_min: int = 40,
+    n_particles: int = 0,
 ) -> Refinement:
     """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
 
@@ -190,14 +191,16 @@ def refine(
         ``chi2.ppf(0.999, d)``).
     local_min : int
         The local emulator's runs at least (the best ones).
+    n_particles : int
+        With ``n_particles > 0`` each round's chain starts from a tempered SMC on the emulated
+        posterior (:func:`~bayescal.posterior.smc.tempered_smc`; separated parts each with its
+        mass), its moves fitted to the particles, not at the best training runs.
     """
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
     space = priors.space if isinstance(priors, Priors) else priors
     rows: list[dict[str, Any]] = []
-    prev = None
-    converged = False
-    idata = None
+    prev, converged, idata = None, False, None
     for r in range(max_rounds + 1):
         _seed_emulator(emulator, int(rng.integers(2**31)))
         emulator.fit(X, Y)
@@ -206,7 +209,7 @@ def refine(
         if backend is not None:
             backend.parent.mkdir(parents=True, exist_ok=True)
         ps = _round_chain(like, priors, n_walkers, int(rng.integers(2**31)), backend, moves, X,
-                          min_steps, max_steps, progress)
+                          min_steps, max_steps, progress, n_particles)
         idata = ps.to_inference_data(predictive=False)
         u = unit_samples(idata, space).values
         # the chain's stored log posterior, in the same (chain, draw) order as u
@@ -316,12 +319,17 @@ def _local_posterior(emulator, X, Y, run_loglik, make_likelihood, priors, n_walk
 
 
 def _round_chain(like, priors, n_walkers, seed: int, backend, moves: str, X: np.ndarray, min_steps: int,
-                 max_steps: int, progress: bool) -> PosteriorSampler:
-    """One round's chain on the emulated posterior, started at the best training runs."""
-    from .site_calibration import adapt_independence, first_moves
+                 max_steps: int, progress: bool, n_particles: int = 0) -> PosteriorSampler:
+    """One round's chain on the emulated posterior: started at the best training runs, or (with
+    ``n_particles``) at particles of a tempered SMC on it (saved beside the backend as
+    ``<round>_tempered.nc``)."""
+    from .site_calibration import adapt_independence, first_moves, tempered_posterior
 
     ps = PosteriorSampler(like, priors, n_walkers=n_walkers, seed=seed, backend=backend,
                           moves=first_moves(moves, min_steps))
+    if n_particles:
+        path = None if backend is None else Path(backend).with_name(Path(backend).stem + "_tempered.nc")
+        X = tempered_posterior(like, priors, n_particles, seed, path).walkers(ps.n_walkers, seed)
     if moves == "independence":
         adapt_independence(ps, min_steps, X, seed, progress)
     return ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)

@@ -5,8 +5,9 @@ The steps (docs/site.md), each a function of a simulator returning series on (me
 1. :func:`maximum_likelihood` -- CMA-ES on the log-likelihood with the observation errors alone;
 2. :func:`~bayescal.operators.timeseries.estimate_error_model` at that point -- each product's discrepancy
    and residual autocorrelation (empirical Bayes);
-3. :func:`sample_posterior` -- emcee on the exact model with the full error model, started in a
-   small ball around the maximum-likelihood point;
+3. :func:`sample_posterior` -- emcee on the exact model with the full error model, started at
+   the particles of a tempered SMC from the prior (or in a small ball around the
+   maximum-likelihood point);
 4. :func:`validation` -- posterior-predictive bands on the validation years (model draws plus the
    error model's noise) against the observations: coverage of annual sums, daily RMSE of the
    posterior mean against the defaults', the width of the annual-NEE interval.
@@ -24,7 +25,7 @@ from ..operators.timeseries import SeriesLikelihood, SeriesOperator
 from ..parameters import ParameterSpace
 
 __all__ = ["EmulatedSeriesLikelihood", "SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood",
-           "model_values", "sample_posterior", "series_log_likelihood", "validation"]
+           "model_values", "sample_posterior", "series_log_likelihood", "tempered_posterior", "validation"]
 
 MAX_DRAWS = 1000
 """Retained posterior draws of the site route at most (thinned further beyond): the
@@ -154,15 +155,26 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
                   max_evaluations=max_evaluations, seed=seed)
 
 
-def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray, *,
+def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray | None, *,
                      n_walkers: int, n_steps: int, max_steps: int | None = None, seed: int = 0,
                      ball: float = 0.02, backend: str | Path | None = None, progress: bool = False,
-                     moves: str = "independence"):
-    """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) from a ball around ``start_u``.
+                     moves: str = "independence", start: str = "optimum", n_particles: int = 1000,
+                     tempered: str | Path | None = None):
+    """emcee (bayescal's :class:`~bayescal.posterior.PosteriorSampler`) on the log-likelihood, from a
+    ball around ``start_u`` or from a tempered SMC's particles.
 
     Runs ``n_steps``, then (with ``max_steps``) on until the chain is 50 autocorrelation times
     long or ``max_steps`` is reached. With ``backend`` (an HDF5 file) every step is saved there
     and a killed run continues from its last step (the same chain as an uninterrupted run).
+    ``start``:
+
+    - ``"optimum"``: the walkers start in a ball of sd ``ball`` around ``start_u``;
+    - ``"tempered"``: :func:`~bayescal.posterior.smc.tempered_smc` with ``n_particles`` first (a
+      posterior's separated parts, each with its mass; saved to ``tempered``, a netCDF file,
+      and read from it on a rerun), the walkers start at distinct particles drawn at random. An
+      emcee chain does not cross a valley between parts; started in each part with its share of
+      walkers, the independence proposal fitted to it moves walkers between them.
+
     ``moves``:
 
     - ``"independence"``: the first half of the ``n_steps`` adapts, the rest is the posterior.
@@ -171,9 +183,8 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
       proposes half the steps and DE in subspaces the other half; the proposal is refitted at
       ``n_steps / 8``, ``/ 4`` and ``/ 2`` (each fit covers more of the posterior) and fixed from
       ``n_steps / 2`` on. The posterior, its autocorrelation times and its 50 tau count from
-      there. At DE-Hai the autocorrelation time is 5 times shorter than DE-subspace's alone, and
-      50 tau take 2.5 times less time, adaptation included (``benchmarks/bench_site_direct.py``,
-      docs/site.md).
+      there. At DE-Hai the autocorrelation time is 5 times shorter than DE-subspace's alone
+      (``benchmarks/bench_site_direct.py``, docs/site.md).
     - ``"de_subspace"``: :class:`~bayescal.posterior.DESubspaceMove` throughout.
     - ``"de_stretch"``: :func:`~bayescal.posterior.default_moves` throughout.
 
@@ -182,11 +193,19 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
     """
     from . import PosteriorSampler
 
-    chosen = first_moves(moves, n_steps)
+    if start not in ("optimum", "tempered"):
+        raise ValueError(f"start must be 'optimum' or 'tempered', got {start!r}")
     rng = np.random.default_rng(seed)
+    chosen = first_moves(moves, n_steps)
+    smc = tempered_posterior(log_likelihood, space, n_particles, seed, tempered, progress) \
+        if start == "tempered" else None
     sampler = PosteriorSampler(log_likelihood, space, n_walkers=n_walkers, seed=rng, backend=backend,
                                moves=chosen)
-    init = np.clip(start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free)), 1e-6, 1 - 1e-6)
+    if smc is not None:
+        init = smc.walkers(sampler.n_walkers, rng)
+    else:
+        init = start_u + ball * rng.standard_normal((sampler.n_walkers, space.n_free))
+        init = np.clip(init, 1e-6, 1 - 1e-6)
     if moves == "independence":
         adapt_independence(sampler, n_steps, init, seed, progress)
     sampler.run(n_steps, initial=init, progress=progress)
@@ -195,6 +214,25 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
         sampler.run_adaptive(max_steps=max_steps, min_steps=min(max(n_steps, 1000), max_steps),
                              progress=progress)
     return sampler
+
+
+def tempered_posterior(log_likelihood: Callable, space, n_particles: int, seed: int,
+                       path: str | Path | None = None, progress: bool = False):
+    """:func:`~bayescal.posterior.smc.tempered_smc`, or its result saved at ``path`` by an earlier
+    run (then no model runs); saved there when computed."""
+    from .smc import TemperedSMC, tempered_smc
+
+    if path is not None and Path(path).exists():
+        return TemperedSMC.from_netcdf(path)
+    say = (lambda line: print("  tempered SMC:", line, flush=True)) if progress else None
+    # 5 accepted moves per particle and temperature: the start needs each part and roughly its
+    # mass; the chain's independence proposal, fitted to the chain, moves walkers between parts
+    smc = tempered_smc(log_likelihood, space, n_particles=n_particles, n_moves=5.0, seed=seed, say=say)
+    if path is not None:
+        tmp = Path(path).with_suffix(".partial")
+        smc.to_netcdf(tmp)
+        tmp.replace(path)  # complete or absent: a kill while writing leaves no half file
+    return smc
 
 
 def first_moves(moves: str, n_steps: int) -> list | None:

@@ -310,6 +310,10 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     from bayescal.posterior.site_calibration import SITE_MOVES
 
     _choice(cfg, "posterior", "moves", SITE_MOVES)
+    _choice(cfg, "posterior", "start", ("tempered", "optimum"))
+    if cfg["posterior"]["start"] == "tempered" and cfg["posterior"]["n_particles"] < 100:
+        raise ConfigError(f"'posterior.n_particles' must be >= 100 for start = 'tempered', got "
+                          f"{cfg['posterior']['n_particles']}")
     if val[0] <= cal[1] and cal[0] <= val[1]:
         raise ConfigError(f"'site.validation_years' {list(val)} overlap 'site.calibration_years' "
                           f"{list(cal)}; validation years are held out: choose years outside the "

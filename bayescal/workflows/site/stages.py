@@ -154,7 +154,8 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
     res = refine(simulate, _emulator(ctx), X, Y, lambda em: EmulatedSeriesLikelihood(em, errors.likelihood()),
                  ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
                  max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
-                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"])
+                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"],
+                 n_particles=c["n_particles"] if c["start"] == "tempered" else 0)
     res.emulator.save(out / "output_emulator.nc")
     res.history.to_netcdf(out / "refinement.nc")
     h = res.history
@@ -189,7 +190,9 @@ def run_site_posterior(ctx: SiteContext) -> None:
         # every step saved to chain.h5: a killed stage continues its chain where it stopped
         sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
                                    n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
-                                   backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"])
+                                   backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"],
+                                   start=c["start"], n_particles=c["n_particles"],
+                                   tempered=out / "tempered.nc")
         tau = float(np.nanmax(sampler.autocorr_time()))
         adapting = f" (the first {sampler.discard} adapting the moves)" if sampler.discard else ""
         ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps{adapting}, max tau {tau:.0f}; "

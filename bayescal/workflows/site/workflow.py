@@ -80,7 +80,8 @@ def _posterior_runs(cfg: Config) -> str:
     if c["route"] == "emulator":
         return f"1 + up to {c['refine_rounds']} x {c['n_new']} (refinement; the chains run the emulator)"
     walkers = c["n_walkers"] or _default_walkers(cfg)
-    return f"{walkers} walkers x {c['n_steps']}..{c['max_steps']} steps"
+    smc = f", after a tempered SMC of {c['n_particles']} particles" if c["start"] == "tempered" else ""
+    return f"{walkers} walkers x {c['n_steps']}..{c['max_steps']} steps{smc}"
 
 
 def _default_walkers(cfg: Config) -> int | str:
@@ -108,7 +109,7 @@ OPTIMUM_STORE = RunStore("optimum_run", reads=(*_MODEL, "observations.products[]
 
 #: what the posterior's chain depends on (all the posterior stage reads but the draws it keeps)
 _CHAIN = (*_SERIES, "site.discrepancy", "site.autocorrelation", "posterior.n_steps", "posterior.max_steps",
-          "posterior.n_walkers", "posterior.route", "run.seed")
+          "posterior.n_walkers", "posterior.route", "posterior.start", "posterior.n_particles", "run.seed")
 
 
 def _chain_reads(cfg: Config) -> Sequence[str]:
@@ -122,6 +123,8 @@ def _chain_reads(cfg: Config) -> Sequence[str]:
 
 #: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes
 CHAIN_STORE = RunStore("chain.h5", reads=_chain_reads, needs=("optimize",), input_files=site_files)
+#: the tempered start's particles (posterior.start = "tempered"): likewise
+TEMPERED_STORE = RunStore("tempered.nc", reads=_chain_reads, needs=("optimize",), input_files=site_files)
 #: the emulator route's refinement runs and round chains: likewise (refinement is seeded, so a rerun
 #: asks for the same points and finds them there, and each round's chain is complete)
 REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input_files=site_files)
@@ -140,9 +143,10 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "(route = direct) or on an SVD emulator of the series refined by rounds of model runs chosen "
           "by acquisition (route = emulator); ArviZ InferenceData.",
           reads=lambda cfg: (*_chain_reads(cfg), "propagate.n_draws"),  # the draws kept: propagate's
-          needs=("optimize",), input_files=site_files, keeps=(OPTIMUM_STORE, CHAIN_STORE, *REFINE_STORES),
-          writes=("error_model.json", "optimum_run/", "chain.h5", "posterior.nc", "diagnostics.nc",
-                  "refine/", "chains/", "refinement.nc", "output_emulator.nc"),
+          needs=("optimize",), input_files=site_files,
+          keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, *REFINE_STORES),
+          writes=("error_model.json", "optimum_run/", "chain.h5", "tempered.nc", "posterior.nc",
+                  "diagnostics.nc", "refine/", "chains/", "refinement.nc", "output_emulator.nc"),
           expected_runs=_posterior_runs),
     Stage("propagate", run_site_propagate,
           "posterior draws, defaults and the optimum over the whole period through the runner's "
