@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="save the pooled reference draws here (netCDF)")
     ap.add_argument("--reference", type=Path, help="reference draws saved by --save: no model runs")
     ap.add_argument("--compare", type=Path, nargs="*", default=[], help="finished runs of the config")
+    ap.add_argument("--emulator-error", type=Path, nargs="*", default=[],
+                    help="finished emulator-route runs: their final emulator's log L against the exact one "
+                         "at 600 reference draws, in the region and outside it")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     from bayescal.workflows import load_config, make_context
@@ -66,6 +69,8 @@ def main() -> None:
                          ).to_netcdf(args.save, engine="h5netcdf")
     print(f"reference: {len(ref)} draws, {region(ref).mean():.3f} in {args.region}")
     _compare(ctx, space, ref, args.compare, np.random.default_rng(7))
+    for run in args.emulator_error:
+        _emulator_error(ctx, space, ref, run, region, np.random.default_rng(0))
 
 
 def _region(text: str, labels: list[str]):
@@ -127,6 +132,24 @@ def _compare(ctx, space, ref: np.ndarray, runs: list[Path], rng: np.random.Gener
         print(f"{run}: largest quantile difference {dq.max():.3f} ("
               + ", ".join(f"{k} {x:.2f}" for k, x in zip(space.labels, dq, strict=True))
               + f"); annual NEE {np.round(b).tolist()}, {np.abs(b - b_ref).max():.0f} off")
+
+
+def _emulator_error(ctx, space, ref: np.ndarray, run: Path, region, rng: np.random.Generator) -> None:
+    """The run's final output emulator (posterior/output_emulator.nc): its mean's log L minus the
+    model's at 600 reference draws, quantiles in and outside the region."""
+    from bayescal.emulators import SVDEmulator
+    from bayescal.operators.timeseries import SeriesLikelihood
+    from bayescal.posterior.site_calibration import model_values
+
+    op = ctx.operator("calibration")
+    like, values = SeriesLikelihood(op), model_values(ctx.calibration_simulator, space, op,
+                                                      arrays=ctx.calibration_arrays())
+    u = ref[rng.choice(len(ref), 600, replace=False)]
+    err = like(SVDEmulator.load(run / "posterior" / "output_emulator.nc").predict(u)) - like(values(u))
+    inside = region(u)
+    for name, k in (("in the region", inside), ("outside it", ~inside)):
+        q = np.round(np.quantile(err[k], [0.1, 0.5, 0.9]), 1).tolist()
+        print(f"{run}: emulator log L - exact at {k.sum()} reference draws {name}: q10/q50/q90 {q} nats")
 
 
 if __name__ == "__main__":
