@@ -3,6 +3,7 @@
     python benchmarks/bench_site_direct.py                    # examples/site_hainich.toml, to 50 tau
     python benchmarks/bench_site_direct.py --moves independence --out /tmp/bsd
     python benchmarks/bench_site_direct.py --out /tmp/bsd --reuse   # the figures of finished runs
+    python benchmarks/bench_site_direct.py --moves independence --start optimum   # the example's start
 
 Issue 25 asks the direct route (emcee on the embedded DALEC itself) to reach 50 autocorrelation
 times at DE-Hai within 5 minutes on 2 cores, and which sampler does it. For each move set the
@@ -18,7 +19,9 @@ where the route itself stops: at 50 autocorrelation times (counted after the ada
 posterior stages' wall times, the acceptance after the adaptation, emcee's integrated
 autocorrelation time after it (largest and median over the values), steps / tau, whether
 the chain reached 50 tau, and the time 50 tau takes at this rate (the adaptation included). Wall times
-depend on the machine's load (the machine probe is printed).
+depend on the machine's load (the machine probe is printed). ``--start`` sets ``posterior.start``
+(default ``tempered``: the tempered SMC's model runs are printed and counted in the 50-tau time;
+the example itself sets ``optimum``); the runs go to ``OUT/<moves>-<start>``.
 """
 
 from __future__ import annotations

@@ -192,9 +192,9 @@ def refine(
     local_min : int
         The local emulator's runs at least (the best ones).
     n_particles : int
-        With ``n_particles > 0`` each round's chain starts from a tempered SMC on the emulated
-        posterior (:func:`~bayescal.posterior.smc.tempered_smc`; separated parts each with its
-        mass), its moves fitted to the particles, not at the best training runs.
+        With ``n_particles > 0`` each round's chain starts at particles of a tempered SMC on the
+        emulated posterior (:func:`~bayescal.posterior.smc.tempered_smc`; separated parts each
+        with its mass), not at the best training runs.
     """
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)

@@ -23,6 +23,7 @@ import xarray as xr
 
 from ..operators.timeseries import SeriesLikelihood, SeriesOperator
 from ..parameters import ParameterSpace
+from .smc import TemperedSMC
 
 __all__ = ["EmulatedSeriesLikelihood", "SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood",
            "model_values", "sample_posterior", "series_log_likelihood", "tempered_posterior", "validation"]
@@ -217,10 +218,10 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
 
 
 def tempered_posterior(log_likelihood: Callable, space, n_particles: int, seed: int,
-                       path: str | Path | None = None, progress: bool = False):
+                       path: str | Path | None = None, progress: bool = False) -> TemperedSMC:
     """:func:`~bayescal.posterior.smc.tempered_smc`, or its result saved at ``path`` by an earlier
     run (then no model runs); saved there when computed."""
-    from .smc import TemperedSMC, tempered_smc
+    from .smc import tempered_smc
 
     if path is not None and Path(path).exists():
         return TemperedSMC.from_netcdf(path)

@@ -2,7 +2,8 @@
 
 An emcee chain started in one part of a posterior stays there when another part is separated
 from it by a valley (the REFLEX-shaped living twin of docs/site.md: an arm where p8 is low and p9
-high that a chain started at the maximum-likelihood point never reached in 100,000 steps).
+high, a third of the posterior, that a chain started at the maximum-likelihood point never reached
+in 80 autocorrelation times).
 Tempering reaches such parts from the prior: particles drawn from the prior are moved through
 the bridge ``prior(u) L(u)^beta`` from ``beta = 0`` to 1, reweighted and resampled at each step
 (Del Moral, Doucet & Jasra 2006, J. R. Stat. Soc. B 68, 411; the adaptive schedule of Jasra et al.
