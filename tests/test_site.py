@@ -247,6 +247,8 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad('entry_point = "bayescal.testing:ToySiteModel"', 'entry_point = "bayescal.testing"',
         "package.module:Factory")
     bad("n_walkers = 8", 'n_walkers = 8\nmoves = "hmc"', r"'posterior.moves' must be one of")
+    bad("n_walkers = 8", 'n_walkers = 8\nstart = "warm"', r"'posterior.start' must be one of")
+    bad("n_walkers = 8", "n_walkers = 8\nn_particles = 10", r"'posterior.n_particles' must be >= 100")
     obs = "[[observations.products]]"
     bad(obs, "[observations]\nsummary_noise = true\n" + obs, "summary_noise.* is for the global")
     bad(obs, "[observations]\ntwin = false\ntruth = { a = 0.5 }\n" + obs, "observations.truth.* is for twins")
