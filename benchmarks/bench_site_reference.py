@@ -3,6 +3,7 @@
     python benchmarks/bench_site_reference.py --config examples/site_twin_reflex/twin_live.toml \\
         --save /tmp/twin_live_reference.nc --compare /tmp/bst_live/direct /tmp/bst_live/emulator
     python benchmarks/bench_site_reference.py --reference /tmp/twin_live_reference.nc --compare RUN ...
+    python benchmarks/bench_site_reference.py --reference /tmp/twin_live_reference.nc --ceiling 280 20
 
 The living REFLEX-shaped twin's posterior has two parts: the main one and an arm (p8 low where
 p9 is high) that an emcee chain started at the maximum-likelihood point never reaches (docs/site.md).
@@ -17,6 +18,11 @@ steps / τ; then the largest 5/50/95 % quantile difference between the seeds' ch
 agreement is the reference's error), and each ``--compare`` run against the pooled chains (their
 last four fifths): the largest quantile difference per value and the held-out year's annual-NEE
 band (the model at 300 draws).
+
+``--ceiling N_REF N_LHS`` asks what the emulator route could reach with an ideal design: the route's
+SVD-GP fitted on ``N_LHS`` Latin-hypercube runs and ``N_REF`` runs at reference draws, sampled by
+SMC with the emulator mean's log L (the route's target) and with the expected log L (averaged over
+the emulator's predictive sd), each against the reference.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ def main() -> None:
     ap.add_argument("--emulator-error", type=Path, nargs="*", default=[],
                     help="finished emulator-route runs: their final emulator's log L against the exact one "
                          "at 600 reference draws, in the region and outside it")
+    ap.add_argument("--ceiling", type=int, nargs=2, metavar=("N_REF", "N_LHS"),
+                    help="the route's emulator fitted on N_LHS Latin-hypercube runs and N_REF runs at "
+                         "reference draws (an ideal design), its posterior sampled (SMC) with the mean's "
+                         "log L and the expected log L, against the reference; once per --seeds")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     from bayescal.workflows import load_config, make_context
@@ -71,6 +81,8 @@ def main() -> None:
     _compare(ctx, space, ref, args.compare, np.random.default_rng(7))
     for run in args.emulator_error:
         _emulator_error(ctx, space, ref, run, region, np.random.default_rng(0))
+    for seed in args.seeds if args.ceiling else []:
+        _ceiling(ctx, space, ref, *args.ceiling, seed, region)
 
 
 def _region(text: str, labels: list[str]):
@@ -118,17 +130,11 @@ def _compare(ctx, space, ref: np.ndarray, runs: list[Path], rng: np.random.Gener
     from bayescal.posterior import load_inference_data, unit_samples
 
     year = str(ctx.config["site"]["validation_years"][0])
-
-    def band(u: np.ndarray) -> np.ndarray:
-        u = u[rng.choice(len(u), 300, replace=False)]
-        nee = ctx.model(space.expand(space.from_unit(u)))["nee"].sel(time=year).sum("time").values
-        return np.nanquantile(nee, [0.05, 0.5, 0.95])
-
-    q_ref, b_ref = np.quantile(ref, [0.05, 0.5, 0.95], 0), band(ref)
+    q_ref, b_ref = np.quantile(ref, [0.05, 0.5, 0.95], 0), _band(ctx, space, ref, rng)
     print(f"reference: {year} annual NEE 5/50/95 % {np.round(b_ref).tolist()}")
     for run in runs:
         u = np.asarray(unit_samples(load_inference_data(run / "posterior" / "posterior.nc"), space))
-        dq, b = np.abs(np.quantile(u, [0.05, 0.5, 0.95], 0) - q_ref).max(0), band(u)
+        dq, b = np.abs(np.quantile(u, [0.05, 0.5, 0.95], 0) - q_ref).max(0), _band(ctx, space, u, rng)
         print(f"{run}: largest quantile difference {dq.max():.3f} ("
               + ", ".join(f"{k} {x:.2f}" for k, x in zip(space.labels, dq, strict=True))
               + f"); annual NEE {np.round(b).tolist()}, {np.abs(b - b_ref).max():.0f} off")
@@ -150,6 +156,66 @@ def _emulator_error(ctx, space, ref: np.ndarray, run: Path, region, rng: np.rand
     for name, k in (("in the region", inside), ("outside it", ~inside)):
         q = np.round(np.quantile(err[k], [0.1, 0.5, 0.9]), 1).tolist()
         print(f"{run}: emulator log L - exact at {k.sum()} reference draws {name}: q10/q50/q90 {q} nats")
+
+
+def _ceiling(ctx, space, ref: np.ndarray, n_ref: int, n_lhs: int, seed: int, region) -> None:
+    """The site route's emulator (its SVD-GP, seeded ``seed``) fitted on an ideal design: ``n_lhs``
+    Latin-hypercube runs and ``n_ref`` runs at reference draws. Printed: its log-L error at 600 other
+    reference draws, then per target -- the emulator mean's log L (the route's) and the expected
+    log L ``log L(mean) - 1/2 sum_i sd_i^2 / tau_i^2`` (the Gaussian log L averaged over the
+    emulator's predictive sd, which falls where it has no runs) -- a tempered SMC's 2,000 particles
+    against the reference: the region's share, the largest quantile difference, the held-out band
+    and the exact log L at 300 of the particles."""
+    from bayescal.emulators import GPEmulator, SVDEmulator
+    from bayescal.operators.timeseries import SeriesLikelihood
+    from bayescal.parameters.design import latin_hypercube
+    from bayescal.posterior.site_calibration import model_values
+    from bayescal.posterior.smc import tempered_smc
+
+    op, rng = ctx.operator("calibration"), np.random.default_rng(seed)
+    like = SeriesLikelihood(op)
+    values = model_values(ctx.calibration_simulator, space, op, arrays=ctx.calibration_arrays())
+    perm = rng.permutation(len(ref))
+    test, X = ref[perm[:600]], ref[perm[600:600 + n_ref]]
+    if n_lhs:
+        X = np.vstack([space.to_unit(latin_hypercube(space, n_lhs, seed=seed).values), X])
+    Y = values(X)
+    ok = np.isfinite(Y).all(1)
+    emu = SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"],
+                      estimator=GPEmulator(n_restarts=0, random_state=seed), random_state=seed,
+                      residual_sd=0.2 * op.sigma).fit(X[ok], Y[ok])
+
+    def expected(u: np.ndarray) -> np.ndarray:
+        m, sd = emu.predict(u, return_std=True)
+        return like(m) - 0.5 * ((sd / like.tau) ** 2).sum(1)
+
+    targets = {"mean": lambda u: like(emu.predict(u)), "expected": expected}
+    print(f"ceiling, seed {seed}: {ok.sum()} runs ({region(X[ok]).sum()} in the region), "
+          f"{emu.n_components_} components")
+    exact, inside = like(values(test)), region(test)
+    for name, f in targets.items():
+        err = f(test) - exact
+        print(f"  {name} log L - exact at reference draws, q10/q50/q90: in the region "
+              f"{np.round(np.quantile(err[inside], [0.1, 0.5, 0.9]), 2).tolist()}, outside "
+              f"{np.round(np.quantile(err[~inside], [0.1, 0.5, 0.9]), 2).tolist()}")
+    q_ref, b_ref = np.quantile(ref, [0.05, 0.5, 0.95], 0), _band(ctx, space, ref, rng)
+    for name, f in targets.items():
+        p = tempered_smc(f, space, n_particles=2000, n_moves=10, seed=seed).particles
+        dq, b = np.abs(np.quantile(p, [0.05, 0.5, 0.95], 0) - q_ref).max(0), _band(ctx, space, p, rng)
+        at_p = np.round(np.quantile(like(values(p[:300])), [0.1, 0.5]), 1).tolist()
+        at_ref = np.round(np.quantile(exact, [0.1, 0.5]), 1).tolist()
+        print(f"  {name}: share in the region {region(p).mean():.3f} (reference {region(ref).mean():.3f}); "
+              f"largest quantile difference {dq.max():.3f} ({space.labels[int(dq.argmax())]}); annual NEE "
+              f"{np.round(b).tolist()} vs {np.round(b_ref).tolist()}, {np.abs(b - b_ref).max():.0f} off; "
+              f"exact log L at the particles q10/q50 {at_p}, at reference draws {at_ref}")
+
+
+def _band(ctx, space, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The held-out year's annual NEE 5/50/95 % of the model at 300 of the draws ``u``."""
+    year = str(ctx.config["site"]["validation_years"][0])
+    u = u[rng.choice(len(u), 300, replace=False)]
+    nee = ctx.model(space.expand(space.from_unit(u)))["nee"].sel(time=year).sum("time").values
+    return np.nanquantile(nee, [0.05, 0.5, 0.95])
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def _exact_quantiles(t: np.ndarray, y: np.ndarray, n: int = 61) -> np.ndarray:
 @pytest.mark.seed_sweep
 @pytest.mark.parametrize("seed", seeds(2))
 def test_emulator_route_reaches_the_exact_posterior_with_refinement(tmp_path, seed):
-    """End to end: design, optimum run, refinement rounds through their stores, the last round's
-    chain as the posterior, the error model from model runs. On this smooth three-parameter model
+    """End to end: design, optimum run, refinement rounds through their stores, the posterior's chain
+    on the final emulator's expected log-likelihood (the default emulator_target), the error model
+    from model runs. On this smooth three-parameter model
     ten design runs and the optimum's run already emulate it within these bounds (one round of one
     run passed too): what refinement buys on a hard model is measured by
     benchmarks/bench_site_twin.py, not here."""
@@ -128,6 +129,8 @@ n_draws = 4
     err = json.loads((run / "posterior" / "error_model.json").read_text())
     assert err[0]["discrepancy"] == 0.0 and err[0]["emulator_sd_median"] < 0.2 * SIGMA
     assert "Emulator refinement" in (run / "report.html").read_text()
+    assert (run / "posterior" / "chains" / "round_final.h5").is_file()
+    assert "expected log-likelihood" in h.attrs["final_target"]
     # a complete InferenceData on this route too: what az.loo and az.plot_ppc read
     from bayescal.posterior import get_group, group_names
 

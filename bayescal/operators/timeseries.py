@@ -200,6 +200,21 @@ class SeriesLikelihood:
         q = sd / self.tau
         return np.sqrt(((g * q) ** 2).sum(axis=1) + 0.5 * (q**4).sum(axis=1))
 
+    def expected(self, model_values: np.ndarray, model_sd: np.ndarray) -> np.ndarray:
+        """The log-likelihood averaged over the values' uncertainty: ``E[log L(m + e)]`` for
+        independent Gaussian errors ``e`` of sd ``model_sd`` (an emulator's predictive sd).
+
+        Exact for the AR(1) density: with ``q = sd / tau`` each innovation's square gains
+        ``q_i^2 + r_i^2 q_(i-1)^2`` on average, so ``E[log L] = log L(m) - 1/2 sum_i (q_i^2 +
+        r_i^2 q_(i-1)^2) / (1 - r_i^2)``. It equals the log-likelihood where the sd is 0 and falls
+        where the values are uncertain (Jensen: below ``log E[L]``); rows with NaN give -inf.
+        """
+        q2 = (np.atleast_2d(np.asarray(model_sd, float)) / self.tau) ** 2
+        prev = np.concatenate([np.zeros((q2.shape[0], 1)), q2[:, :-1]], axis=1)
+        penalty = 0.5 * ((q2 + self._r**2 * prev) / self._innov).sum(axis=1)
+        out = self(model_values) - penalty
+        return np.where(np.isfinite(out), out, -np.inf)
+
     def pointwise(self, model_values: np.ndarray) -> np.ndarray:
         """Per-value log-likelihood terms (member, n): the AR(1) density's conditional terms
         ``log p(z_i | z_(i-1))``, whose sum over values is :meth:`__call__` (NaN where the model

@@ -38,6 +38,13 @@ by hundreds, but the box is larger than the posterior's ridge, and in its empty 
 emulator reverts to the mean of good fits; even fitted on runs at exact posterior draws, most of
 its posterior's mass lies where the model does not fit (``bench_site_zoom.py --strategy ceiling``).
 The site route does not use it.
+
+**Another target for the posterior** (``final_likelihood``). The rounds sample the emulator's
+mean; given ``final_likelihood`` (emulator -> log-likelihood), the posterior returned is a last
+chain on that target of the final emulator (``round_final.h5``). The site route passes the
+expected log-likelihood (averaged over the emulator's predictive sd:
+:meth:`~bayescal.operators.timeseries.SeriesLikelihood.expected`), which falls where the emulator
+has no runs instead of reverting to the runs' average fit (docs/site.md).
 """
 
 from __future__ import annotations
@@ -138,6 +145,7 @@ def refine(
     within: float | None = None,
     local_min: int = 40,
     n_particles: int = 0,
+    final_likelihood: Callable[[Any], Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> Refinement:
     """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
 
@@ -195,7 +203,14 @@ def refine(
         With ``n_particles > 0`` each round's chain starts at particles of a tempered SMC on the
         emulated posterior (:func:`~bayescal.posterior.smc.tempered_smc`; separated parts each
         with its mass), not at the best training runs.
+    final_likelihood : callable, optional
+        Emulator -> log-likelihood: given, the posterior returned is sampled on it with the final
+        emulator after the rounds (chain ``round_final.h5``), e.g. the expected log-likelihood of
+        :class:`~bayescal.posterior.site_calibration.EmulatedSeriesLikelihood`; the rounds and
+        their acquisition use ``make_likelihood``. Not with ``run_loglik``.
     """
+    if final_likelihood is not None and run_loglik is not None:
+        raise ValueError("give final_likelihood or run_loglik, not both")
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
     space = priors.space if isinstance(priors, Priors) else priors
@@ -239,16 +254,11 @@ def refine(
         X = np.vstack([X, pick[ok]])
         Y = np.concatenate([Y, y_new[ok]])
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
-    if run_loglik is not None:  # the posterior's chain: on the local emulator
-        emulator, ps, info = _local_posterior(emulator, X, Y, run_loglik, make_likelihood, priors, n_walkers,
-                                              int(rng.integers(2**31)), backend_dir, moves, min_steps,
-                                              max_steps, progress, within, local_min)
-        history.attrs.update(info)
-    # its InferenceData with the pointwise log-likelihood and predictive draws; the last round's
-    # chain warned above already (a local chain is new: its warnings stand)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore" if run_loglik is None else "default", PosteriorWarning)
-        idata = ps.to_inference_data(max_draws=max_draws)
+    chain = dict(priors=priors, n_walkers=n_walkers, backend_dir=backend_dir, moves=moves,
+                 min_steps=min_steps, max_steps=max_steps, progress=progress)
+    emulator, idata = _posterior(emulator, ps, X, Y, history, int(rng.integers(2**31)), chain,
+                                 make_likelihood, run_loglik, within, local_min, final_likelihood,
+                                 n_particles, max_draws)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
 
 
@@ -316,6 +326,31 @@ def _local_posterior(emulator, X, Y, run_loglik, make_likelihood, priors, n_walk
             "local_rule": f"the posterior's emulator: the runs within {within:.1f} nats of the best run (at "
                           f"least the best {n_min}), sampled inside their box padded by 10 %"}
     return local, ps, info
+
+
+def _posterior(emulator, ps, X, Y, history: xr.Dataset, seed: int, chain: dict, make_likelihood, run_loglik,
+               within, local_min: int, final_likelihood, n_particles: int, max_draws) -> tuple[Any, Any]:
+    """The emulator and InferenceData :func:`refine` returns: the last round's chain ``ps``, or a
+    chain on the local emulator (``run_loglik``) or on ``final_likelihood``'s target."""
+    c = chain
+    args = (c["moves"], X, c["min_steps"], c["max_steps"], c["progress"])
+    if run_loglik is not None:  # the posterior's chain: on the local emulator
+        emulator, ps, info = _local_posterior(emulator, X, Y, run_loglik, make_likelihood, c["priors"],
+                                              c["n_walkers"], seed, c["backend_dir"], c["moves"],
+                                              c["min_steps"], c["max_steps"], c["progress"], within,
+                                              local_min)
+        history.attrs.update(info)
+    elif final_likelihood is not None:  # the posterior's chain: the final emulator, another target
+        backend = None if c["backend_dir"] is None else Path(c["backend_dir"]) / "round_final.h5"
+        ps = _round_chain(final_likelihood(emulator), c["priors"], c["n_walkers"], seed, backend, *args,
+                          n_particles)
+        history.attrs["final_target"] = "final_likelihood of the last emulator (chain round_final.h5)"
+    # its InferenceData with the pointwise log-likelihood and predictive draws; the last round's
+    # chain warned already (a local or final chain is new: its warnings stand)
+    with warnings.catch_warnings():
+        fresh = run_loglik is not None or final_likelihood is not None
+        warnings.simplefilter("default" if fresh else "ignore", PosteriorWarning)
+        return emulator, ps.to_inference_data(max_draws=max_draws)
 
 
 def _round_chain(like, priors, n_walkers, seed: int, backend, moves: str, X: np.ndarray, min_steps: int,

@@ -103,16 +103,29 @@ class SeriesPosteriorLikelihood:
 
 
 class EmulatedSeriesLikelihood(SeriesPosteriorLikelihood):
-    """:class:`SeriesPosteriorLikelihood` of an output emulator's mean, with the sd of the
+    """:class:`SeriesPosteriorLikelihood` of an output emulator, with the sd of the
     log-likelihood its predictive uncertainty causes (:meth:`loglik_sd`): what
     :func:`~bayescal.posterior.refinement.refine` needs to choose model runs
-    (``posterior.route = "emulator"``). The emulator's error is not in the sampled target, nor in
-    the error model: refinement runs the model until the emulator is sure where the posterior is.
+    (``posterior.route = "emulator"``). The emulator's error is never in the error model.
+
+    ``target="mean"``: the log-likelihood of the emulator's mean. ``target="expected"``: the
+    log-likelihood averaged over the emulator's predictive sd
+    (:meth:`~bayescal.operators.timeseries.SeriesLikelihood.expected`), which falls where the
+    emulator has no runs; the site route samples it after the rounds (docs/site.md).
+    The pointwise terms and predictive draws are the mean's either way.
     """
 
-    def __init__(self, emulator, likelihood: SeriesLikelihood) -> None:
+    def __init__(self, emulator, likelihood: SeriesLikelihood, target: str = "mean") -> None:
+        if target not in ("mean", "expected"):
+            raise ValueError(f"target must be 'mean' or 'expected', got {target!r}")
         super().__init__(emulated_values(emulator), likelihood)
-        self.emulator = emulator
+        self.emulator, self.target = emulator, target
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        if self.target == "mean":
+            return super().__call__(u)
+        m, sd = self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)
+        return self.likelihood.expected(m, sd)
 
     def loglik_sd(self, u: np.ndarray) -> np.ndarray:
         m, sd = self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)

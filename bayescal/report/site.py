@@ -117,7 +117,8 @@ def _refinement_table(path: Path) -> str:
             f"tol {h.attrs.get('tol')}, {h.attrs.get('sd_loglik_max')} nats)</h3><table class='t'><tr>"
             "<th>round</th><th>model runs in the emulator</th><th>max |mean shift| / sd</th>"
             "<th>max |sd ratio &minus; 1|</th><th>q90 of sd[log L] (nats)</th><th>chain steps</th></tr>"
-            f"{rows}</table>")
+            f"{rows}</table>" + (f"<p>The posterior: {html.escape(str(h.attrs['final_target']))}.</p>"
+                                 if "final_target" in h.attrs else ""))
 
 
 def write_site_report(rd) -> Path:

@@ -106,6 +106,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "moves": (str, "independence"),  # the site direct route's: independence, de_subspace, de_stretch
         "start": (str, "tempered"),  # the site route's chains: tempered (SMC from the prior) or optimum
         "n_particles": (int, 1000),  # the tempered start's particles
+        "emulator_target": (str, "expected"),  # the site emulator route's posterior: expected or mean log L
         # posterior.method = "history_matching" (workflows/global_/history_matching_stage.py)
         "method": (str, "refine"),
         "hm_waves": (int, 4),

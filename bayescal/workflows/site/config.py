@@ -311,6 +311,7 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
 
     _choice(cfg, "posterior", "moves", SITE_MOVES)
     _choice(cfg, "posterior", "start", ("tempered", "optimum"))
+    _choice(cfg, "posterior", "emulator_target", ("expected", "mean"))
     if cfg["posterior"]["start"] == "tempered" and cfg["posterior"]["n_particles"] < 100:
         raise ConfigError(f"'posterior.n_particles' must be >= 100 for start = 'tempered', got "
                           f"{cfg['posterior']['n_particles']}")

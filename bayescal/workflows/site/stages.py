@@ -151,12 +151,19 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
         errors.add(y)
         return y
 
+    # the rounds sample the emulator's mean; the posterior, by default its expected log L (docs/site.md)
+    final = None if c["emulator_target"] == "mean" else \
+        (lambda em: EmulatedSeriesLikelihood(em, errors.likelihood(), target="expected"))
     res = refine(simulate, _emulator(ctx), X, Y, lambda em: EmulatedSeriesLikelihood(em, errors.likelihood()),
                  ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
                  max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
                  progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"],
-                 n_particles=c["n_particles"] if c["start"] == "tempered" else 0)
+                 n_particles=c["n_particles"] if c["start"] == "tempered" else 0, final_likelihood=final)
     res.emulator.save(out / "output_emulator.nc")
+    if final is not None:
+        res.history.attrs["final_target"] = ("a chain on the final emulator's expected log-likelihood, "
+                                             "averaged over its predictive sd (posterior.emulator_target = "
+                                             "'expected')")
     res.history.to_netcdf(out / "refinement.nc")
     h = res.history
     ctx.say(f"  {h.sizes['round']} rounds, {res.X.shape[0]} model runs in the emulator; "
@@ -177,7 +184,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
     out = ctx.run_dir / "posterior"
     errors = _ErrorModel(ctx)
     max_draws = max(MAX_DRAWS, 4 * ctx.config["propagate"]["n_draws"])
-    if c["route"] == "emulator":  # the last round's chain (chains/round<r>.h5) is the posterior
+    if c["route"] == "emulator":  # the posterior: chains/round_final.h5 (or the last round<r>.h5)
         res = _refine(ctx, errors, max_draws)
         errors.save(res.emulator.predict(_posterior_mode(res.idata, space)[None], return_std=True)[1][0])
         idata = res.idata

@@ -121,6 +121,14 @@ def _chain_reads(cfg: Config) -> Sequence[str]:
     return (*_CHAIN, "posterior.moves")
 
 
+def _posterior_reads(cfg: Config) -> Sequence[str]:
+    """The stage's keys: the chain's, the draws kept (propagate's) and, on the emulator route, the
+    final chain's target (not a key of the stores: the rounds' runs and chains do not depend on it,
+    and its chain, chains/round_final.h5, is only run for target = "expected")."""
+    target = ("posterior.emulator_target",) if cfg["posterior"]["route"] == "emulator" else ()
+    return (*_chain_reads(cfg), *target, "propagate.n_draws")
+
+
 #: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes
 CHAIN_STORE = RunStore("chain.h5", reads=_chain_reads, needs=("optimize",), input_files=site_files)
 #: the tempered start's particles (posterior.start = "tempered"): likewise
@@ -142,7 +150,7 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "error model (discrepancy, AR(1)) from the model's residuals, then emcee on the exact model "
           "(route = direct) or on an SVD emulator of the series refined by rounds of model runs chosen "
           "by acquisition (route = emulator); ArviZ InferenceData.",
-          reads=lambda cfg: (*_chain_reads(cfg), "propagate.n_draws"),  # the draws kept: propagate's
+          reads=_posterior_reads,
           needs=("optimize",), input_files=site_files,
           keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, *REFINE_STORES),
           writes=("error_model.json", "optimum_run/", "chain.h5", "tempered.nc", "posterior.nc",
