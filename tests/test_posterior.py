@@ -710,7 +710,8 @@ def test_the_final_target_is_sampled_after_the_rounds_and_is_exact_where_the_emu
     """refine(final_likelihood=...): after the rounds the posterior is sampled on another target of
     the last emulator (chain round_final.h5): here the expected log-likelihood (averaged over the
     emulator's predictive sd), which with runs around the posterior of a linear-Gaussian problem is
-    the exact posterior (mean within 0.25 sd, sd within 20 %); the rounds' chains are untouched."""
+    the exact posterior (mean within 0.25 sd, sd within 20 %); the rounds' chains are untouched, and a
+    kill inside the final chain resumes to the same draws."""
     from bayescal.emulators import SVDEmulator
     from bayescal.posterior.refinement import refine
 
@@ -719,8 +720,13 @@ def test_the_final_target_is_sampled_after_the_rounds_and_is_exact_where_the_emu
     X0 = mean + 0.4 * (np.random.default_rng(0).random((40, 2)) - 0.5)
     sim = lambda u: u @ A.T  # noqa: E731
 
+    calls = {"n": 0, "kill": None}
+
     def expected(em):
         def f(u):
+            calls["n"] += 1
+            if calls["n"] == calls["kill"]:
+                raise KeyboardInterrupt("killed")
             m, sd = em.predict(np.atleast_2d(u), return_std=True)
             return -0.5 * ((((m - y) / sigma) ** 2).sum(1) + ((sd / sigma) ** 2).sum(1))
         return f
@@ -734,6 +740,16 @@ def test_the_final_target_is_sampled_after_the_rounds_and_is_exact_where_the_emu
                      final_likelihood=expected, backend_dir=Path(tmp) / "b", **kw)
         assert (Path(tmp) / "b" / "round_final.h5").exists() and "final_target" in res.history.attrs
         assert not (Path(tmp) / "a" / "round_final.h5").exists()
+        # killed inside the final chain, run again: it continues to the same draws
+        calls.update(kill=calls["n"] // 2, n=0)
+        with pytest.raises(KeyboardInterrupt):
+            refine(sim, SVDEmulator(estimator=GPEmulator(random_state=None)), X0, sim(X0), like, space,
+                   final_likelihood=expected, backend_dir=Path(tmp) / "c", **kw)
+        calls.update(kill=None)
+        again = refine(sim, SVDEmulator(estimator=GPEmulator(random_state=None)), X0, sim(X0), like, space,
+                       final_likelihood=expected, backend_dir=Path(tmp) / "c", **kw)
+    np.testing.assert_array_equal(unit_samples(again.idata, space).values,
+                                  unit_samples(res.idata, space).values)
     np.testing.assert_array_equal(res.X, plain.X)  # the same rounds
     xr.testing.assert_equal(res.history.drop_attrs(), plain.history.drop_attrs())
     u, sd = unit_samples(res.idata, space).values, np.sqrt(np.diag(cov))
