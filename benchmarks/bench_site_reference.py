@@ -55,6 +55,8 @@ def main() -> None:
                     help="the route's emulator fitted on N_LHS Latin-hypercube runs and N_REF runs at "
                          "reference draws (an ideal design), its posterior sampled (SMC) with the mean's "
                          "log L and the expected log L, against the reference; once per --seeds")
+    ap.add_argument("--restarts", type=int, default=0, help="--ceiling: the GPs' optimiser restarts "
+                    "(emulator.n_restarts; the route's default 0)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     from bayescal.workflows import load_config, make_context
@@ -82,7 +84,7 @@ def main() -> None:
     for run in args.emulator_error:
         _emulator_error(ctx, space, ref, run, region, np.random.default_rng(0))
     for seed in args.seeds if args.ceiling else []:
-        _ceiling(ctx, space, ref, *args.ceiling, seed, region)
+        _ceiling(ctx, space, ref, *args.ceiling, seed, region, args.restarts)
 
 
 def _region(text: str, labels: list[str]):
@@ -158,7 +160,7 @@ def _emulator_error(ctx, space, ref: np.ndarray, run: Path, region, rng: np.rand
         print(f"{run}: emulator log L - exact at {k.sum()} reference draws {name}: q10/q50/q90 {q} nats")
 
 
-def _ceiling(ctx, space, ref: np.ndarray, n_ref: int, n_lhs: int, seed: int, region) -> None:
+def _ceiling(ctx, space, ref: np.ndarray, n_ref: int, n_lhs: int, seed: int, region, restarts: int) -> None:
     """The site route's emulator (its SVD-GP, seeded ``seed``) fitted on an ideal design: ``n_lhs``
     Latin-hypercube runs and ``n_ref`` runs at reference draws. Printed: its log-L error at 600 other
     reference draws, then per target -- the emulator mean's log L (the route's) and the expected
@@ -182,7 +184,7 @@ def _ceiling(ctx, space, ref: np.ndarray, n_ref: int, n_lhs: int, seed: int, reg
     Y = values(X)
     ok = np.isfinite(Y).all(1)
     emu = SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"],
-                      estimator=GPEmulator(n_restarts=0, random_state=seed), random_state=seed,
+                      estimator=GPEmulator(n_restarts=restarts, random_state=seed), random_state=seed,
                       residual_sd=0.2 * op.sigma).fit(X[ok], Y[ok])
 
     def expected(u: np.ndarray) -> np.ndarray:
@@ -190,8 +192,8 @@ def _ceiling(ctx, space, ref: np.ndarray, n_ref: int, n_lhs: int, seed: int, reg
         return like(m) - 0.5 * ((sd / like.tau) ** 2).sum(1)
 
     targets = {"mean": lambda u: like(emu.predict(u)), "expected": expected}
-    print(f"ceiling, seed {seed}: {ok.sum()} runs ({region(X[ok]).sum()} in the region), "
-          f"{emu.n_components_} components")
+    print(f"ceiling, seed {seed}, {restarts} restarts: {ok.sum()} runs ({region(X[ok]).sum()} in the "
+          f"region), {emu.n_components_} components")
     exact, inside = like(values(test)), region(test)
     for name, f in targets.items():
         err = f(test) - exact

@@ -251,6 +251,7 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad("n_walkers = 8", "n_walkers = 8\nn_particles = 10", r"'posterior.n_particles' must be >= 100")
     bad("n_walkers = 8", 'n_walkers = 8\nemulator_target = "median"',
         r"'posterior.emulator_target' must be one of")
+    bad("[propagate]", "[emulator]\nn_restarts = -1\n[propagate]", r"'emulator.n_restarts' must be >= 0")
     obs = "[[observations.products]]"
     bad(obs, "[observations]\nsummary_noise = true\n" + obs, "summary_noise.* is for the global")
     bad(obs, "[observations]\ntwin = false\ntruth = { a = 0.5 }\n" + obs, "observations.truth.* is for twins")

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -372,6 +373,36 @@ def test_site_posterior_keeps_its_chain_when_only_the_draws_kept_change(site_run
     done = _rerun(cfg, copy, ("optimize", "posterior"), _set("propagate.n_draws", 4))
     assert done["optimize"][0] == "reused" and done["posterior"] == ("ran", 0)
     assert (copy / "posterior" / "chains" / "round1.h5").stat().st_ino == chain.st_ino  # moved back
+
+
+def test_site_emulator_target_reruns_the_posterior_with_no_model_run(site_run, tmp_path):
+    """The emulator route: posterior.emulator_target is the posterior stage's key but not its
+    stores': "mean" reruns the stage with the rounds' runs and chains kept (no model run) and the
+    last round's chain as the posterior; back to "expected", the final chain (round_final.h5, left
+    in place) gives the first posterior again, bit for bit. emulator.n_restarts changes the
+    emulator, so the design is kept and the refinement's runs are not."""
+    from bayescal.posterior import load_inference_data, unit_samples
+    from bayescal.workflow.rundir import RunDir
+
+    cfg, run, _, _ = site_run
+    copy = _copy(run, tmp_path)
+    chain = (copy / "posterior" / "chains" / "round1.h5").stat()
+
+    def draws():
+        idata = load_inference_data(copy / "posterior" / "posterior.nc")
+        return unit_samples(idata, RunDir(copy).space()).values
+
+    first = draws()
+    done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.emulator_target", "mean"))
+    assert done["optimize"][0] == "reused" and done["posterior"] == ("ran", 0)
+    assert (copy / "posterior" / "chains" / "round1.h5").stat().st_ino == chain.st_ino
+    assert "final_target" not in xr.load_dataset(copy / "posterior" / "refinement.nc").attrs
+    assert (copy / "posterior" / "chains" / "round_final.h5").is_file()
+    assert not np.array_equal(draws(), first)
+    done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.emulator_target", "expected"))
+    assert done["posterior"] == ("ran", 0)
+    np.testing.assert_array_equal(draws(), first)
+    assert _kept(cfg, copy, _set("emulator.n_restarts", 1)) == {"optimize": ["design"]}
 
 
 def test_site_observation_file_content_reruns_its_readers(site_run, tmp_path):

@@ -256,6 +256,7 @@ def check_ranges(cfg: dict) -> None:
         ("design", "n_runs", 10),
         ("design", "batch_size", 1),
         ("posterior", "n_steps", 100),
+        ("emulator", "n_restarts", 0),
         ("posterior", "refine_rounds", 1),
         ("posterior", "n_new", 1),
         ("equifinality", "n_alternatives", 1),

@@ -46,10 +46,11 @@ def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
 def _emulator(ctx: SiteContext):
     from bayescal.emulators import GPEmulator, SVDEmulator
 
+    c = ctx.config["emulator"]
     # truncation at most 0.2 sigma per value: it adds at most 4 % to sigma^2 (as the global route)
-    return SVDEmulator(variance_threshold=ctx.config["emulator"]["variance_threshold"],
-                       estimator=GPEmulator(n_restarts=0, random_state=ctx.seed), random_state=ctx.seed,
-                       residual_sd=0.2 * ctx.operator("calibration").sigma)
+    return SVDEmulator(variance_threshold=c["variance_threshold"],
+                       estimator=GPEmulator(n_restarts=c["n_restarts"], random_state=ctx.seed),
+                       random_state=ctx.seed, residual_sd=0.2 * ctx.operator("calibration").sigma)
 
 
 def _train_emulator(ctx: SiteContext) -> None:

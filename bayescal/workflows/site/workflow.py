@@ -64,7 +64,7 @@ _SERIES = (*_MODEL, *_OBSERVATIONS, "parameters.free", "site.calibration_years",
 def _optimize_reads(cfg: Config) -> Sequence[str]:
     keys = [*_SERIES, "site.ml_evaluations", "posterior.route", "run.seed"]
     if cfg["posterior"]["route"] == "emulator":
-        keys += ["design.n_runs", "emulator.variance_threshold"]
+        keys += ["design.n_runs", "emulator.variance_threshold", "emulator.n_restarts"]
     return keys
 
 
@@ -117,7 +117,7 @@ def _chain_reads(cfg: Config) -> Sequence[str]:
     the emulator, and each round's chain chooses the next round's runs)."""
     if cfg["posterior"]["route"] == "emulator":
         return (*_CHAIN, "posterior.moves", "posterior.refine_rounds", "posterior.n_new",
-                "emulator.variance_threshold")
+                "emulator.variance_threshold", "emulator.n_restarts")
     return (*_CHAIN, "posterior.moves")
 
 
