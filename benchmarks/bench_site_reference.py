@@ -97,17 +97,23 @@ def _region(text: str, labels: list[str]):
     return lambda u: np.all([(u[..., i] < v) if op == "<" else (u[..., i] > v) for i, op, v in terms], axis=0)
 
 
+def _exact(ctx, space):
+    """The twin's likelihood (observation errors alone) and its model's calibration values."""
+    from bayescal.operators.timeseries import SeriesLikelihood
+    from bayescal.posterior.site_calibration import model_values
+
+    op = ctx.operator("calibration")
+    return SeriesLikelihood(op), model_values(ctx.calibration_simulator, space, op,
+                                              arrays=ctx.calibration_arrays())
+
+
 def _reference_chain(ctx, space, seed: int, particles: int, steps: int, region) -> np.ndarray:
     """Tempered SMC, then the exact chain with an independence proposal fitted to the particles;
     returns the chain's last four fifths (draws, d)."""
-    from bayescal.operators.timeseries import SeriesLikelihood
     from bayescal.posterior import DESubspaceMove, IndependenceMove, PosteriorSampler
-    from bayescal.posterior.site_calibration import model_values
     from bayescal.posterior.smc import tempered_smc
 
-    op = ctx.operator("calibration")
-    like, values = SeriesLikelihood(op), model_values(ctx.calibration_simulator, space, op,
-                                                      arrays=ctx.calibration_arrays())
+    like, values = _exact(ctx, space)
     t0 = time.perf_counter()
     smc = tempered_smc(lambda u: like(values(u)), space, n_particles=particles, n_moves=25, seed=seed)
     print(f"seed {seed}: SMC {len(smc.betas)} temperatures, {smc.n_evaluations:,d} model runs, "
@@ -146,12 +152,8 @@ def _emulator_error(ctx, space, ref: np.ndarray, run: Path, region, rng: np.rand
     """The run's final output emulator (posterior/output_emulator.nc): its mean's log L minus the
     model's at 600 reference draws, quantiles in and outside the region."""
     from bayescal.emulators import SVDEmulator
-    from bayescal.operators.timeseries import SeriesLikelihood
-    from bayescal.posterior.site_calibration import model_values
 
-    op = ctx.operator("calibration")
-    like, values = SeriesLikelihood(op), model_values(ctx.calibration_simulator, space, op,
-                                                      arrays=ctx.calibration_arrays())
+    like, values = _exact(ctx, space)
     u = ref[rng.choice(len(ref), 600, replace=False)]
     err = like(SVDEmulator.load(run / "posterior" / "output_emulator.nc").predict(u)) - like(values(u))
     inside = region(u)
@@ -169,14 +171,11 @@ def _ceiling(ctx, space, ref: np.ndarray, n_ref: int, n_lhs: int, seed: int, reg
     against the reference: the region's share, the largest quantile difference, the held-out band
     and the exact log L at 300 of the particles."""
     from bayescal.emulators import GPEmulator, SVDEmulator
-    from bayescal.operators.timeseries import SeriesLikelihood
     from bayescal.parameters.design import latin_hypercube
-    from bayescal.posterior.site_calibration import model_values
     from bayescal.posterior.smc import tempered_smc
 
     op, rng = ctx.operator("calibration"), np.random.default_rng(seed)
-    like = SeriesLikelihood(op)
-    values = model_values(ctx.calibration_simulator, space, op, arrays=ctx.calibration_arrays())
+    like, values = _exact(ctx, space)
     perm = rng.permutation(len(ref))
     test, X = ref[perm[:600]], ref[perm[600:600 + n_ref]]
     if n_lhs:

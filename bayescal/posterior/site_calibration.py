@@ -124,12 +124,14 @@ class EmulatedSeriesLikelihood(SeriesPosteriorLikelihood):
     def __call__(self, u: np.ndarray) -> np.ndarray:
         if self.target == "mean":
             return super().__call__(u)
-        m, sd = self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)
-        return self.likelihood.expected(m, sd)
+        return self.likelihood.expected(*self._predict(u))
 
     def loglik_sd(self, u: np.ndarray) -> np.ndarray:
-        m, sd = self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)
-        return self.likelihood.loglik_sd(m, sd)
+        return self.likelihood.loglik_sd(*self._predict(u))
+
+    def _predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The emulator's mean and predictive sd at unit-cube points."""
+        return self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)
 
 
 def series_log_likelihood(values: Values, likelihood: SeriesLikelihood) -> SeriesPosteriorLikelihood:
