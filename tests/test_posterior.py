@@ -561,6 +561,54 @@ def test_refinement_is_reproducible_and_keeps_every_round():
     assert list(a.history["n_train"].values) == [12, 16, 20]
 
 
+class _BiasedEmulator:
+    """An emulator of ``u @ A.T`` off by ``bias`` everywhere, with sd ``sd``; fitting changes nothing."""
+
+    def __init__(self, A, bias, sd):
+        self.A, self.bias, self.sd = A, bias, sd
+
+    def fit(self, X, Y):
+        return self
+
+    def predict(self, u, return_std=False):
+        m = np.atleast_2d(u) @ self.A.T + self.bias
+        return (m, np.full_like(m, self.sd)) if return_std else m
+
+
+@pytest.mark.filterwarnings("ignore:chain of:bayescal.posterior.PosteriorWarning")  # short: not accuracy
+def test_rounds_record_the_emulators_log_likelihood_error_at_their_new_runs_before_fitting_them():
+    """history's heldout_error / heldout_z per round: rms of emulated minus exact log L at the runs
+    the round chose, and the median of its size over sd[log L]. An emulator off by a known bias c
+    errs there by sum(c (y - A u) / sigma^2) - sum(c^2) / (2 sigma^2), exactly; a GP, once it has
+    fitted a round's runs, errs there by far less than the round said it would."""
+    from bayescal.emulators import SVDEmulator
+    from bayescal.posterior.refinement import refine
+
+    A, y, sigma, _, _ = _linear_gaussian(d=2, m=5, sigma=0.2, seed=4)
+    space, bias, sd = _space(2), np.linspace(-0.05, 0.08, 5), 0.03
+    X0 = np.random.default_rng(0).random((12, 2))
+    sim = lambda u: u @ A.T  # noqa: E731
+    kw = dict(n_new=4, max_rounds=2, tol=0.0, min_steps=100, max_steps=200, seed=5)
+    like = lambda e: GaussianLikelihood(e, y, sigma, emulator_variance=False)  # noqa: E731
+    res = refine(sim, _BiasedEmulator(A, bias, sd), X0, sim(X0), like, space, **kw)
+    h = res.history
+    for r in range(2):
+        u = res.X[12 + 4 * r:16 + 4 * r]
+        err = ((bias * (y - u @ A.T)).sum(1) - 0.5 * (bias**2).sum()) / sigma**2
+        resid = y - u @ A.T - bias
+        sd_ll = np.sqrt((((resid * sd) ** 2 + 0.5 * sd**4) / sigma**4).sum(1))
+        np.testing.assert_allclose(h["heldout_error"][r], np.sqrt(np.mean(err**2)), rtol=1e-10)
+        np.testing.assert_allclose(h["heldout_z"][r], np.median(np.abs(err) / sd_ll), rtol=1e-10)
+    assert np.isnan(h["heldout_error"][-1]) and h["heldout_error"].attrs["units"] == "nats"
+    # a GP learns each round's runs: afterwards it errs there far less than before
+    sim2 = lambda u: np.sin(3 * u) @ A.T  # noqa: E731
+    gp = refine(sim2, SVDEmulator(estimator=GPEmulator(random_state=None)), X0, sim2(X0), like, space, **kw)
+    u = gp.X[12:16]
+    after = np.sqrt(np.mean((like(gp.emulator)(u) - like(gp.emulator).of_outputs(sim2(u))) ** 2))
+    assert float(gp.history["heldout_error"][0]) > 10 * after, (gp.history["heldout_error"].values, after)
+    assert np.isfinite(gp.history["heldout_z"][:2]).all()
+
+
 @pytest.mark.arviz
 @pytest.mark.filterwarnings("ignore:chain of:bayescal.posterior.PosteriorWarning")  # short: not accuracy
 def test_killed_refinement_resumes_its_chains_bit_for_bit(tmp_path):

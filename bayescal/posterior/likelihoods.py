@@ -123,6 +123,14 @@ class GaussianLikelihood:
         v = self.sigma**2 + self.discrepancy**2 + s**2
         return -0.5 * (((self.observed - m) ** 2) / v + np.log(2 * np.pi * v)).sum(axis=1)
 
+    def of_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """The log-likelihood of outputs (points, outputs) computed by the model itself: no
+        emulator variance. :func:`~bayescal.posterior.refinement.refine` compares it with the
+        emulated value at each round's new runs."""
+        Y = np.atleast_2d(np.asarray(outputs, dtype=float))
+        v = self.sigma**2 + self.discrepancy**2
+        return -0.5 * (((self.observed - Y) ** 2) / v + np.log(2 * np.pi * v)).sum(axis=1)
+
     def _mean_var(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m, s = _emulate(self.emulator, np.atleast_2d(u), self.emulator_variance)
         if m.shape[1] != self.observed.size:

@@ -236,7 +236,8 @@ def refine(
         rows.append(dict(n_train=X.shape[0], mean=mean, sd=sd, q05=np.quantile(u, 0.05, 0),
                          q95=np.quantile(u, 0.95, 0), mean_shift=shift, sd_change=spread,
                          sd_loglik_q90=q90, n_steps=ps.iteration,
-                         tau_max=float(np.nanmax(ps.autocorr_time()))))
+                         tau_max=float(np.nanmax(ps.autocorr_time())), heldout_error=np.nan,
+                         heldout_z=np.nan))
         sure = not q90 >= sd_loglik_max  # NaN (no loglik_sd): the shift rule alone
         if prev is not None and shift < tol and spread < tol and sure:
             converged = True
@@ -251,6 +252,7 @@ def refine(
         if not ok.any():
             warnings.warn(f"refinement round {r}: all {pick.shape[0]} new runs failed", PosteriorWarning,
                           stacklevel=2)
+        rows[-1].update(_heldout(like, pick[ok], y_new[ok]))
         X = np.vstack([X, pick[ok]])
         Y = np.concatenate([Y, y_new[ok]])
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
@@ -370,6 +372,21 @@ def _round_chain(like, priors, n_walkers, seed: int, backend, moves: str, X: np.
     return ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)
 
 
+def _heldout(like: Any, u: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The emulator's log-likelihood error at a round's new runs before it saw them: the rms of
+    emulated minus exact (nats), and the median of its size over ``sd[log L]`` (0.67 if that sd
+    is right; larger: the emulator is surer than it should be). NaN without ``of_outputs`` (the
+    exact log-likelihood of outputs) or ``loglik_sd``."""
+    if not (hasattr(like, "of_outputs") and hasattr(like, "loglik_sd")) or u.shape[0] == 0:
+        return {}
+    err = np.asarray(like(u), float) - np.asarray(like.of_outputs(y), float)
+    z = np.abs(err) / np.maximum(np.asarray(like.loglik_sd(u), float), 1e-12)
+    ok = np.isfinite(err)
+    if not ok.any():
+        return {}
+    return {"heldout_error": float(np.sqrt(np.mean(err[ok] ** 2))), "heldout_z": float(np.median(z[ok]))}
+
+
 def _history(rows: list[dict], labels: list[str], tol: float, sd_max: float, converged: bool) -> xr.Dataset:
     per_param = ("mean", "sd", "q05", "q95")
     data = {k: (("round", "parameter"), np.array([row[k] for row in rows])) for k in per_param}
@@ -378,6 +395,10 @@ def _history(rows: list[dict], labels: list[str], tol: float, sd_max: float, con
     for k in per_param:
         ds[k].attrs["units"] = "unit cube"
     ds["sd_loglik_q90"].attrs["units"] = "nats"
+    ds["heldout_error"].attrs.update(units="nats", long_name="rms of emulated minus exact log L at the "
+                                     "round's new runs, before fitting them")
+    ds["heldout_z"].attrs["long_name"] = ("median |emulated - exact log L| / sd[log L] at the round's "
+                                          "new runs (0.67: an honest sd)")
     ds.attrs.update(tol=tol, sd_loglik_max=sd_max, criterion=CRITERION, converged=int(converged),
                     acquisition="posterior density x sd of the log-likelihood (emulator)")
     return ds

@@ -129,6 +129,10 @@ class EmulatedSeriesLikelihood(SeriesPosteriorLikelihood):
     def loglik_sd(self, u: np.ndarray) -> np.ndarray:
         return self.likelihood.loglik_sd(*self._predict(u))
 
+    def of_outputs(self, values: np.ndarray) -> np.ndarray:
+        """The exact log-likelihood of model values (rows), as :func:`refine` checks its rounds."""
+        return self.likelihood(values)
+
     def _predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The emulator's mean and predictive sd at unit-cube points."""
         return self.emulator.predict(np.clip(np.atleast_2d(u), 0.0, 1.0), return_std=True)

@@ -223,6 +223,8 @@ _ROUND_COLUMNS = {
     "n_train": "model runs in the emulator", "nroy_fraction": "not-ruled-out fraction (of the prior)",
     "emulator_sd": "median emulator sd (σ units)", "mean_shift": "max |mean shift| (posterior sd)",
     "sd_change": "max |sd ratio − 1|", "sd_loglik_q90": "q90 of sd[log L] (nats)", "n_steps": "chain steps",
+    "heldout_error": "log L error at the new runs before fitting (rms, nats)",
+    "heldout_z": "median |log L error| / sd[log L] (0.67 if honest)",
 }
 
 

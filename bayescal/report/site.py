@@ -108,15 +108,20 @@ def _refinement_table(path: Path) -> str:
     if not path.is_file():
         return ""
     h = xr.load_dataset(path)
+    nan = xr.full_like(h["n_train"], np.nan, dtype=float)
+    err, z = h.get("heldout_error", nan), h.get("heldout_z", nan)  # absent in older run directories
     rows = "".join(
         f"<tr><td>{r}</td><td>{int(h['n_train'][r])}</td><td>{float(h['mean_shift'][r]):.3g}</td>"
         f"<td>{float(h['sd_change'][r]):.3g}</td><td>{float(h['sd_loglik_q90'][r]):.3g}</td>"
+        f"<td>{float(err[r]):.3g}</td><td>{float(z[r]):.3g}</td>"
         f"<td>{int(h['n_steps'][r])}</td></tr>" for r in range(h.sizes["round"]))
     verdict = "converged" if h.attrs.get("converged") else "stopped at the last round without converging"
     return (f"<h3>Emulator refinement ({verdict}; rule: {html.escape(str(h.attrs.get('criterion', '')))}, "
             f"tol {h.attrs.get('tol')}, {h.attrs.get('sd_loglik_max')} nats)</h3><table class='t'><tr>"
             "<th>round</th><th>model runs in the emulator</th><th>max |mean shift| / sd</th>"
-            "<th>max |sd ratio &minus; 1|</th><th>q90 of sd[log L] (nats)</th><th>chain steps</th></tr>"
+            "<th>max |sd ratio &minus; 1|</th><th>q90 of sd[log L] (nats)</th>"
+            "<th>log L error at the round's new runs, before fitting them (rms, nats)</th>"
+            "<th>median |error| / sd[log L] (0.67 if the sd is right)</th><th>chain steps</th></tr>"
             f"{rows}</table>" + (f"<p>The posterior: {html.escape(str(h.attrs['final_target']))}.</p>"
                                  if "final_target" in h.attrs else ""))
 

@@ -167,8 +167,11 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
                                              "'expected')")
     res.history.to_netcdf(out / "refinement.nc")
     h = res.history
+    err = h["heldout_error"].dropna("round")
+    checked = "" if err.size == 0 else (f"; at round {int(err['round'][-1])}'s new runs the emulator's log L "
+                                        f"was off by {float(err[-1]):.3g} nats rms")
     ctx.say(f"  {h.sizes['round']} rounds, {res.X.shape[0]} model runs in the emulator; "
-            f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats; converged: {res.converged}")
+            f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats{checked}; converged: {res.converged}")
     return res
 
 
