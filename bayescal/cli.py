@@ -13,6 +13,7 @@ import re
 import sys
 import tempfile
 import textwrap
+import warnings
 from pathlib import Path
 
 from bayescal import __version__
@@ -127,7 +128,7 @@ def _check(args: argparse.Namespace) -> int:
                 lo, hi = (_duration(n * per_run) for n in rough)
                 single = lo == hi or rough[0] == 0
                 span = f"up to ~{hi}" if single else f"~{lo} to {hi}"
-                runs += f" ({span} at that rate, one process)"
+                runs += f" ({span} of model time at that rate, one process)"
         damaged = [c for c in st.changed if c.startswith("damaged file ")]
         changed = [c for c in st.changed if c not in damaged]
         more = " ..." if len(changed) > 4 else ""
@@ -204,11 +205,23 @@ def _interrupted() -> int:
     return 130
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line, ``bayescal: warning (<category>): <message>``: no source line (the
+    message names the file, key or variable; ``--debug`` shows where it came from)."""
+    return f"bayescal: warning ({category.__name__}): {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (``--debug``: errors raise with their traceback)."""
     args = _parser().parse_args(argv)
     try:
-        return {"check": _check, "run": _run, "report": _report}[args.command](args)
+        fmt = warnings.formatwarning
+        if not args.debug:
+            warnings.formatwarning = _format_warning
+        try:
+            return {"check": _check, "run": _run, "report": _report}[args.command](args)
+        finally:
+            warnings.formatwarning = fmt
     except KeyboardInterrupt:
         if args.debug:
             raise

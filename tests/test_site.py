@@ -192,6 +192,17 @@ def test_the_models_own_failure_reasons_reach_the_optimisers_history(tmp_path, c
     assert failed.any() and set(h["reason"].values[failed].astype(str)) == {"amplitude above 3: no leaf-on"}
     np.testing.assert_array_equal(failed, h["theta"].values[:, 0] > 3.0)  # exactly those members
     assert f"{int(failed.sum())} of {failed.size} model runs failed" in capsys.readouterr().out
+    # the emulator route's design says the same, each reason with its count
+    (tmp_path / "run2").mkdir()
+    cfg = _site_toml(tmp_path / "run2", 'kind = "python"\nentry_point = "picky:Picky"\n'
+                     f'python_path = ["{tmp_path}"]\noptions = {{start = "2001-01-01", end = "2003-12-31"}}',
+                     extra='route = "emulator"\n[design]\nn_runs = 30')
+    assert main(["run", str(cfg), "--until", "optimize"]) == 0
+    kept = xr.load_dataset(tmp_path / "run2" / "run" / "optimize" / "design.nc")["X"].values  # done runs only
+    n_bad = 30 - kept.shape[0]
+    assert n_bad > 0 and kept[:, 0].max() <= 0.6  # a > 3 is u > 0.6 of [0, 5]
+    assert (f"{n_bad} of 30 model runs failed ({tmp_path / 'run2' / 'run' / 'optimize' / 'design'}): "
+            f"{n_bad} x amplitude above 3") in capsys.readouterr().out
 
 
 @pytest.mark.seed_sweep
@@ -411,3 +422,62 @@ def test_expected_log_likelihood_is_the_average_over_the_values_uncertainty(rng)
     no_ar = like(m)[0] - 0.5 * (q2 / like._innov).sum()
     assert abs(no_ar - draws.mean()) > 20 * se
     assert like.expected(np.full_like(m, np.nan), sd)[0] == -np.inf
+
+
+def _vegetation_config(tmp_path, site: str, dalec_type: str) -> Path:
+    name = {"DE-Gri": "FLX_DE-Gri_DD_2004-2014", "FR-Pue": "FLX_FR-Pue_DD_2000-2014",
+            "DE-Hai": "FLX_DE-Hai_DD_2000-2012"}[site]
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f"""
+[run]
+output = "{tmp_path / 'run'}"
+[model]
+kind = "dalec"
+dalec_type = "{dalec_type}"
+drivers = "bayescal:data/fluxnet/{name}.csv"
+[site]
+calibration_years = [2005, 2006]
+validation_years = [2007, 2007]
+[[observations.products]]
+variable = "nee"
+format = "fluxnet"
+file = "bayescal:data/fluxnet/{name}.csv"
+""")
+    return cfg
+
+
+@pytest.mark.parametrize(("site", "dalec_type", "expected"), [
+    ("DE-Gri", "deciduous", "DE-Gri is GRA (grassland)"),   # a grassland: no embedded DALEC fits
+    ("FR-Pue", "deciduous", 'dalec_type = "evergreen" describes it'),  # an evergreen forest
+    ("DE-Hai", "deciduous", None),  # a deciduous broadleaf forest: no warning
+    ("FR-Pue", "evergreen", None),
+])
+def test_check_warns_when_the_sites_vegetation_is_not_the_embedded_dalecs(tmp_path, site, dalec_type,
+                                                                         expected):
+    """The drivers' site class in the FLUXNET2015 site table (IGBP) against the configured DALEC:
+    a warning naming the key, the site and its class; the config stays valid (exit 0)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["check", str(_vegetation_config(tmp_path, site, dalec_type))]) == 0
+    mine = [str(w.message) for w in caught if "'model.drivers'" in str(w.message)]
+    if expected is None:
+        assert not mine
+    else:
+        assert len(mine) == 1 and mine[0].startswith(f"'model.drivers': site {site} is ")
+        assert expected in mine[0] and f"DALEC-{dalec_type}" in mine[0]
+
+
+def test_the_command_prints_a_warning_as_one_line(tmp_path):
+    """``bayescal check`` in its own process: the warning is one line on stderr, without Python's
+    source line."""
+    import subprocess
+
+    cfg = _vegetation_config(tmp_path, "DE-Gri", "deciduous")
+    out = subprocess.run([sys.executable, "-m", "bayescal", "check", str(cfg), "--no-model-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert lines and all(x.startswith("bayescal: warning (UserWarning): ") for x in lines), out.stderr
+    assert any("site DE-Gri is GRA (grassland)" in x for x in lines)

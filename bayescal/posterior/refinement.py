@@ -366,7 +366,7 @@ def _round_chain(like, priors, n_walkers, seed: int, backend, moves: str, X: np.
                           moves=first_moves(moves, min_steps))
     if n_particles:
         path = None if backend is None else Path(backend).with_name(Path(backend).stem + "_tempered.nc")
-        X = tempered_posterior(like, priors, n_particles, seed, path).walkers(ps.n_walkers, seed)
+        X = tempered_posterior(like, priors, n_particles, seed, path, progress).walkers(ps.n_walkers, seed)
     if moves == "independence":
         adapt_independence(ps, min_steps, X, seed, progress)
     return ps.run_adaptive(max_steps, initial=X, min_steps=min_steps, progress=progress)

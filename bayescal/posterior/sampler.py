@@ -334,7 +334,9 @@ class PosteriorSampler:
         if n - self.discard < 50 * np.nanmax(tau):
             warnings.warn(
                 f"chain of {n - self.discard} steps is shorter than 50 autocorrelation times "
-                f"(max tau {np.nanmax(tau):.1f}); "
+                f"(max tau {np.nanmax(tau):.1f}"
+                + (f"; {n} steps less the {self.discard} that adapted its proposal" if self.discard else "")
+                + "); "
                 "estimates are unreliable - run longer",
                 PosteriorWarning,
                 stacklevel=2,

@@ -362,6 +362,37 @@ def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> Non
     if m["spinup_years"] < 1 or first + m["spinup_years"] - 1 > last:
         raise ConfigError(f"'model.spinup_years' = {m['spinup_years']}: must be >= 1 and at most the "
                           f"drivers' {last - first + 1} years")
+    _warn_vegetation(str(d.attrs.get("site", "")), m["dalec_type"])
+
+
+#: IGBP classes of the FLUXNET2015 site table that each embedded DALEC describes
+_DALEC_IGBP = {"deciduous": ("DBF", "MF", "DNF"), "evergreen": ("ENF", "EBF", "MF")}
+_IGBP_NAMES = {"GRA": "grassland", "CRO": "cropland", "WET": "wetland", "OSH": "open shrubland",
+               "CSH": "closed shrubland", "SAV": "savanna", "WSA": "woody savanna", "SNO": "snow and ice",
+               "ENF": "evergreen needleleaf forest", "EBF": "evergreen broadleaf forest",
+               "DBF": "deciduous broadleaf forest", "DNF": "deciduous needleleaf forest",
+               "MF": "mixed forest"}
+
+
+def _warn_vegetation(site: str, dalec_type: str) -> None:
+    """A warning when the FLUXNET2015 site table's IGBP class of the drivers' site is not one the
+    configured DALEC describes (a forest of its leaf habit): the calibration runs, but expect a
+    poor fit and posterior (e.g. DALEC-deciduous at a grassland)."""
+    import warnings
+
+    from bayescal.readers import site_info
+
+    info = site_info(site) if site else None
+    igbp = str(info["igbp"]) if info else ""
+    if not igbp or igbp in _DALEC_IGBP[dalec_type]:
+        return
+    other = [k for k, v in _DALEC_IGBP.items() if igbp in v]
+    hint = (f"model.dalec_type = \"{other[0]}\" describes it" if other else "a model of this vegetation "
+            "can run as model.kind = \"python\" or \"external\" (docs/own-model.md)")
+    warnings.warn(f"'model.drivers': site {site} is {igbp} ({_IGBP_NAMES.get(igbp, 'IGBP class')}) in the "
+                  f"FLUXNET2015 site table, but DALEC-{dalec_type} is a model of "
+                  f"{', '.join(_DALEC_IGBP[dalec_type])} forest: expect a poor fit; {hint}", UserWarning,
+                  stacklevel=2)
 
 
 def _choice(cfg: dict, section: str, key: str, options: tuple[str, ...]) -> None:

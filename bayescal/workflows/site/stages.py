@@ -33,8 +33,11 @@ def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
 
     space, op = ctx.space(), ctx.operator("calibration")
     theta = space.to_dataarray(space.expand(space.from_unit(u)), full=True)
-    run_ensemble(ctx.calibration_simulator, theta, store, batch_size=ctx.config["design"]["batch_size"],
-                 keep=sorted(set(op.variables)), progress=ctx.progress)
+    ran = run_ensemble(ctx.calibration_simulator, theta, store, keep=sorted(set(op.variables)),
+                       batch_size=ctx.config["design"]["batch_size"], progress=ctx.progress)
+    if ran.failed:  # each reason once, with its count (the store keeps every run's status and reason)
+        ctx.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): " + "; ".join(
+            f"{n} x {why}" for why, n in sorted(ran.failures.items(), key=lambda kv: -kv[1])))
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((u.shape[0], op.y.size), np.nan)
@@ -170,7 +173,9 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
     err = h["heldout_error"].dropna("round")
     checked = "" if err.size == 0 else (f"; at round {int(err['round'][-1])}'s new runs the emulator's log L "
                                         f"was off by {float(err[-1]):.3g} nats rms")
-    ctx.say(f"  {h.sizes['round']} rounds, {res.X.shape[0]} model runs in the emulator; "
+    n = h.sizes["round"]
+    ctx.say(f"  rounds 0-{n - 1} (a batch of new runs after each but the last), {res.X.shape[0]} model runs "
+            "in the emulator; "
             f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats{checked}; converged: {res.converged}")
     return res
 
