@@ -227,6 +227,19 @@ class Context:
         if self.progress:
             print(msg, flush=True)
 
+    def run_members(self, simulator, theta, store, **kwargs):
+        """:func:`~bayescal.run.ensemble.run_ensemble` (progress bar as the context's), then one
+        line naming how many of the runs made now failed and why (each reason with its count;
+        every run's ``status`` and ``reason`` stay in the store). Returns its ``RunSummary``."""
+        from bayescal.run.ensemble import run_ensemble
+
+        kwargs.setdefault("progress", self.progress)
+        ran = run_ensemble(simulator, theta, store, **kwargs)
+        if ran.failed:
+            self.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): " + "; ".join(
+                f"{n} x {why}" for why, n in sorted(ran.failures.items(), key=lambda kv: -kv[1])))
+        return ran
+
     def summary(self) -> str:
         """Per-stage table: status, wall time, peak memory, model runs."""
         return summary_table(self.records)

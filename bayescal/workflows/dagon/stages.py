@@ -19,7 +19,7 @@ __all__ = ["ESTIMATES", "interpret_network", "map_rmse", "run_dagon_design", "ru
 
 def run_oat(ctx: DagonContext) -> None:
     from bayescal.analysis.oat import dagon_oat, group_oat_design
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
     out = ctx.run_dir / "oat"
     c = ctx.config["oat"]
@@ -27,9 +27,9 @@ def run_oat(ctx: DagonContext) -> None:
     space = ctx.full_space.only(cands) if cands else ctx.full_space
     theta, units = group_oat_design(space, c["unit"])
     store = out / "ensemble"
-    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(theta), full=True), store,
-                 batch_size=ctx.config["design"]["batch_size"], keep=list(c["outputs"]),
-                 progress=ctx.progress, executor=ctx.executor)
+    ctx.run_members(ctx.simulator, space.to_dataarray(space.expand(theta), full=True), store,
+                    batch_size=ctx.config["design"]["batch_size"], keep=list(c["outputs"]),
+                    executor=ctx.executor)
     runs = EnsembleStore(store).load()
     fields = {v: (lambda ds, v=v: ds[v].mean("time")) for v in c["outputs"]}
     ranking = dagon_oat(lambda _theta: runs, space, fields, runs["area"].values, unit=c["unit"])
@@ -50,14 +50,14 @@ def run_dagon_design(ctx: DagonContext) -> None:
     """Dagon's perturbed-parameter ensemble: a Latin hypercube of ``design.n_runs`` points in the
     calibrated coordinates (one factor per family with ``oat.unit = "family"``)."""
     from bayescal.parameters.design import latin_hypercube
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
     out = ctx.run_dir / "design"
     calib = ctx.calibration()
     u = latin_hypercube(calib.unit_space(), ctx.config["design"]["n_runs"], seed=ctx.seed).values
-    run_ensemble(ctx.simulator, calib.design(u), out / "ensemble",
-                 batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor,
-                 keep=ctx.run_dataset_vars(), progress=ctx.progress)
+    ctx.run_members(ctx.simulator, calib.design(u), out / "ensemble",
+                    batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor,
+                    keep=ctx.run_dataset_vars())
     ens = EnsembleStore(out / "ensemble").load()
     status, reason = ens["status"].values.astype(str), ens["reason"].values.astype(str)
     xr.Dataset({"u": (("member", "parameter"), u), "status": ("member", status),
@@ -257,10 +257,10 @@ def run_emulate(ctx: DagonContext) -> None:
 
 def _verify(ctx: DagonContext, design: xr.DataArray, store) -> tuple[np.ndarray, dict, np.ndarray]:
     """Run a labelled ``design`` through the runner's store: model cost, PCs and status."""
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
-    run_ensemble(ctx.simulator, design, store, batch_size=design.sizes["member"], keep=ctx.run_dataset_vars(),
-                 progress=ctx.progress, executor=ctx.executor)
+    ctx.run_members(ctx.simulator, design, store, batch_size=design.sizes["member"],
+                    keep=ctx.run_dataset_vars(), executor=ctx.executor)
     runs = EnsembleStore(store).load()
     return ctx.model_cost(runs), ctx.model_pcs(runs), runs["status"].values.astype(str)
 

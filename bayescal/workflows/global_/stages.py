@@ -158,20 +158,19 @@ def run_optimize(ctx: GlobalContext) -> None:
 
 def run_design(ctx: GlobalContext) -> None:
     from bayescal.parameters.design import latin_hypercube
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
     c = ctx.config["design"]
     out = ctx.run_dir / "design"
     space = ctx.space()
     design = latin_hypercube(space, c["n_runs"], seed=ctx.seed)
-    run_ensemble(
+    ctx.run_members(
         ctx.simulator,
         space.to_dataarray(space.expand(design.values), full=True),
         out / "ensemble",
         batch_size=c["batch_size"],
         executor=ctx.executor,
         keep=ctx.run_dataset_vars(),
-        progress=ctx.progress,
     )
     ens = EnsembleStore(out / "ensemble").load()
     ok = ens["status"].values == "done"
@@ -202,11 +201,11 @@ def run_design(ctx: GlobalContext) -> None:
 
 def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path) -> np.ndarray:
     """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
-    run_ensemble(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
-                 store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
-                 progress=ctx.progress, executor=ctx.executor)
+    ctx.run_members(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
+                    store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
+                    executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((points.shape[0], ctx.observed()[0].size), np.nan)
@@ -218,7 +217,7 @@ def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path
 def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
     """Spread of the summaries over the left-out values' prior (Latin hypercube, runner store)."""
     from bayescal.parameters.design import latin_hypercube
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
     n = ctx.config["posterior"]["left_out_runs"]
     n_obs = ctx.observed()[0].size
@@ -226,9 +225,9 @@ def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
     if left.n_free == 0:
         return np.zeros(n_obs)
     design = latin_hypercube(left, n, seed=ctx.seed + 1)
-    run_ensemble(ctx.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
-                 batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
-                 progress=ctx.progress, executor=ctx.executor)
+    ctx.run_members(ctx.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
+                    batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
+                    executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = np.flatnonzero(ens["status"].values == "done")
     if done.size < 8:

@@ -29,15 +29,12 @@ def _values(ctx: SiteContext):
 
 def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
     """The calibration series at unit-cube points, run through the runner's store (NaN rows: failed)."""
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
     space, op = ctx.space(), ctx.operator("calibration")
     theta = space.to_dataarray(space.expand(space.from_unit(u)), full=True)
-    ran = run_ensemble(ctx.calibration_simulator, theta, store, keep=sorted(set(op.variables)),
-                       batch_size=ctx.config["design"]["batch_size"], progress=ctx.progress)
-    if ran.failed:  # each reason once, with its count (the store keeps every run's status and reason)
-        ctx.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): " + "; ".join(
-            f"{n} x {why}" for why, n in sorted(ran.failures.items(), key=lambda kv: -kv[1])))
+    ctx.run_members(ctx.calibration_simulator, theta, store, keep=sorted(set(op.variables)),
+                    batch_size=ctx.config["design"]["batch_size"])
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((u.shape[0], op.y.size), np.nan)
@@ -255,7 +252,7 @@ def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
 
 def run_site_propagate(ctx: SiteContext) -> None:
     from bayescal.posterior.site_calibration import validation
-    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+    from bayescal.run.ensemble import EnsembleStore
 
     space, n = ctx.space(), ctx.config["propagate"]["n_draws"]
     if ctx.config["model"]["kind"] != "dalec":  # the model's days cover the validation years
@@ -266,8 +263,8 @@ def run_site_propagate(ctx: SiteContext) -> None:
     theta = np.vstack([space.expand(space.from_unit(u)), ctx.full_space.all_default[None]])
     observed = _observed_full(ctx)
     store = ctx.run_dir / "propagate" / "ensemble"
-    run_ensemble(ctx.simulator, space.to_dataarray(theta, full=True), store, progress=ctx.progress,
-                 batch_size=ctx.config["design"]["batch_size"], keep=sorted(observed))
+    ctx.run_members(ctx.simulator, space.to_dataarray(theta, full=True), store,
+                    batch_size=ctx.config["design"]["batch_size"], keep=sorted(observed))
     ens = EnsembleStore(store).load()
     draws = ens.isel(member=[m for m in range(n) if ens["status"].values[m] == "done"])
     defaults = ens.isel(member=[n + 1])
