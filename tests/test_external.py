@@ -187,3 +187,28 @@ def test_malformed_placeholders_are_named(program, space, tmp_path):
         make(program, space, tmp_path, template="a={{ a }}\nb={{ label with space }}\n")
     with pytest.raises(ValueError, match=r"\{\{ c \}\}"):
         make(program, space, tmp_path, template="a={{ a }} c={{ c }}")
+
+
+def test_a_finished_program_run_is_read_again_not_rerun_until_an_input_changes(tmp_path, space):
+    """A batch cut short by a kill loses no finished program run: calling the model again with the
+    same values reads each finished member's output (the program runs only for the others);
+    editing the program (a file the command names) or the template runs it again."""
+    log = tmp_path / "calls.log"
+    prog = tmp_path / "prog.py"
+    body = PROGRAM.replace("import sys, time\n", f"import sys, time\nopen({str(log)!r}, 'a').write('x')\n")
+    prog.write_text(body)
+    model = make(prog, space, tmp_path)
+    theta = np.array([[0.5, 0.25], [0.3, 0.2], [0.9, 0.5]])  # the last fails (exit 4): not reused
+    first = model.simulate(theta)
+    assert log.read_text() == "xxx"
+    (model.run_dir(theta[1]) / "bayescal_finished.json").unlink()  # as if killed before the record
+    again = make(prog, space, tmp_path).simulate(theta)  # a new process: a new adapter
+    assert log.read_text() == "xxx" + "xx"  # member 1 (no record) and the failed member 2
+    np.testing.assert_array_equal(again.y.values[:2], first.y.values[:2])
+    assert list(again.status.values) == ["done", "done", "failed"]
+    prog.write_text(body.replace("* a + b", "* a + 2 * b"))  # the program edited
+    edited = make(prog, space, tmp_path).simulate(theta[:1])
+    assert log.read_text().count("x") == 6
+    np.testing.assert_allclose(edited.y.values[0], np.arange(5) * 0.5 + 0.5)
+    make(prog, space, tmp_path, template="a={{ a }}\nb={{ b }}\n# v2\n").simulate(theta[:1])
+    assert log.read_text().count("x") == 7

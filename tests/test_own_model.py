@@ -371,3 +371,32 @@ def test_emulator_route_keeps_emulator_error_apart_from_discrepancy(tmp_path):
     post = az.from_netcdf(str(tmp_path / "run" / "posterior" / "posterior.nc")).posterior
     draws = np.stack([post["a"].values.ravel(), post["b"].values.ravel()], axis=1)
     assert np.all(np.abs(draws.mean(0) - [2.5, -0.4]) < 4 * draws.std(0) + 0.02)
+
+
+def test_an_edited_external_program_or_data_file_it_names_changes_the_stages_keys(tmp_path):
+    """Files an external model's command names (its script, a data file) are inputs of the stages
+    that run it, as a python model's source file is: editing one reruns them."""
+    from bayescal.workflows import load_config, make_context
+
+    cfg = _setup(tmp_path)
+    (tmp_path / "params.template").write_text("a = {{ a }}\nb = {{ b }}\n")
+    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 0.0\nupper = 5.0\n'
+                                         '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
+    (tmp_path / "prog.py").write_text("print('v1')\n")
+    (tmp_path / "forcing.csv").write_text("1,2\n")
+    model = ('kind = "external"\n'
+             'command = ["python3", "prog.py", "forcing.csv", "{param_file}", "{output}"]\n'
+             'template = "params.template"\nparameters_file = "space.toml"\ntimeout = 30.0')
+    cfg.write_text(cfg.read_text().replace('kind = "python"\nentry_point = "mymodel:Model"\noptions = {  }',
+                                           model))
+
+    def keys():
+        return {k: v[0] for k, v in make_context(load_config(cfg), tmp_path / "run").engine.keys().items()}
+
+    before = keys()
+    (tmp_path / "prog.py").write_text("print('v2')\n")
+    after_program = keys()
+    (tmp_path / "forcing.csv").write_text("1,3\n")
+    after_data = keys()
+    for name in ("optimize", "posterior", "propagate"):
+        assert len({before[name], after_program[name], after_data[name]}) == 3, name

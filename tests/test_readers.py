@@ -135,7 +135,7 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
         read_fluxnet_drivers(_slice(f, tmp_path, name="FLX_XX-Abc_DD.csv"))
     s = tmp_path / "s.csv"
     s.write_text("time,value,sigma\n2001-01-01,1.0,0.0\n")
-    with pytest.raises(ReaderError, match=r"sigma must be > 0; row 0 \(2001-01-01\)"):
+    with pytest.raises(ReaderError, match=r"sigma must be > 0 \(after sigma_floor 0.0\); 2001-01-01 has 0.0"):
         read_csv_product(s, "lai", units="m2 m-2")
 
 
@@ -340,3 +340,25 @@ def test_cli_check_exits_2_naming_the_file_and_key(fluxnet_dir, tmp_path, capsys
     err = capsys.readouterr().err
     assert "model.drivers" in err and f.name in err and "the first is 2001-01-30" in err
     assert "Traceback" not in err
+
+
+def test_csv_text_in_a_number_column_is_named_by_line_and_sigma_may_have_its_own_units(tmp_path):
+    """Text that is not a number is an error naming the column and the file's line (it used to
+    become a gap silently); a missing sigma on an observed day is named by day; ``sigma_units``
+    converts sigma (mgC m-2 h-1) to the values' units (umol m-2 s-1) before anything else."""
+    f = tmp_path / "nee.csv"
+    rows = ["time,value,sigma", "2003-01-02,1.0,36", "2003-01-01,-2.0,72", "2003-01-03,,", "2003-01-04,n/a,1"]
+    f.write_text("\n".join(rows + ["2003-01-05,\"1,5\",2"]) + "\n")
+    with pytest.raises(ReaderError, match=r"nee.csv: column value on line 6 is not a number: '1,5' \(1 such"):
+        read_csv_product(f, "nee", units="umol m-2 s-1")
+    f.write_text("\n".join(rows + ["2003-01-05,3.0,"]) + "\n")
+    with pytest.raises(ReaderError, match="column sigma is missing on 1 day.* the first 2003-01-05"):
+        read_csv_product(f, "nee", units="umol m-2 s-1")
+    f.write_text("\n".join(rows) + "\n")
+    p = read_csv_product(f, "nee", units="umol m-2 s-1", sigma_units="mgC m-2 h-1", to_units="gC m-2 d-1")
+    # 36 mgC m-2 h-1 = 0.864 gC m-2 d-1; 1 umol m-2 s-1 = 12.011e-6 * 86400 gC m-2 d-1
+    np.testing.assert_allclose(p.sigma.values[:2], [72 * 0.024, 36 * 0.024], rtol=1e-6)
+    np.testing.assert_allclose(p.data.values[:2], [-2.0 * 1.0377504, 1.0 * 1.0377504], rtol=1e-6)
+    assert np.isnan(p.data.values[2:]).all()
+    with pytest.raises(ReaderError, match="sigma_units"):
+        read_csv_product(f, "nee", units="umol m-2 s-1", sigma_units="W m-2")

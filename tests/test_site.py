@@ -2,6 +2,7 @@
 and the python entry-point and external-program routes through ``bayescal run``."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -481,3 +482,26 @@ def test_the_command_prints_a_warning_as_one_line(tmp_path):
     lines = [x for x in out.stderr.splitlines() if x.strip()]
     assert lines and all(x.startswith("bayescal: warning (UserWarning): ") for x in lines), out.stderr
     assert any("site DE-Gri is GRA (grassland)" in x for x in lines)
+
+
+def test_a_sigma_far_above_the_residuals_is_warned_of(tmp_path):
+    """A CSV's sigma column in the wrong units (0.3 gC m-2 d-1 declared as kgC m-2 d-1: 300, far
+    above the residuals) is warned of by the posterior stage, naming the product, as the stage
+    runs (not only counted in its record); the right units are not."""
+    import warnings
+
+    toy = 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\noptions = {end = "2003-12-31"}'
+    for units, warned in (("gC m-2 d-1", False), ("kgC m-2 d-1", True)):
+        cfg = _site_toml(tmp_path, toy)
+        cfg.write_text(cfg.read_text().replace('units = "gC m-2 d-1"',
+                                               f'units = "gC m-2 d-1"\nsigma_units = "{units}"', 1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["run", str(cfg), "--until", "posterior", "--run-dir", str(tmp_path / units),
+                         "--quiet"]) == 0
+        pattern = (r"product 'nee': the best run's residuals \(rms 0\.\d+ gC m-2 d-1\) are far below the "
+                   r"observations' sigma \(rms 300\)")
+        said = [w for w in caught if w.category is UserWarning and re.match(pattern, str(w.message))]
+        assert bool(said) == warned, [str(w.message) for w in caught]
+        record = json.loads((tmp_path / units / "posterior" / "stage.json").read_text())
+        assert any(re.search(pattern, m) for m in record["warnings"]) == warned

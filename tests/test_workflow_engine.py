@@ -311,7 +311,7 @@ def test_site_changes_rerun_exactly_the_stages_that_read_them(site_run):
         ("run.seed", 4, set(SITE_STAGES)),
         ("posterior.n_steps", 120, {"posterior", "propagate"}),
         ("site.validation_years", [2002, 2003], {"propagate"}),
-        ("propagate.n_draws", 4, {"posterior", "propagate"}),  # posterior keeps >= 4 x n_draws draws
+        ("propagate.n_draws", 4, {"propagate"}),  # the posterior keeps its 1,000 draws either way
         ("site.ml_evaluations", 80, set(SITE_STAGES)),
         ("design.batch_size", 2, set()),
         ("model.spinup_cycles", 4, set(SITE_STAGES)),
@@ -365,12 +365,16 @@ def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):
 
 
 def test_site_posterior_keeps_its_chain_when_only_the_draws_kept_change(site_run, tmp_path):
-    """The emulator route: its refinement runs and round chains are kept, so the rerun makes
-    no model run (the optimum's run is kept too)."""
+    """The emulator route: another number of propagated draws reuses the posterior stage (it keeps
+    1,000 draws whatever the number); a change of the chain's length reruns it, with its
+    refinement runs and round chains kept, so the rerun makes no model run (the optimum's run is
+    kept too)."""
     cfg, run, _, _ = site_run
     copy = _copy(run, tmp_path)
     chain = (copy / "posterior" / "chains" / "round1.h5").stat()
     done = _rerun(cfg, copy, ("optimize", "posterior"), _set("propagate.n_draws", 4))
+    assert done["optimize"][0] == "reused" and done["posterior"][0] == "reused"
+    done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.emulator_target", "mean"))
     assert done["optimize"][0] == "reused" and done["posterior"] == ("ran", 0)
     assert (copy / "posterior" / "chains" / "round1.h5").stat().st_ino == chain.st_ino  # moved back
 

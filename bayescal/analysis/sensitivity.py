@@ -294,7 +294,14 @@ def analyze(
         keep = ~np.isin(blocks, bad_blocks)
         dropped = int(bad_blocks.size)
         if keep.sum() == 0:
-            raise SensitivityError("every block has a failed member; nothing left to analyse")
+            reasons: dict[str, int] = {}
+            for r in (result["reason"].values[failed] if "reason" in result else ()):
+                reasons[str(r)] = reasons.get(str(r), 0) + 1
+            said = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+            unit = "Saltelli block" if method == "sobol" else "trajectory"
+            raise SensitivityError(f"every {unit} has a failed member ({failed.sum()} of {failed.size} failed"
+                                   f"{': ' + said if said else ''}); nothing left to analyse: make the model "
+                                   "run at those values, or narrow the bounds where it fails")
         u, y = u[keep], y[keep]
     names = list(result["target"].values)
     index_names = _INDEX_NAMES[method]

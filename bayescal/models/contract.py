@@ -183,7 +183,27 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
         if "time" in ds.coords:
             ds = daily_time(ds)
         ds = _as_series(ds, variables or [n for n in ds.data_vars if n not in ("status", "reason")])
+    elif "time" in ds.coords and ds["time"].size and hasattr(ds["time"].values.flat[0], "calendar"):
+        ds = monthly_time(ds)
     return ds
+
+
+def monthly_time(ds: xr.Dataset) -> xr.Dataset:
+    """The global route's monthly ``time`` in cftime dates (any calendar: ``noleap``, ``360_day``
+    ...) as datetime64 month starts, the embedded model's stamps (the calendar kept as the
+    ``model_calendar`` attribute); two stamps in one month are a :class:`ModelOutputError`."""
+    t = ds["time"].values
+    ym = np.array([(d.year, d.month) for d in t], dtype=np.int64).reshape(-1, 2)
+    if ym.size and not (1678 <= ym[:, 0].min() and ym[:, 0].max() <= 2261):
+        raise ModelOutputError(f"the model output's 'time' runs from year {ym[:, 0].min()} to "
+                               f"{ym[:, 0].max()}; write the real years (1678-2261)")
+    months = ((ym[:, 0] - 1970) * 12 + ym[:, 1] - 1).astype("datetime64[M]")
+    uniq, counts = np.unique(months, return_counts=True)
+    if (counts > 1).any():
+        raise ModelOutputError(f"the model output's 'time' has {counts[counts > 1][0]} stamps in "
+                               f"{uniq[counts > 1][0]}: the global route takes one value per month")
+    attrs = {**ds["time"].attrs, "model_calendar": str(t.flat[0].calendar)}
+    return ds.assign_coords(time=("time", months.astype("datetime64[ns]"), attrs))
 
 
 #: calendars whose dates are days of the (proleptic) Gregorian calendar, read as those dates

@@ -29,6 +29,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -46,6 +47,9 @@ __all__ = ["ExternalModel"]
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _ANY_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _ARG_FIELD = re.compile(r"\{(run_dir|param_file|output)\}")
+#: written in a member's run directory once its program finished and its output was read: a later
+#: call with the same inputs (a batch resumed after a kill) reads that output instead of running again
+FINISHED = "bayescal_finished.json"
 
 
 # process groups started by this process and still running: a pool worker whose runner died
@@ -159,6 +163,7 @@ class ExternalModel:
         self.timeout = timeout
         self.variables = None if variables is None else list(variables)
         self.env = dict(env or {})
+        self._files_digest: str | None = None  # of the files the command names (first run)
         #: each output's units, from the first member that finished; later members are converted to them
         self.units: dict[str, str] | None = None
         labels = set(space.all_labels)
@@ -181,17 +186,48 @@ class ExternalModel:
         digest = hashlib.sha256(np.ascontiguousarray(theta, dtype=float).tobytes()).hexdigest()[:16]
         return self.workdir / f"run_{digest}"
 
+    def _inputs_digest(self, text: str) -> str:
+        """What a member's output depends on besides the program's own behaviour: the command, the
+        rendered parameter file, the output's name and variables, the environment, and the contents
+        of every file the command names by an absolute path (the program, a script, its data)."""
+        if self._files_digest is None:
+            h = hashlib.sha256()
+            for c in self.command:
+                if os.path.isabs(c) and os.path.isfile(c):
+                    with open(c, "rb") as fh:
+                        for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                            h.update(block)
+            self._files_digest = h.hexdigest()
+        spec = [self.command, text, self.output, self.variables, sorted(self.env.items()), self._files_digest]
+        return hashlib.sha256(json.dumps(spec, default=str).encode()).hexdigest()
+
+    def _finished(self, run_dir: Path, out_path: Path, digest: str) -> xr.Dataset | None:
+        """The output of a run of exactly these inputs that finished before (a batch cut short by a
+        kill keeps its finished members' programs' work), or None."""
+        try:
+            done = json.loads((run_dir / FINISHED).read_text()).get("inputs") == digest
+        except (OSError, ValueError, AttributeError):
+            return None
+        ds, why = self._read(out_path) if done and out_path.exists() else (None, "")
+        return ds if not why else None
+
     def _run_one(self, theta: np.ndarray) -> tuple[xr.Dataset | None, str]:
         run_dir = self.run_dir(theta)
         run_dir.mkdir(parents=True, exist_ok=True)
-        # written beside and renamed into place: a link already there is replaced, not followed
-        tmp = run_dir / f".{self.param_file}.tmp"
-        tmp.unlink(missing_ok=True)
-        tmp.write_text(self.render(theta))
-        os.replace(tmp, run_dir / self.param_file)
+        text = self.render(theta)
         out_path = (run_dir / self.output).resolve()
         if not out_path.is_relative_to(run_dir.resolve()):
             return None, f"output path {self.output!r} escapes the run directory"
+        digest = self._inputs_digest(text)
+        ds = self._finished(run_dir, out_path, digest)
+        if ds is not None:
+            return ds, ""
+        (run_dir / FINISHED).unlink(missing_ok=True)
+        # written beside and renamed into place: a link already there is replaced, not followed
+        tmp = run_dir / f".{self.param_file}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, run_dir / self.param_file)
         out_path.unlink(missing_ok=True)
         subst = {"run_dir": str(run_dir.resolve()), "param_file": str((run_dir / self.param_file).resolve()),
                  "output": str(out_path)}
@@ -209,6 +245,14 @@ class ExternalModel:
             return None, f"exit code {code}: {last[0][:200]}"
         if not out_path.exists():
             return None, f"the program wrote no output file {self.output!r}"
+        ds, why = self._read(out_path)
+        if not why:  # a later call with these inputs (a resumed batch) reads this output again
+            tmp = run_dir / f".{FINISHED}.tmp"
+            tmp.write_text(json.dumps({"inputs": digest}))
+            os.replace(tmp, run_dir / FINISHED)
+        return ds, why
+
+    def _read(self, out_path: Path) -> tuple[xr.Dataset | None, str]:
         try:
             ds = xr.load_dataset(out_path)
         except Exception as err:  # noqa: BLE001 - any read error fails the member

@@ -144,7 +144,7 @@ def _product_means(products, where: xr.Dataset, model: xr.DataArray | None, floo
     if not seen.any(axis=0).all():
         names = ", ".join(p.name for p in products)
         raise ObservationError(f"no product of {products[0].variable!r} ({names}) has a value in biome "
-                               f"{labels[~seen.any(axis=0)][0]!r}: its summary "
+                               f"{str(labels[~seen.any(axis=0)][0])!r}: its summary "
                                "cannot be formed; drop the variable or give a product that covers it")
     k, on = seen.sum(axis=0), seen[:, None, :]
     per = np.stack(per)  # (product, member, biome)

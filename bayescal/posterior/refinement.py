@@ -117,8 +117,15 @@ def _acquisition(like: Any, u: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, 
     without ``loglik_sd`` the score is flat."""
     if not hasattr(like, "loglik_sd"):
         return np.ones(u.shape[0]), np.full(u.shape[0], np.nan)
-    sd = np.asarray(like.loglik_sd(u), dtype=float)
+    # in blocks of samples: an emulator of long series predicts (samples, outputs) arrays, and a
+    # chain's tens of thousands of samples at once took gigabytes (5.3 GiB for 4 years x 2 series)
+    sd = np.concatenate([np.asarray(like.loglik_sd(u[i:i + _BLOCK]), dtype=float).reshape(-1)
+                         for i in range(0, u.shape[0], _BLOCK)]) if u.shape[0] else np.zeros(0)
     return np.exp(lp - lp.max()) * sd, sd
+
+
+#: samples per call of a likelihood's ``loglik_sd`` in :func:`_acquisition`
+_BLOCK = 1024
 
 
 def refine(

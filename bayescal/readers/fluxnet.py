@@ -100,6 +100,17 @@ def _daily_index(time: pd.DatetimeIndex, where: str, df: pd.DataFrame) -> pd.Dat
     return df if time.is_monotonic_increasing else df.sort_index(kind="stable")
 
 
+def _read_csv(path: Path, where: str, what: str) -> pd.DataFrame:
+    """``path`` as a DataFrame, fill values (:data:`FILL_VALUES`) as NaN; a missing or unreadable
+    file is a ReaderError naming ``where`` and saying it is not ``what``."""
+    if not path.is_file():
+        raise ReaderError(f"{where}: file not found")
+    try:
+        return pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise ReaderError(f"{where}: not {what} ({err})") from None
+
+
 def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = "") -> pd.DataFrame:
     """The file as a DataFrame on a sorted daily ``time`` index, fill values (``-9999``) as NaN.
 
@@ -108,12 +119,7 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     """
     path = Path(path)
     where = _where(path, key)
-    if not path.is_file():
-        raise ReaderError(f"{where}: file not found")
-    try:
-        df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise ReaderError(f"{where}: not a FLUXNET CSV file ({err})") from None
+    df = _read_csv(path, where, "a FLUXNET CSV file")
     if "TIMESTAMP" not in df:
         raise ReaderError(f"{where}: no TIMESTAMP column (is this a FLUXNET2015 daily file?)")
     missing = [c for c in columns or [] if c not in df]

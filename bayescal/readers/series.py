@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
-from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _where
+from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _read_csv, _where
 from .units import UnitError, convert
 
 __all__ = ["read_csv_product"]
@@ -38,6 +38,19 @@ def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
     return time.normalize()  # a value stamped at noon is that day's: duplicates are then found by day
 
 
+def _numbers(column: pd.Series, name: str, where: str) -> pd.Series:
+    """A column as floats: empty cells, ``NaN`` and fill values are missing; other text is an error
+    naming the file's line (a header, then one line per row)."""
+    num = pd.to_numeric(column, errors="coerce")
+    text = column.astype(str).str.strip().str.lower()
+    bad = num.isna() & column.notna() & ~text.isin(["", "nan", "na", "n/a"] + [str(v) for v in FILL_VALUES])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ReaderError(f"{where}: column {name} on line {i + 2} is not a number: {column.iloc[i]!r} "
+                          f"({int(bad.sum())} such cell(s); a missing value is an empty cell or NaN)")
+    return num
+
+
 def read_csv_product(
     path: str | Path,
     variable: str,
@@ -46,6 +59,7 @@ def read_csv_product(
     to_units: str | None = None,
     relative_sigma: float | None = None,
     sigma_floor: float = 0.0,
+    sigma_units: str | None = None,
     name: str | None = None,
     key: str = "",
 ) -> Product:
@@ -53,20 +67,17 @@ def read_csv_product(
     or ``YYYYMMDD``), ``value`` and optionally ``sigma``.
 
     ``units`` are the file's (a CSV carries none); ``to_units`` converts (dimensionally checked,
-    in ``variable``'s context: :mod:`bayescal.readers.units`). Without a ``sigma`` column,
-    ``relative_sigma`` (> 0) x |value| is the sigma. Empty cells and the FLUXNET fill values
-    (``-9999``, ``-6999``) are missing values. Duplicated days are an error naming the first;
-    rows out of order are sorted. A negative sigma is an error; every sigma must be > 0 after the
-    floor.
+    in ``variable``'s context: :mod:`bayescal.readers.units`). The ``sigma`` column is in
+    ``units`` too, unless ``sigma_units`` says otherwise. Without a ``sigma`` column,
+    ``relative_sigma`` (> 0) x |value| is the sigma. Empty cells, ``NaN`` and the FLUXNET fill
+    values (``-9999``, ``-6999``) are missing values; any other text in ``value`` or ``sigma`` is an
+    error naming its line. Duplicated days are an error naming the first; rows out of order are
+    sorted. A negative or missing sigma on a day with a value is an error naming the day; every
+    sigma must be > 0 after the floor (``sigma_floor``, in ``units``).
     """
     path = Path(path)
     where = _where(path, key)
-    if not path.is_file():
-        raise ReaderError(f"{where}: file not found")
-    try:
-        df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise ReaderError(f"{where}: not a CSV file ({err})") from None
+    df = _read_csv(path, where, "a CSV file")
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma])")
@@ -77,7 +88,7 @@ def read_csv_product(
     time = _days(df.pop("time"), where)
     for c in ("value", "sigma"):
         if c in df:
-            df[c] = pd.to_numeric(df[c], errors="coerce")
+            df[c] = _numbers(df[c], c, where)
     df = _daily_index(time, where, _missing_to_nan(df))
     time = df.index
     value = df["value"].to_numpy(float)
@@ -91,6 +102,16 @@ def read_csv_product(
             bad = int(np.flatnonzero(neg)[0])
             raise ReaderError(f"{where}: column sigma is negative on {int(neg.sum())} day(s), the first "
                               f"{time[bad]:%Y-%m-%d} ({sigma[bad]}); sigma must be > 0")
+        gone = ok & np.isnan(sigma)
+        if gone.any():
+            bad = int(np.flatnonzero(gone)[0])
+            raise ReaderError(f"{where}: column sigma is missing on {int(gone.sum())} day(s) with a value, "
+                              f"the first {time[bad]:%Y-%m-%d}; give every observed day its sigma")
+        if sigma_units:
+            try:
+                sigma = convert(sigma, sigma_units, units, variable)
+            except UnitError as err:
+                raise ReaderError(f"{where}: sigma_units: {err}") from None
     elif relative_sigma is not None:
         sigma = relative_sigma * np.abs(value)
     else:
@@ -98,7 +119,8 @@ def read_csv_product(
     sigma = np.maximum(sigma, sigma_floor)
     if not (sigma[ok] > 0).all():
         bad = int(np.flatnonzero(ok & ~(sigma > 0))[0])
-        raise ReaderError(f"{where}: sigma must be > 0; row {bad} ({time[bad].date()}) has {sigma[bad]}")
+        raise ReaderError(f"{where}: sigma must be > 0 (after sigma_floor {sigma_floor}); {time[bad].date()} "
+                          f"has {sigma[bad]}")
     try:
         out_units = to_units or units
         value = convert(value, units, out_units, variable)

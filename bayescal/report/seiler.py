@@ -266,9 +266,13 @@ def product_global_gpp(product, area: xr.DataArray) -> xr.DataArray:
     the day-weighted mean of the months it has, times the cell's area, summed; years the
     product's time axis does not cover in full (12 months) are NaN, as are years where a cell has
     no month at all. ``cells`` (attribute): how many cells it covers."""
+    from bayescal.readers import UnitError, conversion_factor
+
     x = product.data
-    if x.attrs.get("units") != "kg m-2 s-1":
-        raise ValueError(f"product {product.name!r}: GPP in {x.attrs.get('units')!r}, not kg m-2 s-1")
+    try:  # a model's own units (docs/own-model.md): the flux per second, as the sum below assumes
+        x = x * conversion_factor(str(x.attrs.get("units")), "kg m-2 s-1", "gpp")
+    except UnitError as err:
+        raise ValueError(f"product {product.name!r}: GPP in {x.attrs.get('units')!r}: {err}") from None
     days = x["time"].dt.days_in_month.astype(float)
     w = days.where(x.notnull())
     annual = (x * days).groupby("time.year").sum(skipna=True) / w.groupby("time.year").sum()

@@ -106,15 +106,22 @@ class Engine:
         if self._keys is None:
             keys: dict[str, tuple[str, dict]] = {}
             for stage in self.workflow.stages:
-                inputs = stage_inputs(stage, self.ctx.config, {n: k for n, (k, _) in keys.items()})
+                inputs = self._inputs(stage, {n: k for n, (k, _) in keys.items()})
                 keys[stage.name] = (stage_key(stage.name, inputs), inputs)
             self._keys = keys
         return self._keys
 
+    def _inputs(self, stage, needed: dict[str, str]) -> dict:
+        """:func:`stage_inputs`, and the identity of a model given to the context instead of the
+        config's (``ctx.model_identity()``: its class, source and space), so that a run directory
+        of one model never serves another."""
+        inputs = stage_inputs(stage, self.ctx.config, needed)
+        identity = getattr(self.ctx, "model_identity", lambda: None)()
+        return {**inputs, "model": identity} if identity else inputs
+
     def _store_keys(self, stage: Stage) -> dict[str, str]:
         needed = {n: k for n, (k, _) in self.keys().items()}
-        return {s.path: stage_key(f"{stage.name}/{s.path}", stage_inputs(s, self.ctx.config, needed))
-                for s in stage.keeps}
+        return {s.path: stage_key(f"{stage.name}/{s.path}", self._inputs(s, needed)) for s in stage.keeps}
 
     def _kept_stores(self, stage: Stage, started: dict | None) -> list[str]:
         """The run stores a rerun of ``stage`` keeps (as :meth:`_prepare` decides)."""
@@ -225,8 +232,10 @@ class Engine:
             self._prepare(stage, key, inputs)
             self.ctx.say(f"[{stage.name}] {stage.help}")
             stage.function(self.ctx)
-        msgs = sorted({f"{w.category.__name__}: {w.message}" for w in caught
-                       if not issubclass(w.category, DeprecationWarning | FutureWarning)})
+        shown = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
+        msgs = sorted({f"{w.category.__name__}: {w.message}" for w in shown})
+        for w in {str(w.message): w for w in shown}.values():  # recorded, and said (once each)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         runs1 = self.ctx.model_runs()
         runs = runs1 - runs0 if runs0 is not None and runs1 is not None else _files_since(folder, started_at)
         rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs)

@@ -112,4 +112,6 @@ def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
         out += [label.format(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if old.get("bayescal") != new.get("bayescal"):
         out.append(f"bayescal version {old.get('bayescal')} -> {new.get('bayescal')}")
+    if old.get("model") != new.get("model"):
+        out.append("the model given to the workflow (its class, source file or parameter space)")
     return out

@@ -321,8 +321,23 @@ def check_ranges(cfg: dict) -> None:
         raise ConfigError("'emulator.variance_threshold' must be in (0, 1]")
 
 
-def check_observations(cfg: dict) -> None:
-    """[observations]: twin, truth values, year windows, variables the model has."""
+def clamp_default_years(cfg: dict, raw: dict) -> None:
+    """``observations.gcb_years`` and ``propagate.table_years`` left out of the config: their
+    defaults within the model's years (a run of 2000-2009 compares and tabulates 2003-2009); a
+    window given in the config is checked as it is (:func:`check_observations`)."""
+    m = cfg["model"]
+    for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
+        given = raw.get(section, {})
+        if isinstance(given, dict) and key in given:
+            continue
+        y0, y1 = SCHEMA[section][key][1]
+        lo, hi = max(y0, m["start"]), min(y1, m["end"])
+        cfg[section][key] = [lo, hi] if lo <= hi else [m["start"], m["end"]]
+
+
+def check_observations(cfg: dict, embedded: bool = True) -> None:
+    """[observations]: twin, truth values, year windows, variables the model has (the embedded
+    model's; your own model's are checked when it runs at its defaults)."""
     m = cfg["model"]
     obs = cfg["observations"]
     for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
@@ -335,7 +350,12 @@ def check_observations(cfg: dict) -> None:
             )
     from ..models.landcarbon import OUTPUT_VARIABLES
 
-    for v in obs["variables"]:
+    signed = sorted({"nbp", "nee", "nep"} & set(obs["variables"]))
+    if signed:
+        raise ConfigError(f"'observations.variables': {signed} change sign, and the global route's summaries "
+                          "are log area-weighted biome means (docs/pipeline.md): calibrate NBP with the "
+                          "GCB's global NBP ('observations.gcb_nbp' = true)")
+    for v in obs["variables"] if embedded else ():
         if v not in OUTPUT_VARIABLES:
             raise ConfigError(
                 f"'observations.variables': unknown variable {v!r}; known: {list(OUTPUT_VARIABLES)}"
@@ -355,7 +375,7 @@ def check_observations(cfg: dict) -> None:
     outputs = cfg["oat"]["outputs"]
     if not outputs or len(set(map(str, outputs))) != len(outputs):
         raise ConfigError(f"'oat.outputs' must name at least one output, each once, got {outputs!r}")
-    for v in outputs:
+    for v in outputs if embedded else ():
         if v not in OUTPUT_VARIABLES:
             raise ConfigError(f"'oat.outputs': unknown output {v!r}; known: {list(OUTPUT_VARIABLES)}")
 

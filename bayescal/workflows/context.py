@@ -169,6 +169,7 @@ class Context:
             if "status" in ds and str(ds["status"].values[0]) != "done":
                 raise ConfigError(f"the model fails at its defaults: {ds['reason'].values[0]}")
             self._cache["model_check"] = {"seconds": seconds}
+            self._cache["default_output"] = ds  # what the model gives, in which units and on which cells
         return self._cache["model_check"]
 
     def seconds_per_member(self) -> float:

@@ -17,6 +17,7 @@ from .config import (
     check_output,
     check_ranges,
     check_walkers,
+    clamp_default_years,
     typed_with_defaults,
 )
 from .site.config import check_gridded_products, check_site_config
@@ -25,7 +26,7 @@ from .site.model import site_model
 __all__ = ["load_config", "model_space", "validate_config"]
 
 
-def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -> dict[str, Any]:
     """Check a config against :data:`SCHEMA` and fill in defaults.
 
     Parameters
@@ -34,6 +35,11 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
         The parsed TOML.
     base : Path, optional
         The config file's folder: relative paths (data files, ``run.output``) are relative to it.
+    model : optional
+        Your own global model (docs/own-model.md), when the config is for it: parameter names
+        are checked against ``model.space``, not the embedded model's, and what only the
+        embedded model defines (its variables, grid and parameter families) is not required; the
+        products are read on the model's cells and months by the workflow's context.
 
     Returns
     -------
@@ -76,17 +82,19 @@ def validate_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, 
                           "the files, or remove the products")
     check_model(cfg, base)
     check_ranges(cfg)
+    clamp_default_years(cfg, raw)
     if not cfg["observations"]["twin"]:
         _check_product_names(cfg)
-        check_gridded_products(cfg, base)
-    check_observations(cfg)
-    space = _check_parameters(cfg)
+        check_gridded_products(cfg, base, embedded=model is None)
+    check_observations(cfg, embedded=model is None)
+    space = _check_parameters(cfg, model)
     check_walkers(cfg, space)
     return cfg
 
 
 _PRODUCT_TYPES = {**dict.fromkeys(("variable", "format", "file", "nc_variable", "sigma_variable",
-                                    "mask_variable", "name", "partitioning", "units", "to_units"), str),
+                                    "mask_variable", "name", "partitioning", "units", "to_units",
+                                    "sigma_units"), str),
                   **dict.fromkeys(("relative_sigma", "footprint_deg", "qc_min", "sigma_floor"), (int, float))}
 
 
@@ -114,25 +122,31 @@ def _check_product_names(cfg: dict) -> None:
                               "each product of a variable its own 'name'")
 
 
-def _check_parameters(cfg: dict):
-    """The parameter space (the user's file, named if it is broken) and every label the config names."""
+def _check_parameters(cfg: dict, model=None):
+    """The parameter space (the user's file, named if it is broken; your own model's ``space``)
+    and every label the config names."""
     m = cfg["model"]
     try:
-        space = model_space(cfg)
+        space = model.space if model is not None else model_space(cfg)
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
         raise ConfigError(
             f"'model.parameters_file' {m['parameters_file']}: {type(err).__name__}: {err}"
         ) from None
-    if m["kind"] == "global" and m["parameters_file"]:
+    if m["kind"] == "global" and m["parameters_file"] and model is None:
         from ..models.landcarbon import default_parameter_space
 
         missing = sorted(set(default_parameter_space().names) - set(space.names))
         if missing:
             raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: the embedded model needs the "
                               f"parameter families {missing}, which the file does not define")
-    check_labels(cfg, space)
+    try:
+        check_labels(cfg, space)
+    except ConfigError as err:
+        own = "" if model is not None else (" (the embedded model's; for your own model pass it: "
+                                            "load_config(path, model=MyModel()))")
+        raise ConfigError(f"{err}{own}") from None
     if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
     if cfg["run"]["workflow"] == "dagon":
@@ -162,8 +176,10 @@ def model_space(cfg: dict):
     return default_parameter_space()
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a TOML config (errors name the file and the key)."""
+def load_config(path: str | Path, model=None) -> dict[str, Any]:
+    """Read and validate a TOML config (errors name the file and the key); ``model``: your own
+    global model, whose space the config's parameter names are checked against
+    (:func:`validate_config`)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
@@ -180,6 +196,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     try:
         # the folder as an absolute path: the config's relative paths (and so the stages' keys) are
         # the same from whatever directory bayescal is started
-        return validate_config(raw, base=path.parent.resolve())
+        return validate_config(raw, base=path.parent.resolve(), model=model)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

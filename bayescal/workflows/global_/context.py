@@ -21,8 +21,10 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
+from bayescal.workflows.config import ConfigError
 from bayescal.workflows.context import Context
 from bayescal.workflows.validate import model_space
 
@@ -46,8 +48,108 @@ class GlobalContext(Context):
         """Your own model through the contract (docs/own-model.md): any dimension order, dict
         output, ``failed``/``failure``, a raising member failing alone; the cells kept."""
         from bayescal.models.contract import ConformingModel
+        from bayescal.workflows.config import check_labels
 
+        check_labels(self.config, model.space)  # a config loaded without the model: its names here
         return ConformingModel(model, series=False)
+
+    @property
+    def own_model(self) -> bool:
+        """A model was given (docs/own-model.md), not the embedded one of ``[model]``."""
+        from bayescal.models.landcarbon import LandCarbonModel
+
+        return not isinstance(self.model, LandCarbonModel)
+
+    def model_identity(self) -> str | None:
+        """Your model's identity in every stage's key (None for the embedded model, whose
+        ``[model]`` keys say it): its class, the contents of its source file and its parameter
+        space -- the same model class edited, or another model, reruns the stages."""
+        if self._model is None or not self.own_model:
+            return None
+        import inspect
+
+        from bayescal.workflow.keys import file_digest
+
+        inner = getattr(self.model, "model", self.model)  # the model inside the contract's wrapper
+        cls = type(inner)
+        try:
+            source = file_digest(inspect.getsourcefile(cls) or "")
+        except TypeError:  # a class without a source file (built in, or made at run time)
+            source = "no source file"
+        space = self.full_space
+        return _hash([f"{cls.__module__}.{cls.__qualname__}", source, space.all_labels,
+                      np.asarray(space.lower).tolist(), np.asarray(space.upper).tolist(),
+                      np.asarray(space.all_default).tolist()])
+
+    def default_output(self) -> xr.Dataset:
+        """The model's output at its defaults (one run, made once per process), conformed."""
+        if "default_output" not in self._cache:
+            self.model_check()
+        return self._cache["default_output"]
+
+    def check_own_model(self) -> None:
+        """Your model's output at its defaults against what the global route needs (one run, in
+        the first stage, before the others): each observed variable on cells and months,
+        ``gpp_global`` and ``nbp_global`` on ``year``, ``model.start``..``model.end`` covered;
+        else a ConfigError naming what is missing. Nothing for the embedded model."""
+        if not self.own_model:
+            return
+        ds = self.default_output()
+        self.cells_and_months()  # cells with area and biome, a time axis
+        m, obs = self.config["model"], self.config["observations"]
+        for v in obs["variables"]:
+            if v not in ds or not {"cell", "time"} <= set(ds[v].dims):
+                have = sorted(str(n) for n in ds.data_vars)
+                raise ConfigError(f"'observations.variables': the model's output has no {v!r} on (member, "
+                                  f"cell, time) (it has {have})")
+        for v in ("gpp_global", "nbp_global"):
+            if v not in ds or "year" not in ds[v].dims:
+                raise ConfigError(f"the model's output has no {v!r} on (member, year) in PgC yr-1: the "
+                                  "global route's bands and GCB comparison need it (docs/own-model.md)")
+        have_years = {int(y) for y in ds["year"].values} & set(pd.DatetimeIndex(ds["time"].values).year)
+        gone = sorted(set(range(m["start"], m["end"] + 1)) - have_years)
+        if gone:
+            more = " ..." if len(gone) > 3 else ""
+            raise ConfigError(f"'model.start'-'model.end' ({m['start']}-{m['end']}): the model's output has "
+                              f"no year {gone[:3]}{more} (on 'time' and 'year'): set them to the years your "
+                              "model simulates")
+
+    def has_output(self, variable: str) -> bool:
+        """The model gives ``variable`` (the embedded model every one of its own; your model what
+        its output at the defaults holds)."""
+        return not self.own_model or variable in self.default_output()
+
+    def output_units(self) -> dict[str, str] | None:
+        """Units of the model's gridded outputs (variable -> units): None for the embedded model
+        (its own table); your model's from its ``units`` mapping or its output at the defaults."""
+        if not self.own_model:
+            return None
+        given = getattr(self.model, "units", None)
+        if isinstance(given, dict) and given:
+            return {str(k): str(v) for k, v in given.items()}
+        ds = self.default_output()
+        return {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
+
+    def cells_and_months(self) -> tuple[xr.Dataset, np.ndarray]:
+        """The model's cells (``area``, ``biome``, and ``lat``/``lon`` where given, on ``cell``) and
+        the months of ``model.start``..: from ``model.grid`` and ``model.drivers["time"]`` (the
+        embedded model), else from your model's output at its defaults."""
+        start = str(self.config["model"]["start"])
+        if hasattr(self.model, "grid") and hasattr(self.model, "drivers"):
+            grid, months = self.model.grid, self.model.drivers["time"]
+        else:
+            ds = self.default_output()
+            missing = [c for c in ("cell", "time") if c not in ds.dims] + \
+                [c for c in ("area", "biome") if c not in ds.coords]
+            if missing:
+                raise ConfigError(f"the model's output lacks {missing}: the global route needs outputs on "
+                                  "(member, cell, time) with 'area' (m2) and 'biome' coordinates on 'cell' "
+                                  f"(docs/own-model.md); its dimensions are {dict(ds.sizes)}")
+            grid = xr.Dataset({c: ("cell", ds[c].values) for c in ("lat", "lon", "area", "biome")
+                               if c in ds.coords and ds[c].dims == ("cell",)},
+                              coords={"cell": ds["cell"].values})
+            months = ds["time"]
+        return grid, months.sel(time=slice(start, None)).values
 
     def make_model(self):
         """The embedded global model of ``[model]``."""
@@ -74,6 +176,8 @@ class GlobalContext(Context):
             # a twin without files (no parameters_file) keeps the key it had before file contents counted
             key = _hash({**inputs, "files": files} if files else inputs)
             found = self.rundir.twin(key)
+            if found is None:  # written below: the folder must be bayescal's first
+                self.engine.claim()
             if found is None and not self.config["observations"]["twin"]:
                 found = self._file_products()
                 self.rundir.write_twin(*found, key=key)
@@ -97,10 +201,10 @@ class GlobalContext(Context):
         from bayescal.observations.products import Observations
         from bayescal.workflows.site.config import read_gridded_products
 
-        grid = self.model.grid
-        months = self.model.drivers["time"].sel(time=slice(str(self.config["model"]["start"]), None)).values
+        grid, months = self.cells_and_months()
         cells = grid.assign_coords(cell=grid["cell"].values)
-        return Observations(read_gridded_products(self.config, cells, months)), grid
+        products = read_gridded_products(self.config, cells, months, units=self.output_units())
+        return Observations(products), grid
 
     # --------------------------------------------------------------- summaries/likelihood
     @property

@@ -48,12 +48,14 @@ def run_propagate(ctx: GlobalContext) -> None:
         # random stream so the posterior draws do not depend on it
         "prior": np.random.default_rng([ctx.seed, 17]).random((c["n_draws"], space.n_free)),
     }
+    # your own model (docs/own-model.md) gives gpp_global and nbp_global; other budget terms if it has them
+    budget = [v for v in BUDGET_VARIABLES if v in ("gpp_global", "nbp_global") or ctx.has_output(v)]
     ens = propagate(
         ctx.simulator,
         space,
         sets,
         out / "ensemble",
-        variables=sorted({*BUDGET_VARIABLES, "gpp", *ctx.config["observations"]["variables"]}),
+        variables=sorted({*budget, "gpp", *ctx.config["observations"]["variables"]}),
         batch_size=ctx.config["design"]["batch_size"],
         executor=ctx.executor,
         progress=ctx.progress,
@@ -63,7 +65,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     prior_b = bands(ens, name="prior")
     prior_b.to_netcdf(out / "prior_bands.nc")
     y0, y1 = c["table_years"]
-    table = budget_table(ens, (y0, y1))
+    table = budget_table(ens, (y0, y1), variables=budget)
     table.to_netcdf(out / "table3.nc")
     table3_frame(table).to_csv(out / "table3.csv")
     obs, truth = ctx.twin()
@@ -76,7 +78,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     gpp_sd = _product_spread_global(obs, truth)
     sd = spread(ens, {"nbp_global": gcb["nbp_sigma"], "gpp_global": gpp_sd})
     sd.to_netcdf(out / "spread.nc")
-    keep = ["gpp", *BUDGET_VARIABLES]
+    keep = ["gpp", *budget]
     ens[keep + ["u", "status"]].drop_vars("theta", errors="ignore").to_netcdf(out / "outputs.nc")
     _set_scores(ctx, ens, obs).to_netcdf(out / "scores.nc")
     _model_checks(ctx, ens).to_netcdf(out / "checks.nc")
@@ -88,12 +90,12 @@ def run_propagate(ctx: GlobalContext) -> None:
         "n_draws": int(b.attrs["n_draws"]),
         "band_widths": band_widths(b, prior_b),
     })
-    ctx.say(
-        (f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
-         "of years; " if cov else "  ")
-        + f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
-    )
-    w = band_widths(b, prior_b)
+    ctx.say((f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
+             "of years; " if cov else "  ") + f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}")
+    _say_widths(ctx, band_widths(b, prior_b))
+
+
+def _say_widths(ctx: GlobalContext, w: dict) -> None:
     ctx.say("  90 % band width, posterior / prior predictive: "
             + ", ".join(f"{v} {w[v]['posterior']:.2f} / {w[v]['prior']:.2f} {w[v]['units']}" for v in w))
 
@@ -163,9 +165,12 @@ def _parameter_coverage(ctx: GlobalContext, post_u: np.ndarray) -> dict[str, Any
 
 def _product_spread_global(obs, truth: xr.Dataset) -> float:
     """Observational sigma of global GPP: sd of the global means of the GPP products (PgC yr-1)."""
+    from bayescal.readers import conversion_factor
+
     area = truth["area"]
     vals = []
     for p in obs["gpp"]:
-        flux = (p.data * area.sel(cell=p.data["cell"])).sum("cell", skipna=True)  # kg s-1
+        f = conversion_factor(str(p.data.attrs.get("units")), "kg m-2 s-1", "gpp")  # your model's units
+        flux = (f * p.data * area.sel(cell=p.data["cell"])).sum("cell", skipna=True)  # kg s-1
         vals.append(float(flux.mean("time")) * 86400 * 365.25 / 1e12)
     return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")

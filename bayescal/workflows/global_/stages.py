@@ -31,6 +31,7 @@ def run_screen(ctx: GlobalContext) -> None:
 
     cfg = ctx.config
     out = ctx.run_dir / "screen"
+    ctx.check_own_model()  # your model's output against the route's needs, before its runs
     if cfg["screen"]["enabled"]:
         cands = cfg["parameters"]["candidates"]
         space = ctx.full_space.only(cands) if cands else ctx.full_space

@@ -18,7 +18,7 @@ from pathlib import Path
 
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
-                "units", "to_units", "name"}
+                "units", "to_units", "sigma_units", "name"}
 GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
                 "mask_variable", "footprint_deg", "name"}
 FORMATS = ("fluxnet", "csv")
@@ -217,29 +217,35 @@ def _reader_defaults(fmt: str) -> dict:
             if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.default is not None and k != "key"}
 
 
-def read_gridded_products(cfg: dict, cells, months) -> list:
-    """The CF-netCDF products of a global config on the model's cells and months (errors name the key)."""
+def read_gridded_products(cfg: dict, cells, months, units: dict[str, str] | None = None) -> list:
+    """The CF-netCDF products of a global config on the model's cells and months, in ``units``
+    (variable -> units of the model's output; default the embedded model's), errors naming the key."""
     from bayescal.models.landcarbon import OUTPUT_VARIABLES
     from bayescal.readers import ReaderError, read_netcdf_product
     from bayescal.workflows.config import ConfigError
 
+    embedded = units is None
+    units = {v: u for v, (u, _) in OUTPUT_VARIABLES.items()} if embedded else units
     out = []
     for i, spec in enumerate(cfg["observations"]["products"]):
         key = f"observations.products[{i}]"
-        if spec["variable"] not in OUTPUT_VARIABLES:
-            raise ConfigError(f"'{key}.variable': the embedded model has no variable {spec['variable']!r}")
+        if spec["variable"] not in units:
+            whose = "the embedded model has" if embedded else "your model's output at its defaults has"
+            raise ConfigError(f"'{key}.variable': {whose} no variable {spec['variable']!r} (with units)")
         opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
         try:
             out.append(read_netcdf_product(spec["file"], spec["variable"], cells=cells, months=months,
-                                           units=OUTPUT_VARIABLES[spec["variable"]][0], key=key, **opts))
+                                           units=units[spec["variable"]], key=key, **opts))
         except ReaderError as err:
             raise ConfigError(str(err)) from None
     return out
 
 
-def check_gridded_products(cfg: dict, base: Path | None) -> None:
+def check_gridded_products(cfg: dict, base: Path | None, embedded: bool = True) -> None:
     """``observations.twin = false`` with the global model: CF-netCDF products, read once here on the
-    configured grid and years (so a file problem stops the run before any model run)."""
+    embedded model's grid and years (so a file problem stops the run before any model run). For
+    your own model (``embedded=False``) only the keys and files: its context reads the products on
+    the model's own cells and months, in its units (:meth:`GlobalContext.twin`)."""
     import pandas as pd
 
     from bayescal.models.drivers import make_grid
@@ -247,12 +253,17 @@ def check_gridded_products(cfg: dict, base: Path | None) -> None:
 
     _check_products(cfg, base, GRIDDED_KEYS, ("netcdf",))
     m, obs = cfg["model"], cfg["observations"]
+    missing = sorted(set(obs["variables"]) - {p["variable"] for p in obs["products"]})
+    if missing:
+        raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
+    for key in ("truth", "truth_from_prior", "summary_noise"):
+        if obs[key]:
+            raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
+    if not embedded:
+        return
     grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
     products = read_gridded_products(cfg, grid, pd.date_range(f"{m['start']}-01-01", f"{m['end']}-12-01",
                                                                freq="MS"))
-    missing = sorted(set(obs["variables"]) - {p.variable for p in products})
-    if missing:
-        raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
     from bayescal.observations.products import ObservationError, Observations
     from bayescal.operators.summaries import BiomeSummaries
 
@@ -261,9 +272,6 @@ def check_gridded_products(cfg: dict, base: Path | None) -> None:
         BiomeSummaries(obs["variables"], coverage=have).of_observations(have, grid)
     except ObservationError as err:
         raise ConfigError(f"'observations.products': {err}") from None
-    for key in ("truth", "truth_from_prior", "summary_noise"):
-        if obs[key]:
-            raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
 
 
 def check_site_config(cfg: dict, base: Path | None) -> None:
@@ -307,7 +315,11 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     _choice(cfg, "site", "aggregate", ("daily", "weekly", "monthly", "annual"))
     _choice(cfg, "site", "discrepancy", ("estimate", "none"))
     _choice(cfg, "posterior", "route", ("direct", "emulator"))
-    from bayescal.posterior.site_calibration import SITE_MOVES
+    from bayescal.posterior.site_calibration import MAX_DRAWS, SITE_MOVES
+
+    if cfg["propagate"]["n_draws"] > MAX_DRAWS:
+        raise ConfigError(f"'propagate.n_draws' must be <= {MAX_DRAWS} (the posterior draws a site run keeps "
+                          f"and propagates a choice of), got {cfg['propagate']['n_draws']}")
 
     _choice(cfg, "posterior", "moves", SITE_MOVES)
     _choice(cfg, "posterior", "start", ("tempered", "optimum"))

@@ -131,6 +131,23 @@ class _ErrorModel:
         write_json_atomic(self.ctx.run_dir / "posterior" / "error_model.json", info)
         self.ctx.say("  error model: " + "; ".join(
             f"{i['product']} s={i['discrepancy']:.3g} rho={i['rho']:.2f}" for i in info))
+        self._warn_sigma_too_large()
+
+    def _warn_sigma_too_large(self) -> None:
+        """A product whose best-fitting run's residuals are far below its sigma (rms < sigma / 3):
+        the sigma is likely in other units or overstated, and the posterior is too wide for it."""
+        import warnings
+
+        op = self.op
+        r = np.asarray(self.best, float).reshape(-1) - op.y
+        for k, p in enumerate(op.products):
+            i = op.product_index == k
+            rms, sig = float(np.sqrt(np.mean(r[i] ** 2))), float(np.sqrt(np.mean(op.sigma[i] ** 2)))
+            if rms < sig / 3:
+                warnings.warn(f"product {p.name!r}: the best run's residuals (rms {rms:.3g} {p.units}) are "
+                              f"far below the observations' sigma (rms {sig:.3g}): is the sigma in the "
+                              "values' units (a CSV's 'sigma_units')? A sigma too large leaves the posterior "
+                              "too wide", UserWarning, stacklevel=2)
 
 
 def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
@@ -189,7 +206,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
     space, c = ctx.space(), ctx.config["posterior"]
     out = ctx.run_dir / "posterior"
     errors = _ErrorModel(ctx)
-    max_draws = max(MAX_DRAWS, 4 * ctx.config["propagate"]["n_draws"])
+    max_draws = MAX_DRAWS  # propagate.n_draws <= MAX_DRAWS (validated): it chooses among these
     if c["route"] == "emulator":  # the posterior: chains/round_final.h5 (or the last round<r>.h5)
         res = _refine(ctx, errors, max_draws)
         errors.save(res.emulator.predict(_posterior_mode(res.idata, space)[None], return_std=True)[1][0])

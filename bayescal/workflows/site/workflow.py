@@ -13,6 +13,7 @@ stage rerun, and no ``posterior`` key reaches them but the route itself.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,10 +41,22 @@ def _entry_point_file(cfg: Config) -> list[str]:
     return [spec.origin] if spec is not None and spec.origin else []
 
 
-def model_files(cfg: Config) -> list[str]:
-    """The site model's files: drivers, template, parameters file, a python entry point's source."""
+def _command_files(cfg: Config) -> list[str]:
+    """The files an ``external`` model's command names (the program, a script, a data file it
+    reads; made absolute by the config's validation): their contents are inputs too, so an edited
+    program or data file reruns the stages that ran it."""
     m = cfg["model"]
-    return [m[k] for k in ("drivers", "template", "parameters_file") if m.get(k)] + _entry_point_file(cfg)
+    if m["kind"] != "external" or not m.get("command"):
+        return []
+    return [c for c in m["command"] if os.path.isabs(c) and os.path.isfile(c)]
+
+
+def model_files(cfg: Config) -> list[str]:
+    """The site model's files: drivers, template, parameters file, a python entry point's source,
+    the files an external model's command names."""
+    m = cfg["model"]
+    return ([m[k] for k in ("drivers", "template", "parameters_file") if m.get(k)] + _entry_point_file(cfg)
+            + _command_files(cfg))
 
 
 def site_files(cfg: Config) -> list[str]:
@@ -122,11 +135,13 @@ def _chain_reads(cfg: Config) -> Sequence[str]:
 
 
 def _posterior_reads(cfg: Config) -> Sequence[str]:
-    """The stage's keys: the chain's, the draws kept (propagate's) and, on the emulator route, the
-    final chain's target (not a key of the stores: the rounds' runs and chains do not depend on it,
-    and its chain, chains/round_final.h5, is only run for target = "expected")."""
+    """The stage's keys: the chain's and, on the emulator route, the final chain's target (not a
+    key of the stores: the rounds' runs and chains do not depend on it, and its chain,
+    chains/round_final.h5, is only run for target = "expected"). It keeps MAX_DRAWS draws whatever
+    ``propagate.n_draws`` is (at most that many), so another number of propagated draws reruns
+    the propagation, not this stage."""
     target = ("posterior.emulator_target",) if cfg["posterior"]["route"] == "emulator" else ()
-    return (*_chain_reads(cfg), *target, "propagate.n_draws")
+    return (*_chain_reads(cfg), *target)
 
 
 #: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes

@@ -1,0 +1,198 @@
+"""A global model written from docs/own-model.md alone, unlike the embedded one in everything the
+docs leave to the user: its own parameters (a per-PFT vector), cells and regions, a ``noleap``
+calendar, GPP in g m-2 d-1 and no budget terms beyond ``gpp_global``/``nbp_global``; observed by a
+CF file on a descending-latitude, 0-360 longitude grid in kg m-2 s-1. The route must read the
+products in the model's units on its cells, check the config against its space, and run every
+stage to the report."""
+
+from __future__ import annotations
+
+import textwrap
+
+import cftime
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayescal.parameters import Parameter, ParameterSpace
+from bayescal.workflows import ConfigError, GlobalContext, load_config
+
+YEARS = np.arange(2001, 2007)
+RES = 10.0
+
+
+def _cells():
+    lat, lon = np.meshgrid(np.arange(-55, 80, RES), np.arange(-175, 180, RES), indexing="ij")
+    land = ((np.abs(lat) < 60) & (np.cos(np.deg2rad(lon) * 2) > 0.2)) | (lat > 45)
+    lat, lon = lat[land], lon[land]
+    area = 1.2e12 * np.cos(np.deg2rad(lat))
+    biome = np.where(np.abs(lat) < 20, "tropics", np.where(np.abs(lat) < 45, "mid", "north"))
+    frac = np.clip(0.5 + 0.4 * np.sin(np.deg2rad(lon)), 0.05, 0.95)  # share of PFT "tree"
+    return lat, lon, area, biome, frac
+
+
+class ToyGlobal:
+    """``model(theta)`` and ``model.space``, nothing else (docs/own-model.md)."""
+
+    def __init__(self):
+        self.space = ParameterSpace([
+            Parameter("vcmax", [50.0, 35.0], [20.0, 15.0], [100.0, 70.0], groups=["tree", "grass"],
+                      units="umol m-2 s-1"),
+            Parameter("t_opt", 22.0, 10.0, 32.0, units="degC"),
+            Parameter("q10", 2.0, 1.2, 3.0),
+        ])
+        self.lat, self.lon, self.area, self.biome, self.frac = _cells()
+        month = np.tile(np.arange(12), YEARS.size)
+        years = np.repeat(YEARS, 12)
+        self.time = [cftime.DatetimeNoLeap(int(y), int(m) + 1, 15) for y, m in zip(years, month, strict=True)]
+        season = np.cos(2 * np.pi * (month - 6.5) / 12)[None] * np.sign(self.lat)[:, None]
+        self.temp = 26 - 0.4 * np.abs(self.lat)[:, None] + 10 * season * np.abs(self.lat)[:, None] / 60
+
+    def __call__(self, theta):
+        theta = np.atleast_2d(theta)
+        k = theta.shape[0]
+        vcell = theta[:, 0:1] * self.frac + theta[:, 1:2] * (1 - self.frac)  # (k, cell)
+        f_t = np.exp(-((self.temp[None] - theta[:, 2, None, None]) / 12.0) ** 2)
+        gpp = 0.06 * vcell[:, :, None] * f_t  # g m-2 d-1
+        reco = 0.5 * gpp.mean(-1, keepdims=True) * theta[:, 3, None, None] ** ((self.temp[None] - 15) / 10)
+        per_year = (self.area[None, :, None] * (gpp - reco)).reshape(k, -1, YEARS.size, 12).sum((1, 3))
+        gpp_year = (self.area[None, :, None] * gpp).reshape(k, -1, YEARS.size, 12).sum((1, 3))
+        scale = 365.0 / 12 / 1e15  # g per month-day sums -> PgC yr-1
+        return xr.Dataset(
+            {"gpp": (("member", "cell", "time"), gpp, {"units": "g m-2 d-1"}),
+             "gpp_global": (("member", "year"), gpp_year * scale, {"units": "PgC yr-1"}),
+             "nbp_global": (("member", "year"), per_year * scale, {"units": "PgC yr-1"})},
+            coords={"member": np.arange(k), "time": self.time, "year": YEARS,
+                    "area": ("cell", self.area), "biome": ("cell", self.biome),
+                    "lat": ("cell", self.lat), "lon": ("cell", self.lon)})
+
+
+def _product(model: ToyGlobal, path):
+    """GPP of the model at other values, in kg m-2 s-1 on the 10-degree grid, latitude descending,
+    longitude 0-360, noleap, a fill value and gaps, sigma 10 %."""
+    theta = model.space.all_default.copy()
+    theta[[0, 2]] = [70.0, 18.0]
+    gpp = model(theta[None])["gpp"].values[0] / 86400e3  # (cell, time) kg m-2 s-1
+    lat, lon = np.arange(85, -90, -RES), np.arange(5, 360, RES)
+    grid = np.full((len(model.time), lat.size, lon.size), np.nan)
+    i = np.searchsorted(-lat, -model.lat)
+    j = np.searchsorted(lon, np.mod(model.lon, 360))
+    grid[:, i, j] = gpp.T
+    grid[::7, i[:3], j[:3]] = np.nan
+    ds = xr.Dataset({"GPP": (("time", "lat", "lon"), grid, {"units": "kg m-2 s-1"}),
+                     "GPP_sd": (("time", "lat", "lon"), 0.1 * grid, {"units": "kg m-2 s-1"})},
+                    coords={"time": model.time, "lat": ("lat", lat, {"units": "degrees_north"}),
+                            "lon": ("lon", lon, {"units": "degrees_east"})})
+    ds.to_netcdf(path, encoding={"GPP": {"_FillValue": -9999.0}, "GPP_sd": {"_FillValue": -9999.0}})
+    return theta
+
+
+CONFIG = """
+[run]
+output = "run"
+seed = 3
+[model]
+start = 2001
+end = 2006
+[parameters]
+free = ["vcmax[tree]", "t_opt", "q10"]
+[observations]
+variables = ["gpp"]
+gcb_nbp = false
+[[observations.products]]
+variable = "gpp"
+format = "netcdf"
+file = "gpp.nc"
+nc_variable = "GPP"
+sigma_variable = "GPP_sd"
+[screen]
+enabled = false
+[optimize]
+method = "dfols"
+max_evaluations = 10
+[design]
+n_runs = 24
+[posterior]
+n_steps = 200
+max_steps = 200
+left_out_runs = 8
+refine_rounds = 1
+n_new = 6
+[equifinality]
+n_alternatives = 2
+cloud_points = 500
+[propagate]
+n_draws = 8
+"""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = ToyGlobal()
+    truth = _product(model, tmp_path / "gpp.nc")
+    (tmp_path / "c.toml").write_text(textwrap.dedent(CONFIG))
+    return model, truth, tmp_path / "c.toml"
+
+
+def test_a_config_of_your_own_model_is_checked_against_its_space_not_the_embedded_one(setup):
+    model, _, path = setup
+    with pytest.raises(ConfigError, match=r"unknown parameter 'vcmax\[tree\]'.*load_config\(path, model="):
+        load_config(path)
+    cfg = load_config(path, model=model)
+    # table_years / gcb_years left out: their defaults within the model's years
+    assert cfg["propagate"]["table_years"] == [2003, 2006]
+    assert cfg["observations"]["gcb_years"] == [2001, 2006]
+    path.write_text(path.read_text().replace('"q10"]', '"q10", "kmax"]'))
+    with pytest.raises(ConfigError, match="'parameters.free': unknown parameter 'kmax'$"):
+        load_config(path, model=model)
+
+
+def test_your_models_products_are_read_in_its_units_on_its_cells_and_every_stage_runs(setup):
+    model, truth, path = setup
+    ctx = GlobalContext(load_config(path, model=model), model=model, progress=False)
+    obs, _ = ctx.twin()
+    (p,) = obs["gpp"]
+    assert p.data.attrs["units"] == "g m-2 d-1"
+    exact = model(truth[None])["gpp"].values[0]  # what the product holds, in the model's units
+    got = p.data.transpose("cell", "time").values
+    ok = np.isfinite(got)
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(got[ok], exact[ok], rtol=1e-5)
+    records = ctx.run()
+    assert [r.status for r in records] == ["ran"] * len(records)
+    run = path.parent / "run"
+    assert (run / "report.html").exists()
+    table = xr.load_dataset(run / "propagate" / "table3.nc")
+    assert list(table["variable"].values) == ["nbp_global", "gpp_global"]
+    # the posterior moves t_opt towards the product's 18 degC from the prior's 10-32
+    post = ctx.posterior_u().sel(parameter="t_opt").values
+    assert abs(np.median(post) * 22 + 10 - 18.0) < 2.5 and np.std(post) * 22 < 3.0
+
+
+def test_your_models_output_is_checked_before_the_runs(setup, tmp_path):
+    model, _, path = setup
+    cfg = load_config(path, model=model)
+    cfg["model"]["end"] = 2008  # the model simulates 2001-2006
+    cfg["propagate"]["table_years"] = [2003, 2006]
+    ctx = GlobalContext(cfg, tmp_path / "late", model=model, progress=False)
+    with pytest.raises(ConfigError, match=r"'model.start'-'model.end' \(2001-2008\).* no year \[2007, 20"):
+        ctx.run(("screen",))
+    assert not (tmp_path / "late" / "design").exists()
+
+
+def test_the_model_given_is_part_of_every_stages_key(setup, tmp_path):
+    """A run directory of one model never serves another: the same class and space give the same
+    keys; other bounds (or another class, or its source edited) change every stage's key."""
+    model, _, path = setup
+    cfg = load_config(path, model=model)
+
+    def keys(m):
+        return {n: k for n, (k, _) in GlobalContext(cfg, tmp_path / "k", model=m).engine.keys().items()}
+
+    same, other = keys(ToyGlobal()), ToyGlobal()
+    assert keys(model) == same
+    other.space = ParameterSpace([Parameter("vcmax", [50.0, 35.0], [20.0, 15.0], [110.0, 70.0],
+                                            groups=["tree", "grass"]),
+                                  Parameter("t_opt", 22.0, 10.0, 32.0), Parameter("q10", 2.0, 1.2, 3.0)])
+    changed = keys(other)
+    assert all(changed[n] != same[n] for n in same)
