@@ -116,7 +116,7 @@ class Engine:
         config's (``ctx.model_identity()``: its class, source and space), so that a run directory
         of one model never serves another."""
         inputs = stage_inputs(stage, self.ctx.config, needed)
-        identity = getattr(self.ctx, "model_identity", lambda: None)()
+        identity = self.ctx.model_identity() if hasattr(self.ctx, "model_identity") else None
         return {**inputs, "model": identity} if identity else inputs
 
     def _store_keys(self, stage: Stage) -> dict[str, str]:

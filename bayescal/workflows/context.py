@@ -72,6 +72,7 @@ class Context:
         self.config_text = config_text
         self.records: list[StageRecord] = []
         self._model = None if model is None else self.conform(model)
+        self._given = model is not None
         self.rundir = RunDir(self.run_dir)
         self._cache: dict[str, Any] = {}
         self._runs = 0
@@ -104,6 +105,30 @@ class Context:
     def conform(self, model):
         """A model given by the caller, as the stages see it (each workflow's context says how)."""
         return model
+
+    def model_identity(self) -> str | None:
+        """A model given to the context (not the config's), in every stage's key: its class, the
+        contents of its source file and its parameter space -- another model, or the same class
+        edited, reruns the stages rather than reusing another model's results. None for the
+        config's model, whose ``[model]`` keys and files say it."""
+        if not self._given:
+            return None
+        import inspect
+
+        from ..models.contract import ConformingModel
+        from ..workflow.keys import file_digest, stage_key
+
+        inner = self.model.model if isinstance(self.model, ConformingModel) else self.model
+        cls = type(inner)
+        try:
+            source = file_digest(inspect.getsourcefile(cls) or "")
+        except TypeError:  # a class without a source file (built in, or made at run time)
+            source = "no source file"
+        space = self.full_space
+        return stage_key("model", {"class": f"{cls.__module__}.{cls.__qualname__}", "source": source,
+                                   "labels": space.all_labels, "lower": np.asarray(space.lower).tolist(),
+                                   "upper": np.asarray(space.upper).tolist(),
+                                   "default": np.asarray(space.all_default).tolist()})
 
     def make_model(self):
         """The model a config describes; each workflow's context says how."""

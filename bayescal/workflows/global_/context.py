@@ -60,27 +60,6 @@ class GlobalContext(Context):
 
         return not isinstance(self.model, LandCarbonModel)
 
-    def model_identity(self) -> str | None:
-        """Your model's identity in every stage's key (None for the embedded model, whose
-        ``[model]`` keys say it): its class, the contents of its source file and its parameter
-        space -- the same model class edited, or another model, reruns the stages."""
-        if self._model is None or not self.own_model:
-            return None
-        import inspect
-
-        from bayescal.workflow.keys import file_digest
-
-        inner = getattr(self.model, "model", self.model)  # the model inside the contract's wrapper
-        cls = type(inner)
-        try:
-            source = file_digest(inspect.getsourcefile(cls) or "")
-        except TypeError:  # a class without a source file (built in, or made at run time)
-            source = "no source file"
-        space = self.full_space
-        return _hash([f"{cls.__module__}.{cls.__qualname__}", source, space.all_labels,
-                      np.asarray(space.lower).tolist(), np.asarray(space.upper).tolist(),
-                      np.asarray(space.all_default).tolist()])
-
     def default_output(self) -> xr.Dataset:
         """The model's output at its defaults (one run, made once per process), conformed."""
         if "default_output" not in self._cache:
