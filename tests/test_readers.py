@@ -302,7 +302,7 @@ def test_csv_fill_values_duplicates_and_order(tmp_path):
     assert str(read_csv_product(f, "nee", units="gC m-2 d-1").data.time.values[1])[:10] == "2001-01-02"
     f.write_text("time,value,sigma\n13/01/2001,1.0,0.1\n")
     with pytest.raises(ReaderError, match=r"column time must hold ISO dates \(YYYY-MM-DD\) or YYYYMMDD; "
-                                          r"row 0 has '13/01/2001'"):
+                                          r"line 2 has '13/01/2001'"):
         read_csv_product(f, "nee", units="gC m-2 d-1")
     f.write_text("time,value\n2001-01-01,1.0\n")
     with pytest.raises(ReaderError, match=r"relative_sigma must be > 0, got -0.1"):

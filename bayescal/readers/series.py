@@ -29,12 +29,12 @@ def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
         bad = text[parsed.isna() & ~text.isin(["", "nan", "NaT"])]
         first = repr(bad.iloc[0]) if len(bad) else "?"
-        raise ReaderError(f"{where}: column time must hold ISO dates (YYYY-MM-DD) or YYYYMMDD; row "
-                          f"{bad.index[0] if len(bad) else '?'} has {first}") from None
+        raise ReaderError(f"{where}: column time must hold ISO dates (YYYY-MM-DD) or YYYYMMDD; line "
+                          f"{bad.index[0] + 2 if len(bad) else '?'} has {first}") from None
     time = pd.DatetimeIndex(time, name="time")
     if time.isna().any():
         row = int(np.flatnonzero(time.isna())[0])
-        raise ReaderError(f"{where}: column time has an empty or unreadable cell (row {row})")
+        raise ReaderError(f"{where}: column time has an empty or unreadable cell (line {row + 2})")
     return time.normalize()  # a value stamped at noon is that day's: duplicates are then found by day
 
 
