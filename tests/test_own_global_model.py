@@ -196,3 +196,43 @@ def test_the_model_given_is_part_of_every_stages_key(setup, tmp_path):
                                   Parameter("t_opt", 22.0, 10.0, 32.0), Parameter("q10", 2.0, 1.2, 3.0)])
     changed = keys(other)
     assert all(changed[n] != same[n] for n in same)
+
+
+class ToyGlobalDict(ToyGlobal):
+    """The same model returning plain arrays (a dict), the cells' position among them, with a
+    ``units`` mapping (a dict carries no attributes)."""
+
+    units = {"gpp": "g m-2 d-1", "gpp_global": "PgC yr-1", "nbp_global": "PgC yr-1"}
+
+    def __call__(self, theta):
+        ds = super().__call__(theta)
+        out = {v: ds[v].values for v in ds.data_vars}
+        out.update(time=self.time, year=YEARS, area=self.area, biome=self.biome, lat=self.lat, lon=self.lon)
+        return out
+
+
+def test_a_dict_output_and_the_config_years_set_the_products_months(setup, tmp_path):
+    """Products are read on the months of model.start..model.end (not every month the model
+    has), and a dict output with the cells' lat/lon reads them as the Dataset output does."""
+    model, _, path = setup
+    cfg = load_config(path, model=model)
+    cfg["model"]["end"] = 2005
+    ctx = GlobalContext(cfg, tmp_path / "ds", model=model)
+    (p,) = ctx.twin()[0]["gpp"]
+    assert str(p.data["time"].values.max())[:7] == "2005-12" and p.data.sizes["time"] == 60
+    as_dict = ToyGlobalDict()
+    (q,) = GlobalContext(cfg, tmp_path / "dict", model=as_dict).twin()[0]["gpp"]
+    xr.testing.assert_identical(p.data.reset_coords(drop=True), q.data.reset_coords(drop=True))
+
+
+def test_a_product_of_a_variable_not_observed_is_refused_and_the_plan_counts_your_values(setup):
+    model, _, path = setup
+    text = path.read_text()
+    path.write_text(text + '[[observations.products]]\nvariable = "lai"\nformat = "netcdf"\nfile = "gpp.nc"\n'
+                           'nc_variable = "GPP"\nrelative_sigma = 0.1\n')
+    with pytest.raises(ConfigError, match=r"'observations.products\[1\].variable' 'lai' is not in "
+                                          r"'observations.variables' \['gpp'\]"):
+        load_config(path, model=model)
+    path.write_text(text.replace("[screen]\nenabled = false", "[screen]\nenabled = true\ntrajectories = 3"))
+    plan = {p.name: p for p in GlobalContext(load_config(path, model=model), model=model).plan()}
+    assert plan["screen"].expected_runs == str(3 * (4 + 1))  # Morris: 3 trajectories of 4 values + 1

@@ -38,14 +38,16 @@ class ModelOutputError(ValueError):
     """The model's output breaks the contract of docs/own-model.md for every member."""
 
 
-#: coordinates a mapping may give: dates, years of the global series, and the cells' area and region
-_COORDS = {"time": "time", "year": "year", "cell": "cell", "area": "cell", "biome": "cell"}
+#: coordinates a mapping may give: dates, years of the global series, and the cells' area, region
+#: and position (products on a latitude-longitude grid are mapped to the cells by lat and lon)
+_COORDS = {"time": "time", "year": "year", "cell": "cell", "area": "cell", "biome": "cell", "lat": "cell",
+           "lon": "cell"}
 
 
 def _from_mapping(out: Mapping, k: int) -> xr.Dataset:
     """A mapping of arrays -> Dataset: 1-D on member, 2-D (member, time), 3-D (member, cell, time),
-    ``<variable>_global`` (member, year); ``time``, ``year``, ``cell``, ``area`` and ``biome`` (on
-    cell) are coordinates (the global route's cells need ``area`` and ``biome``; cells without
+    ``<variable>_global`` (member, year); ``time``, ``year``, ``cell``, ``area``, ``biome``, ``lat``
+    and ``lon`` (on cell) are coordinates (the global route's cells need ``area`` and ``biome``; cells without
     ``cell`` are numbered 0, 1, ...)."""
     data: dict[str, Any] = {}
     for name, value in out.items():

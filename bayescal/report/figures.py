@@ -284,7 +284,7 @@ def plot_bias_change(fields: xr.Dataset, products):
     cols = min(2, n)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.2 * rows), squeeze=False)
-    lon, lat = change["lon"].values, change["lat"].values
+    lon, lat = (change["lon"].values + 180.0) % 360.0 - 180.0, change["lat"].values  # 0..360 cells too
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.axis("off")

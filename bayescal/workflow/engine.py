@@ -16,6 +16,7 @@ reruns. A stage function receives the context (the pipeline object): ``config``,
 
 from __future__ import annotations
 
+import inspect
 import os
 import resource
 import time
@@ -159,10 +160,21 @@ class Engine:
                 changed = changed_inputs((done or started or {}).get("inputs"), inputs)
             else:
                 status = "run"
-            runs = stage.expected_runs(self.ctx.config) if stage.expected_runs else ""
+            runs = self._expected_runs(stage)
             kept = self._kept_stores(stage, started) if status == "rerun" else []
             out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept))
         return out
+
+    def _expected_runs(self, stage: Stage) -> str:
+        """The stage's own estimate; one that takes a ``space`` gets the space of a model given to
+        the context (``ctx.model_identity()`` set), which the config does not describe."""
+        fn = stage.expected_runs
+        if fn is None:
+            return ""
+        given = hasattr(self.ctx, "model_identity") and self.ctx.model_identity() is not None
+        if given and "space" in inspect.signature(fn).parameters:
+            return fn(self.ctx.config, space=self.ctx.full_space)
+        return fn(self.ctx.config)
 
     # ------------------------------------------------------------------------- run
     def claim(self) -> None:

@@ -124,7 +124,8 @@ class Stage:
     keeps : tuple of RunStore
         Runner stores in its folder kept across a rerun while their own inputs are unchanged.
     expected_runs : callable, optional
-        ``config -> str``: the model runs it will make, when cheaply known (``bayescal check``).
+        ``config -> str``: the model runs it will make, when cheaply known (``bayescal check``);
+        one with a ``space`` keyword gets a given model's space (``config, space=... -> str``).
     """
 
     name: str

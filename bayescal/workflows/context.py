@@ -108,9 +108,11 @@ class Context:
 
     def model_identity(self) -> str | None:
         """A model given to the context (not the config's), in every stage's key: its class, the
-        contents of its source file and its parameter space -- another model, or the same class
-        edited, reruns the stages rather than reusing another model's results. None for the
-        config's model, whose ``[model]`` keys and files say it."""
+        contents of its source file, its parameter space and its ``identity`` attribute if it has
+        one (what its constructor was given: forcing files, years, grid; any JSON-able value) --
+        another model, or the same class edited or built otherwise, reruns the stages rather than
+        reusing another model's results. None for the config's model, whose ``[model]`` keys and
+        files say it."""
         if not self._given:
             return None
         import inspect
@@ -126,6 +128,7 @@ class Context:
             source = "no source file"
         space = self.full_space
         return stage_key("model", {"class": f"{cls.__module__}.{cls.__qualname__}", "source": source,
+                                   "identity": getattr(inner, "identity", None),  # its options, if it says
                                    "labels": space.all_labels, "lower": np.asarray(space.lower).tolist(),
                                    "upper": np.asarray(space.upper).tolist(),
                                    "default": np.asarray(space.all_default).tolist()})

@@ -110,10 +110,11 @@ class GlobalContext(Context):
         return {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
 
     def cells_and_months(self) -> tuple[xr.Dataset, np.ndarray]:
-        """The model's cells (``area``, ``biome``, and ``lat``/``lon`` where given, on ``cell``) and
-        the months of ``model.start``..: from ``model.grid`` and ``model.drivers["time"]`` (the
-        embedded model), else from your model's output at its defaults."""
-        start = str(self.config["model"]["start"])
+        """The model's cells (``area``, ``biome``, ``lat`` and ``lon`` on ``cell``; the position is
+        needed to map products onto them) and the months of ``model.start``..``model.end``: from
+        ``model.grid`` and ``model.drivers["time"]`` (the embedded model), else from your model's
+        output at its defaults."""
+        start, end = str(self.config["model"]["start"]), str(self.config["model"]["end"])
         if hasattr(self.model, "grid") and hasattr(self.model, "drivers"):
             grid, months = self.model.grid, self.model.drivers["time"]
         else:
@@ -128,7 +129,10 @@ class GlobalContext(Context):
                                if c in ds.coords and ds[c].dims == ("cell",)},
                               coords={"cell": ds["cell"].values})
             months = ds["time"]
-        return grid, months.sel(time=slice(start, None)).values
+        if not self.config["observations"]["twin"] and not {"lat", "lon"} <= set(grid.data_vars):
+            raise ConfigError("the model's output has no 'lat'/'lon' on 'cell': the observation products' "
+                              "grids are mapped to your cells by their centres (docs/own-model.md)")
+        return grid, months.sel(time=slice(start, end)).values
 
     def make_model(self):
         """The embedded global model of ``[model]``."""
@@ -205,7 +209,8 @@ class GlobalContext(Context):
         A member with a summary that is not finite (the log mean of a biome whose output
         collapsed to zero, say) gets a row of NaN: the stages count it as failed.
         """
-        y = self.summary_operator.of_model(ds)
+        with np.errstate(divide="ignore", invalid="ignore"):  # log of a zero mean: NaN row, said below
+            y = self.summary_operator.of_model(ds)
         y[~np.isfinite(y).all(axis=-1)] = np.nan
         return y
 

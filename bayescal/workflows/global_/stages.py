@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from bayescal.parameters import family
@@ -56,6 +57,7 @@ def run_screen(ctx: GlobalContext) -> None:
         )
         idx = analyze(space, design, res, on_failure="drop")
         idx.to_netcdf(out / "indices.nc")
+        _say_failures(ctx, res, idx)
         free = set(cfg["parameters"]["free"] or [])
         # what the observations can inform: the largest Morris mu* of any likelihood summary,
         # in units of that summary's sigma (not the misfit's mu* at the defaults, which
@@ -73,6 +75,17 @@ def run_screen(ctx: GlobalContext) -> None:
     more = f", ... ({len(labels) - 8} more: screen/selected.json)" if len(labels) > 8 else ""
     shown = ", ".join(labels[:8]) + more
     ctx.say(f"  calibrating {len(labels)} parameters: {shown}")
+
+
+def _say_failures(ctx: GlobalContext, res: xr.Dataset, idx: xr.Dataset) -> None:
+    """The screen's failed runs by reason, and the trajectories they cost (Morris needs each whole)."""
+    failed = res["status"].values != "done"
+    if failed.any():
+        reasons = pd.Series(res["reason"].values[failed]).value_counts()
+        ctx.say(f"  {int(failed.sum())} of {failed.size} Morris runs failed ("
+                + "; ".join(f"{n} x {r}" for r, n in reasons.items())
+                + f"): {idx.attrs.get('blocks_dropped', '?')} trajectories dropped, the indices from "
+                f"{idx.attrs.get('members_used', '?')} runs")
 
 
 def _summary_targets(ctx: GlobalContext) -> dict[str, Callable]:

@@ -44,17 +44,18 @@ def _screen_files(cfg: Config) -> list[str]:
     return global_files(cfg) if cfg["screen"]["enabled"] else model_files(cfg)
 
 
-def n_candidates(cfg: Config) -> int:
-    """How many values ``parameters.candidates`` names (all of the model's free values without it)."""
-    space = model_space(cfg)
+def n_candidates(cfg: Config, space=None) -> int:
+    """How many values ``parameters.candidates`` names (all of the model's free values without it);
+    ``space``: a model's own, else the config's model's."""
+    space = model_space(cfg) if space is None else space
     cands = cfg["parameters"]["candidates"]
     return (space.only(cands) if cands else space).n_free
 
 
-def _screen_runs(cfg: Config) -> str:
+def _screen_runs(cfg: Config, space=None) -> str:
     if not cfg["screen"]["enabled"]:
         return "0"
-    return str(cfg["screen"]["trajectories"] * (n_candidates(cfg) + 1))
+    return str(cfg["screen"]["trajectories"] * (n_candidates(cfg, space) + 1))
 
 
 def _optimize_reads(cfg: Config) -> Sequence[str]:
@@ -63,7 +64,7 @@ def _optimize_reads(cfg: Config) -> Sequence[str]:
     return ("model", "observations", "optimize", "run.seed")
 
 
-def _optimize_runs(cfg: Config) -> str:
+def _optimize_runs(cfg: Config, space=None) -> str:
     c = cfg["optimize"]
     if c["method"] == "none":
         return "0"
@@ -74,7 +75,7 @@ def _optimize_runs(cfg: Config) -> str:
         if cfg["screen"]["enabled"]:  # d is the screen's to choose
             return (f"about {pop * (gens + 1)} ({gens + 1} generations of ~{pop}: DE rounds its "
                     "population down to a multiple of the calibrated values, at least one each)")
-        d = model_space(cfg).only(cfg["parameters"]["free"]).n_free
+        d = (model_space(cfg) if space is None else space).only(cfg["parameters"]["free"]).n_free
         per = max(1, pop // d) * d
         return (f"about {per * (gens + 1)} ({gens + 1} generations of {per}: pop_size in whole {d}s, "
                 f"at least {d})")

@@ -256,6 +256,11 @@ def check_gridded_products(cfg: dict, base: Path | None, embedded: bool = True) 
     missing = sorted(set(obs["variables"]) - {p["variable"] for p in obs["products"]})
     if missing:
         raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
+    for i, p in enumerate(obs["products"]):
+        if p["variable"] not in obs["variables"]:
+            raise ConfigError(f"'observations.products[{i}].variable' {p['variable']!r} is not in "
+                              f"'observations.variables' {obs['variables']}: add it there (the likelihood's "
+                              "summaries and the scores use every product) or remove the product")
     for key in ("truth", "truth_from_prior", "summary_noise"):
         if obs[key]:
             raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
