@@ -56,9 +56,7 @@ class GlobalContext(Context):
     @property
     def own_model(self) -> bool:
         """A model was given (docs/own-model.md), not the embedded one of ``[model]``."""
-        from bayescal.models.landcarbon import LandCarbonModel
-
-        return not isinstance(self.model, LandCarbonModel)
+        return self._given
 
     def default_output(self) -> xr.Dataset:
         """The model's output at its defaults (one run, made once per process), conformed."""
@@ -111,11 +109,10 @@ class GlobalContext(Context):
 
     def cells_and_months(self) -> tuple[xr.Dataset, np.ndarray]:
         """The model's cells (``area``, ``biome``, ``lat`` and ``lon`` on ``cell``; the position is
-        needed to map products onto them) and the months of ``model.start``..``model.end``: from
-        ``model.grid`` and ``model.drivers["time"]`` (the embedded model), else from your model's
-        output at its defaults."""
+        needed to map products onto them) and the months of ``model.start``..``model.end``: the
+        embedded model's grid and drivers' months, or your model's output at its defaults."""
         start, end = str(self.config["model"]["start"]), str(self.config["model"]["end"])
-        if hasattr(self.model, "grid") and hasattr(self.model, "drivers"):
+        if not self.own_model:
             grid, months = self.model.grid, self.model.drivers["time"]
         else:
             ds = self.default_output()
