@@ -294,10 +294,10 @@ def analyze(
         keep = ~np.isin(blocks, bad_blocks)
         dropped = int(bad_blocks.size)
         if keep.sum() == 0:
-            reasons: dict[str, int] = {}
-            for r in (result["reason"].values[failed] if "reason" in result else ()):
-                reasons[str(r)] = reasons.get(str(r), 0) + 1
-            said = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+            from ..run.ensemble import describe_failures
+
+            reasons = result["reason"].values[failed] if "reason" in result else ()
+            said = describe_failures(map(str, reasons), most=3)
             unit = "Saltelli block" if method == "sobol" else "trajectory"
             raise SensitivityError(f"every {unit} has a failed member ({failed.sum()} of {failed.size} failed"
                                    f"{': ' + said if said else ''}); nothing left to analyse: make the model "

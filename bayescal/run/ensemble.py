@@ -31,7 +31,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,13 @@ class RunSummary:
         by_count = sorted(self.failures.items(), key=lambda kv: -kv[1])
         lines += [f"    {n:5d} x {reason}" for reason, n in by_count]
         return "\n".join(lines)
+
+
+def describe_failures(reasons: Iterable[str] | Mapping[str, int], most: int | None = None) -> str:
+    """``"3 x exit code 4; 1 x timeout after 60 s"``: each failure reason with its count, most
+    frequent first (``most``: only that many); ``reasons`` as the reasons themselves or counted."""
+    counts = Counter(reasons) if not isinstance(reasons, Mapping) else Counter(dict(reasons))
+    return "; ".join(f"{n} x {r}" for r, n in counts.most_common(most))
 
 
 def _reason_key(reason: str) -> str:

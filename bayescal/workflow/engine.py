@@ -160,18 +160,17 @@ class Engine:
                 changed = changed_inputs((done or started or {}).get("inputs"), inputs)
             else:
                 status = "run"
-            runs = self._expected_runs(stage)
+            runs = self._expected_runs(stage, given="model" in inputs)
             kept = self._kept_stores(stage, started) if status == "rerun" else []
             out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept))
         return out
 
-    def _expected_runs(self, stage: Stage) -> str:
+    def _expected_runs(self, stage: Stage, given: bool) -> str:
         """The stage's own estimate; one that takes a ``space`` gets the space of a model given to
-        the context (``ctx.model_identity()`` set), which the config does not describe."""
+        the context (``given``: its identity is in the key), which the config does not describe."""
         fn = stage.expected_runs
         if fn is None:
             return ""
-        given = hasattr(self.ctx, "model_identity") and self.ctx.model_identity() is not None
         if given and "space" in inspect.signature(fn).parameters:
             return fn(self.ctx.config, space=self.ctx.full_space)
         return fn(self.ctx.config)

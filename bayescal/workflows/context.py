@@ -260,13 +260,13 @@ class Context:
         """:func:`~bayescal.run.ensemble.run_ensemble` (progress bar as the context's), then one
         line naming how many of the runs made now failed and why (each reason with its count;
         every run's ``status`` and ``reason`` stay in the store). Returns its ``RunSummary``."""
-        from bayescal.run.ensemble import run_ensemble
+        from bayescal.run.ensemble import describe_failures, run_ensemble
 
         kwargs.setdefault("progress", self.progress)
         ran = run_ensemble(simulator, theta, store, **kwargs)
         if ran.failed:
-            self.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): " + "; ".join(
-                f"{n} x {why}" for why, n in sorted(ran.failures.items(), key=lambda kv: -kv[1])))
+            self.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): "
+                     f"{describe_failures(ran.failures)}")
         return ran
 
     def summary(self) -> str:

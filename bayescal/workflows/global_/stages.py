@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from bayescal.parameters import family
@@ -79,12 +78,13 @@ def run_screen(ctx: GlobalContext) -> None:
 
 def _say_failures(ctx: GlobalContext, res: xr.Dataset, idx: xr.Dataset) -> None:
     """The screen's failed runs by reason, and the trajectories they cost (Morris needs each whole)."""
+    from bayescal.run.ensemble import describe_failures
+
     failed = res["status"].values != "done"
     if failed.any():
-        reasons = pd.Series(res["reason"].values[failed]).value_counts()
-        ctx.say(f"  {int(failed.sum())} of {failed.size} Morris runs failed ("
-                + "; ".join(f"{n} x {r}" for r, n in reasons.items())
-                + f"): {idx.attrs.get('blocks_dropped', '?')} trajectories dropped, the indices from "
+        ctx.say(f"  {int(failed.sum())} of {failed.size} Morris runs failed "
+                f"({describe_failures(map(str, res['reason'].values[failed]))}): "
+                f"{idx.attrs.get('blocks_dropped', '?')} trajectories dropped, the indices from "
                 f"{idx.attrs.get('members_used', '?')} runs")
 
 

@@ -150,11 +150,11 @@ class _ErrorModel:
                               "too wide", UserWarning, stacklevel=2)
 
 
-def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
+def _refine(ctx: SiteContext, errors: _ErrorModel):
     """route = "emulator": the design and optimum runs, then rounds of model runs chosen by
     acquisition (:func:`~bayescal.posterior.refinement.refine`), each round through its store."""
     from bayescal.posterior.refinement import refine
-    from bayescal.posterior.site_calibration import EmulatedSeriesLikelihood
+    from bayescal.posterior.site_calibration import MAX_DRAWS, EmulatedSeriesLikelihood
 
     c, out = ctx.config["posterior"], ctx.run_dir / "posterior"
     design = xr.load_dataset(ctx.run_dir / "optimize" / "design.nc")
@@ -175,7 +175,7 @@ def _refine(ctx: SiteContext, errors: _ErrorModel, max_draws: int):
     res = refine(simulate, _emulator(ctx), X, Y, lambda em: EmulatedSeriesLikelihood(em, errors.likelihood()),
                  ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
                  max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
-                 progress=ctx.progress, backend_dir=out / "chains", max_draws=max_draws, moves=c["moves"],
+                 progress=ctx.progress, backend_dir=out / "chains", max_draws=MAX_DRAWS, moves=c["moves"],
                  n_particles=c["n_particles"] if c["start"] == "tempered" else 0, final_likelihood=final)
     res.emulator.save(out / "output_emulator.nc")
     if final is not None:
@@ -206,9 +206,8 @@ def run_site_posterior(ctx: SiteContext) -> None:
     space, c = ctx.space(), ctx.config["posterior"]
     out = ctx.run_dir / "posterior"
     errors = _ErrorModel(ctx)
-    max_draws = MAX_DRAWS  # propagate.n_draws <= MAX_DRAWS (validated): it chooses among these
     if c["route"] == "emulator":  # the posterior: chains/round_final.h5 (or the last round<r>.h5)
-        res = _refine(ctx, errors, max_draws)
+        res = _refine(ctx, errors)
         errors.save(res.emulator.predict(_posterior_mode(res.idata, space)[None], return_std=True)[1][0])
         idata = res.idata
     else:
@@ -227,7 +226,8 @@ def run_site_posterior(ctx: SiteContext) -> None:
         adapting = f" (the first {sampler.discard} adapting the moves)" if sampler.discard else ""
         ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps{adapting}, max tau {tau:.0f}; "
                 "pointwise log-likelihood and predictive draws at the retained draws")
-        idata = sampler.to_inference_data(max_draws=max_draws)
+        # MAX_DRAWS whatever propagate.n_draws (<= MAX_DRAWS, validated): it chooses among these
+        idata = sampler.to_inference_data(max_draws=MAX_DRAWS)
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
 
