@@ -7,6 +7,7 @@ stage to the report."""
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 
 import cftime
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from bayescal.cli import main
 from bayescal.parameters import Parameter, ParameterSpace
-from bayescal.workflows import ConfigError, GlobalContext, load_config
+from bayescal.workflows import ConfigError, GlobalContext, load_config, make_context
 
 YEARS = np.arange(2001, 2007)
 RES = 10.0
@@ -236,3 +238,97 @@ def test_a_product_of_a_variable_not_observed_is_refused_and_the_plan_counts_you
     path.write_text(text.replace("[screen]\nenabled = false", "[screen]\nenabled = true\ntrajectories = 3"))
     plan = {p.name: p for p in GlobalContext(load_config(path, model=model), model=model).plan()}
     assert plan["screen"].expected_runs == str(3 * (4 + 1))  # Morris: 3 trajectories of 4 values + 1
+
+
+# ----------------------------------------------------------- your global model named in the config
+PROGRAM = '''"""An external global model: reads its parameter file, writes its output (netCDF)."""
+import sys
+
+import numpy as np
+from toyglobal import ToyGlobal
+
+values = dict(line.split("=") for line in open(sys.argv[1]) if "=" in line)
+theta = np.array([[float(values[k]) for k in ("vcmax_tree ", "vcmax_grass ", "t_opt ", "q10 ")]])
+ToyGlobal()(theta).isel(member=0).to_netcdf(sys.argv[2])
+'''
+TEMPLATE = ("vcmax_tree = {{ vcmax[tree] }}\nvcmax_grass = {{ vcmax[grass] }}\nt_opt = {{ t_opt }}\n"
+            "q10 = {{ q10 }}\n")
+
+
+def _named_in_config(path, model_keys: str, run_keys: str = "") -> None:
+    """The config of ``path`` naming the model in [model] (run.workflow = "global"), and the
+    model's module ``toyglobal.py`` beside it, as a user would write them from docs/own-model.md."""
+    text = ("import cftime\nimport numpy as np\nimport xarray as xr\n\n"
+            "from bayescal.parameters import Parameter, ParameterSpace\n\n"
+            f"YEARS = np.arange({YEARS[0]}, {YEARS[-1] + 1})\nRES = {RES}\n\n\n"
+            + inspect.getsource(_cells) + "\n\n" + inspect.getsource(ToyGlobal)
+            + "\n\ndef make_model():\n    return ToyGlobal()\n")
+    (path.parent / "toyglobal.py").write_text(text)
+    config = path.read_text().replace("[run]\n", f'[run]\nworkflow = "global"\n{run_keys}')
+    path.write_text(config.replace("[model]\n", f"[model]\n{model_keys}\n"))
+
+
+def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
+    """``bayescal check`` and ``run`` with [model] kind = "python" on the global route: every
+    stage to the report, the truth's t_opt recovered; a rerun reuses every stage, and an edit of
+    the model's source reruns them."""
+    model, _, path = setup
+    _named_in_config(path, 'kind = "python"\nentry_point = "toyglobal:make_model"')
+    assert main(["check", str(path), "--run-dir", str(path.parent / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "follows the contract" in out and "workflow: global" in out
+    assert main(["run", str(path), "--quiet"]) == 0
+    run = path.parent / "run"
+    assert (run / "report.html").exists()
+    post = xr.open_dataset(run / "posterior" / "posterior.nc", group="posterior")["t_opt"].values
+    assert abs(np.median(post) - 18.0) < 2.5 and np.std(post) < 3.0
+    ctx = make_context(load_config(path), run)
+    assert {p.status for p in ctx.plan()} == {"reuse"}
+    source = path.parent / "toyglobal.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    plan = make_context(load_config(path), run).plan()
+    assert all(p.status == "rerun" for p in plan if p.name != "report")
+    assert any("toyglobal.py" in c for c in plan[0].changed)
+
+
+def test_an_external_global_program_runs_as_the_python_model_does(setup):
+    """[model] kind = "external" on the global route, on two worker processes: the design's
+    misfits and summaries equal those of the same model given from Python."""
+    model, _, path = setup
+    folder = path.parent
+    (folder / "toy_ext.py").write_text(PROGRAM)
+    (folder / "params.template").write_text(TEMPLATE)
+    model.space.to_toml(folder / "space.toml")
+    path.write_text(path.read_text().replace('method = "dfols"', 'method = "none"').replace("n_runs = 24",
+                                                                                            "n_runs = 10"))
+    stages = ("screen", "optimize", "design")
+    GlobalContext(load_config(path, model=model), folder / "py", model=model, progress=False).run(stages)
+    keys = ('kind = "external"\ncommand = ["python", "toy_ext.py", "{param_file}", "{output}"]\n'
+            'template = "params.template"\nparameters_file = "space.toml"')
+    _named_in_config(path, keys, "workers = 2\n")
+    ctx = make_context(load_config(path), folder / "ext", progress=False)
+    ctx.run(stages)
+    assert len(list((folder / "ext" / "external").iterdir())) == 1 + 10  # the defaults (checked), the design
+    py, ext = (xr.load_dataset(folder / d / "design" / "training.nc") for d in ("py", "ext"))
+    assert (ext["status"] == "done").all()
+    for v in ("misfit", "summaries"):
+        np.testing.assert_allclose(ext[v].values, py[v].values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model_keys, match", [
+    ('kind = "dalec"', r"'run.workflow' = 'global' runs the embedded global model or a model of your own"),
+    ('kind = "python"\nentry_point = "toyglobal:build"', r"'model.entry_point' 'toyglobal:build': module "
+                                                         r"'toyglobal' has no 'build'"),
+    ('kind = "python"\nentry_point = "toyglobal:make_model"\nn_cells = 60', None),
+    ('kind = "external"\ncommand = ["python", "toy_ext.py", "{param_file}", "{output}"]\n'
+     'template = "params.template"', r"'model.parameters_file' is required for model.kind = 'external'"),
+])
+def test_a_config_naming_your_global_model_is_checked_before_any_run(setup, model_keys, match):
+    model, _, path = setup
+    (path.parent / "params.template").write_text(TEMPLATE)
+    _named_in_config(path, model_keys)
+    if match is None:  # the embedded model's grid keys are not its concern
+        assert load_config(path)["model"]["kind"] == "python"
+        return
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..workflow import Workflow, registry
+from .config import is_site
 from .context import Context
 from .dagon.context import DagonContext
 from .dagon.workflow import DAGON
@@ -30,8 +31,9 @@ CONTEXTS: dict[str, type[Context]] = {"global": GlobalContext, "site": SiteConte
 
 
 def workflow_name(config: dict[str, Any]) -> str:
-    """``"site"`` for a site model, ``"dagon"`` for ``run.workflow = "dagon"``, else ``"global"``."""
-    if config["model"].get("kind", "global") != "global":
+    """``"site"`` for a site model (``model.kind`` dalec, python or external, unless
+    ``run.workflow = "global"``), ``"dagon"`` for ``run.workflow = "dagon"``, else ``"global"``."""
+    if is_site(config):
         return "site"
     return "dagon" if config["run"].get("workflow", "default") == "dagon" else "global"
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..run.cluster import ClusterError, check_run_config
 
 __all__ = ["GLOBAL_ONLY", "ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model",
-           "check_observations", "check_output", "check_ranges", "check_walkers", "truth_theta",
+           "check_observations", "check_output", "check_ranges", "check_walkers", "is_site", "truth_theta",
            "typed_with_defaults"]
 
 
@@ -177,39 +177,40 @@ GLOBAL_ONLY: dict[str, tuple[str, ...]] = {
 }
 
 
+def is_site(cfg: dict) -> bool:
+    """A config of the site workflow: ``model.kind`` dalec, python or external, unless
+    ``run.workflow = "global"`` runs a python or external model of your own on the global route."""
+    kind = cfg.get("model", {}).get("kind", "global")
+    return kind != "global" and cfg.get("run", {}).get("workflow", "default") != "global"
+
+
 def check_executor(cfg: dict) -> None:
-    """``run.workers`` / ``run.scheduler``: one executor, for the embedded global model only."""
+    """``run.workers`` / ``run.scheduler``: one executor, for a global model (the embedded one or
+    your own, ``run.workflow = "global"``)."""
     r = cfg["run"]
     try:
         check_run_config(r)
     except ClusterError as err:
         raise ConfigError(str(err)) from None
-    if (r["workers"] or r["scheduler"]) and cfg["model"]["kind"] != "global":
-        raise ConfigError("'run.workers' and 'run.scheduler' are for the embedded global model; a site "
-                          "model runs in this process")
+    if (r["workers"] or r["scheduler"]) and is_site(cfg):
+        raise ConfigError("'run.workers' and 'run.scheduler' are for global models; a site model runs in "
+                          "this process")
 
 
-def check_model(cfg: dict, base: Path | None) -> None:
-    """[model] grid, years and parameter file; [run] seed; [observations] basics."""
+def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
+    """[model] grid, years and parameter file (the embedded model's grid and drivers' years only
+    with ``embedded``); [run] workflow and seed; [observations] basics."""
     m = cfg["model"]
-    from ..models.drivers import BIOMES
-    from ..models.drivers import PREINDUSTRIAL_YEAR as first_year
-
-    if m["n_cells"] < 2 * len(BIOMES):
-        raise ConfigError(
-            f"'model.n_cells' must be >= {2 * len(BIOMES)} (two cells per biome), got {m['n_cells']}"
-        )
-    if m["chunk_size"] < 1:
-        raise ConfigError(f"'model.chunk_size' must be >= 1, got {m['chunk_size']}")
-    if m["ramp_start"] < first_year:
-        raise ConfigError(
-            f"'model.ramp_start' must be >= {first_year} (the drivers' pre-industrial start), "
-            f"got {m['ramp_start']}"
-        )
-    if cfg["run"]["workflow"] not in ("default", "dagon"):
-        raise ConfigError(f"'run.workflow' must be 'default' or 'dagon', got {cfg['run']['workflow']!r}")
-    if cfg["run"]["workflow"] == "dagon" and cfg["model"]["kind"] != "global":
+    if embedded:
+        _check_embedded_model(m)
+    wf = cfg["run"]["workflow"]
+    if wf not in ("default", "global", "dagon"):
+        raise ConfigError(f"'run.workflow' must be 'default', 'global' or 'dagon', got {wf!r}")
+    if wf == "dagon" and m["kind"] != "global":
         raise ConfigError("'run.workflow' = 'dagon' needs the embedded global model ('model.kind' = global)")
+    if wf == "global" and m["kind"] not in ("global", "python", "external"):
+        raise ConfigError(f"'run.workflow' = 'global' runs the embedded global model or a model of your own "
+                          f"('model.kind' = python or external), not 'model.kind' = {m['kind']!r}")
     if cfg["oat"]["select"] not in ("effect", "combined"):
         raise ConfigError(f"'oat.select' must be 'effect' or 'combined', got {cfg['oat']['select']!r}")
     if cfg["oat"]["unit"] not in ("family", "value"):
@@ -229,6 +230,33 @@ def check_model(cfg: dict, base: Path | None) -> None:
         raise ConfigError(
             f"'observations.sigma_floor' must be >= 0, got {cfg['observations']['sigma_floor']}"
         )
+    if m["start"] > m["end"]:
+        raise ConfigError(f"'model.start' ({m['start']}) must be <= 'model.end' ({m['end']})")
+    if m["parameters_file"] is not None:
+        path = Path(m["parameters_file"])
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if not path.exists():
+            raise ConfigError(f"'model.parameters_file': file not found: {path}")
+        m["parameters_file"] = str(path)
+
+
+def _check_embedded_model(m: dict) -> None:
+    """The embedded model's grid, chunks and years (its drivers cover 1959-2023 after a ramp)."""
+    from ..models.drivers import BIOMES
+    from ..models.drivers import PREINDUSTRIAL_YEAR as first_year
+
+    if m["n_cells"] < 2 * len(BIOMES):
+        raise ConfigError(
+            f"'model.n_cells' must be >= {2 * len(BIOMES)} (two cells per biome), got {m['n_cells']}"
+        )
+    if m["chunk_size"] < 1:
+        raise ConfigError(f"'model.chunk_size' must be >= 1, got {m['chunk_size']}")
+    if m["ramp_start"] < first_year:
+        raise ConfigError(
+            f"'model.ramp_start' must be >= {first_year} (the drivers' pre-industrial start), "
+            f"got {m['ramp_start']}"
+        )
     if not m["ramp_start"] <= m["start"] <= m["end"]:
         raise ConfigError(
             f"'model.start' must lie between model.ramp_start and model.end "
@@ -239,13 +267,6 @@ def check_model(cfg: dict, base: Path | None) -> None:
             f"'model.start'/'model.end' must lie within 1959-2023 (the drivers' GCB years), "
             f"got {m['start']}-{m['end']}"
         )
-    if m["parameters_file"] is not None:
-        path = Path(m["parameters_file"])
-        if base is not None and not path.is_absolute():
-            path = base / path
-        if not path.exists():
-            raise ConfigError(f"'model.parameters_file': file not found: {path}")
-        m["parameters_file"] = str(path)
 
 
 def check_ranges(cfg: dict) -> None:

@@ -24,7 +24,7 @@ import xarray as xr
 from ..run.cluster import ClusterError, check_run_config, make_executor
 from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
 from ..workflow.rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
-from .config import ConfigError, truth_theta
+from .config import ConfigError, is_site, truth_theta
 
 __all__ = ["Context", "StageError", "StageRecord"]
 
@@ -83,8 +83,8 @@ class Context:
         if not self.workflow_name:
             return
         kind = self.config.get("model", {}).get("kind", "global")
-        if (kind != "global") != (self.workflow_name == "site"):
-            theirs = "site" if kind != "global" else "global (or dagon)"
+        if is_site(self.config) != (self.workflow_name == "site"):
+            theirs = "site" if is_site(self.config) else "global (or dagon)"
             raise ConfigError(f"{type(self).__name__} runs the {self.workflow_name} workflow, but the "
                               f"config's 'model.kind' = {kind!r} belongs to the {theirs} workflow: use "
                               "bayescal.workflows.make_context(config, run_dir, model=...), which makes "

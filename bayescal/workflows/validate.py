@@ -18,10 +18,11 @@ from .config import (
     check_ranges,
     check_walkers,
     clamp_default_years,
+    is_site,
     typed_with_defaults,
 )
+from .own_model import OWN_KINDS, check_own_model_keys, python_model
 from .site.config import check_gridded_products, check_site_config
-from .site.model import site_model
 
 __all__ = ["load_config", "model_space", "validate_config"]
 
@@ -38,8 +39,10 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
     model : optional
         Your own global model (docs/own-model.md), when the config is for it: parameter names
         are checked against ``model.space``, not the embedded model's, and what only the
-        embedded model defines (its variables, grid and parameter families) is not required; the
-        products are read on the model's cells and months by the workflow's context.
+        embedded model defines (its variables, grid, years and parameter families) is not required;
+        the products are read on the model's cells and months by the workflow's context. A config
+        naming its own model (``run.workflow = "global"`` with ``model.kind`` python or external)
+        is checked the same way against that model's space.
 
     Returns
     -------
@@ -56,7 +59,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
     check_executor(cfg)
     check_output(cfg, base)
     _check_product_types(cfg)
-    if cfg["model"]["kind"] != "global":
+    if is_site(cfg):
         # a site model fits the files it is given; a twin only when asked for
         cfg["observations"]["twin"] = bool(raw.get("observations", {}).get("twin", False))
         check_ranges(cfg)
@@ -80,13 +83,16 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
         raise ConfigError("'observations.products' are not read by a twin ('observations.twin' = true "
                           "simulates its products): set 'observations.twin' = false to calibrate against "
                           "the files, or remove the products")
-    check_model(cfg, base)
+    embedded = model is None and cfg["model"]["kind"] == "global"
+    check_model(cfg, base, embedded=embedded)
+    if cfg["model"]["kind"] in OWN_KINDS:
+        check_own_model_keys(cfg, base)
     check_ranges(cfg)
     clamp_default_years(cfg, raw)
     if not cfg["observations"]["twin"]:
         _check_product_names(cfg)
-        check_gridded_products(cfg, base, embedded=model is None)
-    check_observations(cfg, embedded=model is None)
+        check_gridded_products(cfg, base, embedded=embedded)
+    check_observations(cfg, embedded=embedded)
     space = _check_parameters(cfg, model)
     check_walkers(cfg, space)
     return cfg
@@ -144,8 +150,10 @@ def _check_parameters(cfg: dict, model=None):
     try:
         check_labels(cfg, space)
     except ConfigError as err:
-        own = "" if model is not None else (" (the embedded model's; for your own model pass it: "
-                                            "load_config(path, model=MyModel()))")
+        embedded = model is None and m["kind"] == "global"
+        own = "" if not embedded else (" (the embedded model's; for your own model name it in [model] "
+                                       "with run.workflow = \"global\", or pass it: load_config(path, "
+                                       "model=MyModel()))")
         raise ConfigError(f"{err}{own}") from None
     if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
@@ -172,7 +180,7 @@ def model_space(cfg: dict):
     if m["kind"] == "dalec":
         return dalec_parameter_space(m["dalec_type"])
     if m["kind"] == "python":
-        return site_model(cfg).space
+        return python_model(m).space
     return default_parameter_space()
 
 

@@ -39,24 +39,43 @@ class GlobalContext(Context):
     """:class:`~bayescal.workflows.context.Context` of the global workflow.
 
     Parameters are those of :class:`~bayescal.workflows.context.Context`; ``model`` may be your
-    own ``LandCarbonModel``-compatible simulator instead of the embedded one (docs/own-model.md).
+    own simulator instead of the embedded one (docs/own-model.md), or the config may name it
+    (``run.workflow = "global"``, ``model.kind`` python or external).
     """
 
     workflow_name = "global"
 
-    def conform(self, model):
+    def conform(self, model, space=None):
         """Your own model through the contract (docs/own-model.md): any dimension order, dict
-        output, ``failed``/``failure``, a raising member failing alone; the cells kept."""
+        output, ``failed``/``failure``, a raising member failing alone; the cells kept. ``space``
+        replaces the model's (``model.parameters_file``)."""
         from bayescal.models.contract import ConformingModel
         from bayescal.workflows.config import check_labels
 
-        check_labels(self.config, model.space)  # a config loaded without the model: its names here
-        return ConformingModel(model, series=False)
+        check_labels(self.config, space or model.space)  # a config loaded without the model: its names here
+        return ConformingModel(model, series=False, space=space)
 
     @property
     def own_model(self) -> bool:
-        """A model was given (docs/own-model.md), not the embedded one of ``[model]``."""
-        return self._given
+        """A model of your own (docs/own-model.md): given to the context, or named by ``[model]``
+        (``model.kind`` python or external); not the embedded one."""
+        return self._given or self.config["model"]["kind"] != "global"
+
+    def model_check(self, validation: bool = False, workdir=None) -> dict[str, Any]:
+        """One run at the defaults (:meth:`Context.model_check`); for your own model also what
+        the route needs of its output (:meth:`check_own_model`) and, with ``validation`` (``bayescal
+        check``), the products read on its cells in its units. ``workdir``: an external program
+        runs there, not in the run directory (``bayescal check`` writes none)."""
+        from pathlib import Path
+
+        if workdir is not None and self._model is None and self.config["model"]["kind"] != "global":
+            self._model = self.make_model(Path(workdir))
+        check = super().model_check(validation, workdir)
+        if validation and self.own_model:
+            self.check_own_model()
+            if not self.config["observations"]["twin"]:
+                self._file_products()  # each product in the model's units, or a ConfigError naming both
+        return check
 
     def default_output(self) -> xr.Dataset:
         """The model's output at its defaults (one run, made once per process), conformed."""
@@ -131,11 +150,21 @@ class GlobalContext(Context):
                               "grids are mapped to your cells by their centres (docs/own-model.md)")
         return grid, months.sel(time=slice(start, end)).values
 
-    def make_model(self):
-        """The embedded global model of ``[model]``."""
+    def make_model(self, workdir=None):
+        """The model of ``[model]``: the embedded global model, or your own (``model.kind``
+        python: the entry point's; external: the program, each member run in its own folder under
+        ``workdir``, default the run directory's ``external/``)."""
         from bayescal.models import LandCarbonModel, make_drivers, make_grid
+        from bayescal.workflows.own_model import external_model, python_model
 
         m = self.config["model"]
+        if m["kind"] != "global":
+            from bayescal.parameters import ParameterSpace
+
+            space = ParameterSpace.from_toml(m["parameters_file"]) if m["parameters_file"] else None
+            if m["kind"] == "python":
+                return self.conform(python_model(m, space), space)
+            return self.conform(external_model(m, space, workdir or self.run_dir / "external", None))
         grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
         drivers = make_drivers(grid, start=m["start"], end=m["end"], ramp_start=m["ramp_start"],
                                seed=m["grid_seed"])

@@ -7,13 +7,16 @@ from typing import Any
 
 __all__ = ["global_files", "model_files"]
 
+from ..own_model import model_source_files
+
 Config = Mapping[str, Any]
 
 
 def model_files(cfg: Config) -> list[str]:
-    """The model's own input files: ``model.parameters_file`` (and a site model's drivers, template)."""
+    """The model's own input files: ``model.parameters_file``; a model of your own's template,
+    entry point source and the files its command names."""
     m = cfg["model"]
-    return [m[k] for k in ("parameters_file", "drivers", "template") if m.get(k)]
+    return [m[k] for k in ("parameters_file", "drivers", "template") if m.get(k)] + model_source_files(cfg)
 
 
 def global_files(cfg: Config) -> list[str]:

@@ -121,8 +121,8 @@ def _propagate_runs(cfg: Config) -> str:
 DESIGN_STORE = RunStore("ensemble", reads=("model", "observations.variables", "design.n_runs", "run.seed"),
                         needs=("screen",), input_files=model_files)
 
-GLOBAL = Workflow("global", description="the embedded global model (Seiler et al.'s route; model.kind = "
-                  "global)", stages=(
+GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'s route; the embedded "
+                  "model, or your own with run.workflow = \"global\")", stages=(
     Stage("screen", run_screen,
           "Morris screening of the candidate parameters with SALib; keeps the top_k most influential "
           "(skipped when [screen] enabled = false: [parameters] free is used).",

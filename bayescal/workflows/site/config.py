@@ -12,9 +12,9 @@ output units or refused (:func:`conform_units`). Validation years may not overla
 
 from __future__ import annotations
 
-import os
-from importlib import resources
 from pathlib import Path
+
+from bayescal.workflows.own_model import check_own_model_keys, resolve_path
 
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
@@ -24,50 +24,7 @@ GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "
 FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
-           "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products",
-           "resolve_command", "resolve_path"]
-
-
-def resolve_path(value: str, base: Path | None, key: str) -> str:
-    """A path from the config: ``bayescal:data/...`` is package data; relative paths are relative
-    to the config file's folder."""
-    from bayescal.workflows.config import ConfigError
-
-    if value.startswith("bayescal:"):
-        path = Path(str(resources.files("bayescal") / value.split(":", 1)[1]))
-    else:
-        path = Path(value)
-        if base is not None and not path.is_absolute():
-            path = base / path
-    if not path.is_file():
-        raise ConfigError(f"'{key}': file not found: {path}")
-    return str(path)
-
-
-def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...] = ()) -> list[str]:
-    """``model.command`` with paths relative to the config file's folder made absolute (each
-    member's program runs in its own run directory): the program when it is a path (``./my_model``,
-    ``bin/model``) or a file beside the config, and every other argument that names a file there
-    (``["python", "my_model.py", ...]``). ``{...}`` fields, options, names of programs on
-    ``PATH`` (``python``) and ``run_files`` -- the names of the files each run writes in its own
-    directory (the parameter file, the output), even if a file of that name sits beside the
-    config -- are kept as they are."""
-    from bayescal.workflows.config import ConfigError
-
-    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-        raise ConfigError(f"'model.command' must be a non-empty list of strings (never run by a shell), "
-                          f"got {command!r}")
-    if base is None:
-        return list(command)
-    out = []
-    for i, arg in enumerate(command):
-        path = Path(arg)
-        here = (not path.is_absolute() and "{" not in arg and not arg.startswith("-") and arg
-                and (i == 0 or arg not in run_files))
-        if here and ((i == 0 and ("/" in arg or os.sep in arg)) or (base / path).is_file()):
-            arg = os.path.abspath(base / path)  # not resolved: a linked program keeps its name
-        out.append(arg)
-    return out
+           "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products"]
 
 
 def _years(cfg: dict, key: str) -> tuple[int, int]:
@@ -296,25 +253,7 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
             raise ConfigError(f"'model.latitude' must be in [-90, 90] degrees north, got {lat}")
     elif m.get("latitude") is not None:
         raise ConfigError("'model.latitude' is for model.kind = 'dalec' (the site of its drivers)")
-    if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
-        raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
-    folders = [str(Path(f) if base is None else (base / f).resolve()) for f in m["python_path"] or []]
-    own = [str(base.resolve())] if base is not None and m["kind"] == "python" else []  # its modules
-    m["python_path"] = list(dict.fromkeys(folders + own))  # idempotent: a config validated twice
-    if m["kind"] == "external":
-        for k in ("command", "template", "output", "parameters_file"):
-            if not m[k]:
-                raise ConfigError(f"'model.{k}' is required for model.kind = 'external'")
-        m["template"] = resolve_path(m["template"], base, "model.template")
-        import inspect
-
-        from bayescal.models.external import ExternalModel
-
-        param_file = inspect.signature(ExternalModel).parameters["param_file"].default
-        run_files = (param_file, str(m["output"]))  # written in each run's own directory
-        m["command"] = resolve_command(m["command"], base, run_files)
-    if m["parameters_file"] is not None:
-        m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
+    check_own_model_keys(cfg, base)
     _check_products(cfg, base)
     cal, val = _years(cfg, "calibration_years"), _years(cfg, "validation_years")
     _choice(cfg, "site", "aggregate", ("daily", "weekly", "monthly", "annual"))

@@ -8,64 +8,15 @@ before any calibration run.
 
 from __future__ import annotations
 
-import sys
 import time
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["add_python_path", "check_model_run", "check_years_covered", "site_model"]
+from bayescal.workflows.own_model import external_model, python_model
 
-
-def add_python_path(m: dict) -> None:
-    """Put ``model.python_path`` (the config file's folder and any listed) in front of
-    ``sys.path``, as Python does for a script's folder: a module beside the config is found."""
-    for folder in reversed(list(m.get("python_path") or [])):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-
-
-def _import_entry_point(m: dict) -> Any:
-    """``package.module:Factory``, searched in ``model.python_path`` (default: the config's
-    folder) before ``sys.path``; any failure of the import is a ConfigError naming the entry point."""
-    from bayescal.workflows.config import ConfigError
-
-    entry = m["entry_point"]
-    mod, _, attr = entry.partition(":")
-    add_python_path(m)
-    try:
-        return getattr(import_module(mod), attr)
-    except ModuleNotFoundError as err:
-        raise ConfigError(f"'model.entry_point' {entry!r}: {err} (searched the config file's folder, "
-                          "'model.python_path' and the installed packages)") from None
-    except AttributeError:
-        raise ConfigError(f"'model.entry_point' {entry!r}: module {mod!r} has no {attr!r}") from None
-    except Exception as err:  # noqa: BLE001 - the user's module failed on import: named, no traceback
-        raise ConfigError(f"'model.entry_point' {entry!r}: importing {mod!r} raised "
-                          f"{type(err).__name__}: {err}") from None
-
-
-def _python_model(m: dict, space: Any, needed: list[str]) -> Any:
-    from bayescal.models.contract import ConformingModel
-    from bayescal.workflows.config import ConfigError
-
-    factory = _import_entry_point(m)
-    try:
-        model = factory(**m["options"])
-    except Exception as err:  # noqa: BLE001 - unknown option or a failing constructor, named
-        raise ConfigError(f"'model.entry_point' {m['entry_point']!r} with 'model.options' {m['options']}: "
-                          f"{type(err).__name__}: {err}") from None
-    if not hasattr(model, "space") or not callable(model):
-        raise ConfigError(f"'model.entry_point' {m['entry_point']!r} must return a callable with a "
-                          "'space' (docs/own-model.md)")
-    if space is not None and list(space.all_labels) != list(model.space.all_labels):
-        theirs, ours = list(model.space.all_labels), list(space.all_labels)
-        raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: its values {ours[:6]}... must be "
-                          f"the model's own, in its order ({theirs[:6]}...): missing "
-                          f"{sorted(set(theirs) - set(ours))}, unknown {sorted(set(ours) - set(theirs))}")
-    return ConformingModel(model, variables=needed, space=space)
+__all__ = ["check_model_run", "check_years_covered", "site_model"]
 
 
 def site_model(cfg: dict, workdir: Path | None = None) -> Any:
@@ -84,13 +35,9 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
         return DalecModel(read_drivers(cfg), m["dalec_type"], space=space, diurnal_range=m["diurnal_range"],
                           spinup_years=m["spinup_years"], spinup_cycles=m["spinup_cycles"])
     if m["kind"] == "python":
-        return _python_model(m, space, needed)
-    from bayescal.models.external import ExternalModel
-
+        return ConformingModel(python_model(m, space), variables=needed, space=space)
     # the observed variables are read (a member whose output lacks one fails, naming it)
-    ext = ExternalModel(command=list(m["command"]), template=m["template"], space=space,
-                        workdir=workdir or Path(cfg["run"]["output"]) / "external", output=m["output"],
-                        timeout=m["timeout"], variables=sorted(set(m["variables"] or ()) | set(needed)))
+    ext = external_model(m, space, workdir or Path(cfg["run"]["output"]) / "external", needed)
     return ConformingModel(ext, variables=needed)
 
 

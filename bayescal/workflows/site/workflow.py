@@ -12,15 +12,13 @@ stage rerun, and no ``posterior`` key reaches them but the route itself.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bayescal.workflow import RunStore, Stage, Workflow
 from bayescal.workflows.config import GLOBAL_ONLY, SCHEMA
+from bayescal.workflows.own_model import model_source_files
 
-from .model import add_python_path
 from .stages import run_site_optimize, run_site_posterior, run_site_propagate, run_site_report
 
 __all__ = ["SITE", "site_files"]
@@ -28,35 +26,11 @@ __all__ = ["SITE", "site_files"]
 Config = Mapping[str, Any]
 
 
-def _entry_point_file(cfg: Config) -> list[str]:
-    """The source file of a ``python`` model's entry point (its code is an input too)."""
-    m = cfg["model"]
-    if m["kind"] != "python" or not m.get("entry_point"):
-        return []
-    add_python_path(m)
-    try:
-        spec = importlib.util.find_spec(m["entry_point"].partition(":")[0])
-    except (ImportError, ValueError):
-        return []
-    return [spec.origin] if spec is not None and spec.origin else []
-
-
-def _command_files(cfg: Config) -> list[str]:
-    """The files an ``external`` model's command names (the program, a script, a data file it
-    reads; made absolute by the config's validation): their contents are inputs too, so an edited
-    program or data file reruns the stages that ran it."""
-    m = cfg["model"]
-    if m["kind"] != "external" or not m.get("command"):
-        return []
-    return [c for c in m["command"] if os.path.isabs(c) and os.path.isfile(c)]
-
-
 def model_files(cfg: Config) -> list[str]:
     """The site model's files: drivers, template, parameters file, a python entry point's source,
     the files an external model's command names."""
     m = cfg["model"]
-    return ([m[k] for k in ("drivers", "template", "parameters_file") if m.get(k)] + _entry_point_file(cfg)
-            + _command_files(cfg))
+    return [m[k] for k in ("drivers", "template", "parameters_file") if m.get(k)] + model_source_files(cfg)
 
 
 def site_files(cfg: Config) -> list[str]:

@@ -1,0 +1,192 @@
+"""A model of your own named by ``[model]``: a Python entry point or an external program.
+
+``model.kind = "python"`` imports ``entry_point`` (``package.module:Factory``, found beside the
+config file or in ``model.python_path`` before ``sys.path``) and calls it with ``model.options``;
+``model.kind = "external"`` runs ``model.command`` per member through
+:class:`~bayescal.models.external.ExternalModel`. Both routes use them: the site workflow (series,
+:mod:`.site.model`) and the global workflow with ``run.workflow = "global"`` (gridded outputs,
+docs/own-model.md). Paths in the config are relative to its folder and made absolute here; the
+files a model is made of (the entry point's source, the files its command names) are inputs of
+the stages that run it (:func:`model_source_files`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+from importlib import import_module, resources
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError
+
+__all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "import_entry_point",
+           "model_source_files", "python_model", "resolve_command", "resolve_path"]
+
+#: the ``model.kind`` of a model of your own
+OWN_KINDS = ("python", "external")
+
+
+def resolve_path(value: str, base: Path | None, key: str) -> str:
+    """A path from the config: ``bayescal:data/...`` is package data; relative paths are relative
+    to the config file's folder."""
+    if value.startswith("bayescal:"):
+        path = Path(str(resources.files("bayescal") / value.split(":", 1)[1]))
+    else:
+        path = Path(value)
+        if base is not None and not path.is_absolute():
+            path = base / path
+    if not path.is_file():
+        raise ConfigError(f"'{key}': file not found: {path}")
+    return str(path)
+
+
+def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...] = ()) -> list[str]:
+    """``model.command`` with paths relative to the config file's folder made absolute (each
+    member's program runs in its own run directory): the program when it is a path (``./my_model``,
+    ``bin/model``) or a file beside the config, and every other argument that names a file there
+    (``["python", "my_model.py", ...]``). ``{...}`` fields, options, names of programs on
+    ``PATH`` (``python``) and ``run_files`` -- the names of the files each run writes in its own
+    directory (the parameter file, the output), even if a file of that name sits beside the
+    config -- are kept as they are."""
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise ConfigError(f"'model.command' must be a non-empty list of strings (never run by a shell), "
+                          f"got {command!r}")
+    if base is None:
+        return list(command)
+    out = []
+    for i, arg in enumerate(command):
+        path = Path(arg)
+        here = (not path.is_absolute() and "{" not in arg and not arg.startswith("-") and arg
+                and (i == 0 or arg not in run_files))
+        if here and ((i == 0 and ("/" in arg or os.sep in arg)) or (base / path).is_file()):
+            arg = os.path.abspath(base / path)  # not resolved: a linked program keeps its name
+        out.append(arg)
+    return out
+
+
+def check_own_model_keys(cfg: dict, base: Path | None) -> None:
+    """``[model]`` of a ``python`` or ``external`` model, in place: the entry point's form, the
+    folders searched for it (the config's own first), an external model's required keys with its
+    paths made absolute, ``model.parameters_file``. Nothing is imported or run here."""
+    m = cfg["model"]
+    if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
+        raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
+    folders = [str(Path(f) if base is None else (base / f).resolve()) for f in m["python_path"] or []]
+    own = [str(base.resolve())] if base is not None and m["kind"] == "python" else []  # its modules
+    m["python_path"] = list(dict.fromkeys(folders + own))  # idempotent: a config validated twice
+    if m["kind"] == "external":
+        for k in ("command", "template", "output", "parameters_file"):
+            if not m[k]:
+                raise ConfigError(f"'model.{k}' is required for model.kind = 'external'")
+        m["template"] = resolve_path(m["template"], base, "model.template")
+        from bayescal.models.external import ExternalModel
+
+        param_file = inspect.signature(ExternalModel).parameters["param_file"].default
+        run_files = (param_file, str(m["output"]))  # written in each run's own directory
+        m["command"] = resolve_command(m["command"], base, run_files)
+    if m["parameters_file"] is not None:
+        m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
+    if m["kind"] == "external":  # the template's placeholders against the values, before any run
+        external_model(m, _file_space(m), Path("external"), None)
+
+
+def _file_space(m: dict) -> Any:
+    """The space of ``model.parameters_file``; any problem of the file is a ConfigError naming it."""
+    from bayescal.parameters import ParameterSpace
+
+    try:
+        return ParameterSpace.from_toml(m["parameters_file"])
+    except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
+        raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: "
+                          f"{type(err).__name__}: {err}") from None
+
+
+def add_python_path(m: dict) -> None:
+    """Put ``model.python_path`` (the config file's folder and any listed) in front of
+    ``sys.path``, as Python does for a script's folder: a module beside the config is found."""
+    for folder in reversed(list(m.get("python_path") or [])):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def import_entry_point(m: dict) -> Any:
+    """``package.module:Factory``, searched in ``model.python_path`` (default: the config's
+    folder) before ``sys.path``; any failure of the import is a ConfigError naming the entry point."""
+    entry = m["entry_point"]
+    mod, _, attr = entry.partition(":")
+    add_python_path(m)
+    try:
+        return getattr(import_module(mod), attr)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"'model.entry_point' {entry!r}: {err} (searched the config file's folder, "
+                          "'model.python_path' and the installed packages)") from None
+    except AttributeError:
+        raise ConfigError(f"'model.entry_point' {entry!r}: module {mod!r} has no {attr!r}") from None
+    except Exception as err:  # noqa: BLE001 - the user's module failed on import: named, no traceback
+        raise ConfigError(f"'model.entry_point' {entry!r}: importing {mod!r} raised "
+                          f"{type(err).__name__}: {err}") from None
+
+
+def python_model(m: dict, space: Any = None) -> Any:
+    """The entry point called with ``model.options``: a callable with a ``space`` (whose values
+    ``space``, from ``model.parameters_file``, must be, in its order); errors name the key."""
+    factory = import_entry_point(m)
+    try:
+        model = factory(**m["options"])
+    except Exception as err:  # noqa: BLE001 - unknown option or a failing constructor, named
+        raise ConfigError(f"'model.entry_point' {m['entry_point']!r} with 'model.options' {m['options']}: "
+                          f"{type(err).__name__}: {err}") from None
+    if not hasattr(model, "space") or not callable(model):
+        raise ConfigError(f"'model.entry_point' {m['entry_point']!r} must return a callable with a "
+                          "'space' (docs/own-model.md)")
+    if space is not None and list(space.all_labels) != list(model.space.all_labels):
+        theirs, ours = list(model.space.all_labels), list(space.all_labels)
+        raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: its values {ours[:6]}... must be "
+                          f"the model's own, in its order ({theirs[:6]}...): missing "
+                          f"{sorted(set(theirs) - set(ours))}, unknown {sorted(set(ours) - set(theirs))}")
+    return model
+
+
+def external_model(m: dict, space: Any, workdir: Path, variables: list[str] | None) -> Any:
+    """The external program of ``[model]`` (one run per member, each in its own folder under
+    ``workdir``), reading ``variables`` (None: every variable of its output) and ``model.variables``."""
+    from bayescal.models.external import ExternalModel
+
+    read = None if variables is None else sorted(set(m["variables"] or ()) | set(variables))
+    try:
+        return ExternalModel(command=list(m["command"]), template=m["template"], space=space, workdir=workdir,
+                             output=m["output"], timeout=m["timeout"], variables=read)
+    except ValueError as err:  # a template naming values the space lacks, a bad output name
+        what = "model.output" if "plain file name" in str(err) else "model.template"
+        raise ConfigError(f"'{what}' {m[what.split('.')[1]]}: {err}") from None
+
+
+def _entry_point_file(m: dict) -> list[str]:
+    """The source file of a ``python`` model's entry point (its code is an input too)."""
+    if m["kind"] != "python" or not m.get("entry_point"):
+        return []
+    add_python_path(m)
+    try:
+        spec = importlib.util.find_spec(m["entry_point"].partition(":")[0])
+    except (ImportError, ValueError):
+        return []
+    return [spec.origin] if spec is not None and spec.origin else []
+
+
+def _command_files(m: dict) -> list[str]:
+    """The files an ``external`` model's command names (the program, a script, a data file it
+    reads; made absolute by the config's validation): their contents are inputs too, so an edited
+    program or data file reruns the stages that ran it."""
+    if m["kind"] != "external" or not m.get("command"):
+        return []
+    return [c for c in m["command"] if os.path.isabs(c) and os.path.isfile(c)]
+
+
+def model_source_files(cfg: dict) -> list[str]:
+    """What a model of your own is made of: a python entry point's source file, the files an
+    external model's command names (none for the embedded models)."""
+    m = cfg["model"]
+    return _entry_point_file(m) + _command_files(m)
