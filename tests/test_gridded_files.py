@@ -15,7 +15,7 @@ from test_gridded import TINY, _cells, _files_config
 from bayescal.cli import main
 from bayescal.observations.products import ObservationError, Observations, Product
 from bayescal.operators.summaries import BiomeSummaries
-from bayescal.readers import read_netcdf_product, write_gridded_products
+from bayescal.readers import ReaderError, read_netcdf_product, write_gridded_products
 from bayescal.workflows import ConfigError, load_config, make_context
 
 
@@ -89,6 +89,35 @@ def test_a_sigma_variable_in_its_own_units_and_clm_end_of_month_stamps(tmp_path)
                             months=pd.date_range("2001-01-01", periods=3, freq="MS"), units="gC m-2 d-1")
     np.testing.assert_allclose(p.data.values[0], np.arange(1.0, 4.0) * 1e-8 * 1e3 * 86400)  # Jan = 1
     np.testing.assert_allclose((p.sigma / p.data).values, 0.1)
+
+
+def test_units_the_file_lacks_are_given_in_the_products_keys(tmp_path):
+    """A file without ``units`` attributes (a variable written by a script): refused, naming the
+    variable and the key; with ``units`` / ``sigma_units`` from the config it is read and converted
+    as if the file had said them; the config's units replace a wrong attribute."""
+    v = np.arange(1.0, 4.0)[:, None, None] * np.ones((3, 2, 2))
+    ds = xr.Dataset({"GPP": (("time", "lat", "lon"), v), "GPP_sd": (("time", "lat", "lon"), 0.1 * v)},
+                    coords={"time": pd.date_range("2001-01-01", periods=3, freq="MS"),
+                            "lat": ("lat", [10.0, 20.0], {"units": "degrees_north"}),
+                            "lon": ("lon", [0.0, 10.0], {"units": "degrees_east"})})
+    f = tmp_path / "bare.nc"
+    ds.to_netcdf(f)
+    where = {"cells": _cells([10.0], [0.0]), "months": pd.date_range("2001-01-01", periods=3, freq="MS"),
+             "units": "kg m-2 s-1", "nc_variable": "GPP", "sigma_variable": "GPP_sd",
+             "key": "observations.products[0]"}
+    with pytest.raises(ReaderError, match=r"observations.products\[0\]: .*bare.nc: variable 'GPP' has no "
+                                          r"'units' attribute \(CF\): give its units in the product's "
+                                          "'units' key"):
+        read_netcdf_product(f, "gpp", **where)
+    p = read_netcdf_product(f, "gpp", file_units="g m-2 d-1", sigma_units="mg m-2 d-1", **where)
+    np.testing.assert_allclose(p.data.values[0], np.arange(1.0, 4.0) * 1e-3 / 86400)
+    np.testing.assert_allclose((p.sigma / p.data).values, 1e-4)  # 0.1 of the value, in mg
+    assert p.data.attrs["file_units"] == "g m-2 d-1"
+    ds["GPP"].attrs["units"] = "kg m-2 s-1"  # wrong: the config's units win
+    os.remove(f)
+    ds.to_netcdf(f)
+    q = read_netcdf_product(f, "gpp", file_units="g m-2 d-1", **where)
+    np.testing.assert_allclose(q.data.values, p.data.values)
 
 
 def test_product_config_mistakes_are_named_before_any_file_is_read(tmp_path):

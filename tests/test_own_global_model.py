@@ -332,3 +332,23 @@ def test_a_config_naming_your_global_model_is_checked_before_any_run(setup, mode
         return
     with pytest.raises(ConfigError, match=match):
         load_config(path)
+
+
+def test_a_product_without_units_attributes_reads_its_units_from_the_config(setup, tmp_path):
+    """The product file's units attributes removed: the config's ``units`` and ``sigma_units``
+    keys give them, and the product reads as the file with its attributes does."""
+    model, _, path = setup
+    ds = xr.load_dataset(path.parent / "gpp.nc")
+    for v in ("GPP", "GPP_sd"):
+        del ds[v].attrs["units"]
+    ds.to_netcdf(path.parent / "bare.nc")
+    with_units = load_config(path, model=model)
+    (p,) = GlobalContext(with_units, tmp_path / "a", model=model).twin()[0]["gpp"]
+    path.write_text(path.read_text().replace('file = "gpp.nc"', 'file = "bare.nc"'))
+    with pytest.raises(ConfigError, match=r"bare.nc: variable 'GPP' has no 'units' attribute"):
+        GlobalContext(load_config(path, model=model), tmp_path / "b", model=model).twin()
+    path.write_text(path.read_text().replace('file = "bare.nc"', 'file = "bare.nc"\nunits = "kg m-2 s-1"\n'
+                                             'sigma_units = "kg m-2 s-1"'))
+    (q,) = GlobalContext(load_config(path, model=model), tmp_path / "c", model=model).twin()[0]["gpp"]
+    xr.testing.assert_allclose(p.data.drop_attrs(), q.data.drop_attrs())
+    xr.testing.assert_allclose(p.sigma.drop_attrs(), q.sigma.drop_attrs())

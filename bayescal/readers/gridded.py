@@ -30,8 +30,9 @@ Alignment:
   fully correlated within a cell), in its own ``units`` if it has them (else the variable's), or
   ``relative_sigma`` x |value|;
 * mask -- boxes where ``mask_variable`` is 0 or missing are left out;
-* units -- the variable's ``units`` attribute converted to the model's (``bayescal.readers.units``,
-  pint, in the variable's carbon / water context), dimensionally checked.
+* units -- the variable's ``units`` attribute (or ``file_units``, the config's ``units`` key)
+  converted to the model's (``bayescal.readers.units``, pint, in the variable's carbon / water
+  context), dimensionally checked.
 """
 
 from __future__ import annotations
@@ -268,12 +269,16 @@ def read_netcdf_product(
     mask_variable: str | None = None,
     footprint_deg: float | None = None,
     name: str | None = None,
+    file_units: str | None = None,
+    sigma_units: str | None = None,
     key: str = "",
 ) -> Product:
     """A gridded product on the model's ``cells`` (``lat``, ``lon`` on ``cell``) and ``months``.
 
     ``variable`` is the model's name; ``nc_variable`` the file's (default the same); ``units``
-    the model's units. See the module docstring for the reading and the alignment.
+    the model's units. ``file_units`` / ``sigma_units``: the units of the file's variable / sigma
+    variable when its ``units`` attribute is missing or wrong (they replace it). See the module
+    docstring for the reading and the alignment.
     """
     path = Path(path)
     where = f"{key + ': ' if key else ''}{path}"
@@ -293,10 +298,12 @@ def read_netcdf_product(
             if v is not None and v not in ds:
                 raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
         da = ds[nc_variable]
-        if "units" not in da.attrs:
-            raise ReaderError(f"{where}: variable {nc_variable!r} has no 'units' attribute (CF)")
+        have = file_units or str(da.attrs.get("units", "")).strip()
+        if not have:
+            raise ReaderError(f"{where}: variable {nc_variable!r} has no 'units' attribute (CF): give its "
+                              "units in the product's 'units' key")
         try:
-            factor = conversion_factor(str(da.attrs["units"]), units, variable)
+            factor = conversion_factor(have, units, variable)
         except UnitError as err:
             raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
@@ -320,7 +327,7 @@ def read_netcdf_product(
         sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
         if sigma_variable is not None:
             sigma = _aligned(ds[sigma_variable], grid, w, used, keys, months, cells["cell"].values, mask)
-            su = str(ds[sigma_variable].attrs.get("units", "")).strip()
+            su = sigma_units or str(ds[sigma_variable].attrs.get("units", "")).strip()
             if su:  # an empty units attribute: the data's units
                 try:
                     sigma_factor = conversion_factor(su, units, variable)
@@ -336,7 +343,7 @@ def read_netcdf_product(
     has = np.isfinite(data.values)
     if not (sigma.values[has] > 0).all():
         raise ReaderError(f"{where}: sigma must be > 0 where {nc_variable!r} has data")
-    data = (data * factor).assign_attrs(units=units, source=str(path), file_units=str(da.attrs["units"]))
+    data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)
 

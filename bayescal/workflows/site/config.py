@@ -20,7 +20,7 @@ SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
                 "units", "to_units", "sigma_units", "name"}
 GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
-                "mask_variable", "footprint_deg", "name"}
+                "mask_variable", "footprint_deg", "name", "units", "sigma_units"}
 FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
@@ -106,7 +106,8 @@ def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
     out = []
     for i, spec in enumerate(cfg["observations"]["products"]):
         key = f"{key_prefix}[{i}]"
-        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
+        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file", "units")}
+        opts["file_units"] = spec.get("units")  # the file's units (the reader's ``units`` are the model's)
         try:
             if spec["format"] == "fluxnet":
                 out.append(read_fluxnet_product(spec["file"], spec["variable"], key=key, **opts))
@@ -189,7 +190,8 @@ def read_gridded_products(cfg: dict, cells, months, units: dict[str, str] | None
         if spec["variable"] not in units:
             whose = "the embedded model has" if embedded else "your model's output at its defaults has"
             raise ConfigError(f"'{key}.variable': {whose} no variable {spec['variable']!r} (with units)")
-        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
+        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file", "units")}
+        opts["file_units"] = spec.get("units")  # the file's units (the reader's ``units`` are the model's)
         try:
             out.append(read_netcdf_product(spec["file"], spec["variable"], cells=cells, months=months,
                                            units=units[spec["variable"]], key=key, **opts))
