@@ -89,11 +89,11 @@ def embedded_overhead(n: int, tmp: Path) -> None:
 
 
 def store_check(tmp: Path, n_files: int = 2000) -> None:
-    from bayescal.run.ensemble import _member_file_problem
+    from bayescal.run.member_file import member_file_problem
 
     files = sorted((tmp / "embedded" / "members").glob("member_*.nc"))[:n_files]
     t0 = time.perf_counter()
-    problems = [_member_file_problem(p) for p in files]
+    problems = [member_file_problem(p) for p in files]
     ours = (time.perf_counter() - t0) / len(files) * 1e3
     t0 = time.perf_counter()
     for p in files:

@@ -166,6 +166,31 @@ def test_pool_workers_stop_when_the_runner_is_killed(tmp_path):
     assert len(started) < 40, "workers ran the whole design after the runner died"
 
 
+def test_ctrl_c_stops_the_pool_without_running_the_queued_batches(tmp_path):
+    """Ctrl-C at a terminal (SIGINT to the runner's whole process group, workers included): the
+    runner stops, its workers are terminated rather than waited for -- no batch starts after
+    the runner has gone, and the design is not run to its end -- and what finished is kept."""
+    (tmp_path / "poolsim.py").write_text(POOL_SIM)
+    (tmp_path / "run.py").write_text(POOL_SCRIPT)
+    log = tmp_path / "starts.log"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path), str(log),
+                             str(tmp_path / "store")], start_new_session=True, stderr=subprocess.PIPE)
+    members = tmp_path / "store" / "members"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (members.is_dir() and any(members.glob("member_*.nc"))):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    workers = {int(p) for p in log.read_text().split()}
+    assert not any(_alive(pid) for pid in workers), "pool workers outlived the interrupted runner"
+    started = len(log.read_text().split())
+    time.sleep(1.0)  # a worker left running would start another 0.5 s member by now
+    assert len(log.read_text().split()) == started < 40
+    finished = EnsembleStore(tmp_path / "store").finished()
+    assert 0 < len(finished) <= started
+
+
 @pytest.mark.slow
 def test_executors_give_identical_stores(tmp_path):
     from distributed import Client, LocalCluster
@@ -257,3 +282,36 @@ def test_an_unstorable_output_fails_its_member_with_a_reason(tmp_path):
     assert summary.failed == 3
     st = EnsembleStore(tmp_path / "s").status()
     assert all(r.startswith("cannot store the output") for r in st.reason.values)
+
+
+def test_a_run_directory_counts_each_stages_failed_runs_by_reason_for_the_report(tmp_path):
+    """The stores' failed members, counted per stage from their files (what the report's "Model
+    runs and failures" table shows): exactly the failing subset, alike reasons grouped, and the
+    store's status read without loading or moving a member file."""
+    from bayescal.report.page import failed_runs_section
+    from bayescal.run.ensemble import reason_group
+    from bayescal.workflow.rundir import RunDir
+
+    sim = ToySimulator(raise_above=0.85, nan_above=0.9, report_above=0.92)
+    d1, d2 = design(40), design(30, seed=1)
+    run_ensemble(sim, d1, tmp_path / "design" / "ensemble", batch_size=7, progress=False)
+    run_ensemble(sim, d2, tmp_path / "posterior" / "refine" / "round1", progress=False)
+    torn = EnsembleStore(tmp_path / "posterior" / "refine" / "round1")._file(3)
+    torn.write_bytes(b"CDF torn")
+    failures = RunDir(tmp_path).run_failures()
+    expected = [sim.expected_failures(d.values) for d in (d1, d2)]
+    assert set(failures) == {"design", "posterior"}
+    assert failures["design"][0] == 40 and failures["posterior"][0] == 29  # the torn file: not a run
+    for (_, why), fails, d in zip(failures.values(), expected, (d1, d2), strict=True):
+        fails = fails.copy()
+        if d is d2:
+            fails[3] = False
+        assert sum(why.values()) == fails.sum() > 0
+        nan_only = fails & (d.values[:, 0] <= 0.85) & (d.values[:, 2] <= 0.92)
+        assert why.get("non-finite output in y", 0) == nan_only.sum()
+    assert torn.exists()
+    assert reason_group("spin-up: runaway LAI 16.2 > 15.0 for CROP-C4 in cell 4") == \
+        reason_group("spin-up: runaway LAI 17.0 > 15.0 for CROP-C4 in cell 9") == \
+        "spin-up: runaway LAI … > … for CROP-C4"
+    table = failed_runs_section(RunDir(tmp_path))
+    assert f"<td>design</td><td>40</td><td>{expected[0].sum()}</td>" in table

@@ -197,3 +197,23 @@ def test_the_screen_keeps_free_values_that_are_not_candidates(tmp_path):
     chosen = ctx.rundir.selected()
     assert "kn[BDL-EVG]" in chosen and len(chosen) == 2
     assert set(chosen) - {"kn[BDL-EVG]"} <= {"gamma_w", "vmax[GRASS-C3]"}
+
+
+def test_a_relative_sigma_of_zero_values_is_named_and_floored(tmp_path):
+    """Winter GPP of zero with relative_sigma: sigma 0 is refused, counting the cell-months and
+    naming the remedy; ``sigma_floor`` (in the file's units) floors it, converted as the data are."""
+    v = np.array([0.0, 1.0, 2.0])[:, None, None] * np.ones((3, 2, 2))
+    ds = xr.Dataset({"GPP": (("time", "lat", "lon"), v, {"units": "g m-2 d-1"})},
+                    coords={"time": pd.date_range("2001-01-01", periods=3, freq="MS"),
+                            "lat": ("lat", [10.0, 20.0], {"units": "degrees_north"}),
+                            "lon": ("lon", [0.0, 10.0], {"units": "degrees_east"})})
+    f = tmp_path / "zeros.nc"
+    ds.to_netcdf(f)
+    where = {"cells": _cells([10.0, 20.0], [0.0, 10.0]), "units": "kg m-2 s-1", "nc_variable": "GPP",
+             "months": pd.date_range("2001-01-01", periods=3, freq="MS"), "relative_sigma": 0.1}
+    with pytest.raises(ReaderError, match=r"sigma must be > 0 where 'GPP' has data: 2 of 6 cell-months are "
+                                          r"not .*'sigma_floor'"):
+        read_netcdf_product(f, "gpp", **where)
+    p = read_netcdf_product(f, "gpp", sigma_floor=0.15, **where)
+    np.testing.assert_allclose(p.sigma.transpose("cell", "time").values,
+                               np.array([[0.15, 0.15, 0.2]] * 2) * 1e-3 / 86400)

@@ -145,7 +145,11 @@ def test_a_config_of_your_own_model_is_checked_against_its_space_not_the_embedde
     assert cfg["propagate"]["table_years"] == [2003, 2006]
     assert cfg["observations"]["gcb_years"] == [2001, 2006]
     path.write_text(path.read_text().replace('"q10"]', '"q10", "kmax"]'))
-    with pytest.raises(ConfigError, match="'parameters.free': unknown parameter 'kmax'$"):
+    msg = r"'parameters.free': unknown parameter 'kmax'; did you mean 'vcmax'\?$"
+    with pytest.raises(ConfigError, match=msg):
+        load_config(path, model=model)
+    path.write_text(path.read_text().replace('"kmax"]', '"q_10"]'))
+    with pytest.raises(ConfigError, match="unknown parameter 'q_10'; did you mean 'q10'\\?$"):
         load_config(path, model=model)
 
 
@@ -352,3 +356,40 @@ def test_a_product_without_units_attributes_reads_its_units_from_the_config(setu
     (q,) = GlobalContext(load_config(path, model=model), tmp_path / "c", model=model).twin()[0]["gpp"]
     xr.testing.assert_allclose(p.data.drop_attrs(), q.data.drop_attrs())
     xr.testing.assert_allclose(p.sigma.drop_attrs(), q.sigma.drop_attrs())
+
+
+def test_every_value_calibrated_and_a_bad_product_named_before_the_design(setup, tmp_path):
+    """``parameters.free`` naming every value of the model: nothing is left out (no spread to
+    marginalise, not an error); and a product the model's units cannot read stops the first stage
+    -- with the screen and optimiser off, before the design's runs."""
+    model, _, path = setup
+    text = path.read_text().replace('"q10"]', '"q10", "vcmax[grass]"]').replace('method = "dfols"',
+                                                                              'method = "none"')
+    path.write_text(text)
+    ctx = GlobalContext(load_config(path, model=model), tmp_path / "all", model=model, progress=False)
+    ctx.run(("screen", "optimize", "design", "emulate", "posterior"))
+    left = xr.load_dataset(tmp_path / "all" / "posterior" / "left_out.nc")
+    assert left.attrs["n_left_out"] == 0 and (left["left_out_sd"] == 0).all()
+    assert ctx.posterior_u().sizes["parameter"] == 4
+    ds = xr.load_dataset(path.parent / "gpp.nc")
+    ds["GPP"].attrs["units"] = "W m-2"  # not a carbon flux
+    ds.to_netcdf(path.parent / "watts.nc")
+    path.write_text(text.replace('file = "gpp.nc"', 'file = "watts.nc"'))
+    ctx = GlobalContext(load_config(path, model=model), tmp_path / "bad", model=model, progress=False)
+    with pytest.raises(ConfigError, match=r"watts.nc: variable 'GPP'"):
+        ctx.run()
+    assert not (tmp_path / "bad" / "design").exists()
+
+
+def test_a_global_model_of_your_own_without_run_workflow_global_is_told_to_set_it(setup):
+    """Without ``run.workflow = "global"`` a python model is a site model: the gridded products'
+    keys (or ``run.workers``) are refused with a hint naming the key to set."""
+    _, _, path = setup
+    _named_in_config(path, 'kind = "python"\nentry_point = "toyglobal:make_model"', "workers = 2\n")
+    path.write_text(path.read_text().replace('workflow = "global"\n', ""))
+    with pytest.raises(ConfigError, match=r"'run.workers' .* set run.workflow = \"global\""):
+        load_config(path)
+    path.write_text(path.read_text().replace("workers = 2\n", ""))
+    with pytest.raises(ConfigError, match=r"unknown keys \['nc_variable', 'sigma_variable'\].* set \[run\] "
+                                          r"workflow = \"global\""):
+        load_config(path)

@@ -171,7 +171,8 @@ class ExternalModel:
         if bad:
             raise ValueError(
                 f"template placeholders {['{{ ' + b + ' }}' for b in bad]} are not parameters of the space "
-                "(a placeholder is {{ label }} with a label such as 'vmax[BDL-EVG]', no spaces inside)"
+                f"(a placeholder is {{{{ label }}}} with a label of the space such as "
+                f"{space.all_labels[0]!r}, no spaces inside)"
             )
 
     # ------------------------------------------------------------------ pieces

@@ -271,19 +271,23 @@ def read_netcdf_product(
     name: str | None = None,
     file_units: str | None = None,
     sigma_units: str | None = None,
+    sigma_floor: float | None = None,
     key: str = "",
 ) -> Product:
     """A gridded product on the model's ``cells`` (``lat``, ``lon`` on ``cell``) and ``months``.
 
     ``variable`` is the model's name; ``nc_variable`` the file's (default the same); ``units``
     the model's units. ``file_units`` / ``sigma_units``: the units of the file's variable / sigma
-    variable when its ``units`` attribute is missing or wrong (they replace it). See the module
+    variable when its ``units`` attribute is missing or wrong (they replace it). ``sigma_floor``:
+    the smallest sigma, in the file's units (a relative sigma of a zero value, say). See the module
     docstring for the reading and the alignment.
     """
     path = Path(path)
     where = f"{key + ': ' if key else ''}{path}"
     if not path.is_file():
         raise ReaderError(f"{where}: file not found")
+    if sigma_floor is not None and not sigma_floor > 0:
+        raise ReaderError(f"{where}: sigma_floor must be > 0, got {sigma_floor!r}")
     if relative_sigma is not None and not relative_sigma > 0:
         raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
     if footprint_deg is not None and not footprint_deg > 0:
@@ -328,24 +332,35 @@ def read_netcdf_product(
         if sigma_variable is not None:
             sigma = _aligned(ds[sigma_variable], grid, w, used, keys, months, cells["cell"].values, mask)
             su = sigma_units or str(ds[sigma_variable].attrs.get("units", "")).strip()
-            if su:  # an empty units attribute: the data's units
-                try:
-                    sigma_factor = conversion_factor(su, units, variable)
-                except UnitError as err:
-                    raise ReaderError(f"{where}: sigma variable {sigma_variable!r} [{su}] is not in units "
-                                      f"of {nc_variable!r}: {err} (a relative error: give relative_sigma)"
-                                      ) from None
+            sigma_factor = _sigma_factor(su, units, variable, factor, f"{where}: sigma variable "
+                                         f"{sigma_variable!r} [{su}] is not in units of {nc_variable!r}")
         else:
             sigma = relative_sigma * np.abs(data)
     if not np.isfinite(data.values).any():
         raise ReaderError(f"{where}: no value on the model's cells and months "
                           f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}): no overlap in time or space")
+    if sigma_floor is not None:  # in the file's units, as the sigma is here
+        sigma = np.maximum(sigma, sigma_floor * factor / sigma_factor)
     has = np.isfinite(data.values)
-    if not (sigma.values[has] > 0).all():
-        raise ReaderError(f"{where}: sigma must be > 0 where {nc_variable!r} has data")
+    bad = has & ~(sigma.values > 0)
+    if bad.any():
+        raise ReaderError(f"{where}: sigma must be > 0 where {nc_variable!r} has data: {int(bad.sum())} of "
+                          f"{int(has.sum())} cell-months are not (zero values with relative_sigma?): give "
+                          "the product a 'sigma_floor' (in the file's units)")
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)
+
+
+def _sigma_factor(sigma_units: str, units: str, variable: str, data_factor: float, what: str) -> float:
+    """The factor taking the sigma variable to the model's ``units``: the data's without units of
+    its own (an empty attribute); a ReaderError starting with ``what`` if they do not convert."""
+    if not sigma_units:
+        return data_factor
+    try:
+        return conversion_factor(sigma_units, units, variable)
+    except UnitError as err:
+        raise ReaderError(f"{what}: {err} (a relative error: give relative_sigma)") from None
 
 
 def write_gridded_products(obs: Observations, cells: xr.Dataset, directory: str | Path,

@@ -214,8 +214,10 @@ def _seiler_output_figures(rd, obs, outputs: xr.Dataset, add) -> None:
         add("bias_change", "Optimised minus default absolute bias per cell against every product of "
             f"{', '.join(fields.data_vars)} (one panel each); black dots: the bias fell (Seiler Fig. 9).",
             plot_bias_change(fields, products))
-    data = gpp_nbp_data(outputs, load_gcb2024(), obs["gpp"] if "gpp" in obs.variables else [])
-    add("gpp_nbp_seiler", gpp_nbp_caption(data), plot_gpp_nbp(data))
+    gcb = load_gcb2024()
+    if np.intersect1d(outputs["year"].values, gcb["year"].values).size:  # not for another model's era
+        data = gpp_nbp_data(outputs, gcb, obs["gpp"] if "gpp" in obs.variables else [])
+        add("gpp_nbp_seiler", gpp_nbp_caption(data), plot_gpp_nbp(data))
 
 
 #: the refinement table's columns, named with their units
@@ -230,6 +232,14 @@ _ROUND_COLUMNS = {
 
 def _tab(df, fmt: str = "{:.4g}") -> str:
     return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
+
+
+def _gcb_item(diag: dict) -> str:
+    """The GCB 2024 comparison's line (none when the model's years and the GCB's do not meet)."""
+    if diag.get("gcb_coverage_band") is None:
+        return "<li>GCB 2024 NBP: no year in common with the model's years</li>"
+    return (f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
+            f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>")
 
 
 def _summary_sections(rd, cfg: dict) -> list[str]:
@@ -264,8 +274,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
         "<h2>Diagnostics</h2><ul>"
         + _truth_coverage_item(diag.get("truth_coverage"))
         + _band_width_item(diag.get("band_widths"))
-        + f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
-        f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>"
+        + _gcb_item(diag)
         + _parameter_coverage_item(diag.get("parameter_coverage"))
         + _left_out_item(run / "posterior" / "left_out.nc")
         + f"<li>alternative sets: {alt.sizes['alternative']}, smallest pairwise distance "

@@ -116,8 +116,23 @@ def closing_sections(rd, cfg: dict) -> list[str]:
     warnings = ("<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(w)}</li>" for s, w in warn_rows) + "</ul>"
                 if warn_rows else "<p>none</p>")
     table = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in versions().items())
-    return [f"<h2>Warnings</h2>{warnings}", f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>",
+    return [f"<h2>Warnings</h2>{warnings}", failed_runs_section(rd),
+            f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>",
             f"<h2>Versions</h2><table class='t'>{table}</table>"]
+
+
+def failed_runs_section(rd) -> str:
+    """Each stage's model runs (as its stores hold them) and the failed ones, with their reasons
+    and counts (a failed run is left out of what the stage computed)."""
+    from ..run.ensemble import describe_failures
+
+    rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td>{sum(why.values())}</td>"
+                   f"<td>{html.escape(describe_failures(why, most=6)) if why else ''}</td></tr>"
+                   for s, (n, why) in rd.run_failures().items())
+    if not rows:
+        return ""
+    return ("<h2>Model runs and failures</h2><table class='t'><tr><th>stage</th><th>runs stored</th>"
+            f"<th>failed</th><th>why (count x reason)</th></tr>{rows}</table>")
 
 
 def page(title: str, parts: list[str], n_figures: int) -> str:

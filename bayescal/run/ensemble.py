@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 import warnings
 from collections import Counter
@@ -41,6 +42,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ..models.contract import conform_output, member_status
+from .member_file import member_attrs, member_file_problem, storable
 
 __all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
 
@@ -92,9 +94,11 @@ def describe_failures(reasons: Iterable[str] | Mapping[str, int], most: int | No
     return "; ".join(f"{n} x {r}" for r, n in counts.most_common(most))
 
 
-def _reason_key(reason: str) -> str:
-    """Group failure reasons: the text before the first digit-bearing detail."""
-    return reason.split(" (")[0].split(" in cell")[0].split(":")[0]
+def reason_group(reason: str) -> str:
+    """A failure reason without its member's details, to count alike failures together: no
+    parenthesis or cell, and each decimal number as "…" ("spin-up: runaway LAI 16.2 > 15.0 for
+    CROP-C4 in cell 4" -> "spin-up: runaway LAI … > … for CROP-C4")."""
+    return re.sub(r"\d+\.\d+", "…", reason.split(" (")[0].split(" in cell")[0]).strip()
 
 
 def run_batch(
@@ -210,7 +214,7 @@ class EnsembleStore:
             tmp.unlink(missing_ok=True)
         done = set()
         for p in self.members_dir.glob("member_*.nc"):
-            problem = _member_file_problem(p)
+            problem = member_file_problem(p)
             if problem:
                 os.replace(p, p.with_suffix(".nc.corrupt"))
                 warnings.warn(f"ensemble store {self.path}: member file {p.name} {problem}; it will run "
@@ -222,13 +226,13 @@ class EnsembleStore:
     def write(self, result: MemberResult) -> tuple[str, str]:
         """Write one member atomically (temporary file, fsync, rename).
 
-        Outputs are made storable first (:func:`_storable`); an output that still cannot be
+        Outputs are made storable first (:func:`.member_file.storable`); an output that still cannot be
         written fails that member, with the writer's error as its reason — never the run.
         Returns the stored ``(status, reason)``.
         """
         final = self._file(result.member)
         tmp = final.with_suffix(".nc.tmp")
-        ds = _storable(result.output) if result.output is not None else xr.Dataset()
+        ds = storable(result.output) if result.output is not None else xr.Dataset()
         status, reason = result.status, result.reason
         try:
             self._write_file(ds, tmp, result.member, status, reason, result.wall_time)
@@ -265,11 +269,17 @@ class EnsembleStore:
         )
 
     def status(self) -> xr.Dataset:
-        """Status, failure reason and wall time of every member of the design."""
+        """Status, failure reason and wall time of every member of the design (members not run
+        yet, or whose file is torn: ``missing``). Read from the member files' attributes only, and
+        nothing moved (:meth:`finished` sets a torn file aside before a run)."""
         attrs = {}
-        for m in sorted(self.finished()):
-            with xr.open_dataset(self._file(m), engine=_MEMBER_ENGINE) as ds:
-                attrs[m] = dict(ds.attrs)
+        for path in self.members_dir.glob("member_*.nc") if self.members_dir.exists() else ():
+            try:
+                a = member_attrs(path)
+            except Exception:  # noqa: BLE001 - a torn file is not finished
+                continue
+            if a["status"] in ("done", "failed"):
+                attrs[int(path.stem.split("_")[1])] = a
         return self._status_table(attrs)
 
     def load(self, include_failed: bool = True) -> xr.Dataset:
@@ -292,52 +302,25 @@ class EnsembleStore:
         return out
 
 
-def _member_file_problem(path: Path) -> str:
-    """What is wrong with a member file ('' when it is complete and readable).
-
-    Read with scipy's netCDF-3 reader, every variable's bytes included (a truncated file fails
-    there): about a seventh of what opening and loading it with xarray costs, for a store checked
-    on every resume and load (``python benchmarks/bench_runner.py 100 2000``: 0.27 against 2.01 ms).
-    """
-    from scipy.io import netcdf_file
-
-    try:
-        if path.stat().st_size == 0:
-            return "is empty"
-        with netcdf_file(path, "r", mmap=False) as nc:
-            status = getattr(nc, "status", b"")  # a global attribute, as scipy's reader exposes it
-            if (status.decode() if isinstance(status, bytes) else str(status)) not in ("done", "failed"):
-                return "has no status"
-    except Exception as err:  # noqa: BLE001 - any read error marks the file as torn
-        return f"is unreadable ({type(err).__name__}: {err})"
-    return ""
-
-
-def _storable(ds: xr.Dataset) -> xr.Dataset:
-    """Outputs as netCDF-3 can hold them: 64-bit integers to int32 when they fit, else float64;
-    booleans to int8; attributes of other types to strings."""
-    out = ds.copy()
-    for name, var in list(out.variables.items()):
-        if var.dtype.kind == "u" or (var.dtype.kind == "i" and var.dtype.itemsize > 4):
-            v = var.values
-            fits = v.size == 0 or (v.min() >= np.iinfo(np.int32).min and v.max() <= np.iinfo(np.int32).max)
-            new = var.astype(np.int32 if fits else np.float64)
-        elif var.dtype.kind == "b":
-            new = var.astype(np.int8)
-        else:
-            continue
-        out = out.assign_coords({name: new}) if name in out.coords else out.assign({name: new})
-    return out
-
-
 def _watch_parent(parent: int, interval: float = 0.2) -> None:
-    """Pool-worker initializer: exit as soon as the runner that started this worker is gone.
+    """Pool-worker initializer: exit as soon as the runner that started this worker is gone, or
+    when it terminates the worker (SIGTERM, on an interrupt); Ctrl-C is the runner's to handle.
 
     Without it, a SIGKILLed runner's workers go on with the batches already queued to them.
     Program groups started by :class:`~bayescal.models.external.ExternalModel` in this worker
     are killed first.
     """
+    import signal
     import threading
+
+    def terminated(*_args) -> None:
+        from ..models.external import kill_running_programs
+
+        kill_running_programs()
+        os._exit(143)  # 128 + SIGTERM
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group
+    signal.signal(signal.SIGTERM, terminated)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -362,6 +345,29 @@ def _executor_kind(executor) -> str:
     raise TypeError(
         f"executor must be None, a number of processes or a distributed.Client, got {type(executor).__name__}"
     )
+
+
+def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
+    """The batches on ``workers`` fresh processes, each result recorded as it comes. Interrupted
+    (Ctrl-C, an error): the queued batches are cancelled and the workers terminated (with the
+    programs they run), not waited for; what was recorded stays."""
+    # fresh interpreters, not forks: a forked child of a process that has already run the
+    # model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+    try:
+        futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
+        for fut in as_completed(futures):
+            record(fut.result())
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(timeout=30)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_on_dask(client, simulator, theta, batches, keep, record) -> None:
@@ -453,7 +459,7 @@ def run_ensemble(
             status, reason = st.write(r)
             counts[status] += 1
             if status == "failed":
-                failures[_reason_key(reason)] += 1
+                failures[reason_group(reason)] += 1
         bar.update(len(results))
         bar.set_postfix(failed=counts["failed"])
 
@@ -464,12 +470,7 @@ def run_ensemble(
         elif kind == "processes":
             # fresh interpreters, not forks: a forked child of a process that has already run
             # the model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=executor, mp_context=ctx, initializer=_watch_parent,
-                                     initargs=(os.getpid(),)) as pool:
-                futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
-                for fut in as_completed(futures):
-                    record(fut.result())
+            _run_on_pool(executor, simulator, theta, batches, keep, record)
         else:
             _run_on_dask(executor, simulator, theta, batches, keep, record)
     finally:

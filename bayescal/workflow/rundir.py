@@ -287,6 +287,26 @@ class RunDir:
         stages = info.get("stages")
         return tuple(stages) if isinstance(stages, list) else _ALL_STAGES
 
+    def run_failures(self) -> dict[str, tuple[int, dict[str, int]]]:
+        """Per stage with model-run stores: the runs they hold and the failed ones' reasons
+        (:func:`~bayescal.run.ensemble.reason_group`) with their counts, ``{"design": (100,
+        {"non-finite output in gpp": 3})}``, read from the
+        stores' member files (:meth:`~bayescal.run.ensemble.EnsembleStore.status`)."""
+        from ..run.ensemble import EnsembleStore, reason_group
+
+        out = {}
+        for s in self.stage_names():
+            stores = sorted(p.parent for p in self.stage(s).rglob("store.json"))
+            if not stores:
+                continue
+            status = [EnsembleStore(p).status() for p in stores]
+            reasons: dict[str, int] = {}
+            for st in status:
+                for r in st["reason"].values[st["status"].values == "failed"]:
+                    reasons[reason_group(str(r))] = reasons.get(reason_group(str(r)), 0) + 1
+            out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), reasons)
+        return out
+
     def records(self) -> list[StageRecord]:
         """The stage records as each stage's ``stage.json`` holds them (finished stages only;
         a damaged record is left out)."""

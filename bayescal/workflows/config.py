@@ -194,7 +194,7 @@ def check_executor(cfg: dict) -> None:
         raise ConfigError(str(err)) from None
     if (r["workers"] or r["scheduler"]) and is_site(cfg):
         raise ConfigError("'run.workers' and 'run.scheduler' are for global models; a site model runs in "
-                          "this process")
+                          "this process (a global model of your own: set run.workflow = \"global\")")
 
 
 def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
@@ -414,14 +414,23 @@ def check_labels(cfg: dict, space) -> None:
                               f"the key out ({_WITHOUT[key]})")
         for name in cfg[section][key] or []:
             if name not in known:
-                raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}")
+                raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}{_close(name, known)}")
     for label, value in cfg["observations"]["truth"].items():
         if label not in space.all_labels:
-            raise ConfigError(f"'observations.truth': unknown parameter {label!r}")
+            raise ConfigError(f"'observations.truth': unknown parameter {label!r}"
+                              f"{_close(label, space.all_labels)}")
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ConfigError(
                 f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
             )
+
+
+def _close(name: str, known) -> str:
+    """"; did you mean ...?" with the known names closest to a misspelt one ("" if none is)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(map(str, known)), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def check_walkers(cfg: dict, space) -> None:

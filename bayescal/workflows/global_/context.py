@@ -263,11 +263,13 @@ class GlobalContext(Context):
 
     # ---------------------------------------------------------------------- stages
     def left_out_space(self):
-        """The candidate values that are not calibrated (free), everything else fixed."""
+        """The candidate values that are not calibrated (free), everything else fixed; None when
+        every candidate is calibrated."""
         cands = self.config["parameters"]["candidates"]
         full = self.full_space.only(cands) if cands else self.full_space
         calibrated = set(self.space().labels)
-        return self.full_space.only([lab for lab in full.labels if lab not in calibrated])
+        left = [lab for lab in full.labels if lab not in calibrated]
+        return self.full_space.only(left) if left else None
 
     def training(self) -> xr.Dataset:
         """The design runs: unit-cube points, misfit, summaries and which finished."""

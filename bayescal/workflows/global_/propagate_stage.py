@@ -73,7 +73,12 @@ def run_propagate(ctx: GlobalContext) -> None:
     cov = {v: coverage(b[v], truth[v]) for v in ("gpp_global", "nbp_global")} if twin else None
     gcb = load_gcb2024()
     m = ctx.config["model"]
-    comp = gcb_comparison(ens, years=(max(1960, m["start"]), m["end"]), gcb=gcb)
+    first, last = max(1960, m["start"]), min(int(gcb["year"].max()), m["end"])
+    if first <= last:
+        comp = gcb_comparison(ens, years=(first, last), gcb=gcb)
+    else:  # your model's years are not the GCB's: nothing to compare, said in the report
+        comp = xr.Dataset(attrs={"years": "", "n_years": 0, "coverage_band": float("nan"),
+                                 "median_chi2_per_year_posterior": float("nan")})
     comp.to_netcdf(out / "gcb_comparison.nc")
     gpp_sd = _product_spread_global(obs, truth)
     sd = spread(ens, {"nbp_global": gcb["nbp_sigma"], "gpp_global": gpp_sd})
@@ -82,16 +87,18 @@ def run_propagate(ctx: GlobalContext) -> None:
     ens[keep + ["u", "status"]].drop_vars("theta", errors="ignore").to_netcdf(out / "outputs.nc")
     _set_scores(ctx, ens, obs).to_netcdf(out / "scores.nc")
     _model_checks(ctx, ens).to_netcdf(out / "checks.nc")
+    met = comp.attrs["n_years"] > 0  # the model's years and the GCB's meet
     write_json_atomic(out / "summary.json", {
         "truth_coverage": cov,
         "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
-        "gcb_coverage_band": comp.attrs["coverage_band"],
-        "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"],
+        "gcb_coverage_band": comp.attrs["coverage_band"] if met else None,
+        "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"] if met else None,
         "n_draws": int(b.attrs["n_draws"]),
         "band_widths": band_widths(b, prior_b),
     })
     ctx.say((f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
-             "of years; " if cov else "  ") + f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}")
+             "of years; " if cov else "  ") + (f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
+                                                if met else "no year in common with GCB 2024"))
     _say_widths(ctx, band_widths(b, prior_b))
 
 

@@ -32,10 +32,10 @@ def run_screen(ctx: GlobalContext) -> None:
     cfg = ctx.config
     out = ctx.run_dir / "screen"
     ctx.check_own_model()  # your model's output against the route's needs, before its runs
+    obs, _ = ctx.twin()  # the products read (or the twin made) now: a file problem before any run
     if cfg["screen"]["enabled"]:
         cands = cfg["parameters"]["candidates"]
         space = ctx.full_space.only(cands) if cands else ctx.full_space
-        obs, _ = ctx.twin()
         from bayescal.operators.scores import residuals
 
         targets: dict[str, Callable] = {
@@ -236,7 +236,7 @@ def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
     n = ctx.config["posterior"]["left_out_runs"]
     n_obs = ctx.observed()[0].size
     left = ctx.left_out_space()
-    if left.n_free == 0:
+    if left is None:  # every candidate value is calibrated
         return np.zeros(n_obs)
     design = latin_hypercube(left, n, seed=ctx.seed + 1)
     ctx.run_members(ctx.simulator, left.to_dataarray(left.expand(design.values), full=True), store,
@@ -351,7 +351,7 @@ def run_posterior(ctx: GlobalContext) -> None:
     xr.Dataset(
         {"left_out_sd": ("summary", np.broadcast_to(discrepancy, observed.shape)),
          "sigma": ("summary", sigma)},
-        attrs={"left_out": c["left_out"], "n_left_out": ctx.left_out_space().n_free,
+        attrs={"left_out": c["left_out"], "n_left_out": getattr(ctx.left_out_space(), "n_free", 0),
                "description": "left_out_sd: sd of each summary over the prior of the values left "
                "out of the calibration (calibrated values at their defaults), added to the "
                "likelihood as discrepancy; zero with left_out = 'fix'"},
@@ -398,7 +398,9 @@ def run_posterior(ctx: GlobalContext) -> None:
         {"X": (("member", "parameter"), res.X), "Y": (("member", "summary"), res.Y)},
         coords={"parameter": space.labels},
     ).to_netcdf(out / "training.nc")
-    ctx.say(f"  {res.history.sizes.get('round', 0)} refinement rounds, converged: {res.converged}")
+    n_rounds = res.history.sizes.get("round", 0)  # round 0: the emulator of the design, before any new run
+    ctx.say(f"  emulator fitted {n_rounds} times (the design, then {max(n_rounds - 1, 0)} refinement "
+            f"rounds of new runs), converged: {res.converged}")
 
 
 def run_equifinality(ctx: GlobalContext) -> None:

@@ -20,7 +20,7 @@ SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
                 "units", "to_units", "sigma_units", "name"}
 GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
-                "mask_variable", "footprint_deg", "name", "units", "sigma_units"}
+                "mask_variable", "footprint_deg", "name", "units", "sigma_units", "sigma_floor"}
 FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
@@ -106,8 +106,7 @@ def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
     out = []
     for i, spec in enumerate(cfg["observations"]["products"]):
         key = f"{key_prefix}[{i}]"
-        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file", "units")}
-        opts["file_units"] = spec.get("units")  # the file's units (the reader's ``units`` are the model's)
+        opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file")}
         try:
             if spec["format"] == "fluxnet":
                 out.append(read_fluxnet_product(spec["file"], spec["variable"], key=key, **opts))
@@ -148,7 +147,11 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
             raise ConfigError(f"'{key}' must be a table")
         unknown = sorted(set(spec) - keys)
         if unknown:
-            raise ConfigError(f"'{key}': unknown keys {unknown}; known: {sorted(keys)}")
+            hint = ""
+            if keys is PRODUCT_KEYS and (set(unknown) <= GRIDDED_KEYS or spec.get("format") == "netcdf"):
+                hint = (" (gridded CF-netCDF products are read by the global workflow: for a global model "
+                        "of your own set [run] workflow = \"global\", docs/own-model.md)")
+            raise ConfigError(f"'{key}': unknown keys {unknown}; known: {sorted(keys)}{hint}")
         for req in ("variable", "format", "file"):
             if req not in spec:
                 raise ConfigError(f"'{key}.{req}' is required")
