@@ -112,6 +112,11 @@ def _check(args: argparse.Namespace) -> int:
     if per_run is not None:
         batch = f" ({per_run * 1e3:.2g} ms per run in a batch of 32)" if per_run < one / 2 else ""
         print(f"model: one run at the defaults took {one:.3g} s{batch} and follows the contract")
+        for p in pipe.checked_products():
+            have = p.data.attrs.get("file_units", p.units)
+            conv = f" (the file's {have}, converted)" if have != p.units else ""
+            print(f"product {p.name!r} of {p.variable}: {int(p.data.notnull().sum())} observed values, "
+                  f"in {p.units}{conv}")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     print(f"run directory: {pipe.run_dir} ({owner})\nstages:")

@@ -281,6 +281,7 @@ def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
     assert main(["check", str(path), "--run-dir", str(path.parent / "run")]) == 0
     out = capsys.readouterr().out
     assert "follows the contract" in out and "workflow: global" in out
+    assert "product 'gpp' of gpp: " in out and "in g m-2 d-1 (the file's kg m-2 s-1, converted)" in out
     assert main(["run", str(path), "--quiet"]) == 0
     run = path.parent / "run"
     assert (run / "report.html").exists()
@@ -378,7 +379,7 @@ def test_every_value_calibrated_and_a_bad_product_named_before_the_design(setup,
     ctx = GlobalContext(load_config(path, model=model), tmp_path / "bad", model=model, progress=False)
     with pytest.raises(ConfigError, match=r"watts.nc: variable 'GPP'"):
         ctx.run()
-    assert not (tmp_path / "bad" / "design").exists()
+    assert not list((tmp_path / "bad").rglob("member_*.nc"))  # no model run made
 
 
 def test_a_global_model_of_your_own_without_run_workflow_global_is_told_to_set_it(setup):

@@ -286,12 +286,10 @@ def read_netcdf_product(
     where = f"{key + ': ' if key else ''}{path}"
     if not path.is_file():
         raise ReaderError(f"{where}: file not found")
-    if sigma_floor is not None and not sigma_floor > 0:
-        raise ReaderError(f"{where}: sigma_floor must be > 0, got {sigma_floor!r}")
-    if relative_sigma is not None and not relative_sigma > 0:
-        raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
-    if footprint_deg is not None and not footprint_deg > 0:
-        raise ReaderError(f"{where}: footprint_deg must be > 0, got {footprint_deg!r}")
+    for option, value in (("sigma_floor", sigma_floor), ("relative_sigma", relative_sigma),
+                          ("footprint_deg", footprint_deg)):
+        if value is not None and not value > 0:
+            raise ReaderError(f"{where}: {option} must be > 0, got {value!r}")
     try:  # lazy: nothing is read here; a non-standard CF calendar (noleap, 360_day) decodes to cftime
         ds = xr.open_dataset(path, chunks=None)
     except (OSError, ValueError, TypeError) as err:
@@ -341,15 +339,19 @@ def read_netcdf_product(
                           f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}): no overlap in time or space")
     if sigma_floor is not None:  # in the file's units, as the sigma is here
         sigma = np.maximum(sigma, sigma_floor * factor / sigma_factor)
-    has = np.isfinite(data.values)
-    bad = has & ~(sigma.values > 0)
-    if bad.any():
-        raise ReaderError(f"{where}: sigma must be > 0 where {nc_variable!r} has data: {int(bad.sum())} of "
-                          f"{int(has.sum())} cell-months are not (zero values with relative_sigma?): give "
-                          "the product a 'sigma_floor' (in the file's units)")
+    _check_sigma(data, sigma, f"{where}: sigma must be > 0 where {nc_variable!r} has data")
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)
+
+
+def _check_sigma(data: xr.DataArray, sigma: xr.DataArray, what: str) -> None:
+    """A ReaderError starting with ``what`` unless sigma > 0 wherever there are data."""
+    has = np.isfinite(data.values)
+    bad = has & ~(sigma.values > 0)
+    if bad.any():
+        raise ReaderError(f"{what}: {int(bad.sum())} of {int(has.sum())} cell-months are not (zero values "
+                          "with relative_sigma?): give the product a 'sigma_floor' (in the file's units)")
 
 
 def _sigma_factor(sigma_units: str, units: str, variable: str, data_factor: float, what: str) -> float:

@@ -200,6 +200,11 @@ class Context:
             self._cache["default_output"] = ds  # what the model gives, in which units and on which cells
         return self._cache["model_check"]
 
+    def checked_products(self) -> list:
+        """The observation products as the calibration reads them, for ``bayescal check`` (after
+        :meth:`model_check`); none when the workflow makes its own (a twin)."""
+        return []
+
     def seconds_per_member(self) -> float:
         """The model's seconds per member in the runner's batches, for ``bayescal check``'s
         estimates (after :meth:`model_check`; :func:`~bayescal.models.contract.seconds_per_member`)."""

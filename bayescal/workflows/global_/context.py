@@ -73,9 +73,15 @@ class GlobalContext(Context):
         check = super().model_check(validation, workdir)
         if validation and self.own_model:
             self.check_own_model()
-            if not self.config["observations"]["twin"]:
-                self._file_products()  # each product in the model's units, or a ConfigError naming both
+            self.checked_products()  # each product in the model's units, or a ConfigError naming both
         return check
+
+    def checked_products(self) -> list:
+        if self.config["observations"]["twin"]:
+            return []
+        if "file_products" not in self._cache:
+            self._cache["file_products"] = list(self._file_products()[0])
+        return self._cache["file_products"]
 
     def default_output(self) -> xr.Dataset:
         """The model's output at its defaults (one run, made once per process), conformed."""

@@ -16,6 +16,18 @@ if TYPE_CHECKING:
 __all__ = ["run_propagate"]
 
 
+def _gcb_comparison(ens: xr.Dataset, gcb: xr.Dataset, start: int, end: int) -> xr.Dataset:
+    """:func:`~bayescal.analysis.propagate.gcb_comparison` over the model's years that GCB 2024
+    has; with none (your own model of another era), an empty comparison with ``n_years = 0``."""
+    from bayescal.analysis.propagate import gcb_comparison
+
+    first, last = max(1960, start), min(int(gcb["year"].max()), end)
+    if first <= last:
+        return gcb_comparison(ens, years=(first, last), gcb=gcb)
+    return xr.Dataset(attrs={"years": "", "n_years": 0, "coverage_band": float("nan"),
+                             "median_chi2_per_year_posterior": float("nan")})
+
+
 def run_propagate(ctx: GlobalContext) -> None:
     from bayescal.analysis.propagate import (
         BUDGET_VARIABLES,
@@ -23,7 +35,6 @@ def run_propagate(ctx: GlobalContext) -> None:
         bands,
         budget_table,
         coverage,
-        gcb_comparison,
         propagate,
         table3_frame,
     )
@@ -73,12 +84,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     cov = {v: coverage(b[v], truth[v]) for v in ("gpp_global", "nbp_global")} if twin else None
     gcb = load_gcb2024()
     m = ctx.config["model"]
-    first, last = max(1960, m["start"]), min(int(gcb["year"].max()), m["end"])
-    if first <= last:
-        comp = gcb_comparison(ens, years=(first, last), gcb=gcb)
-    else:  # your model's years are not the GCB's: nothing to compare, said in the report
-        comp = xr.Dataset(attrs={"years": "", "n_years": 0, "coverage_band": float("nan"),
-                                 "median_chi2_per_year_posterior": float("nan")})
+    comp = _gcb_comparison(ens, gcb, m["start"], m["end"])
     comp.to_netcdf(out / "gcb_comparison.nc")
     gpp_sd = _product_spread_global(obs, truth)
     sd = spread(ens, {"nbp_global": gcb["nbp_sigma"], "gpp_global": gpp_sd})

@@ -32,10 +32,10 @@ def run_screen(ctx: GlobalContext) -> None:
     cfg = ctx.config
     out = ctx.run_dir / "screen"
     ctx.check_own_model()  # your model's output against the route's needs, before its runs
-    obs, _ = ctx.twin()  # the products read (or the twin made) now: a file problem before any run
     if cfg["screen"]["enabled"]:
         cands = cfg["parameters"]["candidates"]
         space = ctx.full_space.only(cands) if cands else ctx.full_space
+        obs, _ = ctx.twin()
         from bayescal.operators.scores import residuals
 
         targets: dict[str, Callable] = {
@@ -176,6 +176,7 @@ def run_design(ctx: GlobalContext) -> None:
 
     c = ctx.config["design"]
     out = ctx.run_dir / "design"
+    ctx.observed()  # the products read (a file problem named) before the design's runs
     space = ctx.space()
     design = latin_hypercube(space, c["n_runs"], seed=ctx.seed)
     ctx.run_members(

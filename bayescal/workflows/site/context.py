@@ -128,6 +128,9 @@ class SiteContext(Context):
         fast = self.calibration_model.output_arrays
         return seconds_per_member(lambda th: fast(th, variables), default, self.model_check()["seconds"])
 
+    def checked_products(self) -> list:
+        return [] if self.config["observations"]["twin"] else self.products()
+
     def products(self) -> list:
         """The observation products (real files, or the twin made from them), in the model's
         output units (DALEC's are known; a python or external model's from its run at the defaults)."""
