@@ -313,5 +313,8 @@ def test_a_run_directory_counts_each_stages_failed_runs_by_reason_for_the_report
     assert reason_group("spin-up: runaway LAI 16.2 > 15.0 for CROP-C4 in cell 4") == \
         reason_group("spin-up: runaway LAI 17.0 > 15.0 for CROP-C4 in cell 9") == \
         "spin-up: runaway LAI … > … for CROP-C4"
+    assert reason_group("exit code 1: /scratch/run_3fa2b1c9d0e1/out.nc missing") == "exit code 1: … missing"
+    assert reason_group("spin-up did not converge in 24 cycles (still 1.95 %)") == \
+        "spin-up did not converge in 24 cycles"
     table = failed_runs_section(RunDir(tmp_path))
     assert f"<td>design</td><td>40</td><td>{expected[0].sum()}</td>" in table

@@ -148,7 +148,13 @@ def test_a_config_of_your_own_model_is_checked_against_its_space_not_the_embedde
     msg = r"'parameters.free': unknown parameter 'kmax'; did you mean 'vcmax'\?$"
     with pytest.raises(ConfigError, match=msg):
         load_config(path, model=model)
-    path.write_text(path.read_text().replace('"kmax"]', '"q_10"]'))
+    text = path.read_text()
+    path.write_text(text.replace("[model]\nstart = 2001\nend = 2006", "[model]\nstart = 1901\nend = 1906")
+                    .replace("gcb_nbp = false", "gcb_nbp = true\ngcb_years = [1901, 1906]")
+                    .replace('"kmax"]', ']'))
+    with pytest.raises(ConfigError, match=r"'observations.gcb_years' \[1901, 1906\] must lie within GCB"):
+        load_config(path, model=model)
+    path.write_text(text.replace('"kmax"]', '"q_10"]'))
     with pytest.raises(ConfigError, match="unknown parameter 'q_10'; did you mean 'q10'\\?$"):
         load_config(path, model=model)
 
@@ -289,6 +295,7 @@ def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
     assert abs(np.median(post) - 18.0) < 2.5 and np.std(post) < 3.0
     ctx = make_context(load_config(path), run)
     assert {p.status for p in ctx.plan()} == {"reuse"}
+    assert ctx.model_identity() is not None  # the entry point's model keyed as one passed in
     source = path.parent / "toyglobal.py"
     source.write_text(source.read_text() + "\n# edited\n")
     plan = make_context(load_config(path), run).plan()

@@ -279,7 +279,8 @@ def read_netcdf_product(
     ``variable`` is the model's name; ``nc_variable`` the file's (default the same); ``units``
     the model's units. ``file_units`` / ``sigma_units``: the units of the file's variable / sigma
     variable when its ``units`` attribute is missing or wrong (they replace it). ``sigma_floor``:
-    the smallest sigma, in the file's units (a relative sigma of a zero value, say). See the module
+    the smallest sigma, in the data variable's units (a relative sigma of a zero value, a sigma
+    missing where there are data). See the module
     docstring for the reading and the alignment.
     """
     path = Path(path)
@@ -337,8 +338,8 @@ def read_netcdf_product(
     if not np.isfinite(data.values).any():
         raise ReaderError(f"{where}: no value on the model's cells and months "
                           f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}): no overlap in time or space")
-    if sigma_floor is not None:  # in the file's units, as the sigma is here
-        sigma = np.maximum(sigma, sigma_floor * factor / sigma_factor)
+    if sigma_floor is not None:  # in the data variable's units; a missing sigma becomes the floor
+        sigma = np.fmax(sigma, sigma_floor * factor / sigma_factor)
     _check_sigma(data, sigma, f"{where}: sigma must be > 0 where {nc_variable!r} has data")
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)

@@ -91,14 +91,21 @@ def describe_failures(reasons: Iterable[str] | Mapping[str, int], most: int | No
     """``"3 x exit code 4; 1 x timeout after 60 s"``: each failure reason with its count, most
     frequent first (``most``: only that many); ``reasons`` as the reasons themselves or counted."""
     counts = Counter(reasons) if not isinstance(reasons, Mapping) else Counter(dict(reasons))
-    return "; ".join(f"{n} x {r}" for r, n in counts.most_common(most))
+    text = "; ".join(f"{n} x {r}" for r, n in counts.most_common(most))
+    rest = counts.most_common()[most:] if most is not None else []
+    return text + (f"; {sum(n for _, n in rest)} x {len(rest)} other reason{'s' * (len(rest) > 1)}"
+                   if rest else "")
 
 
 def reason_group(reason: str) -> str:
     """A failure reason without its member's details, to count alike failures together: no
-    parenthesis or cell, and each decimal number as "…" ("spin-up: runaway LAI 16.2 > 15.0 for
-    CROP-C4 in cell 4" -> "spin-up: runaway LAI … > … for CROP-C4")."""
-    return re.sub(r"\d+\.\d+", "…", reason.split(" (")[0].split(" in cell")[0]).strip()
+    parenthesis or cell; each path, hash, decimal number and number of three or more digits as
+    "…" ("spin-up: runaway LAI 16.2 > 15.0 for CROP-C4 in cell 4" -> "spin-up: runaway LAI … > …
+    for CROP-C4"; "exit code 1" and "24 cycles" are kept)."""
+    text = reason.split(" (")[0].split(" in cell")[0]
+    text = re.sub(r"\S*/\S*", "…", text)  # paths: each member's own folder
+    text = re.sub(r"\b[0-9a-f]{8,}\b|\d+\.\d+(e-?\d+)?|\d{3,}", "…", text)
+    return text.strip()
 
 
 def run_batch(
@@ -366,6 +373,8 @@ def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
             proc.terminate()
         for proc in processes:
             proc.join(timeout=30)
+            if proc.is_alive():  # stuck in a compiled call that a Python handler cannot interrupt
+                proc.kill()
         raise
     pool.shutdown(wait=True)
 

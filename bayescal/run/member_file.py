@@ -36,7 +36,7 @@ def member_file_problem(path: Path) -> str:
 
 def member_attrs(path: Path) -> dict[str, Any]:
     """A member file's ``status``, ``reason`` and ``wall_time`` (its global attributes), read with
-    scipy's netCDF-3 reader without the variables (a store's status: a report counts failures)."""
+    scipy's netCDF-3 reader rather than xarray (a store's status: a report counts failures)."""
     from scipy.io import netcdf_file
 
     with netcdf_file(path, "r", mmap=False) as nc:

@@ -369,6 +369,9 @@ def check_observations(cfg: dict, embedded: bool = True) -> None:
             raise ConfigError(
                 f"'{section}.{key}' {yrs} must lie within model.start-model.end ({m['start']}-{m['end']})"
             )
+    if obs["gcb_nbp"] and (obs["gcb_years"][0] < 1959 or obs["gcb_years"][1] > 2023):
+        raise ConfigError(f"'observations.gcb_years' {obs['gcb_years']} must lie within GCB 2024's years "
+                          "1959-2023 when 'observations.gcb_nbp' = true (its NBP enters the likelihood)")
     from ..models.landcarbon import OUTPUT_VARIABLES
 
     signed = sorted({"nbp", "nee", "nep"} & set(obs["variables"]))

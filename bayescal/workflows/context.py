@@ -107,13 +107,13 @@ class Context:
         return model
 
     def model_identity(self) -> str | None:
-        """A model given to the context (not the config's), in every stage's key: its class, the
-        contents of its source file, its parameter space and its ``identity`` attribute if it has
-        one (what its constructor was given: forcing files, years, grid; any JSON-able value) --
-        another model, or the same class edited or built otherwise, reruns the stages rather than
-        reusing another model's results. None for the config's model, whose ``[model]`` keys and
-        files say it."""
-        if not self._given:
+        """A model given to the context, or the config's python entry point's, in every stage's
+        key: its class, the contents of its source file, its parameter space and its ``identity``
+        attribute if it has one (what its constructor was given: forcing files, years, grid; any
+        JSON-able value) -- another model, or the same class edited or built otherwise, reruns the
+        stages rather than reusing another model's results. None for the embedded models and an
+        external program, whose ``[model]`` keys and files say it."""
+        if not self._given and self.config.get("model", {}).get("kind") != "python":
             return None
         import inspect
 
@@ -271,7 +271,7 @@ class Context:
         ran = run_ensemble(simulator, theta, store, **kwargs)
         if ran.failed:
             self.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): "
-                     f"{describe_failures(ran.failures)}")
+                     f"{describe_failures(ran.failures, most=5)}")
         return ran
 
     def summary(self) -> str:

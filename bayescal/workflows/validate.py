@@ -74,7 +74,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
                               f"calibrated values ({2 * n_free}), got {n_walkers}")
         return cfg
     defaults = {k: d for k, (_, d) in SCHEMA["site"].items()}
-    if any(cfg["site"][k] != defaults[k] for k in defaults):
+    if any(cfg["site"][k] != defaults[k] for k in defaults) and cfg["run"]["workflow"] != "global":
         raise ConfigError("[site] is for site models ('model.kind' = dalec, python or external)")
     obs = raw.get("observations", {})
     if isinstance(obs, dict) and obs.get("products") and "twin" not in obs:
@@ -85,6 +85,9 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
                           "the files, or remove the products")
     embedded = model is None and cfg["model"]["kind"] == "global"
     check_model(cfg, base, embedded=embedded)
+    if any(cfg["site"][k] != defaults[k] for k in defaults):
+        raise ConfigError("[site] is for site models; a global model's config ('run.workflow' = \"global\") "
+                          "has none")
     if cfg["model"]["kind"] in OWN_KINDS:
         check_own_model_keys(cfg, base)
     check_ranges(cfg)
