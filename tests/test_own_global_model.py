@@ -296,6 +296,8 @@ def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
     ctx = make_context(load_config(path), run)
     assert {p.status for p in ctx.plan()} == {"reuse"}
     assert ctx.model_identity() is not None  # the entry point's model keyed as one passed in
+    path.write_text(path.read_text().replace("start = 2001", "start = 2001\nn_cells = 99\nramp_start = 1950"))
+    assert {p.status for p in make_context(load_config(path), run).plan()} == {"reuse"}  # not its keys
     source = path.parent / "toyglobal.py"
     source.write_text(source.read_text() + "\n# edited\n")
     plan = make_context(load_config(path), run).plan()

@@ -34,10 +34,29 @@ __all__ = ["GLOBAL", "STAGES", "STAGE_HELP", "global_files", "model_files", "n_c
 Config = Mapping[str, Any]
 
 
+#: the ``[model]`` keys the stages read for a global model of your own (``model.kind`` python or
+#: external): not the embedded model's grid, ramp and chunks, nor a site model's drivers and spin-up
+OWN_MODEL_KEYS = ("kind", "start", "end", "parameters_file", "entry_point", "options", "python_path",
+                  "command", "template", "output", "timeout", "variables")
+
+
+def model_reads(cfg: Config) -> tuple[str, ...]:
+    """The ``[model]`` keys of the stages that run the model: the whole section for the embedded
+    model (its stage keys as they have always been), :data:`OWN_MODEL_KEYS` for your own."""
+    if cfg["model"]["kind"] == "global":
+        return ("model",)
+    return tuple(f"model.{k}" for k in OWN_MODEL_KEYS)
+
+
+def _with_model(*keys: str):
+    """``reads``: the model's keys (:func:`model_reads`) and ``keys``."""
+    return lambda cfg: (*model_reads(cfg), *keys)
+
+
 def _screen_reads(cfg: Config) -> Sequence[str]:
     if not cfg["screen"]["enabled"]:  # the calibrated values are parameters.free
-        return ("model", "parameters.free", "screen.enabled")
-    return ("model", "observations", "parameters", "screen", "run.seed")
+        return (*model_reads(cfg), "parameters.free", "screen.enabled")
+    return (*model_reads(cfg), "observations", "parameters", "screen", "run.seed")
 
 
 def _screen_files(cfg: Config) -> list[str]:
@@ -61,7 +80,7 @@ def _screen_runs(cfg: Config, space=None) -> str:
 def _optimize_reads(cfg: Config) -> Sequence[str]:
     if cfg["optimize"]["method"] == "none":
         return ("optimize.method",)
-    return ("model", "observations", "optimize", "run.seed")
+    return (*model_reads(cfg), "observations", "optimize", "run.seed")
 
 
 def _optimize_runs(cfg: Config, space=None) -> str:
@@ -92,7 +111,8 @@ def run_posterior_stage(ctx) -> None:
 
 
 def _posterior_reads(cfg: Config) -> Sequence[str]:
-    keys = ["model", "observations", "parameters.candidates", "emulator.variance_threshold", "run.seed",
+    keys = [*model_reads(cfg), "observations", "parameters.candidates", "emulator.variance_threshold",
+            "run.seed",
             *(f"posterior.{k}" for k in ("n_steps", "max_steps", "n_walkers", "refine_rounds", "n_new",
                                          "left_out"))]
     if cfg["posterior"]["left_out"] == "marginalise":
@@ -118,7 +138,7 @@ def _propagate_runs(cfg: Config) -> str:
 
 
 #: the design's runs: the model at the Latin hypercube of the calibrated space
-DESIGN_STORE = RunStore("ensemble", reads=("model", "observations.variables", "design.n_runs", "run.seed"),
+DESIGN_STORE = RunStore("ensemble", reads=_with_model("observations.variables", "design.n_runs", "run.seed"),
                         needs=("screen",), input_files=model_files)
 
 GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'s route; the embedded "
@@ -136,7 +156,8 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
     Stage("design", run_design,
           "Latin-hypercube ensemble of n_runs members through the resumable runner; misfit and "
           "log regional means of each member.",
-          reads=("model", "observations", "design.n_runs", "optimize.misfit", "run.seed"), needs=("screen",),
+          reads=_with_model("observations", "design.n_runs", "optimize.misfit", "run.seed"),
+          needs=("screen",),
           input_files=global_files, writes=("training.nc", "ensemble/"), keeps=(DESIGN_STORE,),
           expected_runs=lambda cfg: str(cfg["design"]["n_runs"])),
     Stage("emulate", run_emulate,
@@ -152,8 +173,8 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
                   "refine/", "output_emulator.nc", "training.nc",
                   # posterior.method = "history_matching"
                   "waves/", "mean_run/", "history_matching.nc", "chain.h5"),
-          keeps=(RunStore("left_out", reads=("model", "observations.variables", "parameters.candidates",
-                                             "posterior.left_out_runs", "run.seed"),
+          keeps=(RunStore("left_out", reads=_with_model("observations.variables", "parameters.candidates",
+                                                        "posterior.left_out_runs", "run.seed"),
                           needs=("screen",), input_files=model_files),),
           expected_runs=_posterior_runs),
     Stage("equifinality", run_equifinality,
@@ -165,7 +186,7 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
     Stage("propagate", run_propagate,
           "posterior draws, prior draws, defaults, optimum and alternatives through the model; GPP/NBP "
           "bands and their width against the prior's, Table 3 budget, chi-squared against GCB 2024 NBP.",
-          reads=("model", "observations", "propagate", "optimize.misfit", "run.seed"),
+          reads=_with_model("observations", "propagate", "optimize.misfit", "run.seed"),
           needs=("screen", "optimize", "design", "posterior", "equifinality"), input_files=global_files,
           writes=("outputs.nc", "bands.nc", "prior_bands.nc", "table3.nc", "table3.csv", "gcb_comparison.nc",
                   "spread.nc", "scores.nc", "checks.nc", "summary.json", "ensemble/"),
