@@ -22,8 +22,8 @@ from typing import Any
 
 from .config import ConfigError
 
-__all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "import_entry_point",
-           "model_source_files", "python_model", "resolve_command", "resolve_path"]
+__all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "file_space",
+           "import_entry_point", "model_source_files", "python_model", "resolve_command", "resolve_path"]
 
 #: the ``model.kind`` of a model of your own
 OWN_KINDS = ("python", "external")
@@ -90,13 +90,16 @@ def check_own_model_keys(cfg: dict, base: Path | None) -> None:
     if m["parameters_file"] is not None:
         m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
     if m["kind"] == "external":  # the template's placeholders against the values, before any run
-        external_model(m, _file_space(m), Path("external"), None)
+        external_model(m, file_space(m), Path("external"), None)
 
 
-def _file_space(m: dict) -> Any:
-    """The space of ``model.parameters_file``; any problem of the file is a ConfigError naming it."""
+def file_space(m: dict) -> Any:
+    """The space of ``model.parameters_file`` (None without one); any problem of the file is a
+    ConfigError naming it."""
     from bayescal.parameters import ParameterSpace
 
+    if not m.get("parameters_file"):
+        return None
     try:
         return ParameterSpace.from_toml(m["parameters_file"])
     except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named

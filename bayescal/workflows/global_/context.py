@@ -161,13 +161,11 @@ class GlobalContext(Context):
         python: the entry point's; external: the program, each member run in its own folder under
         ``workdir``, default the run directory's ``external/``)."""
         from bayescal.models import LandCarbonModel, make_drivers, make_grid
-        from bayescal.workflows.own_model import external_model, python_model
+        from bayescal.workflows.own_model import external_model, file_space, python_model
 
         m = self.config["model"]
         if m["kind"] != "global":
-            from bayescal.parameters import ParameterSpace
-
-            space = ParameterSpace.from_toml(m["parameters_file"]) if m["parameters_file"] else None
+            space = file_space(m)
             if m["kind"] == "python":
                 return self.conform(python_model(m, space), space)
             return self.conform(external_model(m, space, workdir or self.run_dir / "external", None))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescal.workflows.own_model import external_model, python_model
+from bayescal.workflows.own_model import external_model, file_space, python_model
 
 __all__ = ["check_model_run", "check_years_covered", "site_model"]
 
@@ -22,13 +22,12 @@ __all__ = ["check_model_run", "check_years_covered", "site_model"]
 def site_model(cfg: dict, workdir: Path | None = None) -> Any:
     """The configured site simulator (it has a ``space`` and returns series on (member, time))."""
     from bayescal.models.contract import ConformingModel
-    from bayescal.parameters import ParameterSpace
 
     from .config import read_drivers
 
     m = cfg["model"]
     needed = sorted({p["variable"] for p in cfg["observations"]["products"]})
-    space = ParameterSpace.from_toml(m["parameters_file"]) if m["parameters_file"] else None
+    space = file_space(m)
     if m["kind"] == "dalec":
         from bayescal.models.dalec import DalecModel
 
