@@ -292,19 +292,17 @@ class RunDir:
         (:func:`~bayescal.run.ensemble.reason_group`) with their counts, ``{"design": (100,
         {"non-finite output in gpp": 3})}``, read from the
         stores' member files (:meth:`~bayescal.run.ensemble.EnsembleStore.status`)."""
+        from collections import Counter
+
         from ..run.ensemble import EnsembleStore, reason_group
 
         out = {}
         for s in self.stage_names():
-            stores = sorted(p.parent for p in self.stage(s).rglob("store.json"))
-            if not stores:
-                continue
-            status = [EnsembleStore(p).status() for p in stores]
-            reasons: dict[str, int] = {}
-            for st in status:
-                for r in st["reason"].values[st["status"].values == "failed"]:
-                    reasons[reason_group(str(r))] = reasons.get(reason_group(str(r)), 0) + 1
-            out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), reasons)
+            status = [EnsembleStore(p.parent).status() for p in sorted(self.stage(s).rglob("store.json"))]
+            if status:
+                reasons = Counter(reason_group(str(r)) for st in status
+                                  for r in st["reason"].values[st["status"].values == "failed"])
+                out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), dict(reasons))
         return out
 
     def records(self) -> list[StageRecord]:
