@@ -133,7 +133,7 @@ def _check(args: argparse.Namespace) -> int:
                 lo, hi = (_duration(n * per_run) for n in rough)
                 single = lo == hi or rough[0] == 0
                 span = f"up to ~{hi}" if single else f"~{lo} to {hi}"
-                runs += f" ({span} of model time at that rate, one process)"
+                runs += f" ({span} of model time at that rate, {_where(pipe.config['run'])})"
         damaged = [c for c in st.changed if c.startswith("damaged file ")]
         changed = [c for c in st.changed if c not in damaged]
         more = " ..." if len(changed) > 4 else ""
@@ -142,6 +142,16 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
         print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
     return 0
+
+
+def _where(run: dict) -> str:
+    """Where the model time of ``bayescal check``'s estimate is spent: one process, or spread over
+    ``run.workers`` processes / a Dask or SLURM cluster (its share per worker is not known here)."""
+    if run.get("workers"):
+        return f"one process; spread over {run['workers']} workers"
+    if run.get("scheduler"):
+        return "one process; spread over the cluster's workers"
+    return "one process"
 
 
 def _run(args: argparse.Namespace) -> int:

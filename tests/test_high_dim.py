@@ -8,6 +8,8 @@ exact marginal quantiles of each ``u_i`` are ``Phi`` of those of ``z_i``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -267,3 +269,19 @@ def _unit_draws(idata, space) -> np.ndarray:
     from bayescal.posterior import unit_samples
 
     return unit_samples(idata, space).transpose("sample", "parameter").values
+
+
+def test_a_posterior_that_does_not_carry_the_data_is_warned_of():
+    """Issue 25 item 3's checks warn (into the stage's record) when they fail, and only then."""
+    from bayescal.workflows.global_.history_matching_stage import _warn_checks
+
+    good = {"predictive_ratio": np.array([0.4, 0.9, 1.5]), "residual": np.array([1.0, -1.0, 1.2])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_checks(good)
+    wide = dict(good, predictive_ratio=np.array([1.1, 2.0, 0.5]))
+    with pytest.warns(UserWarning, match="1.10 times the observational"):
+        _warn_checks(wide)
+    for resid, shown in ((np.array([3.0, -2.0, 1.0]), "4.67"), (np.array([0.3, 0.2, -0.1]), "0.05")):
+        with pytest.warns(UserWarning, match=f"mean square {shown}"):
+            _warn_checks(dict(good, residual=resid))

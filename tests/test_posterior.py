@@ -1,8 +1,10 @@
 """Posterior sampling: analytic posteriors, calibration (SBC), ridges, checkpoints, errors."""
 
 import tempfile
+import warnings
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
@@ -806,3 +808,37 @@ def test_the_final_target_is_sampled_after_the_rounds_and_is_exact_where_the_emu
     with pytest.raises(ValueError, match="not both"):
         refine(sim, SVDEmulator(), X0, sim(X0), like, space, run_loglik=lambda Y: Y[:, 0],
                final_likelihood=expected, **kw)
+
+
+def _ar1_walkers(seed: int, tau: float, n: int, m: int = 32) -> np.ndarray:
+    """``m`` stationary AR(1) walkers with integrated autocorrelation time ``tau``."""
+    rng = np.random.default_rng(seed)
+    rho = (tau - 1) / (tau + 1)
+    x = np.empty((m, n))
+    x[:, 0] = rng.normal(size=m)
+    e = rng.normal(size=(m, n)) * np.sqrt(1 - rho**2)
+    for t in range(1, n):
+        x[:, t] = rho * x[:, t - 1] + e[:, t]
+    return x
+
+
+@pytest.mark.parametrize("seed", seeds(3))
+def test_r_hat_bound_follows_the_chain_length_and_still_catches_stuck_walkers(seed):
+    """Converged chains of 50 tau have split R-hat near sqrt(1 + 2 tau / N) = 1.02, above 1.01:
+    the bound allows that (no warning) but not walkers stuck 0.8 sd apart."""
+    tau, n = 20.0, 1000
+    attrs = {"n_steps": n, "burn": 0, "tau_max": tau, "n_walkers": 32, "thin": 1}
+    x = _ar1_walkers(seed, tau, n)
+    post = xr.Dataset({"a": (("chain", "draw"), x)}, attrs=attrs)
+    assert 1.005 < float(az.rhat(post)["a"]) < np.sqrt(1 + 4 * tau / n)  # the premise, on these chains
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diag = diagnose(post, ess_min=0)
+    assert diag.attrs["rhat_max"] == pytest.approx(np.sqrt(1.08))
+    stuck = x.copy()
+    stuck[:8] += 0.8  # a quarter of the walkers in another part
+    with pytest.warns(PosteriorWarning, match="R-hat >"):
+        diagnose(xr.Dataset({"a": (("chain", "draw"), stuck)}, attrs=attrs), ess_min=0)
+    with warnings.catch_warnings():  # without the chain's attributes: the bound is 1.01
+        warnings.simplefilter("ignore")
+        assert diagnose(xr.Dataset({"a": (("chain", "draw"), x)}), ess_min=0).attrs["rhat_max"] == 1.01

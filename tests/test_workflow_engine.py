@@ -700,3 +700,11 @@ def test_run_directory_states_and_set_aside(tmp_path):
     assert set_aside(old, old / "screen").name == "screen-1"
     (old / "screen").mkdir()
     assert set_aside(old, old / "screen").name == "screen-2"
+
+
+def test_checks_time_estimate_names_where_the_runs_go():
+    from bayescal.cli import _where
+
+    assert _where({"workers": 0, "scheduler": ""}) == "one process"
+    assert "4 workers" in _where({"workers": 4, "scheduler": ""})
+    assert "cluster" in _where({"workers": 0, "scheduler": "slurm"})

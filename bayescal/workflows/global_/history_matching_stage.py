@@ -15,6 +15,7 @@ run at the posterior mean.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,6 +70,22 @@ def run_history_matching(ctx: GlobalContext) -> None:
             f"({'converged' if post.converged else 'shorter than 50 tau'}); 90 % predictive / "
             f"observational interval: median {np.median(checks['predictive_ratio']):.2f}; residual "
             f"mean square at the posterior mean {np.mean(checks['residual'] ** 2):.2f}")
+    _warn_checks(checks)
+
+
+def _warn_checks(checks: dict[str, np.ndarray]) -> None:
+    """A warning (kept in the stage's record and the report) when the posterior does not carry the
+    data: the median 90 % predictive / observational interval above 1, or the residuals' mean
+    square at the posterior mean outside 0.5-2 (the observations' sigma, the discrepancy or the
+    emulator then disagree with the runs)."""
+    med, ms = float(np.median(checks["predictive_ratio"])), float(np.mean(checks["residual"] ** 2))
+    if med > 1:
+        warnings.warn(f"history matching: the posterior's median 90 % predictive interval is {med:.2f} "
+                      "times the observational one (goal <= 1): the data leave it wide", stacklevel=2)
+    if not 0.5 <= ms <= 2:
+        warnings.warn(f"history matching: the standardised residuals at the posterior mean have mean "
+                      f"square {ms:.2f} (goal 0.5-2): check the products' sigma and the discrepancy",
+                      stacklevel=2)
 
 
 def _saved_design(path, design: np.ndarray) -> np.ndarray:
