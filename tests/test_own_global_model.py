@@ -8,6 +8,7 @@ stage to the report."""
 from __future__ import annotations
 
 import inspect
+import json
 import textwrap
 
 import cftime
@@ -176,6 +177,8 @@ def test_your_models_products_are_read_in_its_units_on_its_cells_and_every_stage
     assert (run / "report.html").exists()
     table = xr.load_dataset(run / "propagate" / "table3.nc")
     assert list(table["variable"].values) == ["nbp_global", "gpp_global"]
+    summary = json.loads((run / "propagate" / "summary.json").read_text())
+    assert summary["gcb_reason"] is None and summary["gcb_coverage_band"] is not None  # 234 Mkm2: compared
     # the posterior moves t_opt towards the product's 18 degC from the prior's 10-32
     post = ctx.posterior_u().sel(parameter="t_opt").values
     assert abs(np.median(post) * 22 + 10 - 18.0) < 2.5 and np.std(post) * 22 < 3.0
@@ -403,3 +406,22 @@ def test_a_global_model_of_your_own_without_run_workflow_global_is_told_to_set_i
     with pytest.raises(ConfigError, match=r"unknown keys \['nc_variable', 'sigma_variable'\].* set \[run\] "
                                           r"workflow = \"global\""):
         load_config(path)
+
+
+def test_a_model_of_part_of_the_world_is_not_compared_with_gcbs_global_sink():
+    """GCB 2024's land sink is global: your own model's years may meet GCB's, but a model whose
+    cells cover less than half the world's land gets no comparison, and says why."""
+    from bayescal.observations.gcb import load_gcb2024
+    from bayescal.report.html import _gcb_item
+    from bayescal.workflows.global_.propagate_stage import _gcb_comparison
+
+    years = np.arange(2001, 2007)
+    ens = xr.Dataset({"nbp_global": (("member", "year"), np.ones((3, years.size))),
+                      "gpp_global": (("member", "year"), np.full((3, years.size), 120.0))},
+                     coords={"year": years, "set": ("member", ["posterior"] * 3)})
+    gcb = load_gcb2024()
+    europe = _gcb_comparison(ens, gcb, 2001, 2006, land_m2=10e12)
+    assert europe.attrs["n_years"] == 0 and "10 million km2" in europe.attrs["reason"]
+    item = _gcb_item({"gcb_coverage_band": None, "gcb_reason": europe.attrs["reason"]})
+    assert "not compared" in item and "10 million km2" in item
+    assert "no year in common" in _gcb_comparison(ens, gcb, 1801, 1850).attrs["reason"]

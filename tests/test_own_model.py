@@ -3,6 +3,7 @@ a module beside the config, dict drivers, a dict or gridded (member, cell=1, tim
 older failure names, members that raise. ``bayescal check`` runs it once and names what breaks."""
 
 import json
+import sys
 import textwrap
 
 import numpy as np
@@ -400,3 +401,35 @@ def test_an_edited_external_program_or_data_file_it_names_changes_the_stages_key
     after_data = keys()
     for name in ("optimize", "posterior", "propagate"):
         assert len({before[name], after_program[name], after_data[name]}) == 3, name
+
+
+def test_an_entry_point_is_the_file_the_config_names_as_it_is_now(tmp_path):
+    """In one session (a notebook, a test run) two configs' ``mymodel.py`` in two folders are two
+    models, and an edited one is imported afresh: the stage keys hash the file on disk, so the
+    code that runs must be that file's. An installed module is left alone."""
+    from bayescal.workflows.own_model import import_entry_point, model_source_files
+
+    def folder(name: str, value: int):
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        (d / "bcal_entry_mod.py").write_text(f"def make():\n    return {value}\n")
+        return {"kind": "python", "entry_point": "bcal_entry_mod:make", "python_path": [str(d)],
+                "command": []}
+
+    a, b = folder("a", 1), folder("b", 2)
+    try:
+        assert import_entry_point(a)() == 1
+        assert import_entry_point(b)() == 2
+        assert model_source_files({"model": b}) == [str(tmp_path / "b" / "bcal_entry_mod.py")]
+        assert model_source_files({"model": a}) == [str(tmp_path / "a" / "bcal_entry_mod.py")]
+        (tmp_path / "a" / "bcal_entry_mod.py").write_text("def make():\n    return 'edited, longer'\n")
+        assert import_entry_point(a)() == "edited, longer"
+        assert import_entry_point(a) is import_entry_point(a)  # unchanged: not imported again
+        json_loads = import_entry_point({"kind": "python", "entry_point": "json:loads",
+                                         "python_path": [str(tmp_path / "a")], "command": []})
+        assert json_loads is json.loads
+    finally:
+        sys.modules.pop("bcal_entry_mod", None)
+        for d in ("a", "b"):
+            while str(tmp_path / d) in sys.path:
+                sys.path.remove(str(tmp_path / d))

@@ -192,9 +192,11 @@ def _label_info(space, labels: list[str]) -> list[tuple]:
     return out
 
 
-def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: xr.Dataset | None = None):
+def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset | None, models: xr.Dataset | None,
+               truth: xr.Dataset | None = None):
     """Global GPP and NBP, annual: posterior bands, default, optimum, alternatives, GCB 2024 and the
-    DGVMs (bayescal's, beside Seiler Fig. 10, which is :func:`.seiler.plot_gpp_nbp`)."""
+    DGVMs (bayescal's, beside Seiler Fig. 10, which is :func:`.seiler.plot_gpp_nbp`); without
+    ``gcb`` (a model not compared with it) neither GCB nor the DGVMs are drawn."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     sets = outputs["set"].values
     done = outputs["status"].values == "done"
@@ -220,7 +222,7 @@ def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: 
                         label=label if i == 0 else None)
         if truth is not None and v in truth:
             ax.plot(truth["year"], truth[v], "k:", lw=1.5, label="twin truth")
-        if v == "nbp_global":
+        if v == "nbp_global" and gcb is not None and models is not None:
             g = gcb.sel(year=slice(yr.min(), yr.max()))
             ax.errorbar(
                 g["year"],
@@ -243,7 +245,8 @@ def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset, models: xr.Dataset, truth: 
                 alpha=0.15,
                 label="20 DGVMs S_LAND − E_LUC ± sd",
             )
-        ax.set(xlabel="year", ylabel=f"global {name} (PgC yr⁻¹)", title=f"global {name}")
+        where = "global " if gcb is not None else ""
+        ax.set(xlabel="year", ylabel=f"{name} (PgC yr⁻¹)", title=f"{where}{name}")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

@@ -137,9 +137,14 @@ def _figures(rd, obs, truth: xr.Dataset) -> list[tuple[str, str, str]]:
     add("trace", "Traces of the values with the largest R-hat (every walker a line; physical units).",
         plot_trace(post, trace_labels(posterior_diagnostics(run / "posterior", idata))))
     outputs = xr.load_dataset(run / "propagate" / "outputs.nc")
-    add("gpp_nbp_bands", "Global GPP and NBP, annual: posterior predictive bands with the default, the "
-        "optimum, the alternatives, GCB 2024 and the DGVMs (bayescal's; Seiler's Fig. 10 is below).",
-        plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), twin_truth))
+    if _compared_with_gcb(rd):
+        add("gpp_nbp_bands", "Global GPP and NBP, annual: posterior predictive bands with the default, the "
+            "optimum, the alternatives, GCB 2024 and the DGVMs (bayescal's; Seiler's Fig. 10 is below).",
+            plot_bands(outputs, load_gcb2024(), load_gcb2024_land_models(), twin_truth))
+    else:
+        add("gpp_nbp_bands", "The model's GPP and NBP (its gpp_global, nbp_global), annual: posterior "
+            "predictive bands with the default, the optimum and the alternatives (not compared with GCB "
+            "2024: see the summary).", plot_bands(outputs, None, None, twin_truth))
     _seiler_figures(rd, space, add)
     _seiler_output_figures(rd, obs, outputs, add)
     return figs
@@ -215,7 +220,7 @@ def _seiler_output_figures(rd, obs, outputs: xr.Dataset, add) -> None:
             f"{', '.join(fields.data_vars)} (one panel each); black dots: the bias fell (Seiler Fig. 9).",
             plot_bias_change(fields, products))
     gcb = load_gcb2024()
-    if np.intersect1d(outputs["year"].values, gcb["year"].values).size:  # not for another model's era
+    if _compared_with_gcb(rd):  # not for another model's era, nor a model of less than the world
         data = gpp_nbp_data(outputs, gcb, obs["gpp"] if "gpp" in obs.variables else [])
         add("gpp_nbp_seiler", gpp_nbp_caption(data), plot_gpp_nbp(data))
 
@@ -234,10 +239,18 @@ def _tab(df, fmt: str = "{:.4g}") -> str:
     return df.to_html(float_format=lambda x: fmt.format(x), border=0, classes="t")
 
 
+def _compared_with_gcb(rd) -> bool:
+    """Whether the propagate stage compared the model with GCB 2024 (its years meet GCB's and it
+    covers the world's land; run directories before ``gcb_reason``: by the years alone)."""
+    diag = json.loads((rd.path / "propagate" / "summary.json").read_text())
+    return diag.get("gcb_coverage_band") is not None
+
+
 def _gcb_item(diag: dict) -> str:
     """The GCB 2024 comparison's line (none when the model's years and the GCB's do not meet)."""
     if diag.get("gcb_coverage_band") is None:
-        return "<li>GCB 2024 NBP: no year in common with the model's years</li>"
+        why = diag.get("gcb_reason") or "no year in common with the model's years"
+        return f"<li>GCB 2024 NBP: not compared ({html.escape(why)})</li>"
     return (f"<li>GCB 2024 NBP inside the band widened by its σ: {diag['gcb_coverage_band']:.0%} of years; "
             f"median χ²/year of the posterior draws {diag['gcb_median_chi2_per_year']:.2f}</li>")
 

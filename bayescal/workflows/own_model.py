@@ -12,6 +12,8 @@ the stages that run it (:func:`model_source_files`).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -111,18 +113,62 @@ def add_python_path(m: dict) -> None:
     """Put ``model.python_path`` (the config file's folder and any listed) in front of
     ``sys.path``, as Python does for a script's folder: a module beside the config is found."""
     for folder in reversed(list(m.get("python_path") or [])):
-        if folder not in sys.path:
+        if sys.path[:1] != [folder]:  # in front, also of another config's folder added before
+            while folder in sys.path:
+                sys.path.remove(folder)
             sys.path.insert(0, folder)
+
+
+def _file_digest(path: str | None) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
+
+
+def forget_stale_module(m: dict) -> None:
+    """Forget the entry point's module (and its package's modules) if this process imported it
+    from another file than ``model.python_path`` names now, or its files changed on disk since:
+    in one session (a notebook, a test run) two configs' ``mymodel.py`` in two folders, or an
+    edited model, would otherwise run the module imported first while the stage keys hash the
+    file on disk. Modules found outside ``model.python_path`` (installed packages) are left alone."""
+    top = m["entry_point"].partition(":")[0].split(".")[0]
+    loaded = sys.modules.get(top)
+    if loaded is None:
+        return
+    spec = importlib.machinery.PathFinder.find_spec(top, list(m.get("python_path") or []))
+    if spec is None or not spec.origin:
+        return
+    names = [n for n in list(sys.modules) if n == top or n.startswith(top + ".")]
+    moved = getattr(loaded, "__file__", None) != spec.origin
+    changed = any(getattr(sys.modules[n], _DIGEST, None) not in (None, _file_digest(getattr(
+        sys.modules[n], "__file__", None))) for n in names)
+    if moved or changed:
+        for n in names:
+            del sys.modules[n]
+        importlib.invalidate_caches()
+
+
+#: the attribute holding the digest of a module's file when bayescal imported it
+_DIGEST = "__bayescal_digest__"
 
 
 def import_entry_point(m: dict) -> Any:
     """``package.module:Factory``, searched in ``model.python_path`` (default: the config's
-    folder) before ``sys.path``; any failure of the import is a ConfigError naming the entry point."""
+    folder) before ``sys.path``; any failure of the import is a ConfigError naming the entry point.
+    A module imported before from another file, or edited since, is imported afresh
+    (:func:`forget_stale_module`)."""
     entry = m["entry_point"]
     mod, _, attr = entry.partition(":")
     add_python_path(m)
     try:
-        return getattr(import_module(mod), attr)
+        forget_stale_module(m)
+        module = import_module(mod)
+        top = mod.split(".")[0]
+        for n in [n for n in list(sys.modules) if n == top or n.startswith(top + ".")]:
+            if not hasattr(sys.modules[n], _DIGEST):
+                setattr(sys.modules[n], _DIGEST, _file_digest(getattr(sys.modules[n], "__file__", None)))
+        return getattr(module, attr)
     except ModuleNotFoundError as err:
         raise ConfigError(f"'model.entry_point' {entry!r}: {err} (searched the config file's folder, "
                           "'model.python_path' and the installed packages)") from None
@@ -173,6 +219,7 @@ def _entry_point_file(m: dict) -> list[str]:
         return []
     add_python_path(m)
     try:
+        forget_stale_module(m)
         spec = importlib.util.find_spec(m["entry_point"].partition(":")[0])
     except (ImportError, ValueError):
         return []

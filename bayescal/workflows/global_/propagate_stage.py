@@ -16,16 +16,26 @@ if TYPE_CHECKING:
 __all__ = ["run_propagate"]
 
 
-def _gcb_comparison(ens: xr.Dataset, gcb: xr.Dataset, start: int, end: int) -> xr.Dataset:
+#: half the embedded grid's land (110 million km2): a model of less is not compared with GCB's global sink
+_GLOBAL_LAND_M2 = 0.5 * 110e12
+
+
+def _gcb_comparison(ens: xr.Dataset, gcb: xr.Dataset, start: int, end: int,
+                    land_m2: float = np.inf) -> xr.Dataset:
     """:func:`~bayescal.analysis.propagate.gcb_comparison` over the model's years that GCB 2024
-    has; with none (your own model of another era), an empty comparison with ``n_years = 0``."""
+    has; none (an empty comparison with ``n_years = 0`` and its ``reason``) for your own model of
+    another era, or of less than half the world's land (``land_m2``: its cells' area; GCB's land
+    sink is global)."""
     from bayescal.analysis.propagate import gcb_comparison
 
     first, last = max(1960, start), min(int(gcb["year"].max()), end)
-    if first <= last:
+    if first <= last and land_m2 >= _GLOBAL_LAND_M2:
         return gcb_comparison(ens, years=(first, last), gcb=gcb)
+    reason = ("no year in common with GCB 2024" if first > last else
+              f"the model's cells cover {land_m2 / 1e12:.3g} million km2 of land, less than half the "
+              "world's: GCB 2024's land sink is global")
     return xr.Dataset(attrs={"years": "", "n_years": 0, "coverage_band": float("nan"),
-                             "median_chi2_per_year_posterior": float("nan")})
+                             "median_chi2_per_year_posterior": float("nan"), "reason": reason})
 
 
 def run_propagate(ctx: GlobalContext) -> None:
@@ -84,7 +94,8 @@ def run_propagate(ctx: GlobalContext) -> None:
     cov = {v: coverage(b[v], truth[v]) for v in ("gpp_global", "nbp_global")} if twin else None
     gcb = load_gcb2024()
     m = ctx.config["model"]
-    comp = _gcb_comparison(ens, gcb, m["start"], m["end"])
+    land = float(ctx.cells_and_months()[0]["area"].sum()) if ctx.own_model else np.inf
+    comp = _gcb_comparison(ens, gcb, m["start"], m["end"], land)
     comp.to_netcdf(out / "gcb_comparison.nc")
     gpp_sd = _product_spread_global(obs, truth)
     sd = spread(ens, {"nbp_global": gcb["nbp_sigma"], "gpp_global": gpp_sd})
@@ -99,12 +110,13 @@ def run_propagate(ctx: GlobalContext) -> None:
         "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
         "gcb_coverage_band": comp.attrs["coverage_band"] if met else None,
         "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"] if met else None,
+        "gcb_reason": None if met else comp.attrs["reason"],
         "n_draws": int(b.attrs["n_draws"]),
         "band_widths": band_widths(b, prior_b),
     })
     ctx.say((f"  truth inside the 90 % band: GPP {cov['gpp_global']:.0%}, NBP {cov['nbp_global']:.0%} "
              "of years; " if cov else "  ") + (f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
-                                                if met else "no year in common with GCB 2024"))
+                                                if met else f"no GCB comparison: {comp.attrs['reason']}"))
     _say_widths(ctx, band_widths(b, prior_b))
 
 
