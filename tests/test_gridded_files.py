@@ -173,12 +173,20 @@ def _tiny(tmp_path, replace: dict) -> Path:
     return path
 
 
-def test_twin_years_and_an_emulator_without_optimiser_runs_are_named_before_any_run(tmp_path):
-    early = _tiny(tmp_path, {"start = 2000\nend = 2008\nramp_start = 1997": "start = 1990\nend = 1995\n"
-                             "ramp_start = 1988", "gcb_years = [2000, 2008]": "gcb_years = [1990, 1995]",
-                             "table_years = [2003, 2008]": "table_years = [1990, 1995]"})
-    with pytest.raises(ConfigError, match=r"\(1990-1995\) miss the years of the twin's 'gpp' product 'GOSIF"):
-        load_config(early)
+def test_twin_products_follow_the_models_years():
+    """The twin's products of a variable are its defaults that meet the model's years; a model of
+    another era (your own) gets them over its own years; a variable without defaults gets one."""
+    from bayescal.observations.products import twin_specs
+
+    names = [(s.name, s.start, s.end) for s in twin_specs(["gpp", "lai"], 1990, 1995)]
+    assert names == [("FLUXCOM-like", 1980, 2013), ("AVHRR-like", 1982, 2010)]  # GOSIF's 2000-2017 missed
+    old = twin_specs(["gpp", "cveg"], 1901, 1906)
+    assert [(s.name, s.start, s.end) for s in old] == [
+        ("GOSIF-like", None, None), ("FLUXCOM-like", None, None), ("CVEG-twin", None, None)]
+    assert old[0].bias == 1.05 and old[1].bias == 0.95  # the defaults' structure kept
+
+
+def test_an_emulator_without_optimiser_runs_is_named_before_any_run(tmp_path):
     none = _tiny(tmp_path, {'method = "dfols"': 'method = "none"',
                             "[design]": '[emulator]\ntraining = "optimize"\n\n[design]'})
     with pytest.raises(ConfigError, match=r"'emulator.training' = 'optimize' trains on the optimiser's runs"):

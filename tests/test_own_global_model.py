@@ -37,7 +37,8 @@ def _cells():
 class ToyGlobal:
     """``model(theta)`` and ``model.space``, nothing else (docs/own-model.md)."""
 
-    def __init__(self):
+    def __init__(self, years=YEARS):
+        self.years = years
         self.space = ParameterSpace([
             Parameter("vcmax", [50.0, 35.0], [20.0, 15.0], [100.0, 70.0], groups=["tree", "grass"],
                       units="umol m-2 s-1"),
@@ -45,8 +46,8 @@ class ToyGlobal:
             Parameter("q10", 2.0, 1.2, 3.0),
         ])
         self.lat, self.lon, self.area, self.biome, self.frac = _cells()
-        month = np.tile(np.arange(12), YEARS.size)
-        years = np.repeat(YEARS, 12)
+        month = np.tile(np.arange(12), self.years.size)
+        years = np.repeat(self.years, 12)
         self.time = [cftime.DatetimeNoLeap(int(y), int(m) + 1, 15) for y, m in zip(years, month, strict=True)]
         season = np.cos(2 * np.pi * (month - 6.5) / 12)[None] * np.sign(self.lat)[:, None]
         self.temp = 26 - 0.4 * np.abs(self.lat)[:, None] + 10 * season * np.abs(self.lat)[:, None] / 60
@@ -58,14 +59,14 @@ class ToyGlobal:
         f_t = np.exp(-((self.temp[None] - theta[:, 2, None, None]) / 12.0) ** 2)
         gpp = 0.06 * vcell[:, :, None] * f_t  # g m-2 d-1
         reco = 0.5 * gpp.mean(-1, keepdims=True) * theta[:, 3, None, None] ** ((self.temp[None] - 15) / 10)
-        per_year = (self.area[None, :, None] * (gpp - reco)).reshape(k, -1, YEARS.size, 12).sum((1, 3))
-        gpp_year = (self.area[None, :, None] * gpp).reshape(k, -1, YEARS.size, 12).sum((1, 3))
+        per_year = (self.area[None, :, None] * (gpp - reco)).reshape(k, -1, self.years.size, 12).sum((1, 3))
+        gpp_year = (self.area[None, :, None] * gpp).reshape(k, -1, self.years.size, 12).sum((1, 3))
         scale = 365.0 / 12 / 1e15  # g per month-day sums -> PgC yr-1
         return xr.Dataset(
             {"gpp": (("member", "cell", "time"), gpp, {"units": "g m-2 d-1"}),
              "gpp_global": (("member", "year"), gpp_year * scale, {"units": "PgC yr-1"}),
              "nbp_global": (("member", "year"), per_year * scale, {"units": "PgC yr-1"})},
-            coords={"member": np.arange(k), "time": self.time, "year": YEARS,
+            coords={"member": np.arange(k), "time": self.time, "year": self.years,
                     "area": ("cell", self.area), "biome": ("cell", self.biome),
                     "lat": ("cell", self.lat), "lon": ("cell", self.lon)})
 
@@ -222,7 +223,8 @@ class ToyGlobalDict(ToyGlobal):
     def __call__(self, theta):
         ds = super().__call__(theta)
         out = {v: ds[v].values for v in ds.data_vars}
-        out.update(time=self.time, year=YEARS, area=self.area, biome=self.biome, lat=self.lat, lon=self.lon)
+        out.update(time=self.time, year=self.years, area=self.area, biome=self.biome, lat=self.lat,
+                   lon=self.lon)
         return out
 
 
@@ -425,3 +427,23 @@ def test_a_model_of_part_of_the_world_is_not_compared_with_gcbs_global_sink():
     item = _gcb_item({"gcb_coverage_band": None, "gcb_reason": europe.attrs["reason"]})
     assert "not compared" in item and "10 million km2" in item
     assert "no year in common" in _gcb_comparison(ens, gcb, 1801, 1850).attrs["reason"]
+
+
+@pytest.mark.parametrize("first", [2001, 1901])
+def test_a_twin_of_your_own_model_runs_in_its_years(tmp_path, first):
+    """``observations.twin`` with your own model (cells without a coordinate, by position): the
+    twin's products are made on its cells, over its years where no default product's meet them
+    (a model of 1901-1906), and every stage runs; the truth's t_opt is recovered."""
+    model = ToyGlobal(np.arange(first, first + 6))
+    text = CONFIG.replace("start = 2001", f"start = {first}").replace("end = 2006", f"end = {first + 5}")
+    text = (text[:text.index("[[observations.products]]")] + "twin = true\ntruth = { t_opt = 0.36 }\n"
+            + text[text.index("[screen]"):])
+    (tmp_path / "c.toml").write_text(text)
+    ctx = GlobalContext(load_config(tmp_path / "c.toml", model=model), model=model, progress=False)
+    obs, _ = ctx.twin()
+    assert [p.name for p in obs["gpp"]] == ["GOSIF-like", "FLUXCOM-like"]
+    assert all(int(p.data["time"].dt.year.min()) == first for p in obs["gpp"] if first == 1901)
+    records = ctx.run()
+    assert [r.status for r in records] == ["ran"] * len(records)
+    post = ctx.posterior_u().sel(parameter="t_opt").values  # truth 0.36 of 10-32 degC: 17.9
+    assert abs(np.median(post) - 0.36) < 0.12 and np.std(post) < 0.15

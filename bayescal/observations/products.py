@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "Observations",
     "ProductSpec",
     "DEFAULT_TWIN_PRODUCTS",
+    "twin_specs",
     "make_twin",
     "gcb_nbp",
     "regional_means",
@@ -236,6 +237,28 @@ DEFAULT_TWIN_PRODUCTS: tuple[ProductSpec, ...] = (
     ProductSpec("hfss", "FLUXCOM-H-like", bias=1.04, noise=0.08, start=2001, end=2013),
 )
 
+
+
+def twin_specs(variables: Sequence[str], start: int, end: int) -> list[ProductSpec]:
+    """The twin's products of ``variables`` for a model of years ``start``..``end``.
+
+    Each variable's :data:`DEFAULT_TWIN_PRODUCTS` that overlap those years (clipped to them by
+    :func:`make_twin`); where none of a variable's does (a model of another era), its defaults
+    over the model's years; a variable without defaults gets one product, ``<VARIABLE>-twin``.
+    """
+    specs = []
+    for v in variables:
+        mine = [s for s in DEFAULT_TWIN_PRODUCTS if s.variable == v]
+        meet = [s for s in mine if not ((s.start or start) > end or (s.end or end) < start)]
+        if meet:
+            specs += meet
+        elif mine:
+            specs += [replace(s, start=None, end=None) for s in mine]
+        else:
+            specs.append(ProductSpec(v, f"{v.upper()}-twin"))
+    return specs
+
+
 _NON_NEGATIVE = {"gpp", "lai", "hfls", "cveg", "csoil", "clitter", "ra", "rh", "fire"}
 
 
@@ -275,6 +298,8 @@ def make_twin(
     theta = np.atleast_2d(theta_true)
     run = simulate(theta, variables=variables) if simulate else model(theta)
     truth = run.isel(member=0, drop=True)
+    if "cell" in truth.dims and "cell" not in truth.coords:  # your own model's cells, by position
+        truth = truth.assign_coords(cell=np.arange(truth.sizes["cell"]))
     if str(truth["status"].values) != "done":
         raise ValueError(f"make_twin: the true parameter set fails in the model: {truth['reason'].item()}")
     out = []

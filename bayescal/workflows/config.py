@@ -384,15 +384,6 @@ def check_observations(cfg: dict, embedded: bool = True) -> None:
             raise ConfigError(
                 f"'observations.variables': unknown variable {v!r}; known: {list(OUTPUT_VARIABLES)}"
             )
-    if obs["twin"]:  # the twin's products cover their own years (Seiler's Table 2)
-        from ..observations.products import DEFAULT_TWIN_PRODUCTS
-
-        for spec in DEFAULT_TWIN_PRODUCTS:
-            if spec.variable in obs["variables"] and (spec.start > m["end"] or spec.end < m["start"]):
-                raise ConfigError(
-                    f"'model.start'-'model.end' ({m['start']}-{m['end']}) miss the years of the twin's "
-                    f"{spec.variable!r} product {spec.name!r} ({spec.start}-{spec.end}): widen them to "
-                    "overlap every observed variable's products")
     if cfg["optimize"]["method"] == "none" and cfg["emulator"]["training"] == "optimize":
         raise ConfigError("'emulator.training' = 'optimize' trains on the optimiser's runs: set "
                           "'optimize.method' (it is 'none') or 'emulator.training' = 'all'")

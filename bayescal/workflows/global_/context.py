@@ -195,12 +195,10 @@ class GlobalContext(Context):
                 found = self._file_products()
                 self.rundir.write_twin(*found, key=key)
             elif found is None:
-                from bayescal.observations.products import DEFAULT_TWIN_PRODUCTS, ProductSpec, make_twin
+                from bayescal.observations.products import make_twin, twin_specs
 
-                variables = self.config["observations"]["variables"]
-                specs = [s for s in DEFAULT_TWIN_PRODUCTS if s.variable in variables]
-                missing = set(variables) - {s.variable for s in specs}
-                specs += [ProductSpec(v, f"{v.upper()}-twin") for v in sorted(missing)]
+                m = self.config["model"]
+                specs = twin_specs(sorted(self.config["observations"]["variables"]), m["start"], m["end"])
                 found = make_twin(
                     self.model, self.truth_theta(), specs, seed=self.config["observations"]["twin_seed"]
                 )
