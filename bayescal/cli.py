@@ -78,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _rough_runs(expected: str) -> tuple[int, int] | None:
     """The (fewest, most) model runs of a plan's text: "120", "<= 2000", "about 480 (…)",
-    "32 walkers x 400..2000 steps"."""
+    "32 walkers x 400..2000 steps", "1 + up to 6 x 30 (refinement ...)"."""
+    rounds = re.match(r"\s*(\d+) \+ up to (\d+) x (\d+)", expected)
+    if rounds is not None:
+        first, k, each = (int(g) for g in rounds.groups())
+        return first, first + k * each
     m = re.match(r"\s*(?:<=\s*|about\s+)?(\d+)(?: walkers x (\d+)\.\.(\d+) steps)?", expected)
     if m is None:
         return None

@@ -362,3 +362,18 @@ def test_csv_text_in_a_number_column_is_named_by_line_and_sigma_may_have_its_own
     assert np.isnan(p.data.values[2:]).all()
     with pytest.raises(ReaderError, match="sigma_units"):
         read_csv_product(f, "nee", units="umol m-2 s-1", sigma_units="W m-2")
+
+
+def test_a_spreadsheets_csv_with_spaces_after_commas_and_a_bom_reads_as_the_original(fluxnet_dir, tmp_path):
+    """Spaces after the commas (header and values) and a UTF-8 byte-order mark, as spreadsheets
+    write them: the same product and drivers as the original file (they were 'missing columns')."""
+    df = pd.read_csv(fluxnet_dir / HAI).iloc[:400]
+    plain, messy = tmp_path / "FLX_DE-Hai_DD_plain.csv", tmp_path / "FLX_DE-Hai_DD_messy.csv"
+    df.to_csv(plain, index=False)
+    text = plain.read_text().replace(",", ", ")
+    messy.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    p, q = read_fluxnet_product(messy, "nee"), read_fluxnet_product(plain, "nee")
+    np.testing.assert_array_equal(p.data.values, q.data.values)
+    np.testing.assert_array_equal(p.sigma.values, q.sigma.values)
+    a, b = read_fluxnet_drivers(messy), read_fluxnet_drivers(plain)
+    assert a.equals(b)

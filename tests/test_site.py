@@ -240,6 +240,28 @@ def test_external_program_route_through_bayescal_run(tmp_path):
     assert len(stored) == 12
 
 
+def test_check_times_an_external_program_by_its_runs_not_its_kept_output(tmp_path, capsys):
+    """A program's output is kept by parameter values, so a second run at the defaults only reads
+    it: ``bayescal check`` times the program's one run (at least its 0.5 s sleep here), and takes
+    that as each member's cost (a batch of copies would read one output)."""
+    (tmp_path / "params.template").write_text("a = {{ a }}\nb = {{ b }}\n")
+    (tmp_path / "space.toml").write_text(
+        '[parameters.a]\ndefault = 2.0\nlower = 0.0\nupper = 5.0\n'
+        '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
+    (tmp_path / "slow.py").write_text("import runpy, sys, time\ntime.sleep(0.5)\nsys.argv = sys.argv[1:]\n"
+                                      "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    model = (f'kind = "external"\ncommand = ["{sys.executable}", "{tmp_path / "slow.py"}", '
+             f'"{DATA / "toy_site_program.py"}", "{{param_file}}", "{{output}}"]\n'
+             'template = "params.template"\nparameters_file = "space.toml"\ntimeout = 60.0')
+    cfg = _site_toml(tmp_path, model, 'route = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
+                     '[design]\nn_runs = 12\nbatch_size = 4', n_draws=2)
+    assert main(["check", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    took = float(re.search(r"one run at the defaults took ([\d.e+-]+) s", out).group(1))
+    assert took >= 0.5 and "in a batch of 32" not in out, out
+    assert re.search(r"model runs: 12 \(design; the search runs the emulator\) \(up to ~([6-9]|\d\d+) s", out)
+
+
 def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     good = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"')
     text = good.read_text()
@@ -505,3 +527,45 @@ def test_a_sigma_far_above_the_residuals_is_warned_of(tmp_path):
         assert bool(said) == warned, [str(w.message) for w in caught]
         record = json.loads((tmp_path / units / "posterior" / "stage.json").read_text())
         assert any(re.search(pattern, m) for m in record["warnings"]) == warned
+
+
+def test_a_bad_parameters_file_is_a_config_error_naming_it_for_every_model_kind(tmp_path):
+    """Reversed bounds, a default outside them, a missing or unknown DALEC value and bounds wider
+    than DALEC's own ranges: exit 2 naming 'model.parameters_file' (DALEC's and python models'
+    went out as tracebacks); a narrowed DALEC space is accepted."""
+    import tomllib
+
+    import tomli_w
+
+    from bayescal.models.dalec import dalec_parameter_space
+    from bayescal.workflows.validate import model_space
+
+    base = tmp_path / "dalec_space.toml"
+    dalec_parameter_space("evergreen").to_toml(base)
+    spec = tomllib.loads(base.read_text())
+
+    def space_with(edit) -> dict:
+        d = {k: dict(v) for k, v in spec["parameters"].items()}
+        edit(d)
+        path = tmp_path / "edited.toml"
+        path.write_text(tomli_w.dumps({**spec, "parameters": d}))
+        return {"model": {"kind": "dalec", "dalec_type": "evergreen", "parameters_file": str(path)}}
+
+    narrow = space_with(lambda d: d["p2"].update(lower=0.3, upper=0.6))
+    assert model_space(narrow)["p2"].upper[0] == 0.6
+    cases = [
+        (lambda d: d["p2"].update(lower=0.65, upper=0.3), r"p2.*lower bound 0.65 is not below upper"),
+        (lambda d: d["p2"].update(default=0.9), r"p2.*default 0.9 outside bounds"),
+        (lambda d: d.pop("p11"), r"DALEC-evergreen's values are .*missing \['p11'\], unknown \[\]"),
+        (lambda d: d.update(p2x=d.pop("p2")), r"missing \['p2'\], unknown \['p2x'\]"),
+        (lambda d: d["p2"].update(lower=0.0, upper=1.5),
+         r"p2's bounds \[0, 1.5\] leave DALEC's range \[0.2, 0.7\]"),
+    ]
+    for edit, match in cases:
+        with pytest.raises(ConfigError, match=r"'model.parameters_file' .*edited.toml: .*" + match):
+            model_space(space_with(edit))
+    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 5.0\nupper = 0.0\n'
+                                         '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
+    cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n'
+                     'parameters_file = "space.toml"')
+    assert main(["check", str(cfg), "--no-model-run"]) == 2

@@ -91,6 +91,26 @@ def _check_shape(name: str, a: np.ndarray, k: int, out: Mapping) -> None:
                            f"{tuple(want)}: {why}")
 
 
+def timed_run(model: Any, theta: np.ndarray, again_below: float = 10.0) -> tuple[Any, float]:
+    """``model(theta)`` and the seconds one run takes, for ``bayescal check``'s estimates.
+
+    A run under ``again_below`` seconds is timed once more and the shorter time kept: a first
+    call may compile (numba's cold cache takes seconds for DALEC) or read its files. Pass
+    ``again_below = 0`` for a model whose second call would not run again (an external program's
+    outputs are kept by parameter values: the second call only reads them).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    out = model(theta)
+    seconds = time.perf_counter() - t0
+    if seconds < again_below:
+        t0 = time.perf_counter()
+        model(theta)
+        seconds = min(seconds, time.perf_counter() - t0)
+    return out, seconds
+
+
 def seconds_per_member(model: Any, theta: np.ndarray, one: float, batch: int = 32) -> float:
     """Seconds per member when the runner hands ``model`` batches, for ``bayescal check``'s estimates.
 

@@ -70,7 +70,7 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
     bad_e = [lab for lab, v in zip(labels, eb, strict=True) if not v >= ess_min]
     if bad_r or bad_e:
         warnings.warn(
-            (f"R-hat > {rhat_max} for {bad_r[:5]}; " if bad_r else "")
+            (f"R-hat > {rhat_max:.3g} for {bad_r[:5]}; " if bad_r else "")
             + (f"bulk ESS < {ess_min:g} for {bad_e[:5]}; " if bad_e else "")
             + "run the chains longer before trusting these estimates",
             PosteriorWarning,

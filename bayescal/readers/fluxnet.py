@@ -105,8 +105,10 @@ def _read_csv(path: Path, where: str, what: str) -> pd.DataFrame:
     file is a ReaderError naming ``where`` and saying it is not ``what``."""
     if not path.is_file():
         raise ReaderError(f"{where}: file not found")
-    try:
-        return pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES])
+    try:  # a spreadsheet's CSV: spaces after the commas, a byte-order mark before the header
+        df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES], skipinitialspace=True,
+                         encoding="utf-8-sig")
+        return df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         raise ReaderError(f"{where}: not {what} ({err})") from None
 

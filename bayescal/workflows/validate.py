@@ -7,6 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import (
     SCHEMA,
     ConfigError,
@@ -21,7 +23,7 @@ from .config import (
     is_site,
     typed_with_defaults,
 )
-from .own_model import OWN_KINDS, check_own_model_keys, python_model
+from .own_model import OWN_KINDS, check_own_model_keys, file_space, python_model
 from .site.config import check_gridded_products, check_site_config
 
 __all__ = ["load_config", "model_space", "validate_config"]
@@ -175,16 +177,37 @@ def model_space(cfg: dict):
     """The parameter space of the configured model (the built-in one or ``model.parameters_file``)."""
     from ..models.dalec import dalec_parameter_space
     from ..models.landcarbon import default_parameter_space
-    from ..parameters import ParameterSpace
 
     m = cfg["model"]
+    if m["parameters_file"] and m["kind"] == "dalec":
+        return _dalec_file_space(m, dalec_parameter_space(m["dalec_type"]))
     if m["parameters_file"]:
-        return ParameterSpace.from_toml(m["parameters_file"])
+        return file_space(m)
     if m["kind"] == "dalec":
         return dalec_parameter_space(m["dalec_type"])
     if m["kind"] == "python":
         return python_model(m).space
     return default_parameter_space()
+
+
+def _dalec_file_space(m: dict, builtin):
+    """DALEC's space from ``model.parameters_file``: DALEC's own values in its order, each within
+    DALEC's range (REFLEX's Table A3: the file can narrow the bounds and move the defaults, not
+    widen them -- a fraction above 1 breaks the carbon balance); errors name the file."""
+    space = file_space(m)
+    where = f"'model.parameters_file' {m['parameters_file']}"
+    if space.all_labels != builtin.all_labels:
+        theirs = list(space.all_labels)
+        raise ConfigError(f"{where}: DALEC-{m['dalec_type']}'s values are {list(builtin.all_labels)}, in "
+                          f"this order; missing {[v for v in builtin.all_labels if v not in theirs]}, "
+                          f"unknown {[v for v in theirs if v not in builtin.all_labels]}")
+    lo, hi, qlo, qhi = space.all_lower, space.all_upper, builtin.all_lower, builtin.all_upper
+    for k in np.flatnonzero((lo < qlo) | (hi > qhi)):
+        lab = space.all_labels[k]
+        raise ConfigError(f"{where}: {lab}'s bounds [{lo[k]:g}, {hi[k]:g}] leave DALEC's range [{qlo[k]:g}, "
+                          f"{qhi[k]:g}] ({builtin[lab.split('[')[0]].description}): a parameters file "
+                          "can narrow the bounds, not widen them")
+    return space
 
 
 def load_config(path: str | Path, model=None) -> dict[str, Any]:

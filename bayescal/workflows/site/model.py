@@ -8,7 +8,6 @@ before any calibration run.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +47,12 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     Returns ``{"seconds": float, "time": dates (datetime64 days), "calendar": the output's
     calendar, "units": {variable: units}, "unitless": [variable, ...]}``.
     """
-    from bayescal.models.contract import ModelOutputError
+    from bayescal.models.contract import ModelOutputError, timed_run
     from bayescal.workflows.config import ConfigError
 
     default = np.asarray(model.space.all_default, dtype=float)[None]
-    t0 = time.perf_counter()
-    try:
-        ds = model(default)
-        seconds = time.perf_counter() - t0
-        if seconds < 2.0:  # a fast model: time it again, without its first call's compilation
-            t0 = time.perf_counter()
-            model(default)
-            seconds = min(seconds, time.perf_counter() - t0)
+    try:  # a fast model timed again, without its first call's compilation; a program's output is kept
+        ds, seconds = timed_run(model, default, 0.0 if cfg["model"]["kind"] == "external" else 10.0)
     except ModelOutputError as err:
         raise ConfigError(f"model ({cfg['model']['kind']}): {err}") from None
     kind = cfg["model"]["kind"]
