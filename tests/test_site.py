@@ -293,7 +293,10 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
         r"'observations.truth_from_prior' is for twins")
     bad("n_walkers = 8", "n_walkers = 3", r"'posterior.n_walkers' must be 0 \(automatic\) or >= 2 x the 2 ")
     bad("ml_evaluations = 200", "ml_evaluations = 0", r"'site.ml_evaluations' must be >= 1")
-    bad('entry_point = "', 'diurnal_range = -8.0\nentry_point = "', r"'model.diurnal_range' must be >= 0")
+    bad('entry_point = "', 'diurnal_range = -8.0\nentry_point = "', r"'model.diurnal_range' is read only with "
+        r"model.kind = 'dalec'; this config's model.kind is 'python': remove model.diurnal_range")
+    bad('entry_point = "', 'template = "t.txt"\nentry_point = "', r"'model.template' is read only with "
+        r"model.kind = 'external'")
     bad('file = "', 'qc_min = "high"\nfile = "', r"products\[0\].qc_min' must be a number, got 'high'")
     block = text[text.index("[[observations.products]]"):text.index("[posterior]")]
     bad("[posterior]", block + "[posterior]", r"products\[1\]' repeats 'observations.products\[0\]'")

@@ -58,6 +58,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
         unknown parameter names.
     """
     cfg = typed_with_defaults(raw)
+    _check_kind_keys(raw, cfg)
     check_executor(cfg)
     check_output(cfg, base)
     _check_product_types(cfg)
@@ -171,6 +172,28 @@ def _check_parameters(cfg: dict, model=None):
             raise ConfigError(f"'oat.top_k' = {cfg['oat']['top_k']} keeps more than the {n_units} units "
                               f"(oat.unit = {unit!r}) the screen ranks: set it to at most {n_units}")
     return space
+
+
+#: ``[model]`` keys only one kind of model reads: given to another kind they would do nothing
+#: (and, being stage inputs, rerun its stages when edited)
+_KIND_KEYS = {
+    "dalec": ("dalec_type", "drivers", "latitude", "diurnal_range", "spinup_years", "spinup_cycles"),
+    "python": ("entry_point", "options"),
+    "external": ("command", "template", "output", "timeout", "variables"),
+}
+
+
+def _check_kind_keys(raw: dict, cfg: dict) -> None:
+    """ConfigError for a ``[model]`` key the config sets, away from its default, that its
+    ``model.kind`` does not read (a validated config validated again passes: its other kinds'
+    keys hold their defaults)."""
+    given = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    kind, schema = cfg["model"]["kind"], SCHEMA["model"]
+    for other, keys in _KIND_KEYS.items():
+        stray = [k for k in keys if k in given and given[k] != schema[k][1]] if other != kind else []
+        if stray:
+            raise ConfigError(f"'model.{stray[0]}' is read only with model.kind = {other!r}; this config's "
+                              f"model.kind is {kind!r}: remove {', '.join(f'model.{k}' for k in stray)}")
 
 
 def model_space(cfg: dict):
