@@ -160,6 +160,8 @@ def test_dagon_workflow_end_to_end(tmp_path):
     pipe = make_context(cfg, progress=False)
     pipe.run(pipe.stage_names)
     run = tmp_path / "run"
+    for stage in pipe.workflow.stages:  # every entry declared (a rerun would count it as the user's)
+        assert stage.foreign_files(run / stage.name) == [], stage.name
     rank = xr.load_dataset(run / "oat" / "ranking.nc")
     # four families, each perturbed whole (9 runs), screened on GPP, latent and sensible heat
     assert list(rank["parameter"].values) == ["vmax", "kn", "sn", "gamma_w"]

@@ -238,6 +238,7 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
     pipe = make_context(cfg, progress=False)
     pipe.run(("screen", "optimize", "design", "emulate", "posterior"))
     out = tmp_path / "run" / "posterior"
+    assert pipe.workflow.stage("posterior").foreign_files(out) == []  # every file it writes declared
     idata = load_inference_data(out / "posterior.nc")
     for g in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data",
               "prior", "constant_data"):

@@ -445,5 +445,6 @@ def test_a_twin_of_your_own_model_runs_in_its_years(tmp_path, first):
     assert all(int(p.data["time"].dt.year.min()) == first for p in obs["gpp"] if first == 1901)
     records = ctx.run()
     assert [r.status for r in records] == ["ran"] * len(records)
+    assert not [s.name for s in ctx.workflow.stages if s.foreign_files(ctx.run_dir / s.name)]
     post = ctx.posterior_u().sel(parameter="t_opt").values  # truth 0.36 of 10-32 degC: 17.9
     assert abs(np.median(post) - 0.36) < 0.12 and np.std(post) < 0.15

@@ -291,10 +291,12 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad(obs, "[observations]\ntwin = false\ntruth = { a = 0.5 }\n" + obs, "observations.truth.* is for twins")
     bad(obs, "[observations]\ntwin = false\ntruth_from_prior = true\n" + obs,
         r"'observations.truth_from_prior' is for twins")
-    bad("n_walkers = 8", "n_walkers = 3", r"'posterior.n_walkers' must be 0 \(automatic\) or >= 2 x the 2 ")
+    bad("n_walkers = 8", "n_walkers = 3",
+        r"'posterior.n_walkers' must be 0 \(automatic\) or >= 2 x the 2 ")
     bad("ml_evaluations = 200", "ml_evaluations = 0", r"'site.ml_evaluations' must be >= 1")
-    bad('entry_point = "', 'diurnal_range = -8.0\nentry_point = "', r"'model.diurnal_range' is read only with "
-        r"model.kind = 'dalec'; this config's model.kind is 'python': remove model.diurnal_range")
+    bad('entry_point = "', 'diurnal_range = -8.0\nentry_point = "',
+        r"'model.diurnal_range' is read only with model.kind = 'dalec'; this config's model.kind is "
+        r"'python': remove model.diurnal_range")
     bad('entry_point = "', 'template = "t.txt"\nentry_point = "', r"'model.template' is read only with "
         r"model.kind = 'external'")
     bad('file = "', 'qc_min = "high"\nfile = "', r"products\[0\].qc_min' must be a number, got 'high'")

@@ -220,13 +220,23 @@ def test_a_torn_stage_record_is_set_aside_and_its_stage_reruns(global_run, tmp_p
     assert json.loads((copy / "emulate" / "stage.json").read_text())["key"]
 
 
-def test_user_files_in_a_rerun_stage_folder_are_moved_aside_not_deleted(global_run, tmp_path):
+def test_user_files_in_a_rerun_stage_folder_stay_in_place(global_run, tmp_path):
+    """A rerun moves the stage's own results to .stale/ and leaves the user's files (a note, a
+    folder of their own) where they were; every entry a full run leaves is declared in its
+    stage's ``writes`` (else it would count as the user's)."""
     cfg, run, _, _ = global_run
+    workflow = make_context(cfg, run, progress=False).workflow
+    for stage in workflow.stages:
+        assert stage.foreign_files(run / stage.name) == [], stage.name
     copy = _copy(run, tmp_path)
     (copy / "emulate" / "my_notes.txt").write_text("mine")
+    (copy / "emulate" / "mine").mkdir()
+    (copy / "emulate" / "mine" / "a.csv").write_text("1,2")
     _rerun(cfg, copy, ("screen", "optimize", "design", "emulate"), _set("emulator.n_restarts", 1))
-    kept = list((copy / ".stale").rglob("my_notes.txt"))
-    assert len(kept) == 1 and kept[0].read_text() == "mine"
+    assert (copy / "emulate" / "my_notes.txt").read_text() == "mine"
+    assert (copy / "emulate" / "mine" / "a.csv").read_text() == "1,2"
+    assert not list((copy / ".stale").rglob("my_notes.txt"))
+    assert (copy / ".stale" / "emulate-1" / "misfit_emulator.nc").exists()  # bayescal's own, set aside
 
 
 def test_a_rerun_report_keeps_the_old_page_and_figures_beside_its_old_folder(global_run, tmp_path):
@@ -303,6 +313,8 @@ def test_site_stages_declare_every_key_they_read(site_run):
     cfg, run, seen, pipe = site_run
     assert set(seen) == set(SITE_STAGES)
     _assert_declared(pipe, seen)
+    for stage in pipe.workflow.stages:  # and every file they write (else a rerun counts it as the user's)
+        assert stage.foreign_files(run / stage.name) == [], stage.name
 
 
 def test_site_changes_rerun_exactly_the_stages_that_read_them(site_run):

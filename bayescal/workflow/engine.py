@@ -224,6 +224,11 @@ class Engine:
                     os.replace(self.run_dir / out[3:], moved / Path(out).name)
             self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
             folder.mkdir()
+            yours = stage.foreign_files(moved)
+            for name in yours:  # files bayescal did not write stay where their owner put them
+                os.replace(moved / name, folder / name)
+            if yours:
+                self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours)}")
             old = (started or {}).get("stores", {}) or {}
             for rel, store_key in stores.items():
                 if old.get(rel) == store_key and (moved / rel).exists():

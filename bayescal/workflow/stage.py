@@ -117,7 +117,8 @@ class Stage:
     needs : tuple of str
         Earlier stages whose files it reads.
     writes : tuple of str
-        What it writes, relative to its folder (documentation and ``bayescal check``).
+        What it writes, relative to its folder (``*`` and ``<variable>`` match any name): every
+        entry, for :meth:`foreign_files` (the tests check it after full runs).
     input_files : callable
         ``config -> paths`` of the data, driver and parameter files it reads; the engine hashes
         their contents.
@@ -141,6 +142,22 @@ class Stage:
     def keys(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         """The declared config keys for this config, sorted."""
         return _keys_of(self.reads, config)
+
+    def foreign_files(self, folder: str | Path) -> list[str]:
+        """The entries of ``folder`` (the stage's) that the stage does not write: the user's own.
+
+        Its records (``stage.json``, ``started.json``), hidden files (bayescal's temporary
+        files) and ``*.damaged`` files it set aside are its own.
+        """
+        import fnmatch
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            return []
+        # a write beside the folder ("../report.html") is set aside into it: its own there too
+        own = [Path(w.rstrip("/")).name.replace("<variable>", "*") for w in self.writes]
+        own += ["stage.json", "started.json", ".*", "*.damaged"]
+        return sorted(p.name for p in folder.iterdir() if not any(fnmatch.fnmatch(p.name, w) for w in own))
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
           "optional optimiser on the regionally normalised residual misfit (method = none, ga, dfols, "
           "cma_es, differential_evolution); its best point is the 'optimised' set.",
           reads=_optimize_reads, needs=("screen",), input_files=global_files,
-          writes=("history.nc", "runs/", "ga_checkpoint.json"), expected_runs=_optimize_runs),
+          writes=("history.nc", "runs/", "ga_checkpoint.json", "none.json"),
+          expected_runs=_optimize_runs),
     Stage("design", run_design,
           "Latin-hypercube ensemble of n_runs members through the resumable runner; misfit and "
           "log regional means of each member.",
