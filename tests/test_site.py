@@ -4,6 +4,7 @@ and the python entry-point and external-program routes through ``bayescal run``.
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -574,3 +575,35 @@ def test_a_bad_parameters_file_is_a_config_error_naming_it_for_every_model_kind(
     cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n'
                      'parameters_file = "space.toml"')
     assert main(["check", str(cfg), "--no-model-run"]) == 2
+
+
+def test_the_direct_routes_chain_counts_its_runs_and_failures_for_the_report(tmp_path):
+    """The direct route's chain runs the model in place (not stored): its runs and failed ones
+    (by reason) are counted into posterior/evaluations.json and the report's table -- here a
+    model failing for b > 1.5 (an eighth of the prior, where the tempered start begins)."""
+    from bayescal.report.page import failed_runs_section
+    from bayescal.workflow.rundir import RunDir
+
+    (tmp_path / "failing.py").write_text(textwrap.dedent('''
+        import numpy as np
+        from bayescal.testing import ToySiteModel
+
+        class Failing(ToySiteModel):
+            def __call__(self, theta):
+                ds = super().__call__(theta)
+                b = np.atleast_2d(theta)[:, 1]
+                ds["status"] = ("member", np.where(b > 1.5, "failed", "done"))
+                why = [f"offset {v:.3f} above 1.5" if v > 1.5 else "" for v in b]
+                ds["reason"] = ("member", np.array(why))
+                ds["nee"].values[b > 1.5] = np.nan
+                return ds
+    '''))
+    cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "failing:Failing"\n'
+                     'options = {start = "2001-01-01", end = "2003-12-31"}',
+                     'start = "tempered"\nn_particles = 200', n_draws=2)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    rows = RunDir(tmp_path / "run").run_failures()
+    runs, why = rows["posterior (inside the chain, not stored)"]
+    assert set(why) == {"offset … above …"} and 0 < why["offset … above …"] < runs
+    assert runs >= 200 + 8 * 400  # the tempered start's particles and every chain step's walkers
+    assert "inside the chain, not stored" in failed_runs_section(RunDir(tmp_path / "run"))

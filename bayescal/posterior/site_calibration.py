@@ -15,6 +15,7 @@ The steps (docs/site.md), each a function of a simulator returning series on (me
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import xarray as xr
 
 from ..operators.timeseries import SeriesLikelihood, SeriesOperator
 from ..parameters import ParameterSpace
+from ..run.ensemble import reason_group
 from .smc import TemperedSMC
 
 __all__ = ["EmulatedSeriesLikelihood", "SeriesPosteriorLikelihood", "emulated_values", "maximum_likelihood",
@@ -48,6 +50,15 @@ def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOpe
     """
 
     def f(u: np.ndarray) -> np.ndarray:
+        y = values_of(u)
+        f.runs += len(y)
+        failed = ~np.isfinite(y).all(axis=1)
+        if failed.any():  # counted by reason, for the report's table of runs and failures
+            why = f.reasons if f.reasons is not None else np.full(len(y), "non-finite output")
+            f.failures.update(reason_group(str(r) or "non-finite output") for r in np.asarray(why)[failed])
+        return y
+
+    def values_of(u: np.ndarray) -> np.ndarray:
         theta = space.expand(space.from_unit(np.clip(np.atleast_2d(u), 0.0, 1.0)))
         if arrays is not None:
             out, failed = arrays(theta)
@@ -64,6 +75,7 @@ def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOpe
         return y
 
     f.reasons = None  # the last call's failure reason per member ("": done), for the optimiser's history
+    f.runs, f.failures = 0, Counter()  # every call's members, and the failed ones' reasons
     return f
 
 

@@ -131,8 +131,9 @@ def closing_sections(rd, cfg: dict) -> list[str]:
 
 
 def failed_runs_section(rd) -> str:
-    """Each stage's model runs (as its stores hold them) and the failed ones, with their reasons
-    and counts (a failed run is left out of what the stage computed)."""
+    """Each stage's model runs (as its stores hold them; a chain's own runs on the site's direct
+    route, counted) and the failed ones, with their reasons and counts (a failed run is left out
+    of what the stage computed)."""
     from ..run.ensemble import describe_failures
 
     rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td>{sum(why.values())}</td>"
@@ -140,7 +141,7 @@ def failed_runs_section(rd) -> str:
                    for s, (n, why) in rd.run_failures().items())
     if not rows:
         return ""
-    return ("<h2>Model runs and failures</h2><table class='t'><tr><th>stage</th><th>runs stored</th>"
+    return ("<h2>Model runs and failures</h2><table class='t'><tr><th>stage</th><th>model runs</th>"
             f"<th>failed</th><th>why (count x reason)</th></tr>{rows}</table>")
 
 

@@ -303,6 +303,9 @@ class RunDir:
                 reasons = Counter(reason_group(str(r)) for st in status
                                   for r in st["reason"].values[st["status"].values == "failed"])
                 out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), dict(reasons))
+            chain = read_json_record(self.stage(s) / "evaluations.json", set_aside=False)
+            if chain is not None:  # a chain's own runs, counted not stored (the site's direct route)
+                out[f"{s} (inside the chain, not stored)"] = (int(chain["runs"]), dict(chain["failed"]))
         return out
 
     def records(self) -> list[StageRecord]:

@@ -222,6 +222,8 @@ def run_site_posterior(ctx: SiteContext) -> None:
                                    backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"],
                                    start=c["start"], n_particles=c["n_particles"],
                                    tempered=out / "tempered.nc")
+        # the chain's model runs are not stored (hundreds of thousands): their count and failures are
+        write_json_atomic(out / "evaluations.json", {"runs": values.runs, "failed": dict(values.failures)})
         tau = float(np.nanmax(sampler.autocorr_time()))
         adapting = f" (the first {sampler.discard} adapting the moves)" if sampler.discard else ""
         ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps{adapting}, max tau {tau:.0f}; "

@@ -143,7 +143,8 @@ SITE = Workflow("site", description="a site model against observation files (mod
           needs=("optimize",), input_files=site_files,
           keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, *REFINE_STORES),
           writes=("error_model.json", "optimum_run/", "chain.h5", "tempered.nc", "posterior.nc",
-                  "diagnostics.nc", "refine/", "chains/", "refinement.nc", "output_emulator.nc"),
+                  "diagnostics.nc", "refine/", "chains/", "refinement.nc", "output_emulator.nc",
+                  "evaluations.json"),
           expected_runs=_posterior_runs),
     Stage("propagate", run_site_propagate,
           "posterior draws, defaults and the optimum over the whole period through the runner's "
