@@ -140,7 +140,7 @@ def setup(tmp_path):
 
 def test_a_config_of_your_own_model_is_checked_against_its_space_not_the_embedded_one(setup):
     model, _, path = setup
-    with pytest.raises(ConfigError, match=r"unknown parameter 'vcmax\[tree\]'.*load_config\(path, model="):
+    with pytest.raises(ConfigError, match=r"3 unknown parameters: .vcmax\[tree\].*load_config\(path, model="):
         load_config(path)
     cfg = load_config(path, model=model)
     # table_years / gcb_years left out: their defaults within the model's years
@@ -158,6 +158,10 @@ def test_a_config_of_your_own_model_is_checked_against_its_space_not_the_embedde
         load_config(path, model=model)
     path.write_text(text.replace('"kmax"]', '"q_10"]'))
     with pytest.raises(ConfigError, match="unknown parameter 'q_10'; did you mean 'q10'\\?$"):
+        load_config(path, model=model)
+    path.write_text(text.replace('"kmax"]', '"q_10", "zzz", "topt"]'))  # every unknown one named
+    with pytest.raises(ConfigError, match="3 unknown parameters: 'q_10': did you mean 'q10'\\?; 'zzz'; "
+                                          "'topt': did you mean 't_opt'\\?$"):
         load_config(path, model=model)
 
 

@@ -406,9 +406,14 @@ def check_labels(cfg: dict, space) -> None:
         if cfg[section][key] == []:  # not "all" or "none" by accident: either is said by leaving it out
             raise ConfigError(f"'{section}.{key}' is an empty list: name at least one parameter, or leave "
                               f"the key out ({_WITHOUT[key]})")
-        for name in cfg[section][key] or []:
-            if name not in known:
-                raise ConfigError(f"'{section}.{key}': unknown parameter {name!r}{_close(name, known)}")
+        unknown = [name for name in cfg[section][key] or [] if name not in known]
+        if len(unknown) == 1:
+            close = _close(unknown[0], known)
+            raise ConfigError(f"'{section}.{key}': unknown parameter {unknown[0]!r}{close}")
+        if unknown:  # every one named, each with its nearest known names
+            hints = "; ".join(f"{n!r}{_close(n, known).replace('; did you mean', ': did you mean')}"
+                              for n in unknown)
+            raise ConfigError(f"'{section}.{key}': {len(unknown)} unknown parameters: {hints}")
     for label, value in cfg["observations"]["truth"].items():
         if label not in space.all_labels:
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}"
