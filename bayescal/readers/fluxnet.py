@@ -182,9 +182,10 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     if lat is None:
         info = site_info(site)
         if info is None:
-            raise ReaderError(f"{where}: site {site!r} (from the file name FLX_<site>_...) is not in the "
-                              f"FLUXNET2015 site table ({len(SITES)} sites, bayescal:{SITE_TABLE}); "
-                              "give its latitude (model.latitude)")
+            named = f"site {site!r} (from the file name FLX_<site>_...) is not" if site != path.stem else \
+                f"the file name is not FLX_<site>_... (the site {site!r}?), so its site is not found"
+            raise ReaderError(f"{where}: {named} in the FLUXNET2015 site table ({len(SITES)} sites, "
+                              f"bayescal:{SITE_TABLE}); give its latitude (model.latitude)")
         lat = info["latitude"]
     if not (np.isfinite(lat) and -90.0 <= float(lat) <= 90.0):
         raise ReaderError(f"{where}: latitude must be in [-90, 90] degrees north, got {lat}")

@@ -296,8 +296,11 @@ def run_site_propagate(ctx: SiteContext) -> None:
         ann = draws[v].sel(time=slice(*map(str, ctx.years("validation")))).resample(time="YS").sum()
         q = ann.quantile([0.05, 0.95], dim="member")
         summary[v]["annual_interval_width_parameters"] = float((q[1] - q[0]).mean())
-    for v in observed:
-        summary[v]["units"] = next(p.units for p in ctx.products() if p.variable == v)
+    for v in observed:  # the daily values' units; the annual sums and interval widths are per year
+        daily = next(p.units for p in ctx.products() if p.variable == v)
+        summary[v]["units"] = daily
+        per_year = daily.replace(" d-1", " yr-1") if daily.endswith(" d-1") else f"({daily}) d"
+        summary[v]["annual_units"] = per_year
     summary["n_draws_done"] = int(draws.sizes["member"])
     if ctx.config["observations"]["twin"]:
         summary["parameter_coverage"] = _parameter_coverage(ctx, post)
