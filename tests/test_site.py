@@ -607,3 +607,24 @@ def test_the_direct_routes_chain_counts_its_runs_and_failures_for_the_report(tmp
     assert set(why) == {"offset … above …"} and 0 < why["offset … above …"] < runs
     assert runs >= 200 + 8 * 400  # the tempered start's particles and every chain step's walkers
     assert "inside the chain, not stored" in failed_runs_section(RunDir(tmp_path / "run"))
+
+
+def test_a_continued_chain_and_kept_runs_are_said(tmp_path):
+    """A resumed stage says what it continues: the chain's stored steps, the store's kept runs."""
+    import emcee
+
+    from bayescal.workflows.site.stages import _say_resumed
+
+    said: list[str] = []
+
+    class Ctx:
+        say = staticmethod(said.append)
+
+    chain = tmp_path / "chain.h5"
+    _say_resumed(Ctx, chain)  # none yet: nothing said
+    backend = emcee.backends.HDFBackend(str(chain))
+    backend.reset(4, 1)
+    emcee.EnsembleSampler(4, 1, lambda x: -0.5 * float(x @ x), backend=backend).run_mcmc(
+        np.random.default_rng(0).normal(size=(4, 1)), 7)
+    _say_resumed(Ctx, chain)
+    assert said == ["  chain resumed at step 7 (chain.h5 holds a stopped run's steps)"]

@@ -274,6 +274,9 @@ class Context:
 
         kwargs.setdefault("progress", self.progress)
         ran = run_ensemble(simulator, theta, store, **kwargs)
+        if ran.already_done:  # a resumed stage: what an earlier, stopped run had finished
+            self.say(f"  {ran.already_done} of {ran.n_members} model runs already in {store} (kept from "
+                     "an earlier run), not run again")
         if ran.failed:
             self.say(f"  {ran.failed} of {ran.ran} model runs failed ({store}): "
                      f"{describe_failures(ran.failures, most=5)}")

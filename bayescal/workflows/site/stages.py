@@ -216,6 +216,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
         values = model_values(ctx.calibration_simulator, space, errors.op, arrays=ctx.calibration_arrays())
         loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
+        _say_resumed(ctx, out / "chain.h5")
         # every step saved to chain.h5: a killed stage continues its chain where it stopped
         sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
                                    n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
@@ -232,6 +233,20 @@ def run_site_posterior(ctx: SiteContext) -> None:
         idata = sampler.to_inference_data(max_draws=MAX_DRAWS)
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
+
+
+def _say_resumed(ctx: SiteContext, chain) -> None:
+    """One line when a stopped run's chain is continued (its steps are in ``chain``)."""
+    if not chain.exists():
+        return
+    try:
+        import emcee
+
+        steps = emcee.backends.HDFBackend(str(chain), read_only=True).iteration
+    except (KeyError, AttributeError, OSError, ValueError):  # unreadable: the sampler starts afresh
+        return
+    if steps:
+        ctx.say(f"  chain resumed at step {steps} ({chain.name} holds a stopped run's steps)")
 
 
 def _posterior_mode(idata, space) -> np.ndarray:
