@@ -138,7 +138,9 @@ class DalecModel:
         Tmax - Tmin (degC) for the ACM and the leaf-fall trigger; FLUXNET SUBSET files carry the
         daily mean only, so Tmax/Tmin = mean +- range/2 (docs/site.md shows its effect).
     spinup_years : int, default 5
-        The first years of the drivers, cycled for the spin-up.
+        The first years of the drivers, cycled for the spin-up. A config's ``model.spinup_years``
+        defaults to 3 (with 5 cycles: a site route runs the model hundreds of thousands of times);
+        pass ``spinup_years=3, spinup_cycles=5`` for the model ``bayescal run`` calibrates.
     spinup_cycles : int, default 8
         Cycles; after each the pools are scaled to their cycle's steady state.
     """
