@@ -184,7 +184,12 @@ def _report(args: argparse.Namespace) -> int:
     if not rd.config_json.exists():
         raise RunDirRefused(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
                             "'bayescal run' wrote")
-    bad = damaged_files(rd.path, recursive=True)
+    bad = damaged_files(rd.path)  # the run directory's own records, then each stage's files
+    for stage in workflow_for(rd.config()).stages:  # not .stale/, nor files of the user's
+        folder = rd.path / stage.name
+        yours = set(stage.foreign_files(folder))
+        bad += [(p, why) for p, why in damaged_files(folder, recursive=True)
+                if p.relative_to(folder).parts[0] not in yours]
     if bad:
         lines = "\n".join(f"  {p.relative_to(rd.path)}: {why}" for p, why in bad[:10])
         raise StageError(f"{rd.path}: {len(bad)} file(s) cannot be read:\n{lines}\n'bayescal run' "

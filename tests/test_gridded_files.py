@@ -176,7 +176,12 @@ def _tiny(tmp_path, replace: dict) -> Path:
 def test_twin_products_follow_the_models_years():
     """The twin's products of a variable are its defaults that meet the model's years; a model of
     another era (your own) gets them over its own years; a variable without defaults gets one."""
-    from bayescal.observations.products import twin_specs
+    from bayescal.observations.products import DEFAULT_TWIN_PRODUCTS, twin_specs
+
+    # the years meet every default: the defaults in their order, whatever the variables' (the
+    # twin's noise is drawn product by product from one stream: the main job's twin unchanged)
+    assert twin_specs(["lai", "hfls", "gpp"], 1990, 2022) == [
+        s for s in DEFAULT_TWIN_PRODUCTS if s.variable in ("gpp", "lai", "hfls")]
 
     names = [(s.name, s.start, s.end) for s in twin_specs(["gpp", "lai"], 1990, 1995)]
     assert names == [("FLUXCOM-like", 1980, 2013), ("AVHRR-like", 1982, 2010)]  # GOSIF's 2000-2017 missed

@@ -286,3 +286,5 @@ def test_a_posterior_that_does_not_carry_the_data_is_warned_of():
     for resid, shown in ((np.array([3.0, -2.0, 1.0]), "4.67"), (np.array([0.3, 0.2, -0.1]), "0.05")):
         with pytest.warns(UserWarning, match=f"mean square {shown}"):
             _warn_checks(dict(good, residual=resid))
+    with pytest.warns(UserWarning, match="the model run at the posterior mean failed"):
+        _warn_checks(dict(good, residual=np.full(3, np.nan)))

@@ -433,6 +433,17 @@ def test_a_model_of_part_of_the_world_is_not_compared_with_gcbs_global_sink():
     assert "no year in common" in _gcb_comparison(ens, gcb, 1801, 1850).attrs["reason"]
 
 
+def test_a_model_of_part_of_the_world_is_not_calibrated_against_gcbs_global_nbp(setup):
+    model, _, path = setup
+    model.area = model.area / 10  # 23 million km2
+    text = path.read_text().replace("gcb_nbp = false", "gcb_nbp = true")
+    path.write_text(text)
+    ctx = GlobalContext(load_config(path, model=model), model=model, progress=False)
+    assert ctx.land_area() == pytest.approx(23.4e12, rel=0.01)
+    with pytest.raises(ConfigError, match=r"'observations.gcb_nbp' = true: .* cover 23.4 million km2"):
+        ctx.check_own_model()
+
+
 @pytest.mark.parametrize("first", [2001, 1901])
 def test_a_twin_of_your_own_model_runs_in_its_years(tmp_path, first):
     """``observations.twin`` with your own model (cells without a coordinate, by position): the

@@ -839,6 +839,11 @@ def test_r_hat_bound_follows_the_chain_length_and_still_catches_stuck_walkers(se
     stuck[:8] += 0.8  # a quarter of the walkers in another part
     with pytest.warns(PosteriorWarning, match="R-hat >"):
         diagnose(xr.Dataset({"a": (("chain", "draw"), stuck)}, attrs=attrs), ess_min=0)
+    short = {**attrs, "n_steps": 8 * tau}  # a chain of 8 tau is not given a looser bound
+    with pytest.warns(PosteriorWarning, match="R-hat > 1.039"):
+        diag = diagnose(xr.Dataset({"a": (("chain", "draw"), stuck[:, : int(8 * tau)])}, attrs=short),
+                        ess_min=0)
+    assert diag.attrs["rhat_max"] == pytest.approx(np.sqrt(1.08))
     with warnings.catch_warnings():  # without the chain's attributes: the bound is 1.01
         warnings.simplefilter("ignore")
         assert diagnose(xr.Dataset({"a": (("chain", "draw"), x)}), ess_min=0).attrs["rhat_max"] == 1.01

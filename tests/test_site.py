@@ -297,7 +297,9 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad("ml_evaluations = 200", "ml_evaluations = 0", r"'site.ml_evaluations' must be >= 1")
     bad('entry_point = "', 'diurnal_range = -8.0\nentry_point = "',
         r"'model.diurnal_range' is read only with model.kind = 'dalec'; this config's model.kind is "
-        r"'python': remove model.diurnal_range")
+        r"'python': set model.kind = 'dalec', or remove model.diurnal_range")
+    bad('kind = "python"\n', "", r"'model.entry_point' is read only with model.kind = 'python'; this config "
+        r"leaves model.kind unset \(the embedded global model\): set model.kind = 'python'")
     bad('entry_point = "', 'template = "t.txt"\nentry_point = "', r"'model.template' is read only with "
         r"model.kind = 'external'")
     bad('file = "', 'qc_min = "high"\nfile = "', r"products\[0\].qc_min' must be a number, got 'high'")
@@ -609,8 +611,8 @@ def test_the_direct_routes_chain_counts_its_runs_and_failures_for_the_report(tmp
     assert "inside the chain, not stored" in failed_runs_section(RunDir(tmp_path / "run"))
 
 
-def test_a_continued_chain_and_kept_runs_are_said(tmp_path):
-    """A resumed stage says what it continues: the chain's stored steps, the store's kept runs."""
+def test_a_continued_chain_is_said(tmp_path):
+    """A resumed direct route says where its chain continues: the stored steps."""
     import emcee
 
     from bayescal.workflows.site.stages import _say_resumed

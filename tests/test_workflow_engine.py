@@ -344,9 +344,14 @@ def test_a_damaged_output_file_is_set_aside_and_its_stage_reruns(site_run, tmp_p
     nc = copy / "posterior" / "posterior.nc"
     whole = nc.read_bytes()
     nc.write_bytes(whole[: len(whole) // 2])
+    mine = copy / "posterior" / "my_settings.json"  # the user's, unreadable to bayescal: left alone
+    mine.write_text("{'not': json, // a comment}")
+    (copy / ".stale").mkdir(exist_ok=True)
+    (copy / ".stale" / "old.nc").write_bytes(b"CDF torn")
     assert main(["report", str(copy)]) == 1
     err = capsys.readouterr().err
     assert "posterior/posterior.nc: OSError" in err and "Traceback" not in err
+    assert "my_settings" not in err and ".stale" not in err
     plan = {st.name: (st.status, st.changed) for st in make_context(cfg, copy, progress=False).plan()}
     assert plan["posterior"] == ("rerun", ["damaged file posterior.nc"])  # `bayescal check` says so
     assert plan["optimize"][0] == "reuse" and nc.exists()  # the plan writes nothing
@@ -354,6 +359,7 @@ def test_a_damaged_output_file_is_set_aside_and_its_stage_reruns(site_run, tmp_p
         done = _rerun(cfg, copy, SITE_STAGES)
     assert done["posterior"][0] == "ran" and done["optimize"][0] == done["propagate"][0] == "reused"
     assert (copy / "posterior" / "posterior.nc.damaged").exists()
+    assert mine.read_text() == "{'not': json, // a comment}"  # in place, not set aside
     a = xr.open_dataset(run / "posterior" / "posterior.nc", group="posterior")
     b = xr.open_dataset(nc, group="posterior")
     xr.testing.assert_identical(a, b)  # the chain resumed from chain.h5: the same draws

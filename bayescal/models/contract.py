@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["DAY_CALENDARS", "NO_LEAP_CALENDARS", "ConformingModel", "ModelOutputError", "conform_output",
-           "seconds_per_member",
+           "seconds_per_member", "timed_run",
            "daily_time", "member_status"]
 
 _STATUS = ("status", "reason", "failed", "failure")
@@ -98,6 +98,19 @@ def timed_run(model: Any, theta: np.ndarray, again_below: float = 10.0) -> tuple
     call may compile (numba's cold cache takes seconds for DALEC) or read its files. Pass
     ``again_below = 0`` for a model whose second call would not run again (an external program's
     outputs are kept by parameter values: the second call only reads them).
+
+    Parameters
+    ----------
+    model : callable
+        ``model(theta)``.
+    theta : ndarray, shape (1, n_values)
+        Where to run it.
+    again_below : float
+        Seconds under which the run is timed a second time.
+
+    Returns
+    -------
+    output, seconds : (the model's output, float)
     """
     import time
 

@@ -242,21 +242,31 @@ DEFAULT_TWIN_PRODUCTS: tuple[ProductSpec, ...] = (
 def twin_specs(variables: Sequence[str], start: int, end: int) -> list[ProductSpec]:
     """The twin's products of ``variables`` for a model of years ``start``..``end``.
 
-    Each variable's :data:`DEFAULT_TWIN_PRODUCTS` that overlap those years (clipped to them by
-    :func:`make_twin`); where none of a variable's does (a model of another era), its defaults
-    over the model's years; a variable without defaults gets one product, ``<VARIABLE>-twin``.
+    Parameters
+    ----------
+    variables : sequence of str
+        The observed variables.
+    start, end : int
+        The model's first and last years.
+
+    Returns
+    -------
+    list of ProductSpec
+        In :data:`DEFAULT_TWIN_PRODUCTS`' order (the twin's noise is drawn product by product
+        from one stream): each variable's defaults that overlap those years (clipped to them by
+        :func:`make_twin`), or where none of a variable's does (a model of another era) its
+        defaults over the model's years; then, sorted, a ``<VARIABLE>-twin`` product for each
+        variable without defaults.
     """
-    specs = []
-    for v in variables:
-        mine = [s for s in DEFAULT_TWIN_PRODUCTS if s.variable == v]
-        meet = [s for s in mine if not ((s.start or start) > end or (s.end or end) < start)]
-        if meet:
-            specs += meet
-        elif mine:
-            specs += [replace(s, start=None, end=None) for s in mine]
-        else:
-            specs.append(ProductSpec(v, f"{v.upper()}-twin"))
-    return specs
+    def meets(s: ProductSpec) -> bool:
+        return not ((s.start or start) > end or (s.end or end) < start)
+
+    wanted = [s for s in DEFAULT_TWIN_PRODUCTS if s.variable in set(variables)]
+    met = {s.variable for s in wanted if meets(s)}
+    specs = [s if s.variable in met else replace(s, start=None, end=None) for s in wanted
+             if meets(s) or s.variable not in met]
+    have = {s.variable for s in wanted}
+    return specs + [ProductSpec(v, f"{v.upper()}-twin") for v in sorted(set(variables) - have)]
 
 
 _NON_NEGATIVE = {"gpp", "lai", "hfls", "cveg", "csoil", "clitter", "ra", "rh", "fire"}

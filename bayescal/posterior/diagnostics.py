@@ -24,7 +24,8 @@ def _rhat_expected(attrs: dict) -> float:
         return 1.0
     if not (kept > 0 and np.isfinite(tau) and tau > 0):
         return 1.0
-    return float(np.sqrt(1.0 + 4.0 * tau / kept))
+    # at least 50 tau (the chains' own stopping rule): a shorter chain's bound is not looser
+    return float(np.sqrt(1.0 + 4.0 * tau / max(kept, 50.0 * tau)))
 
 
 def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dataset:
@@ -39,9 +40,11 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
     autocorrelation time ``tau`` (each half-chain's mean has variance ``var * 2 tau / N``), so a
     chain of 50 tau is at 1.02 however well it mixes (Vehtari et al. 2021's 1.01 assumes each
     chain's ESS is in the hundreds). With ``tau_max``, ``n_steps`` and ``burn`` in the
-    posterior's attributes the bound is ``max(rhat_max, sqrt(1 + 4 tau_max / N))``: twice the
-    excess a converged chain shows, which walkers stuck in another part of the posterior (R-hat
-    well above it) still exceed. ``tests/test_posterior.py`` checks both on AR(1) chains.
+    posterior's attributes the bound is ``max(rhat_max, sqrt(1 + 4 tau_max / max(N, 50 tau_max)))``:
+    twice the excess a converged chain of that length shows, at most 1.039 (a chain shorter than
+    50 tau is not given a looser bound; it is warned of as short besides), which walkers stuck in
+    another part of the posterior still exceed. ``tests/test_posterior.py`` checks both on AR(1)
+    chains.
     """
     post = idata if isinstance(idata, xr.Dataset) else get_group(idata, "posterior")
     rhat_max = max(rhat_max, _rhat_expected(post.attrs))
@@ -70,7 +73,7 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
     bad_e = [lab for lab, v in zip(labels, eb, strict=True) if not v >= ess_min]
     if bad_r or bad_e:
         warnings.warn(
-            (f"R-hat > {rhat_max:.3g} for {bad_r[:5]}; " if bad_r else "")
+            (f"R-hat > {rhat_max:.4g} for {bad_r[:5]}; " if bad_r else "")
             + (f"bulk ESS < {ess_min:g} for {bad_e[:5]}; " if bad_e else "")
             + "run the chains longer before trusting these estimates",
             PosteriorWarning,

@@ -47,11 +47,11 @@ def trace_labels(diag: xr.Dataset, n: int = 8) -> list[str]:
 
 
 def _rhat_note(rmax: float) -> str:
-    """Why the R-hat bound is above 1.01 (what converged chains of this length show)."""
+    """Why the R-hat bound is above 1.01 (twice the excess converged chains of this length show)."""
     if rmax <= 1.01:
         return ""
-    return (" (1.01, raised to what converged chains of this length show: sqrt(1 + 4 tau / kept steps); "
-            "see bayescal.posterior.diagnose)")
+    return (" (raised above 1.01 to twice the excess converged chains of this length show: "
+            "sqrt(1 + 4 tau / kept steps), kept steps at least 50 tau; see bayescal.posterior.diagnose)")
 
 
 def diagnostics_section(diag: xr.Dataset) -> str:
@@ -62,7 +62,7 @@ def diagnostics_section(diag: xr.Dataset) -> str:
         r, eb, et = (float(diag[v].values[k]) for v in ("r_hat", "ess_bulk", "ess_tail"))
         flag = []
         if not r <= rmax:
-            flag.append(f"R-hat &gt; {rmax:.3g}")
+            flag.append(f"R-hat &gt; {rmax:.4g}")
         if not eb >= emin:
             flag.append(f"bulk ESS &lt; {emin:g}")
         style = " style='color:#b00'" if flag else ""
@@ -80,7 +80,7 @@ def diagnostics_section(diag: xr.Dataset) -> str:
                f"<b>{n_bad} of {len(rows)} values out of bounds: run the chains longer before trusting "
                "these estimates</b>")
     return ("<h3>Convergence: R-hat and effective sample size</h3>"
-            f"<p>{chain}Bounds: R-hat &le; {rmax:.3g}{_rhat_note(rmax)}, bulk ESS &ge; {emin:g} (walkers "
+            f"<p>{chain}Bounds: R-hat &le; {rmax:.4g}{_rhat_note(rmax)}, bulk ESS &ge; {emin:g} (walkers "
             "treated as chains; "
             f"emcee's walkers are not independent, so R-hat is optimistic). {verdict}.</p>"
             "<table class='t'><tr><th>parameter</th><th>R-hat</th><th>bulk ESS (draws)</th>"

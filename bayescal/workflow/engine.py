@@ -147,7 +147,8 @@ class Engine:
             done = read_json_record(folder / "stage.json", set_aside=False)
             started = read_json_record(folder / "started.json", set_aside=False)
             changed: list[str] = []
-            bad = [p.name for p, _ in damaged_files(folder) if p.name not in ("stage.json", "started.json")] \
+            yours = set(stage.foreign_files(folder)) | {"stage.json", "started.json"}
+            bad = [p.name for p, _ in damaged_files(folder) if p.name not in yours] \
                 if done is not None and done.get("key") == key else []
             if done is not None and done.get("key") == key and not bad:
                 status = "reuse"
@@ -203,8 +204,9 @@ class Engine:
     def _damaged(self, stage: Stage) -> bool:
         """A finished stage's unreadable output files (a torn write, a disk error) set aside as
         ``<name>.damaged``, with a warning: True (the stage then reruns)."""
-        bad = [(p, why) for p, why in damaged_files(self.run_dir / stage.name)
-               if p.name not in ("stage.json", "started.json")]  # records: read_json_record's
+        # records are read_json_record's; files of the user's are not bayescal's to set aside
+        skip = {"stage.json", "started.json", *stage.foreign_files(self.run_dir / stage.name)}
+        bad = [(p, why) for p, why in damaged_files(self.run_dir / stage.name) if p.name not in skip]
         for path, problem in bad:
             target = path.with_name(path.name + ".damaged")
             os.replace(path, target)

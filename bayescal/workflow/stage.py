@@ -148,6 +148,16 @@ class Stage:
 
         Its records (``stage.json``, ``started.json``), hidden files (bayescal's temporary
         files) and ``*.damaged`` files it set aside are its own.
+
+        Parameters
+        ----------
+        folder : path
+            The stage's folder (or where it was set aside).
+
+        Returns
+        -------
+        list of str
+            The names, sorted (none if the folder does not exist).
         """
         import fnmatch
 

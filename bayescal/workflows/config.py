@@ -406,6 +406,9 @@ def check_labels(cfg: dict, space) -> None:
         if cfg[section][key] == []:  # not "all" or "none" by accident: either is said by leaving it out
             raise ConfigError(f"'{section}.{key}' is an empty list: name at least one parameter, or leave "
                               f"the key out ({_WITHOUT[key]})")
+        odd = [name for name in cfg[section][key] or [] if not isinstance(name, str)]
+        if odd:
+            raise ConfigError(f"'{section}.{key}' must list parameter names (strings), got {odd[0]!r}")
         unknown = [name for name in cfg[section][key] or [] if name not in known]
         if len(unknown) == 1:
             close = _close(unknown[0], known)

@@ -192,7 +192,8 @@ class Context:
 
         if "model_check" not in self._cache:
             default = np.asarray(self.full_space.all_default, dtype=float)[None]
-            again = 0.0 if self._external() else 10.0  # a program's output is kept: not run twice
+            # timed twice only for `bayescal check`'s estimates; a program's output is kept: not run twice
+            again = 10.0 if validation and not self._external() else 0.0
             ds, seconds = timed_run(self.model, default, again)
             if "status" in ds and str(ds["status"].values[0]) != "done":
                 raise ConfigError(f"the model fails at its defaults: {ds['reason'].values[0]}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from .config import ConfigError
 
-__all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "file_space",
+__all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "file_space", "forget_stale_module",
            "import_entry_point", "model_source_files", "python_model", "resolve_command", "resolve_path"]
 
 #: the ``model.kind`` of a model of your own
@@ -131,22 +131,35 @@ def forget_stale_module(m: dict) -> None:
     from another file than ``model.python_path`` names now, or its files changed on disk since:
     in one session (a notebook, a test run) two configs' ``mymodel.py`` in two folders, or an
     edited model, would otherwise run the module imported first while the stage keys hash the
-    file on disk. Modules found outside ``model.python_path`` (installed packages) are left alone."""
+    file on disk. bayescal and installed packages (files under the interpreter's prefixes) are
+    left alone. One process holds one module of a name: two pipelines of one session whose
+    entry points are two files of the same module name cannot both be used (name them apart).
+    An edit that keeps a file's size within the second it was compiled can still load Python's
+    cached bytecode of the earlier text (Python's own cache rule)."""
     top = m["entry_point"].partition(":")[0].split(".")[0]
     loaded = sys.modules.get(top)
-    if loaded is None:
+    if loaded is None or top == "bayescal" or _installed(getattr(loaded, "__file__", None)):
         return
     spec = importlib.machinery.PathFinder.find_spec(top, list(m.get("python_path") or []))
     if spec is None or not spec.origin:
         return
     names = [n for n in list(sys.modules) if n == top or n.startswith(top + ".")]
-    moved = getattr(loaded, "__file__", None) != spec.origin
+    moved = os.path.realpath(getattr(loaded, "__file__", None) or "") != os.path.realpath(spec.origin)
     changed = any(getattr(sys.modules[n], _DIGEST, None) not in (None, _file_digest(getattr(
         sys.modules[n], "__file__", None))) for n in names)
     if moved or changed:
         for n in names:
             del sys.modules[n]
         importlib.invalidate_caches()
+
+
+def _installed(path: str | None) -> bool:
+    """A module file of an installed package (under the interpreter's prefixes): not the user's."""
+    if not path:
+        return True  # a built-in or namespace module: not a file of the user's
+    real = os.path.realpath(path)
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return any(real.startswith(p + os.sep) for p in prefixes)
 
 
 #: the attribute holding the digest of a module's file when bayescal imported it
@@ -166,8 +179,9 @@ def import_entry_point(m: dict) -> Any:
         module = import_module(mod)
         top = mod.split(".")[0]
         for n in [n for n in list(sys.modules) if n == top or n.startswith(top + ".")]:
-            if not hasattr(sys.modules[n], _DIGEST):
-                setattr(sys.modules[n], _DIGEST, _file_digest(getattr(sys.modules[n], "__file__", None)))
+            file = getattr(sys.modules[n], "__file__", None)
+            if top != "bayescal" and not _installed(file) and not hasattr(sys.modules[n], _DIGEST):
+                setattr(sys.modules[n], _DIGEST, _file_digest(file))
         return getattr(module, attr)
     except ModuleNotFoundError as err:
         raise ConfigError(f"'model.entry_point' {entry!r}: {err} (searched the config file's folder, "

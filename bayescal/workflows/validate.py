@@ -189,11 +189,15 @@ def _check_kind_keys(raw: dict, cfg: dict) -> None:
     keys hold their defaults)."""
     given = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     kind, schema = cfg["model"]["kind"], SCHEMA["model"]
+    if kind not in (*_KIND_KEYS, "global"):  # a misspelt kind: its own check names it
+        return
     for other, keys in _KIND_KEYS.items():
         stray = [k for k in keys if k in given and given[k] != schema[k][1]] if other != kind else []
         if stray:
-            raise ConfigError(f"'model.{stray[0]}' is read only with model.kind = {other!r}; this config's "
-                              f"model.kind is {kind!r}: remove {', '.join(f'model.{k}' for k in stray)}")
+            mine = f"this config's model.kind is {kind!r}" if "kind" in given else \
+                "this config leaves model.kind unset (the embedded global model)"
+            raise ConfigError(f"'model.{stray[0]}' is read only with model.kind = {other!r}; {mine}: set "
+                              f"model.kind = {other!r}, or remove {', '.join(f'model.{k}' for k in stray)}")
 
 
 def model_space(cfg: dict):

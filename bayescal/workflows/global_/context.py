@@ -28,6 +28,10 @@ from bayescal.workflows.config import ConfigError
 from bayescal.workflows.context import Context
 from bayescal.workflows.validate import model_space
 
+#: half the embedded grid's land (110 million km2): a model of less is not compared with, nor
+#: calibrated against, GCB 2024's global land sink
+GLOBAL_LAND_M2 = 0.5 * 110e12
+
 __all__ = ["GlobalContext"]
 
 
@@ -115,6 +119,15 @@ class GlobalContext(Context):
             raise ConfigError(f"'model.start'-'model.end' ({m['start']}-{m['end']}): the model's output has "
                               f"no year {gone[:3]}{more} (on 'time' and 'year'): set them to the years your "
                               "model simulates")
+        land = self.land_area()
+        if obs["gcb_nbp"] and land < GLOBAL_LAND_M2:
+            raise ConfigError(f"'observations.gcb_nbp' = true: GCB 2024's NBP is the world's land sink, and "
+                              f"the model's cells cover {land / 1e12:.3g} million km2 of land (their 'area' "
+                              f"in m2; less than half the embedded grid's 110): set gcb_nbp = false")
+
+    def land_area(self) -> float:
+        """The land the model's cells cover (m2, their ``area`` summed; NaN areas left out)."""
+        return float(np.nansum(self.cells_and_months()[0]["area"].values))
 
     def has_output(self, variable: str) -> bool:
         """The model gives ``variable`` (the embedded model every one of its own; your model what
@@ -198,7 +211,7 @@ class GlobalContext(Context):
                 from bayescal.observations.products import make_twin, twin_specs
 
                 m = self.config["model"]
-                specs = twin_specs(sorted(self.config["observations"]["variables"]), m["start"], m["end"])
+                specs = twin_specs(self.config["observations"]["variables"], m["start"], m["end"])
                 found = make_twin(
                     self.model, self.truth_theta(), specs, seed=self.config["observations"]["twin_seed"]
                 )

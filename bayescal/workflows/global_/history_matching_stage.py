@@ -79,6 +79,10 @@ def _warn_checks(checks: dict[str, np.ndarray]) -> None:
     square at the posterior mean outside 0.5-2 (the observations' sigma, the discrepancy or the
     emulator then disagree with the runs)."""
     med, ms = float(np.median(checks["predictive_ratio"])), float(np.mean(checks["residual"] ** 2))
+    if not np.isfinite(ms):  # the run at the posterior mean failed (its reason is in its store)
+        warnings.warn("history matching: the model run at the posterior mean failed (posterior/mean_run): "
+                      "the residual check could not be made", stacklevel=2)
+        ms = 1.0
     if med > 1:
         warnings.warn(f"history matching: the posterior's median 90 % predictive interval is {med:.2f} "
                       "times the observational one (goal <= 1): the data leave it wide", stacklevel=2)

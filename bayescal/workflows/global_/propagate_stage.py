@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from bayescal.workflow.rundir import write_json_atomic
+from bayescal.workflows.global_.context import GLOBAL_LAND_M2
 
 if TYPE_CHECKING:
     from bayescal.workflows.global_.context import GlobalContext
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["run_propagate"]
 
 
-#: half the embedded grid's land (110 million km2): a model of less is not compared with GCB's global sink
-_GLOBAL_LAND_M2 = 0.5 * 110e12
 
 
 def _gcb_comparison(ens: xr.Dataset, gcb: xr.Dataset, start: int, end: int,
@@ -29,11 +28,11 @@ def _gcb_comparison(ens: xr.Dataset, gcb: xr.Dataset, start: int, end: int,
     from bayescal.analysis.propagate import gcb_comparison
 
     first, last = max(1960, start), min(int(gcb["year"].max()), end)
-    if first <= last and land_m2 >= _GLOBAL_LAND_M2:
+    if first <= last and land_m2 >= GLOBAL_LAND_M2:
         return gcb_comparison(ens, years=(first, last), gcb=gcb)
     reason = ("no year in common with GCB 2024" if first > last else
               f"the model's cells cover {land_m2 / 1e12:.3g} million km2 of land, less than half the "
-              "world's: GCB 2024's land sink is global")
+              "embedded grid's 110 million km2: GCB 2024's land sink is global")
     return xr.Dataset(attrs={"years": "", "n_years": 0, "coverage_band": float("nan"),
                              "median_chi2_per_year_posterior": float("nan"), "reason": reason})
 
@@ -94,7 +93,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     cov = {v: coverage(b[v], truth[v]) for v in ("gpp_global", "nbp_global")} if twin else None
     gcb = load_gcb2024()
     m = ctx.config["model"]
-    land = float(ctx.cells_and_months()[0]["area"].sum()) if ctx.own_model else np.inf
+    land = ctx.land_area() if ctx.own_model else np.inf
     comp = _gcb_comparison(ens, gcb, m["start"], m["end"], land)
     comp.to_netcdf(out / "gcb_comparison.nc")
     gpp_sd = _product_spread_global(obs, truth)

@@ -111,7 +111,9 @@ class SiteContext(Context):
         if workdir is not None and self._model is None:
             self._model = site_model(self.config, workdir=Path(workdir))
         if "model_check" not in self._cache:
-            self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",))
+            # timed twice (without a first call's compilation) only for ``bayescal check``'s estimates
+            self._cache["model_check"] = check_model_run(self.model, self.config, ("calibration_years",),
+                                                         timed=validation)
         if validation:
             check = self._cache["model_check"]
             check_years_covered(check["time"], self.config, ("validation_years",), check["calendar"])

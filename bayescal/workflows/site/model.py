@@ -39,10 +39,11 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
     return ConformingModel(ext, variables=needed)
 
 
-def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibration_years",
-                                                                       "validation_years")) -> dict[str, Any]:
+def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibration_years", "validation_years"),
+                    timed: bool = True) -> dict[str, Any]:
     """One run at the defaults: the contract, the ``site.<years>`` covered by the model's days,
-    and the time it took. ConfigError (naming what breaks) otherwise.
+    and the time it took (``timed``: a run under 10 s is timed again, without its first call's
+    compilation, for ``bayescal check``'s estimates). ConfigError (naming what breaks) otherwise.
 
     Returns ``{"seconds": float, "time": dates (datetime64 days), "calendar": the output's
     calendar, "units": {variable: units}, "unitless": [variable, ...]}``.
@@ -52,7 +53,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
 
     default = np.asarray(model.space.all_default, dtype=float)[None]
     try:  # a fast model timed again, without its first call's compilation; a program's output is kept
-        ds, seconds = timed_run(model, default, 0.0 if cfg["model"]["kind"] == "external" else 10.0)
+        again = 10.0 if timed and cfg["model"]["kind"] != "external" else 0.0
+        ds, seconds = timed_run(model, default, again)
     except ModelOutputError as err:
         raise ConfigError(f"model ({cfg['model']['kind']}): {err}") from None
     kind = cfg["model"]["kind"]

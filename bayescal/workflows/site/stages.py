@@ -216,37 +216,41 @@ def run_site_posterior(ctx: SiteContext) -> None:
         values = model_values(ctx.calibration_simulator, space, errors.op, arrays=ctx.calibration_arrays())
         loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
-        _say_resumed(ctx, out / "chain.h5")
+        resumed = _say_resumed(ctx, out / "chain.h5")
         # every step saved to chain.h5: a killed stage continues its chain where it stopped
         sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
                                    n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
                                    backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"],
                                    start=c["start"], n_particles=c["n_particles"],
                                    tempered=out / "tempered.nc")
-        # the chain's model runs are not stored (hundreds of thousands): their count and failures are
-        write_json_atomic(out / "evaluations.json", {"runs": values.runs, "failed": dict(values.failures)})
         tau = float(np.nanmax(sampler.autocorr_time()))
         adapting = f" (the first {sampler.discard} adapting the moves)" if sampler.discard else ""
         ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps{adapting}, max tau {tau:.0f}; "
                 "pointwise log-likelihood and predictive draws at the retained draws")
         # MAX_DRAWS whatever propagate.n_draws (<= MAX_DRAWS, validated): it chooses among these
         idata = sampler.to_inference_data(max_draws=MAX_DRAWS)
+        # the chain's model runs are not stored (hundreds of thousands): their count and failures
+        # are, from the step it resumed at (0: the whole chain and its tempered start)
+        write_json_atomic(out / "evaluations.json", {"runs": values.runs, "failed": dict(values.failures),
+                                                     "resumed_at_step": resumed})
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
 
 
-def _say_resumed(ctx: SiteContext, chain) -> None:
-    """One line when a stopped run's chain is continued (its steps are in ``chain``)."""
+def _say_resumed(ctx: SiteContext, chain) -> int:
+    """One line when a stopped run's chain is continued (its steps are in ``chain``); the step
+    it continues from (0: a new chain)."""
     if not chain.exists():
-        return
+        return 0
     try:
         import emcee
 
-        steps = emcee.backends.HDFBackend(str(chain), read_only=True).iteration
+        steps = int(emcee.backends.HDFBackend(str(chain), read_only=True).iteration)
     except (KeyError, AttributeError, OSError, ValueError):  # unreadable: the sampler starts afresh
-        return
+        return 0
     if steps:
         ctx.say(f"  chain resumed at step {steps} ({chain.name} holds a stopped run's steps)")
+    return steps
 
 
 def _posterior_mode(idata, space) -> np.ndarray:
