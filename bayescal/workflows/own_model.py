@@ -25,8 +25,8 @@ from typing import Any
 from .config import ConfigError
 
 __all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "file_space",
-           "forget_stale_module", "import_entry_point", "model_source_files", "python_model", "resolve_command",
-           "resolve_path"]
+           "forget_stale_module", "import_entry_point", "model_source_files", "python_model",
+           "resolve_command", "resolve_path"]
 
 #: the ``model.kind`` of a model of your own
 OWN_KINDS = ("python", "external")
