@@ -222,18 +222,23 @@ def test_direct_route_with_de_stretch_moves_recovers_the_toy_posterior(tmp_path,
     assert 0.003 < post.std(0).min() and post.std(0).max() < 0.05
 
 
-def test_external_program_route_through_bayescal_run(tmp_path):
+def _external_toy(tmp_path, *program: str) -> Path:
+    """A site config running ``program`` (the toy program, or a wrapper of it) as an external
+    model through its template and parameters file; a program costs a process per run: the
+    emulator route (12 design runs, the optimum and one refinement round of 4)."""
     (tmp_path / "params.template").write_text("a = {{ a }}\nb = {{ b }}\n")
     (tmp_path / "space.toml").write_text(
         '[parameters.a]\ndefault = 2.0\nlower = 0.0\nupper = 5.0\n'
         '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
-    model = (f'kind = "external"\ncommand = ["{sys.executable}", "{DATA / "toy_site_program.py"}", '
-             f'"{{param_file}}", "{{output}}"]\ntemplate = "params.template"\n'
+    command = ", ".join(f'"{c}"' for c in (sys.executable, *program, "{param_file}", "{output}"))
+    model = (f'kind = "external"\ncommand = [{command}]\ntemplate = "params.template"\n'
              'parameters_file = "space.toml"\ntimeout = 60.0')
-    # a program costs a process per run: the emulator route (12 design runs, the optimum and one
-    # refinement round of 4, all through the store)
-    cfg = _site_toml(tmp_path, model, 'route = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
-                     '[design]\nn_runs = 12\nbatch_size = 4', n_draws=2)
+    return _site_toml(tmp_path, model, 'route = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
+                      '[design]\nn_runs = 12\nbatch_size = 4', n_draws=2)
+
+
+def test_external_program_route_through_bayescal_run(tmp_path):
+    cfg = _external_toy(tmp_path, str(DATA / "toy_site_program.py"))  # every run through the store
     assert main(["run", str(cfg), "--quiet"]) == 0
     post = _posterior(tmp_path / "run")
     assert np.all(np.abs(post.mean(0) - [2.5, -0.4]) < 0.1)
@@ -245,17 +250,9 @@ def test_check_times_an_external_program_by_its_runs_not_its_kept_output(tmp_pat
     """A program's output is kept by parameter values, so a second run at the defaults only reads
     it: ``bayescal check`` times the program's one run (at least its 0.5 s sleep here), and takes
     that as each member's cost (a batch of copies would read one output)."""
-    (tmp_path / "params.template").write_text("a = {{ a }}\nb = {{ b }}\n")
-    (tmp_path / "space.toml").write_text(
-        '[parameters.a]\ndefault = 2.0\nlower = 0.0\nupper = 5.0\n'
-        '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
     (tmp_path / "slow.py").write_text("import runpy, sys, time\ntime.sleep(0.5)\nsys.argv = sys.argv[1:]\n"
                                       "runpy.run_path(sys.argv[0], run_name='__main__')\n")
-    model = (f'kind = "external"\ncommand = ["{sys.executable}", "{tmp_path / "slow.py"}", '
-             f'"{DATA / "toy_site_program.py"}", "{{param_file}}", "{{output}}"]\n'
-             'template = "params.template"\nparameters_file = "space.toml"\ntimeout = 60.0')
-    cfg = _site_toml(tmp_path, model, 'route = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
-                     '[design]\nn_runs = 12\nbatch_size = 4', n_draws=2)
+    cfg = _external_toy(tmp_path, str(tmp_path / "slow.py"), str(DATA / "toy_site_program.py"))
     assert main(["check", str(cfg)]) == 0
     out = capsys.readouterr().out
     took = float(re.search(r"one run at the defaults took ([\d.e+-]+) s", out).group(1))
