@@ -358,3 +358,20 @@ def test_importance_and_partial_dependence_of_a_network_are_dagons_figs_7_and_8(
         np.testing.assert_allclose(lines[0].get_ydata(), pd.sel(variable="gpp", parameter=p).values)
         np.testing.assert_allclose(lines[1].get_xdata(), PD_GRID)
     plt.close(fig)
+
+
+def test_factors_of_single_values_make_a_design_space():
+    """``oat.unit = "value"``: each factor is a value such as ``vmax[BDL-EVG]`` (not an
+    identifier); the Latin hypercube's space names them so, and its draws are the factors'."""
+    from bayescal.models import default_parameter_space
+    from bayescal.parameters.design import latin_hypercube
+    from bayescal.workflows.dagon.context import Scaling
+
+    labels = ["vmax[BDL-EVG]", "vmax[CROP-C3]", "gamma_w"]
+    space = default_parameter_space().only(labels)
+    calib = Scaling(space, {lab: [lab] for lab in labels})
+    unit = calib.unit_space()
+    assert unit.n_free == 3 and "gamma_w" in unit.names
+    u = latin_hypercube(unit, 12, seed=1).values
+    assert u.shape == (12, 3) and np.all((u >= 0) & (u <= 1))
+    np.testing.assert_allclose(calib.value_unit(u), u)  # one value per factor

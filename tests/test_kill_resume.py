@@ -182,3 +182,10 @@ def test_dagon_workflow_killed_in_every_stage(tmp_path, cli):
     assert sum(hit) >= 2, hit
     _same(tmp_path / "ref", tmp_path / "faults",
           ("oat/ranking.nc", "emulate/eof.nc", "emulator_screen/screen.nc"))
+    # every run of this workflow goes through a store: the stage records, each stage resumed over
+    # kills, count them all, as the uninterrupted run's do
+    from bayescal.workflow.rundir import RunDir
+
+    runs = {r.name: r.runs for r in RunDir(tmp_path / "faults").records()}
+    assert runs == {r.name: r.runs for r in RunDir(tmp_path / "ref").records()}
+    assert sum(runs.values()) == len(_member_files(tmp_path / "faults"))

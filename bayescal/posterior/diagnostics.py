@@ -15,6 +15,12 @@ from .inference_data import get_group
 __all__ = ["diagnose", "emulator_trust", "integrated_time"]
 
 
+def _some(labels: list[str], shown: int = 5) -> str:
+    """The first ``shown`` labels, and how many more there are."""
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return f"{labels[:shown]}{more}"
+
+
 def _rhat_expected(attrs: dict) -> float:
     """``sqrt(1 + 4 tau_max / N)`` from a posterior's chain attributes (1.0 without them)."""
     try:
@@ -73,8 +79,8 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
     bad_e = [lab for lab, v in zip(labels, eb, strict=True) if not v >= ess_min]
     if bad_r or bad_e:
         warnings.warn(
-            (f"R-hat > {rhat_max:.4g} for {bad_r[:5]}; " if bad_r else "")
-            + (f"bulk ESS < {ess_min:g} for {bad_e[:5]}; " if bad_e else "")
+            (f"R-hat > {rhat_max:.4g} for {_some(bad_r)}; " if bad_r else "")
+            + (f"bulk ESS < {ess_min:g} for {_some(bad_e)}; " if bad_e else "")
             + "run the chains longer before trusting these estimates",
             PosteriorWarning,
             stacklevel=2,

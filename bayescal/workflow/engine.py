@@ -247,7 +247,12 @@ class Engine:
         t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            started = read_json_record(folder / "started.json", set_aside=False)
+            resumed = started is not None and started.get("key") == key
             self._prepare(stage, key, inputs)
+            # a resumed stage's record counts the runs its stopped invocations finished (kept in its
+            # stores, not made again); a rerun's kept stores were counted by the record set aside
+            kept = _stored_members(folder) if resumed else 0
             self.ctx.say(f"[{stage.name}] {stage.help}")
             stage.function(self.ctx)
         shown = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
@@ -256,6 +261,7 @@ class Engine:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         runs1 = self.ctx.model_runs()
         runs = runs1 - runs0 if runs0 is not None and runs1 is not None else _files_since(folder, started_at)
+        runs += kept
         rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs)
         write_json_atomic(folder / "stage.json", {
             "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
@@ -265,3 +271,8 @@ class Engine:
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
                      + (f", {len(msgs)} warnings" if msgs else ""))
         return rec
+
+
+def _stored_members(folder: Path) -> int:
+    """The member files of the run stores under ``folder`` (each a finished model run)."""
+    return sum(len(list(p.parent.glob("members/member_*.nc"))) for p in folder.rglob("store.json"))

@@ -89,11 +89,17 @@ class Scaling:
         return bool(all(np.ptp(u[cols]) < 1e-12 for cols in self.columns))
 
     def unit_space(self):
-        """The factors as a parameter space on [0, 1] (for the Latin hypercube)."""
+        """The factors as a parameter space on [0, 1] (for the Latin hypercube), one parameter per
+        factor named for its label (``vmax[BDL-EVG]``, with ``oat.unit = "value"``, as
+        ``vmax_BDL_EVG_``: a parameter's name is an identifier)."""
+        import re
+
         from bayescal.parameters import Parameter, ParameterSpace
 
-        return ParameterSpace([Parameter(lab, float(d), 0.0, 1.0)
-                               for lab, d in zip(self.labels, self.default_u, strict=True)])
+        names = [lab if lab.isidentifier() else re.sub(r"\W", "_", lab) + f"_{k}"
+                 for k, lab in enumerate(self.labels)]
+        return ParameterSpace([Parameter(name, float(d), 0.0, 1.0)
+                               for name, d in zip(names, self.default_u, strict=True)])
 
 
 class EOFCost:

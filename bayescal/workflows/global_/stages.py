@@ -189,7 +189,8 @@ def run_design(ctx: GlobalContext) -> None:
     )
     ens = EnsembleStore(out / "ensemble").load()
     ok = ens["status"].values == "done"
-    status, reason = ens["status"].values.astype(str), ens["reason"].values.astype(str)
+    # object arrays: a fixed-width "<U4" of "done" would cut "failed" and its reason short
+    status, reason = (np.array([str(x) for x in ens[v].values], dtype=object) for v in ("status", "reason"))
     obs, _ = ctx.twin()
     u = space.to_unit(design.values)
     Y = np.full((len(u), ctx.observed()[0].size), np.nan)
