@@ -214,12 +214,14 @@ class Engine:
                           f"'{stage.name}' reruns", RuntimeWarning, stacklevel=2)
         return bool(bad)
 
-    def _prepare(self, stage: Stage, key: str, inputs: dict) -> None:
-        """The stage's folder for a run with ``key``: resumed, or fresh (the old one set aside)."""
+    def _prepare(self, stage: Stage, key: str, inputs: dict) -> bool:
+        """The stage's folder for a run with ``key``: resumed (True), or fresh (the old one set
+        aside)."""
         folder = self.run_dir / stage.name
         started = read_json_record(folder / "started.json")
         stores = self._store_keys(stage)
-        if folder.exists() and not (started is not None and started.get("key") == key):
+        resumed = started is not None and started.get("key") == key
+        if folder.exists() and not resumed:
             moved = set_aside(self.run_dir, folder)
             for out in (w.rstrip("/") for w in stage.writes if w.startswith("../")):
                 if (self.run_dir / out[3:]).exists():  # written beside the folder (the report page)
@@ -241,15 +243,14 @@ class Engine:
         (folder / "stage.json").unlink(missing_ok=True)
         write_json_atomic(folder / "started.json", {"key": key, "stores": stores, "inputs": inputs,
                                                     "started": time.time()})
+        return resumed
 
     def _execute(self, stage: Stage, key: str, inputs: dict) -> StageRecord:
         folder = self.run_dir / stage.name
         t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            started = read_json_record(folder / "started.json", set_aside=False)
-            resumed = started is not None and started.get("key") == key
-            self._prepare(stage, key, inputs)
+            resumed = self._prepare(stage, key, inputs)
             # a resumed stage's record counts the runs its stopped invocations finished (kept in its
             # stores, not made again); a rerun's kept stores were counted by the record set aside
             kept = _stored_members(folder) if resumed else 0
