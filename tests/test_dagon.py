@@ -375,3 +375,20 @@ def test_factors_of_single_values_make_a_design_space():
     u = latin_hypercube(unit, 12, seed=1).values
     assert u.shape == (12, 3) and np.all((u >= 0) & (u <= 1))
     np.testing.assert_allclose(calib.value_unit(u), u)  # one value per factor
+
+
+def test_a_verified_optimum_worse_than_the_defaults_is_warned_of():
+    """The emulator-screen stage warns (into its record) when the model's cost at its best
+    verified optimum exceeds the defaults'; not when it is better, failed or the defaults failed."""
+    import warnings
+
+    from bayescal.workflows.dagon.stages import _warn_if_worse
+
+    worse = {"status": "done", "model_cost": 2.5, "round": 1}
+    with pytest.warns(UserWarning, match=r"no verified optimum beats the defaults.*2\.5.*2\b"):
+        _warn_if_worse(2.0, worse, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_worse(3.0, worse, 3)
+        _warn_if_worse(float("nan"), worse, 3)
+        _warn_if_worse(2.0, {**worse, "status": "failed"}, 3)

@@ -318,3 +318,28 @@ def test_a_run_directory_counts_each_stages_failed_runs_by_reason_for_the_report
         "spin-up did not converge in 24 cycles"
     table = failed_runs_section(RunDir(tmp_path))
     assert f"<td>design</td><td>40</td><td>{expected[0].sum()}</td>" in table
+
+
+def test_a_design_run_whose_likelihood_summaries_are_not_finite_counts_as_failed(tmp_path):
+    """A run the model finished but whose summaries are not finite is failed in the design's
+    ``training.nc`` (the emulator leaves it out); the report's table counts it so, with its reason,
+    beside the store's own failures."""
+    import xarray as xr
+
+    from bayescal.workflow.rundir import RunDir
+
+    sim = ToySimulator(nan_above=0.9)
+    d = design(30)
+    run_ensemble(sim, d, tmp_path / "design" / "ensemble", progress=False)
+    st = EnsembleStore(tmp_path / "design" / "ensemble").status()
+    status = np.array([str(x) for x in st["status"].values], dtype=object)
+    reason = np.array([str(x) for x in st["reason"].values], dtype=object)
+    done = np.flatnonzero(status == "done")
+    status[done[:2]], reason[done[:2]] = "failed", "a likelihood summary is not finite"
+    xr.Dataset({"status": ("member", status), "reason": ("member", reason)}).to_netcdf(
+        tmp_path / "design" / "training.nc")
+    n, why = RunDir(tmp_path).run_failures()["design"]
+    store_failed = int((st["status"].values == "failed").sum())
+    assert n == 30 and store_failed > 0
+    assert why["a likelihood summary is not finite"] == 2
+    assert sum(why.values()) == store_failed + 2

@@ -387,3 +387,8 @@ def test_budget_progress_counts_runs_keeps_the_best_and_estimates_the_time_left(
     q = BudgetProgress(quiet.append, every=3600.0)  # throttled: no line within the hour
     q.update(np.ones(4))
     assert quiet == [] and q.n == 4 and q.best == 1.0
+    last: list[str] = []
+    b = BudgetProgress(last.append, budget=5, every=3600.0)
+    b.update(np.ones(4))
+    b.update(np.array([0.25]))  # the budget spent: its line said however soon
+    assert len(last) == 1 and re.match(r"  optimize: 5 of 5 runs, best misfit 0.25", last[0])

@@ -699,6 +699,10 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 2}, "b": {"y": 2}}, tmp_path / "run")).plan()
     assert [(p.status, p.changed) for p in plan] == [("rerun", ["a.x"]), ("rerun", ["stage a"])]
+    # b reads the table b: an edit inside it is named by its key, an added key too
+    plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 1}, "b": {"y": 3, "z": {"w": 1}}},
+                                                tmp_path / "run")).plan()
+    assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
 
 
 def test_run_directory_states_and_set_aside(tmp_path):

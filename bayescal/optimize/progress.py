@@ -25,7 +25,8 @@ class BudgetProgress:
     best : str
         What the smallest value is called (``"best misfit"``, ``"best -log L"``).
     every : float
-        Seconds between lines (0: a line per update).
+        Seconds between lines (0: a line per update); the update that spends the budget always
+        says its line.
     """
 
     def __init__(self, say: Callable[[str], None], budget: int | None = None, label: str = "optimize",
@@ -41,7 +42,8 @@ class BudgetProgress:
         if np.isfinite(values).any():
             self.best = min(self.best, float(np.nanmin(values)))
         now = time.monotonic()
-        if now - self.last < self.every:
+        spent_budget = self.budget is not None and self.n >= self.budget
+        if now - self.last < self.every and not spent_budget:  # the budget's last line always
             return
         self.last, spent = now, now - self.start
         of = f" of {self.budget}" if self.budget else ""

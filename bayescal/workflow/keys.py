@@ -63,11 +63,15 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
     -------
     dict
         ``reads`` (key -> hash of its value), ``files`` (path -> content hash), ``needs``
-        (stage -> key) and ``bayescal`` (the version).
+        (stage -> key) and ``bayescal`` (the version); ``detail``, not in the key, holds a hash
+        per value of each table read (``{"oat": {"unit": ..., "delta": ...}}``), so a change can
+        be named by its key (``oat.unit``).
     """
     root = config.get("run", {}).get("config_dir")
+    values = {k: portable(config_value(config, k), root) for k in stage.keys(config)}
     return {
-        "reads": {k: _hash(portable(config_value(config, k), root)) for k in stage.keys(config)},
+        "reads": {k: _hash(v) for k, v in values.items()},
+        "detail": {k: _leaves(v) for k, v in values.items() if isinstance(v, Mapping)},
         "files": {portable(p, root): file_digest(p)
                   for p in sorted({str(p) for p in stage.input_files(config) if p})},
         "needs": {n: needed[n] for n in stage.needs},
@@ -97,9 +101,21 @@ def portable(value: Any, root: str | None) -> Any:
 _PACKAGE = str(resources.files("bayescal"))  # as resolve_path makes "bayescal:data/..." paths
 
 
+def _leaves(table: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A hash per value of a (nested) table, by dotted key."""
+    out: dict[str, str] = {}
+    for k, v in table.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = _hash(v)
+    return out
+
+
 def stage_key(name: str, inputs: Mapping[str, Any]) -> str:
-    """The key of stage ``name`` with ``inputs`` (from :func:`stage_inputs`)."""
-    return _hash({"stage": name, **inputs})
+    """The key of stage ``name`` with ``inputs`` (from :func:`stage_inputs`; its ``detail`` is
+    not in the key: it restates ``reads``)."""
+    return _hash({"stage": name, **{k: v for k, v in inputs.items() if k != "detail"}})
 
 
 def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
@@ -109,9 +125,22 @@ def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
     out = []
     for group, label in (("reads", "{}"), ("files", "file {}"), ("needs", "stage {}")):
         a, b = old.get(group, {}) or {}, new.get(group, {})
-        out += [label.format(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                out += _changed_leaves(old, new, k) if group == "reads" else [label.format(k)]
     if old.get("bayescal") != new.get("bayescal"):
         out.append(f"bayescal version {old.get('bayescal')} -> {new.get('bayescal')}")
     if old.get("model") != new.get("model"):
         out.append("the model given to the workflow (its class, source file or parameter space)")
     return out
+
+
+def _changed_leaves(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> list[str]:
+    """The dotted keys that changed inside table ``key`` (``["oat.unit"]``), or ``[key]`` when the
+    records do not say (an older record, a value that is no longer a table)."""
+    a = (old.get("detail") or {}).get(key)
+    b = (new.get("detail") or {}).get(key)
+    if not isinstance(a, Mapping) or not isinstance(b, Mapping):
+        return [key]
+    leaves = [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return leaves or [key]

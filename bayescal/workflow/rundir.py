@@ -300,8 +300,11 @@ class RunDir:
         for s in self.stage_names():
             status = [EnsembleStore(p.parent).status() for p in sorted(self.stage(s).rglob("store.json"))]
             if status:
-                reasons = Counter(reason_group(str(r)) for st in status
-                                  for r in st["reason"].values[st["status"].values == "failed"])
+                failed = _training_failures(self.stage(s) / "training.nc")
+                if failed is None:  # the stores' own status: a run the model finished is done
+                    failed = [r for st in status
+                              for r in st["reason"].values[st["status"].values == "failed"]]
+                reasons = Counter(reason_group(str(r)) for r in failed)
                 out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), dict(reasons))
             chain = read_json_record(self.stage(s) / "evaluations.json", set_aside=False)
             if chain is not None:  # a chain's own runs, counted not stored (the site's direct route)
@@ -321,6 +324,18 @@ class RunDir:
                 out.append(StageRecord(s, "done", info["wall"], info["peak_rss_gib"], info["runs"],
                                        info.get("warnings", [])))
         return out
+
+
+def _training_failures(path: Path) -> list[str] | None:
+    """The reasons of the failed runs in a stage's ``training.nc`` (None: no such file, or no
+    ``status``): it also fails a run the model finished whose likelihood summaries are not finite."""
+    if not path.is_file():
+        return None
+    with xr.open_dataset(path) as ds:
+        if "status" not in ds or "reason" not in ds:
+            return None
+        failed = ds["status"].values.astype(str) == "failed"
+        return [str(r) for r in ds["reason"].values[failed]]
 
 
 class RunResults:

@@ -350,9 +350,24 @@ def run_emulator_screen(ctx: DagonContext) -> None:
                    "mean": float(screen.attrs["mean"])},
     }
     write_json_atomic(out / "optimum.json", result)
+    _warn_if_worse(j_default[0], best, len(rounds))
     ctx.say(f"  {screen.attrs['n']:,} emulated points: cost min {screen.attrs['min']:.3g}, mean "
             f"{screen.attrs['mean']:.3g}; default: model {j_default[0]:.3g}; best verified optimum "
             f"(round {best['round']}): model {best['model_cost']:.3g}")
+
+
+def _warn_if_worse(j_default: float, best: dict, n_rounds: int) -> None:
+    """A warning (into the stage's record and the report) when no verified optimum fits better
+    than the defaults: the emulator's optimum is then not the model's."""
+    import warnings
+
+    if best["status"] != "done" or not np.isfinite(j_default) or best["model_cost"] <= j_default:
+        return
+    warnings.warn(f"no verified optimum beats the defaults: the model's cost at the best of {n_rounds} "
+                  f"emulator optima (round {best['round']}) is {best['model_cost']:.4g}, at the defaults "
+                  f"{j_default:.4g}. The networks' optimum is not the model's; try more design runs "
+                  "(design.n_runs) or refinement rounds (emulator_screen.refine_rounds).", UserWarning,
+                  stacklevel=2)
 
 
 def run_dagon_report(ctx: DagonContext) -> None:

@@ -116,7 +116,7 @@ def _objective(ctx: GlobalContext, workdir: Path):
 
 
 class _Reported:
-    """The objective, with a progress line per batch of runs (optimisers print nothing here)."""
+    """The objective, with a progress line per batch of runs, or every 5 s (optimisers print nothing here)."""
 
     def __init__(self, objective, progress) -> None:
         self.objective, self.progress = objective, progress
@@ -164,7 +164,9 @@ def run_optimize(ctx: GlobalContext) -> None:
         return
     from bayescal.optimize.progress import BudgetProgress
 
-    objective = _Reported(_objective(ctx, out / "runs"), BudgetProgress(ctx.say, _budget(ctx)))
+    # a line per batch; DFO-LS runs one model run at a time: a line at most every 5 s (and the last)
+    every = 5.0 if c["method"] == "dfols" else 0.0
+    objective = _Reported(_objective(ctx, out / "runs"), BudgetProgress(ctx.say, _budget(ctx), every=every))
     res = _optimiser_calls(ctx, out)[c["method"]](objective)
     res.history.to_netcdf(out / "history.nc")
     ctx.say(f"  {c['method']}: best misfit {res.fun:.4g} after {res.n_evaluations} runs")
