@@ -211,22 +211,48 @@ _ERRORS: tuple[tuple[type[Exception], str, int], ...] = (
 )
 
 
-def _caused_by_interrupt(err: BaseException) -> bool:
-    """Ctrl-C inside a C extension's import (matplotlib's, say) surfaces as the ImportError it
-    caused: an error whose chain holds a KeyboardInterrupt is an interrupt too."""
+def _interrupt_of(err: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt in ``err``'s chain of causes, if any."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, KeyboardInterrupt):
-            return True
+            return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
-    return False
+    return None
 
 
-def _interrupted() -> int:
-    print("bayescal: interrupted; every finished model run and chain step is kept -- run the same "
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """Ctrl-C inside a C extension's import (matplotlib's, say) surfaces as the ImportError it
+    caused: an error whose chain holds a KeyboardInterrupt is an interrupt too."""
+    return _interrupt_of(err) is not None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``scancel``, a SLURM time limit, ``kill``): raised in the main thread, so the run
+    unwinds as after Ctrl-C -- the step being written finishes, stores close, workers are told."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _interrupted(err: BaseException | None = None) -> int:
+    what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    print(f"bayescal: {what}; every finished model run and chain step is kept -- run the same "
           "command again to resume", file=sys.stderr)
-    return 130
+    return 143 if isinstance(err, Terminated) else 130
+
+
+def _on_sigterm():
+    """Install :func:`_terminate` for SIGTERM; returns the handler it replaced (None: not the main
+    thread, where Python cannot set one)."""
+    import signal
+
+    try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        return None
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -237,7 +263,10 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (``--debug``: errors raise with their traceback)."""
+    import signal
+
     args = _parser().parse_args(argv)
+    previous = _on_sigterm()
     try:
         fmt = warnings.formatwarning
         if not args.debug:
@@ -246,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             return {"check": _check, "run": _run, "report": _report}[args.command](args)
         finally:
             warnings.formatwarning = fmt
-    except KeyboardInterrupt:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt as err:
         if args.debug:
             raise
-        return _interrupted()
+        return _interrupted(err)
     except BrokenPipeError:  # `bayescal check ... | head`: the reader stopped listening
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail
         return 141
@@ -262,25 +293,25 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if args.debug or not _caused_by_interrupt(err):
             raise
-        return _interrupted()
+        return _interrupted(_interrupt_of(err))
 
 
 def entry() -> None:
     """The ``bayescal`` command: :func:`main`, then exit with its status.
 
     After an interrupt every stage has unwound (stores closed, clusters shut, workers told) and
-    the message is out; the process then ends at once with 130. Letting the interpreter
-    finalise instead ended it, about once in a hundred Ctrl-C's, with SIGINT (-2) or a fatal
+    the message is out; the process then ends at once with 130 (143 after SIGTERM). Letting the
+    interpreter finalise instead ended it, about once in a hundred Ctrl-C's, with SIGINT (-2) or a fatal
     "PyThreadState_Get ... GIL is released" abort (-6) from an extension's teardown.
     """
     code = main()
-    if code == 130:
+    if code in (130, 143):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 

@@ -354,6 +354,39 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
     assert "Traceback" not in err
 
 
+def test_sigterm_unwinds_like_ctrl_c_and_the_run_resumes(tmp_path):
+    """SIGTERM (``scancel``, a SLURM time limit) during a run: exit 143 and the same one line on
+    what is kept, no traceback; the run directory then plans a resume. ``main`` called in a
+    process restores the SIGTERM handler it found."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bayescal.workflows import load_config, make_context
+
+    cfg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text().replace("ml_evaluations = 150", "ml_evaluations = 100000"))
+    proc = subprocess.Popen([sys.executable, "-m", "bayescal", "run", str(cfg), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    started = tmp_path / "run" / "optimize" / "started.json"
+    deadline = time.monotonic() + 120
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), proc.stderr.read() if proc.poll() is not None else "no start in 120 s"
+    os.kill(proc.pid, signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM); every finished model run and chain step is kept" in err
+    assert "Traceback" not in err
+    plan = {p.name: p.status for p in make_context(load_config(cfg), tmp_path / "run", progress=False).plan()}
+    assert plan["optimize"] == "resume"
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["check", str(cfg)]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_emulator_route_keeps_emulator_error_apart_from_discrepancy(tmp_path):
     """A twin without model error: the discrepancy estimated from the model run at the optimum is
     ~0 (not the emulator's error), the emulator's sd is reported beside it (not added to the
