@@ -57,6 +57,12 @@ TABLE = [
     ("slashes", "gpp", "gC/m^2/day", "gC m-2 d-1", 1.0),
     ("spaced carbon", "gpp", "g C m-2 day-1", "gC/m2/d", 1.0),
     ("model gpp", "gpp", "kgC m-2 s-1", "kg m-2 s-1", 1.0),
+    # masses of CO2 (inventories, chamber fluxes): carbon is 12.011 / 44.0095 of them
+    ("CO2 mass flux", "nee", "gCO2 m-2 d-1", "gC m-2 d-1", C / 44.0095),
+    ("CO2 mass flux, spaced", "nee", "g CO2 m-2 d-1", "gC m-2 d-1", C / 44.0095),
+    ("CO2 chamber flux", "reco", "mg CO2 m-2 h-1", "gC m-2 d-1", 1e-3 * 24 * C / 44.0095),
+    ("CO2 inventory", "nee", "t CO2 ha-1 yr-1", "gC m-2 yr-1", 1e6 / 1e4 * C / 44.0095),
+    ("CO2 per second", "gpp", "kgCO2 m-2 s-1", "kgC m-2 s-1", C / 44.0095),
 ]
 
 

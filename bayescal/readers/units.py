@@ -5,7 +5,8 @@ FLUXNET, CMIP (CMOR) and ILAMB files (``kg m-2 s-1``, ``gC m-2 d-1``, ``gC/m^2/d
 ``umolCO2 m-2 s-1``, ``mm day-1``, ``W m-2``, ``1``) and adds
 
 * a **carbon** dimension: ``gC`` (= ``g C``, ``g_C``; prefixed ``kgC``, ``PgC``, ...), ``tC``
-  (``GtC``) and ``molC`` (12.011 gC);
+  (``GtC``), ``molC`` (12.011 gC) and masses of CO2, ``gCO2`` (= ``g CO2``; ``kgCO2``, ``tCO2``),
+  each 12.011 / 44.0095 of its mass in carbon;
 * context ``carbon`` (variables in :data:`CARBON_VARIABLES`): a mass is a mass of carbon
   (CMIP's ``gpp`` in ``kg m-2 s-1``) and a mole is a mole of CO2 or C, 12.011 gC;
 * context ``water`` (variables in :data:`WATER_VARIABLES`): a depth of water is a mass per
@@ -32,6 +33,8 @@ __all__ = ["CARBON_VARIABLES", "LATENT_VARIABLES", "WATER_VARIABLES", "UnitError
 
 #: g C per mol (CO2 or C): the carbon of one mole of CO2.
 MOLAR_MASS_C = 12.011
+#: g CO2 per mol CO2 (IUPAC atomic weights: 12.011 + 2 x 15.999 + rounding, as WMO uses).
+MOLAR_MASS_CO2 = 44.0095
 #: J kg-1: latent heat of vaporisation at 0 degC (CMIP, CESM's LATVAP).
 LATENT_HEAT = 2.501e6
 #: kg m-3: density of liquid water.
@@ -63,6 +66,10 @@ def registry():
     ureg.define("gram_carbon = [carbon] = gC = g_C")
     ureg.define("tonne_carbon = 1e6 * gram_carbon = tC = t_C")
     ureg.define(f"mole_carbon = {MOLAR_MASS_C} * gram_carbon = molC = mol_C")
+    # a mass of CO2 is its carbon's: 12.011 / 44.0095 of it (NEE in gCO2 m-2 d-1, tCO2 ha-1 yr-1)
+    # (spelt gCO_two here: the CF exponent rule of _normalise would read gCO2 as gCO squared)
+    ureg.define(f"gram_CO2 = {MOLAR_MASS_C / MOLAR_MASS_CO2} * gram_carbon = gCO_two")
+    ureg.define("tonne_CO2 = 1e6 * gram_CO2 = tCO_two")
     ureg.define("fraction_of_one = 1 = frac")
     dens = ["", "/[length]**2", "/[length]**2/[time]", "/[time]", "/[length]**2/[time]**2"]
 
@@ -102,6 +109,8 @@ _SUBS = [
     (re.compile(r"[µμ]"), "u"),
     # carbon written apart: "g C", "kg C", "mol C", "g[C]", "gCarbon"
     (re.compile(r"\b([a-zA-Z]?(?:g|t|mol))\s*(?:\[C\]|C\b|Carbon\b|carbon\b)"), r"\1C"),
+    # masses of CO2 written apart: "g CO2", "kg CO2", "t CO2", "g[CO2]" (each 12.011/44.0095 of carbon)
+    (re.compile(r"\b([a-zA-Z]?(?:g|t))\s*(?:\[CO2\]|CO2\b)"), r"\1CO_two"),
     # moles of CO2: "umolCO2", "umol CO2", "mol(CO2)" are moles (of CO2, 12.011 gC in context carbon)
     (re.compile(r"\b([a-zA-Z]?mol)\s*\(?CO2\)?"), r"\1"),
     (re.compile(r"\bdays?\b"), "day"),
