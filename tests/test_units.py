@@ -63,6 +63,11 @@ TABLE = [
     ("CO2 chamber flux", "reco", "mg CO2 m-2 h-1", "gC m-2 d-1", 1e-3 * 24 * C / 44.0095),
     ("CO2 inventory", "nee", "t CO2 ha-1 yr-1", "gC m-2 yr-1", 1e6 / 1e4 * C / 44.0095),
     ("CO2 per second", "gpp", "kgCO2 m-2 s-1", "kgC m-2 s-1", C / 44.0095),
+    # a count of a time unit: per half hour, per 8 days (not 30 per minute, 8 per day)
+    ("half-hourly sums", "nee", "gC m-2 30min-1", "gC m-2 d-1", 48.0),
+    ("half-hourly sums, spaced", "nee", "gC m-2 30 min-1", "gC m-2 d-1", 48.0),
+    ("half-hourly sums, UDUNITS", "nee", "gC m-2 (30 min)-1", "gC m-2 d-1", 48.0),
+    ("MODIS 8-day sums", "gpp", "kgC m-2 8day-1", "gC m-2 d-1", 1e3 / 8),
 ]
 
 
@@ -106,3 +111,14 @@ def test_convert_arrays_and_scaled_units():
     np.testing.assert_allclose(out, [1e-3 / DAY, 2e-3 / DAY])
     assert conversion_factor("1e-3 kg m-2", "kg m-2", "cveg") == pytest.approx(1e-3)
     assert conversion_factor("%", "1", "lai") == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("unit", ["degC", "deg C", "degrees C", "deg. C", "degree_Celsius", "°C"])
+def test_temperatures_written_apart_are_celsius(unit):
+    """Written apart, a temperature is Celsius (not coulombs); to kelvin it has no factor (an
+    offset): refused by name, not scaled by 274.15 as a factor would."""
+    assert convert(np.array([0.0, 25.0]), unit, "degC") == pytest.approx([0.0, 25.0])
+    with pytest.raises(UnitError, match=r"to 'K': the scales differ by an offset \(0 .* = 273.15 K\)"):
+        convert(np.array([25.0]), unit, "K")
+    assert convert(np.array([2.0]), "delta_degC", "K") == pytest.approx([2.0])  # a difference: a factor
+

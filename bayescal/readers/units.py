@@ -113,6 +113,10 @@ _SUBS = [
     (re.compile(r"\b([a-zA-Z]?(?:g|t))\s*(?:\[CO2\]|CO2\b)"), r"\1CO_two"),
     # moles of CO2: "umolCO2", "umol CO2", "mol(CO2)" are moles (of CO2, 12.011 gC in context carbon)
     (re.compile(r"\b([a-zA-Z]?mol)\s*\(?CO2\)?"), r"\1"),
+    # temperatures written apart: "deg C", "degrees C", "deg. C" (a bare "C" is a coulomb)
+    (re.compile(r"\bdeg(?:rees?)?\.?\s+([CFK])\b"), r"deg\1"),
+    # a count of a time unit, per: "30min-1", "30 min-1" -> per (30 min); not 30 per minute
+    (re.compile(r"(?<![\w.^-])(\d+(?:\.\d+)?)\s*([A-Za-z]+)-1\b"), r"/(\1 \2)"),
     (re.compile(r"\bdays?\b"), "day"),
     (re.compile(r"\byears?\b|\byr\b|\by\b"), "year"),  # FLUXNET: "gC m-2 y-1"
     (re.compile(r"\bmonths?\b|\bmon\b"), "month"),
@@ -161,6 +165,9 @@ def context_for(variable: str | None) -> tuple[str, ...]:
 def conversion_factor(from_unit: str, to_unit: str, variable: str | None = None) -> float:
     """Factor ``f`` with ``value[to_unit] = f * value[from_unit]`` for ``variable``.
 
+    Units whose zeros differ (``degC`` and ``K``) have no factor: a :class:`UnitError` (a value and
+    its uncertainty would convert by different rules).
+
     ``variable`` (the model's name: ``gpp``, ``hfls``, ``et``, ...) selects the contexts; without
     one, the carbon context applies when either unit is a carbon unit.
     """
@@ -172,11 +179,16 @@ def conversion_factor(from_unit: str, to_unit: str, variable: str | None = None)
         contexts = ("carbon",)
     try:
         f = a.to(b.units, *contexts).magnitude / b.magnitude
+        zero = registry().Quantity(0.0, a.units).to(b.units, *contexts).magnitude
     except pint.errors.DimensionalityError:
         what = f" for variable {variable!r}" if variable else ""
         ctx = f" (contexts: {', '.join(contexts)})" if contexts else ""
         raise UnitError(f"cannot convert {from_unit!r} ({_dims(a)}) to {to_unit!r} ({_dims(b)}){what}{ctx}: "
                         "different quantities") from None
+    if abs(zero) > 1e-12 * max(1.0, abs(f)):  # degC -> K: value and sigma would need different rules
+        raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}: the scales differ by an offset "
+                        f"({0:g} {from_unit} = {zero:g} {to_unit}), not a factor; give the values in "
+                        f"{to_unit!r}")
     return float(f)
 
 
