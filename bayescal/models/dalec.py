@@ -88,6 +88,14 @@ def _day_length(lat: float, doy: np.ndarray) -> np.ndarray:
 _PLAUSIBLE, _UNITS_IN = ((-70.0, 60.0), (-0.5, 50.0), (100.0, 2000.0)), ("degC", "MJ m-2 d-1", "ppm")
 
 
+def _days_since_july(time: xr.DataArray) -> np.ndarray:
+    """Day of the year counted from 1 July (1 July: 1; 30 June: 365 or 366), for the phenology of
+    a southern-hemisphere site."""
+    doy = time.dt.dayofyear.values.astype(float)
+    july = 182.0 + (time.dt.days_in_year.values == 366)  # 1 July's day of the year
+    return np.where(doy >= july, doy - july + 1.0, doy + 184.0)  # 1 July - 31 December: 184 days
+
+
 def _check_drivers(d: xr.Dataset) -> None:
     """Daily drivers, every day once in order (a gap or a missing year would be run as one day),
     finite weather and a latitude in [-90, 90]: else a ValueError naming what is wrong."""
@@ -130,7 +138,8 @@ class DalecModel:
     ----------
     drivers : xarray.Dataset
         Daily meteorology on ``time``, every day once in order: ``ta`` (degC), ``sw``
-        (MJ m-2 d-1), ``co2`` (ppm); ``attrs["lat"]`` (degrees north, in [-90, 90]).
+        (MJ m-2 d-1), ``co2`` (ppm); ``attrs["lat"]`` (degrees north, in [-90, 90]). South of the
+        equator the deciduous phenology's calendar (REFLEX's days 100 and 200) counts from 1 July.
     kind : {"deciduous", "evergreen"}
     space : ParameterSpace, optional
         Default :func:`dalec_parameter_space` of ``kind``.
@@ -176,10 +185,14 @@ class DalecModel:
 
     def _met_arrays(self, d: xr.Dataset) -> tuple[np.ndarray, ...]:
         doy = d["time"].dt.dayofyear.values.astype(float)
+        lat = float(d.attrs["lat"])
         tm = d["ta"].values.astype(float)
         half = 0.5 * self.diurnal_range
-        return (doy, tm, tm + half, tm - half, d["sw"].values.astype(float),
-                d["co2"].values.astype(float), _day_length(float(d.attrs["lat"]), doy))
+        # the deciduous phenology's calendar (REFLEX's day 100 and 200 thresholds) is the northern
+        # one; south of the equator it counts from 1 July, so its spring is September's
+        season = doy if lat >= 0 else _days_since_july(d["time"])
+        return (season, tm, tm + half, tm - half, d["sw"].values.astype(float),
+                d["co2"].values.astype(float), _day_length(lat, doy))
 
     def __call__(self, theta: np.ndarray) -> xr.Dataset:
         return self.simulate(theta)
