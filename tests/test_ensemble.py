@@ -343,3 +343,26 @@ def test_a_design_run_whose_likelihood_summaries_are_not_finite_counts_as_failed
     assert n == 30 and store_failed > 0
     assert why["a likelihood summary is not finite"] == 2
     assert sum(why.values()) == store_failed + 2
+
+
+def test_a_folder_with_a_foreign_design_is_refused_and_no_file_of_the_user_is_deleted(tmp_path):
+    """``run_ensemble`` into a folder holding a ``design.nc`` it did not write (no ``store.json``):
+    refused by name, the file untouched; a ``*.tmp`` of the user's among the members survives a
+    run (only the store's own ``member_*.nc.tmp`` are leftovers). A store whose creation was
+    killed after its design was written (the same design, no ``store.json``) is taken up."""
+    sim, d = ToySimulator(), design(6)
+    mine = tmp_path / "a" / "design.nc"
+    mine.parent.mkdir()
+    mine.write_text("my own design")
+    with pytest.raises(ValueError, match=r"holds a design.nc but no store.json.*use a new directory"):
+        run_ensemble(sim, d, tmp_path / "a", progress=False)
+    assert mine.read_text() == "my own design"
+    run_ensemble(sim, d, tmp_path / "b", progress=False)
+    notes = tmp_path / "b" / "members" / "notes.tmp"
+    notes.write_text("scratch")
+    leftover = tmp_path / "b" / "members" / "member_000002.nc.tmp"
+    leftover.write_bytes(b"CDF torn")
+    (tmp_path / "b" / "store.json").unlink()  # as if killed between design.nc and store.json
+    summary = run_ensemble(sim, d, tmp_path / "b", progress=False)
+    assert summary.failed == 0 and notes.read_text() == "scratch" and not leftover.exists()
+    assert (tmp_path / "b" / "store.json").exists()

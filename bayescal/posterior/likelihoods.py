@@ -43,6 +43,17 @@ def _check_parameters(emulator: Any, space: ParameterSpace | None) -> None:
         )
 
 
+def _per_observation(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` (a scalar, or one per observation) on the observations' shape; a
+    :class:`PosteriorError` naming it when its length is another."""
+    a = np.asarray(value, dtype=float)
+    try:
+        return np.broadcast_to(a, shape).copy()
+    except ValueError:
+        raise PosteriorError(f"{name} has shape {a.shape}; give one value, or one per observation "
+                             f"({shape[0]})") from None
+
+
 class GaussianLikelihood:
     """Gaussian likelihood of observations given emulated (or exactly computed) outputs.
 
@@ -102,8 +113,8 @@ class GaussianLikelihood:
             if v.shape != (self.observed.size,):
                 raise PosteriorError(f"coordinate {k!r} has shape {v.shape}; need one value per "
                                      f"observation ({self.observed.size})")
-        self.sigma = np.broadcast_to(np.asarray(sigma, dtype=float), self.observed.shape).copy()
-        self.discrepancy = np.broadcast_to(np.asarray(discrepancy, dtype=float), self.observed.shape).copy()
+        self.sigma = _per_observation(sigma, "sigma", self.observed.shape)
+        self.discrepancy = _per_observation(discrepancy, "discrepancy", self.observed.shape)
         self.emulator_variance = emulator_variance
         if not np.all(np.isfinite(self.observed)):
             raise PosteriorError("observed values must be finite (drop missing observations)")

@@ -240,8 +240,8 @@ class PosteriorSampler:
         target = int(min_steps)
         self.run(target, initial=initial, progress=progress)
         while target < max_steps:
-            tau = integrated_time(self.sampler.get_chain()[self.discard:target])
-            need = self.discard + int(np.ceil(1.05 * factor * np.nanmax(tau)))
+            start, tau = self._start_and_tau(target)
+            need = start + int(np.ceil(1.05 * factor * np.nanmax(tau)))
             if target >= need:
                 break
             target = min(max_steps, max(need, target * 3 // 2))
@@ -250,32 +250,66 @@ class PosteriorSampler:
 
     @property
     def sampler(self) -> emcee.EnsembleSampler:
+        """The emcee sampler; with a backend file that holds a chain, opened on it (no step run):
+        a finished chain is read back by a new ``PosteriorSampler`` with the same backend."""
+        if self._sampler is None and self.backend_path is not None and self.backend_path.exists():
+            self._run(0, None, False)
         if self._sampler is None:
             raise PosteriorError("run the sampler first")
         return self._sampler
 
     @property
     def iteration(self) -> int:
+        """Steps in the chain (0 before any run, as emcee's)."""
+        if self._sampler is None and (self.backend_path is None or not self.backend_path.exists()):
+            return 0
         return self.sampler.iteration
 
     def autocorr_time(self) -> np.ndarray:
         """Integrated autocorrelation time per parameter (no length check; see :meth:`to_inference_data`);
-        after :meth:`adapt`, of the steps since the switch."""
-        chain = self.sampler.get_chain()[self.discard:]
-        if chain.shape[0] < 2:
-            raise PosteriorError(f"the chain has {chain.shape[0]} step(s) after the moves were adapted at "
-                                 f"step {self.discard}; run it on")
-        return integrated_time(chain)
+        after :meth:`adapt`, of the steps since the switch; after a start's transient longer than
+        two of them (:meth:`settled`), of the steps since it ended."""
+        return self._start_and_tau()[1]
+
+    def settled(self, upto: int | None = None) -> int:
+        """The step by which every walker that reaches the bulk of the posterior has reached it
+        once: the first step where its log posterior is at least the 5 % quantile of the last half
+        of the chain's (all walkers; of the first ``upto`` steps, counted after :meth:`adapt`'s
+        pilot). Walkers started far out (a wide prior's draws) take tens to hundreds of steps to
+        get there; a walker that never does (stuck in a minor part) is not waited for."""
+        lp = self.sampler.get_log_prob()[self.discard:upto]
+        ref = lp[lp.shape[0] // 2:]
+        ref = ref[np.isfinite(ref)]
+        if lp.shape[0] < 4 or not ref.size:
+            return self.discard
+        above = lp >= np.quantile(ref, 0.05)
+        arrived = above.any(axis=0)
+        return self.discard + (int(above.argmax(axis=0)[arrived].max()) if arrived.any() else 0)
+
+    def _start_and_tau(self, upto: int | None = None) -> tuple[int, np.ndarray]:
+        """Where the chain's draws may start and its autocorrelation times from there: after
+        :meth:`adapt`'s pilot, or after the start's transient when it outlasts the usual burn-in
+        of two autocorrelation times (emcee's advice assumes the walkers start in the posterior)."""
+        chain = self.sampler.get_chain()[:upto]
+        if chain.shape[0] - self.discard < 2:
+            raise PosteriorError(f"the chain has {chain.shape[0] - self.discard} step(s) after the moves "
+                                 f"were adapted at step {self.discard}; run it on")
+        tau = integrated_time(chain[self.discard:])
+        end = self.settled(upto)
+        if end > self.discard + 2 * np.nanmax(tau) and chain.shape[0] - end >= 2:
+            return end, integrated_time(chain[end:])
+        return self.discard, tau
 
     # ------------------------------------------------------------------ output
     def _burn_thin(self, tau, n: int, burn: int | None, thin: int | None,
-                   max_draws: int | None) -> tuple[int, int]:
-        """emcee's advice (burn 2 max tau, thin tau/2 min; both after the steps :meth:`adapt` left
-        out), at most ``max_draws`` draws kept."""
-        burn = self.discard + int(2 * np.nanmax(tau)) if burn is None else max(int(burn), self.discard)
+                   max_draws: int | None, start: int | None = None) -> tuple[int, int]:
+        """emcee's advice (burn 2 max tau, thin tau/2 min; both after ``start``: the steps
+        :meth:`adapt` left out, or the start's transient), at most ``max_draws`` draws kept."""
+        start = self.discard if start is None else start
+        burn = start + int(2 * np.nanmax(tau)) if burn is None else max(int(burn), self.discard)
         thin = max(1, int(0.5 * np.nanmin(tau))) if thin is None else int(thin)
         if burn >= n:
-            burn = (self.discard + n) // 2
+            burn = (start + n) // 2
         if max_draws is not None:
             kept = -(-(n - burn) // thin)  # draws per walker
             if kept * self.n_walkers > max_draws:
@@ -313,10 +347,12 @@ class PosteriorSampler:
         """Posterior as ArviZ InferenceData in physical units (an ``arviz.InferenceData`` with
         ArviZ 0.2x, an ``xarray.DataTree`` with 1.x; see :mod:`bayescal.posterior.inference_data`).
 
-        ``burn`` defaults to twice the largest autocorrelation time, ``thin`` to half the
-        smallest (emcee's advice); with ``max_draws`` the thinning grows until at most that many
-        draws (walkers x draws) are kept. A :class:`PosteriorWarning` is issued when the chain is
-        shorter than 50 autocorrelation times.
+        ``burn`` defaults to twice the largest autocorrelation time (emcee's advice), counted
+        from the end of the start's transient when the walkers took longer than that to reach
+        the posterior (:meth:`settled`: walkers started over a prior much wider than the
+        posterior); ``thin`` to half the smallest; with ``max_draws`` the thinning grows until
+        at most that many draws (walkers x draws) are kept. A :class:`PosteriorWarning` is
+        issued when the chain is shorter than 50 autocorrelation times.
 
         Groups: ``posterior`` (one variable per parameter family, per-PFT families on a
         ``<family>_group`` dimension; walkers are chains), ``sample_stats`` (``lp``,
@@ -330,18 +366,21 @@ class PosteriorSampler:
         """
         s = self.sampler
         n = s.iteration
-        tau = self.autocorr_time()
-        if n - self.discard < 50 * np.nanmax(tau):
+        start, tau = self._start_and_tau()
+        if n - start < 50 * np.nanmax(tau):
+            less = [f"the {self.discard} that adapted its proposal"] if self.discard else []
+            less += [f"the {start - self.discard} its walkers took to reach the posterior"] \
+                if start > self.discard else []
             warnings.warn(
-                f"chain of {n - self.discard} steps is shorter than 50 autocorrelation times "
+                f"chain of {n - start} steps is shorter than 50 autocorrelation times "
                 f"(max tau {np.nanmax(tau):.1f}"
-                + (f"; {n} steps less the {self.discard} that adapted its proposal" if self.discard else "")
+                + (f"; {n} steps less {' and '.join(less)}" if less else "")
                 + "); "
                 "estimates are unreliable - run longer",
                 PosteriorWarning,
                 stacklevel=2,
             )
-        burn, thin = self._burn_thin(tau, n, burn, thin, max_draws)
+        burn, thin = self._burn_thin(tau, n, burn, thin, max_draws, start)
         chain = s.get_chain(discard=burn, thin=thin)  # (draw, walker, d)
         blobs = s.get_blobs(discard=burn, thin=thin)  # (draw, walker, 2)
         lp = s.get_log_prob(discard=burn, thin=thin)

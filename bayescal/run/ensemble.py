@@ -193,6 +193,7 @@ class EnsembleStore:
                     f"({meta.get('n_members')} members); use a new directory or the same design"
                 )
             return
+        self._refuse_a_foreign_design(digest)
         self.members_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path / "design.nc.tmp"
         design.rename("theta").to_dataset().to_netcdf(tmp, engine=_ENGINE)
@@ -203,6 +204,21 @@ class EnsembleStore:
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, meta_path)
 
+    def _refuse_a_foreign_design(self, digest: str) -> None:
+        """A ``design.nc`` without ``store.json`` is kept only if it is this design (a store whose
+        creation was killed between the two files); any other is not bayescal's to overwrite."""
+        path = self.path / "design.nc"
+        if not path.exists():
+            return
+        try:
+            ours = self._hash(xr.load_dataset(path, engine=_ENGINE)["theta"]) == digest
+        except Exception:  # noqa: BLE001 - unreadable, or no theta: not this store's
+            ours = False
+        if not ours:
+            raise ValueError(f"ensemble store {str(self.path)!r}: it holds a design.nc but no store.json, "
+                             "so it is not an ensemble store of this design (bayescal does not overwrite "
+                             "it); use a new directory")
+
     def design(self) -> xr.DataArray:
         """The stored design, (member, parameter)."""
         return xr.load_dataset(self.path / "design.nc", engine=_ENGINE)["theta"]
@@ -210,14 +226,14 @@ class EnsembleStore:
     def finished(self) -> set[int]:
         """Members with a complete, readable file.
 
-        Leftovers of interrupted writes (``*.tmp``) are removed. A member file that is empty,
-        truncated or unreadable, or lacks its status (a torn write on a file system that does
-        not honour ``fsync``/``rename``, a copy cut short) is renamed to ``*.nc.corrupt`` with a
-        warning naming it, so the member runs again.
+        Leftovers of interrupted writes (``member_*.nc.tmp``, the store's own) are removed. A
+        member file that is empty, truncated or unreadable, or lacks its status (a torn write on a
+        file system that does not honour ``fsync``/``rename``, a copy cut short) is renamed to
+        ``*.nc.corrupt`` with a warning naming it, so the member runs again.
         """
         if not self.members_dir.exists():
             return set()
-        for tmp in self.members_dir.glob("*.tmp"):
+        for tmp in self.members_dir.glob("member_*.nc.tmp"):  # the store's own, none other
             tmp.unlink(missing_ok=True)
         done = set()
         for p in self.members_dir.glob("member_*.nc"):
