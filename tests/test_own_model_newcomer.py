@@ -332,9 +332,32 @@ def test_a_dict_output_of_the_wrong_shape_names_the_variable_and_the_shape(out, 
 
 
 def test_the_docs_config_snippet_names_shipped_files():
+    import re
+
     doc = (resources.files("bayescal").parent / "docs" / "own-model.md").read_text()
-    files = [line.split('"')[1] for line in doc.splitlines() if line.startswith("file = ")]
+    toml = "\n".join(re.findall(r"```toml\n(.*?)```", doc, re.S))  # the config snippets to copy
+    files = [line.split('"')[1] for line in toml.splitlines() if line.startswith("file = ")]
     assert files
     for f in files:
         assert f.startswith("bayescal:") and (resources.files("bayescal") / f.split(":", 1)[1]).is_file()
     assert "make_context(load_config(" in doc and "noleap" in doc and "12:00" in doc
+
+
+def test_a_model_class_without_a_source_file_gets_an_identity_from_its_code(tmp_path):
+    """A model class defined where there is no source file (a notebook's cell, ``python -c``):
+    ``plan()`` works (``inspect`` raised OSError), and its identity follows its methods' code: the
+    same code the same, an edited method another (so the stages that ran it rerun)."""
+    cfg = load_config(_setup(tmp_path, _python("ok")))
+    cell = ("from bayescal.testing import ToySiteModel\n"
+            "class Model(ToySiteModel):\n"
+            "    def __call__(self, theta):\n"
+            "        return super().__call__(theta) {}\n")
+    identities = []
+    for edit in ("", "", "* 1.0"):
+        ns: dict = {"__name__": "notebook_cell"}  # a module Python has no file of
+        exec(cell.format(edit), ns)  # noqa: S102 - a notebook's cell, as a newcomer's
+        ctx = make_context(cfg, tmp_path / "nb", model=ns["Model"](start="2001-01-01", end="2003-12-31"),
+                           progress=False)
+        assert [p.status for p in ctx.plan()][0] == "run"
+        identities.append(ctx.model_identity())
+    assert identities[0] == identities[1] != identities[2]

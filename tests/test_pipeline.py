@@ -189,9 +189,10 @@ def test_tiny_config_end_to_end(tiny_run):
     for s in STAGES:
         assert json.loads((run_dir / s / "stage.json").read_text())["key"]
     assert "total" in out and "report.html" in out
-    # progress of the long steps: the optimiser's runs against its budget, the model ensembles
+    # progress of the long steps: the optimiser's runs against its budget (DFO-LS: a line every
+    # 5 s, and the last), the model ensembles
     lines = re.findall(r"optimize: (\d+) of 12 runs, best misfit ([\d.e+-]+)", out)
-    assert len(lines) >= 2 and int(lines[-1][0]) == 12, out[:3000]
+    assert lines and int(lines[-1][0]) == 12, out[:3000]
     best = [float(b) for _, b in lines]
     assert best == sorted(best, reverse=True)  # the best so far
     idata = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc"))

@@ -17,16 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import arviz as az
+import numpy as np
 import xarray as xr
+
+from ..parameters import ParameterSpace, split_label
+from .errors import PosteriorError
 
 __all__ = [
     "ARVIZ_1",
+    "family_dataset",
     "get_group",
     "group_names",
     "has_group",
     "load_inference_data",
     "make_inference_data",
     "save_inference_data",
+    "unit_samples",
 ]
 
 ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
@@ -97,3 +103,59 @@ def load_inference_data(path: str | Path) -> Any:
         return dt
     with az.rc_context({"data.load": "eager"}):
         return az.from_netcdf(path, engine="h5netcdf")
+
+
+# ---------------------------------------------- parameters in the posterior's layout
+def family_dataset(space: ParameterSpace, u: np.ndarray, attrs: dict | None = None,
+                   sample: dict | None = None) -> xr.Dataset:
+    """Unit-cube samples (chain, draw, d) as a Dataset of physical values, one variable per family
+    (per-PFT families on ``<family>_group``; units and description in attrs): the layout
+    :func:`unit_samples` reads. ``sample``: the chain and draw coordinates (default 0, 1, ...)."""
+    params = {p.name: p for p in space}
+    sample = sample or {"chain": np.arange(u.shape[0]), "draw": np.arange(u.shape[1])}
+    coords = {**sample, **_family_coords(space)}
+    data = {}
+    for fam, x in _to_families(space, u).items():
+        dims = ("chain", "draw", f"{fam}_group") if x.ndim == 3 else ("chain", "draw")
+        p = params.get(fam)
+        a = {"units": getattr(p, "units", "") or ""}
+        if getattr(p, "description", ""):
+            a["long_name"] = p.description
+        data[fam] = (dims, x, a)
+    return xr.Dataset(data, coords=coords, attrs=attrs or {})
+
+
+def _family_coords(space: ParameterSpace) -> dict[str, list[str]]:
+    coords: dict[str, list[str]] = {}
+    for lab in space.labels:
+        fam, grp = split_label(lab)
+        if grp:
+            coords.setdefault(f"{fam}_group", []).append(grp)
+    return coords
+
+
+def _to_families(space: ParameterSpace, u: np.ndarray) -> dict[str, np.ndarray]:
+    """Unit-cube samples (chain, draw, d) to physical values per family."""
+    x = space.from_unit(u.reshape(-1, u.shape[-1])).reshape(u.shape)
+    out: dict[str, list[int]] = {}
+    vector: set[str] = set()
+    for j, lab in enumerate(space.labels):
+        fam, grp = split_label(lab)
+        out.setdefault(fam, []).append(j)
+        if grp:
+            vector.add(fam)
+    return {fam: (x[..., idx] if fam in vector else x[..., idx[0]]) for fam, idx in out.items()}
+
+
+def unit_samples(idata: Any, space: ParameterSpace, group: str = "posterior") -> xr.DataArray:
+    """Samples of an InferenceData group (ArviZ 0.2x or 1.x) as unit-cube values on (sample, parameter)."""
+    ds = get_group(idata, group)
+    cols = []
+    for lab in space.labels:
+        fam, grp = split_label(lab)
+        if fam not in ds:
+            raise PosteriorError(f"{group} has no variable {fam!r} for parameter {lab!r}")
+        v = ds[fam].sel({f"{fam}_group": grp}) if grp else ds[fam]
+        cols.append(v.values.reshape(-1))
+    x = np.column_stack(cols)
+    return xr.DataArray(space.to_unit(x), dims=("sample", "parameter"), coords={"parameter": space.labels})

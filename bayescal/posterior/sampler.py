@@ -13,11 +13,11 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from ..parameters import ParameterSpace, split_label
+from ..parameters import ParameterSpace
 from .backends import HDFBackend, kept_open
 from .diagnostics import integrated_time
 from .errors import PosteriorError, PosteriorWarning
-from .inference_data import get_group, make_inference_data
+from .inference_data import family_dataset, make_inference_data, unit_samples
 from .moves import default_moves, describe_moves
 from .priors import Priors
 
@@ -301,6 +301,17 @@ class PosteriorSampler:
         return self.discard, tau
 
     # ------------------------------------------------------------------ output
+    def _warn_if_short(self, n: int, start: int, tau: np.ndarray) -> None:
+        """A :class:`PosteriorWarning` when the chain from ``start`` is shorter than 50 tau."""
+        if n - start >= 50 * np.nanmax(tau):
+            return
+        less = [f"the {self.discard} that adapted its proposal"] if self.discard else []
+        less += [f"the {start - self.discard} its walkers took to reach the posterior"] \
+            if start > self.discard else []
+        warnings.warn(f"chain of {n - start} steps is shorter than 50 autocorrelation times (max tau "
+                      f"{np.nanmax(tau):.1f}" + (f"; {n} steps less {' and '.join(less)}" if less else "")
+                      + "); estimates are unreliable - run longer", PosteriorWarning, stacklevel=3)
+
     def _burn_thin(self, tau, n: int, burn: int | None, thin: int | None,
                    max_draws: int | None, start: int | None = None) -> tuple[int, int]:
         """emcee's advice (burn 2 max tau, thin tau/2 min; both after ``start``: the steps
@@ -367,19 +378,7 @@ class PosteriorSampler:
         s = self.sampler
         n = s.iteration
         start, tau = self._start_and_tau()
-        if n - start < 50 * np.nanmax(tau):
-            less = [f"the {self.discard} that adapted its proposal"] if self.discard else []
-            less += [f"the {start - self.discard} its walkers took to reach the posterior"] \
-                if start > self.discard else []
-            warnings.warn(
-                f"chain of {n - start} steps is shorter than 50 autocorrelation times "
-                f"(max tau {np.nanmax(tau):.1f}"
-                + (f"; {n} steps less {' and '.join(less)}" if less else "")
-                + "); "
-                "estimates are unreliable - run longer",
-                PosteriorWarning,
-                stacklevel=2,
-            )
+        self._warn_if_short(n, start, tau)
         burn, thin = self._burn_thin(tau, n, burn, thin, max_draws, start)
         chain = s.get_chain(discard=burn, thin=thin)  # (draw, walker, d)
         blobs = s.get_blobs(discard=burn, thin=thin)  # (draw, walker, 2)
@@ -463,58 +462,3 @@ def progress_bar(show: bool, done: int, total: int) -> dict[str, Any]:
         return {"progress": False}
     return {"progress": True, "progress_kwargs": {
         "desc": f"emcee (steps {done}-{total})", "mininterval": 0.5 if sys.stderr.isatty() else 30.0}}
-
-
-def family_dataset(space: ParameterSpace, u: np.ndarray, attrs: dict | None = None,
-                   sample: dict | None = None) -> xr.Dataset:
-    """Unit-cube samples (chain, draw, d) as a Dataset of physical values, one variable per family
-    (per-PFT families on ``<family>_group``; units and description in attrs): the layout
-    :func:`unit_samples` reads. ``sample``: the chain and draw coordinates (default 0, 1, ...)."""
-    params = {p.name: p for p in space}
-    sample = sample or {"chain": np.arange(u.shape[0]), "draw": np.arange(u.shape[1])}
-    coords = {**sample, **_family_coords(space)}
-    data = {}
-    for fam, x in _to_families(space, u).items():
-        dims = ("chain", "draw", f"{fam}_group") if x.ndim == 3 else ("chain", "draw")
-        p = params.get(fam)
-        a = {"units": getattr(p, "units", "") or ""}
-        if getattr(p, "description", ""):
-            a["long_name"] = p.description
-        data[fam] = (dims, x, a)
-    return xr.Dataset(data, coords=coords, attrs=attrs or {})
-
-
-def _family_coords(space: ParameterSpace) -> dict[str, list[str]]:
-    coords: dict[str, list[str]] = {}
-    for lab in space.labels:
-        fam, grp = split_label(lab)
-        if grp:
-            coords.setdefault(f"{fam}_group", []).append(grp)
-    return coords
-
-
-def _to_families(space: ParameterSpace, u: np.ndarray) -> dict[str, np.ndarray]:
-    """Unit-cube samples (chain, draw, d) to physical values per family."""
-    x = space.from_unit(u.reshape(-1, u.shape[-1])).reshape(u.shape)
-    out: dict[str, list[int]] = {}
-    vector: set[str] = set()
-    for j, lab in enumerate(space.labels):
-        fam, grp = split_label(lab)
-        out.setdefault(fam, []).append(j)
-        if grp:
-            vector.add(fam)
-    return {fam: (x[..., idx] if fam in vector else x[..., idx[0]]) for fam, idx in out.items()}
-
-
-def unit_samples(idata: Any, space: ParameterSpace, group: str = "posterior") -> xr.DataArray:
-    """Samples of an InferenceData group (ArviZ 0.2x or 1.x) as unit-cube values on (sample, parameter)."""
-    ds = get_group(idata, group)
-    cols = []
-    for lab in space.labels:
-        fam, grp = split_label(lab)
-        if fam not in ds:
-            raise PosteriorError(f"{group} has no variable {fam!r} for parameter {lab!r}")
-        v = ds[fam].sel({f"{fam}_group": grp}) if grp else ds[fam]
-        cols.append(v.values.reshape(-1))
-    x = np.column_stack(cols)
-    return xr.DataArray(space.to_unit(x), dims=("sample", "parameter"), coords={"parameter": space.labels})

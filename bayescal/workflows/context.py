@@ -124,8 +124,8 @@ class Context:
         cls = type(inner)
         try:
             source = file_digest(inspect.getsourcefile(cls) or "")
-        except TypeError:  # a class without a source file (built in, or made at run time)
-            source = "no source file"
+        except (TypeError, OSError):  # no source file: built in, or defined in a notebook, `python -c`
+            source = _code_digest(cls)
         space = self.full_space
         return stage_key("model", {"class": f"{cls.__module__}.{cls.__qualname__}", "source": source,
                                    "identity": getattr(inner, "identity", None),  # its options, if it says
@@ -290,3 +290,17 @@ class Context:
     def optimum_u(self) -> np.ndarray:
         """The optimiser's best point, else the best run of the design."""
         return self.rundir.optimum_u()
+
+
+def _code_digest(cls: type) -> str:
+    """A hash of the compiled code of a class's own functions (a class without a source file, as
+    one defined in a notebook's cell: an edited method changes it, so the stages that ran it rerun)."""
+    import hashlib
+
+    h = hashlib.sha256(cls.__qualname__.encode())
+    for name, value in sorted(vars(cls).items()):
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is not None:
+            h.update(name.encode() + code.co_code + repr(code.co_consts).encode())
+    return "code " + h.hexdigest()[:16]
+

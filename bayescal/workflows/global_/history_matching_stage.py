@@ -145,7 +145,7 @@ def _pointwise_groups(ctx: GlobalContext, em, post, observed, sigma, disc) -> di
 
 def _write_posterior(ctx: GlobalContext, out, space, post, groups: dict[str, xr.Dataset]) -> None:
     from bayescal.posterior import diagnose, make_inference_data, save_inference_data
-    from bayescal.posterior.sampler import family_dataset
+    from bayescal.posterior.inference_data import family_dataset
 
     n_chain, n_draw = post.u.shape[:2]
     coords = {"chain": np.arange(n_chain), "draw": np.arange(n_draw)}
