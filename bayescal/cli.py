@@ -244,15 +244,15 @@ def _interrupted(err: BaseException | None = None) -> int:
     return 143 if isinstance(err, Terminated) else 130
 
 
-def _on_sigterm():
-    """Install :func:`_terminate` for SIGTERM; returns the handler it replaced (None: not the main
-    thread, where Python cannot set one)."""
+def _on_sigterm() -> tuple[bool, object]:
+    """Install :func:`_terminate` for SIGTERM: (installed, the handler it replaced -- None when
+    that one was set from C); not installed outside the main thread, where Python cannot."""
     import signal
 
     try:
-        return signal.signal(signal.SIGTERM, _terminate)
+        return True, signal.signal(signal.SIGTERM, _terminate)
     except ValueError:
-        return None
+        return False, None
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = _parser().parse_args(argv)
-    previous = _on_sigterm()
+    installed, previous = _on_sigterm()
     try:
         fmt = warnings.formatwarning
         if not args.debug:
@@ -275,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             return {"check": _check, "run": _run, "report": _report}[args.command](args)
         finally:
             warnings.formatwarning = fmt
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            if installed:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     except KeyboardInterrupt as err:
         if args.debug:
             raise

@@ -379,7 +379,8 @@ def test_factors_of_single_values_make_a_design_space():
 
 def test_a_verified_optimum_worse_than_the_defaults_is_warned_of():
     """The emulator-screen stage warns (into its record) when the model's cost at its best
-    verified optimum exceeds the defaults'; not when it is better, failed or the defaults failed."""
+    verified optimum exceeds the defaults', or every verified optimum failed; not when it is
+    better or the defaults failed."""
     import warnings
 
     from bayescal.workflows.dagon.stages import _warn_if_worse
@@ -391,4 +392,5 @@ def test_a_verified_optimum_worse_than_the_defaults_is_warned_of():
         warnings.simplefilter("error")
         _warn_if_worse(3.0, worse, 3)
         _warn_if_worse(float("nan"), worse, 3)
+    with pytest.warns(UserWarning, match=r"every verified optimum failed \(3 emulator optima\)"):
         _warn_if_worse(2.0, {**worse, "status": "failed"}, 3)

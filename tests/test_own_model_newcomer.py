@@ -346,18 +346,30 @@ def test_the_docs_config_snippet_names_shipped_files():
 def test_a_model_class_without_a_source_file_gets_an_identity_from_its_code(tmp_path):
     """A model class defined where there is no source file (a notebook's cell, ``python -c``):
     ``plan()`` works (``inspect`` raised OSError), and its identity follows its methods' code: the
-    same code the same, an edited method another (so the stages that ran it rerun)."""
+    same code the same (in another process too, with a lambda inside), an edited method -- a
+    constant, or only a name called (``np.sin`` for ``np.cos``) -- another."""
+    import subprocess
+
     cfg = load_config(_setup(tmp_path, _python("ok")))
-    cell = ("from bayescal.testing import ToySiteModel\n"
+    cell = ("import numpy as np\n"
+            "from bayescal.testing import ToySiteModel\n"
             "class Model(ToySiteModel):\n"
             "    def __call__(self, theta):\n"
+            "        shift = (lambda x: 0.0 * np.{}(x))(1.0)\n"
             "        return super().__call__(theta) {}\n")
     identities = []
-    for edit in ("", "", "* 1.0"):
+    for edit in (("sin", ""), ("sin", ""), ("sin", "* 1.0"), ("cos", "")):
         ns: dict = {"__name__": "notebook_cell"}  # a module Python has no file of
-        exec(cell.format(edit), ns)  # noqa: S102 - a notebook's cell, as a newcomer's
+        exec(cell.format(*edit), ns)  # noqa: S102 - a notebook's cell, as a newcomer's
         ctx = make_context(cfg, tmp_path / "nb", model=ns["Model"](start="2001-01-01", end="2003-12-31"),
                            progress=False)
         assert [p.status for p in ctx.plan()][0] == "run"
         identities.append(ctx.model_identity())
-    assert identities[0] == identities[1] != identities[2]
+    assert identities[0] == identities[1] and len(set(identities[1:])) == 3
+    script = ("import sys; from bayescal.workflows import load_config, make_context\n"
+              f"ns = {{'__name__': 'notebook_cell'}}; exec({cell.format('sin', '')!r}, ns)\n"
+              f"ctx = make_context(load_config({str(tmp_path / 'site.toml')!r}), {str(tmp_path / 'nb')!r}, "
+              "model=ns['Model'](start='2001-01-01', end='2003-12-31'), progress=False)\n"
+              "print(ctx.model_identity())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == identities[0]  # the same in another session

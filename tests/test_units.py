@@ -65,7 +65,10 @@ TABLE = [
     ("CO2 per second", "gpp", "kgCO2 m-2 s-1", "kgC m-2 s-1", C / 44.0095),
     # a count of a time unit: per half hour, per 8 days (not 30 per minute, 8 per day)
     ("half-hourly sums", "nee", "gC m-2 30min-1", "gC m-2 d-1", 48.0),
-    ("half-hourly sums, spaced", "nee", "gC m-2 30 min-1", "gC m-2 d-1", 48.0),
+    ("half-hourly sums, count first", "nee", "30min-1 gC m-2", "gC m-2 d-1", 48.0),
+    ("UDUNITS scale factor", "gpp", "100 gC m-2 s-1", "gC m-2 s-1", 100.0),
+    ("UDUNITS scale factor, per", "gpp", "gC m-2 100 s-1", "gC m-2 s-1", 100.0),
+    ("Python exponents", "gpp", "kg m**-2 s-1", "kg m-2 s-1", 1.0),
     ("half-hourly sums, UDUNITS", "nee", "gC m-2 (30 min)-1", "gC m-2 d-1", 48.0),
     ("MODIS 8-day sums", "gpp", "kgC m-2 8day-1", "gC m-2 d-1", 1e3 / 8),
 ]

@@ -699,6 +699,13 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 2}, "b": {"y": 2}}, tmp_path / "run")).plan()
     assert [(p.status, p.changed) for p in plan] == [("rerun", ["a.x"]), ("rerun", ["stage a"])]
+    # a record of before the per-value hashes (no "detail") has the same key: nothing reruns
+    from bayescal.workflow import stage_key
+
+    recorded = json.loads((tmp_path / "run" / "b" / "stage.json").read_text())
+    assert recorded["inputs"]["detail"] == {"b": {"y": recorded["inputs"]["detail"]["b"]["y"]}}
+    older = {k: v for k, v in recorded["inputs"].items() if k != "detail"}
+    assert stage_key("b", older) == stage_key("b", recorded["inputs"]) == recorded["key"]
     # b reads the table b: an edit inside it is named by its key, an added key too
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 1}, "b": {"y": 3, "z": {"w": 1}}},
                                                 tmp_path / "run")).plan()

@@ -226,7 +226,9 @@ class ParameterSpace:
         -------
         numpy.ndarray
             ``(x - lower) / (upper - lower)`` (of ``log x`` for log-scaled values), same shape
-            as ``x``.
+            as ``x``. A value outside its bounds maps outside [0, 1], not an error (a truth or a
+            published value outside the prior's range is still placed); :meth:`from_unit`, which
+            makes what a model runs, refuses such points.
         """
         arr, single = self._as_batch(x, self.n_free, "x")
         if self._log_free.any():

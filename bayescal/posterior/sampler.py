@@ -157,7 +157,10 @@ class PosteriorSampler:
             if self.backend_path.exists():
                 try:
                     done = backend.iteration
-                except (KeyError, AttributeError, OSError, ValueError):
+                except (KeyError, AttributeError, OSError, ValueError) as err:
+                    if _locked(err):  # another process is writing it: not a damaged file
+                        raise PosteriorError(f"chain file {self.backend_path} is in use by another "
+                                             f"process ({err}); wait for it, or use another file") from None
                     # unreadable (e.g. killed while HDF5 metadata was written): start afresh
                     done = 0
                     self.backend_path.unlink()
@@ -252,18 +255,26 @@ class PosteriorSampler:
     def sampler(self) -> emcee.EnsembleSampler:
         """The emcee sampler; with a backend file that holds a chain, opened on it (no step run):
         a finished chain is read back by a new ``PosteriorSampler`` with the same backend."""
-        if self._sampler is None and self.backend_path is not None and self.backend_path.exists():
+        if self._sampler is None and self._stored_steps():
             self._run(0, None, False)
         if self._sampler is None:
             raise PosteriorError("run the sampler first")
         return self._sampler
 
+    def _stored_steps(self) -> int:
+        """Steps in the backend file (0: none, or no file), read only: a file another process
+        writes, or a damaged one, is not touched (a :class:`PosteriorError` says why)."""
+        if self.backend_path is None or not self.backend_path.exists():
+            return 0
+        try:
+            return int(HDFBackend(str(self.backend_path), read_only=True).iteration)
+        except (KeyError, AttributeError, OSError, ValueError) as err:
+            raise PosteriorError(f"chain file {self.backend_path} cannot be read ({err})") from None
+
     @property
     def iteration(self) -> int:
         """Steps in the chain (0 before any run, as emcee's)."""
-        if self._sampler is None and (self.backend_path is None or not self.backend_path.exists()):
-            return 0
-        return self.sampler.iteration
+        return self._stored_steps() if self._sampler is None else self._sampler.iteration
 
     def autocorr_time(self) -> np.ndarray:
         """Integrated autocorrelation time per parameter (no length check; see :meth:`to_inference_data`);
@@ -296,9 +307,15 @@ class PosteriorSampler:
                                  f"were adapted at step {self.discard}; run it on")
         tau = integrated_time(chain[self.discard:])
         end = self.settled(upto)
-        if end > self.discard + 2 * np.nanmax(tau) and chain.shape[0] - end >= 2:
-            return end, integrated_time(chain[end:])
-        return self.discard, tau
+        if not end > self.discard + 2 * np.nanmax(tau):
+            return self.discard, tau
+        # the times of the steps after the transient, when there are enough of them; else the
+        # whole chain's, so that 50 of them from ``end`` ask for more steps than it holds
+        if chain.shape[0] - end >= max(50, (chain.shape[0] - self.discard) // 4):
+            after = integrated_time(chain[end:])
+            if np.all(np.isfinite(after)) and np.nanmax(after) > 0:
+                return end, after
+        return end, tau
 
     # ------------------------------------------------------------------ output
     def _warn_if_short(self, n: int, start: int, tau: np.ndarray) -> None:
@@ -447,6 +464,11 @@ class PosteriorSampler:
 
     def _families(self, u: np.ndarray, sample: dict, attrs: dict) -> xr.Dataset:
         return family_dataset(self.space, u, attrs, sample)
+
+
+def _locked(err: BaseException) -> bool:
+    """Whether an HDF5 open failed because another process holds the file (errno 11)."""
+    return getattr(err, "errno", None) == 11 or "unable to lock file" in str(err)
 
 
 def _noise_rng(seed: Any) -> np.random.Generator:

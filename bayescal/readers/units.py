@@ -115,8 +115,9 @@ _SUBS = [
     (re.compile(r"\b([a-zA-Z]?mol)\s*\(?CO2\)?"), r"\1"),
     # temperatures written apart: "deg C", "degrees C", "deg. C" (a bare "C" is a coulomb)
     (re.compile(r"\bdeg(?:rees?)?\.?\s+([CFK])\b"), r"deg\1"),
-    # a count of a time unit, per: "30min-1", "30 min-1" -> per (30 min); not 30 per minute
-    (re.compile(r"(?<![\w.^-])(\d+(?:\.\d+)?)\s*([A-Za-z]+)-1\b"), r"/(\1 \2)"),
+    # a count glued to a unit, per: "30min-1", "8day-1" -> (30 min)^-1, not 30 per minute (spaced,
+    # "100 s-1" keeps its UDUNITS meaning: a scale factor, 100 per second)
+    (re.compile(r"(?<![\w.^*-])(\d+(?:\.\d+)?)([A-Za-z]+)-1\b"), r"(\1 \2)^-1"),
     (re.compile(r"\bdays?\b"), "day"),
     (re.compile(r"\byears?\b|\byr\b|\by\b"), "year"),  # FLUXNET: "gC m-2 y-1"
     (re.compile(r"\bmonths?\b|\bmon\b"), "month"),

@@ -291,7 +291,8 @@ class RunDir:
         """Per stage with model-run stores: the runs they hold and the failed ones' reasons
         (:func:`~bayescal.run.ensemble.reason_group`) with their counts, ``{"design": (100,
         {"non-finite output in gpp": 3})}``, read from the
-        stores' member files (:meth:`~bayescal.run.ensemble.EnsembleStore.status`)."""
+        stores' member files (:meth:`~bayescal.run.store.EnsembleStore.status`), or from the stage's
+        ``training.nc`` when it has a status (it also fails runs whose summaries are not finite)."""
         from collections import Counter
 
         from ..run.ensemble import EnsembleStore, reason_group
@@ -331,11 +332,14 @@ def _training_failures(path: Path) -> list[str] | None:
     ``status``): it also fails a run the model finished whose likelihood summaries are not finite."""
     if not path.is_file():
         return None
-    with xr.open_dataset(path) as ds:
-        if "status" not in ds or "reason" not in ds:
-            return None
-        failed = ds["status"].values.astype(str) == "failed"
-        return [str(r) for r in ds["reason"].values[failed]]
+    try:
+        with xr.open_dataset(path) as ds:
+            if "status" not in ds or "reason" not in ds:
+                return None
+            failed = ds["status"].values.astype(str) == "failed"
+            return [str(r) for r in ds["reason"].values[failed]]
+    except Exception:  # noqa: BLE001 - a damaged file: the stores' own status
+        return None
 
 
 class RunResults:

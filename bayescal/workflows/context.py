@@ -123,9 +123,10 @@ class Context:
         inner = self.model.model if isinstance(self.model, ConformingModel) else self.model
         cls = type(inner)
         try:
-            source = file_digest(inspect.getsourcefile(cls) or "")
+            path = inspect.getsourcefile(cls)
         except (TypeError, OSError):  # no source file: built in, or defined in a notebook, `python -c`
-            source = _code_digest(cls)
+            path = None
+        source = file_digest(path) if path else _code_digest(cls)
         space = self.full_space
         return stage_key("model", {"class": f"{cls.__module__}.{cls.__qualname__}", "source": source,
                                    "identity": getattr(inner, "identity", None),  # its options, if it says
@@ -293,14 +294,37 @@ class Context:
 
 
 def _code_digest(cls: type) -> str:
-    """A hash of the compiled code of a class's own functions (a class without a source file, as
-    one defined in a notebook's cell: an edited method changes it, so the stages that ran it rerun)."""
+    """A hash of a class's own methods' compiled code (names, constants and nested functions
+    included; no addresses, file names or line numbers) and of its plain class attributes: for a
+    class without a source file, as one defined in a notebook's cell. An edited method changes it,
+    so the stages that ran it rerun; the same code gives the same hash in every session."""
     import hashlib
 
     h = hashlib.sha256(cls.__qualname__.encode())
     for name, value in sorted(vars(cls).items()):
-        code = getattr(getattr(value, "__func__", value), "__code__", None)
-        if code is not None:
-            h.update(name.encode() + code.co_code + repr(code.co_consts).encode())
+        for part in _attribute_parts(value):
+            h.update(name.encode() + part)
     return "code " + h.hexdigest()[:16]
 
+
+def _attribute_parts(value) -> list[bytes]:
+    """What identifies a class attribute: a function's (or property's) code, a plain value's repr."""
+    value = getattr(value, "__func__", value)  # staticmethod, classmethod
+    if isinstance(value, property):
+        return [b for f in (value.fget, value.fset, value.fdel) if f is not None for b in _attribute_parts(f)]
+    code = getattr(value, "__code__", None)
+    if code is not None:
+        return [_code_bytes(code)]
+    if isinstance(value, (int, float, str, bytes, bool, tuple, type(None))):
+        return [repr(value).encode()]
+    return []
+
+
+def _code_bytes(code) -> bytes:
+    """A code object's bytecode, names and constants, nested code objects recursed into."""
+    import types
+
+    out = code.co_code + repr((code.co_names, code.co_varnames)).encode()
+    for c in code.co_consts:
+        out += _code_bytes(c) if isinstance(c, types.CodeType) else repr(c).encode()
+    return out

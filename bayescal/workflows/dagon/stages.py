@@ -361,7 +361,12 @@ def _warn_if_worse(j_default: float, best: dict, n_rounds: int) -> None:
     than the defaults: the emulator's optimum is then not the model's."""
     import warnings
 
-    if best["status"] != "done" or not np.isfinite(j_default) or best["model_cost"] <= j_default:
+    if best["status"] != "done":
+        warnings.warn(f"every verified optimum failed ({n_rounds} emulator optima): the networks' optimum "
+                      "lies where the model does not run; see emulator_screen/verify/ for the reasons",
+                      UserWarning, stacklevel=2)
+        return
+    if not np.isfinite(j_default) or best["model_cost"] <= j_default:
         return
     warnings.warn(f"no verified optimum beats the defaults: the model's cost at the best of {n_rounds} "
                   f"emulator optima (round {best['round']}) is {best['model_cost']:.4g}, at the defaults "

@@ -164,7 +164,8 @@ def run_optimize(ctx: GlobalContext) -> None:
         return
     from bayescal.optimize.progress import BudgetProgress
 
-    # a line per batch; DFO-LS runs one model run at a time: a line at most every 5 s (and the last)
+    # a line per batch; DFO-LS runs one model run at a time: a line at most every 5 s (and the one
+    # that spends the budget)
     every = 5.0 if c["method"] == "dfols" else 0.0
     objective = _Reported(_objective(ctx, out / "runs"), BudgetProgress(ctx.say, _budget(ctx), every=every))
     res = _optimiser_calls(ctx, out)[c["method"]](objective)
