@@ -117,7 +117,9 @@ _SUBS = [
     (re.compile(r"\bdeg(?:rees?)?\.?\s+([CFK])\b"), r"deg\1"),
     # a count glued to a unit, per: "30min-1", "8day-1" -> (30 min)^-1, not 30 per minute (spaced,
     # "100 s-1" keeps its UDUNITS meaning: a scale factor, 100 per second)
-    (re.compile(r"(?<![\w.^*-])(\d+(?:\.\d+)?)([A-Za-z]+)-1\b"), r"(\1 \2)^-1"),
+    (re.compile(r"(?<![\w.^*-])(\d+(?:\.\d+)?)([A-Za-z]+)-1\b"), r"/(\1 \2)"),
+    # UDUNITS' "(30 min)-1": per (30 min) (pint >= 0.26 cannot read a bracket's power after a unit)
+    (re.compile(r"\(([^()]+)\)\s*-1\b"), r"/(\1)"),
     (re.compile(r"\bdays?\b"), "day"),
     (re.compile(r"\byears?\b|\byr\b|\by\b"), "year"),  # FLUXNET: "gC m-2 y-1"
     (re.compile(r"\bmonths?\b|\bmon\b"), "month"),
@@ -131,7 +133,7 @@ def _normalise(unit: str) -> str:
     u = unit.strip()
     for pat, rep in _SUBS:
         u = pat.sub(rep, u)
-    return u
+    return "1 " + u if u.startswith("/") else u  # "30min-1 gC m-2" -> "1 /(30 min) gC m^-2"
 
 
 @lru_cache(maxsize=512)
