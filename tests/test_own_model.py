@@ -326,18 +326,18 @@ def test_ctrl_c_inside_an_import_is_an_interrupt_not_a_traceback(monkeypatch, ca
         cli.main(["run", "any.toml"])
 
 
-def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
-    """SIGINT during a run: exit 130 and one line on what is kept, no traceback."""
+def _signal_mid_run(tmp_path, sig) -> tuple[int, str]:
+    """A long site run (its optimiser's 100,000 runs) sent ``sig`` once its optimize stage has
+    started; its exit status and stderr. Started as ``python -c`` with Python's Ctrl-C handler
+    installed: a shell starts background jobs with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
     cfg = _setup(tmp_path)
     cfg.write_text(cfg.read_text().replace("ml_evaluations = 150", "ml_evaluations = 100000"))
-    # `python -m bayescal` with Python's Ctrl-C handler installed: a shell starts background jobs
-    # with SIGINT ignored, and Python then never raises KeyboardInterrupt
     boot = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "runpy.run_module('bayescal', run_name='__main__', alter_sys=True)")
     proc = subprocess.Popen([sys.executable, "-c", boot, "run", str(cfg), "--quiet"],
@@ -347,9 +347,17 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert started.exists(), proc.stderr.read() if proc.poll() is not None else "no start in 120 s"
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, sig)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
+    """SIGINT during a run: exit 130 and one line on what is kept, no traceback."""
+    import signal
+
+    code, err = _signal_mid_run(tmp_path, signal.SIGINT)
+    assert code == 130, err
     assert "interrupted; every finished model run and chain step is kept" in err
     assert "Traceback" not in err
 
@@ -358,28 +366,15 @@ def test_sigterm_unwinds_like_ctrl_c_and_the_run_resumes(tmp_path):
     """SIGTERM (``scancel``, a SLURM time limit) during a run: exit 143 and the same one line on
     what is kept, no traceback; the run directory then plans a resume. ``main`` called in a
     process restores the SIGTERM handler it found."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     from bayescal.workflows import load_config, make_context
 
-    cfg = _setup(tmp_path)
-    cfg.write_text(cfg.read_text().replace("ml_evaluations = 150", "ml_evaluations = 100000"))
-    proc = subprocess.Popen([sys.executable, "-m", "bayescal", "run", str(cfg), "--quiet"],
-                            stderr=subprocess.PIPE, text=True)
-    started = tmp_path / "run" / "optimize" / "started.json"
-    deadline = time.monotonic() + 120
-    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert started.exists(), proc.stderr.read() if proc.poll() is not None else "no start in 120 s"
-    os.kill(proc.pid, signal.SIGTERM)
-    err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 143, err
+    code, err = _signal_mid_run(tmp_path, signal.SIGTERM)
+    assert code == 143, err
     assert "terminated (SIGTERM); every finished model run and chain step is kept" in err
     assert "Traceback" not in err
+    cfg = tmp_path / "site.toml"
     plan = {p.name: p.status for p in make_context(load_config(cfg), tmp_path / "run", progress=False).plan()}
     assert plan["optimize"] == "resume"
     before = signal.getsignal(signal.SIGTERM)
