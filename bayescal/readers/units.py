@@ -115,7 +115,7 @@ _SUBS = [
     (re.compile(r"\b([a-zA-Z]?mol)\s*\(?CO2\)?"), r"\1"),
     # temperatures written apart: "deg C", "degrees C", "deg. C" (a bare "C" is a coulomb)
     (re.compile(r"\bdeg(?:rees?)?\.?\s+([CFK])\b"), r"deg\1"),
-    # a count glued to a unit, per: "30min-1", "8day-1" -> (30 min)^-1, not 30 per minute (spaced,
+    # a count glued to a unit, per: "30min-1", "8day-1" -> /(30 min), not 30 per minute (spaced,
     # "100 s-1" keeps its UDUNITS meaning: a scale factor, 100 per second)
     (re.compile(r"(?<![\w.^*-])(\d+(?:\.\d+)?)([A-Za-z]+)-1\b"), r"/(\1 \2)"),
     # UDUNITS' "(30 min)-1": per (30 min) (pint >= 0.26 cannot read a bracket's power after a unit)
