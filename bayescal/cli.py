@@ -113,14 +113,18 @@ def _check(args: argparse.Namespace) -> int:
             one = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
             per_run = pipe.seconds_per_member()
     print(f"{args.config}: valid")
+    if cfg["model"]["kind"] == "dalec":
+        from bayescal.report.site import describe_model
+
+        print(f"model: {describe_model(cfg['model'])}")
     if per_run is not None:
         batch = f" ({per_run * 1e3:.2g} ms per run in a batch of 32)" if per_run < one / 2 else ""
         print(f"model: one run at the defaults took {one:.3g} s{batch} and follows the contract")
         for p in pipe.checked_products():
             have = p.data.attrs.get("file_units", p.units)
             conv = f" (the file's {have}, converted)" if have != p.units else ""
-            print(f"product {p.name!r} of {p.variable}: {int(p.data.notnull().sum())} observed values, "
-                  f"in {p.units}{conv}")
+            print(f"product {p.name!r} of {p.variable}: {int(p.data.notnull().sum())} observed values"
+                  f"{_in_years(p, cfg)}, in {p.units}{conv}")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     print(f"run directory: {pipe.run_dir} ({owner})\nstages:")
@@ -146,6 +150,18 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
         print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
     return 0
+
+
+def _in_years(product, cfg: dict) -> str:
+    """" (N in the calibration years, M in the validation years)" of a site product's observed days."""
+    site = cfg.get("site", {})
+    if not site.get("calibration_years") or "time" not in product.data.dims:
+        return ""
+    years = product.data["time"].dt.year.values[product.data.notnull().values]
+    count = {k: int(((years >= site[f"{k}_years"][0]) & (years <= site[f"{k}_years"][1])).sum())
+             for k in ("calibration", "validation")}
+    return (f" ({count['calibration']} in the calibration years, {count['validation']} in the validation "
+            "years)")
 
 
 def _where(run: dict) -> str:

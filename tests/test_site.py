@@ -5,6 +5,7 @@ import json
 import re
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,7 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad('entry_point = "', 'template = "t.txt"\nentry_point = "', r"'model.template' is read only with "
         r"model.kind = 'external'")
     bad('file = "', 'qc_min = "high"\nfile = "', r"products\[0\].qc_min' must be a number, got 'high'")
+    bad('units = "gC m-2 d-1"\n', "", r"'observations.products\[0\].units' is required for a CSV product")
     block = text[text.index("[[observations.products]]"):text.index("[posterior]")]
     bad("[posterior]", block + "[posterior]", r"products\[1\]' repeats 'observations.products\[0\]'")
     given = load_config(good)  # a key at its default and a key left out: the same config
@@ -307,6 +309,23 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     (tmp_path / "explicit.toml").write_text(explicit)
     assert load_config(tmp_path / "explicit.toml") == given
     assert load_config(good)["model"]["kind"] == "python"
+
+
+def test_a_product_far_off_the_models_scale_is_named_with_its_file_units(rng):
+    """Units that convert but are not the file's: values of umol m-2 s-1 declared kg C m-2 s-1 are
+    about 8.6e7 times a plausible GPP; 30 times off or more is named, a poor default (5x) is not."""
+    from bayescal.workflows.site.config import say_scale_mismatch
+
+    gpp = _series(rng.uniform(2, 8, 50), np.full(50, 0.5), variable="gpp")
+    for factor, named in ((8.6e7, True), (1 / 40, True), (5.0, False), (0.2, False)):
+        p = _series(gpp.data.values * factor, np.full(50, 0.5), name="x", variable="gpp")
+        p.data.attrs.update(file_units="kg C m-2 s-1", source="x.csv")
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            say_scale_mismatch([p], {"gpp": float(np.median(gpp.data.values)), "nee": 1.0})
+        assert bool(got) == named, (factor, [str(w.message) for w in got])
+        if named:
+            assert "gpp (x.csv)" in str(got[0].message) and "[kg C m-2 s-1]" in str(got[0].message)
 
 
 def test_a_config_means_the_same_from_any_working_directory(tmp_path, monkeypatch):
@@ -558,11 +577,23 @@ def test_a_bad_parameters_file_is_a_config_error_naming_it_for_every_model_kind(
 
     narrow = space_with(lambda d: d["p2"].update(lower=0.3, upper=0.6))
     assert model_space(narrow)["p2"].upper[0] == 0.6
+    # a file of the values it changes: the others keep DALEC's bounds and defaults, in its order
+    (tmp_path / "p2.toml").write_text("[parameters.p2]\nlower = 0.3\nupper = 0.6\n"
+                                      "[parameters.p10]\ndefault = 0.1\n")
+    partial = model_space({"model": {"kind": "dalec", "dalec_type": "evergreen",
+                                     "parameters_file": str(tmp_path / "p2.toml")}})
+    full = dalec_parameter_space("evergreen")
+    assert partial.all_labels == full.all_labels and partial.fixed == full.fixed
+    changed = {"p2": (0.3, 0.6, full["p2"].default[0]),
+               "p10": (full["p10"].lower[0], full["p10"].upper[0], 0.1)}
+    for name in full.names:
+        want = changed.get(name, (full[name].lower[0], full[name].upper[0], full[name].default[0]))
+        assert (partial[name].lower[0], partial[name].upper[0], partial[name].default[0]) == want, name
     cases = [
         (lambda d: d["p2"].update(lower=0.65, upper=0.3), r"p2.*lower bound 0.65 is not below upper"),
         (lambda d: d["p2"].update(default=0.9), r"p2.*default 0.9 outside bounds"),
-        (lambda d: d.pop("p11"), r"DALEC-evergreen's values are .*missing \['p11'\], unknown \[\]"),
-        (lambda d: d.update(p2x=d.pop("p2")), r"missing \['p2'\], unknown \['p2x'\]"),
+        (lambda d: d.update(p2x=d.pop("p2")), r"DALEC-evergreen has no values \['p2x'\]; did you mean 'p2'"),
+        (lambda d: d.update(p3=0.5), r"needs a \[parameters.<name>\] table for each value it changes"),
         (lambda d: d["p2"].update(lower=0.0, upper=1.5),
          r"p2's bounds \[0, 1.5\] leave DALEC's range \[0.2, 0.7\]"),
     ]
@@ -606,6 +637,11 @@ def test_the_direct_routes_chain_counts_its_runs_and_failures_for_the_report(tmp
     assert set(why) == {"offset … above …"} and 0 < why["offset … above …"] < runs
     assert runs >= 200 + 8 * 400  # the tempered start's particles and every chain step's walkers
     assert "inside the chain, not stored" in failed_runs_section(RunDir(tmp_path / "run"))
+    # the maximum-likelihood search's runs too (CMA-ES from the defaults, b = 0: few if any fail)
+    history = xr.load_dataset(tmp_path / "run" / "optimize" / "history.nc")
+    runs, why = rows["optimize (inside the search, not stored)"]
+    assert runs == history.sizes[history["misfit"].dims[0]]
+    assert sum(why.values()) == int((history["status"] == "failed").sum())
 
 
 def test_a_continued_chain_is_said(tmp_path):

@@ -325,7 +325,8 @@ class PosteriorSampler:
         less = [f"the {self.discard} that adapted its proposal"] if self.discard else []
         less += [f"the {start - self.discard} its walkers took to reach the posterior"] \
             if start > self.discard else []
-        warnings.warn(f"chain of {n - start} steps is shorter than 50 autocorrelation times (max tau "
+        name = "" if self.backend_path is None else f" ({self.backend_path.name})"
+        warnings.warn(f"chain{name} of {n - start} steps is shorter than 50 autocorrelation times (max tau "
                       f"{np.nanmax(tau):.1f}" + (f"; {n} steps less {' and '.join(less)}" if less else "")
                       + "); estimates are unreliable - run longer", PosteriorWarning, stacklevel=3)
 

@@ -251,7 +251,8 @@ def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: n
 def tempered_posterior(log_likelihood: Callable, space, n_particles: int, seed: int,
                        path: str | Path | None = None, progress: bool = False) -> TemperedSMC:
     """:func:`~bayescal.posterior.smc.tempered_smc`, or its result saved at ``path`` by an earlier
-    run (then no model runs); saved there when computed."""
+    run (then no model runs); saved there when computed. A killed SMC continues from the last
+    temperature it finished (``<path stem>_progress.nc``), bit for bit."""
     from .smc import tempered_smc
 
     if path is not None and Path(path).exists():
@@ -259,11 +260,15 @@ def tempered_posterior(log_likelihood: Callable, space, n_particles: int, seed: 
     say = (lambda line: print("  tempered SMC:", line, flush=True)) if progress else None
     # 5 accepted moves per particle and temperature: the start needs each part and roughly its
     # mass; the chain's independence proposal, fitted to the chain, moves walkers between parts
-    smc = tempered_smc(log_likelihood, space, n_particles=n_particles, n_moves=5.0, seed=seed, say=say)
+    # a kill in the SMC keeps the temperatures done: its state after each is in <path>_progress.nc
+    progress_file = None if path is None else Path(path).with_name(Path(path).stem + "_progress.nc")
+    smc = tempered_smc(log_likelihood, space, n_particles=n_particles, n_moves=5.0, seed=seed, say=say,
+                       checkpoint=progress_file)
     if path is not None:
         tmp = Path(path).with_suffix(".partial")
         smc.to_netcdf(tmp)
         tmp.replace(path)  # complete or absent: a kill while writing leaves no half file
+        progress_file.unlink()  # bayescal's own file, its state now in tempered.nc
     return smc
 
 

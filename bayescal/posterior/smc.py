@@ -19,6 +19,7 @@ implementation) pins numpy < 2, so it cannot be a dependency here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,8 @@ class TemperedSMC:
 def tempered_smc(log_likelihood: Callable[[np.ndarray], np.ndarray], priors: Priors | ParameterSpace, *,
                  n_particles: int = 2000, ess: float = 0.5, n_moves: float = 10.0, max_mcmc_steps: int = 200,
                  seed: int | np.random.Generator | None = None,
-                 say: Callable[[str], None] | None = None) -> TemperedSMC:
+                 say: Callable[[str], None] | None = None,
+                 checkpoint: str | Path | None = None) -> TemperedSMC:
     """Draws of ``prior x likelihood`` on the unit cube by adaptive likelihood tempering.
 
     Parameters
@@ -112,15 +114,23 @@ def tempered_smc(log_likelihood: Callable[[np.ndarray], np.ndarray], priors: Pri
     seed : int or Generator, optional
     say : callable, optional
         Receives one line per temperature.
+    checkpoint : path, optional
+        The state after each temperature (particles, temperatures, the random generator's state)
+        is saved there; a call that finds it continues from it (same arguments), and its result
+        is bit for bit the uninterrupted one's. The file stays after the last temperature.
     """
     priors = priors if isinstance(priors, Priors) else Priors(priors)
     if not 0 < ess < 1:
         raise ValueError(f"ess must be in (0, 1), got {ess}")
     rng = np.random.default_rng(seed)
     target = _Target(log_likelihood, priors)
-    u = priors.sample(n_particles, rng)
-    ll = target.loglik(u)
-    betas, acc, log_z, scale = [0.0], [], 0.0, 1.0
+    state = _load_state(checkpoint, n_particles, priors.n, rng) if checkpoint else None
+    if state is None:
+        u = priors.sample(n_particles, rng)
+        ll = target.loglik(u)
+        betas, acc, log_z, scale = [0.0], [], 0.0, 1.0
+    else:
+        u, ll, betas, acc, log_z, scale, target.n_evaluations = state
     while betas[-1] < 1.0:
         beta = _next_beta(ll, betas[-1], ess * n_particles)
         logw = np.where(np.isfinite(ll), (beta - betas[-1]) * ll, -np.inf)
@@ -130,9 +140,38 @@ def tempered_smc(log_likelihood: Callable[[np.ndarray], np.ndarray], priors: Pri
         u, ll, a, scale = _move(target, u, ll, beta, n_moves, max_mcmc_steps, scale, rng)
         betas.append(beta)
         acc.append(a)
+        if checkpoint:
+            _save_state(checkpoint, u, ll, betas, acc, log_z, scale, target.n_evaluations, rng)
         if say is not None:
             say(f"beta {beta:.3g}: acceptance {a:.2f}, {target.n_evaluations} evaluations")
     return TemperedSMC(u, ll, float(log_z), np.array(betas), np.array(acc), target.n_evaluations)
+
+
+def _save_state(path, u, ll, betas, acc, log_z, scale, n_evaluations, rng) -> None:
+    """The SMC's state after a temperature, complete or absent (written aside, then renamed)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    xr.Dataset({"particles": (("particle", "parameter"), u), "log_likelihood": ("particle", ll),
+                "beta": ("temperature", np.asarray(betas)),
+                "acceptance": ("temperature", np.concatenate([[np.nan], acc]))},
+               attrs={"log_evidence": log_z, "scale": scale, "n_evaluations": n_evaluations,
+                      "rng_state": json.dumps(rng.bit_generator.state)}).to_netcdf(tmp, engine="h5netcdf")
+    tmp.replace(path)
+
+
+def _load_state(path, n_particles: int, d: int, rng: np.random.Generator):
+    """The state :func:`_save_state` wrote (``rng`` set to its generator's state), or None: no
+    file, or one of another number of particles or values (then overwritten)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        if ds["particles"].shape != (n_particles, d):
+            return None
+        rng.bit_generator.state = json.loads(ds.attrs["rng_state"])
+        return (ds["particles"].values.copy(), ds["log_likelihood"].values.copy(), list(ds["beta"].values),
+                list(ds["acceptance"].values[1:]), float(ds.attrs["log_evidence"]), float(ds.attrs["scale"]),
+                int(ds.attrs["n_evaluations"]))
 
 
 class _Target:

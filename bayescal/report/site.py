@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import matplotlib.dates as mdates
@@ -86,7 +87,10 @@ def _metrics_table(summary: dict, variables: list[str]) -> str:
             "<th>daily RMSE posterior mean (daily units)</th>"
             "<th>RMSE reduction</th><th>observed annual (complete years)</th>"
             "<th>predicted annual (median)</th></tr>")
-    return f"<table class='t'>{head}{''.join(rows)}</table>"
+    note = ("<p>The validation years are compared with every day the files give (FLUXNET: the gap-filled "
+            "values whatever their quality flag, qc_min = 0), the calibration with the days of each "
+            "product's qc_min; an annual sum is observed only in a year without a missing day.</p>")
+    return f"<table class='t'>{head}{''.join(rows)}</table>{note}"
 
 
 def _coverage_table(pc: dict | None) -> str:
@@ -124,6 +128,19 @@ def _refinement_table(path: Path) -> str:
             "<th>median |error| / sd[log L] (0.67 if the sd is right)</th><th>chain steps</th></tr>"
             f"{rows}</table>" + (f"<p>The posterior: {html.escape(str(h.attrs['final_target']))}.</p>"
                                  if "final_target" in h.attrs else ""))
+
+
+def describe_model(m: dict) -> str:
+    """Words for the model: its kind, and for DALEC its site (from the drivers' FLUXNET
+    file name) and the latitude it ran at (south of the equator, phenology counts from 1 July)."""
+    if m["kind"] != "dalec":
+        return f"{m['kind']} model"
+    site = re.search(r"FLX_([A-Za-z]{2}-[A-Za-z0-9]{3})_", Path(m["drivers"] or "").name)
+    lat = m.get("latitude")
+    where = "" if lat is None else f", latitude {abs(lat):.2f}\N{DEGREE SIGN} {'S' if lat < 0 else 'N'}"
+    south = "; phenology days counted from 1 July" if lat is not None and lat < 0 and \
+        m["dalec_type"] == "deciduous" else ""
+    return f"DALEC-{m['dalec_type']}{' at ' + site.group(1) if site else ''}{where}{south}"
 
 
 def write_site_report(rd) -> Path:
@@ -168,7 +185,7 @@ def write_site_report(rd) -> Path:
                        f"<td>{html.escape(e['units'])}</td></tr>" for e in errs)
     parts = [
         f"<h1>{html.escape(cfg['report']['title'])}</h1>",
-        f"<p>{html.escape(cfg['model']['kind'])} model &middot; calibration {cal[0]}-{cal[1]} &middot; "
+        f"<p>{html.escape(describe_model(cfg['model']))} &middot; calibration {cal[0]}-{cal[1]} &middot; "
         f"validation {val[0]}-{val[1]} &middot; {len(space.labels)} calibrated values &middot; "
         f"{sum(r.runs for r in records)} model runs &middot; "
         f"{'twin (synthetic) observations' if cfg['observations']['twin'] else 'real observations'}</p>",

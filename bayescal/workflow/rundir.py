@@ -308,10 +308,10 @@ class RunDir:
                 reasons = Counter(reason_group(str(r)) for r in failed)
                 out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), dict(reasons))
             chain = read_json_record(self.stage(s) / "evaluations.json", set_aside=False)
-            if chain is not None:  # a chain's own runs, counted not stored (the site's direct route)
+            if chain is not None:  # a chain's or a search's own runs, counted not stored (site, direct)
                 since = int(chain.get("resumed_at_step", 0))
                 where = f", from step {since} where it resumed" if since else ""
-                row = f"{s} (inside the chain, not stored{where})"
+                row = f"{s} (inside {chain.get('inside', 'the chain')}, not stored{where})"
                 out[row] = (int(chain["runs"]), dict(chain["failed"]))
         return out
 

@@ -16,8 +16,8 @@ from typing import Any
 from ..run.cluster import ClusterError, check_run_config
 
 __all__ = ["GLOBAL_ONLY", "ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model",
-           "check_observations", "check_output", "check_ranges", "check_walkers", "is_site", "truth_theta",
-           "typed_with_defaults"]
+           "check_observations", "check_output", "check_ranges", "check_walkers", "did_you_mean", "is_site",
+           "truth_theta", "typed_with_defaults"]
 
 
 class ConfigError(ValueError):
@@ -411,23 +411,23 @@ def check_labels(cfg: dict, space) -> None:
             raise ConfigError(f"'{section}.{key}' must list parameter names (strings), got {odd[0]!r}")
         unknown = [name for name in cfg[section][key] or [] if name not in known]
         if len(unknown) == 1:
-            close = _close(unknown[0], known)
+            close = did_you_mean(unknown[0], known)
             raise ConfigError(f"'{section}.{key}': unknown parameter {unknown[0]!r}{close}")
         if unknown:  # every one named, each with its nearest known names
-            hints = "; ".join(f"{n!r}{_close(n, known).replace('; did you mean', ': did you mean')}"
+            hints = "; ".join(f"{n!r}{did_you_mean(n, known).replace('; did you mean', ': did you mean')}"
                               for n in unknown)
             raise ConfigError(f"'{section}.{key}': {len(unknown)} unknown parameters: {hints}")
     for label, value in cfg["observations"]["truth"].items():
         if label not in space.all_labels:
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}"
-                              f"{_close(label, space.all_labels)}")
+                              f"{did_you_mean(label, space.all_labels)}")
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ConfigError(
                 f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
             )
 
 
-def _close(name: str, known) -> str:
+def did_you_mean(name: str, known) -> str:
     """"; did you mean ...?" with the known names closest to a misspelt one ("" if none is)."""
     import difflib
 

@@ -20,6 +20,7 @@ from .config import (
     check_ranges,
     check_walkers,
     clamp_default_years,
+    did_you_mean,
     is_site,
     typed_with_defaults,
 )
@@ -218,16 +219,32 @@ def model_space(cfg: dict):
 
 
 def _dalec_file_space(m: dict, builtin):
-    """DALEC's space from ``model.parameters_file``: DALEC's own values in its order, each within
-    DALEC's range (REFLEX's Table A3: the file can narrow the bounds and move the defaults, not
-    widen them -- a fraction above 1 breaks the carbon balance); errors name the file."""
-    space = file_space(m)
+    """DALEC's space from ``model.parameters_file``: the values the file lists, each a table of
+    what it changes (``lower``, ``upper``, ``default``, ``fixed``, ...); the others keep DALEC's.
+    Each within DALEC's range (REFLEX's Table A3: the file can narrow the bounds and move the
+    defaults, not widen them -- a fraction above 1 breaks the carbon balance); errors name the file."""
+    from ..parameters import ParameterSpace
+
     where = f"'model.parameters_file' {m['parameters_file']}"
-    if space.all_labels != builtin.all_labels:
-        theirs = list(space.all_labels)
-        raise ConfigError(f"{where}: DALEC-{m['dalec_type']}'s values are {list(builtin.all_labels)}, in "
-                          f"this order; missing {[v for v in builtin.all_labels if v not in theirs]}, "
-                          f"unknown {[v for v in theirs if v not in builtin.all_labels]}")
+    try:
+        given = tomllib.loads(Path(m["parameters_file"]).read_text()).get("parameters")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{where}: cannot be read as TOML ({type(err).__name__}: {err})") from None
+    if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
+        raise ConfigError(f"{where}: needs a [parameters.<name>] table for each value it changes, such as "
+                          "[parameters.p2] with lower = 0.3, upper = 0.6")
+    unknown = [k for k in given if k not in builtin.names]
+    if unknown:
+        raise ConfigError(f"{where}: DALEC-{m['dalec_type']} has no values {unknown}"
+                          f"{did_you_mean(unknown[0], builtin.names)}; its values are {builtin.names} "
+                          "(list those you change: the others keep DALEC's bounds and defaults)")
+    merged = builtin.to_dict()
+    for name, spec in given.items():
+        merged["parameters"][name] = {**merged["parameters"][name], **spec}
+    try:
+        space = ParameterSpace.from_dict(merged, source=str(m["parameters_file"]))
+    except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
+        raise ConfigError(f"{where}: {type(err).__name__}: {err}") from None
     lo, hi, qlo, qhi = space.all_lower, space.all_upper, builtin.all_lower, builtin.all_upper
     for k in np.flatnonzero((lo < qlo) | (hi > qhi)):
         lab = space.all_labels[k]

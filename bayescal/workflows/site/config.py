@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from bayescal.workflows.own_model import check_own_model_keys, resolve_path
 
 SITE_KINDS = ("dalec", "python", "external")
@@ -24,7 +26,8 @@ GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "
 FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
-           "model_output_units", "output_units", "read_drivers", "read_gridded_products", "read_products"]
+           "model_output_units", "output_units", "read_drivers", "read_gridded_products",
+           "read_products", "say_scale_mismatch"]
 
 
 def _years(cfg: dict, key: str) -> tuple[int, int]:
@@ -97,6 +100,28 @@ def conform_units(products: list, units: dict[str, str], key_prefix: str = "obse
     return out
 
 
+def say_scale_mismatch(products: list, scale: dict[str, float], factor: float = 30.0) -> None:
+    """A warning for each product whose observed values are typically more than ``factor`` times
+    larger or smaller than the model's at its defaults (``scale``: variable -> median |value| of
+    that run): units that convert but are not the file's (kg for g, per second for per day) put
+    a product 1,000 or 86,400 times off, where a poor default is rarely 30 times off."""
+    import warnings
+
+    for p in products:
+        model = scale.get(p.variable)
+        obs = float(np.nanmedian(np.abs(p.data.values))) if p.data.notnull().any() else np.nan
+        if not (model and np.isfinite(model) and np.isfinite(obs) and obs > 0):
+            continue
+        ratio = obs / model
+        if 1 / factor <= ratio <= factor:
+            continue
+        have = p.data.attrs.get("file_units", p.units)
+        src = p.data.attrs.get("source", p.name)
+        warnings.warn(f"{p.variable} ({src}): the observed values are typically {ratio:.3g} times the "
+                      f"model's at its defaults (median |value| {obs:.3g} against {model:.3g} {p.units}): "
+                      f"are the file's units [{have}] right?", stacklevel=2)
+
+
 def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
     """Every product of ``observations.products`` read (file errors name the key), in the model
     output's units where they are known (DALEC; :func:`conform_units`)."""
@@ -157,6 +182,9 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
                 raise ConfigError(f"'{key}.{req}' is required")
         if spec["format"] not in formats:
             raise ConfigError(f"'{key}.format' must be one of {formats}, got {spec['format']!r}")
+        if spec["format"] == "csv" and "units" not in spec:
+            raise ConfigError(f"'{key}.units' is required for a CSV product: the units of its 'value' "
+                              "column, such as \"gC m-2 d-1\" or \"umol m-2 s-1\" (a CSV file carries none)")
         spec["file"] = resolve_path(spec["file"], base, f"{key}.file")
         defaults = _reader_defaults(spec["format"])
         spec.update({k: v for k, v in defaults.items() if k in keys and k not in spec})
@@ -314,6 +342,9 @@ def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> Non
 
     m = cfg["model"]
     d = read_drivers(cfg)
+    # the latitude the model runs at, in the validated config (config.json, the report): the site
+    # table's, or the one given -- the same value either way, the same stage keys
+    m["latitude"] = float(d.attrs["lat"])
     years = d["time"].dt.year.values
     first, last = int(years[0]), int(years[-1])
     for (a, b), key in ((cal, "calibration_years"), (val, "validation_years")):

@@ -21,7 +21,7 @@ import xarray as xr
 from bayescal.models.contract import seconds_per_member
 from bayescal.workflows.context import Context
 
-from .config import conform_units, read_products
+from .config import conform_units, read_products, say_scale_mismatch
 from .model import check_model_run, check_years_covered, site_model
 
 __all__ = ["SiteContext"]
@@ -138,10 +138,12 @@ class SiteContext(Context):
         output units (DALEC's are known; a python or external model's from its run at the defaults)."""
         if "products" not in self._cache:
             real = read_products(self.config)
+            check = self.model_check()
             if self.config["model"]["kind"] != "dalec":
-                check = self.model_check()
                 real = conform_units(real, check["units"], strict=False, unitless=check["unitless"])
                 self._say_days_left_out(real, check)
+            if not self.config["observations"]["twin"]:
+                say_scale_mismatch(real, check["scale"])
             twin = self.config["observations"]["twin"]
             self._cache["products"] = self._twin_products(real) if twin else real
         return self._cache["products"]

@@ -46,7 +46,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     compilation, for ``bayescal check``'s estimates). ConfigError (naming what breaks) otherwise.
 
     Returns ``{"seconds": float, "time": dates (datetime64 days), "calendar": the output's
-    calendar, "units": {variable: units}, "unitless": [variable, ...]}``.
+    calendar, "scale": {variable: median |value|}, "units": {variable: units}, "unitless":
+    [variable, ...]}``.
     """
     from bayescal.models.contract import ModelOutputError, timed_run
     from bayescal.workflows.config import ConfigError
@@ -64,7 +65,11 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
     calendar = str(ds["time"].attrs.get("calendar", "standard"))
     check_years_covered(ds["time"].values, cfg, years, calendar)
-    return {"seconds": seconds, "time": ds["time"].values, "calendar": calendar, **_output_units(model, ds)}
+    scale = {str(v): float(np.nanmedian(np.abs(ds[v].values))) for v in ds.data_vars
+             if v not in ("status", "reason") and np.issubdtype(ds[v].dtype, np.number)
+             and np.isfinite(ds[v].values).any()}
+    return {"seconds": seconds, "time": ds["time"].values, "calendar": calendar, "scale": scale,
+            **_output_units(model, ds)}
 
 
 def _output_units(model: Any, ds) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,11 +82,19 @@ def run_site_optimize(ctx: SiteContext) -> None:
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
     h = res.history
-    if "status" in h and (failed := h["status"].values != "done").any():
+    failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
+    if failed.any():
         reasons, counts = np.unique(h["reason"].values[failed].astype(str), return_counts=True)
         order = np.argsort(-counts, kind="stable")[:3]
         top = ", ".join(f"{counts[i]} x {str(reasons[i])!r}" for i in order)
         ctx.say(f"  {int(failed.sum())} of {failed.size} model runs failed ({top}; optimize/history.nc)")
+    if ctx.config["posterior"]["route"] == "direct":  # the search's runs, counted for the report
+        from bayescal.run.ensemble import reason_group
+
+        why = [reason_group(str(r)) for r in h["reason"].values[failed]] if failed.any() else []
+        write_json_atomic(ctx.run_dir / "optimize" / "evaluations.json",
+                          {"runs": int(res.n_evaluations), "inside": "the search",
+                           "failed": {r: why.count(r) for r in sorted(set(why))}})
 
 
 def _optimum_run(ctx: SiteContext) -> np.ndarray:
@@ -136,8 +145,6 @@ class _ErrorModel:
     def _warn_sigma_too_large(self) -> None:
         """A product whose best-fitting run's residuals are far below its sigma (rms < sigma / 3):
         the sigma is likely in other units or overstated, and the posterior is too wide for it."""
-        import warnings
-
         op = self.op
         r = np.asarray(self.best, float).reshape(-1) - op.y
         for k, p in enumerate(op.products):
@@ -191,6 +198,12 @@ def _refine(ctx: SiteContext, errors: _ErrorModel):
     ctx.say(f"  rounds 0-{n - 1} (a batch of new runs after each but the last), {res.X.shape[0]} model runs "
             "in the emulator; "
             f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats{checked}; converged: {res.converged}")
+    if not res.converged:  # in the report's warnings, not only in its refinement table
+        warnings.warn(f"the emulator's refinement did not converge in {n} rounds ({res.X.shape[0]} model "
+                      f"runs): q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.3g} nats over the posterior "
+                      f"(converged: < 0.3){checked}; the posterior is the emulator's more than the model's: "
+                      "raise posterior.refine_rounds, posterior.n_new or design.n_runs", UserWarning,
+                      stacklevel=2)
     return res
 
 

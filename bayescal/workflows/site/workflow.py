@@ -122,6 +122,9 @@ def _posterior_reads(cfg: Config) -> Sequence[str]:
 CHAIN_STORE = RunStore("chain.h5", reads=_chain_reads, needs=("optimize",), input_files=site_files)
 #: the tempered start's particles (posterior.start = "tempered"): likewise
 TEMPERED_STORE = RunStore("tempered.nc", reads=_chain_reads, needs=("optimize",), input_files=site_files)
+#: its state after each temperature, while it runs (a killed SMC continues from it)
+TEMPERED_PROGRESS = RunStore("tempered_progress.nc", reads=_chain_reads, needs=("optimize",),
+                             input_files=site_files)
 #: the emulator route's refinement runs and round chains: likewise (refinement is seeded, so a rerun
 #: asks for the same points and finds them there, and each round's chain is complete)
 REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input_files=site_files)
@@ -131,9 +134,10 @@ SITE = Workflow("site", description="a site model against observation files (mod
                 "external; docs/site.md)", stages=(
     Stage("optimize", run_site_optimize,
           "maximum likelihood (CMA-ES) against the calibration years with the observation errors alone "
-          "(route = emulator: first the design runs and the SVD emulator of the series).",
+          "(with posterior.route = \"emulator\", first the design runs and the SVD emulator of the series).",
           reads=_optimize_reads, input_files=site_files, keeps=(DESIGN_STORE,),
-          writes=("selected.json", "history.nc", "design/", "design.nc", "output_emulator.nc"),
+          writes=("selected.json", "history.nc", "design/", "design.nc", "output_emulator.nc",
+                  "evaluations.json"),
           expected_runs=_optimize_runs),
     Stage("posterior", run_site_posterior,
           "error model (discrepancy, AR(1)) from the model's residuals, then emcee on the exact model "
@@ -141,8 +145,9 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "by acquisition (route = emulator); ArviZ InferenceData.",
           reads=_posterior_reads,
           needs=("optimize",), input_files=site_files,
-          keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, *REFINE_STORES),
-          writes=("error_model.json", "optimum_run/", "chain.h5", "tempered.nc", "posterior.nc",
+          keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, TEMPERED_PROGRESS, *REFINE_STORES),
+          writes=("error_model.json", "optimum_run/", "chain.h5", "tempered.nc", "tempered_progress.nc",
+                  "posterior.nc",
                   "diagnostics.nc", "refine/", "chains/", "refinement.nc", "output_emulator.nc",
                   "evaluations.json"),
           expected_runs=_posterior_runs),
