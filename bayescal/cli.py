@@ -100,12 +100,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def _context(args: argparse.Namespace, cfg: dict, **kwargs):
+    """The workflow's context of a validated config; its own config errors name the file too."""
+    try:
+        return make_context(cfg, args.run_dir, **kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
+
+
 def _check(args: argparse.Namespace) -> int:
     """Validate the config; run the model once at its defaults (the contract of docs/own-model.md,
     the years it covers, its time); print the workflow, each stage (what it does, whether it would
     be reused or rerun in the run directory, its model runs and a rough time on this machine)."""
     cfg = load_config(args.config)
-    pipe = make_context(cfg, args.run_dir, progress=False)
+    pipe = _context(args, cfg, progress=False)
     state = check_run_dir(pipe.run_dir)
     one = per_run = None
     if not args.no_model_run:
@@ -177,7 +185,7 @@ def _where(run: dict) -> str:
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     text = Path(args.config).read_text()
-    pipe = make_context(cfg, args.run_dir, progress=not args.quiet, config_text=text)
+    pipe = _context(args, cfg, progress=not args.quiet, config_text=text)
     names = pipe.stage_names
     if args.until is not None and args.until not in names:
         raise ConfigError(f"--until {args.until}: the {pipe.workflow.name} workflow's stages are "

@@ -83,6 +83,12 @@ def test_config_errors_each_kind(tmp_path):
     bad("posterior", "n_walkers", 3, "posterior.n_walkers.*>= 8")  # 4 calibrated values
     bad("posterior", "n_walkers", 9, "posterior.n_walkers.*even")
     bad("model", "n_cells", 5, "model.n_cells.*>= 18")
+    bad("parameters", "free", ["vmax", "vmax[GRASS-C3]"], r"'parameters.free' names 'vmax\[GRASS-C3\]' as")
+    bad("parameters", "candidates", ["gamma_w", "gamma_w"], "'parameters.candidates' names 'gamma_w' twice")
+    bad("posterior", "hm_cutoff", float("nan"), "'posterior.hm_cutoff' must be a finite number")
+    bad("model", "grid_seed", -1, "'model.grid_seed' must be >= 0")
+    bad("model", "n_cells", 10**12, "'model.n_cells' must be <= 100,000")
+    bad("observations", "variables", ["gpp", "gpp"], r"'observations.variables' names \['gpp'\] more than")
     bad("model", "ramp_start", 1800, "model.ramp_start.*>= 1850")
     bad("run", "seed", -1, "run.seed")
     bad("observations", "variables", [], "observations.variables")
@@ -95,6 +101,25 @@ def test_config_errors_each_kind(tmp_path):
     (tmp_path / "broken.toml").write_text("[run\nname = 1")
     with pytest.raises(ConfigError, match="broken.toml.*invalid TOML"):
         load_config(tmp_path / "broken.toml")
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    ("[posterior]\nroute = 'emulator'", "'posterior.route' is not read by the global workflow (it is for"),
+    ("[emulator_screen]\nkeep = 5", "'emulator_screen.keep' is not read by the global workflow"),
+])
+def test_a_key_its_workflow_does_not_read_is_named_before_any_run(tmp_path, capsys, extra, said):
+    """A key set away from its default that no stage of the config's workflow reads, on any of
+    its routes, would change nothing: named with the file; a key of another route is accepted."""
+    cfg = tmp_path / "c.toml"
+    section, line = extra.split("\n")
+    text = TINY.read_text()
+    cfg.write_text(text.replace(section, extra, 1) if section in text else f"{text}\n{extra}\n")
+    assert main(["check", str(cfg), "--no-model-run"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and str(cfg) in err
+    other_route = TINY.read_text().replace("[posterior]", "[posterior]\nhm_waves = 2", 1)
+    cfg.write_text(other_route)  # read by posterior.method = "history_matching", not this config's
+    assert main(["check", str(cfg), "--no-model-run"]) == 0
 
 
 def test_unreadable_configs_are_named_errors_not_tracebacks(tmp_path, capsys):

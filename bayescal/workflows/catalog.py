@@ -21,7 +21,8 @@ from .global_.workflow import GLOBAL
 from .site.context import SiteContext
 from .site.workflow import SITE
 
-__all__ = ["CONTEXTS", "all_stage_help", "make_context", "workflow_for", "workflow_name"]
+__all__ = ["CONTEXTS", "all_stage_help", "check_unread", "make_context", "workflow_for",
+           "workflow_name"]
 
 for _w in (GLOBAL, SITE, DAGON):
     registry.register(_w)
@@ -58,7 +59,65 @@ def make_context(config: dict[str, Any], run_dir: str | Path | None = None, **kw
     """
     name = workflow_name(config)
     kwargs.setdefault("workflow", registry.get(name))
+    check_unread(config, kwargs["workflow"])
     return CONTEXTS[name](config, run_dir, **kwargs)
+
+
+#: sections whose keys the stages declare (and validation leaves as given), less the keys read
+#: without changing a result (a batch size); a key of them away from its default that no stage of
+#: the workflow reads, on any of its routes, is an error
+_CHECKED = ("design", "emulator", "oat", "emulator_screen", "screen", "optimize", "posterior",
+            "equifinality", "propagate")
+_NOT_DECLARED = ("design.batch_size", "propagate.table_years")
+#: the keys that choose a route, and their values: a key read on any route is read
+_ROUTES = {("posterior", "route"): ("direct", "emulator"),
+           ("posterior", "method"): ("refine", "history_matching"),
+           ("posterior", "start"): ("tempered", "optimum"),
+           ("posterior", "left_out"): ("marginalise", "fix"),
+           ("optimize", "method"): ("none", "ga", "dfols", "cma_es", "differential_evolution"),
+           ("emulator", "training"): ("all", "optimize"), ("screen", "enabled"): (True, False)}
+_SITE_POSTERIOR = ("route", "moves", "start", "n_particles", "emulator_target")
+
+
+def check_unread(config: dict[str, Any], workflow: Workflow) -> None:
+    """ConfigError for a key set away from its default that no stage of ``workflow`` reads on any
+    of its routes: it would change nothing (``posterior.route`` in a global config,
+    ``posterior.hm_waves`` or ``emulator_screen.keep`` in a site config)."""
+    from .config import SCHEMA, ConfigError
+
+    reads = _reads(config, workflow)
+    for (section, key), (_, default) in ((k, SCHEMA[k[0]][k[1]]) for k in _keys(_CHECKED)):
+        dotted = f"{section}.{key}"
+        if dotted in _NOT_DECLARED or dotted in reads or section in reads or config[section][key] == default:
+            continue
+        hint = (" (it is for site models: model.kind = dalec, python or external)"
+                if section == "posterior" and key in _SITE_POSTERIOR and workflow.name != "site" else "")
+        theirs = sorted(k for k in reads if k.startswith(section + "."))
+        raise ConfigError(f"'{dotted}' is not read by the {workflow.name} workflow{hint}: remove it"
+                          + (f" (its {section} keys: {', '.join(theirs)})" if theirs else ""))
+
+
+def _keys(sections: tuple[str, ...]):
+    from .config import SCHEMA
+
+    return [(s, k) for s in sections for k in SCHEMA[s]]
+
+
+def _reads(config: dict[str, Any], workflow: Workflow) -> set[str]:
+    """The keys the workflow's stages (and their kept stores) read with this config, or with any
+    one route key set to another of its values."""
+    from ..workflow.stage import _keys_of
+
+    variants = [config] + [{**config, s: {**config[s], k: v}} for (s, k), vs in _ROUTES.items() for v in vs]
+    out: set[str] = set()
+    for cfg in variants:
+        for stage in workflow.stages:
+            for reads in (stage.reads, *(store.reads for store in stage.keeps)):
+                try:
+                    out |= set(_keys_of(reads, cfg))
+                except Exception:  # noqa: BLE001,S112 - a route this config cannot take: its keys unread
+                    continue
+    return out
 
 
 def all_stage_help() -> str:

@@ -10,13 +10,14 @@ other back.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
 from ..run.cluster import ClusterError, check_run_config
 
 __all__ = ["GLOBAL_ONLY", "ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model",
-           "check_observations", "check_output", "check_ranges", "check_walkers", "did_you_mean", "is_site",
+           "check_observations", "check_output", "check_walkers", "did_you_mean", "is_site",
            "truth_theta", "typed_with_defaults"]
 
 
@@ -160,6 +161,8 @@ def typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
             ok = isinstance(val, typ) and not (typ is int and isinstance(val, bool))
             if typ is float and isinstance(val, int) and not isinstance(val, bool):
                 val, ok = float(val), True
+            if ok and typ is float and not math.isfinite(val):
+                raise ConfigError(f"'{section}.{key}' must be a finite number, got {val}")
             if not ok:
                 raise ConfigError(
                     f"'{section}.{key}' must be {_type_name(typ)}, got {type(val).__name__} {val!r}"
@@ -269,79 +272,6 @@ def _check_embedded_model(m: dict) -> None:
         )
 
 
-def check_ranges(cfg: dict) -> None:
-    """Counts and sizes with a lower bound; the posterior's and optimiser's choices."""
-    for section, key, lo in (
-        ("screen", "trajectories", 2),
-        ("screen", "top_k", 1),
-        ("design", "n_runs", 10),
-        ("design", "batch_size", 1),
-        ("posterior", "n_steps", 100),
-        ("emulator", "n_restarts", 0),
-        ("posterior", "refine_rounds", 1),
-        ("posterior", "n_new", 1),
-        ("equifinality", "n_alternatives", 1),
-        ("equifinality", "cloud_points", 100),
-        ("equifinality", "seiler_points", 100),
-        ("propagate", "n_draws", 2),
-        ("optimize", "max_evaluations", 2),
-        ("optimize", "pop_size", 2),
-        ("optimize", "n_generations", 1),
-        ("site", "ml_evaluations", 1),
-        ("model", "diurnal_range", 0),
-    ):
-        if cfg[section][key] < lo:
-            raise ConfigError(f"'{section}.{key}' must be >= {lo}, got {cfg[section][key]}")
-    if cfg["posterior"]["max_steps"] < cfg["posterior"]["n_steps"]:
-        raise ConfigError(
-            f"'posterior.max_steps' ({cfg['posterior']['max_steps']}) must be >= 'posterior.n_steps' "
-            f"({cfg['posterior']['n_steps']})"
-        )
-    if cfg["posterior"]["method"] not in ("refine", "history_matching"):
-        raise ConfigError("'posterior.method' must be 'refine' or 'history_matching', got "
-                          f"{cfg['posterior']['method']!r}")
-    hm = cfg["posterior"]
-    if hm["hm_train"] not in ("all", "region") or hm["hm_design"] not in ("random", "maximin"):
-        raise ConfigError("'posterior.hm_train' must be 'all' or 'region' and 'posterior.hm_design' "
-                          "'random' or 'maximin'")
-    if hm["hm_waves"] < 0 or hm["hm_runs"] < 1 or hm["hm_cutoff"] <= 0:
-        raise ConfigError("'posterior.hm_waves' must be >= 0, 'posterior.hm_runs' >= 1 and "
-                          "'posterior.hm_cutoff' > 0")
-    if cfg["posterior"]["left_out"] not in ("marginalise", "fix"):
-        raise ConfigError(
-            f"'posterior.left_out' must be 'marginalise' or 'fix', got {cfg['posterior']['left_out']!r}"
-        )
-    if cfg["posterior"]["left_out"] == "marginalise" and cfg["posterior"]["left_out_runs"] < 8:
-        raise ConfigError(
-            "'posterior.left_out_runs' must be >= 8 to estimate a spread, got "
-            f"{cfg['posterior']['left_out_runs']}"
-        )
-    if cfg["equifinality"]["local_box"] not in ("range", "value"):
-        raise ConfigError("'equifinality.local_box' must be 'range' or 'value', got "
-                          f"{cfg['equifinality']['local_box']!r}")
-    e = cfg["emulator"]
-    if e["training"] not in ("all", "optimize"):
-        raise ConfigError(f"'emulator.training' must be 'all' or 'optimize', got {e['training']!r}")
-    if not 0.0 <= e["drop_worst"] < 1.0:
-        raise ConfigError(f"'emulator.drop_worst' must be in [0, 1), got {e['drop_worst']}")
-    if cfg["observations"]["gcb_block"] < 1:
-        raise ConfigError("'observations.gcb_block' must be >= 1 (years per GCB NBP mean), got "
-                          f"{cfg['observations']['gcb_block']}")
-    if cfg["observations"]["gcb_errors"] not in ("correlated", "independent"):
-        raise ConfigError("'observations.gcb_errors' must be 'correlated' or 'independent', got "
-                          f"{cfg['observations']['gcb_errors']!r}")
-    if cfg["optimize"]["misfit"] not in ("residuals", "score", "seiler"):
-        raise ConfigError(
-            f"'optimize.misfit' must be 'residuals', 'score' or 'seiler', got {cfg['optimize']['misfit']!r}"
-        )
-    if cfg["optimize"]["method"] not in _OPT_METHODS:
-        raise ConfigError(
-            f"'optimize.method' must be one of {', '.join(_OPT_METHODS)}, got {cfg['optimize']['method']!r}"
-        )
-    if not 0 < cfg["emulator"]["variance_threshold"] <= 1:
-        raise ConfigError("'emulator.variance_threshold' must be in (0, 1]")
-
-
 def clamp_default_years(cfg: dict, raw: dict) -> None:
     """``observations.gcb_years`` and ``propagate.table_years`` left out of the config: their
     defaults within the model's years (a run of 2000-2009 compares and tabulates 2003-2009); a
@@ -374,6 +304,10 @@ def check_observations(cfg: dict, embedded: bool = True) -> None:
                           "1959-2023 when 'observations.gcb_nbp' = true (its NBP enters the likelihood)")
     from ..models.landcarbon import OUTPUT_VARIABLES
 
+    twice = sorted({str(v) for v in obs["variables"] if obs["variables"].count(v) > 1})
+    if twice:
+        raise ConfigError(f"'observations.variables' names {twice} more than once: each variable's products "
+                          "enter the likelihood once")
     signed = sorted({"nbp", "nee", "nep"} & set(obs["variables"]))
     if signed:
         raise ConfigError(f"'observations.variables': {signed} change sign, and the global route's summaries "
@@ -417,6 +351,7 @@ def check_labels(cfg: dict, space) -> None:
             hints = "; ".join(f"{n!r}{did_you_mean(n, known).replace('; did you mean', ': did you mean')}"
                               for n in unknown)
             raise ConfigError(f"'{section}.{key}': {len(unknown)} unknown parameters: {hints}")
+        _check_no_repeats(f"{section}.{key}", cfg[section][key] or [], space)
     for label, value in cfg["observations"]["truth"].items():
         if label not in space.all_labels:
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}"
@@ -425,6 +360,19 @@ def check_labels(cfg: dict, space) -> None:
             raise ConfigError(
                 f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
             )
+
+
+def _check_no_repeats(key: str, names: list[str], space) -> None:
+    """A parameter list names each value once: no name twice, and no value both by its family's
+    name and its own label (``vmax`` and ``vmax[BDL-EVG]``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        labels = space[name].labels if name in space.names else [name]
+        for lab in labels:
+            if lab in seen:
+                same = "twice" if seen[lab] == name else f"as {seen[lab]!r} and as {name!r}"
+                raise ConfigError(f"'{key}' names {lab!r} {same}: name each value once")
+            seen[lab] = name
 
 
 def did_you_mean(name: str, known) -> str:

@@ -17,7 +17,6 @@ from .config import (
     check_model,
     check_observations,
     check_output,
-    check_ranges,
     check_walkers,
     clamp_default_years,
     did_you_mean,
@@ -25,6 +24,7 @@ from .config import (
     typed_with_defaults,
 )
 from .own_model import OWN_KINDS, check_own_model_keys, file_space, python_model
+from .ranges import check_ranges
 from .site.config import check_gridded_products, check_site_config
 
 __all__ = ["load_config", "model_space", "validate_config"]
@@ -119,6 +119,11 @@ def _check_product_types(cfg: dict) -> None:
             if want is not None and (not isinstance(v, want) or isinstance(v, bool)):
                 kind = "a string" if want is str else "a number"
                 raise ConfigError(f"'observations.products[{i}].{k}' must be {kind}, got {v!r}")
+            if want is str and k == "name" and not v.strip():
+                raise ConfigError(f"'observations.products[{i}].name' must not be empty (leave it out: "
+                                  "the file's stem)")
+            if want is not str and want is not None and not np.isfinite(v):
+                raise ConfigError(f"'observations.products[{i}].{k}' must be a finite number, got {v}")
 
 
 def _check_product_names(cfg: dict) -> None:
