@@ -304,6 +304,12 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad('units = "gC m-2 d-1"\n', "", r"'observations.products\[0\].units' is required for a CSV product")
     block = text[text.index("[[observations.products]]"):text.index("[posterior]")]
     bad("[posterior]", block + "[posterior]", r"products\[1\]' repeats 'observations.products\[0\]'")
+    bad("[posterior]", block.replace('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nsigma_floor = 0.1')
+        + "[posterior]", r"products\[1\]' is named '\w+' as 'observations.products\[0\]' is")
+    bad("[posterior]", block.replace('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nname = "again"')
+        + "[posterior]", r"products\[1\]' reads nee from .* as 'observations.products\[0\]' does")
+    bad("seed = 3", 'seed = 3\nworkflow = "dagon"', r"'run.workflow' = 'dagon' does not run a site model")
+    bad('entry_point = "', 'python_path = ["nowhere"]\nentry_point = "', r"python_path': .*nowhere is not")
     given = load_config(good)  # a key at its default and a key left out: the same config
     explicit = text.replace('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nsigma_floor = 0.0')
     (tmp_path / "explicit.toml").write_text(explicit)
@@ -594,6 +600,7 @@ def test_a_bad_parameters_file_is_a_config_error_naming_it_for_every_model_kind(
         (lambda d: d["p2"].update(default=0.9), r"p2.*default 0.9 outside bounds"),
         (lambda d: d.update(p2x=d.pop("p2")), r"DALEC-evergreen has no values \['p2x'\]; did you mean 'p2'"),
         (lambda d: d.update(p3=0.5), r"needs a \[parameters.<name>\] table for each value it changes"),
+        (lambda d: d["p2"].update(groups="pft9"), r"p2 is one value in DALEC .*; the file makes it 9"),
         (lambda d: d["p2"].update(lower=0.0, upper=1.5),
          r"p2's bounds \[0, 1.5\] leave DALEC's range \[0.2, 0.7\]"),
     ]

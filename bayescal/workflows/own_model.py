@@ -78,6 +78,10 @@ def check_own_model_keys(cfg: dict, base: Path | None) -> None:
     if m["kind"] == "python" and (not m["entry_point"] or ":" not in m["entry_point"]):
         raise ConfigError(f"'model.entry_point' must be 'package.module:Factory', got {m['entry_point']!r}")
     folders = [str(Path(f) if base is None else (base / f).resolve()) for f in m["python_path"] or []]
+    missing = [f for f in folders if not Path(f).is_dir()]
+    if missing:
+        raise ConfigError(f"'model.python_path': {missing[0]} is not a folder (a relative path is relative "
+                          "to the config file's folder)")
     own = [str(base.resolve())] if base is not None and m["kind"] == "python" else []  # its modules
     m["python_path"] = list(dict.fromkeys(folders + own))  # idempotent: a config validated twice
     if m["kind"] == "external":

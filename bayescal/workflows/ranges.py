@@ -49,6 +49,9 @@ def check_ranges(cfg: dict) -> None:
             raise ConfigError(f"'{section}.{key}' must be >= {lo}, got {v}")
         if hi is not None and v > hi:
             raise ConfigError(f"'{section}.{key}' must be <= {hi:,}, got {v:,}")
+    if cfg["emulator"]["eof_modes"] >= cfg["design"]["n_runs"]:
+        raise ConfigError(f"'emulator.eof_modes' ({cfg['emulator']['eof_modes']}) must be below "
+                          f"'design.n_runs' ({cfg['design']['n_runs']}): the design's runs give the EOFs")
     if cfg["emulator_screen"]["keep"] > cfg["emulator_screen"]["n_points"]:
         raise ConfigError(f"'emulator_screen.keep' ({cfg['emulator_screen']['keep']}) must be <= "
                           f"'emulator_screen.n_points' ({cfg['emulator_screen']['n_points']})")

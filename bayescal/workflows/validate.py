@@ -250,6 +250,10 @@ def _dalec_file_space(m: dict, builtin):
         space = ParameterSpace.from_dict(merged, source=str(m["parameters_file"]))
     except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
         raise ConfigError(f"{where}: {type(err).__name__}: {err}") from None
+    if space.all_labels != builtin.all_labels:  # 'groups' made a value a vector
+        odd = next(n for n in given if space[n].labels != builtin[n].labels)
+        raise ConfigError(f"{where}: {odd} is one value in DALEC ({builtin[odd].labels}); the file makes it "
+                          f"{len(space[odd].labels)} ('groups' is for per-PFT families of a global model)")
     lo, hi, qlo, qhi = space.all_lower, space.all_upper, builtin.all_lower, builtin.all_upper
     for k in np.flatnonzero((lo < qlo) | (hi > qhi)):
         lab = space.all_labels[k]

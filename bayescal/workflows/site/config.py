@@ -276,6 +276,11 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     m = cfg["model"]
     if m["kind"] not in SITE_KINDS:
         raise ConfigError(f"'model.kind' must be 'global' or one of {SITE_KINDS}, got {m['kind']!r}")
+    wf = cfg["run"]["workflow"]
+    if wf not in ("default", "site"):
+        raise ConfigError(f"'run.workflow' = {wf!r} does not run a site model (model.kind = {m['kind']!r} "
+                          "runs the site workflow): remove run.workflow, or set it to 'global' for a global "
+                          "model of your own (model.kind = python or external)")
     if m["kind"] == "dalec":
         _choice(cfg, "model", "dalec_type", ("deciduous", "evergreen"))
         if m["drivers"] is None:
@@ -312,12 +317,31 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         _check_drivers(cfg, cal, val)
     _check_twin_keys(cfg["observations"])
     products = read_products(cfg)
-
+    _check_distinct(cfg["observations"]["products"], products)
     for i, p in enumerate(products):  # validation (prediction) years may have no observation
         t = p.data["time"].dt.year.values[p.data.notnull().values]
         if not ((t >= cal[0]) & (t <= cal[1])).any():
             raise ConfigError(f"'site.calibration_years' {list(cal)}: product observations.products[{i}] "
                               f"({p.name}) has no observed day in these years")
+
+
+def _check_distinct(specs: list[dict], products: list) -> None:
+    """Each product once: its own name (the report's and the error model's rows), and no file's
+    variable read twice (with another qc_min, say: the same days would count twice)."""
+    from bayescal.workflows.config import ConfigError
+
+    names: dict[str, int] = {}
+    read: dict[tuple, int] = {}
+    for i, (spec, p) in enumerate(zip(specs, products, strict=True)):
+        j = names.setdefault(p.name, i)
+        if j != i:
+            raise ConfigError(f"'observations.products[{i}]' is named {p.name!r} as "
+                              f"'observations.products[{j}]' is: give each product its own 'name'")
+        what = (str(spec["file"]), p.variable, spec.get("partitioning"))
+        j = read.setdefault(what, i)
+        if j != i:
+            raise ConfigError(f"'observations.products[{i}]' reads {p.variable} from {spec['file']} as "
+                              f"'observations.products[{j}]' does: its days would count twice")
 
 
 def _check_twin_keys(obs: dict) -> None:
