@@ -118,8 +118,11 @@ def _check(args: argparse.Namespace) -> int:
     one = per_run = None
     if not args.no_model_run:
         with tempfile.TemporaryDirectory(prefix="bayescal-check-") as tmp:  # check writes no run dir
-            one = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
-            per_run = pipe.seconds_per_member()
+            try:
+                one = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
+                per_run = pipe.seconds_per_member()
+            except ConfigError as err:  # what the model's run says of the config: named with its file
+                raise ConfigError(f"{args.config}: {err}") from None
     print(f"{args.config}: valid")
     if cfg["model"]["kind"] == "dalec":
         from bayescal.report.site import describe_model

@@ -237,8 +237,14 @@ def test_drivers_with_a_gap_a_duplicate_or_a_missing_year_stop_at_config_check(f
         with pytest.raises(ConfigError, match=r"model.drivers: .*" + match):
             load_config(_example_with(d, f, (2001, 2004), (2005, 2006)))
     with pytest.raises(ConfigError, match=r"'site.validation_years' \[2005, 2009\] outside the drivers' "
-                                          r"years 2001-2006"):
+                                          r"days 2001-01-01 to 2006-12-31"):
         load_config(_example_with(tmp_path, _site_file(fluxnet_dir, tmp_path), (2001, 2004), (2005, 2009)))
+    cut = tmp_path / "cut"  # a file that stops on 20 December of its last year
+    cut.mkdir()
+    f = _site_file(fluxnet_dir, cut, edit=lambda d: d[d["TIMESTAMP"] < 20061221])
+    with pytest.raises(ConfigError, match=r"'site.validation_years' \[2005, 2006\] outside the drivers' "
+                                          r"days 2001-01-01 to 2006-12-20 .*every day of these years"):
+        load_config(_example_with(cut, f, (2001, 2004), (2005, 2006)))
 
 
 def test_validation_years_overlapping_calibration_years_are_refused(fluxnet_dir, tmp_path):

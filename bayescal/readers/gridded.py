@@ -311,11 +311,8 @@ def read_netcdf_product(
             raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
         grid = _Grid(ds, da, tdim, lat, lon, where)
-        if relative_sigma is None and sigma_variable is None:
-            raise ReaderError(f"{where}: give sigma_variable or relative_sigma for {nc_variable!r}")
-        if relative_sigma is not None and sigma_variable is not None:
-            raise ReaderError(f"{where}: give sigma_variable or relative_sigma for {nc_variable!r}, not both "
-                              f"(the file's {sigma_variable!r}, or {relative_sigma} x |value|)")
+        if (relative_sigma is None) == (sigma_variable is None):  # neither, or both
+            raise ReaderError(f"{where}: give one of sigma_variable, relative_sigma for {nc_variable!r}")
         for v in (sigma_variable, mask_variable):
             if v is not None:
                 _Grid(ds, ds[v], tdim, lat, lon, where)  # same grid, no extra dimension

@@ -371,10 +371,12 @@ def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> Non
     m["latitude"] = float(d.attrs["lat"])
     years = d["time"].dt.year.values
     first, last = int(years[0]), int(years[-1])
+    day0, day1 = (str(d["time"].values[i])[:10] for i in (0, -1))
     for (a, b), key in ((cal, "calibration_years"), (val, "validation_years")):
-        if a < first or b > last:
-            raise ConfigError(f"'site.{key}' {[a, b]} outside the drivers' years {first}-{last} "
-                              f"('model.drivers' {m['drivers']})")
+        partial = (b == last and day1[5:] != "12-31") or (a == first and day0[5:] != "01-01")
+        if a < first or b > last or partial:
+            raise ConfigError(f"'site.{key}' {[a, b]} outside the drivers' days {day0} to {day1} "
+                              f"('model.drivers' {m['drivers']}): every day of these years is needed")
     if m["spinup_years"] < 1 or first + m["spinup_years"] - 1 > last:
         raise ConfigError(f"'model.spinup_years' = {m['spinup_years']}: must be >= 1 and at most the "
                           f"drivers' {last - first + 1} years")
