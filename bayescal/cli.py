@@ -317,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         prefix, code = next((p, c) for e, p, c in _ERRORS if isinstance(err, e))
         print(f"bayescal: {prefix}{err}", file=sys.stderr)
         return code
+    except MemoryError as err:  # a size of the config (or the machine) too large: said, not a traceback
+        if args.debug:
+            raise
+        print(f"bayescal: out of memory ({type(err).__name__}: {err}); every finished model run and stage is "
+              "kept: lower a size of the config (design.n_runs, posterior.n_walkers, model.n_cells, "
+              "design.batch_size, ...) or run on a larger machine, then run again", file=sys.stderr)
+        return 1
     except Exception as err:
         if args.debug or not _caused_by_interrupt(err):
             raise

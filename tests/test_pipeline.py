@@ -640,3 +640,19 @@ def test_an_empty_parameter_list_is_named_not_taken_for_all(tmp_path, key):
     p.write_text(text.replace("[parameters]", f"[parameters]\n{key} = []", 1))
     with pytest.raises(ConfigError, match=rf"'parameters.{key}' is an empty list"):
         load_config(p)
+
+
+def test_out_of_memory_is_a_message_not_a_traceback(monkeypatch, capsys):
+    """A MemoryError (a size of the config too large for the machine) ends with one line naming
+    the sizes to lower, exit status 1; ``--debug`` raises it."""
+    import bayescal.cli as cli_module
+
+    def too_big(args):
+        raise MemoryError("Unable to allocate 1016. GiB")
+
+    monkeypatch.setattr(cli_module, "_check", too_big)
+    assert main(["check", str(TINY)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bayescal: out of memory") and "design.n_runs" in err and "Traceback" not in err
+    with pytest.raises(MemoryError):
+        main(["--debug", "check", str(TINY)])

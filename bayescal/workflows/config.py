@@ -223,8 +223,9 @@ def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
         raise ConfigError("'emulator.eof_modes' and 'oat.top_k' must be >= 1 and 'emulator_screen.n_points' "
                           ">= 1000")
     net = cfg["emulator"]["network"]
-    if len(net) != 2 or not all(isinstance(n, int) and n >= 1 for n in net):
-        raise ConfigError(f"'emulator.network' must be two layer widths, e.g. [12, 12], got {net!r}")
+    if len(net) != 2 or not all(isinstance(n, int) and 1 <= n <= 10_000 for n in net):
+        raise ConfigError(f"'emulator.network' must be two layer widths (1 to 10,000), e.g. [12, 12], "
+                          f"got {net!r}")
     if cfg["run"]["seed"] < 0:
         raise ConfigError(f"'run.seed' must be >= 0, got {cfg['run']['seed']}")
     if not cfg["observations"]["variables"]:
