@@ -670,3 +670,21 @@ def test_a_continued_chain_is_said(tmp_path):
         np.random.default_rng(0).normal(size=(4, 1)), 7)
     _say_resumed(Ctx, chain)
     assert said == ["  chain resumed at step 7 (chain.h5 holds a stopped run's steps)"]
+
+
+def test_a_partial_dalec_parameters_file_reaches_the_model(tmp_path):
+    """The documented file of the values it changes (docs/site.md) is the model's space, not only
+    the validated config's: check's model run and the stages use the merged space."""
+    from bayescal.workflows import make_context
+
+    example = Path(__file__).parents[1] / "examples" / "site_hainich.toml"
+    (tmp_path / "dalec_space.toml").write_text("[parameters.p2]\nlower = 0.3\nupper = 0.6\n"
+                                               "[parameters.lma]\nfixed = false\n")
+    text = example.read_text().replace("[model]\n", '[model]\nparameters_file = "dalec_space.toml"\n', 1)
+    text = text.replace('output = "', f'output = "{tmp_path}/run" #', 1)
+    (tmp_path / "site.toml").write_text(text)
+    assert main(["check", str(tmp_path / "site.toml")]) == 0
+    ctx = make_context(load_config(tmp_path / "site.toml"), tmp_path / "run", progress=False)
+    space = ctx.model.space
+    assert (space["p2"].lower[0], space["p2"].upper[0]) == (0.3, 0.6) and "lma" in space.labels
+    assert "lma" not in space.fixed and space.fixed == {"nit": 2.0}

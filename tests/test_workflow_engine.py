@@ -578,10 +578,15 @@ def _read_only_outputs(tmp_path: Path) -> list[Path]:
 
 
 def test_output_that_cannot_be_written_is_refused_by_name_before_any_run(tmp_path, capsys):
+    cfg = _site_config(tmp_path)
+    (tmp_path / "afile").write_text("mine")  # a file on the way: said as such, left as it was
+    out = tmp_path / "afile" / "sub"
+    assert main(["run", str(cfg), "--quiet", "--run-dir", str(out)]) == 2
+    assert f"{tmp_path / 'afile'} is a file, so no folder can be made in it" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
     cases = _read_only_outputs(tmp_path)
     if not cases:
         pytest.skip("no read-only place on this machine (root, no /sys)")
-    cfg = _site_config(tmp_path)
     for out in cases:
         assert main(["run", str(cfg), "--quiet", "--run-dir", str(out)]) == 2
         err = capsys.readouterr().err

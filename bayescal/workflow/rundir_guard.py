@@ -50,6 +50,9 @@ def check_run_dir(path: str | Path) -> str:
         raise RunDirRefused(f"run directory {path} is a file, not a folder; set '[run] output' "
                             "(or --run-dir) to a new folder")
     probe = next(p for p in (path, *path.parents) if p.exists())  # what a new folder is made in
+    if not probe.is_dir():
+        raise RunDirRefused(f"run directory {path}: {probe} is a file, so no folder can be made in it; set "
+                            "'[run] output' (or --run-dir) to a new folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise RunDirRefused(f"run directory {path}: {probe} is not writable (a read-only folder or file "
                             "system); set '[run] output' (or --run-dir) to a folder you can write")

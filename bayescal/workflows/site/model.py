@@ -26,9 +26,13 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
 
     m = cfg["model"]
     needed = sorted({p["variable"] for p in cfg["observations"]["products"]})
-    space = file_space(m)
+    space = file_space(m) if m["kind"] != "dalec" else None
     if m["kind"] == "dalec":
         from bayescal.models.dalec import DalecModel
+        from bayescal.workflows.validate import model_space
+
+        # a DALEC file lists only what it changes: merged with DALEC's own space, as validated
+        space = model_space(cfg) if m.get("parameters_file") else None
 
         return DalecModel(read_drivers(cfg), m["dalec_type"], space=space, diurnal_range=m["diurnal_range"],
                           spinup_years=m["spinup_years"], spinup_cycles=m["spinup_cycles"])
