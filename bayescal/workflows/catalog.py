@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..workflow import Workflow, registry
-from .config import is_site
+from .config import SCHEMA, ConfigError, is_site
 from .context import Context
 from .dagon.context import DagonContext
 from .dagon.workflow import DAGON
@@ -83,24 +83,18 @@ def check_unread(config: dict[str, Any], workflow: Workflow) -> None:
     """ConfigError for a key set away from its default that no stage of ``workflow`` reads on any
     of its routes: it would change nothing (``posterior.route`` in a global config,
     ``posterior.hm_waves`` or ``emulator_screen.keep`` in a site config)."""
-    from .config import SCHEMA, ConfigError
-
     reads = _reads(config, workflow)
-    for (section, key), (_, default) in ((k, SCHEMA[k[0]][k[1]]) for k in _keys(_CHECKED)):
-        dotted = f"{section}.{key}"
-        if dotted in _NOT_DECLARED or dotted in reads or section in reads or config[section][key] == default:
-            continue
-        hint = (" (it is for site models: model.kind = dalec, python or external)"
-                if section == "posterior" and key in _SITE_POSTERIOR and workflow.name != "site" else "")
-        theirs = sorted(k for k in reads if k.startswith(section + "."))
-        raise ConfigError(f"'{dotted}' is not read by the {workflow.name} workflow{hint}: remove it"
-                          + (f" (its {section} keys: {', '.join(theirs)})" if theirs else ""))
-
-
-def _keys(sections: tuple[str, ...]):
-    from .config import SCHEMA
-
-    return [(s, k) for s in sections for k in SCHEMA[s]]
+    for section in _CHECKED:
+        for key, (_, default) in SCHEMA[section].items():
+            dotted = f"{section}.{key}"
+            read = dotted in _NOT_DECLARED or dotted in reads or section in reads
+            if read or config[section][key] == default:
+                continue
+            hint = (" (it is for site models: model.kind = dalec, python or external)"
+                    if section == "posterior" and key in _SITE_POSTERIOR and workflow.name != "site" else "")
+            theirs = sorted(k for k in reads if k.startswith(section + "."))
+            raise ConfigError(f"'{dotted}' is not read by the {workflow.name} workflow{hint}: remove it"
+                              + (f" (its {section} keys: {', '.join(theirs)})" if theirs else ""))
 
 
 def _reads(config: dict[str, Any], workflow: Workflow) -> set[str]:
