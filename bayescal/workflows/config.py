@@ -218,22 +218,12 @@ def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
         raise ConfigError(f"'oat.select' must be 'effect' or 'combined', got {cfg['oat']['select']!r}")
     if cfg["oat"]["unit"] not in ("family", "value"):
         raise ConfigError(f"'oat.unit' must be 'family' or 'value', got {cfg['oat']['unit']!r}")
-    small = cfg["emulator"]["eof_modes"] < 1 or cfg["oat"]["top_k"] < 1
-    if small or cfg["emulator_screen"]["n_points"] < 1000:
-        raise ConfigError("'emulator.eof_modes' and 'oat.top_k' must be >= 1 and 'emulator_screen.n_points' "
-                          ">= 1000")
     net = cfg["emulator"]["network"]
     if len(net) != 2 or not all(isinstance(n, int) and 1 <= n <= 10_000 for n in net):
         raise ConfigError(f"'emulator.network' must be two layer widths (1 to 10,000), e.g. [12, 12], "
                           f"got {net!r}")
-    if cfg["run"]["seed"] < 0:
-        raise ConfigError(f"'run.seed' must be >= 0, got {cfg['run']['seed']}")
     if not cfg["observations"]["variables"]:
         raise ConfigError("'observations.variables' must name at least one variable, got []")
-    if not cfg["observations"]["sigma_floor"] >= 0:
-        raise ConfigError(
-            f"'observations.sigma_floor' must be >= 0, got {cfg['observations']['sigma_floor']}"
-        )
     if m["start"] > m["end"]:
         raise ConfigError(f"'model.start' ({m['start']}) must be <= 'model.end' ({m['end']})")
     if m["parameters_file"] is not None:
@@ -254,8 +244,6 @@ def _check_embedded_model(m: dict) -> None:
         raise ConfigError(
             f"'model.n_cells' must be >= {2 * len(BIOMES)} (two cells per biome), got {m['n_cells']}"
         )
-    if m["chunk_size"] < 1:
-        raise ConfigError(f"'model.chunk_size' must be >= 1, got {m['chunk_size']}")
     if m["ramp_start"] < first_year:
         raise ConfigError(
             f"'model.ramp_start' must be >= {first_year} (the drivers' pre-industrial start), "

@@ -68,9 +68,8 @@ def check_ranges(cfg: dict) -> None:
     if hm["hm_train"] not in ("all", "region") or hm["hm_design"] not in ("random", "maximin"):
         raise ConfigError("'posterior.hm_train' must be 'all' or 'region' and 'posterior.hm_design' "
                           "'random' or 'maximin'")
-    if hm["hm_waves"] < 0 or hm["hm_runs"] < 1 or hm["hm_cutoff"] <= 0:
-        raise ConfigError("'posterior.hm_waves' must be >= 0, 'posterior.hm_runs' >= 1 and "
-                          "'posterior.hm_cutoff' > 0")
+    if hm["hm_cutoff"] <= 0:
+        raise ConfigError(f"'posterior.hm_cutoff' must be > 0, got {hm['hm_cutoff']}")
     if cfg["posterior"]["left_out"] not in ("marginalise", "fix"):
         raise ConfigError(
             f"'posterior.left_out' must be 'marginalise' or 'fix', got {cfg['posterior']['left_out']!r}"
@@ -88,9 +87,6 @@ def check_ranges(cfg: dict) -> None:
         raise ConfigError(f"'emulator.training' must be 'all' or 'optimize', got {e['training']!r}")
     if not 0.0 <= e["drop_worst"] < 1.0:
         raise ConfigError(f"'emulator.drop_worst' must be in [0, 1), got {e['drop_worst']}")
-    if cfg["observations"]["gcb_block"] < 1:
-        raise ConfigError("'observations.gcb_block' must be >= 1 (years per GCB NBP mean), got "
-                          f"{cfg['observations']['gcb_block']}")
     if cfg["observations"]["gcb_errors"] not in ("correlated", "independent"):
         raise ConfigError("'observations.gcb_errors' must be 'correlated' or 'independent', got "
                           f"{cfg['observations']['gcb_errors']!r}")
