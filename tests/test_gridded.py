@@ -71,6 +71,15 @@ def test_footprint_averages_boxes_by_area(tmp_path):
     nearest = read_netcdf_product(f, "gpp", cells=cells, months=months, units="kgC m-2 s-1",
                                   relative_sigma=0.1)
     assert nearest.data.values[1, 0] == pytest.approx(1e-3 / 86400)  # 59.5 N is nearest; units converted
+    # a cell on a box edge takes the same box whichever way the file's coordinates run (the first
+    # index of a tie took the northern box when latitudes descend, the eastern one on 0..360)
+    edge = xr.Dataset({"lat": ("cell", [60.0]), "lon": ("cell", [10.0])}, coords={"cell": [0]})
+    seen = set()
+    for flip in ({}, {"lat": slice(None, None, -1)}, {"lon": slice(None, None, -1)}):
+        ds.isel(flip).to_netcdf(f)
+        q = read_netcdf_product(f, "gpp", cells=edge, months=months, units="gC m-2 d-1", relative_sigma=0.1)
+        seen.add(float(q.data.values[0, 0]))
+    assert seen == {1.0}  # the southern box (59.5 N)
 
 
 def test_file_errors_name_the_key(written, tmp_path):

@@ -69,6 +69,12 @@ def test_an_edited_product_file_is_read_again(tmp_path):
     k = len(obs["gpp"])  # one of the gpp products x 1.5: the mean of their logs moves by ln 1.5 / k
     np.testing.assert_allclose(after[:n_r] - before[:n_r], np.log(1.5) / k, rtol=1e-5)
     np.testing.assert_array_equal(after[n_r:], before[n_r:])
+    ds["gpp"] = -ds["gpp"]  # uptake as negative: log biome means of it cannot be formed, said before any run
+    os.remove(f)
+    ds.to_netcdf(f)
+    with pytest.raises(ConfigError, match=rf"observed mean of 'gpp' over biome .* is not positive "
+                                          rf".*'{f.stem}' \(values -.*other sign convention"):
+        load_config(cfg)
 
 
 def test_a_sigma_variable_in_its_own_units_and_clm_end_of_month_stamps(tmp_path):
@@ -89,6 +95,14 @@ def test_a_sigma_variable_in_its_own_units_and_clm_end_of_month_stamps(tmp_path)
                             months=pd.date_range("2001-01-01", periods=3, freq="MS"), units="gC m-2 d-1")
     np.testing.assert_allclose(p.data.values[0], np.arange(1.0, 4.0) * 1e-8 * 1e3 * 86400)  # Jan = 1
     np.testing.assert_allclose((p.sigma / p.data).values, 0.1)
+    # a year of such stamps without the bounds is read by its stamps, a month late if it is CLM's: said
+    ends = [cftime.DatetimeNoLeap(2001 + (m + 1) // 12, (m + 1) % 12 + 1, 1) for m in range(12)]
+    one = xr.Dataset({"GPP": (("time", "lat", "lon"), np.ones((12, 2, 2)), {"units": "kg m-2 s-1"})},
+                     coords={"time": ends, "lat": [10.0, 20.0], "lon": [0.0, 10.0]})
+    one.to_netcdf(f, encoding={"time": {"units": "days since 2001-01-01", "calendar": "noleap"}})
+    with pytest.warns(UserWarning, match=r"stamps fall on the 1st, from 2001-02 to 2002-01, without time bo"):
+        read_netcdf_product(f, "gpp", nc_variable="GPP", relative_sigma=0.1, cells=_cells([10.0], [0.0]),
+                            months=pd.date_range("2001-01-01", periods=3, freq="MS"), units="gC m-2 d-1")
 
 
 def test_units_the_file_lacks_are_given_in_the_products_keys(tmp_path):
@@ -113,10 +127,11 @@ def test_units_the_file_lacks_are_given_in_the_products_keys(tmp_path):
     np.testing.assert_allclose(p.data.values[0], np.arange(1.0, 4.0) * 1e-3 / 86400)
     np.testing.assert_allclose((p.sigma / p.data).values, 1e-4)  # 0.1 of the value, in mg
     assert p.data.attrs["file_units"] == "g m-2 d-1"
-    ds["GPP"].attrs["units"] = "kg m-2 s-1"  # wrong: the config's units win
+    ds["GPP"].attrs["units"] = "kg m-2 s-1"  # wrong: the config's units win, and say so
     os.remove(f)
     ds.to_netcdf(f)
-    q = read_netcdf_product(f, "gpp", file_units="g m-2 d-1", **where)
+    with pytest.warns(UserWarning, match="units attribute says 'kg m-2 s-1'; the product's 'units' key"):
+        q = read_netcdf_product(f, "gpp", file_units="g m-2 d-1", **where)
     np.testing.assert_allclose(q.data.values, p.data.values)
 
 
@@ -224,9 +239,30 @@ def test_a_relative_sigma_of_zero_values_is_named_and_floored(tmp_path):
     ds.to_netcdf(f)
     where = {"cells": _cells([10.0, 20.0], [0.0, 10.0]), "units": "kg m-2 s-1", "nc_variable": "GPP",
              "months": pd.date_range("2001-01-01", periods=3, freq="MS"), "relative_sigma": 0.1}
-    with pytest.raises(ReaderError, match=r"sigma must be > 0 where 'GPP' has data: 2 of 6 cell-months are "
-                                          r"not .*'sigma_floor'"):
+    with pytest.raises(ReaderError, match=r"sigma of 'GPP' is zero on 2 of the 6 cell-months with data \(the "
+                                          r"first in 2001-01\): zero values .*'sigma_floor'"):
         read_netcdf_product(f, "gpp", **where)
     p = read_netcdf_product(f, "gpp", sigma_floor=0.15, **where)
     np.testing.assert_allclose(p.sigma.transpose("cell", "time").values,
                                np.array([[0.15, 0.15, 0.2]] * 2) * 1e-3 / 86400)
+    # a sigma map without time is every month's; a negative one is named as negative
+    ds["s"] = (("lat", "lon"), np.full((2, 2), 0.5), {"units": "g m-2 d-1"})
+    ds.to_netcdf(f)
+    del where["relative_sigma"]
+    p = read_netcdf_product(f, "gpp", sigma_variable="s", **where)
+    np.testing.assert_allclose(p.sigma.values, 0.5e-3 / 86400)
+    ds["s"] = -ds["s"]
+    ds.to_netcdf(f)
+    with pytest.raises(ReaderError, match=r"sigma of 'GPP' is negative on 6 of the 6 .*fill_value"):
+        read_netcdf_product(f, "gpp", sigma_variable="s", **where)
+    # an undeclared fill value is named; the units key replacing an attribute that says otherwise warns
+    ds["s"], ds["GPP"][:2] = -ds["s"], -9999.0
+    ds.to_netcdf(f)
+    with pytest.raises(ReaderError, match=r"'GPP' holds -9999 on 4 of the model's cell-months.*fill_va"):
+        read_netcdf_product(f, "gpp", sigma_variable="s", **where)
+    with pytest.warns(UserWarning, match=r"units attribute says 'g m-2 d-1'; the product's 'units' key 'g"):
+        p = read_netcdf_product(f, "gpp", sigma_variable="s", fill_value=-9999, file_units="g m-2 s-1",
+                                **where)
+    assert int(p.data.notnull().sum()) == 2  # the fill value missing; sigma follows the key (same attribute)
+    np.testing.assert_allclose(p.sigma.values, 0.5e-3)
+    np.testing.assert_allclose(p.data.transpose("cell", "time").values[:, 2:], [[2e-3]] * 2)

@@ -29,20 +29,22 @@ def _series(a, b, time):
 class Model:
     """A user's model: dict drivers, dict output on (member, cell=1, time), failed/failure, raises."""
 
-    def __init__(self, start="2001-01-01", end="2003-12-31", form="dict", raise_above=None, days=None):
+    def __init__(self, start="2001-01-01", end="2003-12-31", form="dict", raise_above=None, days=None,
+                 si=False):
+        self.si = si  # NEE in kg m-2 s-1 (an SI model) rather than gC m-2 d-1
         self.space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0), Parameter("b", 0.0, -2.0, 2.0)])
         time = pd.date_range(start, end, freq="D")
         self.drivers = {"tair": np.zeros(time.size), "dates": time.values}  # not an xarray Dataset
         self.form, self.raise_above = form, raise_above
         self.time = time.values[:days] if days else time.values
         if form != "no_units":
-            self.units = {"nee": "gC m-2 d-1", "gpp": "gC m-2 d-1"}  # a dict output carries none
+            self.units = {"nee": "kg m-2 s-1" if si else "gC m-2 d-1", "gpp": "gC m-2 d-1"}  # a dict has none
 
     def __call__(self, theta):
         theta = np.atleast_2d(theta)
         if self.raise_above is not None and (theta[:, 0] > self.raise_above).any():
             raise FloatingPointError(f"a = {theta[:, 0].max():.3f} blows the model up")
-        nee = _series(theta[:, 0], theta[:, 1], self.time)
+        nee = _series(theta[:, 0], theta[:, 1], self.time) / (8.64e7 if self.si else 1.0)
         k = theta.shape[0]
         if self.form == "no_time":
             return {"nee": nee.mean(1)}
@@ -93,8 +95,9 @@ def test_a_model_written_from_the_docs_runs_and_recovers_the_truth(tmp_path, cap
     """Module beside the config (not on PYTHONPATH), dict drivers, dict output on (member, cell=1,
     time), failed/failure, members that raise above a = 4.5: the run goes on, the raising and
     failing members are recorded, the truth is recovered, and a year without observations is
-    predicted (its bands alone)."""
-    cfg = _setup(tmp_path, 'raise_above = 4.5')
+    predicted (its bands alone). The model's NEE is in kg m-2 s-1: the observations are converted
+    to it, and the validation is in gC m-2 d-1 (its annual sums came out as 1e-5 of a kg)."""
+    cfg = _setup(tmp_path, 'raise_above = 4.5, si = true')
     assert main(["check", str(cfg)]) == 0
     assert "follows the contract" in capsys.readouterr().out
     assert main(["run", str(cfg), "--quiet"]) == 0
@@ -111,6 +114,10 @@ def test_a_model_written_from_the_docs_runs_and_recovers_the_truth(tmp_path, cap
     assert year3["nee_observed_daily"].isnull().all()
     summary = json.loads((tmp_path / "run" / "propagate" / "summary.json").read_text())
     assert summary["nee"]["validation_observed_days"] == 0
+    # the year's NEE, b * 365 with b's sd ~0.016 and the daily noise: a band of tens of gC m-2 yr-1
+    assert (summary["nee"]["units"], summary["nee"]["annual_units"]) == ("gC m-2 d-1", "gC m-2 yr-1")
+    assert 2.0 < summary["nee"]["annual_interval_width_parameters"] < 100.0
+    assert 1.5 < float(abs(year3["nee_daily"]).max()) < 6.0  # a = 2.5 gC m-2 d-1, not 3e-8
 
 
 def test_raising_members_fail_alone_with_their_reason(tmp_path):
@@ -242,10 +249,21 @@ def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
 
     pipe = make_context(load_config(cfg))
     assert pipe.full_space.upper.tolist() == [3.0, 1.0]
-    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 1.0\nupper = 3.0\n'
-                                         '[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n')
-    assert main(["check", str(cfg)]) == 2
-    assert "missing ['b'], unknown ['c']" in capsys.readouterr().err
+    # a file of what it changes: the model's own keys stay (its units, a log scale: a file that
+    # leaves out `scale` once made a log-uniform prior uniform, silently)
+    (tmp_path / "mymodel.py").write_text((tmp_path / "mymodel.py").read_text().replace(
+        'Parameter("a", 2.0, 0.0, 5.0)', 'Parameter("a", 2.0, 0.5, 5.0, "gC m-2 d-1", scale="log")'))
+    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 1.0\nupper = 3.0\n')
+    space = make_context(load_config(cfg)).full_space
+    assert space["a"].scale == "log" and space["a"].units == "gC m-2 d-1"
+    assert (space.lower.tolist(), space.upper.tolist()) == ([1.0, -2.0], [3.0, 2.0])
+    for text, says in (('[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n',
+                        "the model 'mymodel:Model' has no values ['c']"),
+                       ('[parameters.b]\nupper = 4.0\n',
+                        "b's bounds [-2, 4] leave the model's range [-2, 2]")):
+        (tmp_path / "space.toml").write_text(text)
+        assert main(["check", str(cfg)]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_external_program_that_is_missing_or_writes_nothing_is_named_by_check(tmp_path, capsys):

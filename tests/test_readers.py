@@ -291,6 +291,15 @@ def test_csv_fill_values_duplicates_and_order(tmp_path):
     assert [str(d)[:10] for d in p.data.time.values] == [f"2001-01-0{i}" for i in range(1, 6)]  # sorted
     np.testing.assert_array_equal(p.data.values[[0, 2]], [1.0, 3.0])
     assert np.isnan(p.data.values[[1, 3, 4]]).all() and p.sigma.values[2] == 0.3
+    # a file's own missing-value code (-999) read as data would enter the likelihood: named, unless given
+    rows = "".join(f"2001-01-{d:02d},{-999 if d % 3 == 0 else d / 10},{0.2 if d % 3 else -999}\n"
+                   for d in range(1, 11))
+    f.write_text("time,value,sigma\n" + rows)
+    with pytest.raises(ReaderError, match=r"column value holds -999 on 3 days \(the first 2001-01-03\).*"
+                                          r"fill_value = -999"):
+        read_csv_product(f, "nee", units="gC m-2 d-1")
+    p = read_csv_product(f, "nee", units="gC m-2 d-1", fill_value=-999)
+    assert int(p.data.notnull().sum()) == 7 and float(p.data.max()) == 1.0 and float(p.sigma.max()) == 0.2
     f.write_text("time,value,sigma\n2001-01-01,1.0,0.1\n2001-01-02,2.0,0.1\n2001-01-02,2.5,0.1\n")
     with pytest.raises(ReaderError, match=r"nee.csv: 1 duplicated day\(s\); the first is 2001-01-02"):
         read_csv_product(f, "nee", units="gC m-2 d-1", key="observations.products[1]")

@@ -600,7 +600,7 @@ def test_a_bad_parameters_file_is_a_config_error_naming_it_for_every_model_kind(
         (lambda d: d["p2"].update(default=0.9), r"p2.*default 0.9 outside bounds"),
         (lambda d: d.update(p2x=d.pop("p2")), r"DALEC-evergreen has no values \['p2x'\]; did you mean 'p2'"),
         (lambda d: d.update(p3=0.5), r"needs a \[parameters.<name>\] table for each value it changes"),
-        (lambda d: d["p2"].update(groups="pft9"), r"p2 is one value in DALEC .*; the file makes it 9"),
+        (lambda d: d["p2"].update(groups="pft9"), r"p2 is 1 value\(s\) in DALEC .*; the file makes it 9"),
         (lambda d: d["p2"].update(lower=0.0, upper=1.5),
          r"p2's bounds \[0, 1.5\] leave DALEC's range \[0.2, 0.7\]"),
     ]

@@ -94,15 +94,17 @@ class BiomeSummaries:
 
     def of_observations(self, obs: Observations, grid: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Observed summaries and their sigma; ``grid`` holds the cells' ``biome`` and ``area``."""
-        o, s = observed_regional_means(obs, list(self.variables), grid["biome"], grid["area"],
-                                       floor=self.sigma_floor)
-        o, s = o.values.copy(), s.values.copy()
-        gappy = self._gappy()
-        n_r = o.size // len(self.variables)
-        for v in gappy:
-            i = list(self.variables).index(v)
-            sl = slice(i * n_r, (i + 1) * n_r)
-            o[sl], s[sl] = _product_means(obs[v], grid, None, self.sigma_floor)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a mean <= 0: named below
+            o, s = observed_regional_means(obs, list(self.variables), grid["biome"], grid["area"],
+                                           floor=self.sigma_floor)
+            o, s = o.values.copy(), s.values.copy()
+            gappy = self._gappy()
+            n_r = o.size // len(self.variables)
+            for v in gappy:
+                i = list(self.variables).index(v)
+                sl = slice(i * n_r, (i + 1) * n_r)
+                o[sl], s[sl] = _product_means(obs[v], grid, None, self.sigma_floor)
+        _refuse_nonpositive(o, s, obs, list(self.variables), np.unique(grid["biome"].values))
         if self.gcb_years:
             from ..observations.gcb import load_gcb2024
 
@@ -115,6 +117,25 @@ class BiomeSummaries:
                 sb = np.array([np.sqrt((s**2).sum()) / s.size for s in sig])
             o, s = np.concatenate([o, ob]), np.concatenate([s, sb])
         return o, s
+
+
+def _refuse_nonpositive(o: np.ndarray, s: np.ndarray, obs: Observations, variables: list[str],
+                        labels: np.ndarray) -> None:
+    """An ObservationError naming the variable, biome and products of the first observed summary
+    that is not finite: the log of a biome mean that is not positive (a product of the other sign
+    convention, or an undeclared fill value), found before any model run."""
+    bad = np.flatnonzero(~(np.isfinite(o) & np.isfinite(s)))
+    if not bad.size:
+        return
+    n_r = o.size // len(variables)
+    v, r = variables[int(bad[0]) // n_r], int(bad[0]) % n_r
+    biome = str(labels[r]) if labels.size == n_r else f"number {r}"
+    names = ", ".join(f"{p.name!r} (values {float(p.data.min()):.3g} to {float(p.data.max()):.3g})"
+                      for p in obs[v])
+    raise ObservationError(f"the observed mean of {v!r} over biome {biome!r} is not positive ({len(bad)} "
+                           f"summaries so): the likelihood compares log biome means. Its products: {names}. "
+                           "A product of the other sign convention (uptake as negative?) or an undeclared "
+                           "fill value (the product's fill_value)?")
 
 
 def _product_means(products, where: xr.Dataset, model: xr.DataArray | None, floor: float = 0.0):

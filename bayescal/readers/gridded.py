@@ -37,6 +37,7 @@ Alignment:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,15 @@ def _wrap(dlon: np.ndarray) -> np.ndarray:
     return (dlon + 180.0) % 360.0 - 180.0
 
 
+def _nearest(d2: np.ndarray, offset: np.ndarray) -> int:
+    """The index of the smallest squared distance ``d2``; a tie (a cell centre on a box edge) goes to
+    the smallest signed ``offset`` (the southern, then western box), whichever way the file's
+    coordinates run -- the first index would pick the other box in a file whose latitudes descend."""
+    best = np.nanmin(d2)
+    ties = np.flatnonzero(d2 <= best + 1e-9 * (1.0 + best))
+    return int(ties[np.argmin(offset[ties])])
+
+
 def _weights_regular(lat: np.ndarray, lon: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray,
                      footprint: float | None) -> sparse.csr_matrix:
     """Sparse (cells, lat x lon boxes, row-major) weights on a regular grid (separable distances)."""
@@ -108,8 +118,7 @@ def _weights_regular(lat: np.ndarray, lon: np.ndarray, cell_lat: np.ndarray, cel
         dlat = lat - cell_lat[c]
         dlon = _wrap(lon - cell_lon[c])
         if footprint is None:
-            i = int(np.argmin(dlat**2))
-            j = int(np.argmin((dlon * np.cos(np.deg2rad(cell_lat[c]))) ** 2))
+            i, j = _nearest(dlat**2, dlat), _nearest(dlon**2, dlon)
             rows.append([c]), cols.append([i * nlon + j]), vals.append([1.0])
             continue
         ii = np.flatnonzero(np.abs(dlat) <= footprint)
@@ -128,8 +137,9 @@ def _weights_points(glat: np.ndarray, glon: np.ndarray, cell_lat: np.ndarray, ce
     rows, cols, vals = [], [], []
     for c in range(n):
         if footprint is None:
-            d = (glat - cell_lat[c]) ** 2 + (_wrap(glon - cell_lon[c]) * np.cos(np.deg2rad(cell_lat[c]))) ** 2
-            rows.append([c]), cols.append([int(np.nanargmin(d))]), vals.append([1.0])
+            dlat, dlon = glat - cell_lat[c], _wrap(glon - cell_lon[c]) * np.cos(np.deg2rad(cell_lat[c]))
+            k = _nearest(dlat**2 + dlon**2, dlat + 1e-6 * dlon)
+            rows.append([c]), cols.append([k]), vals.append([1.0])
             continue
         near = np.flatnonzero(np.abs(glat - cell_lat[c]) <= footprint)
         dlon = _wrap(glon[near] - cell_lon[c])
@@ -193,7 +203,8 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
     the stamp."""
     t = da[tdim]
     bounds = t.attrs.get("bounds", t.encoding.get("bounds"))
-    if bounds in ds.variables and ds[bounds].ndim == 2 and ds[bounds].sizes.get(tdim) == t.size:
+    stamps = not (bounds in ds.variables and ds[bounds].ndim == 2 and ds[bounds].sizes.get(tdim) == t.size)
+    if not stamps:
         b = ds[bounds].transpose(tdim, ...).values
         try:
             t = xr.DataArray(b[:, 0] + (b[:, 1] - b[:, 0]) / 2, dims=tdim)
@@ -201,10 +212,31 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
             raise ReaderError(f"{where}: time bounds {bounds!r} of {da.name!r} are not dates "
                               f"({err})") from None
     try:
-        return t.dt.year.values.astype(np.int64) * 12 + t.dt.month.values.astype(np.int64)
+        keys = t.dt.year.values.astype(np.int64) * 12 + t.dt.month.values.astype(np.int64)
     except (AttributeError, TypeError) as err:
-        raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates "
-                          f"(units {t.attrs.get('units', t.encoding.get('units'))!r}: {err})") from None
+        units = t.attrs.get("units", t.encoding.get("units"))
+        why = "it has no units attribute (CF: such as 'days since 1850-01-01')" if units is None else \
+            f"units {units!r}: {err}"
+        raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates ({why})") from None
+    if stamps:
+        _say_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}")
+    return keys
+
+
+def _say_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str) -> None:
+    """A warning for monthly stamps on the 1st at midnight, February to January, without time
+    bounds: CESM/CLM history files stamp each month at its end, and read by their stamps every
+    value would be a month late (with bounds the middle of each month is taken)."""
+    if keys.size < 12 or np.any(np.diff(keys) != 1):
+        return
+    if not ((t.dt.day == 1).all() and (t.dt.hour == 0).all() and t.dt.month.values[0] == 2
+            and t.dt.month.values[-1] == 1):
+        return
+    warnings.warn(f"{what}: its monthly time stamps fall on the 1st, from {str(t.values[0])[:7]} to "
+                  f"{str(t.values[-1])[:7]}, without time bounds, and are read as the months they name. A "
+                  "CESM/CLM history file stamps each month at its end (January on 1 February): if this is "
+                  "one, every value is read a month late -- give the file its time bounds (time_bnds)",
+                  UserWarning, stacklevel=4)
 
 
 def _monthly_boxes(da: xr.DataArray, grid: _Grid, used: np.ndarray, keys: np.ndarray,
@@ -272,16 +304,21 @@ def read_netcdf_product(
     file_units: str | None = None,
     sigma_units: str | None = None,
     sigma_floor: float | None = None,
+    fill_value: float | None = None,
     key: str = "",
 ) -> Product:
     """A gridded product on the model's ``cells`` (``lat``, ``lon`` on ``cell``) and ``months``.
 
     ``variable`` is the model's name; ``nc_variable`` the file's (default the same); ``units``
     the model's units. ``file_units`` / ``sigma_units``: the units of the file's variable / sigma
-    variable when its ``units`` attribute is missing or wrong (they replace it). ``sigma_floor``:
-    the smallest sigma, in the data variable's units (a relative sigma of a zero value, a sigma
-    missing where there are data). See the module
-    docstring for the reading and the alignment.
+    variable when its ``units`` attribute is missing or wrong (they replace it; replacing a
+    readable attribute that says otherwise is a warning, and a sigma variable with the same
+    attribute follows the replacement). ``sigma_floor``: the smallest sigma, in the data
+    variable's units (a relative sigma of a zero value, a sigma missing where there are data).
+    ``fill_value``: a missing-value code the file's attributes do not declare (``_FillValue`` and
+    ``missing_value`` are honoured); without it, one large round number on three or more of the
+    model's cell-months is an error asking for it. A sigma variable without time is the same
+    every month. See the module docstring for the reading and the alignment.
     """
     path = Path(path)
     where = f"{key + ': ' if key else ''}{path}"
@@ -300,26 +337,25 @@ def read_netcdf_product(
         for v in (nc_variable, sigma_variable, mask_variable):
             if v is not None and v not in ds:
                 raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
-        da = ds[nc_variable]
-        have = file_units or str(da.attrs.get("units", "")).strip()
-        if not have:
-            raise ReaderError(f"{where}: variable {nc_variable!r} has no 'units' attribute (CF): give its "
-                              "units in the product's 'units' key")
-        try:
-            factor = conversion_factor(have, units, variable)
-        except UnitError as err:
-            raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
+        if relative_sigma is not None and sigma_variable is not None:
+            raise ReaderError(f"{where}: give only one of sigma_variable, relative_sigma for {nc_variable!r}")
+        if relative_sigma is None and sigma_variable is None:
+            raise ReaderError(f"{where}: give one of sigma_variable, relative_sigma for {nc_variable!r}")
+        da = _masked(ds[nc_variable], fill_value)
+        have, factor = _data_units(da, file_units, units, variable, f"{where}: variable {nc_variable!r}")
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
         grid = _Grid(ds, da, tdim, lat, lon, where)
-        if (relative_sigma is None) == (sigma_variable is None):  # neither, or both
-            raise ReaderError(f"{where}: give one of sigma_variable, relative_sigma for {nc_variable!r}")
-        for v in (sigma_variable, mask_variable):
+        sv = None if sigma_variable is None else _masked(ds[sigma_variable], fill_value)
+        if sv is not None and tdim not in sv.dims:  # a map of sigma: the same every month
+            sv = sv.expand_dims({tdim: ds[tdim]}).transpose(*[d for d in da.dims if d in (*sv.dims, tdim)])
+        mv = None if mask_variable is None else ds[mask_variable]
+        for v, arr in ((sigma_variable, sv), (mask_variable, mv)):
             if v is not None:
-                _Grid(ds, ds[v], tdim, lat, lon, where)  # same grid, no extra dimension
-                if not set(grid.dims) <= set(ds[v].dims):
+                _Grid(ds, arr, tdim, lat, lon, where)  # same grid, no extra dimension
+                if not set(grid.dims) <= set(arr.dims):
                     raise ReaderError(f"{where}: {v!r} is not on the grid of {nc_variable!r} "
                                       f"{list(grid.dims)}")
-        mask = ds[mask_variable] if mask_variable is not None else None
+        mask = mv
         w = grid.weights(cells, footprint_deg)
         used = np.unique(w.indices)
         w = sparse.csr_matrix((w.data, np.searchsorted(used, w.indices), w.indptr),
@@ -327,10 +363,14 @@ def read_netcdf_product(
         keys = _month_keys(ds, da, tdim, where)
         months = pd.DatetimeIndex(months)
         data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask)
+        if fill_value is None:
+            _refuse_fill_codes(data.values, f"{where}: variable {nc_variable!r}")
         sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
-        if sigma_variable is not None:
-            sigma = _aligned(ds[sigma_variable], grid, w, used, keys, months, cells["cell"].values, mask)
-            su = sigma_units or str(ds[sigma_variable].attrs.get("units", "")).strip()
+        if sv is not None:
+            sigma = _aligned(sv, grid, w, used, keys, months, cells["cell"].values, mask)
+            attr = str(sv.attrs.get("units", "")).strip()
+            # the key replaced the data's attribute: a sigma variable saying the same follows it
+            su = sigma_units or (have if attr == str(da.attrs.get("units", "")).strip() else attr)
             sigma_factor = _sigma_factor(su, units, variable, factor, f"{where}: sigma variable "
                                          f"{sigma_variable!r} [{su}] is not in units of {nc_variable!r}")
         else:
@@ -340,19 +380,77 @@ def read_netcdf_product(
                           f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}): no overlap in time or space")
     if sigma_floor is not None:  # in the data variable's units; a missing sigma becomes the floor
         sigma = np.fmax(sigma, sigma_floor * factor / sigma_factor)
-    _check_sigma(data, sigma, f"{where}: sigma must be > 0 where {nc_variable!r} has data")
+    _check_sigma(data, sigma, f"{where}: sigma of {nc_variable!r}")
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)
 
 
+def _masked(da: xr.DataArray, fill_value: float | None) -> xr.DataArray:
+    """``da`` with the product's ``fill_value`` (a code the file does not declare) missing (lazy)."""
+    return da if fill_value is None else da.where(da != fill_value)
+
+
+def _data_units(da: xr.DataArray, file_units: str | None, units: str, variable: str,
+                what: str) -> tuple[str, float]:
+    """The file variable's units (the ``units`` key, else its attribute) and the factor to the
+    model's; a key replacing a readable attribute that says otherwise is a warning naming both."""
+    from .units import parse_units
+
+    attr = str(da.attrs.get("units", "")).strip()
+    have = file_units or attr
+    if not have:
+        raise ReaderError(f"{what} has no 'units' attribute (CF): give its units in the product's "
+                          "'units' key")
+    try:
+        factor = conversion_factor(have, units, variable)
+    except UnitError as err:
+        raise ReaderError(f"{what}: {err}") from None
+    if file_units and attr:
+        try:
+            parse_units(attr)
+        except UnitError:  # an attribute pint cannot read: the key is there to replace it
+            return have, factor
+        try:
+            same = abs(conversion_factor(attr, file_units, variable) - 1.0) < 1e-9
+        except UnitError:
+            same = False
+        if not same:
+            warnings.warn(f"{what}: its units attribute says {attr!r}; the product's 'units' key "
+                          f"{file_units!r} replaces it (remove the key if the attribute is right)",
+                          UserWarning, stacklevel=3)
+    return have, factor
+
+
+def _refuse_fill_codes(values: np.ndarray, what: str) -> None:
+    """One large round number (|x| >= 999) on three or more cell-months: a missing-value code the
+    file does not declare, read as data -- an error asking for ``fill_value``."""
+    x = values[np.isfinite(values)]
+    odd = x[(np.abs(x) >= 999.0) & (x == np.round(x))]
+    if odd.size < 3:
+        return
+    codes, counts = np.unique(odd, return_counts=True)
+    if counts.max() >= 3:
+        v = codes[int(np.argmax(counts))]
+        raise ReaderError(f"{what} holds {v:g} on {int(counts.max())} of the model's cell-months, and its "
+                          "_FillValue / missing_value attributes do not say it is missing: give the product "
+                          f"fill_value = {v:g} (or set the attribute in the file)")
+
+
 def _check_sigma(data: xr.DataArray, sigma: xr.DataArray, what: str) -> None:
-    """A ReaderError starting with ``what`` unless sigma > 0 wherever there are data."""
-    has = np.isfinite(data.values)
-    bad = has & ~(sigma.values > 0)
-    if bad.any():
-        raise ReaderError(f"{what}: {int(bad.sum())} of {int(has.sum())} cell-months are not (zero values "
-                          "with relative_sigma?): give the product a 'sigma_floor' (in the file's units)")
+    """A ReaderError starting with ``what`` unless sigma > 0 wherever there are data, saying which
+    way it is not: negative (a sign or a fill value), missing, or zero."""
+    has, s = np.isfinite(data.values), np.asarray(sigma.values, dtype=float)
+    kinds = (("negative", has & (s < 0), "a sign, or an undeclared fill value? (fill_value)"),
+             ("missing", has & np.isnan(s), "give the product a 'sigma_floor' (in the file's units) to "
+                                            "fill it"),
+             ("zero", has & (s == 0), "zero values with relative_sigma, or too small for the file's type? "
+                                      "give the product a 'sigma_floor' (in the file's units)"))
+    for name, bad, hint in kinds:
+        if bad.any():
+            first = data["time"].values[np.flatnonzero(bad.any(axis=0))[0]]
+            raise ReaderError(f"{what} is {name} on {int(bad.sum())} of the {int(has.sum())} cell-months "
+                              f"with data (the first in {str(first)[:7]}): {hint}")
 
 
 def _sigma_factor(sigma_units: str, units: str, variable: str, data_factor: float, what: str) -> float:

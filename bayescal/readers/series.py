@@ -51,6 +51,23 @@ def _numbers(column: pd.Series, name: str, where: str) -> pd.Series:
     return num
 
 
+def _refuse_fill_codes(column: pd.Series, name: str, time: pd.DatetimeIndex, where: str) -> None:
+    """One large round number (|x| >= 999, not FLUXNET's own -9999/-6999) on three or more days:
+    a missing-value code read as data -- an error asking for ``fill_value``."""
+    x = column.to_numpy(float)
+    odd = np.isfinite(x) & (np.abs(x) >= 999.0) & (x == np.round(x)) & ~np.isin(x, FILL_VALUES)
+    if not odd.any():
+        return
+    values, counts = np.unique(x[odd], return_counts=True)
+    if counts.max() >= 3:
+        v = values[int(np.argmax(counts))]
+        first = time[int(np.flatnonzero(x == v)[0])]
+        raise ReaderError(f"{where}: column {name} holds {v:g} on {int(counts.max())} days (the first "
+                          f"{first:%Y-%m-%d}): a missing-value code? Give the product fill_value = {v:g} "
+                          "(those days are then missing), or correct the file; if they are data, give a "
+                          "fill_value the file does not use, such as -9999")
+
+
 def read_csv_product(
     path: str | Path,
     variable: str,
@@ -60,6 +77,7 @@ def read_csv_product(
     relative_sigma: float | None = None,
     sigma_floor: float = 0.0,
     sigma_units: str | None = None,
+    fill_value: float | None = None,
     name: str | None = None,
     key: str = "",
 ) -> Product:
@@ -71,7 +89,10 @@ def read_csv_product(
     ``units`` too, unless ``sigma_units`` says otherwise. Without a ``sigma`` column,
     ``relative_sigma`` (> 0) x |value| is the sigma. Empty cells, ``NaN`` and the FLUXNET fill
     values (``-9999``, ``-6999``) are missing values; any other text in ``value`` or ``sigma`` is an
-    error naming its line. Duplicated days are an error naming the first; rows out of order are
+    error naming its line. ``fill_value`` is the file's own missing-value code (such as ``-999``);
+    without it, one large round number (|x| >= 999) on three days or more is an error that asks
+    for it -- a fill value read as data would enter the likelihood. Duplicated days are an error
+    naming the first; rows out of order are
     sorted. A negative or missing sigma on a day with a value is an error naming the day; every
     sigma must be > 0 after the floor (``sigma_floor``, in ``units``).
     """
@@ -89,6 +110,10 @@ def read_csv_product(
     for c in ("value", "sigma"):
         if c in df:
             df[c] = _numbers(df[c], c, where)
+            if fill_value is None:
+                _refuse_fill_codes(df[c], c, time, where)
+            else:
+                df[c] = df[c].mask(df[c] == fill_value)
     df = _daily_index(time, where, _missing_to_nan(df))
     time = df.index
     value = df["value"].to_numpy(float)

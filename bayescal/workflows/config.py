@@ -77,7 +77,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "aggregate": (str, "daily"),
         "discrepancy": (str, "estimate"),
         "autocorrelation": (bool, True),
-        "ml_evaluations": (int, 2000),
+        "ml_evaluations": (int, 20000),
     },
     "screen": {"enabled": (bool, True), "trajectories": (int, 8), "top_k": (int, 10)},
     "optimize": {

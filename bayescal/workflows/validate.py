@@ -19,13 +19,13 @@ from .config import (
     check_output,
     check_walkers,
     clamp_default_years,
-    did_you_mean,
     is_site,
     typed_with_defaults,
 )
 from .own_model import OWN_KINDS, check_own_model_keys, file_space, python_model
 from .ranges import check_ranges
 from .site.config import check_gridded_products, check_site_config
+from .space_file import merged_space
 
 __all__ = ["load_config", "model_space", "validate_config"]
 
@@ -213,7 +213,9 @@ def model_space(cfg: dict):
 
     m = cfg["model"]
     if m["parameters_file"] and m["kind"] == "dalec":
-        return _dalec_file_space(m, dalec_parameter_space(m["dalec_type"]))
+        return merged_space(m, dalec_parameter_space(m["dalec_type"]), f"DALEC-{m['dalec_type']}", "DALEC")
+    if m["parameters_file"] and m["kind"] == "python":
+        return merged_space(m, python_model(m).space, f"the model {m['entry_point']!r}", "the model")
     if m["parameters_file"]:
         return file_space(m)
     if m["kind"] == "dalec":
@@ -221,46 +223,6 @@ def model_space(cfg: dict):
     if m["kind"] == "python":
         return python_model(m).space
     return default_parameter_space()
-
-
-def _dalec_file_space(m: dict, builtin):
-    """DALEC's space from ``model.parameters_file``: the values the file lists, each a table of
-    what it changes (``lower``, ``upper``, ``default``, ``fixed``, ...); the others keep DALEC's.
-    Each within DALEC's range (REFLEX's Table A3: the file can narrow the bounds and move the
-    defaults, not widen them -- a fraction above 1 breaks the carbon balance); errors name the file."""
-    from ..parameters import ParameterSpace
-
-    where = f"'model.parameters_file' {m['parameters_file']}"
-    try:
-        given = tomllib.loads(Path(m["parameters_file"]).read_text()).get("parameters")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"{where}: cannot be read as TOML ({type(err).__name__}: {err})") from None
-    if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
-        raise ConfigError(f"{where}: needs a [parameters.<name>] table for each value it changes, such as "
-                          "[parameters.p2] with lower = 0.3, upper = 0.6")
-    unknown = [k for k in given if k not in builtin.names]
-    if unknown:
-        raise ConfigError(f"{where}: DALEC-{m['dalec_type']} has no values {unknown}"
-                          f"{did_you_mean(unknown[0], builtin.names)}; its values are {builtin.names} "
-                          "(list those you change: the others keep DALEC's bounds and defaults)")
-    merged = builtin.to_dict()
-    for name, spec in given.items():
-        merged["parameters"][name] = {**merged["parameters"][name], **spec}
-    try:
-        space = ParameterSpace.from_dict(merged, source=str(m["parameters_file"]))
-    except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
-        raise ConfigError(f"{where}: {type(err).__name__}: {err}") from None
-    if space.all_labels != builtin.all_labels:  # 'groups' made a value a vector
-        odd = next(n for n in given if space[n].labels != builtin[n].labels)
-        raise ConfigError(f"{where}: {odd} is one value in DALEC ({builtin[odd].labels}); the file makes it "
-                          f"{len(space[odd].labels)} ('groups' is for per-PFT families of a global model)")
-    lo, hi, qlo, qhi = space.all_lower, space.all_upper, builtin.all_lower, builtin.all_upper
-    for k in np.flatnonzero((lo < qlo) | (hi > qhi)):
-        lab = space.all_labels[k]
-        raise ConfigError(f"{where}: {lab}'s bounds [{lo[k]:g}, {hi[k]:g}] leave DALEC's range [{qlo[k]:g}, "
-                          f"{qhi[k]:g}] ({builtin[lab.split('[')[0]].description}): a parameters file "
-                          "can narrow the bounds, not widen them")
-    return space
 
 
 def load_config(path: str | Path, model=None) -> dict[str, Any]:

@@ -175,12 +175,17 @@ class GlobalContext(Context):
         ``workdir``, default the run directory's ``external/``)."""
         from bayescal.models import LandCarbonModel, make_drivers, make_grid
         from bayescal.workflows.own_model import external_model, file_space, python_model
+        from bayescal.workflows.space_file import merged_space
 
         m = self.config["model"]
         if m["kind"] != "global":
-            space = file_space(m)
             if m["kind"] == "python":
-                return self.conform(python_model(m, space), space)
+                model = python_model(m)
+                # the file lists what it changes; the model's own space keeps the rest (its log scales)
+                space = merged_space(m, model.space, f"the model {m['entry_point']!r}", "the model") \
+                    if m["parameters_file"] else None
+                return self.conform(model, space)
+            space = file_space(m)
             return self.conform(external_model(m, space, workdir or self.run_dir / "external", None))
         grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
         drivers = make_drivers(grid, start=m["start"], end=m["end"], ramp_start=m["ramp_start"],

@@ -20,9 +20,9 @@ from bayescal.workflows.own_model import check_own_model_keys, resolve_path
 
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
-                "units", "to_units", "sigma_units", "name"}
+                "units", "to_units", "sigma_units", "fill_value", "name"}
 GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
-                "mask_variable", "footprint_deg", "name", "units", "sigma_units", "sigma_floor"}
+                "mask_variable", "footprint_deg", "name", "units", "sigma_units", "sigma_floor", "fill_value"}
 FORMATS = ("fluxnet", "csv")
 
 __all__ = ["FORMATS", "SITE_KINDS", "check_gridded_products", "check_site_config", "conform_units",
@@ -182,6 +182,11 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
                 raise ConfigError(f"'{key}.{req}' is required")
         if spec["format"] not in formats:
             raise ConfigError(f"'{key}.format' must be one of {formats}, got {spec['format']!r}")
+        other = [] if keys is not PRODUCT_KEYS else \
+            sorted(set(spec) - {"variable", "format", "file"} - set(_reader_keys(spec["format"])))
+        if other:
+            raise ConfigError(f"'{key}.{other[0]}' is not read for format = {spec['format']!r} (its keys: "
+                              f"{sorted(_reader_keys(spec['format']))})")
         if spec["format"] == "csv" and "units" not in spec:
             raise ConfigError(f"'{key}.units' is required for a CSV product: the units of its 'value' "
                               "column, such as \"gC m-2 d-1\" or \"umol m-2 s-1\" (a CSV file carries none)")
@@ -192,6 +197,17 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
         if same is not None:
             raise ConfigError(f"'{key}' repeats 'observations.products[{same}]' (the same file, variable "
                               "and options would count its observations twice)")
+
+
+def _reader_keys(fmt: str) -> list[str]:
+    """The product keys the reader of a site format takes."""
+    import inspect
+
+    from bayescal.readers import read_csv_product, read_fluxnet_product
+
+    reader = {"fluxnet": read_fluxnet_product, "csv": read_csv_product}[fmt]
+    params = inspect.signature(reader).parameters.items()
+    return [k for k, p in params if p.kind is p.KEYWORD_ONLY and k != "key"]
 
 
 def _reader_defaults(fmt: str) -> dict:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bayescal.workflows.own_model import external_model, file_space, python_model
+from bayescal.workflows.space_file import merged_space
 
 __all__ = ["check_model_run", "check_years_covered", "site_model"]
 
@@ -37,7 +38,11 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
         return DalecModel(read_drivers(cfg), m["dalec_type"], space=space, diurnal_range=m["diurnal_range"],
                           spinup_years=m["spinup_years"], spinup_cycles=m["spinup_cycles"])
     if m["kind"] == "python":
-        return ConformingModel(python_model(m, space), variables=needed, space=space)
+        model = python_model(m)
+        # the file lists what it changes; the model's own space keeps the rest (its log scales)
+        space = merged_space(m, model.space, f"the model {m['entry_point']!r}", "the model") \
+            if m.get("parameters_file") else None
+        return ConformingModel(model, variables=needed, space=space)
     # the observed variables are read (a member whose output lacks one fails, naming it)
     ext = external_model(m, space, workdir or Path(cfg["run"]["output"]) / "external", needed)
     return ConformingModel(ext, variables=needed)

@@ -82,6 +82,7 @@ def run_site_optimize(ctx: SiteContext) -> None:
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
     h = res.history
+    _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"])
     failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
     if failed.any():
         reasons, counts = np.unique(h["reason"].values[failed].astype(str), return_counts=True)
@@ -95,6 +96,21 @@ def run_site_optimize(ctx: SiteContext) -> None:
         write_json_atomic(ctx.run_dir / "optimize" / "evaluations.json",
                           {"runs": int(res.n_evaluations), "inside": "the search",
                            "failed": {r: why.count(r) for r in sorted(set(why))}})
+
+
+def _say_if_still_improving(best: np.ndarray, budget: int) -> None:
+    """A warning when the search's best -log L fell by more than a nat over its last fifth: the
+    budget ran out before it converged, and the point it returns is not the maximum (it starts
+    the error model, the emulator's rounds and the propagated ensemble's optimum run)."""
+    best = best[np.isfinite(best)]
+    if best.size < 10:
+        return
+    drop = float(best[-(best.size // 5) - 1] - best[-1])
+    if drop > 1.0:
+        warnings.warn(f"the maximum-likelihood search was still improving when its budget ran out: -log L "
+                      f"fell by {drop:.3g} over its last {best.size // 5} of {best.size} evaluations "
+                      f"(optimize/history.nc), so its optimum is not the maximum; raise site.ml_evaluations "
+                      f"({budget})", RuntimeWarning, stacklevel=2)
 
 
 def _optimum_run(ctx: SiteContext) -> np.ndarray:
@@ -322,6 +338,11 @@ def run_site_propagate(ctx: SiteContext) -> None:
     err = {e["variable"]: e for e in ctx.error_model()}
     sd = {v: float(np.hypot(err[v]["sigma_median"], err[v]["discrepancy"])) for v in observed}
     rho = {v: float(err[v]["rho"]) for v in observed}
+    shown = _validation_units(ctx, observed)
+    for v, (f, units) in shown.items():  # a model in kg m-2 s-1 is validated in gC m-2 d-1, as REFLEX's
+        draws[v] = (draws[v] * f).assign_attrs(units=units)
+        defaults[v] = (defaults[v] * f).assign_attrs(units=units)
+        observed[v], sd[v] = (observed[v] * f).assign_attrs({**observed[v].attrs, "units": units}), sd[v] * f
     bands, summary = validation(draws, defaults, observed, sd, rho, ctx.years("validation"), rng)
     bands.to_netcdf(ctx.run_dir / "propagate" / "bands.nc")
     for v in observed:  # REFLEX's interval: the model's annual flux (parameters only, no noise)
@@ -329,7 +350,7 @@ def run_site_propagate(ctx: SiteContext) -> None:
         q = ann.quantile([0.05, 0.95], dim="member")
         summary[v]["annual_interval_width_parameters"] = float((q[1] - q[0]).mean())
     for v in observed:  # the daily values' units; the annual sums and interval widths are per year
-        daily = next(p.units for p in ctx.products() if p.variable == v)
+        daily = shown[v][1]
         summary[v]["units"] = daily
         per_year = daily.replace(" d-1", " yr-1") if daily.endswith(" d-1") else f"({daily}) d"
         summary[v]["annual_units"] = per_year
@@ -350,6 +371,23 @@ def run_site_propagate(ctx: SiteContext) -> None:
                 f"{s['annual_interval_width_mean']:.0f} "
                 f"(parameters only {s['annual_interval_width_parameters']:.0f}), "
                 f"daily RMSE {s['rmse_daily_defaults']:.3g} -> {s['rmse_daily_posterior_mean']:.3g}")
+
+
+def _validation_units(ctx: SiteContext, observed: dict) -> dict[str, tuple[float, str]]:
+    """Each variable's factor from the model's units and the units it is validated in: a carbon
+    flux in gC m-2 d-1 (its annual sums in gC m-2 yr-1, REFLEX's), whatever the model's units
+    (kg m-2 s-1 gave sums of 1e-5); any other variable in the model's units."""
+    from bayescal.readers import conversion_factor
+    from bayescal.readers.units import UnitError
+
+    out = {}
+    for v in observed:
+        units = next(p.units for p in ctx.products() if p.variable == v)
+        try:
+            out[v] = (conversion_factor(units, "gC m-2 d-1", v), "gC m-2 d-1")
+        except UnitError:
+            out[v] = (1.0, units)
+    return out
 
 
 def _parameter_coverage(ctx: SiteContext, post: np.ndarray) -> dict:
