@@ -247,12 +247,15 @@ def test_a_rerun_report_keeps_the_old_page_and_figures_beside_its_old_folder(glo
     assert _rerun(cfg, copy, (*GLOBAL_STAGES, "report"))["report"][0] == "ran"
     old_page = (copy / "report.html").read_text()
     figures = sorted(p.name for p in (copy / "figures").iterdir())
+    (copy / "figures" / "my_figure.png").write_bytes(b"mine")  # a figure of the user's: stays in place
     done = _rerun(cfg, copy, (*GLOBAL_STAGES, "report"), lambda c: c["report"].update(title="another title"))
     assert done["report"][0] == "ran" and done["propagate"][0] == "reused"
     stale = copy / ".stale" / "report-1"
     assert (stale / "report.html").read_text() == old_page
     assert sorted(p.name for p in (stale / "figures").iterdir()) == figures
     assert "another title" in (copy / "report.html").read_text()
+    assert (copy / "figures" / "my_figure.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in (copy / "figures").iterdir()) == sorted([*figures, "my_figure.png"])
 
 
 # ---------------------------------------------------------------------------- the site route

@@ -223,9 +223,7 @@ class Engine:
         resumed = started is not None and started.get("key") == key
         if folder.exists() and not resumed:
             moved = set_aside(self.run_dir, folder)
-            for out in (w.rstrip("/") for w in stage.writes if w.startswith("../")):
-                if (self.run_dir / out[3:]).exists():  # written beside the folder (the report page)
-                    os.replace(self.run_dir / out[3:], moved / Path(out).name)
+            self._set_aside_outside(stage, moved)
             self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
             folder.mkdir()
             yours = stage.foreign_files(moved)
@@ -245,6 +243,34 @@ class Engine:
                                                     "started": time.time()})
         return resumed
 
+    def _set_aside_outside(self, stage: Stage, moved: Path) -> None:
+        """What the stage wrote beside its folder (the report page, ``figures/``) set aside with
+        it into ``moved``; of a folder there only the files its record says it wrote (a file of
+        yours in ``figures/`` stays; a record without the list: the whole folder)."""
+        wrote = (read_json_record(moved / "stage.json") or {}).get("outside", {})
+        for out in (w.rstrip("/") for w in stage.writes if w.startswith("../")):
+            src, dest = self.run_dir / out[3:], moved / Path(out).name
+            if src.is_dir() and out[3:] in wrote:
+                dest.mkdir(exist_ok=True)
+                for name in wrote[out[3:]]:
+                    if (src / name).exists():
+                        os.replace(src / name, dest / name)
+                yours = sorted(p.name for p in src.iterdir())
+                if yours:
+                    self.ctx.say(f"[{stage.name}] kept in place in {out[3:]}/, not bayescal's: "
+                                 f"{', '.join(yours)}")
+            elif src.exists():
+                os.replace(src, dest)
+
+    def _outside(self, stage: Stage) -> dict[str, dict[str, int]]:
+        """The files (name -> mtime in ns) of each folder the stage writes beside its own."""
+        out = {}
+        for w in stage.writes:
+            folder = self.run_dir / w.rstrip("/")[3:]
+            if w.startswith("../") and w.endswith("/") and folder.is_dir():
+                out[folder.name] = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+        return out
+
     def _execute(self, stage: Stage, key: str, inputs: dict) -> StageRecord:
         folder = self.run_dir / stage.name
         t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
@@ -255,7 +281,11 @@ class Engine:
             # stores, not made again); a rerun's kept stores were counted by the record set aside
             kept = _stored_members(folder) if resumed else 0
             self.ctx.say(f"[{stage.name}] {stage.help}")
+            before = self._outside(stage)
             stage.function(self.ctx)
+            # the files it wrote beside its folder: a rerun sets aside these, not yours
+            wrote = {d: sorted(n for n, t in files.items() if before.get(d, {}).get(n) != t)
+                     for d, files in self._outside(stage).items()}
         shown = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
         msgs = sorted({f"{w.category.__name__}: {w.message}" for w in shown})
         for w in {str(w.message): w for w in shown}.values():  # recorded, and said (once each)
@@ -267,7 +297,7 @@ class Engine:
         write_json_atomic(folder / "stage.json", {
             "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
             "runs": rec.runs, "warnings": msgs, "finished": time.time(), "bayescal": __version__,
-            "inputs": inputs,
+            "inputs": inputs, "outside": wrote,
         })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
                      + (f", {len(msgs)} warnings" if msgs else ""))
