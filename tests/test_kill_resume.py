@@ -7,6 +7,7 @@ again: member files keep their inode and mtime, and the resumed chain's HDF5 bac
 steps it had.
 """
 
+import json
 import os
 import signal
 import textwrap
@@ -169,6 +170,11 @@ def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path, cli):
     _same(tmp_path / "ref", tmp_path / "faults", ("optimize/history.nc", "propagate/bands.nc"),
           ("posterior", "sample_stats", "log_likelihood", "posterior_predictive"))
     np.testing.assert_array_equal(_chain_steps(tmp_path / "ref"), _chain_steps(tmp_path / "faults"))
+    # the chain's runs are counted, not stored: over every invocation (steps redone after a kill
+    # count again)
+    ref, faults = (json.loads((tmp_path / r / "posterior" / "evaluations.json").read_text())["runs"]
+                   for r in ("ref", "faults"))
+    assert ref <= faults <= 1.5 * ref, (ref, faults)
 
 
 @pytest.mark.slow

@@ -56,6 +56,8 @@ def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOpe
         if failed.any():  # counted by reason, for the report's table of runs and failures
             why = f.reasons if f.reasons is not None else np.full(len(y), "non-finite output")
             f.failures.update(reason_group(str(r) or "non-finite output") for r in np.asarray(why)[failed])
+        if f.after is not None:
+            f.after(f)
         return y
 
     def values_of(u: np.ndarray) -> np.ndarray:
@@ -76,6 +78,7 @@ def model_values(simulator: Callable, space: ParameterSpace, operator: SeriesOpe
 
     f.reasons = None  # the last call's failure reason per member ("": done), for the optimiser's history
     f.runs, f.failures = 0, Counter()  # every call's members, and the failed ones' reasons
+    f.after = None  # called with f after each call (the site route saves its counts)
     return f
 
 

@@ -310,7 +310,7 @@ class RunDir:
             chain = read_json_record(self.stage(s) / "evaluations.json", set_aside=False)
             if chain is not None:  # a chain's or a search's own runs, counted not stored (site, direct)
                 since = int(chain.get("resumed_at_step", 0))
-                where = f", from step {since} where it resumed" if since else ""
+                where = f", resumed at step {since}: every invocation's runs" if since else ""
                 row = f"{s} (inside {chain.get('inside', 'the chain')}, not stored{where})"
                 out[row] = (int(chain["runs"]), dict(chain["failed"]))
         return out

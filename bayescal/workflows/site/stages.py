@@ -11,6 +11,8 @@ import xarray as xr
 from bayescal.workflow.rundir import write_json_atomic
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .context import SiteContext
 
 __all__ = ["run_site_optimize", "run_site_posterior", "run_site_propagate", "run_site_report"]
@@ -243,6 +245,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
         errors.add(_optimum_run(ctx))
         errors.save()
         values = model_values(ctx.calibration_simulator, space, errors.op, arrays=ctx.calibration_arrays())
+        _count_across_invocations(values, out / "evaluations_progress.json")
         loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
         resumed = _say_resumed(ctx, out / "chain.h5")
@@ -259,11 +262,33 @@ def run_site_posterior(ctx: SiteContext) -> None:
         # MAX_DRAWS whatever propagate.n_draws (<= MAX_DRAWS, validated): it chooses among these
         idata = sampler.to_inference_data(max_draws=MAX_DRAWS)
         # the chain's model runs are not stored (hundreds of thousands): their count and failures
-        # are, from the step it resumed at (0: the whole chain and its tempered start)
+        # are, over every invocation (a step redone after a kill counts again: it ran twice)
         write_json_atomic(out / "evaluations.json", {"runs": values.runs, "failed": dict(values.failures),
                                                      "resumed_at_step": resumed})
+        (out / "evaluations_progress.json").unlink(missing_ok=True)  # bayescal's own, now in the record
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
+
+
+def _count_across_invocations(values, path: Path) -> None:
+    """``values``' run and failure counts start from a stopped invocation's (saved at ``path``)
+    and are saved there after every call of the SMC and the chain: written and renamed, without
+    the fsync of a record (a killed process loses nothing the kernel has; ~50 us a call)."""
+    import json
+    import os
+    from collections import Counter
+
+    from bayescal.workflow.rundir import read_json_record
+
+    done = read_json_record(path) or {}
+    values.runs, values.failures = int(done.get("runs", 0)), Counter(done.get("failed", {}))
+    tmp = path.with_name(f".{path.name}.tmp")
+
+    def save(v) -> None:
+        tmp.write_text(json.dumps({"runs": v.runs, "failed": dict(v.failures)}))
+        os.replace(tmp, path)
+
+    values.after = save
 
 
 def _say_resumed(ctx: SiteContext, chain) -> int:

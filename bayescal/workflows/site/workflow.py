@@ -125,6 +125,10 @@ TEMPERED_STORE = RunStore("tempered.nc", reads=_chain_reads, needs=("optimize",)
 #: its state after each temperature, while it runs (a killed SMC continues from it)
 TEMPERED_PROGRESS = RunStore("tempered_progress.nc", reads=_chain_reads, needs=("optimize",),
                              input_files=site_files)
+#: the direct route's count of the model runs the SMC and the chain made (they are not stored):
+#: kept with them, so a resumed chain's record counts every invocation's runs
+RUN_COUNT = RunStore("evaluations_progress.json", reads=_chain_reads, needs=("optimize",),
+                     input_files=site_files)
 #: the emulator route's refinement runs and round chains: likewise (refinement is seeded, so a rerun
 #: asks for the same points and finds them there, and each round's chain is complete)
 REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input_files=site_files)
@@ -145,9 +149,9 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "by acquisition (route = emulator); ArviZ InferenceData.",
           reads=_posterior_reads,
           needs=("optimize",), input_files=site_files,
-          keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, TEMPERED_PROGRESS, *REFINE_STORES),
+          keeps=(OPTIMUM_STORE, CHAIN_STORE, TEMPERED_STORE, TEMPERED_PROGRESS, RUN_COUNT, *REFINE_STORES),
           writes=("error_model.json", "optimum_run/", "chain.h5", "tempered.nc", "tempered_progress.nc",
-                  "posterior.nc",
+                  "evaluations_progress.json", "posterior.nc",
                   "diagnostics.nc", "refine/", "chains/", "refinement.nc", "output_emulator.nc",
                   "evaluations.json"),
           expected_runs=_posterior_runs),
