@@ -126,7 +126,9 @@ def closing_sections(rd, cfg: dict) -> list[str]:
                 if warn_rows else "<p>none</p>")
     table = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in versions().items())
     return [f"<h2>Warnings</h2>{warnings}", failed_runs_section(rd),
-            f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>",
+            f"<h2>Configuration</h2><p>Run directory: <code>{html.escape(str(rd.path.resolve()))}</code> "
+            "(where this run was written; <code>run.output</code> below is the config's, which "
+            f"<code>--run-dir</code> overrides)</p><pre>{html.escape(config)}</pre>",
             f"<h2>Versions</h2><table class='t'>{table}</table>"]
 
 

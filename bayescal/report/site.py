@@ -130,6 +130,11 @@ def _refinement_table(path: Path) -> str:
                                  if "final_target" in h.attrs else ""))
 
 
+_TWIN = ("twin (synthetic) observations: the truth run plus noise of each product's sigma in the "
+         "calibration years; in the held-out years the 'observed' values are the truth run itself, "
+         "without noise (the quantity the bands should cover)")
+
+
 def describe_model(m: dict) -> str:
     """Words for the model: its kind, and for DALEC its site (from the drivers' FLUXNET
     file name) and the latitude it ran at (south of the equator, phenology counts from 1 July)."""
@@ -188,7 +193,7 @@ def write_site_report(rd) -> Path:
         f"<p>{html.escape(describe_model(cfg['model']))} &middot; calibration {cal[0]}-{cal[1]} &middot; "
         f"validation {val[0]}-{val[1]} &middot; {len(space.labels)} calibrated values &middot; "
         f"{sum(r.runs for r in records)} model runs &middot; "
-        f"{'twin (synthetic) observations' if cfg['observations']['twin'] else 'real observations'}</p>",
+        f"{_TWIN if cfg['observations']['twin'] else 'real observations'}</p>",
         f"<h2>Validation on held-out years</h2><p>{html.escape(GOALS)}.</p>",
         _metrics_table(summary, variables),
         "<h3>Error model (per product, calibration years)</h3><table class='t'><tr><th>product</th>"
