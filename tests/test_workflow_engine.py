@@ -639,7 +639,8 @@ def test_every_plan_count_gives_check_a_number_of_runs():
     c = hai["posterior"]
     assert (lo, hi) == (38 * c["n_steps"], 38 * c["max_steps"])
     plans = {"120": (120, 120), "<= 2000": (0, 2000), "about 50 (5 x 10 generations)": (50, 50),
-             "1 + up to 6 x 30 (refinement; the chains run the emulator)": (1, 181)}
+             "1 + up to 6 x 30 (refinement; the chains run the emulator: each of the 7 chains takes "
+             "one to a few minutes)": (1, 181)}
     for text, runs in plans.items():
         assert _rough_runs(text) == runs
 
