@@ -47,7 +47,15 @@ from scipy import sparse
 
 from ..observations.products import Observations, Product
 from .fluxnet import ReaderError
-from .units import UnitError, conversion_factor
+from .gridded_values import (
+    check_options,
+    check_sigma,
+    data_units,
+    masked,
+    open_product,
+    refuse_fill_codes,
+    sigma_factor_of,
+)
 
 __all__ = ["find_cf_coordinates", "read_netcdf_product", "write_gridded_products"]
 
@@ -322,30 +330,19 @@ def read_netcdf_product(
     """
     path = Path(path)
     where = f"{key + ': ' if key else ''}{path}"
-    if not path.is_file():
-        raise ReaderError(f"{where}: file not found")
-    for option, value in (("sigma_floor", sigma_floor), ("relative_sigma", relative_sigma),
-                          ("footprint_deg", footprint_deg)):
-        if value is not None and not value > 0:
-            raise ReaderError(f"{where}: {option} must be > 0, got {value!r}")
-    try:  # lazy: nothing is read here; a non-standard CF calendar (noleap, 360_day) decodes to cftime
-        ds = xr.open_dataset(path, chunks=None)
-    except (OSError, ValueError, TypeError) as err:
-        raise ReaderError(f"{where}: not a readable netCDF file ({err})") from None
+    check_options(where, path, sigma_floor=sigma_floor, relative_sigma=relative_sigma,
+                  footprint_deg=footprint_deg, sigma_variable=sigma_variable)
+    ds = open_product(path, where)
     with ds:
         nc_variable = nc_variable or variable
         for v in (nc_variable, sigma_variable, mask_variable):
             if v is not None and v not in ds:
                 raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
-        if relative_sigma is not None and sigma_variable is not None:
-            raise ReaderError(f"{where}: give only one of sigma_variable, relative_sigma for {nc_variable!r}")
-        if relative_sigma is None and sigma_variable is None:
-            raise ReaderError(f"{where}: give one of sigma_variable, relative_sigma for {nc_variable!r}")
-        da = _masked(ds[nc_variable], fill_value)
-        have, factor = _data_units(da, file_units, units, variable, f"{where}: variable {nc_variable!r}")
+        da = masked(ds[nc_variable], fill_value)
+        have, factor = data_units(da, file_units, units, variable, f"{where}: variable {nc_variable!r}")
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
         grid = _Grid(ds, da, tdim, lat, lon, where)
-        sv = None if sigma_variable is None else _masked(ds[sigma_variable], fill_value)
+        sv = None if sigma_variable is None else masked(ds[sigma_variable], fill_value)
         if sv is not None and tdim not in sv.dims:  # a map of sigma: the same every month
             sv = sv.expand_dims({tdim: ds[tdim]}).transpose(*[d for d in da.dims if d in (*sv.dims, tdim)])
         mv = None if mask_variable is None else ds[mask_variable]
@@ -364,14 +361,14 @@ def read_netcdf_product(
         months = pd.DatetimeIndex(months)
         data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask)
         if fill_value is None:
-            _refuse_fill_codes(data.values, f"{where}: variable {nc_variable!r}")
+            refuse_fill_codes(data.values, f"{where}: variable {nc_variable!r}")
         sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
         if sv is not None:
             sigma = _aligned(sv, grid, w, used, keys, months, cells["cell"].values, mask)
             attr = str(sv.attrs.get("units", "")).strip()
             # the key replaced the data's attribute: a sigma variable saying the same follows it
             su = sigma_units or (have if attr == str(da.attrs.get("units", "")).strip() else attr)
-            sigma_factor = _sigma_factor(su, units, variable, factor, f"{where}: sigma variable "
+            sigma_factor = sigma_factor_of(su, units, variable, factor, f"{where}: sigma variable "
                                          f"{sigma_variable!r} [{su}] is not in units of {nc_variable!r}")
         else:
             sigma = relative_sigma * np.abs(data)
@@ -380,88 +377,10 @@ def read_netcdf_product(
                           f"({months[0]:%Y-%m}..{months[-1]:%Y-%m}): no overlap in time or space")
     if sigma_floor is not None:  # in the data variable's units; a missing sigma becomes the floor
         sigma = np.fmax(sigma, sigma_floor * factor / sigma_factor)
-    _check_sigma(data, sigma, f"{where}: sigma of {nc_variable!r}")
+    check_sigma(data, sigma, f"{where}: sigma of {nc_variable!r}")
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)
-
-
-def _masked(da: xr.DataArray, fill_value: float | None) -> xr.DataArray:
-    """``da`` with the product's ``fill_value`` (a code the file does not declare) missing (lazy)."""
-    return da if fill_value is None else da.where(da != fill_value)
-
-
-def _data_units(da: xr.DataArray, file_units: str | None, units: str, variable: str,
-                what: str) -> tuple[str, float]:
-    """The file variable's units (the ``units`` key, else its attribute) and the factor to the
-    model's; a key replacing a readable attribute that says otherwise is a warning naming both."""
-    from .units import parse_units
-
-    attr = str(da.attrs.get("units", "")).strip()
-    have = file_units or attr
-    if not have:
-        raise ReaderError(f"{what} has no 'units' attribute (CF): give its units in the product's "
-                          "'units' key")
-    try:
-        factor = conversion_factor(have, units, variable)
-    except UnitError as err:
-        raise ReaderError(f"{what}: {err}") from None
-    if file_units and attr:
-        try:
-            parse_units(attr)
-        except UnitError:  # an attribute pint cannot read: the key is there to replace it
-            return have, factor
-        try:
-            same = abs(conversion_factor(attr, file_units, variable) - 1.0) < 1e-9
-        except UnitError:
-            same = False
-        if not same:
-            warnings.warn(f"{what}: its units attribute says {attr!r}; the product's 'units' key "
-                          f"{file_units!r} replaces it (remove the key if the attribute is right)",
-                          UserWarning, stacklevel=3)
-    return have, factor
-
-
-def _refuse_fill_codes(values: np.ndarray, what: str) -> None:
-    """One large round number (|x| >= 999) on three or more cell-months: a missing-value code the
-    file does not declare, read as data -- an error asking for ``fill_value``."""
-    x = values[np.isfinite(values)]
-    odd = x[(np.abs(x) >= 999.0) & (x == np.round(x))]
-    if odd.size < 3:
-        return
-    codes, counts = np.unique(odd, return_counts=True)
-    if counts.max() >= 3:
-        v = codes[int(np.argmax(counts))]
-        raise ReaderError(f"{what} holds {v:g} on {int(counts.max())} of the model's cell-months, and its "
-                          "_FillValue / missing_value attributes do not say it is missing: give the product "
-                          f"fill_value = {v:g} (or set the attribute in the file)")
-
-
-def _check_sigma(data: xr.DataArray, sigma: xr.DataArray, what: str) -> None:
-    """A ReaderError starting with ``what`` unless sigma > 0 wherever there are data, saying which
-    way it is not: negative (a sign or a fill value), missing, or zero."""
-    has, s = np.isfinite(data.values), np.asarray(sigma.values, dtype=float)
-    kinds = (("negative", has & (s < 0), "a sign, or an undeclared fill value? (fill_value)"),
-             ("missing", has & np.isnan(s), "give the product a 'sigma_floor' (in the file's units) to "
-                                            "fill it"),
-             ("zero", has & (s == 0), "zero values with relative_sigma, or too small for the file's type? "
-                                      "give the product a 'sigma_floor' (in the file's units)"))
-    for name, bad, hint in kinds:
-        if bad.any():
-            first = data["time"].values[np.flatnonzero(bad.any(axis=0))[0]]
-            raise ReaderError(f"{what} is {name} on {int(bad.sum())} of the {int(has.sum())} cell-months "
-                              f"with data (the first in {str(first)[:7]}): {hint}")
-
-
-def _sigma_factor(sigma_units: str, units: str, variable: str, data_factor: float, what: str) -> float:
-    """The factor taking the sigma variable to the model's ``units``: the data's without units of
-    its own (an empty attribute); a ReaderError starting with ``what`` if they do not convert."""
-    if not sigma_units:
-        return data_factor
-    try:
-        return conversion_factor(sigma_units, units, variable)
-    except UnitError as err:
-        raise ReaderError(f"{what}: {err} (a relative error: give relative_sigma)") from None
 
 
 def write_gridded_products(obs: Observations, cells: xr.Dataset, directory: str | Path,

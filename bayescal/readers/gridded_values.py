@@ -1,0 +1,123 @@
+"""The values of a gridded product as its file gives them: the file opened, its units, fill codes
+and sigma checked (for :func:`bayescal.readers.gridded.read_netcdf_product`); every problem a
+:class:`~bayescal.readers.fluxnet.ReaderError` starting with where it is."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .fluxnet import ReaderError
+from .units import UnitError, conversion_factor, parse_units
+
+__all__ = ["check_options", "check_sigma", "data_units", "masked", "open_product", "refuse_fill_codes",
+           "sigma_factor_of"]
+
+
+def check_options(where: str, path: Path, *, sigma_floor: float | None, relative_sigma: float | None,
+                  footprint_deg: float | None, sigma_variable: str | None) -> None:
+    """The file exists, the positive options are, and exactly one of sigma_variable and
+    relative_sigma is given."""
+    if not path.is_file():
+        raise ReaderError(f"{where}: file not found")
+    for option, value in (("sigma_floor", sigma_floor), ("relative_sigma", relative_sigma),
+                          ("footprint_deg", footprint_deg)):
+        if value is not None and not value > 0:
+            raise ReaderError(f"{where}: {option} must be > 0, got {value!r}")
+    if relative_sigma is not None and sigma_variable is not None:
+        raise ReaderError(f"{where}: give only one of sigma_variable, relative_sigma")
+    if relative_sigma is None and sigma_variable is None:
+        raise ReaderError(f"{where}: give one of sigma_variable, relative_sigma")
+
+
+def open_product(path: Path, where: str) -> xr.Dataset:
+    """The file, lazily (a non-standard CF calendar, noleap or 360_day, decodes to cftime); both a
+    ``_FillValue`` and a ``missing_value`` are missing values, as CF says, without xarray's warning."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*multiple fill values.*")
+            return xr.open_dataset(path, chunks=None)
+    except (OSError, ValueError, TypeError) as err:
+        why = str(err).splitlines()[0]
+        if "did not find a match" in why:  # xarray's list of engines and links: not for this reader
+            why = "neither netCDF-4 (HDF5) nor netCDF-3 classic"
+        raise ReaderError(f"{where}: not a readable netCDF file ({why})") from None
+
+
+def masked(da: xr.DataArray, fill_value: float | None) -> xr.DataArray:
+    """``da`` with the product's ``fill_value`` (a code the file does not declare) missing (lazy)."""
+    return da if fill_value is None else da.where(da != fill_value)
+
+
+def data_units(da: xr.DataArray, file_units: str | None, units: str, variable: str,
+                what: str) -> tuple[str, float]:
+    """The file variable's units (the ``units`` key, else its attribute) and the factor to the
+    model's; a key replacing a readable attribute that says otherwise is a warning naming both."""
+    attr = str(da.attrs.get("units", "")).strip()
+    have = file_units or attr
+    if not have:
+        raise ReaderError(f"{what} has no 'units' attribute (CF): give its units in the product's "
+                          "'units' key")
+    try:
+        factor = conversion_factor(have, units, variable)
+    except UnitError as err:
+        raise ReaderError(f"{what}: {err}") from None
+    if file_units and attr:
+        try:
+            parse_units(attr)
+        except UnitError:  # an attribute pint cannot read: the key is there to replace it
+            return have, factor
+        try:
+            same = abs(conversion_factor(attr, file_units, variable) - 1.0) < 1e-9
+        except UnitError:
+            same = False
+        if not same:
+            warnings.warn(f"{what}: its units attribute says {attr!r}; the product's 'units' key "
+                          f"{file_units!r} replaces it (remove the key if the attribute is right)",
+                          UserWarning, stacklevel=3)
+    return have, factor
+
+
+def refuse_fill_codes(values: np.ndarray, what: str) -> None:
+    """One large round number (|x| >= 999) on three or more cell-months: a missing-value code the
+    file does not declare, read as data -- an error asking for ``fill_value``."""
+    x = values[np.isfinite(values)]
+    odd = x[(np.abs(x) >= 999.0) & (x == np.round(x))]
+    if odd.size < 3:
+        return
+    codes, counts = np.unique(odd, return_counts=True)
+    if counts.max() >= 3:
+        v = codes[int(np.argmax(counts))]
+        raise ReaderError(f"{what} holds {v:g} on {int(counts.max())} of the model's cell-months, and its "
+                          "_FillValue / missing_value attributes do not say it is missing: give the product "
+                          f"fill_value = {v:g} (or set the attribute in the file)")
+
+
+def check_sigma(data: xr.DataArray, sigma: xr.DataArray, what: str) -> None:
+    """A ReaderError starting with ``what`` unless sigma > 0 wherever there are data, saying which
+    way it is not: negative (a sign or a fill value), missing, or zero."""
+    has, s = np.isfinite(data.values), np.asarray(sigma.values, dtype=float)
+    kinds = (("negative", has & (s < 0), "a sign, or an undeclared fill value? (fill_value)"),
+             ("missing", has & np.isnan(s), "give the product a 'sigma_floor' (in the file's units) to "
+                                            "fill it"),
+             ("zero", has & (s == 0), "zero values with relative_sigma, or too small for the file's type? "
+                                      "give the product a 'sigma_floor' (in the file's units)"))
+    for name, bad, hint in kinds:
+        if bad.any():
+            first = data["time"].values[np.flatnonzero(bad.any(axis=0))[0]]
+            raise ReaderError(f"{what} is {name} on {int(bad.sum())} of the {int(has.sum())} cell-months "
+                              f"with data (the first in {str(first)[:7]}): {hint}")
+
+
+def sigma_factor_of(sigma_units: str, units: str, variable: str, data_factor: float, what: str) -> float:
+    """The factor taking the sigma variable to the model's ``units``: the data's without units of
+    its own (an empty attribute); a ReaderError starting with ``what`` if they do not convert."""
+    if not sigma_units:
+        return data_factor
+    try:
+        return conversion_factor(sigma_units, units, variable)
+    except UnitError as err:
+        raise ReaderError(f"{what}: {err} (a relative error: give relative_sigma)") from None
