@@ -536,6 +536,22 @@ def test_the_command_prints_a_warning_as_one_line(tmp_path):
     assert any("site DE-Gri is GRA (grassland)" in x for x in lines)
 
 
+def test_a_search_still_improving_at_its_budget_is_warned_of():
+    """The maximum-likelihood search's best -log L still falling by more than a nat over its last
+    fifth: its optimum (the error model's start) is not the maximum -- a warning naming the key."""
+    import warnings
+
+    from bayescal.workflows.site.stages import _say_if_still_improving
+
+    falling = np.concatenate([np.full(10, np.nan), 1000.0 - np.linspace(0, 50, 400)])  # 10 failed first
+    with pytest.warns(RuntimeWarning, match=r"fell by 10 over its last 80 of 400 .*ml_evaluations \(410\)"):
+        _say_if_still_improving(falling, 410)
+    converged = np.r_[1000.0 - np.linspace(0, 50, 300), np.full(100, 950.0 - 0.5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _say_if_still_improving(converged, 400)
+
+
 def test_a_sigma_far_above_the_residuals_is_warned_of(tmp_path):
     """A CSV's sigma column in the wrong units (0.3 gC m-2 d-1 declared as kgC m-2 d-1: 300, far
     above the residuals) is warned of by the posterior stage, naming the product, as the stage
