@@ -171,10 +171,10 @@ def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path, cli):
           ("posterior", "sample_stats", "log_likelihood", "posterior_predictive"))
     np.testing.assert_array_equal(_chain_steps(tmp_path / "ref"), _chain_steps(tmp_path / "faults"))
     # the chain's runs are counted, not stored: over every invocation (steps redone after a kill
-    # count again)
+    # count again; a killed invocation's last 0.2 s of runs may be missing)
     ref, faults = (json.loads((tmp_path / r / "posterior" / "evaluations.json").read_text())["runs"]
                    for r in ("ref", "faults"))
-    assert ref <= faults <= 1.5 * ref, (ref, faults)
+    assert 0.8 * ref <= faults <= 1.5 * ref, (ref, faults)
 
 
 @pytest.mark.slow

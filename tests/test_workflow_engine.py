@@ -721,6 +721,36 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
 
 
+def test_a_stage_writing_beside_its_folder_sets_aside_only_its_own_files(tmp_path):
+    """A stage that writes ``../figs/`` (as the report writes figures/): a rerun of other inputs
+    sets aside the files it wrote, and leaves yours -- also after a run of it that was killed
+    half-way (no record of what it wrote: the files that were there before it are yours)."""
+    from bayescal.workflow import Engine
+
+    def report(ctx):
+        figs = ctx.run_dir / "figs"
+        figs.mkdir(exist_ok=True)
+        for i in range(2):
+            (figs / f"fig{i}_{ctx.config['r']['t']}.png").write_text("figure")
+            if ctx.config["r"]["t"] == "killed" and i == 0:
+                raise KeyboardInterrupt
+
+    flow = Workflow("toy", (Stage("r", report, "r", reads=("r.t",), writes=("../figs/",)),))
+    run = tmp_path / "run"
+    engine = Engine(flow, _Context({"r": {"t": "one"}}, run))
+    engine.claim()
+    engine.run()
+    (run / "figs" / "mine.png").write_text("yours")
+    with pytest.raises(KeyboardInterrupt):
+        Engine(flow, _Context({"r": {"t": "killed"}}, run)).run()
+    assert sorted(p.name for p in (run / "figs").iterdir()) == ["fig0_killed.png", "mine.png"]
+    Engine(flow, _Context({"r": {"t": "three"}}, run)).run()
+    assert sorted(p.name for p in (run / "figs").iterdir()) == ["fig0_three.png", "fig1_three.png",
+                                                                  "mine.png"]
+    stale = sorted(p.relative_to(run / ".stale").as_posix() for p in (run / ".stale").rglob("*.png"))
+    assert stale == ["r-1/figs/fig0_one.png", "r-1/figs/fig1_one.png", "r-2/figs/fig0_killed.png"]
+
+
 def test_run_directory_states_and_set_aside(tmp_path):
     from bayescal.workflow import check_run_dir, claim_run_dir, set_aside
 

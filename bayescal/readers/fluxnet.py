@@ -44,6 +44,10 @@ __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_
 
 #: Missing-value codes of flux files: FLUXNET2015/ONEFlux and AmeriFlux -9999, older AmeriFlux -6999.
 FILL_VALUES = (-9999.0, -6999.0)
+#: other missing-value codes files use: a value of these on three or more days or cell-months,
+#: undeclared, is named (CSV and gridded readers; their ``fill_value`` says it is missing)
+FILL_CODES = (-999.0, -99999.0, -999999.0, 999.0, 9999.0, 99999.0, 999999.0, -32768.0, -32767.0, 32767.0,
+              65535.0, -8888.0, -7777.0)
 SITE_TABLE = "data/fluxnet/fluxnet2015_sites.csv"
 
 

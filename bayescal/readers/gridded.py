@@ -200,8 +200,9 @@ class _Grid:
 
     def field(self, da: xr.DataArray) -> xr.DataArray:
         """``da`` (lazy) on (time, *grid dims) or (*grid dims) without its one-value dimensions."""
-        da = da.isel({d: i for d, i in self.squeeze.items() if d in da.dims})
         order = ([self.tdim] if self.tdim in da.dims else []) + list(self.dims)
+        # the data's one-value dimensions, and a sigma's or mask's own (a band of 1)
+        da = da.isel({d: 0 for d in da.dims if d not in order and da.sizes[d] == 1})
         return da.transpose(*order)
 
 
@@ -344,7 +345,7 @@ def read_netcdf_product(
         grid = _Grid(ds, da, tdim, lat, lon, where)
         sv = None if sigma_variable is None else masked(ds[sigma_variable], fill_value)
         if sv is not None and tdim not in sv.dims:  # a map of sigma: the same every month
-            sv = sv.expand_dims({tdim: ds[tdim]}).transpose(*[d for d in da.dims if d in (*sv.dims, tdim)])
+            sv = sv.expand_dims({tdim: ds[tdim]})
         mv = None if mask_variable is None else ds[mask_variable]
         for v, arr in ((sigma_variable, sv), (mask_variable, mv)):
             if v is not None:

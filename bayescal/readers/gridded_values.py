@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .fluxnet import ReaderError
+from .fluxnet import FILL_CODES, FILL_VALUES, ReaderError
 from .units import UnitError, conversion_factor, parse_units
 
 __all__ = ["check_options", "check_sigma", "data_units", "masked", "open_product", "refuse_fill_codes",
@@ -82,10 +82,11 @@ def data_units(da: xr.DataArray, file_units: str | None, units: str, variable: s
 
 
 def refuse_fill_codes(values: np.ndarray, what: str) -> None:
-    """One large round number (|x| >= 999) on three or more cell-months: a missing-value code the
-    file does not declare, read as data -- an error asking for ``fill_value``."""
+    """A common missing-value code (FLUXNET's, :data:`~bayescal.readers.fluxnet.FILL_CODES`, or
+    |x| >= 1e15) on three or more cell-months: a code the file does not declare, read as data --
+    an error asking for ``fill_value``."""
     x = values[np.isfinite(values)]
-    odd = x[(np.abs(x) >= 999.0) & (x == np.round(x))]
+    odd = x[np.isin(x, (*FILL_VALUES, *FILL_CODES)) | (np.abs(x) >= 1e15)]
     if odd.size < 3:
         return
     codes, counts = np.unique(odd, return_counts=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
-from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _read_csv, _where
+from .fluxnet import FILL_CODES, FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _read_csv, _where
 from .units import UnitError, convert
 
 __all__ = ["read_csv_product"]
@@ -52,10 +52,11 @@ def _numbers(column: pd.Series, name: str, where: str) -> pd.Series:
 
 
 def _refuse_fill_codes(column: pd.Series, name: str, time: pd.DatetimeIndex, where: str) -> None:
-    """One large round number (|x| >= 999, not FLUXNET's own -9999/-6999) on three or more days:
-    a missing-value code read as data -- an error asking for ``fill_value``."""
+    """A common missing-value code (:data:`~bayescal.readers.fluxnet.FILL_CODES`, or |x| >= 1e15)
+    on three or more days: read as data it would enter the likelihood -- an error asking for
+    ``fill_value``."""
     x = column.to_numpy(float)
-    odd = np.isfinite(x) & (np.abs(x) >= 999.0) & (x == np.round(x)) & ~np.isin(x, FILL_VALUES)
+    odd = np.isfinite(x) & (np.isin(x, FILL_CODES) | (np.abs(x) >= 1e15))
     if not odd.any():
         return
     values, counts = np.unique(x[odd], return_counts=True)
@@ -90,11 +91,11 @@ def read_csv_product(
     ``relative_sigma`` (> 0) x |value| is the sigma. Empty cells, ``NaN`` and the FLUXNET fill
     values (``-9999``, ``-6999``) are missing values; any other text in ``value`` or ``sigma`` is an
     error naming its line. ``fill_value`` is the file's own missing-value code (such as ``-999``);
-    without it, one large round number (|x| >= 999) on three days or more is an error that asks
-    for it -- a fill value read as data would enter the likelihood. Duplicated days are an error
-    naming the first; rows out of order are
-    sorted. A negative or missing sigma on a day with a value is an error naming the day; every
-    sigma must be > 0 after the floor (``sigma_floor``, in ``units``).
+    without it, a common code (-999, 9999, -32768, ..., or |x| >= 1e15) on three days or more is
+    an error that asks for it -- a fill value read as data would enter the likelihood. Duplicated
+    days are an error naming the first; rows out of order are sorted. A negative or missing sigma
+    on a day with a value is an error naming the day; every sigma must be > 0 after the floor
+    (``sigma_floor``, in ``units``).
     """
     path = Path(path)
     where = _where(path, key)

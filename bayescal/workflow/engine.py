@@ -239,20 +239,27 @@ class Engine:
                     self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stage.json").unlink(missing_ok=True)
+        # the files beside the folder before the stage's first start: yours (a resumed run keeps its list)
+        outside = (started or {}).get("outside") if resumed else None
+        outside = outside if outside is not None else {d: sorted(f) for d, f in self._outside(stage).items()}
         write_json_atomic(folder / "started.json", {"key": key, "stores": stores, "inputs": inputs,
-                                                    "started": time.time()})
+                                                    "started": time.time(), "outside": outside})
         return resumed
 
     def _set_aside_outside(self, stage: Stage, moved: Path) -> None:
         """What the stage wrote beside its folder (the report page, ``figures/``) set aside with
         it into ``moved``; of a folder there only the files its record says it wrote (a file of
         yours in ``figures/`` stays; a record without the list: the whole folder)."""
-        wrote = (read_json_record(moved / "stage.json") or {}).get("outside", {})
+        wrote = (read_json_record(moved / "stage.json") or {}).get("outside")
+        # a run that stopped (failed, killed) left no list: its files are those not there before it
+        there = None if wrote is not None else (read_json_record(moved / "started.json") or {}).get("outside")
         for out in (w.rstrip("/") for w in stage.writes if w.startswith("../")):
             src, dest = self.run_dir / out[3:], moved / Path(out).name
-            if src.is_dir() and out[3:] in wrote:
+            if src.is_dir() and (out[3:] in (wrote or {}) or out[3:] in (there or {})):
+                names = wrote[out[3:]] if wrote is not None else \
+                    sorted(p.name for p in src.iterdir() if p.name not in there[out[3:]])
                 dest.mkdir(exist_ok=True)
-                for name in wrote[out[3:]]:
+                for name in names:
                     if (src / name).exists():
                         os.replace(src / name, dest / name)
                 yours = sorted(p.name for p in src.iterdir())

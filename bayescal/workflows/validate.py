@@ -108,7 +108,8 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
 _PRODUCT_TYPES = {**dict.fromkeys(("variable", "format", "file", "nc_variable", "sigma_variable",
                                     "mask_variable", "name", "partitioning", "units", "to_units",
                                     "sigma_units"), str),
-                  **dict.fromkeys(("relative_sigma", "footprint_deg", "qc_min", "sigma_floor"), (int, float))}
+                  **dict.fromkeys(("relative_sigma", "footprint_deg", "qc_min", "sigma_floor", "fill_value"),
+                                  (int, float))}
 
 
 def _check_product_types(cfg: dict) -> None:

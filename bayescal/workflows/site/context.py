@@ -38,8 +38,8 @@ class SiteContext(Context):
         as a configured ``python`` model is: :class:`~bayescal.models.contract.ConformingModel` with
         the observed variables (and ``model.parameters_file``'s space, if any)."""
         from bayescal.models.contract import ConformingModel
-        from bayescal.parameters import ParameterSpace
         from bayescal.workflows.config import ConfigError
+        from bayescal.workflows.space_file import merged_space
 
         m = self.config["model"]
         if m["kind"] == "dalec":
@@ -56,7 +56,9 @@ class SiteContext(Context):
             raise ConfigError(f"the model given ({type(model).__name__}) must be a callable with a 'space' "
                               "(docs/own-model.md)")
         needed = sorted({p["variable"] for p in self.config["observations"]["products"]})
-        space = ParameterSpace.from_toml(m["parameters_file"]) if m.get("parameters_file") else None
+        # the file lists what it changes; the model's own space keeps the rest (its log scales)
+        space = merged_space(m, model.space, f"the model given ({type(model).__name__})", "the model") \
+            if m.get("parameters_file") else None
         return ConformingModel(model, variables=needed, space=space)
 
     def make_model(self):

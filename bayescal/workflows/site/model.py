@@ -27,7 +27,7 @@ def site_model(cfg: dict, workdir: Path | None = None) -> Any:
 
     m = cfg["model"]
     needed = sorted({p["variable"] for p in cfg["observations"]["products"]})
-    space = file_space(m) if m["kind"] != "dalec" else None
+    space = file_space(m) if m["kind"] == "external" else None  # a program's file is its whole space
     if m["kind"] == "dalec":
         from bayescal.models.dalec import DalecModel
         from bayescal.workflows.validate import model_space

@@ -84,7 +84,8 @@ def run_site_optimize(ctx: SiteContext) -> None:
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
     h = res.history
-    _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"])
+    if res.n_evaluations >= ctx.config["site"]["ml_evaluations"]:  # stopped by the budget, not converged
+        _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"])
     failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
     if failed.any():
         reasons, counts = np.unique(h["reason"].values[failed].astype(str), return_counts=True)
@@ -101,9 +102,10 @@ def run_site_optimize(ctx: SiteContext) -> None:
 
 
 def _say_if_still_improving(best: np.ndarray, budget: int) -> None:
-    """A warning when the search's best -log L fell by more than a nat over its last fifth: the
-    budget ran out before it converged, and the point it returns is not the maximum (it starts
-    the error model, the emulator's rounds and the propagated ensemble's optimum run)."""
+    """A warning when the search (stopped by its budget) saw its best -log L fall by more than a
+    nat over its last fifth: the budget ran out before it converged, and the point it returns is
+    not the maximum (it starts the error model, the emulator's rounds and the propagated
+    ensemble's optimum run)."""
     best = best[np.isfinite(best)]
     if best.size < 10:
         return
@@ -262,31 +264,37 @@ def run_site_posterior(ctx: SiteContext) -> None:
         # MAX_DRAWS whatever propagate.n_draws (<= MAX_DRAWS, validated): it chooses among these
         idata = sampler.to_inference_data(max_draws=MAX_DRAWS)
         # the chain's model runs are not stored (hundreds of thousands): their count and failures
-        # are, over every invocation (a step redone after a kill counts again: it ran twice)
+        # are, over every invocation (a step redone after a kill counts again: it ran twice; a
+        # killed one's last 0.2 s of runs may be missing)
         write_json_atomic(out / "evaluations.json", {"runs": values.runs, "failed": dict(values.failures),
                                                      "resumed_at_step": resumed})
-        (out / "evaluations_progress.json").unlink(missing_ok=True)  # bayescal's own, now in the record
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
+    (out / "evaluations_progress.json").unlink(missing_ok=True)  # bayescal's own, now in the record
 
 
 def _count_across_invocations(values, path: Path) -> None:
     """``values``' run and failure counts start from a stopped invocation's (saved at ``path``)
-    and are saved there after every call of the SMC and the chain: written and renamed, without
-    the fsync of a record (a killed process loses nothing the kernel has; ~50 us a call)."""
+    and are saved there as the SMC and the chain run, at most every 0.2 s: written and renamed,
+    without the fsync of a record (a killed process loses nothing the kernel has, but up to its
+    last 0.2 s of runs)."""
     import json
     import os
+    import time
     from collections import Counter
 
     from bayescal.workflow.rundir import read_json_record
 
     done = read_json_record(path) or {}
     values.runs, values.failures = int(done.get("runs", 0)), Counter(done.get("failed", {}))
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    last = [-1.0]
 
-    def save(v) -> None:
-        tmp.write_text(json.dumps({"runs": v.runs, "failed": dict(v.failures)}))
-        os.replace(tmp, path)
+    def save(v) -> None:  # at most every 0.2 s: a shared file system's renames are not free
+        if time.monotonic() - last[0] >= 0.2:
+            tmp.write_text(json.dumps({"runs": v.runs, "failed": dict(v.failures)}))
+            os.replace(tmp, path)
+            last[0] = time.monotonic()
 
     values.after = save
 
