@@ -253,9 +253,10 @@ def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
     # leaves out `scale` once made a log-uniform prior uniform, silently)
     (tmp_path / "mymodel.py").write_text((tmp_path / "mymodel.py").read_text().replace(
         'Parameter("a", 2.0, 0.0, 5.0)', 'Parameter("a", 2.0, 0.5, 5.0, "gC m-2 d-1", scale="log")'))
-    (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 1.0\nupper = 3.0\n')
+    (tmp_path / "space.toml").write_text('[parameters.a]\nlower = 1.0\nupper = 3.0\n')  # keys it changes
+    assert main(["check", str(cfg)]) == 0  # the model run of check (the site model) takes it too
     space = make_context(load_config(cfg)).full_space
-    assert space["a"].scale == "log" and space["a"].units == "gC m-2 d-1"
+    assert space["a"].scale == "log" and space["a"].units == "gC m-2 d-1" and space["a"].default == 2.0
     assert (space.lower.tolist(), space.upper.tolist()) == ([1.0, -2.0], [3.0, 2.0])
     for text, says in (('[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n',
                         "the model 'mymodel:Model' has no values ['c']"),

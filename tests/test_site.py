@@ -301,6 +301,8 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad('entry_point = "', 'template = "t.txt"\nentry_point = "', r"'model.template' is read only with "
         r"model.kind = 'external'")
     bad('file = "', 'qc_min = "high"\nfile = "', r"products\[0\].qc_min' must be a number, got 'high'")
+    bad('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nfill_value = "-999"',
+        r"products\[0\].fill_value' must be a number, got '-999'")
     bad('units = "gC m-2 d-1"\n', "", r"'observations.products\[0\].units' is required for a CSV product")
     block = text[text.index("[[observations.products]]"):text.index("[posterior]")]
     bad("[posterior]", block + "[posterior]", r"products\[1\]' repeats 'observations.products\[0\]'")
