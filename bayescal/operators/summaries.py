@@ -130,6 +130,10 @@ def _refuse_nonpositive(o: np.ndarray, s: np.ndarray, obs: Observations, variabl
     n_r = o.size // len(variables)
     v, r = variables[int(bad[0]) // n_r], int(bad[0]) % n_r
     biome = str(labels[r]) if labels.size == n_r else f"number {r}"
+    if np.isfinite(o[bad[0]]):  # the mean is, its sigma is not (a relative sigma of zero values)
+        raise ObservationError(f"the sigma of the observed mean of {v!r} over biome {biome!r} is not finite "
+                               "(its products' relative sigma: sigma / |value| of values of zero?); give "
+                               "the products a sigma_floor")
     names = ", ".join(f"{p.name!r} (values {float(p.data.min()):.3g} to {float(p.data.max()):.3g})"
                       for p in obs[v])
     raise ObservationError(f"the observed mean of {v!r} over biome {biome!r} is not positive ({len(bad)} "
