@@ -255,9 +255,13 @@ def test_parameters_file_sets_the_bounds_of_a_python_model(tmp_path, capsys):
         'Parameter("a", 2.0, 0.0, 5.0)', 'Parameter("a", 2.0, 0.5, 5.0, "gC m-2 d-1", scale="log")'))
     (tmp_path / "space.toml").write_text('[parameters.a]\nlower = 1.0\nupper = 3.0\n')  # keys it changes
     assert main(["check", str(cfg)]) == 0  # the model run of check (the site model) takes it too
-    space = make_context(load_config(cfg)).full_space
+    ctx = make_context(load_config(cfg))
+    space, identity = ctx.full_space, ctx.model_identity()
     assert space["a"].scale == "log" and space["a"].units == "gC m-2 d-1" and space["a"].default == 2.0
     assert (space.lower.tolist(), space.upper.tolist()) == ([1.0, -2.0], [3.0, 2.0])
+    (tmp_path / "space.toml").write_text('[parameters.a]\nlower = 1.0\nupper = 3.0\nscale = "linear"\n')
+    ctx = make_context(load_config(cfg))  # another prior: another model in every stage's key
+    assert ctx.full_space["a"].scale == "linear" and ctx.model_identity() != identity
     for text, says in (('[parameters.c]\ndefault = 0.0\nlower = -1.0\nupper = 1.0\n',
                         "the model 'mymodel:Model' has no values ['c']"),
                        ('[parameters.b]\nupper = 4.0\n',

@@ -108,7 +108,8 @@ class Context:
 
     def model_identity(self) -> str | None:
         """A model given to the context, or the config's python entry point's, in every stage's
-        key: its class, the contents of its source file, its parameter space and its ``identity``
+        key: its class, the contents of its source file, its parameter space (bounds, defaults,
+        scales) and its ``identity``
         attribute if it has one (what its constructor was given: forcing files, years, grid; any
         JSON-able value) -- another model, or the same class edited or built otherwise, reruns the
         stages rather than reusing another model's results. None for the embedded models and an
@@ -132,7 +133,9 @@ class Context:
                                    "identity": getattr(inner, "identity", None),  # its options, if it says
                                    "labels": space.all_labels, "lower": np.asarray(space.lower).tolist(),
                                    "upper": np.asarray(space.upper).tolist(),
-                                   "default": np.asarray(space.all_default).tolist()})
+                                   "default": np.asarray(space.all_default).tolist(),
+                                   # the prior's scale too: a log-uniform value made uniform reruns
+                                   "scale": [space[n].scale for n in space.names]})
 
     def make_model(self):
         """The model a config describes; each workflow's context says how."""
