@@ -51,6 +51,20 @@ FILL_CODES = (-999.0, -99999.0, -999999.0, 999.0, 9999.0, 99999.0, 999999.0, -32
 SITE_TABLE = "data/fluxnet/fluxnet2015_sites.csv"
 
 
+def fill_code_in(values: np.ndarray) -> tuple[float, int] | None:
+    """The missing-value code (FLUXNET's, :data:`FILL_CODES`, or |x| >= 1e15) that ``values``
+    hold most often, and how often, when it is three times or more; else None. Read as data such
+    a code would enter the likelihood (the CSV and gridded readers name it)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    odd = x[np.isin(x, (*FILL_VALUES, *FILL_CODES)) | (np.abs(x) >= 1e15)]
+    if odd.size < 3:
+        return None
+    codes, counts = np.unique(odd, return_counts=True)
+    i = int(np.argmax(counts))
+    return (float(codes[i]), int(counts[i])) if counts[i] >= 3 else None
+
+
 @lru_cache(maxsize=1)
 def site_table() -> pd.DataFrame:
     """The FLUXNET2015 site table bayescal ships (166 sites; ``bayescal/data/fluxnet/README.md``):

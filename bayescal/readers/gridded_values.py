@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .fluxnet import FILL_CODES, FILL_VALUES, ReaderError
+from .fluxnet import ReaderError, fill_code_in
 from .units import UnitError, conversion_factor, parse_units
 
 __all__ = ["check_options", "check_sigma", "data_units", "masked", "open_product", "refuse_fill_codes",
@@ -82,18 +82,13 @@ def data_units(da: xr.DataArray, file_units: str | None, units: str, variable: s
 
 
 def refuse_fill_codes(values: np.ndarray, what: str) -> None:
-    """A common missing-value code (FLUXNET's, :data:`~bayescal.readers.fluxnet.FILL_CODES`, or
-    |x| >= 1e15) on three or more cell-months: a code the file does not declare, read as data --
-    an error asking for ``fill_value``."""
-    x = values[np.isfinite(values)]
-    odd = x[np.isin(x, (*FILL_VALUES, *FILL_CODES)) | (np.abs(x) >= 1e15)]
-    if odd.size < 3:
-        return
-    codes, counts = np.unique(odd, return_counts=True)
-    if counts.max() >= 3:
-        v = codes[int(np.argmax(counts))]
-        raise ReaderError(f"{what} holds {v:g} on {int(counts.max())} of the model's cell-months, and its "
-                          "_FillValue / missing_value attributes do not say it is missing: give the product "
+    """A common missing-value code on three or more cell-months (:func:`~.fluxnet.fill_code_in`)
+    that the file does not declare: an error asking for ``fill_value``."""
+    found = fill_code_in(values)
+    if found is not None:
+        v, n = found
+        raise ReaderError(f"{what} holds {v:g} on {n} of the model's cell-months, and its _FillValue / "
+                          "missing_value attributes do not say it is missing: give the product "
                           f"fill_value = {v:g} (or set the attribute in the file)")
 
 

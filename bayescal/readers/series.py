@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
-from .fluxnet import FILL_CODES, FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _read_csv, _where
+from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _read_csv, _where, fill_code_in
 from .units import UnitError, convert
 
 __all__ = ["read_csv_product"]
@@ -52,21 +52,17 @@ def _numbers(column: pd.Series, name: str, where: str) -> pd.Series:
 
 
 def _refuse_fill_codes(column: pd.Series, name: str, time: pd.DatetimeIndex, where: str) -> None:
-    """A common missing-value code (:data:`~bayescal.readers.fluxnet.FILL_CODES`, or |x| >= 1e15)
-    on three or more days: read as data it would enter the likelihood -- an error asking for
-    ``fill_value``."""
-    x = column.to_numpy(float)
-    odd = np.isfinite(x) & (np.isin(x, FILL_CODES) | (np.abs(x) >= 1e15))
-    if not odd.any():
+    """A common missing-value code on three or more days (:func:`~.fluxnet.fill_code_in`): an
+    error asking for ``fill_value``."""
+    found = fill_code_in(column.to_numpy(float))
+    if found is None:
         return
-    values, counts = np.unique(x[odd], return_counts=True)
-    if counts.max() >= 3:
-        v = values[int(np.argmax(counts))]
-        first = time[int(np.flatnonzero(x == v)[0])]
-        raise ReaderError(f"{where}: column {name} holds {v:g} on {int(counts.max())} days (the first "
-                          f"{first:%Y-%m-%d}): a missing-value code? Give the product fill_value = {v:g} "
-                          "(those days are then missing), or correct the file; if they are data, give a "
-                          "fill_value the file does not use, such as -9999")
+    v, n = found
+    first = time[int(np.flatnonzero(column.to_numpy(float) == v)[0])]
+    raise ReaderError(f"{where}: column {name} holds {v:g} on {n} days (the first {first:%Y-%m-%d}): a "
+                      f"missing-value code? Give the product fill_value = {v:g} (those days are then "
+                      "missing), or correct the file; if they are data, give a fill_value the file does "
+                      "not use, such as -9999")
 
 
 def read_csv_product(

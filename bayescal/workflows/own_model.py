@@ -198,9 +198,10 @@ def import_entry_point(m: dict) -> Any:
                           f"{type(err).__name__}: {err}") from None
 
 
-def python_model(m: dict, space: Any = None) -> Any:
-    """The entry point called with ``model.options``: a callable with a ``space`` (whose values
-    ``space``, from ``model.parameters_file``, must be, in its order); errors name the key."""
+def python_model(m: dict) -> Any:
+    """The entry point called with ``model.options``: a callable with a ``space`` (which
+    ``model.parameters_file``, if any, changes: :func:`~.space_file.merged_space`); errors name
+    the key."""
     factory = import_entry_point(m)
     try:
         model = factory(**m["options"])
@@ -210,11 +211,6 @@ def python_model(m: dict, space: Any = None) -> Any:
     if not hasattr(model, "space") or not callable(model):
         raise ConfigError(f"'model.entry_point' {m['entry_point']!r} must return a callable with a "
                           "'space' (docs/own-model.md)")
-    if space is not None and list(space.all_labels) != list(model.space.all_labels):
-        theirs, ours = list(model.space.all_labels), list(space.all_labels)
-        raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: its values {ours[:6]}... must be "
-                          f"the model's own, in its order ({theirs[:6]}...): missing "
-                          f"{sorted(set(theirs) - set(ours))}, unknown {sorted(set(ours) - set(theirs))}")
     return model
 
 
