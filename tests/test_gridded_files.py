@@ -3,6 +3,7 @@ summaries must follow, a file edited between runs, a sigma in its own units, CLM
 time stamps, and config mistakes named before any file is read (issue 25's newcomer checks)."""
 
 import os
+import warnings
 from pathlib import Path
 
 import cftime
@@ -103,6 +104,16 @@ def test_a_sigma_variable_in_its_own_units_and_clm_end_of_month_stamps(tmp_path)
     with pytest.warns(UserWarning, match=r"stamps fall on the 1st, from 2001-02 to 2002-01, without time bo"):
         read_netcdf_product(f, "gpp", nc_variable="GPP", relative_sigma=0.1, cells=_cells([10.0], [0.0]),
                             months=pd.date_range("2001-01-01", periods=3, freq="MS"), units="gC m-2 d-1")
+    # six months (April to September) of stamps on the 1st: said if CESM/CLM wrote the file, not otherwise
+    six = one.isel(time=slice(2, 8))
+    for attrs, said in [({"source": "Community Land Model CLM5.0", "case_id": "I2000"}, True), ({}, False)]:
+        six.assign_attrs(attrs).to_netcdf(f, encoding={"time": {"units": "days since 2001-01-01",
+                                                                 "calendar": "noleap"}})
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            read_netcdf_product(f, "gpp", nc_variable="GPP", relative_sigma=0.1, cells=_cells([10.0], [0.0]),
+                                months=pd.date_range("2001-04-01", periods=6, freq="MS"), units="gC m-2 d-1")
+        assert any("from 2001-04 to 2001-09, without time bounds" in str(w.message) for w in seen) == said
 
 
 def test_units_the_file_lacks_are_given_in_the_products_keys(tmp_path):

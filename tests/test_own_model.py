@@ -118,6 +118,9 @@ def test_a_model_written_from_the_docs_runs_and_recovers_the_truth(tmp_path, cap
     assert (summary["nee"]["units"], summary["nee"]["annual_units"]) == ("gC m-2 d-1", "gC m-2 yr-1")
     assert 2.0 < summary["nee"]["annual_interval_width_parameters"] < 100.0
     assert 1.5 < float(abs(year3["nee_daily"]).max()) < 6.0  # a = 2.5 gC m-2 d-1, not 3e-8
+    # the report's error model in the validation's units: sigma 0.3 gC m-2 d-1, not 3.5e-9 kg m-2 s-1
+    table = (tmp_path / "run" / "report.html").read_text().split("Error model")[1].split("</table>")[0]
+    assert "kg m-2 s-1" not in table and "<td>0.3</td>" in table and "gC m-2 d-1" in table
 
 
 def test_raising_members_fail_alone_with_their_reason(tmp_path):

@@ -228,18 +228,27 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
             f"units {units!r}: {err}"
         raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates ({why})") from None
     if stamps:
-        _say_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}")
+        _say_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}", _from_cesm(ds.attrs))
     return keys
 
 
-def _say_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str) -> None:
-    """A warning for monthly stamps on the 1st at midnight, February to January, without time
-    bounds: CESM/CLM history files stamp each month at its end, and read by their stamps every
-    value would be a month late (with bounds the middle of each month is taken)."""
-    if keys.size < 12 or np.any(np.diff(keys) != 1):
+def _from_cesm(attrs: dict) -> bool:
+    """The file's global attributes say CESM or CLM wrote it (``case_id``, or a source or title
+    naming it)."""
+    said = " ".join(str(attrs.get(k, "")) for k in ("source", "title", "model", "source_id"))
+    return "case_id" in attrs or any(w in said for w in ("CESM", "CLM", "Community Land Model"))
+
+
+def _say_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str, cesm: bool) -> None:
+    """A warning for monthly stamps on the 1st at midnight without time bounds, February to
+    January or in a file CESM/CLM wrote (whatever months it holds): CESM/CLM history files stamp
+    each month at its end, and read by their stamps every value would be a month late (with
+    bounds the middle of each month is taken)."""
+    if keys.size < 2 or np.any(np.diff(keys) != 1):
         return
-    if not ((t.dt.day == 1).all() and (t.dt.hour == 0).all() and t.dt.month.values[0] == 2
-            and t.dt.month.values[-1] == 1):
+    on_firsts = bool((t.dt.day == 1).all() and (t.dt.hour == 0).all())
+    if not on_firsts or not (cesm or (keys.size >= 12 and t.dt.month.values[0] == 2
+                                      and t.dt.month.values[-1] == 1)):
         return
     warnings.warn(f"{what}: its monthly time stamps fall on the 1st, from {str(t.values[0])[:7]} to "
                   f"{str(t.values[-1])[:7]}, without time bounds, and are read as the months they name. A "

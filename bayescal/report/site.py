@@ -148,6 +148,22 @@ def describe_model(m: dict) -> str:
     return f"DALEC-{m['dalec_type']}{' at ' + site.group(1) if site else ''}{where}{south}"
 
 
+def _error_row(e: dict) -> str:
+    """One product's error-model row, a carbon flux in gC m-2 d-1 as the validation table is
+    (whatever the model's units), any other variable in its own."""
+    from ..readers import conversion_factor
+    from ..readers.units import UnitError
+
+    try:
+        f, units = conversion_factor(e["units"], "gC m-2 d-1", e.get("variable", "")), "gC m-2 d-1"
+    except UnitError:
+        f, units = 1.0, e["units"]
+    return (f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
+            f"<td>{e['sigma_median'] * f:.3g}</td><td>{e['discrepancy'] * f:.3g}</td>"
+            f"<td>{e.get('emulator_sd_median', 0.0) * f:.3g}</td><td>{e['rho']:.2f}</td>"
+            f"<td>{html.escape(units)}</td></tr>")
+
+
 def write_site_report(rd) -> Path:
     """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
     from ..posterior import get_group, load_inference_data, unit_samples
@@ -184,10 +200,7 @@ def write_site_report(rd) -> Path:
     imgs = [(n, c, png(f, rd.figures / f"{n}.png")) for n, c, f in figs]
     val, cal = cfg["site"]["validation_years"], cfg["site"]["calibration_years"]
     records = rd.records()
-    err_rows = "".join(f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
-                       f"<td>{e['sigma_median']:.3g}</td><td>{e['discrepancy']:.3g}</td>"
-                       f"<td>{e.get('emulator_sd_median', 0.0):.3g}</td><td>{e['rho']:.2f}</td>"
-                       f"<td>{html.escape(e['units'])}</td></tr>" for e in errs)
+    err_rows = "".join(_error_row(e) for e in errs)
     parts = [
         f"<h1>{html.escape(cfg['report']['title'])}</h1>",
         f"<p>{html.escape(describe_model(cfg['model']))} &middot; calibration {cal[0]}-{cal[1]} &middot; "

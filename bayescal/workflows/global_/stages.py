@@ -44,6 +44,10 @@ def run_screen(ctx: GlobalContext) -> None:
             "nbp": lambda ds: ds.nbp_global.mean("year"),
             **_summary_targets(ctx),
         }
+        if cfg["screen"]["top_k"] >= len(space.labels):
+            ctx.say(f"  screen.top_k = {cfg['screen']['top_k']} keeps all {len(space.labels)} candidate "
+                    "values: the screen's runs only order them (screen.enabled = false calibrates every "
+                    "value without them)")
         design = sample(space, "morris", cfg["screen"]["trajectories"], seed=ctx.seed)
         res = evaluate(
             ctx.simulator,
