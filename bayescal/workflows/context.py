@@ -278,6 +278,10 @@ class Context:
         from bayescal.run.ensemble import describe_failures, run_ensemble
 
         kwargs.setdefault("progress", self.progress)
+        if self.config["model"]["kind"] == "external":
+            # a program runs one member per call anyway: one per batch lets the store keep each as it
+            # finishes, moves the progress bar per run, and lets a cluster run them side by side
+            kwargs["batch_size"] = 1
         ran = run_ensemble(simulator, theta, store, **kwargs)
         if ran.already_done:  # a resumed stage: what an earlier, stopped run had finished
             self.say(f"  {ran.already_done} of {ran.n_members} model runs already in {store} (kept from "
