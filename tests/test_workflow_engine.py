@@ -21,6 +21,7 @@ from bayescal.cli import main
 from bayescal.testing import write_toy_site_csv
 from bayescal.workflow import Stage, Workflow, WorkflowError
 from bayescal.workflow.rundir import MARKER, RunDir, RunDirRefused
+from bayescal.workflow.rundir_guard import stale_size
 from bayescal.workflows import ConfigError, load_config, make_context, validate_config
 
 #: keys that change how runs are made, not what they are: no stage declares them
@@ -237,6 +238,9 @@ def test_user_files_in_a_rerun_stage_folder_stay_in_place(global_run, tmp_path):
     assert (copy / "emulate" / "mine" / "a.csv").read_text() == "1,2"
     assert not list((copy / ".stale").rglob("my_notes.txt"))
     assert (copy / ".stale" / "emulate-1" / "misfit_emulator.nc").exists()  # bayescal's own, set aside
+    size = sum(f.stat().st_size for f in (copy / ".stale").rglob("*") if f.is_file())
+    assert stale_size(copy) == (f".stale/ holds 1 earlier stage folders, {size / 2**20:.1f} MiB; delete "
+                                "what you no longer need")
 
 
 def test_a_rerun_report_keeps_the_old_page_and_figures_beside_its_old_folder(global_run, tmp_path):

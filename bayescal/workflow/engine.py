@@ -30,7 +30,7 @@ from bayescal import __version__
 
 from .keys import changed_inputs, stage_inputs, stage_key
 from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
-from .rundir_guard import claim_run_dir, set_aside
+from .rundir_guard import claim_run_dir, set_aside, stale_size
 from .stage import Stage, Workflow
 
 __all__ = ["Engine", "PlannedStage", "StageContext", "summary_table"]
@@ -237,6 +237,7 @@ class Engine:
                     (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                     os.replace(moved / rel, folder / rel)
                     self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
+            self.ctx.say(f"[{stage.name}] {stale_size(self.run_dir)}")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stage.json").unlink(missing_ok=True)
         # the files beside the folder before the stage's first start: yours (a resumed run keeps its list)

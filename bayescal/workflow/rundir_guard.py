@@ -18,7 +18,7 @@ from bayescal import __version__
 
 from .rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
 
-__all__ = ["STALE", "check_run_dir", "claim_run_dir", "set_aside"]
+__all__ = ["STALE", "check_run_dir", "claim_run_dir", "set_aside", "stale_size"]
 
 #: where stage folders of other inputs are moved (bayescal's; never deleted by bayescal)
 STALE = ".stale"
@@ -124,3 +124,14 @@ def set_aside(run_dir: str | Path, stage_dir: str | Path) -> Path:
         n += 1
     os.replace(stage_dir, target)
     return target
+
+
+def stale_size(run_dir: str | Path) -> str:
+    """What ``.stale/`` holds, for the line that says a folder went there: bayescal never deletes
+    it, so a run directory edited and rerun many times grows until you delete what you no longer
+    need."""
+    stale = Path(run_dir) / STALE
+    folders = [p for p in stale.iterdir() if p.is_dir()] if stale.is_dir() else []
+    size = sum(f.stat().st_size for p in folders for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    return (f"{STALE}/ holds {len(folders)} earlier stage folders, {size / 2**20:.1f} MiB; delete what you "
+            "no longer need")
