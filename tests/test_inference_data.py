@@ -31,7 +31,7 @@ from bayescal.posterior import (  # noqa: E402
     save_inference_data,
     unit_samples,
 )
-from bayescal.posterior.inference_data import ARVIZ_1  # noqa: E402
+from bayescal.posterior.inference_data import ARVIZ_1, family_dataset, make_inference_data  # noqa: E402
 from bayescal.posterior.site_calibration import sample_posterior, series_log_likelihood  # noqa: E402
 
 pytestmark = pytest.mark.arviz
@@ -68,6 +68,34 @@ def _global_posterior(seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PosteriorWarning)
         return ps, ps.to_inference_data(n_prior=200)
+
+
+def test_families_over_the_same_groups_share_their_dimension():
+    """Per-PFT families share ``pft`` (one PFT's values of every family by one ``sel``; a table has
+    a column per value, not the product of every family's groups); pft2 families share ``pft2``,
+    a custom list its first family's ``<family>_group``; the values come back as they went in,
+    also from a file of the earlier layout (a dimension per family)."""
+    space = ParameterSpace([
+        Parameter("vmax", np.full(9, 50.0), np.full(9, 10.0), np.full(9, 90.0), groups="pft9"),
+        Parameter("kn", np.full(9, 0.5), np.zeros(9), np.ones(9), groups="pft9"),
+        Parameter("cold", [1.0, 2.0], [0.0, 0.0], [3.0, 3.0], groups="pft2"),
+        Parameter("c", [0.5, 0.5], [0.0, 0.0], [1.0, 1.0], groups=["x", "y"]),
+        Parameter("d", [0.5, 0.5], [0.0, 0.0], [1.0, 1.0], groups=["x", "y"]),
+        Parameter("e", 1.0, 0.0, 2.0)]).only(["vmax", "kn", "cold", "c", "d", "e"])
+    u = np.random.default_rng(0).random((4, 50, space.n_free))
+    ds = family_dataset(space, u)
+    assert {v: ds[v].dims[2:] for v in ds.data_vars} == {
+        "vmax": ("pft",), "kn": ("pft",), "cold": ("pft2",), "c": ("c_group",), "d": ("c_group",), "e": ()}
+    one = ds.sel(pft="NDL-EVG")
+    assert float(one["vmax"][1, 3]) == pytest.approx(10.0 + 80.0 * u[1, 3, 0])
+    assert float(one["kn"][1, 3]) == pytest.approx(u[1, 3, 9])
+    assert ds.to_dataframe().shape[0] == 4 * 50 * 9 * 2 * 2  # the groups' product, no family's own
+    np.testing.assert_allclose(unit_samples(make_inference_data({"posterior": ds}), space).values,
+                               u.reshape(-1, space.n_free), atol=1e-12)
+    old = xr.Dataset({v: ds[v].rename({d: f"{v}_group" for d in ds[v].dims[2:]}) for v in ds.data_vars})
+    old = old.drop_vars([c for c in ("pft", "pft2") if c in old.coords])
+    np.testing.assert_allclose(unit_samples(make_inference_data({"posterior": old}), space).values,
+                               u.reshape(-1, space.n_free), atol=1e-12)
 
 
 def test_saved_posterior_is_complete_and_arviz_reads_it(tmp_path):

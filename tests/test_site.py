@@ -70,6 +70,29 @@ def test_monthly_aggregate_is_the_mean_of_observed_days_with_its_sigma():
     np.testing.assert_allclose(op.of_model(ds)[0], op.y)
 
 
+def test_validation_sums_a_flux_and_averages_a_state(rng):
+    """A year of NEE (a rate per day) is its sum in gC m-2 yr-1; a year of LAI (a state) its mean
+    in m2 m-2, not 365 of them added: both the bands and the observed values, without noise the
+    exact numbers."""
+    from bayescal.posterior.site_calibration import validation
+
+    time = pd.date_range("2003-01-01", "2004-12-31", freq="D")
+    nee, lai = np.linspace(-2.0, 1.0, time.size), np.linspace(2.0, 5.0, time.size)
+    draws = xr.Dataset({"nee": (("member", "time"), np.tile(nee, (20, 1)), {"units": "gC m-2 d-1"}),
+                        "lai": (("member", "time"), np.tile(lai, (20, 1)), {"units": "m2 m-2"})},
+                       coords={"time": time})
+    observed = {v: draws[v].isel(member=0, drop=True) for v in ("nee", "lai")}
+    bands, summary = validation(draws, draws.isel(member=[0]), observed, {"nee": 0.0, "lai": 0.0},
+                                {"nee": 0.0, "lai": 0.0}, (2004, 2004), rng)
+    days = slice(time.get_loc("2004-01-01"), None)
+    assert float(bands["nee_annual"].sel(quantile=0.5)[0]) == pytest.approx(nee[days].sum())
+    assert float(bands["lai_annual"].sel(quantile=0.5)[0]) == pytest.approx(lai[days].mean())
+    assert float(bands["lai_observed_monthly"][0]) == pytest.approx(lai[days][:31].mean())
+    assert [bands[f"{v}_annual"].attrs["units"] for v in ("nee", "lai")] == ["gC m-2 yr-1", "m2 m-2"]
+    assert bands["lai_annual"].attrs["cell_methods"] == "time: mean"
+    assert summary["lai"]["observed_annual"] == [pytest.approx(lai[days].mean())]
+
+
 def test_error_model_recovers_discrepancy_and_autocorrelation(rng):
     n, s_true, rho_true = 20000, 0.8, 0.6
     sigma = np.full(n, 0.5)

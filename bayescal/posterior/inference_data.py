@@ -20,13 +20,14 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from ..parameters import ParameterSpace, split_label
+from ..parameters import GROUPINGS, ParameterSpace, split_label
 from .errors import PosteriorError
 
 __all__ = [
     "ARVIZ_1",
     "family_dataset",
     "get_group",
+    "group_dims",
     "group_names",
     "has_group",
     "load_inference_data",
@@ -109,29 +110,41 @@ def load_inference_data(path: str | Path) -> Any:
 def family_dataset(space: ParameterSpace, u: np.ndarray, attrs: dict | None = None,
                    sample: dict | None = None) -> xr.Dataset:
     """Unit-cube samples (chain, draw, d) as a Dataset of physical values, one variable per family
-    (per-PFT families on ``<family>_group``; units and description in attrs): the layout
-    :func:`unit_samples` reads. ``sample``: the chain and draw coordinates (default 0, 1, ...)."""
+    (units and description in attrs): the layout :func:`unit_samples` reads. A vector family is
+    on the dimension of its groups (:func:`group_dims`): every family over the nine PFTs shares
+    ``pft``, so ``posterior.sel(pft="NDL-EVG")`` takes one PFT's values of every family and a
+    table of the posterior has a column per value. ``sample``: the chain and draw coordinates
+    (default 0, 1, ...)."""
     params = {p.name: p for p in space}
     sample = sample or {"chain": np.arange(u.shape[0]), "draw": np.arange(u.shape[1])}
-    coords = {**sample, **_family_coords(space)}
+    dims, coords = group_dims(space)
     data = {}
     for fam, x in _to_families(space, u).items():
-        dims = ("chain", "draw", f"{fam}_group") if x.ndim == 3 else ("chain", "draw")
         p = params.get(fam)
         a = {"units": getattr(p, "units", "") or ""}
         if getattr(p, "description", ""):
             a["long_name"] = p.description
-        data[fam] = (dims, x, a)
-    return xr.Dataset(data, coords=coords, attrs=attrs or {})
+        data[fam] = (("chain", "draw", dims[fam]) if x.ndim == 3 else ("chain", "draw"), x, a)
+    return xr.Dataset(data, coords={**sample, **coords}, attrs=attrs or {})
 
 
-def _family_coords(space: ParameterSpace) -> dict[str, list[str]]:
-    coords: dict[str, list[str]] = {}
+def group_dims(space: ParameterSpace) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The dimension of each vector family's groups, and each dimension's labels. Families with
+    the same groups share one: ``pft`` for the nine PFTs, ``pft4`` / ``pft2`` for the coarser
+    groupings (:data:`~bayescal.parameters.GROUPINGS`), ``<family>_group`` (the first family
+    with them) for any other list of groups, a subset of a grouping included."""
+    labels: dict[str, list[str]] = {}
     for lab in space.labels:
         fam, grp = split_label(lab)
         if grp:
-            coords.setdefault(f"{fam}_group", []).append(grp)
-    return coords
+            labels.setdefault(fam, []).append(grp)
+    named = {tuple(v): ("pft" if k == "pft9" else k) for k, v in GROUPINGS.items()}
+    dims: dict[str, str] = {}
+    coords: dict[str, list[str]] = {}
+    for fam, grps in labels.items():
+        dim = named.get(tuple(grps)) or next((d for d, c in coords.items() if c == grps), f"{fam}_group")
+        dims[fam], coords[dim] = dim, grps
+    return dims, coords
 
 
 def _to_families(space: ParameterSpace, u: np.ndarray) -> dict[str, np.ndarray]:
@@ -155,7 +168,9 @@ def unit_samples(idata: Any, space: ParameterSpace, group: str = "posterior") ->
         fam, grp = split_label(lab)
         if fam not in ds:
             raise PosteriorError(f"{group} has no variable {fam!r} for parameter {lab!r}")
-        v = ds[fam].sel({f"{fam}_group": grp}) if grp else ds[fam]
+        # its groups' dimension: pft, pft2, ... or <family>_group (every family's own in earlier files)
+        extra = [d for d in ds[fam].dims if d not in ("chain", "draw")]
+        v = ds[fam].sel({extra[0]: grp}) if grp else ds[fam]
         cols.append(v.values.reshape(-1))
     x = np.column_stack(cols)
     return xr.DataArray(space.to_unit(x), dims=("sample", "parameter"), coords={"parameter": space.labels})

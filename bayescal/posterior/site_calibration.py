@@ -331,26 +331,33 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
         pred = m + _ar1_noise(rng, m.shape, sd, rho)
         out[f"{v}_daily"] = pred.quantile([0.05, 0.5, 0.95], dim="member")
         out[f"{v}_observed_daily"] = o
+        daily = str(obs.attrs.get("units", m.attrs.get("units", "")))
+        how = period_aggregation(daily)
         for name, freq in (("monthly", "MS"), ("annual", "YS")):
             dim = f"time_{name}"  # each time scale on its own axis (no alignment across them)
-            q = pred.resample(time=freq).sum().quantile([0.05, 0.5, 0.95], dim="member")
-            units = _sum_units(str(obs.attrs.get("units", m.attrs.get("units", ""))), name)
-            out[f"{v}_{name}"] = q.rename(time=dim).assign_attrs(units=units)
-            # a period's observed sum only where every day of it is observed (else NaN, not a part-sum)
+            q = getattr(pred.resample(time=freq), how)().quantile([0.05, 0.5, 0.95], dim="member")
+            attrs = {"units": period_units(daily, name), "cell_methods": f"time: {how}"}
+            out[f"{v}_{name}"] = q.rename(time=dim).assign_attrs(attrs)
+            # a period's observed value only where every day of it is observed (else NaN, not a part)
             complete = o.notnull().resample(time=freq).min().astype(bool)
-            total = o.resample(time=freq).sum().where(complete).rename(time=dim)
-            out[f"{v}_observed_{name}"] = total.assign_attrs({**o.attrs, "units": units})
+            total = getattr(o.resample(time=freq), how)().where(complete).rename(time=dim)
+            out[f"{v}_observed_{name}"] = total.assign_attrs({**o.attrs, **attrs})
         summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     return xr.Dataset(out), summary
 
 
-def _sum_units(daily: str, period: str) -> str:
-    """Units of a monthly or annual sum of daily values: ``gC m-2 d-1`` -> ``gC m-2 month-1`` /
-    ``gC m-2 yr-1``; other daily units times a day (``m2 m-2 d``)."""
+def period_aggregation(daily: str) -> str:
+    """How a month or year of daily values is one value: ``sum`` for a rate per day (a carbon
+    flux in gC m-2 d-1: its annual sum in gC m-2 yr-1), ``mean`` for anything else (LAI in m2
+    m-2, latent heat in W m-2: a year's mean, not 365 of them added)."""
+    return "sum" if daily.endswith(" d-1") else "mean"
+
+
+def period_units(daily: str, period: str) -> str:
+    """Units of a monthly or annual value of daily values: ``gC m-2 d-1`` -> ``gC m-2 month-1`` /
+    ``gC m-2 yr-1`` (sums); other units unchanged (means)."""
     per = {"monthly": "month-1", "annual": "yr-1"}[period]
-    if daily.endswith(" d-1"):
-        return f"{daily[:-4]} {per}"
-    return f"{daily} d" if daily else ""
+    return f"{daily[:-4]} {per}" if period_aggregation(daily) == "sum" else daily
 
 
 def _validation_metrics(out: dict, v: str, m: xr.DataArray, o: xr.DataArray, default: xr.DataArray) -> dict:

@@ -47,9 +47,10 @@ def plot_validation(bands: xr.Dataset, variables: list[str], units_of: dict[str,
                      "annual": dict(s=30, color="k", marker="D")}[scale]
             ax.scatter(obs[dim].values, obs.values, label="observed", zorder=3, **style)
             units = bands[f"{v}_observed_daily"].attrs.get("units") or units_of.get(v, "?")
-            total = obs.attrs.get("units") if obs.attrs.get("units") != units else None  # bands of 0.2+
+            how = {"time: mean": "means", "time: sum": "sums"}.get(q.attrs.get("cell_methods"), "sums")
+            total = obs.attrs.get("units") if how == "means" or obs.attrs.get("units") != units else None
             ax.set_title(f"{v.upper()} {scale} ({units})" if scale == "daily" else
-                         f"{v.upper()} {scale} sums ({total or units + ' x d'})", fontsize=9)
+                         f"{v.upper()} {scale} {how} ({total or units + ' x d'})", fontsize=9)
             ax.tick_params(labelsize=7)
             if scale == "annual":
                 ax.set_xticks(t, [str(x)[:4] for x in t])
@@ -68,28 +69,36 @@ def _f(x: float | None, spec: str) -> str:
     return "&ndash;" if x is None else format(x, spec)
 
 
+def _g(x: float | None) -> str:
+    """An annual value: whole numbers for sums of hundreds (NEE in gC m-2 yr-1), three figures for
+    a mean (LAI 3.47)."""
+    return _f(x, ".0f" if x is not None and abs(x) >= 100 else ".3g")
+
+
 def _metrics_table(summary: dict, variables: list[str]) -> str:
     rows = []
     for v in variables:
         s = summary[v]
+        annual = html.escape(f"{s.get('annual_aggregation', 'sum')}, {s.get('annual_units', '?')}")
         rows.append(
-            f"<tr><td>{v.upper()}</td><td>{html.escape(s.get('units', '?'))}</td>"
+            f"<tr><td>{v.upper()}</td><td>{html.escape(s.get('units', '?'))}</td><td>{annual}</td>"
             f"<td>{_f(s['annual_coverage_90'], '.0%')}</td>"
-            f"<td>{s['annual_interval_width_mean']:.0f}</td><td>{s['annual_interval_width_parameters']:.0f}</td>"
+            f"<td>{_g(s['annual_interval_width_mean'])}</td><td>{_g(s['annual_interval_width_parameters'])}</td>"
             f"<td>{_f(s['rmse_daily_defaults'], '.3f')}</td>"
             f"<td>{_f(s['rmse_daily_posterior_mean'], '.3f')}</td>"
             f"<td>{_f(s['rmse_reduction'], '.0%')}</td>"
-            f"<td>{', '.join(_f(x, '.0f') for x in s['observed_annual'])}</td>"
-            f"<td>{', '.join(f'{x:.0f}' for x in s['predicted_annual_median'])}</td></tr>")
-    head = ("<tr><th>variable</th><th>daily units (annual sums: &times; d)</th>"
-            "<th>annual sums inside 90 % band</th><th>90 % width of annual sums, predictive</th>"
-            "<th>90 % width of annual sums, parameters only</th><th>daily RMSE defaults (daily units)</th>"
+            f"<td>{', '.join(_g(x) for x in s['observed_annual'])}</td>"
+            f"<td>{', '.join(_g(x) for x in s['predicted_annual_median'])}</td></tr>")
+    head = ("<tr><th>variable</th><th>daily units</th><th>annual value (a flux's sum, a state's mean), "
+            "units</th><th>annual values inside 90 % band</th>"
+            "<th>90 % width of annual values, predictive</th>"
+            "<th>90 % width of annual values, parameters only</th><th>daily RMSE defaults (daily units)</th>"
             "<th>daily RMSE posterior mean (daily units)</th>"
             "<th>RMSE reduction</th><th>observed annual (complete years)</th>"
             "<th>predicted annual (median)</th></tr>")
     note = ("<p>The validation years are compared with every day the files give (FLUXNET: the gap-filled "
             "values whatever their quality flag, qc_min = 0), the calibration with the days of each "
-            "product's qc_min; an annual sum is observed only in a year without a missing day.</p>")
+            "product's qc_min; an annual value is observed only in a year without a missing day.</p>")
     return f"<table class='t'>{head}{''.join(rows)}</table>{note}"
 
 

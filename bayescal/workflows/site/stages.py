@@ -351,7 +351,7 @@ def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
 
 
 def run_site_propagate(ctx: SiteContext) -> None:
-    from bayescal.posterior.site_calibration import validation
+    from bayescal.posterior.site_calibration import period_aggregation, period_units, validation
     from bayescal.run.ensemble import EnsembleStore
 
     space, n = ctx.space(), ctx.config["propagate"]["n_draws"]
@@ -379,14 +379,12 @@ def run_site_propagate(ctx: SiteContext) -> None:
     bands, summary = validation(draws, defaults, observed, sd, rho, ctx.years("validation"), rng)
     bands.to_netcdf(ctx.run_dir / "propagate" / "bands.nc")
     for v in observed:  # REFLEX's interval: the model's annual flux (parameters only, no noise)
-        ann = draws[v].sel(time=slice(*map(str, ctx.years("validation")))).resample(time="YS").sum()
+        how = period_aggregation(shown[v][1])  # a flux's annual sum, a state's (LAI) annual mean
+        ann = getattr(draws[v].sel(time=slice(*map(str, ctx.years("validation")))).resample(time="YS"), how)()
         q = ann.quantile([0.05, 0.95], dim="member")
         summary[v]["annual_interval_width_parameters"] = float((q[1] - q[0]).mean())
-    for v in observed:  # the daily values' units; the annual sums and interval widths are per year
-        daily = shown[v][1]
-        summary[v]["units"] = daily
-        per_year = daily.replace(" d-1", " yr-1") if daily.endswith(" d-1") else f"({daily}) d"
-        summary[v]["annual_units"] = per_year
+        summary[v].update(units=shown[v][1], annual_units=period_units(shown[v][1], "annual"),
+                          annual_aggregation=how)
     summary["n_draws_done"] = int(draws.sizes["member"])
     if ctx.config["observations"]["twin"]:
         summary["parameter_coverage"] = _parameter_coverage(ctx, post)
@@ -395,14 +393,14 @@ def run_site_propagate(ctx: SiteContext) -> None:
         s = summary[v]
         if s["validation_observed_days"] == 0:
             ctx.say(f"  {v}: no observation in the validation years; predictive interval "
-                    f"{s['annual_interval_width_mean']:.0f} (parameters only "
-                    f"{s['annual_interval_width_parameters']:.0f})")
+                    f"{s['annual_interval_width_mean']:.3g} (parameters only "
+                    f"{s['annual_interval_width_parameters']:.3g})")
             continue
         cov = s["annual_coverage_90"]
         cov = "n/a (no complete year)" if cov is None else f"{cov:.0%}"
         ctx.say(f"  {v}: annual 90 % coverage {cov}, interval "
-                f"{s['annual_interval_width_mean']:.0f} "
-                f"(parameters only {s['annual_interval_width_parameters']:.0f}), "
+                f"{s['annual_interval_width_mean']:.3g} "
+                f"(parameters only {s['annual_interval_width_parameters']:.3g}), "
                 f"daily RMSE {s['rmse_daily_defaults']:.3g} -> {s['rmse_daily_posterior_mean']:.3g}")
 
 
