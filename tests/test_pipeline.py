@@ -256,6 +256,8 @@ def test_tiny_config_end_to_end(tiny_run):
     assert "twin truth inside the 90 % posterior interval: 4 of 4" in page
     assert "Seiler's alternative sets" in page  # Seiler's equifinality procedure beside the posterior's
     assert (run_dir / "equifinality" / "alternatives_seiler.nc").exists()
+    top, pc = (xr.load_dataset(run_dir / "equifinality" / f) for f in ("top_fraction_pca.nc", "pca.nc"))
+    assert list(top["parameter"].values) == list(pc["parameter"].values)  # the values' labels, both
     # the directions the data fix: their sd ratios are those of the posterior's whitened covariance
     dirs = xr.load_dataset(run_dir / "equifinality" / "directions.nc")
     from bayescal.workflow.rundir import RunDir

@@ -25,6 +25,8 @@ import numpy as np
 import xarray as xr
 from scipy.stats import qmc
 
+from ..parameters import UNIT_CUBE
+
 __all__ = [
     "correlation",
     "strongest_pairs",
@@ -141,7 +143,7 @@ def distance_score_cloud(
             "distance": ("point", dist),
             "mean": ("point", np.asarray(mean)),
             "sd": ("point", np.asarray(sd)),
-            "u": (("point", "parameter"), u),
+            "u": (("point", "parameter"), u, UNIT_CUBE),
         },
         attrs={"spearman": float(rho), "local": "global" if local is None else float(local),
                "relative_to": relative_to},
@@ -192,7 +194,8 @@ def seiler_alternatives(top: xr.Dataset, u_star: Any, k: int = 5) -> xr.Dataset:
         raise ValueError(f"the top-fraction ensemble has {top.sizes['sample']} sets; need {k}")
     u = top["u_top"].values[:k]
     return xr.Dataset(
-        {"u": (("alternative", "parameter"), u), "score": ("alternative", top["score_top"].values[:k]),
+        {"u": (("alternative", "parameter"), u, UNIT_CUBE),
+         "score": ("alternative", top["score_top"].values[:k]),
          "distance": ("alternative", normalized_distance(u, np.asarray(u_star, float)))},
         coords={"alternative": np.arange(1, k + 1), "parameter": top["parameter"].values},
         attrs={"procedure": "Seiler: top 10 % of runs -> box -> LHS -> emulator -> top 10 % -> best k"},
@@ -228,7 +231,7 @@ def alternatives(
         normalized_distance(x[a][None], x[b])[0] for i, a in enumerate(chosen) for b in chosen[i + 1 :]
     )
     return xr.Dataset(
-        {"u": (("alternative", "parameter"), x[chosen]), "score": ("alternative", y[chosen])},
+        {"u": (("alternative", "parameter"), x[chosen], UNIT_CUBE), "score": ("alternative", y[chosen])},
         coords={"alternative": np.arange(1, k + 1), "parameter": labels},
         attrs={"tolerance": tolerance, "min_distance": float(pair)},
     )

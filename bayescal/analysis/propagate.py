@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ..observations.gcb import load_gcb2024, load_gcb2024_land_models
-from ..parameters import ParameterSpace
+from ..parameters import UNIT_CUBE, ParameterSpace
 from ..run.ensemble import EnsembleStore, run_ensemble
 
 __all__ = [
@@ -102,7 +102,7 @@ def propagate(
     )
     ens = EnsembleStore(store).load()
     ens = ens.assign_coords(set=("member", np.array(names)), index=("member", np.array(idx)))
-    ens["u"] = (("member", "parameter_free"), u)
+    ens["u"] = (("member", "parameter_free"), u, UNIT_CUBE)
     ens = ens.assign_coords(parameter_free=space.labels)
     return ens
 

@@ -15,9 +15,10 @@ Conventions
 """
 
 from .parameter import GROUPINGS, PFTS, Parameter, ParameterError, family, group_index, split_label
-from .space import ParameterSpace
+from .space import UNIT_CUBE, ParameterSpace
 
 __all__ = [
+    "UNIT_CUBE",
     "split_label",
     "family",
     "PFTS",

@@ -13,7 +13,10 @@ import xarray as xr
 
 from .parameter import _LABEL_RE, _PARAM_KEYS, _UNIT_TOL, Parameter, ParameterError, split_label
 
-__all__ = ["ParameterSpace"]
+__all__ = ["UNIT_CUBE", "ParameterSpace"]
+
+#: attributes of an array of unit-cube values (a design's ``u``, alternatives, clouds)
+UNIT_CUBE = {"long_name": "calibrated values on the unit cube (0 and 1: the bounds of each prior range)"}
 
 
 class ParameterSpace:

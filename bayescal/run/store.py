@@ -79,7 +79,9 @@ class EnsembleStore:
         self._refuse_a_foreign_design(digest)
         self.members_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path / "design.nc.tmp"
-        design.rename("theta").to_dataset().to_netcdf(tmp, engine=_ENGINE)
+        theta = design.rename("theta").assign_attrs(
+            long_name="parameter values (physical units), every value of the model's space")
+        theta.to_dataset().to_netcdf(tmp, engine=_ENGINE)
         os.replace(tmp, self.path / "design.nc")
         meta = {"design_sha256": digest, "n_members": int(design.sizes["member"]),
                 "parameters": [str(p) for p in design["parameter"].values], "format": 1}

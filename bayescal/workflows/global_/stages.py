@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from bayescal.parameters import family
+from bayescal.parameters import UNIT_CUBE, family
 from bayescal.workflow.rundir import write_json_atomic
 from bayescal.workflows.context import StageError
 
@@ -211,7 +211,7 @@ def run_design(ctx: GlobalContext) -> None:
     misfit[ok] = measured["misfit"].values
     xr.Dataset(
         {
-            "u": (("member", "parameter"), u),
+            "u": (("member", "parameter"), u, UNIT_CUBE),
             "misfit": ("member", misfit),
             "summaries": (("member", "summary"), Y),
             "status": ("member", status),
@@ -450,6 +450,7 @@ def run_equifinality(ctx: GlobalContext) -> None:
     # Seiler's procedures beside the posterior's: top 10 % of the runs -> box -> LHS -> emulator ->
     # top 10 % -> PCA, and the five best of that ensemble as alternative sets
     top = top_fraction_pca(gp, *_misfit_training(ctx), fraction=0.1, n=c["seiler_points"], seed=ctx.seed)
+    top = top.assign_coords(parameter=space.labels)  # as pca.nc's: the two align value by value
     top.to_netcdf(out / "top_fraction_pca.nc")
     seiler_alternatives(top, best, k=min(5, top.sizes["sample"])).assign_coords(
         parameter=space.labels).to_netcdf(out / "alternatives_seiler.nc")
