@@ -129,6 +129,10 @@ def test_a_walker_that_arrives_late_asks_for_more_steps_not_a_two_step_chain():
     start, tau = ps._start_and_tau()
     assert start == ps.settled() == 995
     assert np.all(np.isfinite(tau)) and np.all(tau > 0) and start + 50 * tau.max() > 1000
+    # the draws kept (emcee's steps burn + thin - 1, burn + 2 thin - 1, ...): at least one per walker,
+    # where a thin of half tau (> the 3 steps left) kept none and the site's run then crashed
+    burn, thin = ps._burn_thin(tau, 1000, None, None, None, start)
+    assert 0.5 * tau.min() > 1000 - burn and len(range(burn + thin - 1, 1000, thin)) >= 1
 
 
 def _sbc_ranks(likelihood_of, sim, sigma, n_rep, n_draws=19, seed=7):

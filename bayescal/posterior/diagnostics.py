@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from contextlib import contextmanager
 from typing import Any
 
 import arviz as az
@@ -34,6 +36,18 @@ def _rhat_expected(attrs: dict) -> float:
     return float(np.sqrt(1.0 + 4.0 * tau / max(kept, 50.0 * tau)))
 
 
+@contextmanager
+def _arviz_quiet():
+    """ArviZ's (0.2x) logger held at ERROR for the block, then as it was."""
+    logger = logging.getLogger("arviz")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dataset:
     """R-hat, bulk and tail ESS per parameter value; warns when any is out of bounds.
 
@@ -54,9 +68,10 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
     """
     post = idata if isinstance(idata, xr.Dataset) else get_group(idata, "posterior")
     rhat_max = max(rhat_max, _rhat_expected(post.attrs))
-    rhat = az.rhat(post)
-    ess_b = az.ess(post, method="bulk")
-    ess_t = az.ess(post, method="tail")
+    with _arviz_quiet():  # its "shape validation failed" log lines for a few draws: our warning says it
+        rhat = az.rhat(post)
+        ess_b = az.ess(post, method="bulk")
+        ess_t = az.ess(post, method="tail")
     rows = []
     for var in post.data_vars:
         r, eb, et = rhat[var], ess_b[var], ess_t[var]

@@ -339,6 +339,9 @@ class PosteriorSampler:
         thin = max(1, int(0.5 * np.nanmin(tau))) if thin is None else int(thin)
         if burn >= n:
             burn = (start + n) // 2
+        # emcee keeps steps burn + thin - 1, burn + 2 thin - 1, ...: at least one per walker (a walker
+        # that reached the posterior near the chain's end left fewer steps than thin, and none)
+        thin = max(1, min(thin, n - burn))
         if max_draws is not None:
             kept = -(-(n - burn) // thin)  # draws per walker
             if kept * self.n_walkers > max_draws:

@@ -359,6 +359,10 @@ def run_site_propagate(ctx: SiteContext) -> None:
         ctx.model_check(validation=True)
     post = ctx.rundir.posterior_u(space).values
     rng = np.random.default_rng(ctx.seed)
+    if post.shape[0] < n:
+        ctx.say(f"  the posterior kept {post.shape[0]} draws, fewer than propagate.n_draws = {n}: all of "
+                "them run (a longer chain keeps more)")
+        n = post.shape[0]
     u = np.vstack([post[rng.choice(post.shape[0], size=n, replace=False)], ctx.optimum_u()[None]])
     theta = np.vstack([space.expand(space.from_unit(u)), ctx.full_space.all_default[None]])
     observed = _observed_full(ctx)
