@@ -361,7 +361,10 @@ class RunResults:
         f = self.rundir.stage(stage) / name
         if not f.exists():
             done = (self.rundir.stage(stage) / "stage.json").exists()
-            why = (f"the {stage!r} stage finished without it: this workflow does not write it" if done
+            stages = self.rundir.stage_names()
+            why = (f"the {self.rundir.workflow_name()} workflow has no {stage!r} stage (its stages: "
+                   f"{', '.join(stages)})" if stage not in stages else
+                   f"the {stage!r} stage finished without it: this workflow does not write it" if done
                    else f"has the {stage!r} stage finished?")
             raise RunDirError(f"{f}: not written ({why})")
         try:
