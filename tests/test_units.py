@@ -125,3 +125,20 @@ def test_temperatures_written_apart_are_celsius(unit):
         convert(np.array([25.0]), unit, "K")
     assert convert(np.array([2.0]), "delta_degC", "K") == pytest.approx([2.0])  # a difference: a factor
 
+
+
+def test_the_registry_reads_the_units_bayescal_writes_as_pint_xarray_would():
+    """pint-xarray's ``quantify(unit_registry=registry())`` hands the registry each ``units``
+    attribute as it is written (no bayescal parsing first) and needs ndarray-like quantities:
+    the CF spellings, carbon, nitrogen and photons parse, to the right quantities."""
+    from bayescal.readers.units import registry
+
+    ureg = registry()
+    assert ureg.force_ndarray_like
+    q = ureg.Quantity(np.array([1.0, 2.0]), "gC m-2 d-1")
+    np.testing.assert_allclose(q.to("kgC m-2 yr-1").magnitude, np.array([1.0, 2.0]) * 365.25e-3)
+    assert ureg.Quantity(1.0, "PgC yr-1").to("gC yr-1").magnitude == pytest.approx(1e15)
+    assert str(ureg.Quantity(1.0, "gC gN-1 d-1").dimensionality) == "[carbon] / [nitrogen] / [time]"
+    assert ureg.Quantity(0.08, "mol CO2 mol-1 photon").to("1").magnitude == pytest.approx(0.08)
+    assert ureg.Quantity(3.0, "m2 m-2").dimensionless and ureg.Quantity(1.0, "umol CO2 m-2 s-1").check(
+        "[substance] / [length] ** 2 / [time]")

@@ -62,8 +62,12 @@ def registry():
     pint takes a moment to load)."""
     import pint
 
-    ureg = pint.UnitRegistry(cache_folder=None)
+    # CF/UDUNITS spellings read by the registry itself (so pint-xarray's ``quantify`` reads bayescal's
+    # files with it), ndarray-like quantities (as pint-xarray requires)
+    ureg = pint.UnitRegistry(cache_folder=None, preprocessors=[_normalise], force_ndarray_like=True)
     ureg.define("gram_carbon = [carbon] = gC = g_C")
+    ureg.define("gram_nitrogen = [nitrogen] = gN = g_N")  # DALEC's nitrogen use (gC gN-1 d-1)
+    ureg.define("photon = 1 = photons")  # a count: mol CO2 mol-1 photon is a quantum yield
     ureg.define("tonne_carbon = 1e6 * gram_carbon = tC = t_C")
     ureg.define(f"mole_carbon = {MOLAR_MASS_C} * gram_carbon = molC = mol_C")
     # a mass of CO2 is its carbon's: 12.011 / 44.0095 of it (NEE in gCO2 m-2 d-1, tCO2 ha-1 yr-1)
