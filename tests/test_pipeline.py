@@ -393,10 +393,10 @@ def test_killed_during_posterior_resumes_with_same_result(tiny_run, cli, tmp_pat
     for s in STAGES[:4]:
         assert f"[{s}] up to date" in out
         assert (run_dir / s / "stage.json").stat().st_mtime_ns == before[s]
-    a = az.from_netcdf(str(ref_dir / "posterior" / "posterior.nc")).posterior
-    b = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc")).posterior
-    for v in a.data_vars:
-        np.testing.assert_array_equal(a[v].values, b[v].values)
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood"):  # bit for bit
+        a, b = (xr.load_dataset(d / "posterior" / "posterior.nc", group=group) for d in (ref_dir, run_dir))
+        for v in a.data_vars:
+            np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{group}/{v}")
     ta = xr.load_dataset(ref_dir / "propagate" / "table3.nc")
     tb = xr.load_dataset(run_dir / "propagate" / "table3.nc")
     np.testing.assert_array_equal(ta["mean"].values, tb["mean"].values)
@@ -472,10 +472,10 @@ def test_sigkill_in_every_stage_then_resume_equals_uninterrupted(tiny_run, cli, 
         assert _member_files(run_dir).get(name) == ident, f"{name} was run again"
     assert sum(hit) >= 4, dict(zip(STAGES, hit, strict=True))  # most kills land inside their stage
     assert set(_member_files(run_dir)) == set(_member_files(ref_dir))
-    a = az.from_netcdf(str(ref_dir / "posterior" / "posterior.nc")).posterior
-    b = az.from_netcdf(str(run_dir / "posterior" / "posterior.nc")).posterior
-    for v in a.data_vars:
-        np.testing.assert_array_equal(a[v].values, b[v].values)
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood"):  # bit for bit
+        a, b = (xr.load_dataset(d / "posterior" / "posterior.nc", group=group) for d in (ref_dir, run_dir))
+        for v in a.data_vars:
+            np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{group}/{v}")
     for rel in ("design/training.nc", "optimize/history.nc", "posterior/refinement.nc",
                 "equifinality/alternatives.nc", "propagate/table3.nc", "propagate/bands.nc"):
         clock = ["time", "wall_time"]  # wall-clock seconds differ between any two runs
@@ -658,3 +658,17 @@ def test_out_of_memory_is_a_message_not_a_traceback(monkeypatch, capsys):
     assert err.startswith("bayescal: out of memory") and "design.n_runs" in err and "Traceback" not in err
     with pytest.raises(MemoryError):
         main(["--debug", "check", str(TINY)])
+
+
+def test_the_twins_observations_are_the_same_in_the_invocation_that_made_them(tmp_path):
+    """The observed summaries (truth plus noise) of the invocation that made ``twin/`` equal, bit
+    for bit, those of every later invocation, which read it back: a run stopped after its first
+    stage and resumed then equals an uninterrupted one (in memory they differed in the last bit,
+    and with them the chain's log-likelihoods)."""
+    text = TINY.read_text().replace("[observations]\n", "[observations]\nsummary_noise = true\n")
+    (tmp_path / "tiny.toml").write_text(text)
+    cfg = load_config(tmp_path / "tiny.toml")
+    first = GlobalContext(cfg, tmp_path / "run", progress=False).observed()
+    again = GlobalContext(cfg, tmp_path / "run", progress=False).observed()
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)

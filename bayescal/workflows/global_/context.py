@@ -209,20 +209,23 @@ class GlobalContext(Context):
             found = self.rundir.twin(key)
             if found is None:  # written below: the folder must be bayescal's first
                 self.engine.claim()
-            if found is None and not self.config["observations"]["twin"]:
-                found = self._file_products()
-                self.rundir.write_twin(*found, key=key)
-            elif found is None:
-                from bayescal.observations.products import make_twin, twin_specs
-
-                m = self.config["model"]
-                specs = twin_specs(self.config["observations"]["variables"], m["start"], m["end"])
-                found = make_twin(
-                    self.model, self.truth_theta(), specs, seed=self.config["observations"]["twin_seed"]
-                )
-                self.rundir.write_twin(*found, key=key)
+            if found is None:
+                self.rundir.write_twin(*self._make_twin(), key=key)
+                # what later invocations read, also in this one: the values made in memory can differ
+                # from the file's in the last bit, and a resumed run would not equal an uninterrupted one
+                found = self.rundir.twin(key)
             self._cache["twin"] = found
         return self._cache["twin"]
+
+    def _make_twin(self):
+        """The observations and the truth run (real products: the model's grid in its place)."""
+        if not self.config["observations"]["twin"]:
+            return self._file_products()
+        from bayescal.observations.products import make_twin, twin_specs
+
+        m = self.config["model"]
+        specs = twin_specs(self.config["observations"]["variables"], m["start"], m["end"])
+        return make_twin(self.model, self.truth_theta(), specs, seed=self.config["observations"]["twin_seed"])
 
     def _file_products(self):
         """Observations from the config's CF-netCDF files on the model's cells and months, and the
