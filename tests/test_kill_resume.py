@@ -175,6 +175,10 @@ def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path, cli):
     ref, faults = (json.loads((tmp_path / r / "posterior" / "evaluations.json").read_text())["runs"]
                    for r in ("ref", "faults"))
     assert 0.8 * ref <= faults <= 1.5 * ref, (ref, faults)
+    # and the stage's record, resumed, counts them too (it counted its last invocation's)
+    ref, faults = (json.loads((tmp_path / r / "posterior" / "stage.json").read_text())["runs"]
+                   for r in ("ref", "faults"))
+    assert 0.8 * ref <= faults <= 1.5 * ref, (ref, faults)
 
 
 @pytest.mark.slow

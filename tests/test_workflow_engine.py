@@ -384,6 +384,15 @@ def test_site_emulator_design_kept_when_other_inputs_change(site_run, tmp_path):
     done = _rerun(cfg, copy, ("optimize",), _set("site.ml_evaluations", 80))
     assert done["optimize"] == ("ran", 0)  # the search runs the emulator; the design runs were kept
     assert len(list((copy / "optimize" / "design" / "members").glob("*.nc"))) == 10
+    # and the record says them, so the report counts the 10 runs the results rest on
+    from bayescal.report.page import runs_behind
+
+    recs = RunDir(copy).records()
+    rec = {r.name: r for r in recs}["optimize"]
+    assert (rec.runs, rec.kept_runs) == (0, len(list((copy / "optimize").rglob("members/member_*.nc"))))
+    kept = sum(r.kept_runs for r in recs)  # the optimize stage's 10, and any other stage's
+    assert kept >= 10 and runs_behind(recs) == (f"{sum(r.runs for r in recs) + kept} model runs ({kept} of "
+                                                "them made by a run of other inputs)")
     assert _kept(cfg, copy, _set("run.seed", 4)) == {}
     done = _rerun(cfg, copy, ("optimize",), _set("run.seed", 4))
     assert done["optimize"] == ("ran", 10)
@@ -707,9 +716,9 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [p.status for p in engine.plan()] == ["reuse", "resume"]
     recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 1)]  # only the missing run
-    cfg["b"]["y"] = 2  # b reruns; its store depends on a.x only: kept
+    cfg["b"]["y"] = 2  # b reruns; its store depends on a.x only: kept, and its runs are the record's
     recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
-    assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]
+    assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]  # (not an EnsembleStore)
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 2}, "b": {"y": 2}}, tmp_path / "run")).plan()
     assert [(p.status, p.changed) for p in plan] == [("rerun", ["a.x"]), ("rerun", ["stage a"])]
     # a record of before the per-value hashes (no "detail") has the same key: nothing reruns
@@ -723,6 +732,31 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 1}, "b": {"y": 3, "z": {"w": 1}}},
                                                 tmp_path / "run")).plan()
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
+
+
+def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_path):
+    """A stage whose runs no store keeps (the site chain's) counts them in evaluations_progress.json;
+    killed after 5 and resumed for 4 more, its record says 9 (it said 4: the last invocation's)."""
+    from bayescal.workflow import Engine
+    from bayescal.workflow.engine import RUN_COUNT_FILE
+
+    def chain(ctx):
+        progress = ctx.run_dir / "c" / RUN_COUNT_FILE
+        done = json.loads(progress.read_text())["runs"] if progress.exists() else 0
+        for n in range(done, 9):
+            if n == 5 and not done:
+                raise KeyboardInterrupt  # killed, its count saved
+            ctx.runs += 1
+            progress.write_text(json.dumps({"runs": n + 1}))
+        progress.unlink()  # in the record now
+
+    workflow = Workflow("toy", (Stage("c", chain, "c", reads=()),))
+    engine = Engine(workflow, _Context({}, tmp_path / "run"))
+    engine.claim()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    recs = Engine(workflow, _Context({}, tmp_path / "run")).run()
+    assert [(r.status, r.runs) for r in recs] == [("ran", 9)]
 
 
 def test_a_stage_writing_beside_its_folder_sets_aside_only_its_own_files(tmp_path):

@@ -23,7 +23,7 @@ from .figures import (
     plot_scree,
     plot_trace,
 )
-from .page import diagnostics_section, png, posterior_diagnostics, trace_labels, write_page
+from .page import diagnostics_section, png, posterior_diagnostics, runs_behind, trace_labels, write_page
 
 __all__ = ["write_global_report"]
 
@@ -279,7 +279,7 @@ def _summary_sections(rd, cfg: dict) -> list[str]:
     return [
         f"<h1>{html.escape(cfg['report']['title'])}</h1>",
         f"<p>run <code>{html.escape(str(run))}</code> &middot; {len(space.labels)} calibrated parameters "
-        f"&middot; {sum(r.runs for r in records)} model runs</p>",
+        f"&middot; {runs_behind(records)}</p>",
         "<h2>Stages</h2><table class='t'><tr><th>stage</th><th>status</th><th>wall s</th>"
         f"<th>peak GiB</th><th>runs</th></tr>{stage_rows}</table>",
         "<h2>Carbon budget (Seiler Table 3)</h2>",

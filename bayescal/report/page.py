@@ -21,7 +21,7 @@ import xarray as xr
 from .figures import plt
 
 __all__ = ["closing_sections", "diagnostics_section", "figure_html", "page", "png", "posterior_diagnostics",
-           "trace_labels", "versions", "write_page"]
+           "runs_behind", "trace_labels", "versions", "write_page"]
 
 
 def posterior_diagnostics(post_dir: Path, idata=None) -> xr.Dataset:
@@ -85,6 +85,13 @@ def diagnostics_section(diag: xr.Dataset) -> str:
             f"emcee's walkers are not independent, so R-hat is optimistic). {verdict}.</p>"
             "<table class='t'><tr><th>parameter</th><th>R-hat</th><th>bulk ESS (draws)</th>"
             f"<th>tail ESS (draws)</th><th>flag</th></tr>{''.join(rows)}</table>")
+
+
+def runs_behind(records) -> str:
+    """The model runs the results rest on: the stages' own and those their stores kept from a run
+    of other inputs (a rerun does not make them again)."""
+    made, kept = sum(r.runs for r in records), sum(getattr(r, "kept_runs", 0) for r in records)
+    return f"{made + kept} model runs" + (f" ({kept} of them made by a run of other inputs)" if kept else "")
 
 
 def png(fig, path: Path) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .figures import plot_convergence, plot_posterior_vs_prior, plt
-from .page import diagnostics_section, png, posterior_diagnostics, trace_labels, write_page
+from .page import diagnostics_section, png, posterior_diagnostics, runs_behind, trace_labels, write_page
 
 __all__ = ["plot_validation", "write_site_report"]
 
@@ -214,7 +214,7 @@ def write_site_report(rd) -> Path:
         f"<h1>{html.escape(cfg['report']['title'])}</h1>",
         f"<p>{html.escape(describe_model(cfg['model']))} &middot; calibration {cal[0]}-{cal[1]} &middot; "
         f"validation {val[0]}-{val[1]} &middot; {len(space.labels)} calibrated values &middot; "
-        f"{sum(r.runs for r in records)} model runs &middot; "
+        f"{runs_behind(records)} &middot; "
         f"{_TWIN if cfg['observations']['twin'] else 'real observations'}</p>",
         f"<h2>Validation on held-out years</h2><p>{html.escape(GOALS)}.</p>",
         _metrics_table(summary, variables),

@@ -286,8 +286,10 @@ class Engine:
             warnings.simplefilter("always")
             resumed = self._prepare(stage, key, inputs)
             # a resumed stage's record counts the runs its stopped invocations finished (kept in its
-            # stores, not made again); a rerun's kept stores were counted by the record set aside
-            kept = _stored_members(folder) if resumed else 0
+            # stores, or counted in RUN_COUNT_FILE); a rerun's kept stores were counted by the record
+            # set aside: its record says them apart, as the runs its results rest on besides its own
+            kept = _stored_members(folder) + _counted_runs(folder) if resumed else 0
+            reused = 0 if resumed else _stored_members(folder)
             self.ctx.say(f"[{stage.name}] {stage.help}")
             before = self._outside(stage)
             stage.function(self.ctx)
@@ -301,15 +303,27 @@ class Engine:
         runs1 = self.ctx.model_runs()
         runs = runs1 - runs0 if runs0 is not None and runs1 is not None else _files_since(folder, started_at)
         runs += kept
-        rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs)
+        rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs, reused)
         write_json_atomic(folder / "stage.json", {
             "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
-            "runs": rec.runs, "warnings": msgs, "finished": time.time(), "bayescal": __version__,
-            "inputs": inputs, "outside": wrote,
+            "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),
+            "bayescal": __version__, "inputs": inputs, "outside": wrote,
         })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
+                     + (f" (and {reused} kept from a run of other inputs)" if reused else "")
                      + (f", {len(msgs)} warnings" if msgs else ""))
         return rec
+
+
+#: a stage's count of the runs no store keeps (the site chain's hundreds of thousands), over its
+#: stopped invocations: ``{"runs": n, ...}`` (written by the stage; gone once its record is)
+RUN_COUNT_FILE = "evaluations_progress.json"
+
+
+def _counted_runs(folder: Path) -> int:
+    """The runs a stage's stopped invocations counted in :data:`RUN_COUNT_FILE` (0 without)."""
+    done = read_json_record(folder / RUN_COUNT_FILE, set_aside=False)
+    return int(done.get("runs", 0)) if isinstance(done, dict) else 0
 
 
 def _stored_members(folder: Path) -> int:

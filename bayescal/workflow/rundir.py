@@ -143,6 +143,7 @@ class StageRecord:
     peak_rss_gib: float = 0.0
     runs: int = 0
     warnings: list[str] | None = None
+    kept_runs: int = 0  # its stores' runs made by a run of other inputs (not counted in ``runs``)
 
 
 class RunDir:
@@ -323,7 +324,7 @@ class RunDir:
             info = read_json_record(self.stage_json(s), set_aside=False)
             if info is not None and "wall" in info:
                 out.append(StageRecord(s, "done", info["wall"], info["peak_rss_gib"], info["runs"],
-                                       info.get("warnings", [])))
+                                       info.get("warnings", []), int(info.get("kept_runs", 0))))
         return out
 
 

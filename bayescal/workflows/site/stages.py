@@ -11,6 +11,7 @@ import xarray as xr
 from bayescal.workflow.rundir import write_json_atomic
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from .context import SiteContext
@@ -247,16 +248,18 @@ def run_site_posterior(ctx: SiteContext) -> None:
         errors.add(_optimum_run(ctx))
         errors.save()
         values = model_values(ctx.calibration_simulator, space, errors.op, arrays=ctx.calibration_arrays())
-        _count_across_invocations(values, out / "evaluations_progress.json")
+        flush = _count_across_invocations(values, out / "evaluations_progress.json")
         loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
         resumed = _say_resumed(ctx, out / "chain.h5")
-        # every step saved to chain.h5: a killed stage continues its chain where it stopped
-        sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
-                                   n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
-                                   backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"],
-                                   start=c["start"], n_particles=c["n_particles"],
-                                   tempered=out / "tempered.nc")
+        try:  # every step saved to chain.h5: a killed stage continues its chain where it stopped
+            sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
+                                       n_steps=c["n_steps"], max_steps=c["max_steps"], seed=ctx.seed,
+                                       backend=out / "chain.h5", progress=ctx.progress, moves=c["moves"],
+                                       start=c["start"], n_particles=c["n_particles"],
+                                       tempered=out / "tempered.nc")
+        finally:  # Ctrl-C, SIGTERM: every run counted (a SIGKILL loses the last 0.2 s)
+            flush()
         tau = float(np.nanmax(sampler.autocorr_time()))
         adapting = f" (the first {sampler.discard} adapting the moves)" if sampler.discard else ""
         ctx.say(f"  emcee: {n_walkers} walkers x {sampler.iteration} steps{adapting}, max tau {tau:.0f}; "
@@ -273,11 +276,12 @@ def run_site_posterior(ctx: SiteContext) -> None:
     (out / "evaluations_progress.json").unlink(missing_ok=True)  # bayescal's own, now in the record
 
 
-def _count_across_invocations(values, path: Path) -> None:
+def _count_across_invocations(values, path: Path) -> Callable[[], None]:
     """``values``' run and failure counts start from a stopped invocation's (saved at ``path``)
     and are saved there as the SMC and the chain run, at most every 0.2 s: written and renamed,
     without the fsync of a record (a killed process loses nothing the kernel has, but up to its
-    last 0.2 s of runs)."""
+    last 0.2 s of runs). Returns the function that saves them now (the engine counts a resumed
+    stage's earlier runs from this file)."""
     import json
     import os
     import time
@@ -290,13 +294,14 @@ def _count_across_invocations(values, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     last = [-1.0]
 
-    def save(v) -> None:  # at most every 0.2 s: a shared file system's renames are not free
-        if time.monotonic() - last[0] >= 0.2:
+    def save(v, now: bool = False) -> None:  # at most every 0.2 s: a shared file system's renames cost
+        if now or time.monotonic() - last[0] >= 0.2:
             tmp.write_text(json.dumps({"runs": v.runs, "failed": dict(v.failures)}))
             os.replace(tmp, path)
             last[0] = time.monotonic()
 
     values.after = save
+    return lambda: save(values, now=True)
 
 
 def _say_resumed(ctx: SiteContext, chain) -> int:
