@@ -264,6 +264,12 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
     q05, q95 = np.quantile(post_u, [0.02, 0.98], axis=0)
     inside = (truth_u >= q05) & (truth_u <= q95)
     assert inside.sum() >= len(truth_u) - 1, dict(zip(space.labels, inside, strict=True))
+    # a longer chain (or another subspace floor) reruns the stage but no wave's model run
+    cfg["posterior"]["max_steps"], cfg["posterior"]["hm_floor"] = 700, 0.2
+    pipe = make_context(cfg, progress=False)
+    assert pipe.plan()[4].status == "rerun" and "waves" in pipe.plan()[4].kept
+    rec = pipe.run(("screen", "optimize", "design", "emulate", "posterior"))[4]
+    assert (rec.status, rec.kept_runs) == ("ran", 2 * 30) and rec.runs <= 1  # the run at the posterior mean
 
 
 def _unit_draws(idata, space) -> np.ndarray:

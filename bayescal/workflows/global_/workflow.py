@@ -137,6 +137,13 @@ def _propagate_runs(cfg: Config) -> str:
     return f"<= {n}"
 
 
+#: history matching's waves (their designs and runs): kept when only the subspace or the chain changes
+#: (hm_floor, hm_max_rank, n_steps, max_steps, n_walkers), hundreds of model runs each
+WAVES_STORE = RunStore("waves", reads=_with_model(
+    "observations", "parameters.candidates", "run.seed",
+    *(f"posterior.hm_{k}" for k in ("runs", "cutoff", "discrepancy", "active", "train", "design"))),
+    needs=("screen", "design"), input_files=global_files)
+
 #: the design's runs: the model at the Latin hypercube of the calibrated space
 DESIGN_STORE = RunStore("ensemble", reads=_with_model("observations.variables", "design.n_runs", "run.seed"),
                         needs=("screen",), input_files=model_files)
@@ -176,7 +183,7 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
                   "waves/", "mean_run/", "history_matching.nc", "chain.h5"),
           keeps=(RunStore("left_out", reads=_with_model("observations.variables", "parameters.candidates",
                                                         "posterior.left_out_runs", "run.seed"),
-                          needs=("screen",), input_files=model_files),),
+                          needs=("screen",), input_files=model_files), WAVES_STORE),
           expected_runs=_posterior_runs),
     Stage("equifinality", run_equifinality,
           "identifiability table, the directions the data fix, posterior correlations and PCA, "
