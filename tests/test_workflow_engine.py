@@ -734,6 +734,20 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
 
 
+def test_your_files_in_a_stage_folder_before_its_first_run_move_nothing_aside(tmp_path):
+    """A note put in a stage's folder before the stage ever ran: the stage runs beside it, and
+    nothing goes to .stale/ (an empty .stale/b-1 was made, said as "results moved")."""
+    from bayescal.workflow import Engine
+
+    engine = Engine(_toy_workflow({}), _Context({"a": {"x": 1}, "b": {"y": 1}}, tmp_path / "run"))
+    engine.claim()
+    (tmp_path / "run" / "b").mkdir(parents=True)
+    (tmp_path / "run" / "b" / "notes.txt").write_text("mine")
+    assert [r.status for r in engine.run()] == ["ran", "ran"]
+    assert (tmp_path / "run" / "b" / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "run" / ".stale").exists()
+
+
 def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_path):
     """A stage whose runs no store keeps (the site chain's) counts them in evaluations_progress.json;
     killed after 5 and resumed for 4 more, its record says 9 (it said 4: the last invocation's)."""

@@ -221,7 +221,9 @@ class Engine:
         started = read_json_record(folder / "started.json")
         stores = self._store_keys(stage)
         resumed = started is not None and started.get("key") == key
-        if folder.exists() and not resumed:
+        # a folder holding only your files (put there before the stage first ran): nothing to set aside
+        only_yours = folder.is_dir() and len(stage.foreign_files(folder)) == len(list(folder.iterdir()))
+        if folder.exists() and not resumed and not only_yours:
             moved = set_aside(self.run_dir, folder)
             self._set_aside_outside(stage, moved)
             self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
