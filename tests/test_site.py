@@ -90,6 +90,7 @@ def test_validation_sums_a_flux_and_averages_a_state(rng):
     assert float(bands["lai_observed_monthly"][0]) == pytest.approx(lai[days][:31].mean())
     assert [bands[f"{v}_annual"].attrs["units"] for v in ("nee", "lai")] == ["gC m-2 yr-1", "m2 m-2"]
     assert bands["lai_annual"].attrs["cell_methods"] == "time: mean"
+    assert {bands[t].attrs["axis"] for t in ("time", "time_monthly", "time_annual")} == {"T"}
     assert summary["lai"]["observed_annual"] == [pytest.approx(lai[days].mean())]
 
 
