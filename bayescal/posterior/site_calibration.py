@@ -344,7 +344,8 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
             out[f"{v}_observed_{name}"] = total.assign_attrs({**o.attrs, **attrs})
         summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     bands = xr.Dataset(out)
-    for t, what in (("time", "day"), ("time_monthly", "start of the month"), ("time_annual", "start of the year")):
+    axes = (("time", "day"), ("time_monthly", "start of the month"), ("time_annual", "start of the year"))
+    for t, what in axes:
         if t in bands.coords:  # CF: cf-xarray finds each by its axis
             bands[t].attrs.update(standard_name="time", axis="T", long_name=what)
     return bands, summary
