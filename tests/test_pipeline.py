@@ -672,3 +672,17 @@ def test_the_twins_observations_are_the_same_in_the_invocation_that_made_them(tm
     again = GlobalContext(cfg, tmp_path / "run", progress=False).observed()
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_twin_drawn_from_the_prior_is_made_again_for_other_free_values(tmp_path):
+    """With truth_from_prior the truth depends on which values are free: another parameters.free
+    makes the twin again (twin/ of the old free values was reused, silently)."""
+    text = TINY.read_text().replace("[observations]\n", "[observations]\ntruth_from_prior = true\n")
+    text = re.sub(r"\[observations.truth\]\n(.+\n)+", "", text)  # every free value's truth drawn
+    (tmp_path / "tiny.toml").write_text(text)
+    first = GlobalContext(load_config(tmp_path / "tiny.toml"), tmp_path / "run", progress=False).twin()[1]
+    (tmp_path / "tiny.toml").write_text(text.replace('"kn[BDL-EVG]", ', ""))
+    cfg = load_config(tmp_path / "tiny.toml")
+    again = GlobalContext(cfg, tmp_path / "run", progress=False)
+    np.testing.assert_array_equal(again.twin()[1]["theta"].values.ravel(), again.truth_theta())
+    assert not np.array_equal(first["theta"].values, again.twin()[1]["theta"].values)

@@ -91,7 +91,27 @@ def test_validation_sums_a_flux_and_averages_a_state(rng):
     assert [bands[f"{v}_annual"].attrs["units"] for v in ("nee", "lai")] == ["gC m-2 yr-1", "m2 m-2"]
     assert bands["lai_annual"].attrs["cell_methods"] == "time: mean"
     assert {bands[t].attrs["axis"] for t in ("time", "time_monthly", "time_annual")} == {"T"}
+    from bayescal.posterior.site_calibration import period_units
+
+    daily = ("gC m-2 day-1", "gC/m2/d", "mm d-1", "W m-2", "kg m-2 s-1")  # rates per day summed, the rest
+    assert [period_units(u, "annual") for u in daily] == [  # averaged
+        "gC m-2 yr-1", "gC/m2/yr", "mm yr-1", "W m-2", "kg m-2 s-1"]
     assert summary["lai"]["observed_annual"] == [pytest.approx(lai[days].mean())]
+    # LAI every 8 days (a MODIS composite): each month's mean of its composites, the year's of its
+    # months'; NEE with a missing day: no sum for its month and year (not a part-sum)
+    sparse = observed["lai"].where(np.arange(time.size) % 8 == 0)
+    gap = observed["nee"].where(time != pd.Timestamp("2004-03-05"))
+    bands, summary = validation(draws, draws.isel(member=[0]), {"nee": gap, "lai": sparse},
+                                {"nee": 0.0, "lai": 0.0}, {"nee": 0.0, "lai": 0.0}, (2004, 2004), rng)
+    assert float(bands["lai_observed_monthly"][0]) == pytest.approx(sparse.sel(time="2004-01").mean().item())
+    assert summary["lai"]["observed_annual"] == [pytest.approx(sparse.sel(time="2004").mean().item())]
+    nee_months = bands["nee_observed_monthly"].values
+    assert np.isnan(nee_months[2]) and np.isfinite(nee_months[[0, 1, 3]]).all()
+    assert summary["nee"]["observed_annual"] == [None]
+    half = sparse.where(sparse["time.month"] <= 8)  # 8 of 12 months: no year's mean
+    _, summary = validation(draws, draws.isel(member=[0]), {"lai": half}, {"lai": 0.0}, {"lai": 0.0},
+                            (2004, 2004), rng)
+    assert summary["lai"]["observed_annual"] == [None]
 
 
 def test_error_model_recovers_discrepancy_and_autocorrelation(rng):

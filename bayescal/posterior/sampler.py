@@ -386,8 +386,9 @@ class PosteriorSampler:
         at most that many draws (walkers x draws) are kept. A :class:`PosteriorWarning` is
         issued when the chain is shorter than 50 autocorrelation times.
 
-        Groups: ``posterior`` (one variable per parameter family, per-PFT families on a
-        ``<family>_group`` dimension; walkers are chains), ``sample_stats`` (``lp``,
+        Groups: ``posterior`` (one variable per parameter family, a vector family on its
+        groups' dimension, shared by families over the same groups: ``pft``, ``pft4``,
+        ``pft2`` or ``<family>_group``; walkers are chains), ``sample_stats`` (``lp``,
         ``loglik``, ``log_prior``, ``acceptance_rate``), ``prior`` (``n_prior`` draws),
         ``observed_data`` (the likelihood's observations ``y`` on their named dimension with
         coordinates and units, when it has them), ``constant_data`` (bounds, and the

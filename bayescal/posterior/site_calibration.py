@@ -15,6 +15,7 @@ The steps (docs/site.md), each a function of a simulator returning series on (me
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -338,10 +339,8 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
             q = getattr(pred.resample(time=freq), how)().quantile([0.05, 0.5, 0.95], dim="member")
             attrs = {"units": period_units(daily, name), "cell_methods": f"time: {how}"}
             out[f"{v}_{name}"] = q.rename(time=dim).assign_attrs(attrs)
-            # a period's observed value only where every day of it is observed (else NaN, not a part)
-            complete = o.notnull().resample(time=freq).min().astype(bool)
-            total = getattr(o.resample(time=freq), how)().where(complete).rename(time=dim)
-            out[f"{v}_observed_{name}"] = total.assign_attrs({**o.attrs, **attrs})
+            out[f"{v}_observed_{name}"] = _observed_period(o, freq, how).rename(time=dim).assign_attrs(
+                {**o.attrs, **attrs})
         summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     bands = xr.Dataset(out)
     axes = (("time", "day"), ("time_monthly", "start of the month"), ("time_annual", "start of the year"))
@@ -351,18 +350,38 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
     return bands, summary
 
 
+def _observed_period(o: xr.DataArray, freq: str, how: str) -> xr.DataArray:
+    """A month's or year's observed value: a flux's sum only where every day of it is observed
+    (else NaN, not a part-sum); a state's mean of the days observed in a month (an 8-day LAI
+    composite has 3-4 a month), and in a year where 9 or more of its months have one."""
+    if how == "sum":
+        complete = o.notnull().resample(time=freq).min().astype(bool)
+        return o.resample(time=freq).sum().where(complete)
+    mean = o.resample(time=freq).mean()
+    if freq == "MS":
+        return mean
+    return mean.where(o.resample(time="MS").count().resample(time="YS").map(lambda c: (c > 0).sum()) >= 9)
+
+
+#: a rate per day at the end of a unit: "d-1", "day-1" (CF/UDUNITS), "/d", "/day"
+_PER_DAY = re.compile(r"(?:\s+(?:d|day)-1|\s*/\s*(?:d|day))\s*$")
+
+
 def period_aggregation(daily: str) -> str:
     """How a month or year of daily values is one value: ``sum`` for a rate per day (a carbon
-    flux in gC m-2 d-1: its annual sum in gC m-2 yr-1), ``mean`` for anything else (LAI in m2
-    m-2, latent heat in W m-2: a year's mean, not 365 of them added)."""
-    return "sum" if daily.endswith(" d-1") else "mean"
+    flux in gC m-2 d-1, gC m-2 day-1 or gC/m2/d: its annual sum in gC m-2 yr-1), ``mean`` for
+    anything else (LAI in m2 m-2, latent heat in W m-2: a year's mean, not 365 of them added)."""
+    return "sum" if _PER_DAY.search(daily) else "mean"
 
 
 def period_units(daily: str, period: str) -> str:
     """Units of a monthly or annual value of daily values: ``gC m-2 d-1`` -> ``gC m-2 month-1`` /
     ``gC m-2 yr-1`` (sums); other units unchanged (means)."""
-    per = {"monthly": "month-1", "annual": "yr-1"}[period]
-    return f"{daily[:-4]} {per}" if period_aggregation(daily) == "sum" else daily
+    if period_aggregation(daily) == "mean":
+        return daily
+    m = _PER_DAY.search(daily)
+    per = {"monthly": "month", "annual": "yr"}[period]
+    return daily[:m.start()] + (f"/{per}" if "/" in m.group() else f" {per}-1")
 
 
 def _validation_metrics(out: dict, v: str, m: xr.DataArray, o: xr.DataArray, default: xr.DataArray) -> dict:

@@ -273,7 +273,8 @@ def read_fluxnet_product(
         raise ReaderError(f"{where}: sigma_floor must be > 0, got {floor}")
     df = read_fluxnet(path, [c for c in (col, qc_col, sig_col) if c], key)
     value = df[col].to_numpy(float)
-    keep = np.isfinite(value) & (df[qc_col].to_numpy(float) >= qc_min)
+    # qc_min = 0: every value the file gives, also where its quality flag is missing (-9999)
+    keep = np.isfinite(value) & ((df[qc_col].to_numpy(float) >= qc_min) | (qc_min <= 0.0))
     if not keep.any():
         raise ReaderError(f"{where}: every value of {col} is missing after QC ({qc_col} >= {qc_min})")
     if sig_col is not None:

@@ -37,6 +37,7 @@ Alignment:
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -236,7 +237,7 @@ def _from_cesm(attrs: dict) -> bool:
     """The file's global attributes say CESM or CLM wrote it (``case_id``, or a source or title
     naming it)."""
     said = " ".join(str(attrs.get(k, "")) for k in ("source", "title", "model", "source_id"))
-    return "case_id" in attrs or any(w in said for w in ("CESM", "CLM", "Community Land Model"))
+    return "case_id" in attrs or re.search(r"\b(?:CESM|CLM)\d*\b|Community Land Model", said) is not None
 
 
 def _say_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str, cesm: bool) -> None:

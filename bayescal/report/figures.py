@@ -355,7 +355,7 @@ def plot_heatmap(indices: xr.Dataset, index: str | None = None, top: int = 30, a
 
 
 def posterior_values(posterior: xr.Dataset) -> dict[str, tuple[np.ndarray, str]]:
-    """Every value of a posterior Dataset (chain, draw[, <family>_group]) as
+    """Every value of a posterior Dataset (chain, draw[, its groups' dimension: pft, ...]) as
     ``{"family[group]": ((chain, draw) array, units)}`` (ArviZ-version agnostic: plain xarray)."""
     out: dict[str, tuple[np.ndarray, str]] = {}
     for name, da in posterior.data_vars.items():

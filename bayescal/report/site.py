@@ -49,8 +49,9 @@ def plot_validation(bands: xr.Dataset, variables: list[str], units_of: dict[str,
             units = bands[f"{v}_observed_daily"].attrs.get("units") or units_of.get(v, "?")
             how = {"time: mean": "means", "time: sum": "sums"}.get(q.attrs.get("cell_methods"), "sums")
             total = obs.attrs.get("units") if how == "means" or obs.attrs.get("units") != units else None
+            total = total if total is not None else f"{units} x d"
             ax.set_title(f"{v.upper()} {scale} ({units})" if scale == "daily" else
-                         f"{v.upper()} {scale} {how} ({total or units + ' x d'})", fontsize=9)
+                         f"{v.upper()} {scale} {how}" + (f" ({total})" if total else ""), fontsize=9)
             ax.tick_params(labelsize=7)
             if scale == "annual":
                 ax.set_xticks(t, [str(x)[:4] for x in t])
@@ -182,7 +183,8 @@ def write_site_report(rd) -> Path:
     rd.figures.mkdir(parents=True, exist_ok=True)
     bands = xr.load_dataset(run / "propagate" / "bands.nc")
     summary = json.loads((run / "propagate" / "summary.json").read_text())
-    variables = [v for v in ("nee", "gpp", "reco", "le") if f"{v}_daily" in bands]
+    # every validated variable (a model of your own may give others than nee, gpp, reco, le, lai)
+    variables = [v for v in summary if isinstance(summary[v], dict) and f"{v}_daily" in bands]
     errs = json.loads((run / "posterior" / "error_model.json").read_text())
     idata = load_inference_data(run / "posterior" / "posterior.nc")
     post, post_u = get_group(idata, "posterior"), unit_samples(idata, space)

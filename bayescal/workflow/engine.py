@@ -156,6 +156,8 @@ class Engine:
                 status, changed = "rerun", [f"damaged file {name}" for name in bad]
             elif started is not None and started.get("key") == key:
                 status = "resume"
+            elif folder.is_dir() and len(stage.foreign_files(folder)) == len(list(folder.iterdir())):
+                status = "run"  # a folder of your files only: run() runs the stage beside them
             elif folder.exists():
                 status = "rerun"
                 changed = changed_inputs((done or started or {}).get("inputs"), inputs)
@@ -195,7 +197,7 @@ class Engine:
                 done = None
             if done is not None and done.get("key") == key and "wall" in done:
                 records.append(StageRecord(stage.name, "reused", done["wall"], done["peak_rss_gib"],
-                                           done["runs"], done.get("warnings", [])))
+                                           done["runs"], done.get("warnings", []), done.get("kept_runs", 0)))
                 self.ctx.say(f"[{stage.name}] up to date (inputs unchanged) - reused")
             else:
                 records.append(self._execute(stage, key, inputs))

@@ -204,6 +204,8 @@ class GlobalContext(Context):
 
             files = {str(f): file_digest(f) for f in global_files(self.config)}
             inputs = {k: self.config[k] for k in ("model", "observations")}
+            if self.config["observations"].get("truth_from_prior"):  # the values drawn: free's (candidates')
+                inputs["parameters"] = {k: self.config["parameters"][k] for k in ("free", "candidates")}
             # a twin without files (no parameters_file) keeps the key it had before file contents counted
             key = _hash({**inputs, "files": files} if files else inputs)
             found = self.rundir.twin(key)

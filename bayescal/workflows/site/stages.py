@@ -289,7 +289,8 @@ def _count_across_invocations(values, path: Path) -> Callable[[], None]:
 
     from bayescal.workflow.rundir import read_json_record
 
-    done = read_json_record(path) or {}
+    # a stopped invocation's count, else a finished one's (a damaged output file reran the stage)
+    done = read_json_record(path) or read_json_record(path.with_name("evaluations.json")) or {}
     values.runs, values.failures = int(done.get("runs", 0)), Counter(done.get("failed", {}))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     last = [-1.0]
