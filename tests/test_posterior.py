@@ -929,3 +929,12 @@ def test_r_hat_bound_follows_the_chain_length_and_still_catches_stuck_walkers(se
     with warnings.catch_warnings():  # without the chain's attributes: the bound is 1.01
         warnings.simplefilter("ignore")
         assert diagnose(xr.Dataset({"a": (("chain", "draw"), x)}), ess_min=0).attrs["rhat_max"] == 1.01
+
+
+def test_a_posterior_of_too_few_draws_says_so_not_r_hat_above_its_bound(caplog):
+    """Two draws per walker: ArviZ cannot compute R-hat or ESS (NaN); the warning says why,
+    and ArviZ's own "shape validation failed" log lines are held back."""
+    post = xr.Dataset({"a": (("chain", "draw"), np.random.default_rng(0).normal(size=(32, 2)))})
+    with pytest.warns(PosteriorWarning, match=r"not computable: 2 draw\(s\) kept per walker"):
+        diagnose(post)
+    assert "Shape validation" not in caplog.text

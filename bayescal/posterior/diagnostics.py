@@ -38,8 +38,9 @@ def _rhat_expected(attrs: dict) -> float:
 
 @contextmanager
 def _arviz_quiet():
-    """ArviZ's (0.2x) logger held at ERROR for the block, then as it was."""
-    logger = logging.getLogger("arviz")
+    """ArviZ's (0.2x) logger held at ERROR for the block, then as it was (its own ``Logger``
+    object, ``arviz._log``, is not the one ``logging.getLogger("arviz")`` returns)."""
+    logger = getattr(az, "_log", None) or logging.getLogger("arviz")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -93,9 +94,12 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
     bad_r = [lab for lab, v in zip(labels, r, strict=True) if not v <= rhat_max]
     bad_e = [lab for lab, v in zip(labels, eb, strict=True) if not v >= ess_min]
     if bad_r or bad_e:
+        n_draws = post.sizes.get("draw", 0)
+        few = (f"R-hat and ESS not computable: {n_draws} draw(s) kept per walker (ArviZ needs 4); "
+               if not np.isfinite(np.asarray(r, float)).any() else "")
         warnings.warn(
-            (f"R-hat > {rhat_max:.4g} for {_some(bad_r)}; " if bad_r else "")
-            + (f"bulk ESS < {ess_min:g} for {_some(bad_e)}; " if bad_e else "")
+            (few or ((f"R-hat > {rhat_max:.4g} for {_some(bad_r)}; " if bad_r else "")
+                     + (f"bulk ESS < {ess_min:g} for {_some(bad_e)}; " if bad_e else "")))
             + "run the chains longer before trusting these estimates",
             PosteriorWarning,
             stacklevel=2,

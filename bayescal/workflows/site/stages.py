@@ -220,7 +220,8 @@ def _refine(ctx: SiteContext, errors: _ErrorModel):
             "in the emulator; "
             f"q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.2f} nats{checked}; converged: {res.converged}")
     if not res.converged:  # in the report's warnings, not only in its refinement table
-        warnings.warn(f"the emulator's refinement did not converge in {n} rounds ({res.X.shape[0]} model "
+        warnings.warn(f"the emulator's refinement did not converge in {n - 1} rounds of new runs "
+                      f"(posterior.refine_rounds; {res.X.shape[0]} model "
                       f"runs): q90 of sd[log L] {float(h['sd_loglik_q90'][-1]):.3g} nats over the posterior "
                       f"(converged: < 0.3){checked}; the posterior is the emulator's more than the model's: "
                       "raise posterior.refine_rounds, posterior.n_new or design.n_runs", UserWarning,
