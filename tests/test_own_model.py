@@ -84,6 +84,7 @@ def _setup(tmp_path, options: str = "", a=2.5, b=-0.4, sigma=0.3, extra: str = "
         n_steps = 300
         max_steps = 300
         n_walkers = 8
+        n_particles = 300
         {extra}
         [propagate]
         n_draws = 10
