@@ -156,7 +156,7 @@ class Engine:
                 status, changed = "rerun", [f"damaged file {name}" for name in bad]
             elif started is not None and started.get("key") == key:
                 status = "resume"
-            elif folder.is_dir() and len(stage.foreign_files(folder)) == len(list(folder.iterdir())):
+            elif _only_yours(stage, folder):
                 status = "run"  # a folder of your files only: run() runs the stage beside them
             elif folder.exists():
                 status = "rerun"
@@ -223,9 +223,7 @@ class Engine:
         started = read_json_record(folder / "started.json")
         stores = self._store_keys(stage)
         resumed = started is not None and started.get("key") == key
-        # a folder holding only your files (put there before the stage first ran): nothing to set aside
-        only_yours = folder.is_dir() and len(stage.foreign_files(folder)) == len(list(folder.iterdir()))
-        if folder.exists() and not resumed and not only_yours:
+        if folder.exists() and not resumed and not _only_yours(stage, folder):
             moved = set_aside(self.run_dir, folder)
             self._set_aside_outside(stage, moved)
             self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
@@ -322,6 +320,12 @@ class Engine:
 #: a stage's count of the runs no store keeps (the site chain's hundreds of thousands), over its
 #: stopped invocations: ``{"runs": n, ...}`` (written by the stage; gone once its record is)
 RUN_COUNT_FILE = "evaluations_progress.json"
+
+
+def _only_yours(stage: Stage, folder: Path) -> bool:
+    """The stage's folder holds only your files (put there before the stage first ran, or empty):
+    nothing of bayescal's to set aside."""
+    return folder.is_dir() and len(stage.foreign_files(folder)) == len(list(folder.iterdir()))
 
 
 def _counted_runs(folder: Path) -> int:

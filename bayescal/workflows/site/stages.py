@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from bayescal.workflow.engine import RUN_COUNT_FILE
 from bayescal.workflow.rundir import write_json_atomic
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
         errors.add(_optimum_run(ctx))
         errors.save()
         values = model_values(ctx.calibration_simulator, space, errors.op, arrays=ctx.calibration_arrays())
-        flush = _count_across_invocations(values, out / "evaluations_progress.json")
+        flush = _count_across_invocations(values, out / RUN_COUNT_FILE)
         loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
         resumed = _say_resumed(ctx, out / "chain.h5")
@@ -274,7 +275,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
                                                      "resumed_at_step": resumed})
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
-    (out / "evaluations_progress.json").unlink(missing_ok=True)  # bayescal's own, now in the record
+    (out / RUN_COUNT_FILE).unlink(missing_ok=True)  # bayescal's own, now in the record
 
 
 def _count_across_invocations(values, path: Path) -> Callable[[], None]:
