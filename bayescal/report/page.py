@@ -90,7 +90,7 @@ def diagnostics_section(diag: xr.Dataset) -> str:
 def runs_behind(records) -> str:
     """The model runs the results rest on: the stages' own and those their stores kept from a run
     of other inputs (a rerun does not make them again)."""
-    made, kept = sum(r.runs for r in records), sum(getattr(r, "kept_runs", 0) for r in records)
+    made, kept = sum(r.runs for r in records), sum(r.kept_runs for r in records)
     return f"{made + kept} model runs" + (f" ({kept} of them made by a run of other inputs)" if kept else "")
 
 
