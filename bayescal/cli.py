@@ -186,9 +186,15 @@ def _where(run: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    with warnings.catch_warnings(record=True) as caught:  # said, and kept for the report
+        warnings.simplefilter("always")
+        cfg = load_config(args.config)
+    said = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     text = Path(args.config).read_text()
-    pipe = _context(args, cfg, progress=not args.quiet, config_text=text)
+    pipe = _context(args, cfg, progress=not args.quiet, config_text=text,
+                    config_warnings=tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in said)))
     names = pipe.stage_names
     if args.until is not None and args.until not in names:
         raise ConfigError(f"--until {args.until}: the {pipe.workflow.name} workflow's stages are "

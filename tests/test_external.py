@@ -54,19 +54,23 @@ def test_render_and_run(program, space, tmp_path):
 
 
 def test_failing_members_get_reasons(program, space, tmp_path):
-    """Through the runner, one batch of all five members (``simulate`` fills the failed members of a
-    mixed batch): one pass, so the timeout is waited for once."""
-    model = make(program, space, tmp_path, timeout=15)  # a finishing member imports xarray: margin for load
-    theta = np.array([[0.5, 0.5], [0.9, 0.5], [0.5, 0.9], [0.05, 0.5], [0.4, 0.1]])
+    """Through the runner, one batch of four members (``simulate`` fills the failed members of a
+    mixed batch), then a member that outlives a 2 s timeout (it sleeps 120 s: no load makes it
+    finish in time; a finishing member, which imports xarray, is never under a short timeout)."""
+    model = make(program, space, tmp_path)
+    theta = np.array([[0.5, 0.5], [0.9, 0.5], [0.05, 0.5], [0.4, 0.1]])
     summary = run_ensemble(model, theta, tmp_path / "store", batch_size=len(theta), progress=False)
     ds = EnsembleStore(tmp_path / "store").load()
-    np.testing.assert_array_equal(ds.status.values == "failed", [False, True, True, True, False])
-    assert summary.failed == 3
+    np.testing.assert_array_equal(ds.status.values == "failed", [False, True, True, False])
+    assert summary.failed == 2
     assert ds.reason.values[1] == "exit code 4: model blew up"
-    assert ds.reason.values[2] == "timeout after 15 s"
-    assert ds.reason.values[3].startswith("cannot read output 'output.nc'")
-    assert np.isnan(ds.y.values[1:4]).all() and np.isfinite(ds.y.values[[0, 4]]).all()
-    np.testing.assert_allclose(ds.y.values[4], np.arange(5) * 0.4 + 0.1)
+    assert ds.reason.values[2].startswith("cannot read output 'output.nc'")
+    assert np.isnan(ds.y.values[1:3]).all() and np.isfinite(ds.y.values[[0, 3]]).all()
+    np.testing.assert_allclose(ds.y.values[3], np.arange(5) * 0.4 + 0.1)
+    slow = make(program, space, tmp_path / "slow", timeout=2)
+    summary = run_ensemble(slow, np.array([[0.5, 0.9]]), tmp_path / "slow_store", progress=False)
+    ds = EnsembleStore(tmp_path / "slow_store").load()
+    assert summary.failed == 1 and ds.reason.values[0] == "timeout after 2 s"
 
 
 def test_metacharacters_cannot_execute_or_escape(program, space, tmp_path):

@@ -133,6 +133,8 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
             read_fluxnet_drivers(m)
     with pytest.raises(ReaderError, match=r"site 'XX-Abc' .* not in the FLUXNET2015 site table .*latitude"):
         read_fluxnet_drivers(_slice(f, tmp_path, name="FLX_XX-Abc_DD.csv"))
+    with pytest.raises(ReaderError, match=r"site 'DE-Hia' .* site table .*did you mean 'DE-Hai'"):
+        read_fluxnet_drivers(_slice(f, tmp_path, name="FLX_DE-Hia_DD_2000-2012.csv"))
     s = tmp_path / "s.csv"
     s.write_text("time,value,sigma\n2001-01-01,1.0,0.0\n")
     with pytest.raises(ReaderError, match=r"sigma must be > 0 \(after sigma_floor 0.0\); 2001-01-01 has 0.0"):

@@ -127,6 +127,21 @@ def test_error_model_recovers_discrepancy_and_autocorrelation(rng):
     op = SeriesOperator([p], time, (2000, 2060))
     s, rho = estimate_error_model(op, e)
     assert s[0] == pytest.approx(s_true, rel=0.05) and rho[0] == pytest.approx(rho_true, abs=0.02)
+    # every 8th day only (an 8-day LAI composite): no consecutive days, rho not estimable -- 0 is
+    # used, and the report says it was not estimated (it showed "0.00", as if it had been)
+    from bayescal.operators.timeseries import consecutive_pairs
+    from bayescal.report.site import _error_row
+
+    sparse = _series(np.where(np.arange(n) % 8 == 0, 0.0, np.nan), sigma, start="2000-01-01", name="q",
+                     variable="lai")
+    op2 = SeriesOperator([p, sparse], time, (2000, 2060))
+    assert consecutive_pairs(op2).tolist() == [n - 1, 0]
+    s2, rho2 = estimate_error_model(op2, np.r_[e, e[::8]])
+    assert rho2[0] == rho[0] and rho2[1] == 0.0
+    row = {"product": "lai", "n_values": n // 8, "sigma_median": 0.5, "discrepancy": s2[1], "rho": 0.0,
+           "units": "m2 m-2", "variable": "lai"}
+    assert "not estimable" in _error_row({**row, "rho_pairs": 0})
+    assert "<td>0.00</td>" in _error_row({**row, "rho_pairs": 400})
 
 
 def _toy_csv(tmp_path, a=2.5, b=-0.4, sigma=0.3, seed=0):
@@ -440,6 +455,7 @@ partitioning = "NT"
 [posterior]
 n_steps = 400
 max_steps = 400
+n_particles = 500
 [propagate]
 n_draws = 30
 """)
@@ -582,6 +598,46 @@ def test_the_command_prints_a_warning_as_one_line(tmp_path):
     assert any("site DE-Gri is GRA (grassland)" in x for x in lines)
 
 
+def test_two_products_of_one_towers_variable_are_warned_of_and_the_report_shows_it(tmp_path):
+    """DE-Hai's NEE from its FLUXNET file and from a copy of it: a warning naming both keys at
+    validation, kept in config_warnings.json and shown in the report's Warnings; GPP of both
+    partitionings from one file is warned of too, one product of each variable is not."""
+    import shutil
+    import warnings
+
+    from bayescal.workflow.rundir import RunDir
+
+    hai = Path(__file__).parents[1] / "bayescal" / "data" / "fluxnet" / "FLX_DE-Hai_DD_2000-2012.csv"
+    shutil.copy(hai, tmp_path / "FLX_DE-Hai_DD_2000-2012_copy.csv")
+    model = ('kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n'
+             'options = {start = "2001-01-01", end = "2003-12-31"}')
+    cfg = _site_toml(tmp_path, model, 'start = "optimum"', n_draws=2)
+    text = cfg.read_text()
+    fluxnet = '[[observations.products]]\nvariable = "nee"\nformat = "fluxnet"\nfile = "{}"\nname = "{}"\n'
+    one = text[:text.index("[[observations.products]]")] + fluxnet.format(hai, "nee") + \
+        text[text.index("[posterior]"):]
+    cfg.write_text(one)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_config(cfg)
+    assert not [w for w in caught if "count twice" in str(w.message)]
+    cfg.write_text(one.replace("[posterior]", fluxnet.format("FLX_DE-Hai_DD_2000-2012_copy.csv", "copy")
+                               + "[posterior]"))
+    with pytest.warns(UserWarning, match=r"'observations.products\[1\]' and 'observations.products\[0\]' "
+                                         r"are both nee of site DE-Hai: .*count twice"):
+        assert main(["run", str(cfg), "--quiet"]) == 0
+    said = RunDir(tmp_path / "run").config_warnings()
+    assert len(said) == 1 and said[0].startswith("UserWarning: 'observations.products[1]'"), said
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "<b>config</b>: UserWarning: &#x27;observations.products[1]&#x27; and" in page
+    from bayescal.workflows.site.config import _warn_same_tower
+
+    gpp = [{"variable": "gpp", "format": "fluxnet", "file": str(hai), "partitioning": p}
+           for p in ("NT", "DT")]
+    with pytest.warns(UserWarning, match=r"products\[1\]' and .*products\[0\]' are both gpp of site DE-Hai"):
+        _warn_same_tower(gpp)
+
+
 def test_a_search_still_improving_at_its_budget_is_warned_of():
     """The maximum-likelihood search's best -log L still falling by more than a nat over its last
     fifth: its optimum (the error model's start) is not the maximum -- a warning naming the key."""
@@ -702,15 +758,26 @@ def test_the_direct_routes_chain_counts_its_runs_and_failures_for_the_report(tmp
                      'start = "tempered"\nn_particles = 200', n_draws=2)
     assert main(["run", str(cfg), "--quiet"]) == 0
     rows = RunDir(tmp_path / "run").run_failures()
-    runs, why = rows["posterior (inside the chain, not stored)"]
-    assert set(why) == {"offset … above …"} and 0 < why["offset … above …"] < runs
-    assert runs >= 200 + 8 * 400  # the tempered start's particles and every chain step's walkers
+    runs_chain, why = rows["posterior (inside the chain, not stored)"]
+    assert set(why) == {"offset … above …"} and 0 < why["offset … above …"] < runs_chain
+    assert runs_chain >= 200 + 8 * 400  # the tempered start's particles and every chain step's walkers
     assert "inside the chain, not stored" in failed_runs_section(RunDir(tmp_path / "run"))
     # the maximum-likelihood search's runs too (CMA-ES from the defaults, b = 0: few if any fail)
     history = xr.load_dataset(tmp_path / "run" / "optimize" / "history.nc")
     runs, why = rows["optimize (inside the search, not stored)"]
     assert runs == history.sizes[history["misfit"].dims[0]]
     assert sum(why.values()) == int((history["status"] == "failed").sum())
+    # a damaged output file reruns the finished stage on its finished chain: its record still
+    # counts the chain's runs (it counted only the stored optimum run)
+    record = json.loads((tmp_path / "run" / "posterior" / "stage.json").read_text())
+    (tmp_path / "run" / "posterior" / "diagnostics.nc").write_bytes(b"torn")
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert main(["run", str(cfg), "--quiet"]) == 0
+    again = json.loads((tmp_path / "run" / "posterior" / "stage.json").read_text())
+    assert again["runs"] == record["runs"] > 200 + 8 * 400 and again["kept_runs"] == 0
+    rows = RunDir(tmp_path / "run").run_failures()
+    chain = [n for row, (n, _) in rows.items() if row.startswith("posterior (inside the chain")]
+    assert chain == [runs_chain]
 
 
 def test_a_continued_chain_is_said(tmp_path):

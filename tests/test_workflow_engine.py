@@ -773,6 +773,36 @@ def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_pat
     assert [(r.status, r.runs) for r in recs] == [("ran", 9)]
 
 
+def test_a_resume_after_a_rerun_that_kept_a_store_says_the_kept_runs_apart(tmp_path):
+    """A rerun keeps the run count of its store (5 runs) and is killed after 2 of its 4 new runs;
+    the resumed record says 4 runs and 5 kept (it said 9 runs and none kept: the kept ones
+    relabelled as its own)."""
+    from bayescal.workflow import Engine, RunStore
+    from bayescal.workflow.engine import RUN_COUNT_FILE
+
+    fail = {7: True}
+
+    def chain(ctx):
+        progress = ctx.run_dir / "c" / RUN_COUNT_FILE
+        done = json.loads(progress.read_text())["runs"] if progress.exists() else 0
+        for n in range(done, ctx.config["c"]["n"] + ctx.config["c"]["more"]):
+            if fail.pop(n, False):
+                raise KeyboardInterrupt  # killed, its count saved
+            ctx.runs += 1
+            progress.write_text(json.dumps({"runs": n + 1}))
+
+    workflow = Workflow("toy", (Stage("c", chain, "c", reads=("c",),
+                                      keeps=(RunStore(RUN_COUNT_FILE, reads=("c.n",)),)),))
+    run = tmp_path / "run"
+    engine = Engine(workflow, _Context({"c": {"n": 5, "more": 0}}, run))
+    engine.claim()
+    assert [(r.runs, r.kept_runs) for r in engine.run()] == [(5, 0)]
+    with pytest.raises(KeyboardInterrupt):
+        Engine(workflow, _Context({"c": {"n": 5, "more": 4}}, run)).run()
+    recs = Engine(workflow, _Context({"c": {"n": 5, "more": 4}}, run)).run()
+    assert [(r.status, r.runs, r.kept_runs) for r in recs] == [("ran", 4, 5)]
+
+
 def test_a_stage_writing_beside_its_folder_sets_aside_only_its_own_files(tmp_path):
     """A stage that writes ``../figs/`` (as the report writes figures/): a rerun of other inputs
     sets aside the files it wrote, and leaves yours -- also after a run of it that was killed

@@ -264,13 +264,25 @@ class SeriesLikelihood:
         )
 
 
+#: the pairs of consecutive periods a product needs for its AR(1) ``rho`` to be estimated (with
+#: fewer, as of an 8-day LAI product's daily values, ``rho`` is 0: not estimable)
+MIN_RHO_PAIRS = 3
+
+
+def consecutive_pairs(operator: SeriesOperator) -> np.ndarray:
+    """Per product, how many of its values follow the previous period's (what ``rho`` is
+    estimated from; :data:`MIN_RHO_PAIRS`)."""
+    return np.bincount(operator.product_index[operator.consecutive],
+                       minlength=len(operator.products)).astype(int)
+
+
 def estimate_error_model(operator: SeriesOperator, model_values: np.ndarray,
                          rho_max: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Discrepancy ``s`` and AR(1) ``rho`` per product from the residuals of one model run.
 
     ``s^2 = max(0, mean(r^2) - mean(sigma^2))`` (what the observation errors do not explain) and
     ``rho`` the lag-1 correlation of the standardised residuals over consecutive periods, clipped
-    to [0, rho_max].
+    to [0, rho_max] (0 for a product with fewer than :data:`MIN_RHO_PAIRS` consecutive pairs).
     """
     r = np.asarray(model_values, float).reshape(-1) - operator.y
     pi, n_p = operator.product_index, len(operator.products)
@@ -281,7 +293,7 @@ def estimate_error_model(operator: SeriesOperator, model_values: np.ndarray,
         tau = np.sqrt(operator.sigma[i] ** 2 + s[k] ** 2)
         z = r[i] / tau
         c = operator.consecutive[i][1:]
-        if c.sum() > 2:
+        if c.sum() >= MIN_RHO_PAIRS:
             a, b = z[1:][c], z[:-1][c]
             rho[k] = float(np.clip(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)), 0.0, rho_max))
     return s, rho

@@ -27,6 +27,7 @@ sites, ``bayescal/data/fluxnet/README.md``) unless given.
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from importlib import resources
@@ -202,8 +203,10 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
         if info is None:
             named = f"site {site!r} (from the file name FLX_<site>_...) is not" if site != path.stem else \
                 f"the file name is not FLX_<site>_... (the site {site!r}?), so its site is not found"
+            close = difflib.get_close_matches(site, list(SITES), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise ReaderError(f"{where}: {named} in the FLUXNET2015 site table ({len(SITES)} sites, "
-                              f"bayescal:{SITE_TABLE}); give its latitude (model.latitude)")
+                              f"bayescal:{SITE_TABLE}){hint}; give its latitude (model.latitude)")
         lat = info["latitude"]
     if not (np.isfinite(lat) and -90.0 <= float(lat) <= 90.0):
         raise ReaderError(f"{where}: latitude must be in [-90, 90] degrees north, got {lat}")

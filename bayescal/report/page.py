@@ -127,7 +127,8 @@ def versions() -> dict[str, str]:
 
 def closing_sections(rd, cfg: dict) -> list[str]:
     """Warnings of every stage, the configuration text and the package versions."""
-    warn_rows = [(r.name, w) for r in rd.records() for w in (r.warnings or [])]
+    warn_rows = [("config", w) for w in rd.config_warnings()]
+    warn_rows += [(r.name, w) for r in rd.records() for w in (r.warnings or [])]
     config = rd.config_text() or json.dumps(cfg, indent=1)
     warnings = ("<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(w)}</li>" for s, w in warn_rows) + "</ul>"
                 if warn_rows else "<p>none</p>")

@@ -168,9 +168,14 @@ def _error_row(e: dict) -> str:
         f, units = conversion_factor(e["units"], "gC m-2 d-1", e.get("variable", "")), "gC m-2 d-1"
     except UnitError:
         f, units = 1.0, e["units"]
+    from ..operators.timeseries import MIN_RHO_PAIRS
+
+    # a product without consecutive periods (8-day LAI) has no estimable rho: 0 is used, not found
+    rho = f"{e['rho']:.2f}" if e.get("rho_pairs", MIN_RHO_PAIRS) >= MIN_RHO_PAIRS else \
+        "0 (not estimable: no consecutive periods)"
     return (f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
             f"<td>{e['sigma_median'] * f:.3g}</td><td>{e['discrepancy'] * f:.3g}</td>"
-            f"<td>{e.get('emulator_sd_median', 0.0) * f:.3g}</td><td>{e['rho']:.2f}</td>"
+            f"<td>{e.get('emulator_sd_median', 0.0) * f:.3g}</td><td>{rho}</td>"
             f"<td>{html.escape(units)}</td></tr>")
 
 

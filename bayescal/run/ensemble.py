@@ -182,6 +182,47 @@ def _executor_kind(executor) -> str:
     )
 
 
+class _InterruptLatch:
+    """Ctrl-C remembered: Python turns SIGINT into a KeyboardInterrupt wherever the main thread
+    is, and one raised inside a finaliser (a garbage-collected object's ``__del__``, a weakref
+    callback) is printed and dropped -- the run then went on to its end. While the latch is set
+    (in the main thread), a SIGINT is also recorded, and :meth:`check` raises it again."""
+
+    def __init__(self) -> None:
+        self.caught, self._previous = False, None
+
+    def __enter__(self) -> _InterruptLatch:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+
+            def latch(signum, frame):
+                if previous == signal.SIG_IGN:
+                    return
+                self.caught = True
+                if callable(previous):
+                    previous(signum, frame)
+                elif previous != signal.SIG_IGN:
+                    raise KeyboardInterrupt
+
+            self._previous = previous
+            signal.signal(signal.SIGINT, latch)
+        return self
+
+    def check(self) -> None:
+        """Raise the KeyboardInterrupt of a SIGINT caught since the latch was set."""
+        if self.caught:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
     """The batches on ``workers`` fresh processes, each result recorded as it comes. Interrupted
     (Ctrl-C, an error): the queued batches are cancelled and the workers terminated (with the
@@ -299,19 +340,21 @@ def run_ensemble(
                 failures[reason_group(reason)] += 1
         bar.update(len(results))
         bar.set_postfix(failed=counts["failed"])
+        interrupts.check()  # a Ctrl-C that a finaliser dropped stops the run here
 
-    try:
-        if kind == "serial":
-            for b in batches:
-                record(run_batch(simulator, theta[b], b, keep))
-        elif kind == "processes":
-            # fresh interpreters, not forks: a forked child of a process that has already run
-            # the model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
-            _run_on_pool(executor, simulator, theta, batches, keep, record)
-        else:
-            _run_on_dask(executor, simulator, theta, batches, keep, record)
-    finally:
-        bar.close()
+    with _InterruptLatch() as interrupts:
+        try:
+            if kind == "serial":
+                for b in batches:
+                    record(run_batch(simulator, theta[b], b, keep))
+            elif kind == "processes":
+                # fresh interpreters, not forks: a forked child of a process that has already run
+                # the model's OpenMP-threaded kernel would abort (GNU OpenMP is not fork-safe)
+                _run_on_pool(executor, simulator, theta, batches, keep, record)
+            else:
+                _run_on_dask(executor, simulator, theta, batches, keep, record)
+        finally:
+            bar.close()
     return RunSummary(
         n_members=int(design.sizes["member"]),
         already_done=len(finished),

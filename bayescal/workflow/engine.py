@@ -216,9 +216,10 @@ class Engine:
                           f"'{stage.name}' reruns", RuntimeWarning, stacklevel=2)
         return bool(bad)
 
-    def _prepare(self, stage: Stage, key: str, inputs: dict) -> bool:
+    def _prepare(self, stage: Stage, key: str, inputs: dict) -> tuple[bool, int]:
         """The stage's folder for a run with ``key``: resumed (True), or fresh (the old one set
-        aside)."""
+        aside); and the runs of the stores kept from a run of other inputs (a resumed run keeps
+        the count its first start wrote in ``started.json``)."""
         folder = self.run_dir / stage.name
         started = read_json_record(folder / "started.json")
         stores = self._store_keys(stage)
@@ -245,9 +246,12 @@ class Engine:
         # the files beside the folder before the stage's first start: yours (a resumed run keeps its list)
         outside = (started or {}).get("outside") if resumed else None
         outside = outside if outside is not None else {d: sorted(f) for d, f in self._outside(stage).items()}
+        kept = int((started or {}).get("kept_runs", 0)) if resumed else \
+            _stored_members(folder) + _counted_runs(folder)
         write_json_atomic(folder / "started.json", {"key": key, "stores": stores, "inputs": inputs,
-                                                    "started": time.time(), "outside": outside})
-        return resumed
+                                                    "started": time.time(), "outside": outside,
+                                                    "kept_runs": kept})
+        return resumed, kept
 
     def _set_aside_outside(self, stage: Stage, moved: Path) -> None:
         """What the stage wrote beside its folder (the report page, ``figures/``) set aside with
@@ -286,12 +290,12 @@ class Engine:
         t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            resumed = self._prepare(stage, key, inputs)
+            resumed, reused = self._prepare(stage, key, inputs)
             # a resumed stage's record counts the runs its stopped invocations finished (kept in its
-            # stores, or counted in RUN_COUNT_FILE); a rerun's kept stores were counted by the record
-            # set aside: its record says them apart, as the runs its results rest on besides its own
-            kept = _stored_members(folder) + _counted_runs(folder) if resumed else 0
-            reused = 0 if resumed else _stored_members(folder)
+            # stores, or counted in RUN_COUNT_FILE); the runs of stores kept from a run of other
+            # inputs (``reused``, counted by the record set aside) it says apart, as the runs its
+            # results rest on besides its own
+            kept = _stored_members(folder) + _counted_runs(folder) - reused if resumed else 0
             self.ctx.say(f"[{stage.name}] {stage.help}")
             before = self._outside(stage)
             stage.function(self.ctx)
@@ -317,8 +321,9 @@ class Engine:
         return rec
 
 
-#: a stage's count of the runs no store keeps (the site chain's hundreds of thousands), over its
-#: stopped invocations: ``{"runs": n, ...}`` (written by the stage; gone once its record is)
+#: a stage's count of the runs no store keeps (the site chain's hundreds of thousands), over all
+#: its invocations: ``{"runs": n, ...}`` (written by the stage, kept after it finished: a stage
+#: rerun for a damaged file, or kept as a store by a rerun, still counts them)
 RUN_COUNT_FILE = "evaluations_progress.json"
 
 

@@ -166,6 +166,15 @@ class RunDir:
         return self.path / "config.json"
 
     @property
+    def config_warnings_json(self) -> Path:
+        return self.path / "config_warnings.json"
+
+    def config_warnings(self) -> list[str]:
+        """What validating the run's config warned of (none for a run directory without the file)."""
+        got = (read_json_record(self.config_warnings_json, set_aside=False) or {}).get("warnings", [])
+        return [str(w) for w in got] if isinstance(got, list) else []
+
+    @property
     def config_toml(self) -> Path:
         return self.path / "config.toml"
 

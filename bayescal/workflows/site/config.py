@@ -199,6 +199,30 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
                               "and options would count its observations twice)")
 
 
+def _warn_same_tower(prods: list[dict]) -> None:
+    """A warning for two products of one variable from the same file (GPP of both partitionings),
+    or from FLUXNET files of the same site: the likelihood takes their errors as independent,
+    though both come from one tower's NEE, so its data count twice and the posterior is too
+    narrow. (The same file, variable and partitioning twice is an error: _check_distinct.)"""
+    import warnings
+
+    from bayescal.readers.fluxnet import _site
+
+    def source(spec: dict) -> str:
+        name = Path(str(spec["file"])).name
+        return f"site {_site(Path(name))}" if spec["format"] == "fluxnet" and _site(Path(name)) != \
+            Path(name).stem else f"file {spec['file']}"
+
+    seen: dict[tuple[str, str], int] = {}
+    for i, spec in enumerate(prods):
+        j = seen.setdefault((spec["variable"], source(spec)), i)
+        if j != i:
+            warnings.warn(f"'observations.products[{i}]' and 'observations.products[{j}]' are both "
+                          f"{spec['variable']} of {source(spec)}: the likelihood takes their errors as "
+                          "independent, so the same tower's data count twice and the posterior is too "
+                          "narrow; keep one of them (or widen their sigma)", UserWarning, stacklevel=2)
+
+
 def _reader_keys(fmt: str) -> list[str]:
     """The product keys the reader of a site format takes."""
     import inspect
@@ -358,6 +382,7 @@ def _check_distinct(specs: list[dict], products: list) -> None:
         if j != i:
             raise ConfigError(f"'observations.products[{i}]' reads {p.variable} from {spec['file']} as "
                               f"'observations.products[{j}]' does: its days would count twice")
+    _warn_same_tower(specs)
 
 
 def _check_twin_keys(obs: dict) -> None:

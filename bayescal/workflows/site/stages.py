@@ -153,15 +153,20 @@ class _ErrorModel:
         return SeriesLikelihood(self.op, s * (c["discrepancy"] != "none"), rho * c["autocorrelation"])
 
     def save(self, emulator_sd: np.ndarray | None = None) -> None:
-        like, op = self.likelihood(), self.op
+        from bayescal.operators.timeseries import MIN_RHO_PAIRS, consecutive_pairs
+
+        like, op, pairs = self.likelihood(), self.op, consecutive_pairs(self.op)
         em_sd = np.zeros(op.y.size) if emulator_sd is None else emulator_sd
         info = [{"product": p.name, "variable": p.variable, "discrepancy": float(like.discrepancy[k]),
-                 "rho": float(like.rho[k]), "sigma_median": float(np.median(op.sigma[op.product_index == k])),
+                 "rho": float(like.rho[k]), "rho_pairs": int(pairs[k]),
+                 "sigma_median": float(np.median(op.sigma[op.product_index == k])),
                  "units": p.units, "emulator_sd_median": float(np.median(em_sd[op.product_index == k])),
                  "n_values": int((op.product_index == k).sum())} for k, p in enumerate(op.products)]
         write_json_atomic(self.ctx.run_dir / "posterior" / "error_model.json", info)
         self.ctx.say("  error model: " + "; ".join(
-            f"{i['product']} s={i['discrepancy']:.3g} rho={i['rho']:.2f}" for i in info))
+            f"{i['product']} s={i['discrepancy']:.3g} rho="
+            + (f"{i['rho']:.2f}" if i["rho_pairs"] >= MIN_RHO_PAIRS else "0 (no consecutive periods)")
+            for i in info))
         self._warn_sigma_too_large()
 
     def _warn_sigma_too_large(self) -> None:
@@ -275,7 +280,6 @@ def run_site_posterior(ctx: SiteContext) -> None:
                                                      "resumed_at_step": resumed})
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
-    (out / RUN_COUNT_FILE).unlink(missing_ok=True)  # bayescal's own, now in the record
 
 
 def _count_across_invocations(values, path: Path) -> Callable[[], None]:
