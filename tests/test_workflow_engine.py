@@ -413,6 +413,32 @@ def test_site_posterior_keeps_its_chain_when_only_the_draws_kept_change(site_run
     assert (copy / "posterior" / "chains" / "round1.h5").stat().st_ino == chain.st_ino  # moved back
 
 
+def test_a_site_run_of_the_earlier_propagate_code_reruns_it_without_model_runs(site_run, tmp_path):
+    """The site propagate stage is at revision 1 (means of sparse states): a run directory whose
+    records are of revision 0 (no "revision" in the inputs, no key for its ensemble store) reruns
+    propagate alone, keeping its ensemble -- no model run -- and writes the bands anew."""
+    from bayescal.workflow import stage_key
+
+    cfg, run, _, _ = site_run
+    copy = _copy(run, tmp_path)
+    for name in ("started.json", "stage.json"):
+        path = copy / "propagate" / name
+        rec = json.loads(path.read_text())
+        assert rec["inputs"]["revision"] == 1
+        inputs = {k: v for k, v in rec["inputs"].items() if k != "revision"}
+        rec.update(inputs=inputs, key=stage_key("propagate", inputs), stores={})
+        path.write_text(json.dumps(rec))
+    ensemble = (copy / "propagate" / "ensemble").stat()
+    assert _planned(cfg, copy, lambda c: None) == {"propagate"}
+    done = _rerun(cfg, copy, SITE_STAGES)
+    assert {k: v[0] for k, v in done.items()} == {"optimize": "reused", "posterior": "reused",
+                                                  "propagate": "ran"}
+    assert done["propagate"][1] == 0
+    assert (copy / "propagate" / "ensemble").stat().st_ino == ensemble.st_ino  # moved back, not rerun
+    bands = xr.load_dataset(copy / "propagate" / "bands.nc")
+    assert bands.identical(xr.load_dataset(run / "propagate" / "bands.nc"))
+
+
 def test_site_emulator_target_reruns_the_posterior_with_no_model_run(site_run, tmp_path):
     """The emulator route: posterior.emulator_target is the posterior stage's key but not its
     stores': "mean" reruns the stage with the rounds' runs and chains kept (no model run) and the
@@ -732,6 +758,37 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 1}, "b": {"y": 3, "z": {"w": 1}}},
                                                 tmp_path / "run")).plan()
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
+
+
+def test_a_revised_stage_reruns_and_keeps_its_stores(tmp_path):
+    """A stage whose code is revised (``Stage.revision``): a run directory of the earlier code
+    reruns it and the stages after it, not those before; its stores are kept, also one that the
+    earlier record has no key for, and no model runs again; revision 0 leaves keys as they were."""
+    import dataclasses
+
+    from bayescal.workflow import Engine, stage_key
+
+    cfg = {"a": {"x": 1}, "b": {"y": 1}}
+    flow = _toy_workflow({})
+    engine = Engine(flow, _Context(cfg, tmp_path / "run"))
+    engine.claim()
+    engine.run()
+    started = tmp_path / "run" / "b" / "started.json"
+    record = json.loads(started.read_text())
+    assert stage_key("b", record["inputs"]) == record["key"] and "revision" not in record["inputs"]
+    started.write_text(json.dumps({**record, "stores": {}}))  # an earlier record: no store keys
+    b = dataclasses.replace(flow.stage("b"), revision=1)
+    revised = Workflow("toy", (flow.stage("a"), b))
+    plan = Engine(revised, _Context(cfg, tmp_path / "run")).plan()
+    assert [(p.status, p.kept) for p in plan] == [("reuse", []), ("rerun", ["store"])]
+    assert plan[1].changed == ["the stage's code (revision 0 -> 1: CHANGELOG.md says what changed)"]
+    ctx = _Context(cfg, tmp_path / "run")
+    assert [r.status for r in Engine(revised, ctx).run()] == ["reused", "ran"] and ctx.runs == 0
+    assert sorted(p.name for p in (tmp_path / "run" / "b" / "store").iterdir()) == ["0.txt", "1.txt", "2.txt"]
+    # a revision and another change: the store's own key decides (a.x is in it: not kept)
+    plan = Engine(Workflow("toy", (flow.stage("a"), dataclasses.replace(b, revision=2))),
+                  _Context({"a": {"x": 2}, "b": {"y": 1}}, tmp_path / "run")).plan()
+    assert plan[1].kept == []
 
 
 def test_your_files_in_a_stage_folder_before_its_first_run_move_nothing_aside(tmp_path):

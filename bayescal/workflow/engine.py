@@ -124,11 +124,16 @@ class Engine:
         needed = {n: k for n, (k, _) in self.keys().items()}
         return {s.path: stage_key(f"{stage.name}/{s.path}", self._inputs(s, needed)) for s in stage.keeps}
 
-    def _kept_stores(self, stage: Stage, started: dict | None) -> list[str]:
-        """The run stores a rerun of ``stage`` keeps (as :meth:`_prepare` decides)."""
+    def _kept_stores(self, stage: Stage, started: dict | None, inputs: dict,
+                     folder: Path | None = None) -> list[str]:
+        """The run stores in ``folder`` (default the stage's) that a rerun of ``stage`` with
+        ``inputs`` keeps: those whose own key is unchanged, or all when only the stage's code
+        ``revision`` changed (it changes what the stage makes of its runs, not them)."""
         old = (started or {}).get("stores", {}) or {}
+        revised = _only_revised((started or {}).get("inputs"), inputs)
+        folder = self.run_dir / stage.name if folder is None else folder
         return [rel for rel, k in self._store_keys(stage).items()
-                if old.get(rel) == k and (self.run_dir / stage.name / rel).exists()]
+                if (old.get(rel) == k or revised) and (folder / rel).exists()]
 
     def _selected(self, stages: tuple[str, ...] | None) -> list[Stage]:
         if stages is None:
@@ -164,7 +169,7 @@ class Engine:
             else:
                 status = "run"
             runs = self._expected_runs(stage, given="model" in inputs)
-            kept = self._kept_stores(stage, started) if status == "rerun" else []
+            kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
             out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept))
         return out
 
@@ -234,12 +239,10 @@ class Engine:
                 os.replace(moved / name, folder / name)
             if yours:
                 self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours)}")
-            old = (started or {}).get("stores", {}) or {}
-            for rel, store_key in stores.items():
-                if old.get(rel) == store_key and (moved / rel).exists():
-                    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(moved / rel, folder / rel)
-                    self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
+            for rel in self._kept_stores(stage, started, inputs, moved):
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(moved / rel, folder / rel)
+                self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
             self.ctx.say(f"[{stage.name}] {stale_size(self.run_dir)}")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stage.json").unlink(missing_ok=True)
@@ -325,6 +328,15 @@ class Engine:
 #: its invocations: ``{"runs": n, ...}`` (written by the stage, kept after it finished: a stage
 #: rerun for a damaged file, or kept as a store by a rerun, still counts them)
 RUN_COUNT_FILE = "evaluations_progress.json"
+
+
+def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """The stage's inputs differ in its code's ``revision`` alone (its stores then stay valid,
+    also those an older record has no key for)."""
+    if not isinstance(old, Mapping) or old.get("revision", 0) == new.get("revision", 0):
+        return False
+    return {k: v for k, v in old.items() if k not in ("revision", "detail")} == \
+        {k: v for k, v in new.items() if k not in ("revision", "detail")}
 
 
 def _only_yours(stage: Stage, folder: Path) -> bool:

@@ -63,13 +63,14 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
     -------
     dict
         ``reads`` (key -> hash of its value), ``files`` (path -> content hash), ``needs``
-        (stage -> key) and ``bayescal`` (the version); ``detail``, not in the key, holds a hash
+        (stage -> key), ``bayescal`` (the version) and the stage's ``revision`` (when not 0);
+        ``detail``, not in the key, holds a hash
         per value of each table read (``{"oat": {"unit": ..., "delta": ...}}``), so a change can
         be named by its key (``oat.unit``).
     """
     root = config.get("run", {}).get("config_dir")
     values = {k: portable(config_value(config, k), root) for k in stage.keys(config)}
-    return {
+    out = {
         "reads": {k: _hash(v) for k, v in values.items()},
         "detail": {k: _leaves(v) for k, v in values.items() if isinstance(v, Mapping)},
         "files": {portable(p, root): file_digest(p)
@@ -77,6 +78,9 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
         "needs": {n: needed[n] for n in stage.needs},
         "bayescal": __version__,
     }
+    if getattr(stage, "revision", 0):  # absent at 0: the keys of stages never revised stay as they were
+        out["revision"] = stage.revision
+    return out
 
 
 def portable(value: Any, root: str | None) -> Any:
@@ -130,6 +134,9 @@ def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
                 out += _changed_leaves(old, new, k) if group == "reads" else [label.format(k)]
     if old.get("bayescal") != new.get("bayescal"):
         out.append(f"bayescal version {old.get('bayescal')} -> {new.get('bayescal')}")
+    if old.get("revision", 0) != new.get("revision", 0):
+        out.append(f"the stage's code (revision {old.get('revision', 0)} -> {new.get('revision', 0)}: "
+                   "CHANGELOG.md says what changed)")
     if old.get("model") != new.get("model"):
         out.append("the model given to the workflow (its class, source file or parameter space)")
     return out

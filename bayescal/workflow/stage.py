@@ -127,6 +127,11 @@ class Stage:
     expected_runs : callable, optional
         ``config -> str``: the model runs it will make, when cheaply known (``bayescal check``);
         one with a ``space`` keyword gets a given model's space (``config, space=... -> str``).
+    revision : int, default 0
+        Raised when the stage's code writes something else from the same inputs (a fixed bug, a
+        changed aggregation): in its key, so a run directory of the earlier code reruns it (and
+        the stages after it), while its stores and the stages before it are kept -- without a
+        new bayescal version, which reruns everything.
     """
 
     name: str
@@ -138,6 +143,7 @@ class Stage:
     input_files: Files = _no_files
     keeps: tuple[RunStore, ...] = ()
     expected_runs: Callable[[Mapping[str, Any]], str] | None = None
+    revision: int = 0
 
     def keys(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         """The declared config keys for this config, sorted."""

@@ -136,6 +136,13 @@ RUN_COUNT = RunStore("evaluations_progress.json", reads=_chain_reads, needs=("op
 REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input_files=site_files)
                       for p in ("refine", "chains"))
 
+#: the posterior draws, the optimum and the defaults over the whole period: kept while the model,
+#: the posterior and the draws chosen from it are (a rerun for the validation years or a new
+#: revision of the stage's code runs no model)
+PROPAGATE_STORE = RunStore("ensemble", reads=(*_MODEL, "observations.products[].variable", "parameters.free",
+                                              "propagate.n_draws", "run.seed"),
+                           needs=("optimize", "posterior"), input_files=model_files)
+
 SITE = Workflow("site", description="a site model against observation files (model.kind = dalec, python, "
                 "external; docs/site.md)", stages=(
     Stage("optimize", run_site_optimize,
@@ -162,9 +169,12 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "store; posterior-predictive bands and REFLEX metrics on the validation years.",
           reads=(*_MODEL, *_OBSERVATIONS, "parameters.free", "site.validation_years", "propagate.n_draws",
                  "run.seed"),
-          needs=("optimize", "posterior"), input_files=site_files,
+          needs=("optimize", "posterior"), input_files=site_files, keeps=(PROPAGATE_STORE,),
           writes=("ensemble/", "bands.nc", "summary.json"),
-          expected_runs=lambda cfg: str(cfg["propagate"]["n_draws"] + 2)),
+          expected_runs=lambda cfg: str(cfg["propagate"]["n_draws"] + 2),
+          # 1: a sparsely observed state (8-day LAI) validated by monthly and annual means, every
+          # band's cell_methods (its runs are kept: CHANGELOG.md)
+          revision=1),
     Stage("report", run_site_report, "figures (PNG) and report.html with the validation panel.",
           reads=("report",), needs=("optimize", "posterior", "propagate"),
           writes=("../figures/", "../report.html"), expected_runs=lambda cfg: "0"),
