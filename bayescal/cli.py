@@ -186,12 +186,15 @@ def _where(run: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:  # said, and kept for the report
-        warnings.simplefilter("always")
-        cfg = load_config(args.config)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # said, and kept for the report
+            warnings.simplefilter("always")
+            cfg = load_config(args.config)
+    finally:  # said also when the config then turns out invalid
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     said = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     text = Path(args.config).read_text()
     pipe = _context(args, cfg, progress=not args.quiet, config_text=text,
                     config_warnings=tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in said)))

@@ -218,6 +218,14 @@ def test_a_ctrl_c_dropped_inside_a_finaliser_still_stops_the_run(tmp_path):
         run_ensemble(_DroppingSimulator(), design(10), tmp_path / "store", progress=False)
     assert sorted(EnsembleStore(tmp_path / "store").finished()) == [0, 1, 2]
     assert signal.getsignal(signal.SIGINT) is before
+    # a Ctrl-C handler of yours that does not raise (a "stop after this" flag) is left to decide
+    asked: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+    try:
+        run_ensemble(_DroppingSimulator(), design(10), tmp_path / "mine", progress=False)
+        assert asked == [signal.SIGINT] and len(EnsembleStore(tmp_path / "mine").finished()) == 10
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 @pytest.mark.slow

@@ -805,29 +805,43 @@ def test_your_files_in_a_stage_folder_before_its_first_run_move_nothing_aside(tm
     assert not (tmp_path / "run" / ".stale").exists()
 
 
-def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_path):
+class _PoolContext(_Context):
+    """Members run in other processes: the context cannot count them (the engine counts files)."""
+
+    def model_runs(self):
+        return None
+
+
+@pytest.mark.parametrize("context", [_Context, _PoolContext])
+def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_path, context):
     """A stage whose runs no store keeps (the site chain's) counts them in evaluations_progress.json;
-    killed after 5 and resumed for 4 more, its record says 9 (it said 4: the last invocation's)."""
+    killed after 5 and resumed for 4 more, its record says 9 (it said 4: the last invocation's) --
+    also when its context cannot count runs (a process pool: it said 0 when fresh)."""
     from bayescal.workflow import Engine
     from bayescal.workflow.engine import RUN_COUNT_FILE
+
+    kill = [5]
 
     def chain(ctx):
         progress = ctx.run_dir / "c" / RUN_COUNT_FILE
         done = json.loads(progress.read_text())["runs"] if progress.exists() else 0
         for n in range(done, 9):
-            if n == 5 and not done:
+            if kill and n == kill[0]:
+                kill.clear()
                 raise KeyboardInterrupt  # killed, its count saved
             ctx.runs += 1
             progress.write_text(json.dumps({"runs": n + 1}))
-        progress.unlink()  # in the record now
 
     workflow = Workflow("toy", (Stage("c", chain, "c", reads=()),))
-    engine = Engine(workflow, _Context({}, tmp_path / "run"))
+    engine = Engine(workflow, context({}, tmp_path / "run"))
     engine.claim()
     with pytest.raises(KeyboardInterrupt):
         engine.run()
-    recs = Engine(workflow, _Context({}, tmp_path / "run")).run()
+    recs = Engine(workflow, context({}, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("ran", 9)]
+    fresh = Engine(workflow, context({}, tmp_path / "fresh"))
+    fresh.claim()
+    assert [(r.status, r.runs) for r in fresh.run()] == [("ran", 9)]
 
 
 def test_a_resume_after_a_rerun_that_kept_a_store_says_the_kept_runs_apart(tmp_path):

@@ -203,7 +203,7 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
         if info is None:
             named = f"site {site!r} (from the file name FLX_<site>_...) is not" if site != path.stem else \
                 f"the file name is not FLX_<site>_... (the site {site!r}?), so its site is not found"
-            close = difflib.get_close_matches(site, list(SITES), n=3, cutoff=0.6)
+            close = difflib.get_close_matches(site, list(SITES), n=3, cutoff=0.8)  # a letter off
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise ReaderError(f"{where}: {named} in the FLUXNET2015 site table ({len(SITES)} sites, "
                               f"bayescal:{SITE_TABLE}){hint}; give its latitude (model.latitude)")

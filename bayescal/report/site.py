@@ -172,7 +172,7 @@ def _error_row(e: dict) -> str:
 
     # a product without consecutive periods (8-day LAI) has no estimable rho: 0 is used, not found
     rho = f"{e['rho']:.2f}" if e.get("rho_pairs", MIN_RHO_PAIRS) >= MIN_RHO_PAIRS else \
-        "0 (not estimable: no consecutive periods)"
+        f"0 (not estimable: {e['rho_pairs']} consecutive pairs, {MIN_RHO_PAIRS} needed)"
     return (f"<tr><td>{html.escape(e['product'])}</td><td>{e['n_values']}</td>"
             f"<td>{e['sigma_median'] * f:.3g}</td><td>{e['discrepancy'] * f:.3g}</td>"
             f"<td>{e.get('emulator_sd_median', 0.0) * f:.3g}</td><td>{rho}</td>"

@@ -186,7 +186,9 @@ class _InterruptLatch:
     """Ctrl-C remembered: Python turns SIGINT into a KeyboardInterrupt wherever the main thread
     is, and one raised inside a finaliser (a garbage-collected object's ``__del__``, a weakref
     callback) is printed and dropped -- the run then went on to its end. While the latch is set
-    (in the main thread), a SIGINT is also recorded, and :meth:`check` raises it again."""
+    (in the main thread, over a Python handler), a KeyboardInterrupt the handler raises is also
+    recorded, and :meth:`check` raises it again. A handler that does not raise (a "stop after
+    this" flag of yours) is left to do what it does."""
 
     def __init__(self) -> None:
         self.caught, self._previous = False, None
@@ -195,17 +197,16 @@ class _InterruptLatch:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
+        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() \
+            else None
+        if callable(previous):
 
             def latch(signum, frame):
-                if previous == signal.SIG_IGN:
-                    return
-                self.caught = True
-                if callable(previous):
+                try:
                     previous(signum, frame)
-                elif previous != signal.SIG_IGN:
-                    raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    self.caught = True
+                    raise
 
             self._previous = previous
             signal.signal(signal.SIGINT, latch)

@@ -197,15 +197,16 @@ class Engine:
         for stage in self._selected(stages):
             key, inputs = self.keys()[stage.name]
             done = read_json_record(self.run_dir / stage.name / "stage.json")
+            finished = None  # the record of a finished stage rerun for a damaged file
             if done is not None and done.get("key") == key and self._damaged(stage):
                 (self.run_dir / stage.name / "stage.json").unlink()
-                done = None
+                done, finished = None, done
             if done is not None and done.get("key") == key and "wall" in done:
                 records.append(StageRecord(stage.name, "reused", done["wall"], done["peak_rss_gib"],
                                            done["runs"], done.get("warnings", []), done.get("kept_runs", 0)))
                 self.ctx.say(f"[{stage.name}] up to date (inputs unchanged) - reused")
             else:
-                records.append(self._execute(stage, key, inputs))
+                records.append(self._execute(stage, key, inputs, finished))
         return records
 
     def _damaged(self, stage: Stage) -> bool:
@@ -288,17 +289,14 @@ class Engine:
                 out[folder.name] = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
         return out
 
-    def _execute(self, stage: Stage, key: str, inputs: dict) -> StageRecord:
+    def _execute(self, stage: Stage, key: str, inputs: dict, finished: dict | None = None) -> StageRecord:
         folder = self.run_dir / stage.name
         t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             resumed, reused = self._prepare(stage, key, inputs)
-            # a resumed stage's record counts the runs its stopped invocations finished (kept in its
-            # stores, or counted in RUN_COUNT_FILE); the runs of stores kept from a run of other
-            # inputs (``reused``, counted by the record set aside) it says apart, as the runs its
-            # results rest on besides its own
-            kept = _stored_members(folder) + _counted_runs(folder) - reused if resumed else 0
+            counted0 = _counted_runs(folder)
+            kept, reused = _earlier_runs(folder, resumed, reused, counted0, finished)
             self.ctx.say(f"[{stage.name}] {stage.help}")
             before = self._outside(stage)
             stage.function(self.ctx)
@@ -310,7 +308,10 @@ class Engine:
         for w in {str(w.message): w for w in shown}.values():  # recorded, and said (once each)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         runs1 = self.ctx.model_runs()
-        runs = runs1 - runs0 if runs0 is not None and runs1 is not None else _files_since(folder, started_at)
+        if runs0 is not None and runs1 is not None:
+            runs = runs1 - runs0
+        else:  # runs in other processes: the member files its stores gained, and the stage's count
+            runs = _files_since(folder, started_at) + max(0, _counted_runs(folder) - counted0)
         runs += kept
         rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs, reused)
         write_json_atomic(folder / "stage.json", {
@@ -328,6 +329,21 @@ class Engine:
 #: its invocations: ``{"runs": n, ...}`` (written by the stage, kept after it finished: a stage
 #: rerun for a damaged file, or kept as a store by a rerun, still counts them)
 RUN_COUNT_FILE = "evaluations_progress.json"
+
+
+def _earlier_runs(folder: Path, resumed: bool, reused: int, counted: int,
+                  finished: dict | None) -> tuple[int, int]:
+    """The runs a stage's record counts besides this invocation's, and those of stores kept from
+    a run of other inputs (said apart, as runs its results rest on). A finished stage rerun for a
+    damaged file: its record's own (whatever its files say now: an older bayescal's chain left no
+    count). A resumed one: the runs its stopped invocations finished -- kept in its stores, or
+    counted in :data:`RUN_COUNT_FILE` (``counted``) -- less the kept stores' (``reused``, from
+    ``started.json``). A fresh one: none."""
+    if finished is not None:
+        return int(finished.get("runs", 0)), int(finished.get("kept_runs", 0))
+    if resumed:
+        return max(0, _stored_members(folder) + counted - reused), reused
+    return 0, reused
 
 
 def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

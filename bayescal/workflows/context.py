@@ -52,9 +52,10 @@ class Context:
         context passes it through :meth:`conform`.
     workflow : Workflow, optional
         Replaces the registered one.
-    config_warnings : tuple of str
+    config_warnings : tuple of str, optional
         What validating the config warned of (``load_config`` under
-        :func:`warnings.catch_warnings`): kept in ``config_warnings.json``, shown by the report.
+        :func:`warnings.catch_warnings`, as ``bayescal run`` does): kept in
+        ``config_warnings.json``, shown by the report. None leaves that file as it is.
     """
 
     #: the registered workflow this context runs unless one is given (:mod:`.catalog`)
@@ -68,10 +69,10 @@ class Context:
         config_text: str = "",
         model=None,
         workflow: Workflow | None = None,
-        config_warnings: tuple[str, ...] = (),
+        config_warnings: tuple[str, ...] | None = None,
     ) -> None:
         self.config = config
-        self.config_warnings = tuple(config_warnings)
+        self.config_warnings = config_warnings
         self._check_config_kind()
         self.workflow = workflow if workflow is not None else registry.get(self.workflow_name)
         self.run_dir = Path(run_dir if run_dir is not None else config["run"]["output"])
@@ -266,7 +267,8 @@ class Context:
         self.rundir.write_space(self.full_space)
         if self.config_text:
             write_text_atomic(self.run_dir / "config.toml", self.config_text)
-        write_json_atomic(self.rundir.config_warnings_json, {"warnings": list(self.config_warnings)})
+        if self.config_warnings is not None:
+            write_json_atomic(self.rundir.config_warnings_json, {"warnings": list(self.config_warnings)})
         try:
             records = self.engine.run(None if stages is None else tuple(stages))
         finally:

@@ -12,6 +12,7 @@ output units or refused (:func:`conform_units`). Validation years may not overla
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -199,28 +200,35 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
                               "and options would count its observations twice)")
 
 
-def _warn_same_tower(prods: list[dict]) -> None:
-    """A warning for two products of one variable from the same file (GPP of both partitionings),
-    or from FLUXNET files of the same site: the likelihood takes their errors as independent,
-    though both come from one tower's NEE, so its data count twice and the posterior is too
-    narrow. (The same file, variable and partitioning twice is an error: _check_distinct.)"""
+def _warn_same_tower(specs: list[dict], products: list) -> None:
+    """A warning for two products of one variable that share observed days and come from the
+    same file (GPP of both partitionings) or from FLUXNET files of the same site: the likelihood
+    takes their errors as independent, though both come from one tower's NEE, so its data count
+    twice and the posterior is too narrow. (The same file, variable and partitioning twice is an
+    error: _check_distinct.)"""
     import warnings
 
     from bayescal.readers.fluxnet import _site
 
     def source(spec: dict) -> str:
-        name = Path(str(spec["file"])).name
-        return f"site {_site(Path(name))}" if spec["format"] == "fluxnet" and _site(Path(name)) != \
-            Path(name).stem else f"file {spec['file']}"
+        path = Path(os.path.realpath(spec["file"]))
+        site = _site(path) if spec["format"] == "fluxnet" else path.stem
+        return f"site {site}" if site != path.stem else f"file {spec['file']}"
 
-    seen: dict[tuple[str, str], int] = {}
-    for i, spec in enumerate(prods):
-        j = seen.setdefault((spec["variable"], source(spec)), i)
-        if j != i:
-            warnings.warn(f"'observations.products[{i}]' and 'observations.products[{j}]' are both "
-                          f"{spec['variable']} of {source(spec)}: the likelihood takes their errors as "
-                          "independent, so the same tower's data count twice and the posterior is too "
-                          "narrow; keep one of them (or widen their sigma)", UserWarning, stacklevel=2)
+    def days(p) -> set:
+        return set(p.data["time"].values[p.data.notnull().values])
+
+    seen: dict[tuple[str, str], list[int]] = {}
+    for i, (spec, p) in enumerate(zip(specs, products, strict=True)):
+        same = seen.setdefault((p.variable, source(spec)), [])
+        shared = next(((j, n) for j in same if (n := len(days(p) & days(products[j])))), None)
+        same.append(i)
+        if shared is not None:
+            warnings.warn(f"'observations.products[{i}]' and 'observations.products[{shared[0]}]' are "
+                          f"both {p.variable} of {source(spec)} on {shared[1]} of the same days: the "
+                          "likelihood takes their errors as independent, so the tower's data count twice "
+                          "and the posterior is too narrow; keep one of them (or widen their sigma)",
+                          UserWarning, stacklevel=2)
 
 
 def _reader_keys(fmt: str) -> list[str]:
@@ -358,6 +366,8 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     _check_twin_keys(cfg["observations"])
     products = read_products(cfg)
     _check_distinct(cfg["observations"]["products"], products)
+    if not cfg["observations"]["twin"]:  # a twin's products carry independent noise
+        _warn_same_tower(cfg["observations"]["products"], products)
     for i, p in enumerate(products):  # validation (prediction) years may have no observation
         t = p.data["time"].dt.year.values[p.data.notnull().values]
         if not ((t >= cal[0]) & (t <= cal[1])).any():
@@ -377,12 +387,11 @@ def _check_distinct(specs: list[dict], products: list) -> None:
         if j != i:
             raise ConfigError(f"'observations.products[{i}]' is named {p.name!r} as "
                               f"'observations.products[{j}]' is: give each product its own 'name'")
-        what = (str(spec["file"]), p.variable, spec.get("partitioning"))
+        what = (os.path.realpath(spec["file"]), p.variable, spec.get("partitioning"))
         j = read.setdefault(what, i)
         if j != i:
             raise ConfigError(f"'observations.products[{i}]' reads {p.variable} from {spec['file']} as "
                               f"'observations.products[{j}]' does: its days would count twice")
-    _warn_same_tower(specs)
 
 
 def _check_twin_keys(obs: dict) -> None:

@@ -165,7 +165,8 @@ class _ErrorModel:
         write_json_atomic(self.ctx.run_dir / "posterior" / "error_model.json", info)
         self.ctx.say("  error model: " + "; ".join(
             f"{i['product']} s={i['discrepancy']:.3g} rho="
-            + (f"{i['rho']:.2f}" if i["rho_pairs"] >= MIN_RHO_PAIRS else "0 (no consecutive periods)")
+            + (f"{i['rho']:.2f}" if i["rho_pairs"] >= MIN_RHO_PAIRS
+               else f"0 (not estimable: {i['rho_pairs']} consecutive pairs)")
             for i in info))
         self._warn_sigma_too_large()
 
@@ -278,6 +279,8 @@ def run_site_posterior(ctx: SiteContext) -> None:
         # killed one's last 0.2 s of runs may be missing)
         write_json_atomic(out / "evaluations.json", {"runs": values.runs, "failed": dict(values.failures),
                                                      "resumed_at_step": resumed})
+        # the count kept for a rerun (a damaged file, a revision), now written as a record is
+        write_json_atomic(out / RUN_COUNT_FILE, {"runs": values.runs, "failed": dict(values.failures)})
     save_inference_data(idata, out / "posterior.nc")
     diagnose(idata).to_netcdf(out / "diagnostics.nc")
 

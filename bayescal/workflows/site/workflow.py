@@ -120,7 +120,9 @@ def _posterior_reads(cfg: Config) -> Sequence[str]:
     return (*_chain_reads(cfg), *target)
 
 
-#: the emcee chain, step by step (HDF5): kept when only the number of draws kept from it changes
+#: the emcee chain, step by step (HDF5): kept over a rerun of the stage for a new revision of its
+#: code, or a damaged output file (a key of its own that equals the stage's, less the emulator
+#: route's target)
 CHAIN_STORE = RunStore("chain.h5", reads=_chain_reads, needs=("optimize",), input_files=site_files)
 #: the tempered start's particles (posterior.start = "tempered"): likewise
 TEMPERED_STORE = RunStore("tempered.nc", reads=_chain_reads, needs=("optimize",), input_files=site_files)
