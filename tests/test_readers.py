@@ -116,6 +116,17 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
     bad.write_text("DATE,NEE\n1,2\n")
     with pytest.raises(ReaderError, match="no TIMESTAMP column"):
         read_fluxnet_product(bad, "nee")
+    # FLUXNET2015's half-hourly and monthly files of the same download: the daily one is named
+    half_hourly = tmp_path / "FLX_DE-Hai_FLUXNET2015_FULLSET_HH_2000-2012_1-4.csv"
+    half_hourly.write_text("TIMESTAMP_START,TIMESTAMP_END,NEE_VUT_REF\n200001010000,200001010030,1.0\n")
+    with pytest.raises(ReaderError, match=r"half-hourly or hourly file's; give the site's daily file .*_DD_"):
+        read_fluxnet_product(half_hourly, "nee")
+    monthly = _slice(f, tmp_path, name="FLX_DE-Hai_FLUXNET2015_SUBSET_MM_2000-2012_1-4.csv")
+    df = pd.read_csv(monthly)
+    df["TIMESTAMP"] = (df["TIMESTAMP"] // 100).astype(int)
+    df.to_csv(monthly, index=False)
+    with pytest.raises(ReaderError, match=r"TIMESTAMP '200001' .* monthly file\? give the site's daily"):
+        read_fluxnet_product(monthly, "nee")
     with pytest.raises(ReaderError, match="missing columns"):
         read_fluxnet_drivers(_slice(f, tmp_path, drop="CO2_F_MDS"))
     lines = f.read_text().splitlines()

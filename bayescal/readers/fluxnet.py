@@ -142,7 +142,11 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     where = _where(path, key)
     df = _read_csv(path, where, "a FLUXNET CSV file")
     if "TIMESTAMP" not in df:
-        raise ReaderError(f"{where}: no TIMESTAMP column (is this a FLUXNET2015 daily file?)")
+        hint = " (is this a FLUXNET2015 daily file?)"
+        if "TIMESTAMP_START" in df:  # FLUXNET2015's half-hourly and hourly files
+            hint = (": TIMESTAMP_START and _END are a half-hourly or hourly file's; give the site's daily "
+                    "file of the same download, FLX_<site>_FLUXNET2015_<SUBSET|FULLSET>_DD_<years>_<v>.csv")
+        raise ReaderError(f"{where}: no TIMESTAMP column{hint}")
     missing = [c for c in columns or [] if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing}")
@@ -152,7 +156,10 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     time = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
     if time.isna().any():
         i = int(np.flatnonzero(time.isna())[0])
-        raise ReaderError(f"{where}: TIMESTAMP '{stamp.iloc[i]}' (data row {i + 1}) is not a YYYYMMDD day")
+        coarse = text.str.fullmatch(r"\d{4}(\d{2})?").all()  # FLUXNET2015's YY, MM (and WW) files
+        hint = "; a yearly or monthly file? give the site's daily (_DD_) file" if coarse else ""
+        raise ReaderError(f"{where}: TIMESTAMP '{stamp.iloc[i]}' (data row {i + 1}) is not a YYYYMMDD "
+                          f"day{hint}")
     for c in columns or []:
         if not pd.api.types.is_numeric_dtype(df[c]):
             i = int(np.flatnonzero(pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna())[0])
