@@ -73,6 +73,17 @@ def test_failing_members_get_reasons(program, space, tmp_path):
     assert summary.failed == 1 and ds.reason.values[0] == "timeout after 2 s"
 
 
+def test_a_missing_output_names_what_the_program_wrote(space, tmp_path):
+    """A program that writes its output under another name: the reason lists the files it wrote."""
+    prog = tmp_path / "elsewhere.py"
+    prog.write_text("import sys, pathlib\npathlib.Path(sys.argv[2]).with_name('result.nc').write_text('x')\n")
+    ds = make(prog, space, tmp_path).simulate(np.array([0.5, 0.5]))
+    reason = str(ds["reason"].values[0])
+    assert ds["status"].values[0] == "failed"
+    assert reason.startswith("the program wrote no output file 'output.nc'")
+    assert reason.endswith("holds ['result.nc'])"), reason
+
+
 def test_metacharacters_cannot_execute_or_escape(program, space, tmp_path):
     marker = tmp_path / "pwned"
     template = f"a={{{{ a }}}}\nb={{{{ b }}}}\n# $(touch {marker}); `touch {marker}` ; rm -rf /\n"

@@ -205,7 +205,8 @@ def test_conform_output_forms_give_one_shape():
         assert ds["status"].values.tolist() == ["done", "done"]
     nan = conform_output({"nee": np.where(x > 7, np.nan, x), "time": t}, 2, ["nee"])
     assert nan["status"].values.tolist() == ["done", "failed"]
-    assert "non-finite output in nee" in str(nan["reason"].values[1])
+    # x[1] is 5..9: 8 and 9 (2001-01-04 and -05) are NaN
+    assert str(nan["reason"].values[1]) == "non-finite output in nee (2 of 5 days, the first 2001-01-04)"
     with pytest.raises(ModelOutputError, match="members"):
         conform_output({"nee": x, "time": t}, 3, ["nee"])
     with pytest.raises(ModelOutputError, match="one cell"):

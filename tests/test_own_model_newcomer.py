@@ -294,7 +294,7 @@ def test_a_member_missing_an_observed_variable_names_it(tmp_path):
     assert model.model.variables == ["nee"]
     ds = model(np.array([[2.0, 0.0], [4.0, 0.0]]))
     assert ds["status"].values.tolist() == ["done", "failed"]
-    assert str(ds["reason"].values[1]) == "output 'output.nc' lacks variables ['nee']"
+    assert str(ds["reason"].values[1]) == "output 'output.nc' lacks variables ['nee'] (it has ['gpp'])"
 
 
 # ----------------------------------------------------------------------------- Python API, shapes, docs
@@ -325,6 +325,9 @@ def test_make_context_wraps_a_given_site_model_and_contexts_refuse_the_other_wor
     ({"nee": np.zeros((2, 5)), "time": np.arange(4)},
      r"'nee' has shape \(2, 5\).*= \(2, 4\): it has 5 values on time but 'time' has 4 dates"),
     ({"nee": np.zeros((3, 5)), "time": np.arange(5)}, r"'nee'.*returned 3 members for 2 parameter vectors"),
+    ({"nee": np.zeros((2, 5)), "gpp": np.zeros(5), "time": np.arange(5)},  # one member's series, 1-D
+     r"'gpp' has shape \(5,\); expected \(member, time\) = \(2, 5\): a series of 5 values: give it as "
+     r"\(member, time\)"),
 ])
 def test_a_dict_output_of_the_wrong_shape_names_the_variable_and_the_shape(out, match):
     with pytest.raises(ModelOutputError, match=match):

@@ -78,6 +78,10 @@ def test_toml_round_trip(tmp_path):
     assert back.labels == space.labels
     assert back.fixed == space.fixed
     assert back["vmax"].units == "umol m-2 s-1"
+    # a value's own problem (bounds the wrong way round) names the file it is in
+    path.write_text("[parameters.eps]\ndefault = 0.15\nlower = 0.2\nupper = 0.1\n")
+    with pytest.raises(ParameterError, match=r"space.toml: parameter 'eps': lower bound 0.2 is not below"):
+        ParameterSpace.from_toml(path)
 
 
 @pytest.mark.parametrize(

@@ -584,6 +584,32 @@ def test_check_warns_when_the_sites_vegetation_is_not_the_embedded_dalecs(tmp_pa
         assert expected in mine[0] and f"DALEC-{dalec_type}" in mine[0]
 
 
+def test_a_model_running_against_the_observations_is_warned_of(tmp_path):
+    """A model of your own whose NEE has the other sign (an uptake positive): ``bayescal check``
+    warns, naming the variable and the correlation at the defaults (the run went on, exit 0,
+    and reported a poor fit as a posterior); the same model with FLUXNET's sign is not warned of."""
+    import warnings
+
+    (tmp_path / "flipped.py").write_text(textwrap.dedent('''
+        from bayescal.testing import ToySiteModel
+
+        class Flipped(ToySiteModel):
+            def __call__(self, theta):
+                ds = super().__call__(theta)
+                ds["nee"] = (-ds["nee"]).assign_attrs(ds["nee"].attrs)
+                return ds
+    '''))
+    options = 'options = {start = "2001-01-01", end = "2003-12-31"}'
+    flipped = _site_toml(tmp_path, f'kind = "python"\nentry_point = "flipped:Flipped"\n{options}')
+    with pytest.warns(UserWarning, match=r"nee .*runs against the observations \(correlation -0\.[5-9]"):
+        assert main(["check", str(flipped)]) == 0
+    right = _site_toml(tmp_path, f'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n{options}')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["check", str(right)]) == 0
+    assert not [w for w in caught if "runs against" in str(w.message)]
+
+
 def test_run_says_a_configs_warnings_also_when_the_config_is_then_refused(tmp_path):
     """The vegetation warning comes before a later check refuses the config (a truth on real
     observations): ``bayescal run`` says both, as ``bayescal check`` does (it said only the error)."""

@@ -77,6 +77,11 @@ def _check_shape(name: str, a: np.ndarray, k: int, out: Mapping) -> None:
     """A dict entry on (member[, cell], time): ``k`` members first, as many values as ``time``
     has dates; else a ModelOutputError naming the entry and the shape expected."""
     n_time = np.shape(out["time"])[0] if "time" in out and np.ndim(out["time"]) == 1 else None
+    if a.ndim == 1 and a.shape[0] != k:  # one value per member is (member,); a series is not
+        series = f"a series of {a.shape[0]} values: give it as (member, time), a row per member" \
+            + (" (values[None] for one member)" if a.shape[0] == n_time else "")
+        raise ModelOutputError(f"model output '{name}' has shape {a.shape}; expected (member, time) = "
+                               f"({k}, {n_time if n_time is not None else 'n_time'}): {series}")
     if a.ndim == 1 or (a.shape[0] == k and (n_time is None or a.shape[-1] == n_time)):
         return
     dims = "(member, time)" if a.ndim == 2 else "(member, cell, time)"
@@ -316,12 +321,21 @@ def _as_series(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
                 if status is None:
                     status, reason = ds["status"].values.astype(object), ds["reason"].values.astype(object)
                 new = bad & (status == "done")
-                status[new], reason[new] = "failed", f"non-finite output in {v}"
+                status[new], reason[new] = "failed", _non_finite(ds, v, x[new])
     if status is not None:
         ds = ds.assign(status=("member", status.astype(str)), reason=("member", reason.astype(str)))
     if "cell" in ds.dims and all("cell" not in ds[v].dims for v in ds.data_vars):
         ds = ds.drop_dims("cell", errors="ignore")
     return ds
+
+
+def _non_finite(ds: xr.Dataset, v: str, x: np.ndarray) -> list[str]:
+    """Each failed member's reason: how many of its days of ``v`` are not finite, and the first."""
+    bad = ~np.isfinite(x)
+    t = np.asarray(ds["time"].values) if "time" in ds.coords else None
+    first = [f", the first {str(t[i])[:10]}" if t is not None else "" for i in bad.argmax(axis=1)]
+    return [f"non-finite output in {v} ({n} of {x.shape[1]} days{f})" for n, f in zip(bad.sum(axis=1), first,
+                                                                                      strict=True)]
 
 
 def _reshaped(ds: xr.Dataset, v: str) -> np.ndarray:

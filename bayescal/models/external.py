@@ -245,7 +245,11 @@ class ExternalModel:
             last = stderr.strip().splitlines()[-1:] or [""]
             return None, f"exit code {code}: {last[0][:200]}"
         if not out_path.exists():
-            return None, f"the program wrote no output file {self.output!r}"
+            wrote = sorted(p.name for p in run_dir.iterdir() if p.name not in ("stdout.txt", "stderr.txt")
+                           and not p.name.startswith(".") and p.name != self.param_file)
+            return None, (f"the program wrote no output file {self.output!r} (beside its parameter file "
+                          f"and stdout.txt and stderr.txt, its folder {run_dir} holds "
+                          f"{wrote[:8] if wrote else 'nothing'})")
         ds, why = self._read(out_path)
         if not why:  # a later call with these inputs (a resumed batch) reads this output again
             tmp = run_dir / f".{FINISHED}.tmp"
@@ -261,7 +265,8 @@ class ExternalModel:
         if self.variables is not None:
             missing = [v for v in self.variables if v not in ds]
             if missing:
-                return None, f"output {self.output!r} lacks variables {missing}"
+                have = sorted(str(v) for v in ds.data_vars)
+                return None, f"output {self.output!r} lacks variables {missing} (it has {have})"
             ds = ds[self.variables]
         return ds, ""
 

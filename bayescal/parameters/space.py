@@ -455,16 +455,19 @@ class ParameterSpace:
             missing = [k for k in ("default", "lower", "upper") if k not in spec]
             if missing:
                 raise ParameterError(f"{source}: parameters.{name} is missing {missing}")
-            p = Parameter(
-                name=name,
-                default=spec["default"],
-                lower=spec["lower"],
-                upper=spec["upper"],
-                units=str(spec.get("units", "")),
-                description=str(spec.get("description", "")),
-                groups=spec.get("groups"),
-                scale=str(spec.get("scale", "linear")),
-            )
+            try:
+                p = Parameter(
+                    name=name,
+                    default=spec["default"],
+                    lower=spec["lower"],
+                    upper=spec["upper"],
+                    units=str(spec.get("units", "")),
+                    description=str(spec.get("description", "")),
+                    groups=spec.get("groups"),
+                    scale=str(spec.get("scale", "linear")),
+                )
+            except ParameterError as err:  # bounds, default, scale: named with the file
+                raise ParameterError(f"{source}: {err}") from None
             params.append(p)
             fx = spec.get("fixed", False)
             if fx is True:

@@ -49,8 +49,9 @@ def merged_space(m: dict, builtin: Any, model: str, short: str) -> Any:
     lo, hi, qlo, qhi = space.all_lower, space.all_upper, builtin.all_lower, builtin.all_upper
     for k in np.flatnonzero((lo < qlo) | (hi > qhi)):
         lab = space.all_labels[k]
+        what = builtin[lab.split("[")[0]].description
         raise ConfigError(f"{where}: {lab}'s bounds [{lo[k]:g}, {hi[k]:g}] leave {short}'s range "
-                          f"[{qlo[k]:g}, {qhi[k]:g}] ({builtin[lab.split('[')[0]].description}): a "
+                          f"[{qlo[k]:g}, {qhi[k]:g}]{f' ({what})' if what else ''}: a "
                           "parameters file can narrow the bounds, not widen them")
     return space
 

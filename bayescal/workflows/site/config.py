@@ -120,7 +120,7 @@ def say_scale_mismatch(products: list, scale: dict[str, float], factor: float = 
         src = p.data.attrs.get("source", p.name)
         warnings.warn(f"{p.variable} ({src}): the observed values are typically {ratio:.3g} times the "
                       f"model's at its defaults (median |value| {obs:.3g} against {model:.3g} {p.units}): "
-                      f"are the file's units [{have}] right?", stacklevel=2)
+                      f"are the file's units [{have}] right, and the model's [{p.units}]?", stacklevel=2)
 
 
 def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:

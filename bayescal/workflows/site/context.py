@@ -22,7 +22,7 @@ from bayescal.models.contract import seconds_per_member
 from bayescal.workflows.context import Context
 
 from .config import conform_units, read_products, say_scale_mismatch
-from .model import check_model_run, check_years_covered, site_model
+from .model import check_model_run, check_years_covered, say_opposite, site_model
 
 __all__ = ["SiteContext"]
 
@@ -146,6 +146,7 @@ class SiteContext(Context):
                 self._say_days_left_out(real, check)
             if not self.config["observations"]["twin"]:
                 say_scale_mismatch(real, check["scale"])
+                say_opposite(real, check["time"], check.get("series", {}))
             twin = self.config["observations"]["twin"]
             self._cache["products"] = self._twin_products(real) if twin else real
         return self._cache["products"]

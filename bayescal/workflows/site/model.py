@@ -55,8 +55,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     compilation, for ``bayescal check``'s estimates). ConfigError (naming what breaks) otherwise.
 
     Returns ``{"seconds": float, "time": dates (datetime64 days), "calendar": the output's
-    calendar, "scale": {variable: median |value|}, "units": {variable: units}, "unitless":
-    [variable, ...]}``.
+    calendar, "scale": {variable: median |value|}, "series": {variable: values of the run},
+    "units": {variable: units}, "unitless": [variable, ...]}``.
     """
     from bayescal.models.contract import ModelOutputError, timed_run
     from bayescal.workflows.config import ConfigError
@@ -77,8 +77,35 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     scale = {str(v): float(np.nanmedian(np.abs(ds[v].values))) for v in ds.data_vars
              if v not in ("status", "reason") and np.issubdtype(ds[v].dtype, np.number)
              and np.isfinite(ds[v].values).any()}
+    series = {v: np.asarray(ds[v].transpose("member", ...).values[0], float) for v in scale}
     return {"seconds": seconds, "time": ds["time"].values, "calendar": calendar, "scale": scale,
-            **_output_units(model, ds)}
+            "series": series, **_output_units(model, ds)}
+
+
+def say_opposite(products: list, time, series: dict[str, np.ndarray], r_max: float = -0.5) -> None:
+    """A warning for each product the model at its defaults runs against: a correlation below
+    ``r_max`` over the days both have (30 or more) -- a flipped sign (NEE > 0 is a source, in
+    FLUXNET and bayescal) or season, which no parameter value can undo."""
+    import warnings
+
+    import pandas as pd
+
+    days = pd.DatetimeIndex(np.asarray(time, dtype="datetime64[D]"))
+    for p in products:
+        if p.variable not in series:
+            continue
+        at = days.get_indexer(pd.DatetimeIndex(p.data["time"].values).normalize())
+        obs, model = p.data.values[at >= 0], series[p.variable][at[at >= 0]]
+        ok = np.isfinite(obs) & np.isfinite(model)
+        if ok.sum() < 30 or np.std(obs[ok]) == 0 or np.std(model[ok]) == 0:
+            continue
+        r = float(np.corrcoef(obs[ok], model[ok])[0, 1])
+        if r < r_max:
+            src = p.data.attrs.get("source", p.name)
+            warnings.warn(f"{p.variable} ({src}): the model at its defaults runs against the observations "
+                          f"(correlation {r:.2f} over {int(ok.sum())} days): is its sign the observations' "
+                          "(NEE > 0: a source, as FLUXNET's), and its season? No parameter value undoes "
+                          "either", stacklevel=2)
 
 
 def _output_units(model: Any, ds) -> dict[str, Any]:
