@@ -123,6 +123,10 @@ def _check(args: argparse.Namespace) -> int:
                 per_run = pipe.seconds_per_member()
             except ConfigError as err:  # what the model's run says of the config: named with its file
                 raise ConfigError(f"{args.config}: {err}") from None
+            except ModelOutputError as err:  # the timing's batch: as the runner and the chains call it
+                kind = cfg["model"]["kind"]
+                raise ModelOutputError(f"{args.config}: model ({kind}) given a batch of 32 parameter "
+                                       f"vectors, as the runner and the chains give it: {err}") from None
     print(f"{args.config}: valid")
     if cfg["model"]["kind"] == "dalec":
         from bayescal.report.site import describe_model
@@ -146,8 +150,12 @@ def _check(args: argparse.Namespace) -> int:
             if st.kept:  # the rerun keeps these stores' finished runs: fewer are made
                 kept = ", ".join(st.kept)
                 runs = f"; model runs: up to {st.expected_runs}, the finished ones in {kept} kept"
+            if st.finished_runs:  # a resumed stage: those its stopped runs finished are kept
+                runs = f"; model runs: {st.expected_runs}, {st.finished_runs} of them finished and kept"
             rough = _rough_runs(st.expected_runs)
             rough = (0, rough[1]) if rough is not None and st.kept else rough
+            if rough is not None and st.finished_runs:
+                rough = tuple(max(0, n - st.finished_runs) for n in rough)
             if per_run is not None and rough is not None and rough[1] > 0:
                 lo, hi = (_duration(n * per_run) for n in rough)
                 single = lo == hi or rough[0] == 0
@@ -217,6 +225,13 @@ def _report(args: argparse.Namespace) -> int:
     from bayescal.workflow.rundir import RunDir
 
     rd = RunDir(args.run_dir)
+    if not rd.path.exists():
+        raise RunDirRefused(f"{rd.path}: no such folder; give the run directory 'bayescal run' wrote")
+    if rd.path.is_file():
+        toml = rd.path.suffix == ".toml"
+        config = " (a config: 'bayescal run' it, or give its run directory)" if toml else ""
+        raise RunDirRefused(f"{rd.path} is a file{config}; 'bayescal report' takes the run directory "
+                            "'bayescal run' wrote")
     if not rd.config_json.exists():
         raise RunDirRefused(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
                             "'bayescal run' wrote")

@@ -632,6 +632,13 @@ def test_report_of_a_folder_that_is_not_a_run_is_refused_with_exit_2(tmp_path, c
     err = capsys.readouterr().err
     assert "not a bayescal run directory (no config.json)" in err and "Traceback" not in err
     assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
+    # a folder that is not there, and a config given for its run directory: said so
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    (tmp_path / "site.toml").write_text("[run]\n")
+    assert main(["report", str(tmp_path / "site.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "site.toml is a file (a config: 'bayescal run' it, or give its run directory)" in err
 
 
 @pytest.mark.parametrize("key", ["candidates", "free"])

@@ -610,6 +610,24 @@ def test_a_model_running_against_the_observations_is_warned_of(tmp_path):
     assert not [w for w in caught if "runs against" in str(w.message)]
 
 
+def test_check_names_the_config_when_a_batch_breaks_the_contract(tmp_path, capsys):
+    """A model that runs one member right but returns one member for a batch: ``bayescal check``
+    (which times a batch of 32, as the runner and chains give) names the config and the batch."""
+    (tmp_path / "first.py").write_text(textwrap.dedent('''
+        from bayescal.testing import ToySiteModel
+
+        class FirstOnly(ToySiteModel):
+            def __call__(self, theta):
+                return super().__call__(theta[:1])
+    '''))
+    cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "first:FirstOnly"\n'
+                     'options = {start = "2001-01-01", end = "2003-12-31"}')
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: model (python) given a batch of 32 parameter vectors" in err
+    assert "returned 1 members" in err and "Traceback" not in err
+
+
 def test_run_says_a_configs_warnings_also_when_the_config_is_then_refused(tmp_path):
     """The vegetation warning comes before a later check refuses the config (a truth on real
     observations): ``bayescal run`` says both, as ``bayescal check`` does (it said only the error)."""

@@ -739,7 +739,7 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     engine.claim()
     with pytest.raises(KeyboardInterrupt):
         engine.run()
-    assert [p.status for p in engine.plan()] == ["reuse", "resume"]
+    assert [(p.status, p.finished_runs) for p in engine.plan()] == [("reuse", 0), ("resume", 0)]
     recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 1)]  # only the missing run
     cfg["b"]["y"] = 2  # b reruns; its store depends on a.x only: kept, and its runs are the record's
@@ -837,6 +837,7 @@ def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_pat
     engine.claim()
     with pytest.raises(KeyboardInterrupt):
         engine.run()
+    assert [(p.status, p.finished_runs) for p in engine.plan()] == [("resume", 5)]  # `bayescal check` says
     recs = Engine(workflow, context({}, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("ran", 9)]
     fresh = Engine(workflow, context({}, tmp_path / "fresh"))

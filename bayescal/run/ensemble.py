@@ -27,6 +27,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -331,7 +332,9 @@ def run_ensemble(
     kind = _executor_kind(executor)
     counts: Counter[str] = Counter()
     failures: Counter[str] = Counter()
-    bar = tqdm(total=len(todo), disable=not progress, desc="ensemble", unit="member")
+    # sparse (every 30 s) into a log file or a pipe, as emcee's bar: a SLURM log is not flooded
+    bar = tqdm(total=len(todo), disable=not progress, desc="ensemble", unit="member",
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)
 
     def record(results: list[MemberResult]) -> None:
         for r in results:

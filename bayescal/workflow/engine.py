@@ -61,6 +61,7 @@ class PlannedStage:
     changed: list[str] = field(default_factory=list)
     expected_runs: str = ""
     kept: list[str] = field(default_factory=list)  # run stores whose finished runs a rerun keeps
+    finished_runs: int = 0  # a resumed stage's runs its stopped invocations finished (kept)
 
 
 def _peak_rss_gib() -> float:
@@ -170,7 +171,9 @@ class Engine:
                 status = "run"
             runs = self._expected_runs(stage, given="model" in inputs)
             kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
-            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept))
+            finished = 0 if status != "resume" else \
+                _earlier_runs(folder, True, int(started.get("kept_runs", 0)), _counted_runs(folder), None)[0]
+            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept, finished))
         return out
 
     def _expected_runs(self, stage: Stage, given: bool) -> str:
