@@ -87,7 +87,8 @@ def run_site_optimize(ctx: SiteContext) -> None:
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
     h = res.history
     if res.n_evaluations >= ctx.config["site"]["ml_evaluations"]:  # stopped by the budget, not converged
-        _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"])
+        _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"],
+                                h["misfit"].values, space.n_free)
     failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
     if failed.any():
         reasons, counts = np.unique(h["reason"].values[failed].astype(str), return_counts=True)
@@ -103,18 +104,24 @@ def run_site_optimize(ctx: SiteContext) -> None:
                            "failed": {r: why.count(r) for r in sorted(set(why))}})
 
 
-def _say_if_still_improving(best: np.ndarray, budget: int) -> None:
-    """A warning when the search (stopped by its budget) saw its best -log L fall by more than a
-    nat over its last fifth: the budget ran out before it converged, and the point it returns is
-    not the maximum (it starts the error model, the emulator's rounds and the propagated
-    ensemble's optimum run)."""
+def _say_if_still_improving(best: np.ndarray, budget: int, misfit: np.ndarray | None = None,
+                            n_free: int = 1) -> None:
+    """A warning when the search (stopped by its budget) had not converged: its best -log L fell
+    by more than a nat over its last fifth, or its last generation (CMA-ES's 4 + 3 ln d runs)
+    still spread over more than 10 nats (a converged one's differ by a few; a stalled search's
+    best stays put while they spread over thousands). Its point is then not the maximum, and it
+    starts the error model, the emulator's rounds and the propagated ensemble's optimum run."""
     best = best[np.isfinite(best)]
     if best.size < 10:
         return
     drop = float(best[-(best.size // 5) - 1] - best[-1])
-    if drop > 1.0:
-        warnings.warn(f"the maximum-likelihood search was still improving when its budget ran out: -log L "
-                      f"fell by {drop:.3g} over its last {best.size // 5} of {best.size} evaluations "
+    last = misfit[np.isfinite(misfit)][-(4 + int(3 * np.log(max(n_free, 1)))):] if misfit is not None else []
+    spread = float(np.quantile(last, 0.9) - np.min(last)) if len(last) >= 4 else 0.0
+    fell = f"-log L fell by {drop:.3g} over its last {best.size // 5} of {best.size} evaluations"
+    spread_out = f"its last {len(last)} evaluations' -log L spread over {spread:.3g} above their best"
+    why = fell if drop > 1.0 else spread_out if spread > 10.0 else ""
+    if why:
+        warnings.warn(f"the maximum-likelihood search had not converged when its budget ran out: {why} "
                       f"(optimize/history.nc), so its optimum is not the maximum; raise site.ml_evaluations "
                       f"({budget})", RuntimeWarning, stacklevel=2)
 
