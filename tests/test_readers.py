@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from bayescal.readers import (
     ReaderError,
@@ -65,6 +66,10 @@ def test_drivers_convert_radiation_and_fill_co2_gaps(fluxnet_dir):
     # the gap is FR-Pue's first 195 days: filled with the first measured value (nearest)
     c = pue["CO2_F_MDS"].to_numpy()
     assert gaps[:195].all() and np.all(d.co2.values[:195] == c[195])
+    # a model of your own reads the shipped file by the name a config gives it
+    shipped = read_fluxnet_drivers(f"bayescal:data/fluxnet/{PUE}")
+    xr.testing.assert_equal(shipped, d)
+    assert shipped.attrs["site"] == "FR-Pue"
 
 
 def test_drivers_interpolate_an_inner_co2_gap_linearly(fluxnet_dir, tmp_path):

@@ -41,7 +41,7 @@ from ..observations.products import ObservationError, Product
 from .units import UnitError, convert
 
 __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_fluxnet",
-           "read_fluxnet_drivers", "read_fluxnet_product", "site_info", "site_table"]
+           "data_path", "read_fluxnet_drivers", "read_fluxnet_product", "site_info", "site_table"]
 
 #: Missing-value codes of flux files: FLUXNET2015/ONEFlux and AmeriFlux -9999, older AmeriFlux -6999.
 FILL_VALUES = (-9999.0, -6999.0)
@@ -97,6 +97,16 @@ class ReaderError(ObservationError):
     """A problem with an observation or driver file; the message names the file (and key)."""
 
 
+def data_path(path: str | Path) -> Path:
+    """``path``, with ``bayescal:data/...`` (as a config names the shipped files) made the
+    installed package's file: ``read_fluxnet_drivers("bayescal:data/fluxnet/FLX_DE-Gri_DD_2004-2014.csv")``
+    works in a model of your own as in a config."""
+    text = str(path)
+    if text.startswith("bayescal:"):
+        return Path(str(resources.files("bayescal") / text.split(":", 1)[1]))
+    return Path(path)
+
+
 def _where(path: Path, key: str) -> str:
     return f"{key + ': ' if key else ''}{path}"
 
@@ -138,7 +148,7 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     ``columns`` must all exist; ``key`` (the config key that named the file) goes into errors.
     Duplicated days are an error naming the first; rows out of order are sorted.
     """
-    path = Path(path)
+    path = data_path(path)
     where = _where(path, key)
     df = _read_csv(path, where, "a FLUXNET CSV file")
     if "TIMESTAMP" not in df:
@@ -201,7 +211,7 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     (:func:`site_table`), the site taken from the file name (``FLX_<site>_...``). The days
     must run without a gap, a duplicate or a missing year (:func:`check_daily_calendar`).
     """
-    path = Path(path)
+    path = data_path(path)
     where = _where(path, key)
     df = read_fluxnet(path, list(_DRIVERS), key)
     site = _site(path)
@@ -265,7 +275,7 @@ def read_fluxnet_product(
     units : str, optional
         Convert to these units (default the file's).
     """
-    path = Path(path)
+    path = data_path(path)
     where = _where(path, key)
     if variable not in _PRODUCTS:
         raise ReaderError(f"{where}: unknown FLUXNET variable {variable!r}; known: {sorted(_PRODUCTS)}")

@@ -9,7 +9,16 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
-from .fluxnet import FILL_VALUES, ReaderError, _daily_index, _missing_to_nan, _read_csv, _where, fill_code_in
+from .fluxnet import (
+    FILL_VALUES,
+    ReaderError,
+    _daily_index,
+    _missing_to_nan,
+    _read_csv,
+    _where,
+    data_path,
+    fill_code_in,
+)
 from .units import UnitError, convert
 
 __all__ = ["read_csv_product"]
@@ -93,7 +102,7 @@ def read_csv_product(
     on a day with a value is an error naming the day; every sigma must be > 0 after the floor
     (``sigma_floor``, in ``units``).
     """
-    path = Path(path)
+    path = data_path(path)
     where = _where(path, key)
     df = _read_csv(path, where, "a CSV file")
     missing = [c for c in ("time", "value") if c not in df]
