@@ -742,6 +742,10 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(p.status, p.finished_runs) for p in engine.plan()] == [("reuse", 0), ("resume", 0)]
     recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 1)]  # only the missing run
+    from bayescal.workflow.engine import summary_table
+
+    table = summary_table(recs).splitlines()  # the results' totals, and this invocation's
+    assert [row.split()[0] for row in table[-2:]] == ["total", "ran"] and table[-1].split()[-1] == "1"
     cfg["b"]["y"] = 2  # b reruns; its store depends on a.x only: kept, and its runs are the record's
     recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]  # (not an EnsembleStore)

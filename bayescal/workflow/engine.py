@@ -74,14 +74,17 @@ def _files_since(stage_dir: Path, since: float) -> int:
 
 
 def summary_table(records: list[StageRecord]) -> str:
-    """Per-stage table: status, wall time, peak memory, model runs; and the totals."""
+    """Per-stage table: status, wall time, peak memory, model runs (a reused stage's as its
+    record says, a resumed one's over its invocations); the totals of the results, and of this
+    invocation's stages when some were reused."""
     lines = [f"{'stage':15s} {'status':7s} {'wall s':>8s} {'peak GiB':>9s} {'runs':>6s}"]
     for r in records:
         lines.append(f"{r.name:15s} {r.status:7s} {r.wall:8.1f} {r.peak_rss_gib:9.2f} {r.runs:6d}")
-    lines.append(
-        f"{'total':15s} {'':7s} {sum(r.wall for r in records):8.1f} "
-        f"{max((r.peak_rss_gib for r in records), default=0):9.2f} {sum(r.runs for r in records):6d}"
-    )
+    ran = [r for r in records if r.status == "ran"]
+    for label, rows in (("total", records), ("ran now", ran if len(ran) < len(records) else [])):
+        if rows:
+            lines.append(f"{label:15s} {'':7s} {sum(r.wall for r in rows):8.1f} "
+                         f"{max(r.peak_rss_gib for r in rows):9.2f} {sum(r.runs for r in rows):6d}")
     return "\n".join(lines)
 
 
