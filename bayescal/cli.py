@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -117,16 +118,24 @@ def _check(args: argparse.Namespace) -> int:
     state = check_run_dir(pipe.run_dir)
     one = per_run = None
     if not args.no_model_run:
-        with tempfile.TemporaryDirectory(prefix="bayescal-check-") as tmp:  # check writes no run dir
-            try:
-                one = pipe.model_check(validation=True, workdir=Path(tmp))["seconds"]
-                per_run = pipe.seconds_per_member()
-            except ConfigError as err:  # what the model's run says of the config: named with its file
-                raise ConfigError(f"{args.config}: {err}") from None
-            except ModelOutputError as err:  # the timing's batch: as the runner and the chains call it
-                kind = cfg["model"]["kind"]
-                raise ModelOutputError(f"{args.config}: model ({kind}) given a batch of 32 parameter "
-                                       f"vectors, as the runner and the chains give it: {err}") from None
+        # check writes no run dir; a program's folder of a failed check is kept (its stdout.txt,
+        # stderr.txt and what it wrote), and named
+        tmp = Path(tempfile.mkdtemp(prefix="bayescal-check-"))
+        kept = f" (the program's run is kept in {tmp})" if cfg["model"]["kind"] == "external" else ""
+        ok = False
+        try:
+            one = pipe.model_check(validation=True, workdir=tmp)["seconds"]
+            per_run = pipe.seconds_per_member()
+            ok = True
+        except ConfigError as err:  # what the model's run says of the config: named with its file
+            raise ConfigError(f"{args.config}: {err}{kept}") from None
+        except ModelOutputError as err:  # the timing's batch: as the runner and the chains call it
+            kind = cfg["model"]["kind"]
+            raise ModelOutputError(f"{args.config}: model ({kind}) given a batch of 32 parameter "
+                                   f"vectors, as the runner and the chains give it: {err}{kept}") from None
+        finally:
+            if ok or not kept:
+                shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.config}: valid")
     if cfg["model"]["kind"] == "dalec":
         from bayescal.report.site import describe_model

@@ -281,6 +281,13 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
     assert main(["check", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"cannot start '{tmp_path / 'no_such_program'}' (run in " in err and "Traceback" not in err
+    # the failed check's run folder is kept for you to look into, and named
+    import shutil
+    from pathlib import Path
+
+    kept = Path(re.search(r"the program's run is kept in (\S+)\)", err).group(1))
+    assert kept.is_dir() and kept.name.startswith("bayescal-check-")
+    shutil.rmtree(kept)
 
 
 def test_a_member_missing_an_observed_variable_names_it(tmp_path):
