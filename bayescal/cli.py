@@ -109,6 +109,34 @@ def _context(args: argparse.Namespace, cfg: dict, **kwargs):
         raise ConfigError(f"{args.config}: {err}") from None
 
 
+def _check_model(args: argparse.Namespace, cfg: dict, pipe) -> tuple[float, float]:
+    """The model's run at its defaults and its time per member in a batch, in a folder of its
+    own (``check`` writes no run directory); errors named with the config. A program's run of a
+    check that failed is kept there, and named, for its stdout.txt, stderr.txt and files."""
+    tmp, ok = Path(tempfile.mkdtemp(prefix="bayescal-check-")), False
+    try:
+        try:
+            one = pipe.model_check(validation=True, workdir=tmp)["seconds"]
+        except ConfigError as err:  # what the model's run says of the config: named with its file
+            raise ConfigError(f"{args.config}: {err}") from None
+        except ModelOutputError as err:
+            raise ModelOutputError(f"{args.config}: {err}") from None
+        try:
+            per_run = pipe.seconds_per_member()
+        except ModelOutputError as err:  # the timing's batch: as the runner and the chains call it
+            kind = cfg["model"]["kind"]
+            raise ModelOutputError(f"{args.config}: model ({kind}) given a batch of 32 parameter "
+                                   f"vectors, as the runner and the chains give it: {err}") from None
+        ok = True
+        return one, per_run
+    finally:
+        if ok or not any(tmp.glob("run_*")):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"bayescal: the check's run of your program is kept in {tmp} (its stdout.txt, "
+                  "stderr.txt and files)", file=sys.stderr)
+
+
 def _check(args: argparse.Namespace) -> int:
     """Validate the config; run the model once at its defaults (the contract of docs/own-model.md,
     the years it covers, its time); print the workflow, each stage (what it does, whether it would
@@ -118,24 +146,7 @@ def _check(args: argparse.Namespace) -> int:
     state = check_run_dir(pipe.run_dir)
     one = per_run = None
     if not args.no_model_run:
-        # check writes no run dir; a program's folder of a failed check is kept (its stdout.txt,
-        # stderr.txt and what it wrote), and named
-        tmp = Path(tempfile.mkdtemp(prefix="bayescal-check-"))
-        kept = f" (the program's run is kept in {tmp})" if cfg["model"]["kind"] == "external" else ""
-        ok = False
-        try:
-            one = pipe.model_check(validation=True, workdir=tmp)["seconds"]
-            per_run = pipe.seconds_per_member()
-            ok = True
-        except ConfigError as err:  # what the model's run says of the config: named with its file
-            raise ConfigError(f"{args.config}: {err}{kept}") from None
-        except ModelOutputError as err:  # the timing's batch: as the runner and the chains call it
-            kind = cfg["model"]["kind"]
-            raise ModelOutputError(f"{args.config}: model ({kind}) given a batch of 32 parameter "
-                                   f"vectors, as the runner and the chains give it: {err}{kept}") from None
-        finally:
-            if ok or not kept:
-                shutil.rmtree(tmp, ignore_errors=True)
+        one, per_run = _check_model(args, cfg, pipe)
     print(f"{args.config}: valid")
     if cfg["model"]["kind"] == "dalec":
         from bayescal.report.site import describe_model

@@ -6,7 +6,7 @@
     python benchmarks/bench_site_reference.py --reference /tmp/twin_live_reference.nc --ceiling 280 20
 
 The living REFLEX-shaped twin's posterior has two parts: the main one and an arm (p8 low where
-p9 is high) that an emcee chain started at the maximum-likelihood point never reaches (docs/site.md).
+p9 is high) that an emcee chain started at the maximum-likelihood point never reaches (docs/site-studies.md).
 The reference here does not start anywhere in particular. Per seed (``--seeds``): a tempered SMC
 from the prior (:func:`bayescal.posterior.smc.tempered_smc`, ``--particles`` particles, 25 accepted
 moves per particle and temperature), then an exact emcee chain on the model (64 walkers started at

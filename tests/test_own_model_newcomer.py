@@ -285,7 +285,7 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
     import shutil
     from pathlib import Path
 
-    kept = Path(re.search(r"the program's run is kept in (\S+)\)", err).group(1))
+    kept = Path(re.search(r"the check's run of your program is kept in (\S+) \(", err).group(1))
     assert kept.is_dir() and kept.name.startswith("bayescal-check-")
     shutil.rmtree(kept)
 

@@ -126,6 +126,10 @@ def test_every_file_problem_names_the_file_and_key(fluxnet_dir, tmp_path):
     half_hourly.write_text("TIMESTAMP_START,TIMESTAMP_END,NEE_VUT_REF\n200001010000,200001010030,1.0\n")
     with pytest.raises(ReaderError, match=r"half-hourly or hourly file's; give the site's daily file .*_DD_"):
         read_fluxnet_product(half_hourly, "nee")
+    weekly = tmp_path / "FLX_DE-Hai_FLUXNET2015_SUBSET_WW_2000-2012_1-4.csv"
+    weekly.write_text("TIMESTAMP_START,TIMESTAMP_END,NEE_VUT_REF\n20000101,20000107,1.0\n")
+    with pytest.raises(ReaderError, match=r"are a weekly file's; give the site's daily file"):
+        read_fluxnet_product(weekly, "nee")
     monthly = _slice(f, tmp_path, name="FLX_DE-Hai_FLUXNET2015_SUBSET_MM_2000-2012_1-4.csv")
     df = pd.read_csv(monthly)
     df["TIMESTAMP"] = (df["TIMESTAMP"] // 100).astype(int)

@@ -793,6 +793,11 @@ def test_a_revised_stage_reruns_and_keeps_its_stores(tmp_path):
     plan = Engine(Workflow("toy", (flow.stage("a"), dataclasses.replace(b, revision=2))),
                   _Context({"a": {"x": 2}, "b": {"y": 1}}, tmp_path / "run")).plan()
     assert plan[1].kept == []
+    # a store whose runs the new code makes otherwise has a revision of its own: not kept
+    store = dataclasses.replace(b.keeps[0], revision=1)
+    plan = Engine(Workflow("toy", (flow.stage("a"), dataclasses.replace(b, revision=2, keeps=(store,)))),
+                  _Context(cfg, tmp_path / "run")).plan()
+    assert [(p.status, p.kept) for p in plan] == [("reuse", []), ("rerun", [])]
 
 
 def test_your_files_in_a_stage_folder_before_its_first_run_move_nothing_aside(tmp_path):

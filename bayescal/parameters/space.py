@@ -456,18 +456,13 @@ class ParameterSpace:
             if missing:
                 raise ParameterError(f"{source}: parameters.{name} is missing {missing}")
             try:
-                p = Parameter(
-                    name=name,
-                    default=spec["default"],
-                    lower=spec["lower"],
-                    upper=spec["upper"],
-                    units=str(spec.get("units", "")),
-                    description=str(spec.get("description", "")),
-                    groups=spec.get("groups"),
-                    scale=str(spec.get("scale", "linear")),
-                )
+                p = Parameter(name=name, default=spec["default"], lower=spec["lower"], upper=spec["upper"],
+                              units=str(spec.get("units", "")), description=str(spec.get("description", "")),
+                              groups=spec.get("groups"), scale=str(spec.get("scale", "linear")))
             except ParameterError as err:  # bounds, default, scale: named with the file
                 raise ParameterError(f"{source}: {err}") from None
+            except (TypeError, ValueError) as err:  # a bound that is not a number ("0.5x")
+                raise ParameterError(f"{source}: parameter {name!r}: {err}") from None
             params.append(p)
             fx = spec.get("fixed", False)
             if fx is True:

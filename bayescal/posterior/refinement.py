@@ -32,7 +32,7 @@ sigma: where the posterior is, it errs by tens of nats. Given the exact log-like
 run, the posterior is finally sampled on an emulator refitted on the runs within ``within`` nats
 of the best run (``chi2.ppf(0.999, d)`` by default: twice the 99.9 % drop of a d-dimensional
 Gaussian posterior; at least ``local_min`` runs), inside the box of those runs padded by 10 % of
-its sides, where that emulator has seen runs. On the REFLEX-shaped DALEC twin (docs/site.md,
+its sides, where that emulator has seen runs. On the REFLEX-shaped DALEC twin (docs/site-studies.md,
 ``benchmarks/bench_site_zoom.py``) it errs there by about a nat where an emulator of every run errs
 by hundreds, but the box is larger than the posterior's ridge, and in its empty corners the local
 emulator reverts to the mean of good fits; even fitted on runs at exact posterior draws, most of

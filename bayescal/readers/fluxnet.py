@@ -153,9 +153,11 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     df = _read_csv(path, where, "a FLUXNET CSV file")
     if "TIMESTAMP" not in df:
         hint = " (is this a FLUXNET2015 daily file?)"
-        if "TIMESTAMP_START" in df:  # FLUXNET2015's half-hourly and hourly files
-            hint = (": TIMESTAMP_START and _END are a half-hourly or hourly file's; give the site's daily "
-                    "file of the same download, FLX_<site>_FLUXNET2015_<SUBSET|FULLSET>_DD_<years>_<v>.csv")
+        if "TIMESTAMP_START" in df:  # FLUXNET2015's half-hourly, hourly (YYYYMMDDHHMM) and weekly files
+            first = str(df["TIMESTAMP_START"].iloc[0]).split(".")[0] if len(df) else ""
+            what = "a weekly" if len(first) == 8 else "a half-hourly or hourly"
+            hint = (f": TIMESTAMP_START and _END are {what} file's; give the site's daily file of the same "
+                    "download, FLX_<site>_FLUXNET2015_<SUBSET|FULLSET>_DD_<years>_<v>.csv")
         raise ReaderError(f"{where}: no TIMESTAMP column{hint}")
     missing = [c for c in columns or [] if c not in df]
     if missing:
@@ -166,7 +168,7 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     time = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
     if time.isna().any():
         i = int(np.flatnonzero(time.isna())[0])
-        coarse = text.str.fullmatch(r"\d{4}(\d{2})?").all()  # FLUXNET2015's YY, MM (and WW) files
+        coarse = text.str.fullmatch(r"\d{4}(\d{2})?").all()  # FLUXNET2015's YY and MM files
         hint = "; a yearly or monthly file? give the site's daily (_DD_) file" if coarse else ""
         raise ReaderError(f"{where}: TIMESTAMP '{stamp.iloc[i]}' (data row {i + 1}) is not a YYYYMMDD "
                           f"day{hint}")

@@ -131,13 +131,14 @@ class Engine:
     def _kept_stores(self, stage: Stage, started: dict | None, inputs: dict,
                      folder: Path | None = None) -> list[str]:
         """The run stores in ``folder`` (default the stage's) that a rerun of ``stage`` with
-        ``inputs`` keeps: those whose own key is unchanged, or all when only the stage's code
-        ``revision`` changed (it changes what the stage makes of its runs, not them)."""
+        ``inputs`` keeps: those whose own key is unchanged; when only the stage's code
+        ``revision`` changed (what the stage makes of its runs, not them), also those the earlier
+        record has no key for (a store declared since)."""
         old = (started or {}).get("stores", {}) or {}
         revised = _only_revised((started or {}).get("inputs"), inputs)
         folder = self.run_dir / stage.name if folder is None else folder
         return [rel for rel, k in self._store_keys(stage).items()
-                if (old.get(rel) == k or revised) and (folder / rel).exists()]
+                if (old.get(rel) == k or (revised and rel not in old)) and (folder / rel).exists()]
 
     def _selected(self, stages: tuple[str, ...] | None) -> list[Stage]:
         if stages is None:

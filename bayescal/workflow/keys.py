@@ -63,7 +63,8 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
     -------
     dict
         ``reads`` (key -> hash of its value), ``files`` (path -> content hash), ``needs``
-        (stage -> key), ``bayescal`` (the version) and the stage's ``revision`` (when not 0);
+        (stage -> key), ``bayescal`` (the version) and the stage's (or store's) ``revision``
+        (when not 0);
         ``detail``, not in the key, holds a hash
         per value of each table read (``{"oat": {"unit": ..., "delta": ...}}``), so a change can
         be named by its key (``oat.unit``).

@@ -85,12 +85,18 @@ class RunStore:
         Stages whose keys its runs depend on.
     input_files : callable
         ``config -> paths`` its runs read (hashed by content).
+    revision : int, default 0
+        Raised when the code changes what its runs are (which members, what they keep): in its
+        key, so an earlier run directory's store is not kept. Its stage's own ``revision`` (what
+        the stage makes of the runs) keeps a store whose key is unchanged, or that the earlier
+        record has no key for.
     """
 
     path: str
     reads: Reads = ()
     needs: tuple[str, ...] = ()
     input_files: Files = _no_files
+    revision: int = 0
 
     def keys(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         """The declared config keys for this config, sorted."""
@@ -129,9 +135,10 @@ class Stage:
         one with a ``space`` keyword gets a given model's space (``config, space=... -> str``).
     revision : int, default 0
         Raised when the stage's code writes something else from the same inputs (a fixed bug, a
-        changed aggregation): in its key, so a run directory of the earlier code reruns it (and
-        the stages after it), while its stores and the stages before it are kept -- without a
-        new bayescal version, which reruns everything.
+        changed aggregation): in its key, so a run directory of the earlier code of the same
+        bayescal version (a development build) reruns it and the stages after it, while the
+        stages before it and its stores are kept (a store whose runs changed has a ``revision``
+        of its own). A new bayescal version is in every key: it reruns everything.
     """
 
     name: str

@@ -110,8 +110,9 @@ def file_space(m: dict) -> Any:
     try:
         return ParameterSpace.from_toml(m["parameters_file"])
     except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
+        text = str(err).removeprefix(f"{m['parameters_file']}: ")  # the file once
         raise ConfigError(f"'model.parameters_file' {m['parameters_file']}: "
-                          f"{type(err).__name__}: {err}") from None
+                          f"{type(err).__name__}: {text}") from None
 
 
 def add_python_path(m: dict) -> None:

@@ -40,7 +40,8 @@ def merged_space(m: dict, builtin: Any, model: str, short: str) -> Any:
     try:
         space = ParameterSpace.from_dict(merged, source=str(m["parameters_file"]))
     except Exception as err:  # noqa: BLE001 - any problem of the user's parameter file, named
-        raise ConfigError(f"{where}: {type(err).__name__}: {err}") from None
+        text = str(err).removeprefix(f"{m['parameters_file']}: ")  # the file once
+        raise ConfigError(f"{where}: {type(err).__name__}: {text}") from None
     if space.all_labels != builtin.all_labels:  # 'groups' made a value a vector, or changed its groups
         odd = next(n for n in given if space[n].labels != builtin[n].labels)
         raise ConfigError(f"{where}: {odd} is {len(builtin[odd].labels)} value(s) in {short} "

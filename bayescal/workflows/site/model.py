@@ -77,7 +77,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     scale = {str(v): float(np.nanmedian(np.abs(ds[v].values))) for v in ds.data_vars
              if v not in ("status", "reason") and np.issubdtype(ds[v].dtype, np.number)
              and np.isfinite(ds[v].values).any()}
-    series = {v: np.asarray(ds[v].transpose("member", ...).values[0], float) for v in scale}
+    series = {v: np.asarray(ds[v].transpose("member", "time").values[0], float) for v in scale
+              if set(ds[v].dims) == {"member", "time"}}  # a driver on time alone, a scalar: not series
     return {"seconds": seconds, "time": ds["time"].values, "calendar": calendar, "scale": scale,
             "series": series, **_output_units(model, ds)}
 

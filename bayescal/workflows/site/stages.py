@@ -87,11 +87,15 @@ def run_site_optimize(ctx: SiteContext) -> None:
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
     h = res.history
     if res.n_evaluations >= ctx.config["site"]["ml_evaluations"]:  # stopped by the budget, not converged
+        last = h["batch"].values == h["batch"].values[-1]  # CMA-ES's last generation: one batch
         _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"],
-                                h["misfit"].values, space.n_free)
+                                h["misfit"].values[last])
     failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
     if failed.any():
-        reasons, counts = np.unique(h["reason"].values[failed].astype(str), return_counts=True)
+        from bayescal.run.ensemble import reason_group
+
+        grouped = [reason_group(str(r)) for r in h["reason"].values[failed]]  # alike failures together
+        reasons, counts = np.unique(np.array(grouped, dtype=str), return_counts=True)
         order = np.argsort(-counts, kind="stable")[:3]
         top = ", ".join(f"{counts[i]} x {str(reasons[i])!r}" for i in order)
         ctx.say(f"  {int(failed.sum())} of {failed.size} model runs failed ({top}; optimize/history.nc)")
@@ -104,18 +108,18 @@ def run_site_optimize(ctx: SiteContext) -> None:
                            "failed": {r: why.count(r) for r in sorted(set(why))}})
 
 
-def _say_if_still_improving(best: np.ndarray, budget: int, misfit: np.ndarray | None = None,
-                            n_free: int = 1) -> None:
+def _say_if_still_improving(best: np.ndarray, budget: int, last_generation: np.ndarray | None = None) -> None:
     """A warning when the search (stopped by its budget) had not converged: its best -log L fell
-    by more than a nat over its last fifth, or its last generation (CMA-ES's 4 + 3 ln d runs)
-    still spread over more than 10 nats (a converged one's differ by a few; a stalled search's
-    best stays put while they spread over thousands). Its point is then not the maximum, and it
-    starts the error model, the emulator's rounds and the propagated ensemble's optimum run."""
+    by more than a nat over its last fifth, or its last generation's -log L (its finished runs)
+    still spread over more than 10 nats above their best (a converged one's differ by a few; a
+    stalled search's best stays put while they spread over thousands). Its point is then not the
+    maximum, and it starts the error model, the emulator's rounds and the propagated ensemble's
+    optimum run."""
     best = best[np.isfinite(best)]
     if best.size < 10:
         return
     drop = float(best[-(best.size // 5) - 1] - best[-1])
-    last = misfit[np.isfinite(misfit)][-(4 + int(3 * np.log(max(n_free, 1)))):] if misfit is not None else []
+    last = [] if last_generation is None else last_generation[np.isfinite(last_generation)]
     spread = float(np.quantile(last, 0.9) - np.min(last)) if len(last) >= 4 else 0.0
     fell = f"-log L fell by {drop:.3g} over its last {best.size // 5} of {best.size} evaluations"
     spread_out = f"its last {len(last)} evaluations' -log L spread over {spread:.3g} above their best"

@@ -140,7 +140,7 @@ REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input
 
 #: the posterior draws, the optimum and the defaults over the whole period: kept while the model,
 #: the posterior and the draws chosen from it are (a rerun for the validation years or a new
-#: revision of the stage's code runs no model)
+#: revision of the stage's code runs no ensemble member again; a model of your own is checked once)
 PROPAGATE_STORE = RunStore("ensemble", reads=(*_MODEL, "observations.products[].variable", "parameters.free",
                                               "propagate.n_draws", "run.seed"),
                            needs=("optimize", "posterior"), input_files=model_files)
