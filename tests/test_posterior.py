@@ -863,7 +863,7 @@ def test_the_final_target_is_sampled_after_the_rounds_and_is_exact_where_the_emu
             return -0.5 * ((((m - y) / sigma) ** 2).sum(1) + ((sd / sigma) ** 2).sum(1))
         return f
 
-    kw = dict(n_new=4, max_rounds=1, tol=0.0, n_walkers=16, min_steps=1000, max_steps=2000, seed=5)
+    kw = dict(n_new=4, max_rounds=1, tol=0.0, n_walkers=16, min_steps=600, max_steps=1200, seed=5)
     like = lambda e: GaussianLikelihood(e, y, sigma, emulator_variance=False)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         plain = refine(sim, SVDEmulator(estimator=GPEmulator(random_state=None)), X0, sim(X0), like, space,

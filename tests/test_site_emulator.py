@@ -102,8 +102,8 @@ units = "gC m-2 d-1"
 n_runs = 10
 [posterior]
 route = "emulator"
-refine_rounds = 4
-n_new = 8
+refine_rounds = 2
+n_new = 6
 n_steps = 600
 max_steps = 3000
 n_walkers = 16
@@ -120,11 +120,11 @@ n_draws = 4
     # within 0.05 of the cube (the bound) and, tighter, within 15 % of each exact 90 % width
     assert np.abs(got - exact).max() < 0.05, (got, exact)
     assert np.all(np.abs(got - exact) < 0.15 * width), ((got - exact) / width, exact)
-    # model runs: the design, the optimum, the rounds (at most 4 x 8), every one in a store
+    # model runs: the design, the optimum, the rounds (at most 2 x 6), every one in a store
     h = __import__("xarray").load_dataset(run / "posterior" / "refinement.nc")
-    assert int(h["n_train"][-1]) <= 10 + 1 + 4 * 8
+    assert int(h["n_train"][-1]) <= 10 + 1 + 2 * 6
     stored = list((run / "posterior" / "refine").glob("round*/members/*.nc"))
-    assert len(stored) == 8 * (h.sizes["round"] - 1)  # no batch after the last round's chain
+    assert len(stored) == 6 * (h.sizes["round"] - 1)  # no batch after the last round's chain
     # the error model is the model's: sigma alone here, and the emulator's sd is reported, not added
     err = json.loads((run / "posterior" / "error_model.json").read_text())
     assert err[0]["discrepancy"] == 0.0 and err[0]["emulator_sd_median"] < 0.2 * SIGMA
