@@ -233,6 +233,41 @@ def test_a_ctrl_c_dropped_inside_a_finaliser_still_stops_the_run(tmp_path):
         signal.signal(signal.SIGINT, before)
 
 
+def test_a_batch_lost_on_dask_is_sent_again(tmp_path, monkeypatch):
+    """A batch whose worker goes (an OSError out of the task, as a lost SLURM job's) is sent
+    again, with the model scattered anew: every member is stored. One lost on every attempt is
+    raised after three, the others stored."""
+    from distributed import Client, LocalCluster
+
+    import bayescal.run.ensemble as ens
+
+    real, marks = ens.run_batch, tmp_path / "lost"  # the tasks are pickled: their state in files
+    marks.mkdir()
+
+    def flaky(sim, theta, members, keep):  # each even member's first batch is lost
+        mark = marks / str(members[0])
+        if members[0] % 2 == 0 and not mark.exists():
+            mark.touch()
+            raise OSError("worker lost")
+        return real(sim, theta, members, keep)
+
+    def dead(sim, theta, members, keep):  # member 3's batch, every time
+        if members[0] == 3:
+            raise OSError("worker lost")
+        return real(sim, theta, members, keep)
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        monkeypatch.setattr(ens, "run_batch", flaky)
+        run_ensemble(ToySimulator(), design(8), tmp_path / "s", executor=client, progress=False)
+        assert sorted(p.name for p in marks.iterdir()) == ["0", "2", "4", "6"]
+        assert sorted(EnsembleStore(tmp_path / "s").finished()) == list(range(8))
+        monkeypatch.setattr(ens, "run_batch", dead)
+        with pytest.raises(RuntimeError, match=r"1 batch\(es\) lost with their workers \(3 attempts; OS"):
+            run_ensemble(ToySimulator(), design(6, seed=1), tmp_path / "t", executor=client, progress=False)
+    assert sorted(EnsembleStore(tmp_path / "t").finished()) == [0, 1, 2, 4, 5]
+
+
 @pytest.mark.slow
 def test_executors_give_identical_stores(tmp_path):
     from distributed import Client, LocalCluster

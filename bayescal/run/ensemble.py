@@ -250,24 +250,33 @@ def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
     pool.shutdown(wait=True)
 
 
-def _run_on_dask(client, simulator, theta, batches, keep, record) -> None:
-    """Batches on a Dask cluster; a batch lost with its worker (a cancelled SLURM job) does not
-    stop the others: every finished member is recorded, then the loss is raised."""
+def _run_on_dask(client, simulator, theta, batches, keep, record, attempts: int = 3) -> None:
+    """Batches on a Dask cluster; a batch lost with its worker (a cancelled SLURM job, the
+    scattered model's copy gone with it) does not stop the others: every finished member is
+    recorded, the lost batches are sent again (``attempts`` in all), then a loss is raised."""
     from distributed import as_completed as dask_as_completed
 
     if hasattr(client, "wait_for_workers"):
         client.wait_for_workers(1)  # scatter gives up when no worker has joined yet
-    sim_future = client.scatter(simulator, broadcast=True)
-    futures = [client.submit(run_batch, sim_future, theta[b], b, keep, pure=False) for b in batches]
-    lost: list[str] = []
-    for fut in dask_as_completed(futures, raise_errors=False):
-        try:
-            record(fut.result())
-        except Exception as err:  # noqa: BLE001 - the worker, not the model (run_batch keeps those)
-            lost.append(f"{type(err).__name__}: {err}")
-    if lost:
-        raise RuntimeError(f"{len(lost)} batch(es) lost with their workers ({lost[0]}); finished members "
-                           "are stored - run again to resume")
+    todo, lost = list(batches), []
+    for _ in range(attempts):
+        # a key of its own each time (hash=False): a key released by an earlier call could
+        # otherwise be forgotten by the scheduler as this call scatters it ("lost dependencies")
+        sim_future = client.scatter(simulator, broadcast=True, hash=False)
+        futures = {client.submit(run_batch, sim_future, theta[b], b, keep, pure=False): i
+                   for i, b in enumerate(todo)}
+        again, lost = [], []
+        for fut in dask_as_completed(list(futures), raise_errors=False):
+            try:
+                record(fut.result())
+            except Exception as err:  # noqa: BLE001 - the worker, not the model (run_batch keeps those)
+                again.append(todo[futures[fut]])
+                lost.append(f"{type(err).__name__}: {err}")
+        if not again:
+            return
+        todo = again
+    raise RuntimeError(f"{len(lost)} batch(es) lost with their workers ({attempts} attempts; {lost[0]}); "
+                       "finished members are stored - run again to resume")
 
 
 def run_ensemble(
