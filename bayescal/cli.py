@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="TOML configuration (see examples/global_twin.toml)")
     r.add_argument("--run-dir", help="override [run] output")
     r.add_argument("--until", help="stop after this stage (one of the config's workflow's stages)")
-    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--quiet", action="store_true", help="no progress or summary; only the report's path")
     c = sub.add_parser("check", help="validate a config file, run the model once at its defaults and show "
                        "the workflow's plan with rough times",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,9 +233,9 @@ def _run(args: argparse.Namespace) -> int:
     stages = names if args.until is None else names[: names.index(args.until) + 1]
     pipe.run(stages)
     if not args.quiet:
-        print("\n" + pipe.summary())
-        if "report" in stages:
-            print(f"\nreport: {pipe.run_dir / 'report.html'}")
+        print("\n" + pipe.summary() + "\n")
+    if "report" in stages:  # said even with --quiet: where the results are
+        print(f"report: {pipe.run_dir / 'report.html'}")
     return 0
 
 

@@ -366,7 +366,7 @@ def test_a_run_directory_counts_each_stages_failed_runs_by_reason_for_the_report
     runs and failures" table shows): exactly the failing subset, alike reasons grouped, and the
     store's status read without loading or moving a member file."""
     from bayescal.report.page import failed_runs_section
-    from bayescal.run.ensemble import reason_group
+    from bayescal.run.ensemble import count_reasons, reason_group
     from bayescal.workflow.rundir import RunDir
 
     sim = ToySimulator(raise_above=0.85, nan_above=0.9, report_above=0.92)
@@ -393,6 +393,15 @@ def test_a_run_directory_counts_each_stages_failed_runs_by_reason_for_the_report
     assert reason_group("exit code 1: /scratch/run_3fa2b1c9d0e1/out.nc missing") == "exit code 1: … missing"
     assert reason_group("spin-up did not converge in 24 cycles (still 1.95 %)") == \
         "spin-up did not converge in 24 cycles"
+    # counted alike, named by what they share and the range of what differs (the numbers kept)
+    assert count_reasons(["timeout after 60.0 s"] * 3 + ["exit code 1 (see /tmp/m1/log)",
+                                                         "exit code 1 (see /tmp/m2/log)"]) == \
+        {"timeout after 60.0 s": 3, "exit code 1": 2}
+    assert count_reasons(["spin-up: runaway LAI 18.9 > 15.0 for CROP-C4 in cell 4",
+                          "spin-up: runaway LAI 16.2 > 15.0 for CROP-C4 in cell 9",
+                          "exit code 1: /scratch/run_3fa2b1c9d0e1/out.nc missing",
+                          "exit code 1: /scratch/run_77aa01bc92e0/out.nc missing"]) == \
+        {"spin-up: runaway LAI 16.2-18.9 > 15.0 for CROP-C4": 2, "exit code 1: … missing": 2}
     table = failed_runs_section(RunDir(tmp_path))
     assert f"<td>design</td><td>40</td><td>{expected[0].sum()}</td>" in table
 

@@ -297,8 +297,10 @@ def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
     out = capsys.readouterr().out
     assert "follows the contract" in out and "workflow: global" in out
     assert "product 'gpp' of gpp: " in out and "in g m-2 d-1 (the file's kg m-2 s-1, converted)" in out
+    capsys.readouterr()
     assert main(["run", str(path), "--quiet"]) == 0
     run = path.parent / "run"
+    assert capsys.readouterr().out == f"report: {run / 'report.html'}\n"  # --quiet: only where it is
     assert (run / "report.html").exists()
     post = xr.open_dataset(run / "posterior" / "posterior.nc", group="posterior")["t_opt"].values
     assert abs(np.median(post) - 18.0) < 2.5 and np.std(post) < 3.0

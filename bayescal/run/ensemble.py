@@ -85,10 +85,45 @@ def reason_group(reason: str) -> str:
     parenthesis or cell; each path, hash, decimal number and number of three or more digits as
     "…" ("spin-up: runaway LAI 16.2 > 15.0 for CROP-C4 in cell 4" -> "spin-up: runaway LAI … > …
     for CROP-C4"; "exit code 1" and "24 cycles" are kept)."""
-    text = reason.split(" (")[0].split(" in cell")[0]
-    text = re.sub(r"\S*/\S*", "…", text)  # paths: each member's own folder
-    text = re.sub(r"\b[0-9a-f]{8,}\b|\d+\.\d+(e-?\d+)?|\d{3,}", "…", text)
-    return text.strip()
+    return _DETAIL.sub("…", _short(reason))  # paths (each member's own folder), hashes, numbers
+
+
+#: the details of a failure reason that differ between alike members
+_DETAIL = re.compile(r"\S*/\S*|\b[0-9a-f]{8,}\b|\d+\.\d+(e-?\d+)?|\d{3,}")
+
+
+def _short(reason: str) -> str:
+    """A reason without its parenthesis or cell."""
+    return reason.split(" (")[0].split(" in cell")[0].strip()
+
+
+def count_reasons(reasons: Iterable[str]) -> Counter[str]:
+    """Failure reasons counted by :func:`reason_group`, each group named by its reasons' details
+    where they tell something: a detail all share as it is, numbers that differ as their range
+    ("timeout after 60.0 s" x 3 -> ``{"timeout after 60.0 s": 3}``; runaway LAI 16.2 and 18.9 ->
+    ``"spin-up: runaway LAI 16.2-18.9 > 15.0 for CROP-C4"``), other details (paths) as "…"."""
+    groups: dict[str, tuple[str, list[list[str]]]] = {}
+    for reason in reasons:
+        text = _short(reason)
+        _, details = groups.setdefault(reason_group(reason), (text, []))
+        details.append([m.group(0) for m in _DETAIL.finditer(text)])
+    out: Counter[str] = Counter()
+    for first, details in groups.values():
+        parts = iter([_detail_range(column) for column in zip(*details, strict=True)])
+        out[_DETAIL.sub(lambda _, p=parts: next(p), first)] = len(details)
+    return out
+
+
+def _detail_range(values: tuple[str, ...]) -> str:
+    """One detail of alike reasons: itself if all share it, a number range, or "…"."""
+    if len(set(values)) == 1:
+        return values[0]
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return "…"
+    low, high = min(numbers), max(numbers)
+    return f"{values[numbers.index(low)]}-{values[numbers.index(high)]}"
 
 
 def run_batch(
@@ -340,7 +375,7 @@ def run_ensemble(
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     kind = _executor_kind(executor)
     counts: Counter[str] = Counter()
-    failures: Counter[str] = Counter()
+    failures: list[str] = []
     # sparse (every 30 s) into a log file or a pipe, as emcee's bar: a SLURM log is not flooded
     bar = tqdm(total=len(todo), disable=not progress, desc="ensemble", unit="member",
                mininterval=0.1 if sys.stderr.isatty() else 30.0)
@@ -350,7 +385,7 @@ def run_ensemble(
             status, reason = st.write(r)
             counts[status] += 1
             if status == "failed":
-                failures[reason_group(reason)] += 1
+                failures.append(reason)
         bar.update(len(results))
         bar.set_postfix(failed=counts["failed"])
         interrupts.check()  # a Ctrl-C that a finaliser dropped stops the run here
@@ -374,6 +409,6 @@ def run_ensemble(
         ran=len(todo),
         done=counts["done"],
         failed=counts["failed"],
-        failures=dict(failures),
+        failures=dict(count_reasons(failures)),
         wall_time=time.perf_counter() - t0,
     )

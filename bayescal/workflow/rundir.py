@@ -299,13 +299,11 @@ class RunDir:
 
     def run_failures(self) -> dict[str, tuple[int, dict[str, int]]]:
         """Per stage with model-run stores: the runs they hold and the failed ones' reasons
-        (:func:`~bayescal.run.ensemble.reason_group`) with their counts, ``{"design": (100,
+        (:func:`~bayescal.run.ensemble.count_reasons`) with their counts, ``{"design": (100,
         {"non-finite output in gpp": 3})}``, read from the
         stores' member files (:meth:`~bayescal.run.store.EnsembleStore.status`), or from the stage's
         ``training.nc`` when it has a status (it also fails runs whose summaries are not finite)."""
-        from collections import Counter
-
-        from ..run.ensemble import EnsembleStore, reason_group
+        from ..run.ensemble import EnsembleStore, count_reasons
 
         out = {}
         for s in self.stage_names():
@@ -315,7 +313,7 @@ class RunDir:
                 if failed is None:  # the stores' own status: a run the model finished is done
                     failed = [r for st in status
                               for r in st["reason"].values[st["status"].values == "failed"]]
-                reasons = Counter(reason_group(str(r)) for r in failed)
+                reasons = count_reasons(str(r) for r in failed)
                 out[s] = (sum(int((st["status"] != "missing").sum()) for st in status), dict(reasons))
             chain = read_json_record(self.stage(s) / "evaluations.json", set_aside=False)
             if chain is not None:  # a chain's or a search's own runs, counted not stored (site, direct)

@@ -90,19 +90,17 @@ def run_site_optimize(ctx: SiteContext) -> None:
         last = h["batch"].values == h["batch"].values[-1]  # CMA-ES's last generation: one batch
         _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"],
                                 h["misfit"].values[last])
-    from bayescal.run.ensemble import reason_group
+    from bayescal.run.ensemble import count_reasons
 
     failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
-    why = [reason_group(str(r)) for r in h["reason"].values[failed]] if failed.any() else []  # alike together
-    reasons, counts = np.unique(np.array(why, dtype=str), return_counts=True)
+    why = count_reasons(str(r) for r in h["reason"].values[failed])  # alike together
     if failed.any():
-        order = np.argsort(-counts, kind="stable")[:3]
-        top = ", ".join(f"{counts[i]} x {str(reasons[i])!r}" for i in order)
+        top = ", ".join(f"{n} x {r!r}" for r, n in why.most_common(3))
         ctx.say(f"  {int(failed.sum())} of {failed.size} model runs failed ({top}; optimize/history.nc)")
     if ctx.config["posterior"]["route"] == "direct":  # the search's runs, counted for the report
         write_json_atomic(ctx.run_dir / "optimize" / "evaluations.json",
                           {"runs": int(res.n_evaluations), "inside": "the search",
-                           "failed": {str(r): int(n) for r, n in zip(reasons, counts, strict=True)}})
+                           "failed": dict(why)})
 
 
 def _say_if_still_improving(best: np.ndarray, budget: int, last_generation: np.ndarray | None = None) -> None:
