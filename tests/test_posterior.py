@@ -341,6 +341,31 @@ def test_clear_errors_and_warnings():
         GaussianLikelihood(lambda u: u, np.zeros(5), sigma=1.0, discrepancy=[0.1, 0.2])
 
 
+def test_the_reports_chain_length_in_tau_counts_only_the_steps_tau_is_of():
+    """The report's "the chain is N autocorrelation times long" is of the steps after adaptation
+    and the start's transient, as the 50-tau warning's (a report said 15 where the warning said a
+    17-step chain of tau 13)."""
+    import re
+
+    from bayescal.posterior import diagnose
+    from bayescal.report.page import diagnostics_section
+
+    space = ParameterSpace([Parameter("q", 0.5, 0, 1), Parameter("r", 0.5, 0, 1)])
+    ps = PosteriorSampler(lambda u: -0.5 * (((u - 0.5) / 0.05) ** 2).sum(1), space, seed=0)
+    import emcee
+
+    ps.run(40).adapt([emcee.moves.DEMove()]).run(160)  # the first 40 steps: a pilot, left out
+    with pytest.warns(PosteriorWarning):
+        idata = ps.to_inference_data()
+    start, tau = ps._start_and_tau()
+    diag = diagnose(idata)
+    n = ps.sampler.iteration
+    assert diag.attrs["tau_from"] == start >= 40 and diag.attrs["n_steps"] == n > start
+    said = re.search(r"the chain after the first (\d+) \(adaptation[^)]*\) is (\d+) of them long",
+                     diagnostics_section(diag))
+    assert said and int(said[1]) == start and int(said[2]) == round((n - start) / np.nanmax(tau))
+
+
 def test_emulator_trust_flags_extrapolation():
     rng = np.random.default_rng(1)
     X = rng.random((200, 2)) * 0.5  # training data only in the lower-left quarter
@@ -787,6 +812,22 @@ def test_integrated_time_is_emcees_estimate(shape):
     x[:, :, 0] += np.linspace(0.0, 3.0, shape[0])[:, None]
     np.testing.assert_allclose(integrated_time(x, max_bytes=1e5), emcee.autocorr.integrated_time(x, tol=0),
                                rtol=1e-12)
+
+
+def test_a_walker_that_never_moves_lengthens_tau_instead_of_making_it_nan():
+    """emcee's estimate is NaN for a value when one walker stayed put (its autocorrelation 0/0),
+    and a NaN tau was left out of the 50-tau rule and crashed the burn-in (a site emulator route's
+    last chain): that walker now counts as fully correlated, so tau is finite and longer."""
+    from bayescal.posterior.diagnostics import integrated_time
+
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.standard_normal((300, 16, 3)), axis=0) * 0.1 + rng.standard_normal((300, 16, 3))
+    free = integrated_time(x)
+    x[:, 5, :2] = 0.3  # walker 5 stuck in values 0 and 1
+    stuck = integrated_time(x)
+    assert np.isfinite(stuck).all() and (stuck[:2] > free[:2]).all() and stuck[2] == free[2]
+    x[:, :, 0] = 0.3  # no walker moved: tau as long as the window allows, far past n / 50
+    assert integrated_time(x)[0] >= 300
 
 
 def test_local_runs_keep_those_near_the_best_and_never_a_failed_one():

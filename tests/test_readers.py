@@ -305,6 +305,44 @@ def test_product_units_are_compared_with_the_model_outputs(fluxnet_dir, tmp_path
         load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), text=text))
 
 
+def test_a_csv_product_of_annual_values_says_its_period(fluxnet_dir, tmp_path):
+    """Annual GPP (one value a year, stamped 1 July, in kgC m-2 yr-1): with ``period = "year"``
+    each value is compared with the model's annual mean rate; without it, a warning says each is
+    compared with the model's one day; two values in one year, or an unknown period, are named."""
+    from bayescal.operators.timeseries import SeriesOperator
+    from bayescal.workflows import ConfigError, load_config
+    from bayescal.workflows.site.config import read_drivers, read_products
+
+    f = _site_file(fluxnet_dir, tmp_path)
+    g = tmp_path / "gpp_annual.csv"
+    g.write_text("time,value,sigma\n" + "".join(f"{y}-07-01,1.1,0.1\n" for y in range(2001, 2007)))
+    csv = (f'\n[[observations.products]]\nvariable = "gpp"\nformat = "csv"\nfile = "{g}"\n'
+           'units = "kgC m-2 yr-1"\nname = "annual"\n{period}')
+    base = EXAMPLE.read_text()
+
+    def config(period: str):
+        text = base.replace("[posterior]", csv.format(period=period) + "\n[posterior]")
+        return load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006), text=text))
+
+    cfg = config('period = "year"\n')
+    p = read_products(cfg)[-1]
+    assert p.attrs["period"] == "year"
+    time = read_drivers(cfg)["time"].values
+    op = SeriesOperator([p], time, (2001, 2004))
+    assert op.y.size == 4 and op.weights.getnnz() == 365 * 3 + 366  # every day of 2001-2004
+    np.testing.assert_allclose(op.y, 1100.0 / 365.25, rtol=1e-12)  # gC m-2 d-1
+    with pytest.warns(UserWarning, match=r"gpp_annual.csv: its values are 365 days apart.*period = 'month' "
+                                         "or 'year'"):
+        assert read_products(config(""))[-1].attrs["period"] == "day"
+    with pytest.raises(ConfigError, match=r"products\[2\].*period must be one of \['day', 'week', 'month', "
+                                          r"'year'\], got 'annual'"):
+        config('period = "annual"\n')
+    g.write_text("time,value,sigma\n2001-03-01,1.1,0.1\n2001-07-01,1.2,0.1\n")
+    with pytest.raises(ConfigError, match=r"gpp_annual.csv: 1 value\(s\) share a year with another \(the "
+                                          r"first in 2001\); with period = 'year' give one value per year"):
+        config('period = "year"\n')
+
+
 def test_csv_fill_values_duplicates_and_order(tmp_path):
     f = tmp_path / "nee.csv"
     f.write_text("time,value,sigma\n2001-01-03,3.0,0.3\n2001-01-01,1.0,0.1\n2001-01-02,-9999,-9999\n"

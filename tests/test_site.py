@@ -70,6 +70,41 @@ def test_monthly_aggregate_is_the_mean_of_observed_days_with_its_sigma():
     np.testing.assert_allclose(op.of_model(ds)[0], op.y)
 
 
+def test_a_value_of_a_month_or_year_is_compared_with_the_models_mean_over_it():
+    """A product whose values stand for their month or year (``attrs["period"]``) is compared with
+    the model's mean over every day of that period, not its value on the stamped day; with a
+    coarser aggregate the periods' values are averaged into it; a period the model's days cut
+    (2002, when the model stops in March) is left out; a noleap model covers a February."""
+    time = pd.date_range("2001-01-01", "2002-03-31", freq="D")
+    day = np.arange(time.size, dtype=float)  # the model's value: its day's index
+    ds = xr.Dataset({"nee": (("member", "time"), np.vstack([day, 2 * day]))}, coords={"time": time})
+    stamp = pd.DatetimeIndex(["2001-07-01", "2002-07-01"])
+    annual = Product("y", "nee", xr.DataArray([1.0, 2.0], dims="time", coords={"time": stamp},
+                                              attrs={"units": "1"}),
+                     xr.DataArray([0.5, 0.5], dims="time", coords={"time": stamp}), attrs={"period": "year"})
+    op = SeriesOperator([annual], time.values, (2001, 2002))
+    assert op.y.tolist() == [1.0] and op.sigma.tolist() == [0.5]  # 2002 is not whole in the model
+    np.testing.assert_allclose(op.of_model(ds)[:, 0], [182.0, 364.0])  # days 0-364: mean 182
+    months = pd.DatetimeIndex(["2001-01-15", "2001-02-15", "2001-03-15"])
+    monthly = Product("m", "nee", xr.DataArray([1.0, 2.0, 4.0], dims="time", coords={"time": months},
+                                               attrs={"units": "1"}),
+                      xr.DataArray([0.3, 0.4, 1.2], dims="time", coords={"time": months}),
+                      attrs={"period": "month"})
+    op = SeriesOperator([monthly], time.values, (2001, 2001))
+    np.testing.assert_allclose(op.of_model(ds)[0], [15.0, 44.5, 74.0])  # 0-30, 31-58, 59-89
+    assert op.consecutive.tolist() == [False, True, True]
+    op = SeriesOperator([monthly], time.values, (2001, 2001), "annual")  # the months' mean
+    np.testing.assert_allclose(op.of_model(ds)[0], [(15.0 + 44.5 + 74.0) / 3])
+    np.testing.assert_allclose([op.y[0], op.sigma[0]], [7.0 / 3, 1.3 / 3])
+    leap = pd.date_range("2004-01-01", "2004-12-31", freq="D")
+    noleap = leap[~((leap.month == 2) & (leap.day == 29))]
+    feb = Product("f", "nee", xr.DataArray([1.0], dims="time", coords={"time": [np.datetime64("2004-02-10")]},
+                                           attrs={"units": "1"}),
+                  xr.DataArray([0.1], dims="time", coords={"time": [np.datetime64("2004-02-10")]}),
+                  attrs={"period": "month"})
+    assert SeriesOperator([feb], noleap.values, (2004, 2004)).weights.getnnz() == 28
+
+
 def test_validation_sums_a_flux_and_averages_a_state(rng):
     """A year of NEE (a rate per day) is its sum in gC m-2 yr-1; a year of LAI (a state) its mean
     in m2 m-2, not 365 of them added: both the bands and the observed values, without noise the

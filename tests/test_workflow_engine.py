@@ -109,7 +109,7 @@ def _rerun(cfg: dict, run_dir: Path, stages, change=None, **kw) -> dict:
     cfg = json.loads(json.dumps(cfg))
     if change:
         change(cfg)
-    pipe = make_context(cfg, run_dir, progress=False, **kw)
+    pipe = make_context(cfg, run_dir, **{"progress": False, **kw})
     return {r.name: (r.status, r.runs) for r in pipe.run(stages)}
 
 
@@ -221,10 +221,10 @@ def test_a_torn_stage_record_is_set_aside_and_its_stage_reruns(global_run, tmp_p
     assert json.loads((copy / "emulate" / "stage.json").read_text())["key"]
 
 
-def test_user_files_in_a_rerun_stage_folder_stay_in_place(global_run, tmp_path):
-    """A rerun moves the stage's own results to .stale/ and leaves the user's files (a note, a
-    folder of their own) where they were; every entry a full run leaves is declared in its
-    stage's ``writes`` (else it would count as the user's)."""
+def test_user_files_in_a_rerun_stage_folder_stay_in_place(global_run, tmp_path, capsys):
+    """A rerun moves the stage's own results to .stale/ (saying which input changed) and leaves
+    the user's files (a note, a folder of their own) where they were; every entry a full run
+    leaves is declared in its stage's ``writes`` (else it would count as the user's)."""
     cfg, run, _, _ = global_run
     workflow = make_context(cfg, run, progress=False).workflow
     for stage in workflow.stages:
@@ -233,7 +233,11 @@ def test_user_files_in_a_rerun_stage_folder_stay_in_place(global_run, tmp_path):
     (copy / "emulate" / "my_notes.txt").write_text("mine")
     (copy / "emulate" / "mine").mkdir()
     (copy / "emulate" / "mine" / "a.csv").write_text("1,2")
-    _rerun(cfg, copy, ("screen", "optimize", "design", "emulate"), _set("emulator.n_restarts", 1))
+    capsys.readouterr()
+    _rerun(cfg, copy, ("screen", "optimize", "design", "emulate"), _set("emulator.n_restarts", 1),
+           progress=True)
+    said = capsys.readouterr().out
+    assert "[emulate] results of other inputs (emulator.n_restarts changed) moved to .stale/emulate-1" in said
     assert (copy / "emulate" / "my_notes.txt").read_text() == "mine"
     assert (copy / "emulate" / "mine" / "a.csv").read_text() == "1,2"
     assert not list((copy / ".stale").rglob("my_notes.txt"))

@@ -32,6 +32,39 @@ __all__ = ["AGGREGATES", "SeriesLikelihood", "SeriesOperator", "estimate_error_m
 
 AGGREGATES = ("daily", "weekly", "monthly", "annual")
 _FREQ = {"daily": "D", "weekly": "W", "monthly": "M", "annual": "Y"}
+#: a product's period (what one of its values stands for: ``Product.attrs["period"]``) as an aggregate
+_AGGREGATE_OF = {"day": "daily", "week": "weekly", "month": "monthly", "year": "annual"}
+
+
+def period_rows(time: pd.DatetimeIndex, period: str, model_time: pd.DatetimeIndex
+                ) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """The model's days each value stands for: rows (value, model day) that average the days of
+    the ``period`` holding each time (``"day"``: the day itself), and which values have them all.
+
+    Returns the rows of the values that have (``(inside.sum(), model_time.size)``) and ``inside``,
+    a mask over ``time``: a value whose period the model's days do not cover (its day missing, a
+    month or year cut by the model's first or last day) is left out. A model calendar without
+    29 February (``noleap``) covers a period without it.
+    """
+    if period == "day":
+        pos = model_time.get_indexer(time)
+        inside = pos >= 0
+        pos = pos[inside]
+        return sparse.csr_matrix((np.ones(pos.size), (np.arange(pos.size), pos)),
+                                 shape=(pos.size, model_time.size)), inside
+    per = time.to_period(_FREQ[_AGGREGATE_OF[period]])
+    first, last = per.start_time.normalize(), per.end_time.normalize()
+    i0 = model_time.searchsorted(first)
+    i1 = model_time.searchsorted(last, side="right")
+    feb29 = pd.to_datetime({"year": first.year, "month": 2, "day": 28}) + pd.Timedelta(days=1)
+    leap = (first.is_leap_year & (feb29 >= first) & (feb29 <= last)).astype(int)  # a day noleap lacks
+    whole = (last - first).days.to_numpy() + 1
+    covered = (first >= model_time[0]) & (last <= model_time[-1]) if model_time.size else False
+    inside = np.asarray(covered & (i1 - i0 >= whole - np.asarray(leap)), dtype=bool)
+    i0, n = i0[inside], (i1 - i0)[inside]
+    rows = np.repeat(np.arange(n.size), n)
+    cols = np.repeat(i0 - np.concatenate([[0], np.cumsum(n)[:-1]]), n) + np.arange(n.sum())
+    return sparse.csr_matrix((np.repeat(1.0 / n, n), (rows, cols)), shape=(n.size, model_time.size)), inside
 
 
 class SeriesOperator:
@@ -95,18 +128,20 @@ class SeriesOperator:
             raise ObservationError(f"{label}: a series product must be on ('time',), got {p.data.dims}")
         t = pd.DatetimeIndex(p.data["time"].values)
         sel = (t.year >= self.years[0]) & (t.year <= self.years[1]) & p.data.notnull().values
-        pos = model_time.get_indexer(t[sel])
-        if not sel.any() or (pos < 0).all():
+        days, inside = period_rows(t[sel], p.attrs.get("period", "day"), model_time)
+        if not inside.any():
             raise ObservationError(f"{label}: no observed day in {self.years[0]}-{self.years[1]} "
                                    "within the model's period (no overlap in time)")
-        keep = pos >= 0
-        t_obs, pos = t[sel][keep], pos[keep]
-        val, var = p.data.values[sel][keep], (p.sigma.values[sel][keep] ** 2 if p.sigma is not None else
-                                              np.zeros(keep.sum()))
-        periods = t_obs.to_period(_FREQ[self.aggregate])
-        codes, uniq = pd.factorize(periods, sort=True)
+        t_obs = t[sel][inside]
+        val, var = p.data.values[sel][inside], (p.sigma.values[sel][inside] ** 2 if p.sigma is not None else
+                                                np.zeros(inside.sum()))
+        period = p.attrs.get("period", "day")  # the coarser of the value's own period and the aggregate's
+        freq = _FREQ[max(self.aggregate, _AGGREGATE_OF[period], key=AGGREGATES.index)]
+        codes, uniq = pd.factorize(t_obs.to_period(freq), sort=True)
         n = np.bincount(codes)
-        w = sparse.csr_matrix((1.0 / n[codes], (codes, pos)), shape=(uniq.size, model_time.size))
+        mean = sparse.csr_matrix((1.0 / n[codes], (codes, np.arange(codes.size))),
+                                 shape=(uniq.size, codes.size))
+        w = (mean @ days).tocsr()
         yk = np.bincount(codes, weights=val) / n
         vk = np.bincount(codes, weights=var) / n**2
         cons = np.concatenate([[False], np.diff(uniq.asi8) == 1])  # period ordinals: consecutive

@@ -104,7 +104,7 @@ def diagnose(idata: Any, rhat_max: float = 1.01, ess_min: float = 400) -> xr.Dat
             PosteriorWarning,
             stacklevel=2,
         )
-    for k in ("n_steps", "n_walkers", "burn", "thin", "tau_max", "tau_min"):
+    for k in ("n_steps", "n_walkers", "burn", "thin", "tau_max", "tau_min", "tau_from"):
         if k in post.attrs:
             ds.attrs[k] = post.attrs[k]
     ds.attrs.update(rhat_max=rhat_max, ess_min=ess_min, ok=int(not (bad_r or bad_e)),
@@ -167,7 +167,11 @@ def integrated_time(chain: np.ndarray, c: float = 5.0, max_bytes: float = 2e7) -
     of a block of parameters at once instead of one series at a time: a 92-parameter chain of
     186 walkers made 17,000 calls to emcee's per estimate, 2.4x slower (6,000 steps x 186 walkers x
     20 parameters: 2.28 s against 0.96 s; ``tests/test_posterior.py`` checks the two agree). Blocks
-    hold at most ``max_bytes`` of transforms (a few parameters: the work stays in cache).
+    hold at most ``max_bytes`` of transforms (a few parameters: the work stays in cache). A walker
+    that stays put through the chain counts as fully correlated (its normalised autocorrelation 1 at
+    every lag), so it lengthens tau where emcee's estimate is NaN: the 50-tau rule then says the
+    chain has not converged instead of leaving the value out. Where no lag is beyond ``c`` tau
+    (the chain shorter than ``c`` tau), tau is the last lag's estimate; emcee's is 1 there.
     """
     x = np.asarray(chain, dtype=float)
     n_t, n_w, n_d = x.shape
@@ -178,10 +182,15 @@ def integrated_time(chain: np.ndarray, c: float = 5.0, max_bytes: float = 2e7) -
         y = np.ascontiguousarray(np.moveaxis(x[:, :, d0:d0 + block], 0, -1))  # (walker, param, step)
         f = np.fft.rfft(y - y.mean(axis=-1, keepdims=True), n=n_fft, axis=-1)
         acf = np.fft.irfft(f.real**2 + f.imag**2, n=n_fft, axis=-1)[..., :n_t]
+        moved = (y.max(axis=-1) > y.min(axis=-1))[..., None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            acf = (acf / acf[..., :1]).mean(axis=0).T  # (n_t, block): the walkers' mean
+            acf = acf / acf[..., :1]
+        # a walker that never moved in the window (emcee's estimate: NaN) is as correlated as can be
+        acf = np.where(moved, acf, 1.0).mean(axis=0).T  # (n_t, block): the walkers' mean
         taus = 2.0 * np.cumsum(acf, axis=0) - 1.0
         inside = np.arange(n_t)[:, None] < c * taus
-        window = np.where(inside.any(axis=0), np.argmin(inside, axis=0), n_t - 1)
+        # emcee's window is argmin(inside) if inside.any(); but lag 0 is always inside, so a chain
+        # never past c tau got emcee's tau of lag 0, 1 step: here it gets the longest, as it should
+        window = np.where(inside.all(axis=0), n_t - 1, np.argmin(inside, axis=0))
         tau[d0:d0 + block] = taus[window, np.arange(taus.shape[1])]
     return tau

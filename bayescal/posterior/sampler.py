@@ -427,6 +427,7 @@ class PosteriorSampler:
             n_walkers=self.n_walkers,
             tau_max=float(np.nanmax(tau)),
             tau_min=float(np.nanmin(tau)),
+            tau_from=start,  # tau is of the steps from here: after adaptation and the start's transient
             sampler="emcee",
             moves=describe_moves(self.moves),
         )

@@ -21,7 +21,13 @@ from .fluxnet import (
 )
 from .units import UnitError, convert
 
-__all__ = ["read_csv_product"]
+__all__ = ["PERIODS", "read_csv_product"]
+
+#: what one value of a CSV product stands for: its day's mean (the default), or its week's, month's
+#: or year's (the period holding its date); :class:`~bayescal.operators.timeseries.SeriesOperator`
+#: compares it with the model's mean over that period
+PERIODS = ("day", "week", "month", "year")
+_PANDAS_FREQ = {"week": "W", "month": "M", "year": "Y"}
 
 
 def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
@@ -85,6 +91,7 @@ def read_csv_product(
     sigma_units: str | None = None,
     fill_value: float | None = None,
     name: str | None = None,
+    period: str = "day",
     key: str = "",
 ) -> Product:
     """A product from a CSV file with columns ``time`` (ISO dates, or ISO times within the day,
@@ -101,9 +108,17 @@ def read_csv_product(
     days are an error naming the first; rows out of order are sorted. A negative or missing sigma
     on a day with a value is an error naming the day; every sigma must be > 0 after the floor
     (``sigma_floor``, in ``units``).
+
+    ``period`` is what a value stands for: the mean of its ``"day"`` (default), or of the
+    ``"week"``, ``"month"`` or ``"year"`` holding its date (an annual GPP, a monthly product):
+    one value per period, compared with the model's mean over all the period's days. A daily
+    product whose values are a month or more apart is warned of (each value is compared with the
+    model's value on its one day).
     """
     path = data_path(path)
     where = _where(path, key)
+    if period not in PERIODS:
+        raise ReaderError(f"{where}: period must be one of {list(PERIODS)}, got {period!r}")
     df = _read_csv(path, where, "a CSV file")
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
@@ -162,4 +177,25 @@ def read_csv_product(
     data = xr.DataArray(np.where(ok, value, np.nan), dims="time", coords=coords,
                         attrs={"units": out_units, "source": str(path)}, name=variable)
     sig = xr.DataArray(np.where(ok, sigma, np.nan), dims="time", coords=coords, attrs={"units": out_units})
-    return Product(name or path.stem, variable, data, sig)
+    _check_period(time[ok], period, where)
+    return Product(name or path.stem, variable, data, sig, attrs={"period": period})
+
+
+def _check_period(time: pd.DatetimeIndex, period: str, where: str) -> None:
+    """One value per period; a daily product's values a month or more apart are warned of."""
+    import warnings
+
+    if period != "day":
+        periods = time.to_period(_PANDAS_FREQ[period])
+        twice = periods.duplicated()
+        if twice.any():
+            raise ReaderError(f"{where}: {int(twice.sum())} value(s) share a {period} with another (the "
+                              f"first in {periods[twice][0]}); with period = {period!r} give one value per "
+                              f"{period}, the mean over it")
+        return
+    gap = np.median(np.diff(time.values).astype("timedelta64[D]").astype(int)) if time.size > 2 else 0
+    if gap >= 28:
+        warnings.warn(f"{where}: its values are {gap:.0f} days apart (median), and each is compared with "
+                      "the model's value on its one day (period = 'day'); if each is a mean over its "
+                      "month or year, give the product period = 'month' or 'year'", UserWarning,
+                      stacklevel=3)

@@ -71,10 +71,13 @@ def diagnostics_section(diag: xr.Dataset) -> str:
     a = diag.attrs
     chain = ""
     if "n_steps" in a:
+        start = int(a.get("tau_from", 0))  # the steps the autocorrelation time is of
+        after = f" after the first {start} (adaptation and the start's transient)" if start else ""
         chain = (f"{int(a['n_walkers'])} walkers x {int(a['n_steps'])} steps (emcee), burn-in "
                  f"{int(a['burn'])}, thinned by {int(a['thin'])}: {int(a.get('n_draws', 0))} draws; "
-                 f"autocorrelation time up to {float(a['tau_max']):.0f} steps (the chain is "
-                 f"{float(a['n_steps']) / max(float(a['tau_max']), 1e-9):.0f} of them long; 50 advised). ")
+                 f"autocorrelation time up to {float(a['tau_max']):.0f} steps (the chain{after} is "
+                 f"{(float(a['n_steps']) - start) / max(float(a['tau_max']), 1e-9):.0f} of them long; "
+                 "50 advised). ")
     n_bad = sum("ok" not in r for r in rows)
     verdict = ("all values within bounds" if not n_bad else
                f"<b>{n_bad} of {len(rows)} values out of bounds: run the chains longer before trusting "

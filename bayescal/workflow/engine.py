@@ -238,9 +238,13 @@ class Engine:
         stores = self._store_keys(stage)
         resumed = started is not None and started.get("key") == key
         if folder.exists() and not resumed and not _only_yours(stage, folder):
+            done = read_json_record(folder / "stage.json", set_aside=False)
+            changed = changed_inputs((done or started or {}).get("inputs"), inputs)
+            why = f" ({', '.join(changed[:4])}{' ...' * (len(changed) > 4)} changed)" if changed else ""
             moved = set_aside(self.run_dir, folder)
             self._set_aside_outside(stage, moved)
-            self.ctx.say(f"[{stage.name}] results of other inputs moved to {moved.relative_to(self.run_dir)}")
+            self.ctx.say(f"[{stage.name}] results of other inputs{why} moved to "
+                         f"{moved.relative_to(self.run_dir)}")
             folder.mkdir()
             yours = stage.foreign_files(moved)
             for name in yours:  # files bayescal did not write stay where their owner put them

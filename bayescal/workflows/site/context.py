@@ -175,17 +175,25 @@ class SiteContext(Context):
                               f"calendar {check['calendar']!r} has no such day (29 February)", stacklevel=2)
 
     def _twin_products(self, real: list) -> list:
-        """Products simulated at the truth with the real products' days, gaps and sigma (iid noise)."""
+        """Products simulated at the truth with the real products' days, gaps and sigma (iid noise);
+        a value of a product's week, month or year is the truth's mean over it."""
+        import pandas as pd
+
         from bayescal.observations.products import Product
+        from bayescal.operators.timeseries import period_rows
 
         truth = self.model(self.truth_theta()[None])
         if str(truth["status"].values[0]) != "done":
             raise ValueError(f"the twin truth fails in the model: {truth['reason'].values[0]}")
         rng = np.random.default_rng(self.config["observations"]["twin_seed"])
         out = []
+        days = pd.DatetimeIndex(truth["time"].values)
         for p in real:
-            true = truth[p.variable].isel(member=0).reindex(time=p.data["time"].values)
-            noisy = true.values + rng.standard_normal(true.size) * p.sigma.values
+            t = pd.DatetimeIndex(p.data["time"].values)
+            rows, inside = period_rows(t, p.attrs.get("period", "day"), days)
+            true = np.full(t.size, np.nan)
+            true[inside] = rows @ truth[p.variable].isel(member=0).values
+            noisy = true + rng.standard_normal(true.size) * p.sigma.values
             data = p.data.copy(data=np.where(p.data.notnull().values, noisy, np.nan))
             out.append(Product(p.name + "-twin", p.variable, data, p.sigma, attrs=dict(p.attrs)))
         self._cache["truth_run"] = truth

@@ -345,7 +345,8 @@ def _posterior_mode(idata, space) -> np.ndarray:
 
 
 def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
-    """Each variable's first product with every day the file has (no QC mask): the annual sums.
+    """Each variable's first daily product with every day the file has (no QC mask): the annual sums
+    (a product of weeks, months or years is not validated day by day).
 
     FLUXNET NEE/GPP are gap-filled, so every day has a value; the twin uses its truth run. The
     values are in the model output's units, as :meth:`SiteContext.products` are (the file read
@@ -355,7 +356,7 @@ def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
 
     out = {}
     for spec, p in zip(ctx.config["observations"]["products"], ctx.products(), strict=True):
-        if p.variable in out:
+        if p.variable in out or p.attrs.get("period", "day") != "day":  # daily series: the bands' days
             continue
         if ctx.config["observations"]["twin"]:
             out[p.variable] = ctx.truth_run()[p.variable].isel(member=0)
