@@ -1,5 +1,6 @@
 """Readers on slices of the real FLUXNET2015 files: units, gaps, QC, sigma, and every file error."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,34 @@ def _site_file(fluxnet_dir, tmp_path, site="US-Ha1", years=(2001, 2006), edit=No
     f = tmp_path / f"FLX_{site}_FLUXNET2015_SUBSET_DD_{years[0]}-{years[1]}_1-4.csv"
     df.to_csv(f, index=False)
     return f
+
+
+def test_drivers_gaps_of_every_column_and_a_file_older_than_its_site_are_said(fluxnet_dir, tmp_path):
+    """Gaps in TA_F and SW_IN_F are named together, each with its count and first day, with the
+    way forward; a file that starts before its site's first FLUXNET2015 year (the site table) is
+    warned of (a file named for another site gets that site's latitude and vegetation); a site
+    code in lower case is the table's."""
+    def holes(df):
+        df.loc[[40, 41], "TA_F"] = -9999
+        df.loc[[100], "SW_IN_F"] = -9999
+        return df
+
+    f = _site_file(fluxnet_dir, tmp_path, edit=holes)
+    with pytest.raises(ReaderError, match=r"drivers missing: TA_F on 2 day\(s\), the first 2001-02-10; "
+                                          r"SW_IN_F on 1 day\(s\), the first 2001-04-11; drivers must be "
+                                          "gap-filled .*fill it, e.g. a few days by interpolation in time"):
+        read_fluxnet_drivers(f)
+    f = _site_file(fluxnet_dir, tmp_path, site="AU-Lox", years=(2005, 2010))
+    with pytest.warns(UserWarning, match=r"the days start in 2005, before AU-Lox's first FLUXNET2015 year "
+                                         r"2008 \(its record: 2008-2009, the site table\): is this AU-Lox's "
+                                         r"file\?"):
+        assert read_fluxnet_drivers(f).attrs["lat"] == -34.4704
+    lower = f.rename(f.with_name(f.name.replace("AU-Lox", "au-lox")))
+    with pytest.warns(UserWarning, match="AU-Lox's first"):
+        assert read_fluxnet_drivers(lower).attrs["site"] == "AU-Lox"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        read_fluxnet_drivers(_site_file(fluxnet_dir, tmp_path, site="US-Ha1", years=(2001, 2016)))
 
 
 def _example_with(tmp_path, data_file, cal, val, model_extra="", text=None):
@@ -437,6 +466,22 @@ def test_csv_text_in_a_number_column_is_named_by_line_and_sigma_may_have_its_own
     assert np.isnan(p.data.values[2:]).all()
     with pytest.raises(ReaderError, match="sigma_units"):
         read_csv_product(f, "nee", units="umol m-2 s-1", sigma_units="W m-2")
+    # columns of other names: said with what the file has; an unnamed decimal comma; an 'sd' column
+    f.write_text("Date, GPP\n2003-01-01, 2.5\n")
+    with pytest.raises(ReaderError, match=r"missing columns \['time', 'value'\] \(need time, value\[, "
+                                          r"sigma\]; the file has \['Date', 'GPP'\]: rename its columns\)"):
+        read_csv_product(f, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
+    f.write_text("time,value\n2003-01-01,2.5\n2003-01-02,2,5\n")
+    with pytest.raises(ReaderError, match=r"Expected 2 fields in line 3, saw 3\); a decimal comma \(2,5\) "
+                                          "splits"):
+        read_csv_product(f, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
+    f.write_text("time,value,sd\n2003-01-01,2.5,0.2\n2003-01-02,2.4,0.2\n")
+    with pytest.raises(ReaderError, match=r"no sigma column; give relative_sigma; its column\(s\) \['sd'\] "
+                                          "are not read: name the uncertainty column sigma"):
+        read_csv_product(f, "gpp", units="gC m-2 d-1")
+    with pytest.warns(UserWarning, match=r"no sigma column, so relative_sigma gives sigma; its column\(s\) "
+                                         r"\['sd'\] are not read"):
+        read_csv_product(f, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
 
 
 def test_a_spreadsheets_csv_with_spaces_after_commas_and_a_bom_reads_as_the_original(fluxnet_dir, tmp_path):

@@ -355,6 +355,20 @@ def test_check_times_an_external_program_by_its_runs_not_its_kept_output(tmp_pat
     assert re.search(r"model runs: 12 \(design; the search runs the emulator\) \(up to ~([6-9]|\d\d+) s", out)
 
 
+def test_the_emulator_routes_keys_on_the_direct_route_are_warned_of(tmp_path):
+    """Keys only the emulator route reads, in a direct-route config, do nothing: said (not
+    refused: a user switching routes back keeps them); none on the emulator route."""
+    model = 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"'
+    path = _site_toml(tmp_path, model, extra='refine_rounds = 2\n[design]\nn_runs = 30')
+    with pytest.warns(UserWarning, match=r"'design.n_runs', 'posterior.refine_rounds' are read only with "
+                                         r"posterior.route = 'emulator'; this config's route is 'direct'"):
+        load_config(path)
+    path = _site_toml(tmp_path, model, extra='route = "emulator"\nrefine_rounds = 2\n[design]\nn_runs = 30')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        load_config(path)
+
+
 def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     good = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"')
     text = good.read_text()
@@ -368,6 +382,11 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
     bad('file = "', 'file = "missing-', r"observations.products\[0\].file': file not found")
     bad('format = "csv"', 'format = "grib"', r"observations.products\[0\].format' must be one of")
     bad('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\ncolour = "red"', r"unknown keys \['colour'\]")
+    bad('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nsigmafloor = 0.1',
+        r"unknown keys \['sigmafloor'\]; did you mean 'sigma_floor'")
+    bad("n_walkers = 8", "n_walkers = 8\nn_stpes = 10", r"unknown key 'posterior.n_stpes'; did you mean "
+        r"'posterior.n_steps'")
+    bad("[propagate]", "[postrior]\n[propagate]", r"unknown section \[postrior\]; did you mean 'posterior'")
     bad('units = "gC m-2 d-1"', 'units = "W m-2"\nto_units = "gC m-2 d-1"', "cannot convert")
     bad("calibration_years = [2001, 2002]", "calibration_years = [2009, 2010]",
         "calibration_years.*no observed day in these years")  # validation years may have none
@@ -909,6 +928,20 @@ def test_a_continued_chain_is_said(tmp_path):
         np.random.default_rng(0).normal(size=(4, 1)), 7)
     _say_resumed(Ctx, chain)
     assert said == ["  chain resumed at step 7 (chain.h5 holds a stopped run's steps)"]
+    # the emulator route's rounds, in their order (round10 after round2; the final chain last)
+    from bayescal.workflows.site.stages import _say_rounds_resumed
+
+    said.clear()
+    _say_rounds_resumed(Ctx, tmp_path / "chains")  # none yet: nothing said
+    (tmp_path / "chains").mkdir()
+    for name, steps in (("round_final", 2), ("round10", 3), ("round2", 5)):
+        backend = emcee.backends.HDFBackend(str(tmp_path / "chains" / f"{name}.h5"))
+        backend.reset(4, 1)
+        emcee.EnsembleSampler(4, 1, lambda x: -0.5 * float(x @ x), backend=backend).run_mcmc(
+            np.random.default_rng(0).normal(size=(4, 1)), steps)
+    _say_rounds_resumed(Ctx, tmp_path / "chains")
+    assert said == ["  resumed: the chains of a stopped run are continued (round2 5 steps, round10 3 steps, "
+                    "round_final 2 steps); the rounds' model runs are in their stores"]
 
 
 def test_a_partial_dalec_parameters_file_reaches_the_model(tmp_path):

@@ -139,7 +139,10 @@ def _read_csv(path: Path, where: str, what: str) -> pd.DataFrame:
                          encoding="utf-8-sig")
         return df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise ReaderError(f"{where}: not {what} ({err})") from None
+        text = str(err).strip()
+        hint = ("; a decimal comma (2,5) splits a number in two: write 2.5, or quote the cell"
+                if "Expected" in text and "fields" in text else "")
+        raise ReaderError(f"{where}: not {what} ({text}){hint}") from None
 
 
 def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = "") -> pd.DataFrame:
@@ -199,8 +202,10 @@ def check_daily_calendar(time: pd.DatetimeIndex, where: str) -> None:
 
 def _site(path: Path) -> str:
     """The site ID of a flux file name: ``FLX_DE-Hai_...`` (FLUXNET), ``AMF_US-Ha1_...`` (AmeriFlux)."""
-    m = re.match(r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Z]{2}-[A-Za-z0-9]{3})_", path.name)
-    return m.group(1) if m else path.stem
+    m = re.match(r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Za-z]{2}-[A-Za-z0-9]{3})_", path.name, flags=re.IGNORECASE)
+    if not m:
+        return path.stem
+    return {s.upper(): s for s in SITES}.get(m.group(1).upper(), m.group(1))  # FLX_fi-hyy_: FI-Hyy
 
 
 def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = "") -> xr.Dataset:
@@ -230,11 +235,13 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     if not (np.isfinite(lat) and -90.0 <= float(lat) <= 90.0):
         raise ReaderError(f"{where}: latitude must be in [-90, 90] degrees north, got {lat}")
     check_daily_calendar(df.index, where)
-    for col in ("TA_F", "SW_IN_F"):
-        if df[col].isna().any():
-            first = df.index[df[col].isna().to_numpy()][0]
-            raise ReaderError(f"{where}: {col} has {int(df[col].isna().sum())} missing days (the first "
-                              f"{first:%Y-%m-%d}); drivers must be gap-filled (the _F columns are)")
+    _warn_before_the_site(df.index, site, where)
+    gaps = [f"{col} on {int(df[col].isna().sum())} day(s), the first {df.index[df[col].isna()][0]:%Y-%m-%d}"
+            for col in ("TA_F", "SW_IN_F") if df[col].isna().any()]
+    if gaps:
+        raise ReaderError(f"{where}: drivers missing: {'; '.join(gaps)}; drivers must be gap-filled "
+                          "(FLUXNET's _F columns are, so -9999 there is a gap of this copy: fill it, e.g. a "
+                          "few days by interpolation in time, or take them from the site's original file)")
     co2 = df["CO2_F_MDS"].interpolate(limit_direction="both")
     if co2.isna().all():
         raise ReaderError(f"{where}: CO2_F_MDS is missing on every day")
@@ -248,6 +255,19 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     if "VPD_F" in df:
         ds["vpd"] = ("time", df["VPD_F"].to_numpy(float), {"units": "hPa"})
     return ds
+
+
+def _warn_before_the_site(days: pd.DatetimeIndex, site: str, where: str) -> None:
+    """A warning for drivers that start before the site's first FLUXNET2015 year (the site table):
+    a file named for another site? (Later years may be a newer release's.)"""
+    import warnings
+
+    info = site_info(site)
+    if info is not None and len(days) and days[0].year < int(info["first_year"]):
+        first, last = int(info["first_year"]), int(info["last_year"])
+        warnings.warn(f"{where}: the days start in {days[0].year}, before {site}'s first FLUXNET2015 year "
+                      f"{first} (its record: {first}-{last}, the site table): is this {site}'s file? Its "
+                      f"latitude and vegetation are {site}'s", UserWarning, stacklevel=3)
 
 
 def read_fluxnet_product(

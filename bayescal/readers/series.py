@@ -122,7 +122,16 @@ def read_csv_product(
     df = _read_csv(path, where, "a CSV file")
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
-        raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma])")
+        raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma]; the file has "
+                          f"{[str(c) for c in df.columns][:10]}: rename its columns)")
+    other = [str(c) for c in df.columns if c not in ("time", "value", "sigma")]
+    unread = f"; its column(s) {other[:5]} are not read: name the uncertainty column sigma" \
+        if other and "sigma" not in df else ""
+    if unread and relative_sigma is not None:
+        import warnings
+
+        warnings.warn(f"{where}: no sigma column, so relative_sigma gives sigma{unread}", UserWarning,
+                      stacklevel=2)
     if relative_sigma is not None and not (isinstance(relative_sigma, int | float) and relative_sigma > 0):
         raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
     if not sigma_floor >= 0:
@@ -161,7 +170,7 @@ def read_csv_product(
     elif relative_sigma is not None:
         sigma = relative_sigma * np.abs(value)
     else:
-        raise ReaderError(f"{where}: no sigma column; give relative_sigma")
+        raise ReaderError(f"{where}: no sigma column; give relative_sigma{unread}")
     sigma = np.maximum(sigma, sigma_floor)
     if not (sigma[ok] > 0).all():
         bad = int(np.flatnonzero(ok & ~(sigma > 0))[0])

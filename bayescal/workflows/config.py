@@ -144,14 +144,16 @@ def typed_with_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     cfg: dict[str, dict[str, Any]] = {}
     for section in raw:
         if section not in SCHEMA:
-            raise ConfigError(f"unknown section [{section}]; known: {', '.join(SCHEMA)}")
+            raise ConfigError(f"unknown section [{section}]{did_you_mean(section, SCHEMA)}; known: "
+                              f"{', '.join(SCHEMA)}")
         if not isinstance(raw[section], dict):
             raise ConfigError(f"[{section}] must be a table")
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
         for key in given:
             if key not in keys:
-                raise ConfigError(f"unknown key '{section}.{key}'; known: {', '.join(keys)}")
+                near = did_you_mean(f"{section}.{key}", [f"{section}.{k}" for k in keys])
+                raise ConfigError(f"unknown key '{section}.{key}'{near}; known: {', '.join(keys)}")
         cfg[section] = {}
         for key, (typ, default) in keys.items():
             if key not in given:

@@ -67,6 +67,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
         # a site model fits the files it is given; a twin only when asked for
         cfg["observations"]["twin"] = bool(raw.get("observations", {}).get("twin", False))
         check_ranges(cfg)
+        _warn_route_keys(raw, cfg)
         check_site_config(cfg, base)
         space = model_space(cfg)
         check_labels(cfg, space)
@@ -188,6 +189,27 @@ _KIND_KEYS = {
     "python": ("entry_point", "options"),
     "external": ("command", "template", "output", "timeout", "variables"),
 }
+
+
+#: keys only the site workflow's emulator route reads
+_EMULATOR_ROUTE_KEYS = ("design.n_runs", "emulator.variance_threshold", "emulator.n_restarts",
+                        "posterior.refine_rounds", "posterior.n_new", "posterior.emulator_target")
+
+
+def _warn_route_keys(raw: dict, cfg: dict) -> None:
+    """A warning for the emulator route's keys in a site config on the direct route: they do
+    nothing there (kept, not refused: switching the route back uses them)."""
+    import warnings
+
+    if cfg["posterior"]["route"] == "emulator":
+        return
+    given = [k for k in _EMULATOR_ROUTE_KEYS
+             if isinstance(raw.get(k.split(".")[0]), dict) and k.split(".")[1] in raw[k.split(".")[0]]]
+    if given:
+        warnings.warn(f"{', '.join(repr(k) for k in given)} {'is' if len(given) == 1 else 'are'} read only "
+                      f"with posterior.route = 'emulator'; this config's route is "
+                      f"{cfg['posterior']['route']!r}, so {'it does' if len(given) == 1 else 'they do'} "
+                      "nothing", UserWarning, stacklevel=3)
 
 
 def _check_kind_keys(raw: dict, cfg: dict) -> None:

@@ -177,7 +177,10 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
             if keys is PRODUCT_KEYS and (set(unknown) <= GRIDDED_KEYS or spec.get("format") == "netcdf"):
                 hint = (" (gridded CF-netCDF products are read by the global workflow: for a global model "
                         "of your own set [run] workflow = \"global\", docs/own-model.md)")
-            raise ConfigError(f"'{key}': unknown keys {unknown}; known: {sorted(keys)}{hint}")
+            from bayescal.workflows.config import did_you_mean
+
+            near = did_you_mean(unknown[0], keys)
+            raise ConfigError(f"'{key}': unknown keys {unknown}{near}; known: {sorted(keys)}{hint}")
         for req in ("variable", "format", "file"):
             if req not in spec:
                 raise ConfigError(f"'{key}.{req}' is required")

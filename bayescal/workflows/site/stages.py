@@ -203,6 +203,7 @@ def _refine(ctx: SiteContext, errors: _ErrorModel):
     Y = np.vstack([design["Y"].values, _optimum_run(ctx)])
     errors.add(Y)
     rounds = iter(range(10**6))
+    _say_rounds_resumed(ctx, out / "chains")
 
     def simulate(u: np.ndarray) -> np.ndarray:
         # refine is seeded: a resumed stage asks for the same points and finds them in the store
@@ -318,6 +319,24 @@ def _count_across_invocations(values, path: Path) -> Callable[[], None]:
 
     values.after = save
     return lambda: save(values, now=True)
+
+
+def _say_rounds_resumed(ctx: SiteContext, chains) -> None:
+    """One line when a stopped emulator route is continued: the rounds' chains it holds (their
+    rounds' model runs are in their stores)."""
+    import emcee
+
+    held = []
+    order = lambda f: (f.stem == "round_final", len(f.stem), f.stem)  # noqa: E731 - round2 before round10
+    for chain in sorted(chains.glob("round*.h5"), key=order):
+        try:
+            steps = int(emcee.backends.HDFBackend(str(chain), read_only=True).iteration)
+        except (KeyError, AttributeError, OSError, ValueError):  # unreadable: that chain starts afresh
+            continue
+        held += [f"{chain.stem} {steps} steps"] if steps else []
+    if held:
+        ctx.say(f"  resumed: the chains of a stopped run are continued ({', '.join(held)}); the rounds' "
+                "model runs are in their stores")
 
 
 def _say_resumed(ctx: SiteContext, chain) -> int:

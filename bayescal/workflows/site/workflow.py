@@ -66,8 +66,8 @@ def _posterior_runs(cfg: Config) -> str:
     c = cfg["posterior"]
     if c["route"] == "emulator":
         return (f"1 + up to {c['refine_rounds']} x {c['n_new']} (refinement; the chains run the emulator: "
-                f"besides the model's time, each of the {c['refine_rounds'] + 1} chains and its emulator "
-                "fit take one to a few minutes)")
+                f"besides the model's time, each of the up to {c['refine_rounds'] + 2} chains -- one per "
+                "round and the final one -- and its emulator fit take one to a few minutes)")
     walkers = c["n_walkers"] or _default_walkers(cfg)
     smc = f", after a tempered SMC of {c['n_particles']} particles" if c["start"] == "tempered" else ""
     return f"{walkers} walkers x {c['n_steps']}..{c['max_steps']} steps{smc}"
