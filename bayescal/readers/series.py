@@ -150,27 +150,10 @@ def read_csv_product(
     if not np.isfinite(value).any():
         raise ReaderError(f"{where}: every value is missing")
     ok = np.isfinite(value)
-    if "sigma" in df:
-        sigma = df["sigma"].to_numpy(float)
-        neg = ok & (sigma < 0)
-        if neg.any():
-            bad = int(np.flatnonzero(neg)[0])
-            raise ReaderError(f"{where}: column sigma is negative on {int(neg.sum())} day(s), the first "
-                              f"{time[bad]:%Y-%m-%d} ({sigma[bad]}); sigma must be > 0")
-        gone = ok & np.isnan(sigma)
-        if gone.any():
-            bad = int(np.flatnonzero(gone)[0])
-            raise ReaderError(f"{where}: column sigma is missing on {int(gone.sum())} day(s) with a value, "
-                              f"the first {time[bad]:%Y-%m-%d}; give every observed day its sigma")
-        if sigma_units:
-            try:
-                sigma = convert(sigma, sigma_units, units, variable)
-            except UnitError as err:
-                raise ReaderError(f"{where}: sigma_units: {err}") from None
-    elif relative_sigma is not None:
-        sigma = relative_sigma * np.abs(value)
-    else:
+    if "sigma" not in df and relative_sigma is None:
         raise ReaderError(f"{where}: no sigma column; give relative_sigma{unread}")
+    sigma = _file_sigma(df["sigma"].to_numpy(float), ok, time, where, units, sigma_units, variable) \
+        if "sigma" in df else relative_sigma * np.abs(value)
     sigma = np.maximum(sigma, sigma_floor)
     if not (sigma[ok] > 0).all():
         bad = int(np.flatnonzero(ok & ~(sigma > 0))[0])
@@ -188,6 +171,28 @@ def read_csv_product(
     sig = xr.DataArray(np.where(ok, sigma, np.nan), dims="time", coords=coords, attrs={"units": out_units})
     _check_period(time[ok], period, where)
     return Product(name or path.stem, variable, data, sig, attrs={"period": period})
+
+
+def _file_sigma(sigma: np.ndarray, ok: np.ndarray, time: pd.DatetimeIndex, where: str, units: str,
+                sigma_units: str | None, variable: str) -> np.ndarray:
+    """The ``sigma`` column in ``units``: an error naming the first observed day where it is
+    negative or missing."""
+    neg = ok & (sigma < 0)
+    if neg.any():
+        bad = int(np.flatnonzero(neg)[0])
+        raise ReaderError(f"{where}: column sigma is negative on {int(neg.sum())} day(s), the first "
+                          f"{time[bad]:%Y-%m-%d} ({sigma[bad]}); sigma must be > 0")
+    gone = ok & np.isnan(sigma)
+    if gone.any():
+        bad = int(np.flatnonzero(gone)[0])
+        raise ReaderError(f"{where}: column sigma is missing on {int(gone.sum())} day(s) with a value, "
+                          f"the first {time[bad]:%Y-%m-%d}; give every observed day its sigma")
+    if not sigma_units:
+        return sigma
+    try:
+        return convert(sigma, sigma_units, units, variable)
+    except UnitError as err:
+        raise ReaderError(f"{where}: sigma_units: {err}") from None
 
 
 def _check_period(time: pd.DatetimeIndex, period: str, where: str) -> None:
