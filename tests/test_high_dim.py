@@ -264,6 +264,10 @@ def test_history_matching_stage_keeps_the_truth_and_writes_complete_inference_da
     q05, q95 = np.quantile(post_u, [0.02, 0.98], axis=0)
     inside = (truth_u >= q05) & (truth_u <= q95)
     assert inside.sum() >= len(truth_u) - 1, dict(zip(space.labels, inside, strict=True))
+    # keys only the default method reads change nothing here
+    for key, value in (("left_out_runs", 16), ("refine_rounds", 2), ("n_new", 3), ("left_out", "fix")):
+        other = {**cfg, "posterior": {**cfg["posterior"], key: value}}
+        assert make_context(other, progress=False).plan()[4].status == "reuse", key
     # a longer chain (or another subspace floor) reruns the stage but no wave's model run
     cfg["posterior"]["max_steps"], cfg["posterior"]["hm_floor"] = 700, 0.2
     pipe = make_context(cfg, progress=False)

@@ -25,7 +25,7 @@ from bayescal.workflow.rundir_guard import stale_size
 from bayescal.workflows import ConfigError, load_config, make_context, validate_config
 
 #: keys that change how runs are made, not what they are: no stage declares them
-HOW = {"design.batch_size", "run.workers", "run.scheduler", "run.slurm"}
+HOW = {"design.batch_size", "run.workers", "run.scheduler", "run.slurm", "model.chunk_size"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -181,11 +181,12 @@ def test_global_changes_rerun_exactly_the_stages_that_read_them(global_run, tmp_
         "propagate.n_draws": {"propagate"},
         "optimize.misfit": {"design", "emulate", "propagate"} | after,
         "design.batch_size": set(),  # how, not what
+        "model.chunk_size": set(),  # likewise: members per kernel call (lowered after running out of memory)
         "report.title": set(),  # only the report reads it, and it is not asked for here
     }
     values = {"run.seed": 5, "posterior.n_steps": 150, "emulator.n_restarts": 1,
               "emulator.variance_threshold": 0.99, "equifinality.cloud_points": 200, "propagate.n_draws": 3,
-              "optimize.misfit": "score", "design.batch_size": 3, "report.title": "x"}
+              "optimize.misfit": "score", "design.batch_size": 3, "model.chunk_size": 2, "report.title": "x"}
     for key, stages in expect.items():
         assert _planned(cfg, run, _set(key, values[key])) == stages, key
     # the plan is what a run does: the seed reruns the design and what follows, never the screen

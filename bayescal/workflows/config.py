@@ -182,6 +182,14 @@ GLOBAL_ONLY: dict[str, tuple[str, ...]] = {
 }
 
 
+#: ``[model]`` keys that change how the runs are made, not what they give (like ``design.batch_size``
+#: and ``run.workers``): in no stage's key, so lowering one after running out of memory keeps every run
+#: (``tests/test_model.py`` checks the embedded model's outputs do not depend on ``chunk_size``)
+EXECUTION_ONLY_MODEL_KEYS = ("chunk_size",)
+#: every ``[model]`` key but those: what the runs of a model that reads the whole section depend on
+MODEL_RUN_KEYS = tuple(f"model.{k}" for k in SCHEMA["model"] if k not in EXECUTION_ONLY_MODEL_KEYS)
+
+
 def is_site(cfg: dict) -> bool:
     """A config of the site workflow: ``model.kind`` dalec, python or external, unless
     ``run.workflow = "global"`` runs a python or external model of your own on the global route."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bayescal.workflow import RunStore, Stage, Workflow
+from bayescal.workflows.config import MODEL_RUN_KEYS
 from bayescal.workflows.validate import model_space
 
 from .files import global_files, model_files
@@ -41,10 +42,11 @@ OWN_MODEL_KEYS = ("kind", "start", "end", "parameters_file", "entry_point", "opt
 
 
 def model_reads(cfg: Config) -> tuple[str, ...]:
-    """The ``[model]`` keys of the stages that run the model: the whole section for the embedded
-    model (its stage keys as they have always been), :data:`OWN_MODEL_KEYS` for your own."""
+    """The ``[model]`` keys of the stages that run the model: the embedded model's (all but
+    ``chunk_size``, :data:`~bayescal.workflows.config.MODEL_RUN_KEYS`), :data:`OWN_MODEL_KEYS`
+    for your own."""
     if cfg["model"]["kind"] == "global":
-        return ("model",)
+        return MODEL_RUN_KEYS
     return tuple(f"model.{k}" for k in OWN_MODEL_KEYS)
 
 
@@ -111,16 +113,18 @@ def run_posterior_stage(ctx) -> None:
 
 
 def _posterior_reads(cfg: Config) -> Sequence[str]:
-    keys = [*model_reads(cfg), "observations", "parameters.candidates", "emulator.variance_threshold",
-            "run.seed",
-            *(f"posterior.{k}" for k in ("n_steps", "max_steps", "n_walkers", "refine_rounds", "n_new",
-                                         "left_out"))]
-    if cfg["posterior"]["left_out"] == "marginalise":
-        keys.append("posterior.left_out_runs")
+    """The chain's keys; the refinement's (the default method) or history matching's ``hm_*``: each
+    method reruns for its own keys only."""
+    keys = [*model_reads(cfg), "observations", "parameters.candidates", "run.seed",
+            *(f"posterior.{k}" for k in ("n_steps", "max_steps", "n_walkers"))]
     if "method" in cfg["posterior"]:  # which posterior (run_posterior_stage reads it)
         keys.append("posterior.method")
     if cfg["posterior"].get("method", "refine") != "refine":  # history matching (history_matching_stage.py)
-        keys += [f"posterior.{k}" for k in cfg["posterior"] if k.startswith("hm_")]
+        return keys + [f"posterior.{k}" for k in cfg["posterior"] if k.startswith("hm_")]
+    keys += ["emulator.variance_threshold",
+             *(f"posterior.{k}" for k in ("refine_rounds", "n_new", "left_out"))]
+    if cfg["posterior"]["left_out"] == "marginalise":
+        keys.append("posterior.left_out_runs")
     return keys
 
 
