@@ -769,6 +769,43 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_ctrl_c_dropped_in_a_finaliser_does_not_record_the_stage_as_done(tmp_path, signame):
+    """A Ctrl-C (or SIGTERM) that lands in a finaliser is printed and dropped by Python: a report
+    stage went on and was recorded as done. The engine raises it after the stage function and
+    writes no record: the stage resumes next time."""
+    import signal
+
+    from bayescal.cli import Terminated, _terminate
+    from bayescal.workflow import Engine
+
+    signum = getattr(signal, signame)
+
+    class Dropper:
+        def __del__(self):
+            signal.raise_signal(signum)
+            sum(range(100))  # the handler runs here, inside the finaliser
+
+    def a(ctx):
+        Dropper()  # collected at once: its interrupt is dropped
+        (ctx.run_dir / "a" / "out.txt").write_text("done")
+
+    handler = signal.default_int_handler if signum == signal.SIGINT else _terminate
+    before = signal.signal(signum, handler)
+    try:
+        engine = Engine(Workflow("toy", (Stage("a", a, "a", reads=("a.x",)),)),
+                        _Context({"a": {"x": 1}}, tmp_path / "run"))
+        engine.claim()
+        with pytest.raises(Terminated if signum == signal.SIGTERM else KeyboardInterrupt):
+            engine.run()
+    finally:
+        signal.signal(signum, before)
+    folder = tmp_path / "run" / "a"
+    assert (folder / "out.txt").exists() and not (folder / "stage.json").exists()
+    assert [p.status for p in engine.plan()] == ["resume"]
+
+
 def test_a_revised_stage_reruns_and_keeps_its_stores(tmp_path):
     """A stage whose code is revised (``Stage.revision``): a run directory of the earlier code
     reruns it and the stages after it, not those before; its stores are kept, also one that the

@@ -40,6 +40,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ..models.contract import conform_output, member_status
+from .interrupts import InterruptLatch
 from .store import EnsembleStore, MemberResult
 
 __all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
@@ -218,48 +219,6 @@ def _executor_kind(executor) -> str:
     )
 
 
-class _InterruptLatch:
-    """Ctrl-C remembered: Python turns SIGINT into a KeyboardInterrupt wherever the main thread
-    is, and one raised inside a finaliser (a garbage-collected object's ``__del__``, a weakref
-    callback) is printed and dropped -- the run then went on to its end. While the latch is set
-    (in the main thread, over a Python handler), a KeyboardInterrupt the handler raises is also
-    recorded, and :meth:`check` raises it again. A handler that does not raise (a "stop after
-    this" flag of yours) is left to do what it does."""
-
-    def __init__(self) -> None:
-        self.caught, self._previous = False, None
-
-    def __enter__(self) -> _InterruptLatch:
-        import signal
-        import threading
-
-        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() \
-            else None
-        if callable(previous):
-
-            def latch(signum, frame):
-                try:
-                    previous(signum, frame)
-                except KeyboardInterrupt:
-                    self.caught = True
-                    raise
-
-            self._previous = previous
-            signal.signal(signal.SIGINT, latch)
-        return self
-
-    def check(self) -> None:
-        """Raise the KeyboardInterrupt of a SIGINT caught since the latch was set."""
-        if self.caught:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
     """The batches on ``workers`` fresh processes, each result recorded as it comes. Interrupted
     (Ctrl-C, an error): the queued batches are cancelled and the workers terminated (with the
@@ -390,7 +349,7 @@ def run_ensemble(
         bar.set_postfix(failed=counts["failed"])
         interrupts.check()  # a Ctrl-C that a finaliser dropped stops the run here
 
-    with _InterruptLatch() as interrupts:
+    with InterruptLatch() as interrupts:
         try:
             if kind == "serial":
                 for b in batches:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from bayescal import __version__
 
+from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
 from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
 from .rundir_guard import claim_run_dir, set_aside, stale_size
@@ -310,7 +311,9 @@ class Engine:
             kept, reused = _earlier_runs(folder, resumed, reused, counted0, finished)
             self.ctx.say(f"[{stage.name}] {stage.help}")
             before = self._outside(stage)
-            stage.function(self.ctx)
+            with InterruptLatch() as interrupts:
+                stage.function(self.ctx)
+                interrupts.check()  # a Ctrl-C Python dropped in a finaliser: not recorded as done
             # the files it wrote beside its folder: a rerun sets aside these, not yours
             wrote = {d: sorted(n for n, t in files.items() if before.get(d, {}).get(n) != t)
                      for d, files in self._outside(stage).items()}
