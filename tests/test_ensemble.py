@@ -452,3 +452,52 @@ def test_a_folder_with_a_foreign_design_is_refused_and_no_file_of_the_user_is_de
     summary = run_ensemble(sim, d, tmp_path / "b", progress=False)
     assert summary.failed == 0 and notes.read_text() == "scratch" and not leftover.exists()
     assert (tmp_path / "b" / "store.json").exists()
+
+
+def test_left_out_runs_that_fail_leave_the_spread_of_the_others_or_a_named_error(tmp_path):
+    """The left-out values' spread (``posterior.left_out = "marginalise"``) takes the runs that
+    finished with finite summaries: with a few failed, the others' spread and a warning that
+    says how many (it stopped the stage when fewer than 8 of 8 were finite); with fewer than
+    MIN_LEFT_OUT, a StageError that names the key to raise. The spread is the finite runs'."""
+    from bayescal.parameters import Parameter, ParameterSpace
+    from bayescal.workflows.context import StageError
+    from bayescal.workflows.global_.stages import MIN_LEFT_OUT, _left_out_spread
+
+    class Ctx:
+        seed = 3
+        executor = None
+        simulator = None
+
+        def __init__(self, sim, n):
+            self.simulator = sim
+            self.config = {"posterior": {"left_out_runs": n}, "design": {"batch_size": 4}}
+
+        def left_out_space(self):
+            return ParameterSpace([Parameter(n, 0.5, 0.0, 1.0) for n in "abc"])
+
+        def observed(self):
+            return np.zeros(3), np.ones(3)
+
+        def run_members(self, sim, theta, store, **kw):
+            run_ensemble(sim, np.asarray(theta), store, batch_size=kw["batch_size"], progress=False)
+
+        def run_dataset_vars(self):
+            return None
+
+        def summaries(self, ens):
+            return ens["y"].values[:, :3]
+
+        def say(self, msg):
+            pass
+
+    ctx = Ctx(ToySimulator(nan_above=0.7), 8)
+    with pytest.warns(UserWarning, match=r"of 8 left-out runs failed .* estimated from [5-7]: raise "
+                                         "posterior.left_out_runs"):
+        sd = _left_out_spread(ctx, tmp_path / "a")
+    ens = EnsembleStore(tmp_path / "a").load()
+    finite = np.isfinite(ens["y"].values[:, :3]).all(1)
+    assert MIN_LEFT_OUT <= finite.sum() < 8
+    np.testing.assert_allclose(sd, ens["y"].values[finite, :3].std(0, ddof=1))
+    with pytest.raises(StageError, match=r"only [0-4] of 8 left-out runs finished with finite summaries .* "
+                                         "need >= 5: raise posterior.left_out_runs"):
+        _left_out_spread(Ctx(ToySimulator(nan_above=0.3), 8), tmp_path / "b")

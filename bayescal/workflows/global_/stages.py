@@ -8,6 +8,7 @@ space, the twin observations and the likelihood summaries.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["run_design", "run_emulate", "run_equifinality", "run_optimize",
            "run_posterior", "run_report", "run_screen"]
+
+#: the fewest left-out runs with finite summaries whose spread the likelihood takes (of
+#: ``posterior.left_out_runs``, at least 8)
+MIN_LEFT_OUT = 5
 
 
 def run_screen(ctx: GlobalContext) -> None:
@@ -253,14 +258,16 @@ def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
                     executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = np.flatnonzero(ens["status"].values == "done")
-    if done.size < 8:
-        raise StageError(f"only {done.size} of {n} left-out runs finished in {store}; need >= 8 "
-                            "to estimate their spread (or set posterior.left_out = 'fix')")
-    y = ctx.summaries(ens.isel(member=done))
+    y = ctx.summaries(ens.isel(member=done)) if done.size else np.zeros((0, n_obs))
     y = y[np.isfinite(y).all(axis=1)]
-    if y.shape[0] < 8:
-        raise StageError(f"only {y.shape[0]} of {n} left-out runs have finite summaries in {store}; "
-                            "need >= 8 (or set posterior.left_out = 'fix')")
+    if y.shape[0] < MIN_LEFT_OUT:  # a spread of fewer is no estimate
+        raise StageError(f"only {y.shape[0]} of {n} left-out runs finished with finite summaries in {store} "
+                         f"({done.size} finished; the others' reasons are in their member files); need >= "
+                         f"{MIN_LEFT_OUT}: raise posterior.left_out_runs, or set posterior.left_out = 'fix'")
+    if y.shape[0] < n:  # a run that fails or whose summaries are not finite: the spread of the others
+        warnings.warn(f"{n - y.shape[0]} of {n} left-out runs failed or gave summaries that are not finite "
+                      f"(posterior/left_out); their spread is estimated from {y.shape[0]}: raise "
+                      "posterior.left_out_runs for a steadier one", UserWarning, stacklevel=2)
     sd = y.std(axis=0, ddof=1)
     ctx.say(f"  {left.n_free} values left out of the calibration; over their prior the summaries "
               f"spread by a median {np.median(sd / ctx.observed()[1]):.2f} sigma ({y.shape[0]} runs)")
