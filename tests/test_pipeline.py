@@ -138,6 +138,38 @@ def test_unreadable_configs_are_named_errors_not_tracebacks(tmp_path, capsys):
         assert "configuration error" in err and "Traceback" not in err
 
 
+def test_a_partial_parameters_file_narrows_the_embedded_models_space(tmp_path):
+    """As for DALEC and a python model: a file of the values it changes (``[parameters.gamma_w]
+    upper = 1.0``) narrows them and keeps every other value of the built-in space; widening is a
+    named error; the whole space written out (``to_toml``) may widen, as before."""
+    from bayescal.models.landcarbon import default_parameter_space
+    from bayescal.parameters import ParameterSpace
+    from bayescal.workflows.validate import model_space
+
+    builtin = default_parameter_space()
+    (tmp_path / "narrow.toml").write_text("[parameters.gamma_w]\nupper = 1.0\ndefault = 0.5\n")
+    (tmp_path / "wide.toml").write_text("[parameters.gamma_w]\nupper = 3.0\n")
+    whole = builtin.to_dict()
+    whole["parameters"]["gamma_w"]["upper"] = 3.0
+    ParameterSpace.from_dict(whole).to_toml(tmp_path / "whole.toml")
+
+    def space(name):
+        cfg = {"run": {"output": str(tmp_path / "run")}, "model": {"parameters_file": str(tmp_path / name)}}
+        return model_space(validate_config(cfg))
+
+    narrow = space("narrow.toml")
+    assert narrow.all_labels == builtin.all_labels
+    k = narrow.all_labels.index("gamma_w")
+    got = (narrow.all_upper[k], narrow.all_default[k], narrow.all_lower[k])
+    assert got == (1.0, 0.5, builtin.all_lower[k])
+    others = np.arange(len(builtin.all_labels)) != k
+    np.testing.assert_array_equal(narrow.all_upper[others], builtin.all_upper[others])
+    with pytest.raises(ConfigError, match=r"wide.toml: gamma_w's bounds \[0, 3\] leave the embedded model's "
+                                          r"range \[0, 1.5\] .* can narrow the bounds, not widen them"):
+        space("wide.toml")
+    assert space("whole.toml").all_upper[k] == 3.0
+
+
 def test_twin_truth_drawn_from_the_prior_is_uniform_on_the_calibrated_values_only():
     """``observations.truth_from_prior``: each calibrated value's truth is a uniform draw on its
     unit cube (what simulation-based calibration assumes), reproducible from ``twin_seed``; the

@@ -239,13 +239,29 @@ def model_space(cfg: dict):
         return merged_space(m, dalec_parameter_space(m["dalec_type"]), f"DALEC-{m['dalec_type']}", "DALEC")
     if m["parameters_file"] and m["kind"] == "python":
         return merged_space(m, python_model(m).space, f"the model {m['entry_point']!r}", "the model")
-    if m["parameters_file"]:
+    embedded = m["kind"] == "global"
+    if m["parameters_file"] and embedded and not _lists_every_value(m, default_parameter_space()):
+        return merged_space(m, default_parameter_space(), "the embedded global model", "the embedded model")
+    if m["parameters_file"]:  # the whole space: an external program's, or the embedded model's written out
         return file_space(m)
     if m["kind"] == "dalec":
         return dalec_parameter_space(m["dalec_type"])
     if m["kind"] == "python":
         return python_model(m).space
     return default_parameter_space()
+
+
+def _lists_every_value(m: dict, builtin) -> bool:
+    """Whether ``model.parameters_file`` names every value of ``builtin`` (the whole space, as
+    ``ParameterSpace.to_toml`` writes it: bounds may widen) or only some (those it changes:
+    narrowed, :func:`~bayescal.workflows.space_file.merged_space`)."""
+    import tomllib
+
+    try:
+        given = tomllib.loads(Path(m["parameters_file"]).read_text()).get("parameters") or {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True  # file_space names the problem
+    return isinstance(given, dict) and set(builtin.names) <= set(given)
 
 
 def load_config(path: str | Path, model=None) -> dict[str, Any]:
