@@ -143,7 +143,7 @@ def _check(args: argparse.Namespace) -> int:
     be reused or rerun in the run directory, its model runs and a rough time on this machine)."""
     cfg = load_config(args.config)
     pipe = _context(args, cfg, progress=False)
-    state = check_run_dir(pipe.run_dir)
+    state = check_run_dir(pipe.run_dir, pipe.workflow.name)
     one = per_run = None
     if not args.no_model_run:
         one, per_run = _check_model(args, cfg, pipe)

@@ -610,6 +610,24 @@ def test_output_that_is_empty_or_a_file_is_a_named_config_error(tmp_path, capsys
     assert main(["run", str(cfg), "--quiet", "--run-dir", str(tmp_path / "afile")]) == 2
 
 
+def test_a_run_directory_of_another_workflow_is_refused(tmp_path, capsys):
+    """A site config pointed at a global run's folder (its marker says so) is refused by name
+    before anything is written: the two runs' stages and reports would mix."""
+    from bayescal.workflow.rundir_guard import check_run_dir, claim_run_dir
+
+    run = tmp_path / "run"
+    claim_run_dir(run, "global", ("screen", "report"))
+    marker = (run / MARKER).read_text()
+    with pytest.raises(RunDirRefused, match=r"holds a run of the global workflow; this config runs the site "
+                                            r"workflow: set '\[run\] output' \(or --run-dir\) to a folder"):
+        check_run_dir(run, "site")
+    assert check_run_dir(run, "global") == check_run_dir(run) == "owned"
+    cfg = _site_config(tmp_path)
+    assert main(["run", str(cfg), "--quiet"]) == 2 and main(["check", str(cfg), "--no-model-run"]) == 2
+    assert "holds a run of the global workflow" in capsys.readouterr().err
+    assert (run / MARKER).read_text() == marker and sorted(p.name for p in run.iterdir()) == [MARKER]
+
+
 def _read_only_outputs(tmp_path: Path) -> list[Path]:
     """Run directories no process here may create: in a folder without write permission (root
     ignores that), and in /sys, which refuses every new folder (root included)."""

@@ -31,8 +31,9 @@ def _is_legacy_run_dir(path: Path) -> bool:
     return all((path / name).is_file() for name in _LEGACY)
 
 
-def check_run_dir(path: str | Path) -> str:
-    """What :func:`claim_run_dir` would do with ``path``, without writing anything.
+def check_run_dir(path: str | Path, workflow: str | None = None) -> str:
+    """What :func:`claim_run_dir` would do with ``path``, without writing anything; ``workflow``:
+    the name of the workflow that would run there.
 
     Returns
     -------
@@ -43,7 +44,8 @@ def check_run_dir(path: str | Path) -> str:
     Raises
     ------
     RunDirRefused
-        ``path`` is a file, or a non-empty directory bayescal did not create.
+        ``path`` is a file, a non-empty directory bayescal did not create, or one that holds the
+        run of another workflow (its stages and the report would mix two runs).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -59,6 +61,11 @@ def check_run_dir(path: str | Path) -> str:
     if not path.exists() or not any(path.iterdir()):
         return "new"
     if (path / MARKER).exists():
+        other = (read_json_record(path / MARKER, set_aside=False) or {}).get("workflow")
+        if workflow is not None and other not in (None, workflow):
+            raise RunDirRefused(f"run directory {path} holds a run of the {other} workflow; this config "
+                                f"runs the {workflow} workflow: set '[run] output' (or --run-dir) to a "
+                                "folder of its own (two workflows' stages in one folder would mix two runs)")
         return "owned"
     if _is_legacy_run_dir(path):
         return "legacy"
@@ -93,7 +100,7 @@ def claim_run_dir(path: str | Path, workflow: str, stages: tuple[str, ...]) -> P
         See :func:`check_run_dir`; nothing is written then.
     """
     path = Path(path)
-    check_run_dir(path)
+    check_run_dir(path, workflow)
     try:  # access() can pass where the file system still refuses (root on a read-only mount, /sys)
         path.mkdir(parents=True, exist_ok=True)
         old = read_json_record(path / MARKER) or {}
