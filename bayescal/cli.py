@@ -162,14 +162,15 @@ def _check(args: argparse.Namespace) -> int:
                   f"{_in_years(p, cfg)}, in {p.units}{conv}")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
-    print(f"run directory: {pipe.run_dir} ({owner})\nstages:")
+    print(f"run directory: {pipe.run_dir.resolve()} ({owner})\nstages:")
     for st in pipe.plan():
         runs = ""
         if st.expected_runs and st.status != "reuse":
             runs = f"; model runs: {st.expected_runs}"
             if st.kept:  # the rerun keeps these stores' finished runs: fewer are made
                 kept = ", ".join(st.kept)
-                runs = f"; model runs: up to {st.expected_runs}, the finished ones in {kept} kept"
+                up = "" if str(st.expected_runs).startswith(("<=", "up to")) else "up to "
+                runs = f"; model runs: {up}{st.expected_runs}, the finished ones in {kept} kept"
             if st.finished_runs:  # a resumed stage: those its stopped runs finished are kept
                 runs = f"; model runs: {st.expected_runs}, {st.finished_runs} of them finished and kept"
             rough = _rough_runs(st.expected_runs)

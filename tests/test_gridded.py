@@ -234,6 +234,13 @@ def test_extra_dimension_and_wrong_units_are_named_errors(tmp_path):
     assert p.data.values[0, 0] == pytest.approx(2.501e6)
     with pytest.raises(ReaderError, match="cannot convert 'kg m-2 s-1'"):
         read_netcdf_product(f, "et", nc_variable="evspsbl", units="gC m-2 d-1", **kw)
+    # months counted in a noleap calendar (CF allows them in 360_day only): what to write instead
+    months = ds[["hfls"]].assign_coords(time=("time", [0.5, 1.5], {"units": "months since 2001-01-01",
+                                                                   "calendar": "noleap"}))
+    months.to_netcdf(tmp_path / "m.nc")
+    with pytest.raises(ReaderError, match=r"m.nc: its time units 'months since 2001-01-01' cannot be decoded "
+                                          r"for its calendar .* write time as 'days since \.\.\.'"):
+        read_netcdf_product(tmp_path / "m.nc", "hfls", units="W m-2", **kw)
 
 
 def test_regridding_weights_are_sparse_at_0p05_degrees():

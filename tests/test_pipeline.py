@@ -96,6 +96,21 @@ def test_config_errors_each_kind(tmp_path):
     bad("posterior", "left_out", "ignore", "posterior.left_out")
     bad("posterior", "left_out_runs", 4, "posterior.left_out_runs")
     bad("posterior", "max_steps", 100, "posterior.max_steps")
+    (tmp_path / "spaces").mkdir()
+    bad("model", "parameters_file", "spaces", r"'model.parameters_file': .*spaces is a folder, not a file")
+    products = [{"variable": "GPP", "format": "netcdf", "file": str(tmp_path / "spaces"),
+                 "relative_sigma": 0.1}]
+    r = json.loads(json.dumps(raw))
+    r["observations"].update(twin=False, products=products, variables=["gpp"])
+    r["observations"].pop("truth", None)
+    with pytest.raises(ConfigError, match=r"'observations.products\[0\].file': .*spaces is a folder"):
+        validate_config(r, base=tmp_path)
+    (tmp_path / "gpp.nc").write_text("")
+    products[0]["file"] = str(tmp_path / "gpp.nc")
+    r["observations"].update(products=products, variables=["GPP"])
+    with pytest.raises(ConfigError, match=r"products\[0\].variable': the embedded model has no variable "
+                                          r"'GPP' \(with units\); did you mean 'gpp'\?; it has \["):
+        validate_config(r, base=tmp_path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
     (tmp_path / "broken.toml").write_text("[run\nname = 1")

@@ -44,6 +44,11 @@ def open_product(path: Path, where: str) -> xr.Dataset:
         why = str(err).splitlines()[0]
         if "did not find a match" in why:  # xarray's list of engines and links: not for this reader
             why = "neither netCDF-4 (HDF5) nor netCDF-3 classic"
+        if "unable to decode time units" in why:  # xarray's hint (decode_times=False) is not the user's
+            units = why.split("units", 1)[1].split("with", 1)[0].strip(" '\"")
+            raise ReaderError(f"{where}: its time units {units!r} cannot be decoded for its calendar (CF "
+                              "counts months and years only in the 360_day calendar); write time as 'days "
+                              "since ...' (cftime's date2num gives them for any calendar)") from None
         raise ReaderError(f"{where}: not a readable netCDF file ({why})") from None
 
 

@@ -242,6 +242,8 @@ def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
             path = base / path
         if not path.exists():
             raise ConfigError(f"'model.parameters_file': file not found: {path}")
+        if path.is_dir():
+            raise ConfigError(f"'model.parameters_file': {path} is a folder, not a file; give the TOML file")
         m["parameters_file"] = str(path)
 
 
@@ -378,7 +380,8 @@ def did_you_mean(name: str, known) -> str:
     """"; did you mean ...?" with the known names closest to a misspelt one ("" if none is)."""
     import difflib
 
-    close = difflib.get_close_matches(name, sorted(map(str, known)), n=3, cutoff=0.6)
+    lower = {str(k).lower(): str(k) for k in sorted(map(str, known), reverse=True)}  # case aside: GPP, gpp
+    close = [lower[c] for c in difflib.get_close_matches(str(name).lower(), sorted(lower), n=3, cutoff=0.6)]
     return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 

@@ -271,7 +271,10 @@ def read_gridded_products(cfg: dict, cells, months, units: dict[str, str] | None
         key = f"observations.products[{i}]"
         if spec["variable"] not in units:
             whose = "the embedded model has" if embedded else "your model's output at its defaults has"
-            raise ConfigError(f"'{key}.variable': {whose} no variable {spec['variable']!r} (with units)")
+            from bayescal.workflows.config import did_you_mean
+
+            raise ConfigError(f"'{key}.variable': {whose} no variable {spec['variable']!r} (with units)"
+                              f"{did_you_mean(spec['variable'], units)}; it has {sorted(units)}")
         opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file", "units")}
         opts["file_units"] = spec.get("units")  # the file's units (the reader's ``units`` are the model's)
         try:
