@@ -769,6 +769,11 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
 
     table = summary_table(recs).splitlines()  # the results' totals, and this invocation's
     assert [row.split()[0] for row in table[-2:]] == ["total", "ran"] and table[-1].split()[-1] == "1"
+    from bayescal.workflow.rundir import StageRecord
+
+    resumed = summary_table([StageRecord("b", "ran", 1.0, 0.1, 201, earlier_runs=100)]).splitlines()
+    assert resumed[-2].split()[-1] == "201" and resumed[-1].split()[:2] == ["ran", "now"]
+    assert resumed[-1].split()[-1] == "101"  # this invocation's runs: not the stopped one's
     cfg["b"]["y"] = 2  # b reruns; its store depends on a.x only: kept, and its runs are the record's
     recs = Engine(_toy_workflow(fail), _Context(cfg, tmp_path / "run")).run()
     assert [(r.status, r.runs) for r in recs] == [("reused", 0), ("ran", 0)]  # (not an EnsembleStore)

@@ -77,15 +77,17 @@ def _files_since(stage_dir: Path, since: float) -> int:
 def summary_table(records: list[StageRecord]) -> str:
     """Per-stage table: status, wall time, peak memory, model runs (a reused stage's as its
     record says, a resumed one's over its invocations); the totals of the results, and of this
-    invocation's stages when some were reused."""
+    invocation's stages and runs when some were reused or resumed."""
     lines = [f"{'stage':15s} {'status':7s} {'wall s':>8s} {'peak GiB':>9s} {'runs':>6s}"]
     for r in records:
         lines.append(f"{r.name:15s} {r.status:7s} {r.wall:8.1f} {r.peak_rss_gib:9.2f} {r.runs:6d}")
     ran = [r for r in records if r.status == "ran"]
-    for label, rows in (("total", records), ("ran now", ran if len(ran) < len(records) else [])):
+    now = ran if len(ran) < len(records) or any(r.earlier_runs for r in ran) else []
+    for label, rows, runs in (("total", records, sum(r.runs for r in records)),
+                              ("ran now", now, sum(r.runs - r.earlier_runs for r in now))):
         if rows:
             lines.append(f"{label:15s} {'':7s} {sum(r.wall for r in rows):8.1f} "
-                         f"{max(r.peak_rss_gib for r in rows):9.2f} {sum(r.runs for r in rows):6d}")
+                         f"{max(r.peak_rss_gib for r in rows):9.2f} {runs:6d}")
     return "\n".join(lines)
 
 
@@ -327,7 +329,8 @@ class Engine:
         else:  # runs in other processes: the member files its stores gained, and the stage's count
             runs = _files_since(folder, started_at) + max(0, _counted_runs(folder) - counted0)
         runs += kept
-        rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs, reused)
+        rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs, reused,
+                          earlier_runs=kept)
         write_json_atomic(folder / "stage.json", {
             "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
             "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),

@@ -144,6 +144,7 @@ class StageRecord:
     runs: int = 0
     warnings: list[str] | None = None
     kept_runs: int = 0  # its stores' runs made by a run of other inputs (not counted in ``runs``)
+    earlier_runs: int = 0  # of ``runs``, those a stopped invocation of this same run made (resumed)
 
 
 class RunDir:

@@ -224,7 +224,11 @@ def run_design(ctx: GlobalContext) -> None:
         },
         coords={"parameter": space.labels},
     ).to_netcdf(out / "training.nc")
-    ctx.say(f"  {ok.sum()} of {len(u)} runs finished; best misfit {np.nanmin(misfit):.4g}")
+    from bayescal.run.ensemble import count_reasons, describe_failures
+
+    why = count_reasons(str(r) for r in reason[status != "done"])
+    failed = f" ({describe_failures(why, most=3)}: design/training.nc)" if why else ""
+    ctx.say(f"  {ok.sum()} of {len(u)} runs usable{failed}; best misfit {np.nanmin(misfit):.4g}")
 
 
 def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path) -> np.ndarray:
