@@ -123,12 +123,14 @@ def _check_model(args: argparse.Namespace, cfg: dict, pipe) -> tuple[float, floa
             raise ModelOutputError(f"{args.config}: {err}") from None
         try:
             per_run = pipe.seconds_per_member()
+            # a quick model's stored runs cost the runner's files more than the model: timed too
+            stored = pipe.seconds_per_stored_member() if per_run < 0.5 else per_run
         except ModelOutputError as err:  # the timing's batch: as the runner and the chains call it
             kind = cfg["model"]["kind"]
             raise ModelOutputError(f"{args.config}: model ({kind}) given a batch of 32 parameter "
                                    f"vectors, as the runner and the chains give it: {err}") from None
         ok = True
-        return one, per_run
+        return one, per_run, max(per_run, stored)
     finally:
         if ok or not any(tmp.glob("run_*")):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -144,9 +146,9 @@ def _check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     pipe = _context(args, cfg, progress=False)
     state = check_run_dir(pipe.run_dir, pipe.workflow.name)
-    one = per_run = None
+    one = per_run = stored = None
     if not args.no_model_run:
-        one, per_run = _check_model(args, cfg, pipe)
+        one, per_run, stored = _check_model(args, cfg, pipe)
     print(f"{args.config}: valid")
     if cfg["model"]["kind"] == "dalec":
         from bayescal.report.site import describe_model
@@ -155,6 +157,8 @@ def _check(args: argparse.Namespace) -> int:
     if per_run is not None:
         batch = f" ({per_run * 1e3:.2g} ms per run in a batch of 32)" if per_run < one / 2 else ""
         print(f"model: one run at the defaults took {one:.3g} s{batch} and follows the contract")
+        if stored > 1.5 * per_run:
+            print(f"runner: {stored * 1e3:.2g} ms per run stored (the model's time and its file's)")
         for p in pipe.checked_products():
             have = p.data.attrs.get("file_units", p.units)
             conv = f" (the file's {have}, converted)" if have != p.units else ""
@@ -163,6 +167,13 @@ def _check(args: argparse.Namespace) -> int:
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     print(f"run directory: {pipe.run_dir.resolve()} ({owner})\nstages:")
+    _print_plan(pipe, per_run, stored)
+    return 0
+
+
+def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
+    """Each stage: what running it would do (reuse, resume, rerun and why), its model runs and
+    their rough time (at ``stored`` per run for a stage whose runs go into its stores)."""
     for st in pipe.plan():
         runs = ""
         if st.expected_runs and st.status != "reuse":
@@ -178,10 +189,13 @@ def _check(args: argparse.Namespace) -> int:
             if rough is not None and st.finished_runs:
                 rough = tuple(max(0, n - st.finished_runs) for n in rough)
             if per_run is not None and rough is not None and rough[1] > 0:
-                lo, hi = (_duration(n * per_run) for n in rough)
+                # the site workflow's search and chains run the model in memory (counted, not stored)
+                keeps = pipe.workflow.name != "site" and stored > per_run
+                lo, hi = (_duration(n * (stored if keeps else per_run)) for n in rough)
                 single = lo == hi or rough[0] == 0
                 span = f"up to ~{hi}" if single else f"~{lo} to {hi}"
-                runs += f" ({span} of model time at that rate, {_where(pipe.config['run'])})"
+                what = "model and runner time" if keeps else "model time"
+                runs += f" ({span} of {what} at that rate, {_where(pipe.config['run'])})"
         damaged = [c for c in st.changed if c.startswith("damaged file ")]
         changed = [c for c in st.changed if c not in damaged]
         more = " ..." if len(changed) > 4 else ""
@@ -189,7 +203,6 @@ def _check(args: argparse.Namespace) -> int:
         why = f" ({'; '.join(parts)})" if parts else ""
         print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
         print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
-    return 0
 
 
 def _in_years(product, cfg: dict) -> str:

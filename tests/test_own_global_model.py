@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import textwrap
 
 import cftime
@@ -297,6 +298,10 @@ def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
     out = capsys.readouterr().out
     assert "follows the contract" in out and "workflow: global" in out
     assert "product 'gpp' of gpp: " in out and "in g m-2 d-1 (the file's kg m-2 s-1, converted)" in out
+    assert re.search(r"design +run \(new\); model runs: \d+ \(up to ~\S+ (ms|s|min) of model "
+                     r"(and runner )?time", out)
+    run = path.parent / "run"
+    assert not run.exists()  # the check's timed runs went to a folder of their own, and are gone
     capsys.readouterr()
     assert main(["run", str(path), "--quiet"]) == 0
     run = path.parent / "run"

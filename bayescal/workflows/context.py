@@ -228,6 +228,25 @@ class Context:
         default = np.asarray(self.full_space.all_default, dtype=float)[None]
         return seconds_per_member(self.model, default, self.model_check()["seconds"])
 
+    def seconds_per_stored_member(self, n: int = 8) -> float:
+        """Seconds per member of ``n`` runs at the defaults through the runner into a store of
+        their own (the model's time and the runner's: each member's file and status), for
+        ``bayescal check``'s estimates of the stages whose runs are stored; in a temporary folder."""
+        import tempfile
+        import time
+
+        from bayescal.run.ensemble import run_ensemble
+
+        if self._external():  # each member its own program run: the model's time is the runner's
+            return self.seconds_per_member()
+        theta = np.repeat(np.asarray(self.full_space.all_default, dtype=float)[None], n, axis=0)
+        keep = self.run_dataset_vars() if hasattr(self, "run_dataset_vars") else None
+        with tempfile.TemporaryDirectory(prefix="bayescal-check-") as tmp:
+            t0 = time.perf_counter()
+            run_ensemble(self.model, self.full_space.to_dataarray(theta, full=True), Path(tmp) / "store",
+                         batch_size=n, progress=False, keep=keep)
+            return (time.perf_counter() - t0) / n
+
     def _external(self) -> bool:
         return not self._given and self.config.get("model", {}).get("kind") == "external"
 
