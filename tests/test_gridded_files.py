@@ -172,20 +172,25 @@ def test_product_config_mistakes_are_named_before_any_file_is_read(tmp_path):
     assert load_config(implicit)["observations"]["twin"] is False
 
 
-def test_a_parameters_file_without_a_family_the_model_needs(tmp_path):
+def test_a_parameters_file_without_a_family_keeps_the_models_own(tmp_path):
+    """A parameters file of the embedded model that leaves out a family (gamma_w) is a file of
+    the values it changes: gamma_w keeps the built-in bounds and default (as DALEC's and a python
+    model's files do); before, it was refused as a whole space that lacked a family."""
     from bayescal.models.landcarbon import default_parameter_space
+    from bayescal.parameters import ParameterSpace
+    from bayescal.workflows.validate import model_space
 
     space = default_parameter_space()
     table = space.to_dict()
     del table["parameters"]["gamma_w"]
-    from bayescal.parameters import ParameterSpace
-
+    table["parameters"]["beta2"]["lower"] = 0.85  # narrowed (from 0.8)
     ParameterSpace.from_dict(table).to_toml(tmp_path / "params.toml")
     file = tmp_path / "params.toml"
     text = TINY.read_text().replace("[model]\n", f'[model]\nparameters_file = "{file}"\n', 1)
     (tmp_path / "c.toml").write_text(text.replace('output = "runs/tiny"', f'output = "{tmp_path / "run"}"'))
-    with pytest.raises(ConfigError, match=r"parameters_file.*needs the parameter families \['gamma_w'\]"):
-        load_config(tmp_path / "c.toml")
+    mine = model_space(load_config(tmp_path / "c.toml"))
+    assert mine.all_labels == space.all_labels and mine["gamma_w"] == space["gamma_w"]
+    assert float(mine["beta2"].lower[0]) == 0.85 and mine["beta2"].upper == space["beta2"].upper
     assert Path(tmp_path / "run").exists() is False
 
 
