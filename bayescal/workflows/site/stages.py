@@ -321,19 +321,22 @@ def _count_across_invocations(values, path: Path) -> Callable[[], None]:
     return lambda: save(values, now=True)
 
 
+def _chain_steps(chain) -> int:
+    """The steps an emcee HDF5 chain holds (0: none, or unreadable: the sampler starts afresh)."""
+    import emcee
+
+    try:
+        return int(emcee.backends.HDFBackend(str(chain), read_only=True).iteration) if chain.exists() else 0
+    except (KeyError, AttributeError, OSError, ValueError):
+        return 0
+
+
 def _say_rounds_resumed(ctx: SiteContext, chains) -> None:
     """One line when a stopped emulator route is continued: the rounds' chains it holds (their
     rounds' model runs are in their stores)."""
-    import emcee
-
-    held = []
     order = lambda f: (f.stem == "round_final", len(f.stem), f.stem)  # noqa: E731 - round2 before round10
-    for chain in sorted(chains.glob("round*.h5"), key=order):
-        try:
-            steps = int(emcee.backends.HDFBackend(str(chain), read_only=True).iteration)
-        except (KeyError, AttributeError, OSError, ValueError):  # unreadable: that chain starts afresh
-            continue
-        held += [f"{chain.stem} {steps} steps"] if steps else []
+    steps = {f.stem: _chain_steps(f) for f in sorted(chains.glob("round*.h5"), key=order)}
+    held = [f"{name} {n} steps" for name, n in steps.items() if n]
     if held:
         ctx.say(f"  resumed: the chains of a stopped run are continued ({', '.join(held)}); the rounds' "
                 "model runs are in their stores")
@@ -342,14 +345,7 @@ def _say_rounds_resumed(ctx: SiteContext, chains) -> None:
 def _say_resumed(ctx: SiteContext, chain) -> int:
     """One line when a stopped run's chain is continued (its steps are in ``chain``); the step
     it continues from (0: a new chain)."""
-    if not chain.exists():
-        return 0
-    try:
-        import emcee
-
-        steps = int(emcee.backends.HDFBackend(str(chain), read_only=True).iteration)
-    except (KeyError, AttributeError, OSError, ValueError):  # unreadable: the sampler starts afresh
-        return 0
+    steps = _chain_steps(chain)
     if steps:
         ctx.say(f"  chain resumed at step {steps} ({chain.name} holds a stopped run's steps)")
     return steps
