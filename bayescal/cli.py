@@ -189,8 +189,7 @@ def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
             if rough is not None and st.finished_runs:
                 rough = tuple(max(0, n - st.finished_runs) for n in rough)
             if per_run is not None and rough is not None and rough[1] > 0:
-                # the site workflow's search and chains run the model in memory (counted, not stored)
-                keeps = pipe.workflow.name != "site" and stored > per_run
+                keeps = _stored_runs(pipe, st.name) and stored > per_run
                 lo, hi = (_duration(n * (stored if keeps else per_run)) for n in rough)
                 single = lo == hi or rough[0] == 0
                 span = f"up to ~{hi}" if single else f"~{lo} to {hi}"
@@ -203,6 +202,13 @@ def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
         why = f" ({'; '.join(parts)})" if parts else ""
         print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
         print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
+
+
+def _stored_runs(pipe, stage: str) -> bool:
+    """Whether a stage's model runs go through the runner's store (each a file): all but the site
+    direct route's search and chain, which run the model in memory (counted, not stored)."""
+    direct = pipe.config.get("posterior", {}).get("route") == "direct"
+    return pipe.workflow.name != "site" or stage == "propagate" or not direct
 
 
 def _in_years(product, cfg: dict) -> str:

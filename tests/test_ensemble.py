@@ -401,7 +401,12 @@ def test_a_run_directory_counts_each_stages_failed_runs_by_reason_for_the_report
                           "spin-up: runaway LAI 16.2 > 15.0 for CROP-C4 in cell 9",
                           "exit code 1: /scratch/run_3fa2b1c9d0e1/out.nc missing",
                           "exit code 1: /scratch/run_77aa01bc92e0/out.nc missing"]) == \
-        {"spin-up: runaway LAI 16.2-18.9 > 15.0 for CROP-C4": 2, "exit code 1: … missing": 2}
+        {"spin-up: runaway LAI 16.2 to 18.9 > 15.0 for CROP-C4": 2, "exit code 1: … missing": 2}
+    # a reason with a "…" of its own is counted apart, not a crash; signs are the numbers'
+    assert count_reasons(["exit code 1: value … too big", "exit code 1: value 2.5 too big",
+                          "T -3.5 K out of range", "T -40.2 K out of range"]) == \
+        {"exit code 1: value … too big": 1, "exit code 1: value 2.5 too big": 1,
+         "T -40.2 to -3.5 K out of range": 2}
     table = failed_runs_section(RunDir(tmp_path))
     assert f"<td>design</td><td>40</td><td>{expected[0].sum()}</td>" in table
 

@@ -960,3 +960,45 @@ def test_a_partial_dalec_parameters_file_reaches_the_model(tmp_path):
     space = ctx.model.space
     assert (space["p2"].lower[0], space["p2"].upper[0]) == (0.3, 0.6) and "lma" in space.labels
     assert "lma" not in space.fixed and space.fixed == {"nit": 2.0}
+
+
+def _monthly_csv(tmp_path, a=2.5, b=-0.4) -> Path:
+    """The toy site's monthly means (2001-2003), stamped mid-month, sigma 0.1."""
+    from bayescal.testing import toy_site_series
+
+    t = pd.date_range("2001-01-01", "2003-12-31", freq="D")
+    y = pd.Series(toy_site_series(np.array([a]), np.array([b]), t.values)[0], index=t).resample("MS").mean()
+    path = tmp_path / "nee_monthly.csv"
+    pd.DataFrame({"time": (y.index + pd.Timedelta(days=14)).strftime("%Y-%m-%d"), "value": y.values,
+                  "sigma": 0.1}).to_csv(path, index=False)
+    return path
+
+
+def test_a_site_run_with_monthly_products_validates_on_the_daily_one(tmp_path):
+    """A monthly product beside a daily one: the propagation validates day by day on the daily
+    product with that product's error model, whichever comes first; with the monthly product
+    alone every stage still runs (the bands are drawn, no day is observed) and the posterior
+    recovers the twin's amplitude from the monthly means."""
+    from bayescal.workflows import make_context
+    from bayescal.workflows.site.stages import _observed_full
+
+    model = 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"'
+    monthly = (f'[[observations.products]]\nvariable = "nee"\nformat = "csv"\n'
+               f'file = "{_monthly_csv(tmp_path)}"\nunits = "gC m-2 d-1"\nperiod = "month"\n'
+               'name = "monthly"\n')
+    path = _site_toml(tmp_path, model, n_draws=8)
+    daily = path.read_text()
+    first = daily.replace("[[observations.products]]", monthly + "[[observations.products]]", 1)
+    for text in (daily.replace("[posterior]", monthly + "[posterior]"), first):
+        path.write_text(text)
+        ctx = make_context(load_config(path), tmp_path / "run", progress=False)
+        assert _observed_full(ctx)["nee"].attrs["product"] == "nee"  # the daily CSV's name
+    start, end = daily.index("[[observations.products]]"), daily.index("[posterior]")
+    path.write_text(daily[:start] + monthly + daily[end:])
+    assert [p["name"] for p in load_config(path)["observations"]["products"]] == ["monthly"]
+    assert main(["run", str(path), "--quiet", "--run-dir", str(tmp_path / "only")]) == 0
+    summary = json.loads((tmp_path / "only" / "propagate" / "summary.json").read_text())
+    assert summary["nee"]["validation_observed_days"] == 0
+    assert (tmp_path / "only" / "report.html").exists()
+    a = _posterior(tmp_path / "only")[:, 0]
+    assert abs(np.median(a) - 2.5) < 0.15

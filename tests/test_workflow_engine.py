@@ -1005,3 +1005,25 @@ def test_checks_time_estimate_names_where_the_runs_go():
     assert _where({"workers": 0, "scheduler": ""}) == "one process"
     assert "4 workers" in _where({"workers": 4, "scheduler": ""})
     assert "cluster" in _where({"workers": 0, "scheduler": "slurm"})
+
+
+#: the main job's stage keys on this version: pinned, so that no change of the code reruns users'
+#: run directories unnoticed (a stage whose keys change redoes its work, its model runs included,
+#: in every run directory made before). A deliberate change (a new version, a stage's revision, a
+#: key it now reads): update these and say in CHANGELOG.md what reruns.
+MAIN_JOB_KEYS = {"screen": "81961fccdbe0ae6a", "optimize": "d36547db0d5fe7ee", "design": "3f6eeb674d767b90",
+                 "emulate": "440f615af29fc8b1", "posterior": "1e2eb7c1b22a2c75",
+                 "equifinality": "55e0f7b565a1a147", "propagate": "9ac2d48fbac02b86",
+                 "report": "1e6cd21040f87838"}
+
+
+def test_the_main_jobs_stage_keys_are_pinned(tmp_path):
+    """The keys of examples/global_twin.toml (no file of a machine's own in them: the same in a
+    clone anywhere), and equal with another ``model.chunk_size`` (how runs are made)."""
+    root = Path(__file__).parent.parent
+    cfg = load_config(root / "examples" / "global_twin.toml")
+    keys = {name: key for name, (key, _) in make_context(cfg, tmp_path / "run").engine.keys().items()}
+    assert keys == MAIN_JOB_KEYS
+    cfg["model"]["chunk_size"] = 7
+    keys = {name: key for name, (key, _) in make_context(cfg, tmp_path / "run").engine.keys().items()}
+    assert keys == MAIN_JOB_KEYS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def read_csv_product(
     sigma_units: str | None = None,
     fill_value: float | None = None,
     name: str | None = None,
-    period: str = "day",
+    period: str | None = None,
     key: str = "",
 ) -> Product:
     """A product from a CSV file with columns ``time`` (ISO dates, or ISO times within the day,
@@ -109,7 +110,7 @@ def read_csv_product(
     on a day with a value is an error naming the day; every sigma must be > 0 after the floor
     (``sigma_floor``, in ``units``).
 
-    ``period`` is what a value stands for: the mean of its ``"day"`` (default), or of the
+    ``period`` is what a value stands for: the mean of its ``"day"`` (None, the default), or of the
     ``"week"``, ``"month"`` or ``"year"`` holding its date (an annual GPP, a monthly product):
     one value per period, compared with the model's mean over all the period's days. A daily
     product whose values are a month or more apart is warned of (each value is compared with the
@@ -117,6 +118,7 @@ def read_csv_product(
     """
     path = data_path(path)
     where = _where(path, key)
+    period = "day" if period is None else period  # None: not written into a config (its stage keys)
     if period not in PERIODS:
         raise ReaderError(f"{where}: period must be one of {list(PERIODS)}, got {period!r}")
     df = _read_csv(path, where, "a CSV file")
@@ -124,7 +126,8 @@ def read_csv_product(
     if missing:
         raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma]; the file has "
                           f"{[str(c) for c in df.columns][:10]}: rename its columns)")
-    other = [str(c) for c in df.columns if c not in ("time", "value", "sigma")]
+    other = [str(c) for c in df.columns if re.search(r"sd|std|unc|err|sig", str(c), re.IGNORECASE)
+             and c not in ("time", "value", "sigma")]  # columns that may be an uncertainty
     unread = f"; its column(s) {other[:5]} are not read: name the uncertainty column sigma" \
         if other and "sigma" not in df else ""
     if unread and relative_sigma is not None:

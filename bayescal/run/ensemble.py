@@ -90,7 +90,7 @@ def reason_group(reason: str) -> str:
 
 
 #: the details of a failure reason that differ between alike members
-_DETAIL = re.compile(r"\S*/\S*|\b[0-9a-f]{8,}\b|\d+\.\d+(e-?\d+)?|\d{3,}")
+_DETAIL = re.compile(r"\S*/\S*|\b[0-9a-f]{8,}\b|-?\d+\.\d+(e-?\d+)?|-?\d{3,}")
 
 
 def _short(reason: str) -> str:
@@ -102,12 +102,12 @@ def count_reasons(reasons: Iterable[str]) -> Counter[str]:
     """Failure reasons counted by :func:`reason_group`, each group named by its reasons' details
     where they tell something: a detail all share as it is, numbers that differ as their range
     ("timeout after 60.0 s" x 3 -> ``{"timeout after 60.0 s": 3}``; runaway LAI 16.2 and 18.9 ->
-    ``"spin-up: runaway LAI 16.2-18.9 > 15.0 for CROP-C4"``), other details (paths) as "…"."""
-    groups: dict[str, tuple[str, list[list[str]]]] = {}
+    ``"spin-up: runaway LAI 16.2 to 18.9 > 15.0 for CROP-C4"``), other details (paths) as "…"."""
+    groups: dict[tuple[str, int], tuple[str, list[list[str]]]] = {}
     for reason in reasons:
         text = _short(reason)
-        _, details = groups.setdefault(reason_group(reason), (text, []))
-        details.append([m.group(0) for m in _DETAIL.finditer(text)])
+        found = [m.group(0) for m in _DETAIL.finditer(text)]  # (a reason with a "…" of its own: apart)
+        groups.setdefault((reason_group(reason), len(found)), (text, []))[1].append(found)
     out: Counter[str] = Counter()
     for first, details in groups.values():
         parts = iter([_detail_range(column) for column in zip(*details, strict=True)])
@@ -124,7 +124,7 @@ def _detail_range(values: tuple[str, ...]) -> str:
     except ValueError:
         return "…"
     low, high = min(numbers), max(numbers)
-    return f"{values[numbers.index(low)]}-{values[numbers.index(high)]}"
+    return f"{values[numbers.index(low)]} to {values[numbers.index(high)]}"
 
 
 def run_batch(

@@ -123,7 +123,9 @@ class Engine:
         """:func:`stage_inputs`, and the identity of a model given to the context instead of the
         config's (``ctx.model_identity()``: its class, source and space), so that a run directory
         of one model never serves another."""
-        inputs = stage_inputs(stage, self.ctx.config, needed)
+        # a context's config_for_keys holds keys of how runs are made (not what they give) fixed
+        config = self.ctx.config_for_keys() if hasattr(self.ctx, "config_for_keys") else self.ctx.config
+        inputs = stage_inputs(stage, config, needed)
         identity = self.ctx.model_identity() if hasattr(self.ctx, "model_identity") else None
         return {**inputs, "model": identity} if identity else inputs
 
@@ -306,36 +308,37 @@ class Engine:
     def _execute(self, stage: Stage, key: str, inputs: dict, finished: dict | None = None) -> StageRecord:
         folder = self.run_dir / stage.name
         t0, runs0, started_at = time.perf_counter(), self.ctx.model_runs(), time.time()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            resumed, reused = self._prepare(stage, key, inputs)
-            counted0 = _counted_runs(folder)
-            kept, reused = _earlier_runs(folder, resumed, reused, counted0, finished)
-            self.ctx.say(f"[{stage.name}] {stage.help}")
-            before = self._outside(stage)
-            with InterruptLatch() as interrupts:
+        # a Ctrl-C Python drops in a finaliser, from the stage's start to its record: raised before it
+        with InterruptLatch() as interrupts:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                resumed, reused = self._prepare(stage, key, inputs)
+                counted0 = _counted_runs(folder)
+                kept, reused = _earlier_runs(folder, resumed, reused, counted0, finished)
+                self.ctx.say(f"[{stage.name}] {stage.help}")
+                before = self._outside(stage)
                 stage.function(self.ctx)
-                interrupts.check()  # a Ctrl-C Python dropped in a finaliser: not recorded as done
-            # the files it wrote beside its folder: a rerun sets aside these, not yours
-            wrote = {d: sorted(n for n, t in files.items() if before.get(d, {}).get(n) != t)
-                     for d, files in self._outside(stage).items()}
-        shown = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
-        msgs = sorted({f"{w.category.__name__}: {w.message}" for w in shown})
-        for w in {str(w.message): w for w in shown}.values():  # recorded, and said (once each)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        runs1 = self.ctx.model_runs()
-        if runs0 is not None and runs1 is not None:
-            runs = runs1 - runs0
-        else:  # runs in other processes: the member files its stores gained, and the stage's count
-            runs = _files_since(folder, started_at) + max(0, _counted_runs(folder) - counted0)
-        runs += kept
-        rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs, reused,
-                          earlier_runs=kept)
-        write_json_atomic(folder / "stage.json", {
-            "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
-            "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),
-            "bayescal": __version__, "inputs": inputs, "outside": wrote,
-        })
+                # the files it wrote beside its folder: a rerun sets aside these, not yours
+                wrote = {d: sorted(n for n, t in files.items() if before.get(d, {}).get(n) != t)
+                         for d, files in self._outside(stage).items()}
+            shown = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
+            msgs = sorted({f"{w.category.__name__}: {w.message}" for w in shown})
+            for w in {str(w.message): w for w in shown}.values():  # recorded, and said (once each)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            runs1 = self.ctx.model_runs()
+            if runs0 is not None and runs1 is not None:
+                runs = runs1 - runs0
+            else:  # runs in other processes: the member files its stores gained, and the stage's count
+                runs = _files_since(folder, started_at) + max(0, _counted_runs(folder) - counted0)
+            runs += kept
+            rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs,
+                              reused, earlier_runs=kept)
+            interrupts.check()
+            write_json_atomic(folder / "stage.json", {
+                "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
+                "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),
+                "bayescal": __version__, "inputs": inputs, "outside": wrote,
+            })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
                      + (f" (and {reused} kept from a run of other inputs)" if reused else "")
                      + (f", {len(msgs)} warnings" if msgs else ""))

@@ -183,11 +183,20 @@ GLOBAL_ONLY: dict[str, tuple[str, ...]] = {
 
 
 #: ``[model]`` keys that change how the runs are made, not what they give (like ``design.batch_size``
-#: and ``run.workers``): in no stage's key, so lowering one after running out of memory keeps every run
+#: and ``run.workers``): held at their defaults in the config the stage keys are made of
+#: (:func:`config_for_keys`), so lowering one after running out of memory keeps every run
 #: (``tests/test_model.py`` checks the embedded model's outputs do not depend on ``chunk_size``)
 EXECUTION_ONLY_MODEL_KEYS = ("chunk_size",)
-#: every ``[model]`` key but those: what the runs of a model that reads the whole section depend on
-MODEL_RUN_KEYS = tuple(f"model.{k}" for k in SCHEMA["model"] if k not in EXECUTION_ONLY_MODEL_KEYS)
+
+
+def config_for_keys(cfg: dict) -> dict:
+    """The config as the stages' keys see it: :data:`EXECUTION_ONLY_MODEL_KEYS` at their defaults
+    (a stage that reads the whole ``[model]`` keeps the key it had at the default)."""
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        return cfg
+    held = {k: SCHEMA["model"][k][1] for k in EXECUTION_ONLY_MODEL_KEYS if k in model}
+    return {**cfg, "model": {**model, **held}}
 
 
 def is_site(cfg: dict) -> bool:

@@ -228,6 +228,12 @@ class Context:
         default = np.asarray(self.full_space.all_default, dtype=float)[None]
         return seconds_per_member(self.model, default, self.model_check()["seconds"])
 
+    def config_for_keys(self) -> dict:
+        """The config the stages' keys are made of (:func:`~bayescal.workflows.config.config_for_keys`)."""
+        from bayescal.workflows.config import config_for_keys
+
+        return config_for_keys(self.config)
+
     def seconds_per_stored_member(self, n: int = 8) -> float:
         """Seconds per member of ``n`` runs at the defaults through the runner into a store of
         their own (the model's time and the runner's: each member's file and status), for

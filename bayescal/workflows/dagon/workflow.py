@@ -10,7 +10,6 @@ the defaults is kept while the model and the selection are unchanged.
 from __future__ import annotations
 
 from bayescal.workflow import RunStore, Stage, Workflow
-from bayescal.workflows.config import MODEL_RUN_KEYS
 from bayescal.workflows.global_.workflow import global_files, model_files
 from bayescal.workflows.validate import model_space
 
@@ -19,8 +18,7 @@ from .stages import run_dagon_design, run_dagon_report, run_emulate, run_emulato
 __all__ = ["DAGON"]
 
 #: what the one-at-a-time runs are made of (their store is kept while these are unchanged)
-_MODEL = MODEL_RUN_KEYS  # every [model] key but chunk_size
-OAT_RUNS = (*_MODEL, "parameters.candidates", "oat.unit", "oat.outputs")
+OAT_RUNS = ("model", "parameters.candidates", "oat.unit", "oat.outputs")
 
 
 def _oat_runs(cfg) -> str:
@@ -37,15 +35,15 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
           "one-at-a-time screening at the bounds (each family's values together, oat.unit = family, "
           "or each value) on oat.outputs: Dagon's parameter-effect and pattern-correlation ranks; "
           "keeps the oat.top_k leading units by effect (oat.select = combined: by both ranks).",
-          reads=(*_MODEL, "parameters", "oat"), input_files=model_files,
+          reads=("model", "parameters", "oat"), input_files=model_files,
           keeps=(RunStore("ensemble", reads=OAT_RUNS, input_files=model_files),),
           writes=("ranking.nc", "selected.json", "ensemble/"), expected_runs=_oat_runs),
     Stage("design", run_dagon_design,
           "Latin-hypercube ensemble of n_runs members in the calibrated coordinates (one scaling "
           "factor per family with oat.unit = family) through the resumable runner.",
-          reads=(*_MODEL, "observations.variables", "design.n_runs", "run.seed"), needs=("oat",),
+          reads=("model", "observations.variables", "design.n_runs", "run.seed"), needs=("oat",),
           input_files=model_files,
-          keeps=(RunStore("ensemble", reads=(*_MODEL, "observations.variables", "design.n_runs", "run.seed"),
+          keeps=(RunStore("ensemble", reads=("model", "observations.variables", "design.n_runs", "run.seed"),
                           needs=("oat",), input_files=model_files),),
           writes=("training.nc", "ensemble/"), expected_runs=lambda cfg: str(cfg["design"]["n_runs"])),
     Stage("emulate", run_emulate,
@@ -53,16 +51,16 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
           "ReLU-tanh network from parameters to PCs (tested on 20 % of the members); its "
           "permutation importance and partial dependence; every member's RMSE against the "
           "observations by the model, its EOF reconstruction and the network, and their costs.",
-          reads=(*_MODEL, "observations", "emulator.eof_modes", "emulator.network", "run.seed"),
+          reads=("model", "observations", "emulator.eof_modes", "emulator.network", "run.seed"),
           needs=("oat", "design"), input_files=global_files,
           writes=("eof.nc", "network_<variable>.nc", "interpretation.nc", "validation_pcs.nc", "rmse.nc"),
           expected_runs=lambda cfg: "0"),
     Stage("emulator_screen", run_emulator_screen,
           "the cost in EOF space at n_points Sobol' points; differential-evolution optimum "
           "on the emulator, verified by a model run.",
-          reads=(*_MODEL, "observations.variables", "emulator_screen", "emulator.network", "run.seed"),
+          reads=("model", "observations.variables", "emulator_screen", "emulator.network", "run.seed"),
           needs=("oat", "emulate"), input_files=model_files,
-          keeps=(RunStore("verify/default", reads=(*_MODEL, "observations.variables"), needs=("oat",),
+          keeps=(RunStore("verify/default", reads=("model", "observations.variables"), needs=("oat",),
                           input_files=model_files),),
           writes=("screen.nc", "optimum.json", "verify/"),
           expected_runs=lambda cfg: f"<= {cfg['emulator_screen']['refine_rounds'] + 2}"),

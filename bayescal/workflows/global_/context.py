@@ -203,10 +203,9 @@ class GlobalContext(Context):
             from .files import global_files
 
             files = {str(f): file_digest(f) for f in global_files(self.config)}
-            from bayescal.workflows.config import MODEL_RUN_KEYS
+            from bayescal.workflows.config import config_for_keys
 
-            inputs = {"model": {k[6:]: self.config["model"][k[6:]] for k in MODEL_RUN_KEYS},  # not chunk_size
-                      "observations": self.config["observations"]}
+            inputs = {k: config_for_keys(self.config)[k] for k in ("model", "observations")}
             if self.config["observations"].get("truth_from_prior"):  # the values drawn: free's (candidates')
                 inputs["parameters"] = {k: self.config["parameters"][k] for k in ("free", "candidates")}
             # a twin without files (no parameters_file) keeps the key it had before file contents counted

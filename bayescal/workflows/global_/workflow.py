@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bayescal.workflow import RunStore, Stage, Workflow
-from bayescal.workflows.config import MODEL_RUN_KEYS
 from bayescal.workflows.validate import model_space
 
 from .files import global_files, model_files
@@ -42,11 +41,11 @@ OWN_MODEL_KEYS = ("kind", "start", "end", "parameters_file", "entry_point", "opt
 
 
 def model_reads(cfg: Config) -> tuple[str, ...]:
-    """The ``[model]`` keys of the stages that run the model: the embedded model's (all but
-    ``chunk_size``, :data:`~bayescal.workflows.config.MODEL_RUN_KEYS`), :data:`OWN_MODEL_KEYS`
-    for your own."""
+    """The ``[model]`` keys of the stages that run the model: the whole section for the embedded
+    model (its stage keys as they have always been; ``chunk_size`` held at its default,
+    :func:`~bayescal.workflows.config.config_for_keys`), :data:`OWN_MODEL_KEYS` for your own."""
     if cfg["model"]["kind"] == "global":
-        return MODEL_RUN_KEYS
+        return ("model",)
     return tuple(f"model.{k}" for k in OWN_MODEL_KEYS)
 
 

@@ -360,30 +360,35 @@ def _posterior_mode(idata, space) -> np.ndarray:
 
 
 def _observed_full(ctx: SiteContext) -> dict[str, xr.DataArray]:
-    """Each variable's first daily product with every day the file has (no QC mask): the annual sums
-    (a product of weeks, months or years is not validated day by day).
+    """Each variable's first daily product with every day the file has (no QC mask): the annual sums.
 
     FLUXNET NEE/GPP are gap-filled, so every day has a value; the twin uses its truth run. The
     values are in the model output's units, as :meth:`SiteContext.products` are (the file read
-    again here is converted by the same factor).
+    again here is converted by the same factor). A variable observed only by products of weeks,
+    months or years is not validated day by day: it gets no observed day (the bands are drawn,
+    the coverage is not computed). Each series names its product (``attrs["product"]``).
     """
     from bayescal.readers import conversion_factor, read_fluxnet_product
 
-    out = {}
+    out: dict[str, xr.DataArray] = {}
     for spec, p in zip(ctx.config["observations"]["products"], ctx.products(), strict=True):
-        if p.variable in out or p.attrs.get("period", "day") != "day":  # daily series: the bands' days
-            continue
+        daily = p.attrs.get("period", "day") == "day"
+        if p.variable in out and ("product" in out[p.variable].attrs or not daily):
+            continue  # a daily product of the variable was taken (or this one has no days either)
         if ctx.config["observations"]["twin"]:
-            out[p.variable] = ctx.truth_run()[p.variable].isel(member=0)
+            data = ctx.truth_run()[p.variable].isel(member=0)
+        elif not daily:  # a placeholder without observed days, until a daily product of the variable
+            data = p.data * np.nan
         elif spec["format"] == "fluxnet":
             opts = {k: spec[k] for k in ("partitioning", "units") if k in spec}
             data = read_fluxnet_product(spec["file"], p.variable, qc_min=0.0, **opts).data
             if "file_units" in p.data.attrs:  # the product was converted to the model's units
                 f = conversion_factor(p.data.attrs["file_units"], p.units, p.variable)
                 data = (data * f).assign_attrs({**data.attrs, "units": p.units})
-            out[p.variable] = data
         else:
-            out[p.variable] = p.data
+            data = p.data
+        attrs = {k: v for k, v in {**data.attrs, "units": p.units}.items() if k != "product"}
+        out[p.variable] = data.assign_attrs(attrs) if not daily else data.assign_attrs(attrs, product=p.name)
     return out
 
 
@@ -409,7 +414,10 @@ def run_site_propagate(ctx: SiteContext) -> None:
     ens = EnsembleStore(store).load()
     draws = ens.isel(member=[m for m in range(n) if ens["status"].values[m] == "done"])
     defaults = ens.isel(member=[n + 1])
-    err = {e["variable"]: e for e in ctx.error_model()}
+    # each variable's error model: its validated product's (the first of the variable's otherwise)
+    models = ctx.error_model()
+    err = {v: next((e for e in models if e["product"] == o.attrs.get("product")),
+                   next(e for e in models if e["variable"] == v)) for v, o in observed.items()}
     sd = {v: float(np.hypot(err[v]["sigma_median"], err[v]["discrepancy"])) for v in observed}
     rho = {v: float(err[v]["rho"]) for v in observed}
     shown = _validation_units(ctx, observed)

@@ -165,7 +165,10 @@ SITE = Workflow("site", description="a site model against observation files (mod
                   "evaluations_progress.json", "posterior.nc",
                   "diagnostics.nc", "refine/", "chains/", "refinement.nc", "output_emulator.nc",
                   "evaluations.json"),
-          expected_runs=_posterior_runs),
+          expected_runs=_posterior_runs,
+          # 1: a chain shorter than 5 tau was given tau = 1 step (and could stop as converged); a
+          # walker that never moved made tau NaN (its stores, the chain included, are kept)
+          revision=1),
     Stage("propagate", run_site_propagate,
           "posterior draws, defaults and the optimum over the whole period through the runner's "
           "store; posterior-predictive bands and REFLEX metrics on the validation years.",
