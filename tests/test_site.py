@@ -82,7 +82,10 @@ def test_a_value_of_a_month_or_year_is_compared_with_the_models_mean_over_it():
     annual = Product("y", "nee", xr.DataArray([1.0, 2.0], dims="time", coords={"time": stamp},
                                               attrs={"units": "1"}),
                      xr.DataArray([0.5, 0.5], dims="time", coords={"time": stamp}), attrs={"period": "year"})
-    op = SeriesOperator([annual], time.values, (2001, 2002))
+    with pytest.warns(UserWarning, match=r"product 'y' \(nee\): 1 value\(s\) of a year that the model's "
+                                         r"days \(2001-01-01 to 2002-03-31\) do not wholly cover are left "
+                                         "out, the first 2002-07-01"):
+        op = SeriesOperator([annual], time.values, (2001, 2002))
     assert op.y.tolist() == [1.0] and op.sigma.tolist() == [0.5]  # 2002 is not whole in the model
     np.testing.assert_allclose(op.of_model(ds)[:, 0], [182.0, 364.0])  # days 0-364: mean 182
     months = pd.DatetimeIndex(["2001-01-15", "2001-02-15", "2001-03-15"])

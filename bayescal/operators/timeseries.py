@@ -128,14 +128,21 @@ class SeriesOperator:
             raise ObservationError(f"{label}: a series product must be on ('time',), got {p.data.dims}")
         t = pd.DatetimeIndex(p.data["time"].values)
         sel = (t.year >= self.years[0]) & (t.year <= self.years[1]) & p.data.notnull().values
-        days, inside = period_rows(t[sel], p.attrs.get("period", "day"), model_time)
+        period = p.attrs.get("period", "day")
+        days, inside = period_rows(t[sel], period, model_time)
+        if period != "day" and inside.any() and not inside.all():  # (days of a daily one: SiteContext says)
+            import warnings
+
+            warnings.warn(f"{label}: {int((~inside).sum())} value(s) of a {period} that the model's days "
+                          f"({model_time[0]:%Y-%m-%d} to {model_time[-1]:%Y-%m-%d}) do not wholly cover are "
+                          f"left out, the first {t[sel][~inside][0]:%Y-%m-%d}", UserWarning, stacklevel=3)
         if not inside.any():
             raise ObservationError(f"{label}: no observed day in {self.years[0]}-{self.years[1]} "
                                    "within the model's period (no overlap in time)")
         t_obs = t[sel][inside]
         val, var = p.data.values[sel][inside], (p.sigma.values[sel][inside] ** 2 if p.sigma is not None else
                                                 np.zeros(inside.sum()))
-        period = p.attrs.get("period", "day")  # the coarser of the value's own period and the aggregate's
+        # the coarser of the value's own period and the aggregate's
         freq = _FREQ[max(self.aggregate, _AGGREGATE_OF[period], key=AGGREGATES.index)]
         codes, uniq = pd.factorize(t_obs.to_period(freq), sort=True)
         n = np.bincount(codes)

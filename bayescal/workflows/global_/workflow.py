@@ -178,7 +178,9 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
           expected_runs=lambda cfg: "0"),
     Stage("posterior", run_posterior_stage,
           "emcee on the emulated Gaussian likelihood, with refinement rounds that run the model at "
-          "posterior draws; saved as ArviZ InferenceData (posterior/posterior.nc).",
+          "posterior draws (posterior.method = \"history_matching\", the main job's: waves of history "
+          "matching with every value free, then emcee in the likelihood-informed subspace); saved as "
+          "ArviZ InferenceData (posterior/posterior.nc).",
           reads=_posterior_reads, needs=("screen", "design"), input_files=global_files,
           writes=("posterior.nc", "diagnostics.nc", "chains/", "refinement.nc", "left_out.nc", "left_out/",
                   "refine/", "output_emulator.nc", "training.nc",
