@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bayescal import __version__
 from bayescal.models.contract import ModelOutputError
+from bayescal.optimize.objective import OptimizeError
 from bayescal.workflow import check_run_dir
 from bayescal.workflow.rundir import RunDirError, RunDirRefused, damaged_files
 from bayescal.workflows import (
@@ -118,6 +119,7 @@ def _check_model(args: argparse.Namespace, cfg: dict, pipe) -> tuple[float, floa
         try:
             one = pipe.model_check(validation=True, workdir=tmp)["seconds"]
         except ConfigError as err:  # what the model's run says of the config: named with its file
+            ok = "fails at its defaults" not in str(err)  # its run folder kept only if the run failed
             raise ConfigError(f"{args.config}: {err}") from None
         except ModelOutputError as err:
             raise ModelOutputError(f"{args.config}: {err}") from None
@@ -298,6 +300,7 @@ _ERRORS: tuple[tuple[type[Exception], str, int], ...] = (
     (ConfigError, "configuration error: ", 2),
     (RunDirRefused, "run directory refused: ", 2),
     (StageError, "", 1),
+    (OptimizeError, "the optimiser cannot go on: ", 1),  # every member of a generation failed, say
     (RunDirError, "", 1),
 )
 
@@ -352,6 +355,19 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"bayescal: warning ({category.__name__}): {message}\n"
 
 
+def _once_each(show):
+    """``warnings.showwarning`` that says each message once per invocation (a product read for
+    the check and again for the run warned twice from two places)."""
+    seen: set[tuple[type, str]] = set()
+
+    def once(message, category, filename, lineno, file=None, line=None):
+        if (category, str(message)) not in seen:
+            seen.add((category, str(message)))
+            show(message, category, filename, lineno, file, line)
+
+    return once
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (``--debug``: errors raise with their traceback)."""
     import signal
@@ -359,13 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     installed, previous = _on_sigterm()
     try:
-        fmt = warnings.formatwarning
+        fmt, show = warnings.formatwarning, warnings.showwarning
         if not args.debug:
             warnings.formatwarning = _format_warning
+            warnings.showwarning = _once_each(show)
         try:
             return {"check": _check, "run": _run, "report": _report}[args.command](args)
         finally:
-            warnings.formatwarning = fmt
+            warnings.formatwarning, warnings.showwarning = fmt, show
             if installed:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     except KeyboardInterrupt as err:

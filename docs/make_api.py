@@ -2,6 +2,7 @@
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 MODULES = ["parameters", "parameters.design",
@@ -16,7 +17,15 @@ MODULES = ["parameters", "parameters.design",
            "workflow", "workflow.rundir", "workflows", "report"]
 
 
-def main() -> None:
+def _summary(doc: str) -> str:
+    """A docstring's first sentence (its first paragraph when that has no full stop)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = re.search(r"(?<!e\.g)(?<!i\.e)(?<!\bal)(?<!\bEq)(?<!\bcf)\.\s+(?=[A-Z])", paragraph)
+    return paragraph if end is None else paragraph[:end.start() + 1]
+
+
+def render() -> str:
+    """The text of docs/api.md (a test compares it with the file)."""
     lines = ["# API reference", "",
              "The public names of each module (`__all__`) with the first line of their docstring; the full",
              "numpydoc docstrings are in the code (`help(bayescal.optimize.dfols)`).",
@@ -31,13 +40,16 @@ def main() -> None:
         for name in getattr(mod, "__all__", []):
             obj = getattr(mod, name)
             if inspect.isclass(obj) or inspect.isfunction(obj):
-                d = (inspect.getdoc(obj) or "").strip().splitlines()
                 kind = "class" if inspect.isclass(obj) else "function"
-                lines.append(f"- `{name}` ({kind}) — {d[0] if d else ''}")
+                lines.append(f"- `{name}` ({kind}) — {_summary(inspect.getdoc(obj) or '')}")
             else:
                 lines.append(f"- `{name}` (data)")
         lines.append("")
-    Path(__file__).with_name("api.md").write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    Path(__file__).with_name("api.md").write_text(render())
 
 
 if __name__ == "__main__":

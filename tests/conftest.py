@@ -47,6 +47,15 @@ def pytest_report_header(config):
     return "dependencies: " + ", ".join(found)
 
 
+@pytest.fixture(autouse=True)
+def _temporary_files_in_pytests_folder(tmp_path_factory, monkeypatch):
+    """``tempfile``'s folders made in a test (a failed ``bayescal check`` keeps its run folder for
+    the user) go under pytest's own temporary folder, which pytest cleans, not into /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tempfile")))
+
+
 @pytest.fixture(scope="session")
 def default_model():
     return LandCarbonModel()

@@ -185,3 +185,16 @@ def test_every_benchmark_imports_against_the_current_api(path, monkeypatch):
     monkeypatch.syspath_prepend(str(path.parent))
     spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_the_api_reference_lists_every_public_name():
+    """docs/api.md is what ``python docs/make_api.py`` writes now: a name added to a module's
+    ``__all__`` (or a docstring's first sentence changed) is in it."""
+    import importlib.util
+
+    path = ROOT.parent / "docs" / "make_api.py"
+    spec = importlib.util.spec_from_file_location("make_api", path)
+    make_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_api)
+    assert make_api.render() == (ROOT.parent / "docs" / "api.md").read_text(), \
+        "docs/api.md is out of date: run python docs/make_api.py"

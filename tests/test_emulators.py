@@ -208,12 +208,16 @@ def test_labelled_inputs_must_match(twin):
 
 
 def test_save_load_predicts_identically(tmp_path):
+    """Bit for bit, also when fitted on (and asked at) inputs in Fortran order (a transposed or
+    ``np.load``-ed array): the inputs are made C-contiguous, so BLAS takes the same path."""
     X, y = _data(40, 3)
+    X = np.asfortranarray(X)
     gp = GPEmulator(mean="linear", random_state=0).fit(X, y)
     gp.save(tmp_path / "gp.nc")
     again = load_emulator(tmp_path / "gp.nc")
     Xt = np.random.default_rng(9).random((50, 3))
-    for a, b in zip(gp.predict(Xt, return_std=True), again.predict(Xt, return_std=True), strict=True):
+    for a, b in zip(gp.predict(Xt, return_std=True), again.predict(np.asfortranarray(Xt), return_std=True),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
     Y = np.stack([np.sin(3 * X[:, 0] + k) * (1 + X[:, 1]) for k in np.linspace(0, 2, 12)], axis=1)
     for est in ("gp", "mlp"):
@@ -221,6 +225,17 @@ def test_save_load_predicts_identically(tmp_path):
         em.save(tmp_path / f"svd_{est}.nc")
         back = load_emulator(tmp_path / f"svd_{est}.nc")
         np.testing.assert_array_equal(em.predict(Xt), back.predict(Xt))
+    from bayescal.emulators.active import ActiveGPEmulator
+
+    X20 = np.random.default_rng(4).random((60, 20))  # rescaled GPs (max_fit < runs) and ridge alike
+    Y2 = np.c_[np.sin(3 * X20[:, 0]) + X20[:, 1], X20[:, 2] ** 2 + X20[:, 5]]
+    active = ActiveGPEmulator(n_active=4, max_fit=40).fit(X20, Y2)
+    active.save(tmp_path / "active.nc")
+    back = load_emulator(tmp_path / "active.nc")
+    X20t = np.random.default_rng(5).random((30, 20))
+    for a, b in zip(active.predict(X20t, return_std=True), back.predict(X20t, return_std=True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(active.predict(X20t), back.predict(X20t))  # the compiled means too
     with pytest.raises(EmulatorError, match="not a bayescal emulator"):
         xr.Dataset({"a": ("x", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
         load_emulator(tmp_path / "other.nc")
@@ -352,10 +367,11 @@ def test_network_file_with_nan_weights_is_refused_by_name(tmp_path):
 def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
     from sklearn.exceptions import NotFittedError
 
-    from bayescal.emulators import REGISTRY, DagonNetwork
+    from bayescal.emulators import REGISTRY, ActiveGPEmulator, DagonNetwork
 
-    assert REGISTRY == {"GPEmulator": GPEmulator, "SVDEmulator": SVDEmulator, "DagonNetwork": DagonNetwork}
-    for em in (GPEmulator(), SVDEmulator(), DagonNetwork()):
+    assert REGISTRY == {"GPEmulator": GPEmulator, "SVDEmulator": SVDEmulator, "DagonNetwork": DagonNetwork,
+                        "ActiveGPEmulator": ActiveGPEmulator}
+    for em in (GPEmulator(), SVDEmulator(), DagonNetwork(), ActiveGPEmulator()):
         with pytest.raises(NotFittedError):  # scikit-learn's own check, with our message
             em.predict(np.zeros((1, 2)))
         with pytest.raises(EmulatorError, match="not fitted"):
@@ -366,7 +382,8 @@ def test_emulator_protocol_registry_and_fitted_checks(tmp_path):
     bad = GPEmulator(optimizer=None).fit(X, y).to_dataset()
     bad.attrs["emulator"] = "Kriging"
     bad.to_netcdf(tmp_path / "k.nc", engine="h5netcdf")
-    with pytest.raises(EmulatorError, match="known: \\['DagonNetwork', 'GPEmulator', 'SVDEmulator'\\]"):
+    with pytest.raises(EmulatorError, match="known: \\['ActiveGPEmulator', 'DagonNetwork', 'GPEmulator', "
+                                            "'SVDEmulator'\\]"):
         load_emulator(tmp_path / "k.nc")
 
 

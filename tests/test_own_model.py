@@ -282,7 +282,9 @@ def test_external_program_that_is_missing_or_writes_nothing_is_named_by_check(tm
     (tmp_path / "space.toml").write_text('[parameters.a]\ndefault = 2.0\nlower = 0.0\nupper = 5.0\n'
                                          '[parameters.b]\ndefault = 0.0\nlower = -2.0\nupper = 2.0\n')
     text = cfg.read_text()
-    for command, reason in ((f'["{tmp_path / "no_such_program"}", "{{param_file}}"]', "no_such_program"),
+    (tmp_path / "no_start").write_text("#!/no/such/interpreter\n")
+    (tmp_path / "no_start").chmod(0o755)
+    for command, reason in ((f'["{tmp_path / "no_start"}", "{{param_file}}"]', "no_start"),
                             ('["true"]', "output")):
         model = (f'kind = "external"\ncommand = {command}\ntemplate = "params.template"\n'
                  'parameters_file = "space.toml"\ntimeout = 30.0')

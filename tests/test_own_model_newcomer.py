@@ -76,6 +76,10 @@ if mode == "missing" and a > 3:
     name = "gpp"
 if mode == "noon":
     stamps = stamps + 0.5
+if mode == "badunits":
+    units = "kg C m-2 s-1 (PFT-weighted)"
+if mode == "fail" and a != 2.0:  # runs at its defaults only
+    sys.exit("FATAL: soil respiration solver diverged")
 if mode == "noleap":
     keep = np.array([str(d)[5:] != "02-29" for d in days])
     nee, stamps, calendar = nee[keep], np.arange(keep.sum()) + 0.0, "noleap"
@@ -143,7 +147,7 @@ def test_cftime_calendars_are_read_as_their_dates():
     x = np.arange(365.0)[None, :]
     noleap = xr.date_range("2004-01-01", periods=365, freq="D", calendar="noleap", use_cftime=True)
     ds = conform_output({"nee": x, "time": np.asarray(noleap)}, 1, ["nee"])
-    assert ds["time"].dtype == np.dtype("datetime64[ns]") and ds["time"].attrs["calendar"] == "noleap"
+    assert ds["time"].dtype == np.dtype("datetime64[ns]") and ds["time"].attrs["model_calendar"] == "noleap"
     t = pd.DatetimeIndex(ds["time"].values)
     assert not ((t.month == 2) & (t.day == 29)).any() and t[-1] == pd.Timestamp("2004-12-31")
     assert float(ds["nee"].sel(time="2004-03-01").item()) == 59.0  # day 60 of a 365-day year
@@ -207,6 +211,76 @@ def test_external_noleap_and_noon_outputs_pass_the_check(tmp_path, capsys):
         left_out = [str(w.message) for w in said if "left out" in str(w.message)]
         assert len(left_out) == (1 if mode == "noleap" else 0)
         assert all("1 observed day(s)" in w and "'noleap'" in w for w in left_out)
+
+
+def test_a_daily_noleap_program_runs_through_the_store(tmp_path, capsys):
+    """A program's noleap days go into the runner's store (netCDF's own ``calendar`` attribute is
+    the encoding's: the model's calendar is kept as ``model_calendar``): the emulator route's
+    design, and :func:`run_ensemble` called on the program directly (not the global route's months)."""
+    from bayescal.run.ensemble import EnsembleStore, run_ensemble
+
+    cfg = _setup(tmp_path, _external(f'["{sys.executable}", "prog.py", "{{param_file}}", "{{output}}", '
+                                     '"noleap"]'))
+    cfg.write_text(cfg.read_text().replace("[posterior]\n", '[posterior]\nroute = "emulator"\n')
+                   + "[design]\nn_runs = 10\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", str(cfg), "--until", "optimize", "--quiet"]) == 0, capsys.readouterr().err
+    design = EnsembleStore(tmp_path / "run" / "optimize" / "design").load()
+    assert (design["status"].values == "done").all() and design.sizes["member"] == 10
+    assert design["time"].attrs["model_calendar"] == "noleap" and design.sizes["time"] == 3 * 365
+    model = _program_model(tmp_path, "noleap")
+    summary = run_ensemble(model, np.array([[2.0, 0.0], [3.0, 1.0]]), tmp_path / "own", progress=False)
+    assert summary.failed == 0, summary
+    ens = EnsembleStore(tmp_path / "own").load()
+    np.testing.assert_allclose(ens["nee"].values[1] - ens["nee"].values[0],
+                               np.sin(2 * np.pi * (ens["time"].values.astype("datetime64[D]").astype(int)
+                                                   % 365.25) / 365.25) + 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("route, match", [
+    ("emulator", r"only 0 of 10 design runs in \S+optimize/design are usable .* 10 x exit code 1: FATAL: "
+                 r"soil respiration solver diverged\. .*finished runs are kept"),
+    ("direct", r"the maximum-likelihood search cannot go on \(cma_es: every member of a population "
+               r"failed\): \d+ x exit code 1: FATAL: soil respiration solver diverged"),
+])
+def test_a_model_that_fails_everywhere_but_its_defaults_stops_the_stage_with_its_reason(
+        tmp_path, capsys, route, match):
+    """``check`` passes (the defaults run); ``run`` stops with the model's own reason, exit 1, no
+    traceback: every design run failed (emulator route) or a whole CMA-ES generation (direct)."""
+    cfg = _setup(tmp_path, _external(f'["{sys.executable}", "prog.py", "{{param_file}}", "{{output}}", '
+                                     '"fail"]'))
+    cfg.write_text(cfg.read_text().replace("[posterior]\n", f'[posterior]\nroute = "{route}"\n')
+                   + "[design]\nn_runs = 10\n" * (route == "emulator"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", str(cfg), "--until", "optimize", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(match, err), err
+    assert "Traceback" not in err
+
+
+def test_a_free_value_the_template_never_gives_the_program_is_refused(tmp_path, capsys):
+    """A value of the parameters file without a placeholder would be calibrated to its prior
+    unseen: ``check`` refuses it by name before any run (the API warns)."""
+    command = f'["{sys.executable}", "prog.py", "{{param_file}}", "{{output}}", "ok"]'
+    cfg = _setup(tmp_path, _external(command))
+    (tmp_path / "space.toml").write_text(SPACE + "[parameters.soil_depth]\ndefault = 1.0\nlower = 0.5\n"
+                                                 "upper = 2.0\n")
+    assert main(["check", "--no-model-run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "'model.template'" in err and "no placeholder for 1 free parameter value(s)" in err
+    assert "'soil_depth'" in err and "space.toml" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0), Parameter("b", 0.0, -2.0, 2.0)])
+    with pytest.warns(UserWarning, match=r"no placeholder for 1 free .* 'b'"):
+        model = ExternalModel(["prog"], "a = {{ a }}\n", space, tmp_path / "work")
+    assert model.unused_labels == ["b"]
+    # a fixed value needs no placeholder
+    fixed = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0), Parameter("b", 0.0, -2.0, 2.0)], fixed={"b": None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ExternalModel(["prog"], "a = {{ a }}\n", fixed, tmp_path / "work").unused_labels == []
 
 
 # ----------------------------------------------------------------------------- units
@@ -277,10 +351,22 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
         (tmp_path / "params.txt").unlink()
         assert main(["check", str(cfg)]) == 0, capsys.readouterr().err
         capsys.readouterr()
-    cfg = _setup(tmp_path, _external('["./no_such_program", "{param_file}", "{output}"]'))
-    assert main(["check", str(cfg)]) == 2
+    cfg = _setup(tmp_path, _external('["./prgo.py", "{param_file}", "{output}"]'))
+    for run_model in ([], ["--no-model-run"]):  # named before any run: no such file, or not executable
+        assert main(["check", *run_model, str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert f"the program {tmp_path / 'prgo.py'} does not exist; did you mean 'prog.py'?" in err, err
+    (tmp_path / "prog.py").chmod(0o644)
+    cfg = _setup(tmp_path, _external('["./prog.py", "{param_file}", "{output}"]'))
+    (tmp_path / "prog.py").chmod(0o644)
+    assert main(["check", "--no-model-run", str(cfg)]) == 2
+    assert f"the program {tmp_path / 'prog.py'} is not executable" in capsys.readouterr().err
+    (tmp_path / "prog.py").write_text("#!/no/such/python\n" + PROGRAM)
+    (tmp_path / "prog.py").chmod(0o755)
+    assert main(["check", str(cfg)]) == 2  # a program that cannot start: its #! line named
     err = capsys.readouterr().err
-    assert f"cannot start '{tmp_path / 'no_such_program'}' (run in " in err and "Traceback" not in err
+    assert f"cannot start '{tmp_path / 'prog.py'}' (run in " in err and "Traceback" not in err
+    assert "its first line '#!/no/such/python' names an interpreter that is not there" in err
     # the failed check's run folder is kept for you to look into, and named
     import shutil
     from pathlib import Path
@@ -288,6 +374,17 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
     kept = Path(re.search(r"the check's run of your program is kept in (\S+) \(", err).group(1))
     assert kept.is_dir() and kept.name.startswith("bayescal-check-")
     shutil.rmtree(kept)
+
+
+def test_units_of_the_model_that_cannot_be_read_are_the_models_not_the_products(tmp_path, capsys):
+    """The program's own units string is named as the model's (not "the product's units do not
+    match"), and the check's run folder is not kept: the run itself went well."""
+    cfg = _setup(tmp_path, _external(f'["{sys.executable}", "prog.py", "{{param_file}}", "{{output}}", '
+                                     '"badunits"]'))
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "the model output 'nee' has units 'kg C m-2 s-1 (PFT-weighted)' that cannot be read" in err, err
+    assert "product's units" not in err and "kept in" not in err and "Traceback" not in err
 
 
 def test_a_member_missing_an_observed_variable_names_it(tmp_path):

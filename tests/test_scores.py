@@ -178,6 +178,22 @@ def test_errors_name_product_and_variable(truth):
         product_scores(sim, prod(truth), score_weights={"bias2": 1})
 
 
+def test_a_product_of_years_on_a_monthly_simulation_is_warned_of(truth):
+    """Annual means stamped 1 January would be scored against January alone: said; monthly
+    values (also a product with gaps) are not."""
+    import warnings
+
+    sim = as_sim([truth])
+    annual = truth.resample(time="YS").mean().assign_attrs(truth.attrs)
+    with pytest.warns(UserWarning, match=r"'ref' of variable 'gpp': its values are 365 days apart .* "
+                                         r"compared with the simulation's month at its time stamp alone"):
+        product_scores(sim, prod(annual))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        product_scores(sim, prod(truth))
+        product_scores(sim, prod(truth.where(truth["time.month"] % 3 != 0)))
+
+
 def test_residuals_zero_at_truth_and_invariant_to_splitting(truth):
     obs = [prod(truth)]
     sim = as_sim([truth, 1.1 * truth]).assign_coords(area=truth.area, biome=truth.biome)

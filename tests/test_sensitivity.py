@@ -178,3 +178,18 @@ def test_errors(ishigami_space):
     res = evaluate(analytic(Ishigami.evaluate, ishigami_space), design, TARGET)
     with pytest.raises(SensitivityError, match="another parameter space"):
         analyze(other, design, res)
+
+
+def test_a_generator_seed_is_its_next_draw(ishigami_space):
+    """SALib takes int seeds: a numpy Generator gives its next draw (the same design as that int,
+    the same again from a Generator seeded alike); anything else is named."""
+    from bayescal.parameters.design import int_seed
+
+    drawn = int(np.random.default_rng(5).integers(2**31))
+    a = sample(ishigami_space, "sobol", 8, seed=np.random.default_rng(5))
+    np.testing.assert_array_equal(a.values, sample(ishigami_space, "sobol", 8, seed=drawn).values)
+    np.testing.assert_array_equal(a.values, sample(ishigami_space, "sobol", 8,
+                                                   seed=np.random.default_rng(5)).values)
+    assert int_seed(None) is None and int_seed(np.int64(3)) == 3
+    with pytest.raises(TypeError, match="seed must be an int or a numpy.random.Generator, got float"):
+        int_seed(1.5)

@@ -152,6 +152,37 @@ def test_validation_sums_a_flux_and_averages_a_state(rng):
     assert summary["lai"]["observed_annual"] == [None]
 
 
+def test_validation_takes_products_of_months_and_years_where_no_day_is_observed(rng):
+    """A variable observed only by a product of months (each value the month's mean per day,
+    stamped mid-month) and one of years: the observed monthly values are the months' sums (a
+    flux), the years' the product of years' means times their days (366 in 2004), or twelve
+    months' sums without it; the coverage is computed on them."""
+    from bayescal.posterior.site_calibration import validation
+
+    time = pd.date_range("2003-01-01", "2004-12-31", freq="D")
+    gpp = 5.0 + 4.0 * np.sin(np.arange(time.size) / 58.0)
+    draws = xr.Dataset({"gpp": (("member", "time"), np.tile(gpp, (20, 1)), {"units": "gC m-2 d-1"})},
+                       coords={"time": time})
+    days = xr.DataArray(gpp, dims="time", coords={"time": time})
+    months = days.resample(time="MS").mean()
+    months["time"] = months["time"] + np.timedelta64(14, "D")
+    years = days.resample(time="YS").mean()
+    years["time"] = years["time"] + np.timedelta64(181, "D")
+    nothing = draws["gpp"].isel(member=0, drop=True) * np.nan
+    for periods, n_complete in (({"month": months, "year": years}, 1), ({"month": months}, 1),
+                                ({"month": months.where(months["time.month"] != 5)}, 0)):
+        bands, summary = validation(draws, draws.isel(member=[0]), {"gpp": nothing}, {"gpp": 0.5},
+                                    {"gpp": 0.0}, (2004, 2004), rng, periods={"gpp": periods})
+        observed = bands["gpp_observed_monthly"].values
+        np.testing.assert_allclose(observed[[0, 1, 11]], [days.sel(time=m).sum().item()
+                                                         for m in ("2004-01", "2004-02", "2004-12")])
+        s = summary["gpp"]
+        assert s["validation_observed_days"] == 0 and s["validation_complete_years"] == n_complete
+        if n_complete:
+            assert s["observed_annual"] == [pytest.approx(days.sel(time="2004").sum().item())]
+            assert s["annual_coverage_90"] == 1.0  # the model is the truth: its band's median
+
+
 def test_error_model_recovers_discrepancy_and_autocorrelation(rng):
     n, s_true, rho_true = 20000, 0.8, 0.6
     sigma = np.full(n, 0.5)
@@ -983,7 +1014,7 @@ def test_a_site_run_with_monthly_products_validates_on_the_daily_one(tmp_path):
     alone every stage still runs (the bands are drawn, no day is observed) and the posterior
     recovers the twin's amplitude from the monthly means."""
     from bayescal.workflows import make_context
-    from bayescal.workflows.site.stages import _observed_full
+    from bayescal.workflows.site.propagate_stage import _observed_full
 
     model = 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"'
     monthly = (f'[[observations.products]]\nvariable = "nee"\nformat = "csv"\n'

@@ -419,8 +419,9 @@ def test_site_posterior_keeps_its_chain_when_only_the_draws_kept_change(site_run
 
 
 def test_a_site_run_of_the_earlier_propagate_code_reruns_it_without_model_runs(site_run, tmp_path):
-    """The site propagate stage is at revision 1 (means of sparse states): a run directory whose
-    records are of revision 0 (no "revision" in the inputs, no key for its ensemble store) reruns
+    """The site propagate stage is at revision 2 (means of sparse states; products of months and
+    years): a run directory whose records are of revision 0 (no "revision" in the inputs, no key
+    for its ensemble store) reruns
     propagate alone, keeping its ensemble -- no model run -- and writes the bands anew."""
     from bayescal.workflow import stage_key
 
@@ -429,7 +430,7 @@ def test_a_site_run_of_the_earlier_propagate_code_reruns_it_without_model_runs(s
     for name in ("started.json", "stage.json"):
         path = copy / "propagate" / name
         rec = json.loads(path.read_text())
-        assert rec["inputs"]["revision"] == 1
+        assert rec["inputs"]["revision"] == 2
         inputs = {k: v for k, v in rec["inputs"].items() if k != "revision"}
         rec.update(inputs=inputs, key=stage_key("propagate", inputs), stores={})
         path.write_text(json.dumps(rec))
@@ -792,6 +793,25 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
 
 
+def test_a_changed_product_is_named_by_its_item_and_key():
+    """``observations.products`` is a list of tables: an edit is named by item and key, a product
+    added or left out by the count (the stage's key itself is the same as before: detail only)."""
+    import copy
+
+    from bayescal.workflow.keys import changed_inputs, stage_inputs, stage_key
+
+    stage = Stage("s", lambda ctx: None, "s", reads=("observations.products",))
+    cfg = {"observations": {"products": [{"variable": "nee", "sigma_floor": 0.2}, {"variable": "gpp"}]}}
+    edited = copy.deepcopy(cfg)
+    edited["observations"]["products"][0]["sigma_floor"] = 0.6
+    added = copy.deepcopy(cfg)
+    added["observations"]["products"].append({"variable": "lai"})
+    old = stage_inputs(stage, cfg, {})
+    assert changed_inputs(old, stage_inputs(stage, edited, {})) == ["observations.products[0].sigma_floor"]
+    assert changed_inputs(old, stage_inputs(stage, added, {})) == ["observations.products (2 -> 3 items)"]
+    assert stage_key("s", {k: v for k, v in old.items() if k != "detail"}) == stage_key("s", old)
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_a_ctrl_c_dropped_in_a_finaliser_does_not_record_the_stage_as_done(tmp_path, signame):
@@ -877,6 +897,39 @@ def test_your_files_in_a_stage_folder_before_its_first_run_move_nothing_aside(tm
     assert [r.status for r in engine.run()] == ["ran", "ran"]
     assert (tmp_path / "run" / "b" / "notes.txt").read_text() == "mine"
     assert not (tmp_path / "run" / ".stale").exists()
+
+
+def test_your_files_in_a_rerun_stages_subfolders_stay_in_place(tmp_path):
+    """A note in a store folder of a stage that reruns (optimize/design/ say) stays where it is,
+    and the run says so; the stage's own files there (netCDF, JSON) go to .stale/."""
+    from bayescal.workflow import Engine
+
+    said = []
+
+    def b(ctx):
+        for sub in ("store/members", "chains"):
+            (ctx.run_dir / "b" / sub).mkdir(parents=True, exist_ok=True)
+        (ctx.run_dir / "b" / "store" / "members" / "member_000000.nc").write_text(str(ctx.config["b"]))
+        (ctx.run_dir / "b" / "store" / "store.json").write_text("{}")
+        (ctx.run_dir / "b" / "chains" / "round0.h5").write_text("chain")
+
+    class Context(_Context):
+        def say(self, msg):
+            said.append(msg)
+
+    workflow = Workflow("toy", (Stage("b", b, "b", reads=("b",), writes=("store/", "chains/")),))
+    Engine(workflow, Context({"b": {"y": 1}}, tmp_path / "run")).run()
+    run = tmp_path / "run"
+    (run / "b" / "store" / "my_design_notes.txt").write_text("mine")
+    (run / "b" / "store" / "members" / "why.md").write_text("mine too")
+    Engine(workflow, Context({"b": {"y": 2}}, run)).run()
+    assert (run / "b" / "store" / "my_design_notes.txt").read_text() == "mine"
+    assert (run / "b" / "store" / "members" / "why.md").read_text() == "mine too"
+    assert (run / ".stale" / "b-1" / "store" / "members" / "member_000000.nc").read_text() == "{'y': 1}"
+    assert (run / ".stale" / "b-1" / "chains" / "round0.h5").exists()
+    assert not list((run / ".stale").rglob("*.txt")) and not list((run / ".stale").rglob("*.md"))
+    assert any(m.endswith("kept in place, not bayescal's: store/members/why.md, store/my_design_notes.txt")
+               for m in said), said
 
 
 class _PoolContext(_Context):

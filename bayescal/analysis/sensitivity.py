@@ -47,6 +47,7 @@ from SALib.sample import morris as morris_sample
 from SALib.sample import sobol as sobol_sample
 
 from ..parameters import ParameterSpace, family
+from ..parameters.design import int_seed
 from ..run.ensemble import member_status
 
 __all__ = [
@@ -99,7 +100,7 @@ def sample(
     space: ParameterSpace,
     method: str,
     n: int,
-    seed: int | None = None,
+    seed: int | np.random.Generator | None = None,
     groups: bool | Mapping[str, str] = False,
     calc_second_order: bool = False,
     num_levels: int = 4,
@@ -113,7 +114,8 @@ def sample(
         Sobol': base sample size N (a power of two; N (D + 2) members, N (2D + 2) with second order,
         D the number of factors); Morris: trajectories, at least 2 (N (D + 1) members); FAST:
         samples per factor, at least 65 (N D members).
-    seed : int, optional
+    seed : int or numpy.random.Generator, optional
+        SALib takes an int: a Generator gives one (its next draw).
     groups, calc_second_order, num_levels
         As in SALib.
 
@@ -130,6 +132,7 @@ def sample(
     least = {"sobol": 1, "morris": 2, "fast": 65}[method]  # FAST: N > 4 M^2 with SALib's M = 4
     if not isinstance(n, (int, np.integer)) or n < least:
         raise SensitivityError(f"{method}: n must be an integer >= {least}, got {n!r}")
+    seed = int_seed(seed)
     if method == "sobol":
         if n & (n - 1):
             raise SensitivityError(f"Sobol' base sample size must be a power of two, got {n}")
@@ -244,7 +247,7 @@ def analyze(
     result: xr.Dataset,
     on_failure: str = "raise",
     num_resamples: int = 200,
-    seed: int | None = 0,
+    seed: int | np.random.Generator | None = 0,
 ) -> xr.Dataset:
     """Sensitivity indices of every target with SALib.
 
@@ -259,7 +262,7 @@ def analyze(
     on_failure : {"raise", "drop"}
         What to do with failed members (see the module notes).
     num_resamples, seed
-        Bootstrap settings of the confidence intervals.
+        Bootstrap settings of the confidence intervals (a Generator seed: its next draw).
 
     Returns
     -------
@@ -269,7 +272,7 @@ def analyze(
         the factors (labels, or family names with groups). ``S2`` (parameter, parameter2, target)
         with second order. Attributes record the method, the members used and dropped.
     """
-    method = design.attrs["method"]
+    method, seed = design.attrs["method"], int_seed(seed)
     if design.attrs["free_labels"].split("\n") != space.labels:
         raise SensitivityError("the design was drawn in another parameter space (free labels differ)")
     problem = salib_problem(space, bool(design.attrs["groups"]))

@@ -16,21 +16,24 @@ emulator uncertainty, never mistaken for model-data discrepancy.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import RidgeCV
 from threadpoolctl import threadpool_limits
 
-from .base import EmulatorError, _as_inputs, check_fitted
+from .base import EmulatorError, _as_inputs, _json_params, _NetCDFState, check_fitted, register
 from .gp import GPEmulator
 
 __all__ = ["ActiveGPEmulator"]
 
 
-class ActiveGPEmulator(BaseEstimator):
+@register
+class ActiveGPEmulator(_NetCDFState, BaseEstimator):
     """Ridge regression on all inputs + a GP on the residuals over each output's active inputs.
 
     Parameters
@@ -92,8 +95,9 @@ class ActiveGPEmulator(BaseEstimator):
         Ys = (Ya - self.y_mean_) / self.y_sd_
         alphas = np.logspace(-3, 3, 13) * n if self.alphas is None else np.asarray(self.alphas, float)
         ridge = RidgeCV(alphas=alphas, alpha_per_target=True).fit(Xa, Ys)
-        self.coef_ = np.atleast_2d(ridge.coef_)
-        self.intercept_ = np.atleast_1d(ridge.intercept_)
+        # C order, as a reloaded emulator's: the same BLAS path, the same bits
+        self.coef_ = np.ascontiguousarray(np.atleast_2d(ridge.coef_))
+        self.intercept_ = np.ascontiguousarray(np.atleast_1d(ridge.intercept_))
         # the GP models the ridge's leave-one-out residuals, r_i / (1 - h_ii): out-of-sample
         # errors, so its variance is honest where the in-sample residuals of a ridge with ~d
         # coefficients on a few hundred runs would be far too small
@@ -215,6 +219,40 @@ class ActiveGPEmulator(BaseEstimator):
         their linear effect, as the emulator sees it."""
         check_fitted(self, "gps_")
         return np.array([np.sqrt(g.noise_) * g.y_std_ for g in self.gps_]) * self.y_sd_
+
+
+    def to_dataset(self) -> xr.Dataset:
+        """The fitted emulator as a Dataset (``save``; no pickle): the ridge, each output's active
+        inputs and its GP's runs, residuals and hyper-parameters."""
+        check_fitted(self, "gps_")
+        g = self.gps_
+        return xr.Dataset(
+            {"y_mean": ("output", self.y_mean_), "y_sd": ("output", self.y_sd_),
+             "coef": (("output", "input"), self.coef_), "intercept": ("output", self.intercept_),
+             "active": (("output", "rank"), self.active_),
+             "gp_X": (("output", "point", "rank"), np.stack([e.X_train_ for e in g])),
+             "gp_y": (("output", "point"), np.stack([e.y_train_ for e in g])),
+             "gp_theta": (("output", "hyperparameter"), np.stack([e.theta_ for e in g])),
+             "gp_y_stats": (("output", "stat"), [[e.y_mean_, e.y_std_] for e in g])},
+            attrs={"emulator": "ActiveGPEmulator", "settings": json.dumps(_json_params(self)),
+                   "gp_settings": json.dumps([_json_params(e) for e in g])})
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> ActiveGPEmulator:
+        """Rebuild a fitted emulator from :meth:`to_dataset` output without refitting."""
+        em = cls(**json.loads(ds.attrs["settings"]))
+        em.y_mean_, em.y_sd_ = ds["y_mean"].values, ds["y_sd"].values
+        em.coef_, em.intercept_ = ds["coef"].values, ds["intercept"].values
+        em.active_ = ds["active"].values.astype(int)
+        em.n_features_in_ = em.coef_.shape[1]
+        em.gps_ = [GPEmulator.from_dataset(xr.Dataset(
+            {"X_train": (("point", "parameter"), ds["gp_X"].values[j]),
+             "y_train": ("point", ds["gp_y"].values[j]),
+             "theta": ("hyperparameter", ds["gp_theta"].values[j])},
+            attrs={"settings": json.dumps(settings), "y_mean": float(ds["gp_y_stats"].values[j, 0]),
+                   "y_std": float(ds["gp_y_stats"].values[j, 1])}))
+            for j, settings in enumerate(json.loads(ds.attrs["gp_settings"]))]
+        return em
 
 
 def _ridge_leverage(X: np.ndarray, alpha: Any) -> np.ndarray:

@@ -81,7 +81,7 @@ def _as_inputs(X: Any, labels: list[str] | None = None, n_features: int | None =
         X = np.asarray(X)[None, :]
     if domain != "any" and isinstance(X, np.ndarray | list | tuple) and np.ndim(X) != 2:
         raise EmulatorError(f"inputs must be 2-D (points, parameters), got shape {np.shape(X)}")
-    X = check_array(X, dtype=float, ensure_all_finite=False)
+    X = check_array(X, dtype=float, order="C", ensure_all_finite=False)  # one memory layout: bit for bit
     if n_features is not None and X.shape[1] != n_features:
         raise EmulatorError(f"X has {X.shape[1]} features, but {who} is expecting {n_features} features "
                             f"as input (it was fitted on {n_features} parameters)")

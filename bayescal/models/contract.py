@@ -184,7 +184,7 @@ def _status(ds: xr.Dataset) -> xr.Dataset:
 
 
 def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
-                   series: bool = True) -> xr.Dataset:
+                   series: bool | None = True) -> xr.Dataset:
     """One model output in the contract's shape.
 
     Parameters
@@ -197,7 +197,9 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
         Variables the caller needs; a missing one is a :class:`ModelOutputError`.
     series : bool, default True
         Site series: each needed variable on ``(member, time)`` (a ``cell`` of length one is
-        dropped). ``False`` keeps the dimensions as they are (the global route's cells).
+        dropped). ``False`` keeps the dimensions as they are (the global route's cells: cftime
+        months as datetime64 month starts). ``None``: as ``False``, and cftime dates of a daily
+        model as datetime64 days (:func:`run_ensemble`, whichever route calls it).
 
     Returns
     -------
@@ -224,8 +226,14 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
             ds = daily_time(ds)
         ds = _as_series(ds, variables or [n for n in ds.data_vars if n not in ("status", "reason")])
     elif "time" in ds.coords and ds["time"].size and hasattr(ds["time"].values.flat[0], "calendar"):
-        ds = monthly_time(ds)
+        ds = daily_time(ds) if series is None and _daily(ds["time"].values) else monthly_time(ds)
     return ds
+
+
+def _daily(t: np.ndarray) -> bool:
+    """Whether cftime stamps hold two in one month (a daily model's, not a monthly one's)."""
+    months = [(d.year, d.month) for d in t]
+    return len(set(months)) < len(months)
 
 
 def monthly_time(ds: xr.Dataset) -> xr.Dataset:
@@ -258,7 +266,8 @@ def daily_time(ds: xr.Dataset) -> xr.Dataset:
 
     cftime dates of the calendars in :data:`DAY_CALENDARS` become the same dates (a date the
     real calendar lacks, 29 February 2003 of ``all_leap`` say, is dropped with its values; the
-    calendar is kept as the ``calendar`` attribute of ``time``); a time of day is dropped (a daily
+    calendar is kept as the ``model_calendar`` attribute of ``time``, as :func:`monthly_time`
+    keeps it: netCDF's own ``calendar`` is the encoding's); a time of day is dropped (a daily
     value stamped at noon is that day's). Another calendar (``360_day``), stamps that are not
     dates, or two stamps on one day are a :class:`ModelOutputError`.
     """
@@ -300,7 +309,7 @@ def daily_time(ds: xr.Dataset) -> xr.Dataset:
         raise ModelOutputError(f"the model output's 'time' has {counts[counts > 1][0]} stamps on "
                                f"{uniq[counts > 1][0]} ({days.size} stamps on {uniq.size} days): the site "
                                "route takes one value per day (daily output, any time of day)")
-    attrs = {**ds["time"].attrs, **({"calendar": calendar} if calendar else {})}
+    attrs = {**ds["time"].attrs, **({"model_calendar": calendar} if calendar else {})}
     return ds.assign_coords(time=("time", days.astype("datetime64[ns]"), attrs))
 
 

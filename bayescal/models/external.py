@@ -73,7 +73,7 @@ def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
     except OSError as err:
-        return None, "", f"cannot start {argv[0]!r} (run in {cwd}): {err}", False
+        return None, "", f"cannot start {argv[0]!r} (run in {cwd}): {_start_error(argv[0], err)}", False
     timed_out = False
     _RUNNING.add(proc.pid)
     try:
@@ -99,6 +99,27 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _start_error(program: str, err: OSError) -> str:
+    """Why a program could not start: a script whose ``#!`` line names an interpreter that is not
+    there is not the script missing (the system says "No such file" of either)."""
+    import errno
+
+    if err.errno == errno.ENOENT and os.path.isfile(program):
+        with open(program, "rb") as fh:
+            first = fh.readline(200).decode(errors="replace").strip()
+        if first.startswith("#!"):
+            return f"its first line {first!r} names an interpreter that is not there"
+    return str(err)
+
+
+def unused_message(unused: Sequence[str]) -> str:
+    """What to say of free values no template placeholder gives the program."""
+    shown = ", ".join(repr(u) for u in unused[:8]) + " ..." * (len(unused) > 8)
+    return (f"the template has no placeholder for {len(unused)} free parameter value(s) of the space: "
+            f"{shown}; their values would never reach the program. Add {{{{ {unused[0]} }}}} where the "
+            "program reads it, or leave the value out of the parameters file")
 
 
 class ExternalModel:
@@ -174,6 +195,14 @@ class ExternalModel:
                 f"(a placeholder is {{{{ label }}}} with a label of the space such as "
                 f"{space.all_labels[0]!r}, no spaces inside)"
             )
+        used = {m.strip() for m in _ANY_PLACEHOLDER.findall(text)}
+        #: free values of the space the template never gives the program (calibrated, they would keep
+        #: their prior); a warning here, an error in a config (``bayescal check``)
+        self.unused_labels = [lab for lab in space.labels if lab not in used]
+        if self.unused_labels:
+            import warnings
+
+            warnings.warn(unused_message(self.unused_labels), UserWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ pieces
     def render(self, theta: np.ndarray) -> str:

@@ -91,6 +91,7 @@ def _aligned(sim: xr.Dataset, p: Product) -> tuple[xr.DataArray, xr.DataArray]:
     extra = set(ref.dims) - {"cell", "time"}
     if extra:
         raise ScoreError(f"{_label(p)}: unexpected dimensions {sorted(extra)}")
+    _check_monthly(p, ref["time"].values, mod["time"].values)
     sim_units = mod.attrs.get("units")
     if sim_units is not None and str(sim_units) != p.units:
         raise ScoreError(
@@ -98,6 +99,22 @@ def _aligned(sim: xr.Dataset, p: Product) -> tuple[xr.DataArray, xr.DataArray]:
         )
     mod = mod.sel(cell=ref["cell"].values, time=ref["time"].values).transpose("member", "cell", "time")
     return mod, ref.transpose("cell", "time")
+
+
+def _check_monthly(p: Product, ref_time: np.ndarray, sim_time: np.ndarray) -> None:
+    """A warning when a product's values are further apart than months: a product of years (or
+    seasons) stamped at a month of a monthly simulation is compared with that month alone."""
+    if ref_time.size < 2 or sim_time.size < 2 or np.asarray(sim_time).dtype.kind != "M":
+        return
+    step = lambda t: np.median(np.diff(np.sort(np.asarray(t, "datetime64[D]")).astype(float)))  # noqa: E731
+    if step(sim_time) <= 31 < step(ref_time) - 14:  # a warning: a July of each year is a month's
+        import warnings
+
+        warnings.warn(f"{_label(p)}: its values are {step(ref_time):.0f} days apart (median), the "
+                      f"simulation's {step(sim_time):.0f}: each value is compared with the simulation's "
+                      "month at its time stamp alone. If a value is a year's (or a season's) mean, give "
+                      "monthly values, or compare with the simulation's means over those periods",
+                      UserWarning, stacklevel=4)
 
 
 def _cell_weights(sim: xr.Dataset, ref: xr.DataArray) -> np.ndarray:

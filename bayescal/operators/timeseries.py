@@ -27,13 +27,14 @@ import xarray as xr
 from scipy import sparse
 
 from ..observations.products import ObservationError, Product
+from ..readers.series import PERIOD_FREQUENCY
 
 __all__ = ["AGGREGATES", "SeriesLikelihood", "SeriesOperator", "estimate_error_model"]
 
 AGGREGATES = ("daily", "weekly", "monthly", "annual")
-_FREQ = {"daily": "D", "weekly": "W", "monthly": "M", "annual": "Y"}
 #: a product's period (what one of its values stands for: ``Product.attrs["period"]``) as an aggregate
 _AGGREGATE_OF = {"day": "daily", "week": "weekly", "month": "monthly", "year": "annual"}
+_FREQ = {aggregate: PERIOD_FREQUENCY[period] for period, aggregate in _AGGREGATE_OF.items()}
 
 
 def period_rows(time: pd.DatetimeIndex, period: str, model_time: pd.DatetimeIndex

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..parameters import ParameterSpace
+from ..parameters.design import int_seed
 from .history import OptimizationResult, Recorder, dimension, result, start_point
 from .loop import run_strategy
 from .objective import OptimizeError
@@ -31,7 +32,7 @@ def dfols(
     rhobeg: float = 0.1,
     rhoend: float = 1e-8,
     user_params: dict | None = None,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
 ) -> OptimizationResult:
     """DFO-LS (Cartis et al. 2019) on the residual vector, from one or several starting points.
 
@@ -54,9 +55,9 @@ def dfols(
         Initial and final trust-region radius in unit-cube units.
     user_params : dict, optional
         Further DFO-LS ``user_params`` (they override the above).
-    seed : int
-        DFO-LS draws from numpy's global generator; it is seeded with this for the call and
-        restored afterwards.
+    seed : int or numpy.random.Generator
+        DFO-LS draws from numpy's global generator; it is seeded with this (a Generator: its next
+        draw) for the call and restored afterwards.
 
     Notes
     -----
@@ -88,11 +89,11 @@ def dfols(
     params.update(user_params or {})
     messages = []
     # DFO-LS draws from numpy's global generator: seed it for the call, then restore it
-    saved = np.random.get_state()  # noqa: NPY002
+    saved, first = np.random.get_state(), int_seed(seed)  # noqa: NPY002
     try:
         for s, x0 in enumerate(x0s):
             rec.current_start = s
-            np.random.seed(seed + s)  # noqa: NPY002
+            np.random.seed(first + s)  # noqa: NPY002
             sol = _dfols.solve(fun, x0, bounds=(np.zeros(d), np.ones(d)), rhobeg=rhobeg, rhoend=rhoend,
                                maxfun=max_evaluations, user_params=params, objfun_has_noise=noisy,
                                do_logging=False)
@@ -168,7 +169,7 @@ class _CMAStrategy:
     def tell(self, misfit: np.ndarray) -> None:
         ok = np.isfinite(misfit)
         if not ok.any():
-            raise OptimizeError("cma_es: every member of a population failed; see the history reasons")
+            raise OptimizeError("cma_es: every member of a population failed")
         pen = np.array(misfit, dtype=float)
         pen[~ok] = misfit[ok].max() + (np.ptp(misfit[ok]) or 1.0)
         self.es.tell(list(self._X), pen.tolist())

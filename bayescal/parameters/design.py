@@ -20,7 +20,7 @@ from scipy.stats import qmc
 
 from . import ParameterSpace
 
-__all__ = ["latin_hypercube", "sobol", "uniform", "box_around", "box_spanning", "Box"]
+__all__ = ["latin_hypercube", "sobol", "uniform", "box_around", "box_spanning", "Box", "int_seed"]
 
 Box = tuple[np.ndarray, np.ndarray]
 
@@ -38,6 +38,16 @@ def _check_box(space: ParameterSpace, box: Box | None) -> Box:
             "need 0 <= lower < upper <= 1 in unit-cube coordinates"
         )
     return lo, hi
+
+
+def int_seed(seed: int | np.random.Generator | None) -> int | None:
+    """An int seed for a library that takes only ints (SALib, numpy's global generator in
+    DFO-LS): an int (or None) as it is, a ``numpy.random.Generator`` its next draw."""
+    if seed is None or isinstance(seed, int | np.integer):
+        return None if seed is None else int(seed)
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**31))
+    raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
 
 
 def _result(space: ParameterSpace, u01: np.ndarray, box: Box | None, kind: str, seed) -> xr.DataArray:

@@ -307,7 +307,8 @@ def adapt_independence(sampler, n_steps: int, init: np.ndarray, seed: int, progr
 
 def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.DataArray],
                error_sd: dict[str, float], error_rho: dict[str, float], years: tuple[int, int],
-               rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
+               rng: np.random.Generator,
+               periods: dict[str, dict[str, xr.DataArray]] | None = None) -> tuple[xr.Dataset, dict]:
     """Posterior-predictive bands and the REFLEX metrics on ``years``.
 
     Parameters
@@ -322,6 +323,10 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
     error_sd, error_rho : {variable: float}
         Each variable's daily predictive error (sqrt(sigma^2 + s^2) at the median sigma) and AR(1)
         coefficient; the predictive draws add this noise, the annual sums its AR(1) sum.
+    periods : {variable: {"month" | "year": DataArray on time}}, optional
+        Products of a variable's months or years (``period = "month"``: each value the mean per
+        day over the period holding its date): the observed monthly and annual values where its
+        days give none (an annual value from twelve observed months if no product of years).
     """
     sel = {"time": slice(str(years[0]), str(years[1]))}
     out, summary = {}, {}
@@ -339,8 +344,10 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
             q = getattr(pred.resample(time=freq), how)().quantile([0.05, 0.5, 0.95], dim="member")
             attrs = {"units": period_units(daily, name), "cell_methods": f"time: {how}"}
             out[f"{v}_{name}"] = q.rename(time=dim).assign_attrs(attrs)
-            out[f"{v}_observed_{name}"] = _observed_period(o, freq, how).rename(time=dim).assign_attrs(
-                {**o.attrs, **attrs})
+            seen = _observed_period(o, freq, how).rename(time=dim)
+            if not seen.notnull().any() and (periods or {}).get(v):
+                seen = _observed_of_periods(periods[v], name, how, out[f"{v}_{name}"][dim])
+            out[f"{v}_observed_{name}"] = seen.assign_attrs({**o.attrs, **attrs})
         summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     bands = xr.Dataset(out)
     axes = (("time", "day"), ("time_monthly", "start of the month"), ("time_annual", "start of the year"))
@@ -361,6 +368,31 @@ def _observed_period(o: xr.DataArray, freq: str, how: str) -> xr.DataArray:
     if freq == "MS":
         return mean
     return mean.where(o.resample(time="MS").count().resample(time="YS").map(lambda c: (c > 0).sum()) >= 9)
+
+
+def _observed_of_periods(products: dict[str, xr.DataArray], name: str, how: str,
+                         index: xr.DataArray) -> xr.DataArray:
+    """The observed monthly or annual values (``name``) on ``index`` (the bands' period starts)
+    from products of months or years (per-day means): a flux's sum over the period's days, a
+    state's mean; a year from its twelve months if no product of years has it."""
+    import pandas as pd
+
+    per = {"monthly": "M", "annual": "Y"}[name]
+    if name == "annual" and "year" not in products:  # twelve observed months make a year
+        months = _observed_of_periods(products, "monthly", how, xr.DataArray(pd.date_range(
+            pd.Timestamp(index.values[0]), periods=12 * index.size, freq="MS"), dims="t"))
+        years = months.groupby(months["t"].dt.year)
+        value = getattr(years, how)().where(years.count() == 12).values
+        return xr.DataArray(value, dims=index.dims, coords={index.dims[0]: index.values})
+    values = products.get({"monthly": "month", "annual": "year"}[name])
+    out = np.full(index.size, np.nan)
+    if values is not None:
+        periods = pd.DatetimeIndex(values["time"].values).to_period(per)
+        days = (periods.end_time.normalize() - periods.start_time).days.to_numpy() + 1
+        x = values.values * (days if how == "sum" else 1.0)
+        pos = pd.DatetimeIndex(index.values).get_indexer(periods.start_time)
+        out[pos[pos >= 0]] = x[pos >= 0]
+    return xr.DataArray(out, dims=index.dims, coords={index.dims[0]: index.values})
 
 
 #: a rate per day at the end of a unit: "d-1", "day-1" (CF/UDUNITS), "/d", "/day"

@@ -164,7 +164,11 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
         raise ReaderError(f"{where}: no TIMESTAMP column{hint}")
     missing = [c for c in columns or [] if c not in df]
     if missing:
-        raise ReaderError(f"{where}: missing columns {missing}")
+        # GPP_DT_VUT_REF missing, GPP_NT_VUT_REF there: the other partitioning is
+        other = [c.replace(a, b) for c in missing for a, b in (("_DT_", "_NT_"), ("_NT_", "_DT_"))
+                 if a in c and c.replace(a, b) in df]
+        hint = f" (the file has {other[0]}: partitioning = {other[0].split('_')[1]!r})" if other else ""
+        raise ReaderError(f"{where}: missing columns {missing}{hint}")
     stamp = df.pop("TIMESTAMP")
     number = pd.to_numeric(stamp, errors="coerce")
     text = number.where(number == np.floor(number)).astype("Int64").astype(str)  # 20000101.5: not a day
@@ -341,7 +345,8 @@ def read_fluxnet_product(
     site = _site(path)
     suffix = f"-{partitioning}" if "{p}" in _PRODUCTS[variable][0] else ""
     label = name or f"{site}-{variable.upper()}{suffix}"
-    attrs = {"units": out_units, "source": str(path), "column": col, "qc": f"{qc_col} >= {qc_min}"}
+    attrs = {"units": out_units, "source": str(path), "column": col, "qc": f"{qc_col} >= {qc_min}",
+             **({"file_units": file_units} if out_units != file_units else {})}
     data = xr.DataArray(value, dims="time", coords={"time": df.index.values}, attrs=attrs, name=variable)
     sig = xr.DataArray(sigma, dims="time", coords={"time": df.index.values}, attrs={"units": out_units})
     return Product(label, variable, data, sig, attrs={"site": site, "sigma_floor": floor})

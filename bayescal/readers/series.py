@@ -22,13 +22,14 @@ from .fluxnet import (
 )
 from .units import UnitError, convert
 
-__all__ = ["PERIODS", "read_csv_product"]
+__all__ = ["PERIODS", "PERIOD_FREQUENCY", "read_csv_product"]
 
 #: what one value of a CSV product stands for: its day's mean (the default), or its week's, month's
 #: or year's (the period holding its date); :class:`~bayescal.operators.timeseries.SeriesOperator`
 #: compares it with the model's mean over that period
 PERIODS = ("day", "week", "month", "year")
-_PANDAS_FREQ = {"week": "W", "month": "M", "year": "Y"}
+#: each period's pandas frequency (``DatetimeIndex.to_period``)
+PERIOD_FREQUENCY = {"day": "D", "week": "W", "month": "M", "year": "Y"}
 
 
 def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
@@ -155,6 +156,9 @@ def read_csv_product(
     ok = np.isfinite(value)
     if "sigma" not in df and relative_sigma is None:
         raise ReaderError(f"{where}: no sigma column; give relative_sigma{unread}")
+    if "sigma" in df and relative_sigma is not None:  # it would do nothing
+        raise ReaderError(f"{where}: the file has a sigma column and relative_sigma is given: give only "
+                          "one (leave relative_sigma out to use the column)")
     sigma = _file_sigma(df["sigma"].to_numpy(float), ok, time, where, units, sigma_units, variable) \
         if "sigma" in df else relative_sigma * np.abs(value)
     sigma = np.maximum(sigma, sigma_floor)
@@ -203,7 +207,7 @@ def _check_period(time: pd.DatetimeIndex, period: str, where: str) -> None:
     import warnings
 
     if period != "day":
-        periods = time.to_period(_PANDAS_FREQ[period])
+        periods = time.to_period(PERIOD_FREQUENCY[period])
         twice = periods.duplicated()
         if twice.any():
             raise ReaderError(f"{where}: {int(twice.sum())} value(s) share a {period} with another (the "

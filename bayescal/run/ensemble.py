@@ -140,7 +140,7 @@ def run_batch(
     t0 = time.perf_counter()
     try:
         # any form of the contract (docs/own-model.md): a Dataset or a dict, either failure spelling
-        ds = conform_output(simulator(np.asarray(theta, dtype=float)), len(members), series=False)
+        ds = conform_output(simulator(np.asarray(theta, dtype=float)), len(members), series=None)
     except Exception as err:  # noqa: BLE001 - any simulator error fails the member, not the run
         if len(members) > 1:
             out: list[MemberResult] = []

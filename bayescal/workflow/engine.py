@@ -254,12 +254,17 @@ class Engine:
             yours = stage.foreign_files(moved)
             for name in yours:  # files bayescal did not write stay where their owner put them
                 os.replace(moved / name, folder / name)
-            if yours:
-                self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours)}")
             for rel in self._kept_stores(stage, started, inputs, moved):
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(moved / rel, folder / rel)
                 self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
+            beside = {Path(w.rstrip("/")).name for w in stage.writes if w.startswith("../")}
+            inside = _yours_inside(moved, beside)  # in its subfolders set aside: yours too
+            for name in inside:
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(moved / name, folder / name)
+            if yours or inside:
+                self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours + inside)}")
             self.ctx.say(f"[{stage.name}] {stale_size(self.run_dir)}")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stage.json").unlink(missing_ok=True)
@@ -373,6 +378,25 @@ def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool
         return False
     return {k: v for k, v in old.items() if k not in ("revision", "detail")} == \
         {k: v for k, v in new.items() if k not in ("revision", "detail")}
+
+
+#: what bayescal writes in the folders inside a stage's (its run stores, chains, rounds): a file
+#: of another kind there is yours
+_OURS_INSIDE = ("*.nc", "*.h5", "*.json", ".*", "*.damaged")
+
+
+def _yours_inside(folder: Path, beside: set[str]) -> list[str]:
+    """Your files inside the subfolders of a stage's folder set aside (``folder``; its own files
+    put back already; not in ``beside``, what it wrote beside its folder, set aside with it):
+    paths relative to it of the files not of :data:`_OURS_INSIDE`'s kinds."""
+    import fnmatch
+
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in beside):
+        for path in sorted(sub.rglob("*")):
+            if path.is_file() and not any(fnmatch.fnmatch(path.name, w) for w in _OURS_INSIDE):
+                found.append(str(path.relative_to(folder)))
+    return found
 
 
 def _only_yours(stage: Stage, folder: Path) -> bool:

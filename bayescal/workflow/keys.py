@@ -73,7 +73,7 @@ def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Map
     values = {k: portable(config_value(config, k), root) for k in stage.keys(config)}
     out = {
         "reads": {k: _hash(v) for k, v in values.items()},
-        "detail": {k: _leaves(v) for k, v in values.items() if isinstance(v, Mapping)},
+        "detail": {k: _leaves(v) for k, v in values.items() if isinstance(v, Mapping) or _tables(v)},
         "files": {portable(p, root): file_digest(p)
                   for p in sorted({str(p) for p in stage.input_files(config) if p})},
         "needs": {n: needed[n] for n in stage.needs},
@@ -106,12 +106,20 @@ def portable(value: Any, root: str | None) -> Any:
 _PACKAGE = str(resources.files("bayescal"))  # as resolve_path makes "bayescal:data/..." paths
 
 
-def _leaves(table: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """A hash per value of a (nested) table, by dotted key."""
+def _tables(value: Any) -> bool:
+    """A non-empty list of tables (``observations.products``)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
+
+
+def _leaves(table: Mapping[str, Any] | list, prefix: str = "") -> dict[str, str]:
+    """A hash per value of a (nested) table, by dotted key; a list of tables' by item
+    (``[1].sigma_floor``)."""
+    if isinstance(table, list):
+        return {k: v for i, t in enumerate(table) for k, v in _leaves(t, f"{prefix}[{i}].").items()}
     out: dict[str, str] = {}
     for k, v in table.items():
-        if isinstance(v, Mapping) and v:
-            out.update(_leaves(v, f"{prefix}{k}."))
+        if isinstance(v, Mapping) and v or _tables(v):
+            out.update(_leaves(v, f"{prefix}{k}{'' if _tables(v) else '.'}"))
         else:
             out[f"{prefix}{k}"] = _hash(v)
     return out
@@ -150,5 +158,9 @@ def _changed_leaves(old: Mapping[str, Any], new: Mapping[str, Any], key: str) ->
     b = (new.get("detail") or {}).get(key)
     if not isinstance(a, Mapping) or not isinstance(b, Mapping):
         return [key]
-    leaves = [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    items = lambda d: {k.partition("]")[0] for k in d if k.startswith("[")}  # noqa: E731 - a list's items
+    if items(a) != items(b):  # a product added or left out: said by the count
+        return [f"{key} ({len(items(a))} -> {len(items(b))} items)"]
+    leaves = [f"{key}{'' if k.startswith('[') else '.'}{k}" for k in sorted(set(a) | set(b))
+              if a.get(k) != b.get(k)]
     return leaves or [key]

@@ -26,11 +26,29 @@ from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
 from ..workflow.rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
 from .config import ConfigError, is_site, truth_theta
 
-__all__ = ["Context", "StageError", "StageRecord"]
+__all__ = ["MIN_DESIGN_RUNS", "Context", "StageError", "StageRecord", "require_design_runs"]
+
+#: finished design runs an emulator is fitted on at the least (fewer: the stage stops, and says why)
+MIN_DESIGN_RUNS = 5
 
 
 class StageError(RuntimeError):
     """A stage cannot go on (e.g. too few finished model runs); the message says what to change."""
+
+
+def require_design_runs(usable: int, total: int, reasons, store, more: str = "design.n_runs") -> None:
+    """A :class:`StageError` when fewer than :data:`MIN_DESIGN_RUNS` of a design's ``total`` runs
+    are usable: it names the ``store``, the failures' reasons (``reasons``: those of the failed
+    runs) and what to change. Every finished run stays in the store for the rerun."""
+    if usable >= MIN_DESIGN_RUNS:
+        return
+    from ..run.ensemble import count_reasons, describe_failures
+
+    why = describe_failures(count_reasons(str(r) for r in reasons), most=3)
+    raise StageError(f"only {usable} of {total} design runs in {store} are usable (an emulator needs "
+                     f"{MIN_DESIGN_RUNS} at the least){': ' + why if why else ''}. Make the model run "
+                     f"there (the member folders keep each failed run's files), narrow the parameters' "
+                     f"bounds, or raise {more}; finished runs are kept")
 
 
 class Context:

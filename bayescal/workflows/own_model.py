@@ -72,6 +72,30 @@ def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...]
     return out
 
 
+def check_program(program: str) -> None:
+    """The program of ``model.command``, before any run: a path must name an executable file (a
+    ConfigError); a name not on ``PATH`` here is warned of (a cluster's nodes may have it)."""
+    import shutil
+    import warnings
+
+    if os.path.isabs(program):
+        if not os.path.isfile(program):
+            from .config import did_you_mean
+
+            folder = Path(program).parent
+            there = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+            near = did_you_mean(Path(program).name, there)
+            raise ConfigError(f"'model.command': the program {program} does not exist{near} (a relative "
+                              "path is relative to the config file's folder)")
+        if not os.access(program, os.X_OK):
+            raise ConfigError(f"'model.command': the program {program} is not executable: make it so "
+                              f"(chmod +x), or run it through its interpreter ([\"python\", "
+                              f"\"{os.path.basename(program)}\", ...])")
+    elif shutil.which(program) is None:
+        warnings.warn(f"'model.command': the program {program!r} is not on this machine's PATH; its runs "
+                      "fail unless the machines that run them have it", UserWarning, stacklevel=2)
+
+
 def check_own_model_keys(cfg: dict, base: Path | None) -> None:
     """``[model]`` of a ``python`` or ``external`` model, in place: the entry point's form, the
     folders searched for it (the config's own first), an external model's required keys with its
@@ -96,6 +120,7 @@ def check_own_model_keys(cfg: dict, base: Path | None) -> None:
         param_file = inspect.signature(ExternalModel).parameters["param_file"].default
         run_files = (param_file, str(m["output"]))  # written in each run's own directory
         m["command"] = resolve_command(m["command"], base, run_files)
+        check_program(m["command"][0])
     if m["parameters_file"] is not None:
         m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
     if m["kind"] == "external":  # the template's placeholders against the values, before any run
@@ -220,15 +245,23 @@ def python_model(m: dict) -> Any:
 def external_model(m: dict, space: Any, workdir: Path, variables: list[str] | None) -> Any:
     """The external program of ``[model]`` (one run per member, each in its own folder under
     ``workdir``), reading ``variables`` (None: every variable of its output) and ``model.variables``."""
-    from bayescal.models.external import ExternalModel
+    import warnings
+
+    from bayescal.models.external import ExternalModel, unused_message
 
     read = None if variables is None else sorted(set(m["variables"] or ()) | set(variables))
     try:
-        return ExternalModel(command=list(m["command"]), template=m["template"], space=space, workdir=workdir,
-                             output=m["output"], timeout=m["timeout"], variables=read)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the template's unused values: an error here, said below
+            model = ExternalModel(command=list(m["command"]), template=m["template"], space=space,
+                                  workdir=workdir, output=m["output"], timeout=m["timeout"], variables=read)
     except ValueError as err:  # a template naming values the space lacks, a bad output name
         what = "model.output" if "plain file name" in str(err) else "model.template"
         raise ConfigError(f"'{what}' {m[what.split('.')[1]]}: {err}") from None
+    if model.unused_labels:  # calibrated values the program would never see
+        raise ConfigError(f"'model.template' {m['template']}: {unused_message(model.unused_labels)} "
+                          f"({m['parameters_file']})")
+    return model
 
 
 def _entry_point_file(m: dict) -> list[str]:

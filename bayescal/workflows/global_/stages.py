@@ -18,7 +18,7 @@ import xarray as xr
 
 from bayescal.parameters import UNIT_CUBE, family
 from bayescal.workflow.rundir import write_json_atomic
-from bayescal.workflows.context import StageError
+from bayescal.workflows.context import StageError, require_design_runs
 
 if TYPE_CHECKING:
     from bayescal.workflows.global_.context import GlobalContext
@@ -205,11 +205,13 @@ def run_design(ctx: GlobalContext) -> None:
     status, reason = (np.array([str(x) for x in ens[v].values], dtype=object) for v in ("status", "reason"))
     obs, _ = ctx.twin()
     u = space.to_unit(design.values)
+    require_design_runs(int(ok.sum()), len(u), reason[~ok], out / "ensemble")
     Y = np.full((len(u), ctx.observed()[0].size), np.nan)
     Y[ok] = ctx.summaries(ens.isel(member=np.flatnonzero(ok)))
     collapsed = ok & np.isnan(Y).any(axis=1)
     status[collapsed], reason[collapsed] = "failed", "a likelihood summary is not finite"
     ok &= ~collapsed
+    require_design_runs(int(ok.sum()), len(u), reason[~ok], out / "ensemble")
     # the optimiser's measure (optimize.misfit), so the emulator may train on both sets of runs
     misfit = np.full(len(u), np.nan)
     measured = _objective(ctx, None).measure_runs(ens.isel(member=np.flatnonzero(ok)))

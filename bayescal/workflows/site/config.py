@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from bayescal.workflows.own_model import check_own_model_keys, resolve_path
+
+from .units import conform_units, model_output_units, output_units, say_scale_mismatch
 
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
@@ -39,88 +39,6 @@ def _years(cfg: dict, key: str) -> tuple[int, int]:
     if not ok or yrs[0] > yrs[1]:
         raise ConfigError(f"'site.{key}' must be [first, last] years, got {yrs!r}")
     return yrs[0], yrs[1]
-
-
-def model_output_units(cfg: dict) -> dict[str, str] | None:
-    """The units of the site model's outputs when known without running it (DALEC), else None."""
-    if cfg["model"]["kind"] == "dalec":
-        from bayescal.models.dalec import OUTPUT_UNITS
-
-        units = dict(OUTPUT_UNITS)
-        if cfg["model"]["dalec_type"] == "evergreen":
-            units.pop("clab", None)
-        return units
-    return None
-
-
-def output_units(ds) -> dict[str, str]:
-    """``{variable: units}`` of a model output Dataset's variables that carry a ``units`` attribute
-    (for :func:`conform_units` with ``strict=False`` after a run of a python or external model)."""
-    return {str(v): str(ds[v].attrs["units"]) for v in ds.data_vars if ds[v].attrs.get("units")}
-
-
-def conform_units(products: list, units: dict[str, str], key_prefix: str = "observations.products",
-                  strict: bool = True, unitless: tuple | list = ()) -> list:
-    """Each product in its model variable's units (``units``: variable -> the model output's
-    units): converted when the quantities match (dimensionally checked, in the variable's
-    context: bayescal.readers.units), else a ConfigError naming the key, file, variable and both
-    units. A variable the model does not give is an error too (``strict=False``: passed as it is,
-    for outputs whose units are not all known), and so is one it gives without units
-    (``unitless``): its product could be in any units."""
-    from bayescal.observations.products import Product
-    from bayescal.readers import UnitError, conversion_factor
-    from bayescal.workflows.config import ConfigError
-
-    out = []
-    for i, p in enumerate(products):
-        key, src = f"{key_prefix}[{i}]", p.data.attrs.get("source", "")
-        if p.variable in unitless:
-            raise ConfigError(
-                f"'{key}': {src}: the model output {p.variable!r} has no units, so the product's "
-                f"[{p.units}] can be neither checked nor converted; give the output a 'units' "
-                f"attribute (a Dataset) or your model a 'units' mapping such as "
-                f"{{{p.variable!r}: {p.units!r}}} (docs/own-model.md)")
-        if p.variable not in units and not strict:
-            out.append(p)
-            continue
-        if p.variable not in units:
-            raise ConfigError(f"'{key}.variable': the model has no output {p.variable!r} (it gives "
-                              f"{sorted(units)}); file {src}")
-        want = units[p.variable]
-        try:
-            f = conversion_factor(p.units, want, p.variable)
-        except UnitError as err:
-            raise ConfigError(f"'{key}': {src}: the product's units do not match the model output "
-                              f"{p.variable!r} [{want}]: {err}") from None
-        if p.units == want:
-            out.append(p)
-            continue
-        data = (p.data * f).assign_attrs({**p.data.attrs, "units": want, "file_units": p.units})
-        sigma = None if p.sigma is None else (p.sigma * abs(f)).assign_attrs(units=want)
-        out.append(Product(p.name, p.variable, data, sigma, attrs=dict(p.attrs)))
-    return out
-
-
-def say_scale_mismatch(products: list, scale: dict[str, float], factor: float = 30.0) -> None:
-    """A warning for each product whose observed values are typically more than ``factor`` times
-    larger or smaller than the model's at its defaults (``scale``: variable -> median |value| of
-    that run): units that convert but are not the file's (kg for g, per second for per day) put
-    a product 1,000 or 86,400 times off, where a poor default is rarely 30 times off."""
-    import warnings
-
-    for p in products:
-        model = scale.get(p.variable)
-        obs = float(np.nanmedian(np.abs(p.data.values))) if p.data.notnull().any() else np.nan
-        if not (model and np.isfinite(model) and np.isfinite(obs) and obs > 0):
-            continue
-        ratio = obs / model
-        if 1 / factor <= ratio <= factor:
-            continue
-        have = p.data.attrs.get("file_units", p.units)
-        src = p.data.attrs.get("source", p.name)
-        warnings.warn(f"{p.variable} ({src}): the observed values are typically {ratio:.3g} times the "
-                      f"model's at its defaults (median |value| {obs:.3g} against {model:.3g} {p.units}): "
-                      f"are the file's units [{have}] right, and the model's [{p.units}]?", stacklevel=2)
 
 
 def read_products(cfg: dict, key_prefix: str = "observations.products") -> list:
@@ -191,6 +109,7 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
         if other:
             raise ConfigError(f"'{key}.{other[0]}' is not read for format = {spec['format']!r} (its keys: "
                               f"{sorted(_reader_keys(spec['format']))})")
+        _refuse_unused_sigma_keys(spec, key)
         if spec["format"] == "csv" and "units" not in spec:
             raise ConfigError(f"'{key}.units' is required for a CSV product: the units of its 'value' "
                               "column, such as \"gC m-2 d-1\" or \"umol m-2 s-1\" (a CSV file carries none)")
@@ -201,6 +120,27 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
         if same is not None:
             raise ConfigError(f"'{key}' repeats 'observations.products[{same}]' (the same file, variable "
                               "and options would count its observations twice)")
+
+
+def _refuse_unused_sigma_keys(spec: dict, key: str) -> None:
+    """``relative_sigma`` where the file gives sigma (FLUXNET NEE and LE: their random
+    uncertainty columns; partitioning of a FLUXNET GPP or RECO a variable needs): it would do
+    nothing, so it is named (a CSV's sigma column is read with the file)."""
+    from bayescal.readers.fluxnet import _PRODUCTS
+    from bayescal.workflows.config import ConfigError
+
+    if spec["format"] != "fluxnet" or spec.get("variable") not in _PRODUCTS:
+        return
+    col, _, sig_col, _ = _PRODUCTS[spec["variable"]]
+    if sig_col is not None and "relative_sigma" in spec:
+        raise ConfigError(f"'{key}.relative_sigma' does nothing for FLUXNET {spec['variable']}: its sigma is "
+                          f"the file's {sig_col} (the random uncertainty; sigma_floor bounds it below); "
+                          "leave the key out")
+    if "{p}" in col and spec.get("partitioning") not in ("NT", "DT"):
+        got = f", got {spec['partitioning']!r}" if "partitioning" in spec else ""
+        raise ConfigError(f"'{key}.partitioning' is required for FLUXNET {spec['variable']}: \"NT\" "
+                          f"(night-time, Reichstein et al. 2005) or \"DT\" (day-time, Lasslop et al. 2010), "
+                          f"the columns {col.format(p='NT')} or {col.format(p='DT')}{got}")
 
 
 def _warn_same_tower(specs: list[dict], products: list) -> None:

@@ -72,7 +72,7 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
         raise ConfigError(f"model ({kind}) fails at its defaults: {ds['reason'].values[0]}")
     if "time" not in ds.coords:
         raise ConfigError(f"model ({kind}): the output has no 'time' coordinate (daily dates)")
-    calendar = str(ds["time"].attrs.get("calendar", "standard"))
+    calendar = str(ds["time"].attrs.get("model_calendar", "standard"))
     check_years_covered(ds["time"].values, cfg, years, calendar)
     scale = {str(v): float(np.nanmedian(np.abs(ds[v].values))) for v in ds.data_vars
              if v not in ("status", "reason") and np.issubdtype(ds[v].dtype, np.number)

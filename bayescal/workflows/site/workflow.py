@@ -19,7 +19,8 @@ from bayescal.workflow import RunStore, Stage, Workflow
 from bayescal.workflows.config import GLOBAL_ONLY, SCHEMA
 from bayescal.workflows.own_model import model_source_files
 
-from .stages import run_site_optimize, run_site_posterior, run_site_propagate, run_site_report
+from .propagate_stage import run_site_propagate
+from .stages import run_site_optimize, run_site_posterior, run_site_report
 
 __all__ = ["SITE", "site_files"]
 
@@ -178,8 +179,9 @@ SITE = Workflow("site", description="a site model against observation files (mod
           writes=("ensemble/", "bands.nc", "summary.json"),
           expected_runs=lambda cfg: str(cfg["propagate"]["n_draws"] + 2),
           # 1: a sparsely observed state (8-day LAI) validated by monthly and annual means, every
-          # band's cell_methods (its runs are kept: CHANGELOG.md)
-          revision=1),
+          # band's cell_methods; 2: a variable observed only by products of months or years validated
+          # on them (its runs are kept: CHANGELOG.md)
+          revision=2),
     Stage("report", run_site_report, "figures (PNG) and report.html with the validation panel.",
           reads=("report",), needs=("optimize", "posterior", "propagate"),
           writes=("../figures/", "../report.html"), expected_runs=lambda cfg: "0"),
