@@ -56,10 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"bayescal {__version__}")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser(
+    r = sub.add_parser(  # its options first, then the workflows' stages (the long text, below them)
         "run",
         help="run (or resume) the workflow of a config file",
-        description=DESCRIPTION,
+        description=textwrap.fill("Run the stages of CONFIG's workflow in order in its run directory, "
+                                  "reusing those whose inputs are unchanged and resuming a stopped "
+                                  "one.", 100),
+        epilog=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("config", help="TOML configuration (see examples/global_twin.toml)")
@@ -68,12 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress or summary; only the report's path")
     c = sub.add_parser("check", help="validate a config file, run the model once at its defaults and show "
                        "the workflow's plan with rough times",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("config")
+                       description="Validate CONFIG (every file and key it names), run the model once at "
+                                   "its defaults, and show each stage of its workflow: reused or run, why, "
+                                   "its model runs and a rough time. Writes no run directory. The "
+                                   "workflows' stages: bayescal run --help.")
+    c.add_argument("config", help="TOML configuration")
     c.add_argument("--run-dir", help="override [run] output")
     c.add_argument("--no-model-run", action="store_true",
                    help="skip the one model run at the defaults (contract check and timing)")
-    rep = sub.add_parser("report", help="redraw the figures and report.html of a finished run directory")
+    rep = sub.add_parser("report", help="redraw the figures and report.html of a finished run directory",
+                         description="Redraw the figures and report.html of RUN_DIR from its files alone "
+                                     "(no model run).")
     rep.add_argument("run_dir")
     return p
 

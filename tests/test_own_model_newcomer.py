@@ -166,6 +166,25 @@ def test_cftime_calendars_are_read_as_their_dates():
         conform_output({"nee": np.zeros((1, 10)), "time": year1}, 1, ["nee"])
 
 
+def test_the_runner_tells_a_daily_cftime_model_from_a_monthly_one():
+    """``run_ensemble`` (``series=None``) serves both routes: days -- two in a month, or days
+    across a month's end -- stay days; months (mid-month stamps) become month starts; a single
+    stamp stays as it is. The global route (``series=False``) refuses days."""
+    day = cftime.DatetimeNoLeap
+
+    def times(dates, series=None):
+        return conform_output({"nee": np.zeros((1, len(dates))), "time": np.array(dates)}, 1,
+                              series=series)["time"].values
+
+    np.testing.assert_array_equal(times([day(2003, 6, 30), day(2003, 7, 1)]).astype("datetime64[D]"),
+                                  np.array(["2003-06-30", "2003-07-01"], dtype="datetime64[D]"))
+    np.testing.assert_array_equal(times([day(2003, m, 15) for m in (1, 2, 3)]).astype("datetime64[D]"),
+                                  np.array(["2003-01-01", "2003-02-01", "2003-03-01"], dtype="datetime64[D]"))
+    assert times([day(2003, 6, 15)])[0] == day(2003, 6, 15)
+    with pytest.raises(ModelOutputError, match="the global route takes one value per month"):
+        times([day(2003, 1, d) for d in (1, 2, 3)], series=False)
+
+
 def test_daily_values_stamped_at_noon_are_their_days_and_two_on_a_day_are_an_error():
     days = np.arange(np.datetime64("2004-01-01"), np.datetime64("2004-01-11")).astype("datetime64[ns]")
     x = np.arange(10.0)[None]

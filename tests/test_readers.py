@@ -497,3 +497,37 @@ def test_a_spreadsheets_csv_with_spaces_after_commas_and_a_bom_reads_as_the_orig
     np.testing.assert_array_equal(p.sigma.values, q.sigma.values)
     a, b = read_fluxnet_drivers(messy), read_fluxnet_drivers(plain)
     assert a.equals(b)
+
+
+def test_keys_that_would_do_nothing_or_lack_are_named(fluxnet_dir, tmp_path, capsys):
+    """relative_sigma where the file gives sigma (FLUXNET NEE's random uncertainty, a CSV's sigma
+    column) and a FLUXNET GPP without partitioning are named by key; a missing partitioning's
+    column names the one the file has; an empty sigma column points to relative_sigma."""
+    from bayescal.cli import main
+
+    example = EXAMPLE.read_text()
+    for edit, said in (
+        (("qc_min = 0.8\n", "qc_min = 0.8\nrelative_sigma = 0.5\n", 1),
+         "'observations.products[0].relative_sigma' does nothing for FLUXNET nee: its sigma is the file's "
+         "NEE_VUT_REF_RANDUNC"),
+        (('partitioning = "NT"\n', "", 1),
+         "'observations.products[1].partitioning' is required for FLUXNET gpp: \"NT\""),
+    ):
+        cfg = _example_with(tmp_path, fluxnet_dir / HAI, (2001, 2004), (2005, 2006),
+                            text=example.replace(*edit))
+        assert main(["check", "--no-model-run", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, err
+    f = tmp_path / "FLX_DE-Hai_DD_2000-2012.csv"
+    pd.read_csv(fluxnet_dir / HAI).drop(columns=["GPP_DT_VUT_REF"]).to_csv(f, index=False)
+    with pytest.raises(ReaderError, match=r"missing columns \['GPP_DT_VUT_REF'\] \(the file has "
+                                          r"GPP_NT_VUT_REF: partitioning = 'NT'\)"):
+        read_fluxnet_product(f, "gpp", partitioning="DT")
+    g = tmp_path / "gpp.csv"
+    g.write_text("time,value,sigma\n2001-01-01,2.0,0.2\n2001-01-02,4.0,0.3\n")
+    with pytest.raises(ReaderError, match="has a sigma column and relative_sigma is given: give only one"):
+        read_csv_product(g, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
+    g.write_text("time,value,sigma\n2001-01-01,2.0,\n2001-01-02,4.0,\n")
+    with pytest.raises(ReaderError, match="the column is empty: leave it out of the file and give "
+                                          "relative_sigma instead"):
+        read_csv_product(g, "gpp", units="gC m-2 d-1")

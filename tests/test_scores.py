@@ -192,6 +192,7 @@ def test_a_product_of_years_on_a_monthly_simulation_is_warned_of(truth):
         warnings.simplefilter("error")
         product_scores(sim, prod(truth))
         product_scores(sim, prod(truth.where(truth["time.month"] % 3 != 0)))
+        product_scores(sim, prod(truth.isel(time=slice(None, None, 2))))  # every other month
 
 
 def test_residuals_zero_at_truth_and_invariant_to_splitting(truth):

@@ -181,6 +181,21 @@ def test_validation_takes_products_of_months_and_years_where_no_day_is_observed(
         if n_complete:
             assert s["observed_annual"] == [pytest.approx(days.sel(time="2004").sum().item())]
             assert s["annual_coverage_90"] == 1.0  # the model is the truth: its band's median
+    # a noleap model (no 29 February 2004): a month's and a year's sums are over its days; a
+    # state's year from twelve months weighted by their days is its days' mean
+    noleap = time[~((time.month == 2) & (time.day == 29))]
+    level = np.asarray(noleap.month, float)  # one value a day, constant within each month
+    model = xr.Dataset({"gpp": (("member", "time"), np.tile(level, (20, 1)), {"units": "gC m-2 d-1"}),
+                        "lai": (("member", "time"), np.tile(level, (20, 1)), {"units": "m2 m-2"})},
+                       coords={"time": noleap})
+    per_month = model["gpp"].isel(member=0, drop=True).resample(time="MS").mean()
+    empty = {v: model[v].isel(member=0, drop=True) * np.nan for v in ("gpp", "lai")}
+    bands, summary = validation(model, model.isel(member=[0]), empty, {"gpp": 0.0, "lai": 0.0},
+                                {"gpp": 0.0, "lai": 0.0}, (2004, 2004), rng,
+                                periods={v: {"month": per_month} for v in ("gpp", "lai")})
+    assert float(bands["gpp_observed_monthly"][1]) == 2.0 * 28  # February of the model's 28 days
+    assert summary["gpp"]["observed_annual"] == [pytest.approx(level[noleap.year == 2004].sum())]
+    assert summary["lai"]["observed_annual"] == [pytest.approx(level[noleap.year == 2004].mean())]
 
 
 def test_error_model_recovers_discrepancy_and_autocorrelation(rng):

@@ -912,6 +912,8 @@ def test_your_files_in_a_rerun_stages_subfolders_stay_in_place(tmp_path):
         (ctx.run_dir / "b" / "store" / "members" / "member_000000.nc").write_text(str(ctx.config["b"]))
         (ctx.run_dir / "b" / "store" / "store.json").write_text("{}")
         (ctx.run_dir / "b" / "chains" / "round0.h5").write_text("chain")
+        wave = ctx.run_dir / "b" / "chains" / "wave1_design.npy"  # a killed stage resumes with it
+        wave.write_text(wave.read_text() if wave.exists() else str(ctx.config["b"]))
 
     class Context(_Context):
         def say(self, msg):
@@ -922,7 +924,14 @@ def test_your_files_in_a_rerun_stages_subfolders_stay_in_place(tmp_path):
     run = tmp_path / "run"
     (run / "b" / "store" / "my_design_notes.txt").write_text("mine")
     (run / "b" / "store" / "members" / "why.md").write_text("mine too")
+    for left in ("member_000001.nc.tmp", "member_000002.nc.corrupt"):  # a killed run's, a check's
+        (run / "b" / "store" / "members" / left).write_text("bayescal's")
     Engine(workflow, Context({"b": {"y": 2}}, run)).run()
+    for own in ("store/members/member_000001.nc.tmp", "store/members/member_000002.nc.corrupt"):
+        assert (run / ".stale" / "b-1" / own).exists() and not (run / "b" / own).exists()
+    # bayescal's, not yours: set aside, so the new inputs' run does not resume the old design
+    assert (run / ".stale" / "b-1" / "chains" / "wave1_design.npy").read_text() == "{'y': 1}"
+    assert (run / "b" / "chains" / "wave1_design.npy").read_text() == "{'y': 2}"
     assert (run / "b" / "store" / "my_design_notes.txt").read_text() == "mine"
     assert (run / "b" / "store" / "members" / "why.md").read_text() == "mine too"
     assert (run / ".stale" / "b-1" / "store" / "members" / "member_000000.nc").read_text() == "{'y': 1}"

@@ -199,7 +199,8 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
         Site series: each needed variable on ``(member, time)`` (a ``cell`` of length one is
         dropped). ``False`` keeps the dimensions as they are (the global route's cells: cftime
         months as datetime64 month starts). ``None``: as ``False``, and cftime dates of a daily
-        model as datetime64 days (:func:`run_ensemble`, whichever route calls it).
+        model (spaced by days) as datetime64 days, a single cftime stamp as it is
+        (:func:`run_ensemble`, whichever route calls it).
 
     Returns
     -------
@@ -226,14 +227,22 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
             ds = daily_time(ds)
         ds = _as_series(ds, variables or [n for n in ds.data_vars if n not in ("status", "reason")])
     elif "time" in ds.coords and ds["time"].size and hasattr(ds["time"].values.flat[0], "calendar"):
-        ds = daily_time(ds) if series is None and _daily(ds["time"].values) else monthly_time(ds)
+        if series is False or _spacing(ds["time"].values) == "month":
+            ds = monthly_time(ds)
+        elif _spacing(ds["time"].values) == "day":
+            ds = daily_time(ds)
+        # a single stamp (run_ensemble): as it is, cftime (month or day cannot be told)
     return ds
 
 
-def _daily(t: np.ndarray) -> bool:
-    """Whether cftime stamps hold two in one month (a daily model's, not a monthly one's)."""
-    months = [(d.year, d.month) for d in t]
-    return len(set(months)) < len(months)
+def _spacing(t: np.ndarray) -> str | None:
+    """``"day"`` for cftime stamps two of which share a month or that are less than 28 days
+    apart (median), ``"month"`` for others, None for a single stamp."""
+    if t.size < 2:
+        return None
+    months = {(d.year, d.month) for d in t.flat}
+    gaps = [(b - a).days for a, b in zip(t.flat[:-1], t.flat[1:], strict=True)]
+    return "day" if len(months) < t.size or np.median(np.abs(gaps)) < 28 else "month"
 
 
 def monthly_time(ds: xr.Dataset) -> xr.Dataset:

@@ -325,8 +325,9 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
         coefficient; the predictive draws add this noise, the annual sums its AR(1) sum.
     periods : {variable: {"month" | "year": DataArray on time}}, optional
         Products of a variable's months or years (``period = "month"``: each value the mean per
-        day over the period holding its date): the observed monthly and annual values where its
-        days give none (an annual value from twelve observed months if no product of years).
+        day over the period holding its date): the observed monthly and annual values of a
+        variable none of whose days are observed in ``years`` (an annual value from twelve
+        observed months if no product of years).
     """
     sel = {"time": slice(str(years[0]), str(years[1]))}
     out, summary = {}, {}
@@ -345,8 +346,8 @@ def validation(draws: xr.Dataset, defaults: xr.Dataset, observed: dict[str, xr.D
             attrs = {"units": period_units(daily, name), "cell_methods": f"time: {how}"}
             out[f"{v}_{name}"] = q.rename(time=dim).assign_attrs(attrs)
             seen = _observed_period(o, freq, how).rename(time=dim)
-            if not seen.notnull().any() and (periods or {}).get(v):
-                seen = _observed_of_periods(periods[v], name, how, out[f"{v}_{name}"][dim])
+            if not seen.notnull().any() and (periods or {}).get(v):  # no observed day: the periods'
+                seen = _observed_of_periods(periods[v], name, how, out[f"{v}_{name}"][dim], m["time"].values)
             out[f"{v}_observed_{name}"] = seen.assign_attrs({**o.attrs, **attrs})
         summary[v] = _validation_metrics(out, v, m, o, defaults[v].sel(sel).isel(member=0))
     bands = xr.Dataset(out)
@@ -371,25 +372,31 @@ def _observed_period(o: xr.DataArray, freq: str, how: str) -> xr.DataArray:
 
 
 def _observed_of_periods(products: dict[str, xr.DataArray], name: str, how: str,
-                         index: xr.DataArray) -> xr.DataArray:
+                         index: xr.DataArray, model_days: np.ndarray) -> xr.DataArray:
     """The observed monthly or annual values (``name``) on ``index`` (the bands' period starts)
-    from products of months or years (per-day means): a flux's sum over the period's days, a
-    state's mean; a year from its twelve months if no product of years has it."""
+    from products of months or years (per-day means): a flux's per-day mean times the model's
+    days in the period (``model_days``: a ``noleap`` model has no 29 February, as its band
+    does not), a state's mean; a year from its twelve months if no product of years has it (a
+    state's months weighted by their days)."""
     import pandas as pd
 
-    per = {"monthly": "M", "annual": "Y"}[name]
+    days = pd.DatetimeIndex(model_days)
     if name == "annual" and "year" not in products:  # twelve observed months make a year
-        months = _observed_of_periods(products, "monthly", how, xr.DataArray(pd.date_range(
-            pd.Timestamp(index.values[0]), periods=12 * index.size, freq="MS"), dims="t"))
-        years = months.groupby(months["t"].dt.year)
-        value = getattr(years, how)().where(years.count() == 12).values
-        return xr.DataArray(value, dims=index.dims, coords={index.dims[0]: index.values})
+        starts = pd.date_range(pd.Timestamp(index.values[0]), periods=12 * index.size, freq="MS")
+        months = _observed_of_periods(products, "monthly", how, xr.DataArray(starts, dims="t"), model_days)
+        n = pd.Series(1, index=days).resample("MS").sum().reindex(starts, fill_value=0).to_numpy()
+        per_day = months.values if how == "sum" else months.values * n  # a mean's day-sum
+        x = per_day.reshape(index.size, 12)
+        value = x.sum(axis=1) / (1.0 if how == "sum" else n.reshape(index.size, 12).sum(axis=1))
+        return xr.DataArray(np.where(np.isfinite(x).all(axis=1), value, np.nan), dims=index.dims,
+                            coords={index.dims[0]: index.values})
     values = products.get({"monthly": "month", "annual": "year"}[name])
     out = np.full(index.size, np.nan)
     if values is not None:
+        per = {"monthly": "M", "annual": "Y"}[name]
         periods = pd.DatetimeIndex(values["time"].values).to_period(per)
-        days = (periods.end_time.normalize() - periods.start_time).days.to_numpy() + 1
-        x = values.values * (days if how == "sum" else 1.0)
+        n = pd.Series(1, index=days.to_period(per)).groupby(level=0).sum().reindex(periods, fill_value=0)
+        x = values.values * (n.to_numpy() if how == "sum" else 1.0)
         pos = pd.DatetimeIndex(index.values).get_indexer(periods.start_time)
         out[pos[pos >= 0]] = x[pos >= 0]
     return xr.DataArray(out, dims=index.dims, coords={index.dims[0]: index.values})

@@ -192,8 +192,10 @@ def _file_sigma(sigma: np.ndarray, ok: np.ndarray, time: pd.DatetimeIndex, where
     gone = ok & np.isnan(sigma)
     if gone.any():
         bad = int(np.flatnonzero(gone)[0])
+        empty = "; the column is empty: leave it out of the file and give relative_sigma instead" \
+            if gone.sum() == ok.sum() else ""
         raise ReaderError(f"{where}: column sigma is missing on {int(gone.sum())} day(s) with a value, "
-                          f"the first {time[bad]:%Y-%m-%d}; give every observed day its sigma")
+                          f"the first {time[bad]:%Y-%m-%d}; give every observed day its sigma{empty}")
     if not sigma_units:
         return sigma
     try:

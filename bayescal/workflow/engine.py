@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import resource
 import time
 import warnings
@@ -380,22 +381,29 @@ def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool
         {k: v for k, v in new.items() if k not in ("revision", "detail")}
 
 
-#: what bayescal writes in the folders inside a stage's (its run stores, chains, rounds): a file
-#: of another kind there is yours
-_OURS_INSIDE = ("*.nc", "*.h5", "*.json", ".*", "*.damaged")
+#: what bayescal writes in the folders inside a stage's (run stores, chains, rounds, waves): its
+#: netCDF, HDF5, JSON and NumPy files, and what an interrupted write or a check of them leaves
+#: (``member_000001.nc.tmp``, ``.corrupt``, hidden temporary files); a file of another kind is yours
+_OURS_INSIDE = re.compile(r"^\.|\.(nc|h5|json|npy|npz)$|\.(nc|h5|json|npy)\.|\.(tmp|corrupt|damaged)$")
 
 
 def _yours_inside(folder: Path, beside: set[str]) -> list[str]:
     """Your files inside the subfolders of a stage's folder set aside (``folder``; its own files
     put back already; not in ``beside``, what it wrote beside its folder, set aside with it):
-    paths relative to it of the files not of :data:`_OURS_INSIDE`'s kinds."""
-    import fnmatch
+    paths relative to it of the files not of :data:`_OURS_INSIDE`'s kinds. ``os.scandir``, one
+    pattern per name and no ``stat`` of a file: a store of 100,000 members is read in a blink."""
+    found: list[str] = []
 
-    found = []
+    def walk(path: str, rel: str) -> None:
+        with os.scandir(path) as entries:
+            for e in sorted(entries, key=lambda e: e.name):
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, f"{rel}{e.name}/")
+                elif not _OURS_INSIDE.search(e.name):
+                    found.append(f"{rel}{e.name}")
+
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in beside):
-        for path in sorted(sub.rglob("*")):
-            if path.is_file() and not any(fnmatch.fnmatch(path.name, w) for w in _OURS_INSIDE):
-                found.append(str(path.relative_to(folder)))
+        walk(str(sub), f"{sub.name}/")
     return found
 
 
