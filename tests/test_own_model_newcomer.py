@@ -54,6 +54,8 @@ class Model:
                 time = np.array([cftime.Datetime360Day(d.year, d.month, min(d.day, 30)) for d in self.t])
         elif self.form == "noon":
             time = time + np.timedelta64(12, "h")
+        elif self.form == "fails_high":  # a corner where the model fails
+            nee[theta[:, 0] > 4.5] = np.nan
         return {"nee": nee, "time": time}
 '''
 
@@ -404,6 +406,22 @@ def test_units_of_the_model_that_cannot_be_read_are_the_models_not_the_products(
     err = capsys.readouterr().err
     assert "the model output 'nee' has units 'kg C m-2 s-1 (PFT-weighted)' that cannot be read" in err, err
     assert "product's units" not in err and "kept in" not in err and "Traceback" not in err
+
+
+def test_the_model_failing_at_the_emulators_best_point_is_a_warning(tmp_path, capsys, monkeypatch):
+    """The emulator route runs the model at the emulator's maximum-likelihood point; where the
+    emulator is wrong the model may fail there: a warning naming the reason, and the refinement
+    goes on from the design's runs (it was a traceback)."""
+    from bayescal.workflows.context import Context
+
+    cfg = _setup(tmp_path, _python("fails_high"))
+    route = '[posterior]\nroute = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
+    cfg.write_text(cfg.read_text().replace("[posterior]\n", route) + "[design]\nn_runs = 12\n")
+    monkeypatch.setattr(Context, "optimum_u", lambda self: np.array([0.99, 0.5]))  # a = 4.95: fails
+    with pytest.warns(UserWarning, match=r"the model fails at the emulator's maximum-likelihood point "
+                                         r"\(non-finite output.*the refinement's runs go on"):
+        assert main(["run", str(cfg), "--until", "posterior", "--quiet"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "posterior" / "posterior.nc").exists()
 
 
 def test_a_member_missing_an_observed_variable_names_it(tmp_path):

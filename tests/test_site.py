@@ -314,7 +314,8 @@ def test_python_entry_point_route_through_bayescal_run(tmp_path):
         run.training  # noqa: B018 - the site workflow has no design stage
     (tmp_path / "run" / "report.html").unlink()
     assert main(["report", str(tmp_path / "run")]) == 0  # from the run directory alone
-    assert "Validation on held-out years" in (tmp_path / "run" / "report.html").read_text()
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Validation on held-out years" in page and "Route: direct (posterior.route" in page
 
 
 def test_the_models_own_failure_reasons_reach_the_optimisers_history(tmp_path, capsys):
@@ -829,6 +830,26 @@ def test_a_search_still_improving_at_its_budget_is_warned_of():
     stalled = np.minimum.accumulate(misfit)
     with pytest.warns(RuntimeWarning, match=r"not converged .*its last 8 evaluations' -log L spread over"):
         _say_if_still_improving(stalled, 100, misfit[-8:])
+
+
+def test_a_search_that_settled_far_above_its_best_run_is_warned_of():
+    """CMA-ES converged (its last generation within 0.01 nats) 28,600 nats above a run of its
+    second generation (FR-Pue): that run is the optimum used -- said, naming it; a search whose
+    last generation is at its best is not."""
+    import warnings
+
+    from bayescal.workflows.site.stages import _say_if_settled_above
+
+    misfit = np.r_[np.full(30, 80000.0), 50352.9, np.full(69, 79000.0), np.full(24, 78949.01)]
+    misfit[3] = np.nan  # a failed run
+    last = np.r_[np.zeros(100, bool), np.ones(24, bool)]
+    with pytest.warns(RuntimeWarning, match=r"converged at -log L 78949, 2\.86e\+04 above its best run "
+                                            r"\(evaluation 31 of 124, -log L 50352\.9"):
+        _say_if_settled_above(misfit, last)
+    misfit[-24:] = 50352.9 + np.linspace(0, 0.01, 24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _say_if_settled_above(misfit, last)
 
 
 def test_a_sigma_far_above_the_residuals_is_warned_of(tmp_path):

@@ -129,6 +129,7 @@ n_draws = 4
     err = json.loads((run / "posterior" / "error_model.json").read_text())
     assert err[0]["discrepancy"] == 0.0 and err[0]["emulator_sd_median"] < 0.2 * SIGMA
     assert "Emulator refinement" in (run / "report.html").read_text()
+    assert "Route: emulator (posterior.route" in (run / "report.html").read_text()
     # each round's emulator checked at its new runs before fitting them (the last round has none)
     assert np.isfinite(h["heldout_error"][:-1]).all() and np.isnan(h["heldout_error"][-1])
     assert "before fitting them" in (run / "report.html").read_text()

@@ -974,8 +974,13 @@ def test_a_resumed_stage_counts_the_runs_its_stopped_invocations_counted(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         engine.run()
     assert [(p.status, p.finished_runs) for p in engine.plan()] == [("resume", 5)]  # `bayescal check` says
-    recs = Engine(workflow, context({}, tmp_path / "run")).run()
+    said = []
+    resumed = context({}, tmp_path / "run")
+    resumed.say = said.append
+    recs = Engine(workflow, resumed).run()
     assert [(r.status, r.runs) for r in recs] == [("ran", 9)]
+    assert any(m.startswith("[c] done in") and "9 model runs (5 of them by an earlier invocation, kept)" in m
+               for m in said), said
     fresh = Engine(workflow, context({}, tmp_path / "fresh"))
     fresh.claim()
     assert [(r.status, r.runs) for r in fresh.run()] == [("ran", 9)]

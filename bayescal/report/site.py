@@ -179,6 +179,16 @@ def _error_row(e: dict) -> str:
             f"<td>{html.escape(units)}</td></tr>")
 
 
+#: the posterior's route, said at the top of the report (docs/site.md)
+_ROUTES = {
+    "direct": "Route: direct (posterior.route = \"direct\"): emcee on the model itself, every step a "
+              "batch of model runs; no emulator.",
+    "emulator": "Route: emulator (posterior.route = \"emulator\"): an SVD emulator of the calibration "
+                "series from design runs, refined by rounds of model runs; the chains run on the emulator "
+                "(see the refinement table).",
+}
+
+
 def write_site_report(rd) -> Path:
     """Figures and ``report.html`` of a site run directory (see :func:`bayescal.report.write_report`)."""
     from ..posterior import get_group, load_inference_data, unit_samples
@@ -223,6 +233,7 @@ def write_site_report(rd) -> Path:
         f"validation {val[0]}-{val[1]} &middot; {len(space.labels)} calibrated values &middot; "
         f"{runs_behind(records)} &middot; "
         f"{_TWIN if cfg['observations']['twin'] else 'real observations'}</p>",
+        f"<p>{_ROUTES[cfg['posterior']['route']]}</p>",
         f"<h2>Validation on held-out years</h2><p>{html.escape(GOALS)}.</p>",
         _metrics_table(summary, variables),
         "<h3>Error model (per product, calibration years)</h3><table class='t'><tr><th>product</th>"

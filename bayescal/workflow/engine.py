@@ -346,6 +346,7 @@ class Engine:
                 "bayescal": __version__, "inputs": inputs, "outside": wrote,
             })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
+                     + (f" ({kept} of them by an earlier invocation, kept)" if kept and resumed else "")
                      + (f" (and {reused} kept from a run of other inputs)" if reused else "")
                      + (f", {len(msgs)} warnings" if msgs else ""))
         return rec

@@ -105,10 +105,12 @@ def run_site_optimize(ctx: SiteContext) -> None:
     res.history.to_netcdf(ctx.run_dir / "optimize" / "history.nc")
     ctx.say(f"  maximum likelihood after {res.n_evaluations} evaluations: -log L = {res.fun:.6g}")
     h = res.history
+    last = h["batch"].values == h["batch"].values[-1]  # CMA-ES's last generation: one batch
     if res.n_evaluations >= ctx.config["site"]["ml_evaluations"]:  # stopped by the budget, not converged
-        last = h["batch"].values == h["batch"].values[-1]  # CMA-ES's last generation: one batch
         _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"],
                                 h["misfit"].values[last])
+    else:
+        _say_if_settled_above(h["misfit"].values, last)
     from bayescal.run.ensemble import count_reasons
 
     failed = h["status"].values != "done" if "status" in h else np.zeros(0, bool)
@@ -120,6 +122,24 @@ def run_site_optimize(ctx: SiteContext) -> None:
         write_json_atomic(ctx.run_dir / "optimize" / "evaluations.json",
                           {"runs": int(res.n_evaluations), "inside": "the search",
                            "failed": dict(why)})
+
+
+def _say_if_settled_above(misfit: np.ndarray, last: np.ndarray) -> None:
+    """A warning when the search converged more than 10 nats above its best run (a mode it left,
+    or a lucky draw it never came back to): that run is the optimum used."""
+    done = np.isfinite(misfit)
+    if not (done & last).any() or not done.any():
+        return
+    best, settled = float(np.min(misfit[done])), float(np.median(misfit[done & last]))
+    if settled - best > 10.0:
+        at = int(np.flatnonzero(misfit == best)[0]) + 1
+        gap = settled - best
+        warnings.warn(f"the maximum-likelihood search converged at -log L {settled:.6g}, {gap:.3g} above "
+                      f"its best run (evaluation {at} of {misfit.size}, -log L {best:.6g}; "
+                      "optimize/history.nc): the likelihood has another mode there, or that run was a lucky "
+                      "draw the search never came back to. That run is the optimum the error model is "
+                      "estimated at (and the chains start from with posterior.start = 'optimum')",
+                      RuntimeWarning, stacklevel=2)
 
 
 def _say_if_still_improving(best: np.ndarray, budget: int, last_generation: np.ndarray | None = None) -> None:
@@ -144,12 +164,24 @@ def _say_if_still_improving(best: np.ndarray, budget: int, last_generation: np.n
                       f"({budget})", RuntimeWarning, stacklevel=2)
 
 
-def _optimum_run(ctx: SiteContext) -> np.ndarray:
-    """The calibration series of one model run at the maximum-likelihood point (through the store)."""
-    y = _stored_values(ctx, ctx.optimum_u()[None], ctx.run_dir / "posterior" / "optimum_run")
-    if not np.isfinite(y).all():
-        raise ValueError("the model fails at the maximum-likelihood point (posterior/optimum_run/)")
-    return y
+def _optimum_run(ctx: SiteContext, required: bool = True) -> np.ndarray:
+    """The calibration series of one model run at the maximum-likelihood point (through the
+    store); a failed run a StageError when ``required`` (the direct route's point was a run that
+    finished), else a warning and no row (the emulator's point: the emulator was wrong there)."""
+    store = ctx.run_dir / "posterior" / "optimum_run"
+    y = _stored_values(ctx, ctx.optimum_u()[None], store)
+    if np.isfinite(y).all():
+        return y
+    from bayescal.run.ensemble import EnsembleStore
+
+    why = str(EnsembleStore(store).load()["reason"].values[0]) or "a value is not finite"
+    if required:
+        raise StageError(f"the model fails at the maximum-likelihood point ({why}; {store}), though it "
+                         "ran there in the search: is the model deterministic?")
+    warnings.warn(f"the model fails at the emulator's maximum-likelihood point ({why}; {store}): the "
+                  "emulator is wrong there; the refinement's runs go on from the design's", UserWarning,
+                  stacklevel=2)
+    return y[:0]
 
 
 class _ErrorModel:
@@ -218,8 +250,9 @@ def _refine(ctx: SiteContext, errors: _ErrorModel):
 
     c, out = ctx.config["posterior"], ctx.run_dir / "posterior"
     design = xr.load_dataset(ctx.run_dir / "optimize" / "design.nc")
-    X = np.vstack([design["X"].values, ctx.optimum_u()[None]])
-    Y = np.vstack([design["Y"].values, _optimum_run(ctx)])
+    optimum = _optimum_run(ctx, required=False)
+    X = np.vstack([design["X"].values, ctx.optimum_u()[None][:len(optimum)]])
+    Y = np.vstack([design["Y"].values, optimum])
     errors.add(Y)
     rounds = iter(range(10**6))
     _say_rounds_resumed(ctx, out / "chains")

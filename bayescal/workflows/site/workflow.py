@@ -177,7 +177,8 @@ SITE = Workflow("site", description="a site model against observation files (mod
                  "run.seed"),
           needs=("optimize", "posterior"), input_files=site_files, keeps=(PROPAGATE_STORE,),
           writes=("ensemble/", "bands.nc", "summary.json"),
-          expected_runs=lambda cfg: str(cfg["propagate"]["n_draws"] + 2),
+          expected_runs=lambda cfg: f"<= {cfg['propagate']['n_draws'] + 2} (fewer if the posterior keeps "
+                                    "fewer draws)",
           # 1: a sparsely observed state (8-day LAI) validated by monthly and annual means, every
           # band's cell_methods; 2: a variable observed only by products of months or years validated
           # on them (its runs are kept: CHANGELOG.md)
