@@ -183,6 +183,10 @@ def test_the_runner_tells_a_daily_cftime_model_from_a_monthly_one():
     np.testing.assert_array_equal(times([day(2003, m, 15) for m in (1, 2, 3)]).astype("datetime64[D]"),
                                   np.array(["2003-01-01", "2003-02-01", "2003-03-01"], dtype="datetime64[D]"))
     assert times([day(2003, 6, 15)])[0] == day(2003, 6, 15)
+    shuffled = times([day(2003, 1, 31), day(2003, 3, 1), day(2003, 2, 1)])  # days, in any order
+    assert str(shuffled.astype("datetime64[D]")[2]) == "2003-02-01"
+    with pytest.raises(ModelOutputError, match=r"'time' mixes the calendars \['noleap', 'standard'\]"):
+        times([day(2003, 1, 1), cftime.DatetimeGregorian(2003, 1, 2)])
     with pytest.raises(ModelOutputError, match="the global route takes one value per month"):
         times([day(2003, 1, d) for d in (1, 2, 3)], series=False)
 

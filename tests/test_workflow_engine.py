@@ -924,11 +924,15 @@ def test_your_files_in_a_rerun_stages_subfolders_stay_in_place(tmp_path):
     run = tmp_path / "run"
     (run / "b" / "store" / "my_design_notes.txt").write_text("mine")
     (run / "b" / "store" / "members" / "why.md").write_text("mine too")
-    for left in ("member_000001.nc.tmp", "member_000002.nc.corrupt"):  # a killed run's, a check's
-        (run / "b" / "store" / "members" / left).write_text("bayescal's")
+    for left in ("members/member_000001.nc.tmp", "members/member_000002.nc.corrupt",
+                 "round0_tempered.partial"):  # a killed run's, a check's, an SMC's
+        (run / "b" / "store" / left).write_text("bayescal's")
+    (run / "b" / "store" / "results.nc.txt").write_text("mine, named alike")
     Engine(workflow, Context({"b": {"y": 2}}, run)).run()
-    for own in ("store/members/member_000001.nc.tmp", "store/members/member_000002.nc.corrupt"):
+    for own in ("store/members/member_000001.nc.tmp", "store/members/member_000002.nc.corrupt",
+                "store/round0_tempered.partial"):
         assert (run / ".stale" / "b-1" / own).exists() and not (run / "b" / own).exists()
+    assert (run / "b" / "store" / "results.nc.txt").read_text() == "mine, named alike"
     # bayescal's, not yours: set aside, so the new inputs' run does not resume the old design
     assert (run / ".stale" / "b-1" / "chains" / "wave1_design.npy").read_text() == "{'y': 1}"
     assert (run / "b" / "chains" / "wave1_design.npy").read_text() == "{'y': 2}"
@@ -937,8 +941,8 @@ def test_your_files_in_a_rerun_stages_subfolders_stay_in_place(tmp_path):
     assert (run / ".stale" / "b-1" / "store" / "members" / "member_000000.nc").read_text() == "{'y': 1}"
     assert (run / ".stale" / "b-1" / "chains" / "round0.h5").exists()
     assert not list((run / ".stale").rglob("*.txt")) and not list((run / ".stale").rglob("*.md"))
-    assert any(m.endswith("kept in place, not bayescal's: store/members/why.md, store/my_design_notes.txt")
-               for m in said), said
+    assert any(m.endswith("kept in place, not bayescal's: store/members/why.md, store/my_design_notes.txt, "
+                          "store/results.nc.txt") for m in said), said
 
 
 class _PoolContext(_Context):

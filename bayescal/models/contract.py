@@ -227,9 +227,10 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
             ds = daily_time(ds)
         ds = _as_series(ds, variables or [n for n in ds.data_vars if n not in ("status", "reason")])
     elif "time" in ds.coords and ds["time"].size and hasattr(ds["time"].values.flat[0], "calendar"):
-        if series is False or _spacing(ds["time"].values) == "month":
+        spacing = "month" if series is False else _spacing(ds["time"].values)
+        if spacing == "month":
             ds = monthly_time(ds)
-        elif _spacing(ds["time"].values) == "day":
+        elif spacing == "day":
             ds = daily_time(ds)
         # a single stamp (run_ensemble): as it is, cftime (month or day cannot be told)
     return ds
@@ -237,12 +238,19 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
 
 def _spacing(t: np.ndarray) -> str | None:
     """``"day"`` for cftime stamps two of which share a month or that are less than 28 days
-    apart (median), ``"month"`` for others, None for a single stamp."""
+    apart (median, in time order), ``"month"`` for others, None for a single stamp; stamps of two
+    calendars are a :class:`ModelOutputError`."""
+    if t.ndim != 1:
+        raise ModelOutputError(f"the model output's 'time' has {t.ndim} dimensions; it must be one axis")
     if t.size < 2:
         return None
-    months = {(d.year, d.month) for d in t.flat}
-    gaps = [(b - a).days for a, b in zip(t.flat[:-1], t.flat[1:], strict=True)]
-    return "day" if len(months) < t.size or np.median(np.abs(gaps)) < 28 else "month"
+    calendars = {str(d.calendar) for d in t}
+    if len(calendars) > 1:
+        raise ModelOutputError(f"the model output's 'time' mixes the calendars {sorted(calendars)}")
+    months = {(d.year, d.month) for d in t}
+    ordered = sorted(t)
+    gaps = [(b - a).days for a, b in zip(ordered[:-1], ordered[1:], strict=True)]
+    return "day" if len(months) < t.size or np.median(gaps) < 28 else "month"
 
 
 def monthly_time(ds: xr.Dataset) -> xr.Dataset:

@@ -396,7 +396,9 @@ def _observed_of_periods(products: dict[str, xr.DataArray], name: str, how: str,
         per = {"monthly": "M", "annual": "Y"}[name]
         periods = pd.DatetimeIndex(values["time"].values).to_period(per)
         n = pd.Series(1, index=days.to_period(per)).groupby(level=0).sum().reindex(periods, fill_value=0)
-        x = values.values * (n.to_numpy() if how == "sum" else 1.0)
+        n = n.to_numpy().astype(float)
+        n[n == 0] = np.nan  # a period the model does not simulate: no observed value for its band
+        x = values.values * (n if how == "sum" else np.where(np.isnan(n), np.nan, 1.0))
         pos = pd.DatetimeIndex(index.values).get_indexer(periods.start_time)
         out[pos[pos >= 0]] = x[pos >= 0]
     return xr.DataArray(out, dims=index.dims, coords={index.dims[0]: index.values})

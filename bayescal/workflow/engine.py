@@ -384,8 +384,9 @@ def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool
 
 #: what bayescal writes in the folders inside a stage's (run stores, chains, rounds, waves): its
 #: netCDF, HDF5, JSON and NumPy files, and what an interrupted write or a check of them leaves
-#: (``member_000001.nc.tmp``, ``.corrupt``, hidden temporary files); a file of another kind is yours
-_OURS_INSIDE = re.compile(r"^\.|\.(nc|h5|json|npy|npz)$|\.(nc|h5|json|npy)\.|\.(tmp|corrupt|damaged)$")
+#: (``member_000001.nc.tmp``, ``.corrupt``, ``.partial``, ``.damaged2``, hidden temporary files); a
+#: file of another kind is yours
+_OURS_INSIDE = re.compile(r"^\.|\.(nc|h5|json|npy|npz)$|\.(tmp|corrupt|partial|damaged\d*)$")
 
 
 def _yours_inside(folder: Path, beside: set[str]) -> list[str]:

@@ -160,7 +160,8 @@ class Stage:
         """The entries of ``folder`` (the stage's) that the stage does not write: the user's own.
 
         Its records (``stage.json``, ``started.json``), hidden files (bayescal's temporary
-        files) and ``*.damaged`` files it set aside are its own.
+        files), what an interrupted write leaves (``*.tmp``, ``*.partial``) and the files it set
+        aside (``*.damaged``, ``*.damaged2``, ``*.corrupt``) are its own.
 
         Parameters
         ----------
@@ -179,7 +180,7 @@ class Stage:
             return []
         # a write beside the folder ("../report.html") is set aside into it: its own there too
         own = [Path(w.rstrip("/")).name.replace("<variable>", "*") for w in self.writes]
-        own += ["stage.json", "started.json", ".*", "*.damaged"]
+        own += ["stage.json", "started.json", ".*", "*.damaged*", "*.tmp", "*.partial", "*.corrupt"]
         return sorted(p.name for p in folder.iterdir() if not any(fnmatch.fnmatch(p.name, w) for w in own))
 
 

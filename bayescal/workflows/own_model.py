@@ -72,19 +72,16 @@ def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...]
     return out
 
 
-def check_program(program: str, elsewhere: bool = False) -> None:
+def check_program(program: str) -> None:
     """The program of ``model.command``, before any run: a path must name an executable file (a
-    ConfigError); a name not on ``PATH`` here is warned of (a cluster's nodes may have it), and so
-    is a path missing here when the runs go ``elsewhere`` (``run.scheduler``: a node's own path)."""
+    ConfigError: the run at the defaults is made here, also with ``run.scheduler``); a name not
+    on ``PATH`` here is warned of."""
     import shutil
     import warnings
 
     if "{" in program:  # "{run_dir}/model": a run's own file, there only when it runs
         return
-    if os.path.isabs(program) and elsewhere and not os.path.isfile(program):
-        warnings.warn(f"'model.command': the program {program} is not on this machine; its runs fail "
-                      "unless the machines run.scheduler sends them to have it", UserWarning, stacklevel=2)
-    elif os.path.isabs(program):
+    if os.path.isabs(program):
         if not os.path.isfile(program):
             from .config import did_you_mean
 
@@ -126,7 +123,7 @@ def check_own_model_keys(cfg: dict, base: Path | None) -> None:
         param_file = inspect.signature(ExternalModel).parameters["param_file"].default
         run_files = (param_file, str(m["output"]))  # written in each run's own directory
         m["command"] = resolve_command(m["command"], base, run_files)
-        check_program(m["command"][0], elsewhere=bool(cfg.get("run", {}).get("scheduler")))
+        check_program(m["command"][0])
     if m["parameters_file"] is not None:
         m["parameters_file"] = resolve_path(m["parameters_file"], base, "model.parameters_file")
     if m["kind"] == "external":  # the template's placeholders against the values, before any run

@@ -109,7 +109,7 @@ def run_site_optimize(ctx: SiteContext) -> None:
     if res.n_evaluations >= ctx.config["site"]["ml_evaluations"]:  # stopped by the budget, not converged
         _say_if_still_improving(h["best_misfit"].values, ctx.config["site"]["ml_evaluations"],
                                 h["misfit"].values[last])
-    else:
+    elif ctx.config["posterior"]["route"] == "direct":  # the emulator's -log L: its best is not a run
         _say_if_settled_above(h["misfit"].values, last)
     from bayescal.run.ensemble import count_reasons
 
@@ -177,7 +177,9 @@ def _optimum_run(ctx: SiteContext, required: bool = True) -> np.ndarray:
     why = str(EnsembleStore(store).load()["reason"].values[0]) or "a value is not finite"
     if required:
         raise StageError(f"the model fails at the maximum-likelihood point ({why}; {store}), though it "
-                         "ran there in the search: is the model deterministic?")
+                         "finished there in the search: a value that is not finite on a day the "
+                         "likelihood does not read (the store keeps every day), or a model that is not "
+                         "deterministic?")
     warnings.warn(f"the model fails at the emulator's maximum-likelihood point ({why}; {store}): the "
                   "emulator is wrong there; the refinement's runs go on from the design's", UserWarning,
                   stacklevel=2)
