@@ -22,6 +22,7 @@ from bayescal.models.contract import ModelOutputError
 from bayescal.optimize.objective import OptimizeError
 from bayescal.workflow import check_run_dir
 from bayescal.workflow.rundir import RunDirError, RunDirRefused, damaged_files
+from bayescal.workflow.rundir_guard import run_dir_holder
 from bayescal.workflows import (
     ConfigError,
     StageError,
@@ -176,7 +177,9 @@ def _check(args: argparse.Namespace) -> int:
                   f"{_in_years(p, cfg)}, in {p.units}{conv}")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
-    print(f"run directory: {pipe.run_dir.resolve()} ({owner})\nstages:")
+    busy = run_dir_holder(pipe.run_dir) if state == "owned" else None
+    busy = f"; in use now by {busy}: another 'bayescal run' there is refused until it ends" if busy else ""
+    print(f"run directory: {pipe.run_dir.resolve()} ({owner}{busy})\nstages:")
     _print_plan(pipe, per_run, stored)
     return 0
 

@@ -595,6 +595,50 @@ def test_output_at_a_users_folder_is_refused_and_nothing_is_deleted(tmp_path, ca
     assert main(["check", str(cfg)]) == 2
 
 
+_HOLDER = """
+import os, sys, time
+from bayescal.workflow.rundir_guard import hold_run_dir
+with hold_run_dir(sys.argv[1]):
+    if os.fork() == 0:  # a worker of the run's pool, still alive when its parent is killed
+        time.sleep(60)
+        os._exit(0)
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_in_a_run_directory_in_use_is_refused_and_a_killed_run_leaves_no_lock(tmp_path, capsys):
+    """A job submitted twice: the second is refused by name (exit 2, no traceback) before it
+    writes anything; the first killed with SIGKILL -- its forked worker still alive -- leaves the
+    folder free at once."""
+    import signal
+    import subprocess
+    import sys
+
+    from bayescal.workflow.rundir_guard import LOCK, hold_run_dir
+
+    cfg = _site_config(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / MARKER).write_text(json.dumps({"created_by": "bayescal", "workflow": "site"}))
+    first = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        assert main(["run", str(cfg), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{run} is in use" in err and f"process {first.pid}" in err and "Traceback" not in err
+        assert sorted(p.name for p in run.iterdir()) == sorted([LOCK, MARKER])  # nothing else written
+        assert main(["check", str(cfg), "--no-model-run"]) == 0  # check only reads, and says so
+        assert f"in use now by bayescal (process {first.pid}" in capsys.readouterr().out
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        with hold_run_dir(run, wait=0):  # free at once: the worker closed its copy at fork
+            pass
+    finally:
+        first.kill()
+        subprocess.run(["pkill", "-KILL", "-f", str(run)], check=False)  # the worker
+
+
 def test_output_that_is_empty_or_a_file_is_a_named_config_error(tmp_path, capsys):
     cfg = _site_config(tmp_path)
     text = cfg.read_text()

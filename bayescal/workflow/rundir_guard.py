@@ -4,24 +4,41 @@ deletes what it did not write.
 - :func:`claim_run_dir` creates the directory with a marker (``.bayescal-run.json``), or accepts
   one that has the marker (or is empty); a non-empty directory without it, or a file, is refused
   with :class:`~bayescal.workflow.rundir.RunDirRefused` before anything is written.
+- :func:`hold_run_dir` keeps a second ``bayescal run`` out of a run directory while one runs in
+  it (a job submitted twice on a cluster): the second is refused, naming the first's process.
 - :func:`set_aside` moves a stage's folder of other inputs into ``.stale/`` instead of deleting
   it: whatever a user put there survives.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
+import socket
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from bayescal import __version__
 
 from .rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
 
-__all__ = ["STALE", "check_run_dir", "claim_run_dir", "set_aside", "stale_size"]
+__all__ = ["LOCK", "STALE", "check_run_dir", "claim_run_dir", "hold_run_dir", "run_dir_holder", "set_aside",
+           "stale_size"]
 
 #: where stage folders of other inputs are moved (bayescal's; never deleted by bayescal)
 STALE = ".stale"
+#: the file a running ``bayescal run`` holds locked (bayescal's; kept between runs)
+LOCK = ".bayescal-run.lock"
+#: lock descriptors this process holds: a forked child (a worker of the run's pool) closes its
+#: copies, so the lock ends with the process that took it, not with its last straggling worker
+_HELD: set[int] = set()
+#: how long a second run waits for the lock before it is refused (a run just killed: its workers
+#: exit within a fraction of a second)
+_WAIT = 5.0
 #: what a run directory of an older bayescal (without the marker) always holds
 _LEGACY = ("config.json", "space.json")
 
@@ -142,3 +159,103 @@ def stale_size(run_dir: str | Path) -> str:
     size = sum(f.stat().st_size for p in folders for f in p.rglob("*") if f.is_file() and not f.is_symlink())
     return (f"{STALE}/ holds {len(folders)} earlier stage folders, {size / 2**20:.1f} MiB; delete what you "
             "no longer need")
+
+
+def _close_inherited() -> None:
+    for fd in tuple(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
+
+
+@contextlib.contextmanager
+def hold_run_dir(path: str | Path, wait: float = _WAIT) -> Iterator[None]:
+    """Hold ``path``'s lock (``.bayescal-run.lock``) while the block runs: a second run in the same
+    run directory at the same time -- the same job submitted twice, a run started while another
+    still works there -- would make the same model runs twice and write the same files.
+
+    The lock is the operating system's (``flock``): it ends with the process that holds it, so a
+    run killed with ``kill -9`` never leaves a stale lock behind. Where the file system cannot
+    lock (some network file systems), the run goes on with a warning.
+
+    Raises
+    ------
+    RunDirRefused
+        Another process holds the lock after ``wait`` seconds; the message names it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; nothing to hold
+        yield
+        return
+    lock = Path(path) / LOCK
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _acquire(fcntl, fd, lock, wait):
+            yield
+            return
+        _HELD.add(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        try:
+            yield
+        finally:
+            _HELD.discard(fd)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _acquire(fcntl, fd: int, lock: Path, wait: float) -> bool:
+    """Take the lock within ``wait`` seconds: True; False where the file system cannot lock."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise RunDirRefused(f"run directory {lock.parent} is in use: {_holder(lock)} is running in "
+                                    "it; wait for it to end (or stop it), or set '[run] output' (or "
+                                    "--run-dir) to another folder") from None
+            time.sleep(0.2)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            warnings.warn(f"{lock}: this file system cannot lock files ({e.strerror}); two runs started in "
+                          f"{lock.parent} at once would both run", RuntimeWarning, stacklevel=4)
+            return False
+
+
+def _holder(lock: Path) -> str:
+    """Who holds ``lock``, as its holder wrote it."""
+    try:
+        who = json.loads(lock.read_text())
+        return f"bayescal (process {who['pid']} on {who['host']}, since {who['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another bayescal process"
+
+
+def run_dir_holder(path: str | Path) -> str | None:
+    """The run working in ``path`` now (its process and host), or None; for ``bayescal check``,
+    which only reads."""
+    lock = Path(path) / LOCK
+    try:
+        import fcntl
+
+        fd = os.open(lock, os.O_RDONLY)
+    except (ImportError, OSError):  # no flock here, or no lock file: no run has held it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _holder(lock)
+    except OSError:  # the file system cannot lock
+        return None
+    finally:
+        os.close(fd)

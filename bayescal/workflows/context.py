@@ -24,6 +24,7 @@ import xarray as xr
 from ..run.cluster import ClusterError, check_run_config, make_executor
 from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
 from ..workflow.rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
+from ..workflow.rundir_guard import hold_run_dir
 from .config import ConfigError, is_site, truth_theta
 
 __all__ = ["MIN_DESIGN_RUNS", "Context", "StageError", "StageRecord", "require_design_runs"]
@@ -303,19 +304,21 @@ class Context:
         """Run (or reuse) ``stages`` (default: every stage of the workflow) in order.
 
         Refuses (:class:`~bayescal.workflow.rundir.RunDirRefused`) a non-empty folder bayescal did not
-        create, before writing anything. Returns what each stage did.
+        create, before writing anything, and a run directory another run is working in (its lock,
+        ``.bayescal-run.lock``). Returns what each stage did.
         """
         self.engine.claim()
-        write_json_atomic(self.run_dir / "config.json", self.config)
-        self.rundir.write_space(self.full_space)
-        if self.config_text:
-            write_text_atomic(self.run_dir / "config.toml", self.config_text)
-        if self.config_warnings is not None:
-            write_json_atomic(self.rundir.config_warnings_json, {"warnings": list(self.config_warnings)})
-        try:
-            records = self.engine.run(None if stages is None else tuple(stages))
-        finally:
-            self.close()
+        with hold_run_dir(self.run_dir):  # one run at a time in a run directory
+            write_json_atomic(self.run_dir / "config.json", self.config)
+            self.rundir.write_space(self.full_space)
+            if self.config_text:
+                write_text_atomic(self.run_dir / "config.toml", self.config_text)
+            if self.config_warnings is not None:
+                write_json_atomic(self.rundir.config_warnings_json, {"warnings": list(self.config_warnings)})
+            try:
+                records = self.engine.run(None if stages is None else tuple(stages))
+            finally:
+                self.close()
         self.records.extend(records)
         return records
 
