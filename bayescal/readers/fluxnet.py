@@ -137,12 +137,19 @@ def _read_csv(path: Path, where: str, what: str) -> pd.DataFrame:
     try:  # a spreadsheet's CSV: spaces after the commas, a byte-order mark before the header
         df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES], skipinitialspace=True,
                          encoding="utf-8-sig")
-        return df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
+        df = df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         text = str(err).strip()
         hint = ("; a decimal comma (2,5) splits a number in two: write 2.5, or quote the cell"
                 if "Expected" in text and "fields" in text else "")
         raise ReaderError(f"{where}: not {what} ({text}){hint}") from None
+    sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if len(df.columns) == 1
+                and c in str(df.columns[0])), None)  # a spreadsheet saved in another locale's CSV
+    if sep:
+        raise ReaderError(f"{where}: its columns are separated by {sep} (its header is "
+                          f"{str(df.columns[0])[:60]!r}); bayescal reads comma-separated files: save it "
+                          "as CSV with commas and decimal points")
+    return df
 
 
 def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = "") -> pd.DataFrame:

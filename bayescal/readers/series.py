@@ -164,8 +164,10 @@ def read_csv_product(
     sigma = np.maximum(sigma, sigma_floor)
     if not (sigma[ok] > 0).all():
         bad = int(np.flatnonzero(ok & ~(sigma > 0))[0])
+        hint = ("; relative_sigma x |value| is 0 where a value is 0: give sigma_floor too (a smallest sigma, "
+                f"in {units})") if "sigma" not in df and value[bad] == 0 else ""
         raise ReaderError(f"{where}: sigma must be > 0 (after sigma_floor {sigma_floor}); {time[bad].date()} "
-                          f"has {sigma[bad]}")
+                          f"has {sigma[bad]}{hint}")
     try:
         out_units = to_units or units
         value = convert(value, units, out_units, variable)
