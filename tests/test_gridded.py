@@ -234,13 +234,27 @@ def test_extra_dimension_and_wrong_units_are_named_errors(tmp_path):
     assert p.data.values[0, 0] == pytest.approx(2.501e6)
     with pytest.raises(ReaderError, match="cannot convert 'kg m-2 s-1'"):
         read_netcdf_product(f, "et", nc_variable="evspsbl", units="gC m-2 d-1", **kw)
-    # months counted in a noleap calendar (CF allows them in 360_day only): what to write instead
-    months = ds[["hfls"]].assign_coords(time=("time", [0.5, 1.5], {"units": "months since 2001-01-01",
-                                                                   "calendar": "noleap"}))
-    months.to_netcdf(tmp_path / "m.nc")
-    with pytest.raises(ReaderError, match=r"m.nc: its time units 'months since 2001-01-01' cannot be decoded "
+    # months counted in a noleap or standard calendar (CF allows them in 360_day only; TRENDY files
+    # use them): read as calendar months, the same product as the file stamped by dates
+    hfls = ds[["hfls"]].copy()
+    hfls["hfls"] = hfls["hfls"] * xr.DataArray([1.0, 3.0], dims="time")
+    hfls.to_netcdf(tmp_path / "d.nc")
+    want = read_netcdf_product(tmp_path / "d.nc", "hfls", units="W m-2", **kw)
+    for calendar, stamps in (("noleap", [0.5, 1.5]), ("standard", [0.0, 1.0]), ("gregorian", [12.5, 13.5])):
+        ref = "2000-01-01" if stamps[0] > 12 else "2001-01-01"
+        months = hfls.assign_coords(time=("time", stamps, {"units": f"months since {ref}",
+                                                           "calendar": calendar}))
+        months.to_netcdf(tmp_path / "m.nc")
+        got = read_netcdf_product(tmp_path / "m.nc", "hfls", units="W m-2", **kw)
+        xr.testing.assert_equal(got.data.drop_vars("time"), want.data.drop_vars("time"))
+        np.testing.assert_array_equal(got.data["time"].values, want.data["time"].values)
+    # years are another matter (an annual value is not a month's): what to write instead
+    years = hfls.assign_coords(time=("time", [0.5, 1.5], {"units": "years since 2001-01-01",
+                                                          "calendar": "noleap"}))
+    years.to_netcdf(tmp_path / "y.nc")
+    with pytest.raises(ReaderError, match=r"y.nc: its time units 'years since 2001-01-01' cannot be decoded "
                                           r"for its calendar .* write time as 'days since \.\.\.'"):
-        read_netcdf_product(tmp_path / "m.nc", "hfls", units="W m-2", **kw)
+        read_netcdf_product(tmp_path / "y.nc", "hfls", units="W m-2", **kw)
 
 
 def test_regridding_weights_are_sparse_at_0p05_degrees():

@@ -4,6 +4,7 @@ and sigma checked (for :func:`bayescal.readers.gridded.read_netcdf_product`); ev
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -35,21 +36,71 @@ def check_options(where: str, path: Path, *, sigma_floor: float | None, relative
 
 def open_product(path: Path, where: str) -> xr.Dataset:
     """The file, lazily (a non-standard CF calendar, noleap or 360_day, decodes to cftime); both a
-    ``_FillValue`` and a ``missing_value`` are missing values, as CF says, without xarray's warning."""
+    ``_FillValue`` and a ``missing_value`` are missing values, as CF says, without xarray's warning.
+    Time counted in ``months since`` a date (TRENDY and CMIP files, in any calendar; CF allows it
+    in 360_day only) is decoded as calendar months: 0.5 is the middle of the reference's month."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*multiple fill values.*")
-            return xr.open_dataset(path, chunks=None)
+            try:
+                return xr.open_dataset(path, chunks=None)
+            except ValueError as err:
+                if not _MONTHS.match(_undecodable_units(str(err))):
+                    raise
+                ds = xr.open_dataset(path, chunks=None, decode_times=False)
+                for name, var in _months_decoded(ds, where).items():
+                    ds[name] = var
+                return xr.decode_cf(ds)
     except (OSError, ValueError, TypeError) as err:
         why = str(err).splitlines()[0]
         if "did not find a match" in why:  # xarray's list of engines and links: not for this reader
             why = "neither netCDF-4 (HDF5) nor netCDF-3 classic"
         if "unable to decode time units" in why:  # xarray's hint (decode_times=False) is not the user's
-            units = why.split("units", 1)[1].split("with", 1)[0].strip(" '\"")
-            raise ReaderError(f"{where}: its time units {units!r} cannot be decoded for its calendar (CF "
-                              "counts months and years only in the 360_day calendar); write time as 'days "
-                              "since ...' (cftime's date2num gives them for any calendar)") from None
+            raise ReaderError(f"{where}: its time units {_undecodable_units(why)!r} cannot be decoded for "
+                              "its calendar (CF counts years only in the 360_day calendar); write time as "
+                              "'days since ...' (cftime's date2num gives them for any calendar)") from None
         raise ReaderError(f"{where}: not a readable netCDF file ({why})") from None
+
+
+#: time counted in calendar months (CF: only in 360_day; TRENDY and CMIP files use it in any)
+_MONTHS = re.compile(r"^\s*months?\s+since\s+(\S.*)$", re.IGNORECASE)
+
+
+def _undecodable_units(message: str) -> str:
+    """The units in xarray's 'unable to decode time units ...' message ('' if it is another)."""
+    if "unable to decode time units" not in message:
+        return ""
+    return message.split("units", 1)[1].split("with", 1)[0].strip(" '\"")
+
+
+def _months_decoded(ds: xr.Dataset, where: str) -> dict[str, xr.Variable]:
+    """Each variable of ``ds`` counted in months since a date, as cftime dates in its calendar
+    (month ``floor(v)`` after the reference's, ``v``'s fraction of the way through it)."""
+    import cftime
+
+    out = {}
+    inherited = {var.attrs["bounds"]: var.attrs for var in ds.variables.values()  # CF: bounds have their
+                 if "bounds" in var.attrs and var.attrs["bounds"] in ds.variables}  # time's units
+    for name, var in ds.variables.items():
+        attrs = var.attrs if "units" in var.attrs else inherited.get(name, {})
+        match = _MONTHS.match(str(attrs.get("units", "")))
+        if match is None or var.dtype.kind not in "iuf":
+            continue
+        calendar = str(attrs.get("calendar", "standard"))
+        try:
+            ref = cftime.num2date(0, f"days since {match.group(1)}", calendar=calendar)
+        except (ValueError, TypeError) as err:
+            raise ReaderError(f"{where}: time variable {name!r} has units {attrs['units']!r} in the "
+                              f"{calendar!r} calendar, which cftime cannot read ({err})") from None
+        v = np.asarray(var.values, dtype=float)
+        whole = np.floor(v + 1e-9)
+        month = ref.year * 12 + ref.month - 1 + np.nan_to_num(whole).astype(np.int64)
+        first = [cftime.datetime(m // 12, m % 12 + 1, 1, calendar=calendar) for m in month.ravel()]
+        after = [cftime.datetime((m + 1) // 12, (m + 1) % 12 + 1, 1, calendar=calendar) for m in month.ravel()]
+        dates = [a + (b - a) * f for a, b, f in zip(first, after, (v - whole).ravel(), strict=True)]
+        attrs = {k: x for k, x in var.attrs.items() if k not in ("units", "calendar")}
+        out[name] = xr.Variable(var.dims, np.array(dates, dtype=object).reshape(v.shape), attrs)
+    return out
 
 
 def masked(da: xr.DataArray, fill_value: float | None) -> xr.DataArray:
