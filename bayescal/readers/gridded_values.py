@@ -96,7 +96,8 @@ def _months_decoded(ds: xr.Dataset, where: str) -> dict[str, xr.Variable]:
         whole = np.floor(v + 1e-9)
         month = ref.year * 12 + ref.month - 1 + np.nan_to_num(whole).astype(np.int64)
         first = [cftime.datetime(m // 12, m % 12 + 1, 1, calendar=calendar) for m in month.ravel()]
-        after = [cftime.datetime((m + 1) // 12, (m + 1) % 12 + 1, 1, calendar=calendar) for m in month.ravel()]
+        after = [cftime.datetime((m + 1) // 12, (m + 1) % 12 + 1, 1, calendar=calendar)
+                 for m in month.ravel()]
         dates = [a + (b - a) * f for a, b, f in zip(first, after, (v - whole).ravel(), strict=True)]
         attrs = {k: x for k, x in var.attrs.items() if k not in ("units", "calendar")}
         out[name] = xr.Variable(var.dims, np.array(dates, dtype=object).reshape(v.shape), attrs)
