@@ -227,3 +227,27 @@ def test_a_finished_program_run_is_read_again_not_rerun_until_an_input_changes(t
     np.testing.assert_allclose(edited.y.values[0], np.arange(5) * 0.5 + 0.5)
     make(prog, space, tmp_path, template="a={{ a }}\nb={{ b }}\n# v2\n").simulate(theta[:1])
     assert log.read_text().count("x") == 7
+
+
+MONTHS_PROGRAM = textwrap.dedent("""
+    import sys
+    import numpy as np, xarray as xr
+    a = float(open(sys.argv[1]).read().split("=")[1].split()[0])
+    t = xr.DataArray([0.5, 1.5, 2.5], dims="time", attrs={"units": "months since 2003-01-01",
+                                                          "calendar": "noleap"})
+    xr.Dataset({"gpp": ("time", a * np.arange(1.0, 4.0), {"units": "g m-2 d-1"})},
+               coords={"time": t}).to_netcdf(sys.argv[2], engine="h5netcdf")
+""")
+
+
+def test_a_programs_output_counting_months_since_a_date_is_read_as_its_months(tmp_path, space):
+    """A land model's monthly output with time in 'months since' in a noleap calendar (CF allows
+    it in 360_day only; xarray refuses it): read as calendar months, not a failed run."""
+    import cftime
+
+    (tmp_path / "months.py").write_text(MONTHS_PROGRAM)
+    ds = make(tmp_path / "months.py", space, tmp_path).simulate(np.array([[0.5, 0.5]]))
+    assert (ds.status == "done").all(), ds.reason.values
+    np.testing.assert_array_equal(ds["gpp"].values[0], [0.5, 1.0, 1.5])
+    assert [(t.year, t.month) for t in ds["time"].values] == [(2003, 1), (2003, 2), (2003, 3)]
+    assert all(isinstance(t, cftime.DatetimeNoLeap) for t in ds["time"].values)

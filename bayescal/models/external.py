@@ -287,8 +287,11 @@ class ExternalModel:
         return ds, why
 
     def _read(self, out_path: Path) -> tuple[xr.Dataset | None, str]:
+        from bayescal.readers.gridded_values import open_product  # time in 'months since' too
+
         try:
-            ds = xr.load_dataset(out_path)
+            with open_product(out_path, str(out_path)) as opened:
+                ds = opened.load()
         except Exception as err:  # noqa: BLE001 - any read error fails the member
             return None, f"cannot read output {self.output!r}: {type(err).__name__}: {err}"
         if self.variables is not None:
