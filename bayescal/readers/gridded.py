@@ -3,8 +3,9 @@ and months.
 
 Reading (docs/site.md, "Gridded products"):
 
-* CF time through cftime: any CF calendar (``noleap``, ``360_day``, ...) decodes; months are taken
-  by (year, month) of each time step;
+* CF time through cftime: any CF calendar (``noleap``, ``360_day``, ...) decodes, and so does time
+  counted in ``months since`` a date in any of them (TRENDY, CMIP); months are taken by (year,
+  month) of each time step;
 * CF coordinates through their attributes: latitude / longitude are the variables with
   ``standard_name`` latitude / longitude (or ``units`` degrees_north / degrees_east, then the
   names lat, latitude, nav_lat, y / lon, longitude, nav_lon, x); time is the dimension whose
