@@ -155,7 +155,6 @@ def test_dagon_workflow_end_to_end(tmp_path):
         "oat": {"top_k": 2},
         "design": {"n_runs": 60, "batch_size": 60},
         "emulator_screen": {"n_points": 20000, "keep": 50, "refine_rounds": 1},
-        "propagate": {"table_years": [2000, 2004]},
     })
     pipe = make_context(cfg, progress=False)
     pipe.run(pipe.stage_names)

@@ -405,6 +405,25 @@ def test_check_times_an_external_program_by_its_runs_not_its_kept_output(tmp_pat
     assert re.search(r"model runs: 12 \(design; the search runs the emulator\) \(up to ~([6-9]|\d\d+) s", out)
 
 
+def test_propagate_table_years_is_named_where_no_stage_reads_it(tmp_path, capsys):
+    """The global route's Table 3 years in a site config (or a Dagon one) change nothing: named,
+    exit 2; left out (the default, clamped to a global model's years) they pass."""
+    model = 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"'
+    path = _site_toml(tmp_path, model)
+    path.write_text(path.read_text().replace("[propagate]\n", "[propagate]\ntable_years = [2001, 2002]\n"))
+    assert main(["check", str(path), "--no-model-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'propagate.table_years' is not read by the site workflow: remove it" in err
+    assert "Traceback" not in err
+    dagon = Path(__file__).parents[1] / "examples" / "dagon_workflow.toml"
+    (tmp_path / "dagon.toml").write_text(dagon.read_text().replace('"../runs/dagon_workflow"', '"drun"'))
+    assert main(["check", str(tmp_path / "dagon.toml"), "--no-model-run"]) == 0  # clamped to 2000-2004
+    (tmp_path / "dagon.toml").write_text((tmp_path / "dagon.toml").read_text() + "\n[propagate]\n"
+                                         "table_years = [2001, 2002]\n")
+    assert main(["check", str(tmp_path / "dagon.toml"), "--no-model-run"]) == 2
+    assert "'propagate.table_years' is not read by the dagon workflow" in capsys.readouterr().err
+
+
 def test_the_emulator_routes_keys_on_the_direct_route_are_warned_of(tmp_path):
     """Keys only the emulator route reads, in a direct-route config, do nothing: said (not
     refused: a user switching routes back keeps them); none on the emulator route."""
@@ -475,6 +494,12 @@ def test_site_config_errors_name_the_key_before_any_run(tmp_path):
         + "[posterior]", r"products\[1\]' reads nee from .* as 'observations.products\[0\]' does")
     bad("seed = 3", 'seed = 3\nworkflow = "dagon"', r"'run.workflow' = 'dagon' does not run a site model")
     bad('entry_point = "', 'python_path = ["nowhere"]\nentry_point = "', r"python_path': .*nowhere is not")
+    bad('kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"',
+        'kind = "dalec"\npython_path = ["."]',
+        r"'model.python_path' is read only with model.kind = 'python'; this config's model.kind is 'dalec'")
+    bad("[posterior]", '[parameters]\ncandidates = ["a"]\n[posterior]',
+        r"'parameters.candidates' is not read by the site workflow \(it has no screen; it calibrates "
+        r"'parameters.free', or every value without it\)")
     given = load_config(good)  # a key at its default and a key left out: the same config
     explicit = text.replace('units = "gC m-2 d-1"', 'units = "gC m-2 d-1"\nsigma_floor = 0.0')
     (tmp_path / "explicit.toml").write_text(explicit)

@@ -68,7 +68,7 @@ def make_context(config: dict[str, Any], run_dir: str | Path | None = None, **kw
 #: the workflow reads, on any of its routes, is an error
 _CHECKED = ("design", "emulator", "oat", "emulator_screen", "screen", "optimize", "posterior",
             "equifinality", "propagate")
-_NOT_DECLARED = ("design.batch_size", "propagate.table_years")
+_NOT_DECLARED = ("design.batch_size",)
 #: the keys that choose a route, and their values: a key read on any route is read
 _ROUTES = {("posterior", "route"): ("direct", "emulator"),
            ("posterior", "method"): ("refine", "history_matching"),
@@ -88,13 +88,23 @@ def check_unread(config: dict[str, Any], workflow: Workflow) -> None:
         for key, (_, default) in SCHEMA[section].items():
             dotted = f"{section}.{key}"
             read = dotted in _NOT_DECLARED or dotted in reads or section in reads
-            if read or config[section][key] == default:
+            if read or config[section][key] in (default, _clamped(config, dotted, default)):
                 continue
             hint = (" (it is for site models: model.kind = dalec, python or external)"
                     if section == "posterior" and key in _SITE_POSTERIOR and workflow.name != "site" else "")
             theirs = sorted(k for k in reads if k.startswith(section + "."))
             raise ConfigError(f"'{dotted}' is not read by the {workflow.name} workflow{hint}: remove it"
                               + (f" (its {section} keys: {', '.join(theirs)})" if theirs else ""))
+
+
+def _clamped(config: dict[str, Any], dotted: str, default: Any) -> Any:
+    """The default a config left out, as validation clamped it to the model's years
+    (``propagate.table_years``: :func:`~.config.clamp_default_years`)."""
+    if dotted != "propagate.table_years":
+        return default
+    m = config["model"]
+    lo, hi = max(default[0], m["start"]), min(default[1], m["end"])
+    return [lo, hi] if lo <= hi else [m["start"], m["end"]]
 
 
 def _reads(config: dict[str, Any], workflow: Workflow) -> set[str]:

@@ -71,6 +71,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
         check_site_config(cfg, base)
         space = model_space(cfg)
         check_labels(cfg, space)
+        _refuse_site_candidates(cfg)
         free = cfg["parameters"]["free"]
         n_free = (space.only(free) if free else space).n_free
         n_walkers = cfg["posterior"]["n_walkers"]
@@ -169,7 +170,7 @@ def _check_parameters(cfg: dict, model=None):
                                        "with run.workflow = \"global\", or pass it: load_config(path, "
                                        "model=MyModel()))")
         raise ConfigError(f"{err}{own}") from None
-    if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"]:
+    if not cfg["screen"]["enabled"] and not cfg["parameters"]["free"] and cfg["run"]["workflow"] != "dagon":
         raise ConfigError("'parameters.free' is required when 'screen.enabled' = false")
     if cfg["run"]["workflow"] == "dagon":
         from ..analysis.oat import oat_groups
@@ -186,7 +187,7 @@ def _check_parameters(cfg: dict, model=None):
 #: (and, being stage inputs, rerun its stages when edited)
 _KIND_KEYS = {
     "dalec": ("dalec_type", "drivers", "latitude", "diurnal_range", "spinup_years", "spinup_cycles"),
-    "python": ("entry_point", "options"),
+    "python": ("entry_point", "options", "python_path"),
     "external": ("command", "template", "output", "timeout", "variables"),
 }
 
@@ -194,6 +195,17 @@ _KIND_KEYS = {
 #: keys only the site workflow's emulator route reads
 _EMULATOR_ROUTE_KEYS = ("design.n_runs", "emulator.variance_threshold", "emulator.n_restarts",
                         "posterior.refine_rounds", "posterior.n_new", "posterior.emulator_target")
+
+
+def _refuse_site_candidates(cfg: dict) -> None:
+    """``parameters.candidates`` (the global screen's pool) in a site config: the site workflow
+    has no screen and calibrates ``parameters.free`` (or every value); a twin drawn from the prior
+    alone draws its truth for them."""
+    obs = cfg["observations"]
+    if cfg["parameters"]["candidates"] and not (obs["twin"] and obs.get("truth_from_prior")):
+        raise ConfigError("'parameters.candidates' is not read by the site workflow (it has no screen; it "
+                          "calibrates 'parameters.free', or every value without it): remove it, or name the "
+                          "values to calibrate in 'parameters.free'")
 
 
 def _warn_route_keys(raw: dict, cfg: dict) -> None:
