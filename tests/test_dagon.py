@@ -1,5 +1,8 @@
 """Dagon et al.'s pieces: EOFs and the cost in EOF space (Eqs. 3, 5, 6), the ReLU-tanh network."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -393,3 +396,42 @@ def test_a_verified_optimum_worse_than_the_defaults_is_warned_of():
         _warn_if_worse(float("nan"), worse, 3)
     with pytest.warns(UserWarning, match=r"every verified optimum failed \(3 emulator optima\)"):
         _warn_if_worse(2.0, {**worse, "status": "failed"}, 3)
+
+
+@pytest.mark.parametrize("old, new, said", [
+    ("eof_modes = 3", "eof_modes = 61",
+     r"'emulator.eof_modes' \(61\) must be at most 'model.n_cells' \(60\)"),
+    ("twin = true", "twin = true\ngcb_nbp = true",
+     r"'observations.gcb_nbp' is not read by the dagon workflow"),
+    ("twin = true", "twin = true\nsigma_floor = 0.1",
+     r"'observations.sigma_floor' is not read by the dagon workflow"),
+    ('variables = ["gpp", "hfls"]', 'variables = ["gpp", "nbp"]',
+     r"\['nbp'\] change sign; the Dagon route's twin products are of positive"),
+    ("[model]", "[screen]\nenabled = false\n[model]", r"'screen.enabled' is not read by the dagon workflow"),
+])
+def test_a_dagon_config_with_a_key_it_cannot_use_is_named_before_any_run(tmp_path, capsys, old, new, said):
+    """Keys of the global route's likelihood (which the Dagon route does not read: they only
+    reran its stages), more EOF modes than cells (silently cut), a signed variable: exit 2."""
+    from bayescal.cli import main
+
+    text = (Path(__file__).parents[1] / "examples" / "dagon_workflow.toml").read_text()
+    assert old in text
+    cfg = tmp_path / "dagon.toml"
+    cfg.write_text(text.replace(old, new, 1).replace('"../runs/dagon_workflow"', '"run"'))
+    assert main(["check", str(cfg), "--no-model-run"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(said, err) and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_observing_latent_and_sensible_heat_of_the_embedded_model_is_said_to_count_twice(tmp_path):
+    """The embedded model's hfss is 0.7 rsds - hfls: its maps' PCs are hfls's (a newcomer's trial
+    found them equal to 1e-15), so both observed weigh latent heat twice."""
+    from bayescal.workflows import load_config
+
+    text = (Path(__file__).parents[1] / "examples" / "dagon_workflow.toml").read_text()
+    cfg = tmp_path / "dagon.toml"
+    cfg.write_text(text.replace('variables = ["gpp", "hfls"]', 'variables = ["gpp", "hfls", "hfss"]'))
+    with pytest.warns(UserWarning, match="names hfls and hfss: the embedded model's sensible heat is its net "
+                                         r"radiation \(0.7 rsds, fixed by the drivers\) minus latent heat"):
+        load_config(cfg)

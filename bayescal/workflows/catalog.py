@@ -84,7 +84,8 @@ def check_unread(config: dict[str, Any], workflow: Workflow) -> None:
     of its routes: it would change nothing (``posterior.route`` in a global config,
     ``posterior.hm_waves`` or ``emulator_screen.keep`` in a site config)."""
     reads = _reads(config, workflow)
-    for section in _CHECKED:
+    # a site config may keep a global config's [observations] keys (docs/pipeline.md); Dagon's may not
+    for section in (*_CHECKED, "observations") if workflow.name == "dagon" else _CHECKED:
         for key, (_, default) in SCHEMA[section].items():
             dotted = f"{section}.{key}"
             read = dotted in _NOT_DECLARED or dotted in reads or section in reads
@@ -99,8 +100,8 @@ def check_unread(config: dict[str, Any], workflow: Workflow) -> None:
 
 def _clamped(config: dict[str, Any], dotted: str, default: Any) -> Any:
     """The default a config left out, as validation clamped it to the model's years
-    (``propagate.table_years``: :func:`~.config.clamp_default_years`)."""
-    if dotted != "propagate.table_years":
+    (``propagate.table_years``, ``observations.gcb_years``: :func:`~.config.clamp_default_years`)."""
+    if dotted not in ("propagate.table_years", "observations.gcb_years"):
         return default
     m = config["model"]
     lo, hi = max(default[0], m["start"]), min(default[1], m["end"])

@@ -319,10 +319,21 @@ def check_observations(cfg: dict, embedded: bool = True) -> None:
         raise ConfigError(f"'observations.variables' names {twice} more than once: each variable's products "
                           "enter the likelihood once")
     signed = sorted({"nbp", "nee", "nep"} & set(obs["variables"]))
+    if signed and cfg["run"]["workflow"] == "dagon":
+        raise ConfigError(f"'observations.variables': {signed} change sign; the Dagon route's twin products "
+                          "are of positive fluxes and states (Dagon et al. calibrate GPP and latent heat): "
+                          "observe gpp, hfls, hfss, lai, ...")
     if signed:
         raise ConfigError(f"'observations.variables': {signed} change sign, and the global route's summaries "
                           "are log area-weighted biome means (docs/pipeline.md): calibrate NBP with the "
                           "GCB's global NBP ('observations.gcb_nbp' = true)")
+    if embedded and {"hfls", "hfss"} <= set(obs["variables"]):
+        import warnings
+
+        warnings.warn("'observations.variables' names hfls and hfss: the embedded model's sensible heat is "
+                      "its net radiation (0.7 rsds, fixed by the drivers) minus latent heat, so hfss's maps "
+                      "vary only as hfls's do and latent heat counts twice in the fit (docs/model.md)",
+                      UserWarning, stacklevel=3)
     for v in obs["variables"] if embedded else ():
         if v not in OUTPUT_VARIABLES:
             raise ConfigError(

@@ -53,6 +53,11 @@ def check_ranges(cfg: dict) -> None:
     if cfg["emulator"]["eof_modes"] >= cfg["design"]["n_runs"]:
         raise ConfigError(f"'emulator.eof_modes' ({cfg['emulator']['eof_modes']}) must be below "
                           f"'design.n_runs' ({cfg['design']['n_runs']}): the design's runs give the EOFs")
+    if cfg["run"]["workflow"] == "dagon" and cfg["model"]["kind"] == "global" \
+            and cfg["emulator"]["eof_modes"] > cfg["model"]["n_cells"]:
+        raise ConfigError(f"'emulator.eof_modes' ({cfg['emulator']['eof_modes']}) must be at most "
+                          f"'model.n_cells' ({cfg['model']['n_cells']}): a map of that many cells has no "
+                          "more modes (Dagon et al. keep 3)")
     if cfg["emulator_screen"]["keep"] > cfg["emulator_screen"]["n_points"]:
         raise ConfigError(f"'emulator_screen.keep' ({cfg['emulator_screen']['keep']}) must be <= "
                           f"'emulator_screen.n_points' ({cfg['emulator_screen']['n_points']})")

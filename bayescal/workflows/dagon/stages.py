@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -216,6 +217,10 @@ def run_emulate(ctx: DagonContext) -> None:
     for v in ctx.config["observations"]["variables"]:
         cells = np.isfinite(obs_mean[v])  # the model masked to the observed cells, as Dagon did
         basis = EOFBasis.fit(maps[v][:, cells], area[cells], n_modes=c["eof_modes"])
+        if basis.n_modes < c["eof_modes"]:  # your own model's cells are not known before it runs
+            warnings.warn(f"'emulator.eof_modes' = {c['eof_modes']}: the {v} maps of {done.size} runs over "
+                          f"{int(cells.sum())} observed cells have {basis.n_modes} modes, all kept",
+                          UserWarning, stacklevel=2)
         pcs = basis.project(maps[v][:, cells])
         annual = basis.project(np.where(np.isfinite(obs_annual[v][:, cells]), obs_annual[v][:, cells],
                                         basis.mean))
@@ -269,10 +274,12 @@ def _pcs(pcs: dict) -> dict[str, list[float]]:
     return {v: np.asarray(p, dtype=float).reshape(-1).tolist() for v, p in pcs.items()}
 
 
-def _refine(ctx: DagonContext, calib, cost, out) -> list[dict]:
+def _refine(ctx: DagonContext, calib, cost, out, screened: np.ndarray) -> list[dict]:
     """Dagon's DE optimum on the emulator, verified by a model run -- and then better: each verified
     run joins the networks' training set and the optimum is sought again (``refine_rounds``).
-    Each round keeps its optimum's PCs by its networks and by the model (Dagon's Fig. 10)."""
+    Each round keeps its optimum's PCs by its networks and by the model (Dagon's Fig. 10). DE's
+    first population holds the best of the ``screened`` points (the screen's best, and the
+    earlier rounds' optima) by the round's networks, so its optimum is never above them."""
     from bayescal.emulators import DagonNetwork, emulator_optimum
 
     eof = ctx.eof_data()
@@ -280,7 +287,8 @@ def _refine(ctx: DagonContext, calib, cost, out) -> list[dict]:
     P = {v: eof[f"{v}_pc"].values for v in cost.networks}
     rounds = []
     for r in range(ctx.config["emulator_screen"]["refine_rounds"] + 1):
-        u_best, j_emul = emulator_optimum(cost, calib.n_free, seed=ctx.seed + r)
+        start = screened[int(np.argmin(cost.predict(screened)))]
+        u_best, j_emul = emulator_optimum(cost, calib.n_free, seed=ctx.seed + r, x0=start)
         emulated = {v: net.predict(u_best[None]) for v, net in cost.networks.items()}
         j_model, pcs, status = _verify(ctx, calib.design(u_best[None]), out / "verify" / f"round{r}")
         rounds.append({"round": r, "u": u_best.tolist(), "emulated_cost": float(j_emul),
@@ -289,7 +297,7 @@ def _refine(ctx: DagonContext, calib, cost, out) -> list[dict]:
         ctx.say(f"  round {r}: DE optimum emulated {j_emul:.3g}, model {j_model[0]:.3g}")
         if r == ctx.config["emulator_screen"]["refine_rounds"] or status[0] != "done":
             break
-        X = np.vstack([X, u_best])
+        X, screened = np.vstack([X, u_best]), np.vstack([screened, u_best])
         for v in cost.networks:
             P[v] = np.vstack([P[v], pcs[v]])
             net = DagonNetwork(hidden=tuple(ctx.config["emulator"]["network"]),
@@ -331,7 +339,7 @@ def run_emulator_screen(ctx: DagonContext) -> None:
         observed = xr.load_dataset(stored)["observed"]
         err = run_errors(ctx, EnsembleStore(out / "verify" / "default").load(), u_default[None],
                          {str(v): observed.sel(variable=v).values for v in observed["variable"].values})
-    rounds = _refine(ctx, calib, cost, out)
+    rounds = _refine(ctx, calib, cost, out, screen["u"].values)
     done = [r for r in rounds if r["status"] == "done"]
     best = min(done, key=lambda r: r["model_cost"]) if done else rounds[0]
     result = {
@@ -359,8 +367,6 @@ def run_emulator_screen(ctx: DagonContext) -> None:
 def _warn_if_worse(j_default: float, best: dict, n_rounds: int) -> None:
     """A warning (into the stage's record and the report) when no verified optimum fits better
     than the defaults: the emulator's optimum is then not the model's."""
-    import warnings
-
     if best["status"] != "done":
         warnings.warn(f"every verified optimum failed ({n_rounds} emulator optima): the networks' optimum "
                       "lies where the model does not run; see emulator_screen/verify/ for the reasons",

@@ -19,6 +19,10 @@ __all__ = ["DAGON"]
 
 #: what the one-at-a-time runs are made of (their store is kept while these are unchanged)
 OAT_RUNS = ("model", "parameters.candidates", "oat.unit", "oat.outputs")
+#: the [observations] keys the route reads: its twin's (or its files') maps of the variables; the
+#: global route's likelihood keys (gcb_*, sigma_floor, summary_noise) are not read (refused if set)
+OBSERVED = tuple(f"observations.{k}" for k in ("twin", "twin_seed", "truth", "truth_from_prior", "variables",
+                                                "products"))
 
 
 def _oat_runs(cfg) -> str:
@@ -51,7 +55,7 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
           "ReLU-tanh network from parameters to PCs (tested on 20 % of the members); its "
           "permutation importance and partial dependence; every member's RMSE against the "
           "observations by the model, its EOF reconstruction and the network, and their costs.",
-          reads=("model", "observations", "emulator.eof_modes", "emulator.network", "run.seed"),
+          reads=("model", *OBSERVED, "emulator.eof_modes", "emulator.network", "run.seed"),
           needs=("oat", "design"), input_files=global_files,
           writes=("eof.nc", "network_<variable>.nc", "interpretation.nc", "validation_pcs.nc", "rmse.nc"),
           expected_runs=lambda cfg: "0"),
@@ -63,6 +67,7 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
           keeps=(RunStore("verify/default", reads=("model", "observations.variables"), needs=("oat",),
                           input_files=model_files),),
           writes=("screen.nc", "optimum.json", "verify/"),
+          revision=1,  # 1: DE starts from the screen's best point (its optimum was above it)
           expected_runs=lambda cfg: f"<= {cfg['emulator_screen']['refine_rounds'] + 2}"),
     Stage("report", run_dagon_report,
           "figures (PNG) and report.html under the paper's numbers: PE maps and ranks, EOF maps, "
