@@ -435,3 +435,18 @@ def test_observing_latent_and_sensible_heat_of_the_embedded_model_is_said_to_cou
     with pytest.warns(UserWarning, match="names hfls and hfss: the embedded model's sensible heat is its net "
                                          r"radiation \(0.7 rsds, fixed by the drivers\) minus latent heat"):
         load_config(cfg)
+
+
+def test_the_report_says_which_moved_truth_values_the_calibration_left_out():
+    """A twin whose truth moves a value the screen did not keep: named in bold with its truth,
+    the calibrated ones with the optimum's position beside the truth's; nothing for real data."""
+    from bayescal.report.dagon import twin_paragraph
+
+    vals = xr.Dataset({"optimum_position": ("value", [0.55, 0.3])},
+                      coords={"value": ["vmax[GRASS-C3]", "kn[BDL-EVG]"]})
+    obs = {"twin": True, "truth": {"vmax[GRASS-C3]": 0.6, "gamma_w": 0.2}}
+    text = twin_paragraph(obs, vals)
+    assert "moves 2 values" in text and "calibrated: vmax[GRASS-C3] 0.60 (optimum 0.55)" in text
+    assert "<b>Not calibrated: gamma_w 0.20</b>" in text and "kn[BDL-EVG]" not in text
+    assert twin_paragraph({"twin": False, "truth": {"gamma_w": 0.2}}, vals) == ""
+    assert "Not calibrated" not in twin_paragraph({"twin": True, "truth": {"kn[BDL-EVG]": 0.4}}, vals)

@@ -339,6 +339,26 @@ def _tables(df, vals: xr.Dataset | None, optimum: dict) -> list[str]:
     return out
 
 
+def twin_paragraph(obs: dict, vals: xr.Dataset | None) -> str:
+    """A twin's truth against the calibration: each value ``observations.truth`` moves, its
+    position in its range and the best verified optimum's, and the moved values not calibrated
+    (the optimum cannot reach the truth in them); "" for real products."""
+    if not obs.get("twin") or not obs.get("truth"):
+        return ""
+    pos = {} if vals is None else dict(zip(vals["value"].values.tolist(),
+                                          vals["optimum_position"].values.tolist(), strict=True))
+    truth = obs["truth"].items()
+    moved = [f"{html.escape(k)} {float(v):.2f} (optimum {pos[k]:.2f})" for k, v in truth if k in pos]
+    left = [f"{html.escape(k)} {float(v):.2f}" for k, v in truth if k not in pos]
+    out = (f"<p>Twin: the truth moves {len(obs['truth'])} values from their defaults (positions in their "
+           f"ranges, 0 lower, 1 upper bound){'; calibrated: ' + ', '.join(moved) if moved else ''}.")
+    if left:
+        out += (f" <b>Not calibrated: {', '.join(left)}</b> -- the screen did not keep them, so no optimum "
+                "reaches the truth in them (raise <code>oat.top_k</code> or name them in "
+                "<code>parameters.free</code>).")
+    return out + "</p>"
+
+
 def _network_figure(rd, variables: list[str], units: list[str]):
     """Fig. 2 from the saved networks (``emulate/network_<v>.nc``), or None without them."""
     nets = [rd.stage("emulate") / f"network_{v}.nc" for v in variables]
@@ -426,6 +446,7 @@ def write_dagon_report(run_dir) -> Path:
         r2 = ", ".join(f"{x:.2f}" for x in eof[f"{v}_test_r2"].values)
         parts.append(f"<li>{v}: {eof.sizes[f'{v}_mode']} EOF modes, "
                      f"{eof[f'{v}_fraction'].values.sum():.1%} of the variance; test R² per mode {r2}</li>")
-    parts += ["</ul>", *_tables(rank_table(ranking, units), vals, optimum)]
+    parts += ["</ul>", *_tables(rank_table(ranking, units), vals, optimum),
+              twin_paragraph(cfg["observations"], vals)]
     imgs = [(name, caption, png(fig, rd.figures / f"{name}.png")) for name, (caption, fig) in figs.items()]
     return write_page(rd, cfg["report"]["title"], parts, imgs)

@@ -119,6 +119,13 @@ class DagonContext(GlobalContext):
 
     workflow_name = "dagon"
 
+    def _twin_observations(self, observations: dict) -> dict:
+        """Only the keys this route reads (``workflow.OBSERVED``): the global route's likelihood
+        keys are refused here, and the clamped ``gcb_years`` would otherwise key the twin."""
+        from .workflow import OBSERVED
+
+        return {k.split(".", 1)[1]: observations[k.split(".", 1)[1]] for k in OBSERVED}
+
     def mean_maps(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
         """Period-mean map (member, cell) of each observed variable."""
         return {v: ds[v].mean("time").values for v in self.config["observations"]["variables"]}

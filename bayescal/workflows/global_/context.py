@@ -205,7 +205,8 @@ class GlobalContext(Context):
             files = {str(f): file_digest(f) for f in global_files(self.config)}
             from bayescal.workflows.config import config_for_keys
 
-            inputs = {k: config_for_keys(self.config)[k] for k in ("model", "observations")}
+            keyed = config_for_keys(self.config)
+            inputs = {"model": keyed["model"], "observations": self._twin_observations(keyed["observations"])}
             if self.config["observations"].get("truth_from_prior"):  # the values drawn: free's (candidates')
                 inputs["parameters"] = {k: self.config["parameters"][k] for k in ("free", "candidates")}
             # a twin without files (no parameters_file) keeps the key it had before file contents counted
@@ -220,6 +221,10 @@ class GlobalContext(Context):
                 found = self.rundir.twin(key)
             self._cache["twin"] = found
         return self._cache["twin"]
+
+    def _twin_observations(self, observations: dict) -> dict:
+        """The ``[observations]`` keys the twin (or the files' products) is made from: here all."""
+        return observations
 
     def _make_twin(self):
         """The observations and the truth run (real products: the model's grid in its place)."""
