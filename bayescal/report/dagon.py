@@ -318,7 +318,11 @@ def _tables(df, vals: xr.Dataset | None, optimum: dict) -> list[str]:
         f"<td>{x:.3g}</td>" if isinstance(x, float) else f"<td>{x}</td>" for x in r) + "</tr>"
         for i, r in zip(df.index, df.itertuples(index=False), strict=True))
     e, m = optimum["emulated_cost"], optimum["model_cost"]
+    n_out = sum(str(c).startswith("PE rank ") for c in df.columns)
     out = [f"<h2>One-at-a-time screen (Tables S3-S5)</h2><table class='t'><tr>{head}</tr>{rows}</table>",
+           f"<p>PC: the pattern correlation summed over the {n_out} outputs (lower is more distinct); a "
+           "unit without any effect on an output has no pattern there and scores the worst, 1, so a unit "
+           f"without any effect has PC {n_out}.</p>",
            "<h2>Optimum</h2>",
            f"<p>Cost J (Eq. 6): default {m['default']:.3g} by the model ({e['default']:.3g} emulated"
            + ("" if optimum.get("default_u_exact", True) else " at each family's factor nearest its "
