@@ -406,7 +406,7 @@ def test_a_verified_optimum_worse_than_the_defaults_is_warned_of():
     ("twin = true", "twin = true\nsigma_floor = 0.1",
      r"'observations.sigma_floor' is not read by the dagon workflow"),
     ('variables = ["gpp", "hfls"]', 'variables = ["gpp", "nbp"]',
-     r"\['nbp'\] change sign; the Dagon route's twin products are of positive"),
+     r"\['nbp'\] change sign; the Dagon route observes positive fluxes and states"),
     ("[model]", "[screen]\nenabled = false\n[model]", r"'screen.enabled' is not read by the dagon workflow"),
 ])
 def test_a_dagon_config_with_a_key_it_cannot_use_is_named_before_any_run(tmp_path, capsys, old, new, said):
@@ -439,14 +439,21 @@ def test_observing_latent_and_sensible_heat_of_the_embedded_model_is_said_to_cou
 
 def test_the_report_says_which_moved_truth_values_the_calibration_left_out():
     """A twin whose truth moves a value the screen did not keep: named in bold with its truth,
-    the calibrated ones with the optimum's position beside the truth's; nothing for real data."""
-    from bayescal.report.dagon import twin_paragraph
+    the calibrated ones with the optimum's position beside the truth's, on each value's own scale
+    (a log-scaled value recovered exactly sits where its truth does); nothing for real data."""
+    from bayescal.parameters import Parameter, ParameterSpace
+    from bayescal.report.dagon import optimum_positions, twin_paragraph
 
-    vals = xr.Dataset({"optimum_position": ("value", [0.55, 0.3])},
-                      coords={"value": ["vmax[GRASS-C3]", "kn[BDL-EVG]"]})
-    obs = {"twin": True, "truth": {"vmax[GRASS-C3]": 0.6, "gamma_w": 0.2}}
-    text = twin_paragraph(obs, vals)
-    assert "moves 2 values" in text and "calibrated: vmax[GRASS-C3] 0.60 (optimum 0.55)" in text
-    assert "<b>Not calibrated: gamma_w 0.20</b>" in text and "kn[BDL-EVG]" not in text
-    assert twin_paragraph({"twin": False, "truth": {"gamma_w": 0.2}}, vals) == ""
-    assert "Not calibrated" not in twin_paragraph({"twin": True, "truth": {"kn[BDL-EVG]": 0.4}}, vals)
+    space = ParameterSpace([Parameter("k", 1.0, 0.01, 100.0, scale="log"), Parameter("a", 0.5, 0.0, 1.0),
+                            Parameter("gamma_w", 0.5, 0.0, 1.0)])
+    truth_k = float(space.from_unit(np.array([0.75, 0.5, 0.5]))[0])  # 10 on the log scale
+    vals = xr.Dataset({"optimum": ("value", [truth_k, 0.3])}, coords={"value": ["k", "a"]})
+    positions = optimum_positions(vals, space)
+    np.testing.assert_allclose([positions["k"], positions["a"]], [0.75, 0.3], rtol=1e-12)
+    obs = {"twin": True, "truth": {"k": 0.75, "gamma_w": 0.2}}
+    text = twin_paragraph(obs, positions)
+    assert "moves 2 values" in text and "calibrated: k 0.75 (optimum 0.75)" in text
+    assert "<b>Not calibrated: gamma_w 0.20</b>" in text and " a " not in text
+    assert "moves 1 value from" in twin_paragraph({"twin": True, "truth": {"a": 0.4}}, positions)
+    assert twin_paragraph({"twin": False, "truth": {"gamma_w": 0.2}}, positions) == ""
+    assert twin_paragraph(obs, None) == ""  # no values: nothing said (not "not calibrated")

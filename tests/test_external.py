@@ -251,3 +251,27 @@ def test_a_programs_output_counting_months_since_a_date_is_read_as_its_months(tm
     np.testing.assert_array_equal(ds["gpp"].values[0], [0.5, 1.0, 1.5])
     assert [(t.year, t.month) for t in ds["time"].values] == [(2003, 1), (2003, 2), (2003, 3)]
     assert all(isinstance(t, cftime.DatetimeNoLeap) for t in ds["time"].values)
+
+
+CLM_PROGRAM = textwrap.dedent("""
+    import sys
+    import numpy as np, xarray as xr
+    a = float(open(sys.argv[1]).read().split("=")[1].split()[0])
+    ends, starts = [31.0, 59.0, 90.0], [0.0, 31.0, 59.0]  # CLM: each month stamped at its end
+    cf = {"units": "days since 2003-01-01", "calendar": "noleap"}
+    t = xr.DataArray(ends, dims="time", attrs={**cf, "bounds": "time_bounds"})
+    xr.Dataset({"gpp": ("time", a * np.arange(1.0, 4.0), {"units": "g m-2 d-1"}),
+                "time_bounds": (("time", "nbnd"), np.stack([starts, ends], 1), cf)},
+               coords={"time": t}).to_netcdf(sys.argv[2], engine="h5netcdf")
+""")
+
+
+def test_a_programs_output_stamped_at_month_ends_is_read_by_its_time_bounds(tmp_path, space):
+    """CLM/CESM history files stamp each month at its end (January on 1 February) with time
+    bounds: read by the bounds' middle, January's value is January's, not February's."""
+    (tmp_path / "clm.py").write_text(CLM_PROGRAM)
+    ds = make(tmp_path / "clm.py", space, tmp_path).simulate(np.array([[0.5, 0.5]]))
+    assert (ds.status == "done").all(), ds.reason.values
+    assert [(t.year, t.month) for t in ds["time"].values] == [(2003, 1), (2003, 2), (2003, 3)]
+    np.testing.assert_array_equal(ds["gpp"].values[0], [0.5, 1.0, 1.5])
+    assert "time_bounds" not in ds

@@ -248,6 +248,29 @@ def test_extra_dimension_and_wrong_units_are_named_errors(tmp_path):
         got = read_netcdf_product(tmp_path / "m.nc", "hfls", units="W m-2", **kw)
         xr.testing.assert_equal(got.data.drop_vars("time"), want.data.drop_vars("time"))
         np.testing.assert_array_equal(got.data["time"].values, want.data["time"].values)
+    # a missing time, or a reference date cftime cannot read: named, not "not a readable netCDF file"
+    missing = r"time variable 'time' \('months since 2001-01-01'\) has 1 missing values"
+    unreadable = r"time variable 'time' has units 'months since 2001-13-01' in the 'noleap' calendar"
+    for stamps, ref, said in (([0.5, np.nan], "2001-01-01", missing), ([0.5, 1.5], "2001-13-01", unreadable)):
+        hfls.assign_coords(time=("time", stamps, {"units": f"months since {ref}", "calendar": "noleap"})
+                           ).to_netcdf(tmp_path / "bad.nc")
+        with pytest.raises(ReaderError, match=r"products\[2\]: \S+bad.nc: " + said):
+            read_netcdf_product(tmp_path / "bad.nc", "hfls", units="W m-2", **kw)
+    # a product of years, by its bounds or by its stamps' spacing, is refused: read by its stamps
+    # each annual mean would be compared with one month (July)
+    years = pd.date_range("2001-07-01", periods=2, freq="12MS")
+    annual = hfls.assign_coords(time=years)
+    annual.to_netcdf(tmp_path / "a.nc")
+    with pytest.raises(ReaderError, match=r"a.nc: the time steps of 'hfls' are 12 months apart: a product of "
+                                          r"seasons or years; the global route compares months"):
+        read_netcdf_product(tmp_path / "a.nc", "hfls", units="W m-2", **kw)
+    bounded = annual.assign(time_bnds=(("time", "nv"), np.stack([years - pd.DateOffset(months=6),
+                                                                 years + pd.DateOffset(months=6)], 1)))
+    bounded["time"].attrs["bounds"] = "time_bnds"
+    bounded.isel(time=[0]).to_netcdf(tmp_path / "a1.nc")  # one year: its bounds say so
+    with pytest.raises(ReaderError, match=r"a1.nc: the time steps of 'hfls' span 365 days each \(its time "
+                                          r"bounds\)"):
+        read_netcdf_product(tmp_path / "a1.nc", "hfls", units="W m-2", **kw)
     # years are another matter (an annual value is not a month's): what to write instead
     years = hfls.assign_coords(time=("time", [0.5, 1.5], {"units": "years since 2001-01-01",
                                                           "calendar": "noleap"}))

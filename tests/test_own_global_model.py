@@ -384,6 +384,30 @@ def test_a_product_without_units_attributes_reads_its_units_from_the_config(setu
     xr.testing.assert_allclose(p.sigma.drop_attrs(), q.sigma.drop_attrs())
 
 
+def test_a_bad_product_file_of_your_own_models_config_is_named_before_its_first_run(setup, tmp_path):
+    """What the file itself gets wrong needs no model: a file that is not netCDF, a product of
+    years, a sigma in another quantity, a missing variable -- refused by load_config (so by
+    ``bayescal check --no-model-run``), before your model's run at its defaults."""
+    model, _, path = setup
+    text = path.read_text()
+    ds = xr.load_dataset(path.parent / "gpp.nc")
+    (path.parent / "text.nc").write_text("time,GPP\n")
+    ds.isel(time=slice(0, None, 12)).to_netcdf(path.parent / "annual.nc")
+    watts = ds.copy()
+    watts["GPP_sd"].attrs["units"] = "W m-2"
+    watts.to_netcdf(path.parent / "sd_watts.nc")
+    for file, said in (("text.nc", r"text.nc: not a readable netCDF file"),
+                       ("annual.nc", r"annual.nc: the time steps of 'GPP' are 12 months apart"),
+                       ("sd_watts.nc", r"sd_watts.nc: sigma variable 'GPP_sd' \[W m-2\] is not in units of "
+                                       r"'GPP': cannot convert 'W m-2' .*different quantities$")):
+        path.write_text(text.replace('file = "gpp.nc"', f'file = "{file}"'))
+        with pytest.raises(ConfigError, match=r"observations.products\[0\]: \S+" + said):
+            load_config(path, model=model)
+    path.write_text(text.replace('nc_variable = "GPP"', 'nc_variable = "gpp"'))
+    with pytest.raises(ConfigError, match=r"gpp.nc: no variable 'gpp'; the file has \['GPP', 'GPP_sd'\]"):
+        load_config(path, model=model)
+
+
 def test_every_value_calibrated_and_a_bad_product_named_before_the_design(setup, tmp_path):
     """``parameters.free`` naming every value of the model: nothing is left out (no spread to
     marginalise, not an error); and a product the model's units cannot read stops the first stage

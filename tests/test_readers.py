@@ -479,6 +479,9 @@ def test_csv_text_in_a_number_column_is_named_by_line_and_sigma_may_have_its_own
     with pytest.raises(ReaderError, match=r"nee.csv: its columns are separated by semicolons \(its header is "
                                           r"'time;value'\); bayescal reads comma-separated files"):
         read_csv_product(f, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
+    f.write_text("time;value;sigma\n2003-01-01;2;1\n2003-01-02;2,5;0,3\n")  # pandas fails on line 3 first
+    with pytest.raises(ReaderError, match=r"nee.csv: its columns are separated by semicolons"):
+        read_csv_product(f, "gpp", units="gC m-2 d-1")
     f.write_text("time,value\n2003-01-01,2.5\n2003-01-02,0.0\n")  # relative sigma of a zero
     zero = r"2003-01-02 has 0.0; relative_sigma x \|value\| is 0 where a value is 0: give sigma_floor too"
     with pytest.raises(ReaderError, match=zero + r" \(a smallest sigma, in gC m-2 d-1\)"):

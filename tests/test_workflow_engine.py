@@ -620,14 +620,16 @@ def test_a_second_run_in_a_run_directory_in_use_is_refused_and_a_killed_run_leav
     cfg = _site_config(tmp_path)
     run = tmp_path / "run"
     run.mkdir()
-    (run / MARKER).write_text(json.dumps({"created_by": "bayescal", "workflow": "site"}))
+    marker = {"created_by": "bayescal", "workflow": "site", "bayescal": "the first run's"}
+    (run / MARKER).write_text(json.dumps(marker))
     first = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline().strip() == "held"
         assert main(["run", str(cfg), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert f"{run} is in use" in err and f"process {first.pid}" in err and "Traceback" not in err
-        assert sorted(p.name for p in run.iterdir()) == sorted([LOCK, MARKER])  # nothing else written
+        assert sorted(p.name for p in run.iterdir()) == sorted([LOCK, MARKER])  # nothing else written,
+        assert json.loads((run / MARKER).read_text()) == marker  # nor the marker rewritten
         assert main(["check", str(cfg), "--no-model-run"]) == 0  # check only reads, and says so
         assert f"in use now by bayescal (process {first.pid}" in capsys.readouterr().out
         first.send_signal(signal.SIGKILL)
@@ -637,6 +639,20 @@ def test_a_second_run_in_a_run_directory_in_use_is_refused_and_a_killed_run_leav
     finally:
         first.kill()
         subprocess.run(["pkill", "-KILL", "-f", str(run)], check=False)  # the worker
+
+
+def test_without_flock_a_run_goes_on_unlocked_and_its_errors_are_its_own(tmp_path, monkeypatch):
+    """Windows has no fcntl: the run is not locked, and an error in it is not chained to the
+    missing module; a folder where only the lock exists yet is a new one."""
+    from bayescal.workflow import rundir_guard
+
+    monkeypatch.setattr(rundir_guard, "_fcntl", lambda: None)
+    with pytest.raises(RuntimeError) as err, rundir_guard.hold_run_dir(tmp_path):
+        raise RuntimeError("a stage failed")
+    assert err.value.__context__ is None
+    monkeypatch.undo()
+    with rundir_guard.hold_run_dir(tmp_path):
+        assert rundir_guard.check_run_dir(tmp_path, "site") == "new"  # the lock alone: a run starting
 
 
 def test_output_that_is_empty_or_a_file_is_a_named_config_error(tmp_path, capsys):

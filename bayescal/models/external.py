@@ -291,7 +291,7 @@ class ExternalModel:
 
         try:
             with open_product(out_path, str(out_path)) as opened:
-                ds = opened.load()
+                ds = _at_bounds_middle(opened.load())
         except Exception as err:  # noqa: BLE001 - any read error fails the member
             return None, f"cannot read output {self.output!r}: {type(err).__name__}: {err}"
         if self.variables is not None:
@@ -355,3 +355,20 @@ class ExternalModel:
         out["status"] = ("member", np.array(["failed" if r else "done" for r in reasons]))
         out["reason"] = ("member", np.array(reasons, dtype=str))
         return out
+
+
+def _at_bounds_middle(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its ``time`` at the middle of its CF time bounds, the bounds dropped: a CLM/CESM
+    history file stamps each month at its end (January on 1 February), and read by its stamps
+    every month would be a month late; a day's bounds give its noon (read as that day)."""
+    if "time" not in ds.coords:
+        return ds
+    name = ds["time"].attrs.get("bounds", ds["time"].encoding.get("bounds"))
+    if name not in ds.variables or ds[name].ndim != 2 or ds[name].sizes.get("time") != ds.sizes["time"]:
+        return ds
+    b = ds[name].transpose("time", ...).values
+    try:
+        middle = b[:, 0] + (b[:, 1] - b[:, 0]) / 2
+    except TypeError:  # bounds that are not dates: the stamps as they are
+        return ds
+    return ds.drop_vars(name).assign_coords(time=("time", middle, ds["time"].attrs))

@@ -139,17 +139,29 @@ def _read_csv(path: Path, where: str, what: str) -> pd.DataFrame:
                          encoding="utf-8-sig")
         df = df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        _refuse_other_separators(path, where)
         text = str(err).strip()
         hint = ("; a decimal comma (2,5) splits a number in two: write 2.5, or quote the cell"
                 if "Expected" in text and "fields" in text else "")
         raise ReaderError(f"{where}: not {what} ({text}){hint}") from None
-    sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if len(df.columns) == 1
-                and c in str(df.columns[0])), None)  # a spreadsheet saved in another locale's CSV
-    if sep:
-        raise ReaderError(f"{where}: its columns are separated by {sep} (its header is "
-                          f"{str(df.columns[0])[:60]!r}); bayescal reads comma-separated files: save it "
-                          "as CSV with commas and decimal points")
+    if len(df.columns) == 1:
+        _refuse_other_separators(path, where)
     return df
+
+
+def _refuse_other_separators(path: Path, where: str) -> None:
+    """A ReaderError for a header of one column holding semicolons or tabs: a spreadsheet saved as
+    CSV in a locale that separates columns so (and writes decimal commas)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline().strip()
+    except OSError:
+        return
+    sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if c in header), None)
+    if sep and "," not in header:
+        raise ReaderError(f"{where}: its columns are separated by {sep} (its header is {header[:60]!r}); "
+                          "bayescal reads comma-separated files: save it as CSV with commas and decimal "
+                          "points")
 
 
 def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = "") -> pd.DataFrame:

@@ -58,8 +58,9 @@ from .gridded_values import (
     refuse_fill_codes,
     sigma_factor_of,
 )
+from .units import UnitError, parse_units
 
-__all__ = ["find_cf_coordinates", "read_netcdf_product", "write_gridded_products"]
+__all__ = ["check_netcdf_file", "find_cf_coordinates", "read_netcdf_product", "write_gridded_products"]
 
 _LAT_NAMES, _LON_NAMES = ("lat", "latitude", "nav_lat", "y"), ("lon", "longitude", "nav_lon", "x")
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
@@ -229,9 +230,34 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
         why = "it has no units attribute (CF: such as 'days since 1850-01-01')" if units is None else \
             f"units {units!r}: {err}"
         raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates ({why})") from None
+    _refuse_coarser_than_months(None if stamps else ds[bounds].transpose(tdim, ...).values, keys, da.name,
+                                where)
     if stamps:
         _say_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}", _from_cesm(ds.attrs))
     return keys
+
+
+def _refuse_coarser_than_months(bounds: np.ndarray | None, keys: np.ndarray, name, where: str) -> None:
+    """A ReaderError for a product of seasons or years: its steps' bounds span more than 45 days
+    (median), or without bounds its steps are two or more months apart. Such a value
+    stands for the mean of its period, and read by its month it would be compared with one month.
+    Without bounds: no two steps a month apart, and two or more steps (or one of a year)."""
+    if bounds is not None and len(bounds):
+        try:
+            span = np.array([(b - a) / np.timedelta64(1, "D") if isinstance(b, np.datetime64)
+                             else (b - a).total_seconds() / 86400 for a, b in bounds[:, :2]], dtype=float)
+        except (TypeError, AttributeError):  # bounds that are not dates are named by _month_keys's caller
+            return
+        if np.median(span) > 45:
+            raise ReaderError(f"{where}: the time steps of {name!r} span {np.median(span):.0f} days each "
+                              "(its time bounds): a product of seasons or years; the global route compares "
+                              "months, so give monthly (or finer) values")
+        return
+    steps = np.diff(np.unique(keys))  # months apart: never one apart (gaps aside), two or more steps,
+    if steps.size and steps.min() >= 2 and (steps.size >= 2 or steps[0] >= 12):  # or a year apart
+        raise ReaderError(f"{where}: the time steps of {name!r} are {int(np.median(steps))} months apart: a "
+                          "product of seasons or years; the global route compares months, so give monthly "
+                          "(or finer) values")
 
 
 def _from_cesm(attrs: dict) -> bool:
@@ -306,6 +332,43 @@ def _aligned(da: xr.DataArray, grid: _Grid, w: sparse.csr_matrix, used: np.ndarr
     pos = pd.Index(have).get_indexer(want)
     out = np.where(pos[:, None] >= 0, out[np.maximum(pos, 0)], np.nan)
     return xr.DataArray(out.T, dims=("cell", "time"), coords={"cell": cells, "time": months.values})
+
+
+def check_netcdf_file(path: str | Path, variable: str, *, nc_variable: str | None = None,
+                      sigma_variable: str | None = None, relative_sigma: float | None = None,
+                      mask_variable: str | None = None, file_units: str | None = None,
+                      sigma_units: str | None = None, sigma_floor: float | None = None,
+                      footprint_deg: float | None = None, key: str = "", **_: object) -> None:
+    """What :func:`read_netcdf_product` would refuse of the file itself, checked without the
+    model's cells, months or units (a model of your own gives them only when it runs): the file
+    opens, its variables exist, its coordinates are found, its time decodes as months or finer,
+    its units are readable. Raises :class:`~.fluxnet.ReaderError` starting with the key and file."""
+    path = Path(path)
+    where = f"{key + ': ' if key else ''}{path}"
+    check_options(where, path, sigma_floor=sigma_floor, relative_sigma=relative_sigma,
+                  footprint_deg=footprint_deg, sigma_variable=sigma_variable)
+    with open_product(path, where) as ds:
+        nc_variable = nc_variable or variable
+        for v in (nc_variable, sigma_variable, mask_variable):
+            if v is not None and v not in ds:
+                raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
+        da = ds[nc_variable]
+        units = file_units or str(da.attrs.get("units", "")).strip()
+        if not units:
+            raise ReaderError(f"{where}: variable {nc_variable!r} has no 'units' attribute (CF): give its "
+                              "units in the product's 'units' key")
+        try:
+            parse_units(units)
+        except UnitError as err:
+            raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
+        if sigma_variable is not None:  # in the data's units, or its own that convert to them
+            attr = str(ds[sigma_variable].attrs.get("units", "")).strip()
+            su = sigma_units or (units if attr == str(da.attrs.get("units", "")).strip() else attr)
+            sigma_factor_of(su, units, variable, 1.0, f"{where}: sigma variable {sigma_variable!r} [{su}] is "
+                            f"not in units of {nc_variable!r}")
+        tdim, lat, lon = find_cf_coordinates(ds, da, where)
+        _Grid(ds, da, tdim, lat, lon, where)
+        _month_keys(ds, da, tdim, where)
 
 
 def read_netcdf_product(

@@ -48,9 +48,15 @@ def open_product(path: Path, where: str) -> xr.Dataset:
                 if not _MONTHS.match(_undecodable_units(str(err))):
                     raise
                 ds = xr.open_dataset(path, chunks=None, decode_times=False)
-                for name, var in _months_decoded(ds, where).items():
-                    ds[name] = var
-                return xr.decode_cf(ds)
+                try:
+                    for name, var in _months_decoded(ds, where).items():
+                        ds[name] = var
+                    return xr.decode_cf(ds)
+                except BaseException:
+                    ds.close()
+                    raise
+    except ReaderError:  # said by the months' decoding, with where
+        raise
     except (OSError, ValueError, TypeError) as err:
         why = str(err).splitlines()[0]
         if "did not find a match" in why:  # xarray's list of engines and links: not for this reader
@@ -93,6 +99,10 @@ def _months_decoded(ds: xr.Dataset, where: str) -> dict[str, xr.Variable]:
             raise ReaderError(f"{where}: time variable {name!r} has units {attrs['units']!r} in the "
                               f"{calendar!r} calendar, which cftime cannot read ({err})") from None
         v = np.asarray(var.values, dtype=float)
+        if not np.isfinite(v).all():
+            raise ReaderError(f"{where}: time variable {name!r} ({attrs['units']!r}) has "
+                              f"{int((~np.isfinite(v)).sum())} missing values: every time step needs its "
+                              "time")
         whole = np.floor(v + 1e-9)
         month = ref.year * 12 + ref.month - 1 + np.nan_to_num(whole).astype(np.int64)
         first = [cftime.datetime(m // 12, m % 12 + 1, 1, calendar=calendar) for m in month.ravel()]
@@ -173,4 +183,5 @@ def sigma_factor_of(sigma_units: str, units: str, variable: str, data_factor: fl
     try:
         return conversion_factor(sigma_units, units, variable)
     except UnitError as err:
-        raise ReaderError(f"{what}: {err} (a relative error: give relative_sigma)") from None
+        hint = " (a relative error: give relative_sigma)" if "(dimensionless)" in str(err) else ""
+        raise ReaderError(f"{what}: {err}{hint}") from None

@@ -343,19 +343,32 @@ def _tables(df, vals: xr.Dataset | None, optimum: dict) -> list[str]:
     return out
 
 
-def twin_paragraph(obs: dict, vals: xr.Dataset | None) -> str:
+def optimum_positions(vals: xr.Dataset, space) -> dict[str, float]:
+    """Each calibrated value's optimum as a position on its own scale in ``space`` (the model's
+    full space: a log-scaled value's position is log-uniform, as ``observations.truth``'s are)."""
+    full = space.unfix()
+    theta = np.asarray(full.all_default, dtype=float).copy()
+    labels = [str(x) for x in vals["value"].values]
+    theta[[full.all_labels.index(lab) for lab in labels]] = vals["optimum"].values
+    u = full.to_unit(theta)
+    return {lab: float(u[full.all_labels.index(lab)]) for lab in labels}
+
+
+def twin_paragraph(obs: dict, positions: dict[str, float] | None) -> str:
     """A twin's truth against the calibration: each value ``observations.truth`` moves, its
-    position in its range and the best verified optimum's, and the moved values not calibrated
-    (the optimum cannot reach the truth in them); "" for real products."""
-    if not obs.get("twin") or not obs.get("truth"):
+    position in its range and the best verified optimum's (``positions``: :func:`optimum_positions`),
+    and the moved values not calibrated (no optimum can reach the truth in them); "" for real
+    products or without the optimum's values."""
+    if not obs.get("twin") or not obs.get("truth") or positions is None:
         return ""
-    pos = {} if vals is None else dict(zip(vals["value"].values.tolist(),
-                                          vals["optimum_position"].values.tolist(), strict=True))
     truth = obs["truth"].items()
-    moved = [f"{html.escape(k)} {float(v):.2f} (optimum {pos[k]:.2f})" for k, v in truth if k in pos]
-    left = [f"{html.escape(k)} {float(v):.2f}" for k, v in truth if k not in pos]
-    out = (f"<p>Twin: the truth moves {len(obs['truth'])} values from their defaults (positions in their "
-           f"ranges, 0 lower, 1 upper bound){'; calibrated: ' + ', '.join(moved) if moved else ''}.")
+    moved = [f"{html.escape(k)} {float(v):.2f} (optimum {positions[k]:.2f})"
+             for k, v in truth if k in positions]
+    left = [f"{html.escape(k)} {float(v):.2f}" for k, v in truth if k not in positions]
+    n = len(obs["truth"])
+    out = (f"<p>Twin: the truth moves {n} value{'s' * (n != 1)} from the defaults (positions in the "
+           "ranges on each value's scale, 0 lower, 1 upper bound)"
+           f"{'; calibrated: ' + ', '.join(moved) if moved else ''}.")
     if left:
         out += (f" <b>Not calibrated: {', '.join(left)}</b> -- the screen did not keep them, so no optimum "
                 "reaches the truth in them (raise <code>oat.top_k</code> or name them in "
@@ -451,6 +464,7 @@ def write_dagon_report(run_dir) -> Path:
         parts.append(f"<li>{v}: {eof.sizes[f'{v}_mode']} EOF modes, "
                      f"{eof[f'{v}_fraction'].values.sum():.1%} of the variance; test R² per mode {r2}</li>")
     parts += ["</ul>", *_tables(rank_table(ranking, units), vals, optimum),
-              twin_paragraph(cfg["observations"], vals)]
+              twin_paragraph(cfg["observations"],
+                             None if vals is None else optimum_positions(vals, rd.full_space()))]
     imgs = [(name, caption, png(fig, rd.figures / f"{name}.png")) for name, (caption, fig) in figs.items()]
     return write_page(rd, cfg["report"]["title"], parts, imgs)

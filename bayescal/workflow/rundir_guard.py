@@ -75,7 +75,7 @@ def check_run_dir(path: str | Path, workflow: str | None = None) -> str:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise RunDirRefused(f"run directory {path}: {probe} is not writable (a read-only folder or file "
                             "system); set '[run] output' (or --run-dir) to a folder you can write")
-    if not path.exists() or not any(path.iterdir()):
+    if not path.exists() or not any(p.name != LOCK for p in path.iterdir()):  # the lock: a run starting
         return "new"
     if (path / MARKER).exists():
         other = (read_json_record(path / MARKER, set_aside=False) or {}).get("workflow")
@@ -187,27 +187,48 @@ def hold_run_dir(path: str | Path, wait: float = _WAIT) -> Iterator[None]:
     RunDirRefused
         Another process holds the lock after ``wait`` seconds; the message names it.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; nothing to hold
+    fcntl = _fcntl()
+    lock = Path(path) / LOCK
+    fd = _open_lock(lock) if fcntl is not None else None
+    if fd is None:  # Windows (no flock), or a lock file this user cannot open: nothing to hold
         yield
         return
-    lock = Path(path) / LOCK
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if not _acquire(fcntl, fd, lock, wait):
             yield
             return
         _HELD.add(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        with contextlib.suppress(OSError):  # read-only (another user's lock file): the lock holds anyway
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         try:
             yield
         finally:
             _HELD.discard(fd)
     finally:
         os.close(fd)  # releases the lock
+
+
+def _fcntl():
+    """The fcntl module, or None where there is none (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
+def _open_lock(lock: Path) -> int | None:
+    """A descriptor of the lock file: read-write (made with the umask's permissions, so a group
+    that shares the run directory shares it), read-only where only that is allowed (flock works
+    on it), or None where it cannot be opened at all (the run goes on unlocked)."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(lock, flags, 0o666)
+        except OSError:
+            continue
+    return None
 
 
 def _acquire(fcntl, fd: int, lock: Path, wait: float) -> bool:
@@ -224,7 +245,7 @@ def _acquire(fcntl, fd: int, lock: Path, wait: float) -> bool:
                                     "--run-dir) to another folder") from None
             time.sleep(0.2)
         except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
                 raise
             warnings.warn(f"{lock}: this file system cannot lock files ({e.strerror}); two runs started in "
                           f"{lock.parent} at once would both run", RuntimeWarning, stacklevel=4)
@@ -243,12 +264,13 @@ def _holder(lock: Path) -> str:
 def run_dir_holder(path: str | Path) -> str | None:
     """The run working in ``path`` now (its process and host), or None; for ``bayescal check``,
     which only reads."""
-    lock = Path(path) / LOCK
+    lock, fcntl = Path(path) / LOCK, _fcntl()
     try:
-        import fcntl
-
         fd = os.open(lock, os.O_RDONLY)
-    except (ImportError, OSError):  # no flock here, or no lock file: no run has held it
+    except OSError:  # no lock file: no run has held it
+        return None
+    if fcntl is None:
+        os.close(fd)
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

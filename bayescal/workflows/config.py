@@ -320,8 +320,8 @@ def check_observations(cfg: dict, embedded: bool = True) -> None:
                           "enter the likelihood once")
     signed = sorted({"nbp", "nee", "nep"} & set(obs["variables"]))
     if signed and cfg["run"]["workflow"] == "dagon":
-        raise ConfigError(f"'observations.variables': {signed} change sign; the Dagon route's twin products "
-                          "are of positive fluxes and states (Dagon et al. calibrate GPP and latent heat): "
+        raise ConfigError(f"'observations.variables': {signed} change sign; the Dagon route observes "
+                          "positive fluxes and states (Dagon et al. calibrate GPP and latent heat): "
                           "observe gpp, hfls, hfss, lai, ...")
     if signed:
         raise ConfigError(f"'observations.variables': {signed} change sign, and the global route's summaries "

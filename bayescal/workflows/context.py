@@ -15,6 +15,7 @@ of an interrupted stage, so a killed run loses nothing that was finished.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import xarray as xr
 from ..run.cluster import ClusterError, check_run_config, make_executor
 from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
 from ..workflow.rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
-from ..workflow.rundir_guard import hold_run_dir
+from ..workflow.rundir_guard import check_run_dir, hold_run_dir
 from .config import ConfigError, is_site, truth_theta
 
 __all__ = ["MIN_DESIGN_RUNS", "Context", "StageError", "StageRecord", "require_design_runs"]
@@ -307,8 +308,11 @@ class Context:
         create, before writing anything, and a run directory another run is working in (its lock,
         ``.bayescal-run.lock``). Returns what each stage did.
         """
-        self.engine.claim()
-        with hold_run_dir(self.run_dir):  # one run at a time in a run directory
+        check_run_dir(self.run_dir, self.workflow.name)  # a folder not bayescal's: refused, nothing written
+        with contextlib.suppress(OSError):  # one that cannot be made: claim() says why
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with hold_run_dir(self.run_dir):  # one run at a time in a run directory: its marker too
+            self.engine.claim()
             write_json_atomic(self.run_dir / "config.json", self.config)
             self.rundir.write_space(self.full_space)
             if self.config_text:

@@ -217,7 +217,7 @@ def run_emulate(ctx: DagonContext) -> None:
     for v in ctx.config["observations"]["variables"]:
         cells = np.isfinite(obs_mean[v])  # the model masked to the observed cells, as Dagon did
         basis = EOFBasis.fit(maps[v][:, cells], area[cells], n_modes=c["eof_modes"])
-        if basis.n_modes < c["eof_modes"]:  # your own model's cells are not known before it runs
+        if basis.n_modes < c["eof_modes"]:  # fewer observed cells than the model's (products with gaps)
             warnings.warn(f"'emulator.eof_modes' = {c['eof_modes']}: the {v} maps of {done.size} runs over "
                           f"{int(cells.sum())} observed cells have {basis.n_modes} modes, all kept",
                           UserWarning, stacklevel=2)

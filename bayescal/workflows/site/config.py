@@ -248,7 +248,17 @@ def check_gridded_products(cfg: dict, base: Path | None, embedded: bool = True) 
     for key in ("truth", "truth_from_prior", "summary_noise"):
         if obs[key]:
             raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
-    if not embedded:
+    if not embedded:  # the file itself, before your model's first run (its cells and units come then)
+        from bayescal.readers import ReaderError
+        from bayescal.readers.gridded import check_netcdf_file
+
+        for i, spec in enumerate(obs["products"]):
+            opts = {k: v for k, v in spec.items() if k not in ("variable", "format", "file", "units")}
+            try:
+                check_netcdf_file(spec["file"], spec["variable"], file_units=spec.get("units"),
+                                  key=f"observations.products[{i}]", **opts)
+            except ReaderError as err:
+                raise ConfigError(str(err)) from None
         return
     grid = make_grid(n_cells=m["n_cells"], seed=m["grid_seed"])
     products = read_gridded_products(cfg, grid, pd.date_range(f"{m['start']}-01-01", f"{m['end']}-12-01",
