@@ -113,6 +113,12 @@ class EOFCost:
         return eof_cost(pcs, self.observed, self.obs_sd, self.fraction)
 
 
+#: the [observations] keys the route reads: its twin's (or its files') maps of the variables; the
+#: global route's likelihood keys (gcb_*, sigma_floor, summary_noise) are not read (refused if set)
+OBSERVED = tuple(f"observations.{k}" for k in ("twin", "twin_seed", "truth", "truth_from_prior", "variables",
+                                                "products"))
+
+
 class DagonContext(GlobalContext):
     """The context of Dagon et al.'s workflow (:mod:`.workflow`, :mod:`.stages`): the global context
     (the embedded gridded model, its twin) plus the EOF space and its cost."""
@@ -122,8 +128,6 @@ class DagonContext(GlobalContext):
     def _twin_observations(self, observations: dict) -> dict:
         """Only the keys this route reads (``workflow.OBSERVED``): the global route's likelihood
         keys are refused here, and the clamped ``gcb_years`` would otherwise key the twin."""
-        from .workflow import OBSERVED
-
         return {k.split(".", 1)[1]: observations[k.split(".", 1)[1]] for k in OBSERVED}
 
     def mean_maps(self, ds: xr.Dataset) -> dict[str, np.ndarray]:

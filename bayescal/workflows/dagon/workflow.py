@@ -13,16 +13,14 @@ from bayescal.workflow import RunStore, Stage, Workflow
 from bayescal.workflows.global_.workflow import global_files, model_files
 from bayescal.workflows.validate import model_space
 
+from .context import OBSERVED
 from .stages import run_dagon_design, run_dagon_report, run_emulate, run_emulator_screen, run_oat
 
 __all__ = ["DAGON"]
 
 #: what the one-at-a-time runs are made of (their store is kept while these are unchanged)
 OAT_RUNS = ("model", "parameters.candidates", "oat.unit", "oat.outputs")
-#: the [observations] keys the route reads: its twin's (or its files') maps of the variables; the
-#: global route's likelihood keys (gcb_*, sigma_floor, summary_noise) are not read (refused if set)
-OBSERVED = tuple(f"observations.{k}" for k in ("twin", "twin_seed", "truth", "truth_from_prior", "variables",
-                                                "products"))
+
 
 
 def _oat_runs(cfg) -> str:
