@@ -264,7 +264,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--until {args.until}: the {pipe.workflow.name} workflow's stages are "
                           f"{list(names)}")
     stages = names if args.until is None else names[: names.index(args.until) + 1]
-    pipe.run(stages)
+    try:
+        pipe.run(stages)
+    except ConfigError as err:  # found by a stage (a product read on your model's cells): named as check does
+        raise ConfigError(f"{args.config}: {err}") from None
     if not args.quiet:
         print("\n" + pipe.summary() + "\n")
     if "report" in stages:  # said even with --quiet: where the results are
