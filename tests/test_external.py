@@ -275,3 +275,22 @@ def test_a_programs_output_stamped_at_month_ends_is_read_by_its_time_bounds(tmp_
     assert [(t.year, t.month) for t in ds["time"].values] == [(2003, 1), (2003, 2), (2003, 3)]
     np.testing.assert_array_equal(ds["gpp"].values[0], [0.5, 1.0, 1.5])
     assert "time_bounds" not in ds
+
+
+def test_time_bounds_that_are_not_dates_leave_the_stamps_as_they_are():
+    """Numbers without units in the bounds are not a time: the output's stamps are kept (the
+    contract then names them), and a bounds attribute is not left dangling when dates are used."""
+    import xarray as xr
+
+    from bayescal.models.external import _at_bounds_middle
+
+    ds = xr.Dataset({"gpp": ("time", [1.0, 2.0]), "time_bnds": (("time", "nv"), [[0.0, 1.0], [1.0, 2.0]])},
+                    coords={"time": ("time", [1.0, 2.0], {"bounds": "time_bnds"})})
+    xr.testing.assert_identical(_at_bounds_middle(ds), ds)
+    days = np.array(["2003-01-01", "2003-02-01", "2003-03-01"], dtype="datetime64[ns]")
+    dated = ds.isel(time=[0, 1]).assign_coords(time=("time", days[1:], {"bounds": "time_bnds"}))
+    dated["time_bnds"] = (("time", "nv"), np.stack([days[:2], days[1:]], 1))
+    out = _at_bounds_middle(dated)
+    assert "time_bnds" not in out and "bounds" not in out["time"].attrs
+    np.testing.assert_array_equal(out["time"].values.astype("datetime64[D]"),
+                                  np.array(["2003-01-16", "2003-02-15"], dtype="datetime64[D]"))

@@ -261,9 +261,16 @@ def test_extra_dimension_and_wrong_units_are_named_errors(tmp_path):
     years = pd.date_range("2001-07-01", periods=2, freq="12MS")
     annual = hfls.assign_coords(time=years)
     annual.to_netcdf(tmp_path / "a.nc")
-    with pytest.raises(ReaderError, match=r"a.nc: the time steps of 'hfls' are 12 months apart: a product of "
-                                          r"seasons or years; the global route compares months"):
+    apart = r"a.nc: the time steps of 'hfls' are 12 months apart: a product of seasons or years\? "
+    with pytest.raises(ReaderError, match=apart + r".* give the time its bounds \(time_bnds of"):
         read_netcdf_product(tmp_path / "a.nc", "hfls", units="W m-2", **kw)
+    july = annual.assign(time_bnds=(("time", "nv"), np.stack([years, years + pd.DateOffset(months=1)], 1)))
+    july["time"].attrs["bounds"] = "time_bnds"  # bounds of one month: each value is July's mean
+    july.to_netcdf(tmp_path / "july.nc")
+    kw_july = {**kw, "months": pd.date_range("2001-01-01", "2002-12-01", freq="MS")}
+    got = read_netcdf_product(tmp_path / "july.nc", "hfls", units="W m-2", **kw_july)
+    assert np.isfinite(got.data.values).sum() == 2 and (got.data["time"].dt.month[np.isfinite(
+        got.data.values[0])] == 7).all()
     bounded = annual.assign(time_bnds=(("time", "nv"), np.stack([years - pd.DateOffset(months=6),
                                                                  years + pd.DateOffset(months=6)], 1)))
     bounded["time"].attrs["bounds"] = "time_bnds"

@@ -655,6 +655,23 @@ def test_without_flock_a_run_goes_on_unlocked_and_its_errors_are_its_own(tmp_pat
         assert rundir_guard.check_run_dir(tmp_path, "site") == "new"  # the lock alone: a run starting
 
 
+def test_a_lock_file_naming_a_process_that_is_gone_is_not_named_as_the_holder(tmp_path):
+    """A run that could only open the lock read-only holds it without writing itself into it: the
+    file still names an earlier run, whose process is gone -- not named as the holder."""
+    import socket
+    import subprocess
+    import sys
+
+    from bayescal.workflow.rundir_guard import LOCK, _holder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = tmp_path / LOCK
+    for pid, said in ((gone.pid, "another bayescal process"), (os.getpid(), f"process {os.getpid()} on")):
+        lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "since": "2026-12-07 08:00"}))
+        assert said in _holder(lock)
+
+
 def test_output_that_is_empty_or_a_file_is_a_named_config_error(tmp_path, capsys):
     cfg = _site_config(tmp_path)
     text = cfg.read_text()

@@ -361,14 +361,14 @@ def _at_bounds_middle(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with its ``time`` at the middle of its CF time bounds, the bounds dropped: a CLM/CESM
     history file stamps each month at its end (January on 1 February), and read by its stamps
     every month would be a month late; a day's bounds give its noon (read as that day)."""
-    if "time" not in ds.coords:
+    if "time" not in ds.coords or "time" not in ds.dims:
         return ds
     name = ds["time"].attrs.get("bounds", ds["time"].encoding.get("bounds"))
     if name not in ds.variables or ds[name].ndim != 2 or ds[name].sizes.get("time") != ds.sizes["time"]:
         return ds
     b = ds[name].transpose("time", ...).values
-    try:
-        middle = b[:, 0] + (b[:, 1] - b[:, 0]) / 2
-    except TypeError:  # bounds that are not dates: the stamps as they are
-        return ds
-    return ds.drop_vars(name).assign_coords(time=("time", middle, ds["time"].attrs))
+    if b.dtype.kind != "M" and not (b.dtype == object and hasattr(b.flat[0], "calendar")):
+        return ds  # bounds that are not dates: the stamps as they are
+    middle = b[:, 0] + (b[:, 1] - b[:, 0]) / 2
+    attrs = {k: v for k, v in ds["time"].attrs.items() if k != "bounds"}
+    return ds.drop_vars(name).assign_coords(time=("time", middle, attrs))

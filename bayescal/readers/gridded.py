@@ -250,14 +250,15 @@ def _refuse_coarser_than_months(bounds: np.ndarray | None, keys: np.ndarray, nam
             return
         if np.median(span) > 45:
             raise ReaderError(f"{where}: the time steps of {name!r} span {np.median(span):.0f} days each "
-                              "(its time bounds): a product of seasons or years; the global route compares "
-                              "months, so give monthly (or finer) values")
+                              "(its time bounds): a product of seasons or years (or a climatology); the "
+                              "global route compares months, so give monthly (or finer) values")
         return
     steps = np.diff(np.unique(keys))  # months apart: never one apart (gaps aside), two or more steps,
     if steps.size and steps.min() >= 2 and (steps.size >= 2 or steps[0] >= 12):  # or a year apart
-        raise ReaderError(f"{where}: the time steps of {name!r} are {int(np.median(steps))} months apart: a "
-                          "product of seasons or years; the global route compares months, so give monthly "
-                          "(or finer) values")
+        raise ReaderError(f"{where}: the time steps of {name!r} are {np.median(steps):g} months apart: a "
+                          "product of seasons or years? The global route compares months, so give monthly "
+                          "(or finer) values; if each value is one month's mean, give the time its bounds "
+                          "(time_bnds of one month each) to say so")
 
 
 def _from_cesm(attrs: dict) -> bool:

@@ -191,6 +191,10 @@ def hold_run_dir(path: str | Path, wait: float = _WAIT) -> Iterator[None]:
     lock = Path(path) / LOCK
     fd = _open_lock(lock) if fcntl is not None else None
     if fd is None:  # Windows (no flock), or a lock file this user cannot open: nothing to hold
+        if fcntl is not None:
+            warnings.warn(f"{lock}: this user cannot open it (its permissions), so this run is not locked: "
+                          f"two runs started in {lock.parent} at once would both run", RuntimeWarning,
+                          stacklevel=3)
         yield
         return
     try:
@@ -256,9 +260,23 @@ def _holder(lock: Path) -> str:
     """Who holds ``lock``, as its holder wrote it."""
     try:
         who = json.loads(lock.read_text())
-        return f"bayescal (process {who['pid']} on {who['host']}, since {who['since']})"
+        pid, host = int(who["pid"]), str(who["host"])
+        if host == socket.gethostname() and not _alive(pid):  # left by an earlier run: a holder that
+            return "another bayescal process"  # could not write the file (read-only) holds it
+        return f"bayescal (process {pid} on {host}, since {who['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another bayescal process"
+
+
+def _alive(pid: int) -> bool:
+    """A process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it exists
+        return True
+    return True
 
 
 def run_dir_holder(path: str | Path) -> str | None:
