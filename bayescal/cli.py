@@ -177,7 +177,7 @@ def _check(args: argparse.Namespace) -> int:
                   f"{_in_years(p, cfg)}, in {p.units}{conv}")
     print(f"workflow: {pipe.workflow.name} -- {pipe.workflow.description}")
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
-    busy = run_dir_holder(pipe.run_dir) if state == "owned" else None
+    busy = run_dir_holder(pipe.run_dir) if state in ("owned", "new") else None  # new: one starting
     busy = f"; in use now by {busy}: another 'bayescal run' there is refused until it ends" if busy else ""
     print(f"run directory: {pipe.run_dir.resolve()} ({owner}{busy})\nstages:")
     _print_plan(pipe, per_run, stored)
