@@ -55,6 +55,7 @@ from .gridded_values import (
     data_units,
     masked,
     open_product,
+    refuse_coarser_than_months,
     refuse_fill_codes,
     sigma_factor_of,
 )
@@ -230,35 +231,11 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
         why = "it has no units attribute (CF: such as 'days since 1850-01-01')" if units is None else \
             f"units {units!r}: {err}"
         raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates ({why})") from None
-    _refuse_coarser_than_months(None if stamps else ds[bounds].transpose(tdim, ...).values, keys, da.name,
-                                where)
+    refuse_coarser_than_months(None if stamps else ds[bounds].transpose(tdim, ...).values, keys, da.name,
+                               where)
     if stamps:
         _say_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}", _from_cesm(ds.attrs))
     return keys
-
-
-def _refuse_coarser_than_months(bounds: np.ndarray | None, keys: np.ndarray, name, where: str) -> None:
-    """A ReaderError for a product of seasons or years: its steps' bounds span more than 45 days
-    (median), or without bounds its steps are two or more months apart. Such a value
-    stands for the mean of its period, and read by its month it would be compared with one month.
-    Without bounds: no two steps a month apart, and two or more steps (or one of a year)."""
-    if bounds is not None and len(bounds):
-        try:
-            span = np.array([(b - a) / np.timedelta64(1, "D") if isinstance(b, np.datetime64)
-                             else (b - a).total_seconds() / 86400 for a, b in bounds[:, :2]], dtype=float)
-        except (TypeError, AttributeError):  # bounds that are not dates are named by _month_keys's caller
-            return
-        if np.median(span) > 45:
-            raise ReaderError(f"{where}: the time steps of {name!r} span {np.median(span):.0f} days each "
-                              "(its time bounds): a product of seasons or years (or a climatology); the "
-                              "global route compares months, so give monthly (or finer) values")
-        return
-    steps = np.diff(np.unique(keys))  # months apart: never one apart (gaps aside), two or more steps,
-    if steps.size and steps.min() >= 2 and (steps.size >= 2 or steps[0] >= 12):  # or a year apart
-        raise ReaderError(f"{where}: the time steps of {name!r} are {np.median(steps):g} months apart: a "
-                          "product of seasons or years? The global route compares months, so give monthly "
-                          "(or finer) values; if each value is one month's mean, give the time its bounds "
-                          "(time_bnds of one month each) to say so")
 
 
 def _from_cesm(attrs: dict) -> bool:
@@ -335,6 +312,21 @@ def _aligned(da: xr.DataArray, grid: _Grid, w: sparse.csr_matrix, used: np.ndarr
     return xr.DataArray(out.T, dims=("cell", "time"), coords={"cell": cells, "time": months.values})
 
 
+def _refuse_missing(ds: xr.Dataset, where: str, *names: str | None) -> None:
+    """A ReaderError for the first of ``names`` (None: not asked for) the file lacks."""
+    for v in names:
+        if v is not None and v not in ds:
+            raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
+
+
+def _sigma_units(sv: xr.DataArray, da: xr.DataArray, have: str, sigma_units: str | None) -> str:
+    """The sigma variable's units: the ``sigma_units`` key, else its attribute -- where that says
+    what the data's attribute says, the data's units as read (``have``: a ``units`` key replacing
+    the data's attribute replaces the sigma's too)."""
+    attr = str(sv.attrs.get("units", "")).strip()
+    return sigma_units or (have if attr == str(da.attrs.get("units", "")).strip() else attr)
+
+
 def check_netcdf_file(path: str | Path, variable: str, *, nc_variable: str | None = None,
                       sigma_variable: str | None = None, relative_sigma: float | None = None,
                       mask_variable: str | None = None, file_units: str | None = None,
@@ -350,9 +342,7 @@ def check_netcdf_file(path: str | Path, variable: str, *, nc_variable: str | Non
                   footprint_deg=footprint_deg, sigma_variable=sigma_variable)
     with open_product(path, where) as ds:
         nc_variable = nc_variable or variable
-        for v in (nc_variable, sigma_variable, mask_variable):
-            if v is not None and v not in ds:
-                raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
+        _refuse_missing(ds, where, nc_variable, sigma_variable, mask_variable)
         da = ds[nc_variable]
         units = file_units or str(da.attrs.get("units", "")).strip()
         if not units:
@@ -363,8 +353,7 @@ def check_netcdf_file(path: str | Path, variable: str, *, nc_variable: str | Non
         except UnitError as err:
             raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
         if sigma_variable is not None:  # in the data's units, or its own that convert to them
-            attr = str(ds[sigma_variable].attrs.get("units", "")).strip()
-            su = sigma_units or (units if attr == str(da.attrs.get("units", "")).strip() else attr)
+            su = _sigma_units(ds[sigma_variable], da, units, sigma_units)
             sigma_factor_of(su, units, variable, 1.0, f"{where}: sigma variable {sigma_variable!r} [{su}] is "
                             f"not in units of {nc_variable!r}")
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
@@ -411,9 +400,7 @@ def read_netcdf_product(
     ds = open_product(path, where)
     with ds:
         nc_variable = nc_variable or variable
-        for v in (nc_variable, sigma_variable, mask_variable):
-            if v is not None and v not in ds:
-                raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
+        _refuse_missing(ds, where, nc_variable, sigma_variable, mask_variable)
         da = masked(ds[nc_variable], fill_value)
         have, factor = data_units(da, file_units, units, variable, f"{where}: variable {nc_variable!r}")
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
@@ -441,9 +428,7 @@ def read_netcdf_product(
         sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
         if sv is not None:
             sigma = _aligned(sv, grid, w, used, keys, months, cells["cell"].values, mask)
-            attr = str(sv.attrs.get("units", "")).strip()
-            # the key replaced the data's attribute: a sigma variable saying the same follows it
-            su = sigma_units or (have if attr == str(da.attrs.get("units", "")).strip() else attr)
+            su = _sigma_units(sv, da, have, sigma_units)
             sigma_factor = sigma_factor_of(su, units, variable, factor, f"{where}: sigma variable "
                                          f"{sigma_variable!r} [{su}] is not in units of {nc_variable!r}")
         else:

@@ -14,8 +14,8 @@ import xarray as xr
 from .fluxnet import ReaderError, fill_code_in
 from .units import UnitError, conversion_factor, parse_units
 
-__all__ = ["check_options", "check_sigma", "data_units", "masked", "open_product", "refuse_fill_codes",
-           "sigma_factor_of"]
+__all__ = ["check_options", "check_sigma", "data_units", "masked", "open_product",
+           "refuse_coarser_than_months", "refuse_fill_codes", "sigma_factor_of"]
 
 
 def check_options(where: str, path: Path, *, sigma_floor: float | None, relative_sigma: float | None,
@@ -185,3 +185,27 @@ def sigma_factor_of(sigma_units: str, units: str, variable: str, data_factor: fl
     except UnitError as err:
         hint = " (a relative error: give relative_sigma)" if "(dimensionless)" in str(err) else ""
         raise ReaderError(f"{what}: {err}{hint}") from None
+
+
+def refuse_coarser_than_months(bounds: np.ndarray | None, keys: np.ndarray, name, where: str) -> None:
+    """A ReaderError for a product of seasons or years: its steps' bounds span more than 45 days
+    (median), or without bounds its steps are two or more months apart. Such a value
+    stands for the mean of its period, and read by its month it would be compared with one month.
+    Without bounds: no two steps a month apart, and two or more steps (or one of a year)."""
+    if bounds is not None and len(bounds):
+        try:
+            span = np.array([(b - a) / np.timedelta64(1, "D") if isinstance(b, np.datetime64)
+                             else (b - a).total_seconds() / 86400 for a, b in bounds[:, :2]], dtype=float)
+        except (TypeError, AttributeError):  # bounds that are not dates are named by _month_keys's caller
+            return
+        if np.median(span) > 45:
+            raise ReaderError(f"{where}: the time steps of {name!r} span {np.median(span):.0f} days each "
+                              "(its time bounds): a product of seasons or years (or a climatology); the "
+                              "global route compares months, so give monthly (or finer) values")
+        return
+    steps = np.diff(np.unique(keys))  # months apart: never one apart (gaps aside), two or more steps,
+    if steps.size and steps.min() >= 2 and (steps.size >= 2 or steps[0] >= 12):  # or a year apart
+        raise ReaderError(f"{where}: the time steps of {name!r} are {np.median(steps):g} months apart: a "
+                          "product of seasons or years? The global route compares months, so give monthly "
+                          "(or finer) values; if each value is one month's mean, give the time its bounds "
+                          "(time_bnds of one month each) to say so")
