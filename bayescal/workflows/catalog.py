@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..workflow import Workflow, registry
-from .config import SCHEMA, ConfigError, is_site
+from .config import CLAMPED_YEARS, SCHEMA, ConfigError, clamped_default_years, is_site
 from .context import Context
 from .dagon.context import DagonContext
 from .dagon.workflow import DAGON
@@ -89,23 +89,15 @@ def check_unread(config: dict[str, Any], workflow: Workflow) -> None:
         for key, (_, default) in SCHEMA[section].items():
             dotted = f"{section}.{key}"
             read = dotted in _NOT_DECLARED or dotted in reads or section in reads
-            if read or config[section][key] in (default, _clamped(config, dotted, default)):
+            left_out = clamped_default_years(config, section, key) if (section, key) in CLAMPED_YEARS \
+                else default  # a window left out of the config holds its default clamped to the model's
+            if read or config[section][key] in (default, left_out):
                 continue
             hint = (" (it is for site models: model.kind = dalec, python or external)"
                     if section == "posterior" and key in _SITE_POSTERIOR and workflow.name != "site" else "")
             theirs = sorted(k for k in reads if k.startswith(section + "."))
             raise ConfigError(f"'{dotted}' is not read by the {workflow.name} workflow{hint}: remove it"
                               + (f" (its {section} keys: {', '.join(theirs)})" if theirs else ""))
-
-
-def _clamped(config: dict[str, Any], dotted: str, default: Any) -> Any:
-    """The default a config left out, as validation clamped it to the model's years
-    (``propagate.table_years``, ``observations.gcb_years``: :func:`~.config.clamp_default_years`)."""
-    if dotted not in ("propagate.table_years", "observations.gcb_years"):
-        return default
-    m = config["model"]
-    lo, hi = max(default[0], m["start"]), min(default[1], m["end"])
-    return [lo, hi] if lo <= hi else [m["start"], m["end"]]
 
 
 def _reads(config: dict[str, Any], workflow: Workflow) -> set[str]:

@@ -282,18 +282,27 @@ def _check_embedded_model(m: dict) -> None:
         )
 
 
+#: the year windows whose defaults are clamped to the model's years when a config leaves them out
+CLAMPED_YEARS = (("observations", "gcb_years"), ("propagate", "table_years"))
+
+
+def clamped_default_years(cfg: dict, section: str, key: str) -> list[int]:
+    """The default window of ``section.key`` (:data:`CLAMPED_YEARS`) within the model's years (a
+    run of 2000-2009 compares and tabulates 2003-2009), or all of them if they do not meet."""
+    m = cfg["model"]
+    y0, y1 = SCHEMA[section][key][1]
+    lo, hi = max(y0, m["start"]), min(y1, m["end"])
+    return [lo, hi] if lo <= hi else [m["start"], m["end"]]
+
+
 def clamp_default_years(cfg: dict, raw: dict) -> None:
     """``observations.gcb_years`` and ``propagate.table_years`` left out of the config: their
-    defaults within the model's years (a run of 2000-2009 compares and tabulates 2003-2009); a
-    window given in the config is checked as it is (:func:`check_observations`)."""
-    m = cfg["model"]
-    for section, key in (("observations", "gcb_years"), ("propagate", "table_years")):
+    defaults within the model's years (:func:`clamped_default_years`); a window given in the
+    config is checked as it is (:func:`check_observations`)."""
+    for section, key in CLAMPED_YEARS:
         given = raw.get(section, {})
-        if isinstance(given, dict) and key in given:
-            continue
-        y0, y1 = SCHEMA[section][key][1]
-        lo, hi = max(y0, m["start"]), min(y1, m["end"])
-        cfg[section][key] = [lo, hi] if lo <= hi else [m["start"], m["end"]]
+        if not (isinstance(given, dict) and key in given):
+            cfg[section][key] = clamped_default_years(cfg, section, key)
 
 
 def check_observations(cfg: dict, embedded: bool = True) -> None:

@@ -126,9 +126,9 @@ class DagonContext(GlobalContext):
     workflow_name = "dagon"
 
     def _twin_observations(self, observations: dict) -> dict:
-        """Only the keys this route reads (``workflow.OBSERVED``): the global route's likelihood
-        keys are refused here, and the clamped ``gcb_years`` would otherwise key the twin."""
-        return {k.split(".", 1)[1]: observations[k.split(".", 1)[1]] for k in OBSERVED}
+        """Only the keys this route reads (:data:`OBSERVED`): the global route's likelihood keys
+        are refused here, and the clamped ``gcb_years`` would otherwise key the twin."""
+        return {key: observations[key] for key in (k.removeprefix("observations.") for k in OBSERVED)}
 
     def mean_maps(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
         """Period-mean map (member, cell) of each observed variable."""

@@ -22,7 +22,6 @@ __all__ = ["DAGON"]
 OAT_RUNS = ("model", "parameters.candidates", "oat.unit", "oat.outputs")
 
 
-
 def _oat_runs(cfg) -> str:
     """2 G + 1: G the screened units (families or values) of ``parameters.candidates``."""
     from bayescal.analysis.oat import oat_groups
