@@ -1175,3 +1175,39 @@ def test_the_main_jobs_stage_keys_are_pinned(tmp_path):
     cfg["model"]["chunk_size"] = 7
     keys = {name: key for name, (key, _) in make_context(cfg, tmp_path / "run").engine.keys().items()}
     assert keys == MAIN_JOB_KEYS
+
+
+def test_a_comment_in_a_toml_or_python_input_keeps_the_stages_that_read_it(tmp_path):
+    """A parameters file or a model's source counts by its values / syntax tree: a comment or
+    another layout keeps the stage's key; a changed value or statement changes it; a file that
+    does not parse counts byte for byte."""
+    from bayescal.workflow.keys import stage_inputs, stage_key
+
+    space, model = tmp_path / "space.toml", tmp_path / "model.py"
+    stage = Stage("s", lambda ctx: None, "a stage", input_files=lambda cfg: [space, model])
+
+    def key():
+        return stage_key("s", stage_inputs(stage, {"run": {"config_dir": str(tmp_path)}}, {}))
+
+    def write(path, text):  # a new size and mtime: the digest cache cannot answer for the old text
+        path.write_text(text)
+        os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+
+    write(space, '[vmax]\nlower = 10.0\nupper = 90.0\n')
+    write(model, 'def f(x):\n    return 2 * x\n')
+    first = key()
+    write(space, '# tuned by hand\n[vmax]\nlower = 10.0   # umol m-2 s-1\nupper = 90.0\n\n')
+    write(model, '# my model\ndef f(x):\n\n    return 2*x  # doubled\n')
+    assert key() == first
+    write(space, '[vmax]\nlower = 10.0\nupper = 95.0\n')
+    assert key() != first
+    write(space, '[vmax]\nlower = 10.0\nupper = 90.0\n')
+    assert key() == first
+    write(model, 'def f(x):\n    return 3 * x\n')
+    assert key() != first
+    write(model, 'def f(x):\n    return 2 * x\n')
+    assert key() == first
+    write(space, '[vmax]\nlower = 10.0\nupper = \n')  # not TOML: its bytes count
+    broken = key()
+    write(space, '[vmax]\nlower = 10.0\nupper =  \n')
+    assert key() not in (first, broken)

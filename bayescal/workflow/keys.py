@@ -7,9 +7,11 @@ stage's records, so ``bayescal check`` can say what changed.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -29,7 +31,11 @@ def _hash(obj: Any) -> str:
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's content (``"missing"`` if it is not a file); cached per size and mtime."""
+    """SHA-256 of a file's content (``"missing"`` if it is not a file); cached per size and mtime.
+
+    A TOML file counts by its parsed values and a Python file by its syntax tree, so a comment,
+    a blank line or another layout of the same values or code keeps the stages that read it (a
+    file that does not parse counts byte for byte)."""
     path = Path(path)
     try:
         st = path.stat()
@@ -39,12 +45,32 @@ def file_digest(path: str | Path) -> str:
         return "missing"
     cache_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if cache_key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[cache_key] = h.hexdigest()
+        _DIGESTS[cache_key] = _parsed_digest(path) or _bytes_digest(path)
     return _DIGESTS[cache_key]
+
+
+def _bytes_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _parsed_digest(path: Path) -> str | None:
+    """The digest of a TOML file's values or a Python file's syntax tree (without comments and
+    layout; a docstring counts); None for other files and for one that does not parse."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            text = json.dumps(tomllib.loads(path.read_text(encoding="utf-8")), sort_keys=True, default=str)
+        elif suffix == ".py":
+            text = ast.dump(ast.parse(path.read_bytes()), include_attributes=False)
+        else:
+            return None
+    except (ValueError, SyntaxError, OSError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return suffix[1:] + ":" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def stage_inputs(stage: Stage | RunStore, config: Mapping[str, Any], needed: Mapping[str, str]) -> dict:
