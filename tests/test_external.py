@@ -2,6 +2,7 @@
 
 import sys
 import textwrap
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -275,6 +276,32 @@ def test_a_programs_output_stamped_at_month_ends_is_read_by_its_time_bounds(tmp_
     assert [(t.year, t.month) for t in ds["time"].values] == [(2003, 1), (2003, 2), (2003, 3)]
     np.testing.assert_array_equal(ds["gpp"].values[0], [0.5, 1.0, 1.5])
     assert "time_bounds" not in ds
+
+
+CLM_NO_BOUNDS = textwrap.dedent("""
+    import sys
+    import numpy as np, xarray as xr
+    a = float(open(sys.argv[1]).read().split("=")[1].split()[0])
+    t = xr.DataArray([31.0, 59.0, 90.0], dims="time", attrs={"units": "days since 2003-01-01",
+                                                             "calendar": "noleap"})
+    xr.Dataset({"gpp": ("time", a * np.arange(1.0, 4.0), {"units": "g m-2 d-1"})}, coords={"time": t},
+               attrs={"case_id": "I2000Clm50"}).to_netcdf(sys.argv[2], engine="h5netcdf")
+""")
+
+
+def test_a_programs_clm_output_stamped_at_month_ends_without_bounds_is_warned_of(tmp_path, space):
+    """Without time bounds the stamps are all there is (read as the months they name: February to
+    April), but a CESM/CLM file stamps each month at its end: said, naming the output; with its
+    bounds (CLM_PROGRAM) nothing is said."""
+    (tmp_path / "clm.py").write_text(CLM_NO_BOUNDS)
+    with pytest.warns(UserWarning, match=r"program's output 'output.nc'.* stamps fall on the 1st, from "
+                      r"2003-02 to 2003-04, without time bounds.*a month late"):
+        ds = make(tmp_path / "clm.py", space, tmp_path).simulate(np.array([[0.5, 0.5]]))
+    assert [(t.year, t.month) for t in ds["time"].values] == [(2003, 2), (2003, 3), (2003, 4)]
+    (tmp_path / "clm.py").write_text(CLM_PROGRAM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make(tmp_path / "clm.py", space, tmp_path / "b").simulate(np.array([[0.5, 0.5]]))
 
 
 def test_time_bounds_that_are_not_dates_leave_the_stamps_as_they_are():

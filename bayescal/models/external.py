@@ -291,7 +291,10 @@ class ExternalModel:
 
         try:
             with open_product(out_path, str(out_path)) as opened:
-                ds = _at_bounds_middle(opened.load())
+                raw = opened.load()
+            ds = _at_bounds_middle(raw)
+            if ds is raw:  # no time bounds to read its months by
+                _say_if_month_ends(ds, f"the program's output {self.output!r}")
         except Exception as err:  # noqa: BLE001 - any read error fails the member
             return None, f"cannot read output {self.output!r}: {type(err).__name__}: {err}"
         if self.variables is not None:
@@ -355,6 +358,21 @@ class ExternalModel:
         out["status"] = ("member", np.array(["failed" if r else "done" for r in reasons]))
         out["reason"] = ("member", np.array(reasons, dtype=str))
         return out
+
+
+def _say_if_month_ends(ds: xr.Dataset, what: str) -> None:
+    """A warning when monthly output without time bounds is stamped as CESM/CLM stamps it, at
+    each month's end (:func:`bayescal.readers.gridded_values.warn_if_stamped_at_month_ends`)."""
+    from bayescal.readers.gridded_values import from_cesm, warn_if_stamped_at_month_ends
+
+    t = ds.coords.get("time")
+    if t is None or t.ndim != 1:
+        return
+    try:
+        keys = t.dt.year.values.astype(np.int64) * 12 + t.dt.month.values.astype(np.int64)
+    except (AttributeError, TypeError):  # not dates: said where the output's time is read
+        return
+    warn_if_stamped_at_month_ends(t, keys, what, from_cesm(ds.attrs))
 
 
 def _at_bounds_middle(ds: xr.Dataset) -> xr.Dataset:

@@ -38,8 +38,6 @@ Alignment:
 
 from __future__ import annotations
 
-import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +51,13 @@ from .gridded_values import (
     check_options,
     check_sigma,
     data_units,
+    from_cesm,
     masked,
     open_product,
     refuse_coarser_than_months,
     refuse_fill_codes,
     sigma_factor_of,
+    warn_if_stamped_at_month_ends,
 )
 from .units import UnitError, parse_units
 
@@ -234,33 +234,8 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
     refuse_coarser_than_months(None if stamps else ds[bounds].transpose(tdim, ...).values, keys, da.name,
                                where)
     if stamps:
-        _say_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}", _from_cesm(ds.attrs))
+        warn_if_stamped_at_month_ends(t, keys, f"{where}: {da.name!r}", from_cesm(ds.attrs))
     return keys
-
-
-def _from_cesm(attrs: dict) -> bool:
-    """The file's global attributes say CESM or CLM wrote it (``case_id``, or a source or title
-    naming it)."""
-    said = " ".join(str(attrs.get(k, "")) for k in ("source", "title", "model", "source_id"))
-    return "case_id" in attrs or re.search(r"\b(?:CESM|CLM)\d*\b|Community Land Model", said) is not None
-
-
-def _say_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str, cesm: bool) -> None:
-    """A warning for monthly stamps on the 1st at midnight without time bounds, February to
-    January or in a file CESM/CLM wrote (whatever months it holds): CESM/CLM history files stamp
-    each month at its end, and read by their stamps every value would be a month late (with
-    bounds the middle of each month is taken)."""
-    if keys.size < 2 or np.any(np.diff(keys) != 1):
-        return
-    on_firsts = bool((t.dt.day == 1).all() and (t.dt.hour == 0).all())
-    if not on_firsts or not (cesm or (keys.size >= 12 and t.dt.month.values[0] == 2
-                                      and t.dt.month.values[-1] == 1)):
-        return
-    warnings.warn(f"{what}: its monthly time stamps fall on the 1st, from {str(t.values[0])[:7]} to "
-                  f"{str(t.values[-1])[:7]}, without time bounds, and are read as the months they name. A "
-                  "CESM/CLM history file stamps each month at its end (January on 1 February): if this is "
-                  "one, every value is read a month late -- give the file its time bounds (time_bnds)",
-                  UserWarning, stacklevel=4)
 
 
 def _monthly_boxes(da: xr.DataArray, grid: _Grid, used: np.ndarray, keys: np.ndarray,

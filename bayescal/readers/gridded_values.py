@@ -14,8 +14,9 @@ import xarray as xr
 from .fluxnet import ReaderError, fill_code_in
 from .units import UnitError, conversion_factor, parse_units
 
-__all__ = ["check_options", "check_sigma", "data_units", "masked", "open_product",
-           "refuse_coarser_than_months", "refuse_fill_codes", "sigma_factor_of"]
+__all__ = ["check_options", "check_sigma", "data_units", "from_cesm", "masked", "open_product",
+           "refuse_coarser_than_months", "refuse_fill_codes", "sigma_factor_of",
+           "warn_if_stamped_at_month_ends"]
 
 
 def check_options(where: str, path: Path, *, sigma_floor: float | None, relative_sigma: float | None,
@@ -209,3 +210,28 @@ def refuse_coarser_than_months(bounds: np.ndarray | None, keys: np.ndarray, name
                           "product of seasons or years? The global route compares months, so give monthly "
                           "(or finer) values; if each value is one month's mean, give the time its bounds "
                           "(time_bnds of one month each) to say so")
+
+
+def from_cesm(attrs: dict) -> bool:
+    """The file's global attributes say CESM or CLM wrote it (``case_id``, or a source or title
+    naming it)."""
+    said = " ".join(str(attrs.get(k, "")) for k in ("source", "title", "model", "source_id"))
+    return "case_id" in attrs or re.search(r"\b(?:CESM|CLM)\d*\b|Community Land Model", said) is not None
+
+
+def warn_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str, cesm: bool) -> None:
+    """A warning for monthly stamps on the 1st at midnight without time bounds, February to
+    January or in a file CESM/CLM wrote (whatever months it holds): CESM/CLM history files stamp
+    each month at its end, and read by their stamps every value would be a month late (with
+    bounds the middle of each month is taken)."""
+    if keys.size < 2 or np.any(np.diff(keys) != 1):
+        return
+    on_firsts = bool((t.dt.day == 1).all() and (t.dt.hour == 0).all())
+    if not on_firsts or not (cesm or (keys.size >= 12 and t.dt.month.values[0] == 2
+                                      and t.dt.month.values[-1] == 1)):
+        return
+    warnings.warn(f"{what}: its monthly time stamps fall on the 1st, from {str(t.values[0])[:7]} to "
+                  f"{str(t.values[-1])[:7]}, without time bounds, and are read as the months they name. A "
+                  "CESM/CLM history file stamps each month at its end (January on 1 February): if this is "
+                  "one, every value is read a month late -- give the file its time bounds (time_bnds)",
+                  UserWarning, stacklevel=4)
