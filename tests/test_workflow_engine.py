@@ -655,6 +655,28 @@ def test_without_flock_a_run_goes_on_unlocked_and_its_errors_are_its_own(tmp_pat
         assert rundir_guard.check_run_dir(tmp_path, "site") == "new"  # the lock alone: a run starting
 
 
+@pytest.mark.parametrize(("code", "said"), [("ENOLCK", "cannot lock files"),
+                                             ("EBADF", "cannot lock a file this user may only read")])
+def test_a_file_system_that_cannot_lock_lets_the_run_go_on_with_a_warning(tmp_path, monkeypatch, code, said):
+    """NFS without a lock daemon (ENOLCK), or one that locks only files opened for writing
+    (EBADF on another user's read-only lock file): the run goes on, told why it is unlocked."""
+    import errno
+    import types
+
+    from bayescal.workflow import rundir_guard
+
+    def flock(fd, op):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    fake = types.SimpleNamespace(flock=flock, LOCK_EX=2, LOCK_NB=4)
+    monkeypatch.setattr(rundir_guard, "_fcntl", lambda: fake)
+    ran = False
+    with pytest.warns(RuntimeWarning, match=f"this file system {said} .*would both run"), \
+            rundir_guard.hold_run_dir(tmp_path):
+        ran = True
+    assert ran
+
+
 def test_a_lock_file_naming_a_process_that_is_gone_is_not_named_as_the_holder(tmp_path):
     """A run that could only open the lock read-only holds it without writing itself into it: the
     file still names an earlier run, whose process is gone -- not named as the holder."""

@@ -251,7 +251,10 @@ def _acquire(fcntl, fd: int, lock: Path, wait: float) -> bool:
         except OSError as e:
             if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
                 raise
-            warnings.warn(f"{lock}: this file system cannot lock files ({e.strerror}); two runs started in "
+            # EBADF: a lock file this user may only read, on a file system (NFS) that locks writable ones
+            what = "cannot lock a file this user may only read" if e.errno == errno.EBADF else \
+                "cannot lock files"
+            warnings.warn(f"{lock}: this file system {what} ({e.strerror}); two runs started in "
                           f"{lock.parent} at once would both run", RuntimeWarning, stacklevel=4)
             return False
 
