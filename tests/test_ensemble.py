@@ -506,3 +506,22 @@ def test_left_out_runs_that_fail_leave_the_spread_of_the_others_or_a_named_error
     with pytest.raises(StageError, match=r"only [0-4] of 8 left-out runs finished with finite summaries .* "
                                          "need >= 5: raise posterior.left_out_runs"):
         _left_out_spread(Ctx(ToySimulator(nan_above=0.3), 8), tmp_path / "b")
+
+
+def test_a_single_batch_runs_here_without_a_pool(tmp_path, monkeypatch):
+    """One batch runs on one worker anyway: with worker processes asked for, a sequential
+    optimiser's one-member evaluations (or any one batch) run in this process, the same store as
+    the serial runner's; two batches go to the pool."""
+    from bayescal.run import ensemble
+
+    pooled = []
+    monkeypatch.setattr(ensemble, "_run_on_pool", lambda *a: pooled.append(len(a[3])))
+    sim = ToySimulator()
+    run_ensemble(sim, design(1), tmp_path / "one", executor=2, progress=False)
+    run_ensemble(sim, design(4), tmp_path / "four", executor=2, batch_size=4, progress=False)
+    assert pooled == []
+    run_ensemble(sim, design(1), tmp_path / "serial", progress=False)
+    xr.testing.assert_identical(EnsembleStore(tmp_path / "one").load().drop_vars("wall_time"),
+                                EnsembleStore(tmp_path / "serial").load().drop_vars("wall_time"))
+    run_ensemble(sim, design(4), tmp_path / "two", executor=2, batch_size=2, progress=False)
+    assert pooled == [2]

@@ -315,7 +315,9 @@ def test_the_command_runs_your_global_model_named_in_the_config(setup, capsys):
     path.write_text(path.read_text().replace("start = 2001", "start = 2001\nn_cells = 99\nramp_start = 1950"))
     assert {p.status for p in make_context(load_config(path), run).plan()} == {"reuse"}  # not its keys
     source = path.parent / "toyglobal.py"
-    source.write_text(source.read_text() + "\n# edited\n")
+    source.write_text(source.read_text() + "\n# edited\n")  # a comment: its syntax tree is the same
+    assert {p.status for p in make_context(load_config(path), run).plan()} == {"reuse"}
+    source.write_text(source.read_text() + "\nEDITED = True\n")
     plan = make_context(load_config(path), run).plan()
     assert all(p.status == "rerun" for p in plan if p.name != "report")
     assert any("toyglobal.py" in c for c in plan[0].changed)
@@ -495,3 +497,95 @@ def test_a_twin_of_your_own_model_runs_in_its_years(tmp_path, first):
     assert not [s.name for s in ctx.workflow.stages if s.foreign_files(ctx.run_dir / s.name)]
     post = ctx.posterior_u().sel(parameter="t_opt").values  # truth 0.36 of 10-32 degC: 17.9
     assert abs(np.median(post) - 0.36) < 0.12 and np.std(post) < 0.15
+
+
+class _Transposed(ToyGlobal):
+    """Its Dataset's dimensions in another order (the contract allows any)."""
+
+    def __call__(self, theta):
+        return super().__call__(theta).transpose("time", "cell", "member", "year")
+
+
+class _IsoTime(ToyGlobal):
+    """Its months as ISO date strings (the contract allows them)."""
+
+    def __call__(self, theta):
+        ds = super().__call__(theta)
+        return ds.assign_coords(time=[f"{t.year:04d}-{t.month:02d}-15" for t in self.time])
+
+
+class _WithSimulate(ToyGlobal):
+    """A ``simulate`` of the user's own (not bayescal's contract): never called by bayescal."""
+
+    def simulate(self, theta, years=None):
+        raise AssertionError("bayescal called the model's own simulate")
+
+
+def test_a_twin_is_made_from_the_conformed_output_of_any_form_and_route(tmp_path):
+    """The twin's products of your own model are the same numbers whatever form its output takes
+    (dimensions in another order, ISO date strings), whatever other methods it has (a ``simulate``
+    of its own), and
+    as an external program -- whose ``simulate`` is not the embedded model's either."""
+    text = CONFIG[:CONFIG.index("[[observations.products]]")] + "twin = true\ntruth = { t_opt = 0.36 }\n" \
+        + CONFIG[CONFIG.index("[screen]"):]
+    made = {}
+    for name, model in (("plain", ToyGlobal()), ("transposed", _Transposed()), ("simulate", _WithSimulate()),
+                        ("iso", _IsoTime())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "c.toml").write_text(text)
+        ctx = GlobalContext(load_config(tmp_path / name / "c.toml", model=model), model=model, progress=False)
+        made[name] = ctx.twin()[0]
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    (folder / "toy_ext.py").write_text(PROGRAM)
+    (folder / "params.template").write_text(TEMPLATE)
+    ToyGlobal().space.to_toml(folder / "space.toml")
+    (folder / "c.toml").write_text(text)
+    _named_in_config(folder / "c.toml", 'kind = "external"\ncommand = ["python", "toy_ext.py", '
+                     '"{param_file}", "{output}"]\ntemplate = "params.template"\n'
+                     'parameters_file = "space.toml"')
+    made["external"] = make_context(load_config(folder / "c.toml"), folder / "run", progress=False).twin()[0]
+    plain = made.pop("plain")
+    assert [p.name for p in plain["gpp"]] == ["GOSIF-like", "FLUXCOM-like"]
+    for name, obs in made.items():
+        for p, q in zip(plain["gpp"], obs["gpp"], strict=True):
+            assert q.data.dims == p.data.dims, name
+            np.testing.assert_allclose(q.data.values, p.data.values, rtol=1e-12, err_msg=name)
+            np.testing.assert_allclose(q.sigma.values, p.sigma.values, rtol=1e-12, err_msg=name)
+
+
+class _NoUnits(ToyGlobal):
+    def __call__(self, theta):
+        ds = super().__call__(theta)
+        ds["gpp"].attrs.pop("units")
+        return ds
+
+
+def test_an_observed_output_without_units_is_named_before_any_stage(setup):
+    """Its products (a file's, or a twin's) could be in any units: the check names the variable
+    and the two ways to give its units, before any stage runs."""
+    _, _, path = setup
+    model = _NoUnits()
+    ctx = GlobalContext(load_config(path, model=model), path.parent / "run", model=model, progress=False)
+    with pytest.raises(ConfigError, match=r"'observations.variables': the model's output 'gpp' has no units; "
+                       r"give it a 'units' attribute \(a Dataset\) or your model a 'units' mapping"):
+        ctx.check_own_model()
+    model.units = {"gpp": "g m-2 d-1"}  # the mapping a dict output needs
+    ctx = GlobalContext(load_config(path, model=model), path.parent / "run2", model=model, progress=False)
+    ctx.check_own_model()
+
+
+def test_propagate_with_no_finished_posterior_draw_stops_with_the_failures_reasons(tmp_path):
+    """Every posterior draw failed in the model (a model that fails where the posterior lies):
+    a StageError naming the store and the reasons, not a traceback; a set with one finished
+    draw goes on."""
+    from bayescal.workflows.context import StageError
+    from bayescal.workflows.global_.propagate_stage import _require_finished
+
+    ens = xr.Dataset({"status": ("member", ["failed", "failed", "failed", "done"]),
+                      "reason": ("member", ["exit code 3: too hot"] * 2 + ["timeout after 20 s", ""])},
+                     coords={"set": ("member", ["posterior"] * 3 + ["prior"])})
+    with pytest.raises(StageError, match=r"none of the 3 posterior draws run through the model in .*ensemble "
+                       r"finished: 2 x exit code 3: too hot; 1 x timeout after 20 s; the GPP and NBP bands"):
+        _require_finished(ens, "posterior", tmp_path / "ensemble")
+    _require_finished(ens, "prior", tmp_path / "ensemble")

@@ -190,6 +190,39 @@ def test_check_times_a_fast_model_in_a_batch_and_a_slow_one_once():
     assert seconds_per_member(model, default, one=3.0) == 3.0 and calls == []
 
 
+@pytest.mark.parametrize("bad", [32, 3])
+def test_check_names_a_model_whose_batch_fails_where_its_single_run_finished(bad):
+    """A batch of copies of the defaults must give the defaults' run: a model whose batch comes in
+    units that do not convert to its single run's fails every copy (ModelOutputError, the reason
+    named, before any stage); some copies failing is a warning."""
+    from bayescal.models.contract import seconds_per_member
+
+    t = pd.date_range("2001-01-01", periods=4).values
+
+    class Model:
+        space = None
+
+        def __call__(self, theta):
+            k = theta.shape[0]
+            status = np.where(np.arange(k) < (bad if k > 1 else 0), "failed", "done")
+            units = "W m-2" if k > 1 and bad == 32 else "gC m-2 d-1"
+            return xr.Dataset({"nee": (("member", "time"), np.ones((k, 4)), {"units": units}),
+                               "status": ("member", status if bad != 32 else np.full(k, "done")),
+                               "reason": ("member", np.where(status == "failed", "too hot", ""))},
+                              coords={"time": t})
+
+    model = ConformingModel(Model(), variables=["nee"], space=object())
+    default = np.array([[0.1, 2.0]])
+    model(default)  # the single run at the defaults: its units are the run's
+    if bad == 32:
+        with pytest.raises(ModelOutputError, match=r"32 of its 32 members failed, though each is the run at "
+                           r"the defaults that finished alone \(member 0: output 'nee' in \[W m-2\] cannot"):
+            seconds_per_member(model, default, one=0.01)
+    else:
+        with pytest.warns(UserWarning, match=r"3 of its 32 members failed.*\(member 0: too hot\)"):
+            assert 0 <= seconds_per_member(model, default, one=0.01) <= 0.01
+
+
 def test_conform_output_forms_give_one_shape():
     t = pd.date_range("2001-01-01", periods=5).values
     x = np.arange(10.0).reshape(2, 5)

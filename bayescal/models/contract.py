@@ -135,7 +135,9 @@ def seconds_per_member(model: Any, theta: np.ndarray, one: float, batch: int = 3
     ``one`` is a single run's time. A model that takes under 0.5 s is timed once more on ``batch``
     copies of ``theta`` (1, n_values) in one call: a vectorised model (DALEC, the embedded global
     model) runs a batch in little more than one run's time, and a chain's walkers or a design are
-    batches. A slower model is taken at ``one``: its runs cost what they cost.
+    batches. A slower model is taken at ``one``: its runs cost what they cost. The batch's members
+    are copies of a run that finished: all failing in the batch is a :class:`ModelOutputError` with
+    a reason (a model that runs a batch otherwise than one run), some failing a warning.
     """
     import time
 
@@ -144,8 +146,21 @@ def seconds_per_member(model: Any, theta: np.ndarray, one: float, batch: int = 3
     theta = np.asarray(theta, dtype=float)
     model(theta)  # a first call may compile or read files: not a member's cost
     t0 = time.perf_counter()
-    model(np.repeat(theta, batch, axis=0))
-    return min(one, (time.perf_counter() - t0) / batch)
+    out = model(np.repeat(theta, batch, axis=0))
+    seconds = (time.perf_counter() - t0) / batch
+    if isinstance(out, xr.Dataset) and "status" in out:
+        failed = np.flatnonzero(out["status"].values != "done")
+        if failed.size:
+            reason = str(out["reason"].values[failed[0]]) if "reason" in out else ""
+            said = (f"{failed.size} of its {batch} members failed, though each is the run at the defaults "
+                    f"that finished alone (member {failed[0]}: {reason})")
+            if failed.size == batch:
+                raise ModelOutputError(said)
+            import warnings
+
+            warnings.warn(f"the model given a batch of {batch} copies of its defaults: {said}", UserWarning,
+                          stacklevel=2)
+    return min(one, seconds)
 
 
 def member_status(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -226,13 +241,35 @@ def conform_output(out: Any, k: int, variables: Sequence[str] | None = None, *,
         if "time" in ds.coords:
             ds = daily_time(ds)
         ds = _as_series(ds, variables or [n for n in ds.data_vars if n not in ("status", "reason")])
-    elif "time" in ds.coords and ds["time"].size and hasattr(ds["time"].values.flat[0], "calendar"):
-        spacing = "month" if series is False else _spacing(ds["time"].values)
+    else:
+        ds = _cells_in_order(ds, series)
+    return ds
+
+
+def _cells_in_order(ds: xr.Dataset, series: bool | None) -> xr.Dataset:
+    """The global route's output (``series`` False or None) on ``(member, cell, time, ...)`` in
+    that order, whatever order the model gave (so a twin's noise, drawn in array order, is the
+    same), its cftime months as datetime64 month starts (or a daily model's days), ISO date
+    strings as the dates they name."""
+    ds = ds.transpose("member", "cell", "time", ..., missing_dims="ignore")
+    if "time" not in ds.coords or not ds["time"].size:
+        return ds
+    t = ds["time"].values
+    if hasattr(t.flat[0], "calendar"):
+        spacing = "month" if series is False else _spacing(t)
         if spacing == "month":
             ds = monthly_time(ds)
         elif spacing == "day":
             ds = daily_time(ds)
         # a single stamp (run_ensemble): as it is, cftime (month or day cannot be told)
+    elif t.dtype.kind in "OU" and isinstance(t.flat[0], str):
+        try:
+            dates = np.asarray(t).astype("datetime64[ns]")
+        except (TypeError, ValueError):
+            raise ModelOutputError(f"the model output's 'time' holds text such as {str(t.flat[0])!r}, "
+                                   "not dates; give datetime64 or cftime dates, or ISO dates "
+                                   "('2001-01-15')") from None
+        ds = ds.assign_coords(time=(ds["time"].dims, dates, ds["time"].attrs))
     return ds
 
 
@@ -407,7 +444,7 @@ class ConformingModel:
         self._factors: dict[tuple[str, str, str], float] = {}
 
     def __getattr__(self, name: str) -> Any:  # the model's own attributes (``drivers``, ...)
-        if name == "model":
+        if name in ("model", "simulate"):  # a simulate of the model's own would bypass the contract
             raise AttributeError(name)
         return getattr(self.model, name)
 

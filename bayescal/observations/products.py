@@ -15,6 +15,7 @@ its propagated sigma as a product.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -283,7 +284,9 @@ def make_twin(
     Parameters
     ----------
     model : LandCarbonModel or compatible
-        Anything with ``simulate(theta, variables=...)`` returning (member, cell, time) output.
+        A callable returning (member, cell, time) output (your own model through
+        :class:`~bayescal.models.contract.ConformingModel`); a ``simulate(theta, variables=...)``
+        of the model's own (the embedded model's) is called instead, for only ``variables``.
     theta_true : array_like, shape (n_values,)
         Full "true" parameter vector.
     products : sequence of ProductSpec
@@ -305,8 +308,9 @@ def make_twin(
     rng = np.random.default_rng(seed)
     variables = sorted({s.variable for s in products})
     simulate = getattr(model, "simulate", None)  # the embedded model computes only what is asked
+    takes = simulate is not None and "variables" in inspect.signature(simulate).parameters
     theta = np.atleast_2d(theta_true)
-    run = simulate(theta, variables=variables) if simulate else model(theta)
+    run = simulate(theta, variables=variables) if takes else model(theta)
     truth = run.isel(member=0, drop=True)
     if "cell" in truth.dims and "cell" not in truth.coords:  # your own model's cells, by position
         truth = truth.assign_coords(cell=np.arange(truth.sizes["cell"]))

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
@@ -145,8 +146,11 @@ def plot_posterior_vs_prior(post_u: xr.DataArray, truth_u: np.ndarray | None = N
         # flat at 1 on every panel, a log-scaled one's on its log axis too
         dens, _ = np.histogram(u[:, j], bins=edges, density=True)
         ax.stairs(dens, to_x(edges), fill=True, color="C0", alpha=0.7)  # one artist, not one bar per bin
-        if log:
+        if log:  # three labelled ticks: a narrow panel's log axis labels its minor ticks over each other
             ax.set_xscale("log")
+            ticks = to_x(np.array([0.1, 0.5, 0.9]))
+            ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+            ax.xaxis.set_minor_formatter(mticker.NullFormatter())
         ax.set_xlim(*to_x(np.array([0.0, 1.0])))
         for val, style in ((truth_u, dict(color="k", lw=1.5)), (optimum_u, dict(color="C3", lw=1, ls="--"))):
             if val is not None:
@@ -186,7 +190,8 @@ def _label_info(space, labels: list[str]) -> list[tuple]:
             return space.from_unit(pts)[:, j]
 
         units = getattr(p, "units", "") or "-"
-        desc = (getattr(p, "description", "") or "")[:38]
+        desc = getattr(p, "description", "") or ""
+        desc = desc if len(desc) <= 38 else desc[:37].rstrip() + "…"  # a panel's width
         out.append((to_x, f"{lab} [{units}]" + (f"\n{desc}" if desc else ""),
                     getattr(p, "scale", "linear") == "log"))
     return out
@@ -247,6 +252,7 @@ def plot_bands(outputs: xr.Dataset, gcb: xr.Dataset | None, models: xr.Dataset |
             )
         where = "global " if gcb is not None else ""
         ax.set(xlabel="year", ylabel=f"{name} (PgC yr⁻¹)", title=f"{where}{name}")
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))  # a few years: no 2000.5
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

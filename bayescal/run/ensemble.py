@@ -351,7 +351,9 @@ def run_ensemble(
 
     with InterruptLatch() as interrupts:
         try:
-            if kind == "serial":
+            # one batch runs on one worker anyway: here, without starting a pool of fresh
+            # interpreters for it (a sequential optimiser's evaluation, one member, took ~2 s so)
+            if kind == "serial" or (kind == "processes" and len(batches) == 1):
                 for b in batches:
                     record(run_batch(simulator, theta[b], b, keep))
             elif kind == "processes":

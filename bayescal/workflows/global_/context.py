@@ -108,6 +108,10 @@ class GlobalContext(Context):
                 have = sorted(str(n) for n in ds.data_vars)
                 raise ConfigError(f"'observations.variables': the model's output has no {v!r} on (member, "
                                   f"cell, time) (it has {have})")
+            if not ds[v].attrs.get("units"):  # a product of it could be in any units, a twin's too
+                raise ConfigError(f"'observations.variables': the model's output {v!r} has no units; give it "
+                                  f"a 'units' attribute (a Dataset) or your model a 'units' mapping such as "
+                                  f"{{{v!r}: 'gC m-2 d-1'}} (docs/own-model.md)")
         for v in ("gpp_global", "nbp_global"):
             if v not in ds or "year" not in ds[v].dims:
                 raise ConfigError(f"the model's output has no {v!r} on (member, year) in PgC yr-1: the "

@@ -80,6 +80,8 @@ def run_propagate(ctx: GlobalContext) -> None:
         executor=ctx.executor,
         progress=ctx.progress,
     )
+    for name in ("posterior", "prior"):
+        _require_finished(ens, name, out / "ensemble")
     b = bands(ens)
     b.to_netcdf(out / "bands.nc")
     prior_b = bands(ens, name="prior")
@@ -117,6 +119,22 @@ def run_propagate(ctx: GlobalContext) -> None:
              "of years; " if cov else "  ") + (f"GCB NBP inside band+sigma: {comp.attrs['coverage_band']:.0%}"
                                                 if met else f"no GCB comparison: {comp.attrs['reason']}"))
     _say_widths(ctx, band_widths(b, prior_b))
+
+
+def _require_finished(ens: xr.Dataset, name: str, store) -> None:
+    """A :class:`StageError` naming the store and the failures' reasons when not one run of the
+    draws' set ``name`` finished (the bands need some); every finished run is kept."""
+    from bayescal.run.ensemble import count_reasons, describe_failures
+    from bayescal.workflows.context import StageError
+
+    mine = (ens["set"] == name).values
+    if (ens["status"].values[mine] == "done").any():
+        return
+    why = describe_failures(count_reasons(str(r) for r in ens["reason"].values[mine]), most=3)
+    raise StageError(f"none of the {int(mine.sum())} {name} draws run through the model in {store} finished"
+                     f"{': ' + why if why else ''}; the GPP and NBP bands need some. Make the model run "
+                     "there (the failed runs' reasons are in the store; narrow the parameters' bounds "
+                     "where it fails), then run again: finished runs are kept")
 
 
 def _say_widths(ctx: GlobalContext, w: dict) -> None:
