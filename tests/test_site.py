@@ -1022,7 +1022,8 @@ def test_a_continued_chain_is_said(tmp_path):
     emcee.EnsembleSampler(4, 1, lambda x: -0.5 * float(x @ x), backend=backend).run_mcmc(
         np.random.default_rng(0).normal(size=(4, 1)), 7)
     _say_resumed(Ctx, chain)
-    assert said == ["  chain resumed at step 7 (chain.h5 holds a stopped run's steps)"]
+    assert said == ["  chain resumed at step 7 (chain.h5 holds the steps of a stopped run, or of a run "
+                    "with a lower posterior.max_steps)"]
     # the emulator route's rounds, in their order (round10 after round2; the final chain last)
     from bayescal.workflows.site.stages import _say_rounds_resumed
 

@@ -1233,3 +1233,65 @@ def test_a_comment_in_a_toml_or_python_input_keeps_the_stages_that_read_it(tmp_p
     broken = key()
     write(space, '[vmax]\nlower = 10.0\nupper =  \n')
     assert key() not in (first, broken)
+
+
+def _posterior_draws(run: Path) -> np.ndarray:
+    from bayescal.posterior import load_inference_data, unit_samples
+
+    return unit_samples(load_inference_data(run / "posterior" / "posterior.nc"), RunDir(run).space()).values
+
+
+def test_more_refinement_rounds_continue_the_earlier_ones(site_run, tmp_path):
+    """posterior.refine_rounds raised after the route said it did not converge: the earlier
+    rounds' runs and chains are kept (seeded rounds: the same points), only the new round's runs
+    are made, and the posterior is a fresh run's with that many rounds, bit for bit; back to
+    fewer rounds, no model run and the first posterior again."""
+    cfg, run, _, _ = site_run
+    first = _posterior_draws(run)
+    copy = _copy(run, tmp_path)
+    round0 = (copy / "posterior" / "refine" / "round0").stat()
+    kept = _kept(cfg, copy, _set("posterior.refine_rounds", 2))
+    assert kept["posterior"] == ["optimum_run", "refine", "chains"]
+    done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.refine_rounds", 2))
+    assert done["optimize"][0] == "reused" and done["posterior"][0] == "ran" and done["posterior"][1] <= 3
+    assert (copy / "posterior" / "refine" / "round0").stat().st_ino == round0.st_ino
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run.parent, fresh, ignore=shutil.ignore_patterns("run"))
+    fresh_cfg = load_config(fresh / "site.toml")
+    fresh_cfg["posterior"]["refine_rounds"] = 2
+    make_context(fresh_cfg, progress=False).run(("optimize", "posterior"))
+    np.testing.assert_array_equal(_posterior_draws(copy), _posterior_draws(fresh / "run"))
+    done = _rerun(cfg, copy, ("optimize", "posterior"))
+    assert done["posterior"] == ("ran", 0)
+    np.testing.assert_array_equal(_posterior_draws(copy), first)
+
+
+def test_a_higher_max_steps_continues_the_direct_routes_chain(tmp_path):
+    """posterior.max_steps raised (the route said the chain is short): the chain is continued, not
+    run again from its first step, and equals a fresh run's of that length bit for bit; lowered
+    again, the longer chain is set aside (not this run's) and the first posterior comes back."""
+    cfg = load_config(_site_config(tmp_path, route="direct"))
+    run = Path(cfg["run"]["output"])
+    make_context(cfg, progress=False).run(("optimize", "posterior"))
+    first = _posterior_draws(run)
+    runs = json.loads((run / "posterior" / "evaluations.json").read_text())["runs"]
+    assert {"optimum_run", "chain.h5", "evaluations_progress.json"} <= set(
+        _kept(cfg, run, _set("posterior.max_steps", 400))["posterior"])
+    done = _rerun(cfg, run, ("optimize", "posterior"), _set("posterior.max_steps", 400))
+    assert done["posterior"][0] == "ran"
+    steps = json.loads((run / "posterior" / "evaluations.json").read_text())
+    assert steps["resumed_at_step"] == 100
+    import emcee
+
+    assert emcee.backends.HDFBackend(str(run / "posterior" / "chain.h5"), read_only=True).iteration == 400
+    # the 300 new steps of 8 walkers and the draws' pointwise terms, not the SMC and chain again
+    assert 300 * 8 <= steps["runs"] - runs < runs / 10
+    fresh = tmp_path / "fresh"
+    fresh_cfg = json.loads(json.dumps(cfg))
+    fresh_cfg["run"]["output"] = str(fresh)
+    fresh_cfg["posterior"]["max_steps"] = 400
+    make_context(fresh_cfg, progress=False).run(("optimize", "posterior"))
+    np.testing.assert_array_equal(_posterior_draws(run), _posterior_draws(fresh))
+    _rerun(cfg, run, ("optimize", "posterior"))
+    np.testing.assert_array_equal(_posterior_draws(run), first)
+    assert len(list((run / ".stale").glob("chain.h5-*"))) == 1

@@ -320,6 +320,7 @@ def run_site_posterior(ctx: SiteContext) -> None:
         flush = _count_across_invocations(values, out / RUN_COUNT_FILE)
         loglik = series_log_likelihood(values, errors.likelihood())
         n_walkers = c["n_walkers"] or max(2 * space.n_free + 2, 32)
+        _set_aside_a_longer_chain(ctx, out / "chain.h5", max(c["n_steps"], c["max_steps"] or 0))
         resumed = _say_resumed(ctx, out / "chain.h5")
         try:  # every step saved to chain.h5: a killed stage continues its chain where it stopped
             sampler = sample_posterior(loglik, space, ctx.optimum_u(), n_walkers=n_walkers + n_walkers % 2,
@@ -397,12 +398,25 @@ def _say_rounds_resumed(ctx: SiteContext, chains) -> None:
 
 
 def _say_resumed(ctx: SiteContext, chain) -> int:
-    """One line when a stopped run's chain is continued (its steps are in ``chain``); the step
-    it continues from (0: a new chain)."""
+    """One line when a stopped run's chain, or a shorter run's (a lower ``posterior.max_steps``),
+    is continued (its steps are in ``chain``); the step it continues from (0: a new chain)."""
     steps = _chain_steps(chain)
     if steps:
-        ctx.say(f"  chain resumed at step {steps} ({chain.name} holds a stopped run's steps)")
+        ctx.say(f"  chain resumed at step {steps} ({chain.name} holds the steps of a stopped run, or of a "
+                "run with a lower posterior.max_steps)")
     return steps
+
+
+def _set_aside_a_longer_chain(ctx: SiteContext, chain, longest: int) -> None:
+    """A kept chain longer than this run would make (``posterior.max_steps`` lowered) is not this
+    run's: moved to the run directory's ``.stale/`` (the chain starts afresh)."""
+    from bayescal.workflow import set_aside
+
+    steps = _chain_steps(chain)
+    if steps > longest:
+        moved = set_aside(ctx.run_dir, chain)
+        ctx.say(f"  {chain.name} holds {steps} steps, more than posterior.max_steps: moved to "
+                f"{moved.relative_to(ctx.run_dir)}; the chain starts afresh")
 
 
 def _posterior_mode(idata, space) -> np.ndarray:

@@ -111,6 +111,17 @@ def _chain_reads(cfg: Config) -> Sequence[str]:
     return (*_CHAIN, "posterior.moves")
 
 
+def _store_reads(cfg: Config) -> Sequence[str]:
+    """The chain's keys less the one that only says how far to go, for the posterior's stores:
+    ``posterior.max_steps`` on the direct route (a longer run continues the chain, whose steps do
+    not depend on it; the stage sets aside a chain longer than it would run) and
+    ``posterior.refine_rounds`` on the emulator route (seeded rounds: more rounds continue the
+    earlier ones, their runs and chains; the chain after the rounds is redone when its emulator's
+    runs differ, :func:`bayescal.posterior.refinement.refine`)."""
+    drop = "posterior.refine_rounds" if cfg["posterior"]["route"] == "emulator" else "posterior.max_steps"
+    return tuple(k for k in _chain_reads(cfg) if k != drop)
+
+
 def _posterior_reads(cfg: Config) -> Sequence[str]:
     """The stage's keys: the chain's and, on the emulator route, the final chain's target (not a
     key of the stores: the rounds' runs and chains do not depend on it, and its chain,
@@ -124,19 +135,19 @@ def _posterior_reads(cfg: Config) -> Sequence[str]:
 #: the emcee chain, step by step (HDF5): kept over a rerun of the stage for a new revision of its
 #: code, or a damaged output file (a key of its own that equals the stage's, less the emulator
 #: route's target)
-CHAIN_STORE = RunStore("chain.h5", reads=_chain_reads, needs=("optimize",), input_files=site_files)
+CHAIN_STORE = RunStore("chain.h5", reads=_store_reads, needs=("optimize",), input_files=site_files)
 #: the tempered start's particles (posterior.start = "tempered"): likewise
-TEMPERED_STORE = RunStore("tempered.nc", reads=_chain_reads, needs=("optimize",), input_files=site_files)
+TEMPERED_STORE = RunStore("tempered.nc", reads=_store_reads, needs=("optimize",), input_files=site_files)
 #: its state after each temperature, while it runs (a killed SMC continues from it)
-TEMPERED_PROGRESS = RunStore("tempered_progress.nc", reads=_chain_reads, needs=("optimize",),
+TEMPERED_PROGRESS = RunStore("tempered_progress.nc", reads=_store_reads, needs=("optimize",),
                              input_files=site_files)
 #: the direct route's count of the model runs the SMC and the chain made (they are not stored):
 #: kept with them, so a resumed chain's record counts every invocation's runs
-RUN_COUNT = RunStore("evaluations_progress.json", reads=_chain_reads, needs=("optimize",),
+RUN_COUNT = RunStore("evaluations_progress.json", reads=_store_reads, needs=("optimize",),
                      input_files=site_files)
 #: the emulator route's refinement runs and round chains: likewise (refinement is seeded, so a rerun
 #: asks for the same points and finds them there, and each round's chain is complete)
-REFINE_STORES = tuple(RunStore(p, reads=_chain_reads, needs=("optimize",), input_files=site_files)
+REFINE_STORES = tuple(RunStore(p, reads=_store_reads, needs=("optimize",), input_files=site_files)
                       for p in ("refine", "chains"))
 
 #: the posterior draws, the optimum and the defaults over the whole period: kept while the model,
