@@ -587,5 +587,5 @@ def test_propagate_with_no_finished_posterior_draw_stops_with_the_failures_reaso
                      coords={"set": ("member", ["posterior"] * 3 + ["prior"])})
     with pytest.raises(StageError, match=r"none of the 3 posterior draws run through the model in .*ensemble "
                        r"finished: 2 x exit code 3: too hot; 1 x timeout after 20 s; the GPP and NBP bands"):
-        _require_finished(ens, "posterior", tmp_path / "ensemble")
-    _require_finished(ens, "prior", tmp_path / "ensemble")
+        _require_finished(ens, tmp_path / "ensemble")
+    _require_finished(ens, tmp_path / "ensemble", names=("prior",))

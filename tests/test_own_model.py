@@ -175,7 +175,7 @@ def test_a_batch_with_raising_members_is_halved_not_run_member_by_member(tmp_pat
 def test_check_times_a_fast_model_in_a_batch_and_a_slow_one_once():
     """``bayescal check``'s estimates: a fast model is called once more to warm up, then on 32
     copies of the defaults in one call (a chain's walkers are one call); a slow one not again."""
-    from bayescal.models.contract import seconds_per_member
+    from bayescal.models.timing import seconds_per_member
 
     calls = []
 
@@ -195,7 +195,7 @@ def test_check_names_a_model_whose_batch_fails_where_its_single_run_finished(bad
     """A batch of copies of the defaults must give the defaults' run: a model whose batch comes in
     units that do not convert to its single run's fails every copy (ModelOutputError, the reason
     named, before any stage); some copies failing is a warning."""
-    from bayescal.models.contract import seconds_per_member
+    from bayescal.models.timing import seconds_per_member
 
     t = pd.date_range("2001-01-01", periods=4).values
 

@@ -220,7 +220,7 @@ class Context:
     def model_check(self, validation: bool = False, workdir: Path | None = None) -> dict[str, Any]:
         """One run of the model at its defaults (``bayescal check``): ``{"seconds": float}``;
         a run that fails there is a ConfigError naming the reason."""
-        from bayescal.models.contract import timed_run
+        from bayescal.models.timing import timed_run
 
         if "model_check" not in self._cache:
             default = np.asarray(self.full_space.all_default, dtype=float)[None]
@@ -241,7 +241,7 @@ class Context:
     def seconds_per_member(self) -> float:
         """The model's seconds per member in the runner's batches, for ``bayescal check``'s
         estimates (after :meth:`model_check`; :func:`~bayescal.models.contract.seconds_per_member`)."""
-        from bayescal.models.contract import seconds_per_member
+        from bayescal.models.timing import seconds_per_member
 
         if self._external():  # each member its own program run (a batch of copies would read one output)
             return self.model_check()["seconds"]

@@ -53,21 +53,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     c = ctx.config["propagate"]
     out = ctx.run_dir / "propagate"
     space = ctx.space()
-    post = ctx.posterior_u().values
-    rng = np.random.default_rng(ctx.seed)
-    draws = post[rng.choice(len(post), size=min(c["n_draws"], len(post)), replace=False)]
-    eq = ctx.run_dir / "equifinality"
-    sets = {
-        "posterior": draws,
-        "default": space.to_unit(space.default)[None],
-        "optimised": ctx.optimum_u()[None],
-        "alternative": xr.load_dataset(eq / "alternatives.nc")["u"].values,
-        # Seiler's five emulator-chosen distant sets, through the model as he ran them
-        "seiler_alternative": xr.load_dataset(eq / "alternatives_seiler.nc")["u"].values,
-        # the prior predictive (uniform on the calibrated cube, the route's prior), from its own
-        # random stream so the posterior draws do not depend on it
-        "prior": np.random.default_rng([ctx.seed, 17]).random((c["n_draws"], space.n_free)),
-    }
+    sets = _draw_sets(ctx, space, c["n_draws"])
     # your own model (docs/own-model.md) gives gpp_global and nbp_global; other budget terms if it has them
     budget = [v for v in BUDGET_VARIABLES if v in ("gpp_global", "nbp_global") or ctx.has_output(v)]
     ens = propagate(
@@ -80,8 +66,7 @@ def run_propagate(ctx: GlobalContext) -> None:
         executor=ctx.executor,
         progress=ctx.progress,
     )
-    for name in ("posterior", "prior"):
-        _require_finished(ens, name, out / "ensemble")
+    _require_finished(ens, out / "ensemble")
     b = bands(ens)
     b.to_netcdf(out / "bands.nc")
     prior_b = bands(ens, name="prior")
@@ -108,7 +93,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     met = comp.attrs["n_years"] > 0  # the model's years and the GCB's meet
     write_json_atomic(out / "summary.json", {
         "truth_coverage": cov,
-        "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
+        "parameter_coverage": _parameter_coverage(ctx, ctx.posterior_u().values) if twin else None,
         "gcb_coverage_band": comp.attrs["coverage_band"] if met else None,
         "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"] if met else None,
         "gcb_reason": None if met else comp.attrs["reason"],
@@ -121,15 +106,36 @@ def run_propagate(ctx: GlobalContext) -> None:
     _say_widths(ctx, band_widths(b, prior_b))
 
 
-def _require_finished(ens: xr.Dataset, name: str, store) -> None:
-    """A :class:`StageError` naming the store and the failures' reasons when not one run of the
-    draws' set ``name`` finished (the bands need some); every finished run is kept."""
+def _draw_sets(ctx: GlobalContext, space, n_draws: int) -> dict[str, np.ndarray]:
+    """The parameter sets run through the model (unit cube): posterior draws, the defaults, the
+    optimum, the alternatives (bayescal's and Seiler's) and prior draws."""
+    post = ctx.posterior_u().values
+    rng = np.random.default_rng(ctx.seed)
+    eq = ctx.run_dir / "equifinality"
+    return {
+        "posterior": post[rng.choice(len(post), size=min(n_draws, len(post)), replace=False)],
+        "default": space.to_unit(space.default)[None],
+        "optimised": ctx.optimum_u()[None],
+        "alternative": xr.load_dataset(eq / "alternatives.nc")["u"].values,
+        # Seiler's five emulator-chosen distant sets, through the model as he ran them
+        "seiler_alternative": xr.load_dataset(eq / "alternatives_seiler.nc")["u"].values,
+        # the prior predictive (uniform on the calibrated cube, the route's prior), from its own
+        # random stream so the posterior draws do not depend on it
+        "prior": np.random.default_rng([ctx.seed, 17]).random((n_draws, space.n_free)),
+    }
+
+
+def _require_finished(ens: xr.Dataset, store, names=("posterior", "prior")) -> None:
+    """A :class:`StageError` naming the store and the failures' reasons when not one run of a set
+    of draws of ``names`` finished (the bands need some); every finished run is kept."""
     from bayescal.run.ensemble import count_reasons, describe_failures
     from bayescal.workflows.context import StageError
 
-    mine = (ens["set"] == name).values
-    if (ens["status"].values[mine] == "done").any():
+    done = ens["status"].values == "done"
+    name = next((n for n in names if not done[(ens["set"] == n).values].any()), None)
+    if name is None:
         return
+    mine = (ens["set"] == name).values
     why = describe_failures(count_reasons(str(r) for r in ens["reason"].values[mine]), most=3)
     raise StageError(f"none of the {int(mine.sum())} {name} draws run through the model in {store} finished"
                      f"{': ' + why if why else ''}; the GPP and NBP bands need some. Make the model run "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayescal.models.contract import seconds_per_member
+from bayescal.models.timing import seconds_per_member
 from bayescal.workflows.context import Context
 
 from .config import conform_units, read_products, say_scale_mismatch

@@ -58,7 +58,8 @@ def check_model_run(model: Any, cfg: dict, years: tuple[str, ...] = ("calibratio
     calendar, "scale": {variable: median |value|}, "series": {variable: values of the run},
     "units": {variable: units}, "unitless": [variable, ...]}``.
     """
-    from bayescal.models.contract import ModelOutputError, timed_run
+    from bayescal.models.contract import ModelOutputError
+    from bayescal.models.timing import timed_run
     from bayescal.workflows.config import ConfigError
 
     default = np.asarray(model.space.all_default, dtype=float)[None]
