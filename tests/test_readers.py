@@ -544,3 +544,74 @@ def test_keys_that_would_do_nothing_or_lack_are_named(fluxnet_dir, tmp_path, cap
     with pytest.raises(ReaderError, match="the column is empty: leave it out of the file and give "
                                           "relative_sigma instead"):
         read_csv_product(g, "gpp", units="gC m-2 d-1")
+
+
+def test_lower_case_names_iso_dates_and_blank_rows_read_as_the_original(fluxnet_dir, tmp_path):
+    """A FLUXNET file re-saved by hand: column names in lower case, dates as ISO (2000-01-01),
+    a spreadsheet's blank rows of commas at the end -- the same product and drivers as the
+    original (they were 'no TIMESTAMP column' and 'not a YYYYMMDD day')."""
+    df = pd.read_csv(fluxnet_dir / HAI).iloc[:400]
+    plain, messy = tmp_path / "FLX_DE-Hai_DD_plain.csv", tmp_path / "flx_de-hai_dd_messy.csv"
+    df.to_csv(plain, index=False)
+    edited = df.rename(columns=str.lower)
+    edited["timestamp"] = pd.to_datetime(edited["timestamp"].astype(str)).dt.strftime("%Y-%m-%d")
+    edited.to_csv(messy, index=False)
+    with open(messy, "a") as fh:
+        fh.write("," * (df.shape[1] - 1) + "\n" + "," * (df.shape[1] - 1) + "\n")
+    p, q = read_fluxnet_product(messy, "nee"), read_fluxnet_product(plain, "nee")
+    np.testing.assert_array_equal(p.data.values, q.data.values)
+    np.testing.assert_array_equal(p.data["time"].values, q.data["time"].values)
+    np.testing.assert_array_equal(p.sigma.values, q.sigma.values)
+    assert p.name == "DE-Hai-NEE"  # the site of a lower-case file name, as the table spells it
+    assert read_fluxnet_drivers(messy).equals(read_fluxnet_drivers(plain))
+
+
+def test_qc_min_zero_needs_no_qc_column_and_a_missing_uncertainty_is_said(fluxnet_dir, tmp_path):
+    """qc_min = 0 keeps every value, so a file without the QC column reads (it was 'missing
+    columns'); a random-uncertainty column missing on every day gives every day the floor, said."""
+    df = pd.read_csv(fluxnet_dir / HAI).iloc[:400]
+    f = tmp_path / "FLX_DE-Hai_DD_noqc.csv"
+    df.drop(columns=["NEE_VUT_REF_QC"]).to_csv(f, index=False)
+    p = read_fluxnet_product(f, "nee", qc_min=0.0)
+    np.testing.assert_array_equal(p.data.values, df["NEE_VUT_REF"].to_numpy())
+    with pytest.raises(ReaderError, match=r"missing columns \['NEE_VUT_REF_QC'\]"):
+        read_fluxnet_product(f, "nee", qc_min=0.5)
+    df["NEE_VUT_REF_RANDUNC"] = -9999
+    g = tmp_path / "FLX_DE-Hai_DD_nounc.csv"
+    df.to_csv(g, index=False)
+    with pytest.warns(UserWarning, match=r"NEE_VUT_REF_RANDUNC \(the 1-sigma of NEE_VUT_REF\) is missing on "
+                      r"every kept day, so every day's sigma is sigma_floor = 0.2 gC m-2 d-1"):
+        q = read_fluxnet_product(g, "nee", qc_min=0.0)
+    assert np.all(q.sigma.values == 0.2)
+
+
+def test_a_site_config_one_step_off_its_example_is_told_what_does_not_fit(fluxnet_dir, tmp_path):
+    """The weather of one site and the fluxes of another (one path edited), a latitude of the
+    other hemisphere than the site table's, a twin's truth of a value left out of parameters.free:
+    each warned of by name; the documented sigma_floor written out is the default (same keys)."""
+    from bayescal.workflows import load_config
+
+    pue = tmp_path / PUE
+    pue.write_bytes((fluxnet_dir / PUE).read_bytes())
+    base = _example_with(tmp_path, fluxnet_dir / HAI, (2000, 2008), (2009, 2012)).read_text()
+    head, mark, tail = base.partition("[[observations.products]]")
+    cases = {
+        "mixed": (head + mark + tail.replace(str(fluxnet_dir / HAI), str(pue), 1),
+                  r"'observations.products\[0\]' is site FR-Pue's file .* but 'model.drivers' is site "
+                  r"DE-Hai's"),
+        "south": (base.replace('kind = "dalec"', 'kind = "dalec"\nlatitude = -51.08'),
+                  r"'model.latitude' = -51.08 but site DE-Hai .* at 51.08 in the FLUXNET2015 site table "
+                  r"\(the other hemisphere"),
+        "twin": (base.replace("[site]", '[parameters]\nfree = ["p3", "p5"]\n\n[site]').replace(
+            mark, "[observations]\ntwin = true\ntruth = { p2 = 0.9, p3 = 0.2 }\n\n" + mark, 1),
+                 r"'observations.truth' moves \['p2'\], which 'parameters.free' leaves out"),
+    }
+    for name, (text, match) in cases.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+        with pytest.warns(UserWarning, match=match):
+            load_config(tmp_path / f"{name}.toml")
+    (tmp_path / "plain.toml").write_text(base)
+    floor = base.replace('variable = "nee"', 'variable = "nee"\nsigma_floor = 0.2')
+    (tmp_path / "floor.toml").write_text(floor)
+    plain, floored = load_config(tmp_path / "plain.toml"), load_config(tmp_path / "floor.toml")
+    assert floored["observations"]["products"] == plain["observations"]["products"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -41,7 +42,8 @@ from ..observations.products import ObservationError, Product
 from .units import UnitError, convert
 
 __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_fluxnet",
-           "data_path", "read_fluxnet_drivers", "read_fluxnet_product", "site_info", "site_table"]
+           "data_path", "file_site", "read_fluxnet_drivers", "read_fluxnet_product", "site_info",
+           "site_table"]
 
 #: Missing-value codes of flux files: FLUXNET2015/ONEFlux and AmeriFlux -9999, older AmeriFlux -6999.
 FILL_VALUES = (-9999.0, -6999.0)
@@ -173,6 +175,9 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     path = data_path(path)
     where = _where(path, key)
     df = _read_csv(path, where, "a FLUXNET CSV file")
+    if "TIMESTAMP" not in df and "TIMESTAMP" in {str(c).strip().upper() for c in df.columns}:
+        df.columns = [str(c).strip().upper() for c in df.columns]  # FLUXNET's names, in upper case
+    df = df[~df.isna().all(axis=1)]  # a spreadsheet's blank rows (",,,,"): nothing in them
     if "TIMESTAMP" not in df:
         hint = " (is this a FLUXNET2015 daily file?)"
         if "TIMESTAMP_START" in df:  # FLUXNET2015's half-hourly, hourly (YYYYMMDDHHMM) and weekly files
@@ -192,6 +197,10 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     number = pd.to_numeric(stamp, errors="coerce")
     text = number.where(number == np.floor(number)).astype("Int64").astype(str)  # 20000101.5: not a day
     time = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
+    iso = stamp.astype(str).str.strip()
+    iso = pd.to_datetime(iso.where(iso.str.fullmatch(r"\d{4}-\d{2}-\d{2}")), format="%Y-%m-%d",
+                         errors="coerce")
+    time = time.fillna(iso)  # a file saved with ISO dates (2004-01-31): those days
     if time.isna().any():
         i = int(np.flatnonzero(time.isna())[0])
         coarse = text.str.fullmatch(r"\d{4}(\d{2})?").all()  # FLUXNET2015's YY and MM files
@@ -221,6 +230,13 @@ def check_daily_calendar(time: pd.DatetimeIndex, where: str) -> None:
         raise ReaderError(f"{where}: drivers must cover every day from {time[0]:%Y-%m-%d} to "
                           f"{time[-1]:%Y-%m-%d}; {gone.size} day(s) missing, the first "
                           f"{gone[0]:%Y-%m-%d}{yrs}")
+
+
+def file_site(path: str | Path) -> str | None:
+    """The site ID a flux file's name gives (``FLX_DE-Hai_...``, ``flx_de-hai_...``: ``DE-Hai``,
+    as the site table spells it), or None for another name."""
+    site = _site(Path(path))
+    return None if site == Path(path).stem else site
 
 
 def _site(path: Path) -> str:
@@ -312,7 +328,8 @@ def read_fluxnet_product(
     partitioning : {"NT", "DT"}, required for gpp and reco
         Night-time (Reichstein et al. 2005) or day-time (Lasslop et al. 2010) partitioning.
     qc_min : float, default 0.8
-        Keep days whose QC fraction (measured or good-quality gap-filled half-hours) >= this.
+        Keep days whose QC fraction (measured or good-quality gap-filled half-hours) >= this; 0
+        keeps every value, also where its QC is missing or the file has no QC column.
     sigma_floor : float, optional
         Smallest sigma, in the file's units (default: nee 0.2, gpp/reco 0.3 gC m-2 d-1, le 2 W m-2).
     relative_sigma : float, default 0.15
@@ -336,10 +353,11 @@ def read_fluxnet_product(
     floor = _FLOORS[variable] if sigma_floor is None else float(sigma_floor)
     if not floor > 0:
         raise ReaderError(f"{where}: sigma_floor must be > 0, got {floor}")
-    df = read_fluxnet(path, [c for c in (col, qc_col, sig_col) if c], key)
+    # qc_min = 0: every value the file gives, also where its quality flag is missing (-9999) or the
+    # file has no quality column at all
+    df = read_fluxnet(path, [c for c in (col, qc_col if qc_min > 0 else None, sig_col) if c], key)
     value = df[col].to_numpy(float)
-    # qc_min = 0: every value the file gives, also where its quality flag is missing (-9999)
-    keep = np.isfinite(value) & ((df[qc_col].to_numpy(float) >= qc_min) | (qc_min <= 0.0))
+    keep = np.isfinite(value) & ((qc_min <= 0.0) or (df[qc_col].to_numpy(float) >= qc_min))
     if not keep.any():
         raise ReaderError(f"{where}: every value of {col} is missing after QC ({qc_col} >= {qc_min})")
     if sig_col is not None:
@@ -350,6 +368,10 @@ def read_fluxnet_product(
                               f"kept day(s), the first {df.index[neg][0]:%Y-%m-%d} ({sigma[neg][0]}); "
                               "sigma must be > 0")
         known = np.isfinite(sigma) & keep
+        if not known.any():
+            warnings.warn(f"{where}: {sig_col} (the 1-sigma of {col}) is missing on every kept day, so every "
+                          f"day's sigma is sigma_floor = {floor} {file_units}: give sigma_floor the "
+                          "uncertainty you trust for this file", UserWarning, stacklevel=2)
         sigma = np.where(np.isfinite(sigma), sigma, np.median(sigma[known]) if known.any() else floor)
     else:
         sigma = relative_sigma * np.abs(value)

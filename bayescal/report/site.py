@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from pathlib import Path
 
 import matplotlib.dates as mdates
@@ -150,12 +149,14 @@ def describe_model(m: dict) -> str:
     file name) and the latitude it ran at (south of the equator, phenology counts from 1 July)."""
     if m["kind"] != "dalec":
         return f"{m['kind']} model"
-    site = re.search(r"FLX_([A-Za-z]{2}-[A-Za-z0-9]{3})_", Path(m["drivers"] or "").name)
+    from ..readers.fluxnet import file_site
+
+    site = file_site(m["drivers"]) if m["drivers"] else None
     lat = m.get("latitude")
     where = "" if lat is None else f", latitude {abs(lat):.2f}\N{DEGREE SIGN} {'S' if lat < 0 else 'N'}"
     south = "; phenology days counted from 1 July" if lat is not None and lat < 0 and \
         m["dalec_type"] == "deciduous" else ""
-    return f"DALEC-{m['dalec_type']}{' at ' + site.group(1) if site else ''}{where}{south}"
+    return f"DALEC-{m['dalec_type']}{' at ' + site if site else ''}{where}{south}"
 
 
 def _error_row(e: dict) -> str:

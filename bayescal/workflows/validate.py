@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def validate_config(raw: dict[str, Any], base: Path | None = None, model=None) -
         space = model_space(cfg)
         check_labels(cfg, space)
         _refuse_site_candidates(cfg)
+        _warn_truth_held(cfg, space)
         free = cfg["parameters"]["free"]
         n_free = (space.only(free) if free else space).n_free
         n_walkers = cfg["posterior"]["n_walkers"]
@@ -195,6 +197,24 @@ _KIND_KEYS = {
 #: keys only the site workflow's emulator route reads
 _EMULATOR_ROUTE_KEYS = ("design.n_runs", "emulator.variance_threshold", "emulator.n_restarts",
                         "posterior.refine_rounds", "posterior.n_new", "posterior.emulator_target")
+
+
+def _warn_truth_held(cfg: dict, space) -> None:
+    """A site twin's truth that moves a value ``parameters.free`` leaves out: the calibration holds
+    it at its default, so the model it calibrates is not the one that made the data (a warning
+    naming the values; the report's parameter table has only the calibrated ones)."""
+    obs, free = cfg["observations"], cfg["parameters"]["free"]
+    if not obs["twin"] or not free:
+        return
+    calibrated = set(space.only(free).labels)
+    default = space.unfix().to_unit(space.all_default)
+    held = [lab for lab, u in obs["truth"].items()
+            if lab not in calibrated and abs(float(u) - default[space.all_labels.index(lab)]) > 1e-9]
+    if held:
+        warnings.warn(f"'observations.truth' moves {held}, which 'parameters.free' leaves out: the "
+                      "calibration holds them at their defaults, so its model is not the one that made the "
+                      "twin's data (add them to parameters.free to calibrate them)", UserWarning,
+                      stacklevel=3)
 
 
 def _refuse_site_candidates(cfg: dict) -> None:

@@ -116,6 +116,11 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
         spec["file"] = resolve_path(spec["file"], base, f"{key}.file")
         defaults = _reader_defaults(spec["format"])
         spec.update({k: v for k, v in defaults.items() if k in keys and k not in spec})
+        if spec["format"] == "fluxnet" and "sigma_floor" not in spec:  # the variable's own default, written
+            from bayescal.readers.fluxnet import _FLOORS
+
+            if spec.get("variable") in _FLOORS:
+                spec["sigma_floor"] = _FLOORS[spec["variable"]]
         same = next((j for j in range(i) if prods[j] == spec), None)
         if same is not None:
             raise ConfigError(f"'{key}' repeats 'observations.products[{same}]' (the same file, variable "
@@ -317,11 +322,11 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         raise ConfigError(f"'site.validation_years' {list(val)} overlap 'site.calibration_years' "
                           f"{list(cal)}; validation years are held out: choose years outside the "
                           "calibration years")
-    if m["kind"] == "dalec":
-        _check_drivers(cfg, cal, val)
+    site = _check_drivers(cfg, cal, val) if m["kind"] == "dalec" else None
     _check_twin_keys(cfg["observations"])
     products = read_products(cfg)
     _check_distinct(cfg["observations"]["products"], products)
+    _warn_other_site(site, cfg["observations"]["products"])
     if not cfg["observations"]["twin"]:  # a twin's products carry independent noise
         _warn_same_tower(cfg["observations"]["products"], products)
     for i, p in enumerate(products):  # validation (prediction) years may have no observation
@@ -365,12 +370,13 @@ def _check_twin_keys(obs: dict) -> None:
                               "real products have no truth")
 
 
-def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> None:
+def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> str:
     """DALEC's drivers read now (not at stage start): every day once, the site's latitude, and
-    the calibration and validation years inside them."""
+    the calibration and validation years inside them; returns the drivers' site ("" if unknown)."""
     from bayescal.workflows.config import ConfigError
 
     m = cfg["model"]
+    given = m.get("latitude")
     d = read_drivers(cfg)
     # the latitude the model runs at, in the validated config (config.json, the report): the site
     # table's, or the one given -- the same value either way, the same stage keys
@@ -387,6 +393,44 @@ def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> Non
         raise ConfigError(f"'model.spinup_years' = {m['spinup_years']}: must be >= 1 and at most the "
                           f"drivers' {last - first + 1} years")
     _warn_vegetation(str(d.attrs.get("site", "")), m["dalec_type"])
+    _warn_latitude(str(d.attrs.get("site", "")), given)
+    return str(d.attrs.get("site", ""))
+
+
+def _warn_latitude(site: str, given: float | None) -> None:
+    """A warning when ``model.latitude`` is more than a degree from the site table's latitude of
+    the drivers' site (another hemisphere flips DALEC's phenology calendar; light and day length
+    follow it too)."""
+    import warnings
+
+    from bayescal.readers import site_info
+
+    info = site_info(site) if site and given is not None else None
+    if info is None or abs(float(info["latitude"]) - given) <= 1.0:
+        return
+    flip = " (the other hemisphere: DALEC's phenology counts its year from 1 July south of the equator)" \
+        if (info["latitude"] < 0) != (given < 0) else ""
+    warnings.warn(f"'model.latitude' = {given} but site {site} of 'model.drivers' is at "
+                  f"{info['latitude']:.2f} in the FLUXNET2015 site table{flip}: leave the key out to use "
+                  "the table's", UserWarning, stacklevel=2)
+
+
+def _warn_other_site(site: str | None, specs: list[dict]) -> None:
+    """A warning for a FLUXNET product of another site than the drivers' (one of the two paths
+    edited when an example was copied): the model runs on one site's weather and is compared with
+    another's fluxes."""
+    import warnings
+
+    from bayescal.readers.fluxnet import file_site
+
+    if not site:
+        return
+    for i, spec in enumerate(specs):
+        other = file_site(spec["file"]) if spec["format"] == "fluxnet" else None
+        if other and other != site:
+            warnings.warn(f"'observations.products[{i}]' is site {other}'s file ({spec['file']}) but "
+                          f"'model.drivers' is site {site}'s: the model runs on {site}'s weather and is "
+                          f"compared with {other}'s fluxes", UserWarning, stacklevel=2)
 
 
 #: IGBP classes of the FLUXNET2015 site table that each embedded DALEC describes
