@@ -615,3 +615,8 @@ def test_a_site_config_one_step_off_its_example_is_told_what_does_not_fit(fluxne
     (tmp_path / "floor.toml").write_text(floor)
     plain, floored = load_config(tmp_path / "plain.toml"), load_config(tmp_path / "floor.toml")
     assert floored["observations"]["products"] == plain["observations"]["products"]
+    (tmp_path / HAI).write_bytes((fluxnet_dir / HAI).read_bytes())
+    (tmp_path / "sub").mkdir()
+    direct = load_config(_example_with(tmp_path, tmp_path / HAI, (2000, 2008), (2009, 2012)))
+    roundabout = tmp_path / "sub" / ".." / HAI  # the same file by another path: the same config
+    assert load_config(_example_with(tmp_path, roundabout, (2000, 2008), (2009, 2012))) == direct

@@ -1017,6 +1017,11 @@ def test_a_continued_chain_is_said(tmp_path):
 
     chain = tmp_path / "chain.h5"
     _say_resumed(Ctx, chain)  # none yet: nothing said
+    assert said == []
+    (tmp_path / "tempered_progress.nc").write_bytes(b"")  # a stopped tempered SMC: said
+    _say_resumed(Ctx, chain)
+    assert said == ["  tempered SMC resumed (tempered_progress.nc holds the temperatures a stopped run finished)"]
+    said.clear()
     backend = emcee.backends.HDFBackend(str(chain))
     backend.reset(4, 1)
     emcee.EnsembleSampler(4, 1, lambda x: -0.5 * float(x @ x), backend=backend).run_mcmc(

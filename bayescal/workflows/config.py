@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,7 @@ def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
     if m["parameters_file"] is not None:
         path = Path(m["parameters_file"])
         if base is not None and not path.is_absolute():
-            path = base / path
+            path = Path(os.path.normpath(base / path))
         if not path.exists():
             raise ConfigError(f"'model.parameters_file': file not found: {path}")
         if path.is_dir():
@@ -437,7 +438,7 @@ def check_output(cfg: dict, base: Path | None) -> None:
                           "path is relative to the config file's folder)")
     path = Path(out).expanduser()
     if base is not None and not path.is_absolute():
-        path = base / path
+        path = Path(os.path.normpath(base / path))
     if path.exists() and not path.is_dir():
         raise ConfigError(f"'run.output' {path} is a file; it must be a folder (new, or one bayescal "
                           "created)")

@@ -41,6 +41,7 @@ def resolve_path(value: str, base: Path | None, key: str) -> str:
         path = Path(value)
         if base is not None and not path.is_absolute():
             path = base / path
+        path = Path(os.path.normpath(path))  # data/../data/x.csv is data/x.csv: named, and keyed, once
     if path.is_dir():
         raise ConfigError(f"'{key}': {path} is a folder, not a file; give the file in it")
     if not path.is_file():

@@ -404,6 +404,8 @@ def _say_resumed(ctx: SiteContext, chain) -> int:
     if steps:
         ctx.say(f"  chain resumed at step {steps} ({chain.name} holds the steps of a stopped run, or of a "
                 "run with a lower posterior.max_steps)")
+    elif chain.with_name("tempered_progress.nc").exists() and not chain.with_name("tempered.nc").exists():
+        ctx.say("  tempered SMC resumed (tempered_progress.nc holds the temperatures a stopped run finished)")
     return steps
 
 
