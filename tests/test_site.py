@@ -1020,7 +1020,8 @@ def test_a_continued_chain_is_said(tmp_path):
     assert said == []
     (tmp_path / "tempered_progress.nc").write_bytes(b"")  # a stopped tempered SMC: said
     _say_resumed(Ctx, chain)
-    assert said == ["  tempered SMC resumed (tempered_progress.nc holds the temperatures a stopped run finished)"]
+    assert said == ["  tempered SMC resumed (tempered_progress.nc holds the temperatures a stopped run "
+                    "finished)"]
     said.clear()
     backend = emcee.backends.HDFBackend(str(chain))
     backend.reset(4, 1)
