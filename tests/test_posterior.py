@@ -979,3 +979,26 @@ def test_a_posterior_of_too_few_draws_says_so_not_r_hat_above_its_bound(caplog):
     with pytest.warns(PosteriorWarning, match=r"not computable: 2 draw\(s\) kept per walker"):
         diagnose(post)
     assert "Shape validation" not in caplog.text
+
+
+def test_walkers_started_where_the_model_fails_move_next_to_walkers_that_run():
+    """A ball of starting points around an optimum near a region where the model fails (its
+    log-likelihood -inf there): those walkers start next to the others instead of stopping the
+    chain; every start then has a finite posterior, and with no finite start the error says why."""
+    space = ParameterSpace([Parameter("a", 0.5, 0.0, 1.0), Parameter("b", 0.5, 0.0, 1.0)])
+
+    def like(u):
+        u = np.atleast_2d(u)
+        return np.where(u[:, 0] > 0.5, -np.inf, -0.5 * np.sum(((u - 0.45) / 0.05) ** 2, axis=1))
+
+    ps = PosteriorSampler(like, space, n_walkers=16, seed=3)
+    ball = 0.5 + 0.02 * np.random.default_rng(1).standard_normal((16, 2))
+    assert (ball[:, 0] > 0.5).sum() >= 4  # a quarter or more of the ball fails
+    start = ps.initial_state(np.clip(ball, 0, 1), np.random.default_rng(2))
+    assert np.isfinite(like(start)).all() and np.unique(start, axis=0).shape[0] == 16
+    ps.run(200, initial=np.clip(ball, 0, 1))
+    assert np.isfinite(ps.sampler.get_log_prob()).all()
+    failing = 0.9 + 0.01 * np.random.default_rng(0).random((16, 2))
+    with pytest.raises(PosteriorError, match=r"16 of the 16 initial walkers have zero posterior probability "
+                       r"\(the model fails"):
+        PosteriorSampler(like, space, n_walkers=16, seed=3).initial_state(failing)

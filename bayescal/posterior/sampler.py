@@ -96,8 +96,8 @@ class PosteriorSampler:
     ):
         """Walkers at the best of ``candidates`` (unit cube, e.g. the design), or prior draws.
 
-        With fewer distinct candidates than walkers, the rest are drawn in a small ball (1 % of
-        the range) around the best ones.
+        With fewer distinct candidates than walkers (or walkers where the model fails), the rest are
+        drawn in a small ball (1 % of the range) around the best ones.
         """
         rng = np.random.default_rng(seed)
         d = self.space.n_free
@@ -106,9 +106,7 @@ class PosteriorSampler:
         else:
             cand = np.atleast_2d(np.asarray(candidates, dtype=float))
             if cand.shape[1] != d:
-                raise PosteriorError(
-                    f"initial points have {cand.shape[1]} parameters; the space has {d} free"
-                )
+                raise PosteriorError(f"initial points have {cand.shape[1]} parameters; the space has {d}")
             outside = np.flatnonzero(~np.isfinite(self.priors.logpdf(cand)))
             if outside.size:
                 raise PosteriorError(
@@ -123,8 +121,17 @@ class PosteriorSampler:
             extra = best[rng.integers(best.shape[0], size=self.n_walkers - best.shape[0])]
             extra = np.clip(extra + rng.normal(0, 0.01, extra.shape), 0, 1)
             best = np.vstack([best, extra])
-        if not np.isfinite(self.log_prob(best)[:, 0]).all():
-            raise PosteriorError("some initial walkers have zero posterior probability")
+        ok = np.isfinite(self.log_prob(best)[:, 0])
+        for _ in range(20):  # walkers where the model fails (or the likelihood is -inf): moved near others
+            if ok.all() or not ok.any():
+                break
+            bad = np.flatnonzero(~ok)
+            near = best[ok][rng.integers(int(ok.sum()), size=bad.size)]
+            best[bad] = np.clip(near + rng.normal(0, 0.01, near.shape), 0, 1)
+            ok[bad] = np.isfinite(self.log_prob(best[bad])[:, 0])
+        if not ok.all():
+            raise PosteriorError(f"{int((~ok).sum())} of the {self.n_walkers} initial walkers have zero "
+                                 "posterior probability (the model fails, or the likelihood is -inf, there)")
         return best
 
     def run(
