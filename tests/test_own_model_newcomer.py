@@ -202,6 +202,10 @@ def test_daily_values_stamped_at_noon_are_their_days_and_two_on_a_day_are_an_err
         conform_output({"nee": x, "time": hourly}, 1, ["nee"])
     with pytest.raises(ModelOutputError, match="'time' holds int64 values"):
         conform_output({"nee": x, "time": np.arange(10)}, 1, ["nee"])
+    repeated = days.copy()  # midnight stamps, one day twice (a model's leap-day bug): named, not a traceback
+    repeated[6] = repeated[5]
+    with pytest.raises(ModelOutputError, match=r"'time' has 2 stamps on 2004-01-06 \(10 stamps on 9 days\)"):
+        conform_output({"nee": x, "time": repeated}, 1, ["nee"])
 
 
 def test_site_check_and_run_take_a_noleap_model_and_count_the_days_left_out(tmp_path, capsys):

@@ -260,8 +260,8 @@ def daily_time(ds: xr.Dataset) -> xr.Dataset:
     t = ds["time"].values
     if t.dtype.kind == "M":
         days = t.astype("datetime64[D]")
-        if (days == t).all():
-            return ds  # the common case, on the hot path: as it is
+        if (days == t).all() and (t.size < 2 or (np.diff(days) > np.timedelta64(0, "D")).all()):
+            return ds  # the common case (days in order, each once), on the hot path: as it is
         calendar, real = "", None
     elif t.size and hasattr(t.flat[0], "calendar") and hasattr(t.flat[0], "day"):  # cftime
         calendar = str(t.flat[0].calendar)

@@ -200,21 +200,21 @@ _EMULATOR_ROUTE_KEYS = ("design.n_runs", "emulator.variance_threshold", "emulato
 
 
 def _warn_truth_held(cfg: dict, space) -> None:
-    """A site twin's truth that moves a value ``parameters.free`` leaves out: the calibration holds
-    it at its default, so the model it calibrates is not the one that made the data (a warning
-    naming the values; the report's parameter table has only the calibrated ones)."""
+    """A site twin's truth that moves a value ``parameters.free`` leaves out (or the space fixes):
+    the calibration holds it at its default, so the model it calibrates is not the one that made
+    the data (a warning naming the values; the report's parameter table has only the calibrated ones)."""
     obs, free = cfg["observations"], cfg["parameters"]["free"]
-    if not obs["twin"] or not free:
+    if not obs["twin"]:
         return
-    calibrated = set(space.only(free).labels)
+    calibrated = set((space.only(free) if free else space).labels)  # a value fixed in its space: not one
     default = space.unfix().to_unit(space.all_default)
     held = [lab for lab, u in obs["truth"].items()
             if lab not in calibrated and abs(float(u) - default[space.all_labels.index(lab)]) > 1e-9]
     if held:
-        warnings.warn(f"'observations.truth' moves {held}, which 'parameters.free' leaves out: the "
-                      "calibration holds them at their defaults, so its model is not the one that made the "
-                      "twin's data (add them to parameters.free to calibrate them)", UserWarning,
-                      stacklevel=3)
+        warnings.warn(f"'observations.truth' moves {held}, which the calibration holds at their defaults "
+                      "(left out of 'parameters.free', or fixed in the parameter space), so its model is not "
+                      "the one that made the twin's data (calibrate them, or leave them out of the truth)",
+                      UserWarning, stacklevel=3)
 
 
 def _refuse_site_candidates(cfg: dict) -> None:
