@@ -242,7 +242,7 @@ def test_conform_output_forms_give_one_shape():
     assert str(nan["reason"].values[1]) == "non-finite output in nee (2 of 5 days, the first 2001-01-04)"
     with pytest.raises(ModelOutputError, match="members"):
         conform_output({"nee": x, "time": t}, 3, ["nee"])
-    with pytest.raises(ModelOutputError, match="one cell"):
+    with pytest.raises(ModelOutputError, match="or a single point"):
         conform_output({"nee": np.zeros((2, 3, 5)), "time": t}, 2, ["nee"])
     with pytest.raises(ModelOutputError, match="no variable 'gpp'"):
         conform_output({"nee": x, "time": t}, 2, ["gpp"])

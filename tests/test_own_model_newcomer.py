@@ -191,6 +191,27 @@ def test_the_runner_tells_a_daily_cftime_model_from_a_monthly_one():
         times([day(2003, 1, d) for d in (1, 2, 3)], series=False)
 
 
+def test_a_single_point_in_clm_or_lat_lon_form_is_a_site_series():
+    """A land model's single-point output: ``(time, lndgrid=1)`` (CLM), ``(time, lat=1, lon=1)``
+    with its coordinates: the same series as ``(member, time)``; two points are an error naming
+    the dimensions."""
+    days = np.arange(np.datetime64("2004-01-01"), np.datetime64("2004-01-06")).astype("datetime64[ns]")
+    x = np.arange(10.0).reshape(2, 5)
+    plain = conform_output({"nee": x, "time": days}, 2, ["nee"])
+    clm = xr.Dataset({"nee": (("member", "time", "lndgrid"), x[..., None])}, coords={"time": days})
+    point = xr.Dataset({"nee": (("time", "lat", "member", "lon"), x.T[:, None, :, None])},
+                       coords={"time": days, "lat": [51.08], "lon": [10.45]})
+    for ds in (clm, point):
+        out = conform_output(ds, 2, ["nee"])
+        np.testing.assert_array_equal(out["nee"].values, plain["nee"].values)
+        assert out["nee"].dims == ("member", "time")
+    two = xr.Dataset({"nee": (("member", "time", "lndgrid"), np.repeat(x[..., None], 2, -1))},
+                     coords={"time": days})
+    with pytest.raises(ModelOutputError, match=r"'nee' has dimensions \{'member': 2, 'time': 5, 'lndgrid': "
+                       r"2\}; the site route takes \(member, time\), or a single point"):
+        conform_output(two, 2, ["nee"])
+
+
 def test_daily_values_stamped_at_noon_are_their_days_and_two_on_a_day_are_an_error():
     days = np.arange(np.datetime64("2004-01-01"), np.datetime64("2004-01-11")).astype("datetime64[ns]")
     x = np.arange(10.0)[None]

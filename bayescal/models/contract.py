@@ -334,17 +334,18 @@ def _non_finite(ds: xr.Dataset, v: str, x: np.ndarray) -> list[str]:
 
 
 def _reshaped(ds: xr.Dataset, v: str) -> np.ndarray:
-    """Variable ``v`` as a (member, time) array: any order, a ``cell`` of length one dropped."""
+    """Variable ``v`` as a (member, time) array: any order, other dimensions of length one (a
+    ``cell``, CLM's ``lndgrid``, JULES's ``x``/``y``, a ``lat``/``lon`` point) dropped."""
     da = ds[v]
     if "time" not in da.dims:
         raise ModelOutputError(f"model output '{v}' has dimensions {da.dims}: a series needs a 'time' "
                                "dimension, (member, time) or (member, cell, time)")
     extra = [d for d in da.dims if d not in ("member", "time")]
-    if extra == ["cell"] and da.sizes["cell"] == 1:
-        da = da.isel(cell=0, drop=True)
+    if extra and all(da.sizes[d] == 1 for d in extra):
+        da = da.isel({d: 0 for d in extra}, drop=True)
     elif extra:
-        raise ModelOutputError(f"model output '{v}' has dimensions {da.dims}; the site route takes "
-                               "(member, time) or (member, cell, time) with one cell")
+        raise ModelOutputError(f"model output '{v}' has dimensions {dict(da.sizes)}; the site route takes "
+                               "(member, time), or a single point (other dimensions of length one)")
     return da.transpose("member", "time").values
 
 
