@@ -18,6 +18,7 @@ import pytest
 import xarray as xr
 
 from bayescal.cli import main
+from bayescal.run.ensemble import EnsembleStore
 from bayescal.testing import write_toy_site_csv
 from bayescal.workflow import Stage, Workflow, WorkflowError
 from bayescal.workflow.rundir import MARKER, RunDir, RunDirRefused
@@ -1295,3 +1296,19 @@ def test_a_higher_max_steps_continues_the_direct_routes_chain(tmp_path):
     _rerun(cfg, run, ("optimize", "posterior"))
     np.testing.assert_array_equal(_posterior_draws(run), first)
     assert len(list((run / ".stale").glob("chain.h5-*"))) == 1
+
+
+def test_a_site_model_runs_its_members_on_worker_processes_as_in_this_one(site_run, tmp_path):
+    """run.workers on the site route (a costly model's design and refinement runs side by side):
+    the same model runs, finished and stored, and the same posterior as the serial run, its
+    records counting the runs from the stores' member files."""
+    cfg, run, _, _ = site_run
+    pooled = json.loads(json.dumps(cfg))
+    pooled["run"].update(workers=2, output=str(tmp_path / "pooled"))
+    pooled["design"]["batch_size"] = 3  # several batches: the pool is used
+    recs = {r.name: r for r in make_context(pooled, progress=False).run(("optimize", "posterior"))}
+    for rel in ("optimize/design", "posterior/refine/round0"):
+        a, b = (EnsembleStore(d / rel).load().drop_vars("wall_time") for d in (run, tmp_path / "pooled"))
+        xr.testing.assert_identical(a, b)
+    assert recs["optimize"].runs == len(list((run / "optimize" / "design" / "members").glob("*.nc")))
+    np.testing.assert_array_equal(_posterior_draws(tmp_path / "pooled"), _posterior_draws(run))

@@ -208,16 +208,12 @@ def is_site(cfg: dict) -> bool:
 
 
 def check_executor(cfg: dict) -> None:
-    """``run.workers`` / ``run.scheduler``: one executor, for a global model (the embedded one or
-    your own, ``run.workflow = "global"``)."""
-    r = cfg["run"]
+    """``run.workers`` / ``run.scheduler``: one executor (a site model's too: its design,
+    refinement and propagation runs go there; the direct route's chain runs in this process)."""
     try:
-        check_run_config(r)
+        check_run_config(cfg["run"])
     except ClusterError as err:
         raise ConfigError(str(err)) from None
-    if (r["workers"] or r["scheduler"]) and is_site(cfg):
-        raise ConfigError("'run.workers' and 'run.scheduler' are for global models; a site model runs in "
-                          "this process (a global model of your own: set run.workflow = \"global\")")
 
 
 def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:

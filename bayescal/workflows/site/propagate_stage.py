@@ -78,7 +78,7 @@ def run_site_propagate(ctx: SiteContext) -> None:
     theta = np.vstack([space.expand(space.from_unit(u)), ctx.full_space.all_default[None]])
     observed = _observed_full(ctx)
     store = ctx.run_dir / "propagate" / "ensemble"
-    ctx.run_members(ctx.simulator, space.to_dataarray(theta, full=True), store,
+    ctx.run_members(ctx.simulator, space.to_dataarray(theta, full=True), store, executor=ctx.executor,
                     batch_size=ctx.config["design"]["batch_size"], keep=sorted(observed))
     ens = EnsembleStore(store).load()
     draws = ens.isel(member=[m for m in range(n) if ens["status"].values[m] == "done"])

@@ -41,8 +41,10 @@ def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
 
     space, op = ctx.space(), ctx.operator("calibration")
     theta = space.to_dataarray(space.expand(space.from_unit(u)), full=True)
-    ctx.run_members(ctx.calibration_simulator, theta, store, keep=sorted(set(op.variables)),
-                    batch_size=ctx.config["design"]["batch_size"])
+    # in this process, counted; else the model itself goes to the workers (their runs counted from the store)
+    simulator = ctx.calibration_simulator if ctx.model_runs() is not None else ctx.calibration_model
+    ctx.run_members(simulator, theta, store, keep=sorted(set(op.variables)),
+                    batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor)
     ens = EnsembleStore(store).load()
     done = ens["status"].values == "done"
     y = np.full((u.shape[0], op.y.size), np.nan)
