@@ -406,6 +406,11 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
         assert main(["check", *run_model, str(cfg)]) == 2
         err = capsys.readouterr().err
         assert f"the program {tmp_path / 'prgo.py'} does not exist; did you mean 'prog.py'?" in err, err
+    cfg = _setup(tmp_path, _external(f'["{sys.executable}", "prgo.py", "{{param_file}}", "{{output}}"]'))
+    assert main(["check", "--no-model-run", str(cfg)]) == 2  # a script the interpreter would not find
+    err = capsys.readouterr().err
+    said = f"runs {sys.executable} on 'prgo.py', which is not a file beside the config ({tmp_path}/prgo.py)"
+    assert said in err, err
     (tmp_path / "prog.py").chmod(0o644)
     cfg = _setup(tmp_path, _external('["./prog.py", "{param_file}", "{output}"]'))
     (tmp_path / "prog.py").chmod(0o644)

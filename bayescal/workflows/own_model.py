@@ -62,6 +62,7 @@ def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...]
                           f"got {command!r}")
     if base is None:
         return list(command)
+    _refuse_a_missing_script(command, base, run_files)
     out = []
     for i, arg in enumerate(command):
         path = Path(arg)
@@ -71,6 +72,31 @@ def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...]
             arg = os.path.abspath(base / path)  # not resolved: a linked program keeps its name
         out.append(arg)
     return out
+
+
+#: programs whose first argument is the script they run
+_INTERPRETERS = ("python", "python3", "Rscript", "bash", "sh", "julia", "perl", "ruby", "node")
+_SCRIPTS = (".py", ".r", ".sh", ".jl", ".pl", ".rb", ".js")
+
+
+def _refuse_a_missing_script(command: list[str], base: Path, run_files: tuple[str, ...]) -> None:
+    """``["python", "my_model.py", ...]`` where ``my_model.py`` is neither beside the config nor
+    an absolute path: a ConfigError now (the member's run would look for it in its own folder)."""
+    if Path(command[0]).name.rstrip("0123456789.") not in _INTERPRETERS:
+        return
+    for script in command[1:]:
+        if script in ("-m", "-c", "-e", "--eval"):  # a module or code, not a script file
+            return
+        if not script.startswith("-"):
+            break
+    else:
+        return
+    if "{" in script or script in run_files or Path(script).is_absolute():
+        return
+    if Path(script).suffix.lower() in _SCRIPTS and not (base / script).is_file():
+        raise ConfigError(f"'model.command' runs {command[0]} on {script!r}, which is not a file beside the "
+                          f"config ({base / script}); give its path relative to the config's folder, or an "
+                          "absolute one")
 
 
 def check_program(program: str) -> None:
