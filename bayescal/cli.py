@@ -165,6 +165,11 @@ def _check(args: argparse.Namespace) -> int:
         from bayescal.report.site import describe_model
 
         print(f"model: {describe_model(cfg['model'])}")
+        filled = getattr(pipe.model, "drivers", None)
+        filled = 0 if filled is None else int(filled.attrs.get("co2_filled_days", 0))
+        if filled:
+            print(f"drivers: CO2_F_MDS missing on {filled} days, filled by interpolation in time (the "
+                  "nearest measured value at the ends)")
     if per_run is not None:
         batch = f" ({per_run * 1e3:.2g} ms per run in a batch of 32)" if per_run < one / 2 else ""
         print(f"model: one run at the defaults took {one:.3g} s{batch} and follows the contract")

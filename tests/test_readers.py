@@ -63,7 +63,7 @@ def test_drivers_convert_radiation_and_fill_co2_gaps(fluxnet_dir):
     assert d.attrs["site"] == "FR-Pue" and d.attrs["lat"] == pytest.approx(43.7414)
     np.testing.assert_allclose(d.sw.values, pue["SW_IN_F"].to_numpy() * 0.0864)
     gaps = (pue["CO2_F_MDS"] == -9999).to_numpy()
-    assert gaps.sum() == 195 and np.isfinite(d.co2.values).all()
+    assert gaps.sum() == 195 == d.attrs["co2_filled_days"] and np.isfinite(d.co2.values).all()
     # the gap is FR-Pue's first 195 days: filled with the first measured value (nearest)
     c = pue["CO2_F_MDS"].to_numpy()
     assert gaps[:195].all() and np.all(d.co2.values[:195] == c[195])

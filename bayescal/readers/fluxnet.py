@@ -284,12 +284,13 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     co2 = df["CO2_F_MDS"].interpolate(limit_direction="both")
     if co2.isna().all():
         raise ReaderError(f"{where}: CO2_F_MDS is missing on every day")
+    filled = int(df["CO2_F_MDS"].isna().sum())
     ds = xr.Dataset(
         {"ta": ("time", df["TA_F"].to_numpy(float), {"units": "degC"}),
          "sw": ("time", df["SW_IN_F"].to_numpy(float) * 0.0864, {"units": "MJ m-2 d-1"}),
          "co2": ("time", co2.to_numpy(float), {"units": "ppm"})},
         coords={"time": df.index.values},
-        attrs={"site": site, "lat": float(lat), "source": str(path)},
+        attrs={"site": site, "lat": float(lat), "source": str(path), "co2_filled_days": filled},
     )
     if "VPD_F" in df:
         ds["vpd"] = ("time", df["VPD_F"].to_numpy(float), {"units": "hPa"})
