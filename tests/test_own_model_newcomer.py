@@ -411,6 +411,13 @@ def test_relative_command_runs_from_the_config_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     said = f"runs {sys.executable} on 'prgo.py', which is not a file beside the config ({tmp_path}/prgo.py)"
     assert said in err, err
+    from bayescal.workflows.own_model import resolve_command
+
+    # code, modules and programs on PATH are not scripts beside the config
+
+    for command in (["bash", "-lc", "module load R && Rscript model.R"], ["python", "-m", "pkg.run"],
+                    ["python", "-c", "print(1)"], ["sh", "ls"]):
+        assert resolve_command(command, tmp_path)[1:] == command[1:]
     (tmp_path / "prog.py").chmod(0o644)
     cfg = _setup(tmp_path, _external('["./prog.py", "{param_file}", "{output}"]'))
     (tmp_path / "prog.py").chmod(0o644)

@@ -610,6 +610,14 @@ def test_a_site_config_one_step_off_its_example_is_told_what_does_not_fit(fluxne
         (tmp_path / f"{name}.toml").write_text(text)
         with pytest.warns(UserWarning, match=match):
             load_config(tmp_path / f"{name}.toml")
+    (tmp_path / "hainich_met.csv").write_bytes((fluxnet_dir / HAI).read_bytes())  # drivers of no FLX_ name
+    named = base.replace(f'drivers = "{fluxnet_dir / HAI}"',
+                         f'drivers = "{tmp_path / "hainich_met.csv"}"\nlatitude = 51.08', 1)
+    assert named != base
+    (tmp_path / "named.toml").write_text(named)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*is site .*'s file")  # no site to compare with
+        load_config(tmp_path / "named.toml")
     (tmp_path / "plain.toml").write_text(base)
     floor = base.replace('variable = "nee"', 'variable = "nee"\nsigma_floor = 0.2')
     (tmp_path / "floor.toml").write_text(floor)

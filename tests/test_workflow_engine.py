@@ -1230,6 +1230,16 @@ def test_a_comment_in_a_toml_or_python_input_keeps_the_stages_that_read_it(tmp_p
     assert key() != first
     write(model, 'def f(x):\n    return 2 * x\n')
     assert key() == first
+    write(space, '[kmax]\nlower = 1.0\n[vmax]\nlower = 10.0\nupper = 90.0\n')
+    ordered = key()
+    write(space, '[vmax]\nlower = 10.0\nupper = 90.0\n[kmax]\nlower = 1.0\n')  # the order of the tables
+    assert key() not in (first, ordered)
+    write(space, '[vmax]\nsince = 2001-01-01\n')
+    dated = key()
+    write(space, '[vmax]\nsince = "2001-01-01"\n')  # a string is not the date
+    assert key() != dated
+    write(model, '#!/usr/bin/env python3.11\ndef f(x):\n    return 2 * x\n')  # the interpreter of ./model.py
+    assert key() != dated
     write(space, '[vmax]\nlower = 10.0\nupper = \n')  # not TOML: its bytes count
     broken = key()
     write(space, '[vmax]\nlower = 10.0\nupper =  \n')

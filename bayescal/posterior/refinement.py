@@ -330,7 +330,7 @@ def _local_posterior(emulator, X, Y, run_loglik, make_likelihood, priors, n_walk
     local.fit(X[keep], Y[keep])
     lo, hi = X[keep].min(0), X[keep].max(0)
     lo, hi = np.clip(lo - 0.1 * (hi - lo), 0.0, 1.0), np.clip(hi + 0.1 * (hi - lo), 0.0, 1.0)
-    backend = _for_training(None if backend_dir is None else Path(backend_dir) / "round_local.h5", X, Y)
+    backend = _for_training(None if backend_dir is None else Path(backend_dir) / "round_local.h5", X, Y, seed)
     ps = _round_chain(InBox(make_likelihood(local), lo, hi), priors, n_walkers, seed, backend, moves, X[keep],
                       min_steps, max_steps, progress)
     info = {"local_runs": int(keep.sum()), "local_within": within,
@@ -354,7 +354,7 @@ def _posterior(emulator, ps, X, Y, history: xr.Dataset, seed: int, chain: dict, 
         history.attrs.update(info)
     elif final_likelihood is not None:  # the posterior's chain: the final emulator, another target
         final = None if c["backend_dir"] is None else Path(c["backend_dir"]) / "round_final.h5"
-        backend = _for_training(final, X, Y)
+        backend = _for_training(final, X, Y, seed, history.sizes["round"])
         ps = _round_chain(final_likelihood(emulator), c["priors"], c["n_walkers"], seed, backend, *args,
                           n_particles)
         history.attrs["final_target"] = "final_likelihood of the last emulator (chain round_final.h5)"
@@ -366,16 +366,19 @@ def _posterior(emulator, ps, X, Y, history: xr.Dataset, seed: int, chain: dict, 
         return emulator, ps.to_inference_data(max_draws=max_draws)
 
 
-def _for_training(backend: Path | None, X: np.ndarray, Y: np.ndarray) -> Path | None:
+def _for_training(backend: Path | None, X: np.ndarray, Y: np.ndarray, seed: int,
+                  rounds: int = 0) -> Path | None:
     """``backend``, the chain after the rounds (final or local), for the emulator of the runs
-    ``X``, ``Y``: a chain there of another emulator -- left by a run of fewer or more rounds, whose
-    rounds (seeded) are this run's first ones, their runs and chains kept -- is removed with its
-    tempered start (files this module wrote), and the runs' digest written beside it
-    (``<name>.json``) before the chain starts, so a killed chain still continues."""
+    ``X``, ``Y`` after ``rounds`` rounds, sampled from ``seed``: a chain there of another emulator
+    -- left by a run of fewer or more rounds, whose rounds (seeded) are this run's first ones, their
+    runs and chains kept -- is removed with its tempered start (files this module wrote), and the
+    digest written beside it (``<name>.json``) before the chain starts, so a killed chain still
+    continues."""
     if backend is None:
         return None
     h = hashlib.sha256(np.ascontiguousarray(X, dtype=float).tobytes())
     h.update(np.ascontiguousarray(Y, dtype=float).tobytes())
+    h.update(f"{int(seed)} {int(rounds)}".encode())
     mark = backend.with_suffix(".json")
     try:
         ours = json.loads(mark.read_text()).get("training") == h.hexdigest()

@@ -205,13 +205,13 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
         i = int(np.flatnonzero(time.isna())[0])
         coarse = text.str.fullmatch(r"\d{4}(\d{2})?").all()  # FLUXNET2015's YY and MM files
         hint = "; a yearly or monthly file? give the site's daily (_DD_) file" if coarse else ""
-        raise ReaderError(f"{where}: TIMESTAMP '{stamp.iloc[i]}' (data row {i + 1}) is not a YYYYMMDD "
-                          f"day{hint}")
+        raise ReaderError(f"{where}: TIMESTAMP '{stamp.iloc[i]}' (data row {stamp.index[i] + 1}) is not a "
+                          f"YYYYMMDD day{hint}")
     for c in columns or []:
         if not pd.api.types.is_numeric_dtype(df[c]):
             i = int(np.flatnonzero(pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna())[0])
             raise ReaderError(f"{where}: column {c} is not numeric on {time.iloc[i]:%Y-%m-%d} (data row "
-                              f"{i + 1}): {df[c].iloc[i]!r}")
+                              f"{df.index[i] + 1}): {df[c].iloc[i]!r}")  # the file's row: blank rows count
     return _daily_index(pd.DatetimeIndex(time), where, _missing_to_nan(df))
 
 

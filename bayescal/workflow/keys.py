@@ -57,15 +57,22 @@ def _bytes_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _typed(value: Any) -> list[str]:
+    """A TOML date or time as its type and text: not equal to the same text as a string."""
+    return [type(value).__name__, value.isoformat() if hasattr(value, "isoformat") else str(value)]
+
+
 def _parsed_digest(path: Path) -> str | None:
     """The digest of a TOML file's values or a Python file's syntax tree (without comments and
     layout; a docstring counts); None for other files and for one that does not parse."""
     suffix = path.suffix.lower()
     try:
-        if suffix == ".toml":
-            text = json.dumps(tomllib.loads(path.read_text(encoding="utf-8")), sort_keys=True, default=str)
-        elif suffix == ".py":
-            text = ast.dump(ast.parse(path.read_bytes()), include_attributes=False)
+        if suffix == ".toml":  # in the file's order (a parameter space's order is its tables')
+            text = json.dumps(tomllib.loads(path.read_text(encoding="utf-8")), default=_typed)
+        elif suffix == ".py":  # and its #! line, which picks the interpreter of a script run as a program
+            source = path.read_bytes()
+            shebang = source.split(b"\n", 1)[0] if source.startswith(b"#!") else b""
+            text = shebang.decode(errors="replace") + ast.dump(ast.parse(source), include_attributes=False)
         else:
             return None
     except (ValueError, SyntaxError, OSError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors

@@ -17,6 +17,7 @@ import importlib.machinery
 import importlib.util
 import inspect
 import os
+import shutil
 import sys
 from importlib import import_module, resources
 from pathlib import Path
@@ -85,13 +86,15 @@ def _refuse_a_missing_script(command: list[str], base: Path, run_files: tuple[st
     if Path(command[0]).name.rstrip("0123456789.") not in _INTERPRETERS:
         return
     for script in command[1:]:
-        if script in ("-m", "-c", "-e", "--eval"):  # a module or code, not a script file
+        # a module or code, not a script file: -m, -c, -e, and groups such as bash's -lc
+        if script in ("--eval", "--command") or (script[:1] == "-" and script[1:2] != "-"
+                                                 and set(script[1:]) & set("cem")):
             return
         if not script.startswith("-"):
             break
     else:
         return
-    if "{" in script or script in run_files or Path(script).is_absolute():
+    if "{" in script or script in run_files or Path(script).is_absolute() or shutil.which(script):
         return
     if Path(script).suffix.lower() in _SCRIPTS and not (base / script).is_file():
         raise ConfigError(f"'model.command' runs {command[0]} on {script!r}, which is not a file beside the "

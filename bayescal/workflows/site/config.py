@@ -116,11 +116,11 @@ def _check_products(cfg: dict, base: Path | None, keys: set[str] = PRODUCT_KEYS,
         spec["file"] = resolve_path(spec["file"], base, f"{key}.file")
         defaults = _reader_defaults(spec["format"])
         spec.update({k: v for k, v in defaults.items() if k in keys and k not in spec})
-        if spec["format"] == "fluxnet" and "sigma_floor" not in spec:  # the variable's own default, written
+        if spec["format"] == "fluxnet" and "sigma_floor" in spec:  # its variable's default: as left out
             from bayescal.readers.fluxnet import _FLOORS
 
-            if spec.get("variable") in _FLOORS:
-                spec["sigma_floor"] = _FLOORS[spec["variable"]]
+            if spec["sigma_floor"] == _FLOORS.get(spec.get("variable")):
+                del spec["sigma_floor"]
         same = next((j for j in range(i) if prods[j] == spec), None)
         if same is not None:
             raise ConfigError(f"'{key}' repeats 'observations.products[{same}]' (the same file, variable "
@@ -394,7 +394,9 @@ def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> str
                           f"drivers' {last - first + 1} years")
     _warn_vegetation(str(d.attrs.get("site", "")), m["dalec_type"])
     _warn_latitude(str(d.attrs.get("site", "")), given)
-    return str(d.attrs.get("site", ""))
+    from bayescal.readers.fluxnet import file_site
+
+    return file_site(m["drivers"]) or ""  # a file not named FLX_<site>_...: no site to compare
 
 
 def _warn_latitude(site: str, given: float | None) -> None:

@@ -124,6 +124,8 @@ def run_site_optimize(ctx: SiteContext) -> None:
         write_json_atomic(ctx.run_dir / "optimize" / "evaluations.json",
                           {"runs": int(res.n_evaluations), "inside": "the search",
                            "failed": dict(why)})
+        if ctx.model_runs() is None:  # workers: the record counts files, and the search ran here
+            write_json_atomic(ctx.run_dir / "optimize" / RUN_COUNT_FILE, {"runs": int(res.n_evaluations)})
 
 
 def _say_if_settled_above(misfit: np.ndarray, last: np.ndarray) -> None:
@@ -413,7 +415,8 @@ def _say_resumed(ctx: SiteContext, chain) -> int:
 
 def _set_aside_a_longer_chain(ctx: SiteContext, chain, longest: int) -> None:
     """A kept chain longer than this run would make (``posterior.max_steps`` lowered) is not this
-    run's: moved to the run directory's ``.stale/`` (the chain starts afresh)."""
+    run's: moved to the run directory's ``.stale/`` (the chain starts afresh; the runs it made stay
+    in the stage's count, as every run made for it)."""
     from bayescal.workflow import set_aside
 
     steps = _chain_steps(chain)

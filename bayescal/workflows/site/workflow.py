@@ -164,7 +164,7 @@ SITE = Workflow("site", description="a site model against observation files (mod
           "(with posterior.route = \"emulator\", first the design runs and the SVD emulator of the series).",
           reads=_optimize_reads, input_files=site_files, keeps=(DESIGN_STORE,),
           writes=("selected.json", "history.nc", "design/", "design.nc", "output_emulator.nc",
-                  "evaluations.json"),
+                  "evaluations.json", "evaluations_progress.json"),
           expected_runs=_optimize_runs),
     Stage("posterior", run_site_posterior,
           "error model (discrepancy, AR(1)) from the model's residuals, then emcee on the exact model "
