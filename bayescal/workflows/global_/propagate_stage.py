@@ -53,7 +53,8 @@ def run_propagate(ctx: GlobalContext) -> None:
     c = ctx.config["propagate"]
     out = ctx.run_dir / "propagate"
     space = ctx.space()
-    sets = _draw_sets(ctx, space, c["n_draws"])
+    post = ctx.posterior_u().values
+    sets = _draw_sets(ctx, space, post, c["n_draws"])
     # your own model (docs/own-model.md) gives gpp_global and nbp_global; other budget terms if it has them
     budget = [v for v in BUDGET_VARIABLES if v in ("gpp_global", "nbp_global") or ctx.has_output(v)]
     ens = propagate(
@@ -93,7 +94,7 @@ def run_propagate(ctx: GlobalContext) -> None:
     met = comp.attrs["n_years"] > 0  # the model's years and the GCB's meet
     write_json_atomic(out / "summary.json", {
         "truth_coverage": cov,
-        "parameter_coverage": _parameter_coverage(ctx, ctx.posterior_u().values) if twin else None,
+        "parameter_coverage": _parameter_coverage(ctx, post) if twin else None,
         "gcb_coverage_band": comp.attrs["coverage_band"] if met else None,
         "gcb_median_chi2_per_year": comp.attrs["median_chi2_per_year_posterior"] if met else None,
         "gcb_reason": None if met else comp.attrs["reason"],
@@ -106,10 +107,9 @@ def run_propagate(ctx: GlobalContext) -> None:
     _say_widths(ctx, band_widths(b, prior_b))
 
 
-def _draw_sets(ctx: GlobalContext, space, n_draws: int) -> dict[str, np.ndarray]:
-    """The parameter sets run through the model (unit cube): posterior draws, the defaults, the
-    optimum, the alternatives (bayescal's and Seiler's) and prior draws."""
-    post = ctx.posterior_u().values
+def _draw_sets(ctx: GlobalContext, space, post: np.ndarray, n_draws: int) -> dict[str, np.ndarray]:
+    """The parameter sets run through the model (unit cube): draws of the posterior samples
+    ``post``, the defaults, the optimum, the alternatives (bayescal's and Seiler's) and prior draws."""
     rng = np.random.default_rng(ctx.seed)
     eq = ctx.run_dir / "equifinality"
     return {

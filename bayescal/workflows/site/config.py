@@ -392,11 +392,12 @@ def _check_drivers(cfg: dict, cal: tuple[int, int], val: tuple[int, int]) -> str
     if m["spinup_years"] < 1 or first + m["spinup_years"] - 1 > last:
         raise ConfigError(f"'model.spinup_years' = {m['spinup_years']}: must be >= 1 and at most the "
                           f"drivers' {last - first + 1} years")
-    _warn_vegetation(str(d.attrs.get("site", "")), m["dalec_type"])
-    _warn_latitude(str(d.attrs.get("site", "")), given)
     from bayescal.readers.fluxnet import file_site
 
-    return file_site(m["drivers"]) or ""  # a file not named FLX_<site>_...: no site to compare
+    site = file_site(m["drivers"]) or ""  # a file not named FLX_<site>_...: no site to compare
+    _warn_vegetation(site, m["dalec_type"])
+    _warn_latitude(site, given)
+    return site
 
 
 def _warn_latitude(site: str, given: float | None) -> None:
