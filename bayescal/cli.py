@@ -218,7 +218,10 @@ def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
         more = " ..." if len(changed) > 4 else ""
         parts = ([f"{', '.join(changed[:4])}{more} changed"] if changed else []) + damaged
         why = f" ({'; '.join(parts)})" if parts else ""
-        print(f"  {st.name:15s} {_PLAN_WORDS[st.status]}{why}{runs}")
+        words = _PLAN_WORDS[st.status]
+        if st.restored:  # a folder of these inputs in .stale/ comes back
+            words = f"{words.split(' (')[0]} from {st.restored} (made with these inputs)"
+        print(f"  {st.name:15s} {words}{why}{runs}")
         print(textwrap.fill(st.help, 100, initial_indent=" " * 18, subsequent_indent=" " * 18))
 
 

@@ -304,6 +304,43 @@ def test_a_programs_clm_output_stamped_at_month_ends_without_bounds_is_warned_of
         make(tmp_path / "clm.py", space, tmp_path / "b").simulate(np.array([[0.5, 0.5]]))
 
 
+CLM_DAILY = textwrap.dedent("""
+    import sys
+    import numpy as np, xarray as xr
+    a = float(open(sys.argv[1]).read().split("=")[1].split()[0])
+    first, bounds = float(sys.argv[3]), sys.argv[4] == "bounds"
+    ends = first + np.arange(365.0)  # CLM's h1 file: each day's mean stamped at the day's end
+    cf = {"units": "days since 2003-01-01", "calendar": "noleap"}
+    t = xr.DataArray(ends, dims="time", attrs={**cf, **({"bounds": "time_bounds"} if bounds else {})})
+    data = {"gpp": ("time", a * np.arange(365.0), {"units": "g m-2 d-1"})}
+    if bounds:
+        data["time_bounds"] = (("time", "nbnd"), np.stack([ends - 1, ends], 1), cf)
+    xr.Dataset(data, coords={"time": t}).to_netcdf(sys.argv[2], engine="h5netcdf")
+""")
+
+
+@pytest.mark.parametrize("first, bounds, said", [(1.0, "none", True), (1.0, "bounds", False),
+                                                 (0.0, "none", False)])
+def test_a_programs_daily_output_stamped_at_day_ends_without_bounds_is_warned_of(tmp_path, space, first,
+                                                                                   bounds, said):
+    """A year of daily means stamped at each day's end (2 January to 1 January), as CLM's history
+    files stamp them: without bounds read by the stamps, a day late, and said; with its bounds
+    read by their middle (the right days), and stamps at the days' starts are not warned of."""
+    (tmp_path / "daily.py").write_text(CLM_DAILY)
+    model = ExternalModel([sys.executable, str(tmp_path / "daily.py"), "{param_file}", "{output}", str(first),
+                           bounds], "a={{ a }}\nb={{ b }}\n", space, tmp_path / "work")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = model.simulate(np.array([[0.5, 0.5]]))
+    assert (ds.status == "done").all(), ds.reason.values
+    shown = [str(w.message) for w in caught if "daily time stamps" in str(w.message)]
+    assert len(shown) == int(said), shown
+    if said:
+        assert "from 2003-01-02 to 2004-01-01, without time bounds" in shown[0] and "a day late" in shown[0]
+    day0 = (ds["time"].values[0].month, ds["time"].values[0].day)
+    assert day0 == ((1, 2) if said else (1, 1))
+
+
 def test_time_bounds_that_are_not_dates_leave_the_stamps_as_they_are():
     """Numbers without units in the bounds are not a time: the output's stamps are kept (the
     contract then names them), and a bounds attribute is not left dangling when dates are used."""

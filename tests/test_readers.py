@@ -566,6 +566,37 @@ def test_lower_case_names_iso_dates_and_blank_rows_read_as_the_original(fluxnet_
     assert read_fluxnet_drivers(messy).equals(read_fluxnet_drivers(plain))
 
 
+def test_a_row_cut_short_is_said_with_its_line_and_the_columns_it_lacks(fluxnet_dir, tmp_path):
+    """A data row that ends before the columns read (a file cut short, a row edited by hand):
+    pandas reads its missing fields as it reads -9999, so the reader says which line and which
+    columns; a row that lacks only columns not read, and a row of commas, are not warned of."""
+    import warnings
+
+    df = pd.read_csv(fluxnet_dir / HAI).iloc[:60]
+    f = tmp_path / "FLX_DE-Hai_DD_cut.csv"
+    df.to_csv(f, index=False)
+    lines = f.read_text().splitlines()
+    nee = list(df.columns).index("NEE_VUT_REF")
+    lines[11] = ",".join(lines[11].split(",")[:nee])  # ends just before NEE_VUT_REF
+    f.write_text("\n".join(lines) + "\n")
+    said = (rf"1 data row\(s\) end before the last of the columns read; the first is line 12 \(TIMESTAMP "
+            rf"{df['TIMESTAMP'][10]}, {nee} of the header's {df.shape[1]} fields\), without NEE_VUT_REF, "
+            r"NEE_VUT_REF_RANDUNC: read as missing there")  # qc_min = 0: its QC column is not read
+    with pytest.warns(UserWarning, match=said):
+        p = read_fluxnet_product(f, "nee", qc_min=0.0)
+    assert np.flatnonzero(np.isnan(p.data.values)).tolist() == [10]  # that day's NEE: missing
+    assert df.columns[-1] == "LE_RANDUNC"  # a row that lacks it: NEE's product reads all it needs
+    lines[11] = lines[12].rsplit(",", 1)[0]
+    f.write_text("\n".join(lines[:12] + lines[13:]) + "\n" + "," * 5 + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_fluxnet_product(f, "nee", qc_min=0.0).data.sizes["time"] == 59
+    with pytest.warns(UserWarning, match=r"line 12 .* without LE_RANDUNC: read as missing"):
+        from bayescal.readers.fluxnet import read_fluxnet
+
+        read_fluxnet(f, ["LE_F_MDS", "LE_RANDUNC"])
+
+
 def test_qc_min_zero_needs_no_qc_column_and_a_missing_uncertainty_is_said(fluxnet_dir, tmp_path):
     """qc_min = 0 keeps every value, so a file without the QC column reads (it was 'missing
     columns'); a random-uncertainty column missing on every day gives every day the floor, said."""

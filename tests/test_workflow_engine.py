@@ -211,6 +211,36 @@ def test_rerun_keeps_the_design_runs_when_only_the_misfit_measure_changed(global
     assert len(list((copy / ".stale").iterdir())) == 1  # the old design folder: set aside, not deleted
 
 
+def test_a_global_config_edited_back_reuses_every_stage(global_run, tmp_path, capsys):
+    """A change reruns its stages; changed back, their folders of the first inputs come back
+    from .stale/ (``bayescal check`` says so) and nothing runs: the same posterior, bit for bit;
+    the folders of the change go to .stale/ in their place."""
+    cfg, run, _, _ = global_run
+    copy = _copy(run, tmp_path)
+    first = xr.load_dataset(copy / "posterior" / "posterior.nc", group="posterior")
+    done = _rerun(cfg, copy, GLOBAL_STAGES, _set("run.seed", 5))
+    assert done["design"] == ("ran", 10) and done["posterior"][0] == "ran"
+    plan = make_context(cfg, copy, progress=False).plan()
+    restored = {p.name: p.restored for p in plan if p.restored}
+    assert set(restored) == {"design", "emulate", "posterior", "equifinality", "propagate"}
+    assert all(p.status == "reuse" for p in plan if p.name in GLOBAL_STAGES)
+    from bayescal.cli import _print_plan
+
+    capsys.readouterr()
+    _print_plan(make_context(cfg, copy, progress=False), None, None)
+    said = capsys.readouterr().out
+    assert f"design          reused from {restored['design']} (made with these inputs)" in said
+    done = _rerun(cfg, copy, GLOBAL_STAGES, progress=True)
+    said = capsys.readouterr().out
+    assert all(st == "reused" for st, _ in done.values()), done
+    assert f"[design] {restored['design']} was made with these inputs: brought back" in said
+    again = xr.load_dataset(copy / "posterior" / "posterior.nc", group="posterior")
+    xr.testing.assert_identical(first, again)
+    assert len(list((copy / "design" / "ensemble" / "members").glob("member_*.nc"))) == 10
+    seeded = [p for p in (copy / ".stale").iterdir() if p.name.startswith("design-")]
+    assert len(seeded) == 1 and (seeded[0] / "ensemble" / "store.json").exists()
+
+
 def test_a_torn_stage_record_is_set_aside_and_its_stage_reruns(global_run, tmp_path):
     cfg, run, _, _ = global_run
     copy = _copy(run, tmp_path)
@@ -449,8 +479,8 @@ def test_a_site_run_of_the_earlier_propagate_code_reruns_it_without_model_runs(s
 def test_site_emulator_target_reruns_the_posterior_with_no_model_run(site_run, tmp_path):
     """The emulator route: posterior.emulator_target is the posterior stage's key but not its
     stores': "mean" reruns the stage with the rounds' runs and chains kept (no model run) and the
-    last round's chain as the posterior; back to "expected", the final chain (round_final.h5, left
-    in place) gives the first posterior again, bit for bit. emulator.n_restarts changes the
+    last round's chain as the posterior; back to "expected", the first posterior's folder comes
+    back from .stale/ with its rounds' runs and chains. emulator.n_restarts changes the
     emulator, so the design is kept and the refinement's runs are not."""
     from bayescal.posterior import load_inference_data, unit_samples
     from bayescal.workflow.rundir import RunDir
@@ -471,8 +501,9 @@ def test_site_emulator_target_reruns_the_posterior_with_no_model_run(site_run, t
     assert (copy / "posterior" / "chains" / "round_final.h5").is_file()
     assert not np.array_equal(draws(), first)
     done = _rerun(cfg, copy, ("optimize", "posterior"), _set("posterior.emulator_target", "expected"))
-    assert done["posterior"] == ("ran", 0)
+    assert done["posterior"][0] == "reused"  # its folder of these inputs brought back from .stale/
     np.testing.assert_array_equal(draws(), first)
+    assert (copy / "posterior" / "chains" / "round1.h5").stat().st_ino == chain.st_ino
     assert _kept(cfg, copy, _set("emulator.n_restarts", 1)) == {"optimize": ["design"]}
 
 
@@ -843,14 +874,14 @@ def _toy_workflow(fail: dict) -> Workflow:
         store = ctx.run_dir / "b" / "store"
         store.mkdir(exist_ok=True)
         for i in range(3):  # three "model runs", each kept once finished
-            if not (store / f"{i}.txt").exists():
+            if not (store / f"{i}.json").exists():
                 if fail.pop(i, False):
                     raise KeyboardInterrupt  # killed
-                (store / f"{i}.txt").write_text("run")
+                (store / f"{i}.json").write_text("{}")
                 ctx.runs += 1
 
     return Workflow("toy", (Stage("a", a, "a", reads=("a.x",)),
-                            Stage("b", b, "b", reads=("b",), needs=("a",),
+                            Stage("b", b, "b", reads=("b",), needs=("a",), writes=("store/",),
                                   keeps=(RunStore("store", reads=("a.x",)),))))
 
 
@@ -891,6 +922,71 @@ def test_engine_resumes_a_killed_stage_and_keeps_declared_stores(tmp_path):
     plan = Engine(_toy_workflow(fail), _Context({"a": {"x": 1}, "b": {"y": 3, "z": {"w": 1}}},
                                                 tmp_path / "run")).plan()
     assert [(p.status, p.changed) for p in plan] == [("reuse", []), ("rerun", ["b.y", "b.z.w"])]
+
+
+def test_inputs_edited_back_bring_their_folder_back_from_stale(tmp_path):
+    """A config edited and then edited back: the stage's folder of those inputs comes back from
+    .stale/ (reused, no model run) with the run store a rerun in between kept and moved on; a
+    store that changed since (a run added) leaves it there and the stage reruns (store kept)."""
+    from bayescal.workflow import Engine
+
+    def run(x, y):
+        ctx = _Context({"a": {"x": x}, "b": {"y": y}}, tmp_path / "run")
+        engine = Engine(_toy_workflow({}), ctx)
+        engine.claim()
+        plan = [(p.status, p.restored) for p in engine.plan()]
+        return plan, [r.status for r in engine.run()], ctx.runs
+
+    stale, store = tmp_path / "run" / ".stale", tmp_path / "run" / "b" / "store"
+    assert run(1, 1)[1:] == (["ran", "ran"], 3)
+    assert run(1, 2) == ([("reuse", ""), ("rerun", "")], ["reused", "ran"], 0)  # store kept
+    assert run(1, 1) == ([("reuse", ""), ("reuse", ".stale/b-1")], ["reused", "reused"], 0)
+    assert sorted(p.name for p in store.iterdir()) == ["0.json", "1.json", "2.json"]
+    assert sorted(p.name for p in stale.iterdir()) == ["b-2"] and not (stale / "b-2" / "store").exists()
+    assert run(1, 2) == ([("reuse", ""), ("reuse", ".stale/b-2")], ["reused", "reused"], 0)
+    # a store that changed since it was moved on: the folder stays in .stale/, the stage reruns
+    (store / "3.json").write_text("{}")
+    assert run(1, 1) == ([("reuse", ""), ("rerun", "")], ["reused", "ran"], 0)
+    # a stopped stage of other inputs comes back to resume: only its missing run is made
+    engine = Engine(_toy_workflow({1: True}), _Context({"a": {"x": 3}, "b": {"y": 1}}, tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    assert run(4, 1)[1:] == (["ran", "ran"], 3)
+    plan, done, runs = run(3, 1)
+    assert plan[0] == ("reuse", ".stale/a-2") and plan[1][0] == "resume" and done == ["reused", "ran"]
+    assert runs == 2 and sorted(p.name for p in store.iterdir()) == ["0.json", "1.json", "2.json"]
+
+
+def test_a_folder_brought_back_beside_your_files_survives_a_kill_midway(tmp_path, monkeypatch):
+    """Bringing a folder back into a stage folder that holds your file, killed before its records
+    moved: the next run finishes bringing it back (nothing set aside twice, nothing rerun)."""
+    from bayescal.workflow import Engine, restore
+
+    def run(y):
+        ctx = _Context({"a": {"x": 1}, "b": {"y": y}}, tmp_path / "run")
+        engine = Engine(_toy_workflow({}), ctx)
+        engine.claim()
+        return [r.status for r in engine.run()], ctx.runs
+
+    folder = tmp_path / "run" / "b"
+    assert run(1) == (["ran", "ran"], 3) and run(2) == (["reused", "ran"], 0)
+    (folder / "notes.txt").write_text("mine")
+    merge = restore._merge
+
+    def killed(src, dest):
+        if src.name == "started.json":
+            raise KeyboardInterrupt
+        merge(src, dest)
+
+    monkeypatch.setattr(restore, "_merge", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(1)
+    assert (folder / "store").is_dir() and not (folder / "stage.json").exists()
+    monkeypatch.setattr(restore, "_merge", merge)
+    assert run(1) == (["reused", "reused"], 0)
+    assert (folder / "notes.txt").read_text() == "mine" and len(list((folder / "store").iterdir())) == 3
+    other = [json.loads(p.read_text())["key"] for p in (tmp_path / "run" / ".stale").glob("b-*/started.json")]
+    assert len(other) == 1 and other[0] != json.loads((folder / "started.json").read_text())["key"]
 
 
 def test_a_changed_product_is_named_by_its_item_and_key():
@@ -973,7 +1069,8 @@ def test_a_revised_stage_reruns_and_keeps_its_stores(tmp_path):
     assert plan[1].changed == ["the stage's code (revision 0 -> 1: CHANGELOG.md says what changed)"]
     ctx = _Context(cfg, tmp_path / "run")
     assert [r.status for r in Engine(revised, ctx).run()] == ["reused", "ran"] and ctx.runs == 0
-    assert sorted(p.name for p in (tmp_path / "run" / "b" / "store").iterdir()) == ["0.txt", "1.txt", "2.txt"]
+    stored = sorted(p.name for p in (tmp_path / "run" / "b" / "store").iterdir())
+    assert stored == ["0.json", "1.json", "2.json"]
     # a revision and another change: the store's own key decides (a.x is in it: not kept)
     plan = Engine(Workflow("toy", (flow.stage("a"), dataclasses.replace(b, revision=2))),
                   _Context({"a": {"x": 2}, "b": {"y": 1}}, tmp_path / "run")).plan()

@@ -34,6 +34,7 @@ import os
 import re
 import signal
 import subprocess
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 
@@ -373,6 +374,31 @@ def _say_if_month_ends(ds: xr.Dataset, what: str) -> None:
     except (AttributeError, TypeError):  # not dates: said where the output's time is read
         return
     warn_if_stamped_at_month_ends(t, keys, what, from_cesm(ds.attrs))
+    _say_if_day_ends(t, what, from_cesm(ds.attrs))
+
+
+def _say_if_day_ends(t: xr.DataArray, what: str, cesm: bool) -> None:
+    """A warning for daily stamps at midnight, a day apart, without time bounds, from 2 January to
+    1 January or in a file CESM/CLM wrote: a CLM history file stamps each day's mean at the day's
+    end, and read by its stamps every value would be a day late (with bounds, each day's noon is
+    taken)."""
+    import datetime
+
+    v = t.values
+    if v.size < 2 or not bool(((t.dt.hour == 0) & (t.dt.minute == 0) & (t.dt.second == 0)).all()):
+        return
+    one = np.timedelta64(1, "D") if v.dtype.kind == "M" else datetime.timedelta(days=1)
+    if not all(np.diff(v) == one):
+        return
+    first, last = (int(t.dt.month[0]), int(t.dt.day[0])), (int(t.dt.month[-1]), int(t.dt.day[-1]))
+    if not (cesm or (first == (1, 2) and last == (1, 1))):
+        return
+    warnings.warn(f"{what}: its daily time stamps fall at midnight, from {str(v[0])[:10]} to "
+                  f"{str(v[-1])[:10]}, without time bounds, and are read as the days they name. A CLM/CESM "
+                  "history file stamps each day's mean at its end (1 January on 2 January): if this is one, "
+                  "every value is read a day late -- give the file its time bounds (time_bounds), or stamp "
+                  "each day at its start",
+                  UserWarning, stacklevel=4)
 
 
 def _at_bounds_middle(ds: xr.Dataset) -> xr.Dataset:

@@ -193,6 +193,7 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
                  if a in c and c.replace(a, b) in df]
         hint = f" (the file has {other[0]}: partitioning = {other[0].split('_')[1]!r})" if other else ""
         raise ReaderError(f"{where}: missing columns {missing}{hint}")
+    _warn_short_rows(path, where, [str(c) for c in df.columns], columns or [])
     stamp = df.pop("TIMESTAMP")
     number = pd.to_numeric(stamp, errors="coerce")
     text = number.where(number == np.floor(number)).astype("Int64").astype(str)  # 20000101.5: not a day
@@ -213,6 +214,30 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
             raise ReaderError(f"{where}: column {c} is not numeric on {time.iloc[i]:%Y-%m-%d} (data row "
                               f"{df.index[i] + 1}): {df[c].iloc[i]!r}")  # the file's row: blank rows count
     return _daily_index(pd.DatetimeIndex(time), where, _missing_to_nan(df))
+
+
+def _warn_short_rows(path: Path, where: str, header: list[str], columns: list[str]) -> None:
+    """A warning for data rows that end before one of ``columns`` (a file cut short, a row edited
+    by hand): pandas reads the fields they lack as missing, as it reads -9999. One pass over the
+    lines, counting commas (a quoted comma makes a row look longer, never shorter)."""
+    at = {c: header.index(c) for c in columns if c in header}
+    if not at:
+        return
+    need = max(at.values())
+    short = []
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        next(fh, None)
+        for n, line in enumerate(fh, 2):
+            text = line.strip()
+            if text.strip(", ") and text.count(",") < need:
+                short.append((n, text.split(",")[0].strip(), text.count(",")))
+    if short:
+        n, day, commas = short[0]
+        lack = [c for c, i in at.items() if i > commas]
+        warnings.warn(f"{where}: {len(short)} data row(s) end before the last of the columns read; the "
+                      f"first is line {n} (TIMESTAMP {day}, {commas + 1} of the header's {len(header)} "
+                      f"fields), without {', '.join(lack)}: read as missing there. A file cut short or "
+                      "edited by hand? (FLUXNET writes -9999 for a missing value)", UserWarning, stacklevel=3)
 
 
 def check_daily_calendar(time: pd.DatetimeIndex, where: str) -> None:

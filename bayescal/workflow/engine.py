@@ -7,7 +7,8 @@ For each stage in order, the engine computes its key (:mod:`bayescal.workflow.ke
   runner's stores keep every finished model run);
 - otherwise **reruns** it: the folder of other inputs is moved to ``.stale/`` (never deleted),
   keeping the run stores the stage declares (:class:`~bayescal.workflow.stage.RunStore`) whose
-  own inputs are unchanged.
+  own inputs are unchanged -- unless a folder in ``.stale/`` was made with that key (inputs
+  edited back): that one is brought back and reused or resumed (:mod:`.restore`).
 
 Every record is written atomically; a damaged one is set aside with a warning and its stage
 reruns. A stage function receives the context (the pipeline object): ``config``, ``run_dir``,
@@ -31,8 +32,9 @@ from bayescal import __version__
 
 from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
+from .restore import Restorable, find_restorable, fingerprint, note_moved_out, restore
 from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
-from .rundir_guard import claim_run_dir, set_aside, stale_size
+from .rundir_guard import STALE, claim_run_dir, set_aside, stale_size
 from .stage import Stage, Workflow
 
 __all__ = ["Engine", "PlannedStage", "StageContext", "summary_table"]
@@ -64,6 +66,7 @@ class PlannedStage:
     expected_runs: str = ""
     kept: list[str] = field(default_factory=list)  # run stores whose finished runs a rerun keeps
     finished_runs: int = 0  # a resumed stage's runs its stopped invocations finished (kept)
+    restored: str = ""  # the folder in .stale/ of these inputs it brings back ("" for none)
 
 
 def _peak_rss_gib() -> float:
@@ -179,11 +182,17 @@ class Engine:
                 changed = changed_inputs((done or started or {}).get("inputs"), inputs)
             else:
                 status = "run"
+            found = self._restorable(stage, key) if status in ("rerun", "run") else None
+            if found is not None:  # a folder of these inputs in .stale/: brought back
+                status, changed, folder = ("reuse" if found.finished else "resume"), [], found.copy
+                started = read_json_record(folder / "started.json", set_aside=False)
             runs = self._expected_runs(stage, given="model" in inputs)
             kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
             finished = 0 if status != "resume" else \
                 _earlier_runs(folder, True, int(started.get("kept_runs", 0)), _counted_runs(folder), None)[0]
-            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept, finished))
+            restored = str(found.copy.relative_to(self.run_dir)) if found is not None else ""
+            out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept, finished,
+                                    restored))
         return out
 
     def _expected_runs(self, stage: Stage, given: bool) -> str:
@@ -210,6 +219,8 @@ class Engine:
         for stage in self._selected(stages):
             key, inputs = self.keys()[stage.name]
             done = read_json_record(self.run_dir / stage.name / "stage.json")
+            if (done or {}).get("key") != key and self._restore(stage, key, inputs):
+                done = read_json_record(self.run_dir / stage.name / "stage.json")
             finished = None  # the record of a finished stage rerun for a damaged file
             if done is not None and done.get("key") == key and self._damaged(stage):
                 (self.run_dir / stage.name / "stage.json").unlink()
@@ -244,28 +255,7 @@ class Engine:
         stores = self._store_keys(stage)
         resumed = started is not None and started.get("key") == key
         if folder.exists() and not resumed and not _only_yours(stage, folder):
-            done = read_json_record(folder / "stage.json", set_aside=False)
-            changed = changed_inputs((done or started or {}).get("inputs"), inputs)
-            why = f" ({', '.join(changed[:4])}{' ...' * (len(changed) > 4)} changed)" if changed else ""
-            moved = set_aside(self.run_dir, folder)
-            self._set_aside_outside(stage, moved)
-            self.ctx.say(f"[{stage.name}] results of other inputs{why} moved to "
-                         f"{moved.relative_to(self.run_dir)}")
-            folder.mkdir()
-            yours = stage.foreign_files(moved)
-            for name in yours:  # files bayescal did not write stay where their owner put them
-                os.replace(moved / name, folder / name)
-            for rel in self._kept_stores(stage, started, inputs, moved):
-                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(moved / rel, folder / rel)
-                self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
-            beside = {Path(w.rstrip("/")).name for w in stage.writes if w.startswith("../")}
-            inside = _yours_inside(moved, beside)  # in its subfolders set aside: yours too
-            for name in inside:
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(moved / name, folder / name)
-            if yours or inside:
-                self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours + inside)}")
+            self._set_aside(stage, started, inputs, keep_stores=stores)
             self.ctx.say(f"[{stage.name}] {stale_size(self.run_dir)}")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stage.json").unlink(missing_ok=True)
@@ -278,6 +268,67 @@ class Engine:
                                                     "started": time.time(), "outside": outside,
                                                     "kept_runs": kept})
         return resumed, kept
+
+    def _set_aside(self, stage: Stage, started: dict | None, inputs: dict,
+                   keep_stores: dict[str, str] | None = None) -> Path:
+        """The stage's folder of other inputs moved to ``.stale/`` (what it wrote beside its folder
+        with it), your files in it put back in place, and with ``keep_stores`` (the stores' keys
+        now) the run stores whose own inputs are unchanged; returns where it went."""
+        folder = self.run_dir / stage.name
+        done = read_json_record(folder / "stage.json", set_aside=False)
+        changed = changed_inputs((done or started or {}).get("inputs"), inputs)
+        why = f" ({', '.join(changed[:4])}{' ...' * (len(changed) > 4)} changed)" if changed else ""
+        moved = set_aside(self.run_dir, folder)
+        self._set_aside_outside(stage, moved)
+        self.ctx.say(f"[{stage.name}] results of other inputs{why} moved to "
+                     f"{moved.relative_to(self.run_dir)}")
+        folder.mkdir()
+        yours = stage.foreign_files(moved)
+        for name in yours:  # files bayescal did not write stay where their owner put them
+            os.replace(moved / name, folder / name)
+        for rel in self._kept_stores(stage, started, inputs, moved) if keep_stores is not None else ():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(moved / rel, folder / rel)
+            note_moved_out(moved, rel, keep_stores[rel], fingerprint(folder / rel))  # it may come back
+            self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
+        beside = {Path(w.rstrip("/")).name for w in stage.writes if w.startswith("../")}
+        inside = _yours_inside(moved, beside)  # in its subfolders set aside: yours too
+        for name in inside:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(moved / name, folder / name)
+        if yours or inside:
+            self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours + inside)}")
+        return moved
+
+    def _restorable(self, stage: Stage, key: str) -> Restorable | None:
+        """A folder of the stage in ``.stale/`` made with ``key`` (:mod:`.restore`), when the
+        stage's own folder is not of that key; never for a stage writing beside its folder."""
+        folder = self.run_dir / stage.name
+        if any(w.startswith("../") for w in stage.writes) or not (self.run_dir / STALE).is_dir():
+            return None
+        for record in ("stage.json", "started.json"):
+            if (read_json_record(folder / record, set_aside=False) or {}).get("key") == key:
+                return None
+        return find_restorable(self.run_dir, stage.name, key)
+
+    def _restore(self, stage: Stage, key: str, inputs: dict) -> bool:
+        """Bring back the stage's folder of ``key`` from ``.stale/`` (its own folder set aside
+        first); True when it did."""
+        if self._restorable(stage, key) is None:
+            return False
+        folder = self.run_dir / stage.name
+        records = [read_json_record(folder / r, set_aside=False) for r in ("stage.json", "started.json")]
+        if any(records):  # a folder of a run of other inputs; without records: a restore cut short
+            self._set_aside(stage, records[1], inputs)
+        found = find_restorable(self.run_dir, stage.name, key)  # its stores may be in the folder just moved
+        if found is None:
+            return False
+        where = found.copy.relative_to(self.run_dir)
+        restore(found, folder)
+        self.ctx.say(f"[{stage.name}] {where} was made with these inputs: brought back"
+                     + ("" if found.finished else " to resume it")
+                     + (f" with its run stores {', '.join(found.stores)}" if found.stores else ""))
+        return True
 
     def _set_aside_outside(self, stage: Stage, moved: Path) -> None:
         """What the stage wrote beside its folder (the report page, ``figures/``) set aside with
