@@ -303,3 +303,91 @@ def test_regridding_weights_are_sparse_at_0p05_degrees():
     assert w.shape == (60, lat.size * lon.size)
     assert 60 * 40 * 40 <= w.nnz < 60 * 41 * 41 * 20  # ~1600 boxes a cell, more towards the poles
     assert peak < 100 * 2**20  # bytes; the dense matrix would be 12 GiB
+
+
+def test_a_regional_product_leaves_the_cells_beyond_its_edges_unobserved(tmp_path):
+    """A product of Europe (35-70 N, 10 W-40 E): without a footprint each cell took the nearest box
+    however far, so a tropical cell got the grid edge's LAI; now only a cell whose centre is within
+    half a box of one is observed -- on a regular grid and on the same grid as 2-D coordinates."""
+    lat, lon = np.arange(35.25, 70.0, 0.5), np.arange(-9.75, 40.0, 0.5)
+    t = pd.date_range("2001-01-01", periods=2, freq="MS")
+    v = np.broadcast_to(lat[None, :, None] / 10.0, (2, lat.size, lon.size))
+    reg = xr.Dataset({"lai": (("time", "lat", "lon"), v, {"units": "m2 m-2"})},
+                     coords={"time": t, "lat": lat, "lon": lon})
+    glat, glon = np.meshgrid(lat, lon, indexing="ij")
+    curv = xr.Dataset({"lai": (("time", "j", "i"), v, {"units": "m2 m-2"})},
+                      coords={"time": t, "la": (("j", "i"), glat, {"standard_name": "latitude"}),
+                              "lo": (("j", "i"), glon, {"standard_name": "longitude"})})
+    reg.to_netcdf(tmp_path / "r.nc")
+    curv.to_netcdf(tmp_path / "c.nc")
+    # inside; inside the southern edge (35.05 N: the box of 35.25); beyond it (34.6 N: 0.65 from the
+    # nearest centre, half a box is 0.25); the tropics; the western edge (9.9 W), beyond it (10.6 W)
+    cells = _cells([50.1, 35.05, 34.6, -6.4, 50.1, 50.1], [10.1, 10.1, 10.1, -110.3, -9.9, -10.6])
+    kw = dict(cells=cells, months=t, units="m2 m-2", relative_sigma=0.1)
+    for f in ("r.nc", "c.nc"):
+        p = read_netcdf_product(tmp_path / f, "lai", **kw).data.isel(time=0).values
+        np.testing.assert_allclose(p[[0, 1, 4]], [5.025, 3.525, 5.025])
+        assert np.isnan(p[[2, 3, 5]]).all(), (f, p)
+    # a global grid still observes every cell, the poles and the date line included
+    glob = xr.Dataset({"lai": (("time", "lat", "lon"), np.ones((2, 180, 360)), {"units": "m2 m-2"})},
+                      coords={"time": t, "lat": np.arange(-89.5, 90.0), "lon": np.arange(0.5, 360.0)})
+    glob.to_netcdf(tmp_path / "g.nc")
+    poles = _cells([89.99, -89.99, 0.0, 10.0], [0.0, 179.99, -179.99, 359.99])
+    g = read_netcdf_product(tmp_path / "g.nc", "lai", cells=poles, months=t, units="m2 m-2",
+                            relative_sigma=0.1)
+    assert np.isfinite(g.data.values).all()
+
+
+def test_an_undeclared_fill_code_is_refused_before_a_footprint_averages_it(tmp_path):
+    """9999 over the ocean without a fill attribute: refused with a footprint as without one (the
+    boxes' average of 9999 and land values is no longer 9999, and read LAI in the thousands)."""
+    lat, lon = np.arange(-9.5, 10.0), np.arange(-9.5, 10.0)
+    v = np.full((2, lat.size, lon.size), 3.0)
+    v[:, :, :8] = 9999.0  # the western boxes: ocean
+    ds = xr.Dataset({"lai": (("time", "lat", "lon"), v, {"units": "m2 m-2"})},
+                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="MS"), "lat": lat,
+                            "lon": lon})
+    ds.to_netcdf(tmp_path / "o.nc")
+    kw = dict(cells=_cells([0.0, 5.0, -5.0], [-2.0, -2.0, 5.0]), months=ds["time"].values, units="m2 m-2",
+              relative_sigma=0.1)
+    for fp in (None, 0.75, 1.5):
+        with pytest.raises(ReaderError, match=r"'lai' holds 9999 on \d+ monthly values .* fill_value = 9999"):
+            read_netcdf_product(tmp_path / "o.nc", "lai", footprint_deg=fp, **kw)
+        p = read_netcdf_product(tmp_path / "o.nc", "lai", footprint_deg=fp, fill_value=9999, **kw)
+        np.testing.assert_allclose(p.data.values[np.isfinite(p.data.values)], 3.0)
+
+
+def test_a_sigma_in_the_same_units_written_otherwise_follows_the_units_key(tmp_path):
+    """Data in 'gC m-2 day-1', sigma in 'g m-2 d-1' (the same units): a 'units' key replacing the
+    data's attribute replaces the sigma's too, as it does when both are written alike."""
+    t = pd.date_range("2001-01-01", periods=2, freq="MS")
+    ds = xr.Dataset({"gpp": (("time", "lat", "lon"), np.full((2, 1, 1), 4.0), {"units": "gC m-2 day-1"}),
+                     "s": (("time", "lat", "lon"), np.full((2, 1, 1), 0.2), {"units": "g m-2 d-1"})},
+                    coords={"time": t, "lat": [0.0], "lon": [0.0]})
+    ds.to_netcdf(tmp_path / "g.nc")
+    with pytest.warns(UserWarning, match="'units' key 'mg m-2 d-1' replaces it"):
+        p = read_netcdf_product(tmp_path / "g.nc", "gpp", cells=_cells([0.0], [0.0]), months=t,
+                                units="gC m-2 d-1", sigma_variable="s", file_units="mg m-2 d-1")
+    np.testing.assert_allclose(p.data.values, 4e-3)
+    np.testing.assert_allclose(p.sigma.values / p.data.values, 0.05)  # relative sigma as in the file
+
+
+def test_products_of_a_variable_that_differ_by_orders_of_magnitude_are_warned_of():
+    """GPP in gC m-2 d-1 labelled kg m-2 s-1 reads 86.4 million times too large: beside a product
+    read right, the two differ by that factor, and their spread (the likelihood's sigma) would make
+    GPP constrain nothing: said, naming both; products within tenfold are not."""
+    import warnings
+
+    from bayescal.observations.products import Product, say_products_disagree
+
+    def product(name, value):
+        data = xr.DataArray(np.full((3, 2), value), dims=("cell", "time"), attrs={"units": "gC m-2 d-1"})
+        return Product(name, "gpp", data, data * 0.1)
+
+    good, also, wrong = product("a", 4.0), product("b", 7.0), product("c", 4.0 * 86400 * 1000)
+    with pytest.warns(UserWarning, match=r"the products of 'gpp' differ 8.64e\+07-fold in their median "
+                                         r"values \('p\[2\]' 3.46e\+08, 'p\[0\]' 4 gC m-2 d-1"):
+        say_products_disagree([good, also, wrong], ["p[0]", "p[1]", "p[2]"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        say_products_disagree([good, also], ["p[0]", "p[1]"])

@@ -144,6 +144,12 @@ def test_units_the_file_lacks_are_given_in_the_products_keys(tmp_path):
     with pytest.warns(UserWarning, match="units attribute says 'kg m-2 s-1'; the product's 'units' key"):
         q = read_netcdf_product(f, "gpp", file_units="g m-2 d-1", **where)
     np.testing.assert_allclose(q.data.values, p.data.values)
+    ds["GPP"].attrs["units"] = "-"  # not a unit: the units key is named as the remedy
+    os.remove(f)
+    ds.to_netcdf(f)
+    with pytest.raises(ReaderError, match=r"variable 'GPP': .*'-'.*; if its units attribute '-' is wrong or "
+                                          r"not a unit, give the file's units in the product's 'units' key"):
+        read_netcdf_product(f, "gpp", **where)
 
 
 def test_product_config_mistakes_are_named_before_any_file_is_read(tmp_path):
@@ -167,6 +173,9 @@ def test_product_config_mistakes_are_named_before_any_file_is_read(tmp_path):
     block = good[good.index("[[observations.products]]"):good.index("[[observations.products]]", first)]
     refused(good + "\n" + block, r"'gpp' product 'gpp.*' is also 'observations.products\[0\]'")
     refused(good.replace("twin = false\n", "twin = true\n"), "not read by a twin")
+    refused(good.replace('variable = "gpp"', 'variable = "gppp"', 1),
+            r"products\[0\]\.variable' 'gppp' is not in 'observations.variables' \['gpp', 'lai'\]; did you "
+            r"mean 'gpp'\? Else add it there")
     implicit = tmp_path / "implicit.toml"  # files given, twin not said: the files are calibrated against
     implicit.write_text(good.replace("twin = false\n", ""))
     assert load_config(implicit)["observations"]["twin"] is False
@@ -274,7 +283,8 @@ def test_a_relative_sigma_of_zero_values_is_named_and_floored(tmp_path):
     # an undeclared fill value is named; the units key replacing an attribute that says otherwise warns
     ds["s"], ds["GPP"][:2] = -ds["s"], -9999.0
     ds.to_netcdf(f)
-    with pytest.raises(ReaderError, match=r"'GPP' holds -9999 on 4 of the model's cell-months.*fill_va"):
+    with pytest.raises(ReaderError, match=r"'GPP' holds -9999 on 4 monthly values of the boxes the model's "
+                                          r"cells read.*fill_va"):
         read_netcdf_product(f, "gpp", sigma_variable="s", **where)
     with pytest.warns(UserWarning, match=r"units attribute says 'g m-2 d-1'; the product's 'units' key 'g"):
         p = read_netcdf_product(f, "gpp", sigma_variable="s", fill_value=-9999, file_units="g m-2 s-1",

@@ -989,6 +989,18 @@ def test_a_folder_brought_back_beside_your_files_survives_a_kill_midway(tmp_path
     assert len(other) == 1 and other[0] != json.loads((folder / "started.json").read_text())["key"]
 
 
+def test_a_file_moved_with_the_same_content_is_named_as_moved():
+    """A product outside the config's folder, moved with its project: its path counts (the stages
+    that read it rerun), and check names the move, not a change of the old path's file."""
+    from bayescal.workflow.keys import changed_inputs
+
+    old = {"files": {"/a/x.nc": "h1", "/a/y.nc": "h2", "/a/z.nc": "h4"}}
+    new = {"files": {"/b/x.nc": "h1", "/a/y.nc": "h3", "/b/w.nc": "h5"}}
+    assert changed_inputs(old, new) == [
+        "file /a/x.nc (moved to /b/x.nc, the same content: a path outside the config's folder counts)",
+        "file /a/y.nc", "file /a/z.nc", "file /b/w.nc"]
+
+
 def test_a_changed_product_is_named_by_its_item_and_key():
     """``observations.products`` is a list of tables: an edit is named by item and key, a product
     added or left out by the count (the stage's key itself is the same as before: detail only)."""

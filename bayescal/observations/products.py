@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "gcb_nbp",
     "regional_means",
     "observed_regional_means",
+    "say_products_disagree",
 ]
 
 
@@ -422,3 +424,26 @@ def observed_regional_means(
             spread = xr.full_like(stack.isel(product=0), float(rel))
         sig_list.append(np.sqrt(spread**2 + floor**2))
     return xr.concat(obs_list, dim="summary"), xr.concat(sig_list, dim="summary")
+
+
+def say_products_disagree(products: list, keys: list[str], factor: float = 10.0) -> None:
+    """A warning for a variable whose products' median magnitudes differ more than ``factor``-fold
+    (``keys``: each product's name in messages):
+    units mislabelled in a file (gC m-2 d-1 written as kg m-2 s-1 reads 86.4 million times too
+    large), and the products' spread -- the likelihood's sigma of the variable -- would then leave it
+    constraining nothing."""
+    by_variable: dict[str, list[tuple[str, float, str]]] = {}
+    for key, p in zip(keys, products, strict=True):
+        m = float(np.nanmedian(np.abs(p.data.values))) if np.isfinite(p.data.values).any() else np.nan
+        by_variable.setdefault(p.variable, []).append((key, m, str(p.data.attrs.get("units", ""))))
+    for v, rows in by_variable.items():
+        rows = [r for r in rows if np.isfinite(r[1]) and r[1] > 0]
+        if len(rows) < 2:
+            continue
+        lo, hi = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
+        if hi[1] > factor * lo[1]:
+            warnings.warn(f"the products of {v!r} differ {hi[1] / lo[1]:.3g}-fold in their median values "
+                          f"('{hi[0]}' {hi[1]:.3g}, '{lo[0]}' {lo[1]:.3g} {lo[2]}, in the model's units): a "
+                          "file's units mislabelled (its 'units' key replaces them)? The products' spread is "
+                          f"the likelihood's sigma of {v!r}, which would then constrain almost nothing",
+                          UserWarning, stacklevel=3)

@@ -59,7 +59,7 @@ from .gridded_values import (
     sigma_factor_of,
     warn_if_stamped_at_month_ends,
 )
-from .units import UnitError, parse_units
+from .units import UnitError, conversion_factor, parse_units
 
 __all__ = ["check_netcdf_file", "find_cf_coordinates", "read_netcdf_product", "write_gridded_products"]
 
@@ -126,12 +126,17 @@ def _weights_regular(lat: np.ndarray, lon: np.ndarray, cell_lat: np.ndarray, cel
     nlat, nlon, n = lat.size, lon.size, cell_lat.size
     rows, cols, vals = [], [], []
     coslat = np.cos(np.deg2rad(lat))
+    # the nearest box only within half a box of the cell centre: a regional grid leaves the
+    # cells beyond its edges without data (a one-box axis covers everything)
+    half = [0.5 * np.median(np.abs(np.diff(np.sort(a)))) * (1 + 1e-9) + 1e-9 if a.size > 1 else np.inf
+            for a in (lat, lon)]
     for c in range(n):
         dlat = lat - cell_lat[c]
         dlon = _wrap(lon - cell_lon[c])
         if footprint is None:
             i, j = _nearest(dlat**2, dlat), _nearest(dlon**2, dlon)
-            rows.append([c]), cols.append([i * nlon + j]), vals.append([1.0])
+            if abs(dlat[i]) <= half[0] and abs(dlon[j]) <= half[1]:
+                rows.append([c]), cols.append([i * nlon + j]), vals.append([1.0])
             continue
         ii = np.flatnonzero(np.abs(dlat) <= footprint)
         jj = np.flatnonzero(np.abs(dlon) <= footprint / max(np.cos(np.deg2rad(cell_lat[c])), 0.05))
@@ -147,11 +152,13 @@ def _weights_points(glat: np.ndarray, glon: np.ndarray, cell_lat: np.ndarray, ce
     """Sparse (cells, boxes) weights for boxes given by their centres (curvilinear, unstructured)."""
     n = cell_lat.size
     rows, cols, vals = [], [], []
+    reach = _box_spacing(glat, glon) if footprint is None else np.inf
     for c in range(n):
         if footprint is None:
             dlat, dlon = glat - cell_lat[c], _wrap(glon - cell_lon[c]) * np.cos(np.deg2rad(cell_lat[c]))
             k = _nearest(dlat**2 + dlon**2, dlat + 1e-6 * dlon)
-            rows.append([c]), cols.append([k]), vals.append([1.0])
+            if _angle(glat[k], glon[k], cell_lat[c], cell_lon[c]) <= reach:  # else beyond the grid
+                rows.append([c]), cols.append([k]), vals.append([1.0])
             continue
         near = np.flatnonzero(np.abs(glat - cell_lat[c]) <= footprint)
         dlon = _wrap(glon[near] - cell_lon[c])
@@ -159,6 +166,32 @@ def _weights_points(glat: np.ndarray, glon: np.ndarray, cell_lat: np.ndarray, ce
         rows.append(np.full(k.size, c)), cols.append(k), vals.append(np.cos(np.deg2rad(glat[k])))
     return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(n, glat.size))
+
+
+def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    la, lo = np.deg2rad(lat), np.deg2rad(lon)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
+def _angle(lat1, lon1, lat2, lon2) -> float:
+    """The great-circle angle (degrees) between two points."""
+    a, b = _xyz(np.asarray(lat1), np.asarray(lon1)), _xyz(np.asarray(lat2), np.asarray(lon2))
+    chord = np.linalg.norm(a - b)
+    return float(np.rad2deg(2 * np.arcsin(min(1.0, chord / 2))))
+
+
+def _box_spacing(glat: np.ndarray, glon: np.ndarray) -> float:
+    """How far a cell centre may lie from its nearest box centre and still be on the grid: the
+    median distance (degrees) between neighbouring box centres (a cell in the middle of four boxes
+    is 0.71 of it away); infinite for a single box."""
+    from scipy.spatial import cKDTree
+
+    ok = np.isfinite(glat) & np.isfinite(glon)
+    if ok.sum() < 2:
+        return np.inf
+    xyz = _xyz(glat[ok], glon[ok])
+    d, _ = cKDTree(xyz).query(xyz, k=2)
+    return float(np.rad2deg(2 * np.arcsin(np.minimum(1.0, np.median(d[:, 1]) / 2)))) * (1 + 1e-9)
 
 
 def _weights(lat: np.ndarray, lon: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray,
@@ -273,9 +306,14 @@ def _monthly_boxes(da: xr.DataArray, grid: _Grid, used: np.ndarray, keys: np.nda
 
 
 def _aligned(da: xr.DataArray, grid: _Grid, w: sparse.csr_matrix, used: np.ndarray, keys: np.ndarray,
-             months: pd.DatetimeIndex, cells: np.ndarray, mask: xr.DataArray | None) -> xr.DataArray:
-    """Monthly means of the product on the model's cells and months (NaN where nothing is valid)."""
+             months: pd.DatetimeIndex, cells: np.ndarray, mask: xr.DataArray | None,
+             codes_of: str | None = None) -> xr.DataArray:
+    """Monthly means of the product on the model's cells and months (NaN where nothing is valid);
+    with ``codes_of`` (what to name), an undeclared fill code in the boxes' monthly means is refused
+    before the boxes are averaged (an average of a code and values is no longer the code)."""
     have, box = _monthly_boxes(da, grid, used, keys, mask)
+    if codes_of is not None:
+        refuse_fill_codes(box, codes_of, "monthly values of the boxes the model's cells read")
     valid = np.isfinite(box)
     num = (w @ np.where(valid, box, 0.0).T).T
     den = (w @ valid.T.astype(float)).T
@@ -294,12 +332,22 @@ def _refuse_missing(ds: xr.Dataset, where: str, *names: str | None) -> None:
             raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
 
 
-def _sigma_units(sv: xr.DataArray, da: xr.DataArray, have: str, sigma_units: str | None) -> str:
+def _sigma_units(sv: xr.DataArray, da: xr.DataArray, have: str, sigma_units: str | None,
+                 variable: str) -> str:
     """The sigma variable's units: the ``sigma_units`` key, else its attribute -- where that says
-    what the data's attribute says, the data's units as read (``have``: a ``units`` key replacing
-    the data's attribute replaces the sigma's too)."""
-    attr = str(sv.attrs.get("units", "")).strip()
-    return sigma_units or (have if attr == str(da.attrs.get("units", "")).strip() else attr)
+    what the data's attribute says (the same units, however written: ``g m-2 d-1`` and ``gC m-2
+    day-1``), the data's units as read (``have``: a ``units`` key replacing the data's attribute
+    replaces the sigma's too)."""
+    attr, data_attr = str(sv.attrs.get("units", "")).strip(), str(da.attrs.get("units", "")).strip()
+    if sigma_units:
+        return sigma_units
+    if attr == data_attr:
+        return have
+    try:
+        same = bool(attr and data_attr) and abs(conversion_factor(attr, data_attr, variable) - 1.0) < 1e-9
+    except UnitError:
+        same = False
+    return have if same else attr
 
 
 def check_netcdf_file(path: str | Path, variable: str, *, nc_variable: str | None = None,
@@ -326,9 +374,11 @@ def check_netcdf_file(path: str | Path, variable: str, *, nc_variable: str | Non
         try:
             parse_units(units)
         except UnitError as err:
-            raise ReaderError(f"{where}: variable {nc_variable!r}: {err}") from None
+            hint = "" if file_units else (f"; if its units attribute {units!r} is wrong or not a unit, give "
+                                          "the file's units in the product's 'units' key")
+            raise ReaderError(f"{where}: variable {nc_variable!r}: {err}{hint}") from None
         if sigma_variable is not None:  # in the data's units, or its own that convert to them
-            su = _sigma_units(ds[sigma_variable], da, units, sigma_units)
+            su = _sigma_units(ds[sigma_variable], da, units, sigma_units, variable)
             sigma_factor_of(su, units, variable, 1.0, f"{where}: sigma variable {sigma_variable!r} [{su}] is "
                             f"not in units of {nc_variable!r}")
         tdim, lat, lon = find_cf_coordinates(ds, da, where)
@@ -397,13 +447,12 @@ def read_netcdf_product(
                               shape=(w.shape[0], used.size))  # on the boxes some cell uses
         keys = _month_keys(ds, da, tdim, where)
         months = pd.DatetimeIndex(months)
-        data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask)
-        if fill_value is None:
-            refuse_fill_codes(data.values, f"{where}: variable {nc_variable!r}")
+        data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask,
+                        codes_of=f"{where}: variable {nc_variable!r}" if fill_value is None else None)
         sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
         if sv is not None:
             sigma = _aligned(sv, grid, w, used, keys, months, cells["cell"].values, mask)
-            su = _sigma_units(sv, da, have, sigma_units)
+            su = _sigma_units(sv, da, have, sigma_units, variable)
             sigma_factor = sigma_factor_of(su, units, variable, factor, f"{where}: sigma variable "
                                          f"{sigma_variable!r} [{su}] is not in units of {nc_variable!r}")
         else:

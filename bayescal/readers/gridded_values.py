@@ -132,7 +132,9 @@ def data_units(da: xr.DataArray, file_units: str | None, units: str, variable: s
     try:
         factor = conversion_factor(have, units, variable)
     except UnitError as err:
-        raise ReaderError(f"{what}: {err}") from None
+        hint = "" if file_units else (f"; if its units attribute {attr!r} is wrong or not a unit, give the "
+                                      f"file's units in the product's 'units' key (the model's: {units!r})")
+        raise ReaderError(f"{what}: {err}{hint}") from None
     if file_units and attr:
         try:
             parse_units(attr)
@@ -149,13 +151,14 @@ def data_units(da: xr.DataArray, file_units: str | None, units: str, variable: s
     return have, factor
 
 
-def refuse_fill_codes(values: np.ndarray, what: str) -> None:
+def refuse_fill_codes(values: np.ndarray, what: str, counted: str = "of the model's cell-months") -> None:
     """A common missing-value code on three or more cell-months (:func:`~.fluxnet.fill_code_in`)
-    that the file does not declare: an error asking for ``fill_value``."""
+    that the file does not declare: an error asking for ``fill_value``; ``counted``: what the
+    count is of."""
     found = fill_code_in(values)
     if found is not None:
         v, n = found
-        raise ReaderError(f"{what} holds {v:g} on {n} of the model's cell-months, and its _FillValue / "
+        raise ReaderError(f"{what} holds {v:g} on {n} {counted}, and its _FillValue / "
                           "missing_value attributes do not say it is missing: give the product "
                           f"fill_value = {v:g} (or set the attribute in the file)")
 

@@ -171,7 +171,10 @@ def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
     out = []
     for group, label in (("reads", "{}"), ("files", "file {}"), ("needs", "stage {}")):
         a, b = old.get(group, {}) or {}, new.get(group, {})
-        for k in sorted(set(a) | set(b)):
+        moved = _moved_files(a, b) if group == "files" else {}
+        out += [f"file {k} (moved to {v}, the same content: a path outside the config's folder counts)"
+                for k, v in moved.items()]
+        for k in sorted((set(a) | set(b)) - set(moved) - set(moved.values())):
             if a.get(k) != b.get(k):
                 out += _changed_leaves(old, new, k) if group == "reads" else [label.format(k)]
     if old.get("bayescal") != new.get("bayescal"):
@@ -181,6 +184,20 @@ def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
                    "CHANGELOG.md says what changed)")
     if old.get("model") != new.get("model"):
         out.append("the model given to the workflow (its class, source file or parameter space)")
+    return out
+
+
+def _moved_files(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
+    """Paths read before and not now (``old``: path -> content hash) paired with paths read now
+    and not before that hold the same content: a file moved or copied elsewhere."""
+    gone = [k for k in old if k not in new]
+    came = {k: v for k, v in new.items() if k not in old}
+    out = {}
+    for k in gone:
+        match = next((c for c, v in came.items() if v == old[k]), None)
+        if match is not None:
+            out[k] = match
+            del came[match]
     return out
 
 

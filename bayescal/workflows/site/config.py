@@ -227,6 +227,9 @@ def read_gridded_products(cfg: dict, cells, months, units: dict[str, str] | None
                                            units=units[spec["variable"]], key=key, **opts))
         except ReaderError as err:
             raise ConfigError(str(err)) from None
+    from bayescal.observations.products import say_products_disagree
+
+    say_products_disagree(out, [f"observations.products[{i}]" for i in range(len(out))])
     return out
 
 
@@ -238,18 +241,21 @@ def check_gridded_products(cfg: dict, base: Path | None, embedded: bool = True) 
     import pandas as pd
 
     from bayescal.models.drivers import make_grid
-    from bayescal.workflows.config import ConfigError
+    from bayescal.workflows.config import ConfigError, did_you_mean
 
     _check_products(cfg, base, GRIDDED_KEYS, ("netcdf",))
     m, obs = cfg["model"], cfg["observations"]
+    for i, p in enumerate(obs["products"]):  # first: a misspelt variable is named as such
+        if p["variable"] not in obs["variables"]:
+            near = did_you_mean(p["variable"], obs["variables"])
+            add = " Else add" if near else ": add"
+            raise ConfigError(f"'observations.products[{i}].variable' {p['variable']!r} is not in "
+                              f"'observations.variables' {obs['variables']}{near}{add} it there (the "
+                              "likelihood's summaries and the scores use every product) or remove the "
+                              "product")
     missing = sorted(set(obs["variables"]) - {p["variable"] for p in obs["products"]})
     if missing:
         raise ConfigError(f"'observations.variables' {missing} have no product in 'observations.products'")
-    for i, p in enumerate(obs["products"]):
-        if p["variable"] not in obs["variables"]:
-            raise ConfigError(f"'observations.products[{i}].variable' {p['variable']!r} is not in "
-                              f"'observations.variables' {obs['variables']}: add it there (the likelihood's "
-                              "summaries and the scores use every product) or remove the product")
     for key in ("truth", "truth_from_prior", "summary_noise"):
         if obs[key]:
             raise ConfigError(f"'observations.{key}' is for twins; real products have no truth")
