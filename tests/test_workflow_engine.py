@@ -957,10 +957,36 @@ def test_inputs_edited_back_bring_their_folder_back_from_stale(tmp_path):
     assert runs == 2 and sorted(p.name for p in store.iterdir()) == ["0.json", "1.json", "2.json"]
 
 
+def test_your_files_in_a_stage_folder_and_its_store_do_not_stop_a_folder_coming_back(tmp_path):
+    """A note in a stage's folder and one in its run store: an edit (the store kept, the notes in
+    place) and the edit taken back bring the folder back with its store, no model run, the notes
+    where they were (a note in the store made its fingerprint differ: all its runs were redone)."""
+    from bayescal.workflow import Engine
+
+    def run(y):
+        ctx = _Context({"a": {"x": 1}, "b": {"y": y}}, tmp_path / "run")
+        engine = Engine(_toy_workflow({}), ctx)
+        engine.claim()
+        plan = [p.status for p in engine.plan()]
+        return plan, [r.status for r in engine.run()], ctx.runs
+
+    folder = tmp_path / "run" / "b"
+    assert run(1)[1:] == (["ran", "ran"], 3)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "store" / "notes.txt").write_text("mine too")
+    assert run(2) == (["reuse", "rerun"], ["reused", "ran"], 0)
+    assert run(1) == (["reuse", "reuse"], ["reused", "reused"], 0)
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert (folder / "store" / "notes.txt").read_text() == "mine too"
+    assert sorted(p.name for p in (folder / "store").iterdir()) == ["0.json", "1.json", "2.json", "notes.txt"]
+    assert not list((tmp_path / "run" / ".stale").rglob("notes.txt"))
+
+
 def test_a_folder_brought_back_beside_your_files_survives_a_kill_midway(tmp_path, monkeypatch):
-    """Bringing a folder back into a stage folder that holds your file, killed before its records
-    moved: the next run finishes bringing it back (nothing set aside twice, nothing rerun)."""
-    from bayescal.workflow import Engine, restore
+    """A bring-back killed after your files moved beside the stage's folder and before the folder
+    of the key took its place; then another edit, then the edit taken back: your files are back in
+    place, and the folder comes back whole (its records, outputs and store: no model run)."""
+    from bayescal.workflow import Engine
 
     def run(y):
         ctx = _Context({"a": {"x": 1}, "b": {"y": y}}, tmp_path / "run")
@@ -971,22 +997,25 @@ def test_a_folder_brought_back_beside_your_files_survives_a_kill_midway(tmp_path
     folder = tmp_path / "run" / "b"
     assert run(1) == (["ran", "ran"], 3) and run(2) == (["reused", "ran"], 0)
     (folder / "notes.txt").write_text("mine")
-    merge = restore._merge
+    real = os.replace
 
     def killed(src, dest):
-        if src.name == "started.json":
+        real(src, dest)
+        if Path(dest).name == ".b.yours":
             raise KeyboardInterrupt
-        merge(src, dest)
 
-    monkeypatch.setattr(restore, "_merge", killed)
+    monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         run(1)
-    assert (folder / "store").is_dir() and not (folder / "stage.json").exists()
-    monkeypatch.setattr(restore, "_merge", merge)
+    monkeypatch.setattr(os, "replace", real)
+    assert not folder.exists() and (tmp_path / "run" / ".b.yours" / "notes.txt").exists()
+    assert run(3) == (["reused", "ran"], 3)  # another edit: your note back in place first
+    assert (folder / "notes.txt").read_text() == "mine"
     assert run(1) == (["reused", "reused"], 0)
-    assert (folder / "notes.txt").read_text() == "mine" and len(list((folder / "store").iterdir())) == 3
-    other = [json.loads(p.read_text())["key"] for p in (tmp_path / "run" / ".stale").glob("b-*/started.json")]
-    assert len(other) == 1 and other[0] != json.loads((folder / "started.json").read_text())["key"]
+    assert (folder / "notes.txt").read_text() == "mine" and not (tmp_path / "run" / ".b.yours").exists()
+    assert sorted(p.name for p in (folder / "store").iterdir()) == ["0.json", "1.json", "2.json"]
+    assert json.loads((folder / "stage.json").read_text())["key"] == \
+        json.loads((folder / "started.json").read_text())["key"]
 
 
 def test_a_file_moved_with_the_same_content_is_named_as_moved():

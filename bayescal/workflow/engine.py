@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import resource
 import time
 import warnings
@@ -32,9 +31,9 @@ from bayescal import __version__
 
 from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
-from .restore import Restorable, find_restorable, fingerprint, note_moved_out, restore
+from .restore import Restorable, find_restorable, fingerprint, note_moved_out, recover, restore
 from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
-from .rundir_guard import STALE, claim_run_dir, set_aside, stale_size
+from .rundir_guard import OURS_INSIDE, STALE, claim_run_dir, set_aside, stale_size
 from .stage import Stage, Workflow
 
 __all__ = ["Engine", "PlannedStage", "StageContext", "summary_table"]
@@ -190,6 +189,8 @@ class Engine:
             kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
             finished = 0 if status != "resume" else \
                 _earlier_runs(folder, True, int(started.get("kept_runs", 0)), _counted_runs(folder), None)[0]
+            if found is not None and status == "resume":  # and the runs of the stores it gets back
+                finished += sum(_stored_members(place / rel) for rel, place in found.stores.items())
             restored = str(found.copy.relative_to(self.run_dir)) if found is not None else ""
             out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept, finished,
                                     restored))
@@ -218,6 +219,7 @@ class Engine:
         records = []
         for stage in self._selected(stages):
             key, inputs = self.keys()[stage.name]
+            recover(self.run_dir / stage.name)  # your files, if a bring-back was cut short
             done = read_json_record(self.run_dir / stage.name / "stage.json")
             if (done or {}).get("key") != key and self._restore(stage, key, inputs):
                 done = read_json_record(self.run_dir / stage.name / "stage.json")
@@ -317,9 +319,8 @@ class Engine:
         if self._restorable(stage, key) is None:
             return False
         folder = self.run_dir / stage.name
-        records = [read_json_record(folder / r, set_aside=False) for r in ("stage.json", "started.json")]
-        if any(records):  # a folder of a run of other inputs; without records: a restore cut short
-            self._set_aside(stage, records[1], inputs)
+        if folder.exists() and not _only_yours(stage, folder):
+            self._set_aside(stage, read_json_record(folder / "started.json", set_aside=False), inputs)
         found = find_restorable(self.run_dir, stage.name, key)  # its stores may be in the folder just moved
         if found is None:
             return False
@@ -433,17 +434,12 @@ def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool
         {k: v for k, v in new.items() if k not in ("revision", "detail")}
 
 
-#: what bayescal writes in the folders inside a stage's (run stores, chains, rounds, waves): its
-#: netCDF, HDF5, JSON and NumPy files, and what an interrupted write or a check of them leaves
-#: (``member_000001.nc.tmp``, ``.corrupt``, ``.partial``, ``.damaged2``, hidden temporary files); a
-#: file of another kind is yours
-_OURS_INSIDE = re.compile(r"^\.|\.(nc|h5|json|npy|npz)$|\.(tmp|corrupt|partial|damaged\d*)$")
 
 
 def _yours_inside(folder: Path, beside: set[str]) -> list[str]:
     """Your files inside the subfolders of a stage's folder set aside (``folder``; its own files
     put back already; not in ``beside``, what it wrote beside its folder, set aside with it):
-    paths relative to it of the files not of :data:`_OURS_INSIDE`'s kinds. ``os.scandir``, one
+    paths relative to it of the files not of :data:`OURS_INSIDE`'s kinds. ``os.scandir``, one
     pattern per name and no ``stat`` of a file: a store of 100,000 members is read in a blink."""
     found: list[str] = []
 
@@ -452,7 +448,7 @@ def _yours_inside(folder: Path, beside: set[str]) -> list[str]:
             for e in sorted(entries, key=lambda e: e.name):
                 if e.is_dir(follow_symlinks=False):
                     walk(e.path, f"{rel}{e.name}/")
-                elif not _OURS_INSIDE.search(e.name):
+                elif not OURS_INSIDE.search(e.name):
                     found.append(f"{rel}{e.name}")
 
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in beside):
@@ -461,9 +457,25 @@ def _yours_inside(folder: Path, beside: set[str]) -> list[str]:
 
 
 def _only_yours(stage: Stage, folder: Path) -> bool:
-    """The stage's folder holds only your files (put there before the stage first ran, or empty):
-    nothing of bayescal's to set aside."""
-    return folder.is_dir() and len(stage.foreign_files(folder)) == len(list(folder.iterdir()))
+    """The stage's folder holds only your files (put there before the stage first ran, or empty;
+    in a subfolder of bayescal's name, files not of :data:`OURS_INSIDE`'s kinds): nothing of
+    bayescal's to set aside."""
+    if not folder.is_dir():
+        return False
+    foreign = set(stage.foreign_files(folder))
+    return all(p.name in foreign or (p.is_dir() and not _holds_ours(p)) for p in folder.iterdir())
+
+
+def _holds_ours(path: Path) -> bool:
+    """A file of bayescal's kinds (:data:`OURS_INSIDE`) anywhere under the folder ``path``."""
+    with os.scandir(path) as entries:
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if _holds_ours(Path(e.path)):
+                    return True
+            elif OURS_INSIDE.search(e.name):
+                return True
+    return False
 
 
 def _counted_runs(folder: Path) -> int:

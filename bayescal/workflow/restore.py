@@ -20,9 +20,10 @@ import re
 from pathlib import Path
 
 from .rundir import read_json_record, write_json_atomic
-from .rundir_guard import STALE
+from .rundir_guard import OURS_INSIDE, STALE
 
-__all__ = ["MOVED_OUT", "Restorable", "find_restorable", "fingerprint", "note_moved_out", "restore"]
+__all__ = ["MOVED_OUT", "Restorable", "find_restorable", "fingerprint", "note_moved_out", "recover",
+           "restore"]
 
 #: in a folder set aside: the run stores a later rerun took from it (``rel -> {"store": key,
 #: "fingerprint": ...}``), so that bringing the folder back brings them back too
@@ -30,8 +31,9 @@ MOVED_OUT = "moved_out.json"
 
 
 def fingerprint(path: Path) -> str:
-    """What a run store is now: the names, sizes and modification times of its files (a rename
-    keeps them; a run added, a chain continued changes them). One ``os.scandir`` walk."""
+    """What a run store is now: the names, sizes and modification times of bayescal's files in it
+    (a rename keeps them; a run added, a chain continued changes them; a file of yours there,
+    put back in place when its folder is set aside, does not count). One ``os.scandir`` walk."""
     h = hashlib.sha256()
 
     def walk(p: str, rel: str) -> None:
@@ -39,7 +41,7 @@ def fingerprint(path: Path) -> str:
             for e in sorted(entries, key=lambda e: e.name):
                 if e.is_dir(follow_symlinks=False):
                     walk(e.path, f"{rel}{e.name}/")
-                else:
+                elif OURS_INSIDE.search(e.name):
                     st = e.stat(follow_symlinks=False)
                     h.update(f"{rel}{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
 
@@ -111,25 +113,38 @@ def restore(found: Restorable, folder: Path) -> None:
     """Move ``found.copy`` into the stage's ``folder`` and its stores back into it; the folders
     they came from note that they were taken.
 
-    The stores go into the copy first, and the copy moves as a whole (one rename) where the stage
-    has no folder; into a folder (your files put back in place, or a restore cut short) its
-    records go last, so a kill at any moment leaves either no record of the key in ``folder`` --
-    the next run goes on bringing it back -- or all of it.
+    The stores go into the copy first, then the copy moves into place as a whole (one rename);
+    a folder there holding your files only moves beside it for that moment (``.<stage>.yours``)
+    and its files go back into the folder brought back (:func:`recover`, which the next run also
+    calls when a kill came in between). So the stage's folder either has the copy whole or is as
+    it was.
     """
+    recover(folder)
     for rel, place in found.stores.items():
         started = read_json_record(place / "started.json", set_aside=False) or {}
         note_moved_out(place, rel, started["stores"][rel], fingerprint(place / rel))
         (found.copy / rel).parent.mkdir(parents=True, exist_ok=True)
         _merge(place / rel, found.copy / rel)
     (found.copy / MOVED_OUT).unlink(missing_ok=True)
-    if not folder.exists():
-        os.replace(found.copy, folder)
-        return
-    last = {"started.json": 1, "stage.json": 2}
-    for entry in sorted(found.copy.iterdir(), key=lambda e: last.get(e.name, 0)):
-        _merge(entry, folder / entry.name)
-    with contextlib.suppress(OSError):  # empty now, unless a name was in both
-        found.copy.rmdir()
+    if folder.exists():
+        os.replace(folder, _yours_beside(folder))
+    os.replace(found.copy, folder)
+    recover(folder)
+
+
+def _yours_beside(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.yours")
+
+
+def recover(folder: Path) -> None:
+    """Your files, moved beside a stage's ``folder`` while a folder was brought back into its
+    place, back in it (a bring-back cut short by a kill: the next run calls this first)."""
+    beside = _yours_beside(folder)
+    if beside.exists():
+        if folder.exists():
+            _merge(beside, folder)
+        else:
+            os.replace(beside, folder)
 
 
 def _merge(src: Path, dest: Path) -> None:

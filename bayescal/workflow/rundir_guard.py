@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import socket
 import time
 import warnings
@@ -29,6 +30,11 @@ from .rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
 __all__ = ["LOCK", "STALE", "check_run_dir", "claim_run_dir", "hold_run_dir", "run_dir_holder", "set_aside",
            "stale_size"]
 
+#: what bayescal writes in the folders inside a stage's (run stores, chains, rounds, waves): its
+#: netCDF, HDF5, JSON and NumPy files, and what an interrupted write or a check of them leaves
+#: (``member_000001.nc.tmp``, ``.corrupt``, ``.partial``, ``.damaged2``, hidden temporary files); a
+#: file of another kind is yours
+OURS_INSIDE = re.compile(r"^\.|\.(nc|h5|json|npy|npz)$|\.(tmp|corrupt|partial|damaged\d*)$")
 #: where stage folders of other inputs are moved (bayescal's; never deleted by bayescal)
 STALE = ".stale"
 #: the file a running ``bayescal run`` holds locked (bayescal's; kept between runs)
