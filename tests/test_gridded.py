@@ -355,6 +355,12 @@ def test_an_undeclared_fill_code_is_refused_before_a_footprint_averages_it(tmp_p
             read_netcdf_product(tmp_path / "o.nc", "lai", footprint_deg=fp, **kw)
         p = read_netcdf_product(tmp_path / "o.nc", "lai", footprint_deg=fp, fill_value=9999, **kw)
         np.testing.assert_allclose(p.data.values[np.isfinite(p.data.values)], 3.0)
+    # codes only in months the model does not read: not its business (the model reads February)
+    v[1], v[0, :, :8] = 3.0, 9999.0
+    ds["lai"].values[:] = v
+    ds.to_netcdf(tmp_path / "o2.nc")
+    p = read_netcdf_product(tmp_path / "o2.nc", "lai", **{**kw, "months": ds["time"].values[1:]})
+    np.testing.assert_allclose(p.data.values, 3.0)
 
 
 def test_a_sigma_in_the_same_units_written_otherwise_follows_the_units_key(tmp_path):
@@ -386,8 +392,39 @@ def test_products_of_a_variable_that_differ_by_orders_of_magnitude_are_warned_of
 
     good, also, wrong = product("a", 4.0), product("b", 7.0), product("c", 4.0 * 86400 * 1000)
     with pytest.warns(UserWarning, match=r"the products of 'gpp' differ 8.64e\+07-fold in their median "
-                                         r"values \('p\[2\]' 3.46e\+08, 'p\[0\]' 4 gC m-2 d-1"):
+                                         r"values \('p\[2\]' 3.46e\+08 gC m-2 d-1, 'p\[0\]' 4 gC m-2 d-1"):
         say_products_disagree([good, also, wrong], ["p[0]", "p[1]", "p[2]"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         say_products_disagree([good, also], ["p[0]", "p[1]"])
+
+
+def test_every_cell_inside_a_grid_of_varying_spacing_is_observed_and_none_outside_it():
+    """The nearest-box rule against grids whose spacing varies: a finer tropical band (1/4 degree
+    between 30 S and 30 N, 1 degree elsewhere), Gaussian-like latitudes to the poles, a boreal
+    0.5 degree grid written with 2-D coordinates (its boxes 0.5 cos(lat) wide in distance), a
+    one-row transect (its width the row's spacing): every cell inside is observed, cells beyond the
+    edges by more than half the spacing there are not, and a product no cell reaches gives none."""
+    from bayescal.readers.grid_weights import weights
+
+    rng = np.random.default_rng(3)
+    lat = np.concatenate([np.arange(-89.5, -30.0), np.arange(-29.875, 30.0, 0.25), np.arange(30.5, 90.0)])
+    lon = np.arange(0.5, 360.0)
+    cl, co = rng.uniform(-90, 90, 4000), rng.uniform(-180, 180, 4000)
+    assert np.diff(weights(lat, lon, cl, co, None).indptr).min() == 1  # one box for every cell
+    gauss = np.rad2deg(np.arcsin(np.polynomial.legendre.leggauss(96)[0]))  # T63's 96 latitudes
+    poles = np.array([90.0, -90.0, 0.0, 89.9, -89.9])
+    assert np.diff(weights(gauss, lon, poles, np.zeros(5), None).indptr).tolist() == [1] * 5
+    blat, blon = np.arange(55.25, 75.0, 0.5), np.arange(0.25, 40.0, 0.5)
+    glat, glon = np.meshgrid(blat, blon, indexing="ij")
+    inside_lat, inside_lon = rng.uniform(55.25, 74.75, 2000), rng.uniform(0.25, 39.75, 2000)
+    for points, (a, b) in ((False, (blat, blon)), (True, (glat, glon))):
+        w = weights(a, b, inside_lat, inside_lon, None, points=points)
+        assert np.diff(w.indptr).min() == 1, points
+        out = weights(a, b, np.array([54.6, 76.0, 60.0, 60.0]), np.array([10.0, 10.0, -1.0, 41.0]), None,
+                      points=points)
+        assert np.diff(out.indptr).tolist() == [0, 0, 0, 0], points
+        assert weights(a, b, np.array([-30.0]), np.array([100.0]), None, points=points).nnz == 0
+    row = weights(np.array([50.0]), np.arange(0.5, 10.0), np.array([50.3, 51.0, 50.0]),
+                  np.array([5.2, 5.2, 20.0]), None)
+    assert np.diff(row.indptr).tolist() == [1, 0, 0]  # a transect: its width is its spacing

@@ -960,7 +960,7 @@ def test_inputs_edited_back_bring_their_folder_back_from_stale(tmp_path):
 def test_your_files_in_a_stage_folder_and_its_store_do_not_stop_a_folder_coming_back(tmp_path):
     """A note in a stage's folder and one in its run store: an edit (the store kept, the notes in
     place) and the edit taken back bring the folder back with its store, no model run, the notes
-    where they were (a note in the store made its fingerprint differ: all its runs were redone)."""
+    where they were (the store's fingerprint counts bayescal's files only)."""
     from bayescal.workflow import Engine
 
     def run(y):
@@ -1018,6 +1018,47 @@ def test_a_folder_brought_back_beside_your_files_survives_a_kill_midway(tmp_path
         json.loads((folder / "started.json").read_text())["key"]
 
 
+def test_a_folder_whose_store_is_gone_or_unknown_stays_in_stale(tmp_path):
+    """A finished folder comes back only with its run stores as they were when it finished: not
+    when a store was deleted from its copy in .stale/ (to save space), nor from a record that does
+    not list its stores (an older bayescal's); the stage then reruns."""
+    from bayescal.workflow import Engine
+
+    def run(x, y=1):
+        ctx = _Context({"a": {"x": x}, "b": {"y": y}}, tmp_path / "run")
+        engine = Engine(_toy_workflow({}), ctx)
+        engine.claim()
+        plan = [p.status for p in engine.plan()]
+        return plan, [r.status for r in engine.run()], ctx.runs
+
+    stale = tmp_path / "run" / ".stale"
+    assert run(1)[1:] == (["ran", "ran"], 3) and run(2)[1:] == (["ran", "ran"], 3)  # a.x: store not kept
+    shutil.rmtree(stale / "b-1" / "store")  # deleted from .stale/ by hand
+    assert run(1) == (["reuse", "rerun"], ["reused", "ran"], 3)
+    record = next(p for p in stale.glob("b-*/stage.json") if "store_fingerprints" in p.read_text())
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({k: v for k, v in data.items() if k != "store_fingerprints"}))
+    assert run(2)[0] == ["reuse", "rerun"]  # its record does not say which stores it had
+
+
+def test_your_file_made_again_while_a_folder_came_back_is_kept_beside_it(tmp_path):
+    """Your files set beside a stage's folder while a folder comes back go back into it; one of a
+    name the folder brought back also holds stays, renamed, and the run says so."""
+    from bayescal.workflow.restore import recover
+
+    folder, beside = tmp_path / "b", tmp_path / ".b.yours"
+    (folder / "store").mkdir(parents=True)
+    (beside / "store").mkdir(parents=True)
+    (folder / "notes.txt").write_text("brought back")
+    (beside / "notes.txt").write_text("mine, newer")
+    (beside / "store" / "mine.txt").write_text("mine")
+    with pytest.warns(RuntimeWarning, match=r"notes.txt was also in the folder brought back: yours is "
+                                            r"notes.txt.yours-1"):
+        recover(folder)
+    assert (folder / "notes.txt.yours-1").read_text() == "mine, newer"
+    assert (folder / "store" / "mine.txt").read_text() == "mine" and not beside.exists()
+
+
 def test_a_file_moved_with_the_same_content_is_named_as_moved():
     """A product outside the config's folder, moved with its project: its path counts (the stages
     that read it rerun), and check names the move, not a change of the old path's file."""
@@ -1026,7 +1067,7 @@ def test_a_file_moved_with_the_same_content_is_named_as_moved():
     old = {"files": {"/a/x.nc": "h1", "/a/y.nc": "h2", "/a/z.nc": "h4"}}
     new = {"files": {"/b/x.nc": "h1", "/a/y.nc": "h3", "/b/w.nc": "h5"}}
     assert changed_inputs(old, new) == [
-        "file /a/x.nc (moved to /b/x.nc, the same content: a path outside the config's folder counts)",
+        "file /a/x.nc (moved to /b/x.nc, the same content: its path counts)",
         "file /a/y.nc", "file /a/z.nc", "file /b/w.nc"]
 
 

@@ -443,7 +443,8 @@ def say_products_disagree(products: list, keys: list[str], factor: float = 10.0)
         lo, hi = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
         if hi[1] > factor * lo[1]:
             warnings.warn(f"the products of {v!r} differ {hi[1] / lo[1]:.3g}-fold in their median values "
-                          f"('{hi[0]}' {hi[1]:.3g}, '{lo[0]}' {lo[1]:.3g} {lo[2]}, in the model's units): a "
-                          "file's units mislabelled (its 'units' key replaces them)? The products' spread is "
-                          f"the likelihood's sigma of {v!r}, which would then constrain almost nothing",
+                          f"('{hi[0]}' {hi[1]:.3g} {hi[2]}, '{lo[0]}' {lo[1]:.3g} {lo[2]}, in the model's "
+                          "units): a file's units mislabelled (its 'units' key replaces them)? The products' "
+                          f"spread is the likelihood's sigma of {v!r}, which would then constrain almost "
+                          "nothing",
                           UserWarning, stacklevel=3)

@@ -215,14 +215,15 @@ def _aligned(da: xr.DataArray, grid: _Grid, w: sparse.csr_matrix, used: np.ndarr
     with ``codes_of`` (what to name), an undeclared fill code in the boxes' monthly means is refused
     before the boxes are averaged (an average of a code and values is no longer the code)."""
     have, box = _monthly_boxes(da, grid, used, keys, mask)
-    if codes_of is not None:
-        refuse_fill_codes(box, codes_of, "monthly values of the boxes the model's cells read")
+    want = months.year * 12 + months.month
+    if codes_of is not None:  # in the model's months, as the cells read them
+        refuse_fill_codes(box[np.isin(have, want)], codes_of,
+                          "monthly values of the boxes the model's cells read")
     valid = np.isfinite(box)
     num = (w @ np.where(valid, box, 0.0).T).T
     den = (w @ valid.T.astype(float)).T
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan)
-    want = months.year * 12 + months.month
     pos = pd.Index(have).get_indexer(want)
     out = np.where(pos[:, None] >= 0, out[np.maximum(pos, 0)], np.nan)
     return xr.DataArray(out.T, dims=("cell", "time"), coords={"cell": cells, "time": months.values})
@@ -317,9 +318,10 @@ def read_netcdf_product(
     attribute follows the replacement). ``sigma_floor``: the smallest sigma, in the data
     variable's units (a relative sigma of a zero value, a sigma missing where there are data).
     ``fill_value``: a missing-value code the file's attributes do not declare (``_FillValue`` and
-    ``missing_value`` are honoured); without it, one large round number on three or more of the
-    model's cell-months is an error asking for it. A sigma variable without time is the same
-    every month. See the module docstring for the reading and the alignment.
+    ``missing_value`` are honoured); without it, one large round number in three or more monthly
+    values of the boxes the model's cells read, in the model's months, is an error asking for it.
+    A sigma variable without time is the same every month. See the module docstring for the
+    reading and the alignment.
     """
     path = Path(path)
     where = f"{key + ': ' if key else ''}{path}"

@@ -31,7 +31,7 @@ from bayescal import __version__
 
 from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
-from .restore import Restorable, find_restorable, fingerprint, note_moved_out, recover, restore
+from .restore import Restorable, find_restorable, recover, restore, store_fingerprints
 from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
 from .rundir_guard import OURS_INSIDE, STALE, claim_run_dir, set_aside, stale_size
 from .stage import Stage, Workflow
@@ -257,7 +257,8 @@ class Engine:
         stores = self._store_keys(stage)
         resumed = started is not None and started.get("key") == key
         if folder.exists() and not resumed and not _only_yours(stage, folder):
-            self._set_aside(stage, started, inputs, keep_stores=stores)
+            self._set_aside(stage, started, inputs, keep_stores=stores, provisional={
+                "key": key, "stores": stores, "inputs": inputs, "started": time.time(), "kept_runs": 0})
             self.ctx.say(f"[{stage.name}] {stale_size(self.run_dir)}")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stage.json").unlink(missing_ok=True)
@@ -272,10 +273,11 @@ class Engine:
         return resumed, kept
 
     def _set_aside(self, stage: Stage, started: dict | None, inputs: dict,
-                   keep_stores: dict[str, str] | None = None) -> Path:
+                   keep_stores: dict[str, str] | None = None, provisional: dict | None = None) -> Path:
         """The stage's folder of other inputs moved to ``.stale/`` (what it wrote beside its folder
         with it), your files in it put back in place, and with ``keep_stores`` (the stores' keys
-        now) the run stores whose own inputs are unchanged; returns where it went."""
+        now) the run stores whose own inputs are unchanged, after ``provisional`` (the new run's
+        ``started.json``) is written; returns where it went."""
         folder = self.run_dir / stage.name
         done = read_json_record(folder / "stage.json", set_aside=False)
         changed = changed_inputs((done or started or {}).get("inputs"), inputs)
@@ -288,10 +290,12 @@ class Engine:
         yours = stage.foreign_files(moved)
         for name in yours:  # files bayescal did not write stay where their owner put them
             os.replace(moved / name, folder / name)
-        for rel in self._kept_stores(stage, started, inputs, moved) if keep_stores is not None else ():
+        kept = self._kept_stores(stage, started, inputs, moved) if keep_stores is not None else []
+        if kept:  # a record of the key before the stores move in: a kill then resumes with them
+            write_json_atomic(folder / "started.json", provisional)
+        for rel in kept:
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(moved / rel, folder / rel)
-            note_moved_out(moved, rel, keep_stores[rel], fingerprint(folder / rel))  # it may come back
             self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
         beside = {Path(w.rstrip("/")).name for w in stage.writes if w.startswith("../")}
         inside = _yours_inside(moved, beside)  # in its subfolders set aside: yours too
@@ -311,7 +315,7 @@ class Engine:
         for record in ("stage.json", "started.json"):
             if (read_json_record(folder / record, set_aside=False) or {}).get("key") == key:
                 return None
-        return find_restorable(self.run_dir, stage.name, key)
+        return find_restorable(self.run_dir, stage.name, key, [s.path for s in stage.keeps])
 
     def _restore(self, stage: Stage, key: str, inputs: dict) -> bool:
         """Bring back the stage's folder of ``key`` from ``.stale/`` (its own folder set aside
@@ -321,7 +325,8 @@ class Engine:
         folder = self.run_dir / stage.name
         if folder.exists() and not _only_yours(stage, folder):
             self._set_aside(stage, read_json_record(folder / "started.json", set_aside=False), inputs)
-        found = find_restorable(self.run_dir, stage.name, key)  # its stores may be in the folder just moved
+        # its stores may be in the folder just moved
+        found = find_restorable(self.run_dir, stage.name, key, [s.path for s in stage.keeps])
         if found is None:
             return False
         where = found.copy.relative_to(self.run_dir)
@@ -396,6 +401,7 @@ class Engine:
                 "stage": stage.name, "key": key, "wall": rec.wall, "peak_rss_gib": rec.peak_rss_gib,
                 "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),
                 "bayescal": __version__, "inputs": inputs, "outside": wrote,
+                "store_fingerprints": store_fingerprints(folder, [s.path for s in stage.keeps]),
             })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
                      + (f" ({kept} of them by an earlier invocation, kept)" if kept and resumed else "")

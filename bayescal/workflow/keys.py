@@ -172,8 +172,7 @@ def changed_inputs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
     for group, label in (("reads", "{}"), ("files", "file {}"), ("needs", "stage {}")):
         a, b = old.get(group, {}) or {}, new.get(group, {})
         moved = _moved_files(a, b) if group == "files" else {}
-        out += [f"file {k} (moved to {v}, the same content: a path outside the config's folder counts)"
-                for k, v in moved.items()]
+        out += [f"file {k} (moved to {v}, the same content: its path counts)" for k, v in moved.items()]
         for k in sorted((set(a) | set(b)) - set(moved) - set(moved.values())):
             if a.get(k) != b.get(k):
                 out += _changed_leaves(old, new, k) if group == "reads" else [label.format(k)]

@@ -3,12 +3,17 @@
 A rerun moves a stage's folder of other inputs to ``.stale/<stage>-<n>/`` (never deleted). When a
 later run computes a key that one of those folders was made with -- a config edited and then edited
 back, a data file restored -- the folder is brought back instead of running the stage again: a
-finished one is reused, a stopped one resumed (DVC's run cache does the same for its stages). Its
-run stores that a rerun in between kept (moved into the newer folder, :data:`MOVED_OUT` says so)
-come back with it while they are as they were then (same key, same files); a store that changed
-since (a chain continued, runs added) makes the folder not restorable, and the stage reruns as
-before. Stages that write beside their folder (the report) are never restored: they are cheap and
-their page would not follow.
+finished one is reused, a stopped one resumed (DVC's run cache does the same for its stages).
+
+A finished stage's record lists its run stores as they were when it finished
+(``store_fingerprints``, :func:`fingerprint`). A store a rerun in between kept (moved on into the newer
+folder) is looked for in the stage's folder and its other copies in ``.stale/`` -- the same store
+key, the same fingerprint -- and comes back with the folder; a store missing or changed since (a
+chain continued, runs added, files deleted from ``.stale/``), or a record without the list (an
+older bayescal's), leaves the folder where it is and the stage reruns as before. A stopped folder
+takes back a store of its key from wherever it is (more finished runs of the same inputs: fewer to
+make). Stages that write beside their folder (the report) are never brought back: they are cheap
+and their page would not follow.
 """
 
 from __future__ import annotations
@@ -17,17 +22,13 @@ import contextlib
 import hashlib
 import os
 import re
+import warnings
 from pathlib import Path
 
-from .rundir import read_json_record, write_json_atomic
+from .rundir import read_json_record
 from .rundir_guard import OURS_INSIDE, STALE
 
-__all__ = ["MOVED_OUT", "Restorable", "find_restorable", "fingerprint", "note_moved_out", "recover",
-           "restore"]
-
-#: in a folder set aside: the run stores a later rerun took from it (``rel -> {"store": key,
-#: "fingerprint": ...}``), so that bringing the folder back brings them back too
-MOVED_OUT = "moved_out.json"
+__all__ = ["Restorable", "find_restorable", "fingerprint", "recover", "restore", "store_fingerprints"]
 
 
 def fingerprint(path: Path) -> str:
@@ -53,14 +54,6 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def note_moved_out(folder: Path, rel: str, store_key: str, fp: str) -> None:
-    """Record in the set-aside ``folder`` that its store ``rel`` (key ``store_key``, fingerprint
-    ``fp``) was taken by a newer folder."""
-    moved = read_json_record(folder / MOVED_OUT, set_aside=False) or {}
-    moved[rel] = {"store": store_key, "fingerprint": fp}
-    write_json_atomic(folder / MOVED_OUT, moved)
-
-
 class Restorable:
     """A folder in ``.stale/`` made with a stage's current key: ``copy``; ``finished`` (its stage
     finished there) or stopped; ``stores``: the stage folder holding each store it lacks now
@@ -79,21 +72,51 @@ def _copies(run_dir: Path, name: str) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _store_source(rel: str, want: dict, places: list[Path]) -> Path | None:
-    """The first of ``places`` (stage folders) holding the store ``rel`` as it was (``want``: its
-    key and fingerprint when it was moved out)."""
+def store_fingerprints(folder: Path, stores: list[str]) -> dict[str, str]:
+    """``rel -> fingerprint`` of the declared run stores ``stores`` that ``folder`` holds (for the
+    stage's record when it finishes)."""
+    return {rel: fingerprint(folder / rel) for rel in stores if (folder / rel).exists()}
+
+
+def _store_source(rel: str, key: str | None, fp: str | None, places: list[Path]) -> Path | None:
+    """The first of ``places`` (stage folders) holding the store ``rel`` of store key ``key`` and,
+    unless ``fp`` is None, fingerprint ``fp``."""
     for place in places:
         started = read_json_record(place / "started.json", set_aside=False) or {}
-        if (started.get("stores") or {}).get(rel) == want.get("store") and (place / rel).exists() \
-                and fingerprint(place / rel) == want.get("fingerprint"):
+        if key is not None and (started.get("stores") or {}).get(rel) == key and (place / rel).exists() \
+                and (fp is None or fingerprint(place / rel) == fp):
             return place
     return None
 
 
-def find_restorable(run_dir: Path, name: str, key: str) -> Restorable | None:
-    """The newest folder of stage ``name`` in ``.stale/`` made with ``key`` whose moved-out stores
-    are still as they were (in the stage's folder or another set-aside one): finished ones first,
-    then stopped ones (``started.json`` of that key). None when there is none."""
+def _sources(copy: Path, record: dict, finished: bool, declared: list[str],
+             places: list[Path]) -> dict[str, Path] | None:
+    """Where each store ``copy`` lacks is (``rel -> folder``); None when a finished copy's store
+    cannot be found as it was (or its record does not list its stores)."""
+    keys = (read_json_record(copy / "started.json", set_aside=False) or {}).get("stores") or {}
+    if finished and declared and not isinstance(record.get("store_fingerprints"), dict):
+        return None  # an older bayescal's record: which stores it had is not known
+    want = record["store_fingerprints"] if finished else {rel: None for rel in declared}
+    out = {}
+    for rel, fp in want.items():
+        if finished and (copy / rel).exists():
+            if fingerprint(copy / rel) != fp:
+                return None
+            continue
+        if (copy / rel).exists():
+            continue
+        source = _store_source(rel, keys.get(rel), fp, [p for p in places if p != copy])
+        if source is not None:
+            out[rel] = source
+        elif finished:
+            return None
+    return out
+
+
+def find_restorable(run_dir: Path, name: str, key: str, declared: list[str]) -> Restorable | None:
+    """The newest folder of stage ``name`` in ``.stale/`` made with ``key`` whose run stores (of
+    ``declared``) are as it left them -- in it, in the stage's folder or another copy: finished ones
+    first, then stopped ones (``started.json`` of that key). None when there is none."""
     copies = _copies(Path(run_dir), name)
     places = [Path(run_dir) / name, *copies]
     for finished in (True, False):
@@ -101,17 +124,16 @@ def find_restorable(run_dir: Path, name: str, key: str) -> Restorable | None:
             record = read_json_record(copy / ("stage.json" if finished else "started.json"), set_aside=False)
             if not record or record.get("key") != key or (finished and "wall" not in record):
                 continue
-            moved = read_json_record(copy / MOVED_OUT, set_aside=False) or {}
-            stores = {rel: _store_source(rel, want, [p for p in places if p != copy])
-                      for rel, want in moved.items() if not (copy / rel).exists()}
-            if all(stores.values()):
+            if not finished and (copy / "stage.json").exists():  # finished: as it was, or not at all
+                continue
+            stores = _sources(copy, record, finished, declared, places)
+            if stores is not None:
                 return Restorable(copy, finished, stores)
     return None
 
 
 def restore(found: Restorable, folder: Path) -> None:
-    """Move ``found.copy`` into the stage's ``folder`` and its stores back into it; the folders
-    they came from note that they were taken.
+    """Move ``found.copy`` into the stage's ``folder`` and its stores back into it.
 
     The stores go into the copy first, then the copy moves into place as a whole (one rename);
     a folder there holding your files only moves beside it for that moment (``.<stage>.yours``)
@@ -121,11 +143,8 @@ def restore(found: Restorable, folder: Path) -> None:
     """
     recover(folder)
     for rel, place in found.stores.items():
-        started = read_json_record(place / "started.json", set_aside=False) or {}
-        note_moved_out(place, rel, started["stores"][rel], fingerprint(place / rel))
         (found.copy / rel).parent.mkdir(parents=True, exist_ok=True)
-        _merge(place / rel, found.copy / rel)
-    (found.copy / MOVED_OUT).unlink(missing_ok=True)
+        os.replace(place / rel, found.copy / rel)
     if folder.exists():
         os.replace(folder, _yours_beside(folder))
     os.replace(found.copy, folder)
@@ -148,12 +167,20 @@ def recover(folder: Path) -> None:
 
 
 def _merge(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest``; into it where it is a folder already (your files put back in
-    place there when its stage's folder was set aside). A name both hold stays in ``src``."""
+    """Move your files in ``src`` (set beside the stage's folder) into ``dest``, the folder brought
+    back; a name both hold (a file of yours made again meanwhile) goes in as ``<name>.yours-<n>``,
+    said."""
     if not dest.exists():
         os.replace(src, dest)
     elif src.is_dir() and dest.is_dir():
         for entry in list(src.iterdir()):
             _merge(entry, dest / entry.name)
-        with contextlib.suppress(OSError):  # empty now, unless a name was in both
+        with contextlib.suppress(OSError):
             src.rmdir()
+    else:
+        n = 1
+        while (other := dest.with_name(f"{dest.name}.yours-{n}")).exists():
+            n += 1
+        os.replace(src, other)
+        warnings.warn(f"{dest} was also in the folder brought back: yours is {other.name} beside it",
+                      RuntimeWarning, stacklevel=2)

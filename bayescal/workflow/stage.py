@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .restore import MOVED_OUT
-
 __all__ = ["RunStore", "Stage", "Workflow", "WorkflowError", "config_value"]
 
 #: the config keys of a stage: a fixed tuple, or a function of the config (keys a route reads)
@@ -161,8 +159,7 @@ class Stage:
     def foreign_files(self, folder: str | Path) -> list[str]:
         """The entries of ``folder`` (the stage's) that the stage does not write: the user's own.
 
-        Its records (``stage.json``, ``started.json``, ``moved_out.json`` in a folder set aside),
-        hidden files (bayescal's temporary
+        Its records (``stage.json``, ``started.json``), hidden files (bayescal's temporary
         files), what an interrupted write leaves (``*.tmp``, ``*.partial``) and the files it set
         aside (``*.damaged``, ``*.damaged2``, ``*.corrupt``) are its own.
 
@@ -183,8 +180,7 @@ class Stage:
             return []
         # a write beside the folder ("../report.html") is set aside into it: its own there too
         own = [Path(w.rstrip("/")).name.replace("<variable>", "*") for w in self.writes]
-        own += ["stage.json", "started.json", MOVED_OUT, ".*", "*.damaged*", "*.tmp", "*.partial",
-                "*.corrupt"]
+        own += ["stage.json", "started.json", ".*", "*.damaged*", "*.tmp", "*.partial", "*.corrupt"]
         return sorted(p.name for p in folder.iterdir() if not any(fnmatch.fnmatch(p.name, w) for w in own))
 
 
