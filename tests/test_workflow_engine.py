@@ -1041,6 +1041,31 @@ def test_a_folder_whose_store_is_gone_or_unknown_stays_in_stale(tmp_path):
     assert run(2)[0] == ["reuse", "rerun"]  # its record does not say which stores it had
 
 
+def test_a_folder_in_stale_with_a_damaged_file_is_planned_as_the_run_does_it(tmp_path):
+    """A folder of the key in .stale/ whose output file is torn: check says the stage reruns for
+    it, and the run brings it back, sets the file aside and reruns the stage."""
+    from bayescal.workflow import Engine
+
+    def a(ctx):
+        (ctx.run_dir / "a" / "out.json").write_text(json.dumps(ctx.config["a"]["x"]))
+
+    def engine(x):
+        flow = Workflow("toy", (Stage("a", a, "a", reads=("a.x",), writes=("out.json",)),))
+        e = Engine(flow, _Context({"a": {"x": x}}, tmp_path / "run"))
+        e.claim()
+        return e
+
+    engine(1).run()
+    engine(2).run()
+    (tmp_path / "run" / ".stale" / "a-1" / "out.json").write_text('{"torn": ')
+    plan = engine(1).plan()
+    assert (plan[0].status, plan[0].changed) == ("rerun", ["damaged file out.json"])
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert [r.status for r in engine(1).run()] == ["ran"]
+    assert (tmp_path / "run" / "a" / "out.json.damaged").exists()
+    assert json.loads((tmp_path / "run" / "a" / "out.json").read_text()) == 1
+
+
 def test_your_file_made_again_while_a_folder_came_back_is_kept_beside_it(tmp_path):
     """Your files set beside a stage's folder while a folder comes back go back into it; one of a
     name the folder brought back also holds stays, renamed, and the run says so."""

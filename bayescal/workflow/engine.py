@@ -185,6 +185,10 @@ class Engine:
             if found is not None:  # a folder of these inputs in .stale/: brought back
                 status, changed, folder = ("reuse" if found.finished else "resume"), [], found.copy
                 started = read_json_record(folder / "started.json", set_aside=False)
+                skip = {*stage.foreign_files(folder), "stage.json", "started.json"}
+                bad = [p.name for p, _ in damaged_files(folder) if p.name not in skip and found.finished]
+                if bad:  # brought back, then rerun by run() for its damaged files
+                    status, changed = "rerun", [f"damaged file {name}" for name in bad]
             runs = self._expected_runs(stage, given="model" in inputs)
             kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
             finished = 0 if status != "resume" else \
