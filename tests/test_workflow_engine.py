@@ -1009,13 +1009,31 @@ def test_a_folder_brought_back_beside_your_files_survives_a_kill_midway(tmp_path
         run(1)
     monkeypatch.setattr(os, "replace", real)
     assert not folder.exists() and (tmp_path / "run" / ".b.yours" / "notes.txt").exists()
-    assert run(3) == (["reused", "ran"], 3)  # another edit: your note back in place first
+    assert run(3) == (["reused", "ran"], 0)  # another edit: your note back first; the store taken
     assert (folder / "notes.txt").read_text() == "mine"
     assert run(1) == (["reused", "reused"], 0)
     assert (folder / "notes.txt").read_text() == "mine" and not (tmp_path / "run" / ".b.yours").exists()
     assert sorted(p.name for p in (folder / "store").iterdir()) == ["0.json", "1.json", "2.json"]
     assert json.loads((folder / "stage.json").read_text())["key"] == \
         json.loads((folder / "started.json").read_text())["key"]
+
+
+def test_a_new_folder_takes_a_store_of_its_inputs_from_stale(tmp_path):
+    """a.x 1 -> 2 -> 1 with b.y edited on the way back: b's folder of those inputs never existed,
+    but its store of a.x = 1 is in .stale/: check says it is kept, the run takes it, no model run."""
+    from bayescal.workflow import Engine
+
+    def run(x, y):
+        engine = Engine(_toy_workflow({}), _Context({"a": {"x": x}, "b": {"y": y}}, tmp_path / "run"))
+        engine.claim()
+        plan = [(p.status, p.kept) for p in engine.plan()]
+        ctx = engine.ctx
+        return plan, [r.status for r in engine.run()], ctx.runs
+
+    assert run(1, 1)[2] == 3 and run(2, 1)[2] == 3
+    plan, done, runs = run(1, 2)
+    assert plan[1][0] == "rerun" and plan[1][1] == ["store (in .stale/b-1)"]
+    assert done == ["reused", "ran"] and runs == 0
 
 
 def test_a_folder_whose_store_is_gone_or_unknown_stays_in_stale(tmp_path):

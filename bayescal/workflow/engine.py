@@ -31,9 +31,9 @@ from bayescal import __version__
 
 from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
-from .restore import Restorable, find_restorable, recover, restore, store_fingerprints
+from .restore import Restorable, find_restorable, find_store, recover, restore, store_fingerprints
 from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
-from .rundir_guard import OURS_INSIDE, STALE, claim_run_dir, set_aside, stale_size
+from .rundir_guard import STALE, claim_run_dir, holds_ours, set_aside, stale_size, yours_inside
 from .stage import Stage, Workflow
 
 __all__ = ["Engine", "PlannedStage", "StageContext", "summary_table"]
@@ -191,6 +191,7 @@ class Engine:
                     status, changed = "rerun", [f"damaged file {name}" for name in bad]
             runs = self._expected_runs(stage, given="model" in inputs)
             kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
+            kept += self._adoptable(stage, kept) if status in ("rerun", "run") else []
             finished = 0 if status != "resume" else \
                 _earlier_runs(folder, True, int(started.get("kept_runs", 0)), _counted_runs(folder), None)[0]
             if found is not None and status == "resume":  # and the runs of the stores it gets back
@@ -260,11 +261,13 @@ class Engine:
         started = read_json_record(folder / "started.json")
         stores = self._store_keys(stage)
         resumed = started is not None and started.get("key") == key
+        provisional = {"key": key, "stores": stores, "inputs": inputs, "started": time.time(), "kept_runs": 0}
         if folder.exists() and not resumed and not _only_yours(stage, folder):
-            self._set_aside(stage, started, inputs, keep_stores=stores, provisional={
-                "key": key, "stores": stores, "inputs": inputs, "started": time.time(), "kept_runs": 0})
+            self._set_aside(stage, started, inputs, keep_stores=stores, provisional=provisional)
             self.ctx.say(f"[{stage.name}] {stale_size(self.run_dir)}")
         folder.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            self._adopt_stores(stage, stores, provisional)
         (folder / "stage.json").unlink(missing_ok=True)
         # the files beside the folder before the stage's first start: yours (a resumed run keeps its list)
         outside = (started or {}).get("outside") if resumed else None
@@ -302,13 +305,35 @@ class Engine:
             os.replace(moved / rel, folder / rel)
             self.ctx.say(f"[{stage.name}] {rel}: inputs of its runs unchanged - finished runs kept")
         beside = {Path(w.rstrip("/")).name for w in stage.writes if w.startswith("../")}
-        inside = _yours_inside(moved, beside)  # in its subfolders set aside: yours too
+        inside = yours_inside(moved, beside)  # in its subfolders set aside: yours too
         for name in inside:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(moved / name, folder / name)
         if yours or inside:
             self.ctx.say(f"[{stage.name}] kept in place, not bayescal's: {', '.join(yours + inside)}")
         return moved
+
+    def _adoptable(self, stage: Stage, kept: list[str]) -> list[str]:
+        """The stores not in ``kept`` that a new folder of the stage takes from ``.stale/``."""
+        keys = {rel: k for rel, k in self._store_keys(stage).items() if rel not in kept}
+        found = {rel: find_store(self.run_dir, stage.name, rel, k) for rel, k in keys.items()}
+        return [f"{rel} (in {c.relative_to(self.run_dir)})" for rel, c in found.items() if c is not None]
+
+    def _adopt_stores(self, stage: Stage, stores: dict[str, str], provisional: dict) -> None:
+        """Run stores of these inputs in a folder in ``.stale/`` that the stage's new folder lacks:
+        taken, their finished runs kept (a record of the key written first: a kill resumes)."""
+        folder = self.run_dir / stage.name
+        for rel, k in stores.items():
+            copy = None if (folder / rel).exists() else find_store(self.run_dir, stage.name, rel, k)
+            if copy is None:
+                continue
+            record = read_json_record(folder / "started.json", set_aside=False) or {}
+            if record.get("key") != provisional["key"]:
+                write_json_atomic(folder / "started.json", provisional)
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(copy / rel, folder / rel)
+            self.ctx.say(f"[{stage.name}] {rel}: runs of these inputs in {copy.relative_to(self.run_dir)} - "
+                         "finished runs kept")
 
     def _restorable(self, stage: Stage, key: str) -> Restorable | None:
         """A folder of the stage in ``.stale/`` made with ``key`` (:mod:`.restore`), when the
@@ -446,26 +471,6 @@ def _only_revised(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool
 
 
 
-def _yours_inside(folder: Path, beside: set[str]) -> list[str]:
-    """Your files inside the subfolders of a stage's folder set aside (``folder``; its own files
-    put back already; not in ``beside``, what it wrote beside its folder, set aside with it):
-    paths relative to it of the files not of :data:`OURS_INSIDE`'s kinds. ``os.scandir``, one
-    pattern per name and no ``stat`` of a file: a store of 100,000 members is read in a blink."""
-    found: list[str] = []
-
-    def walk(path: str, rel: str) -> None:
-        with os.scandir(path) as entries:
-            for e in sorted(entries, key=lambda e: e.name):
-                if e.is_dir(follow_symlinks=False):
-                    walk(e.path, f"{rel}{e.name}/")
-                elif not OURS_INSIDE.search(e.name):
-                    found.append(f"{rel}{e.name}")
-
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in beside):
-        walk(str(sub), f"{sub.name}/")
-    return found
-
-
 def _only_yours(stage: Stage, folder: Path) -> bool:
     """The stage's folder holds only your files (put there before the stage first ran, or empty;
     in a subfolder of bayescal's name, files not of :data:`OURS_INSIDE`'s kinds): nothing of
@@ -473,19 +478,7 @@ def _only_yours(stage: Stage, folder: Path) -> bool:
     if not folder.is_dir():
         return False
     foreign = set(stage.foreign_files(folder))
-    return all(p.name in foreign or (p.is_dir() and not _holds_ours(p)) for p in folder.iterdir())
-
-
-def _holds_ours(path: Path) -> bool:
-    """A file of bayescal's kinds (:data:`OURS_INSIDE`) anywhere under the folder ``path``."""
-    with os.scandir(path) as entries:
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                if _holds_ours(Path(e.path)):
-                    return True
-            elif OURS_INSIDE.search(e.name):
-                return True
-    return False
+    return all(p.name in foreign or (p.is_dir() and not holds_ours(p)) for p in folder.iterdir())
 
 
 def _counted_runs(folder: Path) -> int:

@@ -28,7 +28,8 @@ from pathlib import Path
 from .rundir import read_json_record
 from .rundir_guard import OURS_INSIDE, STALE
 
-__all__ = ["Restorable", "find_restorable", "fingerprint", "recover", "restore", "store_fingerprints"]
+__all__ = ["Restorable", "find_restorable", "find_store", "fingerprint", "recover", "restore",
+           "store_fingerprints"]
 
 
 def fingerprint(path: Path) -> str:
@@ -76,6 +77,17 @@ def store_fingerprints(folder: Path, stores: list[str]) -> dict[str, str]:
     """``rel -> fingerprint`` of the declared run stores ``stores`` that ``folder`` holds (for the
     stage's record when it finishes)."""
     return {rel: fingerprint(folder / rel) for rel in stores if (folder / rel).exists()}
+
+
+def find_store(run_dir: Path, name: str, rel: str, key: str) -> Path | None:
+    """The newest folder of stage ``name`` in ``.stale/`` holding its run store ``rel`` made with
+    store key ``key``: finished runs of the same inputs, which a new run takes instead of making
+    them again. None when there is none."""
+    for copy in _copies(Path(run_dir), name):
+        started = read_json_record(copy / "started.json", set_aside=False) or {}
+        if (started.get("stores") or {}).get(rel) == key and (copy / rel).exists():
+            return copy
+    return None
 
 
 def _store_source(rel: str, key: str | None, fp: str | None, places: list[Path]) -> Path | None:

@@ -28,7 +28,7 @@ from bayescal import __version__
 from .rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
 
 __all__ = ["LOCK", "STALE", "check_run_dir", "claim_run_dir", "hold_run_dir", "run_dir_holder", "set_aside",
-           "stale_size"]
+           "stale_size", "holds_ours", "yours_inside", "OURS_INSIDE"]
 
 #: what bayescal writes in the folders inside a stage's (run stores, chains, rounds, waves): its
 #: netCDF, HDF5, JSON and NumPy files, and what an interrupted write or a check of them leaves
@@ -308,3 +308,35 @@ def run_dir_holder(path: str | Path) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def yours_inside(folder: Path, beside: set[str]) -> list[str]:
+    """Your files inside the subfolders of a stage's folder set aside (``folder``; its own files
+    put back already; not in ``beside``, what it wrote beside its folder, set aside with it):
+    paths relative to it of the files not of :data:`OURS_INSIDE`'s kinds. ``os.scandir``, one
+    pattern per name and no ``stat`` of a file: a store of 100,000 members is read in a blink."""
+    found: list[str] = []
+
+    def walk(path: str, rel: str) -> None:
+        with os.scandir(path) as entries:
+            for e in sorted(entries, key=lambda e: e.name):
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, f"{rel}{e.name}/")
+                elif not OURS_INSIDE.search(e.name):
+                    found.append(f"{rel}{e.name}")
+
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in beside):
+        walk(str(sub), f"{sub.name}/")
+    return found
+
+
+def holds_ours(path: Path) -> bool:
+    """A file of bayescal's kinds (:data:`OURS_INSIDE`) anywhere under the folder ``path``."""
+    with os.scandir(path) as entries:
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if holds_ours(Path(e.path)):
+                    return True
+            elif OURS_INSIDE.search(e.name):
+                return True
+    return False
