@@ -83,11 +83,7 @@ def find_store(run_dir: Path, name: str, rel: str, key: str) -> Path | None:
     """The newest folder of stage ``name`` in ``.stale/`` holding its run store ``rel`` made with
     store key ``key``: finished runs of the same inputs, which a new run takes instead of making
     them again. None when there is none."""
-    for copy in _copies(Path(run_dir), name):
-        started = read_json_record(copy / "started.json", set_aside=False) or {}
-        if (started.get("stores") or {}).get(rel) == key and (copy / rel).exists():
-            return copy
-    return None
+    return _store_source(rel, key, None, _copies(Path(run_dir), name))
 
 
 def _store_source(rel: str, key: str | None, fp: str | None, places: list[Path]) -> Path | None:
