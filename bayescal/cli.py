@@ -443,6 +443,11 @@ def entry() -> None:
     """
     code = main()
     if code in (130, 143):
+        from multiprocessing import util
+
+        # what the interpreter's exit would do for multiprocessing: unlink the named semaphores of
+        # an interrupted worker pool's queues (else its resource tracker reports them "leaked")
+        util._run_finalizers(0)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

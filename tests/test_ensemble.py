@@ -525,3 +525,25 @@ def test_a_single_batch_runs_here_without_a_pool(tmp_path, monkeypatch):
                                 EnsembleStore(tmp_path / "serial").load().drop_vars("wall_time"))
     run_ensemble(sim, design(4), tmp_path / "two", executor=2, batch_size=2, progress=False)
     assert pooled == [2]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_pool_workers_are_born_with_ctrl_c_held_and_the_runners_ctrl_c_is_not_lost():
+    """The pool's workers start inside ``_sigint_blocked``: a process started there has SIGINT
+    blocked from its first instruction (a terminal's Ctrl-C cannot interrupt its imports), and a
+    Ctrl-C sent to the runner meanwhile is delivered, as a KeyboardInterrupt, when the block ends."""
+    from bayescal.run.ensemble import _sigint_blocked
+
+    probe = "import signal; print(int(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])))"
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    reached = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _sigint_blocked():
+                inside = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+                signal.raise_signal(signal.SIGINT)
+                reached = True
+    finally:
+        signal.signal(signal.SIGINT, before)
+    outside = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+    assert reached and inside.strip() == "1" and outside.strip() == "0"

@@ -30,8 +30,9 @@ class Model:
     """A user's model: dict drivers, dict output on (member, cell=1, time), failed/failure, raises."""
 
     def __init__(self, start="2001-01-01", end="2003-12-31", form="dict", raise_above=None, days=None,
-                 si=False):
+                 si=False, sleep=0.0):
         self.si = si  # NEE in kg m-2 s-1 (an SI model) rather than gC m-2 d-1
+        self.sleep = sleep  # seconds a call takes (a slow model)
         self.space = ParameterSpace([Parameter("a", 2.0, 0.0, 5.0), Parameter("b", 0.0, -2.0, 2.0)])
         time = pd.date_range(start, end, freq="D")
         self.drivers = {"tair": np.zeros(time.size), "dates": time.values}  # not an xarray Dataset
@@ -42,6 +43,9 @@ class Model:
 
     def __call__(self, theta):
         theta = np.atleast_2d(theta)
+        if self.sleep:
+            import time
+            time.sleep(self.sleep)
         if self.raise_above is not None and (theta[:, 0] > self.raise_above).any():
             raise FloatingPointError(f"a = {theta[:, 0].max():.3f} blows the model up")
         nee = _series(theta[:, 0], theta[:, 1], self.time) / (8.64e7 if self.si else 1.0)
@@ -423,6 +427,39 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path):
     assert code == 130, err
     assert "interrupted; every finished model run and chain step is kept" in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_on_worker_processes_leaves_no_traceback_and_no_leak_report(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group: with ``run.workers = 2`` the pool's
+    workers (some perhaps still starting) get it too. One line, exit 130 -- no worker's traceback,
+    no "leaked semaphore" report from multiprocessing -- and the run resumes to its end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _setup(tmp_path, 'form = "dict", sleep = 0.3',
+                 extra='route = "emulator"\nrefine_rounds = 1\nn_new = 2\n'
+                       '[design]\nn_runs = 40\nbatch_size = 1')
+    cfg.write_text(cfg.read_text().replace('seed = 3', 'seed = 3\nworkers = 2'))
+    boot = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "runpy.run_module('bayescal', run_name='__main__', alter_sys=True)")
+    argv = [sys.executable, "-c", boot, "run", str(cfg), "--quiet"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    members = tmp_path / "run" / "optimize" / "design" / "members"
+    deadline = time.monotonic() + 120
+    while not any(members.glob("member_*.nc")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert err.strip().startswith("bayescal: interrupted") and len(err.strip().splitlines()) == 1, err
+    done = len(list(members.glob("member_*.nc")))
+    assert 0 < done < 40
+    assert main(["run", str(cfg), "--quiet", "--until", "optimize"]) == 0
+    assert len(list(members.glob("member_*.nc"))) == 40
 
 
 def test_sigterm_unwinds_like_ctrl_c_and_the_run_resumes(tmp_path):

@@ -24,6 +24,7 @@ this process, which is the only writer of the store.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -192,6 +193,8 @@ def _watch_parent(parent: int, interval: float = 0.2) -> None:
         os._exit(143)  # 128 + SIGTERM
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group
+    if hasattr(signal, "pthread_sigmask"):  # born with it blocked (_sigint_blocked): now ignored
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, terminated)
 
     def watch() -> None:
@@ -219,6 +222,24 @@ def _executor_kind(executor) -> str:
     )
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT held back from this thread meanwhile, and from the processes it starts (the mask
+    passes through fork and exec): a terminal's Ctrl-C reaches the whole process group, and a pool
+    worker still importing would print half a traceback. A Ctrl-C meanwhile is not lost: it is
+    delivered as the block ends."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
     """The batches on ``workers`` fresh processes, each result recorded as it comes. Interrupted
     (Ctrl-C, an error): the queued batches are cancelled and the workers terminated (with the
@@ -228,7 +249,8 @@ def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_watch_parent, initargs=(os.getpid(),))
     try:
-        futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
+        with _sigint_blocked():  # the workers are started here: inherited, held till they ignore it
+            futures = [pool.submit(run_batch, simulator, theta[b], b, keep) for b in batches]
         for fut in as_completed(futures):
             record(fut.result())
     except BaseException:
