@@ -207,14 +207,14 @@ def test_drivers_gaps_of_every_column_and_a_file_older_than_its_site_are_said(fl
                                           r"SW_IN_F on 1 day\(s\), the first 2001-04-11; drivers must be "
                                           "gap-filled .*fill it, e.g. a few days by interpolation in time"):
         read_fluxnet_drivers(f)
-    f = _site_file(fluxnet_dir, tmp_path, site="AU-Lox", years=(2005, 2010))
-    with pytest.warns(UserWarning, match=r"the days start in 2005, before AU-Lox's first FLUXNET2015 year "
-                                         r"2008 \(its record: 2008-2009, the site table\): is this AU-Lox's "
+    f = _site_file(fluxnet_dir, tmp_path, site="DE-Obe", years=(2005, 2010))
+    with pytest.warns(UserWarning, match=r"the days start in 2005, before DE-Obe's first FLUXNET2015 year "
+                                         r"2008 \(its record: 2008-2014, the site table\): is this DE-Obe's "
                                          r"file\?"):
-        assert read_fluxnet_drivers(f).attrs["lat"] == -34.4704
-    lower = f.rename(f.with_name(f.name.replace("AU-Lox", "au-lox")))
-    with pytest.warns(UserWarning, match="AU-Lox's first"):
-        assert read_fluxnet_drivers(lower).attrs["site"] == "AU-Lox"
+        assert read_fluxnet_drivers(f).attrs["lat"] == 50.7836
+    lower = f.rename(f.with_name(f.name.replace("DE-Obe", "de-obe")))
+    with pytest.warns(UserWarning, match="DE-Obe's first"):
+        assert read_fluxnet_drivers(lower).attrs["site"] == "DE-Obe"
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         read_fluxnet_drivers(_site_file(fluxnet_dir, tmp_path, site="US-Ha1", years=(2001, 2016)))
@@ -617,9 +617,10 @@ def test_qc_min_zero_needs_no_qc_column_and_a_missing_uncertainty_is_said(fluxne
 
 
 def test_a_site_config_one_step_off_its_example_is_told_what_does_not_fit(fluxnet_dir, tmp_path):
-    """The weather of one site and the fluxes of another (one path edited), a latitude of the
-    other hemisphere than the site table's, a twin's truth of a value left out of parameters.free:
-    each warned of by name; the documented sigma_floor written out is the default (same keys)."""
+    """The weather of one site and the fluxes of another (one path edited), a latitude six degrees
+    off the site table's, a twin's truth of a value left out of parameters.free: each warned of by
+    name (the other hemisphere's latitude is an error: test_site_weather_...); the documented
+    sigma_floor written out is the default (same keys)."""
     from bayescal.workflows import load_config
 
     pue = tmp_path / PUE
@@ -630,9 +631,9 @@ def test_a_site_config_one_step_off_its_example_is_told_what_does_not_fit(fluxne
         "mixed": (head + mark + tail.replace(str(fluxnet_dir / HAI), str(pue), 1),
                   r"'observations.products\[0\]' is site FR-Pue's file .* but 'model.drivers' is site "
                   r"DE-Hai's"),
-        "south": (base.replace('kind = "dalec"', 'kind = "dalec"\nlatitude = -51.08'),
-                  r"'model.latitude' = -51.08 but site DE-Hai .* at 51.08 in the FLUXNET2015 site table "
-                  r"\(the other hemisphere"),
+        "north": (base.replace('kind = "dalec"', 'kind = "dalec"\nlatitude = 45.08'),
+                  r"'model.latitude' = 45.08 but site DE-Hai .* at 51.08 in the FLUXNET2015 site table: "
+                  r"leave the key out"),
         "twin": (base.replace("[site]", '[parameters]\nfree = ["p3", "p5"]\n\n[site]').replace(
             mark, "[observations]\ntwin = true\ntruth = { p2 = 0.9, p3 = 0.2 }\n\n" + mark, 1),
                  r"'observations.truth' moves \['p2'\], which the calibration holds at their defaults"),
@@ -659,3 +660,125 @@ def test_a_site_config_one_step_off_its_example_is_told_what_does_not_fit(fluxne
     direct = load_config(_example_with(tmp_path, tmp_path / HAI, (2000, 2008), (2009, 2012)))
     roundabout = tmp_path / "sub" / ".." / HAI  # the same file by another path: the same config
     assert load_config(_example_with(tmp_path, roundabout, (2000, 2008), (2009, 2012))) == direct
+
+
+def _shifted(df, months=6):
+    """``df``'s values moved by ``months`` on its own days (a site of the other hemisphere)."""
+    out = df.copy()
+    cols = [c for c in df.columns if c != "TIMESTAMP"]
+    out[cols] = np.roll(df[cols].to_numpy(), round(365.25 * months / 12), axis=0)
+    return out
+
+
+@pytest.mark.parametrize("edit, lat, match", [
+    (lambda df: df.assign(TA_F=df["TA_F"] + 273.15), None,
+     r"TA_F = 27\d\.\d+ degC on 2001-01-01 is outside \[-70, 60\] degC \(2191 such day\(s\)\); kelvin\? "
+     r"\(median 28\d\.\d; FLUXNET's TA_F is in degC"),
+    (lambda df: df.assign(TA_F=df["TA_F"].mask(df.index == 200, 75.0)), None,
+     r"TA_F = 75 degC on 2001-07-20 is outside \[-70, 60\] degC \(1 such day\(s\)\); units or fill"),
+    (lambda df: df.assign(SW_IN_F=df["SW_IN_F"] * 4), None,
+     r"SW_IN_F = [\d.]+ W m-2 on 2001-\d\d-\d\d is more than the sunlight at the top of the atmosphere at "
+     r"latitude 42.5378 that day \(\d+ W m-2\), on \d+ day\(s\)"),
+    (lambda df: df.assign(SW_IN_F=df["SW_IN_F"] * 0.0864), None,
+     r"SW_IN_F averages [\d.]+ W m-2, [2-7] % of the sunlight .* in MJ m-2 d-1 are 11.6 times smaller"),
+    (lambda df: df, -42.5,
+     r"SW_IN_F peaks in (June|July), the summer of the northern hemisphere; 'model.latitude' = -42.5 is "
+     r"south of the equator: a northern site's latitude is positive"),
+])
+def test_site_weather_in_other_units_or_of_the_other_hemisphere_is_refused(fluxnet_dir, tmp_path, edit,
+                                                                             lat, match):
+    """Drivers a site model would run on without failing, and blame the observations for: kelvin,
+    a day at 75 degC, radiation scaled or in MJ m-2 d-1, a latitude with the wrong sign. Each
+    refused naming the column (or key), the day and the fix; the unedited file is read."""
+    f = _site_file(fluxnet_dir, tmp_path, edit=edit)
+    with pytest.raises(ReaderError, match=match):
+        read_fluxnet_drivers(f, lat=lat)
+    (tmp_path / "plain").mkdir()
+    read_fluxnet_drivers(_site_file(fluxnet_dir, tmp_path / "plain"), lat=lat if lat is None else -lat)
+
+
+def test_a_southern_site_takes_its_seasons_from_the_site_table(fluxnet_dir, tmp_path):
+    """DE-Hai's weather named for AU-Tum (35.66 S in the site table): its summer is in the wrong
+    months, and the error asks whether the file is AU-Tum's; the same weather half a year on is a
+    southern site's and is read at the table's latitude (also through a site config: exit 2, the
+    key named, no traceback)."""
+    f = _site_file(fluxnet_dir, tmp_path, site="AU-Tum")
+    with pytest.raises(ReaderError, match=r"SW_IN_F peaks in (June|July), the summer of the northern "
+                                          r"hemisphere; site AU-Tum is at -35.66 in the FLUXNET2015 site "
+                                          r"table: is this AU-Tum's file \(its dates shifted by half a "
+                                          r"year\?\)"):
+        read_fluxnet_drivers(f)
+    (tmp_path / "south").mkdir()
+    g = _site_file(fluxnet_dir, tmp_path / "south", site="AU-Tum", edit=_shifted)
+    assert read_fluxnet_drivers(g).attrs["lat"] == pytest.approx(-35.6566)
+
+
+def test_cli_check_refuses_weather_in_kelvin_with_exit_2_before_any_model_run(fluxnet_dir, tmp_path, capsys):
+    """It used to end in a traceback from the model (exit 1), naming its own variable in its units."""
+    from bayescal.cli import main
+
+    f = _site_file(fluxnet_dir, tmp_path, edit=lambda d: d.assign(TA_F=d["TA_F"] + 273.15))
+    assert main(["check", str(_example_with(tmp_path, f, (2001, 2004), (2005, 2006)))]) == 2
+    err = capsys.readouterr().err
+    assert "model.drivers" in err and f.name in err and "TA_F = " in err and "kelvin?" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_compressed_and_zipped_fluxnet_files_are_read_as_the_csv(fluxnet_dir, tmp_path):
+    """A .gz file and a zip of one CSV are the CSV (no "rows cut short" warning from reading the
+    compressed bytes as text); a FLUXNET2015 download's zip (daily, half-hourly and ERA-Interim
+    files) gives its daily file; a zip of several others is refused, naming them."""
+    import gzip
+    import zipfile
+
+    plain = _site_file(fluxnet_dir, tmp_path)
+    want = read_fluxnet_drivers(plain)
+    gz = plain.with_name(plain.name + ".gz")
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    one = plain.with_suffix(".zip")
+    with zipfile.ZipFile(one, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(plain, plain.name)
+    download = tmp_path / "FLX_US-Ha1_FLUXNET2015_SUBSET_2001-2006_1-4.zip"
+    with zipfile.ZipFile(download, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("FLX_US-Ha1_FLUXNET2015_SUBSET_HH_2001-2006_1-4.csv", "TIMESTAMP_START,TIMESTAMP_END\n")
+        zf.writestr("FLX_US-Ha1_FLUXNET2015_ERAI_DD_1989-2014_1-4.csv", "TIMESTAMP,TA_ERA\n")
+        zf.write(plain, plain.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for f in (gz, one, download):
+            xr.testing.assert_identical(read_fluxnet_drivers(f).drop_attrs(), want.drop_attrs())
+            product = read_fluxnet_product(f, "nee")
+            assert product.data.count() == read_fluxnet_product(plain, "nee").data.count() > 1000
+    several = tmp_path / "two.zip"
+    with zipfile.ZipFile(several, "w") as zf:
+        zf.writestr("a.csv", "TIMESTAMP\n")
+        zf.writestr("b.csv", "TIMESTAMP\n")
+    with pytest.raises(ReaderError, match=r"two.zip: the zip holds 2 CSV files \(a.csv, b.csv\), and not one "
+                                          r"daily file .*\(extract it"):
+        read_fluxnet_drivers(several, lat=45.0)
+    bad = tmp_path / "FLX_US-Ha1_x.csv.gz"
+    bad.write_bytes(plain.read_bytes())
+    with pytest.raises(ReaderError, match=r"FLX_US-Ha1_x.csv.gz: not a readable gz file"):
+        read_fluxnet_drivers(bad)
+
+
+def test_a_file_with_comment_lines_or_without_qc_or_co2_is_told_how_to_go_on(fluxnet_dir, tmp_path):
+    """AmeriFlux BASE files start with '# Site:' lines (not a decimal comma's fault); a file without
+    NEE_VUT_REF_QC is pointed to qc_min = 0; drivers without CO2 to where a CO2 series comes from."""
+    plain = _site_file(fluxnet_dir, tmp_path)
+    base = tmp_path / "AMF_US-Ha1_BASE_HH_18-5.csv"
+    base.write_text("# Site: US-Ha1\n# Version: 18-5\n" + plain.read_text())
+    with pytest.raises(ReaderError, match=r"starts with comment lines \('# Site: US-Ha1'\): an AmeriFlux "
+                                          r"BASE file\?"):
+        read_fluxnet_drivers(base)
+    (tmp_path / "noqc").mkdir()
+    noqc = _site_file(fluxnet_dir, tmp_path / "noqc", edit=lambda d: d.drop(columns=["NEE_VUT_REF_QC"]))
+    with pytest.raises(ReaderError, match=r"missing columns \['NEE_VUT_REF_QC'\] \(a file without quality "
+                                          r"flags: qc_min = 0 keeps every value it gives\)"):
+        read_fluxnet_product(noqc, "nee")
+    assert read_fluxnet_product(noqc, "nee", qc_min=0).data.count() > 1000
+    (tmp_path / "noco2").mkdir()
+    noco2 = _site_file(fluxnet_dir, tmp_path / "noco2", edit=lambda d: d.assign(CO2_F_MDS=-9999))
+    with pytest.raises(ReaderError, match=r"CO2_F_MDS is missing on every day \(a site model's drivers need "
+                                          r"the air's CO2 in ppm: fill CO2_F_MDS"):
+        read_fluxnet_drivers(noco2)

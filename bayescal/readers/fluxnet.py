@@ -38,7 +38,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..observations.products import ObservationError, Product
+from ..observations.products import Product
+from .csv_files import ReaderError, open_text, read_csv_file
+from .driver_checks import check_site_drivers
 from .units import UnitError, convert
 
 __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_fluxnet",
@@ -93,10 +95,9 @@ _PRODUCTS = {  # variable -> (value column, qc column, sigma column or None, fil
 }
 _FLOORS = {"nee": 0.2, "gpp": 0.3, "reco": 0.3, "le": 2.0}  # file units
 _DRIVERS = ("TA_F", "SW_IN_F", "CO2_F_MDS")
-
-
-class ReaderError(ObservationError):
-    """A problem with an observation or driver file; the message names the file (and key)."""
+_CO2_HINT = ("a site model's drivers need the air's CO2 in ppm: fill CO2_F_MDS, e.g. with each year's "
+             "global mean from NOAA's record (https://gml.noaa.gov/ccgg/trends/gl_data.html); a few missing "
+             "days are interpolated")
 
 
 def data_path(path: str | Path) -> Path:
@@ -131,41 +132,6 @@ def _daily_index(time: pd.DatetimeIndex, where: str, df: pd.DataFrame) -> pd.Dat
     return df if time.is_monotonic_increasing else df.sort_index(kind="stable")
 
 
-def _read_csv(path: Path, where: str, what: str) -> pd.DataFrame:
-    """``path`` as a DataFrame, fill values (:data:`FILL_VALUES`) as NaN; a missing or unreadable
-    file is a ReaderError naming ``where`` and saying it is not ``what``."""
-    if not path.is_file():
-        raise ReaderError(f"{where}: file not found")
-    try:  # a spreadsheet's CSV: spaces after the commas, a byte-order mark before the header
-        df = pd.read_csv(path, na_values=[str(int(v)) for v in FILL_VALUES], skipinitialspace=True,
-                         encoding="utf-8-sig")
-        df = df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        _refuse_other_separators(path, where)
-        text = str(err).strip()
-        hint = ("; a decimal comma (2,5) splits a number in two: write 2.5, or quote the cell"
-                if "Expected" in text and "fields" in text else "")
-        raise ReaderError(f"{where}: not {what} ({text}){hint}") from None
-    if len(df.columns) == 1:
-        _refuse_other_separators(path, where)
-    return df
-
-
-def _refuse_other_separators(path: Path, where: str) -> None:
-    """A ReaderError for a header of one column holding semicolons or tabs: a spreadsheet saved as
-    CSV in a locale that separates columns so (and writes decimal commas)."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            header = fh.readline().strip()
-    except OSError:
-        return
-    sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if c in header), None)
-    if sep and "," not in header:
-        raise ReaderError(f"{where}: its columns are separated by {sep} (its header is {header[:60]!r}); "
-                          "bayescal reads comma-separated files: save it as CSV with commas and decimal "
-                          "points")
-
-
 def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = "") -> pd.DataFrame:
     """The file as a DataFrame on a sorted daily ``time`` index, fill values (``-9999``) as NaN.
 
@@ -174,7 +140,7 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
     """
     path = data_path(path)
     where = _where(path, key)
-    df = _read_csv(path, where, "a FLUXNET CSV file")
+    df = read_csv_file(path, where, "a FLUXNET CSV file")
     if "TIMESTAMP" not in df and "TIMESTAMP" in {str(c).strip().upper() for c in df.columns}:
         df.columns = [str(c).strip().upper() for c in df.columns]  # FLUXNET's names, in upper case
     df = df[~df.isna().all(axis=1)]  # a spreadsheet's blank rows (",,,,"): nothing in them
@@ -192,6 +158,10 @@ def read_fluxnet(path: str | Path, columns: list[str] | None = None, key: str = 
         other = [c.replace(a, b) for c in missing for a, b in (("_DT_", "_NT_"), ("_NT_", "_DT_"))
                  if a in c and c.replace(a, b) in df]
         hint = f" (the file has {other[0]}: partitioning = {other[0].split('_')[1]!r})" if other else ""
+        if any(c.endswith("_QC") for c in missing):
+            hint += " (a file without quality flags: qc_min = 0 keeps every value it gives)"
+        if "CO2_F_MDS" in missing:
+            hint += f" ({_CO2_HINT})"
         raise ReaderError(f"{where}: missing columns {missing}{hint}")
     _warn_short_rows(path, where, [str(c) for c in df.columns], columns or [])
     stamp = df.pop("TIMESTAMP")
@@ -225,7 +195,7 @@ def _warn_short_rows(path: Path, where: str, header: list[str], columns: list[st
         return
     need = max(at.values())
     short = []
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+    with open_text(path, where, errors="replace") as fh:
         next(fh, None)
         for n, line in enumerate(fh, 2):
             text = line.strip()
@@ -286,6 +256,7 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     where = _where(path, key)
     df = read_fluxnet(path, list(_DRIVERS), key)
     site = _site(path)
+    given = lat is not None
     if lat is None:
         info = site_info(site)
         if info is None:
@@ -308,8 +279,9 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
                           "few days by interpolation in time, or take them from the site's original file)")
     co2 = df["CO2_F_MDS"].interpolate(limit_direction="both")
     if co2.isna().all():
-        raise ReaderError(f"{where}: CO2_F_MDS is missing on every day")
+        raise ReaderError(f"{where}: CO2_F_MDS is missing on every day ({_CO2_HINT})")
     filled = int(df["CO2_F_MDS"].isna().sum())
+    check_site_drivers(df.assign(CO2_F_MDS=co2), float(lat), where, site, ReaderError, given)
     ds = xr.Dataset(
         {"ta": ("time", df["TA_F"].to_numpy(float), {"units": "degC"}),
          "sw": ("time", df["SW_IN_F"].to_numpy(float) * 0.0864, {"units": "MJ m-2 d-1"}),

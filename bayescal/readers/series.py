@@ -10,12 +10,12 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
+from .csv_files import read_csv_file
 from .fluxnet import (
     FILL_VALUES,
     ReaderError,
     _daily_index,
     _missing_to_nan,
-    _read_csv,
     _where,
     data_path,
     fill_code_in,
@@ -122,7 +122,7 @@ def read_csv_product(
     period = "day" if period is None else period  # None: not written into a config (its stage keys)
     if period not in PERIODS:
         raise ReaderError(f"{where}: period must be one of {list(PERIODS)}, got {period!r}")
-    df = _read_csv(path, where, "a CSV file")
+    df = read_csv_file(path, where, "a CSV file")
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma]; the file has "
