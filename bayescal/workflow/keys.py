@@ -62,6 +62,19 @@ def _typed(value: Any) -> list[str]:
     return [type(value).__name__, value.isoformat() if hasattr(value, "isoformat") else str(value)]
 
 
+def _syntax_text(node: Any) -> str:
+    """A syntax tree as text, the same on every Python: ``ast.dump`` is not (3.12 added empty
+    ``type_params`` fields, 3.13 leaves empty fields out), so fields that are None or empty are
+    left out here on all of them."""
+    if isinstance(node, ast.AST):
+        fields = (f"{name}={_syntax_text(value)}" for name, value in ast.iter_fields(node)
+                  if value is not None and value != [])
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ", ".join(_syntax_text(x) for x in node) + "]"
+    return repr(node)
+
+
 def _parsed_digest(path: Path) -> str | None:
     """The digest of a TOML file's values or a Python file's syntax tree (without comments and
     layout; a docstring counts); None for other files and for one that does not parse."""
@@ -72,7 +85,7 @@ def _parsed_digest(path: Path) -> str | None:
         elif suffix == ".py":  # and its #! line, which picks the interpreter of a script run as a program
             source = path.read_bytes()
             shebang = source.split(b"\n", 1)[0] if source.startswith(b"#!") else b""
-            text = shebang.decode(errors="replace") + ast.dump(ast.parse(source), include_attributes=False)
+            text = shebang.decode(errors="replace") + _syntax_text(ast.parse(source))
         else:
             return None
     except (ValueError, SyntaxError, OSError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
