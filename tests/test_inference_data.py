@@ -142,6 +142,10 @@ def test_saved_posterior_is_complete_and_arviz_reads_it(tmp_path):
     diag = diagnose(loaded, rhat_max=2.0, ess_min=0)
     assert list(diag["parameter"].values) == ["a", "b[x]", "b[y]"]
     assert (diag["r_hat"] < 1.2).all() and (diag["ess_bulk"] > 50).all()
+    # the posterior group itself, as a user takes it: a Dataset on 0.2x, a DataTree node on 1.x
+    group = loaded.posterior
+    xr.testing.assert_identical(diagnose(group, rhat_max=2.0, ess_min=0), diag)
+    np.testing.assert_array_equal(unit_samples(group, ps.space).values, unit_samples(saved, ps.space).values)
 
 
 def _toy_site(kill_at=None):

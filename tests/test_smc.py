@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 from scipy import special, stats
 
 from bayescal.parameters import Parameter, ParameterSpace
@@ -142,6 +143,9 @@ def test_a_killed_tempered_start_resumes_bit_for_bit_without_rerunning_the_smc(t
     resumed = go(loglik, **paths)
     np.testing.assert_array_equal(resumed.sampler.get_chain(), full.sampler.get_chain())
     assert sorted(f.name for f in tmp_path.iterdir()) == ["chain.h5", "tempered.nc"]
+    with xr.open_dataset(tmp_path / "tempered.nc", engine="h5netcdf") as saved:  # labelled, said to be [0, 1]
+        assert list(saved["parameter"].values) == list(_space(D).labels)
+        assert saved["particles"].attrs["units"] == "1" and "to_unit" in saved["particles"].attrs["long_name"]
     # killed in the chain: fewer calls than the chain alone needs (no SMC again); in the SMC: fewer
     # than all again (the temperatures before the kill are not run again)
     assert calls["n"] < n_full - n_smc if in_chain else n_full - n_smc < calls["n"] < n_full

@@ -66,7 +66,13 @@ def has_group(idata: Any, name: str) -> bool:
 
 
 def get_group(idata: Any, name: str) -> xr.Dataset:
-    """One group as an xarray Dataset (with its attributes)."""
+    """One group as an xarray Dataset (with its attributes). ``idata`` may also be the group
+    itself: a Dataset (``idata.posterior`` of ArviZ 0.2x) or a DataTree node holding variables and
+    no groups (``idata.posterior`` of ArviZ 1.x)."""
+    if isinstance(idata, xr.Dataset):
+        return idata
+    if _is_tree(idata) and not idata.children and idata.data_vars:
+        return idata.to_dataset()
     if not has_group(idata, name):
         raise KeyError(f"the InferenceData has no group {name!r}; it has {group_names(idata)}")
     if _is_tree(idata):

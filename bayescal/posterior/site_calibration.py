@@ -272,7 +272,7 @@ def tempered_posterior(log_likelihood: Callable, space, n_particles: int, seed: 
                        checkpoint=progress_file)
     if path is not None:
         tmp = Path(path).with_suffix(".partial")
-        smc.to_netcdf(tmp)
+        smc.to_netcdf(tmp, labels=list(space.labels))
         tmp.replace(path)  # complete or absent: a kill while writing leaves no half file
         progress_file.unlink()  # bayescal's own file, its state now in tempered.nc
     return smc

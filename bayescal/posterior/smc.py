@@ -70,15 +70,18 @@ class TemperedSMC:
         rng = np.random.default_rng(seed)
         return distinct[np.sort(rng.choice(len(distinct), n, replace=False))]
 
-    def to_netcdf(self, path: str | Path) -> None:
-        """Save (netCDF via h5netcdf): ``particles`` (particle, parameter), ``log_likelihood``,
-        ``beta`` and ``acceptance`` (temperature); the evidence and evaluations as attributes."""
+    def to_netcdf(self, path: str | Path, labels: list[str] | None = None) -> None:
+        """Save (netCDF via h5netcdf): ``particles`` (particle, parameter; unit-cube values, the
+        ``parameter`` coordinate the space's ``labels`` when given), ``log_likelihood``, ``beta``
+        and ``acceptance`` (temperature); the evidence and evaluations as attributes."""
         acc = np.concatenate([[np.nan], self.acceptance])  # none at beta = 0
-        xr.Dataset({"particles": (("particle", "parameter"), self.particles),
+        coords = {} if labels is None else {"parameter": list(labels)}
+        cube = {"units": "1", "long_name": "the parameter space's [0, 1] values (ParameterSpace.to_unit)"}
+        xr.Dataset({"particles": (("particle", "parameter"), self.particles, cube),
                     "log_likelihood": ("particle", self.log_likelihood),
                     "beta": ("temperature", self.betas), "acceptance": ("temperature", acc)},
                    attrs={"log_evidence": self.log_evidence, "n_evaluations": self.n_evaluations,
-                          "method": "adaptive tempered SMC (bayescal.posterior.smc)"}
+                          "method": "adaptive tempered SMC (bayescal.posterior.smc)"}, coords=coords,
                    ).to_netcdf(path, engine="h5netcdf")
 
     @classmethod
