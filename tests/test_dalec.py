@@ -177,7 +177,7 @@ def test_drivers_with_a_gap_duplicate_or_bad_latitude_are_refused(hai):
 
 
 def test_latitude_changes_the_day_length_only(fluxnet_dir):
-    """Any latitude (model.latitude or the FLUXNET2015 site table) enters through the day length."""
+    """The model's latitude (its drivers' ``lat``) enters through the day length only."""
     d = read_fluxnet_drivers(fluxnet_dir / HAI).sel(time=slice("2000", "2003")).assign_attrs(lat=-33.0)
     assert d.attrs["lat"] == -33.0
     south, north = DalecModel(d, "evergreen"), DalecModel(d.assign_attrs(lat=33.0), "evergreen")

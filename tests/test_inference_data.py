@@ -146,6 +146,9 @@ def test_saved_posterior_is_complete_and_arviz_reads_it(tmp_path):
     group = loaded.posterior
     xr.testing.assert_identical(diagnose(group, rhat_max=2.0, ess_min=0), diag)
     np.testing.assert_array_equal(unit_samples(group, ps.space).values, unit_samples(saved, ps.space).values)
+    if ARVIZ_1:  # a node knows its name: another group is refused, not read as the posterior
+        with pytest.raises(KeyError, match="group 'sample_stats', not 'posterior'"):
+            diagnose(loaded.sample_stats)
 
 
 def _toy_site(kill_at=None):

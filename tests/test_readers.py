@@ -736,8 +736,9 @@ def test_compressed_and_zipped_fluxnet_files_are_read_as_the_csv(fluxnet_dir, tm
     gz = plain.with_name(plain.name + ".gz")
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     one = plain.with_suffix(".zip")
-    with zipfile.ZipFile(one, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(one, "w", zipfile.ZIP_DEFLATED) as zf:  # as macOS's "Compress" makes it
         zf.write(plain, plain.name)
+        zf.writestr(f"__MACOSX/._{plain.name}", b"\x00\x05\x16\x07 resource fork")
     download = tmp_path / "FLX_US-Ha1_FLUXNET2015_SUBSET_2001-2006_1-4.zip"
     with zipfile.ZipFile(download, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("FLX_US-Ha1_FLUXNET2015_SUBSET_HH_2001-2006_1-4.csv", "TIMESTAMP_START,TIMESTAMP_END\n")
@@ -760,6 +761,13 @@ def test_compressed_and_zipped_fluxnet_files_are_read_as_the_csv(fluxnet_dir, tm
     bad.write_bytes(plain.read_bytes())
     with pytest.raises(ReaderError, match=r"FLX_US-Ha1_x.csv.gz: not a readable gz file"):
         read_fluxnet_drivers(bad)
+    packed = gz.read_bytes()
+    for at in (20, 21, len(packed) // 2, len(packed) - 6):  # one bit damaged in transit, here and there:
+        flipped = bytearray(packed)  # a broken deflate stream (zlib.error), a CRC, a garbled row
+        flipped[at] ^= 0x01
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(ReaderError, match=r"FLX_US-Ha1_x.csv.gz: not a"):
+            read_fluxnet_drivers(bad)
 
 
 def test_a_file_with_comment_lines_or_without_qc_or_co2_is_told_how_to_go_on(fluxnet_dir, tmp_path):

@@ -1433,26 +1433,30 @@ def test_a_python_files_key_is_the_same_on_every_python():
     import subprocess
     import sys
 
-    from bayescal.workflow.keys import _syntax_text
+    from bayescal.workflow.keys import _pieces, _syntax_text, _Text
 
     source = ("import numpy as np\n\n\nclass Model:\n    def __call__(self, theta, *, k: int = 2) -> dict:\n"
-              "        return {'nee': np.sin(theta) ** k, 'f': f'{k!r:>3}'}\n")
+              "        return {'nee': np.sin(theta) ** k, 'f': f'{k!r:>3}', 'g': f'{k:{k}}{k:>{k}.{k}}'}\n")
+    source += "def g(x):\n" + "".join(f"    {'el' if i else ''}if x == {i}:\n        return {i}\n"
+                                      for i in range(600))  # deeper than ast.dump could write
     text = _syntax_text(ast.parse(source))
     assert _syntax_text(ast.parse("def f(x): pass")) == (
         "Module(body=[FunctionDef(name='f', args=arguments(args=[arg(arg='x')]), body=[Pass()])])")
-    program = (inspect.getsource(_syntax_text).replace("Any", "object") + "\nimport ast, sys\n"
-               "print(_syntax_text(ast.parse(sys.stdin.read())), end='')\n")
+    program = "import ast, sys\nprint(sys.version_info[:2])\n" + "\n".join(
+        inspect.getsource(f) for f in (_Text, _syntax_text, _pieces)).replace("Any", "object")
+    program += "\nprint(_syntax_text(ast.parse(sys.stdin.read())), end='')\n"
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     candidates = [shutil.which(f"python3.{v}") for v in range(11, 15)]
     candidates += sorted(pyenv.glob("3.1[1-9]*/bin/python"))
     compared = set()
     for exe in filter(None, candidates):
-        out = subprocess.run([str(exe), "-c", "import sys; print(sys.version_info[:2])\n" + program],
-                             input=source, capture_output=True, text=True)
-        if out.returncode == 0:  # a pyenv shim of a version not selected fails: nothing to compare
-            version, _, got = out.stdout.partition("\n")
-            assert got == text, version
-            compared.add(version)
+        if subprocess.run([str(exe), "-c", "pass"], capture_output=True).returncode:
+            continue  # a pyenv shim of a version not selected: nothing to compare with
+        out = subprocess.run([str(exe), "-c", program], input=source, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        version, _, got = out.stdout.partition("\n")
+        assert got == text, version
+        compared.add(version)
     print("compared with", sorted(compared), "on", sys.version_info[:2])
 
 

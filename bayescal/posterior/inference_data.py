@@ -67,11 +67,15 @@ def has_group(idata: Any, name: str) -> bool:
 
 def get_group(idata: Any, name: str) -> xr.Dataset:
     """One group as an xarray Dataset (with its attributes). ``idata`` may also be the group
-    itself: a Dataset (``idata.posterior`` of ArviZ 0.2x) or a DataTree node holding variables and
-    no groups (``idata.posterior`` of ArviZ 1.x)."""
+    itself: a Dataset (``idata.posterior`` of ArviZ 0.2x: taken as the group ``name``, which it
+    cannot say) or a DataTree node holding variables and no groups (``idata.posterior`` of ArviZ
+    1.x: a KeyError if it is another group)."""
     if isinstance(idata, xr.Dataset):
         return idata
     if _is_tree(idata) and not idata.children and idata.data_vars:
+        if idata.name not in (None, name):
+            raise KeyError(f"this is the InferenceData's group {idata.name!r}, not {name!r}: give the whole "
+                           f"InferenceData or its {name!r} group")
         return idata.to_dataset()
     if not has_group(idata, name):
         raise KeyError(f"the InferenceData has no group {name!r}; it has {group_names(idata)}")

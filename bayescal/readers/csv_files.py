@@ -16,6 +16,7 @@ import io
 import lzma
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def open_text(path: Path, where: str, errors: str = "strict") -> Iterator[io.Tex
         else:
             with open(path, encoding="utf-8-sig", errors=errors) as fh:
                 yield fh
-    except (zipfile.BadZipFile, gzip.BadGzipFile, lzma.LZMAError, EOFError) as err:
+    except (zipfile.BadZipFile, gzip.BadGzipFile, lzma.LZMAError, zlib.error, EOFError) as err:
         raise ReaderError(f"{where}: not a readable {suffix[1:]} file ({err})") from None
     except OSError as err:
         if "Invalid data stream" in str(err) or "compressed" in str(err).lower():  # bz2's word for it
@@ -60,7 +61,8 @@ def open_text(path: Path, where: str, errors: str = "strict") -> Iterator[io.Tex
 
 def _zip_member(zf: zipfile.ZipFile, where: str) -> str:
     """The CSV file of a zip to read: its only one, or a FLUXNET2015 download's daily file."""
-    csv = [i.filename for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(".csv")]
+    csv = [i.filename for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(".csv")
+           and not i.filename.startswith("__MACOSX/") and not Path(i.filename).name.startswith("._")]
     if len(csv) == 1:
         return csv[0]
     daily = [n for n in csv if re.search(r"_(FULLSET|SUBSET)_DD_", Path(n).name, flags=re.IGNORECASE)]

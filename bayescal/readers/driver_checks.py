@@ -65,7 +65,7 @@ def check_site_drivers(df: pd.DataFrame, lat: float, where: str, site: str, erro
                     f"{int(high.sum())} day(s): FLUXNET's SW_IN_F is a daily mean in W m-2 -- are these "
                     "values in other units or scaled?")
     ratio = float(np.nanmean(sw) / max(float(np.mean(toa)), 1e-9))
-    if ratio < 0.15:
+    if ratio < 0.15 and np.mean(toa) > 20.0:  # not judged on a polar night alone
         raise error(f"{where}: SW_IN_F averages {np.nanmean(sw):.3g} W m-2, {100 * ratio:.0f} % of the "
                     f"sunlight at the top of the atmosphere at latitude {lat:g} ({np.mean(toa):.0f} W m-2), "
                     "where sites receive about 35-75 %: FLUXNET's SW_IN_F is a daily mean in W m-2 (daily "

@@ -227,7 +227,7 @@ def _sigint_blocked():
     """SIGINT held back from this thread meanwhile, and from the processes it starts (the mask
     passes through fork and exec): a terminal's Ctrl-C reaches the whole process group, and a pool
     worker still importing would print half a traceback. A Ctrl-C meanwhile is not lost: it is
-    delivered as the block ends."""
+    delivered as the block ends (or at once, through another of this process's threads)."""
     import signal
 
     if not hasattr(signal, "pthread_sigmask"):  # Windows

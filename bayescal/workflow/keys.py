@@ -62,17 +62,47 @@ def _typed(value: Any) -> list[str]:
     return [type(value).__name__, value.isoformat() if hasattr(value, "isoformat") else str(value)]
 
 
-def _syntax_text(node: Any) -> str:
+class _Text(str):
+    """Text :func:`_syntax_text` writes as it is (a plain ``str`` in a tree is a value: its repr)."""
+
+
+def _syntax_text(tree: Any) -> str:
     """A syntax tree as text, the same on every Python: ``ast.dump`` is not (3.12 added empty
-    ``type_params`` fields, 3.13 leaves empty fields out), so fields that are None or empty are
-    left out here on all of them."""
-    if isinstance(node, ast.AST):
-        fields = (f"{name}={_syntax_text(value)}" for name, value in ast.iter_fields(node)
-                  if value is not None and value != [])
-        return f"{type(node).__name__}({', '.join(fields)})"
+    ``type_params`` fields and empty strings in nested f-string format specs, 3.13 leaves empty
+    fields out), so fields that are None or empty, and an f-string's empty pieces, are left out
+    here on all of them. Without recursion: a model's 1,000-branch ``elif`` chain is text too."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _Text):
+            out.append(node)
+        elif isinstance(node, (ast.AST, list)):
+            todo.extend(reversed(_pieces(node)))
+        else:
+            out.append(repr(node))
+    return "".join(out)
+
+
+def _pieces(node: ast.AST | list) -> list:
+    """One node (or list) as its opening, fields (still trees) and closing, in order."""
     if isinstance(node, list):
-        return "[" + ", ".join(_syntax_text(x) for x in node) + "]"
-    return repr(node)
+        items, parts = node, [_Text("[")]
+    else:
+        fields = list(ast.iter_fields(node))
+        if isinstance(node, ast.JoinedStr):  # 3.12: f"{x:{w}}" holds Constant('') pieces
+            fields = [(k, [x for x in v if not (isinstance(x, ast.Constant) and x.value == "")])
+                      for k, v in fields]
+        fields = [(k, v) for k, v in fields if v is not None and v != []]
+        items, parts = fields, [_Text(type(node).__name__ + "(")]
+    for i, item in enumerate(items):
+        if i:
+            parts.append(_Text(", "))
+        if isinstance(node, list):
+            parts.append(item)
+        else:
+            parts.extend((_Text(item[0] + "="), item[1]))
+    parts.append(_Text("]" if isinstance(node, list) else ")"))
+    return parts
 
 
 def _parsed_digest(path: Path) -> str | None:
@@ -88,7 +118,9 @@ def _parsed_digest(path: Path) -> str | None:
             text = shebang.decode(errors="replace") + _syntax_text(ast.parse(source))
         else:
             return None
-    except (ValueError, SyntaxError, OSError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+    # TOMLDecodeError and UnicodeDecodeError are ValueErrors; a tree too deep for the parser (a sum of
+    # thousands of terms) is a RecursionError: such a file counts byte for byte
+    except (ValueError, SyntaxError, OSError, RecursionError):
         return None
     return suffix[1:] + ":" + hashlib.sha256(text.encode()).hexdigest()
 
