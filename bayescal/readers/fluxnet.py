@@ -250,7 +250,10 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     (e.g. 195 days at FR-Pue) is filled by linear interpolation in time (nearest value at the
     ends). ``lat`` (degrees north) defaults to the site's row in the FLUXNET2015 site table
     (:func:`site_table`), the site taken from the file name (``FLX_<site>_...``). The days
-    must run without a gap, a duplicate or a missing year (:func:`check_daily_calendar`).
+    must run without a gap, a duplicate or a missing year (:func:`check_daily_calendar`), and the
+    weather must be plausible in FLUXNET's units at that latitude
+    (:func:`~bayescal.readers.driver_checks.check_site_drivers`: kelvin, radiation scaled or in
+    MJ m-2 d-1, the other hemisphere's seasons are a ReaderError naming the column and a day).
     """
     path = data_path(path)
     where = _where(path, key)
