@@ -750,6 +750,9 @@ def test_compressed_and_zipped_fluxnet_files_are_read_as_the_csv(fluxnet_dir, tm
             xr.testing.assert_identical(read_fluxnet_drivers(f).drop_attrs(), want.drop_attrs())
             product = read_fluxnet_product(f, "nee")
             assert product.data.count() == read_fluxnet_product(plain, "nee").data.count() > 1000
+    renamed = tmp_path / "harvard.zip"  # the download renamed: its site is the daily file's in it
+    renamed.write_bytes(download.read_bytes())
+    assert read_fluxnet_drivers(renamed).attrs["site"] == "US-Ha1"
     several = tmp_path / "two.zip"
     with zipfile.ZipFile(several, "w") as zf:
         zf.writestr("a.csv", "TIMESTAMP\n")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..observations.products import ObservationError
 
-__all__ = ["ReaderError", "open_text", "read_csv_file"]
+__all__ = ["ReaderError", "open_text", "read_csv_file", "zip_member"]
 
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 FILL_TEXT = ("-9999", "-6999")  # FLUXNET's and older AmeriFlux's missing values, as text
@@ -57,6 +57,18 @@ def open_text(path: Path, where: str, errors: str = "strict") -> Iterator[io.Tex
         if "Invalid data stream" in str(err) or "compressed" in str(err).lower():  # bz2's word for it
             raise ReaderError(f"{where}: not a readable {suffix[1:]} file ({err})") from None
         raise
+
+
+def zip_member(path: Path) -> str | None:
+    """The name of the CSV file :func:`open_text` reads in the zip at ``path``; None for a file
+    that is not a zip, or a zip it cannot read."""
+    if path.suffix.lower() != ".zip":
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _zip_member(zf, str(path))
+    except (OSError, zipfile.BadZipFile, ReaderError):
+        return None
 
 
 def _zip_member(zf: zipfile.ZipFile, where: str) -> str:

@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
-from .csv_files import ReaderError, open_text, read_csv_file
+from .csv_files import ReaderError, open_text, read_csv_file, zip_member
 from .driver_checks import check_site_drivers
 from .units import UnitError, convert
 
@@ -235,11 +235,13 @@ def file_site(path: str | Path) -> str | None:
 
 
 def _site(path: Path) -> str:
-    """The site ID of a flux file name: ``FLX_DE-Hai_...`` (FLUXNET), ``AMF_US-Ha1_...`` (AmeriFlux)."""
-    m = re.match(r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Za-z]{2}-[A-Za-z0-9]{3})_", path.name, flags=re.IGNORECASE)
-    if not m:
-        return path.stem
-    return {s.upper(): s for s in SITES}.get(m.group(1).upper(), m.group(1))  # FLX_fi-hyy_: FI-Hyy
+    """The site ID of a flux file name: ``FLX_DE-Hai_...`` (FLUXNET), ``AMF_US-Ha1_...`` (AmeriFlux);
+    of a zip renamed (``hainich.zip``), the name of the file read in it."""
+    for name in (path.name, Path(zip_member(path) or "").name):
+        m = re.match(r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Za-z]{2}-[A-Za-z0-9]{3})_", name, flags=re.IGNORECASE)
+        if m:
+            return {s.upper(): s for s in SITES}.get(m.group(1).upper(), m.group(1))  # FLX_fi-hyy_: FI-Hyy
+    return path.stem
 
 
 def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = "") -> xr.Dataset:
