@@ -51,7 +51,7 @@ def check_site_drivers(df: pd.DataFrame, lat: float, where: str, site: str, erro
     _check_range(df, "CO2_F_MDS", 100.0, 2000.0, "ppm", where, error)
     sw = df["SW_IN_F"].to_numpy(float)
     toa = toa_daily_mean(lat, df.index.day_of_year.to_numpy())
-    _check_hemisphere(df.index, sw, lat, where, site, error, given)
+    _check_hemisphere(df.index.month.to_numpy(), sw, toa, lat, where, site, error, given)
     low = sw < -5.0
     if low.any():
         i = int(np.flatnonzero(low)[0])
@@ -86,13 +86,12 @@ def _check_range(df: pd.DataFrame, col: str, lo: float, hi: float, units: str, w
                 f"{units} ({int(out.sum())} such day(s)); {hint}")
 
 
-def _check_hemisphere(days: pd.DatetimeIndex, sw: np.ndarray, lat: float, where: str, site: str,
+def _check_hemisphere(month: np.ndarray, sw: np.ndarray, toa: np.ndarray, lat: float, where: str, site: str,
                       error: type[Exception], given: bool) -> None:
-    """The radiation's seasons against the latitude's, away from the tropics (12 monthly means)."""
+    """The radiation's seasons against the latitude's (``toa``: its top-of-atmosphere sunlight on the
+    same days), away from the tropics (12 monthly means)."""
     if abs(lat) < 20.0:
         return
-    month = days.month.to_numpy()
-    toa = toa_daily_mean(lat, days.day_of_year.to_numpy())
     have = np.array([np.isfinite(sw[month == m]).any() for m in range(1, 13)])
     if not have.all():
         return  # less than a year of months: too little to judge the seasons by
