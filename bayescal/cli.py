@@ -446,8 +446,9 @@ def entry() -> None:
         from multiprocessing import util
 
         # what the interpreter's exit would do for multiprocessing: unlink the named semaphores of
-        # an interrupted worker pool's queues (else its resource tracker reports them "leaked")
-        util._run_finalizers(0)
+        # an interrupted worker pool's queues (else its resource tracker reports them "leaked");
+        # a private function of the standard library since Python 2.6: skipped should it go
+        getattr(util, "_run_finalizers", lambda *_: None)(0)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
