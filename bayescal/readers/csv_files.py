@@ -27,7 +27,8 @@ from ..observations.products import ObservationError
 __all__ = ["ReaderError", "open_text", "read_csv_file", "zip_member"]
 
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-FILL_TEXT = ("-9999", "-6999")  # FLUXNET's and older AmeriFlux's missing values, as text
+#: Missing-value codes of flux files: FLUXNET2015/ONEFlux and AmeriFlux -9999, older AmeriFlux -6999.
+FILL_VALUES = (-9999.0, -6999.0)
 
 
 class ReaderError(ObservationError):
@@ -93,7 +94,7 @@ def read_csv_file(path: Path, where: str, what: str) -> pd.DataFrame:
         raise ReaderError(f"{where}: file not found")
     try:  # a spreadsheet's CSV: spaces after the commas, a byte-order mark before the header
         with open_text(path, where) as fh:
-            df = pd.read_csv(fh, na_values=list(FILL_TEXT), skipinitialspace=True)
+            df = pd.read_csv(fh, na_values=[str(int(v)) for v in FILL_VALUES], skipinitialspace=True)
         df = df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     except ReaderError:
         raise

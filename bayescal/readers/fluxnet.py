@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from ..observations.products import Product
-from .csv_files import ReaderError, open_text, read_csv_file, zip_member
+from .csv_files import FILL_VALUES, ReaderError, open_text, read_csv_file, zip_member
 from .driver_checks import check_site_drivers
 from .units import UnitError, convert
 
@@ -47,8 +47,6 @@ __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_
            "data_path", "file_site", "read_fluxnet_drivers", "read_fluxnet_product", "site_info",
            "site_table"]
 
-#: Missing-value codes of flux files: FLUXNET2015/ONEFlux and AmeriFlux -9999, older AmeriFlux -6999.
-FILL_VALUES = (-9999.0, -6999.0)
 #: other missing-value codes files use: a value of these on three or more days or cell-months,
 #: undeclared, is named (CSV and gridded readers; their ``fill_value`` says it is missing)
 FILL_CODES = (-999.0, -99999.0, -999999.0, 999.0, 9999.0, 99999.0, 999999.0, -32768.0, -32767.0, 32767.0,
@@ -237,11 +235,13 @@ def file_site(path: str | Path) -> str | None:
 def _site(path: Path) -> str:
     """The site ID of a flux file name: ``FLX_DE-Hai_...`` (FLUXNET), ``AMF_US-Ha1_...`` (AmeriFlux);
     of a zip renamed (``hainich.zip``), the name of the file read in it."""
-    for name in (path.name, Path(zip_member(path) or "").name):
-        m = re.match(r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Za-z]{2}-[A-Za-z0-9]{3})_", name, flags=re.IGNORECASE)
-        if m:
-            return {s.upper(): s for s in SITES}.get(m.group(1).upper(), m.group(1))  # FLX_fi-hyy_: FI-Hyy
-    return path.stem
+    pattern = r"(?:FLX|AMF|ICOSETC|ICOS)_([A-Za-z]{2}-[A-Za-z0-9]{3})_"
+    m = re.match(pattern, path.name, flags=re.IGNORECASE)
+    if not m and path.suffix.lower() == ".zip":  # the zip opened only when its own name says nothing
+        m = re.match(pattern, Path(zip_member(path) or "").name, flags=re.IGNORECASE)
+    if not m:
+        return path.stem
+    return {s.upper(): s for s in SITES}.get(m.group(1).upper(), m.group(1))  # FLX_fi-hyy_: FI-Hyy
 
 
 def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = "") -> xr.Dataset:
