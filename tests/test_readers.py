@@ -724,6 +724,30 @@ def test_cli_check_refuses_weather_in_kelvin_with_exit_2_before_any_model_run(fl
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
+def test_weather_refused_by_the_checks_runs_when_the_config_turns_them_off(fluxnet_dir, tmp_path, capsys):
+    """A deliberate experiment (northern weather at a southern latitude): refused by default, the
+    error naming the switch; with ``model.check_weather = false`` the config is checked, the model
+    run on the drivers as they are, at the latitude given. The switch is no stage input: turning it
+    off for drivers that pass changes no key."""
+    from bayescal.cli import main
+    from bayescal.workflows import load_config
+    from bayescal.workflows.site.model import site_model
+    from bayescal.workflows.site.workflow import SITE
+
+    f = _site_file(fluxnet_dir, tmp_path)
+    assert main(["check", str(_example_with(tmp_path, f, (2001, 2004), (2005, 2006),
+                                            model_extra="latitude = -42.5"))]) == 2
+    err = capsys.readouterr().err
+    assert "SW_IN_F peaks in" in err and "set model.check_weather = false" in err and "Traceback" not in err
+    off = _example_with(tmp_path, f, (2001, 2004), (2005, 2006),
+                        model_extra="latitude = -42.5\ncheck_weather = false")
+    assert main(["check", str(off)]) == 0
+    assert site_model(load_config(off)).drivers.attrs["lat"] == -42.5
+    cfg = load_config(_example_with(tmp_path, f, (2001, 2004), (2005, 2006)))
+    read = {k for s in SITE.stages for part in (s, *s.keeps) for k in part.keys(cfg)}
+    assert "model.drivers" in read and "model.check_weather" not in read
+
+
 def test_compressed_and_zipped_fluxnet_files_are_read_as_the_csv(fluxnet_dir, tmp_path):
     """A .gz file and a zip of one CSV are the CSV (no "rows cut short" warning from reading the
     compressed bytes as text); a FLUXNET2015 download's zip (daily, half-hourly and ERA-Interim

@@ -21,9 +21,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["check_site_drivers", "toa_daily_mean"]
+from .csv_files import ReaderError
+
+__all__ = ["WeatherError", "check_site_drivers", "toa_daily_mean"]
 
 _SOLAR_CONSTANT = 1361.0  # W m-2 (Kopp and Lean 2011)
+
+
+class WeatherError(ReaderError):
+    """Drivers refused by :func:`check_site_drivers` (a caller may offer to run on them anyway)."""
+
+
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December")
 

@@ -40,7 +40,7 @@ import xarray as xr
 
 from ..observations.products import Product
 from .csv_files import FILL_VALUES, ReaderError, open_text, read_csv_file, zip_member
-from .driver_checks import check_site_drivers
+from .driver_checks import WeatherError, check_site_drivers
 from .units import UnitError, convert
 
 __all__ = ["FILL_VALUES", "SITES", "ReaderError", "check_daily_calendar", "read_fluxnet",
@@ -244,7 +244,8 @@ def _site(path: Path) -> str:
     return {s.upper(): s for s in SITES}.get(m.group(1).upper(), m.group(1))  # FLX_fi-hyy_: FI-Hyy
 
 
-def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = "") -> xr.Dataset:
+def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = "",
+                         check_weather: bool = True) -> xr.Dataset:
     """Daily meteorology for a site model: ``ta`` (degC), ``sw`` (MJ m-2 d-1), ``vpd`` (hPa),
     ``co2`` (ppm) on ``time``; ``attrs``: ``site``, ``lat``, ``source``.
 
@@ -255,7 +256,9 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     must run without a gap, a duplicate or a missing year (:func:`check_daily_calendar`), and the
     weather must be plausible in FLUXNET's units at that latitude
     (:func:`~bayescal.readers.driver_checks.check_site_drivers`: kelvin, radiation scaled or in
-    MJ m-2 d-1, the other hemisphere's seasons are a ReaderError naming the column and a day).
+    MJ m-2 d-1, the other hemisphere's seasons are a
+    :class:`~bayescal.readers.driver_checks.WeatherError` naming the column and a day), unless
+    ``check_weather`` is false (an experiment on weather of another site or hemisphere).
     """
     path = data_path(path)
     where = _where(path, key)
@@ -286,7 +289,8 @@ def read_fluxnet_drivers(path: str | Path, lat: float | None = None, key: str = 
     if co2.isna().all():
         raise ReaderError(f"{where}: CO2_F_MDS is missing on every day ({_CO2_HINT})")
     filled = int(df["CO2_F_MDS"].isna().sum())
-    check_site_drivers(df.assign(CO2_F_MDS=co2), float(lat), where, site, ReaderError, given)
+    if check_weather:
+        check_site_drivers(df.assign(CO2_F_MDS=co2), float(lat), where, site, WeatherError, given)
     ds = xr.Dataset(
         {"ta": ("time", df["TA_F"].to_numpy(float), {"units": "degC"}),
          "sw": ("time", df["SW_IN_F"].to_numpy(float) * 0.0864, {"units": "MJ m-2 d-1"}),

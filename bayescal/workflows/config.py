@@ -45,6 +45,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "dalec_type": (str, "deciduous"),
         "drivers": (str, None),
         "latitude": (float, None),  # DALEC: degrees north (default: the FLUXNET2015 site table)
+        "check_weather": (bool, True),  # DALEC: refuse implausible drivers (readers/driver_checks.py)
         "diurnal_range": (float, 8.0),
         "spinup_years": (int, 3),
         "spinup_cycles": (int, 5),
@@ -189,15 +190,21 @@ GLOBAL_ONLY: dict[str, tuple[str, ...]] = {
 #: (``tests/test_model.py`` checks the embedded model's outputs do not depend on ``chunk_size``)
 EXECUTION_ONLY_MODEL_KEYS = ("chunk_size",)
 
+#: ``[model]`` keys of a check that passed or stopped the run: no stage's input (left out of the
+#: keys, so a stage that reads the whole ``[model]`` keeps the key it had before the switch)
+CHECK_ONLY_MODEL_KEYS = ("check_weather",)
+
 
 def config_for_keys(cfg: dict) -> dict:
     """The config as the stages' keys see it: :data:`EXECUTION_ONLY_MODEL_KEYS` at their defaults
-    (a stage that reads the whole ``[model]`` keeps the key it had at the default)."""
+    (a stage that reads the whole ``[model]`` keeps the key it had at the default),
+    :data:`CHECK_ONLY_MODEL_KEYS` left out."""
     model = cfg.get("model")
     if not isinstance(model, dict):
         return cfg
     held = {k: SCHEMA["model"][k][1] for k in EXECUTION_ONLY_MODEL_KEYS if k in model}
-    return {**cfg, "model": {**model, **held}}
+    kept = {k: v for k, v in model.items() if k not in CHECK_ONLY_MODEL_KEYS}
+    return {**cfg, "model": {**kept, **held}}
 
 
 def is_site(cfg: dict) -> bool:

@@ -188,7 +188,8 @@ def _check_parameters(cfg: dict, model=None):
 #: ``[model]`` keys only one kind of model reads: given to another kind they would do nothing
 #: (and, being stage inputs, rerun its stages when edited)
 _KIND_KEYS = {
-    "dalec": ("dalec_type", "drivers", "latitude", "diurnal_range", "spinup_years", "spinup_cycles"),
+    "dalec": ("dalec_type", "drivers", "latitude", "check_weather", "diurnal_range", "spinup_years",
+              "spinup_cycles"),
     "python": ("entry_point", "options", "python_path"),
     "external": ("command", "template", "output", "timeout", "variables"),
 }

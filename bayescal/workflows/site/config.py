@@ -68,11 +68,16 @@ def read_drivers(cfg: dict):
     """The DALEC drivers of ``model.drivers`` at ``model.latitude`` (default: the FLUXNET2015 site
     table); a gap, duplicated day, missing year or unknown site is a ConfigError naming the key."""
     from bayescal.readers import ReaderError, read_fluxnet_drivers
+    from bayescal.readers.driver_checks import WeatherError
     from bayescal.workflows.config import ConfigError
 
     m = cfg["model"]
     try:
-        return read_fluxnet_drivers(m["drivers"], lat=m.get("latitude"), key="model.drivers")
+        return read_fluxnet_drivers(m["drivers"], lat=m.get("latitude"), key="model.drivers",
+                                    check_weather=m.get("check_weather", True))
+    except WeatherError as err:
+        raise ConfigError(f"{err} (to run on these drivers as they are, set model.check_weather = false)") \
+            from None
     except ReaderError as err:
         raise ConfigError(str(err)) from None
 

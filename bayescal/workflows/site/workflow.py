@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bayescal.workflow import RunStore, Stage, Workflow
-from bayescal.workflows.config import GLOBAL_ONLY, SCHEMA
+from bayescal.workflows.config import CHECK_ONLY_MODEL_KEYS, GLOBAL_ONLY, SCHEMA
 from bayescal.workflows.own_model import model_source_files
 
 from .propagate_stage import run_site_propagate
@@ -41,7 +41,8 @@ def site_files(cfg: Config) -> list[str]:
 
 def _site_keys(section: str) -> tuple[str, ...]:
     """The keys of a section a site model's stages read: all but the global model's own."""
-    return tuple(f"{section}.{k}" for k in SCHEMA[section] if k not in GLOBAL_ONLY[section])
+    left = (*GLOBAL_ONLY[section], *(CHECK_ONLY_MODEL_KEYS if section == "model" else ()))
+    return tuple(f"{section}.{k}" for k in SCHEMA[section] if k not in left)
 
 
 #: the site model and the observations (files, or the twin made from them)
