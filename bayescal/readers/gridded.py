@@ -167,6 +167,13 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
         why = "it has no units attribute (CF: such as 'days since 1850-01-01')" if units is None else \
             f"units {units!r}: {err}"
         raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} is not decoded as dates ({why})") from None
+    twice = pd.Index(t.values).duplicated()
+    if twice.any():  # two versions of a product concatenated: their months would be averaged
+        first = t.values[int(np.flatnonzero(twice)[0])]
+        raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} has {int(twice.sum())} time step(s) "
+                          f"twice, the first {str(first)[:19]}: two files or versions concatenated? Each "
+                          "step must come once (if the copies are the same: ds.drop_duplicates('time') in "
+                          "xarray)")
     refuse_coarser_than_months(None if stamps else ds[bounds].transpose(tdim, ...).values, keys, da.name,
                                where)
     if stamps:
@@ -230,10 +237,18 @@ def _aligned(da: xr.DataArray, grid: _Grid, w: sparse.csr_matrix, used: np.ndarr
 
 
 def _refuse_missing(ds: xr.Dataset, where: str, *names: str | None) -> None:
-    """A ReaderError for the first of ``names`` (None: not asked for) the file lacks."""
-    for v in names:
-        if v is not None and v not in ds:
-            raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(ds.data_vars)}")
+    """A ReaderError for the first of ``names`` (the data's, the sigma's, the mask's variable;
+    None: not asked for) the file lacks, naming the product key that names another (``GPP`` for
+    ``gpp``: a name that differs in case only, or a close one)."""
+    import difflib
+
+    have = [str(n) for n in ds.data_vars]
+    for v, key in zip(names, ("nc_variable", "sigma_variable", "mask_variable"), strict=False):
+        if v is None or v in ds:
+            continue
+        near = [n for n in have if n.lower() == v.lower()] or difflib.get_close_matches(v, have, n=1)
+        hint = f" (the product's '{key}' key names the file's variable: {key} = {near[0]!r}?)" if near else ""
+        raise ReaderError(f"{where}: no variable {v!r}; the file has {sorted(have)}{hint}")
 
 
 def _sigma_units(sv: xr.DataArray, da: xr.DataArray, have: str, sigma_units: str | None,

@@ -48,11 +48,13 @@ def bias_map_data(runs: dict[str, xr.Dataset], observed: xr.Dataset, variable: s
     runs : dict case -> xarray.Dataset
         The model runs (:data:`BIAS_CASES`, from :func:`verified_runs`): ``variable`` on
         (member, time, cell), the cells those of ``observed`` in its order; the first member's
-        mean over the model's years is its map (Dagon's "annual mean": the mean annual field).
+        mean over the months the products observe is its map (Dagon's "annual mean": the mean
+        annual field; over the model's years where the products observe every month).
     observed : xarray.Dataset
         The ``emulate`` stage's ``rmse.nc``: ``observed`` (variable, cell), the observed
         period-mean map (the mean of the variable's products over their years; NaN where none
-        observes), with ``area``, ``lon``, ``lat`` on cell and ``units`` on variable.
+        observes) and ``month_weight`` (variable, cell, time), with ``area``, ``lon``, ``lat`` on
+        cell and ``units`` on variable.
     variable : str
         The output variable.
 
@@ -66,12 +68,21 @@ def bias_map_data(runs: dict[str, xr.Dataset], observed: xr.Dataset, variable: s
     obs = observed["observed"].sel(variable=variable).values
     cells = np.isfinite(obs)
     area = observed["area"].values[cells]
-    maps = np.stack([ds[variable].isel(member=0).mean("time").values for ds in runs.values()])
+    maps = np.stack([_period_mean(ds[variable].isel(member=0), observed, variable) for ds in runs.values()])
     bias, unit = _display(maps[:, cells] - obs[cells], str(observed["units"].sel(variable=variable).values))
     return xr.Dataset({"bias": (("case", "cell"), bias), "mean_bias": ("case", bias @ area / area.sum())},
                       coords={"case": list(runs), "lon": ("cell", observed["lon"].values[cells]),
                               "lat": ("cell", observed["lat"].values[cells])},
                       attrs={"variable": variable, "units": unit})
+
+
+def _period_mean(da: xr.DataArray, observed: xr.Dataset, variable: str) -> np.ndarray:
+    """A run's map (cell,) over the months the products observe (``month_weight``; a run
+    directory of an older bayescal has none: over all months)."""
+    if "month_weight" not in observed:
+        return da.mean("time").values
+    w = observed["month_weight"].sel(variable=variable).transpose("cell", "time").values
+    return np.einsum("ct,ct->c", da.transpose("cell", "time").values, w)
 
 
 def plot_bias_maps(data: list[xr.Dataset]):

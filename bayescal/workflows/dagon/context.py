@@ -22,6 +22,8 @@ Stages, each through the runner's store:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
@@ -131,8 +133,33 @@ class DagonContext(GlobalContext):
         return {key: observations[key] for key in (k.removeprefix("observations.") for k in OBSERVED)}
 
     def mean_maps(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
-        """Period-mean map (member, cell) of each observed variable."""
-        return {v: ds[v].mean("time").values for v in self.config["observations"]["variables"]}
+        """Period-mean map (member, cell) of each observed variable over the months its products
+        observe in each cell (:meth:`map_weights`; NaN where none does): the model's map is the
+        observed one's counterpart month for month (a product without winter months is compared
+        with the model's summer)."""
+        out = {}
+        for v in self.config["observations"]["variables"]:
+            w = self.map_weights(v, ds["time"].values)
+            out[v] = np.einsum("mct,ct->mc", ds[v].transpose("member", "cell", "time").values, w)
+        return out
+
+    def map_weights(self, variable: str, months: np.ndarray) -> np.ndarray:
+        """Weights (cell, month) of the model's ``months`` that give the observed period-mean map's
+        counterpart: each product's mean over the months it observes in a cell, averaged over the
+        products observing the cell (:meth:`observed_maps`); NaN in a cell none observes. Products
+        observing every month weigh each ``1 / len(months)``."""
+        cache = self._cache.setdefault("map_weights", {})
+        key = (variable, tuple(np.asarray(months).tolist()))
+        if key not in cache:
+            obs, truth = self.twin()
+            total, n = 0.0, 0.0
+            for p in obs[variable]:
+                seen = p.data.notnull().reindex(cell=truth["cell"].values, time=months, fill_value=False)
+                count = seen.sum("time").values[:, None]
+                total = total + np.where(count > 0, seen.values / np.maximum(count, 1), 0.0)
+                n = n + (count > 0)
+            cache[key] = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        return cache[key]
 
     def observed_maps(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Observed period-mean maps (cell,) and annual maps (year, cell) per variable: the mean
@@ -141,7 +168,8 @@ class DagonContext(GlobalContext):
         mean, annual = {}, {}
         for v in self.config["observations"]["variables"]:
             data = [p.data.reindex(cell=truth["cell"].values) for p in obs[v]]
-            mean[v] = np.nanmean(np.stack([d.mean("time", skipna=True).values for d in data]), axis=0)
+            with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # a cell none observes
+                mean[v] = np.nanmean(np.stack([d.mean("time", skipna=True).values for d in data]), axis=0)
             yearly = xr.concat([d.groupby("time.year").mean(skipna=True) for d in data], "product",
                                join="outer")  # products may cover different years
             annual[v] = yearly.mean("product", skipna=True).transpose("year", "cell").values

@@ -177,7 +177,8 @@ def run_errors(ctx: DagonContext, runs: xr.Dataset, u: np.ndarray,
         ``cost_model`` and ``cost_emulator`` (member): Eq. 6 on the model's PCs
         (:meth:`~.context.DagonContext.model_cost`) and on the networks' (the ``emulator_screen``'s
         cost); ``observed`` (variable, cell), with ``lon``, ``lat``, ``area`` on cell and
-        ``units`` on variable.
+        ``units`` on variable; ``month_weight`` (variable, cell, time): the model's months in its
+        period-mean maps (:meth:`~.context.DagonContext.map_weights`).
     """
     eof, cost = ctx.eof_data(), ctx.cost()
     maps, variables = ctx.mean_maps(runs), list(ctx.config["observations"]["variables"])
@@ -193,8 +194,13 @@ def run_errors(ctx: DagonContext, runs: xr.Dataset, u: np.ndarray,
          "cost_model": ("member", ctx.model_cost(runs), {"long_name": "Eq. 6 on the model's PCs"}),
          "cost_emulator": ("member", cost.predict(u), {"long_name": "Eq. 6 on the networks' PCs"}),
          "observed": (("variable", "cell"), np.stack([observed[v] for v in variables]),
-                      {"long_name": f"observed period-mean map ({same})"})},
+                      {"long_name": f"observed period-mean map ({same})"}),
+         "month_weight": (("variable", "cell", "time"),
+                          np.stack([ctx.map_weights(v, runs["time"].values) for v in variables]),
+                          {"long_name": "weight of each month in the model's period-mean map: the months "
+                                        "the products observe (NaN: a cell none observes)"})},
         coords={"variable": variables, "estimate": list(ESTIMATES), "member": runs["member"].values,
+                "time": runs["time"].values,
                 "units": ("variable", [runs[v].attrs.get("units", "") for v in variables]),
                 **{k: ("cell", runs[k].values) for k in ("lon", "lat", "area")}})
 
@@ -235,7 +241,9 @@ def run_emulate(ctx: DagonContext) -> None:
                               coords={"pc": np.arange(1, pred.shape[1] + 1)}))
         years_sd = annual.std(axis=0, ddof=1)
         mode = f"{v}_mode"
-        parts.append(basis.to_dataset(v).assign({
+        # each variable's observed cells on a dimension of its own: products of two variables may
+        # observe different cells, and neither need observe all of the model's
+        parts.append(basis.to_dataset(v).rename(cell=f"{v}_cell").assign({
             f"{v}_obs_pc": (mode, basis.project(obs_mean[v][cells])),
             # Eq. 6's sigma: the observed PCs' spread over the years (Dagon), and -- Dagon's stated
             # limitation -- the network's test error, so the cost does not trust the emulator
@@ -267,7 +275,13 @@ def _verify(ctx: DagonContext, design: xr.DataArray, store) -> tuple[np.ndarray,
     ctx.run_members(ctx.simulator, design, store, batch_size=design.sizes["member"],
                     keep=ctx.run_dataset_vars(), executor=ctx.executor)
     runs = EnsembleStore(store).load()
-    return ctx.model_cost(runs), ctx.model_pcs(runs), runs["status"].values.astype(str)
+    status = runs["status"].values.astype(str)
+    variables = ctx.config["observations"]["variables"]
+    if not all(v in runs for v in variables):  # every run failed: no output stored, no cost
+        eof, n = ctx.eof_data(), status.size
+        pcs = {v: np.full((n, eof.sizes[f"{v}_mode"]), np.nan) for v in variables}
+        return np.full(n, np.nan), pcs, status
+    return ctx.model_cost(runs), ctx.model_pcs(runs), status
 
 
 def _pcs(pcs: dict) -> dict[str, list[float]]:

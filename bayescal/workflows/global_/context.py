@@ -249,7 +249,20 @@ class GlobalContext(Context):
         grid, months = self.cells_and_months()
         cells = grid.assign_coords(cell=grid["cell"].values)
         products = read_gridded_products(self.config, cells, months, units=self.output_units())
+        self._say_scale_mismatch(products)
         return Observations(products), grid
+
+    def _say_scale_mismatch(self, products: list) -> None:
+        """A warning for a product typically 30 times the model's values at its defaults or more
+        (:func:`~bayescal.workflows.site.units.say_scale_mismatch`): units that convert but are not
+        the file's (one product alone has no other to disagree with)."""
+        from bayescal.workflows.site.units import say_scale_mismatch
+
+        ds = self.default_output()
+        with np.errstate(all="ignore"):
+            scale = {v: float(np.nanmedian(np.abs(ds[v].values))) for v in {p.variable for p in products}
+                     if v in ds}
+        say_scale_mismatch(products, scale)
 
     # --------------------------------------------------------------- summaries/likelihood
     @property
