@@ -20,6 +20,7 @@ from pathlib import Path
 from bayescal import __version__
 from bayescal.models.contract import ModelOutputError
 from bayescal.optimize.objective import OptimizeError
+from bayescal.run.cluster import ClusterError, probe_executor
 from bayescal.workflow import check_run_dir
 from bayescal.workflow.rundir import RunDirError, RunDirRefused, damaged_files
 from bayescal.workflow.rundir_guard import run_dir_holder
@@ -157,10 +158,16 @@ def _check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     pipe = _context(args, cfg, progress=False)
     state = check_run_dir(pipe.run_dir, pipe.workflow.name)
+    try:  # before the model's run: a scheduler that does not answer, a job SLURM refuses
+        executor = probe_executor(cfg["run"])
+    except ClusterError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
     one = per_run = stored = None
     if not args.no_model_run:
         one, per_run, stored = _check_model(args, cfg, pipe)
     print(f"{args.config}: valid")
+    if executor:
+        print(f"executor: {executor}")
     if cfg["model"]["kind"] == "dalec":
         from bayescal.report.site import describe_model
 

@@ -203,6 +203,21 @@ def test_malformed_placeholders_are_named(program, space, tmp_path):
         make(program, space, tmp_path, template="a={{ a }}\nb={{ label with space }}\n")
     with pytest.raises(ValueError, match=r"\{\{ c \}\}"):
         make(program, space, tmp_path, template="a={{ a }} c={{ c }}")
+    pfts = ParameterSpace([Parameter("vcmax", [40.0, 60.0], 10.0, 100.0, groups=["tree", "grass"])])
+    with pytest.raises(ValueError, match=r"'vcmax' is a vector: one placeholder per value, "
+                                         r"\{\{ vcmax\[tree\] \}\}, \{\{ vcmax\[grass\] \}\};"):
+        make(program, pfts, tmp_path, template="v={{ vcmax }}")
+
+
+def test_a_command_given_as_one_string_in_the_list_is_named_with_its_words(tmp_path):
+    """``["./model {param_file} {output}"]`` (a shell's line in a list): the error gives the list
+    of words to write, before any run (it was "No such file or directory" from the run)."""
+    from bayescal.workflows import ConfigError
+    from bayescal.workflows.own_model import resolve_command
+
+    with pytest.raises(ConfigError, match=r"its first entry './model \{param_file\} \{output\}' holds "
+                                          r"spaces; .*\['./model', '\{param_file\}', '\{output\}'\]"):
+        resolve_command(["./model {param_file} {output}"], tmp_path, ("params.txt", "output.nc"))
 
 
 def test_a_finished_program_run_is_read_again_not_rerun_until_an_input_changes(tmp_path, space):
@@ -358,3 +373,60 @@ def test_time_bounds_that_are_not_dates_leave_the_stamps_as_they_are():
     assert "time_bnds" not in out and "bounds" not in out["time"].attrs
     np.testing.assert_array_equal(out["time"].values.astype("datetime64[D]"),
                                   np.array(["2003-01-16", "2003-02-15"], dtype="datetime64[D]"))
+
+
+SLOW = textwrap.dedent("""
+    import os, sys, time
+    open("program.pid", "w").write(str(os.getpid()))
+    time.sleep(float(open(os.environ["SLEEP_FILE"]).read()))
+    import numpy as np, xarray as xr
+    xr.Dataset({"y": ("t", np.zeros(2))}).to_netcdf(sys.argv[1], engine="h5netcdf")
+""")
+
+
+def test_a_program_left_running_by_a_killed_run_is_stopped_before_the_member_runs_again(tmp_path, space):
+    """bayescal killed with -9 while a member's program runs (its own session: the kill of
+    bayescal's group does not reach it): the program runs on; the member's next run stops it
+    first (it would write its output into the folder after the new run finished), says so, and
+    runs the member."""
+    import os
+    import subprocess
+    import time
+
+    (tmp_path / "slow.py").write_text(SLOW)
+    sleep = tmp_path / "sleep.txt"
+    sleep.write_text("120")
+    args = ([sys.executable, str(tmp_path / "slow.py"), "{output}"], "a={{ a }}", space, tmp_path / "work")
+    env = {"SLEEP_FILE": str(sleep)}
+    (tmp_path / "run.py").write_text(
+        "import sys, numpy as np\nfrom bayescal.models.external import ExternalModel\n"
+        "from bayescal.parameters import Parameter, ParameterSpace\n"
+        "space = ParameterSpace([Parameter('a', 0.5, 0.0, 1.0), Parameter('b', 0.5, 0.0, 1.0)])\n"
+        f"model = ExternalModel(*{args[:2]!r}, space, {str(args[3])!r}, env={env!r})\n"
+        "model.simulate(np.array([[0.5, 0.5]]))\n")
+    runner = subprocess.Popen([sys.executable, str(tmp_path / "run.py")])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "work").glob("*/program.pid")):
+        time.sleep(0.1)
+    pid_file = next((tmp_path / "work").glob("*/program.pid"))
+    time.sleep(0.2)  # the pid written
+    runner.kill()
+    runner.wait()
+    pid = int(pid_file.read_text())
+    os.kill(pid, 0)  # still running, its parent gone
+    sleep.write_text("0")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        ds = ExternalModel(*args, env=env).simulate(np.array([[0.5, 0.5]]))
+    assert str(ds.status.values[0]) == "done"
+    assert any("left running in" in str(w.message) for w in said)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not (pid_file.parent / ".bayescal_program.json").exists()

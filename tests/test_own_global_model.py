@@ -339,6 +339,7 @@ def test_an_external_global_program_runs_as_the_python_model_does(setup):
             'template = "params.template"\nparameters_file = "space.toml"')
     _named_in_config(path, keys, "workers = 2\n")
     ctx = make_context(load_config(path), folder / "ext", progress=False)
+    assert ctx.batch_size() == 1  # a program per member: every stage's runs side by side on the workers
     ctx.run(stages)
     assert len(list((folder / "ext" / "external").iterdir())) == 1 + 10  # the defaults (checked), the design
     py, ext = (xr.load_dataset(folder / d / "design" / "training.nc") for d in ("py", "ext"))

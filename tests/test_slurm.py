@@ -81,6 +81,28 @@ def test_unreachable_scheduler_is_a_named_error_within_seconds():
     assert time.monotonic() - t0 < 30
 
 
+def test_a_scheduler_that_does_not_answer_stops_check_and_run_before_any_model_run(tmp_path, capsys):
+    """``bayescal check`` tries the address (it said "valid" before), ``bayescal run`` starts the
+    executor before its stages (it ran the model at its defaults first): exit 2 naming the key,
+    no stage begun."""
+    from bayescal.cli import main
+    from bayescal.run.cluster import probe_executor
+
+    tiny = (Path(__file__).parent / "data" / "tiny.toml").read_text()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tiny.replace("[run]\n", '[run]\nscheduler = "tcp://127.0.0.1:9"\n', 1))
+    for argv in (["check", str(cfg)], ["run", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "'run.scheduler': no Dask scheduler answers at tcp://127.0.0.1:9" in err
+        assert "Traceback" not in err
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.is_dir()]  # no stage began
+    assert probe_executor({}) is None and probe_executor({"workers": 2}) is None
+    with pytest.raises(ClusterError, match=r"unknown key\(s\) \['partiton'\] in \[run.slurm\]; did you mean "
+                                           r"'partition'\? .*'partition' for 'queue'"):
+        check_run_config({"scheduler": "slurm", "slurm": {"partiton": "debug"}})
+
+
 def test_scheduler_address_route(tmp_path):
     from distributed import LocalCluster
 
@@ -212,6 +234,11 @@ def test_a_worker_job_slurm_refuses_is_a_named_error(tmp_path):
     run["slurm"]["partition"] = "no-such-partition"
     with pytest.raises(ClusterError, match="SLURM refuses the worker job: .*partition"):
         make_executor(run)
+    from bayescal.run.cluster import probe_executor  # bayescal check: the same answer, no job submitted
+
+    with pytest.raises(ClusterError, match="SLURM refuses the worker job: .*partition"):
+        probe_executor(run)
+    assert probe_executor(slurm_run_config(tmp_path)) == "SLURM accepts the worker job (sbatch --test-only)"
 
 
 def _cancel_a_busy_job(client, store: Path, jobs: dict, done: dict, deadline: float) -> None:

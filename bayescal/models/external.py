@@ -64,6 +64,37 @@ def kill_running_programs() -> None:
         _kill_group(pgid)
 
 
+#: in a member's run directory while its program runs: the program's pid and start time, so that a
+#: later run of the member (a resume after bayescal was killed with -9, its program left running)
+#: stops that program's group first instead of running beside it (and having its output overwritten)
+RUNNING_FILE = ".bayescal_program.json"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, Linux's ``/proc/<pid>/stat``; None: no
+    such process, or no ``/proc``): with the pid, which process it is."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat.rsplit(")", 1)[-1].split()
+    return rest[19] if len(rest) > 19 and rest[0] != "Z" else None
+
+
+def stop_left_running(run_dir: Path) -> bool:
+    """Kill the group of a program an earlier run of this member left running (its
+    :data:`RUNNING_FILE`, the same process still alive); True if one was."""
+    try:
+        info = json.loads((run_dir / RUNNING_FILE).read_text())
+        pid, start = int(info["pid"]), str(info["start"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if _start_time(pid) != start:
+        return False
+    _kill_group(pid)
+    return True
+
+
 def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
     """Run ``argv`` in a new session; on timeout (and after it exits) kill its whole group.
 
@@ -75,6 +106,9 @@ def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
                                 text=True, start_new_session=True)
     except OSError as err:
         return None, "", f"cannot start {argv[0]!r} (run in {cwd}): {_start_error(argv[0], err)}", False
+    start = _start_time(proc.pid)
+    if start is not None:
+        (cwd / RUNNING_FILE).write_text(json.dumps({"pid": proc.pid, "start": start}))
     timed_out = False
     _RUNNING.add(proc.pid)
     try:
@@ -92,6 +126,7 @@ def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
     finally:
         _RUNNING.discard(proc.pid)
     _kill_group(proc.pid)  # what the program left running in its group
+    (cwd / RUNNING_FILE).unlink(missing_ok=True)
     return proc.returncode, out or "", err or "", timed_out
 
 
@@ -191,10 +226,14 @@ class ExternalModel:
         labels = set(space.all_labels)
         bad = sorted({m.strip() for m in _ANY_PLACEHOLDER.findall(text)} - labels)
         if bad:
+            vector = [lab for lab in space.all_labels if lab.startswith(bad[0] + "[")]
+            example = repr(vector[0]) if vector else repr(space.all_labels[0])
+            each = ", ".join("{{ " + lab + " }}" for lab in vector[:3]) + (" ..." if len(vector) > 3 else "")
+            what = f"{bad[0]!r} is a vector: one placeholder per value, {each}; " if vector else ""
             raise ValueError(
                 f"template placeholders {['{{ ' + b + ' }}' for b in bad]} are not parameters of the space "
-                f"(a placeholder is {{{{ label }}}} with a label of the space such as "
-                f"{space.all_labels[0]!r}, no spaces inside)"
+                f"({what}a placeholder is {{{{ label }}}} with a label of the space such as {example}, "
+                "no spaces inside)"
             )
         used = {m.strip() for m in _ANY_PLACEHOLDER.findall(text)}
         #: free values of the space the template never gives the program (calibrated, they would keep
@@ -254,6 +293,9 @@ class ExternalModel:
         if ds is not None:
             return ds, ""
         (run_dir / FINISHED).unlink(missing_ok=True)
+        if stop_left_running(run_dir):  # bayescal was killed (-9) while it ran: its output would follow
+            warnings.warn(f"a program left running in {run_dir} by an earlier, killed run of this member was "
+                          "stopped before the member ran again", RuntimeWarning, stacklevel=2)
         # written beside and renamed into place: a link already there is replaced, not followed
         tmp = run_dir / f".{self.param_file}.tmp"
         tmp.unlink(missing_ok=True)

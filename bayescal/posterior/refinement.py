@@ -63,6 +63,7 @@ import xarray as xr
 
 from ..parameters import ParameterSpace
 from . import PosteriorSampler, PosteriorWarning, Priors, get_group, unit_samples
+from .runnable import only_where_runs
 
 __all__ = ["InBox", "Refinement", "local_runs", "refine", "select_batch"]
 
@@ -156,6 +157,7 @@ def refine(
     local_min: int = 40,
     n_particles: int = 0,
     final_likelihood: Callable[[Any], Callable[[np.ndarray], np.ndarray]] | None = None,
+    failed: np.ndarray | None = None,
 ) -> Refinement:
     """Refine an emulated posterior with model runs chosen by acquisition (module docstring).
 
@@ -218,11 +220,21 @@ def refine(
         emulator after the rounds (chain ``round_final.h5``), e.g. the expected log-likelihood of
         :class:`~bayescal.posterior.site_calibration.EmulatedSeriesLikelihood`; the rounds and
         their acquisition use ``make_likelihood``. Not with ``run_loglik``.
+    failed : ndarray (n, d), optional
+        Unit-cube points where the model failed (the design's failed runs). With these and the
+        rounds' own failed runs, every target is -inf where the nearest run failed
+        (:class:`~bayescal.posterior.runnable.Runnable`): no chain, acquisition or posterior
+        mass where the model does not run.
     """
     if final_likelihood is not None and run_loglik is not None:
         raise ValueError("give final_likelihood or run_loglik, not both")
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
+    F = np.zeros((0, X.shape[1])) if failed is None else np.asarray(failed, float).reshape(-1, X.shape[1])
+    # every target -inf where the nearest run failed (X, F: the runs at the time it is made)
+    targets = [None if f is None else (lambda e, f=f: only_where_runs(f(e), X, F))
+               for f in (make_likelihood, final_likelihood)]
+    make_likelihood, final_likelihood = targets
     space = priors.space if isinstance(priors, Priors) else priors
     rows: list[dict[str, Any]] = []
     prev, converged, idata = None, False, None
@@ -265,6 +277,7 @@ def refine(
         rows[-1].update(_heldout(like, pick[ok], y_new[ok]))
         X = np.vstack([X, pick[ok]])
         Y = np.concatenate([Y, y_new[ok]])
+        F = np.vstack([F, pick[~ok]])
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
     chain = dict(priors=priors, n_walkers=n_walkers, backend_dir=backend_dir, moves=moves,
                  min_steps=min_steps, max_steps=max_steps, progress=progress)

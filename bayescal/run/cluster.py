@@ -34,7 +34,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SLURM_KEYS", "ClusterError", "Executor", "check_run_config", "make_executor"]
+__all__ = ["SLURM_KEYS", "ClusterError", "Executor", "check_run_config", "make_executor", "probe_executor"]
 
 #: ``[run.slurm]`` key -> (type(s), default, meaning); ``None``: dask-jobqueue's default.
 SLURM_KEYS: dict[str, tuple[Any, Any, str]] = {
@@ -122,7 +122,14 @@ def slurm_options(table: dict | None) -> dict[str, Any]:
             table[key] = table.pop(alias)
     unknown = sorted(set(table) - set(SLURM_KEYS))
     if unknown:
-        raise ClusterError(f"unknown key(s) {unknown} in [run.slurm]; known: {sorted(SLURM_KEYS)}")
+        import difflib
+
+        names = [*SLURM_KEYS, *_ALIASES]
+        near = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.6)
+        near = near or [k for k in names if unknown[0].lower() in k or k in unknown[0].lower()][:1]
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ClusterError(f"unknown key(s) {unknown} in [run.slurm]{hint} Known: {sorted(SLURM_KEYS)}, "
+                           f"and {', '.join(f'{a!r} for {k!r}' for a, k in _ALIASES.items())}")
     out = {}
     for key, (typ, default, _) in SLURM_KEYS.items():
         out[key] = _typed(f"run.slurm.{key}", table[key], typ) if key in table else default
@@ -211,13 +218,43 @@ def make_executor(run_config: dict) -> Executor:
     return _slurm_executor(slurm_options(run_config.get("slurm")))
 
 
-def _slurm_executor(opts: dict[str, Any]) -> Executor:
+def probe_executor(run_config: dict) -> str | None:
+    """Whether the executor ``[run]`` asks for would start, without starting it (``bayescal
+    check``): a Dask scheduler's address answers (a TCP connection), SLURM accepts the worker job
+    (``sbatch --test-only``, no job submitted). Returns what was checked (None for a local
+    executor); raises :class:`ClusterError` as :func:`make_executor` would."""
+    import socket
+
+    kind = check_run_config(run_config)
+    if kind == "dask":
+        address = run_config["scheduler"].strip()
+        match = _ADDRESS.match(address)
+        if match is None:  # an in-process cluster's address: nothing to reach
+            return None
+        try:
+            socket.create_connection((match.group(1).strip("[]"), int(match.group(2))),
+                                     timeout=CONNECT_TIMEOUT).close()
+        except OSError as err:
+            raise ClusterError(f"'run.scheduler': no Dask scheduler answers at {address} within "
+                               f"{CONNECT_TIMEOUT:g} s ({type(err).__name__}: {err})") from None
+        return f"the Dask scheduler at {address} answers"
+    if kind == "slurm":
+        cluster = _slurm_cluster(slurm_options(run_config.get("slurm")))
+        try:
+            _test_submit(cluster)
+        finally:
+            cluster.close()
+        return "SLURM accepts the worker job (sbatch --test-only)"
+    return None
+
+
+def _slurm_cluster(opts: dict[str, Any]):
+    """dask-jobqueue's SLURMCluster of ``[run.slurm]`` (no job submitted yet)."""
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError as err:
         raise ClusterError(f"run.scheduler = \"slurm\" needs dask-jobqueue: pip install 'bayescal[dask]' "
                            f"({err})") from None
-    from distributed import Client
 
     kwargs = {k: opts[k] for k in ("cores", "processes", "memory", "walltime", "job_extra_directives",
                                    "job_script_prologue", "job_directives_skip", "worker_extra_args")}
@@ -228,9 +265,15 @@ def _slurm_executor(opts: dict[str, Any]) -> Executor:
             kwargs[key] = opts[key]
     kwargs["scheduler_options"] = {"dashboard_address": opts["dashboard_address"] or None}
     try:
-        cluster = SLURMCluster(**kwargs)
+        return SLURMCluster(**kwargs)
     except Exception as err:  # noqa: BLE001 - dask-jobqueue's option errors, a missing sbatch
         raise ClusterError(f"[run.slurm]: SLURMCluster cannot be made: {type(err).__name__}: {err}") from None
+
+
+def _slurm_executor(opts: dict[str, Any]) -> Executor:
+    from distributed import Client
+
+    cluster = _slurm_cluster(opts)
     client = None
     try:
         _test_submit(cluster)

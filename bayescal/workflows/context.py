@@ -320,16 +320,33 @@ class Context:
             if self.config_warnings is not None:
                 write_json_atomic(self.rundir.config_warnings_json, {"warnings": list(self.config_warnings)})
             try:
+                self._start_executor(stages)
                 records = self.engine.run(None if stages is None else tuple(stages))
             finally:
                 self.close()
         self.records.extend(records)
         return records
 
+    def _start_executor(self, stages) -> None:
+        """A Dask scheduler or SLURM cluster started before the stages when one of them will run:
+        one that does not answer, or a job SLURM refuses, is a ConfigError before any model run
+        (a stage's first run at the defaults included), not after it."""
+        if not self.config["run"].get("scheduler"):
+            return
+        planned = self.plan(None if stages is None else tuple(stages))
+        if any(p.status != "reuse" and p.expected_runs for p in planned):  # a stage that runs the model
+            self.executor  # noqa: B018 -- started (and kept for the stages) or refused now
+
     def say(self, msg: str) -> None:
         """One line of progress (with ``progress=True``)."""
         if self.progress:
             print(msg, flush=True)
+
+    def batch_size(self) -> int:
+        """Members per call of the model (``design.batch_size``): 1 for an external program, which
+        runs one member per call anyway (one per batch lets the store keep each as it finishes,
+        moves the progress bar per run, and lets a pool or a cluster run them side by side)."""
+        return 1 if self.config["model"]["kind"] == "external" else int(self.config["design"]["batch_size"])
 
     def run_members(self, simulator, theta, store, **kwargs):
         """:func:`~bayescal.run.ensemble.run_ensemble` (progress bar as the context's), then one
@@ -339,9 +356,7 @@ class Context:
 
         kwargs.setdefault("progress", self.progress)
         if self.config["model"]["kind"] == "external":
-            # a program runs one member per call anyway: one per batch lets the store keep each as it
-            # finishes, moves the progress bar per run, and lets a cluster run them side by side
-            kwargs["batch_size"] = 1
+            kwargs["batch_size"] = self.batch_size()  # one member per call (:meth:`batch_size`)
         ran = run_ensemble(simulator, theta, store, **kwargs)
         if ran.already_done:  # a resumed stage: what an earlier, stopped run had finished
             self.say(f"  {ran.already_done} of {ran.n_members} model runs already in {store} (kept from "

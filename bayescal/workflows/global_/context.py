@@ -103,15 +103,20 @@ class GlobalContext(Context):
         ds = self.default_output()
         self.cells_and_months()  # cells with area and biome, a time axis
         m, obs = self.config["model"], self.config["observations"]
+        program = m["kind"] == "external"
+        output = f" (the program's output file {m['output']!r})" if program else ""
         for v in obs["variables"]:
             if v not in ds or not {"cell", "time"} <= set(ds[v].dims):
-                have = sorted(str(n) for n in ds.data_vars)
-                raise ConfigError(f"'observations.variables': the model's output has no {v!r} on (member, "
-                                  f"cell, time) (it has {have})")
+                have = sorted(str(n) for n in ds.data_vars if n not in ("status", "reason"))
+                raise ConfigError(f"'observations.variables': the model's output{output} has no {v!r} on "
+                                  f"(member, cell, time) (it has {have})")
             if not ds[v].attrs.get("units"):  # a product of it could be in any units, a twin's too
-                raise ConfigError(f"'observations.variables': the model's output {v!r} has no units; give it "
-                                  f"a 'units' attribute (a Dataset) or your model a 'units' mapping such as "
-                                  f"{{{v!r}: 'gC m-2 d-1'}} (docs/own-model.md)")
+                how = (f"give {v!r} a 'units' attribute in the program's output file {m['output']!r}, "
+                       "such as 'gC m-2 d-1'") if program else \
+                    (f"give it a 'units' attribute (a Dataset) or your model a 'units' mapping such as "
+                     f"{{{v!r}: 'gC m-2 d-1'}}")
+                raise ConfigError(f"'observations.variables': the model's output {v!r} has no units; {how} "
+                                  "(docs/own-model.md)")
         for v in ("gpp_global", "nbp_global"):
             if v not in ds or "year" not in ds[v].dims:
                 raise ConfigError(f"the model's output has no {v!r} on (member, year) in PgC yr-1: the "

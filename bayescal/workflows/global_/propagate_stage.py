@@ -63,7 +63,7 @@ def run_propagate(ctx: GlobalContext) -> None:
         sets,
         out / "ensemble",
         variables=sorted({*budget, "gpp", *ctx.config["observations"]["variables"]}),
-        batch_size=ctx.config["design"]["batch_size"],
+        batch_size=ctx.batch_size(),
         executor=ctx.executor,
         progress=ctx.progress,
     )

@@ -59,7 +59,7 @@ def run_screen(ctx: GlobalContext) -> None:
             design,
             targets,
             store=out / "morris",
-            batch_size=cfg["design"]["batch_size"], executor=ctx.executor,
+            batch_size=ctx.batch_size(), executor=ctx.executor,
             progress=ctx.progress,
             keep=[*ctx.run_dataset_vars(), "gpp_global"],
         )
@@ -120,7 +120,7 @@ def _objective(ctx: GlobalContext, workdir: Path):
     obs, _ = ctx.twin()
     return ModelObjective(
         ctx.simulator, ctx.space(), obs, measure=ctx.config["optimize"]["misfit"], workdir=workdir,
-        batch_size=ctx.config["design"]["batch_size"], executor=ctx.executor,
+        batch_size=ctx.batch_size(), executor=ctx.executor,
     )
 
 
@@ -410,6 +410,7 @@ def run_posterior(ctx: GlobalContext) -> None:
         seed=ctx.seed,
         progress=ctx.progress,
         backend_dir=out / "chains",  # each round's chain, step by step: a killed stage resumes
+        failed=tr["u"].values[~ok],  # the design's failed runs: no posterior mass, no new run there
     )
     save_inference_data(res.idata, out / "posterior.nc")
     # R-hat and ESS for the report (warns, into the stage's record, when out of bounds)

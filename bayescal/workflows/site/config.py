@@ -231,7 +231,12 @@ def read_gridded_products(cfg: dict, cells, months, units: dict[str, str] | None
             out.append(read_netcdf_product(spec["file"], spec["variable"], cells=cells, months=months,
                                            units=units[spec["variable"]], key=key, **opts))
         except ReaderError as err:
-            raise ConfigError(str(err)) from None
+            said = str(err)
+            if not embedded and "cannot convert" in said:  # the file's units, or your model's?
+                said += (f"; or are your model's units wrong? Its output gives {spec['variable']!r} in "
+                         f"{units[spec['variable']]!r} (the variable's 'units' attribute in its output, or "
+                         "the model's 'units' mapping)")
+            raise ConfigError(said) from None
     from bayescal.observations.products import say_products_disagree
 
     say_products_disagree(out, [f"observations.products[{i}]" for i in range(len(out))])
