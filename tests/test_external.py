@@ -389,6 +389,7 @@ def test_a_program_left_running_by_a_killed_run_is_stopped_before_the_member_run
     bayescal's group does not reach it): the program runs on; the member's next run stops it
     first (it would write its output into the folder after the new run finished), says so, and
     runs the member."""
+    import contextlib
     import os
     import subprocess
     import time
@@ -404,29 +405,33 @@ def test_a_program_left_running_by_a_killed_run_is_stopped_before_the_member_run
         "space = ParameterSpace([Parameter('a', 0.5, 0.0, 1.0), Parameter('b', 0.5, 0.0, 1.0)])\n"
         f"model = ExternalModel(*{args[:2]!r}, space, {str(args[3])!r}, env={env!r})\n"
         "model.simulate(np.array([[0.5, 0.5]]))\n")
+    from bayescal.models.external import _start_time
+
     runner = subprocess.Popen([sys.executable, str(tmp_path / "run.py")])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((tmp_path / "work").glob("*/program.pid")):
-        time.sleep(0.1)
-    pid_file = next((tmp_path / "work").glob("*/program.pid"))
-    time.sleep(0.2)  # the pid written
-    runner.kill()
-    runner.wait()
-    pid = int(pid_file.read_text())
-    os.kill(pid, 0)  # still running, its parent gone
-    sleep.write_text("0")
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        ds = ExternalModel(*args, env=env).simulate(np.array([[0.5, 0.5]]))
-    assert str(ds.status.values[0]) == "done"
-    assert any("left running in" in str(w.message) for w in said)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert not (pid_file.parent / ".bayescal_program.json").exists()
+    pid = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((tmp_path / "work").glob("*/program.pid")):
+            time.sleep(0.1)
+        pid_file = next((tmp_path / "work").glob("*/program.pid"))
+        time.sleep(0.2)  # the pid written
+        runner.kill()
+        runner.wait()
+        pid = int(pid_file.read_text())
+        assert _start_time(pid) is not None  # still running, its parent gone
+        sleep.write_text("0")
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            ds = ExternalModel(*args, env=env).simulate(np.array([[0.5, 0.5]]))
+        assert str(ds.status.values[0]) == "done"
+        assert any("left running in" in str(w.message) for w in said)
+        deadline = time.monotonic() + 30  # gone, or a zombie where nothing reaps orphans
+        while time.monotonic() < deadline and _start_time(pid) is not None:
+            time.sleep(0.05)
+        assert _start_time(pid) is None
+        assert not (pid_file.parent / ".bayescal_program.json").exists()
+    finally:
+        runner.kill()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, 9)

@@ -28,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,6 +71,17 @@ def kill_running_programs() -> None:
 RUNNING_FILE = ".bayescal_program.json"
 
 
+def _this_machine() -> dict[str, str]:
+    """This machine since its boot: host name and Linux's boot id (a pid means nothing elsewhere)."""
+    import socket
+
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return {"host": socket.gethostname(), "boot": boot}
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time (clock ticks since boot, Linux's ``/proc/<pid>/stat``; None: no
     such process, or no ``/proc``): with the pid, which process it is."""
@@ -86,13 +98,31 @@ def stop_left_running(run_dir: Path) -> bool:
     :data:`RUNNING_FILE`, the same process still alive); True if one was."""
     try:
         info = json.loads((run_dir / RUNNING_FILE).read_text())
-        pid, start = int(info["pid"]), str(info["start"])
+        pid, start, where = int(info["pid"]), str(info["start"]), {k: info[k] for k in ("host", "boot")}
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    if _start_time(pid) != start:
+    if where != _this_machine() or _start_time(pid) != start:  # another machine's, or it ended
         return False
     _kill_group(pid)
     return True
+
+
+@contextlib.contextmanager
+def _member_lock(run_dir: Path):
+    """The member's folder to itself: two members of the same values (a design's repeated point)
+    on two workers run its program once -- the second waits, then reads the first's output. A
+    killed holder's lock is free again (its program may still run: :func:`stop_left_running`)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(run_dir / ".bayescal_member.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
@@ -106,12 +136,12 @@ def _run_group(argv: list[str], cwd: Path, env: dict, timeout: float | None):
                                 text=True, start_new_session=True)
     except OSError as err:
         return None, "", f"cannot start {argv[0]!r} (run in {cwd}): {_start_error(argv[0], err)}", False
-    start = _start_time(proc.pid)
-    if start is not None:
-        (cwd / RUNNING_FILE).write_text(json.dumps({"pid": proc.pid, "start": start}))
     timed_out = False
     _RUNNING.add(proc.pid)
     try:
+        start = _start_time(proc.pid)
+        if start is not None:  # Linux: the program named, for a run after a kill -9 of this one
+            (cwd / RUNNING_FILE).write_text(json.dumps({"pid": proc.pid, "start": start, **_this_machine()}))
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
@@ -284,6 +314,10 @@ class ExternalModel:
     def _run_one(self, theta: np.ndarray) -> tuple[xr.Dataset | None, str]:
         run_dir = self.run_dir(theta)
         run_dir.mkdir(parents=True, exist_ok=True)
+        with _member_lock(run_dir):
+            return self._run_in(run_dir, theta)
+
+    def _run_in(self, run_dir: Path, theta: np.ndarray) -> tuple[xr.Dataset | None, str]:
         text = self.render(theta)
         out_path = (run_dir / self.output).resolve()
         if not out_path.is_relative_to(run_dir.resolve()):

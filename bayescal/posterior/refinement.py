@@ -231,10 +231,9 @@ def refine(
     rng = np.random.default_rng(seed)
     X, Y = np.asarray(X, float), np.asarray(Y, float)
     F = np.zeros((0, X.shape[1])) if failed is None else np.asarray(failed, float).reshape(-1, X.shape[1])
-    # every target -inf where the nearest run failed (X, F: the runs at the time it is made)
-    targets = [None if f is None else (lambda e, f=f: only_where_runs(f(e), X, F))
-               for f in (make_likelihood, final_likelihood)]
-    make_likelihood, final_likelihood = targets
+    # every target -inf where the nearest run failed (X, F read when a target is made: the runs then)
+    make_likelihood, final_likelihood = (_where_runs(f, lambda: (X, F)) for f in (make_likelihood,
+                                                                                    final_likelihood))
     space = priors.space if isinstance(priors, Priors) else priors
     rows: list[dict[str, Any]] = []
     prev, converged, idata = None, False, None
@@ -251,20 +250,13 @@ def refine(
         u = unit_samples(idata, space).values
         # the chain's stored log posterior, in the same (chain, draw) order as u
         score, sd_ll = _acquisition(like, u, get_group(idata, "sample_stats")["lp"].values.reshape(-1))
-        mean, sd = u.mean(0), u.std(0)
-        shift = np.inf if prev is None else float(np.max(np.abs(mean - prev[0]) / sd))
-        spread = np.inf if prev is None else float(np.max(np.abs(sd / prev[1] - 1)))
-        q90 = float(np.nanquantile(sd_ll, 0.9)) if np.isfinite(sd_ll).any() else np.nan
-        rows.append(dict(n_train=X.shape[0], mean=mean, sd=sd, q05=np.quantile(u, 0.05, 0),
-                         q95=np.quantile(u, 0.95, 0), mean_shift=shift, sd_change=spread,
-                         sd_loglik_q90=q90, n_steps=ps.iteration,
-                         tau_max=float(np.nanmax(ps.autocorr_time())), heldout_error=np.nan,
-                         heldout_z=np.nan))
-        sure = not q90 >= sd_loglik_max  # NaN (no loglik_sd): the shift rule alone
-        if prev is not None and shift < tol and spread < tol and sure:
+        rows.append(_round_row(X.shape[0], u, sd_ll, prev, ps))
+        row = rows[-1]
+        sure = not row["sd_loglik_q90"] >= sd_loglik_max  # NaN (no loglik_sd): the shift rule alone
+        if prev is not None and row["mean_shift"] < tol and row["sd_change"] < tol and sure:
             converged = True
             break
-        prev = (mean, sd)
+        prev = (row["mean"], row["sd"])
         if r == max_rounds:
             break
         pick = select_batch(u, score, n_new, spacing) if np.isfinite(sd_ll).any() else \
@@ -285,6 +277,26 @@ def refine(
                                  make_likelihood, run_loglik, within, local_min, final_likelihood,
                                  n_particles, max_draws)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
+
+
+def _round_row(n_train: int, u: np.ndarray, sd_ll: np.ndarray, prev, ps) -> dict[str, Any]:
+    """A round's line of the history: its posterior's moments and quantiles, their change from
+    the previous round's (``prev``: mean, sd), sd[log L]'s q90 and its chain's length and tau."""
+    mean, sd = u.mean(0), u.std(0)
+    shift = np.inf if prev is None else float(np.max(np.abs(mean - prev[0]) / sd))
+    spread = np.inf if prev is None else float(np.max(np.abs(sd / prev[1] - 1)))
+    q90 = float(np.nanquantile(sd_ll, 0.9)) if np.isfinite(sd_ll).any() else np.nan
+    return dict(n_train=n_train, mean=mean, sd=sd, q05=np.quantile(u, 0.05, 0), q95=np.quantile(u, 0.95, 0),
+                mean_shift=shift, sd_change=spread, sd_loglik_q90=q90, n_steps=ps.iteration,
+                tau_max=float(np.nanmax(ps.autocorr_time())), heldout_error=np.nan, heldout_z=np.nan)
+
+
+def _where_runs(make: Callable[[Any], Any] | None, runs: Callable[[], tuple[np.ndarray, np.ndarray]]):
+    """``make`` (emulator -> target) made -inf where the nearest run failed (:mod:`.runnable`):
+    ``runs()`` gives the finished and failed runs' unit-cube points when a target is made."""
+    if make is None:
+        return None
+    return lambda e: only_where_runs(make(e), *runs())
 
 
 class InBox:

@@ -172,7 +172,7 @@ def _month_keys(ds: xr.Dataset, da: xr.DataArray, tdim: str, where: str) -> np.n
         first = t.values[int(np.flatnonzero(twice)[0])]
         raise ReaderError(f"{where}: time {tdim!r} of {da.name!r} has {int(twice.sum())} time step(s) "
                           f"twice, the first {str(first)[:19]}: two files or versions concatenated? Each "
-                          "step must come once (if the copies are the same: ds.drop_duplicates('time') in "
+                          f"step must come once (if the copies are the same: ds.drop_duplicates({tdim!r}) in "
                           "xarray)")
     refuse_coarser_than_months(None if stamps else ds[bounds].transpose(tdim, ...).values, keys, da.name,
                                where)

@@ -334,7 +334,7 @@ class Context:
         if not self.config["run"].get("scheduler"):
             return
         planned = self.plan(None if stages is None else tuple(stages))
-        if any(p.status != "reuse" and p.expected_runs for p in planned):  # a stage that runs the model
+        if any(p.status != "reuse" and p.expected_runs.strip() not in ("", "0") for p in planned):
             self.executor  # noqa: B018 -- started (and kept for the stages) or refused now
 
     def say(self, msg: str) -> None:

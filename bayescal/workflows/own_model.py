@@ -62,7 +62,8 @@ def resolve_command(command: list, base: Path | None, run_files: tuple[str, ...]
         raise ConfigError(f"'model.command' must be a non-empty list of strings (never run by a shell), "
                           f"got {command!r}")
     words = command[0].split()
-    if len(words) > 1 and not Path(command[0]).exists():  # "./model {param_file} {output}" in one string
+    there = Path(command[0]) if base is None or Path(command[0]).is_absolute() else base / command[0]
+    if len(words) > 1 and not there.exists():  # "./model {param_file} {output}" in one string
         raise ConfigError(f"'model.command' {command!r}: its first entry {command[0]!r} holds spaces; the "
                           f"command is a list of the program and its arguments, one entry each (no shell "
                           f"splits it): {words + command[1:]!r}")

@@ -154,7 +154,8 @@ class DagonContext(GlobalContext):
             obs, truth = self.twin()
             total, n = 0.0, 0.0
             for p in obs[variable]:
-                seen = p.data.notnull().reindex(cell=truth["cell"].values, time=months, fill_value=False)
+                seen = p.data.notnull().transpose("cell", "time").reindex(cell=truth["cell"].values,
+                                                                           time=months, fill_value=False)
                 count = seen.sum("time").values[:, None]
                 total = total + np.where(count > 0, seen.values / np.maximum(count, 1), 0.0)
                 n = n + (count > 0)

@@ -55,6 +55,7 @@ DAGON = Workflow("dagon", description="Dagon et al. (2020): one-at-a-time screen
           reads=("model", *OBSERVED, "emulator.eof_modes", "emulator.network", "run.seed"),
           needs=("oat", "design"), input_files=global_files,
           writes=("eof.nc", "network_<variable>.nc", "interpretation.nc", "validation_pcs.nc", "rmse.nc"),
+          revision=1,  # 1: the model's maps over the months the products observe (and after it, the screen)
           expected_runs=lambda cfg: "0"),
     Stage("emulator_screen", run_emulator_screen,
           "the cost in EOF space at n_points Sobol' points; differential-evolution optimum "
