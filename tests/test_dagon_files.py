@@ -18,8 +18,8 @@ CONFIG = {
     "model": {"n_cells": 24, "start": 2000, "end": 2004, "ramp_start": 1997},
     "parameters": {"candidates": ["vmax", "kn", "sn", "gamma_w"]},
     "oat": {"top_k": 2},
-    "design": {"n_runs": 30, "batch_size": 30},
-    "emulator_screen": {"n_points": 2000, "keep": 20, "refine_rounds": 0},
+    "design": {"n_runs": 20, "batch_size": 20},
+    "emulator_screen": {"n_points": 1000, "keep": 20, "refine_rounds": 0},
 }
 
 
