@@ -36,13 +36,17 @@ class Runnable:
 
     def __init__(self, loglik: Callable[[np.ndarray], np.ndarray], done: np.ndarray,
                  failed: np.ndarray) -> None:
+        from scipy.spatial import cKDTree
+
         self.loglik = loglik
-        self.done, self.failed = np.asarray(done, float), np.asarray(failed, float)
+        done, failed = np.atleast_2d(np.asarray(done, float)), np.atleast_2d(np.asarray(failed, float))
+        self._tree = cKDTree(np.vstack([done, failed]))  # one query: the nearest run, and its outcome
+        self._failed = np.r_[np.zeros(done.shape[0], bool), np.ones(failed.shape[0], bool)]
 
     def runs(self, u: np.ndarray) -> np.ndarray:
         """Whether the model is taken to run at each point of ``u`` (k, d): its nearest run finished."""
-        u = np.atleast_2d(np.asarray(u, float))
-        return _nearest_sq(u, self.done) <= _nearest_sq(u, self.failed)
+        _, nearest = self._tree.query(np.atleast_2d(np.asarray(u, float)))
+        return ~self._failed[nearest]
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
         u = np.atleast_2d(u)
@@ -56,19 +60,6 @@ class Runnable:
         if name == "loglik":  # not yet set (copying): no recursion
             raise AttributeError(name)
         return getattr(self.loglik, name)
-
-
-def _nearest_sq(u: np.ndarray, runs: np.ndarray, block: int = 512) -> np.ndarray:
-    """Squared distance from each row of ``u`` to its nearest row of ``runs`` (inf: no runs), in
-    blocks of ``u`` (a chain's walkers against a few thousand runs)."""
-    if runs.shape[0] == 0:
-        return np.full(u.shape[0], np.inf)
-    r2 = (runs**2).sum(1)
-    out = np.empty(u.shape[0])
-    for i in range(0, u.shape[0], block):
-        b = u[i:i + block]
-        out[i:i + block] = np.maximum((b**2).sum(1)[:, None] - 2.0 * b @ runs.T + r2[None, :], 0.0).min(1)
-    return out
 
 
 def only_where_runs(loglik: Callable[[np.ndarray], np.ndarray], done: np.ndarray,
