@@ -292,3 +292,48 @@ def test_a_relative_sigma_of_zero_values_is_named_and_floored(tmp_path):
     assert int(p.data.notnull().sum()) == 2  # the fill value missing; sigma follows the key (same attribute)
     np.testing.assert_allclose(p.sigma.values, 0.5e-3)
     np.testing.assert_allclose(p.data.transpose("cell", "time").values[:, 2:], [[2e-3]] * 2)
+
+
+def test_a_time_step_twice_and_a_variable_named_otherwise_are_named(tmp_path):
+    """Two versions of a product concatenated (months 4-6 twice) were read as the mean of the two;
+    now an error naming the first such step. A variable named ``GPP`` where ``gpp`` is looked for:
+    the error names the key that reads it."""
+    from bayescal.readers.gridded import check_netcdf_file
+
+    t = pd.date_range("2001-01-01", periods=6, freq="MS")
+    ds = xr.Dataset({"GPP": (("time", "lat", "lon"), np.ones((6, 2, 2)), {"units": "gC m-2 d-1"})},
+                    coords={"time": t, "lat": ("lat", [0.5, 1.5], {"units": "degrees_north"}),
+                            "lon": ("lon", [0.5, 1.5], {"units": "degrees_east"})})
+    ds.to_netcdf(tmp_path / "a.nc")
+    with pytest.raises(ReaderError, match=r"no variable 'gpp'; the file has \['GPP'\] \(the product's "
+                                          r"'nc_variable' key names the file's variable: "
+                                          r"nc_variable = 'GPP'\?\)"):
+        check_netcdf_file(tmp_path / "a.nc", "gpp", relative_sigma=0.1)
+    check_netcdf_file(tmp_path / "a.nc", "gpp", nc_variable="GPP", relative_sigma=0.1)
+    xr.concat([ds, ds.isel(time=slice(3, 6))], "time").to_netcdf(tmp_path / "b.nc")
+    with pytest.raises(ReaderError, match=r"has 3 time step\(s\) twice, the first 2001-04-01.*"
+                                          r"drop_duplicates\('time'\)"):
+        check_netcdf_file(tmp_path / "b.nc", "gpp", nc_variable="GPP", relative_sigma=0.1)
+
+
+def test_a_single_product_far_off_the_models_scale_is_warned_of(tmp_path):
+    """gC m-2 d-1 values in a file saying kg m-2 s-1 (86.4 million times too large once read): with
+    one product of the variable nothing disagrees with it, and the check against the model's run
+    at its defaults says so, naming the file and both units."""
+    twin = make_context(load_config(TINY), tmp_path / "twin_run", progress=False)
+    obs, truth = twin.twin()
+    one = Observations([obs["gpp"][0], *obs["lai"]])
+    write_gridded_products(one, truth, tmp_path / "products", resolution=2.0)
+    f = next((tmp_path / "products").glob("gpp_*.nc"))
+    ds = xr.load_dataset(f)
+    assert ds["gpp"].attrs["units"] == "kg m-2 s-1"  # the embedded model's: now its values in gC m-2 d-1
+    for v in ("gpp", "gpp_sigma"):
+        ds[v] = (ds[v] * 86400e3).assign_attrs(ds[v].attrs)
+    os.remove(f)
+    ds.to_netcdf(f)
+    cfg = load_config(_files_config(tmp_path, tmp_path / "products"))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        make_context(cfg, tmp_path / "run", progress=False).twin()
+    msgs = [str(w.message) for w in said if "times the model's at its defaults" in str(w.message)]
+    assert len(msgs) == 1 and f.name in msgs[0] and "[kg m-2 s-1]" in msgs[0], [str(w.message) for w in said]
