@@ -263,8 +263,10 @@ class GlobalContext(Context):
         the file's (one product alone has no other to disagree with)."""
         from bayescal.workflows.site.units import say_scale_mismatch
 
+        import warnings
+
         ds = self.default_output()
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # an all-NaN output: NaN
             scale = {v: float(np.nanmedian(np.abs(ds[v].values))) for v in {p.variable for p in products}
                      if v in ds}
         say_scale_mismatch(products, scale)
