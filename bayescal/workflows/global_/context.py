@@ -261,9 +261,9 @@ class GlobalContext(Context):
         """A warning for a product typically 30 times the model's values at its defaults or more
         (:func:`~bayescal.workflows.site.units.say_scale_mismatch`): units that convert but are not
         the file's (one product alone has no other to disagree with)."""
-        from bayescal.workflows.site.units import say_scale_mismatch
-
         import warnings
+
+        from bayescal.workflows.site.units import say_scale_mismatch
 
         ds = self.default_output()
         with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # an all-NaN output: NaN
