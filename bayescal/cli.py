@@ -450,19 +450,24 @@ def entry() -> None:
     """
     code = main()
     if code in (130, 143):
-        from multiprocessing import util
-
-        # what the interpreter's exit would do for multiprocessing: unlink the named semaphores of
-        # an interrupted worker pool's queues (else its resource tracker reports them "leaked");
-        # a private function of the standard library since Python 2.6: skipped should it go
-        getattr(util, "_run_finalizers", lambda *_: None)(0)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        _exit_at_once(code)
     sys.exit(code)
+
+
+def _exit_at_once(code: int) -> None:
+    """End the process with ``code`` now, doing only what the interpreter's exit would do for
+    multiprocessing: unlink the named semaphores of an interrupted worker pool's queues (else its
+    resource tracker reports them "leaked") -- ``util._run_finalizers``, a private function of the
+    standard library since Python 2.6, skipped should it go -- and flush the streams."""
+    from multiprocessing import util
+
+    getattr(util, "_run_finalizers", lambda *_: None)(0)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

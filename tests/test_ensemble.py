@@ -194,6 +194,44 @@ def test_ctrl_c_stops_the_pool_without_running_the_queued_batches(tmp_path):
     assert 0 < len(finished) <= started
 
 
+SLOW_CLEANUP_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import multiprocessing.synchronize as ms
+    from multiprocessing.resource_tracker import unregister
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from poolsim import SlowLogged
+    from bayescal.cli import _exit_at_once
+    from bayescal.run import ensemble
+
+    def slow_cleanup(name):  # the semaphore unlinked, the tracker told later (a loaded machine)
+        ms.sem_unlink(name)
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.5)
+        unregister(name, "semaphore")
+
+    ms.SemLock._cleanup = staticmethod(slow_cleanup)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        ensemble._run_on_pool(2, SlowLogged(sys.argv[2]), np.zeros((8, 2)),
+                              [np.array([i]) for i in range(8)], None, lambda result: None)
+    except KeyboardInterrupt:
+        _exit_at_once(130)
+""")
+
+
+def test_an_interrupted_pool_is_cleaned_up_before_the_exit_at_once(tmp_path):
+    """After Ctrl-C the pool's manager thread frees its queues while the runner exits at once
+    (``bayescal.cli.entry``): the runner waits for it, so the resource tracker is told of every
+    semaphore unlinked -- no "leaked semaphore" report, even when the tracker is told late."""
+    (tmp_path / "poolsim.py").write_text(POOL_SIM)
+    (tmp_path / "run.py").write_text(SLOW_CLEANUP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path), str(tmp_path / "log")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "leaked" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
 class _Dropper:
     """Raises SIGINT in its finaliser: the KeyboardInterrupt is raised inside ``__del__``, where
     Python prints and drops it -- as a Ctrl-C that lands while the garbage collector runs."""

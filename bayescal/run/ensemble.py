@@ -255,6 +255,7 @@ def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
             record(fut.result())
     except BaseException:
         processes = list((getattr(pool, "_processes", None) or {}).values())
+        manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:
             proc.terminate()
@@ -262,6 +263,8 @@ def _run_on_pool(workers: int, simulator, theta, batches, keep, record) -> None:
             proc.join(timeout=30)
             if proc.is_alive():  # stuck in a compiled call that a Python handler cannot interrupt
                 proc.kill()
+        if manager is not None:  # it frees the pool's queues: their semaphores unlinked, and the
+            manager.join(timeout=30)  # resource tracker told, before an exit that does not wait
         raise
     pool.shutdown(wait=True)
 
