@@ -190,6 +190,38 @@ def test_your_models_products_are_read_in_its_units_on_its_cells_and_every_stage
     assert abs(np.median(post) * 22 + 10 - 18.0) < 2.5 and np.std(post) * 22 < 3.0
 
 
+class _FailingGlobal(ToyGlobal):
+    """Fails where q10 > 2.6 (its spin-up, say) and, as a loaded machine would, times out where
+    t_opt > 28 degC."""
+
+    def __call__(self, theta):
+        ds = super().__call__(theta)
+        theta = np.atleast_2d(theta)
+        reason = np.where(theta[:, 3] > 2.6, "spin-up diverged", "")
+        reason = np.where((theta[:, 2] > 28.0) & (reason == ""), "timeout after 60.0 s", reason)
+        return ds.assign(status=("member", np.where(reason == "", "done", "failed")),
+                         reason=("member", reason.astype(object)))
+
+
+def test_the_posterior_is_kept_from_where_the_model_fails_not_where_it_timed_out(setup, monkeypatch):
+    """The design's runs the model failed are given to the refinement (no posterior mass where
+    they are the nearest runs); those that timed out are not: they may run another time."""
+    from bayescal.posterior import refinement
+
+    _, _, path = setup
+    model = _FailingGlobal()
+    given = []
+    refine = refinement.refine
+    monkeypatch.setattr(refinement, "refine", lambda *a, **k: given.append(k["failed"]) or refine(*a, **k))
+    ctx = GlobalContext(load_config(path, model=model), model=model, progress=False)
+    ctx.run(ctx.stage_names[: ctx.stage_names.index("posterior") + 1])
+    tr = xr.load_dataset(path.parent / "run" / "design" / "training.nc")
+    theta = ctx.space().from_unit(tr["u"].values)  # vcmax[tree], t_opt, q10
+    spun_out = theta[:, 2] > 2.6
+    assert spun_out.any() and ((theta[:, 1] > 28.0) & ~spun_out).any()  # both kinds in the design
+    np.testing.assert_array_equal(given[0], tr["u"].values[spun_out])
+
+
 def test_your_models_output_is_checked_before_the_runs(setup, tmp_path):
     model, _, path = setup
     cfg = load_config(path, model=model)

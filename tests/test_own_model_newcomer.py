@@ -452,17 +452,31 @@ def test_units_of_the_model_that_cannot_be_read_are_the_models_not_the_products(
 def test_the_model_failing_at_the_emulators_best_point_is_a_warning(tmp_path, capsys, monkeypatch):
     """The emulator route runs the model at the emulator's maximum-likelihood point; where the
     emulator is wrong the model may fail there: a warning naming the reason, and the refinement
-    goes on from the design's runs (it was a traceback)."""
+    goes on from the design's runs (it was a traceback). The design's failed runs are kept
+    (design.nc) and given to the refinement: no posterior mass where they are the nearest runs."""
+    import xarray as xr
+
+    from bayescal.posterior import refinement
     from bayescal.workflows.context import Context
 
     cfg = _setup(tmp_path, _python("fails_high"))
     route = '[posterior]\nroute = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
     cfg.write_text(cfg.read_text().replace("[posterior]\n", route) + "[design]\nn_runs = 12\n")
     monkeypatch.setattr(Context, "optimum_u", lambda self: np.array([0.99, 0.5]))  # a = 4.95: fails
+    given = []
+    refine = refinement.refine
+    monkeypatch.setattr(refinement, "refine", lambda *a, **k: given.append(k["failed"]) or refine(*a, **k))
     with pytest.warns(UserWarning, match=r"the model fails at the emulator's maximum-likelihood point "
                                          r"\(non-finite output.*the refinement's runs go on"):
         assert main(["run", str(cfg), "--until", "posterior", "--quiet"]) == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "posterior" / "posterior.nc").exists()
+    design = xr.load_dataset(tmp_path / "run" / "optimize" / "design.nc")
+    a = 5.0 * np.vstack([design["X"].values, design["X_failed"].values])[:, 0]  # a in [0, 5]
+    assert design.sizes["member"] + design.sizes["failed_member"] == 12
+    np.testing.assert_array_equal(a > 4.5, np.r_[np.zeros(design.sizes["member"], bool),
+                                                 np.ones(design.sizes["failed_member"], bool)])
+    assert design.sizes["failed_member"] >= 1
+    np.testing.assert_array_equal(given[0], design["X_failed"].values)
 
 
 def test_a_member_missing_an_observed_variable_names_it(tmp_path):

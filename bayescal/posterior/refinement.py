@@ -166,7 +166,10 @@ def refine(
     simulate : callable
         Unit-cube points (n, d) -> emulated quantity (n, ...) from the model; rows with NaN are
         failed runs and are dropped. Route it through the runner's store so a killed refinement
-        loses no finished run.
+        loses no finished run. It may return ``(quantity, model_failed)``, ``model_failed`` (n,)
+        bool: which failed runs are the model failing at those values (given to ``failed``'s
+        rule); others (a timeout, a process killed by a signal: :func:`~bayescal.run.ensemble.
+        model_failures`) are only dropped. Without it every failed run is the model's.
     emulator : estimator
         Refitted every round on all runs (``fit(X, Y)``); its ``random_state`` is set from
         ``seed`` each round.
@@ -221,7 +224,8 @@ def refine(
         :class:`~bayescal.posterior.site_calibration.EmulatedSeriesLikelihood`; the rounds and
         their acquisition use ``make_likelihood``. Not with ``run_loglik``.
     failed : ndarray (n, d), optional
-        Unit-cube points where the model failed (the design's failed runs). With these and the
+        Unit-cube points where the model failed (the design's failed runs, those
+        :func:`~bayescal.run.ensemble.model_failures` counts). With these and the
         rounds' own failed runs, every target is -inf where the nearest run failed
         (:class:`~bayescal.posterior.runnable.Runnable`): no chain, acquisition or posterior
         mass where the model does not run.
@@ -261,15 +265,14 @@ def refine(
             break
         pick = select_batch(u, score, n_new, spacing) if np.isfinite(sd_ll).any() else \
             u[rng.choice(u.shape[0], size=n_new, replace=False)]
-        y_new = np.asarray(simulate(pick), dtype=float).reshape(pick.shape[0], *Y.shape[1:])
-        ok = np.isfinite(y_new.reshape(pick.shape[0], -1)).all(axis=1)
+        y_new, ok, models = _new_runs(simulate, pick, Y.shape[1:])
         if not ok.any():
             warnings.warn(f"refinement round {r}: all {pick.shape[0]} new runs failed", PosteriorWarning,
                           stacklevel=2)
         rows[-1].update(_heldout(like, pick[ok], y_new[ok]))
         X = np.vstack([X, pick[ok]])
         Y = np.concatenate([Y, y_new[ok]])
-        F = np.vstack([F, pick[~ok]])
+        F = np.vstack([F, pick[models]])
     history = _history(rows, space.labels, tol, sd_loglik_max, converged)
     chain = dict(priors=priors, n_walkers=n_walkers, backend_dir=backend_dir, moves=moves,
                  min_steps=min_steps, max_steps=max_steps, progress=progress)
@@ -277,6 +280,16 @@ def refine(
                                  make_likelihood, run_loglik, within, local_min, final_likelihood,
                                  n_particles, max_draws)
     return Refinement(idata=idata, emulator=emulator, X=X, Y=Y, history=history, converged=converged)
+
+
+def _new_runs(simulate: Callable, pick: np.ndarray, shape: tuple[int, ...]):
+    """A round's new runs: their outputs (k, *shape), which finished, and which failed as the
+    model's own failure (``simulate`` may say so: refine's docstring; else every failed run)."""
+    got = simulate(pick)
+    y, models = got if isinstance(got, tuple) else (got, None)
+    y = np.asarray(y, dtype=float).reshape(pick.shape[0], *shape)
+    ok = np.isfinite(y.reshape(pick.shape[0], -1)).all(axis=1)
+    return y, ok, ~ok if models is None else ~ok & np.asarray(models, bool)
 
 
 def _round_row(n_train: int, u: np.ndarray, sd_ll: np.ndarray, prev, ps) -> dict[str, Any]:

@@ -44,7 +44,8 @@ from ..models.contract import conform_output, member_status
 from .interrupts import InterruptLatch
 from .store import EnsembleStore, MemberResult
 
-__all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "run_ensemble", "run_batch"]
+__all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "model_failures", "run_ensemble",
+           "run_batch"]
 
 _SKIP = ("status", "reason", "failed", "failure", "theta")
 
@@ -80,6 +81,22 @@ def describe_failures(reasons: Iterable[str] | Mapping[str, int], most: int | No
     rest = counts.most_common()[most:] if most is not None else []
     return text + (f"; {sum(n for _, n in rest)} x {len(rest)} other reason{'s' * (len(rest) > 1)}"
                    if rest else "")
+
+
+#: failure reasons of the machine rather than of the model at its values: a program's timeout
+#: (a loaded node), a program killed by a signal (the OOM killer, a pre-empted job)
+_NOT_THE_MODELS = re.compile(r"^(timeout after |exit code -\d+\b)")
+
+
+def model_failures(status: Iterable[str], reason: Iterable[str]) -> np.ndarray:
+    """Which members failed as the model's own failure at their values (bool, per member):
+    failed, and not for a reason of the machine -- a timeout (``"timeout after 600 s"``) or a
+    process killed by a signal (``"exit code -9: ..."``), which may not fail again there.
+
+    What :class:`~bayescal.posterior.runnable.Runnable` learns where the model runs from."""
+    status, reason = np.asarray(list(status), dtype=object), list(reason)
+    machine = np.array([bool(_NOT_THE_MODELS.match(str(r))) for r in reason], dtype=bool)
+    return (status != "done") & ~machine.reshape(status.shape)
 
 
 def reason_group(reason: str) -> str:

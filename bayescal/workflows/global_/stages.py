@@ -235,7 +235,13 @@ def run_design(ctx: GlobalContext) -> None:
 
 def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path) -> np.ndarray:
     """Summaries of unit-cube points run through the runner's store (NaN rows: failed)."""
-    from bayescal.run.ensemble import EnsembleStore
+    return _stored_runs(ctx, space, points, store)[0]
+
+
+def _stored_runs(ctx: GlobalContext, space, points: np.ndarray, store: Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_stored_summaries` and which runs failed as the model's own failure
+    (:func:`~bayescal.run.ensemble.model_failures`: not a timeout or a kill)."""
+    from bayescal.run.ensemble import EnsembleStore, model_failures
 
     ctx.run_members(ctx.simulator, space.to_dataarray(space.expand(space.from_unit(points)), full=True),
                     store, batch_size=ctx.config["design"]["batch_size"], keep=ctx.run_dataset_vars(),
@@ -245,7 +251,8 @@ def _stored_summaries(ctx: GlobalContext, space, points: np.ndarray, store: Path
     y = np.full((points.shape[0], ctx.observed()[0].size), np.nan)
     if done.any():
         y[done] = ctx.summaries(ens.isel(member=np.flatnonzero(done)))
-    return y
+    # a run whose summary is not finite failed at its values too (as the design counts it)
+    return y, model_failures(ens["status"].values, ens["reason"].values) | (done & np.isnan(y).any(axis=1))
 
 
 def _left_out_spread(ctx: GlobalContext, store: Path) -> np.ndarray:
@@ -360,6 +367,7 @@ def run_posterior(ctx: GlobalContext) -> None:
     from bayescal.emulators import GPEmulator, SVDEmulator
     from bayescal.posterior import GaussianLikelihood, diagnose, save_inference_data
     from bayescal.posterior.refinement import refine
+    from bayescal.run.ensemble import model_failures
 
     c = ctx.config["posterior"]
     out = ctx.run_dir / "posterior"
@@ -384,7 +392,7 @@ def run_posterior(ctx: GlobalContext) -> None:
     def simulate(points: np.ndarray) -> np.ndarray:
         # through the runner's store, one per round: refine is seeded, so a resumed stage
         # asks for the same points and finds the finished runs there
-        return _stored_summaries(ctx, space, points, out / "refine" / f"round{next(rounds)}")
+        return _stored_runs(ctx, space, points, out / "refine" / f"round{next(rounds)}")
 
     emulator = SVDEmulator(
         variance_threshold=ctx.config["emulator"]["variance_threshold"],
@@ -410,7 +418,8 @@ def run_posterior(ctx: GlobalContext) -> None:
         seed=ctx.seed,
         progress=ctx.progress,
         backend_dir=out / "chains",  # each round's chain, step by step: a killed stage resumes
-        failed=tr["u"].values[~ok],  # the design's failed runs: no posterior mass, no new run there
+        # the design's runs the model failed: no posterior mass, no new run there
+        failed=tr["u"].values[model_failures(tr["status"].values, tr["reason"].values)],
     )
     save_inference_data(res.idata, out / "posterior.nc")
     # R-hat and ESS for the report (warns, into the stage's record, when out of bounds)

@@ -37,7 +37,13 @@ def _values(ctx: SiteContext):
 
 def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
     """The calibration series at unit-cube points, run through the runner's store (NaN rows: failed)."""
-    from bayescal.run.ensemble import EnsembleStore
+    return _stored_runs(ctx, u, store)[0]
+
+
+def _stored_runs(ctx: SiteContext, u: np.ndarray, store) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_stored_values` and which runs failed as the model's own failure at their values
+    (:func:`~bayescal.run.ensemble.model_failures`: not a timeout or a kill)."""
+    from bayescal.run.ensemble import EnsembleStore, model_failures
 
     space, op = ctx.space(), ctx.operator("calibration")
     theta = space.to_dataarray(space.expand(space.from_unit(u)), full=True)
@@ -50,7 +56,8 @@ def _stored_values(ctx: SiteContext, u: np.ndarray, store) -> np.ndarray:
     y = np.full((u.shape[0], op.y.size), np.nan)
     if done.any():
         y[done] = op.of_model(ens.isel(member=np.flatnonzero(done)))
-    return y
+    not_finite = done & ~np.isfinite(y).all(axis=1)  # a run whose series is not: failed at its values too
+    return y, model_failures(ens["status"].values, ens["reason"].values) | not_finite
 
 
 def _emulator(ctx: SiteContext):
@@ -70,7 +77,7 @@ def _train_emulator(ctx: SiteContext) -> None:
     space = ctx.space()
     u = space.to_unit(latin_hypercube(space, ctx.config["design"]["n_runs"], seed=ctx.seed).values)
     store = ctx.run_dir / "optimize" / "design"
-    Y = _stored_values(ctx, u, store)
+    Y, models = _stored_runs(ctx, u, store)
     done = np.isfinite(Y).all(axis=1)
     if done.sum() < MIN_DESIGN_RUNS:
         from bayescal.run.ensemble import EnsembleStore
@@ -80,7 +87,9 @@ def _train_emulator(ctx: SiteContext) -> None:
                             store)
     em = _emulator(ctx).fit(u[done], Y[done])
     em.save(ctx.run_dir / "optimize" / "output_emulator.nc")
-    xr.Dataset({"X": (("member", "parameter"), u[done]), "Y": (("member", "observation"), Y[done])},
+    # the runs the model failed too: the posterior keeps no mass where it does not run (refine)
+    xr.Dataset({"X": (("member", "parameter"), u[done]), "Y": (("member", "observation"), Y[done]),
+                "X_failed": (("failed_member", "parameter"), u[models])},
                coords={"parameter": space.labels}).to_netcdf(ctx.run_dir / "optimize" / "design.nc")
     ctx.say(f"  SVD emulator of {Y.shape[1]} values ({em.n_components_} components) from "
             f"{int(done.sum())} runs")
@@ -265,9 +274,9 @@ def _refine(ctx: SiteContext, errors: _ErrorModel):
 
     def simulate(u: np.ndarray) -> np.ndarray:
         # refine is seeded: a resumed stage asks for the same points and finds them in the store
-        y = _stored_values(ctx, u, out / "refine" / f"round{next(rounds)}")
+        y, models = _stored_runs(ctx, u, out / "refine" / f"round{next(rounds)}")
         errors.add(y)
-        return y
+        return y, models
 
     # the rounds sample the emulator's mean; the posterior, by default its expected log L (docs/site.md)
     final = None if c["emulator_target"] == "mean" else \
@@ -276,7 +285,8 @@ def _refine(ctx: SiteContext, errors: _ErrorModel):
                  ctx.space(), n_new=c["n_new"], max_rounds=c["refine_rounds"], min_steps=c["n_steps"],
                  max_steps=max(c["max_steps"], c["n_steps"]), n_walkers=c["n_walkers"] or None, seed=ctx.seed,
                  progress=ctx.progress, backend_dir=out / "chains", max_draws=MAX_DRAWS, moves=c["moves"],
-                 n_particles=c["n_particles"] if c["start"] == "tempered" else 0, final_likelihood=final)
+                 n_particles=c["n_particles"] if c["start"] == "tempered" else 0, final_likelihood=final,
+                 failed=design["X_failed"].values if "X_failed" in design else None)
     res.emulator.save(out / "output_emulator.nc")
     if final is not None:
         res.history.attrs["final_target"] = ("a chain on the final emulator's expected log-likelihood, "
