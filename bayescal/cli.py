@@ -18,11 +18,12 @@ import warnings
 from pathlib import Path
 
 from bayescal import __version__
+from bayescal.file_errors import file_error, working_directory_gone
 from bayescal.models.contract import ModelOutputError
 from bayescal.optimize.objective import OptimizeError
 from bayescal.run.cluster import ClusterError, probe_executor
 from bayescal.workflow import check_run_dir
-from bayescal.workflow.rundir import RunDirError, RunDirRefused, damaged_files
+from bayescal.workflow.rundir import RunDirError, RunDirRefused
 from bayescal.workflow.rundir_guard import run_dir_holder
 from bayescal.workflows import (
     ConfigError,
@@ -196,6 +197,10 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+#: how the plan names a finished stage's file that is damaged or gone (``file_problems``)
+_FILE_PROBLEMS = ("damaged file ", "missing file ", "no longer a file ")
+
+
 def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
     """Each stage: what running it would do (reuse, resume, rerun and why), its model runs and
     their rough time (at ``stored`` per run for a stage whose runs go into its stores)."""
@@ -220,7 +225,7 @@ def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
                 span = f"up to ~{hi}" if single else f"~{lo} to {hi}"
                 what = "model and runner time" if keeps else "model time"
                 runs += f" ({span} of {what} at that rate, {_where(pipe.config['run'])})"
-        damaged = [c for c in st.changed if c.startswith("damaged file ")]
+        damaged = [c for c in st.changed if c.startswith(_FILE_PROBLEMS)]
         changed = [c for c in st.changed if c not in damaged]
         more = " ..." if len(changed) > 4 else ""
         parts = ([f"{', '.join(changed[:4])}{more} changed"] if changed else []) + damaged
@@ -293,6 +298,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     """Reads the run directory only: no stage reruns, no model runs."""
     from bayescal.report import write_report
+    from bayescal.workflow.reportable import check_reportable
     from bayescal.workflow.rundir import RunDir
 
     rd = RunDir(args.run_dir)
@@ -306,20 +312,7 @@ def _report(args: argparse.Namespace) -> int:
     if not rd.config_json.exists():
         raise RunDirRefused(f"{rd.path}: not a bayescal run directory (no config.json); give the folder "
                             "'bayescal run' wrote")
-    bad = damaged_files(rd.path)  # the run directory's own records, then each stage's files
-    for stage in workflow_for(rd.config()).stages:  # not .stale/, nor files of the user's
-        folder = rd.path / stage.name
-        yours = set(stage.foreign_files(folder))
-        bad += [(p, why) for p, why in damaged_files(folder, recursive=True)
-                if p.relative_to(folder).parts[0] not in yours]
-    if bad:
-        lines = "\n".join(f"  {p.relative_to(rd.path)}: {why}" for p, why in bad[:10])
-        raise StageError(f"{rd.path}: {len(bad)} file(s) cannot be read:\n{lines}\n'bayescal run' "
-                            "with the same config sets them aside and reruns their stages")
-    needed = [s for s in workflow_for(rd.config()).names if s != "report"]
-    missing = [s for s in needed if not rd.stage_json(s).exists()]
-    if missing:
-        raise StageError(f"{rd.path}: stages {missing} have not finished; run 'bayescal run' first")
+    check_reportable(rd, workflow_for(rd.config()))
     print(f"report: {write_report(rd)}")
     return 0
 
@@ -402,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = _parser().parse_args(argv)
+    if working_directory_gone() is not None:  # a later import would fail on it, with a traceback
+        print(f"bayescal: {working_directory_gone()}", file=sys.stderr)
+        return 2
     installed, previous = _on_sigterm()
     try:
         fmt, show = warnings.formatwarning, warnings.showwarning
@@ -427,6 +423,14 @@ def main(argv: list[str] | None = None) -> int:
         prefix, code = next((p, c) for e, p, c in _ERRORS if isinstance(err, e))
         print(f"bayescal: {prefix}{err}", file=sys.stderr)
         return code
+    except (OSError, RuntimeError) as err:  # a file or folder this user cannot read or write
+        said = None if args.debug or _caused_by_interrupt(err) else file_error(err)
+        if said is None:
+            if args.debug or not _caused_by_interrupt(err):
+                raise
+            return _interrupted(_interrupt_of(err))
+        print(f"bayescal: {said[0]}", file=sys.stderr)
+        return said[1]
     except MemoryError as err:  # a size of the config (or the machine) too large: said, not a traceback
         if args.debug:
             raise

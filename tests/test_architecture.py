@@ -132,7 +132,7 @@ LAYERS = (
     ("bayescal.workflow",),
     ("bayescal.report",),
     ("bayescal.workflows",),
-    ("bayescal.cli", "bayescal.__main__", "bayescal"),
+    ("bayescal.cli", "bayescal.file_errors", "bayescal.__main__", "bayescal"),
 )
 
 

@@ -29,7 +29,9 @@ def member_file_problem(path: Path) -> str:
             status = getattr(nc, "status", b"")  # a global attribute, as scipy's reader exposes it
             if (status.decode() if isinstance(status, bytes) else str(status)) not in ("done", "failed"):
                 return "has no status"
-    except Exception as err:  # noqa: BLE001 - any read error marks the file as torn
+    except PermissionError:  # this user's, not the file's: said, never set aside as torn
+        raise
+    except Exception as err:  # noqa: BLE001 - any other read error marks the file as torn
         return f"is unreadable ({type(err).__name__}: {err})"
     return ""
 

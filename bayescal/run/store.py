@@ -7,6 +7,7 @@ renamed into place, so a kill at any moment leaves only complete members.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,6 +26,17 @@ _ENGINE = "h5netcdf"  # the design file
 # member files: netCDF-3 (64-bit offset) through scipy, ~1 ms a small file against ~18 ms with
 # h5netcdf (benchmarks/bench_runner.py); readable by every netCDF tool
 _MEMBER_ENGINE = "scipy"
+
+
+#: write errors of the file system, not of the output: never a member's failure (it would be
+#: kept as finished, and never run again once the disk has room)
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                          errno.EFBIG, errno.ENAMETOOLONG})
+
+
+def _of_the_disk(err: BaseException) -> bool:
+    """Whether a write failed for the file system (full, read-only, not ours) rather than the output."""
+    return isinstance(err, OSError) and err.errno in _DISK_ERRNOS
 
 
 @dataclass
@@ -146,6 +158,8 @@ class EnsembleStore:
             self._write_file(ds, tmp, result.member, status, reason, result.wall_time)
         except Exception as err:  # noqa: BLE001 - an unstorable output fails the member only
             tmp.unlink(missing_ok=True)
+            if _of_the_disk(err):  # a full disk, a quota, a permission: the run stops; the member runs again
+                raise
             status, reason = "failed", f"cannot store the output: {type(err).__name__}: {err}"
             self._write_file(xr.Dataset(), tmp, result.member, status, reason, result.wall_time)
         os.replace(tmp, final)

@@ -32,7 +32,14 @@ from bayescal import __version__
 from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
 from .restore import Restorable, find_restorable, find_store, recover, restore, store_fingerprints
-from .rundir import StageRecord, damaged_files, read_json_record, write_json_atomic
+from .rundir import (
+    StageRecord,
+    file_problems,
+    read_json_record,
+    set_aside_damaged,
+    write_json_atomic,
+    written_files,
+)
 from .rundir_guard import STALE, claim_run_dir, holds_ours, set_aside, stale_size, yours_inside
 from .stage import Stage, Workflow
 
@@ -165,13 +172,12 @@ class Engine:
             done = read_json_record(folder / "stage.json", set_aside=False)
             started = read_json_record(folder / "started.json", set_aside=False)
             changed: list[str] = []
-            yours = set(stage.foreign_files(folder)) | {"stage.json", "started.json"}
-            bad = [p.name for p, _ in damaged_files(folder) if p.name not in yours] \
-                if done is not None and done.get("key") == key else []
+            finished_here = done is not None and done.get("key") == key
+            bad = file_problems(folder, done, stage.foreign_files(folder)) if finished_here else []
             if done is not None and done.get("key") == key and not bad:
                 status = "reuse"
             elif bad:  # run() sets them aside and reruns the stage
-                status, changed = "rerun", [f"damaged file {name}" for name in bad]
+                status, changed = "rerun", bad
             elif started is not None and started.get("key") == key:
                 status = "resume"
             elif _only_yours(stage, folder):
@@ -185,10 +191,10 @@ class Engine:
             if found is not None:  # a folder of these inputs in .stale/: brought back
                 status, changed, folder = ("reuse" if found.finished else "resume"), [], found.copy
                 started = read_json_record(folder / "started.json", set_aside=False)
-                skip = {*stage.foreign_files(folder), "stage.json", "started.json"}
-                bad = [p.name for p, _ in damaged_files(folder) if p.name not in skip and found.finished]
+                record = read_json_record(folder / "stage.json", set_aside=False)
+                bad = file_problems(folder, record, stage.foreign_files(folder)) if found.finished else []
                 if bad:  # brought back, then rerun by run() for its damaged files
-                    status, changed = "rerun", [f"damaged file {name}" for name in bad]
+                    status, changed = "rerun", bad
             runs = self._expected_runs(stage, given="model" in inputs)
             kept = self._kept_stores(stage, started, inputs) if status == "rerun" else []
             kept += self._adoptable(stage, kept) if status in ("rerun", "run") else []
@@ -229,7 +235,7 @@ class Engine:
             if (done or {}).get("key") != key and self._restore(stage, key, inputs):
                 done = read_json_record(self.run_dir / stage.name / "stage.json")
             finished = None  # the record of a finished stage rerun for a damaged file
-            if done is not None and done.get("key") == key and self._damaged(stage):
+            if done is not None and done.get("key") == key and self._damaged(stage, done):
                 (self.run_dir / stage.name / "stage.json").unlink()
                 done, finished = None, done
             if done is not None and done.get("key") == key and "wall" in done:
@@ -240,18 +246,10 @@ class Engine:
                 records.append(self._execute(stage, key, inputs, finished))
         return records
 
-    def _damaged(self, stage: Stage) -> bool:
-        """A finished stage's unreadable output files (a torn write, a disk error) set aside as
-        ``<name>.damaged``, with a warning: True (the stage then reruns)."""
-        # records are read_json_record's; files of the user's are not bayescal's to set aside
-        skip = {"stage.json", "started.json", *stage.foreign_files(self.run_dir / stage.name)}
-        bad = [(p, why) for p, why in damaged_files(self.run_dir / stage.name) if p.name not in skip]
-        for path, problem in bad:
-            target = path.with_name(path.name + ".damaged")
-            os.replace(path, target)
-            warnings.warn(f"{path}: damaged ({problem}); set aside as {target.name}, stage "
-                          f"'{stage.name}' reruns", RuntimeWarning, stacklevel=2)
-        return bool(bad)
+    def _damaged(self, stage: Stage, record: dict) -> bool:
+        """A finished stage's damaged files set aside, and those gone named (warnings): True (it reruns)."""
+        folder = self.run_dir / stage.name  # files of the user's are not bayescal's to set aside
+        return set_aside_damaged(folder, record, stage.foreign_files(folder), stage.name)
 
     def _prepare(self, stage: Stage, key: str, inputs: dict) -> tuple[bool, int]:
         """The stage's folder for a run with ``key``: resumed (True), or fresh (the old one set
@@ -431,6 +429,7 @@ class Engine:
                 "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),
                 "bayescal": __version__, "inputs": inputs, "outside": wrote,
                 "store_fingerprints": store_fingerprints(folder, [s.path for s in stage.keeps]),
+                "files": written_files(folder, stage.foreign_files(folder), [s.path for s in stage.keeps]),
             })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
                      + (f" ({kept} of them by an earlier invocation, kept)" if kept and resumed else "")

@@ -21,7 +21,8 @@ from bayescal import __version__
 
 from .stage import RunStore, Stage, config_value
 
-__all__ = ["changed_inputs", "file_digest", "portable", "stage_inputs", "stage_key"]
+__all__ = ["STAGE_KEYS", "changed_inputs", "file_digest", "portable", "stage_inputs", "stage_key",
+           "stages_of_another_config", "write_stage_keys"]
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -258,3 +259,35 @@ def _changed_leaves(old: Mapping[str, Any], new: Mapping[str, Any], key: str) ->
     leaves = [f"{key}{'' if k.startswith('[') else '.'}{k}" for k in sorted(set(a) | set(b))
               if a.get(k) != b.get(k)]
     return leaves or [key]
+
+
+#: ``<run>/stage_keys.json``: every stage's key under the run directory's config.json, written
+#: with it by each ``bayescal run``; a stage whose record holds another key was made with another
+#: config (a later run of an edited config stopped before it, or ran ``--until`` an earlier stage)
+STAGE_KEYS = "stage_keys.json"
+
+
+def write_stage_keys(run_dir: str | Path, keys: Mapping[str, str]) -> None:
+    """Record ``keys`` (stage -> key) as those of the run directory's config.json (after it)."""
+    from .rundir import write_json_atomic
+
+    run_dir = Path(run_dir)
+    write_json_atomic(run_dir / STAGE_KEYS, {"config": _bytes_digest(run_dir / "config.json"),
+                                             "stages": dict(keys)})
+
+
+def stages_of_another_config(run_dir: str | Path, names: list[str]) -> list[str]:
+    """Of the finished stages ``names``, those whose record holds another key than the run
+    directory's config gives them (:data:`STAGE_KEYS`); none for a run directory without the file
+    (an older bayescal's)."""
+    from .rundir import read_json_record
+
+    run_dir = Path(run_dir)
+    current = read_json_record(run_dir / STAGE_KEYS, set_aside=False)
+    if current is None:
+        return []
+    if current.get("config") != _bytes_digest(run_dir / "config.json"):  # written apart: all unsure
+        return list(names)
+    keys = current.get("stages", {})
+    record = {n: read_json_record(run_dir / n / "stage.json", set_aside=False) or {} for n in names}
+    return [n for n in names if record[n].get("key") != keys.get(n)]

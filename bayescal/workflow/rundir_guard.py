@@ -74,6 +74,11 @@ def check_run_dir(path: str | Path, workflow: str | None = None) -> str:
     if path.exists() and not path.is_dir():
         raise RunDirRefused(f"run directory {path} is a file, not a folder; set '[run] output' "
                             "(or --run-dir) to a new folder")
+    for link in (path, *path.parents):  # a link to nothing: "new" here, "File exists" at mkdir
+        if link.is_symlink() and not link.exists():
+            raise RunDirRefused(f"run directory {path}: {link} is a symbolic link to {os.readlink(link)}, "
+                                "which does not exist (or loops); make that folder, or set '[run] output' "
+                                "(or --run-dir) to another")
     probe = next(p for p in (path, *path.parents) if p.exists())  # what a new folder is made in
     if not probe.is_dir():
         raise RunDirRefused(f"run directory {path}: {probe} is a file, so no folder can be made in it; set "

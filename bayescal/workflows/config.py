@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ..run.cluster import ClusterError, check_run_config
 
 __all__ = ["GLOBAL_ONLY", "ConfigError", "SCHEMA", "check_executor", "check_labels", "check_model",
-           "check_observations", "check_output", "check_walkers", "did_you_mean", "is_site",
+           "check_observations", "check_output", "check_walkers", "did_you_mean", "expand_path", "is_site",
            "truth_theta", "typed_with_defaults"]
 
 
@@ -250,7 +251,7 @@ def check_model(cfg: dict, base: Path | None, embedded: bool = True) -> None:
     if m["start"] > m["end"]:
         raise ConfigError(f"'model.start' ({m['start']}) must be <= 'model.end' ({m['end']})")
     if m["parameters_file"] is not None:
-        path = Path(m["parameters_file"])
+        path = Path(expand_path(m["parameters_file"], "model.parameters_file"))
         if base is not None and not path.is_absolute():
             path = Path(os.path.normpath(base / path))
         if not path.exists():
@@ -432,6 +433,20 @@ def check_walkers(cfg: dict, space) -> None:
         )
 
 
+#: ``$NAME`` or ``${NAME}`` in a path of the config
+_VARIABLE = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
+
+
+def expand_path(value: str, key: str) -> str:
+    """``~`` and environment variables (``$SCRATCH``, ``${HOME}``) in a path of the config, as a
+    shell would expand them; a variable that is not set is a ConfigError naming it and ``key``."""
+    unset = sorted({a or b for a, b in _VARIABLE.findall(value) if (a or b) not in os.environ})
+    if unset:
+        raise ConfigError(f"'{key}' {value!r}: the environment variable {unset[0]} is not set (bayescal "
+                          "expands $VARIABLES and ~ in the config's paths)")
+    return os.path.expanduser(os.path.expandvars(value))
+
+
 def check_output(cfg: dict, base: Path | None) -> None:
     """``run.output``: not empty, not a file; a relative path is relative to the config file's folder
     (like every path in the config), so a run does not depend on the working directory."""
@@ -439,7 +454,7 @@ def check_output(cfg: dict, base: Path | None) -> None:
     if not out.strip():
         raise ConfigError("'run.output' must name the run directory, got an empty string (a relative "
                           "path is relative to the config file's folder)")
-    path = Path(out).expanduser()
+    path = Path(expand_path(out, "run.output"))
     if base is not None and not path.is_absolute():
         path = Path(os.path.normpath(base / path))
     if path.exists() and not path.is_dir():

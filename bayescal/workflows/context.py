@@ -24,6 +24,7 @@ import xarray as xr
 
 from ..run.cluster import ClusterError, check_run_config, make_executor
 from ..workflow import Engine, PlannedStage, Workflow, registry, summary_table
+from ..workflow.keys import write_stage_keys
 from ..workflow.rundir import RunDir, StageRecord, write_json_atomic, write_text_atomic
 from ..workflow.rundir_guard import check_run_dir, hold_run_dir
 from .config import ConfigError, is_site, truth_theta
@@ -314,6 +315,7 @@ class Context:
         with hold_run_dir(self.run_dir):  # one run at a time in a run directory: its marker too
             self.engine.claim()
             write_json_atomic(self.run_dir / "config.json", self.config)
+            write_stage_keys(self.run_dir, {n: k for n, (k, _) in self.engine.keys().items()})
             self.rundir.write_space(self.full_space)
             if self.config_text:
                 write_text_atomic(self.run_dir / "config.toml", self.config_text)

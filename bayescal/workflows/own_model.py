@@ -23,7 +23,7 @@ from importlib import import_module, resources
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, expand_path
 
 __all__ = ["OWN_KINDS", "add_python_path", "check_own_model_keys", "external_model", "file_space",
            "forget_stale_module", "import_entry_point", "model_source_files", "python_model",
@@ -34,12 +34,12 @@ OWN_KINDS = ("python", "external")
 
 
 def resolve_path(value: str, base: Path | None, key: str) -> str:
-    """A path from the config: ``bayescal:data/...`` is package data; relative paths are relative
-    to the config file's folder."""
+    """A path from the config: ``bayescal:data/...`` is package data; ``~`` and ``$VARIABLES``
+    expanded; relative paths are relative to the config file's folder."""
     if value.startswith("bayescal:"):
         path = Path(str(resources.files("bayescal") / value.split(":", 1)[1]))
     else:
-        path = Path(value)
+        path = Path(expand_path(value, key))
         if base is not None and not path.is_absolute():
             path = base / path
         path = Path(os.path.normpath(path))  # data/../data/x.csv is data/x.csv: named, and keyed, once
