@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from bayescal import __version__
-from bayescal.file_errors import file_error, working_directory_gone
+from bayescal.file_errors import disk_full, file_error, working_directory_gone
 from bayescal.models.contract import ModelOutputError
 from bayescal.optimize.objective import OptimizeError
 from bayescal.run.cluster import ClusterError, probe_executor
@@ -33,6 +33,7 @@ from bayescal.workflows import (
     make_context,
     workflow_for,
 )
+from bayescal.workflows.config import expand_path
 
 DESCRIPTION = f"""Bayesian calibration of land-model parameters, from one TOML file.
 
@@ -198,7 +199,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 #: how the plan names a finished stage's file that is damaged or gone (``file_problems``)
-_FILE_PROBLEMS = ("damaged file ", "missing file ", "no longer a file ")
+_FILE_PROBLEMS = ("damaged file ", "missing file ", "no longer a file:")
 
 
 def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
@@ -390,8 +391,10 @@ def _once_each(show):
     return once
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status (``--debug``: errors raise with their traceback)."""
+def main(argv: list[str] | None = None, *, exit_at_once: bool = False) -> int:
+    """The command line; returns the exit status (``--debug``: errors raise with their traceback;
+    ``exit_at_once``, the ``bayescal`` command's: a full disk ends the process at once, as an
+    HDF5 file that could not be flushed can crash the interpreter's teardown)."""
     import signal
 
     args = _parser().parse_args(argv)
@@ -405,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             warnings.formatwarning = _format_warning
             warnings.showwarning = _once_each(show)
         try:
+            if getattr(args, "run_dir", None):  # quoted, '~/runs/x': expanded as the config's paths
+                key = "RUN_DIR" if args.command == "report" else "--run-dir"
+                args.run_dir = expand_path(args.run_dir, key)
             return {"check": _check, "run": _run, "report": _report}[args.command](args)
         finally:
             warnings.formatwarning, warnings.showwarning = fmt, show
@@ -430,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             return _interrupted(_interrupt_of(err))
         print(f"bayescal: {said[0]}", file=sys.stderr)
+        if exit_at_once and disk_full(err):
+            _exit_at_once(said[1])
         return said[1]
     except MemoryError as err:  # a size of the config (or the machine) too large: said, not a traceback
         if args.debug:
@@ -452,7 +460,7 @@ def entry() -> None:
     interpreter finalise instead ended it, about once in a hundred Ctrl-C's, with SIGINT (-2) or a fatal
     "PyThreadState_Get ... GIL is released" abort (-6) from an extension's teardown.
     """
-    code = main()
+    code = main(exit_at_once=True)
     if code in (130, 143):
         _exit_at_once(code)
     sys.exit(code)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
-__all__ = ["file_error", "working_directory_gone"]
+__all__ = ["disk_full", "file_error", "working_directory_gone"]
 
 _KEPT = "every finished model run and stage is kept"
 
@@ -45,22 +46,38 @@ def file_error(err: BaseException) -> tuple[str, int] | None:
     -------
     tuple of (str, int) or None
     """
-    if isinstance(err, RuntimeError):
-        text = str(err)
-        return (f"{text}: a symbolic link that points to itself; give a path without it", 2) \
-            if text.startswith("Symlink loop") else None
-    if not isinstance(err, OSError):
+    text = str(err)
+    if isinstance(err, RuntimeError) and text.startswith("Symlink loop"):
+        return f"{text}: a symbolic link that points to itself; give a path without it", 2
+    number, name = _h5_errno(text) if err.__class__ in (OSError, RuntimeError) else (None, None)
+    if not isinstance(err, OSError) and number is None:
         return None
-    where = str(err.filename) if err.filename is not None else ""
-    if err.filename2 is not None:
+    filename = getattr(err, "filename", None) or name
+    where = str(filename) if filename is not None else ""
+    if getattr(err, "filename2", None) is not None:
         where += f" -> {err.filename2}"
-    meaning = _MEANING.get(err.errno or -1)
+    meaning = _MEANING.get(getattr(err, "errno", None) or number or -1)
     if meaning is None:  # another OSError: its own words (h5py names the file in them)
         return f"{where + ': ' if where else ''}{type(err).__name__}: {err}", 1
     text, code = meaning
+    if not where and working_directory_gone() is not None:  # a relative path, in a folder deleted meanwhile
+        return working_directory_gone(), 2
     if not where:  # a library's error without a filename: its words name the file, if anything does
         return f"{err} -- {text}", code
     return f"{where}: {text}", code
+
+
+def _h5_errno(text: str) -> tuple[int | None, str | None]:
+    """The system error number and file an HDF5 message names (h5py raises a plain OSError or
+    RuntimeError, "... name = 'chain.h5', errno = 28, error message = ..."), or Nones."""
+    number, name = re.search(r"errno = (\d+)", text), re.search(r"name = '([^']+)'", text)
+    return (int(number.group(1)) if number else None), (name.group(1) if name else None)
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is a full disk or quota (the process then ends at once: an HDF5 library
+    that failed to flush can crash in the interpreter's teardown)."""
+    return (getattr(err, "errno", None) or _h5_errno(str(err))[0]) in (errno.ENOSPC, errno.EDQUOT)
 
 
 def working_directory_gone() -> str | None:

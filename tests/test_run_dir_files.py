@@ -103,14 +103,27 @@ def test_the_report_refuses_results_of_another_config(finished, tmp_path, capsys
     assert main(["report", str(run)]) == 0
 
 
-def test_a_folder_where_the_report_writes_a_file_is_one_line(finished, tmp_path, capsys):
+def test_the_reports_page_deleted_or_made_a_folder_is_named(finished, tmp_path, capsys):
+    """The report stage's page and figures are its files too: one deleted, the stage reruns (it
+    was "reused", and the run printed the path of a page that was not there); a folder in its
+    place is named, not removed (it is not bayescal's)."""
     cfg, run = _copy(finished, tmp_path)
+    (run / "report.html").unlink()
+    (run / "figures" / "trace.png").unlink()
+    status, changed = _plan(cfg, run)["report"]
+    assert status == "rerun" and sorted(changed) == ["missing file ../figures/trace.png",
+                                                     "missing file ../report.html"]
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    assert (run / "report.html").is_file() and (run / "figures" / "trace.png").is_file()
     (run / "report.html").unlink()
     (run / "report.html").mkdir()
     capsys.readouterr()
     assert main(["report", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == f"bayescal: {run / 'report.html'}: a folder where a file is expected"
+    said = f"bayescal: {run / 'report.html'}: a folder where a file is expected"
+    assert capsys.readouterr().err.strip() == said
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    assert f"bayescal: {run / 'report.html'}: a folder where a file is expected" in capsys.readouterr().err
+    assert (run / "report.html").is_dir()
 
 
 def test_a_file_this_user_cannot_read_is_named_not_set_aside(finished, tmp_path, capsys, monkeypatch):
@@ -195,7 +208,10 @@ def test_an_unstorable_output_still_fails_only_its_member(tmp_path, monkeypatch)
     (OSError(errno.ENAMETOOLONG, "File name too long", "/tmp/" + "x" * 300), 2, "file name too long"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "a.nc"), 2, "a.nc: no such file or folder"),
     (RuntimeError("Symlink loop from '/tmp/a'"), 2, "a symbolic link that points to itself"),
-    (OSError("Unable to open file (name = 'c.h5', errno = 5)"), 1, "OSError: Unable to open file"),
+    (OSError("Unable to open file (name = 'c.h5', errno = 5)"), 1, "c.h5: input/output error"),
+    (OSError("Unable to open file (truncated file)"), 1, "OSError: Unable to open file"),
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "run/report.html"), 2,
+     "run/report.html: a folder where a file is expected"),
 ])
 def test_file_errors_are_said_in_one_line_with_their_path(err, code, said):
     message, status = file_error(err)
@@ -254,3 +270,73 @@ def test_a_run_directory_linked_to_nothing_is_refused_by_name(tmp_path, target):
     link.symlink_to(tmp_path / "missing" if target == "missing" else link)
     with pytest.raises(RunDirRefused, match=r"out is a symbolic link to .*, which does not exist"):
         check_run_dir(link / "run" if target == "self" else link)
+
+
+@pytest.mark.parametrize("fill", ["nan", "zeros"])
+def test_a_chain_whose_last_steps_the_disk_did_not_take_resumes_from_its_whole_steps(tmp_path, fill):
+    """A full disk cut a flush short: the chain file counts 25 steps, the rows of 20 are on disk
+    (the rest read as the fill value: NaN, or zeros in a file of an earlier bayescal). Resumed,
+    the chain goes on from step 20 with a warning -- its 20 steps kept, every later step a real
+    one (a stuck chain of blank rows before: no proposal ever accepted)."""
+    import h5py
+
+    from bayescal.parameters import Parameter, ParameterSpace
+    from bayescal.posterior import PosteriorSampler
+    from bayescal.posterior.errors import PosteriorWarning
+
+    space = ParameterSpace([Parameter("a", 0.5, 0.0, 1.0), Parameter("b", 0.5, 0.0, 1.0)])
+
+    def like(u):
+        return -0.5 * (((u - 0.4) / 0.1) ** 2).sum(-1)
+
+    path = tmp_path / "chain.h5"
+    PosteriorSampler(like, space, n_walkers=8, seed=1, backend=path).run(20)
+    with h5py.File(path, "a") as f:
+        g = f["mcmc"]
+        kept = g["chain"][:20].copy()
+        for name in ("chain", "log_prob", "accepted_steps"):
+            g[name].resize(30, axis=0)
+        if fill == "zeros":
+            g["chain"][20:] = 0.0
+            g["log_prob"][20:] = 0.0
+        g.attrs["iteration"] = 25
+    with pytest.warns(PosteriorWarning, match=r"25 steps recorded, the rows of 20 on disk"):
+        PosteriorSampler(like, space, n_walkers=8, seed=1, backend=path).run(60)
+    with h5py.File(path, "r") as f:
+        g = f["mcmc"]
+        assert int(g.attrs["iteration"]) == 60
+        np.testing.assert_array_equal(g["chain"][:20], kept)
+        assert np.isfinite(g["log_prob"][:60]).all() and (g["chain"][20:60] != 0).all()
+        assert g["accepted_steps"][20:60].mean() > 0.1  # the walkers move (none did after blank rows)
+
+
+def test_a_quoted_run_dir_is_expanded_as_the_configs_paths(finished, tmp_path, monkeypatch, capsys):
+    """``--run-dir '~/runs/x'`` (quoted: the shell leaves it) made a folder named ``~`` where the
+    command ran; it is the home folder's, as ``output = "~/..."`` is, and an unset variable is named."""
+    cfg, _ = _copy(finished, tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(cfg), "--run-dir", "~/runs/x", "--until", "optimize", "--quiet"]) == 0
+    assert (tmp_path / "home" / "runs" / "x" / "optimize" / "stage.json").exists()
+    assert not (tmp_path / "~").exists()
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    capsys.readouterr()
+    assert main(["check", str(cfg), "--run-dir", "$NOT_SET_HERE/x", "--no-model-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'--run-dir' '$NOT_SET_HERE/x': the environment variable NOT_SET_HERE is not set" in err
+
+
+def test_an_hdf5_error_of_a_full_disk_is_named_with_its_file():
+    """h5py's errors carry the system's errno in their text only."""
+    from bayescal.file_errors import disk_full
+
+    err = OSError("Unable to synchronously flush file (file write failed: time = Mon, filename = "
+                  "'/scratch/run/posterior/chain.h5', file descriptor = 7, errno = 28, error message = "
+                  "'No space left on device', buf = 0x1, total write size = 4096, bytes this sub-write = "
+                  "4096, bytes actually written = 18446744073709551615, offset = 0)")
+    assert disk_full(err)
+    err2 = RuntimeError("Disable slist on flush dest failure failed (file write failed: name = "
+                        "'/scratch/run/posterior/.posterior.nc.tmp', errno = 28, error message = 'x')")
+    message, code = file_error(err2)
+    assert code == 1 and message.startswith("/scratch/run/posterior/.posterior.nc.tmp: no space left")
+    assert disk_full(err2) and not disk_full(OSError(errno.EACCES, "x", "f"))

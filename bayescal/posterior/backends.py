@@ -19,12 +19,15 @@ acceptance fraction (and random state) differ from an uninterrupted one's.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import emcee
 import numpy as np
+
+from .errors import PosteriorWarning
 
 __all__ = ["HDFBackend", "kept_open"]
 
@@ -64,7 +67,7 @@ class HDFBackend(emcee.backends.HDFBackend):
                 del g[name]
                 g.create_dataset(name, (0, *shape), maxshape=(None, *shape), chunks=(1, *shape),
                                  dtype=self.dtype, compression=self.compression,
-                                 compression_opts=self.compression_opts)
+                                 compression_opts=self.compression_opts, fillvalue=np.nan)
 
     def grow(self, ngrow: int, blobs: Any) -> None:
         super().grow(ngrow, blobs)
@@ -120,6 +123,33 @@ class HDFBackend(emcee.backends.HDFBackend):
         for i, v in enumerate(state.random_state):
             g.attrs[f"rng{it % 2}_{i}"] = v
         g.attrs["iteration"] = it + 1
+
+    def whole_steps(self) -> int:
+        """The leading steps whose rows are on disk. A flush cut short (a full disk) can write the
+        iteration count and not a step's rows, which then read as the fill value (NaN; zeros in a
+        file of an earlier bayescal): the first such step and those after it are not whole."""
+        with self.open() as f:
+            g = f[self.name]
+            n = int(g.attrs["iteration"])
+            lp = g["log_prob"][:n]
+            blank = np.isnan(lp).all(axis=1) | (lp == 0).all(axis=1)  # emcee refuses NaN log-probabilities
+            for i in np.flatnonzero(blank):
+                row = g["chain"][i]
+                if np.isnan(row).all() or not row.any():
+                    return int(i)
+            return n
+
+    def whole_iteration(self) -> int:
+        """The chain's steps, set back to its whole ones (:meth:`whole_steps`) with a warning when
+        a write was cut short: a resumed chain goes on from the last step on disk."""
+        done, whole = self.iteration, self.whole_steps()
+        if whole < done:
+            warnings.warn(f"chain file {self.filename}: {done} steps recorded, the rows of {whole} on disk "
+                          f"(a write cut short: a full disk?); resumed from step {whole}", PosteriorWarning,
+                          stacklevel=3)
+            with self.open("a") as f:
+                f[self.name].attrs["iteration"] = whole
+        return whole
 
     @property
     def accepted(self) -> np.ndarray:

@@ -163,7 +163,7 @@ class PosteriorSampler:
             backend = HDFBackend(str(self.backend_path))
             if self.backend_path.exists():
                 try:
-                    done = backend.iteration
+                    done = backend.whole_iteration()
                 except (KeyError, AttributeError, OSError, ValueError) as err:
                     if _locked(err):  # another process is writing it: not a damaged file
                         raise PosteriorError(f"chain file {self.backend_path} is in use by another "

@@ -159,7 +159,7 @@ class EnsembleStore:
         except Exception as err:  # noqa: BLE001 - an unstorable output fails the member only
             tmp.unlink(missing_ok=True)
             if _of_the_disk(err):  # a full disk, a quota, a permission: the run stops; the member runs again
-                raise
+                raise OSError(err.errno, err.strerror or str(err), str(final)) from err
             status, reason = "failed", f"cannot store the output: {type(err).__name__}: {err}"
             self._write_file(xr.Dataset(), tmp, result.member, status, reason, result.wall_time)
         os.replace(tmp, final)

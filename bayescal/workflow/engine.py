@@ -32,16 +32,10 @@ from bayescal import __version__
 from ..run.interrupts import InterruptLatch
 from .keys import changed_inputs, stage_inputs, stage_key
 from .restore import Restorable, find_restorable, find_store, recover, restore, store_fingerprints
-from .rundir import (
-    StageRecord,
-    file_problems,
-    read_json_record,
-    set_aside_damaged,
-    write_json_atomic,
-    written_files,
-)
+from .rundir import StageRecord, read_json_record, write_json_atomic
 from .rundir_guard import STALE, claim_run_dir, holds_ours, set_aside, stale_size, yours_inside
 from .stage import Stage, Workflow
+from .stage_files import file_problems, set_aside_damaged, written_files
 
 __all__ = ["Engine", "PlannedStage", "StageContext", "summary_table"]
 
@@ -429,7 +423,8 @@ class Engine:
                 "runs": rec.runs, "kept_runs": reused, "warnings": msgs, "finished": time.time(),
                 "bayescal": __version__, "inputs": inputs, "outside": wrote,
                 "store_fingerprints": store_fingerprints(folder, [s.path for s in stage.keeps]),
-                "files": written_files(folder, stage.foreign_files(folder), [s.path for s in stage.keeps]),
+                "files": written_files(folder, stage.foreign_files(folder), [s.path for s in stage.keeps],
+                                       beside=stage.writes),
             })
         self.ctx.say(f"[{stage.name}] done in {rec.wall:.1f} s, {rec.runs} model runs"
                      + (f" ({kept} of them by an earlier invocation, kept)" if kept and resumed else "")

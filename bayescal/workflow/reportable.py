@@ -5,8 +5,9 @@ config.json -- else an error saying what to run."""
 from __future__ import annotations
 
 from .keys import stages_of_another_config
-from .rundir import RunDir, RunDirError, damaged_files, read_json_record, stage_file_problems
+from .rundir import RunDir, RunDirError, damaged_files, read_json_record
 from .stage import Workflow
+from .stage_files import stage_file_problems
 
 __all__ = ["check_reportable"]
 
@@ -27,13 +28,16 @@ def check_reportable(rd: RunDir, workflow: Workflow) -> None:
         yours = set(stage.foreign_files(folder))
         bad += [(p, why) for p, why in damaged_files(folder, recursive=True)
                 if p.relative_to(folder).parts[0] not in yours]
-        record = read_json_record(rd.stage_json(stage.name), set_aside=False)
+        # the report's page and figures are made again here: not asked for
+        record = None if stage.name == "report" else \
+            read_json_record(rd.stage_json(stage.name), set_aside=False)
         bad += [(p, why) for p, why in stage_file_problems(folder, record, yours)
                 if why in ("missing", "no longer a file")]  # those its record lists, gone
     if bad:
         lines = "\n".join(f"  {p.relative_to(rd.path)}: {why}" for p, why in bad[:10])
         raise RunDirError(f"{rd.path}: {len(bad)} file(s) cannot be read:\n{lines}\n'bayescal run' "
-                          "with the same config sets them aside and reruns their stages")
+                          "with the same config reruns their stages (a damaged file set aside first; a "
+                          "folder where a file belongs is yours to move)")
     needed = [s for s in workflow.names if s != "report"]
     missing = [s for s in needed if not rd.stage_json(s).exists()]
     if missing:
