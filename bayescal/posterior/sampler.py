@@ -143,9 +143,8 @@ class PosteriorSampler:
         ``initial`` are candidate starting points (unit cube), e.g. the emulator's training
         design; the best ``n_walkers`` of them start the walkers.
         """
-        # one BLAS thread: the sampler's linear algebra is on small matrices (walkers x training
-        # runs), where OpenBLAS's threads cost more than they give, and many times more on a
-        # busy machine (a 30-run SVD-GP step took 20x longer with 2 threads beside another job)
+        # one BLAS thread: small matrices (walkers x training runs), where OpenBLAS's threads cost
+        # more than they give (a 30-run SVD-GP step took 20x longer with 2 beside another job)
         with threadpool_limits(1, user_api="blas"):
             return self._run(n_steps, initial, progress)
 
@@ -164,6 +163,8 @@ class PosteriorSampler:
             if self.backend_path.exists():
                 try:
                     done = backend.whole_iteration()
+                except PermissionError:  # this user's, not the file's: said, the chain kept
+                    raise
                 except (KeyError, AttributeError, OSError, ValueError) as err:
                     if _locked(err):  # another process is writing it: not a damaged file
                         raise PosteriorError(f"chain file {self.backend_path} is in use by another "

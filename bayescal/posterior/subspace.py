@@ -173,7 +173,9 @@ def _backend(path: str | Path | None, n_walkers: int, r: int) -> tuple[Any, int]
     done = 0
     if path.exists():
         try:
-            done = backend.iteration if backend.shape == (n_walkers, r) else 0
+            done = backend.whole_iteration() if backend.shape == (n_walkers, r) else 0
+        except PermissionError:  # this user's, not the file's: said, the chain kept
+            raise
         except (KeyError, AttributeError, OSError, ValueError):
             done = 0
     if not done:
