@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from bayescal import __version__
-from bayescal.file_errors import disk_full, file_error, working_directory_gone
+from bayescal.file_errors import disk_full, file_error, quiet_disk_full, working_directory_gone
 from bayescal.models.contract import ModelOutputError
 from bayescal.optimize.objective import OptimizeError
 from bayescal.run.cluster import ClusterError, probe_executor
@@ -460,6 +460,9 @@ def entry() -> None:
     interpreter finalise instead ended it, about once in a hundred Ctrl-C's, with SIGINT (-2) or a fatal
     "PyThreadState_Get ... GIL is released" abort (-6) from an extension's teardown.
     """
+    # h5py's objects freed after a full disk's failed flush each print that error, with a
+    # traceback, as the exception unwinds: the command says it once, in one line
+    sys.unraisablehook, sys.excepthook = quiet_disk_full(sys.unraisablehook, sys.excepthook)
     code = main(exit_at_once=True)
     if code in (130, 143):
         _exit_at_once(code)

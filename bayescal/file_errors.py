@@ -9,7 +9,7 @@ import errno
 import os
 import re
 
-__all__ = ["disk_full", "file_error", "working_directory_gone"]
+__all__ = ["disk_full", "file_error", "quiet_disk_full", "working_directory_gone"]
 
 _KEPT = "every finished model run and stage is kept"
 
@@ -78,6 +78,22 @@ def disk_full(err: BaseException) -> bool:
     """Whether ``err`` is a full disk or quota (the process then ends at once: an HDF5 library
     that failed to flush can crash in the interpreter's teardown)."""
     return (getattr(err, "errno", None) or _h5_errno(str(err))[0]) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def quiet_disk_full(unraisablehook, excepthook):
+    """``(sys.unraisablehook, sys.excepthook)`` that drop a full disk's errors and pass the
+    others on: h5py's objects, freed after a failed flush, each print that error with its
+    traceback (through both hooks) as the exception unwinds; the command says it in one line."""
+
+    def unraisable(info) -> None:
+        if not disk_full(info.exc_value):
+            unraisablehook(info)
+
+    def excepted(kind, value, tb) -> None:
+        if not disk_full(value):
+            excepthook(kind, value, tb)
+
+    return unraisable, excepted
 
 
 def working_directory_gone() -> str | None:

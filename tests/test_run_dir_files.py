@@ -272,10 +272,11 @@ def test_a_run_directory_linked_to_nothing_is_refused_by_name(tmp_path, target):
         check_run_dir(link / "run" if target == "self" else link)
 
 
-@pytest.mark.parametrize("fill", ["nan", "zeros"])
+@pytest.mark.parametrize("fill", ["nan", "zeros", "log_prob only"])
 def test_a_chain_whose_last_steps_the_disk_did_not_take_resumes_from_its_whole_steps(tmp_path, fill):
     """A full disk cut a flush short: the chain file counts 25 steps, the rows of 20 are on disk
-    (the rest read as the fill value: NaN, or zeros in a file of an earlier bayescal). Resumed,
+    (the rest read as the fill value: NaN, or zeros in a file of an earlier bayescal; of one
+    dataset, or of both). Resumed,
     the chain goes on from step 20 with a warning -- its 20 steps kept, every later step a real
     one (a stuck chain of blank rows before: no proposal ever accepted)."""
     import h5py
@@ -299,6 +300,8 @@ def test_a_chain_whose_last_steps_the_disk_did_not_take_resumes_from_its_whole_s
         if fill == "zeros":
             g["chain"][20:] = 0.0
             g["log_prob"][20:] = 0.0
+        if fill == "log_prob only":  # the chain's rows went out, the log-probabilities' did not
+            g["chain"][20:25] = g["chain"][19]
         g.attrs["iteration"] = 25
     with pytest.warns(PosteriorWarning, match=r"25 steps recorded, the rows of 20 on disk"):
         PosteriorSampler(like, space, n_walkers=8, seed=1, backend=path).run(60)

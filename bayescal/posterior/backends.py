@@ -131,13 +131,11 @@ class HDFBackend(emcee.backends.HDFBackend):
         with self.open() as f:
             g = f[self.name]
             n = int(g.attrs["iteration"])
-            lp = g["log_prob"][:n]
-            blank = np.isnan(lp).all(axis=1) | (lp == 0).all(axis=1)  # emcee refuses NaN log-probabilities
-            for i in np.flatnonzero(blank):
-                row = g["chain"][i]
-                if np.isnan(row).all() or not row.any():
-                    return int(i)
-            return n
+            tail = max(0, n - 64)  # a flush cut short tears the last steps; their rows, either dataset
+            lp, chain = g["log_prob"][tail:n], g["chain"][tail:n]
+            # emcee refuses NaN log-probabilities; no walker sits at the cube's corner 0
+            torn = np.isnan(lp).all(axis=1) | np.isnan(chain).all(axis=(1, 2)) | ~chain.any(axis=(1, 2))
+            return tail + int(np.argmax(torn)) if torn.any() else n
 
     def whole_iteration(self) -> int:
         """The chain's steps, set back to its whole ones (:meth:`whole_steps`) with a warning when

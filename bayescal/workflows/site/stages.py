@@ -382,7 +382,11 @@ def _count_across_invocations(values, path: Path) -> Callable[[], None]:
 
     def save(v, now: bool = False) -> None:  # at most every 0.2 s: a shared file system's renames cost
         if now or time.monotonic() - last[0] >= 0.2:
-            tmp.write_text(json.dumps({"runs": v.runs, "failed": dict(v.failures)}))
+            try:
+                tmp.write_text(json.dumps({"runs": v.runs, "failed": dict(v.failures)}))
+            except OSError as err:  # a full disk: no torn file left, the error naming the file
+                tmp.unlink(missing_ok=True)
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
             os.replace(tmp, path)
             last[0] = time.monotonic()
 
