@@ -343,3 +343,21 @@ def test_an_hdf5_error_of_a_full_disk_is_named_with_its_file():
     message, code = file_error(err2)
     assert code == 1 and message.startswith("/scratch/run/posterior/.posterior.nc.tmp: no space left")
     assert disk_full(err2) and not disk_full(OSError(errno.EACCES, "x", "f"))
+
+
+def test_an_atomic_write_the_disk_refuses_leaves_the_old_file_and_names_the_path(tmp_path, monkeypatch):
+    """The report's page and figures are written whole or not at all: a full disk while
+    ``bayescal report`` wrote them left half a page that later runs reused."""
+    from bayescal.workflow.rundir import write_bytes_atomic
+
+    page = tmp_path / "report.html"
+    page.write_bytes(b"the old page")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as got:
+        write_bytes_atomic(page, b"x" * 100_000)
+    assert got.value.errno == errno.ENOSPC and got.value.filename == str(page)
+    assert page.read_bytes() == b"the old page" and [p.name for p in tmp_path.iterdir()] == ["report.html"]

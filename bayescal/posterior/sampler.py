@@ -169,8 +169,9 @@ class PosteriorSampler:
                     if _locked(err):  # another process is writing it: not a damaged file
                         raise PosteriorError(f"chain file {self.backend_path} is in use by another "
                                              f"process ({err}); wait for it, or use another file") from None
-                    # unreadable (e.g. killed while HDF5 metadata was written): start afresh
-                    done = 0
+                    warnings.warn(f"chain file {self.backend_path} cannot be read ({err}: killed, or a "
+                                  "full disk, as it was written); it starts afresh", PosteriorWarning,
+                                  stacklevel=3)
                     self.backend_path.unlink()
                 if done and backend.shape != (self.n_walkers, d):
                     raise PosteriorError(
@@ -270,8 +271,7 @@ class PosteriorSampler:
         return self._sampler
 
     def _stored_steps(self) -> int:
-        """Steps in the backend file (0: none, or no file), read only: a file another process
-        writes, or a damaged one, is not touched (a :class:`PosteriorError` says why)."""
+        """Steps in the backend file (0: none), read only: one in use or damaged is left (PosteriorError)."""
         if self.backend_path is None or not self.backend_path.exists():
             return 0
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..workflow.rundir import write_bytes_atomic, write_text_atomic
 from .figures import plt
 
 __all__ = ["closing_sections", "diagnostics_section", "figure_html", "page", "png", "posterior_diagnostics",
@@ -102,7 +103,7 @@ def png(fig, path: Path) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)  # pyplot from figures, where the Agg backend is chosen
-    Path(path).write_bytes(buf.getvalue())
+    write_bytes_atomic(Path(path), buf.getvalue())  # a full disk leaves the old figure, not half a new one
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -192,5 +193,5 @@ def write_page(rd, title: str, parts: list[str], figures: list[tuple[str, str, s
     body = [*parts, "<h2>Figures</h2>", *[figure_html(*f) for f in figures],
             *closing_sections(rd, rd.config())]
     path = rd.report_html
-    path.write_text(page(title, body, len(figures)), encoding="utf-8")
+    write_text_atomic(path, page(title, body, len(figures)))  # whole or not at all (a full disk)
     return path

@@ -24,7 +24,7 @@ import xarray as xr
 from ..parameters import ParameterSpace
 
 __all__ = ["MARKER", "STAGES", "RunDir", "RunDirError", "RunDirRefused", "RunResults", "StageRecord",
-           "open_run", "read_json_record", "write_json_atomic", "write_text_atomic"]
+           "open_run", "read_json_record", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 #: The global workflow's stages, in order; each owns ``<run>/<stage>/``. A run directory lists
 #: its own workflow's stages in its marker (:data:`MARKER`).
@@ -53,15 +53,21 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> Non
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+    """Write ``text`` to ``path`` atomically (:func:`write_bytes_atomic`, UTF-8)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
-    A reader sees the old file or the new one, never a torn one.
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    A reader sees the old file or the new one, never a torn one; an error (a full disk) leaves no
+    temporary file and names ``path``.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
     except OSError as err:  # a full disk: the temporary file gone, the error naming the file
@@ -69,7 +75,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         if err.filename is None:
             raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as err:  # a folder in its place: named, the temporary file gone
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
 
 
 def read_json_record(path: str | Path, set_aside: bool = True) -> dict | None:

@@ -138,6 +138,8 @@ def claim_run_dir(path: str | Path, workflow: str, stages: tuple[str, ...]) -> P
             "contract": "bayescal writes only here; stage folders of other inputs are moved to .stale/",
         })
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the machine's, not the path's: said as such (exit 1)
+            raise
         raise RunDirRefused(f"run directory {path} cannot be written ({e.strerror}); set '[run] output' "
                             "(or --run-dir) to a folder you can write") from None
     return path
