@@ -159,7 +159,7 @@ def _check(args: argparse.Namespace) -> int:
     be reused or rerun in the run directory, its model runs and a rough time on this machine)."""
     cfg = load_config(args.config)
     pipe = _context(args, cfg, progress=False)
-    state = check_run_dir(pipe.run_dir, pipe.workflow.name)
+    state = check_run_dir(pipe.run_dir, pipe.workflow.name, writable=False)  # a plan to read: no write
     try:  # before the model's run: a scheduler that does not answer, a job SLURM refuses
         executor = probe_executor(cfg["run"])
     except ClusterError as err:
@@ -193,9 +193,17 @@ def _check(args: argparse.Namespace) -> int:
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     busy = run_dir_holder(pipe.run_dir) if state in ("owned", "new") else None  # new: one starting
     busy = f"; in use now by {busy}: another 'bayescal run' there is refused until it ends" if busy else ""
+    if not _writable(pipe.run_dir):
+        busy += "; read-only for this user: 'bayescal run' would be refused there"
     print(f"run directory: {pipe.run_dir.resolve()} ({owner}{busy})\nstages:")
     _print_plan(pipe, per_run, stored)
     return 0
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``bayescal run`` could write in ``path`` (or make it in its nearest existing folder)."""
+    probe = next(p for p in (path, *path.parents) if p.exists())
+    return os.access(probe, os.W_OK | os.X_OK)
 
 
 #: how the plan names a finished stage's file that is damaged or gone (``file_problems``)
@@ -277,7 +285,9 @@ def _run(args: argparse.Namespace) -> int:
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     said = [w for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)]
-    text = Path(args.config).read_text()
+    source = Path(args.config).resolve()
+    text = (f"# The config of this run directory, as read from {source}: its relative paths are\n"
+            f"# relative to {source.parent} (config.json holds them resolved).\n{source.read_text()}")
     pipe = _context(args, cfg, progress=not args.quiet, config_text=text,
                     config_warnings=tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in said)))
     names = pipe.stage_names

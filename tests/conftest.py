@@ -34,6 +34,39 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.arviz)
 
 
+def pytest_configure(config):
+    """Compile the numba kernels once, before the workers start: on a fresh install each worker
+    (and each process a test starts) would compile them again, 15-25 s apiece."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _compile_kernels()
+
+
+def _compile_kernels() -> None:
+    """The embedded model's, DALEC's and the emulators' kernels, each for the argument types
+    bayescal's own calls give it, into numba's cache beside the package."""
+    import pandas as pd
+    import xarray as xr
+
+    from bayescal.emulators import ActiveGPEmulator, SVDEmulator
+    from bayescal.models.dalec import DalecModel
+
+    grid = make_grid(n_cells=18, seed=0)
+    model = LandCarbonModel(grid=grid, drivers=make_drivers(grid, start=2000, end=2000, ramp_start=2000))
+    model.simulate(model.space.default[None, :])
+    days = pd.date_range("2000-01-01", "2000-12-31", freq="D")
+    met = xr.Dataset({"ta": ("time", np.full(days.size, 10.0)), "sw": ("time", np.full(days.size, 15.0)),
+                      "co2": ("time", np.full(days.size, 380.0))}, coords={"time": days}, attrs={"lat": 50.0})
+    for kind in ("deciduous", "evergreen"):
+        dalec = DalecModel(met, kind, spinup_years=1, spinup_cycles=1)
+        dalec(dalec.space.all_default[None, :])
+    x = np.random.default_rng(0).uniform(size=(12, 2))
+    y = np.c_[x.sum(axis=1), x[:, 0] * x[:, 1], x[:, 0]]
+    SVDEmulator(n_components=2).fit(x, y).predict(x)
+    active = ActiveGPEmulator(n_active=2, n_jobs=1).fit(x, y)
+    active.predict(x)
+    active.predict_sd_bound(x)
+
+
 def pytest_report_header(config):
     """The versions the suite runs against, first thing in its output, so a failure is traceable."""
     from importlib.metadata import PackageNotFoundError, version

@@ -47,6 +47,7 @@ def _site_config(folder: Path, name: str) -> Path:
         n_steps = 600
         max_steps = 600
         n_walkers = 8
+        n_particles = 200
         [propagate]
         n_draws = 6
         """))
@@ -114,12 +115,14 @@ def _chain_steps(run_dir: Path) -> np.ndarray | None:
 
 
 def _kill_in_every_stage(cli, cfg: Path, run_dir: Path, stages: tuple[str, ...], seed: int) -> list[bool]:
-    """SIGKILL a seeded random moment after each stage starts; check nothing finished is redone."""
+    """SIGKILL a seeded random moment after each stage starts (``"stage/file"``: after that file
+    of the stage appears); check nothing finished is redone."""
     rng = np.random.default_rng(seed)
     seen, steps, hit = {}, None, []
     for stage in stages:
         proc = _run(cli, cfg, run_dir, stages[-1])
-        started = run_dir / stage / "started.json"
+        started = run_dir / (stage if "/" in stage else f"{stage}/started.json")
+        stage = stage.split("/")[0]
         t0 = time.perf_counter()
         while not started.exists() and proc.poll() is None and time.perf_counter() - t0 < 240:
             time.sleep(0.005)
@@ -163,8 +166,8 @@ def test_site_workflow_killed_in_every_stage_mid_chain_included(tmp_path, cli):
     proc = _run(cli, cfg, tmp_path / "ref", "propagate")
     err = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, err
-    # the posterior stage twice: once at a random moment, once surely mid-chain
-    stages = ("optimize", "posterior", "posterior", "propagate")
+    # the posterior stage twice: once at a random moment, once surely mid-chain (its chain begun)
+    stages = ("optimize", "posterior", "posterior/chain.h5", "propagate")
     hit = _kill_in_every_stage(cli, cfg, tmp_path / "faults", stages, seed=23)
     assert sum(hit) >= 2, hit
     _same(tmp_path / "ref", tmp_path / "faults", ("optimize/history.nc", "propagate/bands.nc"),

@@ -441,7 +441,7 @@ def test_ctrl_c_on_worker_processes_leaves_no_traceback_and_no_leak_report(tmp_p
 
     cfg = _setup(tmp_path, 'form = "dict", sleep = 0.3',
                  extra='route = "emulator"\nrefine_rounds = 1\nn_new = 2\n'
-                       '[design]\nn_runs = 40\nbatch_size = 1')
+                       '[design]\nn_runs = 16\nbatch_size = 1')
     cfg.write_text(cfg.read_text().replace('seed = 3', 'seed = 3\nworkers = 2'))
     boot = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "runpy.run_module('bayescal', run_name='__main__', alter_sys=True)")
@@ -457,9 +457,9 @@ def test_ctrl_c_on_worker_processes_leaves_no_traceback_and_no_leak_report(tmp_p
     assert "Traceback" not in err and "leaked" not in err, err
     assert err.strip().startswith("bayescal: interrupted") and len(err.strip().splitlines()) == 1, err
     done = len(list(members.glob("member_*.nc")))
-    assert 0 < done < 40
+    assert 0 < done < 16
     assert main(["run", str(cfg), "--quiet", "--until", "optimize"]) == 0
-    assert len(list(members.glob("member_*.nc"))) == 40
+    assert len(list(members.glob("member_*.nc"))) == 16
 
 
 def test_sigterm_unwinds_like_ctrl_c_and_the_run_resumes(tmp_path):

@@ -460,7 +460,7 @@ def test_the_model_failing_at_the_emulators_best_point_is_a_warning(tmp_path, ca
     from bayescal.workflows.context import Context
 
     cfg = _setup(tmp_path, _python("fails_high"))
-    route = '[posterior]\nroute = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
+    route = '[posterior]\nroute = "emulator"\nrefine_rounds = 1\nn_new = 4\nn_particles = 200\n'
     cfg.write_text(cfg.read_text().replace("[posterior]\n", route) + "[design]\nn_runs = 12\n")
     monkeypatch.setattr(Context, "optimum_u", lambda self: np.array([0.99, 0.5]))  # a = 4.95: fails
     given = []

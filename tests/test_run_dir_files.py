@@ -40,6 +40,7 @@ units = "gC m-2 d-1"
 n_steps = 200
 max_steps = 200
 n_walkers = 8
+n_particles = 200
 [propagate]
 n_draws = 5
 """

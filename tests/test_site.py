@@ -55,6 +55,24 @@ def test_ar1_likelihood_equals_the_multivariate_normal_density(rng):
     np.testing.assert_allclose(lik(model), want, rtol=1e-10)
 
 
+def test_model_values_are_the_weights_times_the_series_for_daily_and_period_products(rng):
+    """A daily product's rows are read by gathering its days, a monthly one's through the
+    weights: both equal ``weights @ series`` (a gap, two variables, one variable in two products)."""
+    v = rng.normal(size=59)
+    v[[3, 40]] = np.nan
+    daily = _series(v, np.full(59, 0.5), name="d")
+    other = _series(rng.normal(size=30), np.ones(30), "2001-01-20", name="g", variable="gpp")
+    monthly = Product("m", "nee", daily.data.resample(time="MS").mean(),
+                      daily.sigma.resample(time="MS").mean(), attrs={"period": "month"})
+    time = pd.date_range("2001-01-01", periods=59, freq="D").values
+    op = SeriesOperator([daily, other, monthly], time, (2001, 2001))
+    series = {"nee": rng.normal(size=(4, 59)), "gpp": rng.normal(size=(4, 59))}
+    want = np.concatenate([op.weights[op.product_index == k] @ series[p.variable].T
+                           for k, p in enumerate(op.products)]).T
+    np.testing.assert_array_equal(op.of_arrays(series), want)
+    assert [isinstance(w, np.ndarray) for _, _, w in op._rows()] == [True, True, False]
+
+
 def test_monthly_aggregate_is_the_mean_of_observed_days_with_its_sigma():
     v = np.arange(59.0)
     v[3] = np.nan
@@ -298,7 +316,7 @@ def test_dalec_likelihood_fast_path_is_the_datasets_and_counts_its_runs(tmp_path
 
 def test_python_entry_point_route_through_bayescal_run(tmp_path):
     cfg = _site_toml(tmp_path, 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\n'
-                               'options = {start = "2001-01-01", end = "2003-12-31"}')
+                               'options = {start = "2001-01-01", end = "2003-12-31"}', "n_particles = 200")
     assert main(["run", str(cfg), "--quiet"]) == 0
     post = _posterior(tmp_path / "run")
     # 730 days of sigma 0.3: the truth (2.5, -0.4) within a few posterior sd, sd ~ 0.3 / sqrt(365)
@@ -378,13 +396,13 @@ def _external_toy(tmp_path, *program: str) -> Path:
     command = ", ".join(f'"{c}"' for c in (sys.executable, *program, "{param_file}", "{output}"))
     model = (f'kind = "external"\ncommand = [{command}]\ntemplate = "params.template"\n'
              'parameters_file = "space.toml"\ntimeout = 60.0')
-    return _site_toml(tmp_path, model, 'route = "emulator"\nrefine_rounds = 1\nn_new = 4\n'
+    return _site_toml(tmp_path, model, 'route = "emulator"\nrefine_rounds = 1\nn_new = 4\nn_particles = 200\n'
                       '[design]\nn_runs = 12\nbatch_size = 4', n_draws=2)
 
 
 def test_external_program_route_through_bayescal_run(tmp_path):
     cfg = _external_toy(tmp_path, str(DATA / "toy_site_program.py"))  # every run through the store
-    assert main(["run", str(cfg), "--quiet"]) == 0
+    assert main(["run", str(cfg), "--quiet", "--until", "propagate"]) == 0  # the report is not under test
     post = _posterior(tmp_path / "run")
     assert np.all(np.abs(post.mean(0) - [2.5, -0.4]) < 0.1)
     stored = list((tmp_path / "run" / "optimize" / "design" / "members").glob("*.nc"))
@@ -885,7 +903,7 @@ def test_a_sigma_far_above_the_residuals_is_warned_of(tmp_path):
 
     toy = 'kind = "python"\nentry_point = "bayescal.testing:ToySiteModel"\noptions = {end = "2003-12-31"}'
     for units, warned in (("gC m-2 d-1", False), ("kgC m-2 d-1", True)):
-        cfg = _site_toml(tmp_path, toy)
+        cfg = _site_toml(tmp_path, toy, "n_particles = 200")  # a message: a short tempered start
         cfg.write_text(cfg.read_text().replace('units = "gC m-2 d-1"',
                                                f'units = "gC m-2 d-1"\nsigma_units = "{units}"', 1))
         with warnings.catch_warnings(record=True) as caught:
@@ -1088,7 +1106,7 @@ def test_a_site_run_with_monthly_products_validates_on_the_daily_one(tmp_path):
     monthly = (f'[[observations.products]]\nvariable = "nee"\nformat = "csv"\n'
                f'file = "{_monthly_csv(tmp_path)}"\nunits = "gC m-2 d-1"\nperiod = "month"\n'
                'name = "monthly"\n')
-    path = _site_toml(tmp_path, model, n_draws=8)
+    path = _site_toml(tmp_path, model, "n_particles = 200", n_draws=8)
     daily = path.read_text()
     first = daily.replace("[[observations.products]]", monthly + "[[observations.products]]", 1)
     for text in (daily.replace("[posterior]", monthly + "[posterior]"), first):

@@ -107,6 +107,7 @@ n_new = 6
 n_steps = 600
 max_steps = 3000
 n_walkers = 16
+n_particles = 200
 [propagate]
 n_draws = 4
 """)

@@ -299,7 +299,9 @@ def test_a_rerun_report_keeps_the_old_page_and_figures_beside_its_old_folder(glo
 
 
 # ---------------------------------------------------------------------------- the site route
-def _site_config(tmp_path: Path, route: str = "direct", seed: int = 3) -> Path:
+def _site_config(tmp_path: Path, route: str = "direct", seed: int = 3, n_particles: int = 200) -> Path:
+    """The toy site model; a tempered start of ``n_particles`` (the tests here are of reruns,
+    stores and records, which its size does not change)."""
     write_toy_site_csv(tmp_path / "nee.csv")
     cfg = tmp_path / "site.toml"
     cfg.write_text(f"""
@@ -325,6 +327,7 @@ units = "gC m-2 d-1"
 n_steps = 100
 max_steps = 100
 n_walkers = 8
+n_particles = {n_particles}
 route = "{route}"
 refine_rounds = 1
 n_new = 3
@@ -1541,7 +1544,8 @@ def test_a_higher_max_steps_continues_the_direct_routes_chain(tmp_path):
     """posterior.max_steps raised (the route said the chain is short): the chain is continued, not
     run again from its first step, and equals a fresh run's of that length bit for bit; lowered
     again, the longer chain is set aside (not this run's) and the first posterior comes back."""
-    cfg = load_config(_site_config(tmp_path, route="direct"))
+    # the default 1,000 particles: the bound below is a tenth of the first run's runs, SMC's mostly
+    cfg = load_config(_site_config(tmp_path, route="direct", n_particles=1000))
     run = Path(cfg["run"]["output"])
     make_context(cfg, progress=False).run(("optimize", "posterior"))
     first = _posterior_draws(run)

@@ -166,7 +166,7 @@ class LandCarbonModel:
             )
         pft, cell = np.nonzero(frac.T > 0)  # tiles PFT by PFT: the kernel's loop order
         self._tiles = _Tiles(
-            cell=cell,
+            cell=np.ascontiguousarray(cell),  # one layout for any grid: numba compiles one signature
             pft=pft,
             frac=frac[cell, pft],
             pft_start=np.searchsorted(pft, np.arange(len(PFTS) + 1)),

@@ -54,9 +54,10 @@ def _is_legacy_run_dir(path: Path) -> bool:
     return all((path / name).is_file() for name in _LEGACY)
 
 
-def check_run_dir(path: str | Path, workflow: str | None = None) -> str:
+def check_run_dir(path: str | Path, workflow: str | None = None, writable: bool = True) -> str:
     """What :func:`claim_run_dir` would do with ``path``, without writing anything; ``workflow``:
-    the name of the workflow that would run there.
+    the name of the workflow that would run there; ``writable=False``: a folder this user cannot
+    write is not refused (``bayescal check`` shows the plan of a run directory it may only read).
 
     Returns
     -------
@@ -83,7 +84,7 @@ def check_run_dir(path: str | Path, workflow: str | None = None) -> str:
     if not probe.is_dir():
         raise RunDirRefused(f"run directory {path}: {probe} is a file, so no folder can be made in it; set "
                             "'[run] output' (or --run-dir) to a new folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if writable and not os.access(probe, os.W_OK | os.X_OK):
         raise RunDirRefused(f"run directory {path}: {probe} is not writable (a read-only folder or file "
                             "system); set '[run] output' (or --run-dir) to a folder you can write")
     if not path.exists() or not any(p.name != LOCK for p in path.iterdir()):  # the lock: a run starting

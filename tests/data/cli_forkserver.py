@@ -69,6 +69,9 @@ def main() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    from bayescal.readers.units import registry
+
+    registry()  # the unit registry (half a second to build), made once, as the imports are
     print("ready", flush=True)
     children: dict[int, str] = {}
     stdin = sys.stdin.fileno()
