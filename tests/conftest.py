@@ -14,9 +14,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per test worker: -n auto
 import numpy as np  # noqa: E402 - after the thread limits
 import pytest  # noqa: E402
 
+import bayescal  # noqa: E402
 from bayescal.models import LandCarbonModel, make_drivers, make_grid  # noqa: E402
 
 _HERE = Path(__file__).parent
+_SOURCE = Path(bayescal.__file__).resolve().parent.parent
+_PATHS = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+if (_SOURCE / "pyproject.toml").is_file() and str(_SOURCE) not in _PATHS:
+    # the processes tests start (the docs' examples, `python -m bayescal`, SLURM's jobs) import the
+    # bayescal under test, as this process does (`python -m pytest` in a checkout imports the
+    # checkout's): not an installed copy, whose kernels nothing compiled (or older code)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")]))
 _VERSIONED = ("numpy", "scipy", "scikit-learn", "xarray", "pandas", "emcee", "arviz", "SALib", "numba",
               "h5netcdf", "h5py", "matplotlib", "DFO-LS", "cma", "dask", "distributed", "optuna", "pyvbmc")
 
