@@ -7,6 +7,9 @@ nothing is kept as a model failure that was the disk's."""
 import errno
 import os
 import shutil
+import stat
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -362,3 +365,41 @@ def test_an_atomic_write_the_disk_refuses_leaves_the_old_file_and_names_the_path
         write_bytes_atomic(page, b"x" * 100_000)
     assert got.value.errno == errno.ENOSPC and got.value.filename == str(page)
     assert page.read_bytes() == b"the old page" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def _as_a_user(*args: str) -> subprocess.CompletedProcess:
+    """``bayescal *args`` as a user file permissions apply to: root without the capabilities that
+    bypass them (``setpriv``), or this user."""
+    cmd = [sys.executable, "-m", "bayescal", *args]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root, and no setpriv to drop the capabilities that bypass file permissions")
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_check_shows_the_plan_of_a_read_only_run_directory_and_run_refuses(finished, tmp_path):
+    """A run directory this user may only read (a colleague's, a finished project's): ``check``
+    shows its plan and says ``run`` would be refused there; ``run`` refuses, changing nothing.
+    Its ``config.toml`` names the config it was read from, where its relative paths start."""
+    cfg, run = _copy(finished, tmp_path)
+    head = (run / "config.toml").read_text().split("\n", 2)
+    assert str((finished / "site.toml").resolve()) in head[0]
+    assert head[1].startswith(f"# relative to {finished.resolve()} ") and head[2] == textwrap.dedent(SITE)
+    before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
+    for p in (run, *run.rglob("*")):
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        checked = _as_a_user("check", str(cfg), "--no-model-run")
+        assert checked.returncode == 0, checked.stderr
+        assert "read-only for this user: 'bayescal run' would be refused there" in checked.stdout
+        plan = {line.split()[0]: line.split(None, 1)[1] for line in checked.stdout.splitlines()
+                if line.startswith("  ") and not line.startswith("   ")}
+        assert set(plan) == {"optimize", "posterior", "propagate", "report"}, checked.stdout
+        assert all(v.startswith("reused") for v in plan.values()), plan
+        ran = _as_a_user("run", str(cfg), "--quiet")
+        assert ran.returncode == 2 and "not writable" in ran.stderr and "Traceback" not in ran.stderr
+        assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+    finally:
+        for p in (run, *run.rglob("*")):
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
