@@ -24,7 +24,7 @@ from bayescal.optimize.objective import OptimizeError
 from bayescal.run.cluster import ClusterError, probe_executor
 from bayescal.workflow import check_run_dir
 from bayescal.workflow.rundir import RunDirError, RunDirRefused
-from bayescal.workflow.rundir_guard import run_dir_holder
+from bayescal.workflow.rundir_guard import can_write, run_dir_holder
 from bayescal.workflows import (
     ConfigError,
     StageError,
@@ -193,17 +193,11 @@ def _check(args: argparse.Namespace) -> int:
     owner = {"new": "new", "owned": "made by bayescal", "legacy": "made by an older bayescal"}[state]
     busy = run_dir_holder(pipe.run_dir) if state in ("owned", "new") else None  # new: one starting
     busy = f"; in use now by {busy}: another 'bayescal run' there is refused until it ends" if busy else ""
-    if not _writable(pipe.run_dir):
+    if not can_write(pipe.run_dir):
         busy += "; read-only for this user: 'bayescal run' would be refused there"
     print(f"run directory: {pipe.run_dir.resolve()} ({owner}{busy})\nstages:")
     _print_plan(pipe, per_run, stored)
     return 0
-
-
-def _writable(path: Path) -> bool:
-    """Whether ``bayescal run`` could write in ``path`` (or make it in its nearest existing folder)."""
-    probe = next(p for p in (path, *path.parents) if p.exists())
-    return os.access(probe, os.W_OK | os.X_OK)
 
 
 #: how the plan names a finished stage's file that is damaged or gone (``file_problems``)

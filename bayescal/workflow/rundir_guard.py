@@ -27,8 +27,8 @@ from bayescal import __version__
 
 from .rundir import MARKER, RunDirRefused, read_json_record, write_json_atomic
 
-__all__ = ["LOCK", "STALE", "check_run_dir", "claim_run_dir", "hold_run_dir", "run_dir_holder", "set_aside",
-           "stale_size", "holds_ours", "yours_inside", "OURS_INSIDE"]
+__all__ = ["LOCK", "STALE", "can_write", "check_run_dir", "claim_run_dir", "hold_run_dir", "run_dir_holder",
+           "set_aside", "stale_size", "holds_ours", "yours_inside", "OURS_INSIDE"]
 
 #: what bayescal writes in the folders inside a stage's (run stores, chains, rounds, waves): its
 #: netCDF, HDF5, JSON and NumPy files, and what an interrupted write or a check of them leaves
@@ -52,6 +52,12 @@ _LEGACY = ("config.json", "space.json")
 def _is_legacy_run_dir(path: Path) -> bool:
     """A run directory an older bayescal wrote: its config and parameter space are there."""
     return all((path / name).is_file() for name in _LEGACY)
+
+
+def can_write(path: str | Path) -> bool:
+    """Whether this user can write in ``path``, or make it in its nearest existing folder."""
+    probe = next(p for p in (Path(path), *Path(path).parents) if p.exists())
+    return os.access(probe, os.W_OK | os.X_OK)
 
 
 def check_run_dir(path: str | Path, workflow: str | None = None, writable: bool = True) -> str:
@@ -84,7 +90,7 @@ def check_run_dir(path: str | Path, workflow: str | None = None, writable: bool 
     if not probe.is_dir():
         raise RunDirRefused(f"run directory {path}: {probe} is a file, so no folder can be made in it; set "
                             "'[run] output' (or --run-dir) to a new folder")
-    if writable and not os.access(probe, os.W_OK | os.X_OK):
+    if writable and not can_write(path):
         raise RunDirRefused(f"run directory {path}: {probe} is not writable (a read-only folder or file "
                             "system); set '[run] output' (or --run-dir) to a folder you can write")
     if not path.exists() or not any(p.name != LOCK for p in path.iterdir()):  # the lock: a run starting
