@@ -359,7 +359,8 @@ def test_a_csv_product_of_annual_values_says_its_period(fluxnet_dir, tmp_path):
     time = read_drivers(cfg)["time"].values
     op = SeriesOperator([p], time, (2001, 2004))
     assert op.y.size == 4 and op.weights.getnnz() == 365 * 3 + 366  # every day of 2001-2004
-    np.testing.assert_allclose(op.y, 1100.0 / 365.25, rtol=1e-12)  # gC m-2 d-1
+    # gC m-2 d-1: each year's total over its own days (2004: 366)
+    np.testing.assert_allclose(op.y, 1100.0 / np.array([365, 365, 365, 366]), rtol=1e-12)
     with pytest.warns(UserWarning, match=r"gpp_annual.csv: its values are 365 days apart.*period = 'month' "
                                          "or 'year'"):
         assert read_products(config(""))[-1].attrs["period"] == "day"

@@ -142,3 +142,52 @@ def test_the_registry_reads_the_units_bayescal_writes_as_pint_xarray_would():
     assert ureg.Quantity(0.08, "mol CO2 mol-1 photon").to("1").magnitude == pytest.approx(0.08)
     assert ureg.Quantity(3.0, "m2 m-2").dimensionless and ureg.Quantity(1.0, "umol CO2 m-2 s-1").check(
         "[substance] / [length] ** 2 / [time]")
+
+
+def test_calendar_months_and_years_totals_divide_by_their_own_days(tmp_path):
+    """A monthly product of calendar months' totals in ``gC m-2 month-1`` (a CSV of period
+    "month", a monthly netCDF in any CF calendar) is each month's flux per day times its days:
+    read per day it is that flux, in February as in July (pint's month alone is 30.44 days: a
+    28-day February would read 8 % low); a year's total per year likewise (365 or 366 days)."""
+    import cftime
+    import pandas as pd
+    import xarray as xr
+
+    from bayescal.readers import read_csv_product, read_netcdf_product
+    from bayescal.readers.units import calendar_factor, per_period
+
+    assert per_period("gC m-2 month-1") == per_period("mm mon-1") == "month"
+    assert per_period("kg m-2 yr-1") == "year" and per_period("gC m-2 d-1") is None
+    np.testing.assert_allclose(calendar_factor("gC m-2 d-1", [28, 31]), [1.0, 1.0])
+    rate = np.array([2.0, 3.0, 1.5, 0.5] * 6)  # flux per day in each month
+    stamp = pd.date_range("2004-01-01", periods=24, freq="MS") + pd.Timedelta(days=14)  # 2004: leap
+    total = rate * stamp.days_in_month
+    pd.DataFrame({"time": stamp.strftime("%Y-%m-%d"), "value": total, "sigma": 0.1 * total}).to_csv(
+        tmp_path / "m.csv", index=False)
+    p = read_csv_product(tmp_path / "m.csv", "gpp", units="gC m-2 month-1", to_units="gC m-2 d-1",
+                         period="month")
+    np.testing.assert_allclose(p.data.values, rate, rtol=1e-12)
+    np.testing.assert_allclose(p.sigma.values, 0.1 * rate, rtol=1e-12)
+    years = pd.DatetimeIndex(["2004-07-01", "2005-07-01"])  # 366 and 365 days
+    pd.DataFrame({"time": years.strftime("%Y-%m-%d"), "value": [366.0, 365.0 * 2], "sigma": 36.6}).to_csv(
+        tmp_path / "y.csv", index=False)
+    p = read_csv_product(tmp_path / "y.csv", "gpp", units="gC m-2 yr-1", to_units="gC m-2 d-1", period="year")
+    np.testing.assert_allclose(p.data.values, [1.0, 2.0], rtol=1e-12)
+    # a daily product's rate per month stays pint's: it is no month's total
+    with pytest.warns(UserWarning, match="31 days apart"):
+        p = read_csv_product(tmp_path / "m.csv", "gpp", units="gC m-2 month-1", to_units="gC m-2 d-1")
+    np.testing.assert_allclose(p.data.values, total / (365.25 / 12), rtol=1e-12)
+
+    cells = xr.Dataset({"lat": ("cell", [10.0]), "lon": ("cell", [20.0])}, coords={"cell": [0]})
+    months = pd.date_range("2004-01-01", periods=3, freq="MS")
+    for calendar, feb in (("standard", 29), ("noleap", 28), ("360_day", 30)):
+        t = [cftime.datetime(2004, m, 15, calendar=calendar) for m in (1, 2, 3)]
+        days = np.array([31 if calendar != "360_day" else 30, feb, 31 if calendar != "360_day" else 30])
+        v = (np.array([2.0, 3.0, 1.5]) * days)[:, None, None] * np.ones((3, 1, 1))
+        ds = xr.Dataset({"gpp": (("time", "lat", "lon"), v, {"units": "gC m-2 month-1"})},
+                        coords={"time": t, "lat": [10.0], "lon": [20.0]})
+        f = tmp_path / f"{calendar}.nc"
+        ds.to_netcdf(f, encoding={"time": {"units": "days since 2004-01-01", "calendar": calendar}})
+        p = read_netcdf_product(f, "gpp", cells=cells, months=months, units="gC m-2 d-1", relative_sigma=0.1)
+        np.testing.assert_allclose(p.data.values[0], [2.0, 3.0, 1.5], rtol=1e-6, err_msg=calendar)
+        np.testing.assert_allclose(p.sigma.values[0], [0.2, 0.3, 0.15], rtol=1e-6, err_msg=calendar)

@@ -49,6 +49,7 @@ from ..observations.products import Observations, Product
 from .fluxnet import ReaderError
 from .grid_weights import weights as _weights
 from .gridded_values import (
+    calendar_months,
     check_options,
     check_sigma,
     data_units,
@@ -365,14 +366,14 @@ def read_netcdf_product(
         used = np.unique(w.indices)
         w = sparse.csr_matrix((w.data, np.searchsorted(used, w.indices), w.indptr),
                               shape=(w.shape[0], used.size))  # on the boxes some cell uses
-        keys = _month_keys(ds, da, tdim, where)
+        keys, times = _month_keys(ds, da, tdim, where), da[tdim].load()
         months = pd.DatetimeIndex(months)
         data = _aligned(da, grid, w, used, keys, months, cells["cell"].values, mask,
                         codes_of=f"{where}: variable {nc_variable!r}" if fill_value is None else None)
-        sigma_factor = factor  # relative_sigma, or a sigma variable without units: the data's
+        sigma_factor, su = factor, have  # relative_sigma, or a sigma variable without units: the data's
         if sv is not None:
             sigma = _aligned(sv, grid, w, used, keys, months, cells["cell"].values, mask)
-            su = _sigma_units(sv, da, have, sigma_units, variable)
+            su = _sigma_units(sv, da, have, sigma_units, variable) or have
             sigma_factor = sigma_factor_of(su, units, variable, factor, f"{where}: sigma variable "
                                          f"{sigma_variable!r} [{su}] is not in units of {nc_variable!r}")
         else:
@@ -383,6 +384,8 @@ def read_netcdf_product(
     if sigma_floor is not None:  # in the data variable's units; a missing sigma becomes the floor
         sigma = np.fmax(sigma, sigma_floor * factor / sigma_factor)
     check_sigma(data, sigma, f"{where}: sigma of {nc_variable!r}")
+    data = data * calendar_months(have, times, keys, months)  # calendar months' totals per month
+    sigma = sigma * calendar_months(su, times, keys, months)
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)

@@ -12,10 +12,10 @@ import numpy as np
 import xarray as xr
 
 from .fluxnet import ReaderError, fill_code_in
-from .units import UnitError, conversion_factor, parse_units
+from .units import UnitError, calendar_factor, conversion_factor, parse_units
 
-__all__ = ["check_options", "check_sigma", "data_units", "from_cesm", "masked", "open_product",
-           "refuse_coarser_than_months", "refuse_fill_codes", "sigma_factor_of",
+__all__ = ["calendar_months", "check_options", "check_sigma", "data_units", "from_cesm", "masked",
+           "open_product", "refuse_coarser_than_months", "refuse_fill_codes", "sigma_factor_of",
            "warn_if_stamped_at_month_ends"]
 
 
@@ -238,3 +238,21 @@ def warn_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str, 
                   "CESM/CLM history file stamps each month at its end (January on 1 February): if this is "
                   "one, every value is read a month late -- give the file its time bounds (time_bnds)",
                   UserWarning, stacklevel=4)
+
+
+def calendar_months(units: str, times: xr.DataArray, keys: np.ndarray, months) -> xr.DataArray | float:
+    """The factor (on ``months``, the model's) putting a monthly product's calendar months'
+    totals in ``units`` per month on pint's nominal month (:func:`~.units.calendar_factor`): each
+    month's days in the file's calendar (a ``360_day`` February has 30, a ``noleap`` one 28).
+    1.0 when ``units`` are not per month or the file's steps are finer than months (``keys``,
+    year * 12 + month of each step, repeat): a rate per month of a day is pint's month."""
+    import cftime
+
+    if calendar_factor(units, [1.0])[0] == 1.0 or np.unique(keys).size < keys.size:
+        return 1.0
+    first = times.values.ravel()[0] if times.size else None
+    calendar = getattr(first, "calendar", None) or "standard"
+    ym = np.asarray(months.year) * 12 + np.asarray(months.month) - 1
+    days = [(cftime.datetime((k + 1) // 12, (k + 1) % 12 + 1, 1, calendar=calendar)
+             - cftime.datetime(k // 12, k % 12 + 1, 1, calendar=calendar)).days for k in ym]
+    return xr.DataArray(calendar_factor(units, days), dims="time", coords={"time": np.asarray(months)})

@@ -20,7 +20,7 @@ from .fluxnet import (
     data_path,
     fill_code_in,
 )
-from .units import UnitError, convert
+from .units import UnitError, calendar_factor, convert, per_period
 
 __all__ = ["PERIODS", "PERIOD_FREQUENCY", "read_csv_product"]
 
@@ -115,7 +115,9 @@ def read_csv_product(
     ``"week"``, ``"month"`` or ``"year"`` holding its date (an annual GPP, a monthly product):
     one value per period, compared with the model's mean over all the period's days. A daily
     product whose values are a month or more apart is warned of (each value is compared with the
-    model's value on its one day).
+    model's value on its one day). With ``period = "month"`` and ``units`` per month (``gC m-2
+    month-1``), a value is its calendar month's total: divided by that month's days, not pint's
+    30.44 (:func:`~bayescal.readers.units.calendar_factor`); likewise a year's in units per year.
     """
     path = data_path(path)
     where = _where(path, key)
@@ -168,6 +170,9 @@ def read_csv_product(
                 f"in {units})") if "sigma" not in df and value[bad] == 0 else ""
         raise ReaderError(f"{where}: sigma must be > 0 (after sigma_floor {sigma_floor}); {time[bad].date()} "
                           f"has {sigma[bad]}{hint}")
+    if period in ("month", "year") and per_period(units) == period:  # calendar periods' totals
+        days = time.days_in_month if period == "month" else np.where(time.is_leap_year, 366, 365)
+        value, sigma = value * calendar_factor(units, days), sigma * calendar_factor(units, days)
     try:
         out_units = to_units or units
         value = convert(value, units, out_units, variable)

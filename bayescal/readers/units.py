@@ -18,7 +18,9 @@ FLUXNET, CMIP (CMOR) and ILAMB files (``kg m-2 s-1``, ``gC m-2 d-1``, ``gC/m^2/d
 A conversion is dimensionally checked: ``W m-2`` to ``gC m-2 d-1``, ``kg m-2 s-1`` to
 ``gC m-2 d-1`` for evapotranspiration, or ``PgC yr-1`` (a total) to ``gC m-2 yr-1`` (per area)
 is a :class:`UnitError` that names both units, their dimensions and the variable. A month is
-1/12 of a 365.25-day year (pint's ``month``).
+1/12 of a 365.25-day year (pint's ``month``) in a conversion; a product whose values are calendar
+months' (or years') totals, in units per ``month`` (``year``), is first put on that nominal month
+by :func:`calendar_factor` (a February total of 28 days' flux is not 28/30.44 of a month's).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = ["CARBON_VARIABLES", "LATENT_VARIABLES", "WATER_VARIABLES", "UnitError", "context_for",
-           "conversion_factor", "convert", "parse_units", "registry"]
+           "calendar_factor", "conversion_factor", "convert", "parse_units", "per_period", "registry"]
 
 #: g C per mol (CO2 or C): the carbon of one mole of CO2.
 MOLAR_MASS_C = 12.011
@@ -207,3 +209,45 @@ def _dims(u) -> str:
 def convert(values, from_unit: str, to_unit: str, variable: str | None = None) -> np.ndarray:
     """``values`` in ``from_unit`` expressed in ``to_unit`` (see :func:`conversion_factor`)."""
     return np.asarray(values, dtype=float) * conversion_factor(from_unit, to_unit, variable)
+
+
+#: Days of pint's (UDUNITS') month and year: 1/12 of a 365.25-day year, and that year.
+NOMINAL_DAYS = {"month": 365.25 / 12, "year": 365.25}
+
+
+def per_period(unit: str) -> str | None:
+    """``"month"`` or ``"year"`` when ``unit`` is a quantity per month or per year (``gC m-2
+    month-1``, ``mm mon-1``, ``kg m-2 yr-1``), else None."""
+    try:
+        exponents = dict(parse_units(unit).units._units)
+    except UnitError:
+        return None
+    found = [k for k in NOMINAL_DAYS if exponents.get(k) == -1]
+    return found[0] if found else None
+
+
+def calendar_factor(unit: str, days) -> np.ndarray:
+    """The factor putting totals over calendar periods in ``unit`` on pint's nominal period.
+
+    A value in ``unit`` per month (or per year) that is the total over its own calendar month
+    (year) of ``days`` days has, per day, ``value / days``; pint's conversion divides by the
+    nominal 30.44 (365.25) days. Multiplying by ``NOMINAL_DAYS / days`` first makes the
+    conversion exact: a February total of 28 days' flux converts to that flux per day. Ones
+    where ``unit`` is not per month or year.
+
+    Parameters
+    ----------
+    unit : str
+        The values' units.
+    days : array_like
+        Days of each value's calendar period (``pandas``' or ``xarray``'s ``days_in_month``, or
+        365/366 for years), in the period ``unit`` is per.
+
+    Returns
+    -------
+    numpy.ndarray
+        One factor per value.
+    """
+    days = np.asarray(days, dtype=float)
+    period = per_period(unit)
+    return np.ones_like(days) if period is None else NOMINAL_DAYS[period] / days
