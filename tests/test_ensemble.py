@@ -66,6 +66,52 @@ def test_resume_runs_only_missing_members(tmp_path):
         run_ensemble(sim, design(10, seed=1), tmp_path / "s", progress=False)
 
 
+def test_a_store_set_aside_lends_its_done_runs_at_the_same_values_and_nothing_else(tmp_path):
+    """After an edit that changes some members, the new store takes the old one's done runs at
+    equal parameter vectors (copied: the same outputs, status and file time; listed as adopted)
+    and runs the rest; a failed run, another model's store (identity), other parameter names or
+    fewer kept outputs lend nothing."""
+    import json
+
+    from bayescal.run.reuse import adopt_members, adopted_count, lenders
+
+    calls = []
+
+    def sim(theta):
+        calls.append(np.asarray(theta).shape[0])
+        return ToySimulator(raise_above=0.95)(theta)
+
+    old = design(12)
+    old.values[5, 0] = 0.99  # fails
+    stale = tmp_path / "run" / ".stale" / "oat-1" / "ensemble"
+    run_ensemble(sim, old, stale, progress=False, runs="model A", keep=["y"])
+    new = old.copy(data=old.values.copy())
+    new.values[[0, 1], 2] += 0.1  # two members changed by the edit; 5 failed before
+    store = tmp_path / "run" / "oat" / "ensemble"
+    lent = lenders(tmp_path / "run", "model A", store)
+    assert [s.path for s in lent] == [stale] and lenders(tmp_path / "run", "model B", store) == []
+    calls.clear()
+    summary = run_ensemble(sim, new, store, progress=False, runs="model A", keep=["y"], lenders=lent)
+    assert summary.adopted == 9 and summary.ran == 3 and sum(calls) == 3  # 0, 1 and the failed 5
+    assert adopted_count(store) == 9 and json.loads((store / "adopted.json").read_text()) == \
+        [2, 3, 4, 6, 7, 8, 9, 10, 11]
+    a, b = EnsembleStore(store).load(), EnsembleStore(stale).load()
+    xr.testing.assert_identical(a.drop_vars(["theta"]).isel(member=slice(6, 12)),
+                                b.drop_vars(["theta"]).isel(member=slice(6, 12)))
+    fresh = run_ensemble(ToySimulator(raise_above=0.95), new, tmp_path / "fresh", progress=False, keep=["y"])
+    assert fresh.ran == 12
+    np.testing.assert_array_equal(a["y"].values, EnsembleStore(tmp_path / "fresh").load()["y"].values)
+    for m in (3, 9):
+        assert (store / "members" / f"member_{m:06d}.nc").stat().st_mtime_ns == \
+            (stale / "members" / f"member_{m:06d}.nc").stat().st_mtime_ns
+    # nothing from a store that kept fewer outputs, or of other parameter names
+    more = tmp_path / "run" / "oat" / "more"
+    assert adopt_members(EnsembleStore(more), new.values, ["x0", "x1", "x2", "x3"], list(range(12)),
+                         lent, ["y", "z"]) == []
+    assert adopt_members(EnsembleStore(more), new.values, ["a", "b", "c", "d"], list(range(12)), lent,
+                         ["y"]) == []
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np, xarray as xr

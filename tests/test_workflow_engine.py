@@ -608,7 +608,27 @@ def test_dagon_changes_rerun_exactly_the_stages_that_read_them(dagon_run, tmp_pa
     done = _rerun(cfg, _copy(run, tmp_path, "top_k"), ("oat",), _set("oat.top_k", 1))
     assert done["oat"] == ("ran", 0)  # a new selection from the same one-at-a-time runs
     done = _rerun(cfg, _copy(run, tmp_path, "outputs"), ("oat",), _set("oat.outputs", ["gpp"]))
-    assert done["oat"] == ("ran", 7)  # other outputs stored: the three families' runs again
+    assert done["oat"] == ("ran", 0)  # fewer outputs: every run taken from the stale store's
+    # each run kept by its values: a new candidate runs its two, a narrowed bound its one
+    done = _rerun(cfg, _copy(run, tmp_path, "cands"), ("oat",),
+                  _set("parameters.candidates", ["gamma_w", "beta2", "vmax[GRASS-C3]", "kn[BDL-EVG]"]))
+    assert done["oat"] == ("ran", 2)
+    from bayescal.models.landcarbon import default_parameter_space
+    from bayescal.parameters import ParameterSpace
+
+    table = default_parameter_space().to_dict()
+    table["parameters"] = {"beta2": {**table["parameters"]["beta2"], "lower": 0.85}}  # from 0.8
+    ParameterSpace.from_dict(table).to_toml(tmp_path / "space.toml")
+    copy = _copy(run, tmp_path, "bound")
+    done = _rerun(cfg, copy, ("oat",), _set("model.parameters_file", str(tmp_path / "space.toml")))
+    assert done["oat"] == ("ran", 1)  # beta2 at its new lower bound; at its upper one and the rest kept
+    record = json.loads((copy / "oat" / "stage.json").read_text())
+    assert record["kept_runs"] == 6 and len(list((copy / "oat" / "ensemble" / "members").glob("*.nc"))) == 7
+    ranking = xr.load_dataset(copy / "oat" / "ranking.nc")
+    fresh = _rerun(cfg, tmp_path / "fresh", ("oat",),
+                   _set("model.parameters_file", str(tmp_path / "space.toml")))
+    assert fresh["oat"] == ("ran", 7)
+    xr.testing.assert_identical(xr.load_dataset(tmp_path / "fresh" / "oat" / "ranking.nc"), ranking)
 
 
 # ------------------------------------------------------------------- the run directory is owned

@@ -54,6 +54,7 @@ def propagate(
     executor=None,
     batch_size: int = 32,
     progress: bool = False,
+    run=run_ensemble,
 ) -> xr.Dataset:
     """Run named sets of unit-cube points and collect their outputs.
 
@@ -70,6 +71,9 @@ def propagate(
         The ensemble store (resumable).
     variables : sequence of str
         Outputs to keep.
+    run : callable, default :func:`~bayescal.run.ensemble.run_ensemble`
+        What runs the members (same arguments): a workflow's, which also takes its earlier runs
+        at the same values (:mod:`bayescal.run.reuse`).
 
     Returns
     -------
@@ -91,7 +95,7 @@ def propagate(
     u = np.vstack(rows)
     theta = space.expand(space.from_unit(u))
     design = space.to_dataarray(theta, full=True)
-    run_ensemble(
+    run(
         simulator,
         design,
         store,

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from ..models.contract import conform_output, member_status
 from .interrupts import InterruptLatch
+from .reuse import adopt_members
 from .store import EnsembleStore, MemberResult
 
 __all__ = ["EnsembleStore", "MemberResult", "RunSummary", "member_status", "model_failures", "run_ensemble",
@@ -61,11 +62,14 @@ class RunSummary:
     failed: int
     failures: dict[str, int] = field(default_factory=dict)
     wall_time: float = 0.0
+    adopted: int = 0  # copied from another store's finished runs at the same values (.reuse)
 
     def __str__(self) -> str:
         lines = [
             f"ensemble: {self.n_members} members, {self.already_done} already in the store, "
-            f"{self.ran} run now in {self.wall_time:.1f} s",
+            f"{self.ran} run now in {self.wall_time:.1f} s"
+            + (f", {self.adopted} taken from another store's runs at the same values"
+               if self.adopted else ""),
             f"  done: {self.done}   failed: {self.failed}",
         ]
         by_count = sorted(self.failures.items(), key=lambda kv: -kv[1])
@@ -324,6 +328,8 @@ def run_ensemble(
     keep: Sequence[str] | None = None,
     retry_failed: bool = False,
     progress: bool = True,
+    runs: str | None = None,
+    lenders: Sequence[EnsembleStore] = (),
 ) -> RunSummary:
     """Run ``simulator`` over every member of ``design`` not yet in ``store``.
 
@@ -348,6 +354,12 @@ def run_ensemble(
         Also rerun members stored as failed.
     progress : bool, default True
         Show a progress bar.
+    runs : str, optional
+        The identity of what a run gives besides its parameter values (the model, its options
+        and files), recorded in the store: a store of the same identity may lend its runs.
+    lenders : sequence of EnsembleStore
+        Stores of the same ``runs`` identity (:func:`.reuse.lenders`): a member whose parameter
+        vector one of them has done is copied from it, not run (:mod:`.reuse`).
 
     Returns
     -------
@@ -366,13 +378,17 @@ def run_ensemble(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     design = design.assign_coords(member=np.arange(design.sizes["member"]))
     st = store if isinstance(store, EnsembleStore) else EnsembleStore(store)
-    st.initialise(design)
+    keep = None if keep is None else list(keep)
+    st.initialise(design, keep, runs)
     finished = st.finished()
     if retry_failed:
         status = st.status()["status"].values
         finished = {m for m in finished if status[m] == "done"}
     todo = [m for m in range(design.sizes["member"]) if m not in finished]
     theta = design.values
+    names = [str(p) for p in design["parameter"].values]
+    adopted = adopt_members(st, theta, names, todo, list(lenders), keep) if lenders and todo else []
+    todo = [m for m in todo if m not in set(adopted)]
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     kind = _executor_kind(executor)
     counts: Counter[str] = Counter()
@@ -410,6 +426,7 @@ def run_ensemble(
         n_members=int(design.sizes["member"]),
         already_done=len(finished),
         ran=len(todo),
+        adopted=len(adopted),
         done=counts["done"],
         failed=counts["failed"],
         failures=dict(count_reasons(failures)),

@@ -76,8 +76,11 @@ class EnsembleStore:
     def exists(self) -> bool:
         return (self.path / "store.json").exists()
 
-    def initialise(self, design: xr.DataArray) -> None:
-        """Create the store for ``design``, or check that an existing store holds the same one."""
+    def initialise(self, design: xr.DataArray, keep: list[str] | None = None,
+                   runs: str | None = None) -> None:
+        """Create the store for ``design``, or check that an existing store holds the same one.
+        ``keep`` (the output variables its members hold; None: all) and ``runs`` (the identity of
+        what a run gives besides its parameter values) are recorded for :mod:`.reuse`."""
         digest = self._hash(design)
         meta_path = self.path / "store.json"
         if meta_path.exists():
@@ -96,7 +99,8 @@ class EnsembleStore:
         theta.to_dataset().to_netcdf(tmp, engine=_ENGINE)
         os.replace(tmp, self.path / "design.nc")
         meta = {"design_sha256": digest, "n_members": int(design.sizes["member"]),
-                "parameters": [str(p) for p in design["parameter"].values], "format": 1}
+                "parameters": [str(p) for p in design["parameter"].values], "format": 1,
+                "keep": None if keep is None else sorted(keep), "runs": runs}
         tmp = self.path / "store.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, meta_path)

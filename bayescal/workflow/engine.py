@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from bayescal import __version__
 
 from ..run.interrupts import InterruptLatch
+from ..run.reuse import adopted_runs, lendable_runs, made_runs
 from .keys import changed_inputs, stage_inputs, stage_key
 from .restore import Restorable, find_restorable, find_store, recover, restore, store_fingerprints
 from .rundir import StageRecord, read_json_record, write_json_atomic
@@ -67,6 +68,7 @@ class PlannedStage:
     kept: list[str] = field(default_factory=list)  # run stores whose finished runs a rerun keeps
     finished_runs: int = 0  # a resumed stage's runs its stopped invocations finished (kept)
     restored: str = ""  # the folder in .stale/ of these inputs it brings back ("" for none)
+    lending: int = 0  # finished runs of its stores a rerun takes where their values are unchanged
 
 
 def _peak_rss_gib() -> float:
@@ -195,11 +197,17 @@ class Engine:
             finished = 0 if status != "resume" else \
                 _earlier_runs(folder, True, int(started.get("kept_runs", 0)), _counted_runs(folder), None)[0]
             if found is not None and status == "resume":  # and the runs of the stores it gets back
-                finished += sum(_stored_members(place / rel) for rel, place in found.stores.items())
+                finished += sum(made_runs(place / rel) for rel, place in found.stores.items())
             restored = str(found.copy.relative_to(self.run_dir)) if found is not None else ""
+            lending = self._lending(folder, kept) if status == "rerun" else 0
             out.append(PlannedStage(stage.name, key, status, stage.help, changed, runs, kept, finished,
-                                    restored))
+                                    restored, lending))
         return out
+
+    def _lending(self, folder: Path, kept: list[str]) -> int:
+        """:func:`~bayescal.run.reuse.lendable_runs` of the folder a rerun sets aside (the same model's)."""
+        identity = self.ctx.runs_identity() if hasattr(self.ctx, "runs_identity") else None
+        return lendable_runs(folder, identity, kept) if identity else 0
 
     def _expected_runs(self, stage: Stage, given: bool) -> str:
         """The stage's own estimate; one that takes a ``space`` gets the space of a model given to
@@ -265,7 +273,7 @@ class Engine:
         outside = (started or {}).get("outside") if resumed else None
         outside = outside if outside is not None else {d: sorted(f) for d, f in self._outside(stage).items()}
         kept = int((started or {}).get("kept_runs", 0)) if resumed else \
-            _stored_members(folder) + _counted_runs(folder)
+            made_runs(folder) + _counted_runs(folder)
         write_json_atomic(folder / "started.json", {"key": key, "stores": stores, "inputs": inputs,
                                                     "started": time.time(), "outside": outside,
                                                     "kept_runs": kept})
@@ -415,6 +423,7 @@ class Engine:
             else:  # runs in other processes: the member files its stores gained, and the stage's count
                 runs = _files_since(folder, started_at) + max(0, _counted_runs(folder) - counted0)
             runs += kept
+            reused += adopted_runs(folder) if finished is None else 0  # a finished record's has them
             rec = StageRecord(stage.name, "ran", time.perf_counter() - t0, _peak_rss_gib(), runs, msgs,
                               reused, earlier_runs=kept)
             interrupts.check()
@@ -450,7 +459,7 @@ def _earlier_runs(folder: Path, resumed: bool, reused: int, counted: int,
     if finished is not None:
         return int(finished.get("runs", 0)), int(finished.get("kept_runs", 0))
     if resumed:
-        return max(0, _stored_members(folder) + counted - reused), reused
+        return max(0, made_runs(folder) + counted - reused), reused
     return 0, reused
 
 
@@ -479,8 +488,3 @@ def _counted_runs(folder: Path) -> int:
     """The runs a stage's stopped invocations counted in :data:`RUN_COUNT_FILE` (0 without)."""
     done = read_json_record(folder / RUN_COUNT_FILE, set_aside=False)
     return int(done.get("runs", 0)) if isinstance(done, dict) else 0
-
-
-def _stored_members(folder: Path) -> int:
-    """The member files of the run stores under ``folder`` (each a finished model run)."""
-    return sum(len(list(p.parent.glob("members/member_*.nc"))) for p in folder.rglob("store.json"))

@@ -145,18 +145,12 @@ class Context:
         external program, whose ``[model]`` keys and files say it."""
         if not self._given and self.config.get("model", {}).get("kind") != "python":
             return None
-        import inspect
-
         from ..models.contract import ConformingModel
-        from ..workflow.keys import file_digest, stage_key
+        from ..workflow.keys import stage_key
 
         inner = self.model.model if isinstance(self.model, ConformingModel) else self.model
         cls = type(inner)
-        try:
-            path = inspect.getsourcefile(cls)
-        except (TypeError, OSError):  # no source file: built in, or defined in a notebook, `python -c`
-            path = None
-        source = file_digest(path) if path else _code_digest(cls)
+        source = _class_source(cls)
         space = self.full_space
         return stage_key("model", {"class": f"{cls.__module__}.{cls.__qualname__}", "source": source,
                                    "identity": getattr(inner, "identity", None),  # its options, if it says
@@ -165,6 +159,39 @@ class Context:
                                    "default": np.asarray(space.all_default).tolist(),
                                    # the prior's scale too: a log-uniform value made uniform reruns
                                    "scale": [space[n].scale for n in space.names]})
+
+    def runs_identity(self) -> str:
+        """What a model run gives besides its parameter values, as one hash (:mod:`bayescal.run.
+        reuse`): a model given to the context or an entry point's class, source and ``identity``;
+        else the ``[model]`` table and its files -- not the parameter space (``parameters_file``,
+        bounds, defaults: they choose the values a run is given, which are compared
+        themselves); and bayescal's version."""
+        from bayescal import __version__
+
+        from ..models.contract import ConformingModel
+        from ..workflow.keys import file_digest, stage_key
+
+        if "runs_identity" not in self._cache:
+            m = self.config.get("model", {})
+            if self._given or m.get("kind") == "python":
+                inner = self.model.model if isinstance(self.model, ConformingModel) else self.model
+                m = {"class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+                     "source": _class_source(type(inner)), "identity": getattr(inner, "identity", None)}
+            else:  # files by their contents, wherever they are
+                m = {k: v for k, v in m.items() if k not in ("parameters_file", *_FILE_KEYS)}
+            files = sorted(file_digest(f) for f in self._model_files())
+            inputs = {"model": m, "files": files, "bayescal": __version__}
+            self._cache["runs_identity"] = stage_key("runs", inputs)
+        return self._cache["runs_identity"]
+
+    def _model_files(self) -> list[str]:
+        """The model's own input files but its parameter space's: drivers, template, an entry
+        point's source, the files a program's command names."""
+        from .own_model import model_source_files
+
+        m = self.config.get("model", {})
+        return [str(m[k]) for k in _FILE_KEYS if m.get(k)] + \
+            [str(f) for f in model_source_files(self.config)]
 
     def make_model(self):
         """The model a config describes; each workflow's context says how."""
@@ -355,11 +382,17 @@ class Context:
         line naming how many of the runs made now failed and why (each reason with its count;
         every run's ``status`` and ``reason`` stay in the store). Returns its ``RunSummary``."""
         from bayescal.run.ensemble import describe_failures, run_ensemble
+        from bayescal.run.reuse import lenders
 
         kwargs.setdefault("progress", self.progress)
         if self.config["model"]["kind"] == "external":
             kwargs["batch_size"] = self.batch_size()  # one member per call (:meth:`batch_size`)
-        ran = run_ensemble(simulator, theta, store, **kwargs)
+        identity = self.runs_identity()
+        lent = lenders(self.run_dir, identity, store)  # its copies in .stale/ (of a rerun's other inputs)
+        ran = run_ensemble(simulator, theta, store, runs=identity, lenders=lent, **kwargs)
+        if ran.adopted:
+            self.say(f"  {ran.adopted} of {ran.n_members} model runs taken from earlier runs at the same "
+                     "parameter values (same model and files), not run again")
         if ran.already_done:  # a resumed stage: what an earlier, stopped run had finished
             self.say(f"  {ran.already_done} of {ran.n_members} model runs already in {store} (kept from "
                      "an earlier run), not run again")
@@ -375,6 +408,23 @@ class Context:
     def optimum_u(self) -> np.ndarray:
         """The optimiser's best point, else the best run of the design."""
         return self.rundir.optimum_u()
+
+
+#: ``[model]`` keys naming the model's input files (in :meth:`Context.runs_identity` by content)
+_FILE_KEYS = ("drivers", "template")
+
+
+def _class_source(cls: type) -> str:
+    """Its source file's digest, else (no file: a notebook's class) its compiled code's."""
+    import inspect
+
+    from ..workflow.keys import file_digest
+
+    try:
+        path = inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # no source file: built in, or defined in a notebook, `python -c`
+        path = None
+    return file_digest(path) if path else _code_digest(cls)
 
 
 def _code_digest(cls: type) -> str:

@@ -66,6 +66,7 @@ def run_propagate(ctx: GlobalContext) -> None:
         batch_size=ctx.batch_size(),
         executor=ctx.executor,
         progress=ctx.progress,
+        run=ctx.run_members,  # its runs at unchanged values (the defaults, ...) taken from .stale/
     )
     _require_finished(ens, out / "ensemble")
     b = bands(ens)
