@@ -470,7 +470,8 @@ def test_csv_text_in_a_number_column_is_named_by_line_and_sigma_may_have_its_own
     # columns of other names: said with what the file has; an unnamed decimal comma; an 'sd' column
     f.write_text("Date, GPP\n2003-01-01, 2.5\n")
     with pytest.raises(ReaderError, match=r"missing columns \['time', 'value'\] \(need time, value\[, "
-                                          r"sigma\]; the file has \['Date', 'GPP'\]: rename its columns\)"):
+                                          r"sigma\]; the file has \['Date', 'GPP'\]: name them with the "
+                                          r"product.s columns key, such as columns = "):
         read_csv_product(f, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
     f.write_text("time,value\n2003-01-01,2.5\n2003-01-02,2,5\n")
     with pytest.raises(ReaderError, match=r"Expected 2 fields in line 3, saw 3\); a decimal comma \(2,5\) "
@@ -491,7 +492,7 @@ def test_csv_text_in_a_number_column_is_named_by_line_and_sigma_may_have_its_own
     assert floored.sigma[1] == 0.05
     f.write_text("time,value,sd\n2003-01-01,2.5,0.2\n2003-01-02,2.4,0.2\n")
     with pytest.raises(ReaderError, match=r"no sigma column; give relative_sigma; its column\(s\) \['sd'\] "
-                                          "are not read: name the uncertainty column sigma"):
+                                          r'are not read: give columns = \{sigma = "sd"\}'):
         read_csv_product(f, "gpp", units="gC m-2 d-1")
     with pytest.warns(UserWarning, match=r"no sigma column, so relative_sigma gives sigma; its column\(s\) "
                                          r"\['sd'\] are not read"):
@@ -511,6 +512,51 @@ def test_a_spreadsheets_csv_with_spaces_after_commas_and_a_bom_reads_as_the_orig
     np.testing.assert_array_equal(p.sigma.values, q.sigma.values)
     a, b = read_fluxnet_drivers(messy), read_fluxnet_drivers(plain)
     assert a.equals(b)
+
+
+def test_a_csv_with_its_own_column_names_is_read_through_the_columns_key(fluxnet_dir, tmp_path, capsys):
+    """A monthly GPP file with columns ``date, GPP, GPP_sd, value`` (a column of another meaning
+    named value): ``columns`` names them, and the product is the one of a file written with
+    time, value and sigma; a role or column that is not there is an error naming it, before any
+    model run, through bayescal check."""
+    from bayescal.cli import main
+    from bayescal.workflows import load_config
+    from bayescal.workflows.site.config import read_products
+
+    stamp = pd.date_range("2001-01-01", periods=36, freq="MS") + pd.Timedelta(days=14)
+    gpp = 2.0 + np.sin(np.arange(36) / 2.0)
+    plain, messy = tmp_path / "plain.csv", tmp_path / "messy.csv"
+    pd.DataFrame({"time": stamp.strftime("%Y-%m-%d"), "value": gpp, "sigma": 0.3}).to_csv(plain, index=False)
+    pd.DataFrame({"date": stamp.strftime("%Y-%m-%d"), "GPP": gpp, "GPP_sd": 0.3, "value": -1.0}).to_csv(
+        messy, index=False)
+    p = read_csv_product(messy, "gpp", units="gC m-2 d-1", period="month",
+                         columns={"time": "date", "value": "GPP", "sigma": "GPP_sd"})
+    q = read_csv_product(plain, "gpp", units="gC m-2 d-1", period="month")
+    xr.testing.assert_identical(p.data.drop_attrs(), q.data.drop_attrs())
+    np.testing.assert_array_equal(p.sigma.values, q.sigma.values)
+    with pytest.raises(ReaderError, match=r"columns.sigma = 'GPP_unc': the file has no such column \(it has "
+                                          r"\['date', 'GPP', 'GPP_sd', 'value'\]\)"):
+        read_csv_product(messy, "gpp", units="gC m-2 d-1", columns={"time": "date", "value": "GPP",
+                                                                      "sigma": "GPP_unc"})
+    with pytest.raises(ReaderError, match=r"columns: 'sd' is not one of 'time', 'value', 'sigma'"):
+        read_csv_product(messy, "gpp", units="gC m-2 d-1", columns={"time": "date", "sd": "GPP_sd"})
+    with pytest.raises(ReaderError, match=r"missing columns \['time'\] .* columns = \{time = "):
+        read_csv_product(messy, "gpp", units="gC m-2 d-1", relative_sigma=0.1)
+    f = _site_file(fluxnet_dir, tmp_path)
+    csv = (f'\n[[observations.products]]\nvariable = "gpp"\nformat = "csv"\nfile = "{messy}"\n'
+           'units = "gC m-2 d-1"\nperiod = "month"\nname = "monthly"\n{columns}\n')
+    for columns, said in (('columns = {time = "date", value = "GPP", sigma = "GPP_sd"}', None),
+                          ('columns = {time = "date", value = "GPP", sigma = "sd"}', "columns.sigma = 'sd'"),
+                          ('columns = "date"', "'observations.products[2].columns' must be a table")):
+        text = EXAMPLE.read_text().replace("[posterior]", csv.format(columns=columns) + "[posterior]")
+        cfg = _example_with(tmp_path, f, (2001, 2003), (2004, 2005), text=text)
+        if said is None:
+            got = read_products(load_config(cfg))[-1]
+            np.testing.assert_allclose(got.data.dropna("time").values, gpp, rtol=1e-12)
+            continue
+        assert main(["check", "--no-model-run", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, err
 
 
 def test_keys_that_would_do_nothing_or_lack_are_named(fluxnet_dir, tmp_path, capsys):

@@ -94,6 +94,7 @@ def read_csv_product(
     fill_value: float | None = None,
     name: str | None = None,
     period: str | None = None,
+    columns: dict[str, str] | None = None,
     key: str = "",
 ) -> Product:
     """A product from a CSV file with columns ``time`` (ISO dates, or ISO times within the day,
@@ -115,7 +116,9 @@ def read_csv_product(
     ``"week"``, ``"month"`` or ``"year"`` holding its date (an annual GPP, a monthly product):
     one value per period, compared with the model's mean over all the period's days. A daily
     product whose values are a month or more apart is warned of (each value is compared with the
-    model's value on its one day). With ``period = "month"`` and ``units`` per month (``gC m-2
+    model's value on its one day). ``columns`` names the file's columns where they are not
+    ``time``, ``value`` and ``sigma`` (``{"time": "date", "value": "GPP", "sigma": "GPP_sd"}``).
+    With ``period = "month"`` and ``units`` per month (``gC m-2
     month-1``), a value is its calendar month's total: divided by that month's days, not pint's
     30.44 (:func:`~bayescal.readers.units.calendar_factor`); likewise a year's in units per year.
     """
@@ -124,14 +127,15 @@ def read_csv_product(
     period = "day" if period is None else period  # None: not written into a config (its stage keys)
     if period not in PERIODS:
         raise ReaderError(f"{where}: period must be one of {list(PERIODS)}, got {period!r}")
-    df = read_csv_file(path, where, "a CSV file")
+    df = _named_columns(read_csv_file(path, where, "a CSV file"), columns, where)
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma]; the file has "
-                          f"{[str(c) for c in df.columns][:10]}: rename its columns)")
+                          f"{[str(c) for c in df.columns][:10]}: name them with the product's columns key, "
+                          "such as columns = {time = \"date\", value = \"GPP\", sigma = \"GPP_sd\"})")
     other = [str(c) for c in df.columns if re.search(r"sd|std|unc|err|sig", str(c), re.IGNORECASE)
              and c not in ("time", "value", "sigma")]  # columns that may be an uncertainty
-    unread = f"; its column(s) {other[:5]} are not read: name the uncertainty column sigma" \
+    unread = f"; its column(s) {other[:5]} are not read: give columns = {{sigma = \"{other[0]}\"}}" \
         if other and "sigma" not in df else ""
     if unread and relative_sigma is not None:
         import warnings
@@ -185,6 +189,26 @@ def read_csv_product(
     sig = xr.DataArray(np.where(ok, sigma, np.nan), dims="time", coords=coords, attrs={"units": out_units})
     _check_period(time[ok], period, where)
     return Product(name or path.stem, variable, data, sig, attrs={"period": period})
+
+
+def _named_columns(df: pd.DataFrame, columns: dict[str, str] | None, where: str) -> pd.DataFrame:
+    """The file's columns renamed to ``time``, ``value``, ``sigma`` as ``columns`` says; an unknown
+    role, or a column the file lacks, is an error naming it and what there is."""
+    if not columns:
+        return df
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise ReaderError(f"{where}: columns must be a table of column names, such as "
+                          "{time = \"date\", value = \"GPP\"}, got " + repr(columns))
+    wrong = sorted(set(columns) - {"time", "value", "sigma"})
+    if wrong:
+        raise ReaderError(f"{where}: columns: {wrong[0]!r} is not one of 'time', 'value', 'sigma'")
+    for role, name in columns.items():
+        if name not in df:
+            raise ReaderError(f"{where}: columns.{role} = {name!r}: the file has no such column (it has "
+                              f"{[str(c) for c in df.columns][:10]})")
+    taken = {name: role for role, name in columns.items()}
+    replaced = [role for role in columns if role in df and role not in taken]  # a file's own "value", say
+    return df.drop(columns=replaced).rename(columns=taken)
 
 
 def _file_sigma(sigma: np.ndarray, ok: np.ndarray, time: pd.DatetimeIndex, where: str, units: str,

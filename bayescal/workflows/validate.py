@@ -113,7 +113,7 @@ _PRODUCT_TYPES = {**dict.fromkeys(("variable", "format", "file", "nc_variable", 
                                     "mask_variable", "name", "partitioning", "units", "to_units",
                                     "sigma_units"), str),
                   **dict.fromkeys(("relative_sigma", "footprint_deg", "qc_min", "sigma_floor", "fill_value"),
-                                  (int, float))}
+                                  (int, float)), "columns": dict}
 
 
 def _check_product_types(cfg: dict) -> None:
@@ -122,12 +122,13 @@ def _check_product_types(cfg: dict) -> None:
         for k, v in (spec.items() if isinstance(spec, dict) else ()):
             want = _PRODUCT_TYPES.get(k)
             if want is not None and (not isinstance(v, want) or isinstance(v, bool)):
-                kind = "a string" if want is str else "a number"
+                kind = {str: "a string", dict: "a table such as {time = \"date\", value = \"GPP\"}"}.get(
+                    want, "a number")
                 raise ConfigError(f"'observations.products[{i}].{k}' must be {kind}, got {v!r}")
             if want is str and k == "name" and not v.strip():
                 raise ConfigError(f"'observations.products[{i}].name' must not be empty (leave it out: "
                                   "the file's stem)")
-            if want is not str and want is not None and not np.isfinite(v):
+            if want not in (str, dict, None) and not np.isfinite(v):
                 raise ConfigError(f"'observations.products[{i}].{k}' must be a finite number, got {v}")
 
 

@@ -21,7 +21,7 @@ from .units import conform_units, model_output_units, output_units, say_scale_mi
 
 SITE_KINDS = ("dalec", "python", "external")
 PRODUCT_KEYS = {"variable", "format", "file", "partitioning", "qc_min", "sigma_floor", "relative_sigma",
-                "units", "to_units", "sigma_units", "fill_value", "name", "period"}
+                "units", "to_units", "sigma_units", "fill_value", "name", "period", "columns"}
 GRIDDED_KEYS = {"variable", "format", "file", "nc_variable", "sigma_variable", "relative_sigma",
                 "mask_variable", "footprint_deg", "name", "units", "sigma_units", "sigma_floor", "fill_value"}
 FORMATS = ("fluxnet", "csv")
