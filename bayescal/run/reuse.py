@@ -95,14 +95,15 @@ def adopt_members(store: EnsembleStore, theta: np.ndarray, names: list[str], tod
              if (src := offers.get(np.ascontiguousarray(theta[m], dtype=float).tobytes())) is not None}
     if not taken:
         return []
-    path = store.path / ADOPTED  # listed first: a kill mid-copy leaves no copy counted as a run made
-    old = json.loads(path.read_text()) if path.exists() else []
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(sorted(set(old) | set(taken))))
-    os.replace(tmp, path)
-    for m, src in taken.items():
+    path = store.path / ADOPTED
+    old = set(json.loads(path.read_text())) if path.exists() else set()
+    _write_list(path, old | set(taken))  # listed first: a kill mid-copy leaves no copy counted as made
+    for m, src in list(taken.items()):
         ds = xr.load_dataset(src, engine=_MEMBER_ENGINE)
         attrs = dict(ds.attrs)
+        if keep is not None and not set(keep) <= set(ds.data_vars):  # this run lacks one: run it
+            del taken[m]
+            continue
         out = ds[keep] if keep is not None else ds
         final = store._file(m)
         tmp = final.with_suffix(".nc.tmp")
@@ -111,7 +112,14 @@ def adopt_members(store: EnsembleStore, theta: np.ndarray, names: list[str], tod
         stamp = src.stat()
         os.utime(tmp, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # made then, not now
         os.replace(tmp, final)
+    _write_list(path, old | set(taken))
     return sorted(taken)
+
+
+def _write_list(path: Path, members: set[int]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(sorted(int(m) for m in members)))
+    os.replace(tmp, path)
 
 
 def adopted_count(store_dir: str | Path) -> int:
