@@ -174,13 +174,9 @@ def read_csv_product(
                 f"in {units})") if "sigma" not in df and value[bad] == 0 else ""
         raise ReaderError(f"{where}: sigma must be > 0 (after sigma_floor {sigma_floor}); {time[bad].date()} "
                           f"has {sigma[bad]}{hint}")
-    if period in ("month", "year") and per_period(units) == period:  # calendar periods' totals
-        days = time.days_in_month if period == "month" else np.where(time.is_leap_year, 366, 365)
-        value, sigma = value * calendar_factor(units, days), sigma * calendar_factor(units, days)
+    f, out_units = _calendar_totals(units, period, time), to_units or units
     try:
-        out_units = to_units or units
-        value = convert(value, units, out_units, variable)
-        sigma = convert(sigma, units, out_units, variable)
+        value, sigma = (convert(x * f, units, out_units, variable) for x in (value, sigma))
     except UnitError as err:
         raise ReaderError(f"{where}: {err}") from None
     coords = {"time": time.values}
@@ -189,6 +185,15 @@ def read_csv_product(
     sig = xr.DataArray(np.where(ok, sigma, np.nan), dims="time", coords=coords, attrs={"units": out_units})
     _check_period(time[ok], period, where)
     return Product(name or path.stem, variable, data, sig, attrs={"period": period})
+
+
+def _calendar_totals(units: str, period: str, time: pd.DatetimeIndex) -> np.ndarray:
+    """Per value: a calendar month's (year's) total in units per month (year) on pint's month
+    (:func:`~.units.calendar_factor`); ones for any other product."""
+    if period not in ("month", "year") or per_period(units) != period:
+        return np.ones(time.size)
+    days = time.days_in_month if period == "month" else np.where(time.is_leap_year, 366, 365)
+    return calendar_factor(units, days)
 
 
 def _named_columns(df: pd.DataFrame, columns: dict[str, str] | None, where: str) -> pd.DataFrame:
