@@ -216,7 +216,8 @@ def _print_plan(pipe, per_run: float | None, stored: float | None) -> None:
                 up = "" if str(st.expected_runs).startswith(("<=", "up to")) else "up to "
                 runs = f"; model runs: {up}{st.expected_runs}, the finished ones in {kept} kept"
             if st.lending:  # the stores it sets aside lend their runs at unchanged parameter values
-                runs += f" (of {st.lending} finished now, those at unchanged parameter values taken)"
+                runs += (f", those at unchanged parameter values taken from the {st.lending} runs of its "
+                         "earlier folders")
             if st.finished_runs:  # a resumed stage: those its stopped runs finished are kept
                 runs = f"; model runs: {st.expected_runs}, {st.finished_runs} of them finished and kept"
             rough = _rough_runs(st.expected_runs)

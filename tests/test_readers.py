@@ -538,6 +538,13 @@ def test_a_csv_with_its_own_column_names_is_read_through_the_columns_key(fluxnet
                                           r"\['date', 'GPP', 'GPP_sd', 'value'\]\)"):
         read_csv_product(messy, "gpp", units="gC m-2 d-1", columns={"time": "date", "value": "GPP",
                                                                       "sigma": "GPP_unc"})
+    gappy = pd.read_csv(messy)
+    gappy.loc[4, "GPP_sd"] = np.nan
+    gappy.to_csv(tmp_path / "gappy.csv", index=False)
+    with pytest.raises(ReaderError, match=r"column GPP_sd is missing on 1 month\(s\) with a value, the first "
+                                          r"2001-05-15; give every observed month its sigma"):
+        read_csv_product(tmp_path / "gappy.csv", "gpp", units="gC m-2 d-1", period="month",
+                         columns={"time": "date", "value": "GPP", "sigma": "GPP_sd"})
     with pytest.raises(ReaderError, match=r"columns: 'sd' is not one of 'time', 'value', 'sigma'"):
         read_csv_product(messy, "gpp", units="gC m-2 d-1", columns={"time": "date", "sd": "GPP_sd"})
     with pytest.raises(ReaderError, match=r"missing columns \['time'\] .* columns = \{time = "):
@@ -578,6 +585,13 @@ def test_keys_that_would_do_nothing_or_lack_are_named(fluxnet_dir, tmp_path, cap
         assert main(["check", "--no-model-run", str(cfg)]) == 2
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err, err
+    from bayescal.workflows import load_config
+
+    cfg = _example_with(tmp_path, fluxnet_dir / HAI, (2001, 2004), (2005, 2006),
+                        text=example.replace('start = "optimum"\n', 'start = "optimum"\nn_particles = 300\n'))
+    with pytest.warns(UserWarning, match=r"'posterior.n_particles' \(300\) does nothing with "
+                                         r"posterior.start = 'optimum' .* or set start = 'tempered'"):
+        load_config(cfg)
     f = tmp_path / "FLX_DE-Hai_DD_2000-2012.csv"
     pd.read_csv(fluxnet_dir / HAI).drop(columns=["GPP_DT_VUT_REF"]).to_csv(f, index=False)
     with pytest.raises(ReaderError, match=r"missing columns \['GPP_DT_VUT_REF'\] \(the file has "

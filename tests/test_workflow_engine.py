@@ -275,7 +275,7 @@ def test_user_files_in_a_rerun_stage_folder_stay_in_place(global_run, tmp_path, 
     assert not list((copy / ".stale").rglob("my_notes.txt"))
     assert (copy / ".stale" / "emulate-1" / "misfit_emulator.nc").exists()  # bayescal's own, set aside
     size = sum(f.stat().st_size for f in (copy / ".stale").rglob("*") if f.is_file())
-    assert stale_size(copy) == (f".stale/ holds 1 earlier stage folders, {size / 2**20:.1f} MiB; delete "
+    assert stale_size(copy) == (f".stale/ holds 1 earlier stage folder, {size / 2**20:.1f} MiB; delete "
                                 "what you no longer need")
 
 
@@ -610,8 +610,13 @@ def test_dagon_changes_rerun_exactly_the_stages_that_read_them(dagon_run, tmp_pa
     done = _rerun(cfg, _copy(run, tmp_path, "outputs"), ("oat",), _set("oat.outputs", ["gpp"]))
     assert done["oat"] == ("ran", 0)  # fewer outputs: every run taken from the stale store's
     # each run kept by its values: a new candidate runs its two, a narrowed bound its one
-    done = _rerun(cfg, _copy(run, tmp_path, "cands"), ("oat",),
-                  _set("parameters.candidates", ["gamma_w", "beta2", "vmax[GRASS-C3]", "kn[BDL-EVG]"]))
+    more = _set("parameters.candidates", ["gamma_w", "beta2", "vmax[GRASS-C3]", "kn[BDL-EVG]"])
+    copy = _copy(run, tmp_path, "cands")
+    changed = json.loads(json.dumps(cfg))
+    more(changed)
+    plan = {p.name: p for p in make_context(changed, copy, progress=False).plan()}
+    assert plan["oat"].status == "rerun" and plan["oat"].expected_runs == "9" and plan["oat"].lending == 7
+    done = _rerun(cfg, copy, ("oat",), more)
     assert done["oat"] == ("ran", 2)
     from bayescal.models.landcarbon import default_parameter_space
     from bayescal.parameters import ParameterSpace

@@ -32,7 +32,7 @@ PERIODS = ("day", "week", "month", "year")
 PERIOD_FREQUENCY = {"day": "D", "week": "W", "month": "M", "year": "Y"}
 
 
-def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
+def _days(column: pd.Series, where: str, name: str = "time") -> pd.DatetimeIndex:
     """The day of each row: ISO dates (``2010-01-31``), ISO times (``2010-01-31T12:00``, a daily
     value stamped within its day) or ``YYYYMMDD`` integers (FLUXNET's TIMESTAMP)."""
     text = column.astype(str).str.strip()
@@ -46,12 +46,12 @@ def _days(column: pd.Series, where: str) -> pd.DatetimeIndex:
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
         bad = text[parsed.isna() & ~text.isin(["", "nan", "NaT"])]
         first = repr(bad.iloc[0]) if len(bad) else "?"
-        raise ReaderError(f"{where}: column time must hold ISO dates (YYYY-MM-DD) or YYYYMMDD; line "
+        raise ReaderError(f"{where}: column {name} must hold ISO dates (YYYY-MM-DD) or YYYYMMDD; line "
                           f"{bad.index[0] + 2 if len(bad) else '?'} has {first}") from None
     time = pd.DatetimeIndex(time, name="time")
     if time.isna().any():
         row = int(np.flatnonzero(time.isna())[0])
-        raise ReaderError(f"{where}: column time has an empty or unreadable cell (line {row + 2})")
+        raise ReaderError(f"{where}: column {name} has an empty or unreadable cell (line {row + 2})")
     return time.normalize()  # a value stamped at noon is that day's: duplicates are then found by day
 
 
@@ -127,7 +127,7 @@ def read_csv_product(
     period = "day" if period is None else period  # None: not written into a config (its stage keys)
     if period not in PERIODS:
         raise ReaderError(f"{where}: period must be one of {list(PERIODS)}, got {period!r}")
-    df = _named_columns(read_csv_file(path, where, "a CSV file"), columns, where)
+    df, shown = _named_columns(read_csv_file(path, where, "a CSV file"), columns, where)
     missing = [c for c in ("time", "value") if c not in df]
     if missing:
         raise ReaderError(f"{where}: missing columns {missing} (need time, value[, sigma]; the file has "
@@ -146,12 +146,12 @@ def read_csv_product(
         raise ReaderError(f"{where}: relative_sigma must be > 0, got {relative_sigma!r}")
     if not sigma_floor >= 0:
         raise ReaderError(f"{where}: sigma_floor must be >= 0, got {sigma_floor!r}")
-    time = _days(df.pop("time"), where)
+    time = _days(df.pop("time"), where, shown["time"])
     for c in ("value", "sigma"):
         if c in df:
-            df[c] = _numbers(df[c], c, where)
+            df[c] = _numbers(df[c], shown[c], where)
             if fill_value is None:
-                _refuse_fill_codes(df[c], c, time, where)
+                _refuse_fill_codes(df[c], shown[c], time, where)
             else:
                 df[c] = df[c].mask(df[c] == fill_value)
     df = _daily_index(time, where, _missing_to_nan(df))
@@ -165,8 +165,8 @@ def read_csv_product(
     if "sigma" in df and relative_sigma is not None:  # it would do nothing
         raise ReaderError(f"{where}: the file has a sigma column and relative_sigma is given: give only "
                           "one (leave relative_sigma out to use the column)")
-    sigma = _file_sigma(df["sigma"].to_numpy(float), ok, time, where, units, sigma_units, variable) \
-        if "sigma" in df else relative_sigma * np.abs(value)
+    sigma = _file_sigma(df["sigma"].to_numpy(float), ok, time, where, units, sigma_units, variable,
+                        shown["sigma"], period) if "sigma" in df else relative_sigma * np.abs(value)
     sigma = np.maximum(sigma, sigma_floor)
     if not (sigma[ok] > 0).all():
         bad = int(np.flatnonzero(ok & ~(sigma > 0))[0])
@@ -196,11 +196,14 @@ def _calendar_totals(units: str, period: str, time: pd.DatetimeIndex) -> np.ndar
     return calendar_factor(units, days)
 
 
-def _named_columns(df: pd.DataFrame, columns: dict[str, str] | None, where: str) -> pd.DataFrame:
-    """The file's columns renamed to ``time``, ``value``, ``sigma`` as ``columns`` says; an unknown
-    role, or a column the file lacks, is an error naming it and what there is."""
+def _named_columns(df: pd.DataFrame, columns: dict[str, str] | None,
+                   where: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The file's columns renamed to ``time``, ``value``, ``sigma`` as ``columns`` says, and each
+    role's name in the file (for messages); an unknown role, or a column the file lacks, is an
+    error naming it and what there is."""
+    shown = {r: (columns or {}).get(r, r) for r in ("time", "value", "sigma")}
     if not columns:
-        return df
+        return df, shown
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise ReaderError(f"{where}: columns must be a table of column names, such as "
                           "{time = \"date\", value = \"GPP\"}, got " + repr(columns))
@@ -213,25 +216,25 @@ def _named_columns(df: pd.DataFrame, columns: dict[str, str] | None, where: str)
                               f"{[str(c) for c in df.columns][:10]})")
     taken = {name: role for role, name in columns.items()}
     replaced = [role for role in columns if role in df and role not in taken]  # a file's own "value", say
-    return df.drop(columns=replaced).rename(columns=taken)
+    return df.drop(columns=replaced).rename(columns=taken), shown
 
 
 def _file_sigma(sigma: np.ndarray, ok: np.ndarray, time: pd.DatetimeIndex, where: str, units: str,
-                sigma_units: str | None, variable: str) -> np.ndarray:
-    """The ``sigma`` column in ``units``: an error naming the first observed day where it is
-    negative or missing."""
+                sigma_units: str | None, variable: str, name: str = "sigma", span: str = "day") -> np.ndarray:
+    """The ``sigma`` column (the file's ``name``) in ``units``: an error naming the first observed
+    day (``span``: week, month, year) where it is negative or missing."""
     neg = ok & (sigma < 0)
     if neg.any():
         bad = int(np.flatnonzero(neg)[0])
-        raise ReaderError(f"{where}: column sigma is negative on {int(neg.sum())} day(s), the first "
+        raise ReaderError(f"{where}: column {name} is negative on {int(neg.sum())} {span}(s), the first "
                           f"{time[bad]:%Y-%m-%d} ({sigma[bad]}); sigma must be > 0")
     gone = ok & np.isnan(sigma)
     if gone.any():
         bad = int(np.flatnonzero(gone)[0])
         empty = "; the column is empty: leave it out of the file and give relative_sigma instead" \
             if gone.sum() == ok.sum() else ""
-        raise ReaderError(f"{where}: column sigma is missing on {int(gone.sum())} day(s) with a value, "
-                          f"the first {time[bad]:%Y-%m-%d}; give every observed day its sigma{empty}")
+        raise ReaderError(f"{where}: column {name} is missing on {int(gone.sum())} {span}(s) with a value, "
+                          f"the first {time[bad]:%Y-%m-%d}; give every observed {span} its sigma{empty}")
     if not sigma_units:
         return sigma
     try:

@@ -195,7 +195,8 @@ def plot_cost_histogram(screen: xr.Dataset, optimum: dict):
     e, mo = optimum["emulated_cost"], optimum["model_cost"]
     ax.axvline(e["default"], color="C0", ls="--", label=f"default: emulated {e['default']:.3g}, "
                f"model {mo['default']:.3g}")
-    ax.axvline(e["optimum"], color="C3", label=f"DE optimum (round 0): emulated {e['optimum']:.3g}; "
+    first = e.get("round_0", e["optimum"])  # a run directory of before: its "optimum" was round 0's
+    ax.axvline(first, color="C3", label=f"DE optimum (round 0): emulated {first:.3g}; "
                f"best verified: model {mo['optimum']:.3g}")
     ax.axvline(float(screen["cost"].values.max()), color="m", lw=0.8,
                label=f"threshold of the {screen.sizes['best']} best")
@@ -328,8 +329,8 @@ def _tables(df, vals: xr.Dataset | None, optimum: dict) -> list[str]:
            + ("" if optimum.get("default_u_exact", True) else " at each family's factor nearest its "
               "defaults, their mean position in the ranges: the defaults are not on the scaling") + "); "
            f"best verified optimum {m['optimum']:.3g} by the model; round 0 is Dagon's (the DE optimum "
-           f"on the emulator, {e['optimum']:.3g} emulated), later rounds add each verified run to the "
-           "networks' training and search again.</p>",
+           f"on the emulator, {e.get('round_0', e['optimum']):.3g} emulated), later rounds add each verified "
+           "run to the networks' training and search again.</p>",
            "<table class='t'><tr><th>round</th><th>emulated J</th><th>model J</th></tr>",
            *[f"<tr><td>{r['round']}</td><td>{r['emulated_cost']:.3g}</td><td>{r['model_cost']:.3g}</td></tr>"
              for r in optimum["rounds"]], "</table>"]

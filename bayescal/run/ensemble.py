@@ -394,7 +394,7 @@ def run_ensemble(
     counts: Counter[str] = Counter()
     failures: list[str] = []
     # sparse (every 30 s) into a log file or a pipe, as emcee's bar: a SLURM log is not flooded
-    bar = tqdm(total=len(todo), disable=not progress, desc="ensemble", unit="member",
+    bar = tqdm(total=len(todo), disable=not progress or not todo, desc="ensemble", unit="member",
                mininterval=0.1 if sys.stderr.isatty() else 30.0)
 
     def record(results: list[MemberResult]) -> None:

@@ -205,9 +205,12 @@ class Engine:
         return out
 
     def _lending(self, folder: Path, kept: list[str]) -> int:
-        """:func:`~bayescal.run.reuse.lendable_runs` of the folder a rerun sets aside (the same model's)."""
+        """:func:`~bayescal.run.reuse.lendable_runs` of the folder a rerun sets aside and of the
+        stage's earlier folders in ``.stale/`` (the same model's)."""
         identity = self.ctx.runs_identity() if hasattr(self.ctx, "runs_identity") else None
-        return lendable_runs(folder, identity, kept) if identity else 0
+        earlier = sorted((self.run_dir / STALE).glob(f"{folder.name}-*"))
+        return lendable_runs(folder, identity, kept) + sum(lendable_runs(f, identity, []) for f in earlier) \
+            if identity else 0
 
     def _expected_runs(self, stage: Stage, given: bool) -> str:
         """The stage's own estimate; one that takes a ``space`` gets the space of a model given to

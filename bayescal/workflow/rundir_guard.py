@@ -177,8 +177,9 @@ def stale_size(run_dir: str | Path) -> str:
     stale = Path(run_dir) / STALE
     folders = [p for p in stale.iterdir() if p.is_dir()] if stale.is_dir() else []
     size = sum(f.stat().st_size for p in folders for f in p.rglob("*") if f.is_file() and not f.is_symlink())
-    return (f"{STALE}/ holds {len(folders)} earlier stage folders, {size / 2**20:.1f} MiB; delete what you "
-            "no longer need")
+    plural = "s" * (len(folders) != 1)
+    return (f"{STALE}/ holds {len(folders)} earlier stage folder{plural}, {size / 2**20:.1f} MiB; delete "
+            "what you no longer need")
 
 
 def _close_inherited() -> None:

@@ -13,6 +13,7 @@ output units or refused (:func:`conform_units`). Validation years may not overla
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from bayescal.workflows.own_model import check_own_model_keys, resolve_path
@@ -159,8 +160,6 @@ def _warn_same_tower(specs: list[dict], products: list) -> None:
     takes their errors as independent, though both come from one tower's NEE, so its data count
     twice and the posterior is too narrow. (The same file, variable and partitioning twice is an
     error: _check_distinct.)"""
-    import warnings
-
     from bayescal.readers.fluxnet import _site
 
     def source(spec: dict) -> str:
@@ -322,18 +321,7 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
     _choice(cfg, "site", "aggregate", ("daily", "weekly", "monthly", "annual"))
     _choice(cfg, "site", "discrepancy", ("estimate", "none"))
     _choice(cfg, "posterior", "route", ("direct", "emulator"))
-    from bayescal.posterior.site_calibration import MAX_DRAWS, SITE_MOVES
-
-    if cfg["propagate"]["n_draws"] > MAX_DRAWS:
-        raise ConfigError(f"'propagate.n_draws' must be <= {MAX_DRAWS} (the posterior draws a site run keeps "
-                          f"and propagates a choice of), got {cfg['propagate']['n_draws']}")
-
-    _choice(cfg, "posterior", "moves", SITE_MOVES)
-    _choice(cfg, "posterior", "start", ("tempered", "optimum"))
-    _choice(cfg, "posterior", "emulator_target", ("expected", "mean"))
-    if cfg["posterior"]["start"] == "tempered" and cfg["posterior"]["n_particles"] < 100:
-        raise ConfigError(f"'posterior.n_particles' must be >= 100 for start = 'tempered', got "
-                          f"{cfg['posterior']['n_particles']}")
+    _check_site_posterior(cfg)
     if val[0] <= cal[1] and cal[0] <= val[1]:
         raise ConfigError(f"'site.validation_years' {list(val)} overlap 'site.calibration_years' "
                           f"{list(cal)}; validation years are held out: choose years outside the "
@@ -350,6 +338,28 @@ def check_site_config(cfg: dict, base: Path | None) -> None:
         if not ((t >= cal[0]) & (t <= cal[1])).any():
             raise ConfigError(f"'site.calibration_years' {list(cal)}: product observations.products[{i}] "
                               f"({p.name}) has no observed day in these years")
+
+
+def _check_site_posterior(cfg: dict) -> None:
+    """The site posterior's and propagation's choices and sizes; a key its start does not read is
+    a warning."""
+    from bayescal.posterior.site_calibration import MAX_DRAWS, SITE_MOVES
+    from bayescal.workflows.config import SCHEMA, ConfigError
+
+    if cfg["propagate"]["n_draws"] > MAX_DRAWS:
+        raise ConfigError(f"'propagate.n_draws' must be <= {MAX_DRAWS} (the posterior draws a site run keeps "
+                          f"and propagates a choice of), got {cfg['propagate']['n_draws']}")
+    _choice(cfg, "posterior", "moves", SITE_MOVES)
+    _choice(cfg, "posterior", "start", ("tempered", "optimum"))
+    _choice(cfg, "posterior", "emulator_target", ("expected", "mean"))
+    if cfg["posterior"]["start"] == "tempered" and cfg["posterior"]["n_particles"] < 100:
+        raise ConfigError(f"'posterior.n_particles' must be >= 100 for start = 'tempered', got "
+                          f"{cfg['posterior']['n_particles']}")
+    n, default = cfg["posterior"]["n_particles"], SCHEMA["posterior"]["n_particles"][1]
+    if cfg["posterior"]["start"] == "optimum" and n != default:  # read only by the tempered start
+        warnings.warn(f"'posterior.n_particles' ({n}) does nothing with "
+                      "posterior.start = 'optimum' (the chains start at the maximum-likelihood point): "
+                      "remove it, or set start = 'tempered'", UserWarning, stacklevel=2)
 
 
 def _check_distinct(specs: list[dict], products: list) -> None:
@@ -420,8 +430,6 @@ def _warn_latitude(site: str, given: float | None) -> None:
     """A warning when ``model.latitude`` is more than a degree from the site table's latitude of
     the drivers' site (another hemisphere flips DALEC's phenology calendar; light and day length
     follow it too)."""
-    import warnings
-
     from bayescal.readers import site_info
 
     info = site_info(site) if site and given is not None else None
@@ -438,8 +446,6 @@ def _warn_other_site(site: str | None, specs: list[dict]) -> None:
     """A warning for a FLUXNET product of another site than the drivers' (one of the two paths
     edited when an example was copied): the model runs on one site's weather and is compared with
     another's fluxes."""
-    import warnings
-
     from bayescal.readers.fluxnet import file_site
 
     if not site:
@@ -465,8 +471,6 @@ def _warn_vegetation(site: str, dalec_type: str) -> None:
     """A warning when the FLUXNET2015 site table's IGBP class of the drivers' site is not one the
     configured DALEC describes (a forest of its leaf habit): the calibration runs, but expect a
     poor fit and posterior (e.g. DALEC-deciduous at a grassland)."""
-    import warnings
-
     from bayescal.readers import site_info
 
     info = site_info(site) if site else None
