@@ -605,6 +605,36 @@ def test_an_observed_output_without_units_is_named_before_any_stage(setup):
     ctx.check_own_model()
 
 
+class _Teragrams(ToyGlobal):
+    def __call__(self, theta):
+        ds = super().__call__(theta)
+        for v in ("gpp_global", "nbp_global"):
+            ds[v] = (ds[v] * 1e3).assign_attrs(units="TgC yr-1")
+        return ds
+
+
+def test_global_series_in_other_units_or_a_fixed_value_named_free_are_refused(setup, tmp_path):
+    """gpp_global in TgC yr-1 (the bands, Table 3 and the GCB comparison read PgC yr-1: it ran to
+    the end and failed there, or compared TgC with GCB's PgC) is named with its factor before any
+    stage; a value the parameters file fixes named in parameters.free (it was calibrated all the
+    same) is refused when the config is read."""
+    _, _, path = setup
+    model = _Teragrams()
+    ctx = GlobalContext(load_config(path, model=model), tmp_path / "run", model=model, progress=False)
+    with pytest.raises(ConfigError, match=r"the model's output 'gpp_global' is in 'TgC yr-1'; the global "
+                                          r"route reads it in PgC yr-1 .* \(its values x 0.001\)"):
+        ctx.check_own_model()
+    (path.parent / "fixed.toml").write_text("[parameters.t_opt]\ndefault = 22.0\nlower = 10.0\nupper = 32.0\n"
+                                            "fixed = true\n")
+    _named_in_config(path, 'kind = "python"\nentry_point = "toyglobal:make_model"\n'
+                           'parameters_file = "fixed.toml"')
+    with pytest.raises(ConfigError, match=r"'parameters.free' names 't_opt', but the parameter space holds "
+                                          r"\['t_opt'\] fixed \(fixed = true in model.parameters_file"):
+        load_config(path)
+    path.write_text(path.read_text().replace('"t_opt", "q10"]', '"q10"]'))
+    assert load_config(path)["parameters"]["free"] == ["vcmax[tree]", "q10"]
+
+
 def test_propagate_with_no_finished_posterior_draw_stops_with_the_failures_reasons(tmp_path):
     """Every posterior draw failed in the model (a model that fails where the posterior lies):
     a StageError naming the store and the reasons, not a traceback; a set with one finished

@@ -387,14 +387,27 @@ def check_labels(cfg: dict, space) -> None:
                               for n in unknown)
             raise ConfigError(f"'{section}.{key}': {len(unknown)} unknown parameters: {hints}")
         _check_no_repeats(f"{section}.{key}", cfg[section][key] or [], space)
+        _refuse_fixed(f"{section}.{key}", cfg[section][key] or [], space)
     for label, value in cfg["observations"]["truth"].items():
         if label not in space.all_labels:
             raise ConfigError(f"'observations.truth': unknown parameter {label!r}"
                               f"{did_you_mean(label, space.all_labels)}")
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise ConfigError(
-                f"'observations.truth.{label}' must be a unit-cube value in [0, 1], got {value!r}"
-            )
+            raise ConfigError(f"'observations.truth.{label}' must be a unit-cube value in [0, 1], "
+                              f"got {value!r}")
+
+
+def _refuse_fixed(key: str, names: list[str], space) -> None:
+    """A parameter list names no value the space holds fixed (``fixed = true`` in a parameters
+    file): it would be calibrated all the same, against what the file says."""
+    held = set(space.fixed)
+    for name in names if held else ():
+        fixed = [label for label in space.only([name]).labels if label in held]
+        if fixed:
+            more = f" and {len(fixed) - 3} more" if len(fixed) > 3 else ""
+            raise ConfigError(f"'{key}' names {name!r}, but the parameter space holds {fixed[:3]}{more} "
+                              "fixed (fixed = true in model.parameters_file, or your model's space): remove "
+                              f"it from '{key}', or set fixed = false in the file")
 
 
 def _check_no_repeats(key: str, names: list[str], space) -> None:

@@ -121,6 +121,7 @@ class GlobalContext(Context):
             if v not in ds or "year" not in ds[v].dims:
                 raise ConfigError(f"the model's output has no {v!r} on (member, year) in PgC yr-1: the "
                                   "global route's bands and GCB comparison need it (docs/own-model.md)")
+            _refuse_other_units(v, str(ds[v].attrs.get("units", "")).strip(), output)
         have_years = {int(y) for y in ds["year"].values} & set(pd.DatetimeIndex(ds["time"].values).year)
         gone = sorted(set(range(m["start"], m["end"] + 1)) - have_years)
         if gone:
@@ -340,3 +341,18 @@ class GlobalContext(Context):
 
         return load_emulator(self.run_dir / "emulate" / "misfit_emulator.nc")
 
+
+def _refuse_other_units(variable: str, units: str, output: str) -> None:
+    """A global series in units other than GCB 2024's PgC yr-1 (TgC yr-1, say) is a ConfigError
+    naming the factor: the bands, Table 3 and the comparison with GCB read it as PgC yr-1."""
+    from bayescal.readers import UnitError, conversion_factor
+
+    try:
+        factor = conversion_factor(units, "PgC yr-1", variable) if units else 1.0
+    except UnitError as err:
+        raise ConfigError(f"the model's output{output} {variable!r} has units {units!r}, not a carbon flux "
+                          f"in PgC yr-1 as the global route needs ({err}; docs/own-model.md)") from None
+    if abs(factor - 1.0) > 1e-9:
+        raise ConfigError(f"the model's output{output} {variable!r} is in {units!r}; the global route reads "
+                          f"it in PgC yr-1 (GCB 2024's units): give it in PgC yr-1 (its values x {factor:g}) "
+                          "with units = 'PgC yr-1' (docs/own-model.md)")
