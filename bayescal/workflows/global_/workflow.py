@@ -177,10 +177,10 @@ GLOBAL = Workflow("global", description="a global model, gridded (Seiler et al.'
           needs=("screen", "optimize", "design"), writes=("misfit_emulator.nc", "misfit_loo.nc"),
           expected_runs=lambda cfg: "0"),
     Stage("posterior", run_posterior_stage,
-          "emcee on the emulated Gaussian likelihood, with refinement rounds that run the model at "
-          "posterior draws (posterior.method = \"history_matching\", the main job's: waves of history "
-          "matching with every value free, then emcee in the likelihood-informed subspace); saved as "
-          "ArviZ InferenceData (posterior/posterior.nc).",
+          "posterior.method = \"refine\" (the default): emcee on the emulated Gaussian likelihood, "
+          "with refinement rounds that run the model at posterior draws; or \"history_matching\" (the "
+          "main job's): waves of history matching with every value free, then emcee in the "
+          "likelihood-informed subspace. Saved as ArviZ InferenceData (posterior/posterior.nc).",
           reads=_posterior_reads, needs=("screen", "design"), input_files=global_files,
           writes=("posterior.nc", "diagnostics.nc", "chains/", "refinement.nc", "left_out.nc", "left_out/",
                   "refine/", "output_emulator.nc", "training.nc",
