@@ -388,7 +388,8 @@ def run_ensemble(
     theta = design.values
     names = [str(p) for p in design["parameter"].values]
     adopted = adopt_members(st, theta, names, todo, list(lenders), keep) if lenders and todo else []
-    todo = [m for m in todo if m not in set(adopted)]
+    taken = set(adopted)
+    todo = [m for m in todo if m not in taken]
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     kind = _executor_kind(executor)
     counts: Counter[str] = Counter()
