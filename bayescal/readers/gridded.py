@@ -56,6 +56,7 @@ from .gridded_values import (
     from_cesm,
     masked,
     open_product,
+    per_month_factor,
     refuse_coarser_than_months,
     refuse_fill_codes,
     sigma_factor_of,
@@ -384,8 +385,8 @@ def read_netcdf_product(
     if sigma_floor is not None:  # in the data variable's units; a missing sigma becomes the floor
         sigma = np.fmax(sigma, sigma_floor * factor / sigma_factor)
     check_sigma(data, sigma, f"{where}: sigma of {nc_variable!r}")
-    data = data * calendar_months(have, times, keys, months)  # calendar months' totals per month
-    sigma = sigma * calendar_months(su, times, keys, months)
+    days = calendar_months(times, keys, months)  # calendar months' totals per month: by their days
+    data, sigma = data * per_month_factor(have, days), sigma * per_month_factor(su, days)
     data = (data * factor).assign_attrs(units=units, source=str(path), file_units=have)
     sigma = (sigma * abs(sigma_factor)).assign_attrs(units=units)
     return Product(name or f"{path.stem}", variable, data, sigma)

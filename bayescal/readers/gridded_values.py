@@ -15,8 +15,8 @@ from .fluxnet import ReaderError, fill_code_in
 from .units import UnitError, calendar_factor, conversion_factor, parse_units
 
 __all__ = ["calendar_months", "check_options", "check_sigma", "data_units", "from_cesm", "masked",
-           "open_product", "refuse_coarser_than_months", "refuse_fill_codes", "sigma_factor_of",
-           "warn_if_stamped_at_month_ends"]
+           "open_product", "per_month_factor", "refuse_coarser_than_months", "refuse_fill_codes",
+           "sigma_factor_of", "warn_if_stamped_at_month_ends"]
 
 
 def check_options(where: str, path: Path, *, sigma_floor: float | None, relative_sigma: float | None,
@@ -240,19 +240,27 @@ def warn_if_stamped_at_month_ends(t: xr.DataArray, keys: np.ndarray, what: str, 
                   UserWarning, stacklevel=4)
 
 
-def calendar_months(units: str, times: xr.DataArray, keys: np.ndarray, months) -> xr.DataArray | float:
-    """The factor (on ``months``, the model's) putting a monthly product's calendar months'
-    totals in ``units`` per month on pint's nominal month (:func:`~.units.calendar_factor`): each
-    month's days in the file's calendar (a ``360_day`` February has 30, a ``noleap`` one 28).
-    1.0 when ``units`` are not per month or the file's steps are finer than months (``keys``,
-    year * 12 + month of each step, repeat): a rate per month of a day is pint's month."""
+def calendar_months(times: xr.DataArray, keys: np.ndarray, months) -> dict[str, object]:
+    """What puts a monthly product's calendar months' totals in units per month on pint's nominal
+    month (:func:`~.units.calendar_factor`): each of the model's ``months``' days in the file's
+    calendar (a ``360_day`` February has 30, a ``noleap`` one 28) -- ``{"days": ...}``, or
+    ``{}`` when the file's steps are finer than months (``keys``, year * 12 + month of each
+    step, repeat: a rate per month of a day is pint's month). :func:`per_month_factor` applies it."""
     import cftime
 
-    if calendar_factor(units, [1.0])[0] == 1.0 or np.unique(keys).size < keys.size:
-        return 1.0
+    if np.unique(keys).size < keys.size:
+        return {}
     first = times.values.ravel()[0] if times.size else None
     calendar = getattr(first, "calendar", None) or "standard"
     ym = np.asarray(months.year) * 12 + np.asarray(months.month) - 1
     days = [(cftime.datetime((k + 1) // 12, (k + 1) % 12 + 1, 1, calendar=calendar)
              - cftime.datetime(k // 12, k % 12 + 1, 1, calendar=calendar)).days for k in ym]
-    return xr.DataArray(calendar_factor(units, days), dims="time", coords={"time": np.asarray(months)})
+    return {"days": np.asarray(days, dtype=float), "time": np.asarray(months)}
+
+
+def per_month_factor(units: str, months: dict[str, object]) -> xr.DataArray | float:
+    """The factor on ``time`` for values in ``units`` (:func:`calendar_months`); 1.0 for units not
+    per month, or steps finer than months."""
+    if not months:
+        return 1.0
+    return xr.DataArray(calendar_factor(units, months["days"]), dims="time", coords={"time": months["time"]})
