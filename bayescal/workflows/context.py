@@ -162,23 +162,28 @@ class Context:
 
     def runs_identity(self) -> str:
         """What a model run gives besides its parameter values, as one hash (:mod:`bayescal.run.
-        reuse`): a model given to the context or an entry point's class, source and ``identity``;
-        else the ``[model]`` table and its files -- not the parameter space (``parameters_file``,
-        bounds, defaults: they choose the values a run is given, which are compared
-        themselves); and bayescal's version."""
+        reuse`): the ``[model]`` table and its files -- not the parameter space
+        (``parameters_file``, bounds, defaults: they choose the values a run is given, which are
+        compared themselves) --, a given model's or entry point's class, source and ``identity``,
+        and bayescal's version."""
         from bayescal import __version__
 
         from ..models.contract import ConformingModel
         from ..workflow.keys import file_digest, stage_key
 
         if "runs_identity" not in self._cache:
-            m = self.config.get("model", {})
-            if self._given or m.get("kind") == "python":
+            from .config import CHECK_ONLY_MODEL_KEYS, EXECUTION_ONLY_MODEL_KEYS, GLOBAL_ONLY, SCHEMA
+
+            # the keys its stages read (a site model's: not the global model's), its files by their
+            # contents wherever they are, and neither how runs are made nor what only check reads
+            left = ("parameters_file", *_FILE_KEYS, *EXECUTION_ONLY_MODEL_KEYS, *CHECK_ONLY_MODEL_KEYS,
+                    *(GLOBAL_ONLY["model"] if self.workflow.name == "site" else ()))
+            model = self.config["model"]
+            m = {k: model.get(k) for k in SCHEMA["model"] if k not in left}
+            if self._given or m.get("kind") == "python":  # and the class it is, with its options
                 inner = self.model.model if isinstance(self.model, ConformingModel) else self.model
-                m = {"class": f"{type(inner).__module__}.{type(inner).__qualname__}",
-                     "source": _class_source(type(inner)), "identity": getattr(inner, "identity", None)}
-            else:  # files by their contents, wherever they are
-                m = {k: v for k, v in m.items() if k not in ("parameters_file", *_FILE_KEYS)}
+                m.update({"class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+                          "source": _class_source(type(inner)), "identity": getattr(inner, "identity", None)})
             files = sorted(file_digest(f) for f in self._model_files())
             inputs = {"model": m, "files": files, "bayescal": __version__}
             self._cache["runs_identity"] = stage_key("runs", inputs)
